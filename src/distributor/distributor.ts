@@ -1,0 +1,622 @@
+import { createServer as createTcpServer, type Server, type Socket } from 'node:net'
+import { createServer as createTlsServer } from 'node:tls'
+import { nanoid } from 'nanoid'
+import { FRAME_ENVELOPE_BYTES } from '../config.js'
+import {
+  ConnectionClosedError,
+  DistributorClosedError,
+  ErrorCode,
+  HandshakeError,
+  InvalidArgumentError,
+  JobFailedError,
+  JobsError,
+  ProtocolError,
+  QueueFullError,
+  serializeError,
+} from '../errors.js'
+import { TypedEmitter } from '../events.js'
+import { decodeArgs, encodeArgs, type JobArgsObject } from '../protocol/args.js'
+import { Connection } from '../protocol/connection.js'
+import {
+  MessageType,
+  type CancelResultMessage,
+  type FeedbackRef,
+  type Message,
+  type WireFeedback,
+  type WireJob,
+} from '../protocol/messages.js'
+import type { ArgsOf } from '../node/registry.js'
+import { NodePool } from './node-pool.js'
+import { NodeSession } from './node-session.js'
+import {
+  resolveDistributorOptions,
+  resolveEnqueueOptions,
+  type DistributorOptions,
+  type EnqueueOptions,
+  type ResolvedDistributorOptions,
+} from './options.js'
+import { PendingQueue, routeKey } from './pending-queue.js'
+import { toWireJob, wireSize, type FeedbackCallback, type TrackedJob } from './tracked-job.js'
+
+/** What `enqueue` returns. */
+export interface JobHandle<R extends JobArgsObject = JobArgsObject> {
+  readonly id: string
+  /**
+   * Resolves with the final args on success (for a periodic job: when its schedule ends);
+   * rejects with JobFailedError after the last attempt failed. Never an unhandled rejection
+   * when nobody awaits it.
+   */
+  readonly done: Promise<R>
+  /** true when the job was cancelled before it finished, false when it had finished already. */
+  cancel(): Promise<boolean>
+}
+
+export interface DistributorEventMap {
+  listening: { host: string; port: number }
+  'node:connect': { node: string; jobs: string[]; concurrency: number; durable: boolean }
+  'node:disconnect': { node: string; reason: JobsError | undefined }
+  /** A connection that failed the handshake (bad version, failed auth, timeout). */
+  'node:rejected': { remote: string; code: string; message: string }
+  'job:enqueue': { id: string; name: string }
+  'job:dispatch': { id: string; name: string; node: string }
+  'job:accepted': { id: string; name: string; node: string }
+  /** No connected node knows the job's name: it waits until one that does connects. */
+  'job:unroutable': { id: string; name: string }
+  /** Back to the queue: its node dropped before finishing it. */
+  'job:requeue': { id: string; name: string; node: string }
+  'job:success': { id: string; name: string; run: number; node: string; args: JobArgsObject }
+  'job:failed': { id: string; name: string; run: number; node: string; args: JobArgsObject }
+  'job:cancelled': { id: string; name: string }
+  /** Feedback for a job this distributor does not hold (it restarted since the enqueue). */
+  'feedback:orphan': { id: string; run: number; kind: 'success' | 'error'; node: string; args: JobArgsObject }
+  /** A feedback closure threw; the distributor goes on. */
+  'feedback:error': { id: string; name: string; error: Error }
+  close: Record<string, never>
+}
+
+/** Ids of jobs finished recently, to tell a re-sent feedback from an orphan. */
+const RECENT_LIMIT = 100_000
+
+/**
+ * Holds pending jobs and the caller's feedback closures; pushes jobs to nodes over framed
+ * TCP and runs feedback as it comes back.
+ *
+ * Lifecycle: NEW → LISTENING (start) → CLOSED (close). `enqueue` works from construction
+ * (jobs wait until a node connects) until close.
+ *
+ * INVARIANTS: every job in `jobs` is in exactly one place: the pending queue, a session's
+ * `sent`, or accepted (a memory node's `owned`, or only its owner's name for a durable
+ * node). The dispatch pass runs only when something changed that could let a job move
+ * (an enqueue, a node with room), never on a timer, so an idle distributor costs nothing.
+ */
+export class Distributor extends TypedEmitter<DistributorEventMap> {
+  readonly options: ResolvedDistributorOptions
+  readonly id = nanoid()
+  private readonly log
+  private server: Server | undefined
+  private readonly connections = new Set<Connection>()
+  private readonly pool = new NodePool()
+  private readonly queue = new PendingQueue()
+  private readonly jobs = new Map<string, TrackedJob>()
+  private readonly recent = new Set<string>()
+  private readonly unroutableNames = new Set<string>()
+  private readonly cancelRequests = new Set<TrackedJob>()
+  private seq = 0
+  private dispatchQueued = false
+  private closed = false
+  private boundPort = 0
+
+  constructor(options: DistributorOptions = {}, defaults = { alwaysUseSpecifiedNode: false }) {
+    super()
+    this.options = resolveDistributorOptions(options, defaults)
+    this.log = this.options.logger
+  }
+
+  /** The bound port (the real one when listening on port 0). */
+  get port(): number {
+    return this.boundPort
+  }
+
+  get listening(): boolean {
+    return this.server?.listening === true
+  }
+
+  /** Jobs waiting for a node (counted against maxPending). */
+  get pendingCount(): number {
+    return this.queue.size
+  }
+
+  /** Jobs enqueued and not yet finished. */
+  get activeCount(): number {
+    return this.jobs.size
+  }
+
+  /** Names of the nodes connected now. */
+  get nodes(): string[] {
+    return this.pool.all().map((s) => s.name)
+  }
+
+  async start(): Promise<this> {
+    if (this.server !== undefined) return this
+    const onSocket = (socket: Socket): void => this.onSocket(socket)
+    const server = this.options.tls === undefined ? createTcpServer(onSocket) : createTlsServer(this.options.tls, onSocket)
+    server.maxConnections = this.options.maxConnections
+    this.server = server
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(this.options.port, this.options.host, () => {
+        server.off('error', reject)
+        resolve()
+      })
+    })
+    server.on('error', (err) => this.log.error({ err }, 'server error'))
+    const address = server.address()
+    this.boundPort = typeof address === 'object' && address !== null ? address.port : this.options.port
+    this.log.info({ host: this.options.host, port: this.boundPort, tls: this.options.tls !== undefined }, 'distributor listening')
+    this.safeEmit('listening', { host: this.options.host, port: this.boundPort })
+    return this
+  }
+
+  /**
+   * Adds a job. Throws at once (nothing enqueued) on a bad name, args or option, a full
+   * queue, or a closed distributor.
+   */
+  enqueue<N extends string>(
+    name: N,
+    args: ArgsOf<N> = {} as ArgsOf<N>,
+    opts: EnqueueOptions = {},
+    onSuccess?: FeedbackCallback<ArgsOf<N>>,
+    onError?: FeedbackCallback<ArgsOf<N>>,
+  ): JobHandle<ArgsOf<N>> {
+    if (this.closed) throw new DistributorClosedError('distributor is closed: enqueue refused')
+    if (typeof name !== 'string' || name.length === 0) {
+      throw new InvalidArgumentError(`'name' must be a non-empty string, got ${typeof name}`)
+    }
+    if (onSuccess !== undefined && typeof onSuccess !== 'function') throw new InvalidArgumentError(`'onSuccess' must be a function`)
+    if (onError !== undefined && typeof onError !== 'function') throw new InvalidArgumentError(`'onError' must be a function`)
+    const resolved = resolveEnqueueOptions(opts, Date.now())
+    const bytes = encodeArgs(args, this.options.maxFrameSize - FRAME_ENVELOPE_BYTES)
+    if (this.queue.size >= this.options.maxPending) throw new QueueFullError(this.options.maxPending)
+
+    let resolve!: (args: ArgsOf<N>) => void
+    let reject!: (err: Error) => void
+    const done = new Promise<ArgsOf<N>>((res, rej) => {
+      resolve = res
+      reject = rej
+    })
+    // JobReactor users pass closures and never look at `done`: a failure must not crash them.
+    done.catch(() => {})
+    const job: TrackedJob = {
+      id: nanoid(),
+      name,
+      args: bytes,
+      dueAt: resolved.dueAt,
+      firstDueAt: resolved.dueAt,
+      run: 1,
+      period: resolved.period,
+      defer: resolved.defer,
+      maxAttempt: resolved.maxAttempt,
+      retry: resolved.retry,
+      timeout: resolved.timeout,
+      node: resolved.node,
+      notNode: resolved.notNode,
+      routeKey: routeKey(name, resolved.node, resolved.notNode),
+      seq: this.seq++,
+      state: 'pending',
+      session: undefined,
+      owner: undefined,
+      countsLoad: false,
+      onSuccess: onSuccess as FeedbackCallback | undefined,
+      onError: onError as FeedbackCallback | undefined,
+      resolve: resolve as (args: JobArgsObject) => void,
+      reject,
+      cancelWaiters: undefined,
+    }
+    this.jobs.set(job.id, job)
+    this.queue.push(job)
+    this.safeEmit('job:enqueue', { id: job.id, name })
+    if (!this.pool.knows(name)) this.reportUnroutable(job)
+    this.scheduleDispatch()
+    return { id: job.id, done, cancel: () => this.cancel(job.id) }
+  }
+
+  /**
+   * Cancels a job by id: a job not yet run never runs, a periodic job stops. Resolves true
+   * when it was cancelled before finishing, false when it had finished (or is unknown here).
+   * Neither feedback closure runs for it; `done` resolves with the args as last known.
+   */
+  cancel(id: string): Promise<boolean> {
+    const job = this.jobs.get(id)
+    if (job === undefined) return Promise.resolve(false)
+    if (job.state === 'pending') {
+      this.queue.taken()
+      this.finishCancelled(job)
+      return Promise.resolve(true)
+    }
+    return new Promise<boolean>((resolve) => {
+      ;(job.cancelWaiters ??= []).push(resolve)
+      this.cancelRequests.add(job)
+      this.sendCancel(job)
+    })
+  }
+
+  /**
+   * Stops taking enqueues, rejects every unfinished job's `done` with
+   * DistributorClosedError (their error closures get it as `args.error`), and closes every
+   * connection. Nodes keep the feedback of jobs they accepted and deliver it to whichever
+   * distributor next listens at this address (as `feedback:orphan` there).
+   */
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    const err = new DistributorClosedError('distributor closed before the job finished')
+    for (const job of this.jobs.values()) {
+      const args = { ...decodeArgs(job.args), error: serializeError(err) }
+      this.runClosure(job, job.onError, args)
+      job.state = 'cancelled'
+      job.reject(err)
+      for (const waiter of job.cancelWaiters ?? []) waiter(false)
+    }
+    this.jobs.clear()
+    const server = this.server
+    for (const connection of this.connections) connection.close()
+    if (server !== undefined) {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        for (const connection of this.connections) connection.socket.destroy()
+      })
+    }
+    this.safeEmit('close', {})
+  }
+
+  // --- connections -------------------------------------------------------------------
+
+  private onSocket(socket: Socket): void {
+    if (this.closed) {
+      socket.destroy()
+      return
+    }
+    const session = new NodeSession()
+    const connection = new Connection(
+      socket,
+      { maxFrameSize: this.options.maxFrameSize, stallTimeoutMs: this.options.stallTimeoutMs, log: this.log },
+      {
+        onMessage: (message) => this.onMessage(session, message),
+        onDrain: () => this.scheduleDispatch(),
+        onClose: (reason) => this.onSessionClose(session, reason),
+      },
+    )
+    session.connection = connection
+    this.connections.add(connection)
+    const timer = setTimeout(() => {
+      if (session.state === 'handshake') {
+        this.rejectSession(session, new HandshakeError(`no hello within ${this.options.handshakeTimeoutMs} ms`, ErrorCode.HANDSHAKE_TIMEOUT))
+      }
+    }, this.options.handshakeTimeoutMs)
+    timer.unref()
+    socket.once('close', () => clearTimeout(timer))
+    session.sendChallenge(this.options.secret !== undefined)
+  }
+
+  private rejectSession(session: NodeSession, err: JobsError): void {
+    this.log.warn({ peer: session.connection.remote, node: session.name || undefined, code: err.code }, err.message)
+    this.safeEmit('node:rejected', { remote: session.connection.remote, code: err.code, message: err.message })
+    session.connection.close(err)
+  }
+
+  private onMessage(session: NodeSession, message: Message): void {
+    if (session.state === 'handshake') {
+      if (message.type !== MessageType.HELLO) {
+        this.rejectSession(session, new ProtocolError(`expected 'hello', got '${message.type}'`))
+        return
+      }
+      try {
+        session.acceptHello(message, this.options.secret, this.options.name, this.options.heartbeatMs)
+      } catch (err) {
+        this.rejectSession(session, err instanceof JobsError ? err : new HandshakeError(String(err)))
+        return
+      }
+      this.onSessionReady(session)
+      return
+    }
+    switch (message.type) {
+      case MessageType.PING:
+        return
+      case MessageType.ACCEPTED:
+        return this.onAccepted(session, message.ids)
+      case MessageType.REJECTED:
+        this.log.warn({ node: session.name, code: message.code, count: message.ids.length }, `node rejected jobs: ${message.message}`)
+        return this.onRejected(session, message.ids)
+      case MessageType.STATE:
+        session.accepting = message.accepting
+        if (message.accepting) this.scheduleDispatch()
+        return
+      case MessageType.FEEDBACK:
+        return this.onFeedback(session, message.items)
+      case MessageType.CANCEL_RESULT:
+        return this.onCancelResult(message)
+      case MessageType.ERROR:
+        this.log.warn({ node: session.name, code: message.code }, `node reported: ${message.message}`)
+        session.connection.close()
+        return
+      case MessageType.HELLO:
+      case MessageType.CHALLENGE:
+      case MessageType.WELCOME:
+      case MessageType.DISPATCH:
+      case MessageType.FEEDBACK_ACK:
+      case MessageType.CANCEL:
+        session.connection.close(new ProtocolError(`unexpected '${message.type}' from a node`))
+        return
+      default: {
+        const never: never = message
+        throw new ProtocolError(`unhandled message ${String(never)}`)
+      }
+    }
+  }
+
+  private onSessionReady(session: NodeSession): void {
+    // A restarted node may reconnect before its old connection is noticed dead: the new one wins.
+    const previous = this.pool.get(session.name)
+    if (previous !== undefined) {
+      this.log.warn({ node: session.name }, 'node reconnected; dropping its previous connection')
+      previous.connection.close(new ConnectionClosedError('replaced by a newer connection from the same node'))
+      this.releaseSession(previous, undefined)
+    }
+    this.pool.add(session)
+    this.log.info({ node: session.name, jobs: session.jobs.size, concurrency: session.concurrency, durable: session.durable }, 'node connected')
+    this.safeEmit('node:connect', {
+      node: session.name,
+      jobs: [...session.jobs],
+      concurrency: session.concurrency,
+      durable: session.durable,
+    })
+    for (const name of session.jobs) this.unroutableNames.delete(name)
+    for (const job of this.cancelRequests) if (job.owner === session.name) this.sendCancel(job)
+    this.scheduleDispatch()
+  }
+
+  private onSessionClose(session: NodeSession, reason: JobsError | undefined): void {
+    this.connections.delete(session.connection)
+    if (session.state !== 'ready') {
+      session.state = 'closed'
+      return
+    }
+    this.releaseSession(session, reason)
+  }
+
+  /** Takes a session out of routing and puts back in the queue what it did not keep. */
+  private releaseSession(session: NodeSession, reason: JobsError | undefined): void {
+    if (session.state === 'closed') return
+    session.state = 'closed'
+    this.pool.remove(session)
+    const back: TrackedJob[] = []
+    for (const job of session.sent.values()) back.push(job)
+    for (const job of session.owned.values()) back.push(job)
+    session.sent.clear()
+    session.owned.clear()
+    for (const job of back) {
+      job.state = 'pending'
+      job.session = undefined
+      job.owner = undefined
+      job.countsLoad = false
+      this.safeEmit('job:requeue', { id: job.id, name: job.name, node: session.name })
+    }
+    if (back.length > 0) {
+      this.log.warn({ node: session.name, jobs: back.length }, 'node dropped; its unfinished jobs go back to the queue')
+      this.queue.requeue(back)
+    }
+    this.log.info({ node: session.name, reason: reason?.message }, 'node disconnected')
+    this.safeEmit('node:disconnect', { node: session.name, reason })
+    this.scheduleDispatch()
+  }
+
+  // --- dispatch ------------------------------------------------------------------------
+
+  private scheduleDispatch(): void {
+    if (this.dispatchQueued || this.queue.size === 0 || this.closed) return
+    this.dispatchQueued = true
+    queueMicrotask(() => this.dispatchPending())
+  }
+
+  /** One pass over the routes: moves every job that has an eligible node with room. */
+  private dispatchPending(): void {
+    this.dispatchQueued = false
+    const batches = new Map<NodeSession, TrackedJob[]>()
+    for (const route of this.queue.routes.values()) {
+      for (;;) {
+        if (route.length === 0) break
+        const session = this.pool.pick(route.name, route.node, route.notNode, this.options.alwaysUseSpecifiedNode)
+        if (session === undefined) break
+        const job = route.shift()
+        if (job === undefined) break
+        this.queue.taken()
+        job.state = 'sent'
+        job.session = session
+        job.countsLoad = true
+        session.load++
+        session.sent.set(job.id, job)
+        let batch = batches.get(session)
+        if (batch === undefined) batches.set(session, (batch = []))
+        batch.push(job)
+      }
+      this.queue.dropEmpty(route)
+    }
+    for (const [session, batch] of batches) this.sendBatch(session, batch)
+  }
+
+  /** Sends a batch as dispatch frames that each stay under the frame limit. */
+  private sendBatch(session: NodeSession, batch: TrackedJob[]): void {
+    const limit = this.options.maxFrameSize - FRAME_ENVELOPE_BYTES
+    let frame: WireJob[] = []
+    let bytes = 0
+    for (const job of batch) {
+      const size = wireSize(job)
+      if (frame.length > 0 && bytes + size > limit) {
+        session.connection.send({ type: MessageType.DISPATCH, jobs: frame })
+        frame = []
+        bytes = 0
+      }
+      frame.push(toWireJob(job))
+      bytes += size
+      this.safeEmit('job:dispatch', { id: job.id, name: job.name, node: session.name })
+    }
+    if (frame.length > 0) session.connection.send({ type: MessageType.DISPATCH, jobs: frame })
+  }
+
+  private onAccepted(session: NodeSession, ids: string[]): void {
+    const now = Date.now()
+    for (const id of ids) {
+      const job = session.sent.get(id)
+      if (job === undefined) continue
+      session.sent.delete(id)
+      job.state = 'accepted'
+      job.owner = session.name
+      if (!session.durable) session.owned.set(id, job)
+      // A job that will wait on the node's timer does not hold a slot of its window.
+      if (job.period !== undefined || job.dueAt > now) this.releaseLoad(job)
+      this.safeEmit('job:accepted', { id, name: job.name, node: session.name })
+    }
+    this.scheduleDispatch()
+  }
+
+  private onRejected(session: NodeSession, ids: string[]): void {
+    const back: TrackedJob[] = []
+    for (const id of ids) {
+      const job = session.sent.get(id)
+      if (job === undefined) continue
+      session.sent.delete(id)
+      this.releaseLoad(job)
+      job.state = 'pending'
+      job.session = undefined
+      back.push(job)
+    }
+    // A node that refuses work is not a candidate until it says it accepts again.
+    session.accepting = false
+    this.queue.requeue(back)
+    this.scheduleDispatch()
+  }
+
+  private releaseLoad(job: TrackedJob): void {
+    if (job.countsLoad && job.session !== undefined) job.session.load--
+    job.countsLoad = false
+  }
+
+  private reportUnroutable(job: TrackedJob): void {
+    this.safeEmit('job:unroutable', { id: job.id, name: job.name })
+    if (!this.unroutableNames.has(job.name)) {
+      // One line per name until a node that knows it connects: a burst must not flood the log.
+      this.unroutableNames.add(job.name)
+      this.log.warn({ job: job.name }, `no connected node knows job '${job.name}'; jobs wait until one connects`)
+    }
+  }
+
+  // --- feedback ------------------------------------------------------------------------
+
+  private onFeedback(session: NodeSession, items: WireFeedback[]): void {
+    const acks: FeedbackRef[] = []
+    for (const item of items) {
+      acks.push({ id: item.id, run: item.run })
+      const job = this.jobs.get(item.id)
+      if (job === undefined) {
+        if (!this.recent.has(item.id)) {
+          this.safeEmit('feedback:orphan', { id: item.id, run: item.run, kind: item.kind, node: session.name, args: decodeArgs(item.args) })
+        }
+        continue
+      }
+      // At-least-once: a feedback re-sent after a reconnect is delivered once.
+      if (item.run < job.run) continue
+      const args = decodeArgs(item.args)
+      const event = { id: job.id, name: job.name, run: item.run, node: session.name, args }
+      if (item.kind === 'success') {
+        this.runClosure(job, job.onSuccess, args)
+        this.safeEmit('job:success', event)
+      } else {
+        this.runClosure(job, job.onError, args)
+        this.safeEmit('job:failed', event)
+      }
+      if (item.final) {
+        this.finish(job)
+        if (item.kind === 'success') job.resolve(args)
+        else job.reject(new JobFailedError(job.name, job.id, args))
+        for (const waiter of job.cancelWaiters ?? []) waiter(false)
+      } else if (job.period !== undefined) {
+        job.run = item.run + 1
+        job.dueAt = job.firstDueAt + item.run * job.period * 1000
+      }
+    }
+    session.connection.send({ type: MessageType.FEEDBACK_ACK, items: acks })
+    this.scheduleDispatch()
+  }
+
+  private runClosure(job: TrackedJob, closure: FeedbackCallback | undefined, args: JobArgsObject): void {
+    if (closure === undefined) return
+    const report = (thrown: unknown): void => {
+      const error = thrown instanceof Error ? thrown : new Error(String(thrown))
+      this.log.error({ err: error, job: job.name, id: job.id }, 'feedback closure threw')
+      this.safeEmit('feedback:error', { id: job.id, name: job.name, error })
+    }
+    try {
+      const result = closure(args)
+      if (result instanceof Promise) result.catch(report)
+    } catch (err) {
+      report(err)
+    }
+  }
+
+  /** The job leaves every table: no more feedback is expected for it. */
+  private finish(job: TrackedJob): void {
+    job.state = 'done'
+    this.releaseLoad(job)
+    job.session?.owned.delete(job.id)
+    job.session?.sent.delete(job.id)
+    this.jobs.delete(job.id)
+    this.cancelRequests.delete(job)
+    this.recent.add(job.id)
+    if (this.recent.size > RECENT_LIMIT) {
+      const oldest = this.recent.values().next().value
+      if (oldest !== undefined) this.recent.delete(oldest)
+    }
+  }
+
+  // --- cancel --------------------------------------------------------------------------
+
+  private sendCancel(job: TrackedJob): void {
+    const target = job.state === 'sent' ? job.session : job.owner === undefined ? undefined : this.pool.get(job.owner)
+    // Not reachable now: the request stays in `cancelRequests` and goes out when the node is back.
+    target?.connection.send({ type: MessageType.CANCEL, id: job.id })
+  }
+
+  private onCancelResult(message: CancelResultMessage): void {
+    const job = this.jobs.get(message.id)
+    if (job === undefined) return
+    if (message.outcome === 'cancelled') {
+      this.finishCancelled(job)
+      return
+    }
+    if (message.outcome === 'unknown' && job.state === 'pending') {
+      // It came back to the queue meanwhile: cancel it here.
+      this.queue.taken()
+      this.finishCancelled(job)
+      return
+    }
+    if (message.outcome === 'unknown') {
+      // The node no longer holds it (a memory node that restarted): nothing left to stop here.
+      this.cancelRequests.delete(job)
+      for (const waiter of job.cancelWaiters ?? []) waiter(false)
+      job.cancelWaiters = undefined
+    }
+    // 'finished': its final feedback is on the way and settles the waiters.
+  }
+
+  private finishCancelled(job: TrackedJob): void {
+    this.finish(job)
+    job.state = 'cancelled'
+    this.safeEmit('job:cancelled', { id: job.id, name: job.name })
+    job.resolve(decodeArgs(job.args))
+    for (const waiter of job.cancelWaiters ?? []) waiter(true)
+  }
+
+  protected override onListenerError(event: string, err: unknown): void {
+    this.log.error({ err, event }, 'event listener threw')
+  }
+}

@@ -1,0 +1,192 @@
+import type { TlsOptions } from 'node:tls'
+import {
+  checkBoolean,
+  checkInteger,
+  checkKnownKeys,
+  checkNumber,
+  checkPlainOptions,
+  checkSecret,
+  checkString,
+  DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  DEFAULT_HEARTBEAT_MS,
+  DEFAULT_HOST,
+  DEFAULT_MAX_CONNECTIONS,
+  DEFAULT_MAX_FRAME_SIZE,
+  DEFAULT_MAX_PENDING,
+  DEFAULT_PORT,
+  DEFAULT_STALL_TIMEOUT_MS,
+  describe,
+  isLoopback,
+} from '../config.js'
+import { InvalidArgumentError } from '../errors.js'
+import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from '../logger.js'
+import { normalizeRetry, type RetryPolicy } from '../scheduling/retry.js'
+
+export interface DistributorOptions {
+  /** Address to listen on. Non-loopback needs `secret` or `tls`, or `insecure: true`. @default '127.0.0.1' */
+  host?: string
+  /** Port to listen on; 0 picks a free one (read it from `distributor.port`). @default 5000 */
+  port?: number
+  /** Shared secret (16+ characters) that nodes must prove they know. @default undefined */
+  secret?: string
+  /** Serve the link over TLS (node:tls server options: cert, key, ca, requestCert …). */
+  tls?: TlsOptions
+  /** Allow listening on a non-loopback address with neither secret nor TLS. @default false */
+  insecure?: boolean
+  /** Jobs waiting for a node, past which `enqueue` throws QueueFullError. @default 1_000_000 */
+  maxPending?: number
+  /** Largest frame accepted or sent, in bytes. @default 16 MiB */
+  maxFrameSize?: number
+  /** Heartbeat interval; a node silent for 3 intervals is gone. @default 5000 */
+  heartbeatMs?: number
+  /** A connection that has not completed the handshake by then is dropped. @default 10000 */
+  handshakeTimeoutMs?: number
+  /** A node that stops reading for this long is dropped. @default 30000 */
+  stallTimeoutMs?: number
+  /** Simultaneous connections accepted. @default 1024 */
+  maxConnections?: number
+  /** A job with `node` waits for that node. @default JR.config.alwaysUseSpecifiedNode */
+  alwaysUseSpecifiedNode?: boolean
+  /** A name for logs and for nodes' logs. @default 'distributor' */
+  name?: string
+  logger?: Logger
+  /** @default 'info' (or JR_LOG_LEVEL) */
+  logLevel?: LogLevel
+}
+
+export interface ResolvedDistributorOptions {
+  host: string
+  port: number
+  secret: string | undefined
+  tls: TlsOptions | undefined
+  maxPending: number
+  maxFrameSize: number
+  heartbeatMs: number
+  handshakeTimeoutMs: number
+  stallTimeoutMs: number
+  maxConnections: number
+  alwaysUseSpecifiedNode: boolean
+  name: string
+  logger: Logger
+}
+
+const DISTRIBUTOR_KEYS = [
+  'host', 'port', 'secret', 'tls', 'insecure', 'maxPending', 'maxFrameSize', 'heartbeatMs',
+  'handshakeTimeoutMs', 'stallTimeoutMs', 'maxConnections', 'alwaysUseSpecifiedNode', 'name',
+  'logger', 'logLevel',
+] as const
+
+export function resolveDistributorOptions(input: unknown, defaults: { alwaysUseSpecifiedNode: boolean }): ResolvedDistributorOptions {
+  const o = checkPlainOptions('distributor', input)
+  checkKnownKeys('distributor', o, DISTRIBUTOR_KEYS)
+  const host = o['host'] === undefined ? DEFAULT_HOST : checkString('host', o['host'])
+  const secret = checkSecret('secret', o['secret'])
+  const tls = o['tls'] === undefined ? undefined : (checkPlainOptions('tls', o['tls']) as TlsOptions)
+  const insecure = o['insecure'] === undefined ? false : checkBoolean('insecure', o['insecure'])
+  if (!isLoopback(host) && secret === undefined && tls === undefined && !insecure) {
+    throw new InvalidArgumentError(
+      `refusing to listen on non-loopback host '${host}' without 'secret' or 'tls': anyone who reaches the port could take jobs; pass insecure: true to do it anyway`,
+    )
+  }
+  const logLevel = o['logLevel']
+  if (logLevel !== undefined && !LOG_LEVELS.includes(logLevel as LogLevel)) {
+    throw new InvalidArgumentError(`'logLevel' must be one of ${LOG_LEVELS.join(', ')}, got ${describe(logLevel)}`)
+  }
+  const name = o['name'] === undefined ? 'distributor' : checkString('name', o['name'])
+  return {
+    host,
+    port: o['port'] === undefined ? DEFAULT_PORT : checkInteger('port', o['port'], 0, 65535),
+    secret,
+    tls,
+    maxPending: o['maxPending'] === undefined ? DEFAULT_MAX_PENDING : checkInteger('maxPending', o['maxPending'], 1),
+    maxFrameSize: o['maxFrameSize'] === undefined ? DEFAULT_MAX_FRAME_SIZE : checkInteger('maxFrameSize', o['maxFrameSize'], 1024, 2 ** 31 - 1),
+    heartbeatMs: o['heartbeatMs'] === undefined ? DEFAULT_HEARTBEAT_MS : checkInteger('heartbeatMs', o['heartbeatMs'], 10),
+    handshakeTimeoutMs:
+      o['handshakeTimeoutMs'] === undefined ? DEFAULT_HANDSHAKE_TIMEOUT_MS : checkInteger('handshakeTimeoutMs', o['handshakeTimeoutMs'], 1),
+    stallTimeoutMs: o['stallTimeoutMs'] === undefined ? DEFAULT_STALL_TIMEOUT_MS : checkInteger('stallTimeoutMs', o['stallTimeoutMs'], 1),
+    maxConnections:
+      o['maxConnections'] === undefined ? DEFAULT_MAX_CONNECTIONS : checkInteger('maxConnections', o['maxConnections'], 1),
+    alwaysUseSpecifiedNode:
+      o['alwaysUseSpecifiedNode'] === undefined
+        ? defaults.alwaysUseSpecifiedNode
+        : checkBoolean('alwaysUseSpecifiedNode', o['alwaysUseSpecifiedNode']),
+    name,
+    logger: (o['logger'] as Logger | undefined) ?? createLogger(logLevel as LogLevel | undefined).child({ distributor: name }),
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+
+export interface EnqueueOptions {
+  /** Run this many seconds after enqueue (fractions allowed). */
+  after?: number
+  /** Run at this instant. */
+  runAt?: Date | number
+  /** Run every `period` seconds; the first run is at `after`/`runAt`, else at once. */
+  period?: number
+  /** Prefer this node (with alwaysUseSpecifiedNode: wait for it). */
+  node?: string
+  /** Never run on this node. */
+  notNode?: string
+  /** Run the chain in a worker thread of the node. */
+  defer?: boolean
+  /** Attempts per run, overriding the node's maxAttempt. */
+  maxAttempt?: number
+  /** Linear backoff multiplier in seconds, overriding the node's. */
+  retryMultiplier?: number
+  /** Backoff policy (or a linear multiplier), overriding the node's. */
+  retry?: number | RetryPolicy
+  /** Per-attempt limit in seconds. */
+  timeout?: number
+}
+
+/** Enqueue options, validated, with the due time made absolute. */
+export interface ResolvedEnqueueOptions {
+  dueAt: number
+  period: number | undefined
+  node: string | undefined
+  notNode: string | undefined
+  defer: boolean
+  maxAttempt: number | undefined
+  retry: RetryPolicy | undefined
+  timeout: number | undefined
+}
+
+const ENQUEUE_KEYS = ['after', 'runAt', 'period', 'node', 'notNode', 'defer', 'maxAttempt', 'retryMultiplier', 'retry', 'timeout'] as const
+
+export function resolveEnqueueOptions(input: unknown, now: number): ResolvedEnqueueOptions {
+  const o = checkPlainOptions('enqueue', input)
+  checkKnownKeys('enqueue', o, ENQUEUE_KEYS)
+  if (o['after'] !== undefined && o['runAt'] !== undefined) {
+    throw new InvalidArgumentError(`'after' and 'runAt' are exclusive: give one`)
+  }
+  if (o['retry'] !== undefined && o['retryMultiplier'] !== undefined) {
+    throw new InvalidArgumentError(`'retry' and 'retryMultiplier' are exclusive: give one`)
+  }
+  let dueAt = now
+  if (o['after'] !== undefined) dueAt = now + checkNumber('after', o['after']) * 1000
+  const runAt = o['runAt']
+  if (runAt !== undefined) {
+    const ms = runAt instanceof Date ? runAt.getTime() : runAt
+    if (typeof ms !== 'number' || !Number.isFinite(ms)) {
+      throw new InvalidArgumentError(`'runAt' must be a Date or epoch milliseconds, got ${describe(runAt)}`)
+    }
+    dueAt = ms
+  }
+  const period = o['period'] === undefined ? undefined : checkNumber('period', o['period'], 0.001)
+  let retry: RetryPolicy | undefined
+  if (o['retry'] !== undefined) retry = normalizeRetry(o['retry'], 'retry')
+  if (o['retryMultiplier'] !== undefined) {
+    retry = { strategy: 'linear', multiplier: checkNumber('retryMultiplier', o['retryMultiplier']) }
+  }
+  return {
+    dueAt: Math.round(dueAt),
+    period,
+    node: o['node'] === undefined ? undefined : checkString('node', o['node']),
+    notNode: o['notNode'] === undefined ? undefined : checkString('notNode', o['notNode']),
+    defer: o['defer'] === undefined ? false : checkBoolean('defer', o['defer']),
+    maxAttempt: o['maxAttempt'] === undefined ? undefined : checkInteger('maxAttempt', o['maxAttempt'], 1),
+    retry,
+    timeout: o['timeout'] === undefined ? undefined : checkNumber('timeout', o['timeout'], 0.001),
+  }
+}

@@ -1,0 +1,101 @@
+import type { TrackedJob } from './tracked-job.js'
+
+/**
+ * Jobs with the same (name, node, notNode) can go to the same nodes, so they share one
+ * FIFO "route". A dispatch pass asks the pool once per route instead of once per job: with
+ * a million jobs waiting for a busy or absent node, a pass costs one lookup per route, not
+ * a scan of the queue.
+ */
+export class Route {
+  private items: TrackedJob[] = []
+  private head = 0
+
+  constructor(
+    readonly key: string,
+    readonly name: string,
+    readonly node: string | undefined,
+    readonly notNode: string | undefined,
+  ) {}
+
+  get length(): number {
+    return this.items.length - this.head
+  }
+
+  push(job: TrackedJob): void {
+    this.items.push(job)
+  }
+
+  /** Puts jobs back at the front, oldest first (they were enqueued before the rest). */
+  unshift(jobs: TrackedJob[]): void {
+    this.items = jobs.concat(this.items.slice(this.head))
+    this.head = 0
+  }
+
+  /** Next job still waiting; cancelled jobs left in place are skipped here. */
+  shift(): TrackedJob | undefined {
+    while (this.head < this.items.length) {
+      const job = this.items[this.head] as TrackedJob
+      this.items[this.head] = undefined as unknown as TrackedJob
+      this.head++
+      if (this.head > 1024 && this.head * 2 > this.items.length) {
+        this.items = this.items.slice(this.head)
+        this.head = 0
+      }
+      if (job.state === 'pending') return job
+    }
+    return undefined
+  }
+}
+
+export function routeKey(name: string, node: string | undefined, notNode: string | undefined): string {
+  return `${name}\0${node ?? ''}\0${notNode ?? ''}`
+}
+
+/**
+ * Every job waiting for a node. INVARIANT: `size` counts jobs in state 'pending' only;
+ * a cancel marks the job and decrements at once, its slot is dropped lazily by `shift`.
+ */
+export class PendingQueue {
+  readonly routes = new Map<string, Route>()
+  private count = 0
+
+  get size(): number {
+    return this.count
+  }
+
+  push(job: TrackedJob): void {
+    this.routeOf(job).push(job)
+    this.count++
+  }
+
+  /** Returns jobs a node did not keep; they go before anything enqueued after them. */
+  requeue(jobs: TrackedJob[]): void {
+    const byRoute = new Map<Route, TrackedJob[]>()
+    for (const job of jobs.sort((a, b) => a.seq - b.seq)) {
+      const route = this.routeOf(job)
+      let list = byRoute.get(route)
+      if (list === undefined) byRoute.set(route, (list = []))
+      list.push(job)
+    }
+    for (const [route, list] of byRoute) route.unshift(list)
+    this.count += jobs.length
+  }
+
+  /** A job left the queue (dispatched or cancelled). */
+  taken(): void {
+    this.count--
+  }
+
+  dropEmpty(route: Route): void {
+    if (route.length === 0) this.routes.delete(route.key)
+  }
+
+  private routeOf(job: TrackedJob): Route {
+    let route = this.routes.get(job.routeKey)
+    if (route === undefined) {
+      route = new Route(job.routeKey, job.name, job.node, job.notNode)
+      this.routes.set(job.routeKey, route)
+    }
+    return route
+  }
+}

@@ -1,0 +1,66 @@
+import type { JobArgsObject } from '../protocol/args.js'
+import type { WireJob } from '../protocol/messages.js'
+import type { RetryPolicy } from '../scheduling/retry.js'
+import type { NodeSession } from './node-session.js'
+
+export type FeedbackCallback<A extends JobArgsObject = JobArgsObject> = (args: A) => void | Promise<void>
+
+/**
+ * Where a job is, as the distributor sees it:
+ *   pending  → waiting in the queue for an eligible node with room
+ *   sent     → in a dispatch frame, not yet acknowledged (a drop sends it back to pending)
+ *   accepted → in the store of `session`'s node (a memory node's drop sends it back to pending)
+ *   done / cancelled → final; the job has left the table
+ */
+export type TrackedJobState = 'pending' | 'sent' | 'accepted' | 'done' | 'cancelled'
+
+/** Everything the distributor keeps of one job, from enqueue until its final feedback. */
+export interface TrackedJob {
+  id: string
+  name: string
+  args: Buffer
+  /** Due time of the run to dispatch next (absolute epoch ms). */
+  dueAt: number
+  /** Due time of the first run: periodic runs are due at firstDueAt + (run - 1) × period. */
+  firstDueAt: number
+  /** The run a (re-)dispatch starts at; feedback for runs below it was delivered. */
+  run: number
+  period: number | undefined
+  defer: boolean
+  maxAttempt: number | undefined
+  retry: RetryPolicy | undefined
+  timeout: number | undefined
+  node: string | undefined
+  notNode: string | undefined
+  routeKey: string
+  /** Enqueue order, so jobs put back go before newer ones. */
+  seq: number
+  state: TrackedJobState
+  /** The node session the job was sent to (while sent or accepted). */
+  session: NodeSession | undefined
+  /** Name of the node that accepted it: a cancel must reach that node, even after a reconnect. */
+  owner: string | undefined
+  /** Counts against `session`'s window. */
+  countsLoad: boolean
+  onSuccess: FeedbackCallback | undefined
+  onError: FeedbackCallback | undefined
+  resolve: (args: JobArgsObject) => void
+  reject: (err: Error) => void
+  /** Pending `cancel()` calls waiting for the node's answer. */
+  cancelWaiters: ((cancelled: boolean) => void)[] | undefined
+}
+
+export function toWireJob(job: TrackedJob): WireJob {
+  const wire: WireJob = { id: job.id, name: job.name, args: job.args, dueAt: job.dueAt, run: job.run }
+  if (job.period !== undefined) wire.period = job.period
+  if (job.defer) wire.defer = true
+  if (job.maxAttempt !== undefined) wire.maxAttempt = job.maxAttempt
+  if (job.retry !== undefined) wire.retry = job.retry
+  if (job.timeout !== undefined) wire.timeout = job.timeout
+  return wire
+}
+
+/** Bytes a job adds to a dispatch frame, roughly: args plus the fixed fields. */
+export function wireSize(job: TrackedJob): number {
+  return job.args.length + job.name.length + 96
+}

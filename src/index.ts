@@ -1,0 +1,38 @@
+export { JR, JobReactor } from './jr.js'
+export { Distributor } from './distributor/distributor.js'
+export type { DistributorEventMap, JobHandle } from './distributor/distributor.js'
+export type { DistributorOptions, EnqueueOptions } from './distributor/options.js'
+export type { FeedbackCallback } from './distributor/tracked-job.js'
+export { Node } from './node/node.js'
+export type { CloseOptions, NodeEventMap } from './node/node.js'
+export type { NodeOptions, NodeTlsOptions } from './node/options.js'
+export { job, jobCallback, jobErrback, JobRegistry, defaultRegistry } from './node/registry.js'
+export type { ArgsOf, JobArgs, JobContext, JobDefinition, JobStep } from './node/registry.js'
+export { loadJobDirectory } from './node/job-loader.js'
+export { DEFAULT_CONFIG } from './config.js'
+export type { Config } from './config.js'
+export {
+  AuthError,
+  CancelJob,
+  ConnectionClosedError,
+  DistributorClosedError,
+  ErrorCode,
+  FrameTooLargeError,
+  HandshakeError,
+  InvalidArgumentError,
+  JobFailedError,
+  JobsError,
+  ProtocolError,
+  QueueFullError,
+  StoreError,
+  TimeoutError,
+  UnknownJobError,
+  UnrecoverableError,
+} from './errors.js'
+export type { SerializedError } from './errors.js'
+export type { JobArgsObject } from './protocol/args.js'
+export type { RetryPolicy, LinearRetry, ExponentialRetry, FixedRetry } from './scheduling/retry.js'
+export { MemoryStore } from './storage/memory-store.js'
+export { RedisStore } from './storage/redis-store.js'
+export { JobStatus } from './storage/store.js'
+export type { Store, JobRecord, FeedbackRecord } from './storage/store.js'

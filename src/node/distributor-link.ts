@@ -1,0 +1,192 @@
+import { connect as connectTcp, type Socket } from 'node:net'
+import { connect as connectTls } from 'node:tls'
+import { AuthError, ErrorCode, HandshakeError, JobsError, ProtocolError } from '../errors.js'
+import type { Logger } from '../logger.js'
+import { Connection } from '../protocol/connection.js'
+import { distributorProof, newNonce, nodeProof, proofMatches } from '../protocol/handshake.js'
+import { MessageType, PROTOCOL_VERSION, type Message } from '../protocol/messages.js'
+import type { NodeTlsOptions } from './options.js'
+
+/** What a link needs of its node: a test can fake it in a few lines. */
+export interface LinkContext {
+  helloFields(): { node: string; version: string; jobs: string[]; concurrency: number; window: number; durable: boolean }
+  /** Handshake done: the link may carry jobs and feedback. */
+  onReady(link: DistributorLink): void
+  onMessage(link: DistributorLink, message: Message): void
+  onDown(link: DistributorLink, reason: JobsError | undefined): void
+}
+
+export interface LinkOptions {
+  host: string
+  port: number
+  key: string
+  secret: string | undefined
+  tls: NodeTlsOptions | undefined
+  maxFrameSize: number
+  stallTimeoutMs: number
+  reconnectMinMs: number
+  reconnectMaxMs: number
+  log: Logger
+}
+
+/**
+ * The node's side of one distributor: dials, proves itself, and redials forever with capped
+ * exponential backoff (with jitter, so a fleet of nodes does not redial in lockstep).
+ *
+ * States: IDLE → CONNECTING (socket) → HANDSHAKE (challenge/hello/welcome) → READY →
+ * (drop) → BACKOFF → CONNECTING …; CLOSED after close(), from any state.
+ */
+export class DistributorLink {
+  state: 'idle' | 'connecting' | 'handshake' | 'ready' | 'backoff' | 'closed' = 'idle'
+  /** Name the distributor gave in its welcome. */
+  distributorName = ''
+  private connection: Connection | undefined
+  private failures = 0
+  /** onReady was called and onDown not yet. */
+  private up = false
+  private timer: NodeJS.Timeout | undefined
+  private nonce = newNonce()
+  private serverNonce: Uint8Array | undefined
+
+  constructor(
+    private readonly ctx: LinkContext,
+    readonly options: LinkOptions,
+  ) {}
+
+  /** The key the node's jobs and feedback are filed under: the address it dials. */
+  get key(): string {
+    return this.options.key
+  }
+
+  get ready(): boolean {
+    return this.state === 'ready'
+  }
+
+  start(): void {
+    if (this.state !== 'idle') return
+    this.dial()
+  }
+
+  send(message: Message): boolean {
+    return this.state === 'ready' && this.connection !== undefined && this.connection.send(message)
+  }
+
+  close(): void {
+    this.state = 'closed'
+    if (this.timer !== undefined) clearTimeout(this.timer)
+    this.connection?.close()
+  }
+
+  private dial(): void {
+    this.state = 'connecting'
+    const { host, port, tls } = this.options
+    let socket: Socket
+    if (tls === undefined) {
+      socket = connectTcp({ host, port })
+    } else {
+      socket = connectTls({ host, port, ca: tls.ca, cert: tls.cert, key: tls.key, servername: tls.servername ?? host })
+    }
+    const connection = new Connection(
+      socket,
+      { maxFrameSize: this.options.maxFrameSize, stallTimeoutMs: this.options.stallTimeoutMs, log: this.options.log },
+      {
+        onMessage: (message) => this.onMessage(connection, message),
+        onClose: (reason) => this.onClose(connection, reason),
+      },
+    )
+    this.connection = connection
+    this.nonce = newNonce()
+    this.serverNonce = undefined
+    socket.once(tls === undefined ? 'connect' : 'secureConnect', () => {
+      if (this.connection === connection && this.state === 'connecting') this.state = 'handshake'
+    })
+  }
+
+  private onMessage(connection: Connection, message: Message): void {
+    if (this.state === 'ready') {
+      this.ctx.onMessage(this, message)
+      return
+    }
+    switch (message.type) {
+      case MessageType.CHALLENGE: {
+        if (message.protocolVersion !== PROTOCOL_VERSION) {
+          throw new HandshakeError(`distributor speaks protocol ${message.protocolVersion}, this node ${PROTOCOL_VERSION}`)
+        }
+        const fields = this.ctx.helloFields()
+        const { secret } = this.options
+        if (message.auth && secret === undefined) {
+          this.options.log.error({ distributor: this.key }, 'distributor requires a secret and this node has none')
+        }
+        this.serverNonce = message.nonce
+        connection.send({
+          type: MessageType.HELLO,
+          protocolVersion: PROTOCOL_VERSION,
+          ...fields,
+          nonce: this.nonce,
+          ...(secret === undefined ? {} : { proof: nodeProof(secret, message.nonce, this.nonce, fields.node) }),
+        })
+        return
+      }
+      case MessageType.WELCOME: {
+        const { secret } = this.options
+        if (this.serverNonce === undefined) throw new ProtocolError(`'welcome' before 'challenge'`)
+        if (secret !== undefined) {
+          const expected = distributorProof(secret, this.serverNonce, this.nonce, this.ctx.helloFields().node)
+          if (!proofMatches(expected, message.proof)) {
+            // A distributor that cannot prove the secret may be an impostor collecting jobs' results.
+            this.failures = Math.max(this.failures, 8)
+            connection.close(new AuthError(`distributor ${this.key} did not prove the shared secret`))
+            return
+          }
+        }
+        this.state = 'ready'
+        this.failures = 0
+        this.distributorName = message.distributor
+        connection.startHeartbeat(message.heartbeatMs)
+        this.up = true
+        this.ctx.onReady(this)
+        return
+      }
+      case MessageType.ERROR: {
+        const level = message.code === ErrorCode.AUTH ? 'error' : 'warn'
+        this.options.log[level]({ distributor: this.key, code: message.code }, `distributor refused the handshake: ${message.message}`)
+        // Do not hammer a distributor that refuses us: go straight to long backoff.
+        if (message.code === ErrorCode.AUTH || message.code === ErrorCode.HANDSHAKE_REJECTED) {
+          this.failures = Math.max(this.failures, 8)
+        }
+        connection.close()
+        return
+      }
+      default:
+        throw new ProtocolError(`unexpected '${message.type}' during the handshake`)
+    }
+  }
+
+  private onClose(connection: Connection, reason: JobsError | undefined): void {
+    if (this.connection !== connection) return
+    this.connection = undefined
+    const wasUp = this.up
+    if (wasUp) {
+      this.up = false
+      this.ctx.onDown(this, reason)
+    }
+    if (this.state === 'closed') return
+    this.state = 'backoff'
+    const delay = this.backoffDelay()
+    this.failures++
+    this.options.log[wasUp ? 'warn' : 'debug'](
+      { distributor: this.key, reason: reason?.message, retryInMs: delay },
+      wasUp ? 'lost the distributor; redialling' : 'cannot reach the distributor; redialling',
+    )
+    this.timer = setTimeout(() => {
+      this.timer = undefined
+      if (this.state === 'backoff') this.dial()
+    }, delay)
+  }
+
+  private backoffDelay(): number {
+    const { reconnectMinMs: min, reconnectMaxMs: max } = this.options
+    const ceiling = Math.min(max, min * 2 ** Math.min(this.failures, 30))
+    return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2)
+  }
+}

@@ -1,0 +1,69 @@
+import { readdir, stat } from 'node:fs/promises'
+import { extname, join, resolve } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { JobsError, ErrorCode } from '../errors.js'
+import { loadInto, type JobRegistry } from './registry.js'
+
+const JOB_FILE_EXTENSIONS = new Set(['.js', '.mjs', '.ts', '.mts'])
+
+async function listJobFiles(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { withFileTypes: true })
+  const files: string[] = []
+  for (const entry of entries.sort((a, b) => a.name.localeCompare(b.name))) {
+    const path = join(dir, entry.name)
+    if (entry.isDirectory()) {
+      if (entry.name !== 'node_modules' && !entry.name.startsWith('.')) files.push(...(await listJobFiles(path)))
+    } else if (JOB_FILE_EXTENSIONS.has(extname(entry.name)) && !entry.name.endsWith('.d.ts')) {
+      files.push(path)
+    }
+  }
+  return files
+}
+
+let typeScriptReady: Promise<void> | undefined
+
+/**
+ * Node 20 cannot import TypeScript by itself; tsx's loader hooks let a user's `.ts` job
+ * files load as they are. Registered once, and only when a `.ts` file is there.
+ */
+function ensureTypeScript(): Promise<void> {
+  typeScriptReady ??= (async () => {
+    // Under a test runner that already compiles TypeScript the hooks are not needed.
+    if (process.env['VITEST'] !== undefined) return
+    const { register } = await import('tsx/esm/api')
+    register()
+  })()
+  return typeScriptReady
+}
+
+let loadCount = 0
+
+/**
+ * Imports every job file under `directory` (recursively, in name order) into `registry`.
+ * Each load imports fresh module instances (a query on the URL), so two nodes of one
+ * process that load the same directory each get every definition.
+ */
+export async function loadJobDirectory(directory: string, registry: JobRegistry): Promise<string[]> {
+  const dir = resolve(directory)
+  let info
+  try {
+    info = await stat(dir)
+  } catch {
+    throw new JobsError(`job directory '${directory}' does not exist (resolved to ${dir})`, ErrorCode.JOB_FILE)
+  }
+  if (!info.isDirectory()) throw new JobsError(`job directory '${directory}' is not a directory`, ErrorCode.JOB_FILE)
+  const files = await listJobFiles(dir)
+  if (files.some((f) => f.endsWith('.ts') || f.endsWith('.mts'))) await ensureTypeScript()
+  const instance = ++loadCount
+  await loadInto(registry, async () => {
+    for (const file of files) {
+      const url = `${pathToFileURL(file).href}?jr-load=${instance}`
+      try {
+        await import(url)
+      } catch (err) {
+        throw new JobsError(`cannot load job file ${file}: ${(err as Error).message}`, ErrorCode.JOB_FILE, { cause: err })
+      }
+    }
+  })
+  return files
+}

@@ -1,0 +1,705 @@
+import { createRequire } from 'node:module'
+import { retryPolicyOf, type Config } from '../config.js'
+import {
+  CancelJob,
+  ErrorCode,
+  JobsError,
+  StoreError,
+  TimeoutError,
+  UnknownJobError,
+  serializeError,
+  type SerializedError,
+} from '../errors.js'
+import { TypedEmitter } from '../events.js'
+import type { Logger } from '../logger.js'
+import { decodeArgs, type JobArgsObject } from '../protocol/args.js'
+import { MessageType, type FeedbackRef, type Message, type WireFeedback, type WireJob } from '../protocol/messages.js'
+import { pack } from '../protocol/msgpack.js'
+import { computeBackoff, shouldRetry } from '../scheduling/retry.js'
+import { Scheduler } from '../scheduling/scheduler.js'
+import { MemoryStore } from '../storage/memory-store.js'
+import { RedisStore } from '../storage/redis-store.js'
+import {
+  FeedbackKind,
+  JobStatus,
+  feedbackKey,
+  type FeedbackRecord,
+  type JobPatch,
+  type JobRecord,
+  type Store,
+} from '../storage/store.js'
+import { runChain, type ChainOutcome } from './chain-runner.js'
+import { DistributorLink, type LinkContext } from './distributor-link.js'
+import { loadJobDirectory } from './job-loader.js'
+import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './options.js'
+import { JobRegistry, type JobContext } from './registry.js'
+
+const VERSION = (createRequire(import.meta.url)('../../package.json') as { version: string }).version
+
+export interface NodeEventMap {
+  /** Started: store open, jobs loaded, unfinished jobs resumed, distributors being dialled. */
+  ready: { name: string; jobs: string[]; resumed: number }
+  'link:up': { distributor: string }
+  'link:down': { distributor: string; reason: JobsError | undefined }
+  'job:accepted': { id: string; name: string }
+  'job:start': { id: string; name: string; attempt: number; run: number }
+  'job:retry': { id: string; name: string; attempt: number; delayMs: number; error: SerializedError }
+  'job:complete': { id: string; name: string; run: number; cancelled: boolean }
+  'job:failed': { id: string; name: string; run: number; error: SerializedError }
+  'job:cancelled': { id: string; name: string }
+  'feedback:acked': { id: string; run: number }
+  'store:down': { error: Error }
+  'store:up': Record<string, never>
+  close: Record<string, never>
+}
+
+/** A job this node holds, with what is only meaningful while the process lives. */
+interface LiveJob {
+  record: JobRecord
+  /** Where it is in this process; 'saving' until the store holds it. */
+  phase: 'saving' | 'scheduled' | 'queued' | 'running' | 'done'
+  /** The application asked to cancel it while it ran: act when the attempt ends. */
+  cancelRequested: boolean
+}
+
+/** The scheduler holds two kinds of timers: a job's due time, and an attempt's timeout. */
+type TimerItem = LiveJob | AbortController
+const TIMEOUT_KEY = 'timeout:'
+
+export interface CloseOptions {
+  /** Abandon running chains at once (they stay in storage as in progress). @default false */
+  force?: boolean
+  /** How long running chains may take. @default options.shutdownTimeoutMs */
+  timeoutMs?: number
+}
+
+/**
+ * A worker process's engine: takes jobs from distributors, stores them, runs each chain
+ * when due, retries failures, and sends feedback until acknowledged.
+ *
+ * Lifecycle: NEW → STARTING (store, job files, resume) → RUNNING → DRAINING (close():
+ * no new jobs, running chains finish or are abandoned, feedback flushes) → CLOSED.
+ *
+ * INVARIANTS: a job is answered `accepted` only after the store resolved its save. A
+ * feedback stays in the store's outbox (and `outbox` here) until its distributor acks
+ * it. At most `concurrency` chains run at once; due jobs beyond that wait in `ready`.
+ */
+export class Node extends TypedEmitter<NodeEventMap> {
+  readonly options: ResolvedNodeOptions
+  readonly registry: JobRegistry
+  readonly log: Logger
+  private store!: Store
+  private readonly config: Config
+  private readonly links = new Map<string, DistributorLink>()
+  private readonly live = new Map<string, LiveJob>()
+  private readonly ready: LiveJob[] = []
+  private readyHead = 0
+  private readonly scheduler: Scheduler<TimerItem>
+  /** Unacknowledged feedback per distributor key, in the order it was produced. */
+  private readonly outbox = new Map<string, Map<string, FeedbackRecord>>()
+  private readonly controllers = new Map<string, AbortController>()
+  private running = 0
+  private accepting = true
+  private state: 'new' | 'starting' | 'running' | 'draining' | 'closed' = 'new'
+  private idleWaiters: (() => void)[] = []
+  private closing: Promise<void> | undefined
+
+  /**
+   * @param config the JobReactor-style settings (maxAttempt, retries, remove*Jobs …); read
+   *   live, so `JR.configure` in a job file applies.
+   */
+  constructor(options: NodeOptions, config: Config) {
+    super()
+    this.options = resolveNodeOptions(options)
+    this.config = config
+    this.log = this.options.logger
+    this.registry = this.options.registry ?? new JobRegistry()
+    this.scheduler = new Scheduler<TimerItem>((key, item) => this.onTimer(key, item), undefined, {
+      onError: (err) => this.log.error({ err }, 'timer callback failed'),
+    })
+  }
+
+  get name(): string {
+    return this.options.name
+  }
+
+  /** Chains running now. */
+  get runningCount(): number {
+    return this.running
+  }
+
+  /** Jobs held (scheduled, queued, running), not finished. */
+  get jobCount(): number {
+    return this.live.size
+  }
+
+  /** Distributors this node is connected to now. */
+  get connectedDistributors(): string[] {
+    return [...this.links.values()].filter((l) => l.ready).map((l) => l.key)
+  }
+
+  async start(): Promise<this> {
+    if (this.state !== 'new') return this
+    this.state = 'starting'
+    if (this.options.registry === undefined) {
+      const dir = this.options.jobDirectory ?? this.config.jobDirectory
+      const files = await loadJobDirectory(dir, this.registry)
+      this.log.info({ dir, files: files.length, jobs: this.registry.names() }, 'job files loaded')
+    }
+    this.store = this.createStore()
+    await this.store.open()
+    const resumed = await this.resume()
+    this.state = 'running'
+    for (const d of this.options.distributors) {
+      const link = new DistributorLink(this.linkContext, {
+        ...d,
+        secret: this.options.secret,
+        tls: this.options.tls,
+        maxFrameSize: this.options.maxFrameSize,
+        stallTimeoutMs: this.options.stallTimeoutMs,
+        reconnectMinMs: this.options.reconnectMinMs,
+        reconnectMaxMs: this.options.reconnectMaxMs,
+        log: this.log,
+      })
+      this.links.set(d.key, link)
+      link.start()
+    }
+    this.safeEmit('ready', { name: this.name, jobs: this.registry.names(), resumed })
+    return this
+  }
+
+  /**
+   * Graceful shutdown: stop taking jobs, let running chains finish (or abandon them to
+   * storage past the timeout), flush feedback, close links and the store.
+   */
+  close(options: CloseOptions = {}): Promise<void> {
+    if (this.closing !== undefined) {
+      // A second request (a second SIGINT) may escalate to force.
+      if (options.force === true) this.abortRunning()
+      return this.closing
+    }
+    this.closing = this.shutdown(options)
+    return this.closing
+  }
+
+  private abortRunning(): void {
+    for (const controller of this.controllers.values()) controller.abort(new JobsError('node shutting down', ErrorCode.CONNECTION_CLOSED))
+  }
+
+  private async shutdown(options: CloseOptions): Promise<void> {
+    const wasRunning = this.state === 'running'
+    this.state = 'draining'
+    this.setAccepting(false)
+    if (wasRunning) {
+      const timeoutMs = options.force === true ? 0 : (options.timeoutMs ?? this.options.shutdownTimeoutMs)
+      if (!(await this.waitIdle(timeoutMs))) {
+        this.log.warn({ running: this.running }, 'shutdown timeout: abandoning running chains to storage')
+        this.abortRunning()
+      }
+      await this.waitOutboxFlushed(Math.min(2000, timeoutMs))
+    }
+    this.state = 'closed'
+    this.scheduler.close()
+    for (const link of this.links.values()) link.close()
+    await this.store?.close().catch((err: unknown) => this.log.warn({ err }, 'store close failed'))
+    this.log.info('node closed')
+    this.safeEmit('close', {})
+  }
+
+  // --- start-up ----------------------------------------------------------------------
+
+  private createStore(): Store {
+    const { storage } = this.options
+    if (typeof storage !== 'string') return storage
+    if (storage === 'memory') return new MemoryStore()
+    return new RedisStore({ node: this.name, url: storage })
+  }
+
+  /** Re-arms every unfinished job at its absolute due time and reloads the outbox. */
+  private async resume(): Promise<number> {
+    for (const feedback of await this.store.listFeedback()) this.outboxOf(feedback.distributor).set(feedbackKey(feedback.jobId, feedback.run), feedback)
+    if (!this.config.retryJobsAtStart) return 0
+    const records = await this.store.listUnfinished()
+    for (const record of records) {
+      const job: LiveJob = { record, phase: 'scheduled', cancelRequested: false }
+      this.live.set(record.id, job)
+      this.schedule(job)
+    }
+    if (records.length > 0) this.log.info({ jobs: records.length }, 'resumed unfinished jobs from storage')
+    return records.length
+  }
+
+  // --- links -------------------------------------------------------------------------
+
+  private readonly linkContext: LinkContext = {
+    helloFields: () => ({
+      node: this.name,
+      version: VERSION,
+      jobs: this.registry.names(),
+      concurrency: this.options.concurrency,
+      window: this.options.window,
+      durable: this.store.durable,
+    }),
+    onReady: (link) => {
+      this.log.info({ distributor: link.key, name: link.distributorName }, 'connected to distributor')
+      if (!this.accepting) link.send({ type: MessageType.STATE, accepting: false })
+      const pending = this.outbox.get(link.key)
+      if (pending !== undefined && pending.size > 0) this.sendFeedback(link, [...pending.values()])
+      this.safeEmit('link:up', { distributor: link.key })
+    },
+    onMessage: (link, message) => this.onMessage(link, message),
+    onDown: (link, reason) => {
+      this.safeEmit('link:down', { distributor: link.key, reason })
+    },
+  }
+
+  private onMessage(link: DistributorLink, message: Message): void {
+    switch (message.type) {
+      case MessageType.PING:
+        return
+      case MessageType.DISPATCH:
+        return this.onDispatch(link, message.jobs)
+      case MessageType.FEEDBACK_ACK:
+        return this.onFeedbackAck(link, message.items)
+      case MessageType.CANCEL:
+        return this.onCancel(link, message.id)
+      case MessageType.ERROR:
+        this.log.warn({ distributor: link.key, code: message.code }, `distributor reported: ${message.message}`)
+        return
+      case MessageType.CHALLENGE:
+      case MessageType.HELLO:
+      case MessageType.WELCOME:
+      case MessageType.ACCEPTED:
+      case MessageType.REJECTED:
+      case MessageType.STATE:
+      case MessageType.FEEDBACK:
+      case MessageType.CANCEL_RESULT:
+        throw new JobsError(`unexpected '${message.type}' from a distributor`, ErrorCode.PROTOCOL)
+      default: {
+        const never: never = message
+        throw new JobsError(`unhandled message ${String(never)}`, ErrorCode.PROTOCOL)
+      }
+    }
+  }
+
+  private setAccepting(accepting: boolean): void {
+    if (this.accepting === accepting) return
+    this.accepting = accepting
+    for (const link of this.links.values()) link.send({ type: MessageType.STATE, accepting })
+  }
+
+  // --- taking jobs ---------------------------------------------------------------------
+
+  private onDispatch(link: DistributorLink, jobs: WireJob[]): void {
+    if (!this.accepting) {
+      link.send({
+        type: MessageType.REJECTED,
+        ids: jobs.map((j) => j.id),
+        code: ErrorCode.DISTRIBUTOR_CLOSED,
+        message: this.state === 'running' ? 'node storage unavailable' : 'node is shutting down',
+      })
+      return
+    }
+    const now = Date.now()
+    const fresh: LiveJob[] = []
+    const known: string[] = []
+    for (const wire of jobs) {
+      // The same job again (its acceptance crossed a reconnect): already ours.
+      if (this.live.has(wire.id)) {
+        known.push(wire.id)
+        continue
+      }
+      const record: JobRecord = {
+        id: wire.id,
+        name: wire.name,
+        args: wire.args,
+        status: JobStatus.NEW,
+        attempt: 0,
+        run: wire.run,
+        dueAt: wire.dueAt,
+        runDueAt: wire.dueAt,
+        defer: wire.defer ?? false,
+        distributor: link.key,
+        createdAt: now,
+      }
+      if (wire.period !== undefined) record.period = wire.period
+      if (wire.maxAttempt !== undefined) record.maxAttempt = wire.maxAttempt
+      if (wire.retry !== undefined) record.retry = wire.retry
+      if (wire.timeout !== undefined) record.timeout = wire.timeout
+      const job: LiveJob = { record, phase: 'saving', cancelRequested: false }
+      this.live.set(record.id, job)
+      fresh.push(job)
+    }
+    if (known.length > 0) link.send({ type: MessageType.ACCEPTED, ids: known })
+    if (fresh.length === 0) return
+    this.store.saveJobs(fresh.map((j) => j.record)).then(
+      () => {
+        link.send({ type: MessageType.ACCEPTED, ids: fresh.map((j) => j.record.id) })
+        for (const job of fresh) {
+          this.safeEmit('job:accepted', { id: job.record.id, name: job.record.name })
+          if (job.phase === 'saving') {
+            job.phase = 'scheduled'
+            this.schedule(job)
+          } else if (job.phase === 'done') {
+            // Cancelled while it was being saved.
+            this.store.removeJob(job.record.id).catch(() => {})
+          }
+        }
+      },
+      (err: unknown) => {
+        for (const job of fresh) this.live.delete(job.record.id)
+        const error = err instanceof Error ? err : new StoreError(String(err))
+        this.log.error({ err: error, jobs: fresh.length }, 'cannot store jobs; rejecting them')
+        link.send({ type: MessageType.REJECTED, ids: fresh.map((j) => j.record.id), code: ErrorCode.STORE, message: error.message })
+        this.onStoreDown(error)
+      },
+    )
+  }
+
+  private onStoreDown(error: Error): void {
+    if (!this.accepting || this.state !== 'running') return
+    this.setAccepting(false)
+    this.safeEmit('store:down', { error })
+    // Come back as soon as the store answers again; a store has no "up" event of its own,
+    // so probe on a slow timer.
+    const probe = (): void => {
+      if (this.state !== 'running') return
+      this.store.listFeedback().then(
+        () => {
+          this.log.info('store reachable again; accepting jobs')
+          this.setAccepting(true)
+          this.safeEmit('store:up', {})
+        },
+        () => setTimeout(probe, 1000).unref(),
+      )
+    }
+    setTimeout(probe, 1000).unref()
+  }
+
+  // --- running -------------------------------------------------------------------------
+
+  /** Arms the job's timer, or queues it at once when due. */
+  private schedule(job: LiveJob): void {
+    if (job.record.dueAt <= Date.now()) this.enqueueReady(job)
+    else {
+      job.phase = 'scheduled'
+      this.scheduler.schedule(job.record.id, job.record.dueAt, job)
+    }
+  }
+
+  private onTimer(key: string, item: TimerItem): void {
+    if (item instanceof AbortController) {
+      const id = key.slice(TIMEOUT_KEY.length)
+      item.abort(new TimeoutError(this.timeoutOf(this.live.get(id)?.record)))
+      return
+    }
+    if (item.phase === 'scheduled') this.enqueueReady(item)
+  }
+
+  private timeoutOf(record: JobRecord | undefined): number {
+    return record?.timeout ?? this.config.timeout
+  }
+
+  private enqueueReady(job: LiveJob): void {
+    job.phase = 'queued'
+    this.ready.push(job)
+    this.pump()
+  }
+
+  private pump(): void {
+    while (this.running < this.options.concurrency && this.readyHead < this.ready.length && this.state !== 'closed') {
+      if (this.state === 'draining') return
+      const job = this.ready[this.readyHead] as LiveJob
+      this.ready[this.readyHead++] = undefined as unknown as LiveJob
+      if (this.readyHead > 1024 && this.readyHead * 2 > this.ready.length) {
+        this.ready.splice(0, this.readyHead)
+        this.readyHead = 0
+      }
+      if (job.phase !== 'queued') continue
+      void this.runAttempt(job)
+    }
+  }
+
+  private async runAttempt(job: LiveJob): Promise<void> {
+    const record = job.record
+    this.running++
+    job.phase = 'running'
+    record.status = JobStatus.IN_PROGRESS
+    record.attempt++
+    // The attempt count must survive a crash (or a crash-looping job would retry forever),
+    // but the chain need not wait for it.
+    this.store.updateJob(record.id, { status: record.status, attempt: record.attempt }).catch((err: unknown) => {
+      this.log.warn({ err, id: record.id }, 'cannot record attempt start')
+    })
+    this.safeEmit('job:start', { id: record.id, name: record.name, attempt: record.attempt, run: record.run })
+    const maxAttempt = record.maxAttempt ?? this.config.maxAttempt
+    const args = decodeArgs(record.args)
+    const controller = new AbortController()
+    this.controllers.set(record.id, controller)
+    const timeout = this.timeoutOf(record)
+    if (timeout > 0) this.scheduler.schedule(TIMEOUT_KEY + record.id, Date.now() + timeout * 1000, controller)
+    const ctx = this.contextFor(record, args, controller.signal)
+    let outcome: ChainOutcome
+    const def = this.registry.get(record.name)
+    if (def === undefined) {
+      const error = new UnknownJobError(record.name, this.name)
+      args['error'] = serializeError(error)
+      outcome = { kind: 'error', cancelled: false, error, unrecoverable: true }
+    } else {
+      try {
+        outcome = await runChain(def, args, ctx, record.attempt >= maxAttempt)
+      } catch (err) {
+        outcome = { kind: 'error', cancelled: false, error: err, unrecoverable: false }
+      }
+    }
+    this.scheduler.cancel(TIMEOUT_KEY + record.id)
+    this.controllers.delete(record.id)
+    this.running--
+    try {
+      await this.afterAttempt(job, outcome, args, maxAttempt)
+    } catch (err) {
+      this.log.error({ err, id: record.id }, 'cannot record the end of an attempt')
+    }
+    if (this.running === 0 && this.idleWaiters.length > 0) {
+      for (const resolve of this.idleWaiters.splice(0)) resolve()
+    }
+    this.pump()
+  }
+
+  private contextFor(record: JobRecord, args: JobArgsObject, signal: AbortSignal): JobContext {
+    const ctx: JobContext = {
+      id: record.id,
+      name: record.name,
+      attempt: record.attempt,
+      status: record.status,
+      node: this.name,
+      dueAt: record.dueAt,
+      period: record.period,
+      run: record.run,
+      distributor: record.distributor,
+      signal,
+      log: this.log.child({ jobId: record.id, jobName: record.name }),
+      cancel: () => {
+        throw new CancelJob()
+      },
+    }
+    if (this.config.mergeJobItselfToArgs) {
+      args['jobItself'] = {
+        id: record.id,
+        name: record.name,
+        args: decodeArgs(record.args),
+        attempt: record.attempt,
+        status: record.status,
+        node: this.name,
+        distributor: record.distributor,
+        dueAt: record.dueAt,
+        period: record.period,
+        run: record.run,
+      }
+    }
+    return ctx
+  }
+
+  /** Decides what follows an attempt: retry, next run, or the end with its feedback. */
+  private async afterAttempt(job: LiveJob, outcome: ChainOutcome, args: JobArgsObject, maxAttempt: number): Promise<void> {
+    const record = job.record
+    const now = Date.now()
+    if (outcome.kind === 'error' && !outcome.cancelled) {
+      const error = serializeError(outcome.error)
+      record.lastError = error
+      if (!outcome.unrecoverable && !job.cancelRequested && shouldRetry(record.attempt, maxAttempt)) {
+        const delayMs = computeBackoff(record.retry ?? retryPolicyOf(this.config), record.attempt)
+        record.status = JobStatus.ERROR
+        record.dueAt = now + delayMs
+        this.safeEmit('job:retry', { id: record.id, name: record.name, attempt: record.attempt, delayMs, error })
+        this.log.debug({ id: record.id, job: record.name, attempt: record.attempt, delayMs, err: error.message }, 'attempt failed; retrying')
+        await this.store.updateJob(record.id, { status: record.status, dueAt: record.dueAt, lastError: error })
+        if (job.phase !== 'done') this.schedule(job)
+        return
+      }
+      this.log.warn({ id: record.id, job: record.name, attempt: record.attempt, err: error.message }, 'job failed')
+      this.safeEmit('job:failed', { id: record.id, name: record.name, run: record.run, error })
+    }
+    const succeeded = outcome.kind === 'success' && !outcome.cancelled
+    if (job.cancelRequested && !(succeeded && record.period === undefined)) {
+      // The application cancelled it while it ran. A periodic run that succeeded still
+      // reports that run; otherwise there is no feedback, only the cancel.
+      await this.endCancelled(job, true, succeeded ? this.feedbackOf(record, FeedbackKind.SUCCESS, false, false, args) : undefined)
+      return
+    }
+    const kind = outcome.kind === 'success' ? FeedbackKind.SUCCESS : FeedbackKind.ERROR
+    const periodic = record.period !== undefined && !outcome.cancelled
+    const feedback = this.feedbackOf(record, kind, !periodic, outcome.cancelled, args)
+    if (periodic) {
+      // No drift: the next run is due one period after this run was due; runs missed while
+      // the node was down (or a run longer than the period) are skipped, not replayed.
+      const periodMs = (record.period as number) * 1000
+      const missed = Math.max(1, Math.ceil((now - record.runDueAt) / periodMs))
+      const patch: JobPatch = {
+        status: JobStatus.NEW,
+        attempt: 0,
+        run: record.run + missed,
+        runDueAt: record.runDueAt + missed * periodMs,
+        dueAt: record.runDueAt + missed * periodMs,
+      }
+      Object.assign(record, patch)
+      if (kind === FeedbackKind.ERROR) record.failedAt = now
+      await this.store.finishRun(record.id, patch, feedback, false)
+      this.safeEmit('job:complete', { id: record.id, name: record.name, run: feedback.run, cancelled: false })
+      this.deliver(feedback)
+      if (job.phase !== 'done') this.schedule(job)
+      return
+    }
+    const status = outcome.cancelled ? JobStatus.CANCELLED : kind === FeedbackKind.SUCCESS ? JobStatus.COMPLETE : JobStatus.FAILED
+    const remove =
+      status === JobStatus.COMPLETE
+        ? this.config.removeDoneJobs
+        : status === JobStatus.CANCELLED
+          ? this.config.removeCancelledJobs
+          : this.config.removeFailedJobs
+    const patch: JobPatch = { status }
+    if (status === JobStatus.FAILED) patch.failedAt = now
+    job.phase = 'done'
+    record.status = status
+    this.live.delete(record.id)
+    await this.store.finishRun(record.id, patch, feedback, remove)
+    if (status !== JobStatus.FAILED) this.safeEmit('job:complete', { id: record.id, name: record.name, run: record.run, cancelled: outcome.cancelled })
+    this.deliver(feedback)
+    if (job.cancelRequested) this.answerCancel(record, 'finished')
+  }
+
+  // --- feedback ------------------------------------------------------------------------
+
+  private feedbackOf(record: JobRecord, kind: FeedbackKind, final: boolean, cancelled: boolean, args: JobArgsObject): FeedbackRecord {
+    let encoded: Buffer
+    try {
+      encoded = pack(args)
+    } catch (err) {
+      const error = new JobsError(`the job left args that cannot be sent back: ${(err as Error).message}`, ErrorCode.INVALID_ARG)
+      encoded = pack({ ...decodeArgs(record.args), error: serializeError(error) })
+    }
+    return { jobId: record.id, run: record.run, distributor: record.distributor, kind, final, cancelled, args: encoded }
+  }
+
+  private outboxOf(key: string): Map<string, FeedbackRecord> {
+    let box = this.outbox.get(key)
+    if (box === undefined) this.outbox.set(key, (box = new Map()))
+    return box
+  }
+
+  /** Files the feedback for its distributor and sends it now if the link is up. */
+  private deliver(feedback: FeedbackRecord): void {
+    this.outboxOf(feedback.distributor).set(feedbackKey(feedback.jobId, feedback.run), feedback)
+    const link = this.links.get(feedback.distributor)
+    if (link?.ready === true) this.sendFeedback(link, [feedback])
+    // Otherwise it waits in the outbox; onReady re-sends it.
+  }
+
+  private sendFeedback(link: DistributorLink, items: FeedbackRecord[]): void {
+    // Coalesced per tick by the connection; split so one frame never holds too much.
+    const limit = this.options.maxFrameSize / 2
+    let batch: WireFeedback[] = []
+    let bytes = 0
+    for (const f of items) {
+      if (batch.length > 0 && bytes + f.args.length > limit) {
+        link.send({ type: MessageType.FEEDBACK, items: batch })
+        batch = []
+        bytes = 0
+      }
+      batch.push({ id: f.jobId, run: f.run, kind: f.kind, final: f.final, cancelled: f.cancelled, args: f.args })
+      bytes += f.args.length + 64
+    }
+    if (batch.length > 0) link.send({ type: MessageType.FEEDBACK, items: batch })
+  }
+
+  private onFeedbackAck(link: DistributorLink, refs: FeedbackRef[]): void {
+    const box = this.outbox.get(link.key)
+    for (const ref of refs) {
+      box?.delete(feedbackKey(ref.id, ref.run))
+      this.store.ackFeedback(ref.id, ref.run).catch((err: unknown) => this.log.warn({ err, id: ref.id }, 'cannot drop acknowledged feedback'))
+      this.safeEmit('feedback:acked', { id: ref.id, run: ref.run })
+    }
+  }
+
+  private outboxSize(): number {
+    let n = 0
+    for (const box of this.outbox.values()) n += box.size
+    return n
+  }
+
+  // --- cancel --------------------------------------------------------------------------
+
+  private onCancel(link: DistributorLink, id: string): void {
+    const job = this.live.get(id)
+    if (job === undefined) {
+      link.send({ type: MessageType.CANCEL_RESULT, id, outcome: 'unknown' })
+      return
+    }
+    if (job.phase === 'running') {
+      // Let the attempt end; a success then is reported as finished, anything else cancels.
+      job.cancelRequested = true
+      return
+    }
+    this.scheduler.cancel(id)
+    const wasSaving = job.phase === 'saving'
+    job.phase = 'done'
+    this.live.delete(id)
+    const finish = wasSaving ? Promise.resolve() : this.endCancelled(job, false)
+    void finish.then(() => this.answerCancel(job.record, 'cancelled'))
+  }
+
+  private async endCancelled(job: LiveJob, answer = true, lastFeedback?: FeedbackRecord): Promise<void> {
+    const record = job.record
+    job.phase = 'done'
+    record.status = JobStatus.CANCELLED
+    this.live.delete(record.id)
+    const remove = this.config.removeCancelledJobs
+    try {
+      if (lastFeedback !== undefined) await this.store.finishRun(record.id, { status: JobStatus.CANCELLED }, lastFeedback, remove)
+      else if (remove) await this.store.removeJob(record.id)
+      else await this.store.updateJob(record.id, { status: JobStatus.CANCELLED })
+    } catch (err) {
+      this.log.warn({ err, id: record.id }, 'cannot record the cancel')
+    }
+    if (lastFeedback !== undefined) this.deliver(lastFeedback)
+    this.safeEmit('job:cancelled', { id: record.id, name: record.name })
+    if (answer) this.answerCancel(record, 'cancelled')
+  }
+
+  private answerCancel(record: JobRecord, outcome: 'cancelled' | 'finished'): void {
+    this.links.get(record.distributor)?.send({ type: MessageType.CANCEL_RESULT, id: record.id, outcome })
+  }
+
+  // --- shutdown helpers ----------------------------------------------------------------
+
+  private waitIdle(timeoutMs: number): Promise<boolean> {
+    if (this.running === 0) return Promise.resolve(true)
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs)
+      this.idleWaiters.push(() => {
+        clearTimeout(timer)
+        resolve(true)
+      })
+    })
+  }
+
+  private waitOutboxFlushed(timeoutMs: number): Promise<void> {
+    if (this.outboxSize() === 0 || this.connectedDistributors.length === 0) return Promise.resolve()
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer)
+        this.off('feedback:acked', check)
+        resolve()
+      }
+      const check = (): void => {
+        if (this.outboxSize() === 0) done()
+      }
+      const timer = setTimeout(done, timeoutMs)
+      this.on('feedback:acked', check)
+    })
+  }
+
+  protected override onListenerError(event: string, err: unknown): void {
+    this.log.error({ err, event }, 'event listener threw')
+  }
+}

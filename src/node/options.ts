@@ -1,0 +1,134 @@
+import {
+  checkInteger,
+  checkKnownKeys,
+  checkPlainOptions,
+  checkSecret,
+  checkString,
+  DEFAULT_CONCURRENCY,
+  DEFAULT_MAX_FRAME_SIZE,
+  DEFAULT_RECONNECT_MAX_MS,
+  DEFAULT_RECONNECT_MIN_MS,
+  DEFAULT_SHUTDOWN_TIMEOUT_MS,
+  DEFAULT_STALL_TIMEOUT_MS,
+  describe,
+  parseHostPort,
+} from '../config.js'
+import { InvalidArgumentError } from '../errors.js'
+import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from '../logger.js'
+import type { Store } from '../storage/store.js'
+import type { JobRegistry } from './registry.js'
+
+export interface NodeTlsOptions {
+  /** CA certificate(s) that signed the distributor's certificate (PEM). */
+  ca?: string | Buffer
+  /** Client certificate and key, for mutual TLS (PEM). */
+  cert?: string | Buffer
+  key?: string | Buffer
+  /** Name to check the distributor's certificate against. @default the host dialled */
+  servername?: string
+}
+
+export interface NodeOptions {
+  /** The node's name: routing (`node`, `notNode`), logs, and its storage namespace. */
+  name: string
+  /** Distributors to serve, as 'host:port'. @default ['127.0.0.1:5000'] */
+  distributors?: string[]
+  /** Directory of job files, loaded recursively (.js, .mjs, .ts). @default config.jobDirectory */
+  jobDirectory?: string
+  /** Use these definitions instead of loading a directory. */
+  registry?: JobRegistry
+  /** 'memory', 'redis://host:port[/db]', 'redis-cluster://h1:p1,h2:p2', or a Store. @default 'memory' */
+  storage?: string | Store
+  /** Chains run at once, at most. @default 100 */
+  concurrency?: number
+  /** Jobs a distributor may have in flight to this node (sent and unfinished). @default 2 × concurrency */
+  window?: number
+  /** Shared secret the distributors require (16+ characters). */
+  secret?: string
+  /** Dial the distributors over TLS. */
+  tls?: NodeTlsOptions
+  /** @default 16 MiB */
+  maxFrameSize?: number
+  /** Redial backoff bounds. @default 100 and 10000 */
+  reconnectMinMs?: number
+  reconnectMaxMs?: number
+  /** A distributor that stops reading for this long is dropped (and redialled). @default 30000 */
+  stallTimeoutMs?: number
+  /** On close, how long running chains may take before they are abandoned to storage. @default 30000 */
+  shutdownTimeoutMs?: number
+  logger?: Logger
+  /** @default 'info' (or JR_LOG_LEVEL) */
+  logLevel?: LogLevel
+}
+
+export interface ResolvedNodeOptions {
+  name: string
+  distributors: { key: string; host: string; port: number }[]
+  jobDirectory: string | undefined
+  registry: JobRegistry | undefined
+  storage: string | Store
+  concurrency: number
+  window: number
+  secret: string | undefined
+  tls: NodeTlsOptions | undefined
+  maxFrameSize: number
+  reconnectMinMs: number
+  reconnectMaxMs: number
+  stallTimeoutMs: number
+  shutdownTimeoutMs: number
+  logger: Logger
+}
+
+const NODE_KEYS = [
+  'name', 'distributors', 'jobDirectory', 'registry', 'storage', 'concurrency', 'window', 'secret', 'tls',
+  'maxFrameSize', 'reconnectMinMs', 'reconnectMaxMs', 'stallTimeoutMs', 'shutdownTimeoutMs', 'logger', 'logLevel',
+] as const
+
+export function resolveNodeOptions(input: unknown): ResolvedNodeOptions {
+  const o = checkPlainOptions('node', input)
+  checkKnownKeys('node', o, NODE_KEYS)
+  const name = checkString('name', o['name'])
+  if (!/^[\w.-]{1,200}$/.test(name)) {
+    throw new InvalidArgumentError(`'name' may hold only letters, digits, '_', '.' and '-', got ${describe(name)}`)
+  }
+  const list = o['distributors'] ?? ['127.0.0.1:5000']
+  if (!Array.isArray(list) || list.length === 0) {
+    throw new InvalidArgumentError(`'distributors' must be a non-empty array of 'host:port', got ${describe(list)}`)
+  }
+  const distributors = list.map((entry, i) => {
+    const { host, port } = parseHostPort(`distributors[${i}]`, entry)
+    return { key: `${host}:${port}`, host, port }
+  })
+  const storage = o['storage'] ?? 'memory'
+  if (typeof storage !== 'string' && (typeof storage !== 'object' || storage === null || typeof (storage as Store).saveJobs !== 'function')) {
+    throw new InvalidArgumentError(`'storage' must be 'memory', a redis:// URL or a Store, got ${describe(storage)}`)
+  }
+  if (typeof storage === 'string' && storage !== 'memory' && !/^redis(-cluster)?s?:\/\//.test(storage)) {
+    throw new InvalidArgumentError(`'storage' must be 'memory', 'redis://…' or 'redis-cluster://…', got ${describe(storage)}`)
+  }
+  const concurrency = o['concurrency'] === undefined ? DEFAULT_CONCURRENCY : checkInteger('concurrency', o['concurrency'], 1, 100_000)
+  const logLevel = o['logLevel']
+  if (logLevel !== undefined && !LOG_LEVELS.includes(logLevel as LogLevel)) {
+    throw new InvalidArgumentError(`'logLevel' must be one of ${LOG_LEVELS.join(', ')}, got ${describe(logLevel)}`)
+  }
+  const reconnectMinMs = o['reconnectMinMs'] === undefined ? DEFAULT_RECONNECT_MIN_MS : checkInteger('reconnectMinMs', o['reconnectMinMs'], 1)
+  const reconnectMaxMs = o['reconnectMaxMs'] === undefined ? DEFAULT_RECONNECT_MAX_MS : checkInteger('reconnectMaxMs', o['reconnectMaxMs'], reconnectMinMs)
+  return {
+    name,
+    distributors,
+    jobDirectory: o['jobDirectory'] === undefined ? undefined : checkString('jobDirectory', o['jobDirectory']),
+    registry: o['registry'] as JobRegistry | undefined,
+    storage: storage as string | Store,
+    concurrency,
+    window: o['window'] === undefined ? concurrency * 2 : checkInteger('window', o['window'], 1),
+    secret: checkSecret('secret', o['secret']),
+    tls: o['tls'] === undefined ? undefined : (checkPlainOptions('tls', o['tls']) as NodeTlsOptions),
+    maxFrameSize: o['maxFrameSize'] === undefined ? DEFAULT_MAX_FRAME_SIZE : checkInteger('maxFrameSize', o['maxFrameSize'], 1024, 2 ** 31 - 1),
+    reconnectMinMs,
+    reconnectMaxMs,
+    stallTimeoutMs: o['stallTimeoutMs'] === undefined ? DEFAULT_STALL_TIMEOUT_MS : checkInteger('stallTimeoutMs', o['stallTimeoutMs'], 1),
+    shutdownTimeoutMs:
+      o['shutdownTimeoutMs'] === undefined ? DEFAULT_SHUTDOWN_TIMEOUT_MS : checkInteger('shutdownTimeoutMs', o['shutdownTimeoutMs'], 0),
+    logger: (o['logger'] as Logger | undefined) ?? createLogger(logLevel as LogLevel | undefined).child({ node: name }),
+  }
+}

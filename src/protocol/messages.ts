@@ -1,0 +1,355 @@
+import { ProtocolError } from '../errors.js'
+import type { RetryPolicy } from '../scheduling/retry.js'
+
+/** Bumped on any incompatible change of the messages below. */
+export const PROTOCOL_VERSION = 1
+
+export const MessageType = {
+  /** distributor → node, first frame: protocol version and a fresh nonce. */
+  CHALLENGE: 'challenge',
+  /** node → distributor: who I am, what I run, my proof. */
+  HELLO: 'hello',
+  /** distributor → node: handshake accepted (with the distributor's proof). */
+  WELCOME: 'welcome',
+  /** either way, fatal: the sender closes the connection after it. */
+  ERROR: 'error',
+  PING: 'ping',
+  /** distributor → node: a batch of jobs to store and run. */
+  DISPATCH: 'dispatch',
+  /** node → distributor: these jobs are in my store now. */
+  ACCEPTED: 'accepted',
+  /** node → distributor: I did not take these jobs; route them elsewhere. */
+  REJECTED: 'rejected',
+  /** node → distributor: whether I take new jobs (false while draining or my store is down). */
+  STATE: 'state',
+  /** node → distributor: results of runs. */
+  FEEDBACK: 'feedback',
+  /** distributor → node: these results were delivered; drop them from your outbox. */
+  FEEDBACK_ACK: 'feedback-ack',
+  /** distributor → node: cancel a job by id. */
+  CANCEL: 'cancel',
+  /** node → distributor: outcome of a cancel. */
+  CANCEL_RESULT: 'cancel-result',
+} as const
+export type MessageType = (typeof MessageType)[keyof typeof MessageType]
+
+/** A job as it travels to a node. Times are absolute epoch ms. */
+export interface WireJob {
+  id: string
+  name: string
+  args: Uint8Array
+  dueAt: number
+  /** Periodic jobs: the run this dispatch starts at (re-dispatch after a lost node). */
+  run: number
+  period?: number
+  defer?: boolean
+  maxAttempt?: number
+  retry?: RetryPolicy
+  timeout?: number
+}
+
+export interface WireFeedback {
+  id: string
+  run: number
+  kind: 'success' | 'error'
+  final: boolean
+  cancelled: boolean
+  args: Uint8Array
+}
+
+export interface FeedbackRef {
+  id: string
+  run: number
+}
+
+export type CancelOutcome = 'cancelled' | 'finished' | 'unknown'
+
+export interface ChallengeMessage {
+  type: typeof MessageType.CHALLENGE
+  protocolVersion: number
+  nonce: Uint8Array
+  /** The distributor requires a proof of the shared secret. */
+  auth: boolean
+}
+export interface HelloMessage {
+  type: typeof MessageType.HELLO
+  protocolVersion: number
+  version: string
+  node: string
+  jobs: string[]
+  concurrency: number
+  /** Jobs the node will hold unaccepted-or-running at once; the distributor's window. */
+  window: number
+  durable: boolean
+  nonce: Uint8Array
+  proof?: Uint8Array
+}
+export interface WelcomeMessage {
+  type: typeof MessageType.WELCOME
+  distributor: string
+  heartbeatMs: number
+  proof?: Uint8Array
+}
+export interface ErrorMessage {
+  type: typeof MessageType.ERROR
+  code: string
+  message: string
+}
+export interface PingMessage {
+  type: typeof MessageType.PING
+}
+export interface DispatchMessage {
+  type: typeof MessageType.DISPATCH
+  jobs: WireJob[]
+}
+export interface AcceptedMessage {
+  type: typeof MessageType.ACCEPTED
+  ids: string[]
+}
+export interface RejectedMessage {
+  type: typeof MessageType.REJECTED
+  ids: string[]
+  code: string
+  message: string
+}
+export interface StateMessage {
+  type: typeof MessageType.STATE
+  accepting: boolean
+}
+export interface FeedbackMessage {
+  type: typeof MessageType.FEEDBACK
+  items: WireFeedback[]
+}
+export interface FeedbackAckMessage {
+  type: typeof MessageType.FEEDBACK_ACK
+  items: FeedbackRef[]
+}
+export interface CancelMessage {
+  type: typeof MessageType.CANCEL
+  id: string
+}
+export interface CancelResultMessage {
+  type: typeof MessageType.CANCEL_RESULT
+  id: string
+  outcome: CancelOutcome
+}
+
+export type Message =
+  | ChallengeMessage
+  | HelloMessage
+  | WelcomeMessage
+  | ErrorMessage
+  | PingMessage
+  | DispatchMessage
+  | AcceptedMessage
+  | RejectedMessage
+  | StateMessage
+  | FeedbackMessage
+  | FeedbackAckMessage
+  | CancelMessage
+  | CancelResultMessage
+
+// ---------------------------------------------------------------------------------------
+// Validation. Decoded msgpack is `unknown` until it passes through parseMessage(); each
+// reader names the offending field so a log line says exactly what a peer got wrong.
+
+type Obj = Record<string, unknown>
+
+function fail(path: string, expected: string, got: unknown): never {
+  const shown = got === null ? 'null' : Array.isArray(got) ? 'array' : typeof got
+  throw new ProtocolError(`'${path}' must be ${expected}, got ${shown}`)
+}
+
+function obj(value: unknown, path: string): Obj {
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || value instanceof Uint8Array) {
+    fail(path, 'a map', value)
+  }
+  return value as Obj
+}
+
+function str(o: Obj, key: string, path: string): string {
+  const v = o[key]
+  if (typeof v !== 'string') fail(`${path}.${key}`, 'a string', v)
+  return v
+}
+
+function num(o: Obj, key: string, path: string): number {
+  const v = o[key]
+  if (typeof v !== 'number' || !Number.isFinite(v)) fail(`${path}.${key}`, 'a finite number', v)
+  return v
+}
+
+function posInt(o: Obj, key: string, path: string): number {
+  const v = num(o, key, path)
+  if (!Number.isInteger(v) || v < 0) fail(`${path}.${key}`, 'a non-negative integer', v)
+  return v
+}
+
+function bool(o: Obj, key: string, path: string): boolean {
+  const v = o[key]
+  if (typeof v !== 'boolean') fail(`${path}.${key}`, 'a boolean', v)
+  return v
+}
+
+function bytes(o: Obj, key: string, path: string): Uint8Array {
+  const v = o[key]
+  if (!(v instanceof Uint8Array)) fail(`${path}.${key}`, 'binary', v)
+  return v
+}
+
+function arr(o: Obj, key: string, path: string): unknown[] {
+  const v = o[key]
+  if (!Array.isArray(v)) fail(`${path}.${key}`, 'an array', v)
+  return v
+}
+
+function strings(o: Obj, key: string, path: string): string[] {
+  const list = arr(o, key, path)
+  for (let i = 0; i < list.length; i++) {
+    if (typeof list[i] !== 'string') fail(`${path}.${key}[${i}]`, 'a string', list[i])
+  }
+  return list as string[]
+}
+
+function optional<T>(o: Obj, key: string, read: (o: Obj, key: string, path: string) => T, path: string): T | undefined {
+  return o[key] === undefined || o[key] === null ? undefined : read(o, key, path)
+}
+
+function retryPolicy(o: Obj, key: string, path: string): RetryPolicy {
+  const p = obj(o[key], `${path}.${key}`)
+  const where = `${path}.${key}`
+  switch (p['strategy']) {
+    case 'linear':
+      return { strategy: 'linear', multiplier: num(p, 'multiplier', where) }
+    case 'fixed':
+      return { strategy: 'fixed', delay: num(p, 'delay', where) }
+    case 'exponential':
+      return {
+        strategy: 'exponential',
+        base: num(p, 'base', where),
+        max: num(p, 'max', where),
+        jitter: num(p, 'jitter', where),
+      }
+    default:
+      return fail(`${where}.strategy`, "'linear', 'fixed' or 'exponential'", p['strategy'])
+  }
+}
+
+function wireJob(value: unknown, path: string): WireJob {
+  const o = obj(value, path)
+  const job: WireJob = {
+    id: str(o, 'id', path),
+    name: str(o, 'name', path),
+    args: bytes(o, 'args', path),
+    dueAt: num(o, 'dueAt', path),
+    run: posInt(o, 'run', path),
+  }
+  const period = optional(o, 'period', num, path)
+  if (period !== undefined) job.period = period
+  const defer = optional(o, 'defer', bool, path)
+  if (defer !== undefined) job.defer = defer
+  const maxAttempt = optional(o, 'maxAttempt', posInt, path)
+  if (maxAttempt !== undefined) job.maxAttempt = maxAttempt
+  const retry = optional(o, 'retry', retryPolicy, path)
+  if (retry !== undefined) job.retry = retry
+  const timeout = optional(o, 'timeout', num, path)
+  if (timeout !== undefined) job.timeout = timeout
+  return job
+}
+
+function wireFeedback(value: unknown, path: string): WireFeedback {
+  const o = obj(value, path)
+  const kind = o['kind']
+  if (kind !== 'success' && kind !== 'error') fail(`${path}.kind`, "'success' or 'error'", kind)
+  return {
+    id: str(o, 'id', path),
+    run: posInt(o, 'run', path),
+    kind,
+    final: bool(o, 'final', path),
+    cancelled: bool(o, 'cancelled', path),
+    args: bytes(o, 'args', path),
+  }
+}
+
+function feedbackRef(value: unknown, path: string): FeedbackRef {
+  const o = obj(value, path)
+  return { id: str(o, 'id', path), run: posInt(o, 'run', path) }
+}
+
+function list<T>(o: Obj, key: string, path: string, read: (v: unknown, path: string) => T): T[] {
+  const items = arr(o, key, path)
+  const out = new Array<T>(items.length)
+  for (let i = 0; i < items.length; i++) out[i] = read(items[i], `${path}.${key}[${i}]`)
+  return out
+}
+
+/** Validates a decoded frame into a Message, or throws ProtocolError naming the bad field. */
+export function parseMessage(value: unknown): Message {
+  const o = obj(value, 'message')
+  const type = o['type']
+  const p = typeof type === 'string' ? type : 'message'
+  switch (type) {
+    case MessageType.CHALLENGE:
+      return {
+        type,
+        protocolVersion: posInt(o, 'protocolVersion', p),
+        nonce: bytes(o, 'nonce', p),
+        auth: bool(o, 'auth', p),
+      }
+    case MessageType.HELLO: {
+      const hello: HelloMessage = {
+        type,
+        protocolVersion: posInt(o, 'protocolVersion', p),
+        version: str(o, 'version', p),
+        node: str(o, 'node', p),
+        jobs: strings(o, 'jobs', p),
+        concurrency: posInt(o, 'concurrency', p),
+        window: posInt(o, 'window', p),
+        durable: bool(o, 'durable', p),
+        nonce: bytes(o, 'nonce', p),
+      }
+      const proof = optional(o, 'proof', bytes, p)
+      if (proof !== undefined) hello.proof = proof
+      return hello
+    }
+    case MessageType.WELCOME: {
+      const welcome: WelcomeMessage = {
+        type,
+        distributor: str(o, 'distributor', p),
+        heartbeatMs: posInt(o, 'heartbeatMs', p),
+      }
+      const proof = optional(o, 'proof', bytes, p)
+      if (proof !== undefined) welcome.proof = proof
+      return welcome
+    }
+    case MessageType.ERROR:
+      return { type, code: str(o, 'code', p), message: str(o, 'message', p) }
+    case MessageType.PING:
+      return { type }
+    case MessageType.DISPATCH:
+      return { type, jobs: list(o, 'jobs', p, wireJob) }
+    case MessageType.ACCEPTED:
+      return { type, ids: strings(o, 'ids', p) }
+    case MessageType.REJECTED:
+      return { type, ids: strings(o, 'ids', p), code: str(o, 'code', p), message: str(o, 'message', p) }
+    case MessageType.STATE:
+      return { type, accepting: bool(o, 'accepting', p) }
+    case MessageType.FEEDBACK:
+      return { type, items: list(o, 'items', p, wireFeedback) }
+    case MessageType.FEEDBACK_ACK:
+      return { type, items: list(o, 'items', p, feedbackRef) }
+    case MessageType.CANCEL:
+      return { type, id: str(o, 'id', p) }
+    case MessageType.CANCEL_RESULT: {
+      const outcome = o['outcome']
+      if (outcome !== 'cancelled' && outcome !== 'finished' && outcome !== 'unknown') {
+        fail(`${p}.outcome`, "'cancelled', 'finished' or 'unknown'", outcome)
+      }
+      return { type, id: str(o, 'id', p), outcome }
+    }
+    default:
+      throw new ProtocolError(
+        typeof type === 'string' ? `unknown message type '${type.slice(0, 64)}'` : `'message.type' must be a string`,
+      )
+  }
+}

@@ -1,0 +1,36 @@
+/**
+ * The clock every timer in the project goes through, so tests can inject a fake one and
+ * drive time by hand instead of sleeping.
+ */
+
+/** What a native timer handle may offer; anything else about it is opaque. */
+export interface TimerHandle {
+  unref?(): unknown
+}
+
+export interface Clock {
+  /** Wall-clock time in epoch milliseconds. */
+  now(): number
+  /** Arms a one-shot timer and returns its handle. */
+  setTimeout(fn: () => void, ms: number): unknown
+  /** Disarms a timer; a handle that already fired or was cleared is ignored. */
+  clearTimeout(handle: unknown): void
+}
+
+/**
+ * Node turns a delay above this into 1 ms (with a warning), so a timer for a far-future due
+ * time must be clamped to it and re-armed on wake-up.
+ */
+export const MAX_TIMER_DELAY = 2 ** 31 - 1
+
+/**
+ * The globals are looked up on every call, not captured at import, so vitest fake timers
+ * installed after this module loaded still take effect.
+ */
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => globalThis.setTimeout(fn, ms),
+  clearTimeout: (handle) => {
+    globalThis.clearTimeout(handle as Parameters<typeof globalThis.clearTimeout>[0])
+  },
+}

@@ -1,0 +1,58 @@
+/**
+ * Redis key layout of one node's state. Every key starts with `<prefix>{<node>}:`, so the
+ * node name is the Redis Cluster hash tag and all of a node's keys live in one slot: that is
+ * what lets a single MULTI or Lua script touch a job, the id sets and the outbox together.
+ *
+ *   <prefix>{<node>}:job:<id>     hash, one job record (fields below)
+ *   <prefix>{<node>}:jobs         set of every stored job id (admin listing, no KEYS/SCAN)
+ *   <prefix>{<node>}:unfinished   set of ids whose status is new, queued, in progress or error
+ *   <prefix>{<node>}:outbox       hash feedbackKey(jobId, run) → msgpack of a FeedbackRecord
+ *
+ * Job hash fields carry the JobRecord property names. Numbers are decimal strings (JS
+ * shortest round-trip form, so they read back exactly), `defer` is "1" or "0", `args` is the
+ * raw msgpack bytes, `retry` and `lastError` are JSON. An optional property that is absent
+ * has no field at all.
+ *
+ * INVARIANT: an id is in `jobs` exactly when its job hash exists, and in `unfinished`
+ * exactly when that hash's status is unfinished. Every write keeps all three in one atomic
+ * step.
+ *
+ * Braces are refused in the prefix and the node name: Redis takes the hash tag from the
+ * first `{` to the next `}`, so a brace there could move keys out of the node's slot or let
+ * two nodes' key spaces overlap.
+ */
+
+import { InvalidArgumentError } from '../errors.js'
+
+export const DEFAULT_KEY_PREFIX = 'jr:'
+
+export interface NodeKeys {
+  /** `<prefix>{<node>}:job:`; a job's key is this plus its id (Lua scripts build it so). */
+  readonly jobPrefix: string
+  readonly jobs: string
+  readonly unfinished: string
+  readonly outbox: string
+  job(id: string): string
+}
+
+export function nodeKeys(node: string, prefix: string = DEFAULT_KEY_PREFIX): NodeKeys {
+  if (typeof node !== 'string' || node.length === 0 || /[{}]/.test(node)) {
+    throw new InvalidArgumentError(
+      `'node' must be a non-empty string without '{' or '}', got ${JSON.stringify(node)}`,
+    )
+  }
+  if (typeof prefix !== 'string' || /[{}]/.test(prefix)) {
+    throw new InvalidArgumentError(
+      `'prefix' must be a string without '{' or '}', got ${JSON.stringify(prefix)}`,
+    )
+  }
+  const base = `${prefix}{${node}}:`
+  const jobPrefix = `${base}job:`
+  return {
+    jobPrefix,
+    jobs: `${base}jobs`,
+    unfinished: `${base}unfinished`,
+    outbox: `${base}outbox`,
+    job: (id) => jobPrefix + id,
+  }
+}

@@ -1,0 +1,149 @@
+import { StoreError } from '../errors.js'
+import {
+  type FeedbackRecord,
+  type JobPatch,
+  type JobRecord,
+  type ListJobsFilter,
+  type Store,
+  feedbackKey,
+  isUnfinished,
+} from './store.js'
+
+/**
+ * Jobs and the feedback outbox in process memory. Not durable: the distributor keeps every
+ * job it sent to a node with this store until the final feedback (DESIGN §2.2).
+ *
+ * Lifecycle: created → open → closed. Calls before open() or after close() reject with a
+ * StoreError, as RedisStore's do, so code that forgets open() fails the same way on both.
+ *
+ * Records are copied in and out, so a caller mutating a record it saved or got cannot change
+ * what is stored. `args` bytes are shared: they are immutable by convention and copying them
+ * would cost a payload-sized allocation per job.
+ */
+export class MemoryStore implements Store {
+  readonly durable = false
+  private state: 'created' | 'open' | 'closed' = 'created'
+  private readonly jobs = new Map<string, JobRecord>()
+  private readonly outbox = new Map<string, FeedbackRecord>()
+
+  async open(): Promise<void> {
+    if (this.state === 'closed') throw new StoreError('memory store is closed')
+    this.state = 'open'
+  }
+
+  async saveJobs(jobs: readonly JobRecord[]): Promise<void> {
+    this.check()
+    for (const job of jobs) this.jobs.set(job.id, copyJob(job))
+  }
+
+  async updateJob(id: string, patch: JobPatch): Promise<void> {
+    this.check()
+    const job = this.jobs.get(id)
+    if (job !== undefined) applyPatch(job, patch)
+  }
+
+  async finishRun(
+    id: string,
+    patch: JobPatch,
+    feedback: FeedbackRecord,
+    remove: boolean,
+  ): Promise<void> {
+    this.check()
+    this.outbox.set(feedbackKey(feedback.jobId, feedback.run), { ...feedback })
+    if (remove) {
+      this.jobs.delete(id)
+      return
+    }
+    const job = this.jobs.get(id)
+    if (job !== undefined) applyPatch(job, patch)
+  }
+
+  async getJob(id: string): Promise<JobRecord | undefined> {
+    this.check()
+    const job = this.jobs.get(id)
+    return job === undefined ? undefined : copyJob(job)
+  }
+
+  async removeJob(id: string): Promise<void> {
+    this.check()
+    this.jobs.delete(id)
+  }
+
+  // A scan rather than a second index: this runs once at start-up, and a memory store is
+  // empty then.
+  async listUnfinished(): Promise<JobRecord[]> {
+    this.check()
+    const out: JobRecord[] = []
+    for (const job of this.jobs.values()) if (isUnfinished(job.status)) out.push(copyJob(job))
+    return out
+  }
+
+  async listJobs(filter?: ListJobsFilter): Promise<JobRecord[]> {
+    this.check()
+    const status = filter?.status
+    const out: JobRecord[] = []
+    for (const job of this.jobs.values()) {
+      if (status === undefined || job.status === status) out.push(copyJob(job))
+    }
+    return out
+  }
+
+  async listFeedback(): Promise<FeedbackRecord[]> {
+    this.check()
+    return Array.from(this.outbox.values(), (f) => ({ ...f }))
+  }
+
+  async ackFeedback(jobId: string, run: number): Promise<void> {
+    this.check()
+    this.outbox.delete(feedbackKey(jobId, run))
+  }
+
+  async close(): Promise<void> {
+    this.state = 'closed'
+    this.jobs.clear()
+    this.outbox.clear()
+  }
+
+  private check(): void {
+    if (this.state !== 'open') throw new StoreError(`memory store is ${this.state === 'closed' ? 'closed' : 'not open'}`)
+  }
+}
+
+/**
+ * Field by field rather than a spread: it drops optional properties that are present but
+ * undefined (RedisStore cannot store those either), copies the nested objects, and gives
+ * every stored record the same shape.
+ */
+function copyJob(r: JobRecord): JobRecord {
+  const out: JobRecord = {
+    id: r.id,
+    name: r.name,
+    args: r.args,
+    status: r.status,
+    attempt: r.attempt,
+    run: r.run,
+    dueAt: r.dueAt,
+    runDueAt: r.runDueAt,
+    defer: r.defer,
+    distributor: r.distributor,
+    createdAt: r.createdAt,
+  }
+  if (r.period !== undefined) out.period = r.period
+  if (r.maxAttempt !== undefined) out.maxAttempt = r.maxAttempt
+  if (r.retry !== undefined) out.retry = { ...r.retry }
+  if (r.timeout !== undefined) out.timeout = r.timeout
+  if (r.failedAt !== undefined) out.failedAt = r.failedAt
+  if (r.lastError !== undefined) out.lastError = { ...r.lastError }
+  return out
+}
+
+/** A patch field set to undefined is left alone, as if it were absent. */
+function applyPatch(job: JobRecord, patch: JobPatch): void {
+  if (patch.status !== undefined) job.status = patch.status
+  if (patch.attempt !== undefined) job.attempt = patch.attempt
+  if (patch.run !== undefined) job.run = patch.run
+  if (patch.dueAt !== undefined) job.dueAt = patch.dueAt
+  if (patch.runDueAt !== undefined) job.runDueAt = patch.runDueAt
+  if (patch.failedAt !== undefined) job.failedAt = patch.failedAt
+  if (patch.lastError !== undefined) job.lastError = { ...patch.lastError }
+}

@@ -1,0 +1,632 @@
+import { Cluster, Redis, type ChainableCommander, type ClusterOptions, type RedisOptions } from 'ioredis'
+import { InvalidArgumentError, StoreError, type SerializedError } from '../errors.js'
+import { pack, unpack } from '../protocol/msgpack.js'
+import type { RetryPolicy } from '../scheduling/retry.js'
+import { DEFAULT_KEY_PREFIX, type NodeKeys, nodeKeys } from './keys.js'
+import {
+  FeedbackKind,
+  type FeedbackRecord,
+  type JobPatch,
+  type JobRecord,
+  JobStatus,
+  type ListJobsFilter,
+  type Store,
+  feedbackKey,
+  isUnfinished,
+} from './store.js'
+
+export interface RedisStoreOptions {
+  /** Name of the node whose state this is; the Redis Cluster hash tag of all its keys. */
+  node: string
+  /**
+   * `redis://[user:password@]host[:port][/db]`, `rediss://…` for TLS, or
+   * `redis-cluster://[user:password@]host:port,host:port` for Redis Cluster.
+   * Exclusive with `redis`.
+   * @default 'redis://127.0.0.1:6379'
+   */
+  url?: string
+  /**
+   * A client the application already has. The store uses it as it is configured and does
+   * not close it in close(). Exclusive with `url`.
+   */
+  redis?: Redis | Cluster
+  /** Namespace of every key. @default 'jr:' */
+  prefix?: string
+}
+
+export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379'
+const DEFAULT_REDIS_PORT = 6379
+/** Bounds open() against a host that drops packets instead of refusing the connection. */
+const CONNECT_TIMEOUT_MS = 5_000
+const RECONNECT_MAX_DELAY_MS = 2_000
+
+export interface RedisAddress {
+  host: string
+  port: number
+}
+
+/** What a storage URL names; `parseStorageUrl` builds it. */
+export type RedisTarget =
+  | ({ kind: 'single'; db: number } & RedisAddress & RedisAuth)
+  | ({ kind: 'cluster'; nodes: RedisAddress[] } & RedisAuth)
+
+export interface RedisAuth {
+  tls: boolean
+  username?: string
+  password?: string
+}
+
+const SCHEMES: Record<string, { kind: RedisTarget['kind']; tls: boolean }> = {
+  'redis:': { kind: 'single', tls: false },
+  'rediss:': { kind: 'single', tls: true },
+  'redis-cluster:': { kind: 'cluster', tls: false },
+  'rediss-cluster:': { kind: 'cluster', tls: true },
+}
+
+/**
+ * Parses `redis://[user:password@]host[:port][/db]` (`rediss://` for TLS) and
+ * `redis-cluster://[user:password@]host:port,host:port` (`rediss-cluster://` for TLS).
+ * Hand-written because WHATWG URL cannot hold a comma-separated host list.
+ */
+export function parseStorageUrl(url: string): RedisTarget {
+  const shown = typeof url === 'string' ? JSON.stringify(redactUrl(url)) : String(url)
+  const bad = (why: string): InvalidArgumentError =>
+    new InvalidArgumentError(`storage url ${shown} ${why}`)
+  if (typeof url !== 'string') throw bad('must be a string')
+  const sep = url.indexOf('://')
+  const scheme = sep === -1 ? undefined : SCHEMES[url.slice(0, sep + 1).toLowerCase()]
+  if (scheme === undefined) {
+    throw bad('must start with redis://, rediss://, redis-cluster:// or rediss-cluster://')
+  }
+  const rest = url.slice(sep + 3)
+  if (/[?#]/.test(rest)) throw bad('must not have a query or fragment')
+  const slash = rest.indexOf('/')
+  const authority = slash === -1 ? rest : rest.slice(0, slash)
+  const path = slash === -1 ? '' : rest.slice(slash + 1)
+
+  const auth: RedisAuth = { tls: scheme.tls }
+  const at = authority.lastIndexOf('@')
+  if (at !== -1) {
+    const userinfo = authority.slice(0, at)
+    const colon = userinfo.indexOf(':')
+    const user = decodeURIComponent(colon === -1 ? userinfo : userinfo.slice(0, colon))
+    if (user !== '') auth.username = user
+    if (colon !== -1) auth.password = decodeURIComponent(userinfo.slice(colon + 1))
+  }
+  const hostList = authority.slice(at + 1)
+  const nodes = hostList === '' ? [] : hostList.split(',').map((h) => parseAddress(h, bad))
+  if (nodes.length === 0) throw bad('names no host')
+
+  if (scheme.kind === 'cluster') {
+    if (path !== '' && path !== '0') throw bad('cannot select a database: Redis Cluster has only db 0')
+    return { kind: 'cluster', nodes, ...auth }
+  }
+  const [node] = nodes
+  if (node === undefined || nodes.length > 1) {
+    throw bad('names several hosts: use redis-cluster:// for Redis Cluster')
+  }
+  if (path !== '' && !/^\d{1,5}$/.test(path)) throw bad(`has database '${path}', not an integer`)
+  return { kind: 'single', ...node, db: path === '' ? 0 : Number(path), ...auth }
+}
+
+function parseAddress(text: string, bad: (why: string) => InvalidArgumentError): RedisAddress {
+  const m = /^(\[[0-9a-fA-F:.]+\]|[^:[\]]+)(?::(\d+))?$/.exec(text)
+  if (m === null) throw bad(`has a bad host '${text}'`)
+  const host = m[1]!.startsWith('[') ? m[1]!.slice(1, -1) : m[1]!
+  const port = m[2] === undefined ? DEFAULT_REDIS_PORT : Number(m[2])
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw bad(`has port ${m[2]}, not in 1..65535`)
+  }
+  return { host, port }
+}
+
+/** The URL with its password replaced, fit for messages and logs. */
+export function redactUrl(url: string): string {
+  const sep = url.indexOf('://')
+  if (sep === -1) return url
+  const rest = url.slice(sep + 3)
+  const slash = rest.indexOf('/')
+  const authority = slash === -1 ? rest : rest.slice(0, slash)
+  const at = authority.lastIndexOf('@')
+  if (at === -1) return url
+  const userinfo = authority.slice(0, at)
+  const colon = userinfo.indexOf(':')
+  if (colon === -1) return url
+  return `${url.slice(0, sep + 3)}${userinfo.slice(0, colon)}:***${rest.slice(at)}`
+}
+
+/*
+ * Lua rather than MULTI where a write depends on what is stored: updateJob and finishRun
+ * must not turn a patch of a missing job into a half record, and MULTI cannot branch
+ * without WATCH (a second round trip). A script is atomic just as MULTI/EXEC is, and one
+ * EVALSHA is one round trip. All keys a script touches share the node's hash tag, so
+ * building job keys inside the script stays in the slot of the declared keys.
+ */
+
+/** KEYS: job, unfinished. ARGV: id, unfinished op ('add' | 'rem' | ''), field, value, … */
+const UPDATE_JOB_LUA = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if #ARGV > 2 then redis.call('HSET', KEYS[1], unpack(ARGV, 3)) end
+if ARGV[2] == 'add' then redis.call('SADD', KEYS[2], ARGV[1])
+elseif ARGV[2] == 'rem' then redis.call('SREM', KEYS[2], ARGV[1]) end
+return 1
+`
+
+/**
+ * KEYS: job, unfinished, jobs, outbox.
+ * ARGV: id, feedback key, feedback bytes, remove ('1' | '0'), unfinished op, field, value, …
+ * The feedback is stored even when the job is gone: it must never be lost.
+ */
+const FINISH_RUN_LUA = `
+redis.call('HSET', KEYS[4], ARGV[2], ARGV[3])
+if ARGV[4] == '1' then
+  redis.call('DEL', KEYS[1])
+  redis.call('SREM', KEYS[2], ARGV[1])
+  redis.call('SREM', KEYS[3], ARGV[1])
+elseif redis.call('EXISTS', KEYS[1]) == 1 then
+  if #ARGV > 5 then redis.call('HSET', KEYS[1], unpack(ARGV, 6)) end
+  if ARGV[5] == 'add' then redis.call('SADD', KEYS[2], ARGV[1])
+  elseif ARGV[5] == 'rem' then redis.call('SREM', KEYS[2], ARGV[1]) end
+end
+return 1
+`
+
+/** KEYS: an id set. ARGV: job key prefix, status filter ('' for all). Flat field/value arrays. */
+const LIST_JOBS_LUA = `
+local out = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local key = ARGV[1] .. id
+  if ARGV[2] == '' or redis.call('HGET', key, 'status') == ARGV[2] then
+    local fields = redis.call('HGETALL', key)
+    if #fields > 0 then out[#out + 1] = fields end
+  end
+end
+return out
+`
+
+type Arg = string | Buffer
+
+/** The commands defineCommand adds; the names are prefixed so as not to clash on a shared client. */
+interface ScriptCommands {
+  jrUpdateJob(numKeys: 2, ...args: Arg[]): Promise<number>
+  jrFinishRun(numKeys: 4, ...args: Arg[]): Promise<number>
+  jrListJobsBuffer(numKeys: 1, ...args: Arg[]): Promise<Buffer[][]>
+}
+
+/**
+ * The Store on Redis (single server or Cluster) through ioredis. Durable: a node restarted
+ * with the same name finds its unfinished jobs and pending feedback. Key layout: keys.ts.
+ *
+ * Lifecycle: created → open → closed. Every method is one round trip (a MULTI/EXEC pipeline
+ * or one script), checks the state first, and turns any client error into a StoreError that
+ * names the node and the server.
+ */
+export class RedisStore implements Store {
+  readonly durable = true
+  private readonly client: Redis | Cluster
+  private readonly scripts: ScriptCommands
+  private readonly keys: NodeKeys
+  private readonly node: string
+  private readonly owned: boolean
+  private readonly label: string
+  private state: 'created' | 'opening' | 'open' | 'closed' = 'created'
+  /** The last connection error, so "connection is down" failures can say why. */
+  private lastConnectionError: Error | undefined
+
+  constructor(options: RedisStoreOptions) {
+    if (options === null || typeof options !== 'object') {
+      throw new InvalidArgumentError("RedisStore options must be an object with a 'node'")
+    }
+    this.keys = nodeKeys(options.node, options.prefix ?? DEFAULT_KEY_PREFIX)
+    this.node = options.node
+    if (options.redis !== undefined) {
+      if (options.url !== undefined) {
+        throw new InvalidArgumentError("'url' and 'redis' are exclusive: give one of them")
+      }
+      this.client = options.redis
+      this.owned = false
+      this.label = 'the given redis client'
+    } else {
+      const url = options.url ?? DEFAULT_REDIS_URL
+      this.client = createClient(parseStorageUrl(url), () => this.state === 'open')
+      this.owned = true
+      this.label = redactUrl(url)
+      // Without a listener ioredis prints every failed reconnect; the cause surfaces
+      // instead in the StoreError of the next command that fails.
+      this.client.on('error', (err: Error) => {
+        this.lastConnectionError = err
+      })
+    }
+    this.client.defineCommand('jrUpdateJob', { lua: UPDATE_JOB_LUA })
+    this.client.defineCommand('jrFinishRun', { lua: FINISH_RUN_LUA })
+    this.client.defineCommand('jrListJobs', { lua: LIST_JOBS_LUA, readOnly: true })
+    this.scripts = this.client as unknown as ScriptCommands
+  }
+
+  async open(): Promise<void> {
+    if (this.state === 'open') return
+    if (this.state !== 'created') throw this.stateError()
+    this.state = 'opening'
+    try {
+      // Our own client connects lazily, so this is the one bounded attempt (the retry
+      // strategy refuses to retry until open). A given client is checked with a PING.
+      if (this.owned) await this.client.connect()
+      else await this.client.ping()
+    } catch (err) {
+      this.state = 'created'
+      if (this.owned) this.client.disconnect()
+      const cause = this.lastConnectionError ?? err
+      this.lastConnectionError = undefined
+      throw new StoreError(
+        `cannot reach redis at ${this.label} for node '${this.node}': ${messageOf(cause)}`,
+        { cause },
+      )
+    }
+    this.state = 'open'
+  }
+
+  async saveJobs(jobs: readonly JobRecord[]): Promise<void> {
+    this.check()
+    if (jobs.length === 0) return
+    const ids: string[] = []
+    const unfinished: string[] = []
+    const finished: string[] = []
+    const tx = this.client.multi()
+    for (const job of jobs) {
+      const key = this.keys.job(job.id)
+      // A re-save replaces the record: no optional field of an older version may linger.
+      tx.del(key)
+      tx.hset(key, ...encodeJob(job))
+      ids.push(job.id)
+      ;(isUnfinished(job.status) ? unfinished : finished).push(job.id)
+    }
+    tx.sadd(this.keys.jobs, ...ids)
+    if (unfinished.length > 0) tx.sadd(this.keys.unfinished, ...unfinished)
+    if (finished.length > 0) tx.srem(this.keys.unfinished, ...finished)
+    await this.exec('saveJobs', tx)
+  }
+
+  async updateJob(id: string, patch: JobPatch): Promise<void> {
+    this.check()
+    try {
+      await this.scripts.jrUpdateJob(
+        2,
+        this.keys.job(id),
+        this.keys.unfinished,
+        id,
+        unfinishedOp(patch),
+        ...encodePatch(patch),
+      )
+    } catch (err) {
+      throw this.failure('updateJob', err)
+    }
+  }
+
+  async finishRun(
+    id: string,
+    patch: JobPatch,
+    feedback: FeedbackRecord,
+    remove: boolean,
+  ): Promise<void> {
+    this.check()
+    try {
+      await this.scripts.jrFinishRun(
+        4,
+        this.keys.job(id),
+        this.keys.unfinished,
+        this.keys.jobs,
+        this.keys.outbox,
+        id,
+        feedbackKey(feedback.jobId, feedback.run),
+        encodeFeedback(feedback),
+        remove ? '1' : '0',
+        unfinishedOp(patch),
+        ...encodePatch(patch),
+      )
+    } catch (err) {
+      throw this.failure('finishRun', err)
+    }
+  }
+
+  async getJob(id: string): Promise<JobRecord | undefined> {
+    this.check()
+    const key = this.keys.job(id)
+    let fields: Record<string, Buffer>
+    try {
+      fields = await this.client.hgetallBuffer(key)
+    } catch (err) {
+      throw this.failure('getJob', err)
+    }
+    return Object.keys(fields).length === 0 ? undefined : decodeJob(key, fields)
+  }
+
+  async removeJob(id: string): Promise<void> {
+    this.check()
+    const tx = this.client.multi()
+    tx.del(this.keys.job(id))
+    tx.srem(this.keys.unfinished, id)
+    tx.srem(this.keys.jobs, id)
+    await this.exec('removeJob', tx)
+  }
+
+  listUnfinished(): Promise<JobRecord[]> {
+    return this.list('listUnfinished', this.keys.unfinished, '')
+  }
+
+  listJobs(filter?: ListJobsFilter): Promise<JobRecord[]> {
+    return this.list('listJobs', this.keys.jobs, filter?.status ?? '')
+  }
+
+  async listFeedback(): Promise<FeedbackRecord[]> {
+    this.check()
+    let entries: Record<string, Buffer>
+    try {
+      entries = await this.client.hgetallBuffer(this.keys.outbox)
+    } catch (err) {
+      throw this.failure('listFeedback', err)
+    }
+    return Object.entries(entries).map(([field, bytes]) => decodeFeedback(this.keys.outbox, field, bytes))
+  }
+
+  async ackFeedback(jobId: string, run: number): Promise<void> {
+    this.check()
+    try {
+      await this.client.hdel(this.keys.outbox, feedbackKey(jobId, run))
+    } catch (err) {
+      throw this.failure('ackFeedback', err)
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.state === 'closed') return
+    this.state = 'closed'
+    if (!this.owned) return
+    // quit() lets replies in flight arrive; a client that is not connected has nothing to
+    // wait for, and quit() would be refused without the offline queue.
+    if (this.client.status === 'ready') {
+      try {
+        await this.client.quit()
+        return
+      } catch {
+        // the connection failed under quit: fall through and drop it
+      }
+    }
+    this.client.disconnect()
+  }
+
+  private async list(op: string, setKey: string, status: string): Promise<JobRecord[]> {
+    this.check()
+    let rows: Buffer[][]
+    try {
+      rows = await this.scripts.jrListJobsBuffer(1, setKey, this.keys.jobPrefix, status)
+    } catch (err) {
+      throw this.failure(op, err)
+    }
+    return rows.map((row) => {
+      const fields: Record<string, Buffer> = {}
+      for (let i = 0; i + 1 < row.length; i += 2) fields[row[i]!.toString()] = row[i + 1]!
+      return decodeJob(`${this.keys.jobPrefix}${fields['id']?.toString() ?? '?'}`, fields)
+    })
+  }
+
+  private async exec(op: string, tx: ChainableCommander): Promise<void> {
+    let results: [Error | null, unknown][] | null
+    try {
+      results = await tx.exec()
+    } catch (err) {
+      throw this.failure(op, err)
+    }
+    if (results === null) throw this.failure(op, new Error('transaction aborted'))
+    for (const [err] of results) if (err !== null) throw this.failure(op, err)
+  }
+
+  private check(): void {
+    if (this.state !== 'open') throw this.stateError()
+  }
+
+  private stateError(): StoreError {
+    const what = this.state === 'closed' ? 'closed' : 'not open'
+    return new StoreError(`redis store for node '${this.node}' is ${what}`)
+  }
+
+  private failure(op: string, err: unknown): StoreError {
+    let detail = messageOf(err)
+    if (this.client.status !== 'ready' && this.lastConnectionError !== undefined) {
+      detail += ` (connection: ${this.lastConnectionError.message})`
+    }
+    return new StoreError(
+      `redis ${op} failed for node '${this.node}' at ${this.label}: ${detail}`,
+      { cause: err },
+    )
+  }
+
+}
+
+/*
+ * Connection policy. Before open() succeeds the retry strategy says no, so an unreachable
+ * server fails open() after one attempt bounded by the connect timeout, instead of
+ * ioredis retrying forever in silence. After open it reconnects forever with capped
+ * backoff: a node outlives a Redis restart.
+ *
+ * While disconnected, commands fail at once (enableOfflineQueue: false) and commands in
+ * flight when the connection drops fail on that drop (maxRetriesPerRequest: 0), rather
+ * than waiting in a client-side queue. Callers answer peers on the strength of a store
+ * call (a job is "accepted" only once stored), so a prompt StoreError lets the node refuse
+ * or retry on its own terms, and the distributor re-dispatch elsewhere, while a queued
+ * write would hold every caller for as long as Redis is away. Every write here is
+ * idempotent, so a caller retrying a write that did reach Redis does no harm.
+ */
+function createClient(target: RedisTarget, isOpen: () => boolean): Redis | Cluster {
+  const retry = (times: number): number | null =>
+    isOpen() ? Math.min(times * 100, RECONNECT_MAX_DELAY_MS) : null
+  const connection: RedisOptions = {
+    connectTimeout: CONNECT_TIMEOUT_MS,
+    maxRetriesPerRequest: 0,
+  }
+  if (target.username !== undefined) connection.username = target.username
+  if (target.password !== undefined) connection.password = target.password
+  if (target.tls) connection.tls = {}
+  if (target.kind === 'single') {
+    return new Redis({
+      ...connection,
+      host: target.host,
+      port: target.port,
+      db: target.db,
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      retryStrategy: retry,
+    })
+  }
+  const options: ClusterOptions = {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    clusterRetryStrategy: retry,
+    redisOptions: connection,
+  }
+  return new Cluster(target.nodes, options)
+}
+
+function unfinishedOp(patch: JobPatch): string {
+  if (patch.status === undefined) return ''
+  return isUnfinished(patch.status) ? 'add' : 'rem'
+}
+
+function num(n: number): string {
+  // String() is the shortest form that reads back to the same double.
+  return String(n)
+}
+
+function encodeJob(job: JobRecord): Arg[] {
+  const args = job.args
+  const out: Arg[] = [
+    'id', job.id,
+    'name', job.name,
+    'args', Buffer.from(args.buffer, args.byteOffset, args.byteLength),
+    'status', job.status,
+    'attempt', num(job.attempt),
+    'run', num(job.run),
+    'dueAt', num(job.dueAt),
+    'runDueAt', num(job.runDueAt),
+    'defer', job.defer ? '1' : '0',
+    'distributor', job.distributor,
+    'createdAt', num(job.createdAt),
+  ]
+  if (job.period !== undefined) out.push('period', num(job.period))
+  if (job.maxAttempt !== undefined) out.push('maxAttempt', num(job.maxAttempt))
+  if (job.retry !== undefined) out.push('retry', JSON.stringify(job.retry))
+  if (job.timeout !== undefined) out.push('timeout', num(job.timeout))
+  if (job.failedAt !== undefined) out.push('failedAt', num(job.failedAt))
+  if (job.lastError !== undefined) out.push('lastError', JSON.stringify(job.lastError))
+  return out
+}
+
+/** A patch field set to undefined is left alone, as if it were absent (as in MemoryStore). */
+function encodePatch(patch: JobPatch): Arg[] {
+  const out: Arg[] = []
+  if (patch.status !== undefined) out.push('status', patch.status)
+  if (patch.attempt !== undefined) out.push('attempt', num(patch.attempt))
+  if (patch.run !== undefined) out.push('run', num(patch.run))
+  if (patch.dueAt !== undefined) out.push('dueAt', num(patch.dueAt))
+  if (patch.runDueAt !== undefined) out.push('runDueAt', num(patch.runDueAt))
+  if (patch.failedAt !== undefined) out.push('failedAt', num(patch.failedAt))
+  if (patch.lastError !== undefined) out.push('lastError', JSON.stringify(patch.lastError))
+  return out
+}
+
+const STATUSES = new Set<string>(Object.values(JobStatus))
+
+/** Throws a StoreError naming the key rather than hand a half-read record to the node. */
+function decodeJob(key: string, fields: Record<string, Buffer>): JobRecord {
+  const corrupt = (field: string, why: string): StoreError =>
+    new StoreError(`job record ${key} is corrupt: field '${field}' ${why}`)
+  const str = (field: string): string => {
+    const v = fields[field]
+    if (v === undefined) throw corrupt(field, 'is missing')
+    return v.toString()
+  }
+  const number = (field: string): number => {
+    const n = Number(str(field))
+    if (Number.isNaN(n)) throw corrupt(field, 'is not a number')
+    return n
+  }
+  const json = <T>(field: string): T => {
+    try {
+      return JSON.parse(str(field)) as T
+    } catch {
+      throw corrupt(field, 'is not JSON')
+    }
+  }
+  const args = fields['args']
+  if (args === undefined) throw corrupt('args', 'is missing')
+  const status = str('status')
+  if (!STATUSES.has(status)) throw corrupt('status', `has unknown value '${status}'`)
+  const job: JobRecord = {
+    id: str('id'),
+    name: str('name'),
+    args,
+    status: status as JobStatus,
+    attempt: number('attempt'),
+    run: number('run'),
+    dueAt: number('dueAt'),
+    runDueAt: number('runDueAt'),
+    defer: str('defer') === '1',
+    distributor: str('distributor'),
+    createdAt: number('createdAt'),
+  }
+  if (fields['period'] !== undefined) job.period = number('period')
+  if (fields['maxAttempt'] !== undefined) job.maxAttempt = number('maxAttempt')
+  if (fields['retry'] !== undefined) job.retry = json<RetryPolicy>('retry')
+  if (fields['timeout'] !== undefined) job.timeout = number('timeout')
+  if (fields['failedAt'] !== undefined) job.failedAt = number('failedAt')
+  if (fields['lastError'] !== undefined) job.lastError = json<SerializedError>('lastError')
+  return job
+}
+
+function encodeFeedback(f: FeedbackRecord): Buffer {
+  // Field by field, so that extra properties a caller hung on the record are not stored.
+  return pack({
+    jobId: f.jobId,
+    run: f.run,
+    distributor: f.distributor,
+    kind: f.kind,
+    final: f.final,
+    cancelled: f.cancelled,
+    args: f.args,
+  })
+}
+
+function decodeFeedback(key: string, field: string, bytes: Buffer): FeedbackRecord {
+  let value: unknown
+  try {
+    value = unpack(bytes)
+  } catch (err) {
+    throw new StoreError(`feedback ${field} in ${key} is not msgpack`, { cause: err })
+  }
+  const f = value as Partial<FeedbackRecord> | null
+  if (
+    f === null ||
+    typeof f !== 'object' ||
+    typeof f.jobId !== 'string' ||
+    typeof f.run !== 'number' ||
+    typeof f.distributor !== 'string' ||
+    (f.kind !== FeedbackKind.SUCCESS && f.kind !== FeedbackKind.ERROR) ||
+    typeof f.final !== 'boolean' ||
+    typeof f.cancelled !== 'boolean' ||
+    !(f.args instanceof Uint8Array)
+  ) {
+    throw new StoreError(`feedback ${field} in ${key} is not a feedback record`)
+  }
+  return {
+    jobId: f.jobId,
+    run: f.run,
+    distributor: f.distributor,
+    kind: f.kind,
+    final: f.final,
+    cancelled: f.cancelled,
+    args: f.args,
+  }
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}

@@ -1,0 +1,124 @@
+import type { SerializedError } from '../errors.js'
+import type { RetryPolicy } from '../scheduling/retry.js'
+
+/**
+ * Job lifecycle: new → in progress → complete | queued | error (→ in progress) | failed | cancelled.
+ * `queued` means due and waiting for a free concurrency slot on the node.
+ */
+export const JobStatus = {
+  NEW: 'new',
+  QUEUED: 'queued',
+  IN_PROGRESS: 'in progress',
+  ERROR: 'error',
+  COMPLETE: 'complete',
+  FAILED: 'failed',
+  CANCELLED: 'cancelled',
+} as const
+export type JobStatus = (typeof JobStatus)[keyof typeof JobStatus]
+
+/** Statuses a restarted node resumes. */
+export const UNFINISHED_STATUSES: readonly JobStatus[] = [
+  JobStatus.NEW,
+  JobStatus.QUEUED,
+  JobStatus.IN_PROGRESS,
+  JobStatus.ERROR,
+]
+
+export function isUnfinished(status: JobStatus): boolean {
+  return UNFINISHED_STATUSES.includes(status)
+}
+
+/**
+ * What a node keeps of a job. Due times are absolute epoch milliseconds so that a restart
+ * resumes at the original instant, never "relative to now".
+ */
+export interface JobRecord {
+  id: string
+  name: string
+  /** msgpack bytes of the args as enqueued; every attempt starts from these. */
+  args: Uint8Array
+  status: JobStatus
+  /** Attempts started in the current run (1 on the first attempt). */
+  attempt: number
+  /** Periodic jobs: number of the current run, 1-based. Always 1 for one-shot jobs. */
+  run: number
+  /** When the next attempt is due (epoch ms). */
+  dueAt: number
+  /** Periodic jobs: due time of the current run, the base of the next one (no drift). */
+  runDueAt: number
+  /** Seconds between runs; absent for one-shot jobs. */
+  period?: number
+  defer: boolean
+  /** Per-job overrides of the node's retry settings. */
+  maxAttempt?: number
+  retry?: RetryPolicy
+  /** Per-attempt limit in seconds. */
+  timeout?: number
+  /** Key of the distributor the job came from (the address the node dialled). */
+  distributor: string
+  createdAt: number
+  failedAt?: number
+  lastError?: SerializedError
+}
+
+/** The fields a node changes as a job moves through its lifecycle. */
+export type JobPatch = Partial<
+  Pick<JobRecord, 'status' | 'attempt' | 'run' | 'dueAt' | 'runDueAt' | 'failedAt' | 'lastError'>
+>
+
+export const FeedbackKind = { SUCCESS: 'success', ERROR: 'error' } as const
+export type FeedbackKind = (typeof FeedbackKind)[keyof typeof FeedbackKind]
+
+/** A result waiting in the node's outbox until the distributor acknowledges it. */
+export interface FeedbackRecord {
+  jobId: string
+  /** Run number (periodic jobs send one feedback per run); with jobId, the dedup key. */
+  run: number
+  distributor: string
+  kind: FeedbackKind
+  /** True when nothing more will come for this job (one-shot done, or schedule ended). */
+  final: boolean
+  cancelled: boolean
+  /** msgpack bytes of the final args. */
+  args: Uint8Array
+}
+
+export function feedbackKey(jobId: string, run: number): string {
+  return `${jobId}:${run}`
+}
+
+export interface ListJobsFilter {
+  status?: JobStatus
+}
+
+/**
+ * Storage in job operations, never in database commands. Every method resolves only once
+ * the data is stored (for a durable store: acknowledged by the server), because callers
+ * answer peers on the strength of it.
+ */
+export interface Store {
+  /** True when stored jobs survive the process (a restarted node resumes them). */
+  readonly durable: boolean
+  /** Connects and prepares; rejects with a StoreError if the backend is unreachable. */
+  open(): Promise<void>
+  /** Saves new jobs (one batch, one round trip where the backend allows). */
+  saveJobs(jobs: readonly JobRecord[]): Promise<void>
+  /** Updates some fields of a stored job; a missing job is ignored. */
+  updateJob(id: string, patch: JobPatch): Promise<void>
+  /**
+   * Ends a run in one step: applies `patch`, puts `feedback` in the outbox, and removes the
+   * job when `remove` is true, so a crash never leaves a finished job without its feedback.
+   */
+  finishRun(id: string, patch: JobPatch, feedback: FeedbackRecord, remove: boolean): Promise<void>
+  getJob(id: string): Promise<JobRecord | undefined>
+  removeJob(id: string): Promise<void>
+  /** Jobs with status new, queued, in progress or error. */
+  listUnfinished(): Promise<JobRecord[]>
+  /** Every stored job, optionally by status: for admin tools, not for the hot path. */
+  listJobs(filter?: ListJobsFilter): Promise<JobRecord[]>
+  /** Feedback not yet acknowledged by its distributor. */
+  listFeedback(): Promise<FeedbackRecord[]>
+  /** The distributor acknowledged this feedback: drop it from the outbox. */
+  ackFeedback(jobId: string, run: number): Promise<void>
+  close(): Promise<void>
+}

@@ -1,0 +1,314 @@
+import { randomBytes } from 'node:crypto'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Redis } from 'ioredis'
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { nodeKeys } from '../../src/storage/keys.js'
+import { RedisStore, parseStorageUrl, redactUrl } from '../../src/storage/redis-store.js'
+import { JobStatus } from '../../src/storage/store.js'
+import { freePort, startRedisServer, type RedisServer } from '../helpers/redis-server.js'
+import { type MakeStore, makeFeedback, makeJob, storeConformance } from '../helpers/store-conformance.js'
+
+/** A fresh key prefix per test, so tests never see each other's keys. */
+let prefix = ''
+beforeEach(() => {
+  prefix = `jr-test-${randomBytes(6).toString('hex')}:`
+})
+
+/** SCAN is fine here: this is test cleanup, not the store. One DEL per key, as keys of
+ * different nodes sit in different cluster slots. */
+async function dropPrefix(admin: Redis, keyPrefix: string): Promise<void> {
+  const keys: string[] = []
+  for await (const batch of admin.scanStream({ match: `${keyPrefix}*`, count: 1000 })) {
+    keys.push(...(batch as string[]))
+  }
+  if (keys.length === 0) return
+  const pipeline = admin.pipeline()
+  for (const key of keys) pipeline.del(key)
+  await pipeline.exec()
+}
+
+/** The store's own client, to await its connection events instead of sleeping. */
+function clientOf(store: RedisStore): Redis {
+  return (store as unknown as { client: Redis }).client
+}
+
+function untilStatus(client: Redis, status: 'ready' | 'reconnecting'): Promise<void> {
+  if (client.status === status) return Promise.resolve()
+  return new Promise((resolve) => client.once(status, () => resolve()))
+}
+
+/** Runs the conformance suite against one server, opened in beforeAll. */
+function conformanceOn(name: string, options: { cluster?: boolean }): void {
+  describe(name, () => {
+    let server: RedisServer
+    let admin: Redis
+    beforeAll(async () => {
+      server = await startRedisServer(options)
+      admin = new Redis(server.port, '127.0.0.1')
+    })
+    afterAll(async () => {
+      await admin?.quit()
+      await server?.stop()
+    })
+    const makeStore: MakeStore = async (node = 'worker1') => {
+      const keyPrefix = prefix
+      return {
+        store: new RedisStore({ node, url: server.url, prefix: keyPrefix }),
+        cleanup: () => dropPrefix(admin, keyPrefix),
+      }
+    }
+    storeConformance(name, makeStore)
+  })
+}
+
+conformanceOn('RedisStore', {})
+// A one-node cluster that owns every slot: a MULTI or script whose keys left the node's
+// hash tag would fail here with CROSSSLOT.
+conformanceOn('RedisStore on Redis Cluster', { cluster: true })
+
+describe('RedisStore on a real redis-server', () => {
+  let server: RedisServer
+  let admin: Redis
+  const opened: RedisStore[] = []
+
+  async function open(node = 'worker1', url = server.url): Promise<RedisStore> {
+    const store = new RedisStore({ node, url, prefix })
+    opened.push(store)
+    await store.open()
+    return store
+  }
+
+  beforeAll(async () => {
+    server = await startRedisServer()
+    admin = new Redis(server.port, '127.0.0.1')
+  })
+  afterEach(async () => {
+    for (const store of opened.splice(0)) await store.close()
+    await dropPrefix(admin, prefix)
+  })
+  afterAll(async () => {
+    await admin?.quit()
+    await server?.stop()
+  })
+
+  it('is durable', () => {
+    expect(new RedisStore({ node: 'worker1', url: server.url }).durable).toBe(true)
+  })
+
+  it('open() against a closed port rejects quickly with ERR_STORE naming the address, and gives up', { timeout: 3_000 }, async () => {
+    const port = await freePort()
+    const store = new RedisStore({ node: 'worker1', url: `redis://:hunter2@127.0.0.1:${port}/2` })
+    const error = await store.open().then(
+      () => undefined,
+      (err: unknown) => err,
+    )
+    expect(error).toMatchObject({ code: 'ERR_STORE' })
+    const message = (error as Error).message
+    expect(message).toContain(`127.0.0.1:${port}`)
+    expect(message).toContain('ECONNREFUSED')
+    expect(message).not.toContain('hunter2')
+    // No silent reconnecting in the background after a failed open.
+    expect(clientOf(store).status).toBe('end')
+    await store.close()
+  })
+
+  it('open() of a cluster url against a closed port rejects with ERR_STORE', { timeout: 3_000 }, async () => {
+    const port = await freePort()
+    const store = new RedisStore({ node: 'worker1', url: `redis-cluster://127.0.0.1:${port}` })
+    await expect(store.open()).rejects.toMatchObject({
+      code: 'ERR_STORE',
+      message: expect.stringContaining(`127.0.0.1:${port}`),
+    })
+    await store.close()
+  })
+
+  it('a fresh instance with the same node name resumes jobs and pending feedback', async () => {
+    const first = await open('worker1')
+    const jobs = [
+      makeJob('new', { status: JobStatus.NEW, dueAt: 1_800_000_000_000 }),
+      makeJob('running', { status: JobStatus.IN_PROGRESS, attempt: 2, period: 30 }),
+      makeJob('retrying', { status: JobStatus.ERROR, lastError: { name: 'Error', message: 'x' }, failedAt: 9 }),
+      makeJob('done', { status: JobStatus.IN_PROGRESS }),
+    ]
+    await first.saveJobs(jobs)
+    const feedback = makeFeedback('done', { args: Uint8Array.of(0xc0, 0xff) })
+    await first.finishRun('done', { status: JobStatus.COMPLETE }, feedback, true)
+    await first.close()
+
+    const second = await open('worker1')
+    const resumed = await second.listUnfinished()
+    expect(resumed.map((j) => j.id).sort()).toEqual(['new', 'retrying', 'running'])
+    expect({ ...resumed.find((j) => j.id === 'running')!, args: [] }).toEqual({ ...jobs[1]!, args: [] })
+    const outbox = await second.listFeedback()
+    expect(outbox.map((f) => ({ ...f, args: Array.from(f.args) }))).toEqual([
+      { ...feedback, args: [0xc0, 0xff] },
+    ])
+  })
+
+  it('stores its keys under <prefix>{<node>}: as keys.ts documents', async () => {
+    const store = await open('worker7')
+    await store.saveJobs([makeJob('j1'), makeJob('j2', { status: JobStatus.COMPLETE })])
+    await store.finishRun('j2', {}, makeFeedback('j2'), false)
+    const keys = nodeKeys('worker7', prefix)
+    const stored: string[] = []
+    for await (const batch of admin.scanStream({ match: `${prefix}*` })) stored.push(...(batch as string[]))
+    expect(stored.sort()).toEqual([keys.job('j1'), keys.job('j2'), keys.jobs, keys.outbox, keys.unfinished].sort())
+    expect(keys.job('j1')).toBe(`${prefix}{worker7}:job:j1`)
+    expect(await admin.smembers(keys.unfinished)).toEqual(['j1'])
+    expect((await admin.smembers(keys.jobs)).sort()).toEqual(['j1', 'j2'])
+    expect(await admin.hkeys(keys.outbox)).toEqual(['j2:1'])
+    expect(await admin.hget(keys.job('j1'), 'dueAt')).toBe('1700000000000')
+  })
+
+  it('uses no KEYS or SCAN, and saves a batch of 1,000 in one MULTI/EXEC', async () => {
+    const monitor = await admin.duplicate().monitor()
+    const seen: string[][] = []
+    const marker = `marker-${prefix}`
+    const markerSeen = new Promise<void>((resolve) => {
+      monitor.on('monitor', (_time: string, args: string[]) => {
+        seen.push(args)
+        if (args[0]?.toLowerCase() === 'echo' && args[1] === marker) resolve()
+      })
+    })
+    try {
+      const store = await open('worker1')
+      await store.saveJobs(Array.from({ length: 1000 }, (_, i) => makeJob(`b${i}`)))
+      await store.updateJob('b1', { status: JobStatus.IN_PROGRESS })
+      await store.finishRun('b1', { status: JobStatus.COMPLETE }, makeFeedback('b1'), true)
+      await store.getJob('b2')
+      await store.removeJob('b2')
+      await store.listUnfinished()
+      await store.listJobs({ status: JobStatus.NEW })
+      await store.listFeedback()
+      await store.ackFeedback('b1', 1)
+      await admin.echo(marker)
+      await markerSeen
+    } finally {
+      monitor.disconnect()
+    }
+    const names = seen.map((args) => args[0]!.toLowerCase())
+    expect(names.filter((n) => /^(keys|scan|sscan|hscan|zscan)$/.test(n))).toEqual([])
+    // MONITOR shows commands run inside a transaction between MULTI and EXEC.
+    expect(names.filter((n) => n === 'multi')).toHaveLength(2) // saveJobs, removeJob
+    expect(names.filter((n) => n === 'hset').length).toBeGreaterThanOrEqual(1000)
+  })
+
+  it('survives a Redis restart: fails fast while it is down, then reconnects by itself', { timeout: 20_000 }, async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'jr-redis-restart-'))
+    let own = await startRedisServer({ appendonly: true, dir })
+    try {
+      const store = await open('worker1', own.url)
+      const client = clientOf(store)
+      await store.saveJobs([makeJob('before')])
+
+      const down = untilStatus(client, 'reconnecting')
+      await own.stop()
+      await down
+      await expect(store.getJob('before')).rejects.toMatchObject({
+        code: 'ERR_STORE',
+        message: expect.stringContaining(own.url),
+      })
+      await expect(store.saveJobs([makeJob('during')])).rejects.toMatchObject({ code: 'ERR_STORE' })
+
+      own = await startRedisServer({ appendonly: true, dir, port: own.port })
+      await untilStatus(client, 'ready')
+      expect((await store.getJob('before'))?.id).toBe('before')
+      await store.saveJobs([makeJob('after')])
+      expect((await store.listUnfinished()).map((j) => j.id).sort()).toEqual(['after', 'before'])
+    } finally {
+      for (const store of opened.splice(0)) await store.close()
+      await own.stop()
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('uses a given client without closing it', async () => {
+    const client = new Redis(server.port, '127.0.0.1')
+    try {
+      const store = new RedisStore({ node: 'worker1', redis: client, prefix })
+      await store.open()
+      await store.saveJobs([makeJob('j1')])
+      expect((await store.getJob('j1'))?.id).toBe('j1')
+      await store.close()
+      expect(client.status).toBe('ready')
+      expect(await client.sismember(nodeKeys('worker1', prefix).jobs, 'j1')).toBe(1)
+    } finally {
+      await client.quit()
+    }
+  })
+
+  it('rejects bad options with ERR_INVALID_ARG naming them', () => {
+    const client = new Redis({ lazyConnect: true })
+    try {
+      expect(() => new RedisStore({ node: 'w', url: server.url, redis: client })).toThrow(
+        expect.objectContaining({ code: 'ERR_INVALID_ARG', message: expect.stringContaining("'url'") }),
+      )
+    } finally {
+      client.disconnect()
+    }
+    expect(() => new RedisStore({ node: '' })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG' }))
+    expect(() => new RedisStore({ node: 'a{b}' })).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_ARG', message: expect.stringContaining("'node'") }),
+    )
+    expect(() => new RedisStore({ node: 'w', prefix: 'x{' })).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_ARG', message: expect.stringContaining("'prefix'") }),
+    )
+    expect(() => new RedisStore({ node: 'w', url: 'http://localhost' })).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_ARG' }),
+    )
+  })
+})
+
+describe('parseStorageUrl', () => {
+  it.each([
+    ['redis://127.0.0.1:6380', { kind: 'single', host: '127.0.0.1', port: 6380, db: 0, tls: false }],
+    ['redis://localhost', { kind: 'single', host: 'localhost', port: 6379, db: 0, tls: false }],
+    ['redis://cache:7000/3', { kind: 'single', host: 'cache', port: 7000, db: 3, tls: false }],
+    ['rediss://[::1]:6390/', { kind: 'single', host: '::1', port: 6390, db: 0, tls: true }],
+    [
+      'redis://app:p%40ss@db:6379/1',
+      { kind: 'single', host: 'db', port: 6379, db: 1, tls: false, username: 'app', password: 'p@ss' },
+    ],
+    ['redis://:secret@db', { kind: 'single', host: 'db', port: 6379, db: 0, tls: false, password: 'secret' }],
+    [
+      'redis-cluster://h1:7000,h2:7001,[::1]',
+      {
+        kind: 'cluster',
+        nodes: [
+          { host: 'h1', port: 7000 },
+          { host: 'h2', port: 7001 },
+          { host: '::1', port: 6379 },
+        ],
+        tls: false,
+      },
+    ],
+  ])('parses %s', (url, expected) => {
+    expect(parseStorageUrl(url)).toEqual(expected)
+  })
+
+  it.each([
+    ['memory', 'must start with'],
+    ['http://h:1', 'must start with'],
+    ['redis://', 'names no host'],
+    ['redis://h:0', 'port 0'],
+    ['redis://h:99999', 'port 99999'],
+    ['redis://h/x', "database 'x'"],
+    ['redis://a:1,b:2', 'redis-cluster://'],
+    ['redis-cluster://a:1/2', 'only db 0'],
+    ['redis://h?db=1', 'query'],
+  ])('rejects %s', (url, why) => {
+    expect(() => parseStorageUrl(url)).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_ARG', message: expect.stringContaining(why) }),
+    )
+  })
+
+  it('keeps passwords out of its messages', () => {
+    expect(() => parseStorageUrl('redis://u:topsecret@h:0')).toThrow(
+      expect.objectContaining({ message: expect.not.stringContaining('topsecret') }),
+    )
+    expect(redactUrl('redis://u:topsecret@h:1/0')).toBe('redis://u:***@h:1/0')
+    expect(redactUrl('redis://h:1')).toBe('redis://h:1')
+  })
+})
