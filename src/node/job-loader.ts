@@ -24,16 +24,25 @@ let typeScriptReady: Promise<void> | undefined
 
 /**
  * Node 20 cannot import TypeScript by itself; tsx's loader hooks let a user's `.ts` job
- * files load as they are. Registered once, and only when a `.ts` file is there.
+ * files load as they are. Registered once, and only when Node refused a `.ts` file (a
+ * runtime or test runner that already compiles TypeScript needs no hooks).
  */
 function ensureTypeScript(): Promise<void> {
-  typeScriptReady ??= (async () => {
-    // Under a test runner that already compiles TypeScript the hooks are not needed.
-    if (process.env['VITEST'] !== undefined) return
-    const { register } = await import('tsx/esm/api')
+  typeScriptReady ??= import('tsx/esm/api').then(({ register }) => {
     register()
-  })()
+  })
   return typeScriptReady
+}
+
+async function importJobFile(url: string): Promise<void> {
+  try {
+    await import(url)
+  } catch (err) {
+    if ((err as { code?: unknown }).code !== 'ERR_UNKNOWN_FILE_EXTENSION') throw err
+    await ensureTypeScript()
+    // A failed import stays cached under its URL: retry under another one.
+    await import(`${url}&ts`)
+  }
 }
 
 let loadCount = 0
@@ -53,13 +62,12 @@ export async function loadJobDirectory(directory: string, registry: JobRegistry)
   }
   if (!info.isDirectory()) throw new JobsError(`job directory '${directory}' is not a directory`, ErrorCode.JOB_FILE)
   const files = await listJobFiles(dir)
-  if (files.some((f) => f.endsWith('.ts') || f.endsWith('.mts'))) await ensureTypeScript()
   const instance = ++loadCount
   await loadInto(registry, async () => {
     for (const file of files) {
       const url = `${pathToFileURL(file).href}?jr-load=${instance}`
       try {
-        await import(url)
+        await importJobFile(url)
       } catch (err) {
         throw new JobsError(`cannot load job file ${file}: ${(err as Error).message}`, ErrorCode.JOB_FILE, { cause: err })
       }

@@ -250,8 +250,17 @@ export class RedisStore implements Store {
     try {
       // Our own client connects lazily, so this is the one bounded attempt (the retry
       // strategy refuses to retry until open). A given client is checked with a PING.
-      if (this.owned) await this.client.connect()
-      else await this.client.ping()
+      if (this.owned) {
+        await this.client.connect()
+        // A cluster connects to its masters on first use; connecting them here checks
+        // that they are reachable and spares the first burst of commands the retries
+        // ioredis makes for a node connection still being set up.
+        if (this.client instanceof Cluster) {
+          await Promise.all(this.client.nodes('master').map((master) => master.ping()))
+        }
+      } else {
+        await this.client.ping()
+      }
     } catch (err) {
       this.state = 'created'
       if (this.owned) this.client.disconnect()
@@ -480,6 +489,10 @@ function createClient(target: RedisTarget, isOpen: () => boolean): Redis | Clust
   const options: ClusterOptions = {
     lazyConnect: true,
     enableOfflineQueue: false,
+    // The ready check's CLUSTER INFO is itself refused without the offline queue, and a
+    // failed ready check leaves connect() pending forever (ioredis 6.0). open() checks
+    // the masters with a PING instead.
+    enableReadyCheck: false,
     clusterRetryStrategy: retry,
     redisOptions: connection,
   }

@@ -77,7 +77,9 @@ async function launch(port: number, options: RedisServerOptions): Promise<RedisS
     '--loglevel', 'warning',
   ]
   if (options.cluster === true) {
+    // A node that never met another does not know its own IP and would announce ''.
     args.push('--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`)
+    args.push('--cluster-announce-ip', '127.0.0.1')
   }
   const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] })
   let output = ''

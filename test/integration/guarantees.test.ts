@@ -1,0 +1,112 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import type { Distributor } from '../../src/distributor/distributor.js'
+import { Resources, spawnConnectedNode, startDistributor, startNode } from '../helpers/cluster.js'
+
+const res = new Resources()
+afterEach(() => res.releaseAll())
+
+/** Counts success feedback per node for every job enqueued from now on. */
+function countByNode(d: Distributor): Map<string, number> {
+  const counts = new Map<string, number>()
+  d.on('job:success', (e) => counts.set(e.node, (counts.get(e.node) ?? 0) + 1))
+  return counts
+}
+
+describe('guarantees, with real jr-node processes', () => {
+  it('completes 1,000 jobs enqueued before any node connected', async () => {
+    const d = await startDistributor(res)
+    const handles = Array.from({ length: 1000 }, (_, i) => d.enqueue('echo', { i }))
+    expect(d.pendingCount).toBe(1000)
+    await spawnConnectedNode(res, d, 'late1')
+    const results = await Promise.all(handles.map((h) => h.done))
+    expect(results.map((r) => r['i'])).toEqual(Array.from({ length: 1000 }, (_, i) => i))
+    expect(d.activeCount).toBe(0)
+  })
+
+  it('loses none of 5,000 jobs when a node is killed with SIGKILL mid-burst', async () => {
+    const d = await startDistributor(res, { heartbeatMs: 200 })
+    const victim = await spawnConnectedNode(res, d, 'victim')
+    await spawnConnectedNode(res, d, 'survivor')
+    const byNode = countByNode(d)
+    let killed = false
+    const requeued = new Set<string>()
+    d.on('job:requeue', (e) => requeued.add(e.id))
+    d.on('job:success', () => {
+      if (!killed && (byNode.get('victim') ?? 0) >= 200) {
+        killed = true
+        victim.child.kill('SIGKILL')
+      }
+    })
+    const handles = Array.from({ length: 5000 }, (_, i) => d.enqueue('slow', { i, ms: 1 }))
+    const results = await Promise.all(handles.map((h) => h.done))
+    expect(killed).toBe(true)
+    expect(results).toHaveLength(5000)
+    expect(new Set(results.map((r) => r['i'])).size).toBe(5000)
+    // The victim held unfinished jobs when it died; they were re-run on the survivor.
+    expect(requeued.size).toBeGreaterThan(0)
+    expect(byNode.get('survivor')).toBeGreaterThan(0)
+    expect(await victim.exited).toBeNull()
+  })
+
+  it('shares a burst of 10,000 no-op jobs evenly over two equal nodes', async () => {
+    const d = await startDistributor(res)
+    await spawnConnectedNode(res, d, 'even1')
+    await spawnConnectedNode(res, d, 'even2')
+    const byNode = countByNode(d)
+    await Promise.all(Array.from({ length: 10_000 }, () => d.enqueue('noop', {}).done))
+    const a = byNode.get('even1') ?? 0
+    const b = byNode.get('even2') ?? 0
+    expect(a + b).toBe(10_000)
+    expect(Math.max(a, b)).toBeLessThanOrEqual(6000)
+  })
+
+  it('a slow node gets less of a burst than a fast one', async () => {
+    const d = await startDistributor(res)
+    await startNode(res, d, { name: 'fast', concurrency: 10 })
+    await startNode(res, d, { name: 'slow', concurrency: 1 })
+    const byNode = countByNode(d)
+    await Promise.all(Array.from({ length: 300 }, () => d.enqueue('slow', { ms: 2 }).done))
+    expect(byNode.get('fast') ?? 0).toBeGreaterThan(byNode.get('slow') ?? 0)
+  })
+
+  it('jr-node drains on SIGTERM: the running job finishes and its feedback arrives before exit', async () => {
+    const d = await startDistributor(res)
+    const proc = await spawnConnectedNode(res, d, 'graceful')
+    const started = d.waitFor('job:accepted')
+    const handle = d.enqueue('slow', { ms: 300 })
+    await started
+    proc.child.kill('SIGTERM')
+    const args = await handle.done
+    expect(args['node']).toBe('graceful')
+    expect(await proc.exited).toBe(0)
+  })
+
+  it('jr-node refuses bad flags with a clear message and exit code 2', async () => {
+    const d = await startDistributor(res)
+    const { spawnNode } = await import('../helpers/cluster.js')
+    const proc = spawnNode(res, ['--name', 'bad name!', '--distributor', `127.0.0.1:${d.port}`])
+    expect(await proc.exited).toBe(2)
+    expect(proc.output()).toMatch(/'name' may hold only/)
+  })
+
+  it('handle.done rejections never go unhandled when nobody awaits them', async () => {
+    const d = await startDistributor(res)
+    await startNode(res, d, { name: 'w1' }, { maxAttempt: 1 })
+    const unhandled: unknown[] = []
+    const onUnhandled = (reason: unknown): void => {
+      unhandled.push(reason)
+    }
+    process.on('unhandledRejection', onUnhandled)
+    try {
+      const failed = d.waitFor('job:failed')
+      d.enqueue('always_fail', {}, {}, undefined, () => {})
+      await failed
+      // Let any rejection reach the unhandled-rejection hook (it fires after microtasks drain).
+      await new Promise((r) => setImmediate(r))
+      await new Promise((r) => setImmediate(r))
+      expect(unhandled).toEqual([])
+    } finally {
+      process.off('unhandledRejection', onUnhandled)
+    }
+  })
+})
