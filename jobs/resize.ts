@@ -3,11 +3,11 @@
  *
  *   JR.enqueue('resize', { width: 640, fail: true }, { maxAttempt: 3, retryMultiplier: 1 })
  *
- * A thrown error fails the attempt; the node retries it (attempt × retryMultiplier seconds
- * later) until maxAttempt, then the errbacks run and the caller gets error feedback with
- * `args.error`. `UnrecoverableError` skips the remaining attempts.
+ * A thrown error fails the attempt and the errbacks run (`args.error` is set); the node
+ * retries it attempt × retryMultiplier seconds later, and after the last attempt the caller
+ * gets error feedback with `args.error`. `UnrecoverableError` skips the remaining attempts.
  */
-import { job, jobErrback, UnrecoverableError } from 'job-reactor'
+import { job, jobErrback, UnrecoverableError, type SerializedError } from 'job-reactor'
 
 declare module 'job-reactor' {
   interface JobArgs {
@@ -30,6 +30,9 @@ job('resize', async (args, ctx) => {
   ctx.log.info({ width: args.width, attempt: ctx.attempt }, 'resized')
 })
 
+// Errbacks run after every failed attempt: ctx.status is 'error' while attempts remain,
+// 'failed' after the last one.
 jobErrback('resize', 'log_it', (args, ctx) => {
-  ctx.log.warn({ error: args.error, attempts: args.attempts }, 'resize gave up')
+  const last = ctx.status === 'failed'
+  ctx.log.warn({ attempt: ctx.attempt, reason: (args.error as SerializedError).message }, last ? 'resize gave up' : 'resize will be retried')
 })

@@ -175,3 +175,12 @@ export function serializeError(thrown: unknown): SerializedError {
   if (typeof code === 'string') out.code = code
   return out
 }
+
+/** The inverse of serializeError, for errors that crossed a thread or the wire. */
+export function deserializeError(data: SerializedError | undefined): Error {
+  if (data === undefined) return new Error('unknown error')
+  const err = data.code === undefined ? new Error(data.message) : new JobsError(data.message, data.code)
+  err.name = data.name
+  if (data.stack !== undefined) err.stack = data.stack
+  return err
+}

@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module'
+import { resolve as resolvePath } from 'node:path'
 import { retryPolicyOf, type Config } from '../config.js'
 import {
   CancelJob,
@@ -7,6 +8,7 @@ import {
   StoreError,
   TimeoutError,
   UnknownJobError,
+  deserializeError,
   serializeError,
   type SerializedError,
 } from '../errors.js'
@@ -33,6 +35,7 @@ import { DistributorLink, type LinkContext } from './distributor-link.js'
 import { loadJobDirectory } from './job-loader.js'
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './options.js'
 import { JobRegistry, type JobContext } from './registry.js'
+import { WorkerPool } from './worker-pool.js'
 
 const VERSION = (createRequire(import.meta.url)('../../package.json') as { version: string }).version
 
@@ -103,6 +106,9 @@ export class Node extends TypedEmitter<NodeEventMap> {
   private state: 'new' | 'starting' | 'running' | 'draining' | 'closed' = 'new'
   private idleWaiters: (() => void)[] = []
   private closing: Promise<void> | undefined
+  private pool: WorkerPool | undefined
+  /** Where defer threads load job files from; unset when the node was given a registry. */
+  private deferDirectory: string | undefined
 
   /**
    * @param config the JobReactor-style settings (maxAttempt, retries, remove*Jobs …); read
@@ -144,6 +150,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
     if (this.options.registry === undefined) {
       const dir = this.options.jobDirectory ?? this.config.jobDirectory
       const files = await loadJobDirectory(dir, this.registry)
+      this.deferDirectory = resolvePath(dir)
       this.log.info({ dir, files: files.length, jobs: this.registry.names() }, 'job files loaded')
     }
     this.store = this.createStore()
@@ -200,6 +207,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
     }
     this.state = 'closed'
     this.scheduler.close()
+    await this.pool?.close()
     for (const link of this.links.values()) link.close()
     await this.store?.close().catch((err: unknown) => this.log.warn({ err }, 'store close failed'))
     this.log.info('node closed')
@@ -439,15 +447,19 @@ export class Node extends TypedEmitter<NodeEventMap> {
     const timeout = this.timeoutOf(record)
     if (timeout > 0) this.scheduler.schedule(TIMEOUT_KEY + record.id, Date.now() + timeout * 1000, controller)
     const ctx = this.contextFor(record, args, controller.signal)
+    const lastAttempt = record.attempt >= maxAttempt
     let outcome: ChainOutcome
+    let finalArgs = args
     const def = this.registry.get(record.name)
     if (def === undefined) {
       const error = new UnknownJobError(record.name, this.name)
       args['error'] = serializeError(error)
       outcome = { kind: 'error', cancelled: false, error, unrecoverable: true }
+    } else if (record.defer && this.deferDirectory !== undefined) {
+      ;({ outcome, args: finalArgs } = await this.runDeferred(record, args, ctx, lastAttempt, controller.signal))
     } else {
       try {
-        outcome = await runChain(def, args, ctx, record.attempt >= maxAttempt)
+        outcome = await runChain(def, args, ctx, lastAttempt)
       } catch (err) {
         outcome = { kind: 'error', cancelled: false, error: err, unrecoverable: false }
       }
@@ -456,7 +468,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
     this.controllers.delete(record.id)
     this.running--
     try {
-      await this.afterAttempt(job, outcome, args, maxAttempt)
+      await this.afterAttempt(job, outcome, finalArgs, maxAttempt)
     } catch (err) {
       this.log.error({ err, id: record.id }, 'cannot record the end of an attempt')
     }
@@ -464,6 +476,34 @@ export class Node extends TypedEmitter<NodeEventMap> {
       for (const resolve of this.idleWaiters.splice(0)) resolve()
     }
     this.pump()
+  }
+
+  /** Runs the chain in the defer pool; the pool's thread returns the args it ended with. */
+  private async runDeferred(
+    record: JobRecord,
+    args: JobArgsObject,
+    ctx: JobContext,
+    lastAttempt: boolean,
+    signal: AbortSignal,
+  ): Promise<{ outcome: ChainOutcome; args: JobArgsObject }> {
+    this.pool ??= new WorkerPool(
+      this.options.workerThreads,
+      { jobDirectory: this.deferDirectory as string, node: this.name, logLevel: this.options.logLevel },
+      this.log,
+    )
+    const { signal: _signal, log: _log, cancel: _cancel, ...plain } = ctx
+    const jobItself = args['jobItself'] as Record<string, unknown> | undefined
+    try {
+      const result = await this.pool.run({ type: 'run', id: record.id, args: record.args, ctx: plain, lastAttempt, jobItself }, signal)
+      const outcome: ChainOutcome =
+        result.kind === 'success'
+          ? { kind: 'success', cancelled: result.cancelled }
+          : { kind: 'error', cancelled: result.cancelled, error: deserializeError(result.error), unrecoverable: result.unrecoverable }
+      return { outcome, args: decodeArgs(result.args) }
+    } catch (err) {
+      args['error'] = serializeError(err)
+      return { outcome: { kind: 'error', cancelled: false, error: err, unrecoverable: false }, args }
+    }
   }
 
   private contextFor(record: JobRecord, args: JobArgsObject, signal: AbortSignal): JobContext {

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os'
 import {
   checkInteger,
   checkKnownKeys,
@@ -56,6 +57,8 @@ export interface NodeOptions {
   stallTimeoutMs?: number
   /** On close, how long running chains may take before they are abandoned to storage. @default 30000 */
   shutdownTimeoutMs?: number
+  /** Worker threads for `defer: true` jobs (started on first use). @default cores - 1, at least 1 */
+  workerThreads?: number
   logger?: Logger
   /** @default 'info' (or JR_LOG_LEVEL) */
   logLevel?: LogLevel
@@ -76,12 +79,14 @@ export interface ResolvedNodeOptions {
   reconnectMaxMs: number
   stallTimeoutMs: number
   shutdownTimeoutMs: number
+  workerThreads: number
+  logLevel: LogLevel
   logger: Logger
 }
 
 const NODE_KEYS = [
   'name', 'distributors', 'jobDirectory', 'registry', 'storage', 'concurrency', 'window', 'secret', 'tls',
-  'maxFrameSize', 'reconnectMinMs', 'reconnectMaxMs', 'stallTimeoutMs', 'shutdownTimeoutMs', 'logger', 'logLevel',
+  'maxFrameSize', 'reconnectMinMs', 'reconnectMaxMs', 'stallTimeoutMs', 'shutdownTimeoutMs', 'workerThreads', 'logger', 'logLevel',
 ] as const
 
 export function resolveNodeOptions(input: unknown): ResolvedNodeOptions {
@@ -129,6 +134,9 @@ export function resolveNodeOptions(input: unknown): ResolvedNodeOptions {
     stallTimeoutMs: o['stallTimeoutMs'] === undefined ? DEFAULT_STALL_TIMEOUT_MS : checkInteger('stallTimeoutMs', o['stallTimeoutMs'], 1),
     shutdownTimeoutMs:
       o['shutdownTimeoutMs'] === undefined ? DEFAULT_SHUTDOWN_TIMEOUT_MS : checkInteger('shutdownTimeoutMs', o['shutdownTimeoutMs'], 0),
+    workerThreads:
+      o['workerThreads'] === undefined ? Math.max(1, availableParallelism() - 1) : checkInteger('workerThreads', o['workerThreads'], 1, 1024),
+    logLevel: (logLevel as LogLevel | undefined) ?? ((process.env['JR_LOG_LEVEL'] as LogLevel | undefined) ?? 'info'),
     logger: (o['logger'] as Logger | undefined) ?? createLogger(logLevel as LogLevel | undefined).child({ node: name }),
   }
 }

@@ -105,7 +105,9 @@ export class MemoryStore implements Store {
   }
 
   private check(): void {
-    if (this.state !== 'open') throw new StoreError(`memory store is ${this.state === 'closed' ? 'closed' : 'not open'}`)
+    if (this.state !== 'open') {
+      throw new StoreError(`memory store is ${this.state === 'closed' ? 'closed' : 'not open'}`)
+    }
   }
 }
 

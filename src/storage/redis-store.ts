@@ -185,12 +185,13 @@ return out
 `
 
 type Arg = string | Buffer
+type State = 'created' | 'opening' | 'open' | 'closed'
 
 /** The commands defineCommand adds; the names are prefixed so as not to clash on a shared client. */
 interface ScriptCommands {
-  jrUpdateJob(numKeys: 2, ...args: Arg[]): Promise<number>
-  jrFinishRun(numKeys: 4, ...args: Arg[]): Promise<number>
-  jrListJobsBuffer(numKeys: 1, ...args: Arg[]): Promise<Buffer[][]>
+  jrUpdateJob(...keysThenArgs: Arg[]): Promise<number>
+  jrFinishRun(...keysThenArgs: Arg[]): Promise<number>
+  jrListJobsBuffer(...keysThenArgs: Arg[]): Promise<Buffer[][]>
 }
 
 /**
@@ -209,7 +210,7 @@ export class RedisStore implements Store {
   private readonly node: string
   private readonly owned: boolean
   private readonly label: string
-  private state: 'created' | 'opening' | 'open' | 'closed' = 'created'
+  private state: State = 'created'
   /** The last connection error, so "connection is down" failures can say why. */
   private lastConnectionError: Error | undefined
 
@@ -222,6 +223,12 @@ export class RedisStore implements Store {
     if (options.redis !== undefined) {
       if (options.url !== undefined) {
         throw new InvalidArgumentError("'url' and 'redis' are exclusive: give one of them")
+      }
+      // The scripts build job keys from the store's prefix and cannot see a client prefix.
+      if (options.redis.options.keyPrefix) {
+        throw new InvalidArgumentError(
+          "the 'redis' client has a keyPrefix: give the store's 'prefix' option instead",
+        )
       }
       this.client = options.redis
       this.owned = false
@@ -237,9 +244,9 @@ export class RedisStore implements Store {
         this.lastConnectionError = err
       })
     }
-    this.client.defineCommand('jrUpdateJob', { lua: UPDATE_JOB_LUA })
-    this.client.defineCommand('jrFinishRun', { lua: FINISH_RUN_LUA })
-    this.client.defineCommand('jrListJobs', { lua: LIST_JOBS_LUA, readOnly: true })
+    this.client.defineCommand('jrUpdateJob', { lua: UPDATE_JOB_LUA, numberOfKeys: 2 })
+    this.client.defineCommand('jrFinishRun', { lua: FINISH_RUN_LUA, numberOfKeys: 4 })
+    this.client.defineCommand('jrListJobs', { lua: LIST_JOBS_LUA, numberOfKeys: 1, readOnly: true })
     this.scripts = this.client as unknown as ScriptCommands
   }
 
@@ -262,8 +269,10 @@ export class RedisStore implements Store {
         await this.client.ping()
       }
     } catch (err) {
-      this.state = 'created'
       if (this.owned) this.client.disconnect()
+      // close() may have run during the await; TS would narrow state to 'opening'.
+      if ((this.state as State) === 'closed') throw this.stateError()
+      this.state = 'created'
       const cause = this.lastConnectionError ?? err
       this.lastConnectionError = undefined
       throw new StoreError(
@@ -271,25 +280,31 @@ export class RedisStore implements Store {
         { cause },
       )
     }
+    if ((this.state as State) !== 'opening') {
+      // close() was called while connecting: stay closed.
+      if (this.owned) this.client.disconnect()
+      throw this.stateError()
+    }
     this.state = 'open'
   }
 
   async saveJobs(jobs: readonly JobRecord[]): Promise<void> {
     this.check()
     if (jobs.length === 0) return
-    const ids: string[] = []
-    const unfinished: string[] = []
-    const finished: string[] = []
+    // By id, so that when a batch holds one id twice the set membership follows the last.
+    const unfinishedById = new Map<string, boolean>()
     const tx = this.client.multi()
     for (const job of jobs) {
       const key = this.keys.job(job.id)
       // A re-save replaces the record: no optional field of an older version may linger.
       tx.del(key)
       tx.hset(key, ...encodeJob(job))
-      ids.push(job.id)
-      ;(isUnfinished(job.status) ? unfinished : finished).push(job.id)
+      unfinishedById.set(job.id, isUnfinished(job.status))
     }
-    tx.sadd(this.keys.jobs, ...ids)
+    const unfinished: string[] = []
+    const finished: string[] = []
+    for (const [id, open] of unfinishedById) (open ? unfinished : finished).push(id)
+    tx.sadd(this.keys.jobs, ...unfinishedById.keys())
     if (unfinished.length > 0) tx.sadd(this.keys.unfinished, ...unfinished)
     if (finished.length > 0) tx.srem(this.keys.unfinished, ...finished)
     await this.exec('saveJobs', tx)
@@ -299,7 +314,6 @@ export class RedisStore implements Store {
     this.check()
     try {
       await this.scripts.jrUpdateJob(
-        2,
         this.keys.job(id),
         this.keys.unfinished,
         id,
@@ -320,7 +334,6 @@ export class RedisStore implements Store {
     this.check()
     try {
       await this.scripts.jrFinishRun(
-        4,
         this.keys.job(id),
         this.keys.unfinished,
         this.keys.jobs,
@@ -407,7 +420,7 @@ export class RedisStore implements Store {
     this.check()
     let rows: Buffer[][]
     try {
-      rows = await this.scripts.jrListJobsBuffer(1, setKey, this.keys.jobPrefix, status)
+      rows = await this.scripts.jrListJobsBuffer(setKey, this.keys.jobPrefix, status)
     } catch (err) {
       throw this.failure(op, err)
     }
@@ -434,7 +447,9 @@ export class RedisStore implements Store {
   }
 
   private stateError(): StoreError {
-    const what = this.state === 'closed' ? 'closed' : 'not open'
+    const what = { created: 'not open', opening: 'still opening', open: 'open', closed: 'closed' }[
+      this.state
+    ]
     return new StoreError(`redis store for node '${this.node}' is ${what}`)
   }
 
@@ -448,7 +463,6 @@ export class RedisStore implements Store {
       { cause: err },
     )
   }
-
 }
 
 /*

@@ -184,6 +184,14 @@ export function storeConformance(name: string, makeStore: MakeStore): void {
       expect(await store.listJobs()).toHaveLength(1)
     })
 
+    it('keeps the last record when one batch holds the same id twice', async () => {
+      const store = await open()
+      await store.saveJobs([makeJob('j1', { status: JobStatus.COMPLETE }), makeJob('j1', { attempt: 3 })])
+      expect((await store.getJob('j1'))!.attempt).toBe(3)
+      expect(ids(await store.listUnfinished())).toEqual(['j1'])
+      expect(await store.listJobs()).toHaveLength(1)
+    })
+
     it('updateJob changes only the fields in the patch', async () => {
       const store = await open()
       const job = makeJob('j1', { period: 60, maxAttempt: 4 })

@@ -224,6 +224,15 @@ describe('RedisStore on a real redis-server', () => {
     }
   })
 
+  it('close() while open() is connecting leaves the store closed', async () => {
+    const store = new RedisStore({ node: 'worker1', url: server.url, prefix })
+    const opening = store.open()
+    await store.close()
+    await expect(opening).rejects.toMatchObject({ code: 'ERR_STORE', message: expect.stringContaining('closed') })
+    await expect(store.listJobs()).rejects.toMatchObject({ code: 'ERR_STORE' })
+    expect(clientOf(store).status).toBe('end')
+  })
+
   it('uses a given client without closing it', async () => {
     const client = new Redis(server.port, '127.0.0.1')
     try {
@@ -247,6 +256,14 @@ describe('RedisStore on a real redis-server', () => {
       )
     } finally {
       client.disconnect()
+    }
+    const prefixed = new Redis({ lazyConnect: true, keyPrefix: 'app:' })
+    try {
+      expect(() => new RedisStore({ node: 'w', redis: prefixed })).toThrow(
+        expect.objectContaining({ code: 'ERR_INVALID_ARG', message: expect.stringContaining('keyPrefix') }),
+      )
+    } finally {
+      prefixed.disconnect()
     }
     expect(() => new RedisStore({ node: '' })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG' }))
     expect(() => new RedisStore({ node: 'a{b}' })).toThrow(

@@ -1,0 +1,156 @@
+import { extname } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { Worker } from 'node:worker_threads'
+import { JobsError, type SerializedError } from '../errors.js'
+import type { Logger, LogLevel } from '../logger.js'
+import type { JobContext } from './registry.js'
+
+/** The plain-data part of a JobContext (functions and signals do not cross threads). */
+export type WorkerContext = Omit<JobContext, 'signal' | 'log' | 'cancel'>
+
+export type ToWorker =
+  | { type: 'run'; id: string; args: Uint8Array; ctx: WorkerContext; lastAttempt: boolean; jobItself: Record<string, unknown> | undefined }
+  | { type: 'abort'; id: string; reason: string }
+
+export type FromWorker =
+  | { type: 'ready' }
+  | { type: 'failed'; error: SerializedError }
+  | {
+      type: 'done'
+      id: string
+      kind: 'success' | 'error'
+      cancelled: boolean
+      error: SerializedError | undefined
+      unrecoverable: boolean
+      args: Uint8Array
+    }
+
+export type WorkerResult = Extract<FromWorker, { type: 'done' }>
+
+interface Task {
+  message: Extract<ToWorker, { type: 'run' }>
+  resolve: (result: WorkerResult) => void
+  reject: (err: Error) => void
+}
+
+interface Slot {
+  worker: Worker
+  ready: boolean
+  task: Task | undefined
+}
+
+function createWorker(workerData: unknown): Worker {
+  const ext = extname(fileURLToPath(import.meta.url))
+  const entry = new URL(`./defer-worker${ext}`, import.meta.url)
+  if (ext !== '.ts') return new Worker(entry, { workerData })
+  // Running from TypeScript sources (the test suite): the thread must register the
+  // TypeScript loader before it imports its entry; Node 20 ignores `--import` for workers.
+  const boot = `import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(entry.href)}) })`
+  return new Worker(boot, { eval: true, workerData })
+}
+
+/**
+ * Runs deferred chains in worker threads, one chain per thread at a time. A thread whose
+ * chain was abandoned (timeout, shutdown) may still be burning CPU, so it is terminated and
+ * replaced rather than reused.
+ */
+export class WorkerPool {
+  private readonly slots: Slot[] = []
+  private readonly queue: Task[] = []
+  private closed = false
+
+  constructor(
+    private readonly size: number,
+    private readonly settings: { jobDirectory: string; node: string; logLevel: LogLevel },
+    private readonly log: Logger,
+  ) {}
+
+  run(message: Task['message'], signal: AbortSignal): Promise<WorkerResult> {
+    if (this.closed) return Promise.reject(new JobsError('worker pool closed', 'ERR_CONNECTION_CLOSED'))
+    return new Promise<WorkerResult>((resolve, reject) => {
+      const task: Task = { message, resolve, reject }
+      signal.addEventListener(
+        'abort',
+        () => {
+          const i = this.queue.indexOf(task)
+          if (i >= 0) this.queue.splice(i, 1)
+          const slot = this.slots.find((s) => s.task === task)
+          if (slot !== undefined) this.replace(slot)
+          reject(signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason)))
+        },
+        { once: true },
+      )
+      this.queue.push(task)
+      this.pump()
+    })
+  }
+
+  async close(): Promise<void> {
+    this.closed = true
+    for (const task of this.queue.splice(0)) task.reject(new JobsError('worker pool closed', 'ERR_CONNECTION_CLOSED'))
+    await Promise.all(this.slots.splice(0).map((s) => s.worker.terminate()))
+  }
+
+  private pump(): void {
+    while (this.queue.length > 0) {
+      let slot = this.slots.find((s) => s.ready && s.task === undefined)
+      if (slot === undefined) {
+        if (this.slots.length >= this.size) return
+        this.spawn()
+        return
+      }
+      const task = this.queue.shift() as Task
+      slot.task = task
+      slot.worker.postMessage(task.message)
+    }
+  }
+
+  private spawn(): Slot {
+    const worker = createWorker(this.settings)
+    const slot: Slot = { worker, ready: false, task: undefined }
+    this.slots.push(slot)
+    worker.on('message', (message: FromWorker) => {
+      if (message.type === 'ready') {
+        slot.ready = true
+        this.pump()
+      } else if (message.type === 'failed') {
+        this.log.error({ err: message.error.message }, 'defer worker could not load the job files')
+        this.remove(slot)
+        void worker.terminate()
+        this.failAll(new JobsError(`defer worker could not load the job files: ${message.error.message}`, 'ERR_JOB_FILE'))
+      } else {
+        const task = slot.task
+        slot.task = undefined
+        task?.resolve(message)
+        this.pump()
+      }
+    })
+    worker.on('error', (err) => {
+      this.log.error({ err }, 'defer worker crashed')
+      slot.task?.reject(err)
+      slot.task = undefined
+      this.remove(slot)
+      // A thread that cannot even start would be respawned forever: fail what waits instead.
+      if (!slot.ready) this.failAll(err)
+      this.pump()
+    })
+    worker.unref()
+    return slot
+  }
+
+  private failAll(err: Error): void {
+    for (const task of this.queue.splice(0)) task.reject(err)
+  }
+
+  private replace(slot: Slot): void {
+    slot.task = undefined
+    this.remove(slot)
+    void slot.worker.terminate()
+    this.pump()
+  }
+
+  private remove(slot: Slot): void {
+    const i = this.slots.indexOf(slot)
+    if (i >= 0) this.slots.splice(i, 1)
+  }
+}

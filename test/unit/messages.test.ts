@@ -1,0 +1,248 @@
+import { describe, expect, it } from 'vitest'
+import { ErrorCode, ProtocolError } from '../../src/errors.js'
+import { MessageType, parseMessage, PROTOCOL_VERSION, type Message, type WireJob } from '../../src/protocol/messages.js'
+import { pack, unpack } from '../../src/protocol/msgpack.js'
+
+/** What a frame body goes through between two peers. */
+function roundTrip(message: unknown): Message {
+  return parseMessage(unpack(pack(message)))
+}
+
+/** Asserts a ProtocolError (by code) whose message contains `fragment`. */
+function expectProtocolError(value: unknown, fragment: string): ProtocolError {
+  let thrown: unknown
+  try {
+    parseMessage(unpack(pack(value)))
+  } catch (err) {
+    thrown = err
+  }
+  expect(thrown, `parseMessage(${JSON.stringify(value)}) should throw`).toBeInstanceOf(ProtocolError)
+  const err = thrown as ProtocolError
+  expect(err.code).toBe(ErrorCode.PROTOCOL)
+  expect(err.code).toBe('ERR_PROTOCOL')
+  expect(err.message).toContain(fragment)
+  return err
+}
+
+const nonce = Buffer.alloc(32, 7)
+const args = pack({ to: 'a@example.com', n: 3 })
+
+const fullJob: WireJob = {
+  id: 'job-1',
+  name: 'echo',
+  args,
+  dueAt: 1_700_000_000_123,
+  run: 4,
+  period: 2.5,
+  defer: true,
+  maxAttempt: 5,
+  retry: { strategy: 'exponential', base: 1, max: 60, jitter: 0.2 },
+  timeout: 30,
+}
+
+/** One sample of every message type; `satisfies` makes this fail to compile when a type is added. */
+const SAMPLES = {
+  [MessageType.CHALLENGE]: { type: MessageType.CHALLENGE, protocolVersion: PROTOCOL_VERSION, nonce, auth: true },
+  [MessageType.HELLO]: {
+    type: MessageType.HELLO,
+    protocolVersion: PROTOCOL_VERSION,
+    version: '0.1.0',
+    node: 'worker-1',
+    jobs: ['noop', 'echo'],
+    concurrency: 4,
+    window: 8,
+    durable: false,
+    nonce,
+    proof: Buffer.alloc(32, 9),
+  },
+  [MessageType.WELCOME]: { type: MessageType.WELCOME, distributor: 'main', heartbeatMs: 5000, proof: Buffer.alloc(32, 1) },
+  [MessageType.ERROR]: { type: MessageType.ERROR, code: 'ERR_PROTOCOL', message: 'bad frame' },
+  [MessageType.PING]: { type: MessageType.PING },
+  [MessageType.DISPATCH]: {
+    type: MessageType.DISPATCH,
+    jobs: [fullJob, { id: 'job-2', name: 'noop', args: Buffer.alloc(0), dueAt: 0, run: 1 }],
+  },
+  [MessageType.ACCEPTED]: { type: MessageType.ACCEPTED, ids: ['job-1', 'job-2'] },
+  [MessageType.REJECTED]: { type: MessageType.REJECTED, ids: ['job-3'], code: 'ERR_UNKNOWN_JOB', message: 'no such job' },
+  [MessageType.STATE]: { type: MessageType.STATE, accepting: false },
+  [MessageType.FEEDBACK]: {
+    type: MessageType.FEEDBACK,
+    items: [
+      { id: 'job-1', run: 1, kind: 'success', final: true, cancelled: false, args },
+      { id: 'job-2', run: 3, kind: 'error', final: false, cancelled: true, args: Buffer.alloc(0) },
+    ],
+  },
+  [MessageType.FEEDBACK_ACK]: { type: MessageType.FEEDBACK_ACK, items: [{ id: 'job-1', run: 1 }] },
+  [MessageType.CANCEL]: { type: MessageType.CANCEL, id: 'job-1' },
+  [MessageType.CANCEL_RESULT]: { type: MessageType.CANCEL_RESULT, id: 'job-1', outcome: 'finished' },
+} satisfies { [K in MessageType]: Extract<Message, { type: K }> }
+
+describe('parseMessage round trip', () => {
+  it('has a sample for every message type', () => {
+    expect(Object.keys(SAMPLES).sort()).toEqual(Object.values(MessageType).sort())
+  })
+
+  it.each(Object.values(SAMPLES).map((m) => [m.type, m] as const))('round-trips %s through msgpack', (_type, message) => {
+    const parsed = roundTrip(message)
+    expect(parsed).toEqual(message)
+    expect(parsed.type).toBe(message.type)
+  })
+
+  it('keeps binary fields binary', () => {
+    const parsed = roundTrip(SAMPLES[MessageType.DISPATCH])
+    expect(parsed.type).toBe('dispatch')
+    if (parsed.type !== 'dispatch') return
+    const job = parsed.jobs[0] as WireJob
+    expect(job.args).toBeInstanceOf(Uint8Array)
+    expect(unpack(job.args)).toEqual({ to: 'a@example.com', n: 3 })
+  })
+
+  it('round-trips the minimal forms (optional fields absent)', () => {
+    const hello = { ...SAMPLES[MessageType.HELLO] } as Record<string, unknown>
+    delete hello['proof']
+    const parsedHello = roundTrip(hello)
+    expect(parsedHello).toEqual(hello)
+    expect('proof' in parsedHello).toBe(false)
+
+    const welcome = roundTrip({ type: 'welcome', distributor: 'd', heartbeatMs: 0 })
+    expect(welcome).toEqual({ type: 'welcome', distributor: 'd', heartbeatMs: 0 })
+    expect('proof' in welcome).toBe(false)
+
+    const dispatch = roundTrip({ type: 'dispatch', jobs: [] })
+    expect(dispatch).toEqual({ type: 'dispatch', jobs: [] })
+  })
+
+  it('treats null optional job fields as absent', () => {
+    const parsed = roundTrip({
+      type: 'dispatch',
+      jobs: [{ id: 'a', name: 'noop', args, dueAt: 1, run: 1, period: null, defer: null, maxAttempt: null, retry: null, timeout: null }],
+    })
+    expect(parsed).toEqual({ type: 'dispatch', jobs: [{ id: 'a', name: 'noop', args, dueAt: 1, run: 1 }] })
+    if (parsed.type === 'dispatch') expect(Object.keys(parsed.jobs[0] as WireJob).sort()).toEqual(['args', 'dueAt', 'id', 'name', 'run'])
+  })
+
+  it('drops fields it does not know', () => {
+    expect(roundTrip({ type: 'cancel', id: 'x', extra: { deep: true } })).toEqual({ type: 'cancel', id: 'x' })
+  })
+
+  it.each([
+    { strategy: 'linear', multiplier: 10 },
+    { strategy: 'fixed', delay: 0.5 },
+    { strategy: 'exponential', base: 2, max: 3600, jitter: 0 },
+  ] as const)('round-trips a dispatched job with retry policy $strategy', (retry) => {
+    const parsed = roundTrip({ type: 'dispatch', jobs: [{ ...fullJob, retry }] })
+    expect(parsed.type === 'dispatch' && parsed.jobs[0]?.retry).toEqual(retry)
+  })
+})
+
+describe('parseMessage rejects', () => {
+  it.each([
+    ['null', null],
+    ['a number', 42],
+    ['a string', 'hello'],
+    ['an array', [{ type: 'ping' }]],
+    ['binary', Buffer.from('ping')],
+    ['a boolean', true],
+  ])('a frame that is %s, not a map', (_what, value) => {
+    const err = expectProtocolError(value, "'message' must be a map")
+    expect(err).toBeInstanceOf(ProtocolError)
+  })
+
+  it('a map without a type', () => {
+    expectProtocolError({ id: 'x' }, "'message.type' must be a string")
+  })
+
+  it.each([[5], [true], [['ping']], [{ type: 'ping' }], [null]])('a non-string type (%j)', (type) => {
+    expectProtocolError({ type }, "'message.type' must be a string")
+  })
+
+  it('an unknown type, naming it', () => {
+    expectProtocolError({ type: 'bogus' }, "unknown message type 'bogus'")
+  })
+
+  it('an unknown type with a huge name, naming only its start', () => {
+    const err = expectProtocolError({ type: 'x'.repeat(10_000) }, 'unknown message type')
+    expect(err.message.length).toBeLessThan(200)
+  })
+
+  it('a type that only differs in case', () => {
+    expectProtocolError({ type: 'PING' }, "unknown message type 'PING'")
+  })
+
+  // Each case: a sample with one field broken, and the path the error must name.
+  const broken: [string, Record<string, unknown>, string][] = [
+    ['challenge: version as a string', { ...SAMPLES.challenge, protocolVersion: '1' }, "'challenge.protocolVersion' must be a finite number"],
+    ['challenge: negative version', { ...SAMPLES.challenge, protocolVersion: -1 }, "'challenge.protocolVersion' must be a non-negative integer"],
+    ['challenge: nonce as a string', { ...SAMPLES.challenge, nonce: 'abc' }, "'challenge.nonce' must be binary, got string"],
+    ['challenge: auth missing', { ...SAMPLES.challenge, auth: undefined }, "'challenge.auth' must be a boolean"],
+    ['hello: node missing', { ...SAMPLES.hello, node: undefined }, "'hello.node' must be a string"],
+    ['hello: jobs not an array', { ...SAMPLES.hello, jobs: 'echo' }, "'hello.jobs' must be an array, got string"],
+    ['hello: a job name not a string', { ...SAMPLES.hello, jobs: ['echo', 7] }, "'hello.jobs[1]' must be a string, got number"],
+    ['hello: fractional concurrency', { ...SAMPLES.hello, concurrency: 1.5 }, "'hello.concurrency' must be a non-negative integer"],
+    ['hello: window as a string', { ...SAMPLES.hello, window: '8' }, "'hello.window'"],
+    ['hello: durable as a number', { ...SAMPLES.hello, durable: 1 }, "'hello.durable' must be a boolean, got number"],
+    ['hello: proof as a string', { ...SAMPLES.hello, proof: 'secret' }, "'hello.proof' must be binary"],
+    ['hello: version missing', { ...SAMPLES.hello, version: undefined }, "'hello.version' must be a string"],
+    ['welcome: heartbeat as a string', { ...SAMPLES.welcome, heartbeatMs: '5000' }, "'welcome.heartbeatMs'"],
+    ['error: code missing', { type: 'error', message: 'x' }, "'error.code' must be a string"],
+    ['dispatch: jobs missing', { type: 'dispatch' }, "'dispatch.jobs' must be an array"],
+    ['dispatch: a job not a map', { type: 'dispatch', jobs: [fullJob, 'job'] }, "'dispatch.jobs[1]' must be a map, got string"],
+    ['dispatch: args as a string', { type: 'dispatch', jobs: [{ ...fullJob, args: '{}' }] }, "'dispatch.jobs[0].args' must be binary, got string"],
+    ['dispatch: args missing', { type: 'dispatch', jobs: [{ ...fullJob, args: undefined }] }, "'dispatch.jobs[0].args'"],
+    ['dispatch: id as a number', { type: 'dispatch', jobs: [{ ...fullJob, id: 1 }] }, "'dispatch.jobs[0].id' must be a string"],
+    ['dispatch: dueAt infinite', { type: 'dispatch', jobs: [{ ...fullJob, dueAt: Infinity }] }, "'dispatch.jobs[0].dueAt' must be a finite number"],
+    ['dispatch: dueAt NaN', { type: 'dispatch', jobs: [{ ...fullJob, dueAt: NaN }] }, "'dispatch.jobs[0].dueAt' must be a finite number"],
+    ['dispatch: run fractional', { type: 'dispatch', jobs: [fullJob, { ...fullJob, run: 1.5 }] }, "'dispatch.jobs[1].run' must be a non-negative integer"],
+    ['dispatch: defer as a string', { type: 'dispatch', jobs: [{ ...fullJob, defer: 'yes' }] }, "'dispatch.jobs[0].defer' must be a boolean"],
+    ['dispatch: maxAttempt negative', { type: 'dispatch', jobs: [{ ...fullJob, maxAttempt: -2 }] }, "'dispatch.jobs[0].maxAttempt'"],
+    ['dispatch: period as a string', { type: 'dispatch', jobs: [{ ...fullJob, period: '5' }] }, "'dispatch.jobs[0].period' must be a finite number"],
+    ['dispatch: timeout as a boolean', { type: 'dispatch', jobs: [{ ...fullJob, timeout: true }] }, "'dispatch.jobs[0].timeout'"],
+    ['accepted: an id not a string', { type: 'accepted', ids: ['a', null] }, "'accepted.ids[1]' must be a string, got null"],
+    ['rejected: message missing', { type: 'rejected', ids: [], code: 'X' }, "'rejected.message' must be a string"],
+    ['state: accepting as a string', { type: 'state', accepting: 'true' }, "'state.accepting' must be a boolean"],
+    ['feedback: items not an array', { type: 'feedback', items: {} }, "'feedback.items' must be an array, got object"],
+    ['feedback: unknown kind', { ...SAMPLES.feedback, items: [{ ...SAMPLES.feedback.items[0], kind: 'maybe' }] }, "'feedback.items[0].kind' must be 'success' or 'error'"],
+    ['feedback: final missing', { ...SAMPLES.feedback, items: [SAMPLES.feedback.items[0], { ...SAMPLES.feedback.items[1], final: undefined }] }, "'feedback.items[1].final' must be a boolean"],
+    ['feedback: cancelled missing', { ...SAMPLES.feedback, items: [{ ...SAMPLES.feedback.items[0], cancelled: undefined }] }, "'feedback.items[0].cancelled' must be a boolean"],
+    ['feedback: args not binary', { ...SAMPLES.feedback, items: [{ ...SAMPLES.feedback.items[0], args: { a: 1 } }] }, "'feedback.items[0].args' must be binary, got object"],
+    ['feedback: run negative', { ...SAMPLES.feedback, items: [{ ...SAMPLES.feedback.items[0], run: -1 }] }, "'feedback.items[0].run' must be a non-negative integer"],
+    ['feedback-ack: id missing', { type: 'feedback-ack', items: [{ run: 1 }] }, "'feedback-ack.items[0].id' must be a string"],
+    ['feedback-ack: an item not a map', { type: 'feedback-ack', items: [[]] }, "'feedback-ack.items[0]' must be a map, got array"],
+    ['cancel: id missing', { type: 'cancel' }, "'cancel.id' must be a string, got undefined"],
+    ['cancel-result: unknown outcome', { type: 'cancel-result', id: 'x', outcome: 'maybe' }, "'cancel-result.outcome' must be 'cancelled', 'finished' or 'unknown'"],
+    ['cancel-result: id missing', { type: 'cancel-result', outcome: 'finished' }, "'cancel-result.id' must be a string"],
+  ]
+
+  it.each(broken)('%s', (_what, value, fragment) => {
+    expectProtocolError(value, fragment)
+  })
+
+  describe('a retry policy inside a dispatched job', () => {
+    const withRetry = (retry: unknown): unknown => ({ type: 'dispatch', jobs: [{ ...fullJob, retry }] })
+
+    it.each<[string, unknown, string]>([
+      ['not a map', 5, "'dispatch.jobs[0].retry' must be a map, got number"],
+      ['an array', [1, 2], "'dispatch.jobs[0].retry' must be a map, got array"],
+      ['an unknown strategy', { strategy: 'random' }, "'dispatch.jobs[0].retry.strategy' must be 'linear', 'fixed' or 'exponential', got string"],
+      ['no strategy', { multiplier: 3 }, "'dispatch.jobs[0].retry.strategy'"],
+      ['linear without multiplier', { strategy: 'linear' }, "'dispatch.jobs[0].retry.multiplier' must be a finite number"],
+      ['fixed with a string delay', { strategy: 'fixed', delay: '1s' }, "'dispatch.jobs[0].retry.delay' must be a finite number, got string"],
+      ['exponential without jitter', { strategy: 'exponential', base: 1, max: 10 }, "'dispatch.jobs[0].retry.jitter'"],
+      ['exponential with an infinite max', { strategy: 'exponential', base: 1, max: Infinity, jitter: 0 }, "'dispatch.jobs[0].retry.max' must be a finite number"],
+    ])('%s', (_what, retry, fragment) => {
+      expectProtocolError(withRetry(retry), fragment)
+    })
+
+    it('names the job index of a bad policy in a later job', () => {
+      expectProtocolError(
+        { type: 'dispatch', jobs: [fullJob, fullJob, { ...fullJob, retry: { strategy: 'fixed' } }] },
+        "'dispatch.jobs[2].retry.delay'",
+      )
+    })
+
+    it('keeps only the fields of the chosen strategy', () => {
+      const parsed = roundTrip(withRetry({ strategy: 'fixed', delay: 3, multiplier: 9, base: 1 }))
+      expect(parsed.type === 'dispatch' && parsed.jobs[0]?.retry).toEqual({ strategy: 'fixed', delay: 3 })
+    })
+  })
+})
