@@ -249,7 +249,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
       durable: this.store.durable,
     }),
     onReady: (link) => {
-      this.log.info({ distributor: link.key, name: link.distributorName }, 'connected to distributor')
+      this.log.info({ distributor: link.key, distributorName: link.distributorName }, 'connected to distributor')
       if (!this.accepting) link.send({ type: MessageType.STATE, accepting: false })
       const pending = this.outbox.get(link.key)
       if (pending !== undefined && pending.size > 0) this.sendFeedback(link, [...pending.values()])
