@@ -162,6 +162,8 @@ export const DEFAULT_HOST = '127.0.0.1'
 
 /** Room for the frame envelope around one job's args inside a dispatch batch. */
 export const FRAME_ENVELOPE_BYTES = 1024
+/** The smallest maxFrameSize accepted: a frame must hold the envelope and useful args. */
+export const MIN_MAX_FRAME_SIZE = 4 * FRAME_ENVELOPE_BYTES
 
 export function checkSecret(field: string, value: unknown): string | undefined {
   if (value === undefined) return undefined

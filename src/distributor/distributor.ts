@@ -229,7 +229,6 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     const job = this.jobs.get(id)
     if (job === undefined) return Promise.resolve(false)
     if (job.state === 'pending') {
-      this.queue.taken()
       this.finishCancelled(job)
       return Promise.resolve(true)
     }
@@ -565,6 +564,9 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
 
   /** The job leaves every table: no more feedback is expected for it. */
   private finish(job: TrackedJob): void {
+    // A durable node may finish a job the distributor had put back in the queue (its
+    // acceptance was lost with the connection): the queue slot is dropped lazily.
+    if (job.state === 'pending') this.queue.taken()
     job.state = 'done'
     this.releaseLoad(job)
     job.session?.owned.delete(job.id)
@@ -595,7 +597,6 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     }
     if (message.outcome === 'unknown' && job.state === 'pending') {
       // It came back to the queue meanwhile: cancel it here.
-      this.queue.taken()
       this.finishCancelled(job)
       return
     }

@@ -12,6 +12,7 @@ import {
   DEFAULT_HOST,
   DEFAULT_MAX_CONNECTIONS,
   DEFAULT_MAX_FRAME_SIZE,
+  MIN_MAX_FRAME_SIZE,
   DEFAULT_MAX_PENDING,
   DEFAULT_PORT,
   DEFAULT_STALL_TIMEOUT_MS,
@@ -99,7 +100,7 @@ export function resolveDistributorOptions(input: unknown, defaults: { alwaysUseS
     secret,
     tls,
     maxPending: o['maxPending'] === undefined ? DEFAULT_MAX_PENDING : checkInteger('maxPending', o['maxPending'], 1),
-    maxFrameSize: o['maxFrameSize'] === undefined ? DEFAULT_MAX_FRAME_SIZE : checkInteger('maxFrameSize', o['maxFrameSize'], 1024, 2 ** 31 - 1),
+    maxFrameSize: o['maxFrameSize'] === undefined ? DEFAULT_MAX_FRAME_SIZE : checkInteger('maxFrameSize', o['maxFrameSize'], MIN_MAX_FRAME_SIZE, 2 ** 31 - 1),
     heartbeatMs: o['heartbeatMs'] === undefined ? DEFAULT_HEARTBEAT_MS : checkInteger('heartbeatMs', o['heartbeatMs'], 10),
     handshakeTimeoutMs:
       o['handshakeTimeoutMs'] === undefined ? DEFAULT_HANDSHAKE_TIMEOUT_MS : checkInteger('handshakeTimeoutMs', o['handshakeTimeoutMs'], 1),

@@ -69,6 +69,14 @@ interface LiveJob {
 type TimerItem = LiveJob | AbortController
 const TIMEOUT_KEY = 'timeout:'
 
+interface PendingWrite {
+  write: () => Promise<void>
+  then: () => void
+}
+
+/** How often a node whose store failed checks whether it is back. */
+const STORE_PROBE_MS = 500
+
 export interface CloseOptions {
   /** Abandon running chains at once (they stay in storage as in progress). @default false */
   force?: boolean
@@ -106,6 +114,9 @@ export class Node extends TypedEmitter<NodeEventMap> {
   private state: 'new' | 'starting' | 'running' | 'draining' | 'closed' = 'new'
   private idleWaiters: (() => void)[] = []
   private closing: Promise<void> | undefined
+  private storeDown = false
+  /** Store writes that failed, replayed in order once the store is back. */
+  private readonly backlog: PendingWrite[] = []
   private pool: WorkerPool | undefined
   /** Where defer threads load job files from; unset when the node was given a registry. */
   private deferDirectory: string | undefined
@@ -364,24 +375,44 @@ export class Node extends TypedEmitter<NodeEventMap> {
     )
   }
 
+  /**
+   * The store failed a write: take no new jobs (the distributors route elsewhere) and
+   * probe until it answers, then replay the backlog and accept again.
+   */
   private onStoreDown(error: Error): void {
-    if (!this.accepting || this.state !== 'running') return
+    if (this.storeDown) return
+    this.storeDown = true
+    this.log.error({ err: error }, 'store unavailable; not accepting jobs until it is back')
     this.setAccepting(false)
     this.safeEmit('store:down', { error })
-    // Come back as soon as the store answers again; a store has no "up" event of its own,
-    // so probe on a slow timer.
     const probe = (): void => {
-      if (this.state !== 'running') return
+      if (this.state === 'closed') return
       this.store.listFeedback().then(
-        () => {
-          this.log.info('store reachable again; accepting jobs')
-          this.setAccepting(true)
-          this.safeEmit('store:up', {})
-        },
-        () => setTimeout(probe, 1000).unref(),
+        () => void this.onStoreUp(),
+        () => setTimeout(probe, STORE_PROBE_MS).unref(),
       )
     }
-    setTimeout(probe, 1000).unref()
+    setTimeout(probe, STORE_PROBE_MS).unref()
+  }
+
+  private async onStoreUp(): Promise<void> {
+    this.storeDown = false
+    const pending = this.backlog.splice(0)
+    for (let i = 0; i < pending.length; i++) {
+      const { write, then } = pending[i] as PendingWrite
+      try {
+        await write()
+      } catch (err) {
+        // Down again: keep this and the rest, in order, for the next recovery.
+        this.backlog.unshift(...pending.slice(i))
+        this.onStoreDown(err instanceof Error ? err : new StoreError(String(err)))
+        return
+      }
+      then()
+    }
+    this.log.info({ replayed: pending.length }, 'store reachable again; accepting jobs')
+    if (this.state === 'running') this.setAccepting(true)
+    this.safeEmit('store:up', {})
   }
 
   // --- running -------------------------------------------------------------------------
@@ -553,8 +584,13 @@ export class Node extends TypedEmitter<NodeEventMap> {
         record.dueAt = now + delayMs
         this.safeEmit('job:retry', { id: record.id, name: record.name, attempt: record.attempt, delayMs, error })
         this.log.debug({ id: record.id, job: record.name, attempt: record.attempt, delayMs, err: error.message }, 'attempt failed; retrying')
-        await this.store.updateJob(record.id, { status: record.status, dueAt: record.dueAt, lastError: error })
-        if (job.phase !== 'done') this.schedule(job)
+        const patch: JobPatch = { status: record.status, dueAt: record.dueAt, lastError: error }
+        await this.persist(
+          () => this.store.updateJob(record.id, patch),
+          () => {
+            if (job.phase !== 'done') this.schedule(job)
+          },
+        )
         return
       }
       this.log.warn({ id: record.id, job: record.name, attempt: record.attempt, err: error.message }, 'job failed')
@@ -582,12 +618,16 @@ export class Node extends TypedEmitter<NodeEventMap> {
         runDueAt: record.runDueAt + missed * periodMs,
         dueAt: record.runDueAt + missed * periodMs,
       }
+      if (kind === FeedbackKind.ERROR) patch.failedAt = now
       Object.assign(record, patch)
-      if (kind === FeedbackKind.ERROR) record.failedAt = now
-      await this.store.finishRun(record.id, patch, feedback, false)
-      this.safeEmit('job:complete', { id: record.id, name: record.name, run: feedback.run, cancelled: false })
-      this.deliver(feedback)
-      if (job.phase !== 'done') this.schedule(job)
+      await this.persist(
+        () => this.store.finishRun(record.id, patch, feedback, false),
+        () => {
+          this.safeEmit('job:complete', { id: record.id, name: record.name, run: feedback.run, cancelled: false })
+          this.deliver(feedback)
+          if (job.phase !== 'done') this.schedule(job)
+        },
+      )
       return
     }
     const status = outcome.cancelled ? JobStatus.CANCELLED : kind === FeedbackKind.SUCCESS ? JobStatus.COMPLETE : JobStatus.FAILED
@@ -602,10 +642,30 @@ export class Node extends TypedEmitter<NodeEventMap> {
     job.phase = 'done'
     record.status = status
     this.live.delete(record.id)
-    await this.store.finishRun(record.id, patch, feedback, remove)
-    if (status !== JobStatus.FAILED) this.safeEmit('job:complete', { id: record.id, name: record.name, run: record.run, cancelled: outcome.cancelled })
-    this.deliver(feedback)
-    if (job.cancelRequested) this.answerCancel(record, 'finished')
+    await this.persist(
+      () => this.store.finishRun(record.id, patch, feedback, remove),
+      () => {
+        if (status !== JobStatus.FAILED) this.safeEmit('job:complete', { id: record.id, name: record.name, run: record.run, cancelled: outcome.cancelled })
+        this.deliver(feedback)
+        if (job.cancelRequested) this.answerCancel(record, 'finished')
+      },
+    )
+  }
+
+  /**
+   * Performs a store write, then what depends on it (feedback goes out only once stored).
+   * While the store is down the pair waits in `backlog` and is replayed, in order, when
+   * it is back: a finished job's feedback is delayed, never dropped.
+   */
+  private persist(write: () => Promise<void>, then: () => void): Promise<void> {
+    if (this.storeDown) {
+      this.backlog.push({ write, then })
+      return Promise.resolve()
+    }
+    return write().then(then, (err: unknown) => {
+      this.backlog.push({ write, then })
+      this.onStoreDown(err instanceof Error ? err : new StoreError(String(err)))
+    })
   }
 
   // --- feedback ------------------------------------------------------------------------
@@ -694,16 +754,17 @@ export class Node extends TypedEmitter<NodeEventMap> {
     record.status = JobStatus.CANCELLED
     this.live.delete(record.id)
     const remove = this.config.removeCancelledJobs
-    try {
-      if (lastFeedback !== undefined) await this.store.finishRun(record.id, { status: JobStatus.CANCELLED }, lastFeedback, remove)
-      else if (remove) await this.store.removeJob(record.id)
-      else await this.store.updateJob(record.id, { status: JobStatus.CANCELLED })
-    } catch (err) {
-      this.log.warn({ err, id: record.id }, 'cannot record the cancel')
-    }
-    if (lastFeedback !== undefined) this.deliver(lastFeedback)
-    this.safeEmit('job:cancelled', { id: record.id, name: record.name })
-    if (answer) this.answerCancel(record, 'cancelled')
+    await this.persist(
+      () => {
+        if (lastFeedback !== undefined) return this.store.finishRun(record.id, { status: JobStatus.CANCELLED }, lastFeedback, remove)
+        return remove ? this.store.removeJob(record.id) : this.store.updateJob(record.id, { status: JobStatus.CANCELLED })
+      },
+      () => {
+        if (lastFeedback !== undefined) this.deliver(lastFeedback)
+        this.safeEmit('job:cancelled', { id: record.id, name: record.name })
+        if (answer) this.answerCancel(record, 'cancelled')
+      },
+    )
   }
 
   private answerCancel(record: JobRecord, outcome: 'cancelled' | 'finished'): void {

@@ -50,7 +50,7 @@ export function encodeArgs(args: unknown, maxBytes: number): Buffer {
   checkValue(args, 'args', new Set())
   const bytes = pack(args)
   if (bytes.length > maxBytes) {
-    throw new InvalidArgumentError(`'args' encode to ${bytes.length} bytes, over the limit of ${maxBytes} (maxFrameSize)`)
+    throw new InvalidArgumentError(`'args' encode to ${bytes.length} bytes, over the limit of ${maxBytes} (maxFrameSize less the frame envelope)`)
   }
   return bytes
 }

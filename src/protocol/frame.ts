@@ -126,17 +126,21 @@ export class FrameDecoder {
     }
     const out = Buffer.allocUnsafe(n)
     let filled = 0
+    let used = 0
+    // Walk the chunks by index and drop the spent ones in one splice: shifting per chunk
+    // would make a body that arrives in many small pieces cost quadratic time.
     while (filled < n) {
-      const chunk = this.chunks[0] as Buffer
+      const chunk = this.chunks[used] as Buffer
       const take = Math.min(chunk.length - this.head, n - filled)
       chunk.copy(out, filled, this.head, this.head + take)
       filled += take
       this.head += take
       if (this.head === chunk.length) {
-        this.chunks.shift()
+        used++
         this.head = 0
       }
     }
+    this.chunks.splice(0, used)
     return out
   }
 }

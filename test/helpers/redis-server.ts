@@ -73,6 +73,9 @@ async function launch(port: number, options: RedisServerOptions): Promise<RedisS
     '--dir', dir,
     '--save', '',
     '--appendonly', options.appendonly === true ? 'yes' : 'no',
+    // With the append-only file on, every write is on disk before Redis answers, so a
+    // killed server loses nothing a node was told is stored.
+    '--appendfsync', 'always',
     '--daemonize', 'no',
     '--loglevel', 'warning',
   ]

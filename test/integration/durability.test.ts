@@ -1,0 +1,138 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { Distributor } from '../../src/distributor/distributor.js'
+import { Resources, spawnConnectedNode, startDistributor, startNode } from '../helpers/cluster.js'
+import { startRedisServer, type RedisServer } from '../helpers/redis-server.js'
+
+const res = new Resources()
+afterEach(() => res.releaseAll())
+
+let redis: RedisServer
+beforeAll(async () => {
+  redis = await startRedisServer()
+})
+afterAll(() => redis.stop())
+
+let seq = 0
+/** Node names are the storage namespace: a fresh one per test keeps tests apart. */
+function uniqueName(base: string): string {
+  return `${base}-${process.pid}-${++seq}-${Date.now()}`
+}
+
+describe('durable nodes on Redis', () => {
+  it('a node killed with SIGKILL and restarted with the same name finishes every job, delayed ones at their original due time', async () => {
+    const d = await startDistributor(res, { heartbeatMs: 200 })
+    const name = uniqueName('durable')
+    const flags = ['--storage', redis.url]
+    const first = await spawnConnectedNode(res, d, name, flags)
+    const dueAt = Date.now() + 1500
+    const delayed = Array.from({ length: 1000 }, (_, i) => d.enqueue('stamp', { i }, { runAt: dueAt }))
+    const instant = Array.from({ length: 1000 }, (_, i) => d.enqueue('slow', { i, ms: 2 }))
+    // Kill it once some instant jobs are done and every delayed one is stored there.
+    let successes = 0
+    const enough = new Promise<void>((resolve) =>
+      d.on('job:success', () => {
+        if (++successes === 100) resolve()
+      }),
+    )
+    let accepted = 0
+    const allDelayedAccepted = new Promise<void>((resolve) => {
+      const ids = new Set(delayed.map((h) => h.id))
+      d.on('job:accepted', (e) => {
+        if (ids.has(e.id) && ++accepted === ids.size) resolve()
+      })
+    })
+    await Promise.all([enough, allDelayedAccepted])
+    first.child.kill('SIGKILL')
+    expect(await first.exited).toBeNull()
+    await spawnConnectedNode(res, d, name, flags)
+    const instantResults = await Promise.all(instant.map((h) => h.done))
+    expect(new Set(instantResults.map((a) => a['i'])).size).toBe(1000)
+    const delayedResults = await Promise.all(delayed.map((h) => h.done))
+    expect(new Set(delayedResults.map((a) => a['i'])).size).toBe(1000)
+    for (const args of delayedResults) {
+      // Absolute due times: the restart did not restart the delay from zero.
+      expect(args['dueAt']).toBe(dueAt)
+      expect(args['ranAt'] as number).toBeGreaterThanOrEqual(dueAt)
+    }
+  })
+
+  it('feedback produced while the distributor is gone arrives as feedback:orphan at its successor', async () => {
+    const d1 = await startDistributor(res)
+    const port = d1.port
+    const name = uniqueName('outbox')
+    await spawnConnectedNode(res, d1, name, ['--storage', redis.url])
+    const handles = Array.from({ length: 200 }, (_, i) => d1.enqueue('stamp', { i }, { after: 0.8 }))
+    let accepted = 0
+    await new Promise<void>((resolve) =>
+      d1.on('job:accepted', () => {
+        if (++accepted === handles.length) resolve()
+      }),
+    )
+    await d1.close()
+    for (const h of handles) await expect(h.done).rejects.toMatchObject({ code: 'ERR_DISTRIBUTOR_CLOSED' })
+    const d2 = res.add(new Distributor({ port, heartbeatMs: 1000 }), (d) => d.close())
+    const orphans = new Map<string, Record<string, unknown>>()
+    const all = new Promise<void>((resolve) =>
+      d2.on('feedback:orphan', (e) => {
+        orphans.set(e.id, e.args)
+        if (orphans.size === handles.length) resolve()
+      }),
+    )
+    await d2.start()
+    await all
+    expect([...orphans.keys()].sort()).toEqual(handles.map((h) => h.id).sort())
+    expect([...orphans.values()].every((a) => typeof a['ranAt'] === 'number')).toBe(true)
+  })
+
+  it('jobs accepted before redis-server was killed still complete after it restarts', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'jr-aof-'))
+    res.add(dir, (p) => rm(p, { recursive: true, force: true }))
+    let server = await startRedisServer({ appendonly: true, dir })
+    res.add(null, () => server.stop())
+    const d = await startDistributor(res)
+    const name = uniqueName('outage')
+    await spawnConnectedNode(res, d, name, ['--storage', server.url])
+    const handles = Array.from({ length: 300 }, (_, i) => d.enqueue('stamp', { i }, { after: 1 }))
+    let accepted = 0
+    await new Promise<void>((resolve) =>
+      d.on('job:accepted', () => {
+        if (++accepted === handles.length) resolve()
+      }),
+    )
+    await server.kill('SIGKILL')
+    server = await startRedisServer({ appendonly: true, dir, port: server.port })
+    const results = await Promise.all(handles.map((h) => h.done))
+    expect(new Set(results.map((a) => a['i'])).size).toBe(300)
+  })
+
+  it('while its Redis is down a node takes no new jobs (they go elsewhere) and finishes what it held once Redis is back', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'jr-aof-'))
+    res.add(dir, (p) => rm(p, { recursive: true, force: true }))
+    let server = await startRedisServer({ appendonly: true, dir })
+    res.add(null, () => server.stop())
+    const d = await startDistributor(res)
+    const durable = await startNode(res, d, { name: uniqueName('flaky'), storage: server.url })
+    const held = Array.from({ length: 50 }, (_, i) => d.enqueue('stamp', { i }, { after: 0.3, node: durable.name }))
+    let accepted = 0
+    await new Promise<void>((resolve) =>
+      d.on('job:accepted', () => {
+        if (++accepted === held.length) resolve()
+      }),
+    )
+    const down = durable.waitFor('store:down')
+    await server.kill('SIGKILL')
+    // The held jobs fire, run, and cannot record their end: the node notices the outage.
+    await down
+    await startNode(res, d, { name: 'backup' })
+    const during = await Promise.all(Array.from({ length: 20 }, () => d.enqueue('where', {}).done))
+    expect(new Set(during.map((a) => a['node']))).toEqual(new Set(['backup']))
+    const up = durable.waitFor('store:up')
+    server = await startRedisServer({ appendonly: true, dir, port: server.port })
+    await up
+    const results = await Promise.all(held.map((h) => h.done))
+    expect(new Set(results.map((a) => a['i'])).size).toBe(50)
+  })
+})
