@@ -14,8 +14,11 @@ export interface RedisServerOptions {
   dir?: string
   /** Listen on this port instead of a free one (to restart a server where clients expect it). */
   port?: number
-  /** Run as a one-node Redis Cluster that owns every slot, to exercise cluster routing. */
-  cluster?: boolean
+  /**
+   * true: a one-node Redis Cluster that owns every slot. 'member': cluster mode with no
+   * slots, to be joined with others into a real cluster (see startRedisCluster).
+   */
+  cluster?: boolean | 'member'
 }
 
 export interface RedisServer {
@@ -79,7 +82,7 @@ async function launch(port: number, options: RedisServerOptions): Promise<RedisS
     '--daemonize', 'no',
     '--loglevel', 'warning',
   ]
-  if (options.cluster === true) {
+  if (options.cluster !== undefined && options.cluster !== false) {
     // A node that never met another does not know its own IP and would announce ''.
     args.push('--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`)
     args.push('--cluster-announce-ip', '127.0.0.1')
@@ -112,7 +115,7 @@ async function launch(port: number, options: RedisServerOptions): Promise<RedisS
     await stopWith('SIGKILL')
     throw err
   }
-  const scheme = options.cluster === true ? 'redis-cluster' : 'redis'
+  const scheme = options.cluster === true || options.cluster === 'member' ? 'redis-cluster' : 'redis'
   return {
     port,
     url: `${scheme}://127.0.0.1:${port}`,
@@ -189,4 +192,43 @@ export function freePort(): Promise<number> {
       server.close(() => resolve(port))
     })
   })
+}
+
+export interface RedisCluster {
+  readonly servers: RedisServer[]
+  /** `redis-cluster://127.0.0.1:p1,127.0.0.1:p2,…` */
+  readonly url: string
+  stop(): Promise<void>
+}
+
+/**
+ * Starts `masters` redis-server processes in cluster mode and joins them with
+ * `redis-cli --cluster create` (no replicas), resolving once every node reports the
+ * cluster state ok.
+ */
+export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
+  const servers: RedisServer[] = []
+  const stop = async (): Promise<void> => {
+    await Promise.all(servers.map((s) => s.stop()))
+  }
+  try {
+    for (let i = 0; i < masters; i++) servers.push(await startRedisServer({ cluster: 'member' }))
+    const addresses = servers.map((s) => `127.0.0.1:${s.port}`)
+    const created = spawnSync('redis-cli', ['--cluster', 'create', ...addresses, '--cluster-replicas', '0', '--cluster-yes'], {
+      encoding: 'utf8',
+      timeout: START_TIMEOUT_MS,
+    })
+    if (created.status !== 0) throw new Error(`redis-cli --cluster create failed:\n${created.stdout}${created.stderr}`)
+    const deadline = Date.now() + START_TIMEOUT_MS
+    for (const server of servers) {
+      while (!(await command(server.port, 'CLUSTER INFO')).includes('cluster_state:ok')) {
+        if (Date.now() > deadline) throw new Error(`cluster node ${server.port} not ok after ${START_TIMEOUT_MS} ms`)
+        await new Promise((resolve) => setTimeout(resolve, POLL_MS))
+      }
+    }
+    return { servers, url: `redis-cluster://${addresses.join(',')}`, stop }
+  } catch (err) {
+    await stop()
+    throw err
+  }
 }
