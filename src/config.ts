@@ -157,6 +157,7 @@ export const DEFAULT_CONCURRENCY = 100
 export const DEFAULT_RECONNECT_MIN_MS = 100
 export const DEFAULT_RECONNECT_MAX_MS = 10_000
 export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 30_000
+export const DEFAULT_LEASE_MS = 15_000
 export const DEFAULT_PORT = 5000
 export const DEFAULT_HOST = '127.0.0.1'
 

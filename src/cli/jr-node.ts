@@ -37,6 +37,9 @@ interface NodeFlags {
   tlsCert?: string
   tlsKey?: string
   shutdownTimeout?: number
+  workerThreads?: number
+  takeover?: boolean
+  leaseMs?: number
 }
 
 /** Maps flags to NodeOptions; everything else is the library's job. */
@@ -58,6 +61,9 @@ export function nodeOptionsFromFlags(flags: NodeFlags, env: NodeJS.ProcessEnv): 
   if (flags.window !== undefined) options.window = flags.window
   if (flags.logLevel !== undefined) options.logLevel = flags.logLevel
   if (flags.shutdownTimeout !== undefined) options.shutdownTimeoutMs = flags.shutdownTimeout
+  if (flags.workerThreads !== undefined) options.workerThreads = flags.workerThreads
+  if (flags.takeover !== undefined) options.takeover = flags.takeover
+  if (flags.leaseMs !== undefined) options.leaseMs = flags.leaseMs
   // The secret never travels on the command line, where `ps` would show it.
   const secret = flags.secretFile !== undefined ? readText(flags.secretFile, 'secret file').trim() : env['JR_SECRET']
   if (secret !== undefined && secret !== '') options.secret = secret
@@ -86,6 +92,9 @@ export function buildProgram(): Command {
     .option('--tls-cert <file>', 'client certificate for mutual TLS (PEM)')
     .option('--tls-key <file>', 'client key for mutual TLS (PEM)')
     .option('--shutdown-timeout <ms>', 'how long running chains may take on SIGINT/SIGTERM', integer)
+    .option('--worker-threads <n>', 'worker threads for defer: true jobs', integer)
+    .option('--takeover', "adopt the unfinished jobs of dead peers on the same Redis")
+    .option('--lease-ms <ms>', "how long this node's claim on its stored jobs lasts without renewal", integer)
 }
 
 export async function main(argv: string[]): Promise<void> {

@@ -25,6 +25,7 @@ import {
   FeedbackKind,
   JobStatus,
   feedbackKey,
+  hasLeases,
   type FeedbackRecord,
   type JobPatch,
   type JobRecord,
@@ -34,6 +35,7 @@ import { runChain, type ChainOutcome } from './chain-runner.js'
 import { DistributorLink, type LinkContext } from './distributor-link.js'
 import { loadJobDirectory } from './job-loader.js'
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './options.js'
+import { LeaseKeeper, type LeaseContext } from './lease-keeper.js'
 import { JobRegistry, type JobContext } from './registry.js'
 import { WorkerPool } from './worker-pool.js'
 
@@ -63,10 +65,18 @@ interface LiveJob {
   phase: 'saving' | 'scheduled' | 'queued' | 'running' | 'done'
   /** The application asked to cancel it while it ran: act when the attempt ends. */
   cancelRequested: boolean
+  /** Where it is stored: this node's store, or a dead peer's after a takeover. */
+  store: Store
 }
 
-/** The scheduler holds two kinds of timers: a job's due time, and an attempt's timeout. */
-type TimerItem = LiveJob | AbortController
+/** A feedback waiting for its distributor's ack, and the store whose outbox holds it. */
+interface OutboxEntry {
+  feedback: FeedbackRecord
+  store: Store
+}
+
+/** The scheduler holds every timer: jobs' due times, attempts' timeouts, lease upkeep. */
+type TimerItem = LiveJob | AbortController | (() => void)
 const TIMEOUT_KEY = 'timeout:'
 
 interface PendingWrite {
@@ -107,13 +117,16 @@ export class Node extends TypedEmitter<NodeEventMap> {
   private readyHead = 0
   private readonly scheduler: Scheduler<TimerItem>
   /** Unacknowledged feedback per distributor key, in the order it was produced. */
-  private readonly outbox = new Map<string, Map<string, FeedbackRecord>>()
+  private readonly outbox = new Map<string, Map<string, OutboxEntry>>()
   private readonly controllers = new Map<string, AbortController>()
   private running = 0
   private accepting = true
   private state: 'new' | 'starting' | 'running' | 'draining' | 'closed' = 'new'
   private idleWaiters: (() => void)[] = []
   private closing: Promise<void> | undefined
+  private leaseKeeper: LeaseKeeper | undefined
+  /** Stores of dead peers whose jobs this node took over. */
+  private readonly adoptedStores = new Map<string, Store>()
   private storeDown = false
   /** Store writes that failed, replayed in order once the store is back. */
   private readonly backlog: PendingWrite[] = []
@@ -166,7 +179,12 @@ export class Node extends TypedEmitter<NodeEventMap> {
     }
     this.store = this.createStore()
     await this.store.open()
-    const resumed = await this.resume()
+    if (this.store.durable && hasLeases(this.store)) {
+      this.leaseKeeper = new LeaseKeeper(this.leaseContext(), this.store, this.options.leaseMs, this.options.takeover)
+      await this.leaseKeeper.acquireOwn()
+      this.leaseKeeper.start()
+    }
+    const resumed = await this.resume(this.store)
     this.state = 'running'
     for (const d of this.options.distributors) {
       const link = new DistributorLink(this.linkContext, {
@@ -217,6 +235,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
       await this.waitOutboxFlushed(Math.min(2000, timeoutMs))
     }
     this.state = 'closed'
+    await this.leaseKeeper?.stop()
     this.scheduler.close()
     await this.pool?.close()
     for (const link of this.links.values()) link.close()
@@ -234,18 +253,45 @@ export class Node extends TypedEmitter<NodeEventMap> {
     return new RedisStore({ node: this.name, url: storage })
   }
 
-  /** Re-arms every unfinished job at its absolute due time and reloads the outbox. */
-  private async resume(): Promise<number> {
-    for (const feedback of await this.store.listFeedback()) this.outboxOf(feedback.distributor).set(feedbackKey(feedback.jobId, feedback.run), feedback)
-    if (!this.config.retryJobsAtStart) return 0
-    const records = await this.store.listUnfinished()
+  /**
+   * Re-arms every unfinished job of `store` at its absolute due time and reloads its
+   * outbox: this node's own store at start, or a dead peer's after a takeover.
+   */
+  private async resume(store: Store, jobs = this.config.retryJobsAtStart): Promise<number> {
+    for (const feedback of await store.listFeedback()) {
+      this.outboxOf(feedback.distributor).set(feedbackKey(feedback.jobId, feedback.run), { feedback, store })
+    }
+    if (!jobs) return 0
+    const records = await store.listUnfinished()
     for (const record of records) {
-      const job: LiveJob = { record, phase: 'scheduled', cancelRequested: false }
+      if (this.live.has(record.id)) continue
+      const job: LiveJob = { record, phase: 'scheduled', cancelRequested: false, store }
       this.live.set(record.id, job)
       this.schedule(job)
     }
     if (records.length > 0) this.log.info({ jobs: records.length }, 'resumed unfinished jobs from storage')
     return records.length
+  }
+
+  private leaseContext(): LeaseContext {
+    return {
+      name: this.name,
+      log: this.log,
+      adopt: (peer, store) => {
+        this.adoptedStores.set(peer, store)
+        return this.resume(store, true)
+      },
+      heldFor: (peer) => {
+        const store = this.adoptedStores.get(peer)
+        let n = 0
+        for (const job of this.live.values()) if (job.store === store) n++
+        return n
+      },
+      after: (key, ms, fn) => this.scheduler.schedule(key, Date.now() + ms, fn),
+      cancelTimer: (key) => {
+        this.scheduler.cancel(key)
+      },
+    }
   }
 
   // --- links -------------------------------------------------------------------------
@@ -263,7 +309,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
       this.log.info({ distributor: link.key, distributorName: link.distributorName }, 'connected to distributor')
       if (!this.accepting) link.send({ type: MessageType.STATE, accepting: false })
       const pending = this.outbox.get(link.key)
-      if (pending !== undefined && pending.size > 0) this.sendFeedback(link, [...pending.values()])
+      if (pending !== undefined && pending.size > 0) this.sendFeedback(link, [...pending.values()].map((e) => e.feedback))
       this.safeEmit('link:up', { distributor: link.key })
     },
     onMessage: (link, message) => this.onMessage(link, message),
@@ -345,7 +391,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
       if (wire.maxAttempt !== undefined) record.maxAttempt = wire.maxAttempt
       if (wire.retry !== undefined) record.retry = wire.retry
       if (wire.timeout !== undefined) record.timeout = wire.timeout
-      const job: LiveJob = { record, phase: 'saving', cancelRequested: false }
+      const job: LiveJob = { record, phase: 'saving', cancelRequested: false, store: this.store }
       this.live.set(record.id, job)
       fresh.push(job)
     }
@@ -361,7 +407,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
             this.schedule(job)
           } else if (job.phase === 'done') {
             // Cancelled while it was being saved.
-            this.store.removeJob(job.record.id).catch(() => {})
+            job.store.removeJob(job.record.id).catch(() => {})
           }
         }
       },
@@ -427,6 +473,10 @@ export class Node extends TypedEmitter<NodeEventMap> {
   }
 
   private onTimer(key: string, item: TimerItem): void {
+    if (typeof item === 'function') {
+      item()
+      return
+    }
     if (item instanceof AbortController) {
       const id = key.slice(TIMEOUT_KEY.length)
       item.abort(new TimeoutError(this.timeoutOf(this.live.get(id)?.record)))
@@ -467,7 +517,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
     record.attempt++
     // The attempt count must survive a crash (or a crash-looping job would retry forever),
     // but the chain need not wait for it.
-    this.store.updateJob(record.id, { status: record.status, attempt: record.attempt }).catch((err: unknown) => {
+    job.store.updateJob(record.id, { status: record.status, attempt: record.attempt }).catch((err: unknown) => {
       this.log.warn({ err, id: record.id }, 'cannot record attempt start')
     })
     this.safeEmit('job:start', { id: record.id, name: record.name, attempt: record.attempt, run: record.run })
@@ -586,7 +636,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
         this.log.debug({ id: record.id, job: record.name, attempt: record.attempt, delayMs, err: error.message }, 'attempt failed; retrying')
         const patch: JobPatch = { status: record.status, dueAt: record.dueAt, lastError: error }
         await this.persist(
-          () => this.store.updateJob(record.id, patch),
+          () => job.store.updateJob(record.id, patch),
           () => {
             if (job.phase !== 'done') this.schedule(job)
           },
@@ -621,10 +671,10 @@ export class Node extends TypedEmitter<NodeEventMap> {
       if (kind === FeedbackKind.ERROR) patch.failedAt = now
       Object.assign(record, patch)
       await this.persist(
-        () => this.store.finishRun(record.id, patch, feedback, false),
+        () => job.store.finishRun(record.id, patch, feedback, false),
         () => {
           this.safeEmit('job:complete', { id: record.id, name: record.name, run: feedback.run, cancelled: false })
-          this.deliver(feedback)
+          this.deliver(feedback, job.store)
           if (job.phase !== 'done') this.schedule(job)
         },
       )
@@ -643,10 +693,10 @@ export class Node extends TypedEmitter<NodeEventMap> {
     record.status = status
     this.live.delete(record.id)
     await this.persist(
-      () => this.store.finishRun(record.id, patch, feedback, remove),
+      () => job.store.finishRun(record.id, patch, feedback, remove),
       () => {
         if (status !== JobStatus.FAILED) this.safeEmit('job:complete', { id: record.id, name: record.name, run: record.run, cancelled: outcome.cancelled })
-        this.deliver(feedback)
+        this.deliver(feedback, job.store)
         if (job.cancelRequested) this.answerCancel(record, 'finished')
       },
     )
@@ -681,15 +731,15 @@ export class Node extends TypedEmitter<NodeEventMap> {
     return { jobId: record.id, run: record.run, distributor: record.distributor, kind, final, cancelled, args: encoded }
   }
 
-  private outboxOf(key: string): Map<string, FeedbackRecord> {
+  private outboxOf(key: string): Map<string, OutboxEntry> {
     let box = this.outbox.get(key)
     if (box === undefined) this.outbox.set(key, (box = new Map()))
     return box
   }
 
   /** Files the feedback for its distributor and sends it now if the link is up. */
-  private deliver(feedback: FeedbackRecord): void {
-    this.outboxOf(feedback.distributor).set(feedbackKey(feedback.jobId, feedback.run), feedback)
+  private deliver(feedback: FeedbackRecord, store: Store): void {
+    this.outboxOf(feedback.distributor).set(feedbackKey(feedback.jobId, feedback.run), { feedback, store })
     const link = this.links.get(feedback.distributor)
     if (link?.ready === true) this.sendFeedback(link, [feedback])
     // Otherwise it waits in the outbox; onReady re-sends it.
@@ -715,8 +765,11 @@ export class Node extends TypedEmitter<NodeEventMap> {
   private onFeedbackAck(link: DistributorLink, refs: FeedbackRef[]): void {
     const box = this.outbox.get(link.key)
     for (const ref of refs) {
-      box?.delete(feedbackKey(ref.id, ref.run))
-      this.store.ackFeedback(ref.id, ref.run).catch((err: unknown) => this.log.warn({ err, id: ref.id }, 'cannot drop acknowledged feedback'))
+      const key = feedbackKey(ref.id, ref.run)
+      const entry = box?.get(key)
+      if (entry === undefined) continue
+      box?.delete(key)
+      entry.store.ackFeedback(ref.id, ref.run).catch((err: unknown) => this.log.warn({ err, id: ref.id }, 'cannot drop acknowledged feedback'))
       this.safeEmit('feedback:acked', { id: ref.id, run: ref.run })
     }
   }
@@ -756,11 +809,11 @@ export class Node extends TypedEmitter<NodeEventMap> {
     const remove = this.config.removeCancelledJobs
     await this.persist(
       () => {
-        if (lastFeedback !== undefined) return this.store.finishRun(record.id, { status: JobStatus.CANCELLED }, lastFeedback, remove)
-        return remove ? this.store.removeJob(record.id) : this.store.updateJob(record.id, { status: JobStatus.CANCELLED })
+        if (lastFeedback !== undefined) return job.store.finishRun(record.id, { status: JobStatus.CANCELLED }, lastFeedback, remove)
+        return remove ? job.store.removeJob(record.id) : job.store.updateJob(record.id, { status: JobStatus.CANCELLED })
       },
       () => {
-        if (lastFeedback !== undefined) this.deliver(lastFeedback)
+        if (lastFeedback !== undefined) this.deliver(lastFeedback, job.store)
         this.safeEmit('job:cancelled', { id: record.id, name: record.name })
         if (answer) this.answerCancel(record, 'cancelled')
       },

@@ -1,11 +1,13 @@
 import { availableParallelism } from 'node:os'
 import {
+  checkBoolean,
   checkInteger,
   checkKnownKeys,
   checkPlainOptions,
   checkSecret,
   checkString,
   DEFAULT_CONCURRENCY,
+  DEFAULT_LEASE_MS,
   DEFAULT_MAX_FRAME_SIZE,
   MIN_MAX_FRAME_SIZE,
   DEFAULT_RECONNECT_MAX_MS,
@@ -60,6 +62,13 @@ export interface NodeOptions {
   shutdownTimeoutMs?: number
   /** Worker threads for `defer: true` jobs (started on first use). @default cores - 1, at least 1 */
   workerThreads?: number
+  /**
+   * Durable storage: adopt the unfinished jobs of a peer on the same Redis whose lease
+   * expired (it died and stayed down). Exactly one peer adopts each dead node. @default false
+   */
+  takeover?: boolean
+  /** How long a node's claim on its stored jobs lasts without renewal. @default 15000 */
+  leaseMs?: number
   logger?: Logger
   /** @default 'info' (or JR_LOG_LEVEL) */
   logLevel?: LogLevel
@@ -81,13 +90,15 @@ export interface ResolvedNodeOptions {
   stallTimeoutMs: number
   shutdownTimeoutMs: number
   workerThreads: number
+  takeover: boolean
+  leaseMs: number
   logLevel: LogLevel
   logger: Logger
 }
 
 const NODE_KEYS = [
   'name', 'distributors', 'jobDirectory', 'registry', 'storage', 'concurrency', 'window', 'secret', 'tls',
-  'maxFrameSize', 'reconnectMinMs', 'reconnectMaxMs', 'stallTimeoutMs', 'shutdownTimeoutMs', 'workerThreads', 'logger', 'logLevel',
+  'maxFrameSize', 'reconnectMinMs', 'reconnectMaxMs', 'stallTimeoutMs', 'shutdownTimeoutMs', 'workerThreads', 'takeover', 'leaseMs', 'logger', 'logLevel',
 ] as const
 
 export function resolveNodeOptions(input: unknown): ResolvedNodeOptions {
@@ -137,6 +148,8 @@ export function resolveNodeOptions(input: unknown): ResolvedNodeOptions {
       o['shutdownTimeoutMs'] === undefined ? DEFAULT_SHUTDOWN_TIMEOUT_MS : checkInteger('shutdownTimeoutMs', o['shutdownTimeoutMs'], 0),
     workerThreads:
       o['workerThreads'] === undefined ? Math.max(1, availableParallelism() - 1) : checkInteger('workerThreads', o['workerThreads'], 1, 1024),
+    takeover: o['takeover'] === undefined ? false : checkBoolean('takeover', o['takeover']),
+    leaseMs: o['leaseMs'] === undefined ? DEFAULT_LEASE_MS : checkInteger('leaseMs', o['leaseMs'], 100),
     logLevel: (logLevel as LogLevel | undefined) ?? ((process.env['JR_LOG_LEVEL'] as LogLevel | undefined) ?? 'info'),
     logger: (o['logger'] as Logger | undefined) ?? createLogger(logLevel as LogLevel | undefined).child({ node: name }),
   }

@@ -7,6 +7,8 @@
  *   <prefix>{<node>}:jobs         set of every stored job id (admin listing, no KEYS/SCAN)
  *   <prefix>{<node>}:unfinished   set of ids whose status is new, queued, in progress or error
  *   <prefix>{<node>}:outbox       hash feedbackKey(jobId, run) → msgpack of a FeedbackRecord
+ *   <prefix>{<node>}:lease        string, the name of the node that owns these jobs (expires)
+ *   <prefix>nodes                 set of node names that stored jobs (takeover looks here)
  *
  * Job hash fields carry the JobRecord property names. Numbers are decimal strings (JS
  * shortest round-trip form, so they read back exactly), `defer` is "1" or "0", `args` is the
@@ -32,6 +34,9 @@ export interface NodeKeys {
   readonly jobs: string
   readonly unfinished: string
   readonly outbox: string
+  readonly lease: string
+  /** The one key outside the node's slot: every node's name. */
+  readonly nodes: string
   job(id: string): string
 }
 
@@ -53,6 +58,8 @@ export function nodeKeys(node: string, prefix: string = DEFAULT_KEY_PREFIX): Nod
     jobs: `${base}jobs`,
     unfinished: `${base}unfinished`,
     outbox: `${base}outbox`,
+    lease: `${base}lease`,
+    nodes: `${prefix}nodes`,
     job: (id) => jobPrefix + id,
   }
 }

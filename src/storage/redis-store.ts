@@ -10,6 +10,7 @@ import {
   type JobRecord,
   JobStatus,
   type ListJobsFilter,
+  type NodeLeases,
   type Store,
   feedbackKey,
   isUnfinished,
@@ -184,6 +185,21 @@ end
 return out
 `
 
+/** Take or renew: the lease goes to ARGV[1] unless another holder has it. */
+const ACQUIRE_LEASE_LUA = `
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return ARGV[1]
+end
+return holder
+`
+
+const RELEASE_LEASE_LUA = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+`
+
 type Arg = string | Buffer
 type State = 'created' | 'opening' | 'open' | 'closed'
 
@@ -192,6 +208,8 @@ interface ScriptCommands {
   jrUpdateJob(...keysThenArgs: Arg[]): Promise<number>
   jrFinishRun(...keysThenArgs: Arg[]): Promise<number>
   jrListJobsBuffer(...keysThenArgs: Arg[]): Promise<Buffer[][]>
+  jrAcquireLease(...keysThenArgs: Arg[]): Promise<string>
+  jrReleaseLease(...keysThenArgs: Arg[]): Promise<number>
 }
 
 /**
@@ -202,11 +220,12 @@ interface ScriptCommands {
  * or one script), checks the state first, and turns any client error into a StoreError that
  * names the node and the server.
  */
-export class RedisStore implements Store {
+export class RedisStore implements Store, NodeLeases {
   readonly durable = true
   private readonly client: Redis | Cluster
   private readonly scripts: ScriptCommands
   private readonly keys: NodeKeys
+  private readonly prefix: string
   private readonly node: string
   private readonly owned: boolean
   private readonly label: string
@@ -218,7 +237,8 @@ export class RedisStore implements Store {
     if (options === null || typeof options !== 'object') {
       throw new InvalidArgumentError("RedisStore options must be an object with a 'node'")
     }
-    this.keys = nodeKeys(options.node, options.prefix ?? DEFAULT_KEY_PREFIX)
+    this.prefix = options.prefix ?? DEFAULT_KEY_PREFIX
+    this.keys = nodeKeys(options.node, this.prefix)
     this.node = options.node
     if (options.redis !== undefined) {
       if (options.url !== undefined) {
@@ -247,6 +267,8 @@ export class RedisStore implements Store {
     this.client.defineCommand('jrUpdateJob', { lua: UPDATE_JOB_LUA, numberOfKeys: 2 })
     this.client.defineCommand('jrFinishRun', { lua: FINISH_RUN_LUA, numberOfKeys: 4 })
     this.client.defineCommand('jrListJobs', { lua: LIST_JOBS_LUA, numberOfKeys: 1, readOnly: true })
+    this.client.defineCommand('jrAcquireLease', { lua: ACQUIRE_LEASE_LUA, numberOfKeys: 1 })
+    this.client.defineCommand('jrReleaseLease', { lua: RELEASE_LEASE_LUA, numberOfKeys: 1 })
     this.scripts = this.client as unknown as ScriptCommands
   }
 
@@ -397,6 +419,44 @@ export class RedisStore implements Store {
     } catch (err) {
       throw this.failure('ackFeedback', err)
     }
+  }
+
+  async acquireLease(node: string, holder: string, ttlMs: number): Promise<string> {
+    this.check()
+    const keys = nodeKeys(node, this.prefix)
+    try {
+      const owner = await this.scripts.jrAcquireLease(keys.lease, holder, String(Math.ceil(ttlMs)))
+      // A node announces itself with its own lease, so that peers can find it (a separate
+      // command: the shared set lies outside the node's cluster slot).
+      if (owner === holder && node === holder) await this.client.sadd(keys.nodes, node)
+      return owner
+    } catch (err) {
+      throw this.failure('acquireLease', err)
+    }
+  }
+
+  async releaseLease(node: string, holder: string): Promise<void> {
+    this.check()
+    try {
+      await this.scripts.jrReleaseLease(nodeKeys(node, this.prefix).lease, holder)
+    } catch (err) {
+      throw this.failure('releaseLease', err)
+    }
+  }
+
+  async listNodes(): Promise<string[]> {
+    this.check()
+    try {
+      return await this.client.smembers(this.keys.nodes)
+    } catch (err) {
+      throw this.failure('listNodes', err)
+    }
+  }
+
+  forNode(node: string): RedisStore {
+    const store = new RedisStore({ node, redis: this.client, prefix: this.prefix })
+    store.state = this.state === 'open' ? 'open' : store.state
+    return store
   }
 
   async close(): Promise<void> {

@@ -122,3 +122,27 @@ export interface Store {
   ackFeedback(jobId: string, run: number): Promise<void>
   close(): Promise<void>
 }
+
+/**
+ * Ownership of a node's stored jobs, for durable stores shared by several nodes. A lease is
+ * held by a node name and expires unless renewed: a node renews its own while it lives, and
+ * with takeover on, a peer that finds an expired lease may take it and finish the jobs.
+ */
+export interface NodeLeases {
+  /**
+   * Takes or renews the lease on `node`'s jobs for `holder` for `ttlMs`. Resolves the holder
+   * after the call: `holder` itself when it got the lease, another name when that one holds
+   * it (atomic: two peers racing for one lease cannot both win).
+   */
+  acquireLease(node: string, holder: string, ttlMs: number): Promise<string>
+  /** Gives the lease up, if `holder` has it. */
+  releaseLease(node: string, holder: string): Promise<void>
+  /** Names of the nodes that have stored jobs here. */
+  listNodes(): Promise<string[]>
+  /** A store over another node's jobs, on the same connection. */
+  forNode(node: string): Store
+}
+
+export function hasLeases(store: Store): store is Store & NodeLeases {
+  return typeof (store as Partial<NodeLeases>).acquireLease === 'function'
+}

@@ -107,6 +107,15 @@ export class FakePeer {
     return new FakePeer(socket, options)
   }
 
+  /**
+   * Wraps a socket a test's own server accepted: the peer then plays the distributor's side
+   * (sends the challenge, reads the node's hello) with the same frame-by-frame API.
+   */
+  static accept(socket: Socket, options: FakePeerOptions = {}): FakePeer {
+    socket.setNoDelay(true)
+    return new FakePeer(socket, options)
+  }
+
   get isOpen(): boolean {
     return !this.isClosed
   }

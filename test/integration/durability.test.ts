@@ -136,3 +136,30 @@ describe('durable nodes on Redis', () => {
     expect(new Set(results.map((a) => a['i'])).size).toBe(50)
   })
 })
+
+describe('takeover of a dead node’s jobs', () => {
+  it('when a node dies for good, exactly one peer with takeover on adopts its jobs and completes them', async () => {
+    const d = await startDistributor(res, { heartbeatMs: 200 })
+    const lease = ['--storage', redis.url, '--lease-ms', '600']
+    const doomed = uniqueName('doomed')
+    const a = await spawnConnectedNode(res, d, doomed, lease)
+    const dueAt = Date.now() + 800
+    const handles = Array.from({ length: 200 }, (_, i) => d.enqueue('stamp', { i }, { runAt: dueAt, node: doomed }))
+    let accepted = 0
+    await new Promise<void>((resolve) =>
+      d.on('job:accepted', () => {
+        if (++accepted === handles.length) resolve()
+      }),
+    )
+    a.child.kill('SIGKILL')
+    const heirs = [uniqueName('heir'), uniqueName('heir')]
+    for (const heir of heirs) await spawnConnectedNode(res, d, heir, [...lease, '--takeover'])
+    const results = await Promise.all(handles.map((h) => h.done))
+    expect(new Set(results.map((r) => r['i'])).size).toBe(200)
+    const adopters = new Set(results.map((r) => r['node']))
+    // One lease per dead node: one heir won it and ran every job; the other ran none.
+    expect(adopters.size).toBe(1)
+    expect(heirs).toContain([...adopters][0])
+    expect(results.every((r) => r['dueAt'] === dueAt)).toBe(true)
+  })
+})

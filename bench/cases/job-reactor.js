@@ -1,0 +1,168 @@
+// Cases 2–6: job-reactor end to end. The distributor lives in this process; nodes are
+// `jr-node` child processes started from the built CLI with the job files in bench/jobs.
+import { setImmediate as yieldToLoop } from 'node:timers/promises'
+import { Distributor } from '../../dist/index.js'
+import { collectAndMeasure } from '../lib/gc.js'
+import { hrMs, latencySummary } from '../lib/stats.js'
+
+const ENQUEUE_CHUNK = 1_000
+
+/** A distributor on a free port plus one `jr-node` child per name, all connected. */
+async function startCluster(ctx, names, { storage = 'memory', nodeFlags = [], maxPending } = {}) {
+  const options = { port: 0, logLevel: 'warn' }
+  if (maxPending !== undefined) options.maxPending = maxPending
+  const distributor = new Distributor(options)
+  await distributor.start()
+  ctx.defer(() => distributor.close())
+  await Promise.all(
+    names.map(async (name) => {
+      const connected = distributor.waitFor('node:connect', (e) => e.node === name)
+      const node = ctx.spawnNode(name, [
+        '--expose-gc',
+        ...nodeFlags,
+        'bin/jr-node.js',
+        '--name', name,
+        '--distributor', `127.0.0.1:${distributor.port}`,
+        '--jobs', 'bench/jobs',
+        '--storage', storage,
+        '--log-level', 'warn',
+      ])
+      await Promise.race([
+        connected,
+        node.exited.then(({ code, signal }) => {
+          throw new Error(`${name} exited (code ${code}, signal ${signal}) before it connected`)
+        }),
+      ])
+    }),
+  )
+  return distributor
+}
+
+/** Enqueues `count` jobs in chunks, letting the loop turn between chunks; returns the done promises. */
+async function enqueueMany(ctx, distributor, count, name, opts, keep = true) {
+  const dones = keep ? new Array(count) : undefined
+  for (let i = 0; i < count; ) {
+    const end = Math.min(count, i + ENQUEUE_CHUNK)
+    for (; i < end; i++) {
+      const handle = distributor.enqueue(name, {}, opts)
+      if (dones !== undefined) dones[i] = handle.done
+    }
+    ctx.throwIfAborted()
+    await yieldToLoop()
+  }
+  return dones
+}
+
+/** Runs one 'mem' job on `node` and returns the memoryUsage() it reported. */
+async function nodeMemory(distributor, node) {
+  return distributor.enqueue('mem', {}, { node }).done
+}
+
+/** Throughput: `count` no-op jobs, first enqueue until every done resolved. */
+export async function runThroughput(ctx, { count, warmup, storage, names }) {
+  const distributor = await startCluster(ctx, names, { storage })
+  await Promise.all(await enqueueMany(ctx, distributor, warmup, 'noop', {}))
+  const start = process.hrtime.bigint()
+  const dones = await enqueueMany(ctx, distributor, count, 'noop', {})
+  const enqueueSeconds = hrMs(start) / 1000
+  await Promise.all(dones)
+  const seconds = hrMs(start) / 1000
+  ctx.progress(`job-reactor ${storage === 'memory' ? 'memory' : 'redis'}: ${count} jobs in ${seconds.toFixed(2)} s (enqueue loop ${enqueueSeconds.toFixed(2)} s)`)
+  return { throughput: count / seconds }
+}
+
+/** Latency: `count` jobs one at a time, enqueue → done. */
+export async function runLatency(ctx, { count, warmup }) {
+  const distributor = await startCluster(ctx, ['lat1'])
+  for (let i = 0; i < warmup; i++) await distributor.enqueue('noop').done
+  const samples = new Array(count)
+  for (let i = 0; i < count; i++) {
+    const start = process.hrtime.bigint()
+    await distributor.enqueue('noop').done
+    samples[i] = hrMs(start)
+    if (i % 1000 === 0) ctx.throwIfAborted()
+  }
+  const s = latencySummary(samples)
+  return { p50: s.p50, p90: s.p90, p99: s.p99, max: s.max }
+}
+
+/** Resolves once `count` jobs named `name` were accepted by a node. */
+function countAccepted(distributor, name, count) {
+  return new Promise((resolve) => {
+    let n = 0
+    const onAccepted = (e) => {
+      if (e.name !== name || ++n < count) return
+      distributor.off('job:accepted', onAccepted)
+      resolve()
+    }
+    distributor.on('job:accepted', onAccepted)
+  })
+}
+
+/**
+ * Delayed jobs on one node: scheduling rate (enqueue → all accepted), the node's and the
+ * distributor's memory per held job, then either the fire lateness of every job (`after`
+ * short) or the latency of instant jobs while all of them are held (`after` long).
+ */
+export async function runDelayed(ctx, { count, after, probes = 0, warmup, nodeFlags = [] }) {
+  const node = 'delay1'
+  const distributor = await startCluster(ctx, [node], { nodeFlags, maxPending: Math.max(1_000_000, count * 2) })
+  await Promise.all(await enqueueMany(ctx, distributor, warmup, 'noop', {}))
+  const nodeBefore = await nodeMemory(distributor, node)
+  const distBefore = collectAndMeasure()
+
+  const lateness = []
+  let failed = 0
+  let finished = 0
+  let allDone
+  const done = new Promise((resolve) => (allDone = resolve))
+  // Shared closures: nothing per job in this process beyond what the distributor keeps.
+  const onSuccess = (args) => {
+    lateness.push(args.late)
+    if (++finished === count) allDone()
+  }
+  const onError = () => {
+    failed++
+    if (++finished === count) allDone()
+  }
+  const accepted = countAccepted(distributor, 'stamp', count)
+  const start = process.hrtime.bigint()
+  for (let i = 0; i < count; ) {
+    const end = Math.min(count, i + ENQUEUE_CHUNK)
+    for (; i < end; i++) distributor.enqueue('stamp', {}, { after }, onSuccess, onError)
+    ctx.throwIfAborted()
+    await yieldToLoop()
+  }
+  await accepted
+  const scheduleSeconds = hrMs(start) / 1000
+  ctx.progress(`job-reactor delayed: ${count} jobs (after ${after} s) accepted in ${scheduleSeconds.toFixed(2)} s`)
+
+  const nodeAfter = await nodeMemory(distributor, node)
+  const distAfter = collectAndMeasure()
+  const result = {
+    scheduleRate: count / scheduleSeconds,
+    nodeHeapPerJob: (nodeAfter.heapUsed + nodeAfter.external - nodeBefore.heapUsed - nodeBefore.external) / count,
+    nodeRssPerJob: (nodeAfter.rss - nodeBefore.rss) / count,
+    distributorHeapPerJob: (distAfter.heapUsed + distAfter.external - distBefore.heapUsed - distBefore.external) / count,
+  }
+  if (probes > 0) {
+    // The node holds every delayed job: how responsive is it for instant work?
+    const samples = []
+    for (let i = 0; i < probes; i++) {
+      const t = process.hrtime.bigint()
+      await distributor.enqueue('noop', {}, { node }).done
+      samples.push(hrMs(t))
+    }
+    const s = latencySummary(samples)
+    result.probeP50 = s.p50
+    result.probeP99 = s.p99
+    return result
+  }
+  await done
+  const s = latencySummary(lateness)
+  result.lateP50 = s.p50
+  result.lateP99 = s.p99
+  result.lateMax = s.max
+  if (failed > 0) result.failed = failed
+  return result
+}

@@ -1,0 +1,381 @@
+// `npm run bench`: job-reactor end to end, side by side with a bare msgpack echo (the ceiling
+// for this design), BullMQ and bee-queue on the same Redis. Prints one table on stdout and
+// writes bench/results-<timestamp>.json; progress goes to stderr.
+//
+//   node bench/run.js [--quick] [--only=case1,case2] [--runs=N]
+//
+// --quick: smaller counts, one run each, no million-job case. --only: case ids or their
+// prefixes (e.g. --only=jr,echo). Numbers are reported, never asserted.
+import { readFileSync, writeFileSync } from 'node:fs'
+import { cpus, totalmem } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { runBeeLatency, runBeeThroughput } from './cases/bee-queue.js'
+import { runBullDelayed, runBullLatency, runBullThroughput } from './cases/bullmq.js'
+import { runEcho } from './cases/echo.js'
+import { runDelayed, runLatency, runThroughput } from './cases/job-reactor.js'
+import { killAllChildren, spawnNode } from './lib/proc.js'
+import { infoField, startRedisServer } from './lib/redis.js'
+import { fmt, median, minMax, pad } from './lib/stats.js'
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
+
+// --- options -------------------------------------------------------------------------
+
+const argv = process.argv.slice(2)
+const quick = argv.includes('--quick')
+const only = argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',').filter(Boolean)
+const runsFlag = argv.find((a) => a.startsWith('--runs='))
+for (const a of argv) {
+  if (a !== '--quick' && !a.startsWith('--only=') && !a.startsWith('--runs=')) {
+    process.stderr.write(`unknown option ${a}\nusage: node bench/run.js [--quick] [--only=case1,case2] [--runs=N]\n`)
+    process.exit(2)
+  }
+}
+const RUNS = runsFlag !== undefined ? Number(runsFlag.slice('--runs='.length)) : quick ? 1 : 3
+
+const N = quick
+  ? { echo: 20_000, rtt: 500, jobs: 10_000, warmup: 1_000, latency: 500, latWarmup: 100, delayed: 10_000, million: 0, probes: 100 }
+  : { echo: 200_000, rtt: 5_000, jobs: 100_000, warmup: 5_000, latency: 5_000, latWarmup: 500, delayed: 100_000, million: 1_000_000, probes: 100 }
+
+const METRICS = {
+  throughput: { label: 'throughput', unit: '/s' },
+  p50: { label: 'latency p50', unit: 'ms' },
+  p90: { label: 'latency p90', unit: 'ms' },
+  p99: { label: 'latency p99', unit: 'ms' },
+  max: { label: 'latency max', unit: 'ms' },
+  scheduleRate: { label: 'scheduling rate', unit: 'jobs/s' },
+  lateP50: { label: 'fire lateness p50', unit: 'ms' },
+  lateP99: { label: 'fire lateness p99', unit: 'ms' },
+  lateMax: { label: 'fire lateness max', unit: 'ms' },
+  nodeHeapPerJob: { label: 'node heap+external / job', unit: 'B' },
+  nodeRssPerJob: { label: 'node RSS / job', unit: 'B' },
+  distributorHeapPerJob: { label: 'distributor heap+ext / job', unit: 'B' },
+  redisPerJob: { label: 'Redis used_memory / job', unit: 'B' },
+  probeP50: { label: 'instant job latency p50', unit: 'ms' },
+  probeP99: { label: 'instant job latency p99', unit: 'ms' },
+  failed: { label: 'failed jobs', unit: '' },
+}
+
+const k = (n) => (n >= 1_000_000 ? `${n / 1_000_000}M` : n >= 1000 ? `${n / 1000}k` : String(n))
+
+const CASES = [
+  {
+    id: 'echo', system: 'echo', title: `ceiling: msgpack TCP echo (${k(N.echo)} pipelined; ${k(N.rtt)} sequential)`,
+    timeoutMs: 120_000, run: (ctx) => runEcho(ctx, { messages: N.echo, roundTrips: N.rtt }),
+  },
+  {
+    id: 'jr-throughput-memory', system: 'job-reactor', title: `throughput, memory storage, 2 nodes (${k(N.jobs)} no-op)`,
+    timeoutMs: 120_000, run: (ctx) => runThroughput(ctx, { count: N.jobs, warmup: N.warmup, storage: 'memory', names: ['b1', 'b2'] }),
+  },
+  {
+    id: 'jr-throughput-redis', system: 'job-reactor', title: `throughput, Redis storage, 2 nodes (${k(N.jobs)} no-op)`, redis: true,
+    timeoutMs: 180_000,
+    run: async (ctx) => {
+      await ctx.redis.command('FLUSHALL')
+      return runThroughput(ctx, { count: N.jobs, warmup: N.warmup, storage: ctx.redis.url, names: [`r${ctx.run}a`, `r${ctx.run}b`] })
+    },
+  },
+  {
+    id: 'jr-latency', system: 'job-reactor', title: `latency, one in flight, memory storage, 1 node (${k(N.latency)})`,
+    timeoutMs: 120_000, run: (ctx) => runLatency(ctx, { count: N.latency, warmup: N.latWarmup }),
+  },
+  {
+    id: 'jr-delayed', system: 'job-reactor', title: `delayed, after 5 s, memory storage, 1 node (${k(N.delayed)})`,
+    timeoutMs: 180_000, run: (ctx) => runDelayed(ctx, { count: N.delayed, after: 5, warmup: N.warmup }),
+  },
+  {
+    id: 'jr-million', system: 'job-reactor', title: `${k(N.million)} delayed (after 1 h) held by 1 node; ${N.probes} instant jobs meanwhile`,
+    skip: N.million === 0, timeoutMs: 600_000,
+    run: (ctx) => runDelayed(ctx, { count: N.million, after: 3600, probes: N.probes, warmup: N.warmup, nodeFlags: ['--max-old-space-size=8192'] }),
+  },
+  {
+    id: 'bullmq-throughput', system: 'BullMQ', title: `throughput, 2 workers x 50 (${k(N.jobs)} no-op)`, redis: true,
+    timeoutMs: 180_000, run: (ctx) => runBullThroughput(ctx, ctx.redis, { count: N.jobs, warmup: N.warmup, run: ctx.run }),
+  },
+  {
+    id: 'bullmq-latency', system: 'BullMQ', title: `latency, one in flight (${k(N.latency)})`, redis: true,
+    timeoutMs: 120_000, run: (ctx) => runBullLatency(ctx, ctx.redis, { count: N.latency, warmup: N.latWarmup, run: ctx.run }),
+  },
+  {
+    id: 'bullmq-delayed', system: 'BullMQ', title: `delayed, 5 s, 2 workers x 50 (${k(N.delayed)})`, redis: true,
+    timeoutMs: 180_000, run: (ctx) => runBullDelayed(ctx, ctx.redis, { count: N.delayed, delayMs: 5_000, run: ctx.run }),
+  },
+  {
+    id: 'bee-throughput', system: 'bee-queue', title: `throughput, 2 workers x 50 (${k(N.jobs)} no-op)`, redis: true,
+    timeoutMs: 180_000, run: (ctx) => runBeeThroughput(ctx, ctx.redis, { count: N.jobs, warmup: N.warmup, run: ctx.run }),
+  },
+  {
+    id: 'bee-latency', system: 'bee-queue', title: `latency, one in flight (${k(N.latency)})`, redis: true,
+    timeoutMs: 120_000, run: (ctx) => runBeeLatency(ctx, ctx.redis, { count: N.latency, warmup: N.latWarmup, run: ctx.run }),
+  },
+]
+
+function selected(c) {
+  if (c.skip) return false
+  if (only === undefined) return true
+  return only.some((o) => c.id === o || c.id.startsWith(`${o}-`))
+}
+
+// --- running -------------------------------------------------------------------------
+
+const progress = (line) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`)
+
+class TimeoutError extends Error {}
+
+/** The suite's redis-server, if started: killed on any way out. */
+let redis
+
+async function withDeadline(promise, ms) {
+  let timer
+  const deadline = new Promise((resolve) => (timer = setTimeout(() => resolve(undefined), ms)))
+  try {
+    return await Promise.race([promise.then(() => undefined), deadline])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** One run of one case: its own children and resources, all released at the end. */
+async function runOnce(c, run, redis) {
+  const cleanups = []
+  const controller = new AbortController()
+  const ctx = {
+    run,
+    quick,
+    redis,
+    progress: (line) => progress(`  ${line}`),
+    defer: (fn) => cleanups.push(fn),
+    spawnNode: (label, args, opts = {}) => {
+      const child = spawnNode(label, args, { cwd: ROOT, ...opts })
+      cleanups.push(() => child.stop())
+      return child
+    },
+    throwIfAborted: () => {
+      if (controller.signal.aborted) throw new TimeoutError('case timed out')
+    },
+  }
+  let timer
+  const timeout = new Promise((resolve) => {
+    timer = setTimeout(() => {
+      controller.abort()
+      resolve('timeout')
+    }, c.timeoutMs)
+  })
+  const work = c.run(ctx)
+  // A run left behind by the timeout must not crash the suite when it fails later.
+  work.catch(() => {})
+  try {
+    return await Promise.race([work, timeout])
+  } finally {
+    clearTimeout(timer)
+    controller.abort()
+    for (const fn of cleanups.reverse()) {
+      await withDeadline(Promise.resolve().then(fn).catch((err) => progress(`  cleanup: ${err.message}`)), 10_000)
+    }
+  }
+}
+
+async function main() {
+  const cases = CASES.filter(selected)
+  if (cases.length === 0) {
+    process.stderr.write(`no case selected; ids: ${CASES.map((c) => c.id).join(', ')}\n`)
+    process.exit(2)
+  }
+  const startedAt = new Date()
+  let redisVersion
+  const results = []
+  try {
+    if (cases.some((c) => c.redis)) {
+      redis = await startRedisServer()
+      const info = await redis.command('INFO server')
+      redisVersion = /redis_version:(\S+)/.exec(info)?.[1]
+      progress(`redis-server ${redisVersion} on port ${redis.port}`)
+    }
+    for (const c of cases) {
+      progress(`${c.id}: ${c.title}`)
+      const result = { id: c.id, system: c.system, title: c.title, runs: [], status: 'ok' }
+      results.push(result)
+      for (let run = 1; run <= RUNS; run++) {
+        const t0 = Date.now()
+        let outcome
+        try {
+          outcome = await runOnce(c, run, redis)
+        } catch (err) {
+          progress(`  run ${run}: error: ${err.stack ?? err}`)
+          result.status = 'error'
+          result.error = String(err.message ?? err)
+          break
+        }
+        if (outcome === 'timeout') {
+          progress(`  run ${run}: timeout after ${c.timeoutMs / 1000} s`)
+          result.status = 'timeout'
+          break
+        }
+        result.runs.push(outcome)
+        progress(`  run ${run}/${RUNS} (${((Date.now() - t0) / 1000).toFixed(1)} s): ${Object.entries(outcome).map(([m, v]) => `${m}=${fmt(v)}`).join(' ')}`)
+      }
+    }
+  } finally {
+    await redis?.stop()
+  }
+
+  for (const r of results) {
+    r.metrics = {}
+    const keys = new Set(r.runs.flatMap((run) => Object.keys(run)))
+    for (const key of keys) {
+      const values = r.runs.map((run) => run[key]).filter((v) => v !== undefined)
+      const [min, max] = minMax(values)
+      r.metrics[key] = { median: median(values), min, max, values, unit: METRICS[key]?.unit ?? '' }
+    }
+  }
+  const summary = summarize(results)
+  printTable(results, summary)
+
+  const pkg = (name) => JSON.parse(readFileSync(join(ROOT, 'node_modules', name, 'package.json'), 'utf8')).version
+  const stamp = startedAt.toISOString().replace(/[:.]/g, '-')
+  const file = join('bench', `results-${stamp}.json`)
+  const cpu = cpus()
+  writeFileSync(
+    join(ROOT, file),
+    `${JSON.stringify(
+      {
+        startedAt: startedAt.toISOString(),
+        finishedAt: new Date().toISOString(),
+        options: { quick, only, runs: RUNS, counts: N },
+        environment: {
+          node: process.version,
+          platform: `${process.platform} ${process.arch}`,
+          cpus: cpu.length,
+          cpuModel: cpu[0]?.model,
+          totalMemoryBytes: totalmem(),
+          redis: redisVersion,
+          versions: {
+            'job-reactor': JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version,
+            bullmq: pkg('bullmq'),
+            'bee-queue': pkg('bee-queue'),
+          },
+        },
+        summary,
+        cases: results,
+      },
+      null,
+      2,
+    )}\n`,
+  )
+  progress(`results written to ${file}`)
+}
+
+// --- report --------------------------------------------------------------------------
+
+function metric(results, id, key) {
+  return results.find((r) => r.id === id)?.metrics?.[key]?.median
+}
+
+function summarize(results) {
+  const m = (id, key) => metric(results, id, key)
+  const ratio = (a, b) => (a === undefined || b === undefined ? undefined : a / b)
+  const jrMem = m('jr-throughput-memory', 'throughput')
+  const jrRedis = m('jr-throughput-redis', 'throughput')
+  return {
+    ratios: {
+      'job-reactor memory ÷ BullMQ (throughput)': ratio(jrMem, m('bullmq-throughput', 'throughput')),
+      'job-reactor memory ÷ bee-queue (throughput)': ratio(jrMem, m('bee-throughput', 'throughput')),
+      'job-reactor memory ÷ echo round trips/s': ratio(jrMem, m('echo', 'throughput')),
+      'job-reactor Redis ÷ BullMQ (throughput)': ratio(jrRedis, m('bullmq-throughput', 'throughput')),
+      'job-reactor Redis ÷ bee-queue (throughput)': ratio(jrRedis, m('bee-throughput', 'throughput')),
+      'BullMQ p50 ÷ job-reactor p50 (latency)': ratio(m('bullmq-latency', 'p50'), m('jr-latency', 'p50')),
+    },
+    latency: {
+      'echo round trip': [m('echo', 'p50'), m('echo', 'p99')],
+      'job-reactor (memory, 1 node)': [m('jr-latency', 'p50'), m('jr-latency', 'p99')],
+      'job-reactor, 1M delayed held': [m('jr-million', 'probeP50'), m('jr-million', 'probeP99')],
+      BullMQ: [m('bullmq-latency', 'p50'), m('bullmq-latency', 'p99')],
+      'bee-queue': [m('bee-latency', 'p50'), m('bee-latency', 'p99')],
+    },
+    delayed: {
+      'job-reactor': {
+        scheduleRate: m('jr-delayed', 'scheduleRate'),
+        late: [m('jr-delayed', 'lateP50'), m('jr-delayed', 'lateP99'), m('jr-delayed', 'lateMax')],
+        memoryPerJob: `node heap ${fmt(m('jr-delayed', 'nodeHeapPerJob'))} B, RSS ${fmt(m('jr-delayed', 'nodeRssPerJob'))} B; distributor ${fmt(m('jr-delayed', 'distributorHeapPerJob'))} B`,
+      },
+      'job-reactor 1M': {
+        scheduleRate: m('jr-million', 'scheduleRate'),
+        late: [undefined, undefined, undefined],
+        memoryPerJob: `node heap ${fmt(m('jr-million', 'nodeHeapPerJob'))} B, RSS ${fmt(m('jr-million', 'nodeRssPerJob'))} B; distributor ${fmt(m('jr-million', 'distributorHeapPerJob'))} B`,
+      },
+      BullMQ: {
+        scheduleRate: m('bullmq-delayed', 'scheduleRate'),
+        late: [m('bullmq-delayed', 'lateP50'), m('bullmq-delayed', 'lateP99'), m('bullmq-delayed', 'lateMax')],
+        memoryPerJob: `Redis ${fmt(m('bullmq-delayed', 'redisPerJob'))} B`,
+      },
+    },
+  }
+}
+
+function printTable(results, summary) {
+  const rows = [['case', 'system', 'metric', 'median', 'min–max', 'unit']]
+  for (const r of results) {
+    if (r.status !== 'ok' && r.runs.length === 0) {
+      rows.push([r.id, r.system, r.status, '', '', ''])
+      continue
+    }
+    let first = true
+    for (const [key, v] of Object.entries(r.metrics)) {
+      const label = METRICS[key]?.label ?? key
+      const range = r.runs.length > 1 ? `${fmt(v.min)}–${fmt(v.max)}` : ''
+      rows.push([first ? r.id : '', first ? r.system : '', label, fmt(v.median), range, v.unit])
+      first = false
+    }
+    if (r.status !== 'ok') rows.push(['', '', `(${r.status} after ${r.runs.length} runs)`, '', '', ''])
+  }
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => String(row[i]).length)))
+  const line = (row) => row.map((cell, i) => pad(cell, widths[i], i === 3 || i === 4)).join('  ').trimEnd()
+  const out = []
+  out.push('')
+  out.push(`job-reactor benchmarks: ${RUNS} run(s) per case, median and min–max${quick ? ' (quick)' : ''}`)
+  for (const r of results) out.push(`  ${pad(r.id, 22)} ${r.title}`)
+  out.push('')
+  out.push(line(rows[0]))
+  out.push(widths.map((w) => '-'.repeat(w)).join('  '))
+  for (const row of rows.slice(1)) out.push(line(row))
+  for (const r of results) if (r.error !== undefined) out.push(`${r.id}: ${r.error}`)
+  out.push('')
+  out.push('Ratios (medians)')
+  for (const [label, v] of Object.entries(summary.ratios)) if (v !== undefined) out.push(`  ${pad(label, 46)} ${fmt(v)}`)
+  out.push('')
+  out.push('Latency, one job in flight: p50 / p99 ms')
+  for (const [label, [p50, p99]] of Object.entries(summary.latency)) {
+    if (p50 !== undefined) out.push(`  ${pad(label, 32)} ${pad(fmt(p50), 8, true)} / ${fmt(p99)}`)
+  }
+  out.push('')
+  out.push('Delayed jobs: scheduling rate, fire lateness p50 / p99 / max ms, memory per held job')
+  for (const [label, d] of Object.entries(summary.delayed)) {
+    if (d.scheduleRate === undefined) continue
+    const late = d.late[0] === undefined ? '-' : d.late.map(fmt).join(' / ')
+    out.push(`  ${pad(label, 16)} ${pad(fmt(d.scheduleRate), 9, true)} jobs/s   late ${pad(late, 22)}  ${d.memoryPerJob}`)
+  }
+  out.push('')
+  process.stdout.write(`${out.join('\n')}\n`)
+}
+
+// --- process hygiene -----------------------------------------------------------------
+
+process.on('exit', () => {
+  killAllChildren()
+  redis?.killNow()
+})
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => {
+    killAllChildren()
+    redis?.killNow()
+    process.exit(130)
+  })
+}
+process.on('unhandledRejection', (err) => progress(`unhandled rejection: ${err?.stack ?? err}`))
+
+main().catch((err) => {
+  progress(`bench failed: ${err?.stack ?? err}`)
+  killAllChildren()
+  process.exit(1)
+})
