@@ -78,6 +78,30 @@ export interface DistributorEventMap {
 const RECENT_LIMIT = 100_000
 
 /**
+ * A bounded "seen lately" set in two generations: when the young one fills, it becomes the
+ * old one and the previous old one is dropped. O(1) per add, unlike evicting the oldest
+ * entry of one Set, which makes V8 walk over deleted slots.
+ */
+class RecentIds {
+  private young = new Set<string>()
+  private old = new Set<string>()
+
+  constructor(private readonly generation: number) {}
+
+  add(id: string): void {
+    this.young.add(id)
+    if (this.young.size >= this.generation) {
+      this.old = this.young
+      this.young = new Set()
+    }
+  }
+
+  has(id: string): boolean {
+    return this.young.has(id) || this.old.has(id)
+  }
+}
+
+/**
  * Holds pending jobs and the caller's feedback closures; pushes jobs to nodes over framed
  * TCP and runs feedback as it comes back.
  *
@@ -98,7 +122,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   private readonly pool = new NodePool()
   private readonly queue = new PendingQueue()
   private readonly jobs = new Map<string, TrackedJob>()
-  private readonly recent = new Set<string>()
+  private readonly recent = new RecentIds(RECENT_LIMIT)
   private readonly unroutableNames = new Set<string>()
   private readonly cancelRequests = new Set<TrackedJob>()
   private seq = 0
@@ -574,10 +598,6 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     this.jobs.delete(job.id)
     this.cancelRequests.delete(job)
     this.recent.add(job.id)
-    if (this.recent.size > RECENT_LIMIT) {
-      const oldest = this.recent.values().next().value
-      if (oldest !== undefined) this.recent.delete(oldest)
-    }
   }
 
   // --- cancel --------------------------------------------------------------------------

@@ -38,15 +38,21 @@ function aborted(signal: AbortSignal): Promise<never> {
  * that throws sets `args.errbackError` and skips the rest. CancelJob in the job or a
  * callback is a cancelled success; in an errback, a cancelled error.
  *
- * The attempt also ends when `ctx.signal` aborts (timeout, shutdown): a chain that never
- * settles cannot hold the node. `lastAttempt` only decides the status errbacks see.
+ * With a `signal` (the attempt has a timeout) the attempt also ends when it aborts: a chain
+ * that never settles cannot hold the node. `lastAttempt` only decides the status errbacks see.
  */
-export async function runChain(def: JobDefinition, args: JobArgsObject, ctx: JobContext, lastAttempt: boolean): Promise<ChainOutcome> {
-  const abort = aborted(ctx.signal)
-  abort.catch(() => {})
-  let raced = true
+export async function runChain(
+  def: JobDefinition,
+  args: JobArgsObject,
+  ctx: JobContext,
+  lastAttempt: boolean,
+  signal?: AbortSignal,
+): Promise<ChainOutcome> {
+  const abort = signal === undefined ? undefined : aborted(signal)
+  abort?.catch(() => {})
+  let raced = abort !== undefined
   const step = (result: unknown): unknown =>
-    raced && typeof (result as PromiseLike<unknown> | undefined)?.then === 'function' ? Promise.race([result, abort]) : result
+    raced && typeof (result as PromiseLike<unknown> | undefined)?.then === 'function' ? Promise.race([result, abort as Promise<never>]) : result
   let failure: unknown
   try {
     await step(def.run(args, ctx))
@@ -61,7 +67,7 @@ export async function runChain(def: JobDefinition, args: JobArgsObject, ctx: Job
   ctx.status = lastAttempt || unrecoverable ? JobStatus.FAILED : JobStatus.ERROR
   // After a timeout the signal is already aborted; errbacks still deserve to run (to log,
   // to clean up), so they are not raced against it.
-  raced = !ctx.signal.aborted
+  raced = signal !== undefined && !signal.aborted
   for (const errback of def.errbacks) {
     try {
       await step(errback.fn(args, ctx))

@@ -516,18 +516,30 @@ export class Node extends TypedEmitter<NodeEventMap> {
     record.status = JobStatus.IN_PROGRESS
     record.attempt++
     // The attempt count must survive a crash (or a crash-looping job would retry forever),
-    // but the chain need not wait for it.
-    job.store.updateJob(record.id, { status: record.status, attempt: record.attempt }).catch((err: unknown) => {
-      this.log.warn({ err, id: record.id }, 'cannot record attempt start')
-    })
+    // but the chain need not wait for it; a store that does not survive a crash need not
+    // hear of it at all.
+    if (job.store.durable) {
+      job.store.updateJob(record.id, { status: record.status, attempt: record.attempt }).catch((err: unknown) => {
+        this.log.warn({ err, id: record.id }, 'cannot record attempt start')
+      })
+    }
     this.safeEmit('job:start', { id: record.id, name: record.name, attempt: record.attempt, run: record.run })
     const maxAttempt = record.maxAttempt ?? this.config.maxAttempt
     const args = decodeArgs(record.args)
-    const controller = new AbortController()
-    this.controllers.set(record.id, controller)
+    // An AbortController costs more than a no-op job: made only for a timeout, a deferred
+    // chain, or a step that reads ctx.signal.
+    let controller: AbortController | undefined
+    const signal = (): AbortSignal => {
+      if (controller === undefined) {
+        controller = new AbortController()
+        this.controllers.set(record.id, controller)
+      }
+      return controller.signal
+    }
     const timeout = this.timeoutOf(record)
-    if (timeout > 0) this.scheduler.schedule(TIMEOUT_KEY + record.id, Date.now() + timeout * 1000, controller)
-    const ctx = this.contextFor(record, args, controller.signal)
+    const abortable = timeout > 0 ? signal() : undefined
+    if (timeout > 0) this.scheduler.schedule(TIMEOUT_KEY + record.id, Date.now() + timeout * 1000, controller as AbortController)
+    const ctx = this.contextFor(record, args, signal)
     const lastAttempt = record.attempt >= maxAttempt
     let outcome: ChainOutcome
     let finalArgs = args
@@ -537,16 +549,16 @@ export class Node extends TypedEmitter<NodeEventMap> {
       args['error'] = serializeError(error)
       outcome = { kind: 'error', cancelled: false, error, unrecoverable: true }
     } else if (record.defer && this.deferDirectory !== undefined) {
-      ;({ outcome, args: finalArgs } = await this.runDeferred(record, args, ctx, lastAttempt, controller.signal))
+      ;({ outcome, args: finalArgs } = await this.runDeferred(record, args, ctx, lastAttempt, signal()))
     } else {
       try {
-        outcome = await runChain(def, args, ctx, lastAttempt)
+        outcome = await runChain(def, args, ctx, lastAttempt, abortable)
       } catch (err) {
         outcome = { kind: 'error', cancelled: false, error: err, unrecoverable: false }
       }
     }
-    this.scheduler.cancel(TIMEOUT_KEY + record.id)
-    this.controllers.delete(record.id)
+    if (timeout > 0) this.scheduler.cancel(TIMEOUT_KEY + record.id)
+    if (controller !== undefined) this.controllers.delete(record.id)
     this.running--
     try {
       await this.afterAttempt(job, outcome, finalArgs, maxAttempt)
@@ -587,7 +599,9 @@ export class Node extends TypedEmitter<NodeEventMap> {
     }
   }
 
-  private contextFor(record: JobRecord, args: JobArgsObject, signal: AbortSignal): JobContext {
+  private contextFor(record: JobRecord, args: JobArgsObject, signal: () => AbortSignal): JobContext {
+    const base = this.log
+    let log: Logger | undefined
     const ctx: JobContext = {
       id: record.id,
       name: record.name,
@@ -598,8 +612,13 @@ export class Node extends TypedEmitter<NodeEventMap> {
       period: record.period,
       run: record.run,
       distributor: record.distributor,
-      signal,
-      log: this.log.child({ jobId: record.id, jobName: record.name }),
+      // Made on first use: most steps never log or look at the signal.
+      get signal(): AbortSignal {
+        return signal()
+      },
+      get log(): Logger {
+        return (log ??= base.child({ jobId: record.id, jobName: record.name }))
+      },
       cancel: () => {
         throw new CancelJob()
       },

@@ -669,9 +669,9 @@ function decodeJob(key: string, fields: Record<string, Buffer>): JobRecord {
   return job
 }
 
-function encodeFeedback(f: FeedbackRecord): Buffer {
-  // Field by field, so that extra properties a caller hung on the record are not stored.
-  return pack({
+/** Field by field, so that extra properties hung on a record are neither stored nor read. */
+function feedbackFields(f: FeedbackRecord): FeedbackRecord {
+  return {
     jobId: f.jobId,
     run: f.run,
     distributor: f.distributor,
@@ -679,7 +679,11 @@ function encodeFeedback(f: FeedbackRecord): Buffer {
     final: f.final,
     cancelled: f.cancelled,
     args: f.args,
-  })
+  }
+}
+
+function encodeFeedback(f: FeedbackRecord): Buffer {
+  return pack(feedbackFields(f))
 }
 
 function decodeFeedback(key: string, field: string, bytes: Buffer): FeedbackRecord {
@@ -703,15 +707,7 @@ function decodeFeedback(key: string, field: string, bytes: Buffer): FeedbackReco
   ) {
     throw new StoreError(`feedback ${field} in ${key} is not a feedback record`)
   }
-  return {
-    jobId: f.jobId,
-    run: f.run,
-    distributor: f.distributor,
-    kind: f.kind,
-    final: f.final,
-    cancelled: f.cancelled,
-    args: f.args,
-  }
+  return feedbackFields(f as FeedbackRecord)
 }
 
 function messageOf(err: unknown): string {
