@@ -1,3 +1,4 @@
+import { isIPv4 } from 'node:net'
 import { InvalidArgumentError } from './errors.js'
 import type { RetryPolicy } from './scheduling/retry.js'
 import { normalizeRetry } from './scheduling/retry.js'
@@ -175,7 +176,9 @@ export function checkSecret(field: string, value: unknown): string | undefined {
 }
 
 export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host.startsWith('127.')
+  if (host === 'localhost' || host === '::1') return true
+  // Only an address: a name like 127.example.com may resolve anywhere.
+  return isIPv4(host) && host.startsWith('127.')
 }
 
 export function parseHostPort(field: string, value: unknown): { host: string; port: number } {

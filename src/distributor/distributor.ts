@@ -163,7 +163,26 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   async start(): Promise<this> {
     if (this.server !== undefined) return this
     const onSocket = (socket: Socket): void => this.onSocket(socket)
-    const server = this.options.tls === undefined ? createTcpServer(onSocket) : createTlsServer(this.options.tls, onSocket)
+    let server: Server
+    if (this.options.tls === undefined) {
+      server = createTcpServer(onSocket)
+    } else {
+      // Node's own TLS handshake timeout is 120 s: a client that never starts TLS would
+      // hold a connection slot that long. Ours bounds the TLS handshake too (the wait for
+      // the hello starts once TLS is up).
+      const tlsServer = createTlsServer({ handshakeTimeout: this.options.handshakeTimeoutMs, ...this.options.tls }, onSocket)
+      // A failed TLS handshake (unknown CA, missing client certificate, plaintext client)
+      // would otherwise leave no trace here, and Node does not close the socket after a
+      // handshake timeout: we do.
+      tlsServer.on('tlsClientError', (err: NodeJS.ErrnoException, socket) => {
+        const peer = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`
+        // A client certificate that fails verification shows only here (err is a bare hang-up).
+        const authorizationError = socket.authorizationError === undefined ? undefined : String(socket.authorizationError)
+        this.log.warn({ peer, code: err.code, err: err.message, authorizationError }, 'TLS handshake with a client failed')
+        socket.destroy()
+      })
+      server = tlsServer
+    }
     server.maxConnections = this.options.maxConnections
     this.server = server
     await new Promise<void>((resolve, reject) => {

@@ -51,12 +51,19 @@ export async function runChain(
   const abort = signal === undefined ? undefined : aborted(signal)
   abort?.catch(() => {})
   let raced = abort !== undefined
-  const step = (result: unknown): unknown =>
-    raced && typeof (result as PromiseLike<unknown> | undefined)?.then === 'function' ? Promise.race([result, abort as Promise<never>]) : result
+  // Only a thenable is awaited: a synchronous step costs no microtask hop.
+  const settle = (result: unknown): Promise<unknown> | undefined => {
+    if (typeof (result as PromiseLike<unknown> | undefined)?.then !== 'function') return undefined
+    return raced ? Promise.race([result, abort as Promise<never>]) : (result as Promise<unknown>)
+  }
   let failure: unknown
   try {
-    await step(def.run(args, ctx))
-    for (const callback of def.callbacks) await step(callback.fn(args, ctx))
+    const first = settle(def.run(args, ctx))
+    if (first !== undefined) await first
+    for (const callback of def.callbacks) {
+      const next = settle(callback.fn(args, ctx))
+      if (next !== undefined) await next
+    }
     return { kind: 'success', cancelled: false }
   } catch (err) {
     if (isCancel(err)) return { kind: 'success', cancelled: true }
@@ -70,7 +77,8 @@ export async function runChain(
   raced = signal !== undefined && !signal.aborted
   for (const errback of def.errbacks) {
     try {
-      await step(errback.fn(args, ctx))
+      const next = settle(errback.fn(args, ctx))
+      if (next !== undefined) await next
     } catch (err) {
       if (isCancel(err)) return { kind: 'error', cancelled: true, error: failure, unrecoverable }
       args['errbackError'] = serializeError(err)

@@ -1,4 +1,4 @@
-import { connect as connectTcp, type Socket } from 'node:net'
+import { connect as connectTcp, isIP, type Socket } from 'node:net'
 import { connect as connectTls } from 'node:tls'
 import { AuthError, ErrorCode, HandshakeError, JobsError, ProtocolError } from '../errors.js'
 import type { Logger } from '../logger.js'
@@ -84,7 +84,10 @@ export class DistributorLink {
     if (tls === undefined) {
       socket = connectTcp({ host, port })
     } else {
-      socket = connectTls({ host, port, ca: tls.ca, cert: tls.cert, key: tls.key, servername: tls.servername ?? host })
+      // An IP address is no SNI name (RFC 6066; Node warns, DEP0123). Without a servername
+      // the certificate is still checked against the host dialled, IP SANs included.
+      const servername = tls.servername ?? (isIP(host) === 0 ? host : undefined)
+      socket = connectTls({ host, port, ca: tls.ca, cert: tls.cert, key: tls.key, ...(servername === undefined ? {} : { servername }) })
     }
     const connection = new Connection(
       socket,
@@ -174,7 +177,9 @@ export class DistributorLink {
     this.state = 'backoff'
     const delay = this.backoffDelay()
     this.failures++
-    this.options.log[wasUp ? 'warn' : 'debug'](
+    // The first failure in a row is worth a warning (a wrong CA or address would otherwise
+    // go unnoticed); the redials after it are not.
+    this.options.log[wasUp || this.failures === 1 ? 'warn' : 'debug'](
       { distributor: this.key, reason: reason?.message, retryInMs: delay },
       wasUp ? 'lost the distributor; redialling' : 'cannot reach the distributor; redialling',
     )

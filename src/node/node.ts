@@ -124,6 +124,9 @@ export class Node extends TypedEmitter<NodeEventMap> {
   private state: 'new' | 'starting' | 'running' | 'draining' | 'closed' = 'new'
   private idleWaiters: (() => void)[] = []
   private closing: Promise<void> | undefined
+  /** Feedback produced this tick, per link: one frame each instead of one per job. */
+  private readonly feedbackBatches = new Map<DistributorLink, FeedbackRecord[]>()
+  private feedbackFlushQueued = false
   private leaseKeeper: LeaseKeeper | undefined
   /** Stores of dead peers whose jobs this node took over. */
   private readonly adoptedStores = new Map<string, Store>()
@@ -756,12 +759,27 @@ export class Node extends TypedEmitter<NodeEventMap> {
     return box
   }
 
-  /** Files the feedback for its distributor and sends it now if the link is up. */
+  /**
+   * Files the feedback for its distributor; if the link is up it goes out with the rest of
+   * this tick's feedback in one frame. Otherwise it waits in the outbox; onReady re-sends it.
+   */
   private deliver(feedback: FeedbackRecord, store: Store): void {
     this.outboxOf(feedback.distributor).set(feedbackKey(feedback.jobId, feedback.run), { feedback, store })
     const link = this.links.get(feedback.distributor)
-    if (link?.ready === true) this.sendFeedback(link, [feedback])
-    // Otherwise it waits in the outbox; onReady re-sends it.
+    if (link?.ready !== true) return
+    let batch = this.feedbackBatches.get(link)
+    if (batch === undefined) this.feedbackBatches.set(link, (batch = []))
+    batch.push(feedback)
+    if (!this.feedbackFlushQueued) {
+      this.feedbackFlushQueued = true
+      // A turn of the event loop, not a microtask: the chains that finish in this turn
+      // reach here over several microtask hops, and they should share the frame.
+      setImmediate(() => {
+        this.feedbackFlushQueued = false
+        for (const [l, items] of this.feedbackBatches) this.sendFeedback(l, items)
+        this.feedbackBatches.clear()
+      })
+    }
   }
 
   private sendFeedback(link: DistributorLink, items: FeedbackRecord[]): void {

@@ -63,27 +63,36 @@ export class JobRegistry {
   private readonly jobs = new Map<string, JobStep>()
   private readonly callbacks = new Map<string, NamedStep[]>()
   private readonly errbacks = new Map<string, NamedStep[]>()
+  /** Built on first use per job, dropped when a step is added: one lookup per attempt. */
+  private readonly definitions = new Map<string, JobDefinition>()
 
   define(name: string, run: JobStep): void {
     checkStepArgs('job', name, run)
     if (this.jobs.has(name)) throw new InvalidArgumentError(`job '${name}' is defined twice`)
     this.jobs.set(name, run)
+    this.definitions.delete(name)
   }
 
   addCallback(jobName: string, name: string, fn: JobStep): void {
     checkStepArgs('jobCallback', jobName, fn)
     pushTo(this.callbacks, jobName, { name, fn })
+    this.definitions.delete(jobName)
   }
 
   addErrback(jobName: string, name: string, fn: JobStep): void {
     checkStepArgs('jobErrback', jobName, fn)
     pushTo(this.errbacks, jobName, { name, fn })
+    this.definitions.delete(jobName)
   }
 
   get(name: string): JobDefinition | undefined {
+    let def = this.definitions.get(name)
+    if (def !== undefined) return def
     const run = this.jobs.get(name)
     if (run === undefined) return undefined
-    return { name, run, callbacks: this.callbacks.get(name) ?? [], errbacks: this.errbacks.get(name) ?? [] }
+    def = { name, run, callbacks: this.callbacks.get(name) ?? [], errbacks: this.errbacks.get(name) ?? [] }
+    this.definitions.set(name, def)
+    return def
   }
 
   has(name: string): boolean {
