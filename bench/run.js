@@ -6,6 +6,8 @@
 //
 // --quick: smaller counts, one run each, no million-job case. --only: case ids or their
 // prefixes (e.g. --only=jr,echo). Numbers are reported, never asserted.
+// JR_BENCH_NODE_FLAGS adds Node flags to the jr-node children (e.g. '--cpu-prof').
+import { spawnSync } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -14,6 +16,7 @@ import { runBeeLatency, runBeeThroughput } from './cases/bee-queue.js'
 import { runBullDelayed, runBullLatency, runBullThroughput } from './cases/bullmq.js'
 import { runEcho } from './cases/echo.js'
 import { runDelayed, runLatency, runThroughput } from './cases/job-reactor.js'
+import { busyFraction } from './lib/load.js'
 import { killAllChildren, spawnNode } from './lib/proc.js'
 import { infoField, startRedisServer } from './lib/redis.js'
 import { fmt, median, minMax, pad } from './lib/stats.js'
@@ -196,7 +199,14 @@ async function main() {
       progress(`${c.id}: ${c.title}`)
       const result = { id: c.id, system: c.system, title: c.title, runs: [], status: 'ok' }
       results.push(result)
+      result.busyBefore = []
       for (let run = 1; run <= RUNS; run++) {
+        // Other work on the machine skews every number: record it, and say so.
+        const busy = await busyFraction()
+        if (busy !== undefined) {
+          result.busyBefore.push(Math.round(busy * 100) / 100)
+          if (busy > 0.2) progress(`  note: CPUs ${Math.round(busy * 100)}% busy with other work before run ${run}`)
+        }
         const t0 = Date.now()
         let outcome
         try {
@@ -250,6 +260,7 @@ async function main() {
           cpuModel: cpu[0]?.model,
           totalMemoryBytes: totalmem(),
           redis: redisVersion,
+          git: gitState(),
           versions: {
             'job-reactor': JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version,
             bullmq: pkg('bullmq'),
@@ -264,6 +275,15 @@ async function main() {
     )}\n`,
   )
   progress(`results written to ${file}`)
+}
+
+/** The commit measured, and whether the library's sources differed from it. */
+function gitState() {
+  const git = (...args) => spawnSync('git', args, { cwd: ROOT, encoding: 'utf8' })
+  const head = git('rev-parse', 'HEAD')
+  if (head.status !== 0) return undefined
+  const dirty = git('status', '--porcelain', '--', 'src', 'bin', 'package.json').stdout.trim()
+  return { commit: head.stdout.trim(), sourcesModified: dirty.length > 0 }
 }
 
 // --- report --------------------------------------------------------------------------
@@ -340,6 +360,11 @@ function printTable(results, summary) {
   out.push(widths.map((w) => '-'.repeat(w)).join('  '))
   for (const row of rows.slice(1)) out.push(line(row))
   for (const r of results) if (r.error !== undefined) out.push(`${r.id}: ${r.error}`)
+  const busy = results.flatMap((r) => r.busyBefore ?? [])
+  if (busy.length > 0) {
+    const [lo, hi] = minMax(busy)
+    out.push(`CPU busy with other work just before each run: ${Math.round(lo * 100)}–${Math.round(hi * 100)}% of ${cpus().length} CPUs`)
+  }
   out.push('')
   out.push('Ratios (medians)')
   for (const [label, v] of Object.entries(summary.ratios)) if (v !== undefined) out.push(`  ${pad(label, 46)} ${fmt(v)}`)
@@ -353,7 +378,7 @@ function printTable(results, summary) {
   for (const [label, d] of Object.entries(summary.delayed)) {
     if (d.scheduleRate === undefined) continue
     const late = d.late[0] === undefined ? '-' : d.late.map(fmt).join(' / ')
-    out.push(`  ${pad(label, 16)} ${pad(fmt(d.scheduleRate), 9, true)} jobs/s   late ${pad(late, 22)}  ${d.memoryPerJob}`)
+    out.push(`  ${pad(label, 16)} ${pad(fmt(d.scheduleRate), 9, true)} jobs/s   late ${pad(late, 24)}  ${d.memoryPerJob}`)
   }
   out.push('')
   process.stdout.write(`${out.join('\n')}\n`)

@@ -68,17 +68,33 @@ export async function runBeeThroughput(ctx, redis, { count, warmup, run }) {
 }
 
 export async function runBeeLatency(ctx, redis, { count, warmup, run }) {
-  const queue = await setUp(ctx, redis, { queueName: `bench-lat-${run}`, workers: 2, concurrency: 50, storeJobs: true })
+  // Completions are matched by id from the queue-wide events: a job's own 'succeeded' event
+  // is lost when the worker finishes it before save() has registered the job locally.
+  const queue = await setUp(ctx, redis, { queueName: `bench-lat-${run}`, workers: 2, concurrency: 50, storeJobs: false })
+  const early = new Map()
+  let waiting
+  const onFinished = (ok) => (id, data) => {
+    if (waiting !== undefined && waiting.id === id) waiting.settle(ok, data)
+    else early.set(id, { ok, data })
+  }
+  queue.on('job succeeded', onFinished(true))
+  queue.on('job failed', onFinished(false))
   const samples = []
   for (let i = 0; i < warmup + count; i++) {
     const start = process.hrtime.bigint()
-    const job = queue.createJob({})
-    const finished = new Promise((resolve, reject) => {
-      job.once('succeeded', resolve)
-      job.once('failed', reject)
+    const job = await queue.createJob({}).save()
+    await new Promise((resolve, reject) => {
+      const settle = (ok, data) => {
+        waiting = undefined
+        if (ok) resolve()
+        else reject(data)
+      }
+      const seen = early.get(job.id)
+      if (seen !== undefined) {
+        early.delete(job.id)
+        settle(seen.ok, seen.data)
+      } else waiting = { id: job.id, settle }
     })
-    await job.save()
-    await finished
     if (i >= warmup) samples.push(hrMs(start))
     if (i % 500 === 0) ctx.throwIfAborted()
   }

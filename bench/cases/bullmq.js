@@ -98,17 +98,27 @@ export async function runBullLatency(ctx, redis, { count, warmup, run }) {
   return { p50: s.p50, p90: s.p90, p99: s.p99, max: s.max }
 }
 
+/**
+ * Delayed jobs: Redis memory per held job (a separate queue, delay 1 h, BullMQ's default
+ * events stream), then scheduling rate and fire lateness of `count` jobs due after `delayMs`.
+ */
 export async function runBullDelayed(ctx, redis, { count, delayMs, run }) {
   const { queue, events } = await setUp(ctx, redis, {
     queueName: `bench-delay-${run}`, workers: 2, concurrency: 50, eventsMaxLen: 10 * count,
   })
+
+  const hold = new Queue(`bench-hold-${run}`, { connection: connection(redis) })
+  ctx.defer(() => hold.close())
+  await hold.waitUntilReady()
   const before = await infoField(redis.port, 'memory', 'used_memory')
+  await addAll(hold, count, 'stamp', { delay: 3_600_000 })
+  const after = await infoField(redis.port, 'memory', 'used_memory')
+  await hold.obliterate({ force: true })
+
   const completed = collectCompleted(events, count, true)
   const start = process.hrtime.bigint()
   await addAll(queue, count, 'stamp', { delay: delayMs })
   const scheduleSeconds = hrMs(start) / 1000
-  // Measured right away: some jobs may already have fired if adding took longer than the delay.
-  const after = await infoField(redis.port, 'memory', 'used_memory')
   ctx.progress(`bullmq delayed: ${count} jobs (delay ${delayMs} ms) added in ${scheduleSeconds.toFixed(2)} s`)
   const values = await completed
   const s = latencySummary(values.map((v) => v.late))

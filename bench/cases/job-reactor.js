@@ -1,52 +1,61 @@
 // Cases 2–6: job-reactor end to end. The distributor lives in this process; nodes are
 // `jr-node` child processes started from the built CLI with the job files in bench/jobs.
-import { setImmediate as yieldToLoop } from 'node:timers/promises'
+import { setTimeout as sleep, setImmediate as yieldToLoop } from 'node:timers/promises'
+import { pino } from 'pino'
 import { Distributor } from '../../dist/index.js'
 import { collectAndMeasure } from '../lib/gc.js'
 import { hrMs, latencySummary } from '../lib/stats.js'
 
 const ENQUEUE_CHUNK = 1_000
+/** Extra Node flags for every jr-node child, e.g. JR_BENCH_NODE_FLAGS='--cpu-prof' to profile. */
+const EXTRA_NODE_FLAGS = (process.env.JR_BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean)
+
+/** The distributor logs to stderr, so that stdout holds only the table. */
+const distributorLog = pino({ name: 'job-reactor', level: 'warn' }, pino.destination(2)).child({ distributor: 'bench' })
 
 /** A distributor on a free port plus one `jr-node` child per name, all connected. */
 async function startCluster(ctx, names, { storage = 'memory', nodeFlags = [], maxPending } = {}) {
-  const options = { port: 0, logLevel: 'warn' }
+  const options = { port: 0, logger: distributorLog }
   if (maxPending !== undefined) options.maxPending = maxPending
   const distributor = new Distributor(options)
   await distributor.start()
-  ctx.defer(() => distributor.close())
-  await Promise.all(
-    names.map(async (name) => {
-      const connected = distributor.waitFor('node:connect', (e) => e.node === name)
-      const node = ctx.spawnNode(name, [
-        '--expose-gc',
-        ...nodeFlags,
-        'bin/jr-node.js',
-        '--name', name,
-        '--distributor', `127.0.0.1:${distributor.port}`,
-        '--jobs', 'bench/jobs',
-        '--storage', storage,
-        '--log-level', 'warn',
-      ])
-      await Promise.race([
-        connected,
-        node.exited.then(({ code, signal }) => {
-          throw new Error(`${name} exited (code ${code}, signal ${signal}) before it connected`)
-        }),
-      ])
-    }),
-  )
+  try {
+    await Promise.all(
+      names.map(async (name) => {
+        const connected = distributor.waitFor('node:connect', (e) => e.node === name)
+        const node = ctx.spawnNode(name, [
+          '--expose-gc',
+          ...EXTRA_NODE_FLAGS,
+          ...nodeFlags,
+          'bin/jr-node.js',
+          '--name', name,
+          '--distributor', `127.0.0.1:${distributor.port}`,
+          '--jobs', 'bench/jobs',
+          '--storage', storage,
+          '--log-level', 'warn',
+        ])
+        await Promise.race([
+          connected,
+          node.exited.then(({ code, signal }) => {
+            throw new Error(`${name} exited (code ${code}, signal ${signal}) before it connected`)
+          }),
+        ])
+      }),
+    )
+  } finally {
+    // Deferred after the nodes, so it runs before they are stopped: nodes that lose their
+    // distributor just redial, while a distributor that loses nodes re-queues their jobs.
+    ctx.defer(() => distributor.close())
+  }
   return distributor
 }
 
 /** Enqueues `count` jobs in chunks, letting the loop turn between chunks; returns the done promises. */
-async function enqueueMany(ctx, distributor, count, name, opts, keep = true) {
-  const dones = keep ? new Array(count) : undefined
+async function enqueueMany(ctx, distributor, count, name, opts) {
+  const dones = new Array(count)
   for (let i = 0; i < count; ) {
     const end = Math.min(count, i + ENQUEUE_CHUNK)
-    for (; i < end; i++) {
-      const handle = distributor.enqueue(name, {}, opts)
-      if (dones !== undefined) dones[i] = handle.done
-    }
+    for (; i < end; i++) dones[i] = distributor.enqueue(name, {}, opts).done
     ctx.throwIfAborted()
     await yieldToLoop()
   }
@@ -108,6 +117,10 @@ export async function runDelayed(ctx, { count, after, probes = 0, warmup, nodeFl
   const node = 'delay1'
   const distributor = await startCluster(ctx, [node], { nodeFlags, maxPending: Math.max(1_000_000, count * 2) })
   await Promise.all(await enqueueMany(ctx, distributor, warmup, 'noop', {}))
+  // A closed connection stays reachable (through its 2 s destroy timer) for a moment after
+  // the previous run's distributor closed, and with it every job that run held: wait until
+  // it is released, or this run's baseline would include it.
+  await sleep(2_500)
   const nodeBefore = await nodeMemory(distributor, node)
   const distBefore = collectAndMeasure()
 
