@@ -74,6 +74,19 @@ export interface DistributorEventMap {
   close: Record<string, never>
 }
 
+/** A class, not an object literal with a closure: one allocation less per job. */
+class Handle<R extends JobArgsObject> implements JobHandle<R> {
+  constructor(
+    readonly id: string,
+    readonly done: Promise<R>,
+    private readonly distributor: Distributor,
+  ) {}
+
+  cancel(): Promise<boolean> {
+    return this.distributor.cancel(this.id)
+  }
+}
+
 /** Ids of jobs finished recently, to tell a re-sent feedback from an orphan. */
 const RECENT_LIMIT = 100_000
 
@@ -260,7 +273,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     this.safeEmit('job:enqueue', { id: job.id, name })
     if (!this.pool.knows(name)) this.reportUnroutable(job)
     this.scheduleDispatch()
-    return { id: job.id, done, cancel: () => this.cancel(job.id) }
+    return new Handle(job.id, done, this)
   }
 
   /**
@@ -431,6 +444,8 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     if (session.state === 'closed') return
     session.state = 'closed'
     this.pool.remove(session)
+    // After close() every job was settled already: nothing goes back anywhere.
+    if (this.closed) return
     const back: TrackedJob[] = []
     for (const job of session.sent.values()) back.push(job)
     for (const job of session.owned.values()) back.push(job)

@@ -48,6 +48,8 @@ export class Route {
 }
 
 export function routeKey(name: string, node: string | undefined, notNode: string | undefined): string {
+  // The common case, no node preference, needs no new string per job.
+  if (node === undefined && notNode === undefined) return name
   return `${name}\0${node ?? ''}\0${notNode ?? ''}`
 }
 

@@ -770,16 +770,23 @@ export class Node extends TypedEmitter<NodeEventMap> {
     let batch = this.feedbackBatches.get(link)
     if (batch === undefined) this.feedbackBatches.set(link, (batch = []))
     batch.push(feedback)
+    // Nothing else running or due: no one to share a frame with, so send at once (latency).
+    if (this.running === 0 && this.readyHead >= this.ready.length) {
+      this.flushFeedback()
+      return
+    }
     if (!this.feedbackFlushQueued) {
       this.feedbackFlushQueued = true
       // A turn of the event loop, not a microtask: the chains that finish in this turn
       // reach here over several microtask hops, and they should share the frame.
-      setImmediate(() => {
-        this.feedbackFlushQueued = false
-        for (const [l, items] of this.feedbackBatches) this.sendFeedback(l, items)
-        this.feedbackBatches.clear()
-      })
+      setImmediate(() => this.flushFeedback())
     }
+  }
+
+  private flushFeedback(): void {
+    this.feedbackFlushQueued = false
+    for (const [link, items] of this.feedbackBatches) this.sendFeedback(link, items)
+    this.feedbackBatches.clear()
   }
 
   private sendFeedback(link: DistributorLink, items: FeedbackRecord[]): void {

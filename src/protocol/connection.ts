@@ -127,7 +127,8 @@ export class Connection implements FrameSink, HeartbeatContext {
     this.heartbeat?.stop()
     this.socket.end()
     // A peer that never reads would keep a half-closed socket forever.
-    setTimeout(() => this.socket.destroy(), 2000).unref()
+    const timer = setTimeout(() => this.socket.destroy(), 2000).unref()
+    this.socket.once('close', () => clearTimeout(timer))
   }
 
   // --- FrameSink ---------------------------------------------------------------------

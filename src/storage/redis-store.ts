@@ -557,6 +557,8 @@ function createClient(target: RedisTarget, isOpen: () => boolean): Redis | Clust
       db: target.db,
       lazyConnect: true,
       enableOfflineQueue: false,
+      // Many small commands from concurrent jobs go out as one write per event-loop turn.
+      enableAutoPipelining: true,
       retryStrategy: retry,
     })
   }
@@ -567,6 +569,7 @@ function createClient(target: RedisTarget, isOpen: () => boolean): Redis | Clust
     // failed ready check leaves connect() pending forever (ioredis 6.0). open() checks
     // the masters with a PING instead.
     enableReadyCheck: false,
+    enableAutoPipelining: true,
     clusterRetryStrategy: retry,
     redisOptions: connection,
   }
