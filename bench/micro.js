@@ -9,6 +9,7 @@ import { pack, unpack } from '../dist/protocol/msgpack.js'
 import { TimerHeap } from '../dist/scheduling/timer-heap.js'
 import { NodePool } from '../dist/distributor/node-pool.js'
 import { fmt, median, pad } from './lib/stats.js'
+import { seededRandom as prng } from '../test/helpers/prng.js'
 
 const quick = process.argv.includes('--quick')
 const FRAMES = quick ? 100_000 : 1_000_000
@@ -16,17 +17,6 @@ const HEAP = quick ? 100_000 : 1_000_000
 const PICKS = quick ? 200_000 : 2_000_000
 const ROUNDS = 3
 
-/** Deterministic PRNG (mulberry32), so every run splits and schedules the same way. */
-function prng(seed) {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const results = []
 

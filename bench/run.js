@@ -2,7 +2,7 @@
 // for this design), BullMQ and bee-queue on the same Redis. Prints one table on stdout and
 // writes bench/results-<timestamp>.json; progress goes to stderr.
 //
-//   node bench/run.js [--quick] [--only=case1,case2] [--runs=N]
+//   node --import tsx bench/run.js [--quick] [--only=case1,case2] [--runs=N]
 //
 // --quick: smaller counts, one run each, no million-job case. --only: case ids or their
 // prefixes (e.g. --only=jr,echo). Numbers are reported, never asserted.
@@ -31,7 +31,7 @@ const only = argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).
 const runsFlag = argv.find((a) => a.startsWith('--runs='))
 for (const a of argv) {
   if (a !== '--quick' && !a.startsWith('--only=') && !a.startsWith('--runs=')) {
-    process.stderr.write(`unknown option ${a}\nusage: node bench/run.js [--quick] [--only=case1,case2] [--runs=N]\n`)
+    process.stderr.write(`unknown option ${a}\nusage: node --import tsx bench/run.js [--quick] [--only=case1,case2] [--runs=N]\n`)
     process.exit(2)
   }
 }

@@ -30,6 +30,8 @@ export interface RedisServer {
   stop(): Promise<void>
   /** Send `signal` and wait for the exit (SIGKILL to simulate a crash). */
   kill(signal?: NodeJS.Signals): Promise<void>
+  /** SIGKILL without waiting: a last resort for process exit handlers. */
+  killNow(): void
 }
 
 const START_TIMEOUT_MS = 10_000
@@ -122,6 +124,9 @@ async function launch(port: number, options: RedisServerOptions): Promise<RedisS
     dir,
     stop: () => stopWith('SIGTERM'),
     kill: (signal = 'SIGKILL') => stopWith(signal),
+    killNow: () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+    },
   }
 }
 
@@ -159,7 +164,7 @@ async function waitUntil(
  * server is not there yet. Raw RESP, so that the helper does not depend on the client it
  * is used to test.
  */
-function command(port: number, line: string): Promise<string> {
+export function command(port: number, line: string): Promise<string> {
   return new Promise((resolve) => {
     const socket = createConnection({ host: '127.0.0.1', port })
     let reply = ''

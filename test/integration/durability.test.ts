@@ -137,6 +137,32 @@ describe('durable nodes on Redis', () => {
   })
 })
 
+describe('periodic jobs across a node outage', () => {
+  it('runs missed while the node was down run once when it is back, not once per missed period', async () => {
+    const d = await startDistributor(res)
+    const name = uniqueName('periodic')
+    const first = await startNode(res, d, { name, storage: redis.url })
+    const runs: number[] = []
+    const handle = d.enqueue('stamp', {}, { period: 0.2 }, (args) => {
+      runs.push(args['run'] as number)
+    })
+    await d.waitFor('job:success', (e) => e.id === handle.id && e.run === 2)
+    await first.close()
+    const before = runs.length
+    const lastBefore = runs[before - 1] as number
+    // The node stays down for several periods: time has to pass, no event marks it.
+    await new Promise((resolve) => setTimeout(resolve, 1000))
+    await startNode(res, d, { name, storage: redis.url })
+    await d.waitFor('job:success', (e) => e.id === handle.id && e.run > lastBefore + 1)
+    const after = runs.slice(before)
+    // The run that was due while it was down runs once, then the schedule skips ahead to the
+    // next period after now instead of replaying each missed one.
+    expect(after[0]).toBe(lastBefore + 1)
+    expect(after[1] as number).toBeGreaterThanOrEqual(lastBefore + 4)
+    expect(await handle.cancel()).toBe(true)
+  })
+})
+
 describe('takeover of a dead node’s jobs', () => {
   it('when a node dies for good, exactly one peer with takeover on adopts its jobs and completes them', async () => {
     const d = await startDistributor(res, { heartbeatMs: 200 })

@@ -125,6 +125,16 @@ describe('retries, timeouts and cancel', () => {
     expect(attempts).toBe(3)
   })
 
+  it('an UnrecoverableError skips the remaining attempts', async () => {
+    const d = await startDistributor(res)
+    const node = await startNode(res, d, { name: 'w1' }, { maxAttempt: 5, retryMultiplier: 0 })
+    let attempts = 0
+    node.on('job:start', () => attempts++)
+    const err = (await d.enqueue('give_up', {}).done.catch((e: unknown) => e)) as JobFailedError
+    expect(err.args['error']).toMatchObject({ code: ErrorCode.UNRECOVERABLE, message: 'retrying will not help' })
+    expect(attempts).toBe(1)
+  })
+
   it('an exponential retry policy spaces attempts out', async () => {
     const d = await startDistributor(res)
     const node = await startNode(res, d, { name: 'w1' })
