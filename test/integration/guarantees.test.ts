@@ -1,6 +1,10 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { Distributor } from '../../src/distributor/distributor.js'
-import { Resources, spawnConnectedNode, startDistributor, startNode } from '../helpers/cluster.js'
+import type { JobFailedError } from '../../src/errors.js'
+import { Resources, spawnConnectedNode, spawnNode, startDistributor, startNode } from '../helpers/cluster.js'
 
 const res = new Resources()
 afterEach(() => res.releaseAll())
@@ -83,10 +87,25 @@ describe('guarantees, with real jr-node processes', () => {
 
   it('jr-node refuses bad flags with a clear message and exit code 2', async () => {
     const d = await startDistributor(res)
-    const { spawnNode } = await import('../helpers/cluster.js')
     const proc = spawnNode(res, ['--name', 'bad name!', '--distributor', `127.0.0.1:${d.port}`])
     expect(await proc.exited).toBe(2)
     expect(proc.output()).toMatch(/'name' may hold only/)
+  })
+
+  it('jr-node --config applies JobReactor settings in the node process, and names a bad one', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'jr-config-'))
+    res.add(dir, (p) => rm(p, { recursive: true, force: true }))
+    const good = join(dir, 'good.json')
+    await writeFile(good, JSON.stringify({ maxAttempt: 2, retryMultiplier: 0 }))
+    const d = await startDistributor(res)
+    await spawnConnectedNode(res, d, 'configured', ['--config', good])
+    const err = (await d.enqueue('always_fail', {}).done.catch((e: unknown) => e)) as JobFailedError
+    expect(err.args['attempts']).toBe(2)
+    const bad = join(dir, 'bad.json')
+    await writeFile(bad, JSON.stringify({ maxAttempts: 2 }))
+    const proc = spawnNode(res, ['--name', 'misconfigured', '--config', bad, '--distributor', `127.0.0.1:${d.port}`])
+    expect(await proc.exited).toBe(2)
+    expect(proc.output()).toMatch(/unknown config option 'maxAttempts'/)
   })
 
   it('handle.done rejections never go unhandled when nobody awaits them', async () => {
