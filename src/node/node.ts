@@ -15,7 +15,7 @@ import {
 import { TypedEmitter } from '../events.js'
 import type { Logger } from '../logger.js'
 import { decodeArgs, type JobArgsObject } from '../protocol/args.js'
-import { MessageType, type FeedbackRef, type Message, type WireFeedback, type WireJob } from '../protocol/messages.js'
+import { MessageType, type FeedbackRef, type Message, type WireJob } from '../protocol/messages.js'
 import { pack } from '../protocol/msgpack.js'
 import { computeBackoff, shouldRetry } from '../scheduling/retry.js'
 import { Scheduler } from '../scheduling/scheduler.js'
@@ -24,7 +24,6 @@ import { RedisStore } from '../storage/redis-store.js'
 import {
   FeedbackKind,
   JobStatus,
-  feedbackKey,
   hasLeases,
   type FeedbackRecord,
   type JobPatch,
@@ -33,6 +32,7 @@ import {
 } from '../storage/store.js'
 import { runChain, type ChainOutcome } from './chain-runner.js'
 import { DistributorLink, type LinkContext } from './distributor-link.js'
+import { FeedbackOutbox } from './feedback-outbox.js'
 import { loadJobDirectory } from './job-loader.js'
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './options.js'
 import { LeaseKeeper, type LeaseContext } from './lease-keeper.js'
@@ -66,12 +66,6 @@ interface LiveJob {
   /** The application asked to cancel it while it ran: act when the attempt ends. */
   cancelRequested: boolean
   /** Where it is stored: this node's store, or a dead peer's after a takeover. */
-  store: Store
-}
-
-/** A feedback waiting for its distributor's ack, and the store whose outbox holds it. */
-interface OutboxEntry {
-  feedback: FeedbackRecord
   store: Store
 }
 
@@ -117,16 +111,13 @@ export class Node extends TypedEmitter<NodeEventMap> {
   private readyHead = 0
   private readonly scheduler: Scheduler<TimerItem>
   /** Unacknowledged feedback per distributor key, in the order it was produced. */
-  private readonly outbox = new Map<string, Map<string, OutboxEntry>>()
+  private readonly outbox: FeedbackOutbox
   private readonly controllers = new Map<string, AbortController>()
   private running = 0
   private accepting = true
   private state: 'new' | 'starting' | 'running' | 'draining' | 'closed' = 'new'
   private idleWaiters: (() => void)[] = []
   private closing: Promise<void> | undefined
-  /** Feedback produced this tick, per link: one frame each instead of one per job. */
-  private readonly feedbackBatches = new Map<DistributorLink, FeedbackRecord[]>()
-  private feedbackFlushQueued = false
   private leaseKeeper: LeaseKeeper | undefined
   /** Stores of dead peers whose jobs this node took over. */
   private readonly adoptedStores = new Map<string, Store>()
@@ -147,6 +138,12 @@ export class Node extends TypedEmitter<NodeEventMap> {
     this.config = config
     this.log = this.options.logger
     this.registry = this.options.registry ?? new JobRegistry()
+    this.outbox = new FeedbackOutbox({
+      linkFor: (key) => this.links.get(key),
+      busy: () => this.running > 0 || this.readyHead < this.ready.length,
+      maxFrameSize: this.options.maxFrameSize,
+      log: this.log,
+    })
     this.scheduler = new Scheduler<TimerItem>((key, item) => this.onTimer(key, item), undefined, {
       onError: (err) => this.log.error({ err }, 'timer callback failed'),
     })
@@ -262,7 +259,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
    */
   private async resume(store: Store, jobs = this.config.retryJobsAtStart): Promise<number> {
     for (const feedback of await store.listFeedback()) {
-      this.outboxOf(feedback.distributor).set(feedbackKey(feedback.jobId, feedback.run), { feedback, store })
+      this.outbox.restore(feedback, store)
     }
     if (!jobs) return 0
     const records = await store.listUnfinished()
@@ -311,8 +308,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
     onReady: (link) => {
       this.log.info({ distributor: link.key, distributorName: link.distributorName }, 'connected to distributor')
       if (!this.accepting) link.send({ type: MessageType.STATE, accepting: false })
-      const pending = this.outbox.get(link.key)
-      if (pending !== undefined && pending.size > 0) this.sendFeedback(link, [...pending.values()].map((e) => e.feedback))
+      this.outbox.resend(link)
       this.safeEmit('link:up', { distributor: link.key })
     },
     onMessage: (link, message) => this.onMessage(link, message),
@@ -696,7 +692,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
         () => job.store.finishRun(record.id, patch, feedback, false),
         () => {
           this.safeEmit('job:complete', { id: record.id, name: record.name, run: feedback.run, cancelled: false })
-          this.deliver(feedback, job.store)
+          this.outbox.add(feedback, job.store)
           if (job.phase !== 'done') this.schedule(job)
         },
       )
@@ -718,7 +714,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
       () => job.store.finishRun(record.id, patch, feedback, remove),
       () => {
         if (status !== JobStatus.FAILED) this.safeEmit('job:complete', { id: record.id, name: record.name, run: record.run, cancelled: outcome.cancelled })
-        this.deliver(feedback, job.store)
+        this.outbox.add(feedback, job.store)
         if (job.cancelRequested) this.answerCancel(record, 'finished')
       },
     )
@@ -753,75 +749,8 @@ export class Node extends TypedEmitter<NodeEventMap> {
     return { jobId: record.id, run: record.run, distributor: record.distributor, kind, final, cancelled, args: encoded }
   }
 
-  private outboxOf(key: string): Map<string, OutboxEntry> {
-    let box = this.outbox.get(key)
-    if (box === undefined) this.outbox.set(key, (box = new Map()))
-    return box
-  }
-
-  /**
-   * Files the feedback for its distributor; if the link is up it goes out with the rest of
-   * this tick's feedback in one frame. Otherwise it waits in the outbox; onReady re-sends it.
-   */
-  private deliver(feedback: FeedbackRecord, store: Store): void {
-    this.outboxOf(feedback.distributor).set(feedbackKey(feedback.jobId, feedback.run), { feedback, store })
-    const link = this.links.get(feedback.distributor)
-    if (link?.ready !== true) return
-    let batch = this.feedbackBatches.get(link)
-    if (batch === undefined) this.feedbackBatches.set(link, (batch = []))
-    batch.push(feedback)
-    // Nothing else running or due: no one to share a frame with, so send at once (latency).
-    if (this.running === 0 && this.readyHead >= this.ready.length) {
-      this.flushFeedback()
-      return
-    }
-    if (!this.feedbackFlushQueued) {
-      this.feedbackFlushQueued = true
-      // A turn of the event loop, not a microtask: the chains that finish in this turn
-      // reach here over several microtask hops, and they should share the frame.
-      setImmediate(() => this.flushFeedback())
-    }
-  }
-
-  private flushFeedback(): void {
-    this.feedbackFlushQueued = false
-    for (const [link, items] of this.feedbackBatches) this.sendFeedback(link, items)
-    this.feedbackBatches.clear()
-  }
-
-  private sendFeedback(link: DistributorLink, items: FeedbackRecord[]): void {
-    // Coalesced per tick by the connection; split so one frame never holds too much.
-    const limit = this.options.maxFrameSize / 2
-    let batch: WireFeedback[] = []
-    let bytes = 0
-    for (const f of items) {
-      if (batch.length > 0 && bytes + f.args.length > limit) {
-        link.send({ type: MessageType.FEEDBACK, items: batch })
-        batch = []
-        bytes = 0
-      }
-      batch.push({ id: f.jobId, run: f.run, kind: f.kind, final: f.final, cancelled: f.cancelled, args: f.args })
-      bytes += f.args.length + 64
-    }
-    if (batch.length > 0) link.send({ type: MessageType.FEEDBACK, items: batch })
-  }
-
   private onFeedbackAck(link: DistributorLink, refs: FeedbackRef[]): void {
-    const box = this.outbox.get(link.key)
-    for (const ref of refs) {
-      const key = feedbackKey(ref.id, ref.run)
-      const entry = box?.get(key)
-      if (entry === undefined) continue
-      box?.delete(key)
-      entry.store.ackFeedback(ref.id, ref.run).catch((err: unknown) => this.log.warn({ err, id: ref.id }, 'cannot drop acknowledged feedback'))
-      this.safeEmit('feedback:acked', { id: ref.id, run: ref.run })
-    }
-  }
-
-  private outboxSize(): number {
-    let n = 0
-    for (const box of this.outbox.values()) n += box.size
-    return n
+    for (const ref of this.outbox.ack(link, refs)) this.safeEmit('feedback:acked', { id: ref.id, run: ref.run })
   }
 
   // --- cancel --------------------------------------------------------------------------
@@ -857,7 +786,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
         return remove ? job.store.removeJob(record.id) : job.store.updateJob(record.id, { status: JobStatus.CANCELLED })
       },
       () => {
-        if (lastFeedback !== undefined) this.deliver(lastFeedback, job.store)
+        if (lastFeedback !== undefined) this.outbox.add(lastFeedback, job.store)
         this.safeEmit('job:cancelled', { id: record.id, name: record.name })
         if (answer) this.answerCancel(record, 'cancelled')
       },
@@ -882,7 +811,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
   }
 
   private waitOutboxFlushed(timeoutMs: number): Promise<void> {
-    if (this.outboxSize() === 0 || this.connectedDistributors.length === 0) return Promise.resolve()
+    if (this.outbox.size === 0 || this.connectedDistributors.length === 0) return Promise.resolve()
     return new Promise((resolve) => {
       const done = (): void => {
         clearTimeout(timer)
@@ -890,7 +819,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
         resolve()
       }
       const check = (): void => {
-        if (this.outboxSize() === 0) done()
+        if (this.outbox.size === 0) done()
       }
       const timer = setTimeout(done, timeoutMs)
       this.on('feedback:acked', check)

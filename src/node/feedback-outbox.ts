@@ -1,0 +1,120 @@
+import type { Logger } from '../logger.js'
+import { MessageType, type FeedbackRef, type WireFeedback } from '../protocol/messages.js'
+import { feedbackKey, type FeedbackRecord, type Store } from '../storage/store.js'
+import type { DistributorLink } from './distributor-link.js'
+
+/** What the outbox needs of its node. */
+export interface OutboxContext {
+  linkFor(distributorKey: string): DistributorLink | undefined
+  /** Other chains are running or due: feedback may wait a moment to share a frame. */
+  busy(): boolean
+  maxFrameSize: number
+  log: Logger
+}
+
+/** A feedback waiting for its distributor's ack, and the store whose outbox holds it. */
+interface Entry {
+  feedback: FeedbackRecord
+  store: Store
+}
+
+/**
+ * The node's side of "feedback is never lost": every result stays here (and in its store)
+ * until its distributor acknowledges it, and is sent again whenever the link comes back.
+ *
+ * Sending: when the node is busy, the results of one event-loop turn go out together in one
+ * frame per distributor; an idle node sends at once, for latency.
+ */
+export class FeedbackOutbox {
+  /** By distributor key, then by feedbackKey(job, run), in the order produced. */
+  private readonly boxes = new Map<string, Map<string, Entry>>()
+  private readonly batches = new Map<DistributorLink, FeedbackRecord[]>()
+  private flushQueued = false
+
+  constructor(private readonly ctx: OutboxContext) {}
+
+  get size(): number {
+    let n = 0
+    for (const box of this.boxes.values()) n += box.size
+    return n
+  }
+
+  /** Files feedback read back from a store (restart, takeover), to be sent on reconnect. */
+  restore(feedback: FeedbackRecord, store: Store): void {
+    this.boxOf(feedback.distributor).set(feedbackKey(feedback.jobId, feedback.run), { feedback, store })
+  }
+
+  /** Files a new result and sends it if its distributor is connected. */
+  add(feedback: FeedbackRecord, store: Store): void {
+    this.restore(feedback, store)
+    const link = this.ctx.linkFor(feedback.distributor)
+    if (link?.ready !== true) return
+    let batch = this.batches.get(link)
+    if (batch === undefined) this.batches.set(link, (batch = []))
+    batch.push(feedback)
+    if (!this.ctx.busy()) {
+      this.flush()
+      return
+    }
+    if (!this.flushQueued) {
+      this.flushQueued = true
+      // A turn of the event loop, not a microtask: the chains that finish in this turn
+      // reach here over several microtask hops, and they should share the frame.
+      setImmediate(() => this.flush())
+    }
+  }
+
+  /** A link (re)connected: everything still unacknowledged for it goes out again. */
+  resend(link: DistributorLink): void {
+    const box = this.boxes.get(link.key)
+    if (box !== undefined && box.size > 0) this.send(link, [...box.values()].map((e) => e.feedback))
+  }
+
+  /** Drops acknowledged results here and in their stores; returns the refs that were held. */
+  ack(link: DistributorLink, refs: FeedbackRef[]): FeedbackRef[] {
+    const box = this.boxes.get(link.key)
+    const acked: FeedbackRef[] = []
+    if (box === undefined) return acked
+    for (const ref of refs) {
+      const key = feedbackKey(ref.id, ref.run)
+      const entry = box.get(key)
+      if (entry === undefined) continue
+      box.delete(key)
+      acked.push(ref)
+      entry.store.ackFeedback(ref.id, ref.run).catch((err: unknown) => {
+        // Still in the store: re-sent after a restart, where the distributor drops the duplicate.
+        this.ctx.log.warn({ err, id: ref.id }, 'cannot drop acknowledged feedback')
+      })
+    }
+    return acked
+  }
+
+  private flush(): void {
+    this.flushQueued = false
+    for (const [link, items] of this.batches) this.send(link, items)
+    this.batches.clear()
+  }
+
+  /** Frames of at most half the frame limit each. */
+  private send(link: DistributorLink, items: FeedbackRecord[]): void {
+    const limit = this.ctx.maxFrameSize / 2
+    let batch: WireFeedback[] = []
+    let bytes = 0
+    for (const f of items) {
+      if (batch.length > 0 && bytes + f.args.length > limit) {
+        link.send({ type: MessageType.FEEDBACK, items: batch })
+        batch = []
+        bytes = 0
+      }
+      batch.push({ id: f.jobId, run: f.run, kind: f.kind, final: f.final, cancelled: f.cancelled, args: f.args })
+      bytes += f.args.length + 64
+    }
+    if (batch.length > 0) link.send({ type: MessageType.FEEDBACK, items: batch })
+  }
+
+  private boxOf(key: string): Map<string, Entry> {
+    let box = this.boxes.get(key)
+    if (box === undefined) this.boxes.set(key, (box = new Map()))
+    return box
+  }
+}
