@@ -87,7 +87,7 @@ class Handle<R extends JobArgsObject> implements JobHandle<R> {
   }
 }
 
-/** Ids of jobs finished recently, to tell a re-sent feedback from an orphan. */
+/** Ids of jobs finished over links that dropped since, to tell a re-sent feedback from an orphan. */
 const RECENT_LIMIT = 100_000
 
 /**
@@ -121,9 +121,9 @@ class RecentIds {
  * Lifecycle: NEW → LISTENING (start) → CLOSED (close). `enqueue` works from construction
  * (jobs wait until a node connects) until close.
  *
- * INVARIANTS: every job in `jobs` is in exactly one place: the pending queue, a session's
- * `sent`, or accepted (a memory node's `owned`, or only its owner's name for a durable
- * node). The dispatch pass runs only when something changed that could let a job move
+ * INVARIANTS: every job in `jobs` is in exactly one place: the pending queue, or a
+ * session's `held` list (sent, or accepted by a memory node), or nowhere but its `owner`
+ * name (accepted by a durable node, which keeps it across its own restarts). The dispatch pass runs only when something changed that could let a job move
  * (an enqueue, a node with room), never on a timer, so an idle distributor costs nothing.
  */
 export class Distributor extends TypedEmitter<DistributorEventMap> {
@@ -267,6 +267,9 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       resolve: resolve as (args: JobArgsObject) => void,
       reject,
       cancelWaiters: undefined,
+      list: undefined,
+      prev: undefined,
+      next: undefined,
     }
     this.jobs.set(job.id, job)
     this.queue.push(job)
@@ -446,11 +449,10 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     this.pool.remove(session)
     // After close() every job was settled already: nothing goes back anywhere.
     if (this.closed) return
-    const back: TrackedJob[] = []
-    for (const job of session.sent.values()) back.push(job)
-    for (const job of session.owned.values()) back.push(job)
-    session.sent.clear()
-    session.owned.clear()
+    // Our last acks on this link may be lost with it, and the node will send those results
+    // again: remember them so that they are dropped as duplicates, not reported as orphans.
+    for (const id of session.finished.drain()) this.recent.add(id)
+    const back = session.held.drain()
     for (const job of back) {
       job.state = 'pending'
       job.session = undefined
@@ -491,7 +493,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
         job.session = session
         job.countsLoad = true
         session.load++
-        session.sent.set(job.id, job)
+        session.held.add(job)
         let batch = batches.get(session)
         if (batch === undefined) batches.set(session, (batch = []))
         batch.push(job)
@@ -523,12 +525,12 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   private onAccepted(session: NodeSession, ids: string[]): void {
     const now = Date.now()
     for (const id of ids) {
-      const job = session.sent.get(id)
+      const job = this.sentTo(session, id)
       if (job === undefined) continue
-      session.sent.delete(id)
       job.state = 'accepted'
       job.owner = session.name
-      if (!session.durable) session.owned.set(id, job)
+      // A durable node owns it now; a memory node's drop would still send it back.
+      if (session.durable) session.held.remove(job)
       // A job that will wait on the node's timer does not hold a slot of its window.
       if (job.period !== undefined || job.dueAt > now) this.releaseLoad(job)
       this.safeEmit('job:accepted', { id, name: job.name, node: session.name })
@@ -539,9 +541,9 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   private onRejected(session: NodeSession, ids: string[]): void {
     const back: TrackedJob[] = []
     for (const id of ids) {
-      const job = session.sent.get(id)
+      const job = this.sentTo(session, id)
       if (job === undefined) continue
-      session.sent.delete(id)
+      session.held.remove(job)
       this.releaseLoad(job)
       job.state = 'pending'
       job.session = undefined
@@ -551,6 +553,12 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     session.accepting = false
     this.queue.requeue(back)
     this.scheduleDispatch()
+  }
+
+  /** The job `id` if it is in a dispatch to `session` that was not answered yet. */
+  private sentTo(session: NodeSession, id: string): TrackedJob | undefined {
+    const job = this.jobs.get(id)
+    return job !== undefined && job.state === 'sent' && job.session === session ? job : undefined
   }
 
   private releaseLoad(job: TrackedJob): void {
@@ -575,7 +583,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       acks.push({ id: item.id, run: item.run })
       const job = this.jobs.get(item.id)
       if (job === undefined) {
-        if (!this.recent.has(item.id)) {
+        if (!this.recent.has(item.id) && !session.finished.has(item.id)) {
           this.safeEmit('feedback:orphan', { id: item.id, run: item.run, kind: item.kind, node: session.name, args: decodeArgs(item.args) })
         }
         continue
@@ -583,16 +591,12 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       // At-least-once: a feedback re-sent after a reconnect is delivered once.
       if (item.run < job.run) continue
       const args = decodeArgs(item.args)
-      const event = { id: job.id, name: job.name, run: item.run, node: session.name, args }
-      if (item.kind === 'success') {
-        this.runClosure(job, job.onSuccess, args)
-        this.safeEmit('job:success', event)
-      } else {
-        this.runClosure(job, job.onError, args)
-        this.safeEmit('job:failed', event)
-      }
+      const event = item.kind === 'success' ? 'job:success' : 'job:failed'
+      this.runClosure(job, item.kind === 'success' ? job.onSuccess : job.onError, args)
+      if (this.listenerCount(event) > 0) this.safeEmit(event, { id: job.id, name: job.name, run: item.run, node: session.name, args })
       if (item.final) {
         this.finish(job)
+        session.finished.push(job.id)
         if (item.kind === 'success') job.resolve(args)
         else job.reject(new JobFailedError(job.name, job.id, args))
         for (const waiter of job.cancelWaiters ?? []) waiter(false)
@@ -607,17 +611,18 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
 
   private runClosure(job: TrackedJob, closure: FeedbackCallback | undefined, args: JobArgsObject): void {
     if (closure === undefined) return
-    const report = (thrown: unknown): void => {
-      const error = thrown instanceof Error ? thrown : new Error(String(thrown))
-      this.log.error({ err: error, job: job.name, id: job.id }, 'feedback closure threw')
-      this.safeEmit('feedback:error', { id: job.id, name: job.name, error })
-    }
     try {
       const result = closure(args)
-      if (result instanceof Promise) result.catch(report)
+      if (result instanceof Promise) result.catch((err: unknown) => this.closureFailed(job, err))
     } catch (err) {
-      report(err)
+      this.closureFailed(job, err)
     }
+  }
+
+  private closureFailed(job: TrackedJob, thrown: unknown): void {
+    const error = thrown instanceof Error ? thrown : new Error(String(thrown))
+    this.log.error({ err: error, job: job.name, id: job.id }, 'feedback closure threw')
+    this.safeEmit('feedback:error', { id: job.id, name: job.name, error })
   }
 
   /** The job leaves every table: no more feedback is expected for it. */
@@ -627,11 +632,9 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     if (job.state === 'pending') this.queue.taken()
     job.state = 'done'
     this.releaseLoad(job)
-    job.session?.owned.delete(job.id)
-    job.session?.sent.delete(job.id)
+    job.list?.remove(job)
     this.jobs.delete(job.id)
     this.cancelRequests.delete(job)
-    this.recent.add(job.id)
   }
 
   // --- cancel --------------------------------------------------------------------------

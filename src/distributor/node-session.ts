@@ -2,7 +2,36 @@ import { AuthError, HandshakeError } from '../errors.js'
 import { Connection } from '../protocol/connection.js'
 import { distributorProof, newNonce, nodeProof, proofMatches } from '../protocol/handshake.js'
 import { MessageType, PROTOCOL_VERSION, type HelloMessage } from '../protocol/messages.js'
-import type { TrackedJob } from './tracked-job.js'
+import { JobList } from './job-list.js'
+
+/** Acks that may still be in flight when a link drops: generous, since a ring write is cheap. */
+const ACKED_WINDOW = 65_536
+
+/** The last `size` ids pushed, in a fixed array: no hashing on the hot path. */
+export class IdRing {
+  private readonly ids: (string | undefined)[]
+  private next = 0
+
+  constructor(private readonly size: number) {
+    this.ids = new Array<string | undefined>(size)
+  }
+
+  push(id: string): void {
+    this.ids[this.next] = id
+    this.next = (this.next + 1) % this.size
+  }
+
+  /** A linear scan: only for the rare feedback that matches no job. */
+  has(id: string): boolean {
+    return this.ids.includes(id)
+  }
+
+  drain(): string[] {
+    const out = this.ids.filter((id): id is string => id !== undefined)
+    this.ids.fill(undefined)
+    return out
+  }
+}
 
 /**
  * One node as seen by the distributor, over one connection.
@@ -21,10 +50,13 @@ export class NodeSession {
   accepting = true
   /** Jobs counting against `window`: sent, plus accepted instant jobs not yet finished. */
   load = 0
-  /** Sent, not yet acknowledged: a drop puts these back in the queue. */
-  readonly sent = new Map<string, TrackedJob>()
-  /** Accepted by a memory-storage node and not finished: a drop puts these back too. */
-  readonly owned = new Map<string, TrackedJob>()
+  /**
+   * Sent and not yet acknowledged, or accepted by a memory-storage node and not finished:
+   * what a drop puts back in the queue.
+   */
+  readonly held = new JobList()
+  /** Jobs finished by this node's feedback lately, whose acks may be lost if the link drops. */
+  readonly finished = new IdRing(ACKED_WINDOW)
   readonly nonce = newNonce()
   connection!: Connection
 

@@ -1,6 +1,7 @@
 import type { JobArgsObject } from '../protocol/args.js'
 import type { WireJob } from '../protocol/messages.js'
 import type { RetryPolicy } from '../scheduling/retry.js'
+import type { JobList } from './job-list.js'
 import type { NodeSession } from './node-session.js'
 
 export type FeedbackCallback<A extends JobArgsObject = JobArgsObject> = (args: A) => void | Promise<void>
@@ -48,6 +49,10 @@ export interface TrackedJob {
   reject: (err: Error) => void
   /** Pending `cancel()` calls waiting for the node's answer. */
   cancelWaiters: ((cancelled: boolean) => void)[] | undefined
+  /** The node's list of held jobs this one is on, and its neighbours there. */
+  list: JobList | undefined
+  prev: TrackedJob | undefined
+  next: TrackedJob | undefined
 }
 
 export function toWireJob(job: TrackedJob): WireJob {
