@@ -104,3 +104,17 @@ export async function spawnConnectedNode(
   ])
   return proc
 }
+
+/** Resolves once every one of `handles` has been accepted by a node. */
+export function allAccepted(d: Distributor, handles: readonly { id: string }[]): Promise<void> {
+  const waiting = new Set(handles.map((h) => h.id))
+  return new Promise((resolve) => {
+    const listener = (e: { id: string }): void => {
+      if (waiting.delete(e.id) && waiting.size === 0) {
+        d.off('job:accepted', listener)
+        resolve()
+      }
+    }
+    d.on('job:accepted', listener)
+  })
+}

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { Distributor } from '../../src/distributor/distributor.js'
-import { Resources, spawnConnectedNode, startDistributor, startNode } from '../helpers/cluster.js'
+import { allAccepted, Resources, spawnConnectedNode, startDistributor, startNode } from '../helpers/cluster.js'
 import { startRedisServer, type RedisServer } from '../helpers/redis-server.js'
 
 const res = new Resources()
@@ -37,14 +37,7 @@ describe('durable nodes on Redis', () => {
         if (++successes === 100) resolve()
       }),
     )
-    let accepted = 0
-    const allDelayedAccepted = new Promise<void>((resolve) => {
-      const ids = new Set(delayed.map((h) => h.id))
-      d.on('job:accepted', (e) => {
-        if (ids.has(e.id) && ++accepted === ids.size) resolve()
-      })
-    })
-    await Promise.all([enough, allDelayedAccepted])
+    await Promise.all([enough, allAccepted(d, delayed)])
     first.child.kill('SIGKILL')
     expect(await first.exited).toBeNull()
     await spawnConnectedNode(res, d, name, flags)
@@ -65,12 +58,7 @@ describe('durable nodes on Redis', () => {
     const name = uniqueName('outbox')
     await spawnConnectedNode(res, d1, name, ['--storage', redis.url])
     const handles = Array.from({ length: 200 }, (_, i) => d1.enqueue('stamp', { i }, { after: 0.8 }))
-    let accepted = 0
-    await new Promise<void>((resolve) =>
-      d1.on('job:accepted', () => {
-        if (++accepted === handles.length) resolve()
-      }),
-    )
+    await allAccepted(d1, handles)
     await d1.close()
     for (const h of handles) await expect(h.done).rejects.toMatchObject({ code: 'ERR_DISTRIBUTOR_CLOSED' })
     const d2 = res.add(new Distributor({ port, heartbeatMs: 1000 }), (d) => d.close())
@@ -96,12 +84,7 @@ describe('durable nodes on Redis', () => {
     const name = uniqueName('outage')
     await spawnConnectedNode(res, d, name, ['--storage', server.url])
     const handles = Array.from({ length: 300 }, (_, i) => d.enqueue('stamp', { i }, { after: 1 }))
-    let accepted = 0
-    await new Promise<void>((resolve) =>
-      d.on('job:accepted', () => {
-        if (++accepted === handles.length) resolve()
-      }),
-    )
+    await allAccepted(d, handles)
     await server.kill('SIGKILL')
     server = await startRedisServer({ appendonly: true, dir, port: server.port })
     const results = await Promise.all(handles.map((h) => h.done))
@@ -116,12 +99,7 @@ describe('durable nodes on Redis', () => {
     const d = await startDistributor(res)
     const durable = await startNode(res, d, { name: uniqueName('flaky'), storage: server.url })
     const held = Array.from({ length: 50 }, (_, i) => d.enqueue('stamp', { i }, { after: 0.3, node: durable.name }))
-    let accepted = 0
-    await new Promise<void>((resolve) =>
-      d.on('job:accepted', () => {
-        if (++accepted === held.length) resolve()
-      }),
-    )
+    await allAccepted(d, held)
     const down = durable.waitFor('store:down')
     await server.kill('SIGKILL')
     // The held jobs fire, run, and cannot record their end: the node notices the outage.
@@ -171,12 +149,7 @@ describe('takeover of a dead node’s jobs', () => {
     const a = await spawnConnectedNode(res, d, doomed, lease)
     const dueAt = Date.now() + 800
     const handles = Array.from({ length: 200 }, (_, i) => d.enqueue('stamp', { i }, { runAt: dueAt, node: doomed }))
-    let accepted = 0
-    await new Promise<void>((resolve) =>
-      d.on('job:accepted', () => {
-        if (++accepted === handles.length) resolve()
-      }),
-    )
+    await allAccepted(d, handles)
     a.child.kill('SIGKILL')
     const heirs = [uniqueName('heir'), uniqueName('heir')]
     for (const heir of heirs) await spawnConnectedNode(res, d, heir, [...lease, '--takeover'])

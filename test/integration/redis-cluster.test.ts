@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { Resources, spawnConnectedNode, startDistributor } from '../helpers/cluster.js'
+import { allAccepted, Resources, spawnConnectedNode, startDistributor } from '../helpers/cluster.js'
 import { startRedisCluster, type RedisCluster } from '../helpers/redis-server.js'
 
 const res = new Resources()
@@ -21,12 +21,7 @@ describe('durable nodes on a 3-master Redis Cluster', () => {
     for (const name of names) procs.push(await spawnConnectedNode(res, d, name, flags))
     const dueAt = Date.now() + 1200
     const handles = Array.from({ length: 600 }, (_, i) => d.enqueue('stamp', { i }, { runAt: dueAt }))
-    let accepted = 0
-    await new Promise<void>((resolve) =>
-      d.on('job:accepted', () => {
-        if (++accepted === handles.length) resolve()
-      }),
-    )
+    await allAccepted(d, handles)
     for (const p of procs) p.child.kill('SIGKILL')
     for (const p of procs) expect(await p.exited).toBeNull()
     for (const name of names) await spawnConnectedNode(res, d, name, flags)
