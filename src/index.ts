@@ -1,6 +1,7 @@
 export { JR, JobReactor } from './jr.js'
 export { Distributor } from './distributor/distributor.js'
-export type { DistributorEventMap, JobHandle } from './distributor/distributor.js'
+export type { DistributorEventMap } from './distributor/distributor.js'
+export type { JobHandle } from './distributor/job-handle.js'
 export type { DistributorOptions, EnqueueOptions } from './distributor/options.js'
 export type { FeedbackCallback } from './distributor/tracked-job.js'
 export { Node } from './node/node.js'

@@ -1,5 +1,6 @@
 import { DEFAULT_CONFIG, mergeConfig, type Config } from './config.js'
-import { Distributor, type JobHandle } from './distributor/distributor.js'
+import { Distributor } from './distributor/distributor.js'
+import type { JobHandle } from './distributor/job-handle.js'
 import type { DistributorOptions, EnqueueOptions } from './distributor/options.js'
 import type { FeedbackCallback } from './distributor/tracked-job.js'
 import { ErrorCode, JobsError } from './errors.js'

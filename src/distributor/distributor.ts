@@ -26,6 +26,7 @@ import {
   type WireJob,
 } from '../protocol/messages.js'
 import type { ArgsOf } from '../node/registry.js'
+import { Handle, type JobHandle } from './job-handle.js'
 import { NodePool } from './node-pool.js'
 import { NodeSession } from './node-session.js'
 import {
@@ -37,19 +38,6 @@ import {
 } from './options.js'
 import { PendingQueue, routeKey } from './pending-queue.js'
 import { toWireJob, wireSize, type FeedbackCallback, type TrackedJob } from './tracked-job.js'
-
-/** What `enqueue` returns. */
-export interface JobHandle<R extends JobArgsObject = JobArgsObject> {
-  readonly id: string
-  /**
-   * Resolves with the final args on success (for a periodic job: when its schedule ends);
-   * rejects with JobFailedError after the last attempt failed. Never an unhandled rejection
-   * when nobody awaits it.
-   */
-  readonly done: Promise<R>
-  /** true when the job was cancelled before it finished, false when it had finished already. */
-  cancel(): Promise<boolean>
-}
 
 export interface DistributorEventMap {
   listening: { host: string; port: number }
@@ -72,19 +60,6 @@ export interface DistributorEventMap {
   /** A feedback closure threw; the distributor goes on. */
   'feedback:error': { id: string; name: string; error: Error }
   close: Record<string, never>
-}
-
-/** A class, not an object literal with a closure: one allocation less per job. */
-class Handle<R extends JobArgsObject> implements JobHandle<R> {
-  constructor(
-    readonly id: string,
-    readonly done: Promise<R>,
-    private readonly distributor: Distributor,
-  ) {}
-
-  cancel(): Promise<boolean> {
-    return this.distributor.cancel(this.id)
-  }
 }
 
 /** Ids of jobs finished over links that dropped since, to tell a re-sent feedback from an orphan. */
@@ -234,16 +209,10 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     const bytes = encodeArgs(args, this.options.maxFrameSize - FRAME_ENVELOPE_BYTES)
     if (this.queue.size >= this.options.maxPending) throw new QueueFullError(this.options.maxPending)
 
-    let resolve!: (args: ArgsOf<N>) => void
-    let reject!: (err: Error) => void
-    const done = new Promise<ArgsOf<N>>((res, rej) => {
-      resolve = res
-      reject = rej
-    })
-    // JobReactor users pass closures and never look at `done`: a failure must not crash them.
-    done.catch(() => {})
+    const id = nanoid()
+    const handle = new Handle<ArgsOf<N>>(id, this)
     const job: TrackedJob = {
-      id: nanoid(),
+      id,
       name,
       args: bytes,
       dueAt: resolved.dueAt,
@@ -264,8 +233,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       countsLoad: false,
       onSuccess: onSuccess as FeedbackCallback | undefined,
       onError: onError as FeedbackCallback | undefined,
-      resolve: resolve as (args: JobArgsObject) => void,
-      reject,
+      handle: handle as unknown as Handle,
       cancelWaiters: undefined,
       list: undefined,
       prev: undefined,
@@ -276,7 +244,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     this.safeEmit('job:enqueue', { id: job.id, name })
     if (!this.pool.knows(name)) this.reportUnroutable(job)
     this.scheduleDispatch()
-    return new Handle(job.id, done, this)
+    return handle
   }
 
   /**
@@ -312,7 +280,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       const args = { ...decodeArgs(job.args), error: serializeError(err) }
       this.runClosure(job, job.onError, args)
       job.state = 'cancelled'
-      job.reject(err)
+      job.handle.reject(err)
       for (const waiter of job.cancelWaiters ?? []) waiter(false)
     }
     this.jobs.clear()
@@ -597,8 +565,8 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       if (item.final) {
         this.finish(job)
         session.finished.push(job.id)
-        if (item.kind === 'success') job.resolve(args)
-        else job.reject(new JobFailedError(job.name, job.id, args))
+        if (item.kind === 'success') job.handle.resolve(args)
+        else job.handle.reject(new JobFailedError(job.name, job.id, args))
         for (const waiter of job.cancelWaiters ?? []) waiter(false)
       } else if (job.period !== undefined) {
         job.run = item.run + 1
@@ -670,7 +638,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     this.finish(job)
     job.state = 'cancelled'
     this.safeEmit('job:cancelled', { id: job.id, name: job.name })
-    job.resolve(decodeArgs(job.args))
+    job.handle.resolve(decodeArgs(job.args))
     for (const waiter of job.cancelWaiters ?? []) waiter(true)
   }
 

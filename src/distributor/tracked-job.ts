@@ -1,6 +1,7 @@
 import type { JobArgsObject } from '../protocol/args.js'
 import type { WireJob } from '../protocol/messages.js'
 import type { RetryPolicy } from '../scheduling/retry.js'
+import type { Handle } from './job-handle.js'
 import type { JobList } from './job-list.js'
 import type { NodeSession } from './node-session.js'
 
@@ -45,8 +46,8 @@ export interface TrackedJob {
   countsLoad: boolean
   onSuccess: FeedbackCallback | undefined
   onError: FeedbackCallback | undefined
-  resolve: (args: JobArgsObject) => void
-  reject: (err: Error) => void
+  /** Settles the caller's `done`. */
+  handle: Handle
   /** Pending `cancel()` calls waiting for the node's answer. */
   cancelWaiters: ((cancelled: boolean) => void)[] | undefined
   /** The node's list of held jobs this one is on, and its neighbours there. */

@@ -1,0 +1,51 @@
+import { describe, expect, it } from 'vitest'
+import { Handle } from '../../src/distributor/job-handle.js'
+
+const owner = { cancel: (id: string) => Promise.resolve(id === 'a') }
+
+describe('Handle', () => {
+  it('settles a done that was made before the outcome', async () => {
+    const h = new Handle('a', owner)
+    const done = h.done
+    h.resolve({ x: 1 })
+    h.reject(new Error('too late'))
+    await expect(done).resolves.toEqual({ x: 1 })
+    expect(h.done).toBe(done)
+  })
+
+  it('makes an already settled done when first asked after the outcome', async () => {
+    const ok = new Handle('a', owner)
+    ok.resolve({ y: 2 })
+    await expect(ok.done).resolves.toEqual({ y: 2 })
+    const failed = new Handle('b', owner)
+    failed.reject(new Error('boom'))
+    await expect(failed.done).rejects.toThrow('boom')
+  })
+
+  it('never leaves an unhandled rejection, looked at or not', async () => {
+    const unhandled: unknown[] = []
+    const onUnhandled = (reason: unknown): void => {
+      unhandled.push(reason)
+    }
+    process.on('unhandledRejection', onUnhandled)
+    try {
+      new Handle('a', owner).reject(new Error('nobody looks'))
+      const looked = new Handle('b', owner)
+      void looked.done
+      looked.reject(new Error('looked, never awaited'))
+      const late = new Handle('c', owner)
+      late.reject(new Error('looked after'))
+      void late.done
+      await new Promise((resolve) => setImmediate(resolve))
+      await new Promise((resolve) => setImmediate(resolve))
+      expect(unhandled).toEqual([])
+    } finally {
+      process.off('unhandledRejection', onUnhandled)
+    }
+  })
+
+  it('cancels through its distributor by id', async () => {
+    expect(await new Handle('a', owner).cancel()).toBe(true)
+    expect(await new Handle('z', owner).cancel()).toBe(false)
+  })
+})
