@@ -420,8 +420,14 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     // Our last acks on this link may be lost with it, and the node will send those results
     // again: remember them so that they are dropped as duplicates, not reported as orphans.
     for (const id of session.finished.drain()) this.recent.add(id)
-    const back = session.held.drain()
-    for (const job of back) {
+    const back: TrackedJob[] = []
+    for (const job of session.held.drain()) {
+      // Its cancel went to a node that is gone: honour it here rather than run it elsewhere.
+      if (this.cancelRequests.has(job)) {
+        this.finishCancelled(job)
+        continue
+      }
+      back.push(job)
       job.state = 'pending'
       job.session = undefined
       job.owner = undefined

@@ -361,6 +361,28 @@ describe('dispatch and feedback with a fake node', () => {
     expect(d.activeCount).toBe(0)
   })
 
+  it('a cancel sent to a memory node that drops before answering cancels the job instead of re-running it', async () => {
+    const d = await startDistributor(res)
+    const fake = await connectPeer(d)
+    await fake.handshake({ node: 'fake', jobs: ['echo'] })
+    const handle = d.enqueue('echo', { keep: true })
+    await fake.nextOfType('dispatch')
+    const accepted = d.waitFor('job:accepted', (e) => e.id === handle.id)
+    fake.sendMessage({ type: 'accepted', ids: [handle.id] })
+    await accepted
+    const cancelled = handle.cancel()
+    const request = await fake.nextOfType('cancel')
+    expect(request.id).toBe(handle.id)
+    let requeued = false
+    d.on('job:requeue', () => (requeued = true))
+    await fake.destroy() // gone without answering
+    expect(await cancelled).toBe(true)
+    expect(await handle.done).toEqual({ keep: true })
+    expect(requeued).toBe(false)
+    expect(d.pendingCount).toBe(0)
+    expect(d.activeCount).toBe(0)
+  })
+
   it('rejects done with JobFailedError on a final error feedback, runs onError, and acks it', async () => {
     const d = await startDistributor(res)
     const fake = await connectPeer(d)
