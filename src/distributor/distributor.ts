@@ -397,8 +397,22 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       durable: session.durable,
     })
     for (const name of session.jobs) this.unroutableNames.delete(name)
+    if (session.durable) this.adoptOwnedJobs(session)
     for (const job of this.cancelRequests) if (job.owner === session.name) this.sendCancel(job)
     this.scheduleDispatch()
+  }
+
+  /**
+   * A durable node that reconnects still runs the instant jobs it accepted before: count
+   * them against its new session's window, and let their feedback release it there. A scan
+   * of every held job, but only when a durable node connects.
+   */
+  private adoptOwnedJobs(session: NodeSession): void {
+    for (const job of this.jobs.values()) {
+      if (job.state !== 'accepted' || job.owner !== session.name || !job.countsLoad || job.session === session) continue
+      job.session = session
+      session.load++
+    }
   }
 
   private onSessionClose(session: NodeSession, reason: JobsError | undefined): void {

@@ -115,6 +115,30 @@ describe('durable nodes on Redis', () => {
   })
 })
 
+describe('routing across a durable node restart', () => {
+  it('jobs a restarted node resumed still count against its window', async () => {
+    const d = await startDistributor(res, { heartbeatMs: 200 })
+    const name = uniqueName('window')
+    const flags = ['--storage', redis.url, '--concurrency', '2', '--window', '2']
+    const first = await spawnConnectedNode(res, d, name, flags)
+    const held = [d.enqueue('slow', { ms: 600 }), d.enqueue('slow', { ms: 600 })]
+    await allAccepted(d, held)
+    first.child.kill('SIGKILL')
+    await first.exited
+    await spawnConnectedNode(res, d, name, flags)
+    const order: string[] = []
+    d.on('job:success', (e) => order.push(`success:${e.id}`))
+    const third = d.enqueue('slow', { ms: 1 })
+    d.on('job:dispatch', (e) => {
+      if (e.id === third.id) order.push('dispatch:third')
+    })
+    await Promise.all([...held.map((h) => h.done), third.done])
+    // The two resumed jobs fill the window: the third goes out only once one of them is done.
+    expect(order.indexOf('dispatch:third')).toBeGreaterThan(0)
+    expect(order[0]).toMatch(/^success:/)
+  })
+})
+
 describe('periodic jobs across a node outage', () => {
   it('runs missed while the node was down run once when it is back, not once per missed period', async () => {
     const d = await startDistributor(res)
