@@ -1,6 +1,6 @@
 import type { Logger } from '../logger.js'
 import { MessageType, type FeedbackRef, type WireFeedback } from '../protocol/messages.js'
-import { feedbackKey, type FeedbackRecord, type Store } from '../storage/store.js'
+import { feedbackKey, type FeedbackId, type FeedbackRecord, type Store } from '../storage/store.js'
 import type { DistributorLink } from './distributor-link.js'
 
 /** What the outbox needs of its node. */
@@ -75,15 +75,22 @@ export class FeedbackOutbox {
     const box = this.boxes.get(link.key)
     const acked: FeedbackRef[] = []
     if (box === undefined) return acked
+    // One store call per store (usually one): a frame's acks are one round trip.
+    const byStore = new Map<Store, FeedbackId[]>()
     for (const ref of refs) {
       const key = feedbackKey(ref.id, ref.run)
       const entry = box.get(key)
       if (entry === undefined) continue
       box.delete(key)
       acked.push(ref)
-      entry.store.ackFeedback(ref.id, ref.run).catch((err: unknown) => {
+      let ids = byStore.get(entry.store)
+      if (ids === undefined) byStore.set(entry.store, (ids = []))
+      ids.push({ jobId: ref.id, run: ref.run })
+    }
+    for (const [store, ids] of byStore) {
+      store.ackFeedback(ids).catch((err: unknown) => {
         // Still in the store: re-sent after a restart, where the distributor drops the duplicate.
-        this.ctx.log.warn({ err, id: ref.id }, 'cannot drop acknowledged feedback')
+        this.ctx.log.warn({ err, feedbacks: ids.length }, 'cannot drop acknowledged feedback')
       })
     }
     return acked

@@ -1,5 +1,6 @@
 import { StoreError } from '../errors.js'
 import {
+  type FeedbackId,
   type FeedbackRecord,
   type JobPatch,
   type JobRecord,
@@ -93,9 +94,9 @@ export class MemoryStore implements Store {
     return Array.from(this.outbox.values(), (f) => ({ ...f }))
   }
 
-  async ackFeedback(jobId: string, run: number): Promise<void> {
+  async ackFeedback(refs: readonly FeedbackId[]): Promise<void> {
     this.check()
-    this.outbox.delete(feedbackKey(jobId, run))
+    for (const r of refs) this.outbox.delete(feedbackKey(r.jobId, r.run))
   }
 
   async close(): Promise<void> {

@@ -5,6 +5,7 @@ import type { RetryPolicy } from '../scheduling/retry.js'
 import { DEFAULT_KEY_PREFIX, type NodeKeys, nodeKeys } from './keys.js'
 import {
   FeedbackKind,
+  type FeedbackId,
   type FeedbackRecord,
   type JobPatch,
   type JobRecord,
@@ -412,10 +413,11 @@ export class RedisStore implements Store, NodeLeases {
     return Object.entries(entries).map(([field, bytes]) => decodeFeedback(this.keys.outbox, field, bytes))
   }
 
-  async ackFeedback(jobId: string, run: number): Promise<void> {
+  async ackFeedback(refs: readonly FeedbackId[]): Promise<void> {
     this.check()
+    if (refs.length === 0) return
     try {
-      await this.client.hdel(this.keys.outbox, feedbackKey(jobId, run))
+      await this.client.hdel(this.keys.outbox, ...refs.map((r) => feedbackKey(r.jobId, r.run)))
     } catch (err) {
       throw this.failure('ackFeedback', err)
     }

@@ -83,6 +83,12 @@ export interface FeedbackRecord {
   args: Uint8Array
 }
 
+/** Which feedback: a job and its run. */
+export interface FeedbackId {
+  jobId: string
+  run: number
+}
+
 export function feedbackKey(jobId: string, run: number): string {
   return `${jobId}:${run}`
 }
@@ -118,8 +124,8 @@ export interface Store {
   listJobs(filter?: ListJobsFilter): Promise<JobRecord[]>
   /** Feedback not yet acknowledged by its distributor. */
   listFeedback(): Promise<FeedbackRecord[]>
-  /** The distributor acknowledged this feedback: drop it from the outbox. */
-  ackFeedback(jobId: string, run: number): Promise<void>
+  /** The distributor acknowledged these feedbacks: drop them from the outbox (one round trip). */
+  ackFeedback(refs: readonly FeedbackId[]): Promise<void>
   close(): Promise<void>
 }
 

@@ -320,9 +320,9 @@ export function storeConformance(name: string, makeStore: MakeStore): void {
       expect(outbox.find((f) => f.run === 2)!.cancelled).toBe(true)
       expect(Array.from(outbox.find((f) => f.run === 1)!.args)).toEqual([1])
 
-      await store.ackFeedback('tick', 1)
+      await store.ackFeedback([{ jobId: 'tick', run: 1 }])
       expect((await store.listFeedback()).map(plain)).toEqual([plain(run2)])
-      await store.ackFeedback('tick', 2)
+      await store.ackFeedback([{ jobId: 'tick', run: 2 }])
       expect(await store.listFeedback()).toEqual([])
     })
 
@@ -339,12 +339,21 @@ export function storeConformance(name: string, makeStore: MakeStore): void {
       const store = await open()
       const feedback = makeFeedback('j1')
       await store.finishRun('j1', {}, feedback, true)
-      await store.ackFeedback('unknown', 1)
-      await store.ackFeedback('j1', 2)
+      await store.ackFeedback([{ jobId: 'unknown', run: 1 }])
+      await store.ackFeedback([{ jobId: 'j1', run: 2 }])
       expect((await store.listFeedback()).map(plain)).toEqual([plain(feedback)])
-      await store.ackFeedback('j1', 1)
-      await store.ackFeedback('j1', 1)
+      await store.ackFeedback([{ jobId: 'j1', run: 1 }])
+      await store.ackFeedback([{ jobId: 'j1', run: 1 }])
       expect(await store.listFeedback()).toEqual([])
+    })
+
+    it('acks several feedbacks in one call, leaving the others', async () => {
+      const store = await open()
+      for (const id of ['a', 'b', 'c']) await store.finishRun(id, {}, makeFeedback(id), true)
+      await store.ackFeedback([{ jobId: 'a', run: 1 }, { jobId: 'c', run: 1 }, { jobId: 'nope', run: 1 }])
+      expect((await store.listFeedback()).map((f) => f.jobId)).toEqual(['b'])
+      await store.ackFeedback([])
+      expect(await store.listFeedback()).toHaveLength(1)
     })
 
     it('removeJob deletes the job everywhere but leaves its feedback', async () => {
@@ -393,7 +402,7 @@ export function storeConformance(name: string, makeStore: MakeStore): void {
       expect(await two.listFeedback()).toEqual([])
 
       await two.removeJob('shared-id')
-      await two.ackFeedback('only-one', 1)
+      await two.ackFeedback([{ jobId: 'only-one', run: 1 }])
       expect(await one.getJob('shared-id')).toBeDefined()
       expect(await one.listFeedback()).toHaveLength(1)
     })

@@ -37,7 +37,7 @@ afterEach(async () => {
   // Empty each node's keys through the store itself (emptied sets vanish): no SCAN needed.
   for (const store of stores.splice(0)) {
     for (const job of await store.listJobs()) await store.removeJob(job.id)
-    for (const f of await store.listFeedback()) await store.ackFeedback(f.jobId, f.run)
+    for (const f of await store.listFeedback()) await store.ackFeedback([{ jobId: f.jobId, run: f.run }])
     await store.close()
   }
 })
@@ -345,8 +345,8 @@ describe('jr feedback', () => {
       { jobId: 'tick', run: 1, kind: 'success', final: false, cancelled: false, distributor: '127.0.0.1:5000' },
     ])
 
-    await store.ackFeedback('once', 1)
-    await store.ackFeedback('tick', 1)
+    await store.ackFeedback([{ jobId: 'once', run: 1 }])
+    await store.ackFeedback([{ jobId: 'tick', run: 1 }])
     expect((await on('feedback')).stdout).toBe("no unacknowledged feedback for node 'w1'\n")
   })
 })

@@ -182,7 +182,7 @@ describe('RedisStore on a real redis-server', () => {
       await store.listUnfinished()
       await store.listJobs({ status: JobStatus.NEW })
       await store.listFeedback()
-      await store.ackFeedback('b1', 1)
+      await store.ackFeedback([{ jobId: 'b1', run: 1 }])
       await admin.echo(marker)
       await markerSeen
     } finally {
