@@ -218,14 +218,8 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       dueAt: resolved.dueAt,
       firstDueAt: resolved.dueAt,
       run: 1,
-      period: resolved.period,
-      defer: resolved.defer,
-      maxAttempt: resolved.maxAttempt,
-      retry: resolved.retry,
-      timeout: resolved.timeout,
-      node: resolved.node,
-      notNode: resolved.notNode,
-      routeKey: routeKey(name, resolved.node, resolved.notNode),
+      opts: resolved.job,
+      routeKey: routeKey(name, resolved.job.node, resolved.job.notNode),
       seq: this.seq++,
       state: 'pending',
       session: undefined,
@@ -520,7 +514,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       // A durable node owns it now; a memory node's drop would still send it back.
       if (session.durable) session.held.remove(job)
       // A job that will wait on the node's timer does not hold a slot of its window.
-      if (job.period !== undefined || job.dueAt > now) this.releaseLoad(job)
+      if (job.opts.period !== undefined || job.dueAt > now) this.releaseLoad(job)
       this.safeEmit('job:accepted', { id, name: job.name, node: session.name })
     }
     this.scheduleDispatch()
@@ -588,9 +582,9 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
         if (item.kind === 'success') job.handle.resolve(args)
         else job.handle.reject(new JobFailedError(job.name, job.id, args))
         for (const waiter of job.cancelWaiters ?? []) waiter(false)
-      } else if (job.period !== undefined) {
+      } else if (job.opts.period !== undefined) {
         job.run = item.run + 1
-        job.dueAt = job.firstDueAt + item.run * job.period * 1000
+        job.dueAt = job.firstDueAt + item.run * job.opts.period * 1000
       }
     }
     session.connection.send({ type: MessageType.FEEDBACK_ACK, items: acks })

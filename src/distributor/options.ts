@@ -141,9 +141,8 @@ export interface EnqueueOptions {
   timeout?: number
 }
 
-/** Enqueue options, validated, with the due time made absolute. */
-export interface ResolvedEnqueueOptions {
-  dueAt: number
+/** What a job carries to its node besides its due time; shared by jobs without options. */
+export interface JobOptions {
   period: number | undefined
   node: string | undefined
   notNode: string | undefined
@@ -152,6 +151,25 @@ export interface ResolvedEnqueueOptions {
   retry: RetryPolicy | undefined
   timeout: number | undefined
 }
+
+/** Enqueue options, validated, with the due time made absolute. */
+export interface ResolvedEnqueueOptions {
+  dueAt: number
+  job: JobOptions
+}
+
+/** Most jobs set no option (or only a delay): they all point at this one object. */
+export const NO_JOB_OPTIONS: Readonly<JobOptions> = Object.freeze({
+  period: undefined,
+  node: undefined,
+  notNode: undefined,
+  defer: false,
+  maxAttempt: undefined,
+  retry: undefined,
+  timeout: undefined,
+})
+
+const DELAY_KEYS = new Set(['after', 'runAt'])
 
 const ENQUEUE_KEYS = ['after', 'runAt', 'period', 'node', 'notNode', 'defer', 'maxAttempt', 'retryMultiplier', 'retry', 'timeout'] as const
 
@@ -174,14 +192,19 @@ export function resolveEnqueueOptions(input: unknown, now: number): ResolvedEnqu
     }
     dueAt = ms
   }
+  dueAt = Math.round(dueAt)
+  let onlyDelay = true
+  for (const key in o) {
+    if (!DELAY_KEYS.has(key) && o[key] !== undefined) onlyDelay = false
+  }
+  if (onlyDelay) return { dueAt, job: NO_JOB_OPTIONS }
   const period = o['period'] === undefined ? undefined : checkNumber('period', o['period'], 0.001)
   let retry: RetryPolicy | undefined
   if (o['retry'] !== undefined) retry = normalizeRetry(o['retry'], 'retry')
   if (o['retryMultiplier'] !== undefined) {
     retry = { strategy: 'linear', multiplier: checkNumber('retryMultiplier', o['retryMultiplier']) }
   }
-  return {
-    dueAt: Math.round(dueAt),
+  const job: JobOptions = {
     period,
     node: o['node'] === undefined ? undefined : checkString('node', o['node']),
     notNode: o['notNode'] === undefined ? undefined : checkString('notNode', o['notNode']),
@@ -190,4 +213,5 @@ export function resolveEnqueueOptions(input: unknown, now: number): ResolvedEnqu
     retry,
     timeout: o['timeout'] === undefined ? undefined : checkNumber('timeout', o['timeout'], 0.001),
   }
+  return { dueAt, job }
 }

@@ -95,7 +95,7 @@ export class PendingQueue {
   private routeOf(job: TrackedJob): Route {
     let route = this.routes.get(job.routeKey)
     if (route === undefined) {
-      route = new Route(job.routeKey, job.name, job.node, job.notNode)
+      route = new Route(job.routeKey, job.name, job.opts.node, job.opts.notNode)
       this.routes.set(job.routeKey, route)
     }
     return route

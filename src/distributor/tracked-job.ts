@@ -1,8 +1,8 @@
 import type { JobArgsObject } from '../protocol/args.js'
 import type { WireJob } from '../protocol/messages.js'
-import type { RetryPolicy } from '../scheduling/retry.js'
 import type { Handle } from './job-handle.js'
 import type { JobList } from './job-list.js'
+import type { JobOptions } from './options.js'
 import type { NodeSession } from './node-session.js'
 
 export type FeedbackCallback<A extends JobArgsObject = JobArgsObject> = (args: A) => void | Promise<void>
@@ -27,13 +27,8 @@ export interface TrackedJob {
   firstDueAt: number
   /** The run a (re-)dispatch starts at; feedback for runs below it was delivered. */
   run: number
-  period: number | undefined
-  defer: boolean
-  maxAttempt: number | undefined
-  retry: RetryPolicy | undefined
-  timeout: number | undefined
-  node: string | undefined
-  notNode: string | undefined
+  /** Options sent to the node; one shared object for jobs that set none. */
+  opts: Readonly<JobOptions>
   routeKey: string
   /** Enqueue order, so jobs put back go before newer ones. */
   seq: number
@@ -58,11 +53,12 @@ export interface TrackedJob {
 
 export function toWireJob(job: TrackedJob): WireJob {
   const wire: WireJob = { id: job.id, name: job.name, args: job.args, dueAt: job.dueAt, run: job.run }
-  if (job.period !== undefined) wire.period = job.period
-  if (job.defer) wire.defer = true
-  if (job.maxAttempt !== undefined) wire.maxAttempt = job.maxAttempt
-  if (job.retry !== undefined) wire.retry = job.retry
-  if (job.timeout !== undefined) wire.timeout = job.timeout
+  const o = job.opts
+  if (o.period !== undefined) wire.period = o.period
+  if (o.defer) wire.defer = true
+  if (o.maxAttempt !== undefined) wire.maxAttempt = o.maxAttempt
+  if (o.retry !== undefined) wire.retry = o.retry
+  if (o.timeout !== undefined) wire.timeout = o.timeout
   return wire
 }
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { DEFAULT_CONFIG, mergeConfig, parseHostPort } from '../../src/config.js'
-import { resolveDistributorOptions, resolveEnqueueOptions } from '../../src/distributor/options.js'
+import { NO_JOB_OPTIONS, resolveDistributorOptions, resolveEnqueueOptions } from '../../src/distributor/options.js'
 import { ErrorCode } from '../../src/errors.js'
 import { JobReactor } from '../../src/jr.js'
 import { resolveNodeOptions } from '../../src/node/options.js'
@@ -32,7 +32,10 @@ describe('JR.configure', () => {
 
 describe('enqueue options', () => {
   it('makes due times absolute', () => {
-    expect(resolveEnqueueOptions({}, NOW).dueAt).toBe(NOW)
+    expect(resolveEnqueueOptions({}, NOW)).toEqual({ dueAt: NOW, job: NO_JOB_OPTIONS })
+    // Jobs without options share one options object.
+    expect(resolveEnqueueOptions({ after: 1 }, NOW).job).toBe(NO_JOB_OPTIONS)
+    expect(resolveEnqueueOptions({ node: 'w1' }, NOW).job).toMatchObject({ node: 'w1', defer: false })
     expect(resolveEnqueueOptions({ after: 1.5 }, NOW).dueAt).toBe(NOW + 1500)
     expect(resolveEnqueueOptions({ runAt: new Date(NOW + 42) }, NOW).dueAt).toBe(NOW + 42)
     // 30 days ahead: past the native timer limit, still an exact instant.
