@@ -6,6 +6,7 @@ import {
   ConnectionClosedError,
   DistributorClosedError,
   ErrorCode,
+  FrameTooLargeError,
   HandshakeError,
   InvalidArgumentError,
   JobFailedError,
@@ -307,6 +308,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       },
     )
     session.connection = connection
+    session.maxFrameSize = this.options.maxFrameSize
     this.connections.add(connection)
     const timer = setTimeout(() => {
       if (session.state === 'handshake') {
@@ -331,7 +333,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
         return
       }
       try {
-        session.acceptHello(message, this.options.secret, this.options.name, this.options.heartbeatMs)
+        session.acceptHello(message, this.options.secret, this.options.name, this.options.heartbeatMs, this.options.maxFrameSize)
       } catch (err) {
         this.rejectSession(session, err instanceof JobsError ? err : new HandshakeError(String(err)))
         return
@@ -471,6 +473,10 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
         const job = route.shift()
         if (job === undefined) break
         this.queue.taken()
+        if (wireSize(job) > session.maxFrameSize - FRAME_ENVELOPE_BYTES) {
+          this.failOversized(job, session)
+          continue
+        }
         job.state = 'sent'
         job.session = session
         job.countsLoad = true
@@ -487,7 +493,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
 
   /** Sends a batch as dispatch frames that each stay under the frame limit. */
   private sendBatch(session: NodeSession, batch: TrackedJob[]): void {
-    const limit = this.options.maxFrameSize - FRAME_ENVELOPE_BYTES
+    const limit = session.maxFrameSize - FRAME_ENVELOPE_BYTES
     let frame: WireJob[] = []
     let bytes = 0
     for (const job of batch) {
@@ -541,6 +547,21 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   private sentTo(session: NodeSession, id: string): TrackedJob | undefined {
     const job = this.jobs.get(id)
     return job !== undefined && job.state === 'sent' && job.session === session ? job : undefined
+  }
+
+  /**
+   * A node with a smaller frame limit than ours would drop the link on this job and get it
+   * again after redialling, forever: the job fails instead, saying why.
+   */
+  private failOversized(job: TrackedJob, session: NodeSession): void {
+    const err = new FrameTooLargeError(wireSize(job), session.maxFrameSize - FRAME_ENVELOPE_BYTES)
+    err.message = `job '${job.name}' (${job.id}) is too large for node '${session.name}': ${err.message}`
+    this.log.error({ id: job.id, job: job.name, node: session.name }, err.message)
+    this.finish(job)
+    const args = { ...decodeArgs(job.args), error: serializeError(err) }
+    this.runClosure(job, job.onError, args)
+    this.safeEmit('job:failed', { id: job.id, name: job.name, run: job.run, node: session.name, args })
+    job.handle.reject(new JobFailedError(job.name, job.id, args))
   }
 
   private releaseLoad(job: TrackedJob): void {

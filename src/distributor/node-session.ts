@@ -46,6 +46,8 @@ export class NodeSession {
   concurrency = 0
   window = 0
   durable = false
+  /** The smaller of the two ends' frame limits: what a dispatch frame may not exceed. */
+  maxFrameSize = Number.MAX_SAFE_INTEGER
   /** The node takes new jobs (false while it drains or its store is down). */
   accepting = true
   /** Jobs counting against `window`: sent, plus accepted instant jobs not yet finished. */
@@ -72,7 +74,13 @@ export class NodeSession {
    * Checks a hello and, when it passes, answers welcome. Throws a HandshakeError or
    * AuthError to be sent back as the error frame.
    */
-  acceptHello(hello: HelloMessage, secret: string | undefined, distributorName: string, heartbeatMs: number): void {
+  acceptHello(
+    hello: HelloMessage,
+    secret: string | undefined,
+    distributorName: string,
+    heartbeatMs: number,
+    maxFrameSize: number,
+  ): void {
     if (hello.protocolVersion !== PROTOCOL_VERSION) {
       throw new HandshakeError(`protocol version ${hello.protocolVersion} is not supported (this distributor speaks ${PROTOCOL_VERSION})`)
     }
@@ -91,12 +99,14 @@ export class NodeSession {
     this.jobs = new Set(hello.jobs)
     this.concurrency = hello.concurrency
     this.window = hello.window
+    if (hello.maxFrameSize !== undefined) this.maxFrameSize = Math.min(this.maxFrameSize, hello.maxFrameSize)
     this.durable = hello.durable
     this.state = 'ready'
     this.connection.send({
       type: MessageType.WELCOME,
       distributor: distributorName,
       heartbeatMs,
+      maxFrameSize,
       ...(proof === undefined ? {} : { proof }),
     })
     this.connection.startHeartbeat(heartbeatMs)

@@ -9,7 +9,15 @@ import type { NodeTlsOptions } from './options.js'
 
 /** What a link needs of its node: a test can fake it in a few lines. */
 export interface LinkContext {
-  helloFields(): { node: string; version: string; jobs: string[]; concurrency: number; window: number; durable: boolean }
+  helloFields(): {
+    node: string
+    version: string
+    jobs: string[]
+    concurrency: number
+    window: number
+    durable: boolean
+    maxFrameSize: number
+  }
   /** Handshake done: the link may carry jobs and feedback. */
   onReady(link: DistributorLink): void
   onMessage(link: DistributorLink, message: Message): void
@@ -40,6 +48,8 @@ export class DistributorLink {
   state: 'idle' | 'connecting' | 'handshake' | 'ready' | 'backoff' | 'closed' = 'idle'
   /** Name the distributor gave in its welcome. */
   distributorName = ''
+  /** The distributor's frame limit, from its welcome: nothing bigger may be sent to it. */
+  peerMaxFrameSize = Infinity
   private connection: Connection | undefined
   private failures = 0
   /** onReady was called and onDown not yet. */
@@ -145,6 +155,7 @@ export class DistributorLink {
         this.state = 'ready'
         this.failures = 0
         this.distributorName = message.distributor
+        this.peerMaxFrameSize = message.maxFrameSize ?? Infinity
         connection.startHeartbeat(message.heartbeatMs)
         this.up = true
         this.ctx.onReady(this)

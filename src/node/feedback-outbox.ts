@@ -102,9 +102,9 @@ export class FeedbackOutbox {
     this.batches.clear()
   }
 
-  /** Frames of at most half the frame limit each. */
+  /** Frames of at most half the smaller of the two ends' frame limits each. */
   private send(link: DistributorLink, items: FeedbackRecord[]): void {
-    const limit = this.ctx.maxFrameSize / 2
+    const limit = Math.min(this.ctx.maxFrameSize, link.peerMaxFrameSize) / 2
     let batch: WireFeedback[] = []
     let bytes = 0
     for (const f of items) {

@@ -1,9 +1,10 @@
 import { createRequire } from 'node:module'
 import { resolve as resolvePath } from 'node:path'
-import { retryPolicyOf, type Config } from '../config.js'
+import { FRAME_ENVELOPE_BYTES, retryPolicyOf, type Config } from '../config.js'
 import {
   CancelJob,
   ErrorCode,
+  FrameTooLargeError,
   JobsError,
   StoreError,
   TimeoutError,
@@ -303,6 +304,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
       jobs: this.registry.names(),
       concurrency: this.options.concurrency,
       window: this.options.window,
+      maxFrameSize: this.options.maxFrameSize,
       durable: this.store.durable,
     }),
     onReady: (link) => {
@@ -738,13 +740,24 @@ export class Node extends TypedEmitter<NodeEventMap> {
 
   // --- feedback ------------------------------------------------------------------------
 
+  /**
+   * The feedback record of a run. Args that cannot be sent back (not serialisable, or over
+   * the frame limit of either end) turn it into error feedback that says so, carrying the
+   * original args: a frame the distributor would refuse must never reach the outbox.
+   */
   private feedbackOf(record: JobRecord, kind: FeedbackKind, final: boolean, cancelled: boolean, args: JobArgsObject): FeedbackRecord {
-    let encoded: Buffer
+    const limit = Math.min(this.options.maxFrameSize, this.links.get(record.distributor)?.peerMaxFrameSize ?? Infinity) - FRAME_ENVELOPE_BYTES
+    let encoded: Buffer | undefined
+    let problem: JobsError | undefined
     try {
       encoded = pack(args)
+      if (encoded.length > limit) problem = new FrameTooLargeError(encoded.length, limit)
     } catch (err) {
-      const error = new JobsError(`the job left args that cannot be sent back: ${(err as Error).message}`, ErrorCode.INVALID_ARG)
-      encoded = pack({ ...decodeArgs(record.args), error: serializeError(error) })
+      problem = new JobsError(`the job left args that cannot be sent back: ${(err as Error).message}`, ErrorCode.INVALID_ARG)
+    }
+    if (problem !== undefined || encoded === undefined) {
+      encoded = pack({ ...decodeArgs(record.args), error: serializeError(problem) })
+      kind = FeedbackKind.ERROR
     }
     return { jobId: record.id, run: record.run, distributor: record.distributor, kind, final, cancelled, args: encoded }
   }

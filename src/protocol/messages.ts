@@ -81,6 +81,8 @@ export interface HelloMessage {
   /** Jobs the node will hold unaccepted-or-running at once; the distributor's window. */
   window: number
   durable: boolean
+  /** The largest frame the node accepts; the distributor sends nothing bigger. */
+  maxFrameSize?: number
   nonce: Uint8Array
   proof?: Uint8Array
 }
@@ -88,6 +90,8 @@ export interface WelcomeMessage {
   type: typeof MessageType.WELCOME
   distributor: string
   heartbeatMs: number
+  /** The largest frame the distributor accepts; the node sends nothing bigger. */
+  maxFrameSize?: number
   proof?: Uint8Array
 }
 export interface ErrorMessage {
@@ -310,6 +314,8 @@ export function parseMessage(value: unknown): Message {
       }
       const proof = optional(o, 'proof', bytes, p)
       if (proof !== undefined) hello.proof = proof
+      const maxFrameSize = optional(o, 'maxFrameSize', posInt, p)
+      if (maxFrameSize !== undefined) hello.maxFrameSize = maxFrameSize
       return hello
     }
     case MessageType.WELCOME: {
@@ -320,6 +326,8 @@ export function parseMessage(value: unknown): Message {
       }
       const proof = optional(o, 'proof', bytes, p)
       if (proof !== undefined) welcome.proof = proof
+      const maxFrameSize = optional(o, 'maxFrameSize', posInt, p)
+      if (maxFrameSize !== undefined) welcome.maxFrameSize = maxFrameSize
       return welcome
     }
     case MessageType.ERROR:

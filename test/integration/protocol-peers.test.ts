@@ -66,7 +66,7 @@ describe('handshake', () => {
     const connected = d.waitFor('node:connect', (e) => e.node === 'fake-1')
     const peer = await connectPeer(d)
     const { welcome } = await peer.handshake({ node: 'fake-1', jobs: ['noop', 'echo'], concurrency: 3, window: 6 })
-    expect(welcome).toEqual({ type: 'welcome', distributor: 'main', heartbeatMs: 1000 })
+    expect(welcome).toEqual({ type: 'welcome', distributor: 'main', heartbeatMs: 1000, maxFrameSize: 16 * 1024 * 1024 })
     expect(await connected).toEqual({ node: 'fake-1', jobs: ['noop', 'echo'], concurrency: 3, durable: false })
     expect(d.nodes).toEqual(['fake-1'])
   })

@@ -208,6 +208,33 @@ describe('JobReactor behaviours', () => {
     expect(() => d.enqueue('echo', { blob: 'x'.repeat(100_000) })).toThrow(/encode to \d+ bytes, over the limit of \d+/)
   })
 
+  it('a job too large for the node it would go to fails with ERR_FRAME_TOO_LARGE instead of looping on the link', async () => {
+    const d = await startDistributor(res)
+    await startNode(res, d, { name: 'small', maxFrameSize: 64 * 1024 })
+    let disconnected = false
+    d.on('node:disconnect', () => (disconnected = true))
+    const err = (await d.enqueue('echo', { blob: 'x'.repeat(100_000) }).done.catch((e: unknown) => e)) as JobFailedError
+    expect(err.args['error']).toMatchObject({ code: ErrorCode.FRAME_TOO_LARGE })
+    expect((err.args['error'] as { message: string }).message).toMatch(/too large for node 'small'/)
+    // Batches stay under the node's limit too: many mid-sized jobs all arrive.
+    const mid = await Promise.all(Array.from({ length: 20 }, (_, i) => d.enqueue('echo', { i, blob: 'y'.repeat(20_000) }).done))
+    expect(mid).toHaveLength(20)
+    expect(disconnected).toBe(false)
+  })
+
+  it('a job that leaves args too large to send back gives error feedback ERR_FRAME_TOO_LARGE, and the node goes on', async () => {
+    const d = await startDistributor(res, { maxFrameSize: 64 * 1024 })
+    await startNode(res, d, { name: 'w1' })
+    let disconnected = false
+    d.on('node:disconnect', () => (disconnected = true))
+    const err = (await d.enqueue('bloat', { size: 100_000 }).done.catch((e: unknown) => e)) as JobFailedError
+    expect(err.args['error']).toMatchObject({ code: ErrorCode.FRAME_TOO_LARGE })
+    expect(err.args['size']).toBe(100_000)
+    expect(err.args['big']).toBeUndefined()
+    expect((await d.enqueue('bloat', { size: 10 }).done)['big']).toBe('x'.repeat(10))
+    expect(disconnected).toBe(false)
+  })
+
   it('a feedback closure that throws does not stop the distributor', async () => {
     const d = await startDistributor(res)
     await startNode(res, d, { name: 'w1' })
