@@ -493,7 +493,9 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
 
   /** Sends a batch as dispatch frames that each stay under the frame limit. */
   private sendBatch(session: NodeSession, batch: TrackedJob[]): void {
-    const limit = session.maxFrameSize - FRAME_ENVELOPE_BYTES
+    // wireSize is an estimate: keep batches to half the limit so that no sum of estimates
+    // can produce a frame over it (a lone job always fits: its size was checked).
+    const limit = (session.maxFrameSize - FRAME_ENVELOPE_BYTES) / 2
     let frame: WireJob[] = []
     let bytes = 0
     for (const job of batch) {
