@@ -20,7 +20,7 @@ import {
   isLoopback,
 } from '../config.js'
 import { InvalidArgumentError } from '../errors.js'
-import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from '../logger.js'
+import { createLogger, resolveLogLevel, type Logger, type LogLevel } from '../logger.js'
 import { normalizeRetry, type RetryPolicy } from '../scheduling/retry.js'
 
 export interface DistributorOptions {
@@ -89,10 +89,7 @@ export function resolveDistributorOptions(input: unknown, defaults: { alwaysUseS
       `refusing to listen on non-loopback host '${host}' without 'secret' or 'tls': anyone who reaches the port could take jobs; pass insecure: true to do it anyway`,
     )
   }
-  const logLevel = o['logLevel']
-  if (logLevel !== undefined && !LOG_LEVELS.includes(logLevel as LogLevel)) {
-    throw new InvalidArgumentError(`'logLevel' must be one of ${LOG_LEVELS.join(', ')}, got ${describe(logLevel)}`)
-  }
+  const logLevel = resolveLogLevel(o['logLevel'])
   const name = o['name'] === undefined ? 'distributor' : checkString('name', o['name'])
   return {
     host,
@@ -112,7 +109,7 @@ export function resolveDistributorOptions(input: unknown, defaults: { alwaysUseS
         ? defaults.alwaysUseSpecifiedNode
         : checkBoolean('alwaysUseSpecifiedNode', o['alwaysUseSpecifiedNode']),
     name,
-    logger: (o['logger'] as Logger | undefined) ?? createLogger(logLevel as LogLevel | undefined).child({ distributor: name }),
+    logger: (o['logger'] as Logger | undefined) ?? createLogger(logLevel).child({ distributor: name }),
   }
 }
 

@@ -434,7 +434,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
     this.safeEmit('store:down', { error })
     const probe = (): void => {
       if (this.state === 'closed') return
-      this.store.listFeedback().then(
+      this.store.ping().then(
         () => void this.onStoreUp(),
         () => setTimeout(probe, STORE_PROBE_MS).unref(),
       )

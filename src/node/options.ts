@@ -18,7 +18,7 @@ import {
   parseHostPort,
 } from '../config.js'
 import { InvalidArgumentError } from '../errors.js'
-import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from '../logger.js'
+import { createLogger, resolveLogLevel, type Logger, type LogLevel } from '../logger.js'
 import type { Store } from '../storage/store.js'
 import type { JobRegistry } from './registry.js'
 
@@ -124,10 +124,7 @@ export function resolveNodeOptions(input: unknown): ResolvedNodeOptions {
     throw new InvalidArgumentError(`'storage' must be 'memory', 'redis://…' or 'redis-cluster://…', got ${describe(storage)}`)
   }
   const concurrency = o['concurrency'] === undefined ? DEFAULT_CONCURRENCY : checkInteger('concurrency', o['concurrency'], 1, 100_000)
-  const logLevel = o['logLevel']
-  if (logLevel !== undefined && !LOG_LEVELS.includes(logLevel as LogLevel)) {
-    throw new InvalidArgumentError(`'logLevel' must be one of ${LOG_LEVELS.join(', ')}, got ${describe(logLevel)}`)
-  }
+  const logLevel = resolveLogLevel(o['logLevel'])
   const reconnectMinMs = o['reconnectMinMs'] === undefined ? DEFAULT_RECONNECT_MIN_MS : checkInteger('reconnectMinMs', o['reconnectMinMs'], 1)
   const reconnectMaxMs = o['reconnectMaxMs'] === undefined ? DEFAULT_RECONNECT_MAX_MS : checkInteger('reconnectMaxMs', o['reconnectMaxMs'], reconnectMinMs)
   return {
@@ -150,7 +147,7 @@ export function resolveNodeOptions(input: unknown): ResolvedNodeOptions {
       o['workerThreads'] === undefined ? Math.max(1, availableParallelism() - 1) : checkInteger('workerThreads', o['workerThreads'], 1, 1024),
     takeover: o['takeover'] === undefined ? false : checkBoolean('takeover', o['takeover']),
     leaseMs: o['leaseMs'] === undefined ? DEFAULT_LEASE_MS : checkInteger('leaseMs', o['leaseMs'], 100),
-    logLevel: (logLevel as LogLevel | undefined) ?? ((process.env['JR_LOG_LEVEL'] as LogLevel | undefined) ?? 'info'),
-    logger: (o['logger'] as Logger | undefined) ?? createLogger(logLevel as LogLevel | undefined).child({ node: name }),
+    logLevel,
+    logger: (o['logger'] as Logger | undefined) ?? createLogger(logLevel).child({ node: name }),
   }
 }

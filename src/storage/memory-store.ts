@@ -32,6 +32,10 @@ export class MemoryStore implements Store {
     this.state = 'open'
   }
 
+  async ping(): Promise<void> {
+    this.check()
+  }
+
   async saveJobs(jobs: readonly JobRecord[]): Promise<void> {
     this.check()
     for (const job of jobs) this.jobs.set(job.id, copyJob(job))

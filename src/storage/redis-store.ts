@@ -311,6 +311,15 @@ export class RedisStore implements Store, NodeLeases {
     this.state = 'open'
   }
 
+  async ping(): Promise<void> {
+    this.check()
+    try {
+      await this.client.ping()
+    } catch (err) {
+      throw this.failure('ping', err)
+    }
+  }
+
   async saveJobs(jobs: readonly JobRecord[]): Promise<void> {
     this.check()
     if (jobs.length === 0) return

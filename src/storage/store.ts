@@ -107,6 +107,8 @@ export interface Store {
   readonly durable: boolean
   /** Connects and prepares; rejects with a StoreError if the backend is unreachable. */
   open(): Promise<void>
+  /** Resolves when the backend answers (cheaply: a node probes with it during an outage). */
+  ping(): Promise<void>
   /** Saves new jobs (one batch, one round trip where the backend allows). */
   saveJobs(jobs: readonly JobRecord[]): Promise<void>
   /** Updates some fields of a stored job; a missing job is ignored. */

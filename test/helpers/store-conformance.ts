@@ -356,6 +356,13 @@ export function storeConformance(name: string, makeStore: MakeStore): void {
       expect(await store.listFeedback()).toHaveLength(1)
     })
 
+    it('ping answers while open and refuses after close', async () => {
+      const store = await open()
+      await expect(store.ping()).resolves.toBeUndefined()
+      await store.close()
+      await expect(store.ping()).rejects.toMatchObject({ code: 'ERR_STORE' })
+    })
+
     it('removeJob deletes the job everywhere but leaves its feedback', async () => {
       const store = await open()
       await store.saveJobs([makeJob('j1'), makeJob('j2')])

@@ -15,6 +15,24 @@ beforeAll(async () => {
 })
 afterAll(() => redis.stop())
 
+/**
+ * A redis-server that writes every command to its append-only file before answering, and
+ * can be killed and started again on the same data and port. Stopped after the test.
+ */
+async function crashableRedis(): Promise<{ url: string; crash(): Promise<void>; restart(): Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'jr-aof-'))
+  res.add(dir, (p) => rm(p, { recursive: true, force: true }))
+  let server = await startRedisServer({ appendonly: true, dir })
+  res.add(null, () => server.stop())
+  return {
+    url: server.url,
+    crash: () => server.kill('SIGKILL'),
+    restart: async () => {
+      server = await startRedisServer({ appendonly: true, dir, port: server.port })
+    },
+  }
+}
+
 let seq = 0
 /** Node names are the storage namespace: a fresh one per test keeps tests apart. */
 function uniqueName(base: string): string {
@@ -76,39 +94,33 @@ describe('durable nodes on Redis', () => {
   })
 
   it('jobs accepted before redis-server was killed still complete after it restarts', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'jr-aof-'))
-    res.add(dir, (p) => rm(p, { recursive: true, force: true }))
-    let server = await startRedisServer({ appendonly: true, dir })
-    res.add(null, () => server.stop())
+    const server = await crashableRedis()
     const d = await startDistributor(res)
     const name = uniqueName('outage')
     await spawnConnectedNode(res, d, name, ['--storage', server.url])
     const handles = Array.from({ length: 300 }, (_, i) => d.enqueue('stamp', { i }, { after: 1 }))
     await allAccepted(d, handles)
-    await server.kill('SIGKILL')
-    server = await startRedisServer({ appendonly: true, dir, port: server.port })
+    await server.crash()
+    await server.restart()
     const results = await Promise.all(handles.map((h) => h.done))
     expect(new Set(results.map((a) => a['i'])).size).toBe(300)
   })
 
   it('while its Redis is down a node takes no new jobs (they go elsewhere) and finishes what it held once Redis is back', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'jr-aof-'))
-    res.add(dir, (p) => rm(p, { recursive: true, force: true }))
-    let server = await startRedisServer({ appendonly: true, dir })
-    res.add(null, () => server.stop())
+    const server = await crashableRedis()
     const d = await startDistributor(res)
     const durable = await startNode(res, d, { name: uniqueName('flaky'), storage: server.url })
     const held = Array.from({ length: 50 }, (_, i) => d.enqueue('stamp', { i }, { after: 0.3, node: durable.name }))
     await allAccepted(d, held)
     const down = durable.waitFor('store:down')
-    await server.kill('SIGKILL')
+    await server.crash()
     // The held jobs fire, run, and cannot record their end: the node notices the outage.
     await down
     await startNode(res, d, { name: 'backup' })
     const during = await Promise.all(Array.from({ length: 20 }, () => d.enqueue('where', {}).done))
     expect(new Set(during.map((a) => a['node']))).toEqual(new Set(['backup']))
     const up = durable.waitFor('store:up')
-    server = await startRedisServer({ appendonly: true, dir, port: server.port })
+    await server.restart()
     await up
     const results = await Promise.all(held.map((h) => h.done))
     expect(new Set(results.map((a) => a['i'])).size).toBe(50)
