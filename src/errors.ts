@@ -52,8 +52,10 @@ export class QueueFullError extends JobsError {
 }
 
 export class FrameTooLargeError extends JobsError {
-  constructor(size: number, limit: number) {
-    super(`frame of ${size} bytes exceeds maxFrameSize ${limit}`, ErrorCode.FRAME_TOO_LARGE)
+  /** `what` says whose frame it would be, when that helps the reader. */
+  constructor(size: number, limit: number, what?: string) {
+    const detail = `frame of ${size} bytes exceeds maxFrameSize ${limit}`
+    super(what === undefined ? detail : `${what}: ${detail}`, ErrorCode.FRAME_TOO_LARGE)
   }
 }
 

@@ -104,7 +104,6 @@ class RecentIds {
  */
 export class Distributor extends TypedEmitter<DistributorEventMap> {
   readonly options: ResolvedDistributorOptions
-  readonly id = nanoid()
   private readonly log
   private server: Server | undefined
   private readonly connections = new Set<Connection>()
@@ -556,8 +555,11 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
    * again after redialling, forever: the job fails instead, saying why.
    */
   private failOversized(job: TrackedJob, session: NodeSession): void {
-    const err = new FrameTooLargeError(wireSize(job), session.maxFrameSize - FRAME_ENVELOPE_BYTES)
-    err.message = `job '${job.name}' (${job.id}) is too large for node '${session.name}': ${err.message}`
+    const err = new FrameTooLargeError(
+      wireSize(job),
+      session.maxFrameSize - FRAME_ENVELOPE_BYTES,
+      `job '${job.name}' (${job.id}) is too large for node '${session.name}'`,
+    )
     this.log.error({ id: job.id, job: job.name, node: session.name }, err.message)
     this.finish(job)
     const args = { ...decodeArgs(job.args), error: serializeError(err) }
