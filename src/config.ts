@@ -155,6 +155,12 @@ export const DEFAULT_STALL_TIMEOUT_MS = 30_000
 export const DEFAULT_MAX_PENDING = 1_000_000
 export const DEFAULT_MAX_CONNECTIONS = 1_024
 export const DEFAULT_CONCURRENCY = 100
+/**
+ * A node's default window per unit of concurrency. At 2 a node went idle between feedback
+ * and the next dispatch (no-op throughput 51k jobs/s); at 10 it stays fed (76k), with
+ * little gain past that.
+ */
+export const DEFAULT_WINDOW_PER_SLOT = 10
 export const DEFAULT_RECONNECT_MIN_MS = 100
 export const DEFAULT_RECONNECT_MAX_MS = 10_000
 export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 30_000

@@ -84,7 +84,7 @@ export function buildProgram(): Command {
     .option('-j, --jobs <dir>', 'directory of job files (default: jobs)')
     .option('-s, --storage <storage>', "'memory', redis://host:port or redis-cluster://h1:p1,h2:p2", 'memory')
     .option('-c, --concurrency <n>', 'chains run at once', integer)
-    .option('--window <n>', 'jobs a distributor may have in flight here (default: 2 x concurrency)', integer)
+    .option('--window <n>', 'jobs a distributor may have in flight here (default: 10 x concurrency)', integer)
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS))
     .option('--config <file>', 'JSON settings (maxAttempt, retryMultiplier, ...)')
     .option('--secret-file <file>', 'file holding the shared secret (or set JR_SECRET)')

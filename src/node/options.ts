@@ -7,6 +7,7 @@ import {
   checkSecret,
   checkString,
   DEFAULT_CONCURRENCY,
+  DEFAULT_WINDOW_PER_SLOT,
   DEFAULT_LEASE_MS,
   DEFAULT_MAX_FRAME_SIZE,
   MIN_MAX_FRAME_SIZE,
@@ -45,7 +46,11 @@ export interface NodeOptions {
   storage?: string | Store
   /** Chains run at once, at most. @default 100 */
   concurrency?: number
-  /** Jobs a distributor may have in flight to this node (sent and unfinished). @default 2 × concurrency */
+  /**
+   * Jobs a distributor may have in flight to this node (sent and unfinished), like a prefetch
+   * count. Larger keeps a fast node fed while feedback is on its way back; smaller spreads
+   * long jobs more evenly. @default 10 × concurrency
+   */
   window?: number
   /** Shared secret the distributors require (16+ characters). */
   secret?: string
@@ -134,7 +139,7 @@ export function resolveNodeOptions(input: unknown): ResolvedNodeOptions {
     registry: o['registry'] as JobRegistry | undefined,
     storage: storage as string | Store,
     concurrency,
-    window: o['window'] === undefined ? concurrency * 2 : checkInteger('window', o['window'], 1),
+    window: o['window'] === undefined ? concurrency * DEFAULT_WINDOW_PER_SLOT : checkInteger('window', o['window'], 1),
     secret: checkSecret('secret', o['secret']),
     tls: o['tls'] === undefined ? undefined : (checkPlainOptions('tls', o['tls']) as NodeTlsOptions),
     maxFrameSize: o['maxFrameSize'] === undefined ? DEFAULT_MAX_FRAME_SIZE : checkInteger('maxFrameSize', o['maxFrameSize'], MIN_MAX_FRAME_SIZE, 2 ** 31 - 1),

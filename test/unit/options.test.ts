@@ -57,7 +57,7 @@ describe('distributor and node options', () => {
     const d = resolveDistributorOptions({}, { alwaysUseSpecifiedNode: true })
     expect(d).toMatchObject({ host: '127.0.0.1', port: 5000, maxPending: 1_000_000, alwaysUseSpecifiedNode: true })
     const n = resolveNodeOptions({ name: 'w1' })
-    expect(n).toMatchObject({ concurrency: 100, window: 200, storage: 'memory', takeover: false })
+    expect(n).toMatchObject({ concurrency: 100, window: 1000, storage: 'memory', takeover: false })
     expect(n.distributors).toEqual([{ key: '127.0.0.1:5000', host: '127.0.0.1', port: 5000 }])
   })
 
