@@ -3,7 +3,7 @@ import { ConnectionClosedError, ErrorCode, FrameTooLargeError, JobsError, Protoc
 import type { Logger } from '../logger.js'
 import { encodeFrame, FrameDecoder, type FrameSink } from './frame.js'
 import { Heartbeat, type HeartbeatContext } from './heartbeat.js'
-import { MessageType, parseMessage, type Message } from './messages.js'
+import { MessageType, parseMessage, toWire, type Message } from './messages.js'
 import { pack, unpack } from './msgpack.js'
 
 export interface ConnectionOptions {
@@ -87,7 +87,7 @@ export class Connection implements FrameSink, HeartbeatContext {
   /** Queues a message; false when the connection is no longer open. */
   send(message: Message): boolean {
     if (this.state !== 'open') return false
-    const body = pack(message)
+    const body = pack(toWire(message))
     if (body.length > this.options.maxFrameSize) {
       throw new FrameTooLargeError(body.length, this.options.maxFrameSize)
     }

@@ -33,7 +33,10 @@ export const MessageType = {
 } as const
 export type MessageType = (typeof MessageType)[keyof typeof MessageType]
 
-/** A job as it travels to a node. Times are absolute epoch ms. */
+/**
+ * A job as it travels to a node. Times are absolute epoch ms. On the wire it is a tuple
+ * (see toWire), since a map would repeat every key name per job.
+ */
 export interface WireJob {
   id: string
   name: string
@@ -171,22 +174,38 @@ function obj(value: unknown, path: string): Obj {
   return value as Obj
 }
 
-function str(o: Obj, key: string, path: string): string {
-  const v = o[key]
-  if (typeof v !== 'string') fail(`${path}.${key}`, 'a string', v)
+// Value checkers name the field by `path`; the Obj readers below are them applied to a key.
+
+function strV(v: unknown, path: string): string {
+  if (typeof v !== 'string') fail(path, 'a string', v)
   return v
+}
+
+function numV(v: unknown, path: string): number {
+  if (typeof v !== 'number' || !Number.isFinite(v)) fail(path, 'a finite number', v)
+  return v
+}
+
+function posIntV(v: unknown, path: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) fail(path, 'a non-negative integer', v)
+  return v
+}
+
+function bytesV(v: unknown, path: string): Uint8Array {
+  if (!(v instanceof Uint8Array)) fail(path, 'binary', v)
+  return v
+}
+
+function str(o: Obj, key: string, path: string): string {
+  return strV(o[key], `${path}.${key}`)
 }
 
 function num(o: Obj, key: string, path: string): number {
-  const v = o[key]
-  if (typeof v !== 'number' || !Number.isFinite(v)) fail(`${path}.${key}`, 'a finite number', v)
-  return v
+  return numV(o[key], `${path}.${key}`)
 }
 
 function posInt(o: Obj, key: string, path: string): number {
-  const v = num(o, key, path)
-  if (!Number.isInteger(v) || v < 0) fail(`${path}.${key}`, 'a non-negative integer', v)
-  return v
+  return posIntV(o[key], `${path}.${key}`)
 }
 
 function bool(o: Obj, key: string, path: string): boolean {
@@ -196,9 +215,16 @@ function bool(o: Obj, key: string, path: string): boolean {
 }
 
 function bytes(o: Obj, key: string, path: string): Uint8Array {
-  const v = o[key]
-  if (!(v instanceof Uint8Array)) fail(`${path}.${key}`, 'binary', v)
-  return v
+  return bytesV(o[key], `${path}.${key}`)
+}
+
+/** An array of `min` to `max` items: the wire form of the per-job records. */
+function tuple(value: unknown, path: string, min: number, max: number): unknown[] {
+  if (!Array.isArray(value)) fail(path, `an array of ${min === max ? min : `${min} to ${max}`} items`, value)
+  if (value.length < min || value.length > max) {
+    throw new ProtocolError(`'${path}' must have ${min === max ? min : `${min} to ${max}`} items, got ${value.length}`)
+  }
+  return value
 }
 
 function arr(o: Obj, key: string, path: string): unknown[] {
@@ -239,45 +265,92 @@ function retryPolicy(o: Obj, key: string, path: string): RetryPolicy {
   }
 }
 
+/** Options a job may carry; absent from the wire tuple when it has none. */
+const JOB_EXTRAS = ['period', 'defer', 'maxAttempt', 'retry', 'timeout'] as const
+
 function wireJob(value: unknown, path: string): WireJob {
-  const o = obj(value, path)
+  const t = tuple(value, path, 5, 6)
   const job: WireJob = {
-    id: str(o, 'id', path),
-    name: str(o, 'name', path),
-    args: bytes(o, 'args', path),
-    dueAt: num(o, 'dueAt', path),
-    run: posInt(o, 'run', path),
+    id: strV(t[0], `${path}.id`),
+    name: strV(t[1], `${path}.name`),
+    args: bytesV(t[2], `${path}.args`),
+    dueAt: numV(t[3], `${path}.dueAt`),
+    run: posIntV(t[4], `${path}.run`),
   }
-  const period = optional(o, 'period', num, path)
+  if (t[5] === undefined || t[5] === null) return job
+  // Named as fields of the job: to a user they are its options, wherever the wire puts them.
+  const o = obj(t[5], `${path}.options`)
+  const where = path
+  const period = optional(o, 'period', num, where)
   if (period !== undefined) job.period = period
-  const defer = optional(o, 'defer', bool, path)
+  const defer = optional(o, 'defer', bool, where)
   if (defer !== undefined) job.defer = defer
-  const maxAttempt = optional(o, 'maxAttempt', posInt, path)
+  const maxAttempt = optional(o, 'maxAttempt', posInt, where)
   if (maxAttempt !== undefined) job.maxAttempt = maxAttempt
-  const retry = optional(o, 'retry', retryPolicy, path)
+  const retry = optional(o, 'retry', retryPolicy, where)
   if (retry !== undefined) job.retry = retry
-  const timeout = optional(o, 'timeout', num, path)
+  const timeout = optional(o, 'timeout', num, where)
   if (timeout !== undefined) job.timeout = timeout
   return job
 }
 
+function wireJobTuple(job: WireJob): unknown[] {
+  const t: unknown[] = [job.id, job.name, job.args, job.dueAt, job.run]
+  let extras: Obj | undefined
+  for (const key of JOB_EXTRAS) {
+    if (job[key] !== undefined) (extras ??= {})[key] = job[key]
+  }
+  if (extras !== undefined) t.push(extras)
+  return t
+}
+
+/** Feedback flags on the wire, one bit each. */
+const ERROR_KIND = 1
+const FINAL = 2
+const CANCELLED = 4
+
 function wireFeedback(value: unknown, path: string): WireFeedback {
-  const o = obj(value, path)
-  const kind = o['kind']
-  if (kind !== 'success' && kind !== 'error') fail(`${path}.kind`, "'success' or 'error'", kind)
+  const t = tuple(value, path, 4, 4)
+  const flags = t[2]
+  if (typeof flags !== 'number' || !Number.isInteger(flags) || flags < 0 || flags > 7) {
+    fail(`${path}.flags`, 'an integer from 0 to 7', flags)
+  }
   return {
-    id: str(o, 'id', path),
-    run: posInt(o, 'run', path),
-    kind,
-    final: bool(o, 'final', path),
-    cancelled: bool(o, 'cancelled', path),
-    args: bytes(o, 'args', path),
+    id: strV(t[0], `${path}.id`),
+    run: posIntV(t[1], `${path}.run`),
+    kind: (flags & ERROR_KIND) === 0 ? 'success' : 'error',
+    final: (flags & FINAL) !== 0,
+    cancelled: (flags & CANCELLED) !== 0,
+    args: bytesV(t[3], `${path}.args`),
   }
 }
 
+function wireFeedbackTuple(f: WireFeedback): unknown[] {
+  const flags = (f.kind === 'error' ? ERROR_KIND : 0) | (f.final ? FINAL : 0) | (f.cancelled ? CANCELLED : 0)
+  return [f.id, f.run, flags, f.args]
+}
+
 function feedbackRef(value: unknown, path: string): FeedbackRef {
-  const o = obj(value, path)
-  return { id: str(o, 'id', path), run: posInt(o, 'run', path) }
+  const t = tuple(value, path, 2, 2)
+  return { id: strV(t[0], `${path}.id`), run: posIntV(t[1], `${path}.run`) }
+}
+
+/**
+ * A message as it goes on the wire: the per-job records of dispatch, feedback and acks
+ * become tuples (a map repeats its key names for every job, which costs more to pack,
+ * to unpack and to send than the job itself); every other message is sent as it is.
+ */
+export function toWire(message: Message): object {
+  switch (message.type) {
+    case MessageType.DISPATCH:
+      return { type: message.type, jobs: message.jobs.map(wireJobTuple) }
+    case MessageType.FEEDBACK:
+      return { type: message.type, items: message.items.map(wireFeedbackTuple) }
+    case MessageType.FEEDBACK_ACK:
+      return { type: message.type, items: message.items.map((r) => [r.id, r.run]) }
+    default:
+      return message
+  }
 }
 
 function list<T>(o: Obj, key: string, path: string, read: (v: unknown, path: string) => T): T[] {

@@ -6,6 +6,7 @@ import {
   MessageType,
   parseMessage,
   PROTOCOL_VERSION,
+  toWire,
   type ChallengeMessage,
   type Message,
   type WelcomeMessage,
@@ -155,7 +156,12 @@ export class FakePeer {
     }
   }
 
-  /** Packs and frames `message` (anything: it is not validated) and writes it. */
+  /** Sends a well-formed message in its wire form, as a real peer would. */
+  send(message: Message): void {
+    this.sendMessage(toWire(message))
+  }
+
+  /** Packs and frames `message` as it is (anything: it is neither converted nor validated) and writes it. */
   sendMessage(message: unknown): void {
     this.socket.write(encodeFrame(pack(message)))
   }

@@ -3,7 +3,7 @@ import type { Distributor } from '../../src/distributor/distributor.js'
 import { ErrorCode, JobFailedError } from '../../src/errors.js'
 import { NONCE_SIZE } from '../../src/protocol/handshake.js'
 import { encodeFrame } from '../../src/protocol/frame.js'
-import { MessageType, PROTOCOL_VERSION, type Message } from '../../src/protocol/messages.js'
+import { MessageType, PROTOCOL_VERSION, toWire, type Message } from '../../src/protocol/messages.js'
 import { pack, unpack } from '../../src/protocol/msgpack.js'
 import { Resources, startDistributor, startNode } from '../helpers/cluster.js'
 import { FakePeer, type FakePeerOptions } from '../helpers/fake-peer.js'
@@ -186,19 +186,19 @@ describe('garbage closes only the connection that sent it', () => {
     {
       what: 'a message other than hello during the handshake',
       handshake: false,
-      send: (p) => p.sendMessage({ type: 'state', accepting: true }),
+      send: (p) => p.send({ type: 'state', accepting: true }),
       names: "expected 'hello', got 'state'",
     },
     {
       what: 'a dispatch sent by the node side',
       handshake: true,
-      send: (p) => p.sendMessage({ type: 'dispatch', jobs: [{ id: 'x', name: 'echo', args: pack({}), dueAt: 0, run: 1 }] }),
+      send: (p) => p.send({ type: 'dispatch', jobs: [{ id: 'x', name: 'echo', args: pack({}), dueAt: 0, run: 1 }] }),
       names: "unexpected 'dispatch' from a node",
     },
     {
       what: 'a welcome sent by the node side',
       handshake: true,
-      send: (p) => p.sendMessage({ type: 'welcome', distributor: 'me', heartbeatMs: 1000 }),
+      send: (p) => p.send({ type: 'welcome', distributor: 'me', heartbeatMs: 1000 }),
       names: "unexpected 'welcome' from a node",
     },
     {
@@ -247,8 +247,8 @@ describe('garbage closes only the connection that sent it', () => {
     await peer.handshake({ node: 'bad', jobs: ['fake-only'] })
     let orphans = 0
     d.on('feedback:orphan', () => orphans++)
-    const feedback = { type: 'feedback', items: [{ id: 'x', run: 1, kind: 'success', final: true, cancelled: false, args: pack({}) }] }
-    peer.sendRaw(Buffer.concat([encodeFrame(pack({ type: 'bogus' })), encodeFrame(pack(feedback))]))
+    const feedback: Message = { type: 'feedback', items: [{ id: 'x', run: 1, kind: 'success', final: true, cancelled: false, args: pack({}) }] }
+    peer.sendRaw(Buffer.concat([encodeFrame(pack({ type: 'bogus' })), encodeFrame(pack(toWire(feedback)))]))
     await expectClosedWithError(peer, ErrorCode.PROTOCOL)
     expect(peer.received.map((m) => m.type)).toEqual(['challenge', 'welcome', 'error'])
     expect(orphans).toBe(0)
@@ -285,7 +285,7 @@ describe('garbage closes only the connection that sent it', () => {
     expect(body.length).toBe(LIMIT)
     peer.sendFrame(body)
     // Proof it was read and the link lives: a feedback now is acked.
-    peer.sendMessage({ type: 'feedback', items: [{ id: 'nope', run: 1, kind: 'success', final: true, cancelled: false, args: pack({}) }] })
+    peer.send({ type: 'feedback', items: [{ id: 'nope', run: 1, kind: 'success', final: true, cancelled: false, args: pack({}) }] })
     expect((await peer.nextOfType('feedback-ack')).items).toEqual([{ id: 'nope', run: 1 }])
     expect(peer.isOpen).toBe(true)
   })
@@ -346,11 +346,11 @@ describe('dispatch and feedback with a fake node', () => {
     expect(dispatch.jobs.map((j) => j.id)).toEqual([handle.id])
 
     const accepted = d.waitFor('job:accepted', (e) => e.id === handle.id)
-    fake.sendMessage({ type: 'accepted', ids: [handle.id] })
+    fake.send({ type: 'accepted', ids: [handle.id] })
     expect(await accepted).toEqual({ id: handle.id, name: 'echo', node: 'fake' })
 
     const result = { n: 1, result: 'from the fake', nested: { list: [1, 2] } }
-    fake.sendMessage({
+    fake.send({
       type: 'feedback',
       items: [{ id: handle.id, run: 1, kind: 'success', final: true, cancelled: false, args: pack(result) }],
     })
@@ -368,7 +368,7 @@ describe('dispatch and feedback with a fake node', () => {
     const handle = d.enqueue('echo', { keep: true })
     await fake.nextOfType('dispatch')
     const accepted = d.waitFor('job:accepted', (e) => e.id === handle.id)
-    fake.sendMessage({ type: 'accepted', ids: [handle.id] })
+    fake.send({ type: 'accepted', ids: [handle.id] })
     await accepted
     const cancelled = handle.cancel()
     const request = await fake.nextOfType('cancel')
@@ -391,9 +391,9 @@ describe('dispatch and feedback with a fake node', () => {
     const errors: unknown[] = []
     const handle = d.enqueue('echo', { n: 2 }, {}, undefined, (args) => void errors.push(args))
     await fake.nextOfType('dispatch')
-    fake.sendMessage({ type: 'accepted', ids: [handle.id] })
+    fake.send({ type: 'accepted', ids: [handle.id] })
     const failure = { n: 2, error: { name: 'Error', message: 'exploded' } }
-    fake.sendMessage({
+    fake.send({
       type: 'feedback',
       items: [{ id: handle.id, run: 1, kind: 'error', final: true, cancelled: false, args: pack(failure) }],
     })
@@ -415,7 +415,7 @@ describe('dispatch and feedback with a fake node', () => {
     await fake.handshake({ node: 'fake', jobs: ['echo'] })
 
     const orphan = d.waitFor('feedback:orphan')
-    fake.sendMessage({
+    fake.send({
       type: 'feedback',
       items: [{ id: 'no-such-job', run: 2, kind: 'error', final: true, cancelled: false, args: pack({ lost: true }) }],
     })
@@ -436,18 +436,18 @@ describe('dispatch and feedback with a fake node', () => {
     d.on('job:success', () => successEvents++)
     const handle = d.enqueue('echo', { n: 3 }, {}, () => void successCalls++)
     await fake.nextOfType('dispatch')
-    fake.sendMessage({ type: 'accepted', ids: [handle.id] })
+    fake.send({ type: 'accepted', ids: [handle.id] })
 
-    const feedback = {
+    const feedback: Message = {
       type: 'feedback',
       items: [{ id: handle.id, run: 1, kind: 'success', final: true, cancelled: false, args: pack({ n: 3, done: true }) }],
     }
-    fake.sendMessage(feedback)
+    fake.send(feedback)
     await expect(handle.done).resolves.toEqual({ n: 3, done: true })
     expect((await fake.nextOfType('feedback-ack')).items).toEqual([{ id: handle.id, run: 1 }])
 
     // As a node does when it reconnects before it saw the ack: the same feedback again.
-    fake.sendMessage(feedback)
+    fake.send(feedback)
     expect((await fake.nextOfType('feedback-ack')).items).toEqual([{ id: handle.id, run: 1 }])
     expect(successCalls).toBe(1)
     expect(successEvents).toBe(1)
@@ -465,8 +465,8 @@ describe('dispatch and feedback with a fake node', () => {
     const seen = new Set<string>()
     while (seen.size < 2) for (const job of (await fake.nextOfType('dispatch')).jobs) seen.add(job.id)
     expect([...seen].sort()).toEqual([a.id, b.id].sort())
-    fake.sendMessage({ type: 'accepted', ids: [a.id, b.id] })
-    fake.sendMessage({
+    fake.send({ type: 'accepted', ids: [a.id, b.id] })
+    fake.send({
       type: 'feedback',
       items: [
         { id: b.id, run: 1, kind: 'success', final: true, cancelled: false, args: pack({ k: 'b', ok: 1 }) },

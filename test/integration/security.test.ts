@@ -532,12 +532,12 @@ describe('limits', () => {
     expect(d.pendingCount).toBe(3)
 
     // Accepting does not free a slot (the job still runs on the node); finishing does.
-    fake.sendMessage({ type: MessageType.ACCEPTED, ids: sent })
+    fake.send({ type: MessageType.ACCEPTED, ids: sent })
     await d.waitFor('job:accepted', (e) => e.id === sent[1])
     expect(d.pendingCount).toBe(3)
-    fake.sendMessage({
+    fake.send({
       type: MessageType.FEEDBACK,
-      items: [{ id: sent[0], run: 1, kind: 'success', final: true, cancelled: false, args: Buffer.from([0x80]) }],
+      items: [{ id: sent[0] as string, run: 1, kind: 'success', final: true, cancelled: false, args: Buffer.from([0x80]) }],
     })
     const next = await fake.nextOfType(MessageType.DISPATCH)
     expect(next.jobs.map((j) => j.id)).toEqual([handles[2]?.id])

@@ -6,7 +6,7 @@ import { ErrorCode, FrameTooLargeError, JobsError, ProtocolError } from '../../s
 import { createLogger } from '../../src/logger.js'
 import { Connection } from '../../src/protocol/connection.js'
 import { encodeFrame, FRAME_HEADER_SIZE, FrameDecoder } from '../../src/protocol/frame.js'
-import { MessageType, parseMessage, type Message } from '../../src/protocol/messages.js'
+import { MessageType, parseMessage, toWire, type Message } from '../../src/protocol/messages.js'
 import { pack, unpack } from '../../src/protocol/msgpack.js'
 
 /*
@@ -140,7 +140,7 @@ const frameish = fc
     fc.oneof(
       fc.uint8Array({ maxLength: 80 }).map((b) => encodeFrame(b)),
       anyValue.map((v) => encodeFrame(packOrEmpty(v))),
-      message.map((m) => encodeFrame(pack(m))),
+      message.map((m) => encodeFrame(pack(toWire(m)))),
       fc.uint8Array({ maxLength: 12 }).map((b) => Buffer.from(b)),
       fc.integer({ min: 0, max: 0xffff_ffff }).map((n) => {
         const header = Buffer.alloc(FRAME_HEADER_SIZE)
@@ -354,7 +354,7 @@ describe('FrameDecoder against arbitrary bytes', () => {
 
   it('decodes valid frames split at arbitrary points into the messages that were sent', () => {
     const stream = fc.array(message, { minLength: 1, maxLength: 6 }).chain((messages) =>
-      chunked(fc.constant(Buffer.concat(messages.map((m) => encodeFrame(pack(m)))))).map((c) => ({ messages, ...c })),
+      chunked(fc.constant(Buffer.concat(messages.map((m) => encodeFrame(pack(toWire(m))))))).map((c) => ({ messages, ...c })),
     )
     fc.assert(
       fc.property(stream, ({ messages, chunks }) => {
@@ -426,7 +426,7 @@ describe('msgpack and message validation against arbitrary input', () => {
       .filter(([m, key, replacement]) => kind((m as unknown as Record<string, unknown>)[key]) !== kind(replacement))
     fc.assert(
       fc.property(mutated, ([m, key, replacement]) => {
-        const bad = { ...m, [key]: replacement }
+        const bad = { ...toWire(m), [key]: replacement }
         const err = thrownBy(() => parseMessage(unpack(pack(bad))))
         expect(err).toBeInstanceOf(ProtocolError)
         expect((err as ProtocolError).message).toContain(`'${m.type}.${key}`)
@@ -508,7 +508,7 @@ describe('Connection against a hostile peer', () => {
     )
     fc.assert(
       fc.property(fc.array(message, { maxLength: 5 }), garbage, fc.array(message, { minLength: 1, maxLength: 3 }), (before, bad, after) => {
-        const bytes = Buffer.concat([...before.map((m) => encodeFrame(pack(m))), encodeFrame(bad), ...after.map((m) => encodeFrame(pack(m)))])
+        const bytes = Buffer.concat([...before.map((m) => encodeFrame(pack(toWire(m)))), encodeFrame(bad), ...after.map((m) => encodeFrame(pack(toWire(m))))])
         const h = connectionHarness(1 << 20)
         feed(h, [bytes])
         expect(h.delivered).toEqual(before)
@@ -550,7 +550,7 @@ describe('Connection against a hostile peer', () => {
         const header = Buffer.alloc(FRAME_HEADER_SIZE)
         header.writeUInt32BE(length, 0)
         const h = connectionHarness(4096)
-        feed(h, [Buffer.concat([...before.map((m) => encodeFrame(pack(m))), header])])
+        feed(h, [Buffer.concat([...before.map((m) => encodeFrame(pack(toWire(m)))), header])])
         expect(h.delivered).toEqual(before)
         // The socket is torn down at once: the stream cannot be resynchronised.
         expect(h.socket.destroyed).toBe(true)

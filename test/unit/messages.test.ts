@@ -1,18 +1,26 @@
 import { describe, expect, it } from 'vitest'
 import { ErrorCode, ProtocolError } from '../../src/errors.js'
-import { MessageType, parseMessage, PROTOCOL_VERSION, type Message, type WireJob } from '../../src/protocol/messages.js'
+import { MessageType, parseMessage, PROTOCOL_VERSION, toWire, type Message, type WireJob } from '../../src/protocol/messages.js'
 import { pack, unpack } from '../../src/protocol/msgpack.js'
 
-/** What a frame body goes through between two peers. */
+/** What a message goes through between two peers: its wire form, packed, unpacked, validated. */
 function roundTrip(message: unknown): Message {
-  return parseMessage(unpack(pack(message)))
+  return parseRaw(toWire(message as Message))
 }
 
-/** Asserts a ProtocolError (by code) whose message contains `fragment`. */
+/** A body exactly as a peer put it on the wire. */
+function parseRaw(value: unknown): Message {
+  return parseMessage(unpack(pack(value)))
+}
+
+/** The wire form of a message-shaped object, broken fields and all. */
+const w = (message: unknown): object => toWire(message as Message)
+
+/** Asserts a ProtocolError (by code) whose message contains `fragment`; `value` is sent as it is. */
 function expectProtocolError(value: unknown, fragment: string): ProtocolError {
   let thrown: unknown
   try {
-    parseMessage(unpack(pack(value)))
+    parseRaw(value)
   } catch (err) {
     thrown = err
   }
@@ -39,6 +47,8 @@ const fullJob: WireJob = {
   retry: { strategy: 'exponential', base: 1, max: 60, jitter: 0.2 },
   timeout: 30,
 }
+
+const wireFull = (toWire({ type: MessageType.DISPATCH, jobs: [fullJob] }) as { jobs: unknown[][] }).jobs[0] as unknown[]
 
 /** One sample of every message type; `satisfies` makes this fail to compile when a type is added. */
 const SAMPLES = {
@@ -112,10 +122,19 @@ describe('parseMessage round trip', () => {
     expect(dispatch).toEqual({ type: 'dispatch', jobs: [] })
   })
 
+  it('sends per-job records as tuples, with options only when a job has some', () => {
+    const wire = toWire(SAMPLES[MessageType.DISPATCH]) as { jobs: unknown[] }
+    expect(wire.jobs[1]).toEqual(['job-2', 'noop', Buffer.alloc(0), 0, 1])
+    expect((wire.jobs[0] as unknown[])[5]).toEqual({ period: 2.5, defer: true, maxAttempt: 5, retry: fullJob.retry, timeout: 30 })
+    expect(toWire(SAMPLES[MessageType.FEEDBACK])).toEqual({ type: 'feedback', items: [['job-1', 1, 2, args], ['job-2', 3, 5, Buffer.alloc(0)]] })
+    expect(toWire(SAMPLES[MessageType.FEEDBACK_ACK])).toEqual({ type: 'feedback-ack', items: [['job-1', 1]] })
+    expect(toWire(SAMPLES[MessageType.HELLO])).toBe(SAMPLES[MessageType.HELLO])
+  })
+
   it('treats null optional job fields as absent', () => {
-    const parsed = roundTrip({
+    const parsed = parseRaw({
       type: 'dispatch',
-      jobs: [{ id: 'a', name: 'noop', args, dueAt: 1, run: 1, period: null, defer: null, maxAttempt: null, retry: null, timeout: null }],
+      jobs: [['a', 'noop', args, 1, 1, { period: null, defer: null, maxAttempt: null, retry: null, timeout: null }]],
     })
     expect(parsed).toEqual({ type: 'dispatch', jobs: [{ id: 'a', name: 'noop', args, dueAt: 1, run: 1 }] })
     if (parsed.type === 'dispatch') expect(Object.keys(parsed.jobs[0] as WireJob).sort()).toEqual(['args', 'dueAt', 'id', 'name', 'run'])
@@ -171,7 +190,7 @@ describe('parseMessage rejects', () => {
 
   // Each case: a sample with one field broken, and the path the error must name.
   const broken: [string, Record<string, unknown>, string][] = [
-    ['challenge: version as a string', { ...SAMPLES.challenge, protocolVersion: '1' }, "'challenge.protocolVersion' must be a finite number"],
+    ['challenge: version as a string', { ...SAMPLES.challenge, protocolVersion: '1' }, "'challenge.protocolVersion' must be a non-negative integer, got string"],
     ['challenge: negative version', { ...SAMPLES.challenge, protocolVersion: -1 }, "'challenge.protocolVersion' must be a non-negative integer"],
     ['challenge: nonce as a string', { ...SAMPLES.challenge, nonce: 'abc' }, "'challenge.nonce' must be binary, got string"],
     ['challenge: auth missing', { ...SAMPLES.challenge, auth: undefined }, "'challenge.auth' must be a boolean"],
@@ -186,28 +205,33 @@ describe('parseMessage rejects', () => {
     ['welcome: heartbeat as a string', { ...SAMPLES.welcome, heartbeatMs: '5000' }, "'welcome.heartbeatMs'"],
     ['error: code missing', { type: 'error', message: 'x' }, "'error.code' must be a string"],
     ['dispatch: jobs missing', { type: 'dispatch' }, "'dispatch.jobs' must be an array"],
-    ['dispatch: a job not a map', { type: 'dispatch', jobs: [fullJob, 'job'] }, "'dispatch.jobs[1]' must be a map, got string"],
-    ['dispatch: args as a string', { type: 'dispatch', jobs: [{ ...fullJob, args: '{}' }] }, "'dispatch.jobs[0].args' must be binary, got string"],
-    ['dispatch: args missing', { type: 'dispatch', jobs: [{ ...fullJob, args: undefined }] }, "'dispatch.jobs[0].args'"],
-    ['dispatch: id as a number', { type: 'dispatch', jobs: [{ ...fullJob, id: 1 }] }, "'dispatch.jobs[0].id' must be a string"],
-    ['dispatch: dueAt infinite', { type: 'dispatch', jobs: [{ ...fullJob, dueAt: Infinity }] }, "'dispatch.jobs[0].dueAt' must be a finite number"],
-    ['dispatch: dueAt NaN', { type: 'dispatch', jobs: [{ ...fullJob, dueAt: NaN }] }, "'dispatch.jobs[0].dueAt' must be a finite number"],
-    ['dispatch: run fractional', { type: 'dispatch', jobs: [fullJob, { ...fullJob, run: 1.5 }] }, "'dispatch.jobs[1].run' must be a non-negative integer"],
-    ['dispatch: defer as a string', { type: 'dispatch', jobs: [{ ...fullJob, defer: 'yes' }] }, "'dispatch.jobs[0].defer' must be a boolean"],
-    ['dispatch: maxAttempt negative', { type: 'dispatch', jobs: [{ ...fullJob, maxAttempt: -2 }] }, "'dispatch.jobs[0].maxAttempt'"],
-    ['dispatch: period as a string', { type: 'dispatch', jobs: [{ ...fullJob, period: '5' }] }, "'dispatch.jobs[0].period' must be a finite number"],
-    ['dispatch: timeout as a boolean', { type: 'dispatch', jobs: [{ ...fullJob, timeout: true }] }, "'dispatch.jobs[0].timeout'"],
+    ['dispatch: a job not a tuple', { type: 'dispatch', jobs: [wireFull, 'job'] }, "'dispatch.jobs[1]' must be an array of 5 to 6 items, got string"],
+    ['dispatch: a job tuple too short', { type: 'dispatch', jobs: [['a', 'noop', args, 0]] }, "'dispatch.jobs[0]' must have 5 to 6 items, got 4"],
+    ['dispatch: a job tuple too long', { type: 'dispatch', jobs: [[...wireFull, 'x']] }, "'dispatch.jobs[0]' must have 5 to 6 items, got 7"],
+    ['dispatch: options not a map', { type: 'dispatch', jobs: [['a', 'noop', args, 0, 1, 'x']] }, "'dispatch.jobs[0].options' must be a map, got string"],
+    ['dispatch: args as a string', w({ type: 'dispatch', jobs: [{ ...fullJob, args: '{}' }] }), "'dispatch.jobs[0].args' must be binary, got string"],
+    ['dispatch: args missing', w({ type: 'dispatch', jobs: [{ ...fullJob, args: undefined }] }), "'dispatch.jobs[0].args'"],
+    ['dispatch: id as a number', w({ type: 'dispatch', jobs: [{ ...fullJob, id: 1 }] }), "'dispatch.jobs[0].id' must be a string"],
+    ['dispatch: dueAt infinite', w({ type: 'dispatch', jobs: [{ ...fullJob, dueAt: Infinity }] }), "'dispatch.jobs[0].dueAt' must be a finite number"],
+    ['dispatch: dueAt NaN', w({ type: 'dispatch', jobs: [{ ...fullJob, dueAt: NaN }] }), "'dispatch.jobs[0].dueAt' must be a finite number"],
+    ['dispatch: run fractional', w({ type: 'dispatch', jobs: [fullJob, { ...fullJob, run: 1.5 }] }), "'dispatch.jobs[1].run' must be a non-negative integer"],
+    ['dispatch: defer as a string', w({ type: 'dispatch', jobs: [{ ...fullJob, defer: 'yes' }] }), "'dispatch.jobs[0].defer' must be a boolean"],
+    ['dispatch: maxAttempt negative', w({ type: 'dispatch', jobs: [{ ...fullJob, maxAttempt: -2 }] }), "'dispatch.jobs[0].maxAttempt'"],
+    ['dispatch: period as a string', w({ type: 'dispatch', jobs: [{ ...fullJob, period: '5' }] }), "'dispatch.jobs[0].period' must be a finite number"],
+    ['dispatch: timeout as a boolean', w({ type: 'dispatch', jobs: [{ ...fullJob, timeout: true }] }), "'dispatch.jobs[0].timeout'"],
     ['accepted: an id not a string', { type: 'accepted', ids: ['a', null] }, "'accepted.ids[1]' must be a string, got null"],
     ['rejected: message missing', { type: 'rejected', ids: [], code: 'X' }, "'rejected.message' must be a string"],
     ['state: accepting as a string', { type: 'state', accepting: 'true' }, "'state.accepting' must be a boolean"],
     ['feedback: items not an array', { type: 'feedback', items: {} }, "'feedback.items' must be an array, got object"],
-    ['feedback: unknown kind', { ...SAMPLES.feedback, items: [{ ...SAMPLES.feedback.items[0], kind: 'maybe' }] }, "'feedback.items[0].kind' must be 'success' or 'error'"],
-    ['feedback: final missing', { ...SAMPLES.feedback, items: [SAMPLES.feedback.items[0], { ...SAMPLES.feedback.items[1], final: undefined }] }, "'feedback.items[1].final' must be a boolean"],
-    ['feedback: cancelled missing', { ...SAMPLES.feedback, items: [{ ...SAMPLES.feedback.items[0], cancelled: undefined }] }, "'feedback.items[0].cancelled' must be a boolean"],
-    ['feedback: args not binary', { ...SAMPLES.feedback, items: [{ ...SAMPLES.feedback.items[0], args: { a: 1 } }] }, "'feedback.items[0].args' must be binary, got object"],
-    ['feedback: run negative', { ...SAMPLES.feedback, items: [{ ...SAMPLES.feedback.items[0], run: -1 }] }, "'feedback.items[0].run' must be a non-negative integer"],
-    ['feedback-ack: id missing', { type: 'feedback-ack', items: [{ run: 1 }] }, "'feedback-ack.items[0].id' must be a string"],
-    ['feedback-ack: an item not a map', { type: 'feedback-ack', items: [[]] }, "'feedback-ack.items[0]' must be a map, got array"],
+    ['feedback: flags out of range', { type: 'feedback', items: [['job-1', 1, 8, args]] }, "'feedback.items[0].flags' must be an integer from 0 to 7, got number"],
+    ['feedback: flags as a string', { type: 'feedback', items: [['job-1', 1, 'final', args]] }, "'feedback.items[0].flags' must be an integer from 0 to 7, got string"],
+    ['feedback: an item not a tuple', { type: 'feedback', items: [{ id: 'job-1' }] }, "'feedback.items[0]' must be an array of 4 items, got object"],
+    ['feedback: an item too long', { type: 'feedback', items: [['job-1', 1, 2, args, true]] }, "'feedback.items[0]' must have 4 items, got 5"],
+    ['feedback: args not binary', w({ ...SAMPLES.feedback, items: [{ ...SAMPLES.feedback.items[0], args: { a: 1 } }] }), "'feedback.items[0].args' must be binary, got object"],
+    ['feedback: run negative', w({ ...SAMPLES.feedback, items: [SAMPLES.feedback.items[0], { ...SAMPLES.feedback.items[1], run: -1 }] }), "'feedback.items[1].run' must be a non-negative integer"],
+    ['feedback-ack: id missing', w({ type: 'feedback-ack', items: [{ run: 1 }] }), "'feedback-ack.items[0].id' must be a string"],
+    ['feedback-ack: an item not a tuple', { type: 'feedback-ack', items: ['job-1'] }, "'feedback-ack.items[0]' must be an array of 2 items, got string"],
+    ['feedback-ack: an empty item', { type: 'feedback-ack', items: [[]] }, "'feedback-ack.items[0]' must have 2 items, got 0"],
     ['cancel: id missing', { type: 'cancel' }, "'cancel.id' must be a string, got undefined"],
     ['cancel-result: unknown outcome', { type: 'cancel-result', id: 'x', outcome: 'maybe' }, "'cancel-result.outcome' must be 'cancelled', 'finished' or 'unknown'"],
     ['cancel-result: id missing', { type: 'cancel-result', outcome: 'finished' }, "'cancel-result.id' must be a string"],
@@ -218,7 +242,7 @@ describe('parseMessage rejects', () => {
   })
 
   describe('a retry policy inside a dispatched job', () => {
-    const withRetry = (retry: unknown): unknown => ({ type: 'dispatch', jobs: [{ ...fullJob, retry }] })
+    const withRetry = (retry: unknown): unknown => w({ type: 'dispatch', jobs: [{ ...fullJob, retry }] })
 
     it.each<[string, unknown, string]>([
       ['not a map', 5, "'dispatch.jobs[0].retry' must be a map, got number"],
@@ -235,13 +259,13 @@ describe('parseMessage rejects', () => {
 
     it('names the job index of a bad policy in a later job', () => {
       expectProtocolError(
-        { type: 'dispatch', jobs: [fullJob, fullJob, { ...fullJob, retry: { strategy: 'fixed' } }] },
+        w({ type: 'dispatch', jobs: [fullJob, fullJob, { ...fullJob, retry: { strategy: 'fixed' } }] }),
         "'dispatch.jobs[2].retry.delay'",
       )
     })
 
     it('keeps only the fields of the chosen strategy', () => {
-      const parsed = roundTrip(withRetry({ strategy: 'fixed', delay: 3, multiplier: 9, base: 1 }))
+      const parsed = parseRaw(withRetry({ strategy: 'fixed', delay: 3, multiplier: 9, base: 1 }))
       expect(parsed.type === 'dispatch' && parsed.jobs[0]?.retry).toEqual({ strategy: 'fixed', delay: 3 })
     })
   })
