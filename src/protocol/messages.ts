@@ -1,8 +1,12 @@
 import { ProtocolError } from '../errors.js'
 import type { RetryPolicy } from '../scheduling/retry.js'
 
-/** Bumped on any incompatible change of the messages below. */
-export const PROTOCOL_VERSION = 1
+/**
+ * Bumped on any incompatible change of the messages below, so that mismatched peers fail
+ * the handshake with a clear error instead of a protocol error later.
+ * 2: per-job records (dispatch jobs, feedback items, acks) are tuples, not maps.
+ */
+export const PROTOCOL_VERSION = 2
 
 export const MessageType = {
   /** distributor → node, first frame: protocol version and a fresh nonce. */

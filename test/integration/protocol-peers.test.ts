@@ -180,7 +180,7 @@ describe('garbage closes only the connection that sent it', () => {
     {
       what: 'a hello with a malformed field',
       handshake: false,
-      send: (p) => p.sendMessage({ type: 'hello', protocolVersion: 1, version: '0', node: 'bad', jobs: 'echo' }),
+      send: (p) => p.sendMessage({ type: 'hello', protocolVersion: PROTOCOL_VERSION, version: '0', node: 'bad', jobs: 'echo' }),
       names: "'hello.jobs'",
     },
     {
@@ -206,7 +206,7 @@ describe('garbage closes only the connection that sent it', () => {
       handshake: true,
       send: (p) =>
         p.sendMessage({
-          type: 'hello', protocolVersion: 1, version: '0', node: 'bad', jobs: [], concurrency: 1, window: 1, durable: false, nonce: Buffer.alloc(32),
+          type: 'hello', protocolVersion: PROTOCOL_VERSION, version: '0', node: 'bad', jobs: [], concurrency: 1, window: 1, durable: false, nonce: Buffer.alloc(32),
         }),
       names: "unexpected 'hello' from a node",
     },
