@@ -2,7 +2,6 @@ import { createRequire } from 'node:module'
 import { resolve as resolvePath } from 'node:path'
 import { FRAME_ENVELOPE_BYTES, retryPolicyOf, type Config } from '../config.js'
 import {
-  CancelJob,
   ErrorCode,
   FrameTooLargeError,
   JobsError,
@@ -34,10 +33,11 @@ import {
 import { runChain, type ChainOutcome } from './chain-runner.js'
 import { DistributorLink, type LinkContext } from './distributor-link.js'
 import { FeedbackOutbox } from './feedback-outbox.js'
+import { AttemptContext } from './job-context.js'
 import { loadJobDirectory } from './job-loader.js'
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './options.js'
 import { LeaseKeeper, type LeaseContext } from './lease-keeper.js'
-import { JobRegistry, type JobContext } from './registry.js'
+import { JobRegistry } from './registry.js'
 import { WorkerPool } from './worker-pool.js'
 
 const VERSION = (createRequire(import.meta.url)('../../package.json') as { version: string }).version
@@ -576,7 +576,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
   private async runDeferred(
     record: JobRecord,
     args: JobArgsObject,
-    ctx: JobContext,
+    ctx: AttemptContext,
     lastAttempt: boolean,
     signal: AbortSignal,
   ): Promise<{ outcome: ChainOutcome; args: JobArgsObject }> {
@@ -585,10 +585,9 @@ export class Node extends TypedEmitter<NodeEventMap> {
       { jobDirectory: this.deferDirectory as string, node: this.name, logLevel: this.options.logLevel },
       this.log,
     )
-    const { signal: _signal, log: _log, cancel: _cancel, ...plain } = ctx
     const jobItself = args['jobItself'] as Record<string, unknown> | undefined
     try {
-      const result = await this.pool.run({ type: 'run', id: record.id, args: record.args, ctx: plain, lastAttempt, jobItself }, signal)
+      const result = await this.pool.run({ type: 'run', id: record.id, args: record.args, ctx: ctx.toPlain(), lastAttempt, jobItself }, signal)
       const outcome: ChainOutcome =
         result.kind === 'success'
           ? { kind: 'success', cancelled: result.cancelled }
@@ -600,30 +599,8 @@ export class Node extends TypedEmitter<NodeEventMap> {
     }
   }
 
-  private contextFor(record: JobRecord, args: JobArgsObject, signal: () => AbortSignal): JobContext {
-    const base = this.log
-    let log: Logger | undefined
-    const ctx: JobContext = {
-      id: record.id,
-      name: record.name,
-      attempt: record.attempt,
-      status: record.status,
-      node: this.name,
-      dueAt: record.dueAt,
-      period: record.period,
-      run: record.run,
-      distributor: record.distributor,
-      // Made on first use: most steps never log or look at the signal.
-      get signal(): AbortSignal {
-        return signal()
-      },
-      get log(): Logger {
-        return (log ??= base.child({ jobId: record.id, jobName: record.name }))
-      },
-      cancel: () => {
-        throw new CancelJob()
-      },
-    }
+  private contextFor(record: JobRecord, args: JobArgsObject, signal: () => AbortSignal): AttemptContext {
+    const ctx = new AttemptContext(record, this.name, this.log, signal)
     if (this.config.mergeJobItselfToArgs) {
       args['jobItself'] = {
         id: record.id,

@@ -14,7 +14,7 @@ function parseRaw(value: unknown): Message {
 }
 
 /** The wire form of a message-shaped object, broken fields and all. */
-const w = (message: unknown): object => toWire(message as Message)
+const w = (message: unknown): Record<string, unknown> => toWire(message as Message) as Record<string, unknown>
 
 /** Asserts a ProtocolError (by code) whose message contains `fragment`; `value` is sent as it is. */
 function expectProtocolError(value: unknown, fragment: string): ProtocolError {

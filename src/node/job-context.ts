@@ -1,0 +1,68 @@
+import { CancelJob } from '../errors.js'
+import type { Logger } from '../logger.js'
+import type { JobRecord } from '../storage/store.js'
+import type { JobStatus } from '../storage/store.js'
+import type { JobContext } from './registry.js'
+import type { WorkerContext } from './worker-pool.js'
+
+/**
+ * A chain's `ctx`. A class rather than an object literal: a literal with getters and
+ * closures costs more per job than a no-op job itself. The logger and the signal are made
+ * on first use (most steps never touch them); private fields stay out of `toPlain()` and of
+ * a spread.
+ */
+export class AttemptContext implements JobContext {
+  readonly id: string
+  readonly name: string
+  readonly attempt: number
+  status: JobStatus
+  readonly node: string
+  readonly dueAt: number
+  readonly period: number | undefined
+  readonly run: number
+  readonly distributor: string
+  readonly #baseLog: Logger
+  readonly #signal: () => AbortSignal
+  #log: Logger | undefined
+
+  constructor(record: JobRecord, node: string, baseLog: Logger, signal: () => AbortSignal) {
+    this.id = record.id
+    this.name = record.name
+    this.attempt = record.attempt
+    this.status = record.status
+    this.node = node
+    this.dueAt = record.dueAt
+    this.period = record.period
+    this.run = record.run
+    this.distributor = record.distributor
+    this.#baseLog = baseLog
+    this.#signal = signal
+  }
+
+  get signal(): AbortSignal {
+    return this.#signal()
+  }
+
+  get log(): Logger {
+    return (this.#log ??= this.#baseLog.child({ jobId: this.id, jobName: this.name }))
+  }
+
+  cancel(): never {
+    throw new CancelJob()
+  }
+
+  /** The plain data, for a worker thread (functions and signals do not cross threads). */
+  toPlain(): WorkerContext {
+    return {
+      id: this.id,
+      name: this.name,
+      attempt: this.attempt,
+      status: this.status,
+      node: this.node,
+      dueAt: this.dueAt,
+      period: this.period,
+      run: this.run,
+      distributor: this.distributor,
+    }
+  }
+}
