@@ -1,0 +1,56 @@
+import { describe, expect, it } from 'vitest'
+import { InvalidArgumentError } from '../../src/errors.js'
+import { decodeArgs, encodeArgs } from '../../src/protocol/args.js'
+
+const LIMIT = 1024 * 1024
+
+function refusal(args: unknown): string {
+  try {
+    encodeArgs(args, LIMIT)
+  } catch (err) {
+    expect(err).toBeInstanceOf(InvalidArgumentError)
+    return (err as Error).message
+  }
+  throw new Error('encodeArgs accepted it')
+}
+
+describe('encodeArgs', () => {
+  it('round-trips what msgpack carries unchanged', () => {
+    const args = { s: 'x', n: 1.5, b: true, z: null, list: [1, 'two', { three: 3 }], when: new Date(0), bin: Buffer.from([1, 2]) }
+    expect(decodeArgs(encodeArgs(args, LIMIT))).toEqual(args)
+  })
+
+  it('names the path of a bad value deep inside objects and arrays', () => {
+    expect(refusal({ a: { b: [1, 2, { c: () => 1 }] } })).toBe('args.a.b[2].c is a function, which cannot be sent to a node')
+    expect(refusal({ list: [Symbol('s')] })).toMatch(/^args\.list\[0\] is /)
+    expect(refusal({ a: { m: new Map() } })).toBe('args.a.m is an instance of Map; only plain objects can be sent to a node')
+    expect(refusal({ a: { [Symbol('k')]: 1 } })).toBe('args.a has symbol keys, which cannot be sent to a node')
+  })
+
+  it('refuses a cycle, naming where it closes, but accepts the same object reached twice', () => {
+    const inner: Record<string, unknown> = { n: 1 }
+    const cyclic: Record<string, unknown> = { list: [inner] }
+    inner['back'] = cyclic
+    expect(refusal(cyclic)).toBe('args.list[0].back is a circular reference')
+    const shared = { n: 1 }
+    expect(decodeArgs(encodeArgs({ a: shared, b: [shared, shared] }, LIMIT))).toEqual({ a: { n: 1 }, b: [{ n: 1 }, { n: 1 }] })
+  })
+
+  it('checks again after a refusal: nothing of a failed call is left over', () => {
+    const node: Record<string, unknown> = {}
+    node['self'] = node
+    expect(refusal(node)).toBe('args.self is a circular reference')
+    const again = { self: { ok: true } }
+    expect(decodeArgs(encodeArgs(again, LIMIT))).toEqual(again)
+  })
+
+  it('encodes empty args (also with a null prototype) to an empty map', () => {
+    expect(decodeArgs(encodeArgs({}, LIMIT))).toEqual({})
+    expect(decodeArgs(encodeArgs(Object.create(null), LIMIT))).toEqual({})
+  })
+
+  it('refuses args that are not a plain object, and args over the limit, saying so', () => {
+    expect(refusal([1])).toBe("'args' must be a plain object, got an array")
+    expect(() => encodeArgs({ big: 'x'.repeat(100) }, 50)).toThrow(/over the limit of 50/)
+  })
+})
