@@ -1,6 +1,7 @@
 import type { Logger } from '../logger.js'
 import { MessageType, type FeedbackRef, type WireFeedback } from '../protocol/messages.js'
-import { feedbackKey, type FeedbackId, type FeedbackRecord, type Store } from '../storage/store.js'
+import { RunIndex } from '../storage/run-index.js'
+import type { FeedbackId, FeedbackRecord, Store } from '../storage/store.js'
 import type { DistributorLink } from './distributor-link.js'
 
 /** What the outbox needs of its node. */
@@ -26,8 +27,8 @@ interface Entry {
  * frame per distributor; an idle node sends at once, for latency.
  */
 export class FeedbackOutbox {
-  /** By distributor key, then by feedbackKey(job, run), in the order produced. */
-  private readonly boxes = new Map<string, Map<string, Entry>>()
+  /** By distributor key, then by job and run; each job's runs in the order produced. */
+  private readonly boxes = new Map<string, RunIndex<Entry>>()
   private readonly batches = new Map<DistributorLink, FeedbackRecord[]>()
   private flushQueued = false
 
@@ -41,7 +42,7 @@ export class FeedbackOutbox {
 
   /** Files feedback read back from a store (restart, takeover), to be sent on reconnect. */
   restore(feedback: FeedbackRecord, store: Store): void {
-    this.boxOf(feedback.distributor).set(feedbackKey(feedback.jobId, feedback.run), { feedback, store })
+    this.boxOf(feedback.distributor).set(feedback.jobId, { feedback, store })
   }
 
   /** Files a new result and sends it if its distributor is connected. */
@@ -67,7 +68,7 @@ export class FeedbackOutbox {
   /** A link (re)connected: everything still unacknowledged for it goes out again. */
   resend(link: DistributorLink): void {
     const box = this.boxes.get(link.key)
-    if (box !== undefined && box.size > 0) this.send(link, [...box.values()].map((e) => e.feedback))
+    if (box !== undefined && box.size > 0) this.send(link, box.values().map((e) => e.feedback))
   }
 
   /** Drops acknowledged results here and in their stores; returns the refs that were held. */
@@ -78,10 +79,8 @@ export class FeedbackOutbox {
     // One store call per store (usually one): a frame's acks are one round trip.
     const byStore = new Map<Store, FeedbackId[]>()
     for (const ref of refs) {
-      const key = feedbackKey(ref.id, ref.run)
-      const entry = box.get(key)
+      const entry = box.delete(ref.id, ref.run)
       if (entry === undefined) continue
-      box.delete(key)
       acked.push(ref)
       let ids = byStore.get(entry.store)
       if (ids === undefined) byStore.set(entry.store, (ids = []))
@@ -119,9 +118,9 @@ export class FeedbackOutbox {
     if (batch.length > 0) link.send({ type: MessageType.FEEDBACK, items: batch })
   }
 
-  private boxOf(key: string): Map<string, Entry> {
+  private boxOf(key: string): RunIndex<Entry> {
     let box = this.boxes.get(key)
-    if (box === undefined) this.boxes.set(key, (box = new Map()))
+    if (box === undefined) this.boxes.set(key, (box = new RunIndex((e) => e.feedback.run)))
     return box
   }
 }

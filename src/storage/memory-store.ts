@@ -6,9 +6,9 @@ import {
   type JobRecord,
   type ListJobsFilter,
   type Store,
-  feedbackKey,
   isUnfinished,
 } from './store.js'
+import { RunIndex } from './run-index.js'
 
 /**
  * Jobs and the feedback outbox in process memory. Not durable: the distributor keeps every
@@ -25,7 +25,7 @@ export class MemoryStore implements Store {
   readonly durable = false
   private state: 'created' | 'open' | 'closed' = 'created'
   private readonly jobs = new Map<string, JobRecord>()
-  private readonly outbox = new Map<string, FeedbackRecord>()
+  private readonly outbox = new RunIndex<FeedbackRecord>((f) => f.run)
 
   async open(): Promise<void> {
     if (this.state === 'closed') throw new StoreError('memory store is closed')
@@ -54,7 +54,7 @@ export class MemoryStore implements Store {
     remove: boolean,
   ): Promise<void> {
     this.check()
-    this.outbox.set(feedbackKey(feedback.jobId, feedback.run), { ...feedback })
+    this.outbox.set(feedback.jobId, { ...feedback })
     if (remove) {
       this.jobs.delete(id)
       return
@@ -95,12 +95,12 @@ export class MemoryStore implements Store {
 
   async listFeedback(): Promise<FeedbackRecord[]> {
     this.check()
-    return Array.from(this.outbox.values(), (f) => ({ ...f }))
+    return this.outbox.values().map((f) => ({ ...f }))
   }
 
   async ackFeedback(refs: readonly FeedbackId[]): Promise<void> {
     this.check()
-    for (const r of refs) this.outbox.delete(feedbackKey(r.jobId, r.run))
+    for (const r of refs) this.outbox.delete(r.jobId, r.run)
   }
 
   async close(): Promise<void> {
