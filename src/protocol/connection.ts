@@ -21,7 +21,7 @@ export interface ConnectionHandler {
   onClose(reason: JobsError | undefined): void
 }
 
-/** Queued bytes past which we write at once instead of waiting for the microtask. */
+/** Queued bytes past which we write at once instead of waiting for the end of the turn. */
 const FLUSH_THRESHOLD = 64 * 1024
 
 /**
@@ -31,7 +31,10 @@ const FLUSH_THRESHOLD = 64 * 1024
  * States: OPEN → CLOSING (error frame sent, socket ending) → CLOSED. Nothing is delivered
  * to the handler after CLOSING; `onClose` fires once, on the socket's 'close'.
  *
- * Writes: frames queue in `outbox` and one microtask flushes them as a single write. When
+ * Writes: frames queue in `outbox` and go out as one write at the end of the event-loop turn
+ * (setImmediate, not a microtask: what a turn's I/O callbacks produce shares the write, e.g.
+ * a node's `accepted` and the feedback of the job it just ran, or the distributor's acks and
+ * its next dispatch; fewer writes and fewer wake-ups of the peer). When
  * the socket reports back-pressure we stop writing until 'drain'; the queue keeps growing
  * only as far as callers allow (the distributor stops dispatching to a backlogged peer),
  * and a peer that does not drain within `stallTimeoutMs` is dropped.
@@ -96,7 +99,7 @@ export class Connection implements FrameSink, HeartbeatContext {
     if (this.outboxBytes >= FLUSH_THRESHOLD) this.flush()
     else if (!this.flushQueued) {
       this.flushQueued = true
-      queueMicrotask(() => this.flush())
+      setImmediate(() => this.flush())
     }
     return true
   }
