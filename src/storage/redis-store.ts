@@ -1,8 +1,9 @@
-import { Cluster, Redis, type ChainableCommander, type ClusterOptions, type RedisOptions } from 'ioredis'
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis'
 import { InvalidArgumentError, StoreError, type SerializedError } from '../errors.js'
 import { pack, unpack } from '../protocol/msgpack.js'
 import type { RetryPolicy } from '../scheduling/retry.js'
 import { DEFAULT_KEY_PREFIX, type NodeKeys, nodeKeys } from './keys.js'
+import { APPLY_LUA, MAX_BATCH_OPS, OpWriter } from './redis-batch.js'
 import {
   FeedbackKind,
   type FeedbackId,
@@ -137,42 +138,6 @@ export function redactUrl(url: string): string {
   return `${url.slice(0, sep + 3)}${userinfo.slice(0, colon)}:***${rest.slice(at)}`
 }
 
-/*
- * Lua rather than MULTI where a write depends on what is stored: updateJob and finishRun
- * must not turn a patch of a missing job into a half record, and MULTI cannot branch
- * without WATCH (a second round trip). A script is atomic just as MULTI/EXEC is, and one
- * EVALSHA is one round trip. All keys a script touches share the node's hash tag, so
- * building job keys inside the script stays in the slot of the declared keys.
- */
-
-/** KEYS: job, unfinished. ARGV: id, unfinished op ('add' | 'rem' | ''), field, value, … */
-const UPDATE_JOB_LUA = `
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if #ARGV > 2 then redis.call('HSET', KEYS[1], unpack(ARGV, 3)) end
-if ARGV[2] == 'add' then redis.call('SADD', KEYS[2], ARGV[1])
-elseif ARGV[2] == 'rem' then redis.call('SREM', KEYS[2], ARGV[1]) end
-return 1
-`
-
-/**
- * KEYS: job, unfinished, jobs, outbox.
- * ARGV: id, feedback key, feedback bytes, remove ('1' | '0'), unfinished op, field, value, …
- * The feedback is stored even when the job is gone: it must never be lost.
- */
-const FINISH_RUN_LUA = `
-redis.call('HSET', KEYS[4], ARGV[2], ARGV[3])
-if ARGV[4] == '1' then
-  redis.call('DEL', KEYS[1])
-  redis.call('SREM', KEYS[2], ARGV[1])
-  redis.call('SREM', KEYS[3], ARGV[1])
-elseif redis.call('EXISTS', KEYS[1]) == 1 then
-  if #ARGV > 5 then redis.call('HSET', KEYS[1], unpack(ARGV, 6)) end
-  if ARGV[5] == 'add' then redis.call('SADD', KEYS[2], ARGV[1])
-  elseif ARGV[5] == 'rem' then redis.call('SREM', KEYS[2], ARGV[1]) end
-end
-return 1
-`
-
 /** KEYS: an id set. ARGV: job key prefix, status filter ('' for all). Flat field/value arrays. */
 const LIST_JOBS_LUA = `
 local out = {}
@@ -204,10 +169,16 @@ return 0
 type Arg = string | Buffer
 type State = 'created' | 'opening' | 'open' | 'closed'
 
+/** Job writes of one turn, sent together; `done` settles for all of them at once. */
+interface Batch {
+  writer: OpWriter
+  done: Promise<void>
+  settle(err: StoreError | undefined): void
+}
+
 /** The commands defineCommand adds; the names are prefixed so as not to clash on a shared client. */
 interface ScriptCommands {
-  jrUpdateJob(...keysThenArgs: Arg[]): Promise<number>
-  jrFinishRun(...keysThenArgs: Arg[]): Promise<number>
+  jrApply(...keysThenArgs: Arg[]): Promise<number>
   jrListJobsBuffer(...keysThenArgs: Arg[]): Promise<Buffer[][]>
   jrAcquireLease(...keysThenArgs: Arg[]): Promise<string>
   jrReleaseLease(...keysThenArgs: Arg[]): Promise<number>
@@ -217,9 +188,9 @@ interface ScriptCommands {
  * The Store on Redis (single server or Cluster) through ioredis. Durable: a node restarted
  * with the same name finds its unfinished jobs and pending feedback. Key layout: keys.ts.
  *
- * Lifecycle: created → open → closed. Every method is one round trip (a MULTI/EXEC pipeline
- * or one script), checks the state first, and turns any client error into a StoreError that
- * names the node and the server.
+ * Lifecycle: created → open → closed. Job writes of one event-loop turn share one script
+ * call (redis-batch.ts); every other method is one round trip. Each checks the state first
+ * and turns any client error into a StoreError that names the node and the server.
  */
 export class RedisStore implements Store, NodeLeases {
   readonly durable = true
@@ -231,6 +202,7 @@ export class RedisStore implements Store, NodeLeases {
   private readonly owned: boolean
   private readonly label: string
   private state: State = 'created'
+  private batch: Batch | undefined
   /** The last connection error, so "connection is down" failures can say why. */
   private lastConnectionError: Error | undefined
 
@@ -265,8 +237,7 @@ export class RedisStore implements Store, NodeLeases {
         this.lastConnectionError = err
       })
     }
-    this.client.defineCommand('jrUpdateJob', { lua: UPDATE_JOB_LUA, numberOfKeys: 2 })
-    this.client.defineCommand('jrFinishRun', { lua: FINISH_RUN_LUA, numberOfKeys: 4 })
+    this.client.defineCommand('jrApply', { lua: APPLY_LUA, numberOfKeys: 3 })
     this.client.defineCommand('jrListJobs', { lua: LIST_JOBS_LUA, numberOfKeys: 1, readOnly: true })
     this.client.defineCommand('jrAcquireLease', { lua: ACQUIRE_LEASE_LUA, numberOfKeys: 1 })
     this.client.defineCommand('jrReleaseLease', { lua: RELEASE_LEASE_LUA, numberOfKeys: 1 })
@@ -320,66 +291,30 @@ export class RedisStore implements Store, NodeLeases {
     }
   }
 
-  async saveJobs(jobs: readonly JobRecord[]): Promise<void> {
-    this.check()
-    if (jobs.length === 0) return
-    // By id, so that when a batch holds one id twice the set membership follows the last.
-    const unfinishedById = new Map<string, boolean>()
-    const tx = this.client.multi()
+  saveJobs(jobs: readonly JobRecord[]): Promise<void> {
+    if (jobs.length === 0) return this.state === 'open' ? Promise.resolve() : Promise.reject(this.stateError())
+    let done: Promise<void> | undefined
     for (const job of jobs) {
-      const key = this.keys.job(job.id)
-      // A re-save replaces the record: no optional field of an older version may linger.
-      tx.del(key)
-      tx.hset(key, ...encodeJob(job))
-      unfinishedById.set(job.id, isUnfinished(job.status))
+      done = this.write((w) => {
+        w.add('s', job.id, isUnfinished(job.status) ? '1' : '0')
+        w.fields(encodeJob(job))
+      })
     }
-    const unfinished: string[] = []
-    const finished: string[] = []
-    for (const [id, open] of unfinishedById) (open ? unfinished : finished).push(id)
-    tx.sadd(this.keys.jobs, ...unfinishedById.keys())
-    if (unfinished.length > 0) tx.sadd(this.keys.unfinished, ...unfinished)
-    if (finished.length > 0) tx.srem(this.keys.unfinished, ...finished)
-    await this.exec('saveJobs', tx)
+    return done as Promise<void>
   }
 
-  async updateJob(id: string, patch: JobPatch): Promise<void> {
-    this.check()
-    try {
-      await this.scripts.jrUpdateJob(
-        this.keys.job(id),
-        this.keys.unfinished,
-        id,
-        unfinishedOp(patch),
-        ...encodePatch(patch),
-      )
-    } catch (err) {
-      throw this.failure('updateJob', err)
-    }
+  updateJob(id: string, patch: JobPatch): Promise<void> {
+    return this.write((w) => {
+      w.add('u', id, unfinishedOp(patch))
+      w.fields(encodePatch(patch))
+    })
   }
 
-  async finishRun(
-    id: string,
-    patch: JobPatch,
-    feedback: FeedbackRecord,
-    remove: boolean,
-  ): Promise<void> {
-    this.check()
-    try {
-      await this.scripts.jrFinishRun(
-        this.keys.job(id),
-        this.keys.unfinished,
-        this.keys.jobs,
-        this.keys.outbox,
-        id,
-        feedbackKey(feedback.jobId, feedback.run),
-        encodeFeedback(feedback),
-        remove ? '1' : '0',
-        unfinishedOp(patch),
-        ...encodePatch(patch),
-      )
-    } catch (err) {
-      throw this.failure('finishRun', err)
-    }
+  finishRun(id: string, patch: JobPatch, feedback: FeedbackRecord, remove: boolean): Promise<void> {
+    return this.write((w) => {
+      w.add('f', id, feedbackKey(feedback.jobId, feedback.run), encodeFeedback(feedback), remove ? '1' : '0', unfinishedOp(patch))
+      w.fields(encodePatch(patch))
+    })
   }
 
   async getJob(id: string): Promise<JobRecord | undefined> {
@@ -394,13 +329,8 @@ export class RedisStore implements Store, NodeLeases {
     return Object.keys(fields).length === 0 ? undefined : decodeJob(key, fields)
   }
 
-  async removeJob(id: string): Promise<void> {
-    this.check()
-    const tx = this.client.multi()
-    tx.del(this.keys.job(id))
-    tx.srem(this.keys.unfinished, id)
-    tx.srem(this.keys.jobs, id)
-    await this.exec('removeJob', tx)
+  removeJob(id: string): Promise<void> {
+    return this.write((w) => w.add('r', id))
   }
 
   listUnfinished(): Promise<JobRecord[]> {
@@ -472,7 +402,11 @@ export class RedisStore implements Store, NodeLeases {
 
   async close(): Promise<void> {
     if (this.state === 'closed') return
+    // Writes made before close() still go out (and settle) before the connection ends.
+    const pending = this.batch?.done
+    this.flushBatch()
     this.state = 'closed'
+    await pending?.catch(() => {})
     if (!this.owned) return
     // quit() lets replies in flight arrive; a client that is not connected has nothing to
     // wait for, and quit() would be refused without the offline queue.
@@ -485,6 +419,44 @@ export class RedisStore implements Store, NodeLeases {
       }
     }
     this.client.disconnect()
+  }
+
+  /**
+   * Adds one job operation to this turn's batch (see APPLY_LUA) and returns the batch's
+   * promise: it settles when Redis has applied the whole batch, in order.
+   */
+  private write(add: (writer: OpWriter) => void): Promise<void> {
+    if (this.state !== 'open') return Promise.reject(this.stateError())
+    let batch = this.batch
+    if (batch === undefined || batch.writer.ops >= MAX_BATCH_OPS) batch = this.startBatch()
+    add(batch.writer)
+    batch.writer.ops++
+    return batch.done
+  }
+
+  private startBatch(): Batch {
+    this.flushBatch()
+    let settle!: (err: StoreError | undefined) => void
+    const done = new Promise<void>((resolve, reject) => {
+      settle = (err) => (err === undefined ? resolve() : reject(err))
+    })
+    const batch: Batch = { writer: new OpWriter(), done, settle }
+    this.batch = batch
+    setImmediate(() => {
+      if (this.batch === batch) this.flushBatch()
+    })
+    return batch
+  }
+
+  private flushBatch(): void {
+    const batch = this.batch
+    if (batch === undefined) return
+    this.batch = undefined
+    const { writer } = batch
+    this.scripts.jrApply(this.keys.unfinished, this.keys.jobs, this.keys.outbox, this.keys.jobPrefix, writer.bytes()).then(
+      () => batch.settle(undefined),
+      (err: unknown) => batch.settle(this.failure(`write of ${writer.ops} job operation(s)`, err)),
+    )
   }
 
   private async list(op: string, setKey: string, status: string): Promise<JobRecord[]> {
@@ -500,17 +472,6 @@ export class RedisStore implements Store, NodeLeases {
       for (let i = 0; i + 1 < row.length; i += 2) fields[row[i]!.toString()] = row[i + 1]!
       return decodeJob(`${this.keys.jobPrefix}${fields['id']?.toString() ?? '?'}`, fields)
     })
-  }
-
-  private async exec(op: string, tx: ChainableCommander): Promise<void> {
-    let results: [Error | null, unknown][] | null
-    try {
-      results = await tx.exec()
-    } catch (err) {
-      throw this.failure(op, err)
-    }
-    if (results === null) throw this.failure(op, new Error('transaction aborted'))
-    for (const [err] of results) if (err !== null) throw this.failure(op, err)
   }
 
   private check(): void {

@@ -10,6 +10,11 @@ import { JobStatus } from '../../src/storage/store.js'
 import { freePort, startRedisServer, type RedisServer } from '../helpers/redis-server.js'
 import { type MakeStore, makeFeedback, makeJob, storeConformance } from '../helpers/store-conformance.js'
 
+/** A call of the store's write script, as MONITOR shows it (the only script with 3 keys). */
+function isApplyCall(args: string[]): boolean {
+  return /^eval(sha)?$/i.test(args[0] ?? '') && args[2] === '3'
+}
+
 /** A fresh key prefix per test, so tests never see each other's keys. */
 let prefix = ''
 beforeEach(() => {
@@ -162,7 +167,7 @@ describe('RedisStore on a real redis-server', () => {
     expect(await admin.hget(keys.job('j1'), 'dueAt')).toBe('1700000000000')
   })
 
-  it('uses no KEYS or SCAN, and saves a batch of 1,000 in one MULTI/EXEC', async () => {
+  it('uses no KEYS or SCAN, and saves a batch of 1,000 in one script call', async () => {
     const monitor = await admin.duplicate().monitor()
     const seen: string[][] = []
     const marker = `marker-${prefix}`
@@ -190,9 +195,70 @@ describe('RedisStore on a real redis-server', () => {
     }
     const names = seen.map((args) => args[0]!.toLowerCase())
     expect(names.filter((n) => /^(keys|scan|sscan|hscan|zscan)$/.test(n))).toEqual([])
-    // MONITOR shows commands run inside a transaction between MULTI and EXEC.
-    expect(names.filter((n) => n === 'multi')).toHaveLength(2) // saveJobs, removeJob
+    // Awaited one by one, each write went out in its own turn: saveJobs, updateJob, finishRun, removeJob.
+    expect(seen.filter(isApplyCall)).toHaveLength(4)
+    expect(names.filter((n) => n === 'multi')).toHaveLength(0)
+    // MONITOR also shows the commands a script runs.
     expect(names.filter((n) => n === 'hset').length).toBeGreaterThanOrEqual(1000)
+  })
+
+  it('splits a turn of more than 1,000 writes into several script calls, losing none', async () => {
+    const store = await open('worker1')
+    const monitor = await admin.duplicate().monitor()
+    const calls: string[][] = []
+    const marker = `marker-${prefix}`
+    const markerSeen = new Promise<void>((resolve) => {
+      monitor.on('monitor', (_time: string, args: string[]) => {
+        calls.push(args)
+        if (args[0]?.toLowerCase() === 'echo' && args[1] === marker) resolve()
+      })
+    })
+    try {
+      await store.saveJobs(Array.from({ length: 2_500 }, (_, i) => makeJob(`m${i}`, { name: `ünïcode-${i}` })))
+      await admin.echo(marker)
+      await markerSeen
+    } finally {
+      monitor.disconnect()
+    }
+    expect(calls.filter(isApplyCall)).toHaveLength(3)
+    const stored = await store.listUnfinished()
+    expect(stored).toHaveLength(2_500)
+    expect(stored.find((j) => j.id === 'm2499')?.name).toBe('ünïcode-2499')
+  })
+
+  it('sends the job writes of one turn as one script call, applied in the order they were made', async () => {
+    const store = await open('worker1')
+    const monitor = await admin.duplicate().monitor()
+    const calls: string[][] = []
+    const marker = `marker-${prefix}`
+    const markerSeen = new Promise<void>((resolve) => {
+      monitor.on('monitor', (_time: string, args: string[]) => {
+        calls.push(args)
+        if (args[0]?.toLowerCase() === 'echo' && args[1] === marker) resolve()
+      })
+    })
+    try {
+      const writes = [
+        store.saveJobs([makeJob('o1'), makeJob('o2')]),
+        store.updateJob('o1', { status: JobStatus.IN_PROGRESS, attempt: 1 }),
+        store.finishRun('o1', { status: JobStatus.COMPLETE }, makeFeedback('o1'), true),
+        // After its removal, an update must not bring o1 back as a half record.
+        store.updateJob('o1', { attempt: 2 }),
+        store.removeJob('o2'),
+        store.saveJobs([makeJob('o2', { attempt: 3 })]),
+      ]
+      await Promise.all(writes)
+      await admin.echo(marker)
+      await markerSeen
+    } finally {
+      monitor.disconnect()
+    }
+    expect(calls.filter(isApplyCall)).toHaveLength(1)
+    expect(await store.getJob('o1')).toBeUndefined()
+    expect(await admin.exists(`${prefix}{worker1}:job:o1`)).toBe(0)
+    expect(await store.getJob('o2')).toMatchObject({ id: 'o2', attempt: 3 })
+    expect((await store.listUnfinished()).map((j) => j.id)).toEqual(['o2'])
+    expect((await store.listFeedback()).map((f) => f.jobId)).toEqual(['o1'])
   })
 
   it('survives a Redis restart: fails fast while it is down, then reconnects by itself', { timeout: 20_000 }, async () => {
