@@ -63,6 +63,14 @@ function problemIn(value: unknown, ancestors: object[]): Problem | undefined {
 /** Most jobs of a kind carry no args: they share these bytes (never written to). */
 const EMPTY_ARGS = pack({})
 
+/**
+ * Received args equal to EMPTY_ARGS become EMPTY_ARGS itself: a node holding a million
+ * delayed jobs then keeps no buffer view per job, nor the frame behind it.
+ */
+export function shareEmptyArgs(bytes: Uint8Array): Uint8Array {
+  return bytes.length === EMPTY_ARGS.length && EMPTY_ARGS.equals(bytes) ? EMPTY_ARGS : bytes
+}
+
 /** Validates job args and encodes them once; throws InvalidArgumentError naming the bad value. */
 export function encodeArgs(args: unknown, maxBytes: number): Buffer {
   if (typeof args !== 'object' || args === null || Array.isArray(args)) {

@@ -1,5 +1,6 @@
 import { ProtocolError } from '../errors.js'
 import type { RetryPolicy } from '../scheduling/retry.js'
+import { shareEmptyArgs } from './args.js'
 
 /**
  * Bumped on any incompatible change of the messages below, so that mismatched peers fail
@@ -277,7 +278,7 @@ function wireJob(value: unknown, path: string): WireJob {
   const job: WireJob = {
     id: strV(t[0], `${path}.id`),
     name: strV(t[1], `${path}.name`),
-    args: bytesV(t[2], `${path}.args`),
+    args: shareEmptyArgs(bytesV(t[2], `${path}.args`)),
     dueAt: numV(t[3], `${path}.dueAt`),
     run: posIntV(t[4], `${path}.run`),
   }

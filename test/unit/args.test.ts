@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { InvalidArgumentError } from '../../src/errors.js'
-import { decodeArgs, encodeArgs } from '../../src/protocol/args.js'
+import { decodeArgs, encodeArgs, shareEmptyArgs } from '../../src/protocol/args.js'
 
 const LIMIT = 1024 * 1024
 
@@ -52,5 +52,17 @@ describe('encodeArgs', () => {
   it('refuses args that are not a plain object, and args over the limit, saying so', () => {
     expect(refusal([1])).toBe("'args' must be a plain object, got an array")
     expect(() => encodeArgs({ big: 'x'.repeat(100) }, 50)).toThrow(/over the limit of 50/)
+  })
+})
+
+describe('shareEmptyArgs', () => {
+  it('hands out one shared buffer for received empty args, and leaves anything else alone', () => {
+    const empty = encodeArgs({}, LIMIT)
+    const received = Buffer.from(empty)
+    expect(received).not.toBe(empty)
+    expect(shareEmptyArgs(received)).toBe(empty)
+    for (const other of [Buffer.from([empty[0] as number]), Buffer.from([0x80]), encodeArgs({ a: 1 }, LIMIT), Buffer.alloc(0)]) {
+      expect(shareEmptyArgs(other)).toBe(other)
+    }
   })
 })
