@@ -82,6 +82,8 @@ export class FeedbackOutbox {
       const entry = box.delete(ref.id, ref.run)
       if (entry === undefined) continue
       acked.push(ref)
+      // A memory store was never written (see Node.persist).
+      if (!entry.store.durable) continue
       let ids = byStore.get(entry.store)
       if (ids === undefined) byStore.set(entry.store, (ids = []))
       ids.push({ jobId: ref.id, run: ref.run })

@@ -79,6 +79,8 @@ interface PendingWrite {
   then: () => void
 }
 
+const RESOLVED = Promise.resolve()
+
 /** How often a node whose store failed checks whether it is back. */
 const STORE_PROBE_MS = 500
 
@@ -398,20 +400,13 @@ export class Node extends TypedEmitter<NodeEventMap> {
     }
     if (known.length > 0) link.send({ type: MessageType.ACCEPTED, ids: known })
     if (fresh.length === 0) return
+    if (!this.store.durable) {
+      // `live` is all the storage a memory node has (see persist): held as of now.
+      this.onStored(link, fresh)
+      return
+    }
     this.store.saveJobs(fresh.map((j) => j.record)).then(
-      () => {
-        link.send({ type: MessageType.ACCEPTED, ids: fresh.map((j) => j.record.id) })
-        for (const job of fresh) {
-          this.safeEmit('job:accepted', { id: job.record.id, name: job.record.name })
-          if (job.phase === 'saving') {
-            job.phase = 'scheduled'
-            this.schedule(job)
-          } else if (job.phase === 'done') {
-            // Cancelled while it was being saved.
-            job.store.removeJob(job.record.id).catch(() => {})
-          }
-        }
-      },
+      () => this.onStored(link, fresh),
       (err: unknown) => {
         for (const job of fresh) this.live.delete(job.record.id)
         const error = err instanceof Error ? err : new StoreError(String(err))
@@ -420,6 +415,20 @@ export class Node extends TypedEmitter<NodeEventMap> {
         this.onStoreDown(error)
       },
     )
+  }
+
+  private onStored(link: DistributorLink, fresh: LiveJob[]): void {
+    link.send({ type: MessageType.ACCEPTED, ids: fresh.map((j) => j.record.id) })
+    for (const job of fresh) {
+      this.safeEmit('job:accepted', { id: job.record.id, name: job.record.name })
+      if (job.phase === 'saving') {
+        job.phase = 'scheduled'
+        this.schedule(job)
+      } else if (job.phase === 'done') {
+        // Cancelled while it was being saved.
+        job.store.removeJob(job.record.id).catch(() => {})
+      }
+    }
   }
 
   /**
@@ -633,6 +642,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
         this.log.debug({ id: record.id, job: record.name, attempt: record.attempt, delayMs, err: error.message }, 'attempt failed; retrying')
         const patch: JobPatch = { status: record.status, dueAt: record.dueAt, lastError: error }
         await this.persist(
+          job.store,
           () => job.store.updateJob(record.id, patch),
           () => {
             if (job.phase !== 'done') this.schedule(job)
@@ -668,6 +678,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
       if (kind === FeedbackKind.ERROR) patch.failedAt = now
       Object.assign(record, patch)
       await this.persist(
+        job.store,
         () => job.store.finishRun(record.id, patch, feedback, false),
         () => {
           this.safeEmit('job:complete', { id: record.id, name: record.name, run: feedback.run, cancelled: false })
@@ -690,6 +701,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
     record.status = status
     this.live.delete(record.id)
     await this.persist(
+      job.store,
       () => job.store.finishRun(record.id, patch, feedback, remove),
       () => {
         if (status !== JobStatus.FAILED) this.safeEmit('job:complete', { id: record.id, name: record.name, run: record.run, cancelled: outcome.cancelled })
@@ -703,8 +715,16 @@ export class Node extends TypedEmitter<NodeEventMap> {
    * Performs a store write, then what depends on it (feedback goes out only once stored).
    * While the store is down the pair waits in `backlog` and is replayed, in order, when
    * it is back: a finished job's feedback is delayed, never dropped.
+   *
+   * A store that does not survive the process (memory storage) is not written at all: it
+   * could only ever give back what `live` and the outbox hold already, and the distributor
+   * keeps every job it sent to such a node until its final feedback (DESIGN §2.2).
    */
-  private persist(write: () => Promise<void>, then: () => void): Promise<void> {
+  private persist(store: Store, write: () => Promise<void>, then: () => void): Promise<void> {
+    if (!store.durable) {
+      then()
+      return RESOLVED
+    }
     if (this.storeDown) {
       this.backlog.push({ write, then })
       return Promise.resolve()
@@ -771,6 +791,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
     this.live.delete(record.id)
     const remove = this.config.removeCancelledJobs
     await this.persist(
+      job.store,
       () => {
         if (lastFeedback !== undefined) return job.store.finishRun(record.id, { status: JobStatus.CANCELLED }, lastFeedback, remove)
         return remove ? job.store.removeJob(record.id) : job.store.updateJob(record.id, { status: JobStatus.CANCELLED })

@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { Distributor } from '../../src/distributor/distributor.js'
 import type { JobFailedError } from '../../src/errors.js'
+import { MemoryStore } from '../../src/storage/memory-store.js'
 import { Resources, spawnConnectedNode, spawnNode, startDistributor, startNode } from '../helpers/cluster.js'
 
 const res = new Resources()
@@ -127,5 +128,26 @@ describe('guarantees, with real jr-node processes', () => {
     } finally {
       process.off('unhandledRejection', onUnhandled)
     }
+  })
+
+  it('a node on a store that does not survive the process never writes to it, and loses nothing', async () => {
+    const d = await startDistributor(res)
+    const writes: string[] = []
+    const store = new MemoryStore()
+    for (const method of ['saveJobs', 'updateJob', 'finishRun', 'removeJob', 'ackFeedback'] as const) {
+      const original = store[method].bind(store) as (...args: unknown[]) => Promise<void>
+      ;(store as unknown as Record<string, unknown>)[method] = (...args: unknown[]) => {
+        writes.push(method)
+        return original(...args)
+      }
+    }
+    await startNode(res, d, { name: 'volatile', storage: store }, { maxAttempt: 2, retryMultiplier: 0.01 })
+    const results = await Promise.allSettled([
+      d.enqueue('echo', { n: 1 }).done,
+      d.enqueue('echo', { n: 2 }, { after: 0.05 }).done,
+      d.enqueue('always_fail', {}).done,
+    ])
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'rejected'])
+    expect(writes).toEqual([])
   })
 })
