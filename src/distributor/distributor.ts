@@ -29,7 +29,7 @@ import {
 import type { ArgsOf } from '../node/registry.js'
 import { Handle, type JobHandle } from './job-handle.js'
 import { NodePool } from './node-pool.js'
-import { NodeSession } from './node-session.js'
+import { DELAYED_LOAD, INSTANT_LOAD, NodeSession } from './node-session.js'
 import {
   resolveDistributorOptions,
   resolveEnqueueOptions,
@@ -224,7 +224,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       state: 'pending',
       session: undefined,
       owner: undefined,
-      countsLoad: false,
+      load: 0,
       onSuccess: onSuccess as FeedbackCallback | undefined,
       onError: onError as FeedbackCallback | undefined,
       handle: handle as unknown as Handle,
@@ -404,9 +404,9 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
    */
   private adoptOwnedJobs(session: NodeSession): void {
     for (const job of this.jobs.values()) {
-      if (job.state !== 'accepted' || job.owner !== session.name || !job.countsLoad || job.session === session) continue
+      if (job.state !== 'accepted' || job.owner !== session.name || job.load === 0 || job.session === session) continue
       job.session = session
-      session.load++
+      session.load += job.load
     }
   }
 
@@ -440,7 +440,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       job.state = 'pending'
       job.session = undefined
       job.owner = undefined
-      job.countsLoad = false
+      job.load = 0
       this.safeEmit('job:requeue', { id: job.id, name: job.name, node: session.name })
     }
     if (back.length > 0) {
@@ -464,6 +464,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   private dispatchPending(): void {
     this.dispatchQueued = false
     const batches = new Map<NodeSession, TrackedJob[]>()
+    const now = Date.now()
     for (const route of this.queue.routes.values()) {
       for (;;) {
         if (route.length === 0) break
@@ -478,8 +479,8 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
         }
         job.state = 'sent'
         job.session = session
-        job.countsLoad = true
-        session.load++
+        job.load = job.opts.period !== undefined || job.dueAt > now ? DELAYED_LOAD : INSTANT_LOAD
+        session.load += job.load
         session.held.add(job)
         let batch = batches.get(session)
         if (batch === undefined) batches.set(session, (batch = []))
@@ -569,8 +570,8 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   }
 
   private releaseLoad(job: TrackedJob): void {
-    if (job.countsLoad && job.session !== undefined) job.session.load--
-    job.countsLoad = false
+    if (job.session !== undefined) job.session.load -= job.load
+    job.load = 0
   }
 
   private reportUnroutable(job: TrackedJob): void {

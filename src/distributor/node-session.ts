@@ -4,6 +4,15 @@ import { distributorProof, newNonce, nodeProof, proofMatches } from '../protocol
 import { MessageType, PROTOCOL_VERSION, type HelloMessage } from '../protocol/messages.js'
 import { JobList } from './job-list.js'
 
+/**
+ * What one job counts against a node's window, in units (the window holds window ×
+ * INSTANT_LOAD). An instant job counts whole until it finishes. A delayed or periodic job
+ * counts only until the node accepts it, and a tenth as much: it is in transit, not work,
+ * and counting it whole let a burst of delayed jobs move one window per round trip.
+ */
+export const INSTANT_LOAD = 10
+export const DELAYED_LOAD = 1
+
 /** Acks that may still be in flight when a link drops: generous, since a ring write is cheap. */
 const ACKED_WINDOW = 65_536
 
@@ -50,7 +59,7 @@ export class NodeSession {
   maxFrameSize = Number.MAX_SAFE_INTEGER
   /** The node takes new jobs (false while it drains or its store is down). */
   accepting = true
-  /** Jobs counting against `window`: sent, plus accepted instant jobs not yet finished. */
+  /** Load units against `window`: jobs sent, plus accepted instant jobs not yet finished. */
   load = 0
   /**
    * Sent and not yet acknowledged, or accepted by a memory-storage node and not finished:
@@ -63,7 +72,7 @@ export class NodeSession {
   connection!: Connection
 
   get hasRoom(): boolean {
-    return this.state === 'ready' && this.accepting && this.load < this.window && !this.connection.backlogged
+    return this.state === 'ready' && this.accepting && this.load < this.window * INSTANT_LOAD && !this.connection.backlogged
   }
 
   sendChallenge(auth: boolean): void {

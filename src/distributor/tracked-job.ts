@@ -37,8 +37,8 @@ export interface TrackedJob {
   session: NodeSession | undefined
   /** Name of the node that accepted it: a cancel must reach that node, even after a reconnect. */
   owner: string | undefined
-  /** Counts against `session`'s window. */
-  countsLoad: boolean
+  /** Load units (INSTANT_LOAD or DELAYED_LOAD) it counts against `session`'s window; 0 for none. */
+  load: number
   onSuccess: FeedbackCallback | undefined
   onError: FeedbackCallback | undefined
   /** Settles the caller's `done`. */

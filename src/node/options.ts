@@ -49,7 +49,8 @@ export interface NodeOptions {
   /**
    * Jobs a distributor may have in flight to this node (sent and unfinished), like a prefetch
    * count. Larger keeps a fast node fed while feedback is on its way back; smaller spreads
-   * long jobs more evenly. @default 10 × concurrency
+   * long jobs more evenly. A delayed or periodic job counts a tenth, and only until this node
+   * accepts it. @default 10 × concurrency
    */
   window?: number
   /** Shared secret the distributors require (16+ characters). */

@@ -519,6 +519,28 @@ describe('limits', () => {
     expect(inFlight).toBe(0)
   })
 
+  it('the window counts a delayed job in transit as a tenth, and not at all once accepted', async () => {
+    const d = await startDistributor(res)
+    const fake = await connectPeer(d.port)
+    await fake.handshake({ node: 'fake', jobs: ['echo'], concurrency: 1, window: 2 })
+    const delayed = Array.from({ length: 25 }, (_, i) => d.enqueue('echo', { i }, { after: 3600 }))
+
+    const first = (await fake.nextOfType(MessageType.DISPATCH)).jobs.map((j) => j.id)
+    expect(first).toEqual(delayed.slice(0, 20).map((h) => h.id))
+    expect(d.pendingCount).toBe(5)
+
+    // Accepted, they leave the window: the other five go out, and instant jobs still get both slots.
+    fake.send({ type: MessageType.ACCEPTED, ids: first })
+    const second = (await fake.nextOfType(MessageType.DISPATCH)).jobs.map((j) => j.id)
+    expect(second).toEqual(delayed.slice(20).map((h) => h.id))
+    fake.send({ type: MessageType.ACCEPTED, ids: second })
+    await d.waitFor('job:accepted', (e) => e.id === second[4])
+    const instant = Array.from({ length: 3 }, (_, i) => d.enqueue('echo', { i }))
+    const third = (await fake.nextOfType(MessageType.DISPATCH)).jobs.map((j) => j.id)
+    expect(third).toEqual(instant.slice(0, 2).map((h) => h.id))
+    expect(d.pendingCount).toBe(1)
+  })
+
   it('the window, frame by frame: a fake node with window 2 gets 2 jobs, and a third only after one finishes', async () => {
     const d = await startDistributor(res)
     const fake = await connectPeer(d.port)
