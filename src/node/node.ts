@@ -59,9 +59,11 @@ export interface NodeEventMap {
   close: Record<string, never>
 }
 
-/** A job this node holds, with what is only meaningful while the process lives. */
-interface LiveJob {
-  record: JobRecord
+/**
+ * A job this node holds: its record, plus what is only meaningful while the process lives.
+ * One object rather than a wrapper around the record: a node may hold a million of them.
+ */
+interface LiveJob extends JobRecord {
   /** Where it is in this process; 'saving' until the store holds it. */
   phase: 'saving' | 'scheduled' | 'queued' | 'running' | 'done'
   /** The application asked to cancel it while it ran: act when the attempt ends. */
@@ -268,7 +270,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
     const records = await store.listUnfinished()
     for (const record of records) {
       if (this.live.has(record.id)) continue
-      const job: LiveJob = { record, phase: 'scheduled', cancelRequested: false, store }
+      const job: LiveJob = Object.assign(record, { phase: 'scheduled' as const, cancelRequested: false, store })
       this.live.set(record.id, job)
       this.schedule(job)
     }
@@ -377,7 +379,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
         known.push(wire.id)
         continue
       }
-      const record: JobRecord = {
+      const job: LiveJob = {
         id: wire.id,
         name: wire.name,
         args: wire.args,
@@ -389,13 +391,15 @@ export class Node extends TypedEmitter<NodeEventMap> {
         defer: wire.defer ?? false,
         distributor: link.key,
         createdAt: now,
+        phase: 'saving',
+        cancelRequested: false,
+        store: this.store,
       }
-      if (wire.period !== undefined) record.period = wire.period
-      if (wire.maxAttempt !== undefined) record.maxAttempt = wire.maxAttempt
-      if (wire.retry !== undefined) record.retry = wire.retry
-      if (wire.timeout !== undefined) record.timeout = wire.timeout
-      const job: LiveJob = { record, phase: 'saving', cancelRequested: false, store: this.store }
-      this.live.set(record.id, job)
+      if (wire.period !== undefined) job.period = wire.period
+      if (wire.maxAttempt !== undefined) job.maxAttempt = wire.maxAttempt
+      if (wire.retry !== undefined) job.retry = wire.retry
+      if (wire.timeout !== undefined) job.timeout = wire.timeout
+      this.live.set(job.id, job)
       fresh.push(job)
     }
     if (known.length > 0) link.send({ type: MessageType.ACCEPTED, ids: known })
@@ -405,28 +409,28 @@ export class Node extends TypedEmitter<NodeEventMap> {
       this.onStored(link, fresh)
       return
     }
-    this.store.saveJobs(fresh.map((j) => j.record)).then(
+    this.store.saveJobs(fresh).then(
       () => this.onStored(link, fresh),
       (err: unknown) => {
-        for (const job of fresh) this.live.delete(job.record.id)
+        for (const job of fresh) this.live.delete(job.id)
         const error = err instanceof Error ? err : new StoreError(String(err))
         this.log.error({ err: error, jobs: fresh.length }, 'cannot store jobs; rejecting them')
-        link.send({ type: MessageType.REJECTED, ids: fresh.map((j) => j.record.id), code: ErrorCode.STORE, message: error.message })
+        link.send({ type: MessageType.REJECTED, ids: fresh.map((j) => j.id), code: ErrorCode.STORE, message: error.message })
         this.onStoreDown(error)
       },
     )
   }
 
   private onStored(link: DistributorLink, fresh: LiveJob[]): void {
-    link.send({ type: MessageType.ACCEPTED, ids: fresh.map((j) => j.record.id) })
+    link.send({ type: MessageType.ACCEPTED, ids: fresh.map((j) => j.id) })
     for (const job of fresh) {
-      this.safeEmit('job:accepted', { id: job.record.id, name: job.record.name })
+      this.safeEmit('job:accepted', { id: job.id, name: job.name })
       if (job.phase === 'saving') {
         job.phase = 'scheduled'
         this.schedule(job)
       } else if (job.phase === 'done') {
         // Cancelled while it was being saved.
-        job.store.removeJob(job.record.id).catch(() => {})
+        job.store.removeJob(job.id).catch(() => {})
       }
     }
   }
@@ -475,10 +479,10 @@ export class Node extends TypedEmitter<NodeEventMap> {
 
   /** Arms the job's timer, or queues it at once when due. */
   private schedule(job: LiveJob): void {
-    if (job.record.dueAt <= Date.now()) this.enqueueReady(job)
+    if (job.dueAt <= Date.now()) this.enqueueReady(job)
     else {
       job.phase = 'scheduled'
-      this.scheduler.schedule(job.record.id, job.record.dueAt, job)
+      this.scheduler.schedule(job.id, job.dueAt, job)
     }
   }
 
@@ -489,7 +493,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
     }
     if (item instanceof AbortController) {
       const id = key.slice(TIMEOUT_KEY.length)
-      item.abort(new TimeoutError(this.timeoutOf(this.live.get(id)?.record)))
+      item.abort(new TimeoutError(this.timeoutOf(this.live.get(id))))
       return
     }
     if (item.phase === 'scheduled') this.enqueueReady(item)
@@ -520,46 +524,45 @@ export class Node extends TypedEmitter<NodeEventMap> {
   }
 
   private async runAttempt(job: LiveJob): Promise<void> {
-    const record = job.record
     this.running++
     job.phase = 'running'
-    record.status = JobStatus.IN_PROGRESS
-    record.attempt++
+    job.status = JobStatus.IN_PROGRESS
+    job.attempt++
     // The attempt count must survive a crash (or a crash-looping job would retry forever),
     // but the chain need not wait for it; a store that does not survive a crash need not
     // hear of it at all.
     if (job.store.durable) {
-      job.store.updateJob(record.id, { status: record.status, attempt: record.attempt }).catch((err: unknown) => {
-        this.log.warn({ err, id: record.id }, 'cannot record attempt start')
+      job.store.updateJob(job.id, { status: job.status, attempt: job.attempt }).catch((err: unknown) => {
+        this.log.warn({ err, id: job.id }, 'cannot job attempt start')
       })
     }
-    this.safeEmit('job:start', { id: record.id, name: record.name, attempt: record.attempt, run: record.run })
-    const maxAttempt = record.maxAttempt ?? this.config.maxAttempt
-    const args = decodeArgs(record.args)
+    this.safeEmit('job:start', { id: job.id, name: job.name, attempt: job.attempt, run: job.run })
+    const maxAttempt = job.maxAttempt ?? this.config.maxAttempt
+    const args = decodeArgs(job.args)
     // An AbortController costs more than a no-op job: made only for a timeout, a deferred
     // chain, or a step that reads ctx.signal.
     let controller: AbortController | undefined
     const signal = (): AbortSignal => {
       if (controller === undefined) {
         controller = new AbortController()
-        this.controllers.set(record.id, controller)
+        this.controllers.set(job.id, controller)
       }
       return controller.signal
     }
-    const timeout = this.timeoutOf(record)
+    const timeout = this.timeoutOf(job)
     const abortable = timeout > 0 ? signal() : undefined
-    if (timeout > 0) this.scheduler.schedule(TIMEOUT_KEY + record.id, Date.now() + timeout * 1000, controller as AbortController)
-    const ctx = this.contextFor(record, args, signal)
-    const lastAttempt = record.attempt >= maxAttempt
+    if (timeout > 0) this.scheduler.schedule(TIMEOUT_KEY + job.id, Date.now() + timeout * 1000, controller as AbortController)
+    const ctx = this.contextFor(job, args, signal)
+    const lastAttempt = job.attempt >= maxAttempt
     let outcome: ChainOutcome
     let finalArgs = args
-    const def = this.registry.get(record.name)
+    const def = this.registry.get(job.name)
     if (def === undefined) {
-      const error = new UnknownJobError(record.name, this.name)
+      const error = new UnknownJobError(job.name, this.name)
       args['error'] = serializeError(error)
       outcome = { kind: 'error', cancelled: false, error, unrecoverable: true }
-    } else if (record.defer && this.deferDirectory !== undefined) {
-      ;({ outcome, args: finalArgs } = await this.runDeferred(record, args, ctx, lastAttempt, signal()))
+    } else if (job.defer && this.deferDirectory !== undefined) {
+      ;({ outcome, args: finalArgs } = await this.runDeferred(job, args, ctx, lastAttempt, signal()))
     } else {
       try {
         outcome = await runChain(def, args, ctx, lastAttempt, abortable)
@@ -567,13 +570,13 @@ export class Node extends TypedEmitter<NodeEventMap> {
         outcome = { kind: 'error', cancelled: false, error: err, unrecoverable: false }
       }
     }
-    if (timeout > 0) this.scheduler.cancel(TIMEOUT_KEY + record.id)
-    if (controller !== undefined) this.controllers.delete(record.id)
+    if (timeout > 0) this.scheduler.cancel(TIMEOUT_KEY + job.id)
+    if (controller !== undefined) this.controllers.delete(job.id)
     this.running--
     try {
       await this.afterAttempt(job, outcome, finalArgs, maxAttempt)
     } catch (err) {
-      this.log.error({ err, id: record.id }, 'cannot record the end of an attempt')
+      this.log.error({ err, id: job.id }, 'cannot job the end of an attempt')
     }
     if (this.running === 0 && this.idleWaiters.length > 0) {
       for (const resolve of this.idleWaiters.splice(0)) resolve()
@@ -629,59 +632,58 @@ export class Node extends TypedEmitter<NodeEventMap> {
 
   /** Decides what follows an attempt: retry, next run, or the end with its feedback. */
   private async afterAttempt(job: LiveJob, outcome: ChainOutcome, args: JobArgsObject, maxAttempt: number): Promise<void> {
-    const record = job.record
     const now = Date.now()
     if (outcome.kind === 'error' && !outcome.cancelled) {
       const error = serializeError(outcome.error)
-      record.lastError = error
-      if (!outcome.unrecoverable && !job.cancelRequested && shouldRetry(record.attempt, maxAttempt)) {
-        const delayMs = computeBackoff(record.retry ?? retryPolicyOf(this.config), record.attempt)
-        record.status = JobStatus.ERROR
-        record.dueAt = now + delayMs
-        this.safeEmit('job:retry', { id: record.id, name: record.name, attempt: record.attempt, delayMs, error })
-        this.log.debug({ id: record.id, job: record.name, attempt: record.attempt, delayMs, err: error.message }, 'attempt failed; retrying')
-        const patch: JobPatch = { status: record.status, dueAt: record.dueAt, lastError: error }
+      job.lastError = error
+      if (!outcome.unrecoverable && !job.cancelRequested && shouldRetry(job.attempt, maxAttempt)) {
+        const delayMs = computeBackoff(job.retry ?? retryPolicyOf(this.config), job.attempt)
+        job.status = JobStatus.ERROR
+        job.dueAt = now + delayMs
+        this.safeEmit('job:retry', { id: job.id, name: job.name, attempt: job.attempt, delayMs, error })
+        this.log.debug({ id: job.id, job: job.name, attempt: job.attempt, delayMs, err: error.message }, 'attempt failed; retrying')
+        const patch: JobPatch = { status: job.status, dueAt: job.dueAt, lastError: error }
         await this.persist(
           job.store,
-          () => job.store.updateJob(record.id, patch),
+          () => job.store.updateJob(job.id, patch),
           () => {
             if (job.phase !== 'done') this.schedule(job)
           },
         )
         return
       }
-      this.log.warn({ id: record.id, job: record.name, attempt: record.attempt, err: error.message }, 'job failed')
-      this.safeEmit('job:failed', { id: record.id, name: record.name, run: record.run, error })
+      this.log.warn({ id: job.id, job: job.name, attempt: job.attempt, err: error.message }, 'job failed')
+      this.safeEmit('job:failed', { id: job.id, name: job.name, run: job.run, error })
     }
     const succeeded = outcome.kind === 'success' && !outcome.cancelled
-    if (job.cancelRequested && !(succeeded && record.period === undefined)) {
+    if (job.cancelRequested && !(succeeded && job.period === undefined)) {
       // The application cancelled it while it ran. A periodic run that succeeded still
       // reports that run; otherwise there is no feedback, only the cancel.
-      await this.endCancelled(job, true, succeeded ? this.feedbackOf(record, FeedbackKind.SUCCESS, false, false, args) : undefined)
+      await this.endCancelled(job, true, succeeded ? this.feedbackOf(job, FeedbackKind.SUCCESS, false, false, args) : undefined)
       return
     }
     const kind = outcome.kind === 'success' ? FeedbackKind.SUCCESS : FeedbackKind.ERROR
-    const periodic = record.period !== undefined && !outcome.cancelled
-    const feedback = this.feedbackOf(record, kind, !periodic, outcome.cancelled, args)
+    const periodic = job.period !== undefined && !outcome.cancelled
+    const feedback = this.feedbackOf(job, kind, !periodic, outcome.cancelled, args)
     if (periodic) {
       // No drift: the next run is due one period after this run was due; runs missed while
       // the node was down (or a run longer than the period) are skipped, not replayed.
-      const periodMs = (record.period as number) * 1000
-      const missed = Math.max(1, Math.ceil((now - record.runDueAt) / periodMs))
+      const periodMs = (job.period as number) * 1000
+      const missed = Math.max(1, Math.ceil((now - job.runDueAt) / periodMs))
       const patch: JobPatch = {
         status: JobStatus.NEW,
         attempt: 0,
-        run: record.run + missed,
-        runDueAt: record.runDueAt + missed * periodMs,
-        dueAt: record.runDueAt + missed * periodMs,
+        run: job.run + missed,
+        runDueAt: job.runDueAt + missed * periodMs,
+        dueAt: job.runDueAt + missed * periodMs,
       }
       if (kind === FeedbackKind.ERROR) patch.failedAt = now
-      Object.assign(record, patch)
+      Object.assign(job, patch)
       await this.persist(
         job.store,
-        () => job.store.finishRun(record.id, patch, feedback, false),
+        () => job.store.finishRun(job.id, patch, feedback, false),
         () => {
-          this.safeEmit('job:complete', { id: record.id, name: record.name, run: feedback.run, cancelled: false })
+          this.safeEmit('job:complete', { id: job.id, name: job.name, run: feedback.run, cancelled: false })
           this.outbox.add(feedback, job.store)
           if (job.phase !== 'done') this.schedule(job)
         },
@@ -698,15 +700,15 @@ export class Node extends TypedEmitter<NodeEventMap> {
     const patch: JobPatch = { status }
     if (status === JobStatus.FAILED) patch.failedAt = now
     job.phase = 'done'
-    record.status = status
-    this.live.delete(record.id)
+    job.status = status
+    this.live.delete(job.id)
     await this.persist(
       job.store,
-      () => job.store.finishRun(record.id, patch, feedback, remove),
+      () => job.store.finishRun(job.id, patch, feedback, remove),
       () => {
-        if (status !== JobStatus.FAILED) this.safeEmit('job:complete', { id: record.id, name: record.name, run: record.run, cancelled: outcome.cancelled })
+        if (status !== JobStatus.FAILED) this.safeEmit('job:complete', { id: job.id, name: job.name, run: job.run, cancelled: outcome.cancelled })
         this.outbox.add(feedback, job.store)
-        if (job.cancelRequested) this.answerCancel(record, 'finished')
+        if (job.cancelRequested) this.answerCancel(job, 'finished')
       },
     )
   }
@@ -781,25 +783,24 @@ export class Node extends TypedEmitter<NodeEventMap> {
     job.phase = 'done'
     this.live.delete(id)
     const finish = wasSaving ? Promise.resolve() : this.endCancelled(job, false)
-    void finish.then(() => this.answerCancel(job.record, 'cancelled'))
+    void finish.then(() => this.answerCancel(job, 'cancelled'))
   }
 
   private async endCancelled(job: LiveJob, answer = true, lastFeedback?: FeedbackRecord): Promise<void> {
-    const record = job.record
     job.phase = 'done'
-    record.status = JobStatus.CANCELLED
-    this.live.delete(record.id)
+    job.status = JobStatus.CANCELLED
+    this.live.delete(job.id)
     const remove = this.config.removeCancelledJobs
     await this.persist(
       job.store,
       () => {
-        if (lastFeedback !== undefined) return job.store.finishRun(record.id, { status: JobStatus.CANCELLED }, lastFeedback, remove)
-        return remove ? job.store.removeJob(record.id) : job.store.updateJob(record.id, { status: JobStatus.CANCELLED })
+        if (lastFeedback !== undefined) return job.store.finishRun(job.id, { status: JobStatus.CANCELLED }, lastFeedback, remove)
+        return remove ? job.store.removeJob(job.id) : job.store.updateJob(job.id, { status: JobStatus.CANCELLED })
       },
       () => {
         if (lastFeedback !== undefined) this.outbox.add(lastFeedback, job.store)
-        this.safeEmit('job:cancelled', { id: record.id, name: record.name })
-        if (answer) this.answerCancel(record, 'cancelled')
+        this.safeEmit('job:cancelled', { id: job.id, name: job.name })
+        if (answer) this.answerCancel(job, 'cancelled')
       },
     )
   }

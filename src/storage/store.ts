@@ -109,7 +109,10 @@ export interface Store {
   open(): Promise<void>
   /** Resolves when the backend answers (cheaply: a node probes with it during an outage). */
   ping(): Promise<void>
-  /** Saves new jobs (one batch, one round trip where the backend allows). */
+  /**
+   * Saves new jobs (one batch, one round trip where the backend allows). A record may carry
+   * properties of the node's own beyond JobRecord's: store JobRecord's fields only.
+   */
   saveJobs(jobs: readonly JobRecord[]): Promise<void>
   /** Updates some fields of a stored job; a missing job is ignored. */
   updateJob(id: string, patch: JobPatch): Promise<void>
