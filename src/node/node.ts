@@ -381,7 +381,8 @@ export class Node extends TypedEmitter<NodeEventMap> {
       }
       const job: LiveJob = {
         id: wire.id,
-        name: wire.name,
+        // The definition's copy of the name: one string for all jobs of a kind, not one each.
+        name: this.registry.get(wire.name)?.name ?? wire.name,
         args: wire.args,
         status: JobStatus.NEW,
         attempt: 0,
