@@ -79,6 +79,8 @@ return 1
 export const MAX_BATCH_OPS = 1_000
 
 const INITIAL_BYTES = 16 * 1024
+/** Values up to this length are copied byte by byte (strings tried as ASCII first). */
+const SHORT_STRING = 64
 
 const ARRAY32 = 0xdd
 const STR32 = 0xdb
@@ -105,18 +107,35 @@ export class OpWriter {
 
   value(v: string | Uint8Array): void {
     this.count++
-    if (typeof v === 'string') {
-      // At most 3 bytes per UTF-16 unit; the real length is known after writing.
-      this.reserve(5 + 3 * v.length)
-      const n = this.buf.write(v, this.pos + 5, 'utf8')
-      this.header(n)
-      this.pos += 5 + n
-    } else {
+    if (typeof v !== 'string') {
       this.reserve(5 + v.length)
       this.header(v.length)
-      this.buf.set(v, this.pos + 5)
+      if (v.length <= SHORT_STRING) for (let k = 0; k < v.length; k++) this.buf[this.pos + 5 + k] = v[k] as number
+      else this.buf.set(v, this.pos + 5)
       this.pos += 5 + v.length
+      return
     }
+    // At most 3 bytes per UTF-16 unit; the real length is known after writing.
+    this.reserve(5 + 3 * v.length)
+    const n = v.length <= SHORT_STRING ? this.writeAscii(v) : -1
+    const length = n >= 0 ? n : this.buf.write(v, this.pos + 5, 'utf8')
+    this.header(length)
+    this.pos += 5 + length
+  }
+
+  /**
+   * Copies a short ASCII string byte by byte: for the ids, numbers and field names that make
+   * up nearly every value, cheaper than a call into Buffer.write. -1 when it is not ASCII.
+   */
+  private writeAscii(v: string): number {
+    const buf = this.buf
+    const at = this.pos + 5
+    for (let k = 0; k < v.length; k++) {
+      const c = v.charCodeAt(k)
+      if (c > 0x7f) return -1
+      buf[at + k] = c
+    }
+    return v.length
   }
 
   /** The encoded operations (a view of the writer's buffer: take it once, at the end). */
@@ -127,8 +146,13 @@ export class OpWriter {
   }
 
   private header(length: number): void {
-    this.buf[this.pos] = STR32
-    this.buf.writeUInt32BE(length, this.pos + 1)
+    const buf = this.buf
+    const at = this.pos
+    buf[at] = STR32
+    buf[at + 1] = length >>> 24
+    buf[at + 2] = (length >>> 16) & 0xff
+    buf[at + 3] = (length >>> 8) & 0xff
+    buf[at + 4] = length & 0xff
   }
 
   private reserve(n: number): void {

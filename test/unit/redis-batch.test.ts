@@ -1,0 +1,45 @@
+import { describe, expect, it } from 'vitest'
+import { unpack } from '../../src/protocol/msgpack.js'
+import { OpWriter } from '../../src/storage/redis-batch.js'
+
+/** Reads the writer's output back as the script does: an array32 of str32 values, as raw bytes. */
+function readValues(bytes: Buffer): Buffer[] {
+  expect(bytes[0]).toBe(0xdd)
+  const count = bytes.readUInt32BE(1)
+  const out: Buffer[] = []
+  let pos = 5
+  for (let i = 0; i < count; i++) {
+    expect(bytes[pos]).toBe(0xdb)
+    const n = bytes.readUInt32BE(pos + 1)
+    out.push(bytes.subarray(pos + 5, pos + 5 + n))
+    pos += 5 + n
+  }
+  expect(pos).toBe(bytes.length)
+  return out
+}
+
+describe('OpWriter', () => {
+  it('encodes strings as UTF-8 and binary as it is, short and long, in one msgpack array', () => {
+    const writer = new OpWriter()
+    const long = 'x'.repeat(70)
+    const unicodeShort = 'ünï-€'
+    const unicodeLong = 'é'.repeat(100)
+    const binary = Buffer.from([0, 0xff, 0x80, 0xc3])
+    const bigBinary = Buffer.alloc(5000, 0xab)
+    writer.add('s', 'V1StGXR8_Z5jdHi6B-myT', '', long, unicodeShort, unicodeLong, binary, bigBinary)
+    writer.fields(['status', 'new', 'attempt', '0'])
+    const values = readValues(writer.bytes())
+    expect(values.map((v) => v.length)).toEqual([1, 21, 0, 70, Buffer.byteLength(unicodeShort), 200, 4, 5000, 1, 6, 3, 7, 1])
+    expect(values.slice(0, 6).map((v) => v.toString('utf8'))).toEqual(['s', 'V1StGXR8_Z5jdHi6B-myT', '', long, unicodeShort, unicodeLong])
+    expect(values[6]).toEqual(binary)
+    expect(values[7]).toEqual(bigBinary)
+    expect(values.slice(8).map((v) => v.toString())).toEqual(['2', 'status', 'new', 'attempt', '0'])
+  })
+
+  it('grows past its first buffer without losing what it wrote, and is valid msgpack', () => {
+    const writer = new OpWriter()
+    const ids = Array.from({ length: 5000 }, (_, i) => `job-${i}-ü`)
+    for (const id of ids) writer.add(id)
+    expect(unpack(writer.bytes())).toEqual(ids)
+  })
+})
