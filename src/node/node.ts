@@ -14,7 +14,7 @@ import {
 } from '../errors.js'
 import { TypedEmitter } from '../events.js'
 import type { Logger } from '../logger.js'
-import { decodeArgs, type JobArgsObject } from '../protocol/args.js'
+import { decodeArgs, packArgs, type JobArgsObject } from '../protocol/args.js'
 import { MessageType, type FeedbackRef, type Message, type WireJob } from '../protocol/messages.js'
 import { pack } from '../protocol/msgpack.js'
 import { computeBackoff, shouldRetry } from '../scheduling/retry.js'
@@ -750,7 +750,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
     let encoded: Buffer | undefined
     let problem: JobsError | undefined
     try {
-      encoded = pack(args)
+      encoded = packArgs(args)
       if (encoded.length > limit) problem = new FrameTooLargeError(encoded.length, limit)
     } catch (err) {
       problem = new JobsError(`the job left args that cannot be sent back: ${(err as Error).message}`, ErrorCode.INVALID_ARG)

@@ -80,11 +80,16 @@ export function encodeArgs(args: unknown, maxBytes: number): Buffer {
   if (problem !== undefined) {
     throw new InvalidArgumentError(`args${problem.where.reverse().join('')} ${problem.what}`)
   }
-  const bytes = isEmpty(args) ? EMPTY_ARGS : pack(args)
+  const bytes = packArgs(args)
   if (bytes.length > maxBytes) {
     throw new InvalidArgumentError(`'args' encode to ${bytes.length} bytes, over the limit of ${maxBytes} (maxFrameSize less the frame envelope)`)
   }
   return bytes
+}
+
+/** msgpack of args (unchecked: pack throws on what it cannot encode); empty ones share EMPTY_ARGS. */
+export function packArgs(args: object): Buffer {
+  return isEmpty(args) ? EMPTY_ARGS : pack(args)
 }
 
 function isEmpty(obj: object): boolean {
