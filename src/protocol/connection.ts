@@ -1,10 +1,11 @@
 import type { Socket } from 'node:net'
-import { ConnectionClosedError, ErrorCode, FrameTooLargeError, JobsError, ProtocolError } from '../errors.js'
+import { ConnectionClosedError, ErrorCode, JobsError, ProtocolError } from '../errors.js'
 import type { Logger } from '../logger.js'
-import { encodeFrame, FrameDecoder, type FrameSink } from './frame.js'
+import { encodeMessageFrame } from './encode.js'
+import { FrameDecoder, type FrameSink } from './frame.js'
 import { Heartbeat, type HeartbeatContext } from './heartbeat.js'
-import { MessageType, parseMessage, toWire, type Message } from './messages.js'
-import { pack, unpack } from './msgpack.js'
+import { MessageType, parseMessage, type Message } from './messages.js'
+import { unpack } from './msgpack.js'
 
 export interface ConnectionOptions {
   maxFrameSize: number
@@ -90,12 +91,9 @@ export class Connection implements FrameSink, HeartbeatContext {
   /** Queues a message; false when the connection is no longer open. */
   send(message: Message): boolean {
     if (this.state !== 'open') return false
-    const body = pack(toWire(message))
-    if (body.length > this.options.maxFrameSize) {
-      throw new FrameTooLargeError(body.length, this.options.maxFrameSize)
-    }
-    this.outbox.push(encodeFrame(body))
-    this.outboxBytes += body.length
+    const frame = encodeMessageFrame(message, this.options.maxFrameSize)
+    this.outbox.push(frame)
+    this.outboxBytes += frame.length
     if (this.outboxBytes >= FLUSH_THRESHOLD) this.flush()
     else if (!this.flushQueued) {
       this.flushQueued = true
@@ -212,7 +210,7 @@ export class Connection implements FrameSink, HeartbeatContext {
   private flush(): void {
     this.flushQueued = false
     if (this.outbox.length === 0 || this.waitingForDrain || this.socket.destroyed) return
-    const data = this.outbox.length === 1 ? (this.outbox[0] as Buffer) : Buffer.concat(this.outbox, this.outboxBytes + 4 * this.outbox.length)
+    const data = this.outbox.length === 1 ? (this.outbox[0] as Buffer) : Buffer.concat(this.outbox, this.outboxBytes)
     this.outbox = []
     this.outboxBytes = 0
     this.sentAt = Date.now()

@@ -299,12 +299,18 @@ function wireJob(value: unknown, path: string): WireJob {
   return job
 }
 
-function wireJobTuple(job: WireJob): unknown[] {
-  const t: unknown[] = [job.id, job.name, job.args, job.dueAt, job.run]
+/** The options of a job that go on the wire, or undefined when it has none. */
+export function jobExtras(job: WireJob): Obj | undefined {
   let extras: Obj | undefined
   for (const key of JOB_EXTRAS) {
     if (job[key] !== undefined) (extras ??= {})[key] = job[key]
   }
+  return extras
+}
+
+function wireJobTuple(job: WireJob): unknown[] {
+  const t: unknown[] = [job.id, job.name, job.args, job.dueAt, job.run]
+  const extras = jobExtras(job)
   if (extras !== undefined) t.push(extras)
   return t
 }
@@ -330,9 +336,12 @@ function wireFeedback(value: unknown, path: string): WireFeedback {
   }
 }
 
+export function feedbackFlags(f: WireFeedback): number {
+  return (f.kind === 'error' ? ERROR_KIND : 0) | (f.final ? FINAL : 0) | (f.cancelled ? CANCELLED : 0)
+}
+
 function wireFeedbackTuple(f: WireFeedback): unknown[] {
-  const flags = (f.kind === 'error' ? ERROR_KIND : 0) | (f.final ? FINAL : 0) | (f.cancelled ? CANCELLED : 0)
-  return [f.id, f.run, flags, f.args]
+  return [f.id, f.run, feedbackFlags(f), f.args]
 }
 
 function feedbackRef(value: unknown, path: string): FeedbackRef {
@@ -344,6 +353,7 @@ function feedbackRef(value: unknown, path: string): FeedbackRef {
  * A message as it goes on the wire: the per-job records of dispatch, feedback and acks
  * become tuples (a map repeats its key names for every job, which costs more to pack,
  * to unpack and to send than the job itself); every other message is sent as it is.
+ * This is the reference form: encode.ts writes the same bytes without building it.
  */
 export function toWire(message: Message): object {
   switch (message.type) {

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest'
 import { ErrorCode, FrameTooLargeError, JobsError, ProtocolError } from '../../src/errors.js'
 import { createLogger } from '../../src/logger.js'
 import { Connection } from '../../src/protocol/connection.js'
+import { encodeMessageFrame } from '../../src/protocol/encode.js'
 import { encodeFrame, FRAME_HEADER_SIZE, FrameDecoder } from '../../src/protocol/frame.js'
 import { MessageType, parseMessage, toWire, type Message } from '../../src/protocol/messages.js'
 import { pack, unpack } from '../../src/protocol/msgpack.js'
@@ -366,6 +367,48 @@ describe('FrameDecoder against arbitrary bytes', () => {
       }),
       params(),
     )
+  })
+})
+
+describe('encodeMessageFrame against the reference wire form', () => {
+  const decode = (frame: Buffer): unknown => unpack(frame.subarray(FRAME_HEADER_SIZE))
+
+  it('writes, for any message, a frame whose body decodes to what msgpackr makes of toWire()', () => {
+    fc.assert(
+      fc.property(message, (m) => {
+        const frame = encodeMessageFrame(m, 1 << 30)
+        expect(frame.readUInt32BE(0)).toBe(frame.length - FRAME_HEADER_SIZE)
+        expect(decode(frame)).toEqual(unpack(pack(toWire(m))))
+        expect(parseMessage(decode(frame))).toEqual(parseMessage(unpack(pack(toWire(m)))))
+      }),
+      params(),
+    )
+  })
+
+  it('chooses every header size right: strings, binary, numbers and lists at their edges', () => {
+    const lengths = [0, 1, 31, 32, 63, 64, 65, 255, 256, 65_535, 65_536]
+    const strings = lengths.flatMap((n) => ['a'.repeat(n), 'é'.repeat(n), `${'a'.repeat(n)}€`])
+    const numbers = [0, 1, 127, 128, 255, 256, 65_535, 65_536, 2 ** 32 - 1, 2 ** 32, 1_700_000_000_123, Number.MAX_SAFE_INTEGER, 1.5, -1, -129, -(2 ** 40)]
+    const args = lengths.map((n) => Buffer.alloc(n, 7))
+    const jobs = strings.map((id, i) => ({ id, name: strings[(i * 7) % strings.length] as string, args: args[i % args.length] as Buffer, dueAt: numbers[i % numbers.length] as number, run: i }))
+    const many = Array.from({ length: 70_000 }, (_, i) => `id-${i}`)
+    const samples: Message[] = [
+      { type: MessageType.DISPATCH, jobs },
+      { type: MessageType.DISPATCH, jobs: jobs.slice(0, 15) },
+      { type: MessageType.DISPATCH, jobs: jobs.slice(0, 16) },
+      { type: MessageType.ACCEPTED, ids: many },
+      { type: MessageType.FEEDBACK, items: numbers.map((run, i) => ({ id: strings[i] as string, run: Math.max(0, Math.floor(run)), kind: i % 2 ? 'error' : 'success', final: i % 3 === 0, cancelled: i % 5 === 0, args: args[i % args.length] as Buffer })) },
+      { type: MessageType.FEEDBACK_ACK, items: many.map((id, run) => ({ id, run })) },
+    ]
+    for (const m of samples) expect(decode(encodeMessageFrame(m, 1 << 30))).toEqual(unpack(pack(toWire(m))))
+  })
+
+  it('refuses a message over the frame limit, naming its size', () => {
+    const m: Message = { type: MessageType.ACCEPTED, ids: Array.from({ length: 100 }, (_, i) => `id-${i}`) }
+    const size = encodeMessageFrame(m, 1 << 30).length - FRAME_HEADER_SIZE
+    expect(() => encodeMessageFrame(m, size - 1)).toThrow(FrameTooLargeError)
+    expect(() => encodeMessageFrame(m, size - 1)).toThrow(String(size))
+    expect(encodeMessageFrame(m, size).length).toBe(size + FRAME_HEADER_SIZE)
   })
 })
 
