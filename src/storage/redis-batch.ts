@@ -14,7 +14,9 @@
  * The buffer is one msgpack array of str32 values. Binary values (args, feedback) go as
  * str too: cmsgpack does not read msgpack's bin types, and a Lua string holds any bytes.
  * Operations, each an op code and its values:
- *   s id open n field value …              save (replace) a job; open: '1' when unfinished
+ *   s id open name args status attempt run dueAt runDueAt defer distributor createdAt
+ *     n field value …                      save (replace) a job; open: '1' when unfinished;
+ *                                          the optional fields go as n name/value pairs
  *   u id setop n field value …             update an existing job; setop: 'add' | 'rem' | ''
  *   f id fbkey fbbytes remove setop n …    store a feedback; remove the job ('1') or patch it
  *   r id                                   remove a job
@@ -42,12 +44,16 @@ while i <= size do
   local op, id = v[i], v[i + 1]
   local key = prefix .. id
   if op == 's' then
-    local n = tonumber(v[i + 3])
     redis.call('DEL', key)
-    patch(key, i + 4, n)
+    redis.call('HSET', key, 'id', id,
+      'name', v[i + 3], 'args', v[i + 4], 'status', v[i + 5], 'attempt', v[i + 6], 'run', v[i + 7],
+      'dueAt', v[i + 8], 'runDueAt', v[i + 9], 'defer', v[i + 10], 'distributor', v[i + 11],
+      'createdAt', v[i + 12])
+    local n = tonumber(v[i + 13])
+    patch(key, i + 14, n)
     redis.call('SADD', KEYS[2], id)
     membership(v[i + 2] == '1' and 'add' or 'rem', id)
-    i = i + 4 + 2 * n
+    i = i + 14 + 2 * n
   elseif op == 'u' then
     local n = tonumber(v[i + 3])
     if redis.call('EXISTS', key) == 1 then

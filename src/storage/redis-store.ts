@@ -297,7 +297,7 @@ export class RedisStore implements Store, NodeLeases {
     for (const job of jobs) {
       done = this.write((w) => {
         w.add('s', job.id, isUnfinished(job.status) ? '1' : '0')
-        w.fields(encodeJob(job))
+        writeJob(w, job)
       })
     }
     return done as Promise<void>
@@ -558,28 +558,32 @@ function num(n: number): string {
   return String(n)
 }
 
-function encodeJob(job: JobRecord): Arg[] {
+/**
+ * A job's fields in the order APPLY_LUA's save op reads them (redis-batch.ts), then its
+ * optional fields as name/value pairs: the names of the fixed ones need not travel.
+ */
+function writeJob(w: OpWriter, job: JobRecord): void {
   const args = job.args
-  const out: Arg[] = [
-    'id', job.id,
-    'name', job.name,
-    'args', Buffer.from(args.buffer, args.byteOffset, args.byteLength),
-    'status', job.status,
-    'attempt', num(job.attempt),
-    'run', num(job.run),
-    'dueAt', num(job.dueAt),
-    'runDueAt', num(job.runDueAt),
-    'defer', job.defer ? '1' : '0',
-    'distributor', job.distributor,
-    'createdAt', num(job.createdAt),
-  ]
-  if (job.period !== undefined) out.push('period', num(job.period))
-  if (job.maxAttempt !== undefined) out.push('maxAttempt', num(job.maxAttempt))
-  if (job.retry !== undefined) out.push('retry', JSON.stringify(job.retry))
-  if (job.timeout !== undefined) out.push('timeout', num(job.timeout))
-  if (job.failedAt !== undefined) out.push('failedAt', num(job.failedAt))
-  if (job.lastError !== undefined) out.push('lastError', JSON.stringify(job.lastError))
-  return out
+  w.add(
+    job.name,
+    Buffer.from(args.buffer, args.byteOffset, args.byteLength),
+    job.status,
+    num(job.attempt),
+    num(job.run),
+    num(job.dueAt),
+    num(job.runDueAt),
+    job.defer ? '1' : '0',
+    job.distributor,
+    num(job.createdAt),
+  )
+  const optional: Arg[] = []
+  if (job.period !== undefined) optional.push('period', num(job.period))
+  if (job.maxAttempt !== undefined) optional.push('maxAttempt', num(job.maxAttempt))
+  if (job.retry !== undefined) optional.push('retry', JSON.stringify(job.retry))
+  if (job.timeout !== undefined) optional.push('timeout', num(job.timeout))
+  if (job.failedAt !== undefined) optional.push('failedAt', num(job.failedAt))
+  if (job.lastError !== undefined) optional.push('lastError', JSON.stringify(job.lastError))
+  w.fields(optional)
 }
 
 /** A patch field set to undefined is left alone, as if it were absent (as in MemoryStore). */
