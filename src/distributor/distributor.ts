@@ -521,8 +521,10 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       job.owner = session.name
       // A durable node owns it now; a memory node's drop would still send it back.
       if (session.durable) session.held.remove(job)
-      // A job that will wait on the node's timer does not hold a slot of its window.
+      // A job that will wait on the node's timer does not hold a slot of its window; one that
+      // was delayed when sent but is due by now runs at once, and counts whole.
       if (job.opts.period !== undefined || job.dueAt > now) this.releaseLoad(job)
+      else if (job.load === DELAYED_LOAD) this.setLoad(job, INSTANT_LOAD)
       this.safeEmit('job:accepted', { id, name: job.name, node: session.name })
     }
     this.scheduleDispatch()
@@ -570,8 +572,12 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   }
 
   private releaseLoad(job: TrackedJob): void {
-    if (job.session !== undefined) job.session.load -= job.load
-    job.load = 0
+    this.setLoad(job, 0)
+  }
+
+  private setLoad(job: TrackedJob, units: number): void {
+    if (job.session !== undefined) job.session.load += units - job.load
+    job.load = units
   }
 
   private reportUnroutable(job: TrackedJob): void {

@@ -534,7 +534,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
     // hear of it at all.
     if (job.store.durable) {
       job.store.updateJob(job.id, { status: job.status, attempt: job.attempt }).catch((err: unknown) => {
-        this.log.warn({ err, id: job.id }, 'cannot job attempt start')
+        this.log.warn({ err, id: job.id }, 'cannot record attempt start')
       })
     }
     this.safeEmit('job:start', { id: job.id, name: job.name, attempt: job.attempt, run: job.run })
@@ -577,7 +577,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
     try {
       await this.afterAttempt(job, outcome, finalArgs, maxAttempt)
     } catch (err) {
-      this.log.error({ err, id: job.id }, 'cannot job the end of an attempt')
+      this.log.error({ err, id: job.id }, 'cannot record the end of an attempt')
     }
     if (this.running === 0 && this.idleWaiters.length > 0) {
       for (const resolve of this.idleWaiters.splice(0)) resolve()

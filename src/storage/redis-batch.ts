@@ -144,6 +144,16 @@ export class OpWriter {
     return v.length
   }
 
+  /** Where the writer is, to go back to if an operation cannot be written whole. */
+  mark(): { pos: number; count: number } {
+    return { pos: this.pos, count: this.count }
+  }
+
+  rewind(mark: { pos: number; count: number }): void {
+    this.pos = mark.pos
+    this.count = mark.count
+  }
+
   /** The encoded operations (a view of the writer's buffer: take it once, at the end). */
   bytes(): Buffer {
     this.buf[0] = ARRAY32

@@ -292,15 +292,19 @@ export class RedisStore implements Store, NodeLeases {
   }
 
   saveJobs(jobs: readonly JobRecord[]): Promise<void> {
-    if (jobs.length === 0) return this.state === 'open' ? Promise.resolve() : Promise.reject(this.stateError())
-    let done: Promise<void> | undefined
+    if (this.state !== 'open') return Promise.reject(this.stateError())
+    // More jobs than a batch holds span several batches: the save settles with all of them.
+    const batches = new Set<Promise<void>>()
     for (const job of jobs) {
-      done = this.write((w) => {
-        w.add('s', job.id, isUnfinished(job.status) ? '1' : '0')
-        writeJob(w, job)
-      })
+      batches.add(
+        this.write((w) => {
+          w.add('s', job.id, isUnfinished(job.status) ? '1' : '0')
+          writeJob(w, job)
+        }),
+      )
     }
-    return done as Promise<void>
+    if (batches.size <= 1) return batches.values().next().value ?? Promise.resolve()
+    return Promise.all(batches).then(() => undefined)
   }
 
   updateJob(id: string, patch: JobPatch): Promise<void> {
@@ -429,7 +433,14 @@ export class RedisStore implements Store, NodeLeases {
     if (this.state !== 'open') return Promise.reject(this.stateError())
     let batch = this.batch
     if (batch === undefined || batch.writer.ops >= MAX_BATCH_OPS) batch = this.startBatch()
-    add(batch.writer)
+    const mark = batch.writer.mark()
+    try {
+      add(batch.writer)
+    } catch (err) {
+      // Half an operation would make the script misread every one after it.
+      batch.writer.rewind(mark)
+      return Promise.reject(err instanceof StoreError ? err : this.failure('encoding a job operation', err))
+    }
     batch.writer.ops++
     return batch.done
   }

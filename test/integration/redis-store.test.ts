@@ -226,6 +226,17 @@ describe('RedisStore on a real redis-server', () => {
     expect(stored.find((j) => j.id === 'm2499')?.name).toBe('ünïcode-2499')
   })
 
+  it('refuses a job it cannot encode without spoiling the other writes of its turn', async () => {
+    const store = await open('worker1')
+    const bad = makeJob('bad', { retry: { strategy: 'fixed', delay: 10n as unknown as number } })
+    const writes = [store.saveJobs([makeJob('good1')]), store.saveJobs([bad]), store.saveJobs([makeJob('good2')])]
+    const [first, second, third] = await Promise.allSettled(writes)
+    expect(first?.status).toBe('fulfilled')
+    expect(second).toMatchObject({ status: 'rejected', reason: { code: 'ERR_STORE' } })
+    expect(third?.status).toBe('fulfilled')
+    expect((await store.listUnfinished()).map((j) => j.id).sort()).toEqual(['good1', 'good2'])
+  })
+
   it('sends the job writes of one turn as one script call, applied in the order they were made', async () => {
     const store = await open('worker1')
     const monitor = await admin.duplicate().monitor()
@@ -277,6 +288,18 @@ describe('RedisStore on a real redis-server', () => {
         message: expect.stringContaining(own.url),
       })
       await expect(store.saveJobs([makeJob('during')])).rejects.toMatchObject({ code: 'ERR_STORE' })
+      // A save that spans several batches fails as one, and leaves no batch's failure unhandled.
+      const unhandled: unknown[] = []
+      const onUnhandled = (reason: unknown): void => void unhandled.push(reason)
+      process.on('unhandledRejection', onUnhandled)
+      try {
+        await expect(store.saveJobs(Array.from({ length: 2_500 }, (_, i) => makeJob(`during-${i}`)))).rejects.toMatchObject({ code: 'ERR_STORE' })
+        await new Promise((resolve) => setImmediate(resolve))
+        await new Promise((resolve) => setImmediate(resolve))
+      } finally {
+        process.off('unhandledRejection', onUnhandled)
+      }
+      expect(unhandled).toEqual([])
 
       own = await startRedisServer({ appendonly: true, dir, port: own.port })
       await untilStatus(client, 'ready')

@@ -541,6 +541,23 @@ describe('limits', () => {
     expect(d.pendingCount).toBe(1)
   })
 
+  it('a job sent as delayed but due by the time it is accepted counts whole against the window', async () => {
+    const d = await startDistributor(res)
+    const fake = await connectPeer(d.port)
+    await fake.handshake({ node: 'fake', jobs: ['echo'], concurrency: 1, window: 2 })
+    const soon = d.enqueue('echo', {}, { after: 0.02 })
+    const [sent] = (await fake.nextOfType(MessageType.DISPATCH)).jobs
+    expect(sent?.id).toBe(soon.id)
+    // Accepted only once it is due: it runs now, so it holds a whole slot.
+    while (Date.now() <= (sent?.dueAt ?? 0)) await new Promise((resolve) => setTimeout(resolve, 5))
+    fake.send({ type: MessageType.ACCEPTED, ids: [soon.id] })
+    await d.waitFor('job:accepted', (e) => e.id === soon.id)
+    const instant = Array.from({ length: 3 }, (_, i) => d.enqueue('echo', { i }))
+    const next = (await fake.nextOfType(MessageType.DISPATCH)).jobs.map((j) => j.id)
+    expect(next).toEqual([instant[0]?.id])
+    expect(d.pendingCount).toBe(2)
+  })
+
   it('the window, frame by frame: a fake node with window 2 gets 2 jobs, and a third only after one finishes', async () => {
     const d = await startDistributor(res)
     const fake = await connectPeer(d.port)

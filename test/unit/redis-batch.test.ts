@@ -42,4 +42,14 @@ describe('OpWriter', () => {
     for (const id of ids) writer.add(id)
     expect(unpack(writer.bytes())).toEqual(ids)
   })
+
+  it('goes back to a mark, dropping what was written after it', () => {
+    const writer = new OpWriter()
+    writer.add('r', 'kept')
+    const mark = writer.mark()
+    writer.add('s', 'x'.repeat(40_000))
+    writer.rewind(mark)
+    writer.add('r', 'after')
+    expect(unpack(writer.bytes())).toEqual(['r', 'kept', 'r', 'after'])
+  })
 })
