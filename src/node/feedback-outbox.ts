@@ -24,7 +24,7 @@ interface Entry {
  * until its distributor acknowledges it, and is sent again whenever the link comes back.
  *
  * Sending: when the node is busy, the results of one event-loop turn go out together in one
- * frame per distributor; an idle node sends at once, for latency.
+ * frame per distributor; an idle node sends within the turn, for latency.
  */
 export class FeedbackOutbox {
   /** By distributor key, then by job and run; each job's runs in the order produced. */
@@ -53,16 +53,14 @@ export class FeedbackOutbox {
     let batch = this.batches.get(link)
     if (batch === undefined) this.batches.set(link, (batch = []))
     batch.push(feedback)
-    if (!this.ctx.busy()) {
-      this.flush()
-      return
-    }
-    if (!this.flushQueued) {
-      this.flushQueued = true
-      // A turn of the event loop, not a microtask: the chains that finish in this turn
-      // reach here over several microtask hops, and they should share the frame.
-      setImmediate(() => this.flush())
-    }
+    if (this.flushQueued) return
+    this.flushQueued = true
+    // Busy: the chains that finish in this turn reach here over several microtask hops and
+    // should share the frame, so it waits for the end of the turn. Idle: it goes out within
+    // the turn, still sharing its frame with whatever else finishes meanwhile (a Redis reply
+    // settles a whole batch of finished runs at once).
+    if (this.ctx.busy()) setImmediate(() => this.flush())
+    else queueMicrotask(() => this.flush())
   }
 
   /** A link (re)connected: everything still unacknowledged for it goes out again. */
