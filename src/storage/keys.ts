@@ -6,7 +6,7 @@
  *   <prefix>{<node>}:job:<id>     hash, one job record (fields below)
  *   <prefix>{<node>}:jobs         set of every stored job id (admin listing, no KEYS/SCAN)
  *   <prefix>{<node>}:unfinished   set of ids whose status is new, queued, in progress or error
- *   <prefix>{<node>}:outbox       hash feedbackKey(jobId, run) → msgpack of a FeedbackRecord
+ *   <prefix>{<node>}:outbox       hash feedbackKey(jobId, run) → msgpack tuple of a FeedbackRecord
  *   <prefix>{<node>}:lease        string, the name of the node that owns these jobs (expires)
  *   <prefix>nodes                 set of node names that stored jobs (takeover looks here)
  *

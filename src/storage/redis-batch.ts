@@ -100,18 +100,14 @@ export class OpWriter {
   private count = 0
   ops = 0
 
-  /** Adds values; a string goes as UTF-8. */
-  add(...values: (string | Uint8Array)[]): void {
-    for (const v of values) this.value(v)
-  }
-
   /** Adds a field list: its length in pairs, then the names and values. */
   fields(list: readonly (string | Uint8Array)[]): void {
     this.value(String(list.length / 2))
     for (const v of list) this.value(v)
   }
 
-  value(v: string | Uint8Array): void {
+  /** Adds a value (a string goes as UTF-8); chainable, without an array per call. */
+  value(v: string | Uint8Array): this {
     this.count++
     if (typeof v !== 'string') {
       this.reserve(5 + v.length)
@@ -119,7 +115,7 @@ export class OpWriter {
       if (v.length <= SHORT_STRING) for (let k = 0; k < v.length; k++) this.buf[this.pos + 5 + k] = v[k] as number
       else this.buf.set(v, this.pos + 5)
       this.pos += 5 + v.length
-      return
+      return this
     }
     // At most 3 bytes per UTF-16 unit; the real length is known after writing.
     this.reserve(5 + 3 * v.length)
@@ -127,6 +123,7 @@ export class OpWriter {
     const length = n >= 0 ? n : this.buf.write(v, this.pos + 5, 'utf8')
     this.header(length)
     this.pos += 5 + length
+    return this
   }
 
   /**

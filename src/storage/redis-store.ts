@@ -298,7 +298,7 @@ export class RedisStore implements Store, NodeLeases {
     for (const job of jobs) {
       batches.add(
         this.write((w) => {
-          w.add('s', job.id, isUnfinished(job.status) ? '1' : '0')
+          w.value('s').value(job.id).value(isUnfinished(job.status) ? '1' : '0')
           writeJob(w, job)
         }),
       )
@@ -309,14 +309,15 @@ export class RedisStore implements Store, NodeLeases {
 
   updateJob(id: string, patch: JobPatch): Promise<void> {
     return this.write((w) => {
-      w.add('u', id, unfinishedOp(patch))
+      w.value('u').value(id).value(unfinishedOp(patch))
       w.fields(encodePatch(patch))
     })
   }
 
   finishRun(id: string, patch: JobPatch, feedback: FeedbackRecord, remove: boolean): Promise<void> {
     return this.write((w) => {
-      w.add('f', id, feedbackKey(feedback.jobId, feedback.run), encodeFeedback(feedback), remove ? '1' : '0', unfinishedOp(patch))
+      w.value('f').value(id).value(feedbackKey(feedback.jobId, feedback.run)).value(encodeFeedback(feedback))
+      w.value(remove ? '1' : '0').value(unfinishedOp(patch))
       w.fields(encodePatch(patch))
     })
   }
@@ -334,7 +335,7 @@ export class RedisStore implements Store, NodeLeases {
   }
 
   removeJob(id: string): Promise<void> {
-    return this.write((w) => w.add('r', id))
+    return this.write((w) => w.value('r').value(id))
   }
 
   listUnfinished(): Promise<JobRecord[]> {
@@ -575,18 +576,16 @@ function num(n: number): string {
  */
 function writeJob(w: OpWriter, job: JobRecord): void {
   const args = job.args
-  w.add(
-    job.name,
-    Buffer.from(args.buffer, args.byteOffset, args.byteLength),
-    job.status,
-    num(job.attempt),
-    num(job.run),
-    num(job.dueAt),
-    num(job.runDueAt),
-    job.defer ? '1' : '0',
-    job.distributor,
-    num(job.createdAt),
-  )
+  w.value(job.name)
+    .value(Buffer.from(args.buffer, args.byteOffset, args.byteLength))
+    .value(job.status)
+    .value(num(job.attempt))
+    .value(num(job.run))
+    .value(num(job.dueAt))
+    .value(num(job.runDueAt))
+    .value(job.defer ? '1' : '0')
+    .value(job.distributor)
+    .value(num(job.createdAt))
   const optional: Arg[] = []
   if (job.period !== undefined) optional.push('period', num(job.period))
   if (job.maxAttempt !== undefined) optional.push('maxAttempt', num(job.maxAttempt))
@@ -659,21 +658,13 @@ function decodeJob(key: string, fields: Record<string, Buffer>): JobRecord {
   return job
 }
 
-/** Field by field, so that extra properties hung on a record are neither stored nor read. */
-function feedbackFields(f: FeedbackRecord): FeedbackRecord {
-  return {
-    jobId: f.jobId,
-    run: f.run,
-    distributor: f.distributor,
-    kind: f.kind,
-    final: f.final,
-    cancelled: f.cancelled,
-    args: f.args,
-  }
-}
-
+/**
+ * A feedback record as stored: a msgpack tuple [jobId, run, distributor, kind, final,
+ * cancelled, args]. A tuple rather than a map: it is written for every finished run, and
+ * packing a map walks and writes every key name each time.
+ */
 function encodeFeedback(f: FeedbackRecord): Buffer {
-  return pack(feedbackFields(f))
+  return pack([f.jobId, f.run, f.distributor, f.kind, f.final, f.cancelled, f.args])
 }
 
 function decodeFeedback(key: string, field: string, bytes: Buffer): FeedbackRecord {
@@ -683,21 +674,21 @@ function decodeFeedback(key: string, field: string, bytes: Buffer): FeedbackReco
   } catch (err) {
     throw new StoreError(`feedback ${field} in ${key} is not msgpack`, { cause: err })
   }
-  const f = value as Partial<FeedbackRecord> | null
+  const [jobId, run, distributor, kind, final, cancelled, args] = Array.isArray(value) ? value : []
   if (
-    f === null ||
-    typeof f !== 'object' ||
-    typeof f.jobId !== 'string' ||
-    typeof f.run !== 'number' ||
-    typeof f.distributor !== 'string' ||
-    (f.kind !== FeedbackKind.SUCCESS && f.kind !== FeedbackKind.ERROR) ||
-    typeof f.final !== 'boolean' ||
-    typeof f.cancelled !== 'boolean' ||
-    !(f.args instanceof Uint8Array)
+    !Array.isArray(value) ||
+    value.length !== 7 ||
+    typeof jobId !== 'string' ||
+    typeof run !== 'number' ||
+    typeof distributor !== 'string' ||
+    (kind !== FeedbackKind.SUCCESS && kind !== FeedbackKind.ERROR) ||
+    typeof final !== 'boolean' ||
+    typeof cancelled !== 'boolean' ||
+    !(args instanceof Uint8Array)
   ) {
     throw new StoreError(`feedback ${field} in ${key} is not a feedback record`)
   }
-  return feedbackFields(f as FeedbackRecord)
+  return { jobId, run, distributor, kind, final, cancelled, args }
 }
 
 function messageOf(err: unknown): string {

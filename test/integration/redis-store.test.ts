@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { pack } from '../../src/protocol/msgpack.js'
 import { nodeKeys } from '../../src/storage/keys.js'
 import { RedisStore, parseStorageUrl, redactUrl } from '../../src/storage/redis-store.js'
 import { JobStatus } from '../../src/storage/store.js'
@@ -224,6 +225,16 @@ describe('RedisStore on a real redis-server', () => {
     const stored = await store.listUnfinished()
     expect(stored).toHaveLength(2_500)
     expect(stored.find((j) => j.id === 'm2499')?.name).toBe('ünïcode-2499')
+  })
+
+  it('names a corrupt record instead of handing it to the node', async () => {
+    const store = await open('worker1')
+    const keys = nodeKeys('worker1', prefix)
+    await admin.hset(keys.outbox, 'x:1', pack({ jobId: 'x', run: 1 }))
+    await expect(store.listFeedback()).rejects.toMatchObject({ code: 'ERR_STORE', message: expect.stringContaining('x:1') })
+    await admin.hdel(keys.outbox, 'x:1')
+    await admin.hset(keys.job('y'), 'id', 'y', 'name', 'noop', 'status', 'new')
+    await expect(store.getJob('y')).rejects.toMatchObject({ code: 'ERR_STORE', message: expect.stringContaining(keys.job('y')) })
   })
 
   it('refuses a job it cannot encode without spoiling the other writes of its turn', async () => {
