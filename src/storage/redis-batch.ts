@@ -35,6 +35,13 @@ local function membership(setop, id)
   if setop == 'add' then redis.call('SADD', KEYS[1], id)
   elseif setop == 'rem' then redis.call('SREM', KEYS[1], id) end
 end
+-- A patch applies only to a job that exists: it must not create a half record.
+local function update(key, id, setop, from, n)
+  if redis.call('EXISTS', key) == 1 then
+    patch(key, from, n)
+    membership(setop, id)
+  end
+end
 local function remove(key, id)
   redis.call('DEL', key)
   redis.call('SREM', KEYS[1], id)
@@ -56,20 +63,12 @@ while i <= size do
     i = i + 14 + 2 * n
   elseif op == 'u' then
     local n = tonumber(v[i + 3])
-    if redis.call('EXISTS', key) == 1 then
-      patch(key, i + 4, n)
-      membership(v[i + 2], id)
-    end
+    update(key, id, v[i + 2], i + 4, n)
     i = i + 4 + 2 * n
   elseif op == 'f' then
     local n = tonumber(v[i + 6])
     redis.call('HSET', KEYS[3], v[i + 2], v[i + 3])
-    if v[i + 4] == '1' then
-      remove(key, id)
-    elseif redis.call('EXISTS', key) == 1 then
-      patch(key, i + 7, n)
-      membership(v[i + 5], id)
-    end
+    if v[i + 4] == '1' then remove(key, id) else update(key, id, v[i + 5], i + 7, n) end
     i = i + 7 + 2 * n
   elseif op == 'r' then
     remove(key, id)

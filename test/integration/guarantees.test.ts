@@ -6,6 +6,7 @@ import type { Distributor } from '../../src/distributor/distributor.js'
 import type { JobFailedError } from '../../src/errors.js'
 import { MemoryStore } from '../../src/storage/memory-store.js'
 import { Resources, spawnConnectedNode, spawnNode, startDistributor, startNode } from '../helpers/cluster.js'
+import { unhandledRejectionsOf } from '../helpers/unhandled.js'
 
 const res = new Resources()
 afterEach(() => res.releaseAll())
@@ -112,22 +113,12 @@ describe('guarantees, with real jr-node processes', () => {
   it('handle.done rejections never go unhandled when nobody awaits them', async () => {
     const d = await startDistributor(res)
     await startNode(res, d, { name: 'w1' }, { maxAttempt: 1 })
-    const unhandled: unknown[] = []
-    const onUnhandled = (reason: unknown): void => {
-      unhandled.push(reason)
-    }
-    process.on('unhandledRejection', onUnhandled)
-    try {
+    const unhandled = await unhandledRejectionsOf(async () => {
       const failed = d.waitFor('job:failed')
       d.enqueue('always_fail', {}, {}, undefined, () => {})
       await failed
-      // Let any rejection reach the unhandled-rejection hook (it fires after microtasks drain).
-      await new Promise((r) => setImmediate(r))
-      await new Promise((r) => setImmediate(r))
-      expect(unhandled).toEqual([])
-    } finally {
-      process.off('unhandledRejection', onUnhandled)
-    }
+    })
+    expect(unhandled).toEqual([])
   })
 
   it('a node on a store that does not survive the process never writes to it, and loses nothing', async () => {

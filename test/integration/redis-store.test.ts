@@ -10,10 +10,32 @@ import { RedisStore, parseStorageUrl, redactUrl } from '../../src/storage/redis-
 import { JobStatus } from '../../src/storage/store.js'
 import { freePort, startRedisServer, type RedisServer } from '../helpers/redis-server.js'
 import { type MakeStore, makeFeedback, makeJob, storeConformance } from '../helpers/store-conformance.js'
+import { unhandledRejectionsOf } from '../helpers/unhandled.js'
 
 /** A call of the store's write script, as MONITOR shows it (the only script with 3 keys). */
 function isApplyCall(args: string[]): boolean {
   return /^eval(sha)?$/i.test(args[0] ?? '') && args[2] === '3'
+}
+
+/** Every command Redis ran while `fn` ran (scripts' commands included), as MONITOR shows them. */
+async function commandsDuring(admin: Redis, fn: () => Promise<void>): Promise<string[][]> {
+  const monitor = await admin.duplicate().monitor()
+  const seen: string[][] = []
+  const marker = `marker-${prefix}`
+  const markerSeen = new Promise<void>((resolve) => {
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      seen.push(args)
+      if (args[0]?.toLowerCase() === 'echo' && args[1] === marker) resolve()
+    })
+  })
+  try {
+    await fn()
+    await admin.echo(marker)
+    await markerSeen
+  } finally {
+    monitor.disconnect()
+  }
+  return seen
 }
 
 /** A fresh key prefix per test, so tests never see each other's keys. */
@@ -169,16 +191,7 @@ describe('RedisStore on a real redis-server', () => {
   })
 
   it('uses no KEYS or SCAN, and saves a batch of 1,000 in one script call', async () => {
-    const monitor = await admin.duplicate().monitor()
-    const seen: string[][] = []
-    const marker = `marker-${prefix}`
-    const markerSeen = new Promise<void>((resolve) => {
-      monitor.on('monitor', (_time: string, args: string[]) => {
-        seen.push(args)
-        if (args[0]?.toLowerCase() === 'echo' && args[1] === marker) resolve()
-      })
-    })
-    try {
+    const seen = await commandsDuring(admin, async () => {
       const store = await open('worker1')
       await store.saveJobs(Array.from({ length: 1000 }, (_, i) => makeJob(`b${i}`)))
       await store.updateJob('b1', { status: JobStatus.IN_PROGRESS })
@@ -189,11 +202,7 @@ describe('RedisStore on a real redis-server', () => {
       await store.listJobs({ status: JobStatus.NEW })
       await store.listFeedback()
       await store.ackFeedback([{ jobId: 'b1', run: 1 }])
-      await admin.echo(marker)
-      await markerSeen
-    } finally {
-      monitor.disconnect()
-    }
+    })
     const names = seen.map((args) => args[0]!.toLowerCase())
     expect(names.filter((n) => /^(keys|scan|sscan|hscan|zscan)$/.test(n))).toEqual([])
     // Awaited one by one, each write went out in its own turn: saveJobs, updateJob, finishRun, removeJob.
@@ -205,22 +214,9 @@ describe('RedisStore on a real redis-server', () => {
 
   it('splits a turn of more than 1,000 writes into several script calls, losing none', async () => {
     const store = await open('worker1')
-    const monitor = await admin.duplicate().monitor()
-    const calls: string[][] = []
-    const marker = `marker-${prefix}`
-    const markerSeen = new Promise<void>((resolve) => {
-      monitor.on('monitor', (_time: string, args: string[]) => {
-        calls.push(args)
-        if (args[0]?.toLowerCase() === 'echo' && args[1] === marker) resolve()
-      })
-    })
-    try {
+    const calls = await commandsDuring(admin, async () => {
       await store.saveJobs(Array.from({ length: 2_500 }, (_, i) => makeJob(`m${i}`, { name: `ünïcode-${i}` })))
-      await admin.echo(marker)
-      await markerSeen
-    } finally {
-      monitor.disconnect()
-    }
+    })
     expect(calls.filter(isApplyCall)).toHaveLength(3)
     const stored = await store.listUnfinished()
     expect(stored).toHaveLength(2_500)
@@ -250,17 +246,8 @@ describe('RedisStore on a real redis-server', () => {
 
   it('sends the job writes of one turn as one script call, applied in the order they were made', async () => {
     const store = await open('worker1')
-    const monitor = await admin.duplicate().monitor()
-    const calls: string[][] = []
-    const marker = `marker-${prefix}`
-    const markerSeen = new Promise<void>((resolve) => {
-      monitor.on('monitor', (_time: string, args: string[]) => {
-        calls.push(args)
-        if (args[0]?.toLowerCase() === 'echo' && args[1] === marker) resolve()
-      })
-    })
-    try {
-      const writes = [
+    const calls = await commandsDuring(admin, async () => {
+      await Promise.all([
         store.saveJobs([makeJob('o1'), makeJob('o2')]),
         store.updateJob('o1', { status: JobStatus.IN_PROGRESS, attempt: 1 }),
         store.finishRun('o1', { status: JobStatus.COMPLETE }, makeFeedback('o1'), true),
@@ -268,13 +255,8 @@ describe('RedisStore on a real redis-server', () => {
         store.updateJob('o1', { attempt: 2 }),
         store.removeJob('o2'),
         store.saveJobs([makeJob('o2', { attempt: 3 })]),
-      ]
-      await Promise.all(writes)
-      await admin.echo(marker)
-      await markerSeen
-    } finally {
-      monitor.disconnect()
-    }
+      ])
+    })
     expect(calls.filter(isApplyCall)).toHaveLength(1)
     expect(await store.getJob('o1')).toBeUndefined()
     expect(await admin.exists(`${prefix}{worker1}:job:o1`)).toBe(0)
@@ -300,16 +282,9 @@ describe('RedisStore on a real redis-server', () => {
       })
       await expect(store.saveJobs([makeJob('during')])).rejects.toMatchObject({ code: 'ERR_STORE' })
       // A save that spans several batches fails as one, and leaves no batch's failure unhandled.
-      const unhandled: unknown[] = []
-      const onUnhandled = (reason: unknown): void => void unhandled.push(reason)
-      process.on('unhandledRejection', onUnhandled)
-      try {
+      const unhandled = await unhandledRejectionsOf(async () => {
         await expect(store.saveJobs(Array.from({ length: 2_500 }, (_, i) => makeJob(`during-${i}`)))).rejects.toMatchObject({ code: 'ERR_STORE' })
-        await new Promise((resolve) => setImmediate(resolve))
-        await new Promise((resolve) => setImmediate(resolve))
-      } finally {
-        process.off('unhandledRejection', onUnhandled)
-      }
+      })
       expect(unhandled).toEqual([])
 
       own = await startRedisServer({ appendonly: true, dir, port: own.port })

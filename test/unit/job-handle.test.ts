@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { Handle } from '../../src/distributor/job-handle.js'
+import { unhandledRejectionsOf } from '../helpers/unhandled.js'
 
 const owner = { cancel: (id: string) => Promise.resolve(id === 'a') }
 
@@ -23,12 +24,7 @@ describe('Handle', () => {
   })
 
   it('never leaves an unhandled rejection, looked at or not', async () => {
-    const unhandled: unknown[] = []
-    const onUnhandled = (reason: unknown): void => {
-      unhandled.push(reason)
-    }
-    process.on('unhandledRejection', onUnhandled)
-    try {
+    const unhandled = await unhandledRejectionsOf(async () => {
       new Handle('a', owner).reject(new Error('nobody looks'))
       const looked = new Handle('b', owner)
       void looked.done
@@ -36,12 +32,8 @@ describe('Handle', () => {
       const late = new Handle('c', owner)
       late.reject(new Error('looked after'))
       void late.done
-      await new Promise((resolve) => setImmediate(resolve))
-      await new Promise((resolve) => setImmediate(resolve))
-      expect(unhandled).toEqual([])
-    } finally {
-      process.off('unhandledRejection', onUnhandled)
-    }
+    })
+    expect(unhandled).toEqual([])
   })
 
   it('cancels through its distributor by id', async () => {
