@@ -44,6 +44,15 @@ describe('encodeArgs', () => {
     expect(decodeArgs(encodeArgs(again, LIMIT))).toEqual(again)
   })
 
+  it('decodes empty args to a new object each time (callers mutate it)', () => {
+    const empty = encodeArgs({}, LIMIT)
+    const a = decodeArgs(Buffer.from(empty))
+    const b = decodeArgs(empty)
+    expect(a).toEqual({})
+    expect(b).toEqual({})
+    expect(a).not.toBe(b)
+  })
+
   it('encodes empty args (also with a null prototype) to an empty map', () => {
     expect(decodeArgs(encodeArgs({}, LIMIT))).toEqual({})
     expect(decodeArgs(encodeArgs(Object.create(null), LIMIT))).toEqual({})
