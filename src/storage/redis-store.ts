@@ -522,6 +522,9 @@ export class RedisStore implements Store, NodeLeases {
  * or retry on its own terms, and the distributor re-dispatch elsewhere, while a queued
  * write would hold every caller for as long as Redis is away. Every write here is
  * idempotent, so a caller retrying a write that did reach Redis does no harm.
+ *
+ * No auto-pipelining: job writes are batched per turn by the store itself (redis-batch.ts),
+ * and for the few other commands ioredis's pipeline per tick cost more than it saved.
  */
 function createClient(target: RedisTarget, isOpen: () => boolean): Redis | Cluster {
   const retry = (times: number): number | null =>
@@ -541,8 +544,6 @@ function createClient(target: RedisTarget, isOpen: () => boolean): Redis | Clust
       db: target.db,
       lazyConnect: true,
       enableOfflineQueue: false,
-      // Many small commands from concurrent jobs go out as one write per event-loop turn.
-      enableAutoPipelining: true,
       retryStrategy: retry,
     })
   }
@@ -553,7 +554,6 @@ function createClient(target: RedisTarget, isOpen: () => boolean): Redis | Clust
     // failed ready check leaves connect() pending forever (ioredis 6.0). open() checks
     // the masters with a PING instead.
     enableReadyCheck: false,
-    enableAutoPipelining: true,
     clusterRetryStrategy: retry,
     redisOptions: connection,
   }
