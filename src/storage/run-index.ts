@@ -19,13 +19,6 @@ export class RunIndex<V> {
     return this.count
   }
 
-  get(id: string, run: number): V | undefined {
-    const slot = this.byId.get(id)
-    if (slot === undefined) return undefined
-    if (Array.isArray(slot)) return slot.find((v) => this.runOf(v) === run)
-    return this.runOf(slot) === run ? slot : undefined
-  }
-
   /** Adds `value` under (id, its run), replacing a value of the same run. */
   set(id: string, value: V): void {
     const run = this.runOf(value)
