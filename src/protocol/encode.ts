@@ -1,24 +1,22 @@
 import { FrameTooLargeError } from '../errors.js'
 import { encodeFrame, FRAME_HEADER_SIZE } from './frame.js'
-import { feedbackFlags, jobExtras, MessageType, toWire, type Message } from './messages.js'
+import { feedbackFlags, jobExtras, MessageType, type Message } from './messages.js'
 import { pack } from './msgpack.js'
 
 /**
  * Encodes a message into a whole frame (length prefix included).
  *
  * The messages sent per batch of jobs (dispatch, accepted, feedback, acks) are written as
- * msgpack by hand, straight into the frame, in the wire form toWire() defines: no tuple per
- * job is built, msgpackr's generic walk is skipped, and the body is not copied again behind
+ * msgpack by hand, straight into the frame, each job as a tuple (see WireJob): no tuple per
+ * job is built in memory, msgpackr's generic walk is skipped, and the body is not copied again behind
  * its length. That was the largest single cost of a dispatch on both ends. Every other
  * message goes through msgpackr. Any msgpack reader decodes both alike.
  */
 export function encodeMessageFrame(message: Message, maxFrameSize: number): Buffer {
   let frame: Buffer
   switch (message.type) {
-    case MessageType.DISPATCH: {
-      const w = new FrameWriter(64 + message.jobs.length * 64)
-      w.typed(message.type, 'jobs', message.jobs.length)
-      for (const job of message.jobs) {
+    case MessageType.DISPATCH:
+      frame = listFrame(message.type, 'jobs', message.jobs, 64, (w, job) => {
         const extras = jobExtras(job)
         w.arrayHeader(extras === undefined ? 5 : 6)
         w.str(job.id)
@@ -27,47 +25,42 @@ export function encodeMessageFrame(message: Message, maxFrameSize: number): Buff
         w.num(job.dueAt)
         w.num(job.run)
         if (extras !== undefined) w.raw(pack(extras))
-      }
-      frame = w.finish()
+      })
       break
-    }
-    case MessageType.ACCEPTED: {
-      const w = new FrameWriter(64 + message.ids.length * 32)
-      w.typed(message.type, 'ids', message.ids.length)
-      for (const id of message.ids) w.str(id)
-      frame = w.finish()
+    case MessageType.ACCEPTED:
+      frame = listFrame(message.type, 'ids', message.ids, 32, (w, id) => w.str(id))
       break
-    }
-    case MessageType.FEEDBACK: {
-      const w = new FrameWriter(64 + message.items.length * 48)
-      w.typed(message.type, 'items', message.items.length)
-      for (const item of message.items) {
+    case MessageType.FEEDBACK:
+      frame = listFrame(message.type, 'items', message.items, 48, (w, item) => {
         w.arrayHeader(4)
         w.str(item.id)
         w.num(item.run)
         w.num(feedbackFlags(item))
         w.bin(item.args)
-      }
-      frame = w.finish()
+      })
       break
-    }
-    case MessageType.FEEDBACK_ACK: {
-      const w = new FrameWriter(64 + message.items.length * 32)
-      w.typed(message.type, 'items', message.items.length)
-      for (const ref of message.items) {
+    case MessageType.FEEDBACK_ACK:
+      frame = listFrame(message.type, 'items', message.items, 32, (w, ref) => {
         w.arrayHeader(2)
         w.str(ref.id)
         w.num(ref.run)
-      }
-      frame = w.finish()
+      })
       break
-    }
     default:
-      frame = encodeFrame(pack(toWire(message)))
+      // Every other message is a map of plain fields: msgpackr's form is the wire form.
+      frame = encodeFrame(pack(message))
   }
   const bodyLength = frame.length - FRAME_HEADER_SIZE
   if (bodyLength > maxFrameSize) throw new FrameTooLargeError(bodyLength, maxFrameSize)
   return frame
+}
+
+/** A frame { type, <key>: [items …] }, each item written by `write`; sized by a guess per item. */
+function listFrame<T>(type: string, key: string, items: readonly T[], bytesPerItem: number, write: (w: FrameWriter, item: T) => void): Buffer {
+  const w = new FrameWriter(64 + items.length * bytesPerItem)
+  w.typed(type, key, items.length)
+  for (const item of items) write(w, item)
+  return w.finish()
 }
 
 /** Strings up to this length are tried as ASCII, byte by byte, before a UTF-8 encode. */

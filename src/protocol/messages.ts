@@ -40,7 +40,8 @@ export type MessageType = (typeof MessageType)[keyof typeof MessageType]
 
 /**
  * A job as it travels to a node. Times are absolute epoch ms. On the wire it is a tuple
- * (see toWire), since a map would repeat every key name per job.
+ * [id, name, args, dueAt, run, options?] (written by encode.ts), since a map would repeat
+ * every key name per job.
  */
 export interface WireJob {
   id: string
@@ -56,6 +57,7 @@ export interface WireJob {
   timeout?: number
 }
 
+/** On the wire a tuple [id, run, flags, args]; acks (FeedbackRef) are [id, run]. */
 export interface WireFeedback {
   id: string
   run: number
@@ -308,13 +310,6 @@ export function jobExtras(job: WireJob): Obj | undefined {
   return extras
 }
 
-function wireJobTuple(job: WireJob): unknown[] {
-  const t: unknown[] = [job.id, job.name, job.args, job.dueAt, job.run]
-  const extras = jobExtras(job)
-  if (extras !== undefined) t.push(extras)
-  return t
-}
-
 /** Feedback flags on the wire, one bit each. */
 const ERROR_KIND = 1
 const FINAL = 2
@@ -340,32 +335,9 @@ export function feedbackFlags(f: WireFeedback): number {
   return (f.kind === 'error' ? ERROR_KIND : 0) | (f.final ? FINAL : 0) | (f.cancelled ? CANCELLED : 0)
 }
 
-function wireFeedbackTuple(f: WireFeedback): unknown[] {
-  return [f.id, f.run, feedbackFlags(f), f.args]
-}
-
 function feedbackRef(value: unknown, path: string): FeedbackRef {
   const t = tuple(value, path, 2, 2)
   return { id: strV(t[0], `${path}.id`), run: posIntV(t[1], `${path}.run`) }
-}
-
-/**
- * A message as it goes on the wire: the per-job records of dispatch, feedback and acks
- * become tuples (a map repeats its key names for every job, which costs more to pack,
- * to unpack and to send than the job itself); every other message is sent as it is.
- * This is the reference form: encode.ts writes the same bytes without building it.
- */
-export function toWire(message: Message): object {
-  switch (message.type) {
-    case MessageType.DISPATCH:
-      return { type: message.type, jobs: message.jobs.map(wireJobTuple) }
-    case MessageType.FEEDBACK:
-      return { type: message.type, items: message.items.map(wireFeedbackTuple) }
-    case MessageType.FEEDBACK_ACK:
-      return { type: message.type, items: message.items.map((r) => [r.id, r.run]) }
-    default:
-      return message
-  }
 }
 
 function list<T>(o: Obj, key: string, path: string, read: (v: unknown, path: string) => T): T[] {

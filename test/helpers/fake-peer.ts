@@ -6,12 +6,12 @@ import {
   MessageType,
   parseMessage,
   PROTOCOL_VERSION,
-  toWire,
   type ChallengeMessage,
   type Message,
   type WelcomeMessage,
 } from '../../src/protocol/messages.js'
 import { pack, unpack } from '../../src/protocol/msgpack.js'
+import { toWire } from './wire-form.js'
 
 export type MessageOf<T extends MessageType> = Extract<Message, { type: T }>
 

@@ -3,10 +3,11 @@ import type { Distributor } from '../../src/distributor/distributor.js'
 import { ErrorCode, JobFailedError } from '../../src/errors.js'
 import { NONCE_SIZE } from '../../src/protocol/handshake.js'
 import { encodeFrame } from '../../src/protocol/frame.js'
-import { MessageType, PROTOCOL_VERSION, toWire, type Message } from '../../src/protocol/messages.js'
+import { MessageType, PROTOCOL_VERSION, type Message } from '../../src/protocol/messages.js'
 import { pack, unpack } from '../../src/protocol/msgpack.js'
 import { Resources, startDistributor, startNode } from '../helpers/cluster.js'
 import { FakePeer, type FakePeerOptions } from '../helpers/fake-peer.js'
+import { toWire } from '../helpers/wire-form.js'
 
 const res = new Resources()
 afterEach(() => res.releaseAll())

@@ -7,8 +7,9 @@ import { createLogger } from '../../src/logger.js'
 import { Connection } from '../../src/protocol/connection.js'
 import { encodeMessageFrame } from '../../src/protocol/encode.js'
 import { encodeFrame, FRAME_HEADER_SIZE, FrameDecoder } from '../../src/protocol/frame.js'
-import { MessageType, parseMessage, toWire, type Message } from '../../src/protocol/messages.js'
+import { MessageType, parseMessage, type Message } from '../../src/protocol/messages.js'
 import { pack, unpack } from '../../src/protocol/msgpack.js'
+import { toWire } from '../helpers/wire-form.js'
 
 /*
  * Property-based tests of everything a peer's bytes go through before they are trusted:

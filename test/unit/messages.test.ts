@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import { ErrorCode, ProtocolError } from '../../src/errors.js'
-import { MessageType, parseMessage, PROTOCOL_VERSION, toWire, type Message, type WireJob } from '../../src/protocol/messages.js'
+import { MessageType, parseMessage, PROTOCOL_VERSION, type Message, type WireJob } from '../../src/protocol/messages.js'
 import { pack, unpack } from '../../src/protocol/msgpack.js'
+import { toWire } from '../helpers/wire-form.js'
 
 /** What a message goes through between two peers: its wire form, packed, unpacked, validated. */
 function roundTrip(message: unknown): Message {
