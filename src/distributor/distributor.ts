@@ -1,6 +1,5 @@
 import { createServer as createTcpServer, type Server, type Socket } from 'node:net'
 import { createServer as createTlsServer } from 'node:tls'
-import { nanoid } from 'nanoid'
 import { FRAME_ENVELOPE_BYTES } from '../config.js'
 import {
   ConnectionClosedError,
@@ -28,6 +27,7 @@ import {
 } from '../protocol/messages.js'
 import type { ArgsOf } from '../node/registry.js'
 import { Handle, type JobHandle } from './job-handle.js'
+import { newJobId } from './job-id.js'
 import { NodePool } from './node-pool.js'
 import { DELAYED_LOAD, INSTANT_LOAD, NodeSession } from './node-session.js'
 import {
@@ -209,14 +209,13 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     const bytes = encodeArgs(args, this.options.maxFrameSize - FRAME_ENVELOPE_BYTES)
     if (this.queue.size >= this.options.maxPending) throw new QueueFullError(this.options.maxPending)
 
-    const id = nanoid()
+    const id = newJobId()
     const handle = new Handle<ArgsOf<N>>(id, this)
     const job: TrackedJob = {
       id,
       name,
       args: bytes,
       dueAt: resolved.dueAt,
-      firstDueAt: resolved.dueAt,
       run: 1,
       opts: resolved.job,
       routeKey: routeKey(name, resolved.job.node, resolved.job.notNode),
@@ -615,8 +614,9 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
         else job.handle.reject(new JobFailedError(job.name, job.id, args))
         for (const waiter of job.cancelWaiters ?? []) waiter(false)
       } else if (job.opts.period !== undefined) {
+        // Runs are due at fixed steps from the first (no drift): step from this run's due time.
+        job.dueAt += (item.run + 1 - job.run) * job.opts.period * 1000
         job.run = item.run + 1
-        job.dueAt = job.firstDueAt + item.run * job.opts.period * 1000
       }
     }
     session.connection.send({ type: MessageType.FEEDBACK_ACK, items: acks })

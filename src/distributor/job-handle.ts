@@ -20,19 +20,26 @@ export interface Canceller {
 
 const ignore = (): void => {}
 
+/** A `done` made before the outcome, with what settles it. */
+interface Waiting<R> {
+  promise: Promise<R>
+  resolve: (value: R) => void
+  reject: (err: Error) => void
+}
+/** The outcome, once known; `done` made afterwards (if ever) is already settled. */
+type Outcome<R> = { ok: true; value: R; promise?: Promise<R> } | { ok: false; error: Error; promise?: Promise<R> }
+
 /**
  * `done` is made on first use. A JobReactor-style caller passes closures and never looks at
  * it, and a promise with its resolving functions costs several times the rest of what the
- * distributor keeps per job (a million delayed jobs: hundreds of megabytes).
+ * distributor keeps per job (a million delayed jobs: hundreds of megabytes). For the same
+ * reason the handle is three fields: whatever `done` needs lives in the one `state`.
  *
  * INVARIANT: once settled, the outcome never changes; a `done` made after settling is
  * already settled the same way.
  */
 export class Handle<R extends JobArgsObject = JobArgsObject> implements JobHandle<R> {
-  private promise: Promise<R> | undefined
-  private resolveFn: ((value: R) => void) | undefined
-  private rejectFn: ((err: Error) => void) | undefined
-  private outcome: { ok: true; value: R } | { ok: false; error: Error } | undefined
+  private state: Waiting<R> | Outcome<R> | undefined = undefined
 
   constructor(
     readonly id: string,
@@ -40,19 +47,25 @@ export class Handle<R extends JobArgsObject = JobArgsObject> implements JobHandl
   ) {}
 
   get done(): Promise<R> {
-    if (this.promise !== undefined) return this.promise
-    const outcome = this.outcome
-    if (outcome === undefined) {
-      this.promise = new Promise<R>((resolve, reject) => {
-        this.resolveFn = resolve
-        this.rejectFn = reject
+    const state = this.state
+    if (state !== undefined && state.promise !== undefined) return state.promise
+    let promise: Promise<R>
+    if (state === undefined) {
+      let resolve!: (value: R) => void
+      let reject!: (err: Error) => void
+      promise = new Promise<R>((res, rej) => {
+        resolve = res
+        reject = rej
       })
+      this.state = { promise, resolve, reject }
     } else {
-      this.promise = outcome.ok ? Promise.resolve(outcome.value) : Promise.reject(outcome.error)
+      const outcome = state as Outcome<R>
+      promise = outcome.ok ? Promise.resolve(outcome.value) : Promise.reject(outcome.error)
+      outcome.promise = promise
     }
     // A caller who looked at `done` but never awaited it must not crash on a failed job.
-    this.promise.catch(ignore)
-    return this.promise
+    promise.catch(ignore)
+    return promise
   }
 
   cancel(): Promise<boolean> {
@@ -60,14 +73,16 @@ export class Handle<R extends JobArgsObject = JobArgsObject> implements JobHandl
   }
 
   resolve(value: R): void {
-    if (this.outcome !== undefined) return
-    this.outcome = { ok: true, value }
-    this.resolveFn?.(value)
+    const state = this.state
+    if (state !== undefined && !('resolve' in state)) return
+    this.state = { ok: true, value, promise: state?.promise }
+    state?.resolve(value)
   }
 
   reject(error: Error): void {
-    if (this.outcome !== undefined) return
-    this.outcome = { ok: false, error }
-    this.rejectFn?.(error)
+    const state = this.state
+    if (state !== undefined && !('resolve' in state)) return
+    this.state = { ok: false, error, promise: state?.promise }
+    state?.reject(error)
   }
 }

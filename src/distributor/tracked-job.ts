@@ -21,10 +21,11 @@ export interface TrackedJob {
   id: string
   name: string
   args: Buffer
-  /** Due time of the run to dispatch next (absolute epoch ms). */
+  /**
+   * Due time of `run` (absolute epoch ms), the run to dispatch next: a periodic job's runs
+   * are due at its first due time + (run - 1) × period.
+   */
   dueAt: number
-  /** Due time of the first run: periodic runs are due at firstDueAt + (run - 1) × period. */
-  firstDueAt: number
   /** The run a (re-)dispatch starts at; feedback for runs below it was delivered. */
   run: number
   /** Options sent to the node; one shared object for jobs that set none. */

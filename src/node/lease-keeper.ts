@@ -1,4 +1,5 @@
 import type { Logger } from '../logger.js'
+import { Timer } from '../scheduling/timer-heap.js'
 import type { NodeLeases, Store } from '../storage/store.js'
 
 /** What the lease keeper needs of its node. */
@@ -9,9 +10,9 @@ export interface LeaseContext {
   adopt(peer: string, store: Store): Promise<number>
   /** Jobs of `peer` this node still holds unfinished. */
   heldFor(peer: string): number
-  /** Runs `fn` once, `ms` from now, on the node's scheduler. */
-  after(key: string, ms: number, fn: () => void): void
-  cancelTimer(key: string): void
+  /** Fires `timer` once, `ms` from now, on the node's scheduler. */
+  after(timer: Timer, ms: number): void
+  cancelTimer(timer: Timer): void
 }
 
 /**
@@ -29,6 +30,8 @@ export interface LeaseContext {
 export class LeaseKeeper {
   private readonly adopted = new Set<string>()
   private running = false
+  private readonly renewTimer = new Timer(() => void this.renew())
+  private readonly watchTimer = new Timer(() => void this.watch())
 
   constructor(
     private readonly ctx: LeaseContext,
@@ -47,20 +50,20 @@ export class LeaseKeeper {
         this.ctx.log.warn({ holder: owner }, `node '${owner}' took over this node's jobs; waiting until it has finished them`)
         announced = true
       }
-      await new Promise<void>((resolve) => this.ctx.after('lease:wait', this.leaseMs / 3, resolve))
+      await new Promise<void>((resolve) => this.ctx.after(new Timer(resolve), this.leaseMs / 3))
     }
   }
 
   start(): void {
     this.running = true
-    this.ctx.after('lease:renew', this.leaseMs / 3, () => void this.renew())
-    if (this.takeover) this.ctx.after('lease:watch', this.leaseMs, () => void this.watch())
+    this.ctx.after(this.renewTimer, this.leaseMs / 3)
+    if (this.takeover) this.ctx.after(this.watchTimer, this.leaseMs)
   }
 
   async stop(): Promise<void> {
     this.running = false
-    this.ctx.cancelTimer('lease:renew')
-    this.ctx.cancelTimer('lease:watch')
+    this.ctx.cancelTimer(this.renewTimer)
+    this.ctx.cancelTimer(this.watchTimer)
     for (const peer of this.adopted) await this.leases.releaseLease(peer, this.ctx.name).catch(() => {})
     this.adopted.clear()
   }
@@ -85,7 +88,7 @@ export class LeaseKeeper {
     } catch (err) {
       this.ctx.log.warn({ err }, 'cannot renew the lease')
     }
-    if (this.running) this.ctx.after('lease:renew', this.leaseMs / 3, () => void this.renew())
+    if (this.running) this.ctx.after(this.renewTimer, this.leaseMs / 3)
   }
 
   private async watch(): Promise<void> {
@@ -104,6 +107,6 @@ export class LeaseKeeper {
     } catch (err) {
       this.ctx.log.warn({ err }, 'takeover check failed')
     }
-    if (this.running) this.ctx.after('lease:watch', this.leaseMs, () => void this.watch())
+    if (this.running) this.ctx.after(this.watchTimer, this.leaseMs)
   }
 }

@@ -16,9 +16,10 @@ import { TypedEmitter } from '../events.js'
 import type { Logger } from '../logger.js'
 import { decodeArgs, packArgs, type JobArgsObject } from '../protocol/args.js'
 import { MessageType, type FeedbackRef, type Message, type WireJob } from '../protocol/messages.js'
-import { pack } from '../protocol/msgpack.js'
+import { ownString, pack } from '../protocol/msgpack.js'
 import { computeBackoff, shouldRetry } from '../scheduling/retry.js'
 import { Scheduler } from '../scheduling/scheduler.js'
+import { Timer, type TimerSlot } from '../scheduling/timer-heap.js'
 import { MemoryStore } from '../storage/memory-store.js'
 import { RedisStore } from '../storage/redis-store.js'
 import {
@@ -63,7 +64,7 @@ export interface NodeEventMap {
  * A job this node holds: its record, plus what is only meaningful while the process lives.
  * One object rather than a wrapper around the record: a node may hold a million of them.
  */
-interface LiveJob extends JobRecord {
+interface LiveJob extends JobRecord, TimerSlot {
   /** Where it is in this process; 'saving' until the store holds it. */
   phase: 'saving' | 'scheduled' | 'queued' | 'running' | 'done'
   /** The application asked to cancel it while it ran: act when the attempt ends. */
@@ -73,8 +74,7 @@ interface LiveJob extends JobRecord {
 }
 
 /** The scheduler holds every timer: jobs' due times, attempts' timeouts, lease upkeep. */
-type TimerItem = LiveJob | AbortController | (() => void)
-const TIMEOUT_KEY = 'timeout:'
+type TimerItem = LiveJob | Timer
 
 interface PendingWrite {
   write: () => Promise<void>
@@ -149,7 +149,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
       maxFrameSize: this.options.maxFrameSize,
       log: this.log,
     })
-    this.scheduler = new Scheduler<TimerItem>((key, item) => this.onTimer(key, item), undefined, {
+    this.scheduler = new Scheduler<TimerItem>((item) => this.onTimer(item), undefined, {
       onError: (err) => this.log.error({ err }, 'timer callback failed'),
     })
   }
@@ -270,7 +270,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
     const records = await store.listUnfinished()
     for (const record of records) {
       if (this.live.has(record.id)) continue
-      const job: LiveJob = Object.assign(record, { phase: 'scheduled' as const, cancelRequested: false, store })
+      const job: LiveJob = Object.assign(record, { phase: 'scheduled' as const, cancelRequested: false, store, timerSeq: 0, timerIndex: -1 })
       this.live.set(record.id, job)
       this.schedule(job)
     }
@@ -292,9 +292,9 @@ export class Node extends TypedEmitter<NodeEventMap> {
         for (const job of this.live.values()) if (job.store === store) n++
         return n
       },
-      after: (key, ms, fn) => this.scheduler.schedule(key, Date.now() + ms, fn),
-      cancelTimer: (key) => {
-        this.scheduler.cancel(key)
+      after: (timer, ms) => this.scheduler.schedule(timer, Date.now() + ms),
+      cancelTimer: (timer) => {
+        this.scheduler.cancel(timer)
       },
     }
   }
@@ -380,7 +380,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
         continue
       }
       const job: LiveJob = {
-        id: wire.id,
+        id: wire.dueAt > now ? ownString(wire.id) : wire.id,
         // The definition's copy of the name: one string for all jobs of a kind, not one each.
         name: this.registry.get(wire.name)?.name ?? wire.name,
         args: wire.args,
@@ -395,6 +395,8 @@ export class Node extends TypedEmitter<NodeEventMap> {
         phase: 'saving',
         cancelRequested: false,
         store: this.store,
+        timerSeq: 0,
+        timerIndex: -1,
       }
       if (wire.period !== undefined) job.period = wire.period
       if (wire.maxAttempt !== undefined) job.maxAttempt = wire.maxAttempt
@@ -483,25 +485,17 @@ export class Node extends TypedEmitter<NodeEventMap> {
     if (job.dueAt <= Date.now()) this.enqueueReady(job)
     else {
       job.phase = 'scheduled'
-      this.scheduler.schedule(job.id, job.dueAt, job)
+      this.scheduler.schedule(job, job.dueAt)
     }
   }
 
-  private onTimer(key: string, item: TimerItem): void {
-    if (typeof item === 'function') {
-      item()
-      return
-    }
-    if (item instanceof AbortController) {
-      const id = key.slice(TIMEOUT_KEY.length)
-      item.abort(new TimeoutError(this.timeoutOf(this.live.get(id))))
-      return
-    }
-    if (item.phase === 'scheduled') this.enqueueReady(item)
+  private onTimer(item: TimerItem): void {
+    if (item instanceof Timer) item.fire()
+    else if (item.phase === 'scheduled') this.enqueueReady(item)
   }
 
-  private timeoutOf(record: JobRecord | undefined): number {
-    return record?.timeout ?? this.config.timeout
+  private timeoutOf(record: JobRecord): number {
+    return record.timeout ?? this.config.timeout
   }
 
   private enqueueReady(job: LiveJob): void {
@@ -552,7 +546,8 @@ export class Node extends TypedEmitter<NodeEventMap> {
     }
     const timeout = this.timeoutOf(job)
     const abortable = timeout > 0 ? signal() : undefined
-    if (timeout > 0) this.scheduler.schedule(TIMEOUT_KEY + job.id, Date.now() + timeout * 1000, controller as AbortController)
+    const timer = abortable === undefined ? undefined : new Timer(() => controller?.abort(new TimeoutError(timeout)))
+    if (timer !== undefined) this.scheduler.schedule(timer, Date.now() + timeout * 1000)
     const ctx = this.contextFor(job, args, signal)
     const lastAttempt = job.attempt >= maxAttempt
     let outcome: ChainOutcome
@@ -571,7 +566,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
         outcome = { kind: 'error', cancelled: false, error: err, unrecoverable: false }
       }
     }
-    if (timeout > 0) this.scheduler.cancel(TIMEOUT_KEY + job.id)
+    if (timer !== undefined) this.scheduler.cancel(timer)
     if (controller !== undefined) this.controllers.delete(job.id)
     this.running--
     try {
@@ -779,7 +774,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
       job.cancelRequested = true
       return
     }
-    this.scheduler.cancel(id)
+    this.scheduler.cancel(job)
     const wasSaving = job.phase === 'saving'
     job.phase = 'done'
     this.live.delete(id)

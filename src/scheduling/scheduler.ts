@@ -1,5 +1,5 @@
 import { MAX_TIMER_DELAY, systemClock, type Clock, type TimerHandle } from './clock.js'
-import { TimerHeap } from './timer-heap.js'
+import { TimerHeap, type TimerSlot } from './timer-heap.js'
 
 export interface SchedulerOptions {
   /** Receives whatever an `onDue` call threw. Default: ignore. */
@@ -7,7 +7,9 @@ export interface SchedulerOptions {
 }
 
 /**
- * Runs each keyed item at its absolute due time (epoch ms) from ONE native timer.
+ * Runs each item at its absolute due time (epoch ms) from ONE native timer. Items carry
+ * their own heap slot (TimerSlot): jobs are scheduled as themselves, other timers as a
+ * `Timer` with a callback.
  *
  * Why one timer: a node may hold a million delayed jobs; a native timer each would cost a
  * closure and a libuv-side entry each, and the heap already knows which one is next.
@@ -27,15 +29,15 @@ export interface SchedulerOptions {
  *   after it, run on the next timer turn (a 0 ms timeout). Otherwise an `onDue` that
  *   re-schedules itself for "now" would keep the drain spinning forever and starve the
  *   event loop. Stopping rather than skipping keeps the (dueAt, seq) order across turns.
- * - Each entry leaves the heap before its `onDue` runs, so `onDue` may schedule the same key
+ * - Each entry leaves the heap before its `onDue` runs, so `onDue` may schedule the same item
  *   again, cancel others (a cancelled entry never fires, even mid-drain) or call `close()`.
  * - A throwing `onDue` (or `onError`) is contained: the drain goes on and the timer is
  *   re-armed, because one bad job must not stall every other timer in the process.
  * - The native timer is unref()ed: pending entries alone never keep the process alive.
  */
-export class Scheduler<T> {
+export class Scheduler<T extends TimerSlot> {
   private readonly heap = new TimerHeap<T>()
-  private readonly onDue: (key: string, item: T, dueAt: number) => void
+  private readonly onDue: (item: T) => void
   private readonly clock: Clock
   private readonly onError: (err: unknown) => void
   private handle: unknown = undefined
@@ -43,7 +45,7 @@ export class Scheduler<T> {
   private draining = false
 
   constructor(
-    onDue: (key: string, item: T, dueAt: number) => void,
+    onDue: (item: T) => void,
     clock: Clock = systemClock,
     options: SchedulerOptions = {},
   ) {
@@ -56,8 +58,8 @@ export class Scheduler<T> {
     return this.heap.size
   }
 
-  has(key: string): boolean {
-    return this.heap.has(key)
+  has(item: T): boolean {
+    return this.heap.has(item)
   }
 
   nextDueAt(): number | undefined {
@@ -65,18 +67,18 @@ export class Scheduler<T> {
   }
 
   /**
-   * Runs `item` at `dueAt` (epoch ms; a past time means "as soon as possible"). An entry
-   * with the same key is replaced.
+   * Runs `item` at `dueAt` (epoch ms; a past time means "as soon as possible"), which
+   * becomes `item.dueAt`. An item scheduled already moves to the new time.
    */
-  schedule(key: string, dueAt: number, item: T): void {
-    this.heap.push(key, dueAt, item)
+  schedule(item: T, dueAt: number): void {
+    this.heap.push(item, dueAt)
     // A drain arms the timer itself once it finishes.
     if (this.draining) return
     if (this.handle === undefined || dueAt < this.armedFor) this.arm()
   }
 
-  cancel(key: string): boolean {
-    if (!this.heap.remove(key)) return false
+  cancel(item: T): boolean {
+    if (!this.heap.remove(item)) return false
     if (this.heap.size === 0 && !this.draining) this.disarm()
     return true
   }
@@ -126,10 +128,10 @@ export class Scheduler<T> {
     try {
       for (;;) {
         const next = this.heap.peek()
-        if (next === undefined || next.dueAt > now || next.seq >= seqLimit) break
+        if (next === undefined || next.dueAt > now || next.timerSeq >= seqLimit) break
         this.heap.pop()
         try {
-          this.onDue(next.key, next.item, next.dueAt)
+          this.onDue(next)
         } catch (err) {
           try {
             this.onError(err)

@@ -1,44 +1,44 @@
 import { InvalidArgumentError } from '../errors.js'
 
-/** One scheduled item as the heap hands it out. */
-export interface TimerEntry<T> {
-  readonly key: string
-  /** Epoch ms. */
-  readonly dueAt: number
-  /** Insertion counter: among equal due times the lower seq comes first. */
-  readonly seq: number
-  readonly item: T
-}
-
 /**
- * Mutable internal form. Five fields and no closures: the heap must hold a million delayed
- * jobs, so the per-entry cost is this object plus one Map slot.
+ * The fields an entry carries for the heap. The heap keeps no object of its own per entry
+ * and no key index: a node holds a million delayed jobs, and a wrapper object plus a Map
+ * slot each cost more than the rest of the heap. `timerSeq` and `timerIndex` belong to
+ * the heap; outside code only reads `dueAt`.
  */
-interface Node<T> {
-  key: string
+export interface TimerSlot {
+  /** Epoch ms; set by `push`. */
   dueAt: number
-  seq: number
-  item: T
-  /** Position in `nodes`; -1 once the entry has left the heap. */
-  index: number
+  /** Insertion counter: among equal due times the lower seq comes first. */
+  timerSeq: number
+  /** Position in the heap's array; -1 while the entry is in no heap. */
+  timerIndex: number
+}
+
+/** A callback as a heap entry, for timers that are not jobs (timeouts, lease upkeep). */
+export class Timer implements TimerSlot {
+  dueAt = 0
+  timerSeq = 0
+  timerIndex = -1
+
+  constructor(readonly fire: () => void) {}
 }
 
 /**
- * Binary min-heap on (dueAt, seq) with removal and rescheduling by key in O(log n).
+ * Binary min-heap on (dueAt, timerSeq) with removal and rescheduling of an entry in O(log n).
  *
- * INVARIANTS: `nodes[i].index === i` for every i, and `byKey` holds exactly the nodes in
- * `nodes`, so a key lookup yields the slot to sift from without a search. seq only grows,
- * so (dueAt, seq) is a total order and equal due times come out in insertion order (a
- * rescheduled entry counts as newly inserted). dueAt is always finite: a NaN would make
- * every comparison false and silently corrupt the order.
+ * INVARIANTS: `items[i].timerIndex === i` for every i, and an entry not in `items` has
+ * timerIndex -1, so removal needs no search. seq only grows, so (dueAt, seq) is a total
+ * order and equal due times come out in insertion order (a rescheduled entry counts as
+ * newly inserted). dueAt is always finite: a NaN would make every comparison false and
+ * silently corrupt the order. An entry is in at most one heap at a time.
  */
-export class TimerHeap<T> {
-  private nodes: Node<T>[] = []
-  private byKey = new Map<string, Node<T>>()
+export class TimerHeap<T extends TimerSlot> {
+  private items: T[] = []
   private seqCounter = 0
 
   get size(): number {
-    return this.nodes.length
+    return this.items.length
   }
 
   /** The seq the next push will receive; entries with a lower seq were pushed before now. */
@@ -46,75 +46,64 @@ export class TimerHeap<T> {
     return this.seqCounter
   }
 
-  /** Adds an entry, or replaces the entry with the same key (due time, item and seq). */
-  push(key: string, dueAt: number, item: T): void {
+  /** Adds `item` due at `dueAt`, or moves it there when it is in the heap already. */
+  push(item: T, dueAt: number): void {
     if (typeof dueAt !== 'number' || !Number.isFinite(dueAt)) {
       throw new InvalidArgumentError(`'dueAt' must be a finite number, got ${String(dueAt)}`)
     }
-    const seq = this.seqCounter++
-    const existing = this.byKey.get(key)
-    if (existing !== undefined) {
-      // Reuse the node rather than remove + insert: one sift instead of two.
-      existing.dueAt = dueAt
-      existing.seq = seq
-      existing.item = item
-      this.restore(existing.index)
+    item.dueAt = dueAt
+    item.timerSeq = this.seqCounter++
+    if (this.has(item)) {
+      // One sift instead of remove + insert.
+      this.restore(item.timerIndex)
       return
     }
-    const node: Node<T> = { key, dueAt, seq, item, index: this.nodes.length }
-    this.nodes.push(node)
-    this.byKey.set(key, node)
-    this.siftUp(node.index)
+    item.timerIndex = this.items.length
+    this.items.push(item)
+    this.siftUp(item.timerIndex)
   }
 
-  remove(key: string): boolean {
-    const node = this.byKey.get(key)
-    if (node === undefined) return false
-    this.removeAt(node.index)
+  remove(item: T): boolean {
+    if (!this.has(item)) return false
+    this.removeAt(item.timerIndex)
     return true
   }
 
-  has(key: string): boolean {
-    return this.byKey.has(key)
+  has(item: T): boolean {
+    return item.timerIndex >= 0 && this.items[item.timerIndex] === item
   }
 
-  get(key: string): TimerEntry<T> | undefined {
-    return this.byKey.get(key)
+  peek(): T | undefined {
+    return this.items[0]
   }
 
-  peek(): TimerEntry<T> | undefined {
-    return this.nodes[0]
-  }
-
-  pop(): TimerEntry<T> | undefined {
-    if (this.nodes.length === 0) return undefined
+  pop(): T | undefined {
+    if (this.items.length === 0) return undefined
     return this.removeAt(0)
   }
 
   clear(): void {
-    for (const node of this.nodes) node.index = -1
-    this.nodes = []
-    this.byKey = new Map()
+    for (const item of this.items) item.timerIndex = -1
+    this.items = []
   }
 
-  private removeAt(index: number): Node<T> {
-    const nodes = this.nodes
-    const node = nodes[index] as Node<T>
-    const last = nodes.pop() as Node<T>
-    if (last !== node) {
-      nodes[index] = last
-      last.index = index
+  private removeAt(index: number): T {
+    const items = this.items
+    const item = items[index] as T
+    const last = items.pop() as T
+    if (last !== item) {
+      items[index] = last
+      last.timerIndex = index
       this.restore(index)
     }
-    this.byKey.delete(node.key)
-    node.index = -1
-    return node
+    item.timerIndex = -1
+    return item
   }
 
-  /** The node at `index` changed (or was moved in) and may be out of place either way. */
+  /** The entry at `index` changed (or was moved in) and may be out of place either way. */
   private restore(index: number): void {
     const parent = (index - 1) >> 1
-    if (index > 0 && less(this.nodes[index] as Node<T>, this.nodes[parent] as Node<T>)) {
+    if (index > 0 && less(this.items[index] as T, this.items[parent] as T)) {
       this.siftUp(index)
     } else {
       this.siftDown(index)
@@ -122,40 +111,40 @@ export class TimerHeap<T> {
   }
 
   private siftUp(index: number): void {
-    const nodes = this.nodes
-    const node = nodes[index] as Node<T>
+    const items = this.items
+    const item = items[index] as T
     while (index > 0) {
       const parentIndex = (index - 1) >> 1
-      const parent = nodes[parentIndex] as Node<T>
-      if (!less(node, parent)) break
-      nodes[index] = parent
-      parent.index = index
+      const parent = items[parentIndex] as T
+      if (!less(item, parent)) break
+      items[index] = parent
+      parent.timerIndex = index
       index = parentIndex
     }
-    nodes[index] = node
-    node.index = index
+    items[index] = item
+    item.timerIndex = index
   }
 
   private siftDown(index: number): void {
-    const nodes = this.nodes
-    const length = nodes.length
-    const node = nodes[index] as Node<T>
+    const items = this.items
+    const length = items.length
+    const item = items[index] as T
     for (;;) {
       let child = 2 * index + 1
       if (child >= length) break
       const right = child + 1
-      if (right < length && less(nodes[right] as Node<T>, nodes[child] as Node<T>)) child = right
-      const smaller = nodes[child] as Node<T>
-      if (!less(smaller, node)) break
-      nodes[index] = smaller
-      smaller.index = index
+      if (right < length && less(items[right] as T, items[child] as T)) child = right
+      const smaller = items[child] as T
+      if (!less(smaller, item)) break
+      items[index] = smaller
+      smaller.timerIndex = index
       index = child
     }
-    nodes[index] = node
-    node.index = index
+    items[index] = item
+    item.timerIndex = index
   }
 }
 
-function less<T>(a: Node<T>, b: Node<T>): boolean {
-  return a.dueAt < b.dueAt || (a.dueAt === b.dueAt && a.seq < b.seq)
+function less(a: TimerSlot, b: TimerSlot): boolean {
+  return a.dueAt < b.dueAt || (a.dueAt === b.dueAt && a.timerSeq < b.timerSeq)
 }

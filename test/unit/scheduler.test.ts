@@ -1,13 +1,21 @@
 import { describe, it, expect, vi, afterEach } from 'vitest'
 import { Scheduler } from '../../src/scheduling/scheduler.js'
+import { Timer, type TimerSlot } from '../../src/scheduling/timer-heap.js'
 import { MAX_TIMER_DELAY, systemClock } from '../../src/scheduling/clock.js'
 import { FakeClock } from '../helpers/fake-clock.js'
 
 const DAY = 24 * 60 * 60 * 1000
 
+interface Entry extends TimerSlot {
+  readonly name: string
+}
+
+function entry(name: string): Entry {
+  return { name, dueAt: 0, timerSeq: 0, timerIndex: -1 }
+}
+
 interface Fired {
-  key: string
-  item: string
+  name: string
   dueAt: number
   at: number
 }
@@ -15,8 +23,8 @@ interface Fired {
 function setup() {
   const clock = new FakeClock()
   const fired: Fired[] = []
-  const scheduler = new Scheduler<string>((key, item, dueAt) => {
-    fired.push({ key, item, dueAt, at: clock.now() })
+  const scheduler = new Scheduler<Entry>((item) => {
+    fired.push({ name: item.name, dueAt: item.dueAt, at: clock.now() })
   }, clock)
   return { clock, fired, scheduler, t0: clock.now() }
 }
@@ -25,7 +33,9 @@ describe('Scheduler', () => {
   it('arms a clamped timer for a due time 30 days ahead and fires exactly at the due instant', () => {
     const { clock, fired, scheduler, t0 } = setup()
     const dueAt = t0 + 30 * DAY
-    scheduler.schedule('far', dueAt, 'x')
+    const far = entry('far')
+    scheduler.schedule(far, dueAt)
+    expect(far.dueAt).toBe(dueAt)
 
     expect(clock.delays).toEqual([MAX_TIMER_DELAY])
     expect(clock.allUnrefed).toBe(true)
@@ -35,27 +45,28 @@ describe('Scheduler', () => {
     // It re-armed at each clamped wake-up (30 days is about 1.2 × 2^31 ms).
     expect(clock.delays.length).toBeGreaterThanOrEqual(2)
     expect(clock.delays.every((d) => d >= 0 && d <= MAX_TIMER_DELAY)).toBe(true)
-    expect(scheduler.has('far')).toBe(true)
+    expect(scheduler.has(far)).toBe(true)
 
     clock.advanceTo(dueAt)
-    expect(fired).toEqual([{ key: 'far', item: 'x', dueAt, at: dueAt }])
+    expect(fired).toEqual([{ name: 'far', dueAt, at: dueAt }])
     expect(scheduler.size).toBe(0)
+    expect(scheduler.has(far)).toBe(false)
     expect(clock.armed).toBe(0)
     expect(clock.maxArmed).toBe(1)
   })
 
   it('after a late wake-up runs everything due, in due order, and leaves the rest', () => {
     const { clock, fired, scheduler, t0 } = setup()
-    scheduler.schedule('c', t0 + 300, 'c')
-    scheduler.schedule('a', t0 + 100, 'a')
-    scheduler.schedule('b2', t0 + 200, 'b2')
-    scheduler.schedule('b1', t0 + 200, 'b1') // same due time: insertion order loses to b2
-    scheduler.schedule('later', t0 + 10_000, 'later')
+    scheduler.schedule(entry('c'), t0 + 300)
+    scheduler.schedule(entry('a'), t0 + 100)
+    scheduler.schedule(entry('b2'), t0 + 200)
+    scheduler.schedule(entry('b1'), t0 + 200) // same due time: insertion order loses to b2
+    scheduler.schedule(entry('later'), t0 + 10_000)
     // The process was suspended: time jumps past several due times without any timer firing.
     clock.setNow(t0 + 5_000)
     expect(clock.fireNext()).toBe(true)
 
-    expect(fired.map((f) => f.key)).toEqual(['a', 'b2', 'b1', 'c'])
+    expect(fired.map((f) => f.name)).toEqual(['a', 'b2', 'b1', 'c'])
     expect(fired.every((f) => f.at === t0 + 5_000)).toBe(true)
     expect(scheduler.size).toBe(1)
     expect(scheduler.nextDueAt()).toBe(t0 + 10_000)
@@ -65,7 +76,7 @@ describe('Scheduler', () => {
 
   it('an early wake-up runs nothing and re-arms for the remaining time', () => {
     const { clock, fired, scheduler, t0 } = setup()
-    scheduler.schedule('a', t0 + 1_000, 'a')
+    scheduler.schedule(entry('a'), t0 + 1_000)
     clock.setNow(t0 + 400) // the wall clock lags the timer
     expect(clock.fireNext()).toBe(true)
 
@@ -75,19 +86,22 @@ describe('Scheduler', () => {
     clock.advance(599)
     expect(fired).toEqual([])
     clock.advance(1)
-    expect(fired.map((f) => [f.key, f.at])).toEqual([['a', t0 + 1_000]])
+    expect(fired.map((f) => [f.name, f.at])).toEqual([['a', t0 + 1_000]])
   })
 
   it('cancel prevents firing and disarms when nothing is left', () => {
     const { clock, fired, scheduler, t0 } = setup()
-    scheduler.schedule('a', t0 + 100, 'a')
-    scheduler.schedule('b', t0 + 200, 'b')
-    expect(scheduler.cancel('a')).toBe(true)
-    expect(scheduler.cancel('a')).toBe(false)
-    expect(scheduler.has('a')).toBe(false)
+    const a = entry('a')
+    const b = entry('b')
+    scheduler.schedule(a, t0 + 100)
+    scheduler.schedule(b, t0 + 200)
+    expect(scheduler.cancel(a)).toBe(true)
+    expect(scheduler.cancel(a)).toBe(false)
+    expect(scheduler.has(a)).toBe(false)
+    expect(scheduler.cancel(entry('never'))).toBe(false)
     clock.advance(150)
     expect(fired).toEqual([])
-    expect(scheduler.cancel('b')).toBe(true)
+    expect(scheduler.cancel(b)).toBe(true)
     expect(clock.armed).toBe(0)
     clock.advance(10_000)
     expect(fired).toEqual([])
@@ -96,34 +110,36 @@ describe('Scheduler', () => {
 
   it('keeps a single native timer and re-arms only for an earlier entry', () => {
     const { clock, fired, scheduler, t0 } = setup()
-    scheduler.schedule('a', t0 + 1_000, 'a')
-    scheduler.schedule('b', t0 + 2_000, 'b') // later: no re-arm
-    scheduler.schedule('c', t0 + 1_500, 'c') // later: no re-arm
+    scheduler.schedule(entry('a'), t0 + 1_000)
+    scheduler.schedule(entry('b'), t0 + 2_000) // later: no re-arm
+    scheduler.schedule(entry('c'), t0 + 1_500) // later: no re-arm
     expect(clock.delays).toEqual([1_000])
-    scheduler.schedule('d', t0 + 500, 'd') // earlier: re-arm
+    scheduler.schedule(entry('d'), t0 + 500) // earlier: re-arm
     expect(clock.delays).toEqual([1_000, 500])
     expect(clock.armed).toBe(1)
     expect(scheduler.nextDueAt()).toBe(t0 + 500)
 
-    for (let i = 0; i < 1_000; i++) scheduler.schedule(`bulk${i}`, t0 + 3_000 + i, `bulk${i}`)
+    for (let i = 0; i < 1_000; i++) scheduler.schedule(entry(`bulk${i}`), t0 + 3_000 + i)
     expect(clock.delays).toHaveLength(2)
 
     clock.advance(10_000)
-    expect(fired.slice(0, 4).map((f) => f.key)).toEqual(['d', 'a', 'c', 'b'])
+    expect(fired.slice(0, 4).map((f) => f.name)).toEqual(['d', 'a', 'c', 'b'])
     expect(fired).toHaveLength(1_004)
     expect(fired.every((f) => f.at === f.dueAt)).toBe(true)
     expect(clock.maxArmed).toBe(1)
   })
 
-  it('rescheduling a key replaces its entry', () => {
+  it('rescheduling an entry moves it rather than adding a second one', () => {
     const { clock, fired, scheduler, t0 } = setup()
-    scheduler.schedule('a', t0 + 100, 'first')
-    scheduler.schedule('a', t0 + 300, 'second')
+    const a = entry('a')
+    scheduler.schedule(a, t0 + 100)
+    scheduler.schedule(a, t0 + 300)
     expect(scheduler.size).toBe(1)
+    expect(a.dueAt).toBe(t0 + 300)
     clock.advance(200)
     expect(fired).toEqual([])
     clock.advance(100)
-    expect(fired).toEqual([{ key: 'a', item: 'second', dueAt: t0 + 300, at: t0 + 300 }])
+    expect(fired).toEqual([{ name: 'a', dueAt: t0 + 300, at: t0 + 300 }])
   })
 
   it('a throwing onDue does not stop the drain or break the scheduler', () => {
@@ -131,10 +147,10 @@ describe('Scheduler', () => {
     const t0 = clock.now()
     const seen: string[] = []
     const errors: unknown[] = []
-    const scheduler = new Scheduler<string>(
-      (key) => {
-        seen.push(key)
-        if (key.startsWith('bad')) throw new Error(`boom ${key}`)
+    const scheduler = new Scheduler<Entry>(
+      (item) => {
+        seen.push(item.name)
+        if (item.name.startsWith('bad')) throw new Error(`boom ${item.name}`)
       },
       clock,
       {
@@ -144,15 +160,15 @@ describe('Scheduler', () => {
         },
       },
     )
-    scheduler.schedule('bad1', t0 + 10, '')
-    scheduler.schedule('good1', t0 + 10, '')
-    scheduler.schedule('bad2', t0 + 20, '')
-    scheduler.schedule('good2', t0 + 30, '')
+    scheduler.schedule(entry('bad1'), t0 + 10)
+    scheduler.schedule(entry('good1'), t0 + 10)
+    scheduler.schedule(entry('bad2'), t0 + 20)
+    scheduler.schedule(entry('good2'), t0 + 30)
     expect(() => clock.advance(30)).not.toThrow()
     expect(seen).toEqual(['bad1', 'good1', 'bad2', 'good2'])
     expect(errors.map((e) => (e as Error).message)).toEqual(['boom bad1', 'boom bad2'])
 
-    scheduler.schedule('after', t0 + 100, '')
+    scheduler.schedule(entry('after'), t0 + 100)
     clock.advance(100)
     expect(seen.at(-1)).toBe('after')
   })
@@ -160,12 +176,12 @@ describe('Scheduler', () => {
   it('ignores onDue errors by default', () => {
     const clock = new FakeClock()
     let calls = 0
-    const scheduler = new Scheduler<string>(() => {
+    const scheduler = new Scheduler<Entry>(() => {
       calls++
       throw new Error('boom')
     }, clock)
-    scheduler.schedule('a', clock.now(), '')
-    scheduler.schedule('b', clock.now(), '')
+    scheduler.schedule(entry('a'), clock.now())
+    scheduler.schedule(entry('b'), clock.now())
     expect(() => clock.advance(0)).not.toThrow()
     expect(calls).toBe(2)
   })
@@ -175,13 +191,17 @@ describe('Scheduler', () => {
     const t0 = clock.now()
     const runs: Array<[string, number]> = []
     let turn = 0
-    const scheduler = new Scheduler<string>((key) => {
-      runs.push([key, turn])
+    const again = entry('again')
+    // Recorded, not asserted in onDue: the scheduler contains whatever onDue throws.
+    const memberDuringOnDue: boolean[] = []
+    const scheduler = new Scheduler<Entry>((item) => {
+      memberDuringOnDue.push(scheduler.has(item))
+      runs.push([item.name, turn])
       // Re-scheduling itself for "now" must not spin inside one drain.
-      if (key === 'again' && runs.filter(([k]) => k === 'again').length < 3) scheduler.schedule('again', clock.now(), '')
+      if (item === again && runs.filter(([name]) => name === 'again').length < 3) scheduler.schedule(again, clock.now())
     }, clock)
-    scheduler.schedule('again', t0 + 10, '')
-    scheduler.schedule('other', t0 + 10, '')
+    scheduler.schedule(again, t0 + 10)
+    scheduler.schedule(entry('other'), t0 + 10)
     clock.setNow(t0 + 10)
 
     turn = 1
@@ -190,7 +210,7 @@ describe('Scheduler', () => {
       ['again', 1],
       ['other', 1],
     ])
-    expect(scheduler.has('again')).toBe(true)
+    expect(scheduler.has(again)).toBe(true)
     expect(clock.armed).toBe(1)
     expect(clock.delays.at(-1)).toBe(0)
 
@@ -204,6 +224,8 @@ describe('Scheduler', () => {
       ['again', 2],
       ['again', 3],
     ])
+    // Each entry has left the heap before its onDue, which is what lets it schedule itself anew.
+    expect(memberDuringOnDue).toEqual([false, false, false, false])
     expect(clock.armed).toBe(0)
     expect(clock.maxArmed).toBe(1)
   })
@@ -212,13 +234,14 @@ describe('Scheduler', () => {
     const clock = new FakeClock()
     const t0 = clock.now()
     const seen: string[] = []
-    const scheduler = new Scheduler<string>((key) => {
-      seen.push(key)
-      if (key === 'a') scheduler.cancel('b')
+    const b = entry('b')
+    const scheduler = new Scheduler<Entry>((item) => {
+      seen.push(item.name)
+      if (item.name === 'a') scheduler.cancel(b)
     }, clock)
-    scheduler.schedule('a', t0 + 1, '')
-    scheduler.schedule('b', t0 + 2, '')
-    scheduler.schedule('c', t0 + 3, '')
+    scheduler.schedule(entry('a'), t0 + 1)
+    scheduler.schedule(b, t0 + 2)
+    scheduler.schedule(entry('c'), t0 + 3)
     clock.setNow(t0 + 10)
     clock.fireNext()
     expect(seen).toEqual(['a', 'c'])
@@ -226,26 +249,96 @@ describe('Scheduler', () => {
 
   it('close() drops every entry and the timer, and the scheduler can be used again', () => {
     const { clock, fired, scheduler, t0 } = setup()
-    scheduler.schedule('a', t0 + 100, 'a')
-    scheduler.schedule('b', t0 + 200, 'b')
+    const a = entry('a')
+    const b = entry('b')
+    scheduler.schedule(a, t0 + 100)
+    scheduler.schedule(b, t0 + 200)
     scheduler.close()
     expect(scheduler.size).toBe(0)
     expect(scheduler.nextDueAt()).toBeUndefined()
     expect(clock.armed).toBe(0)
+    expect(scheduler.has(a)).toBe(false)
+    expect(a.timerIndex).toBe(-1)
+    expect(b.timerIndex).toBe(-1)
     clock.advance(1_000)
     expect(fired).toEqual([])
 
-    scheduler.schedule('c', t0 + 1_500, 'c')
+    scheduler.schedule(entry('c'), t0 + 1_500)
+    // An entry dropped by close() must be schedulable again as a new entry.
+    scheduler.schedule(a, t0 + 1_400)
+    expect(scheduler.size).toBe(2)
     clock.advance(500)
-    expect(fired.map((f) => f.key)).toEqual(['c'])
+    expect(fired.map((f) => f.name)).toEqual(['a', 'c'])
   })
 
   it('rejects a non-finite due time without disturbing the timer', () => {
     const { clock, scheduler, t0 } = setup()
-    scheduler.schedule('a', t0 + 100, 'a')
-    expect(() => scheduler.schedule('b', Number.NaN, 'b')).toThrow(/'dueAt'/)
+    scheduler.schedule(entry('a'), t0 + 100)
+    expect(() => scheduler.schedule(entry('b'), Number.NaN)).toThrow(/'dueAt'/)
     expect(scheduler.size).toBe(1)
     expect(clock.delays).toEqual([100])
+  })
+})
+
+describe('Scheduler with Timer entries', () => {
+  it('fires each Timer callback at its due time, and a cancelled one never', () => {
+    const clock = new FakeClock()
+    const t0 = clock.now()
+    const calls: Array<[string, number]> = []
+    const scheduler = new Scheduler<Timer>((timer) => timer.fire(), clock)
+    const a = new Timer(() => calls.push(['a', clock.now()]))
+    const b = new Timer(() => calls.push(['b', clock.now()]))
+    const c = new Timer(() => calls.push(['c', clock.now()]))
+    expect(scheduler.has(a)).toBe(false)
+    scheduler.schedule(a, t0 + 100)
+    scheduler.schedule(b, t0 + 50)
+    scheduler.schedule(c, t0 + 75)
+    expect(scheduler.cancel(c)).toBe(true)
+
+    clock.advance(1_000)
+    expect(calls).toEqual([
+      ['b', t0 + 50],
+      ['a', t0 + 100],
+    ])
+    expect(scheduler.size).toBe(0)
+    expect(clock.armed).toBe(0)
+  })
+
+  it('a Timer that reschedules itself from its callback repeats without a second native timer', () => {
+    const clock = new FakeClock()
+    const t0 = clock.now()
+    const ticks: number[] = []
+    const scheduler = new Scheduler<Timer>((timer) => timer.fire(), clock)
+    // The shape of lease upkeep: one Timer object reused for every round.
+    const upkeep: Timer = new Timer(() => {
+      ticks.push(clock.now())
+      if (ticks.length < 3) scheduler.schedule(upkeep, clock.now() + 1_000)
+    })
+    scheduler.schedule(upkeep, t0 + 1_000)
+
+    clock.advance(10_000)
+    expect(ticks).toEqual([t0 + 1_000, t0 + 2_000, t0 + 3_000])
+    expect(scheduler.has(upkeep)).toBe(false)
+    expect(clock.armed).toBe(0)
+    expect(clock.maxArmed).toBe(1)
+  })
+
+  it('Timers and other entries share one scheduler and keep (dueAt, insertion) order', () => {
+    const clock = new FakeClock()
+    const t0 = clock.now()
+    const order: string[] = []
+    // As the node does: jobs are scheduled as themselves, everything else as a Timer.
+    const scheduler = new Scheduler<Entry | Timer>((item) => {
+      if (item instanceof Timer) item.fire()
+      else order.push(item.name)
+    }, clock)
+    scheduler.schedule(entry('job1'), t0 + 10)
+    scheduler.schedule(new Timer(() => order.push('timer')), t0 + 10)
+    scheduler.schedule(entry('job2'), t0 + 10)
+    scheduler.schedule(entry('job0'), t0 + 5)
+
+    clock.advance(10)
+    expect(order).toEqual(['job0', 'job1', 'timer', 'job2'])
   })
 })
 
@@ -258,9 +351,9 @@ describe('Scheduler with systemClock under vitest fake timers', () => {
     vi.useFakeTimers({ now: Date.UTC(2030, 0, 1) })
     const spy = vi.spyOn(globalThis, 'setTimeout')
     const fired: number[] = []
-    const scheduler = new Scheduler<string>(() => fired.push(Date.now()), systemClock)
+    const scheduler = new Scheduler<Entry>(() => fired.push(Date.now()), systemClock)
     const dueAt = Date.now() + 30 * DAY
-    scheduler.schedule('far', dueAt, 'x')
+    scheduler.schedule(entry('far'), dueAt)
     expect(spy.mock.calls.every(([, ms]) => (ms ?? 0) <= MAX_TIMER_DELAY)).toBe(true)
     expect(vi.getTimerCount()).toBe(1)
 
