@@ -18,6 +18,8 @@
  *     n field value …                      save (replace) a job; open: '1' when unfinished;
  *                                          the optional fields go as n name/value pairs
  *   u id setop n field value …             update an existing job; setop: 'add' | 'rem' | ''
+ *   x id setop n field value …             an update made moot by a later removal of its job in
+ *                                          the same batch (the writer turns its 'u' into 'x')
  *   f id fbkey fbbytes remove setop n …    store a feedback; remove the job ('1') or patch it
  *   r id                                   remove a job
  * The feedback is stored even when its job is gone: it must never be lost.
@@ -65,6 +67,8 @@ while i <= size do
     local n = tonumber(v[i + 3])
     update(key, id, v[i + 2], i + 4, n)
     i = i + 4 + 2 * n
+  elseif op == 'x' then
+    i = i + 4 + 2 * tonumber(v[i + 3])
   elseif op == 'f' then
     local n = tonumber(v[i + 6])
     redis.call('HSET', KEYS[3], v[i + 2], v[i + 3])
@@ -89,8 +93,10 @@ const SHORT_STRING = 64
 
 const ARRAY32 = 0xdd
 const STR32 = 0xdb
-/** An array32 header: its count is written when the bytes are taken. */
+/** An array32 header: its count is written when the bytes are taken. Also a str32 header. */
 const HEADER_BYTES = 5
+const U = 'u'.charCodeAt(0)
+const X = 'x'.charCodeAt(0)
 
 /** Encodes values as the script reads them (one msgpack array of str32), into one growing buffer. */
 export class OpWriter {
@@ -138,6 +144,16 @@ export class OpWriter {
       buf[at + k] = c
     }
     return v.length
+  }
+
+  /**
+   * Turns the update written at `at` (its mark) into a skipped one, in place: the script
+   * applies a batch atomically, so an update of a job that a later operation of the same
+   * batch removes is never seen, and skipping it spares Redis its EXISTS and HSET.
+   */
+  skipUpdate(at: number): void {
+    if (this.buf[at + HEADER_BYTES] !== U) throw new Error(`no update operation at ${at}`)
+    this.buf[at + HEADER_BYTES] = X
   }
 
   /** Where the writer is, to go back to if an operation cannot be written whole. */

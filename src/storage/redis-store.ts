@@ -172,8 +172,18 @@ type State = 'created' | 'opening' | 'open' | 'closed'
 /** Job writes of one turn, sent together; `done` settles for all of them at once. */
 interface Batch {
   writer: OpWriter
+  /** Where each job's latest update of this batch starts, while a removal may still void it. */
+  updates: Map<string, number> | undefined
   done: Promise<void>
   settle(err: StoreError | undefined): void
+}
+
+/** A removal of job `id` voids its update written earlier in the same batch. */
+function skipUpdateOf(batch: Batch, id: string): void {
+  const at = batch.updates?.get(id)
+  if (at === undefined) return
+  batch.writer.skipUpdate(at)
+  batch.updates?.delete(id)
 }
 
 /** The commands defineCommand adds; the names are prefixed so as not to clash on a shared client. */
@@ -308,17 +318,20 @@ export class RedisStore implements Store, NodeLeases {
   }
 
   updateJob(id: string, patch: JobPatch): Promise<void> {
-    return this.write((w) => {
+    return this.write((w, batch, at) => {
       w.value('u').value(id).value(unfinishedOp(patch))
       w.fields(encodePatch(patch))
+      ;(batch.updates ??= new Map()).set(id, at)
     })
   }
 
   finishRun(id: string, patch: JobPatch, feedback: FeedbackRecord, remove: boolean): Promise<void> {
-    return this.write((w) => {
+    return this.write((w, batch) => {
       w.value('f').value(id).value(feedbackKey(feedback.jobId, feedback.run)).value(encodeFeedback(feedback))
       w.value(remove ? '1' : '0').value(unfinishedOp(patch))
       w.fields(encodePatch(patch))
+      // The usual case: an instant job's attempt starts and ends within one batch.
+      if (remove) skipUpdateOf(batch, id)
     })
   }
 
@@ -335,7 +348,10 @@ export class RedisStore implements Store, NodeLeases {
   }
 
   removeJob(id: string): Promise<void> {
-    return this.write((w) => w.value('r').value(id))
+    return this.write((w, batch) => {
+      w.value('r').value(id)
+      skipUpdateOf(batch, id)
+    })
   }
 
   listUnfinished(): Promise<JobRecord[]> {
@@ -430,13 +446,13 @@ export class RedisStore implements Store, NodeLeases {
    * Adds one job operation to this turn's batch (see APPLY_LUA) and returns the batch's
    * promise: it settles when Redis has applied the whole batch, in order.
    */
-  private write(add: (writer: OpWriter) => void): Promise<void> {
+  private write(add: (writer: OpWriter, batch: Batch, at: number) => void): Promise<void> {
     if (this.state !== 'open') return Promise.reject(this.stateError())
     let batch = this.batch
     if (batch === undefined || batch.writer.ops >= MAX_BATCH_OPS) batch = this.startBatch()
     const mark = batch.writer.mark()
     try {
-      add(batch.writer)
+      add(batch.writer, batch, mark.pos)
     } catch (err) {
       // Half an operation would make the script misread every one after it.
       batch.writer.rewind(mark)
@@ -452,7 +468,7 @@ export class RedisStore implements Store, NodeLeases {
     const done = new Promise<void>((resolve, reject) => {
       settle = (err) => (err === undefined ? resolve() : reject(err))
     })
-    const batch: Batch = { writer: new OpWriter(), done, settle }
+    const batch: Batch = { writer: new OpWriter(), updates: undefined, done, settle }
     this.batch = batch
     setImmediate(() => {
       if (this.batch === batch) this.flushBatch()

@@ -265,6 +265,30 @@ describe('RedisStore on a real redis-server', () => {
     expect((await store.listFeedback()).map((f) => f.jobId)).toEqual(['o1'])
   })
 
+  it('skips an update that a removal later in the same turn makes moot, and keeps the others', async () => {
+    const store = await open('worker1')
+    await store.saveJobs([makeJob('k1'), makeJob('k2'), makeJob('k3')])
+    const calls = await commandsDuring(admin, async () => {
+      await Promise.all([
+        // An instant job's attempt: started and finished in one turn.
+        store.updateJob('k1', { status: JobStatus.IN_PROGRESS, attempt: 1 }),
+        store.finishRun('k1', { status: JobStatus.COMPLETE }, makeFeedback('k1'), true),
+        // Finished but kept: its update must stay.
+        store.updateJob('k2', { status: JobStatus.IN_PROGRESS, attempt: 4 }),
+        store.finishRun('k2', { status: JobStatus.COMPLETE }, makeFeedback('k2'), false),
+        store.updateJob('k3', { attempt: 7 }),
+        store.removeJob('k3'),
+      ])
+    })
+    expect(calls.filter(isApplyCall)).toHaveLength(1)
+    // Only k2's update looks the job up; k1's and k3's never ran.
+    expect(calls.filter((args) => args[0]?.toLowerCase() === 'exists').map((args) => args[1])).toEqual([`${prefix}{worker1}:job:k2`, `${prefix}{worker1}:job:k2`])
+    expect(await store.getJob('k1')).toBeUndefined()
+    expect(await store.getJob('k3')).toBeUndefined()
+    expect(await store.getJob('k2')).toMatchObject({ status: JobStatus.COMPLETE, attempt: 4 })
+    expect((await store.listFeedback()).map((f) => f.jobId).sort()).toEqual(['k1', 'k2'])
+  })
+
   it('survives a Redis restart: fails fast while it is down, then reconnects by itself', { timeout: 20_000 }, async () => {
     const dir = await mkdtemp(join(tmpdir(), 'jr-redis-restart-'))
     let own = await startRedisServer({ appendonly: true, dir })
