@@ -1,3 +1,5 @@
+import { MsgpackWriter } from '../protocol/msgpack-writer.js'
+
 /*
  * How a RedisStore sends its job writes: every save, update, finish and removal of one
  * turn of the event loop is encoded into one buffer and applied by one call of APPLY_LUA,
@@ -11,16 +13,15 @@
  * cannot express without WATCH. All keys share the node's hash tag, so building job keys
  * inside the script stays in the slot of the declared keys.
  *
- * The buffer is one msgpack array of str32 values. Binary values (args, feedback) go as
- * str too: cmsgpack does not read msgpack's bin types, and a Lua string holds any bytes.
+ * The buffer is one msgpack array of str values. Binary values (args, feedback) go as str
+ * too: cmsgpack does not read msgpack's bin types, and a Lua string holds any bytes.
  * Operations, each an op code and its values:
  *   s id open name args status attempt run dueAt runDueAt defer distributor createdAt
  *     n field value …                      save (replace) a job; open: '1' when unfinished;
  *                                          the optional fields go as n name/value pairs
  *   u id setop n field value …             update an existing job; setop: 'add' | 'rem' | ''
- *   x id setop n field value …             an update made moot by a later removal of its job in
- *                                          the same batch (the writer turns its 'u' into 'x')
- *   f id fbkey fbbytes remove setop n …    store a feedback; remove the job ('1') or patch it
+ *   f id run fbbytes remove setop n …      store the run's feedback (field id:run); remove the
+ *                                          job ('1') or patch it
  *   r id                                   remove a job
  * The feedback is stored even when its job is gone: it must never be lost.
  */
@@ -67,11 +68,9 @@ while i <= size do
     local n = tonumber(v[i + 3])
     update(key, id, v[i + 2], i + 4, n)
     i = i + 4 + 2 * n
-  elseif op == 'x' then
-    i = i + 4 + 2 * tonumber(v[i + 3])
   elseif op == 'f' then
     local n = tonumber(v[i + 6])
-    redis.call('HSET', KEYS[3], v[i + 2], v[i + 3])
+    redis.call('HSET', KEYS[3], id .. ':' .. v[i + 2], v[i + 3])
     if v[i + 4] == '1' then remove(key, id) else update(key, id, v[i + 5], i + 7, n) end
     i = i + 7 + 2 * n
   elseif op == 'r' then
@@ -88,72 +87,46 @@ return 1
 export const MAX_BATCH_OPS = 1_000
 
 const INITIAL_BYTES = 16 * 1024
-/** Values up to this length are copied byte by byte (strings tried as ASCII first). */
-const SHORT_STRING = 64
-
-const ARRAY32 = 0xdd
-const STR32 = 0xdb
-/** An array32 header: its count is written when the bytes are taken. Also a str32 header. */
+/** The array32 header in front: its count is written when the bytes are taken. */
 const HEADER_BYTES = 5
-const U = 'u'.charCodeAt(0)
-const X = 'x'.charCodeAt(0)
 
-/** Encodes values as the script reads them (one msgpack array of str32), into one growing buffer. */
-export class OpWriter {
-  private buf = Buffer.allocUnsafe(INITIAL_BYTES)
-  private pos = HEADER_BYTES
+/** Encodes values as the script reads them (one msgpack array of strs), into one growing buffer. */
+export class OpWriter extends MsgpackWriter {
   private count = 0
   ops = 0
 
-  /** Adds a field list: its length in pairs, then the names and values. */
-  fields(list: readonly (string | Uint8Array)[]): void {
-    this.value(String(list.length / 2))
-    for (const v of list) this.value(v)
+  constructor() {
+    super(INITIAL_BYTES, HEADER_BYTES)
   }
 
-  /** Adds a value (a string goes as UTF-8); chainable, without an array per call. */
+  /** Adds a value (a string goes as UTF-8, bytes as they are); chainable. */
   value(v: string | Uint8Array): this {
     this.count++
-    if (typeof v !== 'string') {
-      this.reserve(5 + v.length)
-      this.header(v.length)
-      if (v.length <= SHORT_STRING) for (let k = 0; k < v.length; k++) this.buf[this.pos + 5 + k] = v[k] as number
-      else this.buf.set(v, this.pos + 5)
-      this.pos += 5 + v.length
-      return this
-    }
-    // At most 3 bytes per UTF-16 unit; the real length is known after writing.
-    this.reserve(5 + 3 * v.length)
-    const n = v.length <= SHORT_STRING ? this.writeAscii(v) : -1
-    const length = n >= 0 ? n : this.buf.write(v, this.pos + 5, 'utf8')
-    this.header(length)
-    this.pos += 5 + length
+    if (typeof v === 'string') this.str(v)
+    else this.strBytes(v)
     return this
   }
 
-  /**
-   * Copies a short ASCII string byte by byte: for the ids, numbers and field names that make
-   * up nearly every value, cheaper than a call into Buffer.write. -1 when it is not ASCII.
-   */
-  private writeAscii(v: string): number {
-    const buf = this.buf
-    const at = this.pos + 5
-    for (let k = 0; k < v.length; k++) {
-      const c = v.charCodeAt(k)
-      if (c > 0x7f) return -1
-      buf[at + k] = c
-    }
-    return v.length
+  /** Adds a number as the decimal string Redis stores (integers without making the string). */
+  number(v: number): this {
+    this.count++
+    this.digits(v)
+    return this
   }
 
-  /**
-   * Turns the update written at `at` (its mark) into a skipped one, in place: the script
-   * applies a batch atomically, so an update of a job that a later operation of the same
-   * batch removes is never seen, and skipping it spares Redis its EXISTS and HSET.
-   */
-  skipUpdate(at: number): void {
-    if (this.buf[at + HEADER_BYTES] !== U) throw new Error(`no update operation at ${at}`)
-    this.buf[at + HEADER_BYTES] = X
+  /** Adds a field list: its length in pairs, then the names and values. */
+  fields(list: readonly (string | Uint8Array)[]): void {
+    this.number(list.length / 2)
+    for (const v of list) this.value(v)
+  }
+
+  /** Adds one value written by `write` as msgpack of its own (a str holding it). */
+  nested(write: (w: MsgpackWriter) => void): this {
+    this.count++
+    const at = this.beginStr()
+    write(this)
+    this.endStr(at)
+    return this
   }
 
   /** Where the writer is, to go back to if an operation cannot be written whole. */
@@ -168,25 +141,8 @@ export class OpWriter {
 
   /** The encoded operations (a view of the writer's buffer: take it once, at the end). */
   bytes(): Buffer {
-    this.buf[0] = ARRAY32
+    this.buf[0] = 0xdd
     this.buf.writeUInt32BE(this.count, 1)
     return this.buf.subarray(0, this.pos)
-  }
-
-  private header(length: number): void {
-    const buf = this.buf
-    const at = this.pos
-    buf[at] = STR32
-    buf[at + 1] = length >>> 24
-    buf[at + 2] = (length >>> 16) & 0xff
-    buf[at + 3] = (length >>> 8) & 0xff
-    buf[at + 4] = length & 0xff
-  }
-
-  private reserve(n: number): void {
-    if (this.pos + n <= this.buf.length) return
-    const bigger = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n))
-    this.buf.copy(bigger, 0, 0, this.pos)
-    this.buf = bigger
   }
 }

@@ -1,6 +1,7 @@
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis'
 import { InvalidArgumentError, StoreError, type SerializedError } from '../errors.js'
-import { pack, unpack } from '../protocol/msgpack.js'
+import { unpack } from '../protocol/msgpack.js'
+import type { MsgpackWriter } from '../protocol/msgpack-writer.js'
 import type { RetryPolicy } from '../scheduling/retry.js'
 import { DEFAULT_KEY_PREFIX, type NodeKeys, nodeKeys } from './keys.js'
 import { APPLY_LUA, MAX_BATCH_OPS, OpWriter } from './redis-batch.js'
@@ -172,18 +173,38 @@ type State = 'created' | 'opening' | 'open' | 'closed'
 /** Job writes of one turn, sent together; `done` settles for all of them at once. */
 interface Batch {
   writer: OpWriter
-  /** Where each job's latest update of this batch starts, while a removal may still void it. */
-  updates: Map<string, number> | undefined
+  /**
+   * Updates held back until the batch is sent, by job: a removal of the job later in the
+   * same batch makes them moot. The usual case is an instant job, whose attempt starts and
+   * ends within one turn: its attempt-start update would cost Redis an EXISTS, HSET and
+   * SADD on a record the same script deletes, and the node the encoding of it.
+   */
+  updates: Map<string, JobPatch> | undefined
   done: Promise<void>
   settle(err: StoreError | undefined): void
 }
 
-/** A removal of job `id` voids its update written earlier in the same batch. */
-function skipUpdateOf(batch: Batch, id: string): void {
-  const at = batch.updates?.get(id)
-  if (at === undefined) return
-  batch.writer.skipUpdate(at)
+/**
+ * What an operation on a job does with an update of it held back in the batch: writes it
+ * first (the order of one job's operations is kept), drops it (the job is removed: the
+ * update would never be seen), or keeps holding it (another update, merged in).
+ */
+const HELD_FIRST = 0
+const HELD_DROPPED = 1
+const HELD_KEPT = 2
+type Held = typeof HELD_FIRST | typeof HELD_DROPPED | typeof HELD_KEPT
+
+/** Writes the update of job `id` held back in `batch`, if any: an operation on it follows. */
+function writeHeldUpdate(batch: Batch, id: string): void {
+  const patch = batch.updates?.get(id)
+  if (patch === undefined) return
   batch.updates?.delete(id)
+  writeUpdate(batch.writer, id, patch)
+}
+
+function writeUpdate(w: OpWriter, id: string, patch: JobPatch): void {
+  w.value('u').value(id).value(unfinishedOp(patch))
+  writePatch(w, patch)
 }
 
 /** The commands defineCommand adds; the names are prefixed so as not to clash on a shared client. */
@@ -307,7 +328,7 @@ export class RedisStore implements Store, NodeLeases {
     const batches = new Set<Promise<void>>()
     for (const job of jobs) {
       batches.add(
-        this.write((w) => {
+        this.write(job.id, HELD_FIRST, (w) => {
           w.value('s').value(job.id).value(isUnfinished(job.status) ? '1' : '0')
           writeJob(w, job)
         }),
@@ -318,20 +339,22 @@ export class RedisStore implements Store, NodeLeases {
   }
 
   updateJob(id: string, patch: JobPatch): Promise<void> {
-    return this.write((w, batch, at) => {
-      w.value('u').value(id).value(unfinishedOp(patch))
-      w.fields(encodePatch(patch))
-      ;(batch.updates ??= new Map()).set(id, at)
+    // A patch with an error (JSON) is written at once: its encoding may fail, and must fail
+    // this call, not the whole batch when it is sent.
+    if (patch.lastError !== undefined) return this.write(id, HELD_FIRST, (w) => writeUpdate(w, id, patch))
+    return this.write(id, HELD_KEPT, (_w, batch) => {
+      const updates = (batch.updates ??= new Map())
+      const held = updates.get(id)
+      // Two updates merged are the same HSETs, and the later status decides membership.
+      updates.set(id, held === undefined ? patch : { ...held, ...patch })
     })
   }
 
   finishRun(id: string, patch: JobPatch, feedback: FeedbackRecord, remove: boolean): Promise<void> {
-    return this.write((w, batch) => {
-      w.value('f').value(id).value(feedbackKey(feedback.jobId, feedback.run)).value(encodeFeedback(feedback))
+    return this.write(id, remove ? HELD_DROPPED : HELD_FIRST, (w) => {
+      w.value('f').value(id).number(feedback.run).nested((m) => writeFeedback(m, feedback))
       w.value(remove ? '1' : '0').value(unfinishedOp(patch))
-      w.fields(encodePatch(patch))
-      // The usual case: an instant job's attempt starts and ends within one batch.
-      if (remove) skipUpdateOf(batch, id)
+      writePatch(w, patch)
     })
   }
 
@@ -348,10 +371,7 @@ export class RedisStore implements Store, NodeLeases {
   }
 
   removeJob(id: string): Promise<void> {
-    return this.write((w, batch) => {
-      w.value('r').value(id)
-      skipUpdateOf(batch, id)
-    })
+    return this.write(id, HELD_DROPPED, (w) => w.value('r').value(id))
   }
 
   listUnfinished(): Promise<JobRecord[]> {
@@ -446,18 +466,21 @@ export class RedisStore implements Store, NodeLeases {
    * Adds one job operation to this turn's batch (see APPLY_LUA) and returns the batch's
    * promise: it settles when Redis has applied the whole batch, in order.
    */
-  private write(add: (writer: OpWriter, batch: Batch, at: number) => void): Promise<void> {
+  private write(id: string, held: Held, add: (writer: OpWriter, batch: Batch) => void): Promise<void> {
     if (this.state !== 'open') return Promise.reject(this.stateError())
     let batch = this.batch
     if (batch === undefined || batch.writer.ops >= MAX_BATCH_OPS) batch = this.startBatch()
+    // Before the mark: a failure of this operation must not take the earlier update with it.
+    if (held === HELD_FIRST) writeHeldUpdate(batch, id)
     const mark = batch.writer.mark()
     try {
-      add(batch.writer, batch, mark.pos)
+      add(batch.writer, batch)
     } catch (err) {
       // Half an operation would make the script misread every one after it.
       batch.writer.rewind(mark)
       return Promise.reject(err instanceof StoreError ? err : this.failure('encoding a job operation', err))
     }
+    if (held === HELD_DROPPED) batch.updates?.delete(id)
     batch.writer.ops++
     return batch.done
   }
@@ -481,6 +504,7 @@ export class RedisStore implements Store, NodeLeases {
     if (batch === undefined) return
     this.batch = undefined
     const { writer } = batch
+    for (const [id, patch] of batch.updates ?? []) writeUpdate(writer, id, patch)
     this.scripts.jrApply(this.keys.unfinished, this.keys.jobs, this.keys.outbox, this.keys.jobPrefix, writer.bytes()).then(
       () => batch.settle(undefined),
       (err: unknown) => batch.settle(this.failure(`write of ${writer.ops} job operation(s)`, err)),
@@ -581,48 +605,48 @@ function unfinishedOp(patch: JobPatch): string {
   return isUnfinished(patch.status) ? 'add' : 'rem'
 }
 
-function num(n: number): string {
-  // String() is the shortest form that reads back to the same double.
-  return String(n)
-}
-
 /**
  * A job's fields in the order APPLY_LUA's save op reads them (redis-batch.ts), then its
  * optional fields as name/value pairs: the names of the fixed ones need not travel.
  */
 function writeJob(w: OpWriter, job: JobRecord): void {
-  const args = job.args
   w.value(job.name)
-    .value(Buffer.from(args.buffer, args.byteOffset, args.byteLength))
+    .value(job.args)
     .value(job.status)
-    .value(num(job.attempt))
-    .value(num(job.run))
-    .value(num(job.dueAt))
-    .value(num(job.runDueAt))
+    .number(job.attempt)
+    .number(job.run)
+    .number(job.dueAt)
+    .number(job.runDueAt)
     .value(job.defer ? '1' : '0')
     .value(job.distributor)
-    .value(num(job.createdAt))
-  const optional: Arg[] = []
-  if (job.period !== undefined) optional.push('period', num(job.period))
-  if (job.maxAttempt !== undefined) optional.push('maxAttempt', num(job.maxAttempt))
-  if (job.retry !== undefined) optional.push('retry', JSON.stringify(job.retry))
-  if (job.timeout !== undefined) optional.push('timeout', num(job.timeout))
-  if (job.failedAt !== undefined) optional.push('failedAt', num(job.failedAt))
-  if (job.lastError !== undefined) optional.push('lastError', JSON.stringify(job.lastError))
-  w.fields(optional)
+    .number(job.createdAt)
+  const { period, maxAttempt, retry, timeout, failedAt, lastError } = job
+  w.number(count(period, maxAttempt, retry, timeout, failedAt, lastError))
+  if (period !== undefined) w.value('period').number(period)
+  if (maxAttempt !== undefined) w.value('maxAttempt').number(maxAttempt)
+  if (retry !== undefined) w.value('retry').value(JSON.stringify(retry))
+  if (timeout !== undefined) w.value('timeout').number(timeout)
+  if (failedAt !== undefined) w.value('failedAt').number(failedAt)
+  if (lastError !== undefined) w.value('lastError').value(JSON.stringify(lastError))
 }
 
-/** A patch field set to undefined is left alone, as if it were absent (as in MemoryStore). */
-function encodePatch(patch: JobPatch): Arg[] {
-  const out: Arg[] = []
-  if (patch.status !== undefined) out.push('status', patch.status)
-  if (patch.attempt !== undefined) out.push('attempt', num(patch.attempt))
-  if (patch.run !== undefined) out.push('run', num(patch.run))
-  if (patch.dueAt !== undefined) out.push('dueAt', num(patch.dueAt))
-  if (patch.runDueAt !== undefined) out.push('runDueAt', num(patch.runDueAt))
-  if (patch.failedAt !== undefined) out.push('failedAt', num(patch.failedAt))
-  if (patch.lastError !== undefined) out.push('lastError', JSON.stringify(patch.lastError))
-  return out
+/** A patch as n name/value pairs; a field set to undefined is left alone, as in MemoryStore. */
+function writePatch(w: OpWriter, patch: JobPatch): void {
+  const { status, attempt, run, dueAt, runDueAt, failedAt, lastError } = patch
+  w.number(count(status, attempt, run, dueAt, runDueAt, failedAt, lastError))
+  if (status !== undefined) w.value('status').value(status)
+  if (attempt !== undefined) w.value('attempt').number(attempt)
+  if (run !== undefined) w.value('run').number(run)
+  if (dueAt !== undefined) w.value('dueAt').number(dueAt)
+  if (runDueAt !== undefined) w.value('runDueAt').number(runDueAt)
+  if (failedAt !== undefined) w.value('failedAt').number(failedAt)
+  if (lastError !== undefined) w.value('lastError').value(JSON.stringify(lastError))
+}
+
+function count(...values: unknown[]): number {
+  let n = 0
+  for (const v of values) if (v !== undefined) n++
+  return n
 }
 
 const STATUSES = new Set<string>(Object.values(JobStatus))
@@ -679,8 +703,16 @@ function decodeJob(key: string, fields: Record<string, Buffer>): JobRecord {
  * cancelled, args]. A tuple rather than a map: it is written for every finished run, and
  * packing a map walks and writes every key name each time.
  */
-function encodeFeedback(f: FeedbackRecord): Buffer {
-  return pack([f.jobId, f.run, f.distributor, f.kind, f.final, f.cancelled, f.args])
+/** The stored form of a feedback: a msgpack tuple (read back by decodeFeedback). */
+function writeFeedback(w: MsgpackWriter, f: FeedbackRecord): void {
+  w.arrayHeader(7)
+  w.str(f.jobId)
+  w.num(f.run)
+  w.str(f.distributor)
+  w.str(f.kind)
+  w.bool(f.final)
+  w.bool(f.cancelled)
+  w.bin(f.args)
 }
 
 function decodeFeedback(key: string, field: string, bytes: Buffer): FeedbackRecord {

@@ -289,6 +289,22 @@ describe('RedisStore on a real redis-server', () => {
     expect((await store.listFeedback()).map((f) => f.jobId).sort()).toEqual(['k1', 'k2'])
   })
 
+  it('keeps the order of one job’s operations while an update is held back', async () => {
+    const store = await open('worker1')
+    await store.saveJobs([makeJob('h1'), makeJob('h2')])
+    await Promise.all([
+      // Held, then overtaken by a save: the save must win, as it came later.
+      store.updateJob('h1', { attempt: 9 }),
+      store.saveJobs([makeJob('h1', { attempt: 3 })]),
+      // Two held updates merge; the later status decides.
+      store.updateJob('h2', { status: JobStatus.IN_PROGRESS, attempt: 1 }),
+      store.updateJob('h2', { status: JobStatus.ERROR, runDueAt: 42 }),
+    ])
+    expect(await store.getJob('h1')).toMatchObject({ attempt: 3 })
+    expect(await store.getJob('h2')).toMatchObject({ status: JobStatus.ERROR, attempt: 1, runDueAt: 42 })
+    expect((await store.listUnfinished()).map((j) => j.id).sort()).toEqual(['h1', 'h2'])
+  })
+
   it('survives a Redis restart: fails fast while it is down, then reconnects by itself', { timeout: 20_000 }, async () => {
     const dir = await mkdtemp(join(tmpdir(), 'jr-redis-restart-'))
     let own = await startRedisServer({ appendonly: true, dir })

@@ -2,17 +2,26 @@ import { describe, expect, it } from 'vitest'
 import { unpack } from '../../src/protocol/msgpack.js'
 import { OpWriter } from '../../src/storage/redis-batch.js'
 
-/** Reads the writer's output back as the script does: an array32 of str32 values, as raw bytes. */
+/**
+ * Reads the writer's output back as the script does (cmsgpack): an array32 of values in any
+ * str form, as raw bytes.
+ */
 function readValues(bytes: Buffer): Buffer[] {
   expect(bytes[0]).toBe(0xdd)
   const count = bytes.readUInt32BE(1)
   const out: Buffer[] = []
   let pos = 5
   for (let i = 0; i < count; i++) {
-    expect(bytes[pos]).toBe(0xdb)
-    const n = bytes.readUInt32BE(pos + 1)
-    out.push(bytes.subarray(pos + 5, pos + 5 + n))
-    pos += 5 + n
+    const type = bytes[pos] as number
+    let n: number
+    let header: number
+    if (type >= 0xa0 && type <= 0xbf) [n, header] = [type - 0xa0, 1]
+    else if (type === 0xd9) [n, header] = [bytes.readUInt8(pos + 1), 2]
+    else if (type === 0xda) [n, header] = [bytes.readUInt16BE(pos + 1), 3]
+    else if (type === 0xdb) [n, header] = [bytes.readUInt32BE(pos + 1), 5]
+    else throw new Error(`value ${i} is not a str (type 0x${type.toString(16)})`)
+    out.push(bytes.subarray(pos + header, pos + header + n))
+    pos += header + n
   }
   expect(pos).toBe(bytes.length)
   return out
@@ -34,6 +43,28 @@ describe('OpWriter', () => {
     expect(values[6]).toEqual(binary)
     expect(values[7]).toEqual(bigBinary)
     expect(values.slice(8).map((v) => v.toString())).toEqual(['2', 'status', 'new', 'attempt', '0'])
+  })
+
+  it('writes numbers as the decimal strings String() gives, integers without making them', () => {
+    const writer = new OpWriter()
+    const numbers = [0, 7, 10, 99, 100, 1_795_423_461_996, Number.MAX_SAFE_INTEGER, 1.5, -3, 1e21, 0.1 + 0.2]
+    for (const n of numbers) writer.number(n)
+    expect(readValues(writer.bytes()).map((v) => v.toString())).toEqual(numbers.map(String))
+  })
+
+  it('holds a nested msgpack value as one str the script can store as it is', () => {
+    const writer = new OpWriter()
+    const big = Buffer.alloc(70_000, 7)
+    writer.value('f').nested((m) => {
+      m.arrayHeader(3)
+      m.str('ü-id')
+      m.num(2)
+      m.bin(big)
+    }).value('after')
+    const values = readValues(writer.bytes())
+    expect(values).toHaveLength(3)
+    expect(unpack(values[1]!)).toEqual(['ü-id', 2, big])
+    expect(values[2]!.toString()).toBe('after')
   })
 
   it('grows past its first buffer without losing what it wrote, and is valid msgpack', () => {

@@ -1,0 +1,168 @@
+/** Strings up to this length are tried as ASCII, byte by byte, before a UTF-8 encode. */
+const SHORT_STRING = 64
+
+/**
+ * msgpack written by hand into one growing buffer, for the few shapes made once per job:
+ * frames of job tuples (protocol/encode.ts) and Redis write batches (storage/redis-batch.ts).
+ * There msgpackr's generic walk over a value built for it, and the copy of its output, cost
+ * more than the values themselves. Everything else goes through msgpackr.
+ */
+export class MsgpackWriter {
+  protected buf: Buffer
+  protected pos: number
+
+  /** `start`: bytes left free at the front, for a header the owner writes at the end. */
+  constructor(estimate: number, start: number) {
+    this.buf = Buffer.allocUnsafe(Math.max(estimate, start + 16))
+    this.pos = start
+  }
+
+  arrayHeader(n: number): void {
+    if (n < 16) this.byte(0x90 | n)
+    else if (n < 0x10000) this.head(0xdc, n, 2)
+    else this.head(0xdd, n, 4)
+  }
+
+  str(s: string): void {
+    const n = s.length
+    if (n <= SHORT_STRING) {
+      this.reserve(2 + n)
+      // Written after its header (an ASCII string's byte length is its length); a string
+      // that turns out not to be ASCII is written again below.
+      const at = this.pos + (n < 32 ? 1 : 2)
+      const buf = this.buf
+      let k = 0
+      for (; k < n; k++) {
+        const c = s.charCodeAt(k)
+        if (c > 0x7f) break
+        buf[at + k] = c
+      }
+      if (k === n) {
+        if (n < 32) buf[this.pos] = 0xa0 | n
+        else {
+          buf[this.pos] = 0xd9
+          buf[this.pos + 1] = n
+        }
+        this.pos = at + n
+        return
+      }
+    }
+    const length = Buffer.byteLength(s)
+    this.strHeader(length)
+    this.reserve(length)
+    this.buf.write(s, this.pos, length, 'utf8')
+    this.pos += length
+  }
+
+  /** Bytes as a str, for a reader without msgpack's bin types (Redis's cmsgpack). */
+  strBytes(b: Uint8Array): void {
+    this.strHeader(b.length)
+    this.raw(b)
+  }
+
+  /**
+   * A non-negative safe integer as a str of its decimal digits (what String() gives), written
+   * without making the string; anything else goes through String().
+   */
+  digits(v: number): void {
+    if (!Number.isSafeInteger(v) || v < 0) {
+      this.str(String(v))
+      return
+    }
+    let length = 1
+    for (let p = 10; p <= v; p *= 10) length++
+    this.reserve(1 + length)
+    const buf = this.buf
+    buf[this.pos] = 0xa0 | length
+    let at = this.pos + length
+    do {
+      buf[at--] = 0x30 + (v % 10)
+      v = Math.floor(v / 10)
+    } while (v > 0)
+    this.pos += 1 + length
+  }
+
+  bin(b: Uint8Array): void {
+    const n = b.length
+    if (n < 0x100) this.head(0xc4, n, 1)
+    else if (n < 0x10000) this.head(0xc5, n, 2)
+    else this.head(0xc6, n, 4)
+    this.raw(b)
+  }
+
+  /** A non-negative integer below 2^32 in its smallest form; anything else as a float64. */
+  num(v: number): void {
+    if (Number.isInteger(v) && v >= 0 && v <= 0xffffffff) {
+      if (v < 0x80) this.byte(v)
+      else if (v < 0x100) this.head(0xcc, v, 1)
+      else if (v < 0x10000) this.head(0xcd, v, 2)
+      else this.head(0xce, v, 4)
+      return
+    }
+    this.reserve(9)
+    this.buf[this.pos] = 0xcb
+    this.buf.writeDoubleBE(v, this.pos + 1)
+    this.pos += 9
+  }
+
+  bool(v: boolean): void {
+    this.byte(v ? 0xc3 : 0xc2)
+  }
+
+  /** Bytes that are msgpack already (or a bin's payload). */
+  raw(b: Uint8Array): void {
+    this.reserve(b.length)
+    const buf = this.buf
+    const at = this.pos
+    if (b.length <= SHORT_STRING) for (let k = 0; k < b.length; k++) buf[at + k] = b[k] as number
+    else buf.set(b, at)
+    this.pos += b.length
+  }
+
+  /**
+   * Starts a str whose content is written by the calls that follow (msgpack nested in a
+   * str); `endStr(at)` with the returned position sets its length.
+   */
+  beginStr(): number {
+    const at = this.pos
+    this.reserve(5)
+    this.buf[at] = 0xdb
+    this.pos += 5
+    return at
+  }
+
+  endStr(at: number): void {
+    this.buf.writeUInt32BE(this.pos - at - 5, at + 1)
+  }
+
+  protected byte(b: number): void {
+    this.reserve(1)
+    this.buf[this.pos++] = b
+  }
+
+  /** A type byte and a big-endian length or value of `size` bytes. */
+  protected head(type: number, value: number, size: 1 | 2 | 4): void {
+    this.reserve(1 + size)
+    const buf = this.buf
+    buf[this.pos] = type
+    for (let i = size; i >= 1; i--) {
+      buf[this.pos + i] = value & 0xff
+      value = Math.floor(value / 0x100)
+    }
+    this.pos += 1 + size
+  }
+
+  protected reserve(n: number): void {
+    if (this.pos + n <= this.buf.length) return
+    const bigger = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n))
+    this.buf.copy(bigger, 0, 0, this.pos)
+    this.buf = bigger
+  }
+
+  private strHeader(length: number): void {
+    if (length < 32) this.byte(0xa0 | length)
+    else if (length < 0x100) this.head(0xd9, length, 1)
+    else if (length < 0x10000) this.head(0xda, length, 2)
+    else this.head(0xdb, length, 4)
+  }
+}
