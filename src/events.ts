@@ -47,7 +47,8 @@ export class TypedEmitter<M extends { [K in keyof M]: object }> {
 
   /**
    * Emits to every listener; a listener that throws is reported through `onListenerError`
-   * and never breaks the emitter's own work.
+   * and never breaks the emitter's own work. Per-job events are guarded with
+   * `listenerCount` at the call site, so that nobody listening costs no payload object.
    */
   protected safeEmit<K extends keyof M & string>(event: K, payload: M[K]): void {
     if (this.emitter.listenerCount(event) === 0) return

@@ -20,7 +20,6 @@ import { Connection } from '../protocol/connection.js'
 import {
   MessageType,
   type CancelResultMessage,
-  type FeedbackRef,
   type Message,
   type WireFeedback,
   type WireJob,
@@ -234,7 +233,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     }
     this.jobs.set(job.id, job)
     this.queue.push(job)
-    this.safeEmit('job:enqueue', { id: job.id, name })
+    if (this.listenerCount('job:enqueue') > 0) this.safeEmit('job:enqueue', { id: job.id, name })
     if (!this.pool.knows(name)) this.reportUnroutable(job)
     this.scheduleDispatch()
     return handle
@@ -343,16 +342,16 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       case MessageType.PING:
         return
       case MessageType.ACCEPTED:
-        return this.onAccepted(session, message.ids)
+        return this.onAccepted(session, message.seq)
       case MessageType.REJECTED:
         this.log.warn({ node: session.name, code: message.code, count: message.ids.length }, `node rejected jobs: ${message.message}`)
-        return this.onRejected(session, message.ids)
+        return this.onRejected(session, message.seq, message.ids)
       case MessageType.STATE:
         session.accepting = message.accepting
         if (message.accepting) this.scheduleDispatch()
         return
       case MessageType.FEEDBACK:
-        return this.onFeedback(session, message.items)
+        return this.onFeedback(session, message.seq, message.items)
       case MessageType.CANCEL_RESULT:
         return this.onCancelResult(message)
       case MessageType.ERROR:
@@ -495,27 +494,35 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     // wireSize is an estimate: keep batches to half the limit so that no sum of estimates
     // can produce a frame over it (a lone job always fits: its size was checked).
     const limit = (session.maxFrameSize - FRAME_ENVELOPE_BYTES) / 2
+    let jobs: TrackedJob[] = []
     let frame: WireJob[] = []
     let bytes = 0
     for (const job of batch) {
       const size = wireSize(job)
       if (frame.length > 0 && bytes + size > limit) {
-        session.connection.send({ type: MessageType.DISPATCH, jobs: frame })
+        session.dispatch(jobs, frame)
+        jobs = []
         frame = []
         bytes = 0
       }
+      jobs.push(job)
       frame.push(toWireJob(job))
       bytes += size
-      this.safeEmit('job:dispatch', { id: job.id, name: job.name, node: session.name })
+      if (this.listenerCount('job:dispatch') > 0) this.safeEmit('job:dispatch', { id: job.id, name: job.name, node: session.name })
     }
-    if (frame.length > 0) session.connection.send({ type: MessageType.DISPATCH, jobs: frame })
+    if (frame.length > 0) session.dispatch(jobs, frame)
   }
 
-  private onAccepted(session: NodeSession, ids: string[]): void {
+  private onAccepted(session: NodeSession, seq: number): void {
+    const jobs = session.answered(seq)
+    if (jobs === undefined) {
+      session.connection.close(new ProtocolError(`'accepted' for dispatch frame ${seq}, which awaits no answer`))
+      return
+    }
     const now = Date.now()
-    for (const id of ids) {
-      const job = this.sentTo(session, id)
-      if (job === undefined) continue
+    for (const job of jobs) {
+      // Rejected, or back in the queue after a cancel: not this answer's to take.
+      if (job === undefined || job.state !== 'sent' || job.session !== session) continue
       job.state = 'accepted'
       job.owner = session.name
       // A durable node owns it now; a memory node's drop would still send it back.
@@ -524,16 +531,17 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       // was delayed when sent but is due by now runs at once, and counts whole.
       if (job.opts.period !== undefined || job.dueAt > now) this.releaseLoad(job)
       else if (job.load === DELAYED_LOAD) this.setLoad(job, INSTANT_LOAD)
-      this.safeEmit('job:accepted', { id, name: job.name, node: session.name })
+      if (this.listenerCount('job:accepted') > 0) this.safeEmit('job:accepted', { id: job.id, name: job.name, node: session.name })
     }
     this.scheduleDispatch()
   }
 
-  private onRejected(session: NodeSession, ids: string[]): void {
+  private onRejected(session: NodeSession, seq: number, ids: string[]): void {
     const back: TrackedJob[] = []
     for (const id of ids) {
       const job = this.sentTo(session, id)
       if (job === undefined) continue
+      session.forget(seq, job)
       session.held.remove(job)
       this.releaseLoad(job)
       job.state = 'pending'
@@ -590,10 +598,8 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
 
   // --- feedback ------------------------------------------------------------------------
 
-  private onFeedback(session: NodeSession, items: WireFeedback[]): void {
-    const acks: FeedbackRef[] = []
+  private onFeedback(session: NodeSession, seq: number, items: WireFeedback[]): void {
     for (const item of items) {
-      acks.push({ id: item.id, run: item.run })
       const job = this.jobs.get(item.id)
       if (job === undefined) {
         if (!this.recent.has(item.id) && !session.finished.has(item.id)) {
@@ -619,7 +625,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
         job.run = item.run + 1
       }
     }
-    session.connection.send({ type: MessageType.FEEDBACK_ACK, items: acks })
+    session.connection.send({ type: MessageType.FEEDBACK_ACK, seq })
     this.scheduleDispatch()
   }
 

@@ -26,20 +26,21 @@ interface Waiting<R> {
   resolve: (value: R) => void
   reject: (err: Error) => void
 }
-/** The outcome, once known; `done` made afterwards (if ever) is already settled. */
-type Outcome<R> = { ok: true; value: R; promise?: Promise<R> } | { ok: false; error: Error; promise?: Promise<R> }
+/** The outcome, when it came before anyone asked for `done`. */
+type Outcome<R> = { ok: true; value: R } | { ok: false; error: Error }
 
 /**
  * `done` is made on first use. A JobReactor-style caller passes closures and never looks at
  * it, and a promise with its resolving functions costs several times the rest of what the
  * distributor keeps per job (a million delayed jobs: hundreds of megabytes). For the same
- * reason the handle is three fields: whatever `done` needs lives in the one `state`.
+ * reason the handle is three fields: whatever `done` needs lives in the one `state`:
+ * nothing yet, a waiting `done`, an outcome nobody asked for yet, or a settled `done`.
  *
  * INVARIANT: once settled, the outcome never changes; a `done` made after settling is
  * already settled the same way.
  */
 export class Handle<R extends JobArgsObject = JobArgsObject> implements JobHandle<R> {
-  private state: Waiting<R> | Outcome<R> | undefined = undefined
+  private state: Waiting<R> | Outcome<R> | Promise<R> | undefined = undefined
 
   constructor(
     readonly id: string,
@@ -48,7 +49,8 @@ export class Handle<R extends JobArgsObject = JobArgsObject> implements JobHandl
 
   get done(): Promise<R> {
     const state = this.state
-    if (state !== undefined && state.promise !== undefined) return state.promise
+    if (state instanceof Promise) return state
+    if (state !== undefined && 'promise' in state) return state.promise
     let promise: Promise<R>
     if (state === undefined) {
       let resolve!: (value: R) => void
@@ -59,9 +61,8 @@ export class Handle<R extends JobArgsObject = JobArgsObject> implements JobHandl
       })
       this.state = { promise, resolve, reject }
     } else {
-      const outcome = state as Outcome<R>
-      promise = outcome.ok ? Promise.resolve(outcome.value) : Promise.reject(outcome.error)
-      outcome.promise = promise
+      promise = state.ok ? Promise.resolve(state.value) : Promise.reject(state.error)
+      this.state = promise
     }
     // A caller who looked at `done` but never awaited it must not crash on a failed job.
     promise.catch(ignore)
@@ -74,15 +75,19 @@ export class Handle<R extends JobArgsObject = JobArgsObject> implements JobHandl
 
   resolve(value: R): void {
     const state = this.state
-    if (state !== undefined && !('resolve' in state)) return
-    this.state = { ok: true, value, promise: state?.promise }
-    state?.resolve(value)
+    if (state === undefined) this.state = { ok: true, value }
+    else if ('resolve' in state) {
+      state.resolve(value)
+      this.state = state.promise
+    }
   }
 
   reject(error: Error): void {
     const state = this.state
-    if (state !== undefined && !('resolve' in state)) return
-    this.state = { ok: false, error, promise: state?.promise }
-    state?.reject(error)
+    if (state === undefined) this.state = { ok: false, error }
+    else if ('reject' in state) {
+      state.reject(error)
+      this.state = state.promise
+    }
   }
 }

@@ -1,8 +1,9 @@
 import { AuthError, HandshakeError } from '../errors.js'
 import { Connection } from '../protocol/connection.js'
 import { distributorProof, newNonce, nodeProof, proofMatches } from '../protocol/handshake.js'
-import { MessageType, PROTOCOL_VERSION, type HelloMessage } from '../protocol/messages.js'
+import { MessageType, PROTOCOL_VERSION, type HelloMessage, type WireJob } from '../protocol/messages.js'
 import { JobList } from './job-list.js'
+import type { TrackedJob } from './tracked-job.js'
 
 /**
  * What one job counts against a node's window, in units (the window holds window ×
@@ -70,9 +71,36 @@ export class NodeSession {
   readonly finished = new IdRing(ACKED_WINDOW)
   readonly nonce = newNonce()
   connection!: Connection
+  private dispatchSeq = 0
+  /**
+   * Dispatch frames the node has not answered with `accepted` yet, by number: their jobs,
+   * a rejected one replaced by undefined. The answer names the frame, not every job again.
+   */
+  private readonly unanswered = new Map<number, (TrackedJob | undefined)[]>()
 
   get hasRoom(): boolean {
     return this.state === 'ready' && this.accepting && this.load < this.window * INSTANT_LOAD && !this.connection.backlogged
+  }
+
+  /** Sends one dispatch frame, numbered, and remembers its jobs until the node answers it. */
+  dispatch(jobs: TrackedJob[], wire: WireJob[]): void {
+    const seq = ++this.dispatchSeq
+    this.unanswered.set(seq, jobs)
+    this.connection.send({ type: MessageType.DISPATCH, seq, jobs: wire })
+  }
+
+  /** The jobs of dispatch frame `seq`, now answered; undefined for a frame not awaiting one. */
+  answered(seq: number): readonly (TrackedJob | undefined)[] | undefined {
+    const jobs = this.unanswered.get(seq)
+    this.unanswered.delete(seq)
+    return jobs
+  }
+
+  /** `job`, rejected, is no longer part of its frame's answer (it may come back in a later one). */
+  forget(seq: number, job: TrackedJob): void {
+    const jobs = this.unanswered.get(seq)
+    const at = jobs?.indexOf(job) ?? -1
+    if (at >= 0) (jobs as (TrackedJob | undefined)[])[at] = undefined
   }
 
   sendChallenge(auth: boolean): void {

@@ -1,5 +1,5 @@
 import type { Logger } from '../logger.js'
-import { MessageType, type FeedbackRef, type WireFeedback } from '../protocol/messages.js'
+import { MessageType, type WireFeedback } from '../protocol/messages.js'
 import { RunIndex } from '../storage/run-index.js'
 import type { FeedbackId, FeedbackRecord, Store } from '../storage/store.js'
 import type { DistributorLink } from './distributor-link.js'
@@ -19,6 +19,13 @@ interface Entry {
   store: Store
 }
 
+/** The feedback frames sent over a link's current connection and not yet acknowledged. */
+interface SentFrames {
+  /** The last frame number used: frames are numbered from 1 on every connection. */
+  seq: number
+  frames: { seq: number; items: FeedbackRecord[] }[]
+}
+
 /**
  * The node's side of "feedback is never lost": every result stays here (and in its store)
  * until its distributor acknowledges it, and is sent again whenever the link comes back.
@@ -30,6 +37,7 @@ export class FeedbackOutbox {
   /** By distributor key, then by job and run; each job's runs in the order produced. */
   private readonly boxes = new Map<string, RunIndex<Entry>>()
   private readonly batches = new Map<DistributorLink, FeedbackRecord[]>()
+  private readonly sent = new Map<DistributorLink, SentFrames>()
   private flushQueued = false
 
   constructor(private readonly ctx: OutboxContext) {}
@@ -65,26 +73,33 @@ export class FeedbackOutbox {
 
   /** A link (re)connected: everything still unacknowledged for it goes out again. */
   resend(link: DistributorLink): void {
+    this.sent.set(link, { seq: 0, frames: [] })
     const box = this.boxes.get(link.key)
     if (box !== undefined && box.size > 0) this.send(link, box.values().map((e) => e.feedback))
   }
 
-  /** Drops acknowledged results here and in their stores; returns the refs that were held. */
-  ack(link: DistributorLink, refs: FeedbackRef[]): FeedbackRef[] {
+  /**
+   * Drops the results of the frames up to `seq` here and in their stores; returns those
+   * that were held (a result sent twice, after a reconnect, is dropped once).
+   */
+  ack(link: DistributorLink, seq: number): FeedbackRecord[] {
     const box = this.boxes.get(link.key)
-    const acked: FeedbackRef[] = []
-    if (box === undefined) return acked
+    const sent = this.sent.get(link)
+    const acked: FeedbackRecord[] = []
+    if (box === undefined || sent === undefined) return acked
     // One store call per store (usually one): a frame's acks are one round trip.
     const byStore = new Map<Store, FeedbackId[]>()
-    for (const ref of refs) {
-      const entry = box.delete(ref.id, ref.run)
-      if (entry === undefined) continue
-      acked.push(ref)
-      // A memory store was never written (see Node.persist).
-      if (!entry.store.durable) continue
-      let ids = byStore.get(entry.store)
-      if (ids === undefined) byStore.set(entry.store, (ids = []))
-      ids.push({ jobId: ref.id, run: ref.run })
+    while (sent.frames.length > 0 && (sent.frames[0] as SentFrames['frames'][number]).seq <= seq) {
+      for (const feedback of (sent.frames.shift() as SentFrames['frames'][number]).items) {
+        const entry = box.delete(feedback.jobId, feedback.run)
+        if (entry === undefined) continue
+        acked.push(feedback)
+        // A memory store was never written (see Node.persist).
+        if (!entry.store.durable) continue
+        let ids = byStore.get(entry.store)
+        if (ids === undefined) byStore.set(entry.store, (ids = []))
+        ids.push({ jobId: feedback.jobId, run: feedback.run })
+      }
     }
     for (const [store, ids] of byStore) {
       store.ackFeedback(ids).catch((err: unknown) => {
@@ -104,18 +119,30 @@ export class FeedbackOutbox {
   /** Frames of at most half the smaller of the two ends' frame limits each. */
   private send(link: DistributorLink, items: FeedbackRecord[]): void {
     const limit = Math.min(this.ctx.maxFrameSize, link.peerMaxFrameSize) / 2
+    let records: FeedbackRecord[] = []
     let batch: WireFeedback[] = []
     let bytes = 0
     for (const f of items) {
       if (batch.length > 0 && bytes + f.args.length > limit) {
-        link.send({ type: MessageType.FEEDBACK, items: batch })
+        this.sendFrame(link, records, batch)
+        records = []
         batch = []
         bytes = 0
       }
+      records.push(f)
       batch.push({ id: f.jobId, run: f.run, kind: f.kind, final: f.final, cancelled: f.cancelled, args: f.args })
       bytes += f.args.length + 64
     }
-    if (batch.length > 0) link.send({ type: MessageType.FEEDBACK, items: batch })
+    if (batch.length > 0) this.sendFrame(link, records, batch)
+  }
+
+  /** Numbers the frame and remembers what it carried: the ack names the frame, not the items. */
+  private sendFrame(link: DistributorLink, records: FeedbackRecord[], items: WireFeedback[]): void {
+    let sent = this.sent.get(link)
+    if (sent === undefined) this.sent.set(link, (sent = { seq: 0, frames: [] }))
+    const seq = ++sent.seq
+    sent.frames.push({ seq, items: records })
+    link.send({ type: MessageType.FEEDBACK, seq, items })
   }
 
   private boxOf(key: string): RunIndex<Entry> {

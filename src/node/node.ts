@@ -15,7 +15,7 @@ import {
 import { TypedEmitter } from '../events.js'
 import type { Logger } from '../logger.js'
 import { decodeArgs, packArgs, type JobArgsObject } from '../protocol/args.js'
-import { MessageType, type FeedbackRef, type Message, type WireJob } from '../protocol/messages.js'
+import { MessageType, type Message, type WireJob } from '../protocol/messages.js'
 import { ownString, pack } from '../protocol/msgpack.js'
 import { computeBackoff, shouldRetry } from '../scheduling/retry.js'
 import { Scheduler } from '../scheduling/scheduler.js'
@@ -328,9 +328,9 @@ export class Node extends TypedEmitter<NodeEventMap> {
       case MessageType.PING:
         return
       case MessageType.DISPATCH:
-        return this.onDispatch(link, message.jobs)
+        return this.onDispatch(link, message.seq, message.jobs)
       case MessageType.FEEDBACK_ACK:
-        return this.onFeedbackAck(link, message.items)
+        return this.onFeedbackAck(link, message.seq)
       case MessageType.CANCEL:
         return this.onCancel(link, message.id)
       case MessageType.ERROR:
@@ -360,25 +360,25 @@ export class Node extends TypedEmitter<NodeEventMap> {
 
   // --- taking jobs ---------------------------------------------------------------------
 
-  private onDispatch(link: DistributorLink, jobs: WireJob[]): void {
+  /** Every dispatch frame gets one `accepted`, after any `rejected` for it (see DispatchMessage). */
+  private onDispatch(link: DistributorLink, seq: number, jobs: WireJob[]): void {
     if (!this.accepting) {
       link.send({
         type: MessageType.REJECTED,
+        seq,
         ids: jobs.map((j) => j.id),
         code: ErrorCode.DISTRIBUTOR_CLOSED,
         message: this.state === 'running' ? 'node storage unavailable' : 'node is shutting down',
       })
+      link.send({ type: MessageType.ACCEPTED, seq })
       return
     }
     const now = Date.now()
     const fresh: LiveJob[] = []
-    const known: string[] = []
     for (const wire of jobs) {
-      // The same job again (its acceptance crossed a reconnect): already ours.
-      if (this.live.has(wire.id)) {
-        known.push(wire.id)
-        continue
-      }
+      // The same job again (its acceptance crossed a reconnect): already ours, and accepted
+      // with the rest of the frame.
+      if (this.live.has(wire.id)) continue
       const job: LiveJob = {
         id: wire.dueAt > now ? ownString(wire.id) : wire.id,
         // The definition's copy of the name: one string for all jobs of a kind, not one each.
@@ -405,29 +405,28 @@ export class Node extends TypedEmitter<NodeEventMap> {
       this.live.set(job.id, job)
       fresh.push(job)
     }
-    if (known.length > 0) link.send({ type: MessageType.ACCEPTED, ids: known })
-    if (fresh.length === 0) return
-    if (!this.store.durable) {
-      // `live` is all the storage a memory node has (see persist): held as of now.
-      this.onStored(link, fresh)
+    // `live` is all the storage a memory node has (see persist): held as of now.
+    if (fresh.length === 0 || !this.store.durable) {
+      this.onStored(link, seq, fresh)
       return
     }
     this.store.saveJobs(fresh).then(
-      () => this.onStored(link, fresh),
+      () => this.onStored(link, seq, fresh),
       (err: unknown) => {
         for (const job of fresh) this.live.delete(job.id)
         const error = err instanceof Error ? err : new StoreError(String(err))
         this.log.error({ err: error, jobs: fresh.length }, 'cannot store jobs; rejecting them')
-        link.send({ type: MessageType.REJECTED, ids: fresh.map((j) => j.id), code: ErrorCode.STORE, message: error.message })
+        link.send({ type: MessageType.REJECTED, seq, ids: fresh.map((j) => j.id), code: ErrorCode.STORE, message: error.message })
+        link.send({ type: MessageType.ACCEPTED, seq })
         this.onStoreDown(error)
       },
     )
   }
 
-  private onStored(link: DistributorLink, fresh: LiveJob[]): void {
-    link.send({ type: MessageType.ACCEPTED, ids: fresh.map((j) => j.id) })
+  private onStored(link: DistributorLink, seq: number, fresh: LiveJob[]): void {
+    link.send({ type: MessageType.ACCEPTED, seq })
     for (const job of fresh) {
-      this.safeEmit('job:accepted', { id: job.id, name: job.name })
+      if (this.listenerCount('job:accepted') > 0) this.safeEmit('job:accepted', { id: job.id, name: job.name })
       if (job.phase === 'saving') {
         job.phase = 'scheduled'
         this.schedule(job)
@@ -531,7 +530,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
         this.log.warn({ err, id: job.id }, 'cannot record attempt start')
       })
     }
-    this.safeEmit('job:start', { id: job.id, name: job.name, attempt: job.attempt, run: job.run })
+    if (this.listenerCount('job:start') > 0) this.safeEmit('job:start', { id: job.id, name: job.name, attempt: job.attempt, run: job.run })
     const maxAttempt = job.maxAttempt ?? this.config.maxAttempt
     const args = decodeArgs(job.args)
     // An AbortController costs more than a no-op job: made only for a timeout, a deferred
@@ -702,7 +701,9 @@ export class Node extends TypedEmitter<NodeEventMap> {
       job.store,
       () => job.store.finishRun(job.id, patch, feedback, remove),
       () => {
-        if (status !== JobStatus.FAILED) this.safeEmit('job:complete', { id: job.id, name: job.name, run: job.run, cancelled: outcome.cancelled })
+        if (status !== JobStatus.FAILED && this.listenerCount('job:complete') > 0) {
+          this.safeEmit('job:complete', { id: job.id, name: job.name, run: job.run, cancelled: outcome.cancelled })
+        }
         this.outbox.add(feedback, job.store)
         if (job.cancelRequested) this.answerCancel(job, 'finished')
       },
@@ -757,8 +758,10 @@ export class Node extends TypedEmitter<NodeEventMap> {
     return { jobId: record.id, run: record.run, distributor: record.distributor, kind, final, cancelled, args: encoded }
   }
 
-  private onFeedbackAck(link: DistributorLink, refs: FeedbackRef[]): void {
-    for (const ref of this.outbox.ack(link, refs)) this.safeEmit('feedback:acked', { id: ref.id, run: ref.run })
+  private onFeedbackAck(link: DistributorLink, seq: number): void {
+    const acked = this.outbox.ack(link, seq)
+    if (this.listenerCount('feedback:acked') === 0) return
+    for (const f of acked) this.safeEmit('feedback:acked', { id: f.jobId, run: f.run })
   }
 
   // --- cancel --------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import { MsgpackWriter } from './msgpack-writer.js'
 /**
  * Encodes a message into a whole frame (length prefix included).
  *
- * The messages sent per batch of jobs (dispatch, accepted, feedback, acks) are written as
+ * The messages sent per batch of jobs (dispatch, feedback) are written as
  * msgpack by hand, straight into the frame, each job as a tuple (see WireJob): no tuple per
  * job is built in memory, msgpackr's generic walk is skipped, and the body is not copied again behind
  * its length. That was the largest single cost of a dispatch on both ends. Every other
@@ -17,7 +17,7 @@ export function encodeMessageFrame(message: Message, maxFrameSize: number): Buff
   let frame: Buffer
   switch (message.type) {
     case MessageType.DISPATCH:
-      frame = listFrame(message.type, 'jobs', message.jobs, 64, (w, job) => {
+      frame = listFrame(message.type, message.seq, 'jobs', message.jobs, 64, (w, job) => {
         const extras = jobExtras(job)
         w.arrayHeader(extras === undefined ? 5 : 6)
         w.str(job.id)
@@ -28,23 +28,13 @@ export function encodeMessageFrame(message: Message, maxFrameSize: number): Buff
         if (extras !== undefined) w.raw(pack(extras))
       })
       break
-    case MessageType.ACCEPTED:
-      frame = listFrame(message.type, 'ids', message.ids, 32, (w, id) => w.str(id))
-      break
     case MessageType.FEEDBACK:
-      frame = listFrame(message.type, 'items', message.items, 48, (w, item) => {
+      frame = listFrame(message.type, message.seq, 'items', message.items, 48, (w, item) => {
         w.arrayHeader(4)
         w.str(item.id)
         w.num(item.run)
         w.num(feedbackFlags(item))
         w.bin(item.args)
-      })
-      break
-    case MessageType.FEEDBACK_ACK:
-      frame = listFrame(message.type, 'items', message.items, 32, (w, ref) => {
-        w.arrayHeader(2)
-        w.str(ref.id)
-        w.num(ref.run)
       })
       break
     default:
@@ -56,10 +46,10 @@ export function encodeMessageFrame(message: Message, maxFrameSize: number): Buff
   return frame
 }
 
-/** A frame { type, <key>: [items …] }, each item written by `write`; sized by a guess per item. */
-function listFrame<T>(type: string, key: string, items: readonly T[], bytesPerItem: number, write: (w: FrameWriter, item: T) => void): Buffer {
+/** A frame { type, seq, <key>: [items …] }, each item written by `write`; sized by a guess per item. */
+function listFrame<T>(type: string, seq: number, key: string, items: readonly T[], bytesPerItem: number, write: (w: FrameWriter, item: T) => void): Buffer {
   const w = new FrameWriter(64 + items.length * bytesPerItem)
-  w.typed(type, key, items.length)
+  w.typed(type, seq, key, items.length)
   for (const item of items) write(w, item)
   return w.finish()
 }
@@ -70,11 +60,13 @@ class FrameWriter extends MsgpackWriter {
     super(estimate, FRAME_HEADER_SIZE)
   }
 
-  /** The message map's start: { type: <type>, <listKey>: [ <count> items … ] }. */
-  typed(type: string, listKey: string, count: number): void {
-    this.byte(0x82)
+  /** The message map's start: { type: <type>, seq: <seq>, <listKey>: [ <count> items … ] }. */
+  typed(type: string, seq: number, listKey: string, count: number): void {
+    this.byte(0x83)
     this.str('type')
     this.str(type)
+    this.str('seq')
+    this.num(seq)
     this.str(listKey)
     this.arrayHeader(count)
   }

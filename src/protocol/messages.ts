@@ -6,8 +6,10 @@ import { shareEmptyArgs } from './args.js'
  * Bumped on any incompatible change of the messages below, so that mismatched peers fail
  * the handshake with a clear error instead of a protocol error later.
  * 2: per-job records (dispatch jobs, feedback items, acks) are tuples, not maps.
+ * 3: dispatch and feedback frames carry a sequence number, and `accepted` and
+ *    `feedback-ack` answer a whole frame by it instead of naming every job again.
  */
-export const PROTOCOL_VERSION = 2
+export const PROTOCOL_VERSION = 3
 
 export const MessageType = {
   /** distributor → node, first frame: protocol version and a fresh nonce. */
@@ -19,17 +21,17 @@ export const MessageType = {
   /** either way, fatal: the sender closes the connection after it. */
   ERROR: 'error',
   PING: 'ping',
-  /** distributor → node: a batch of jobs to store and run. */
+  /** distributor → node: a batch of jobs to store and run, numbered per connection. */
   DISPATCH: 'dispatch',
-  /** node → distributor: these jobs are in my store now. */
+  /** node → distributor: every job of dispatch frame `seq` not rejected is in my store now. */
   ACCEPTED: 'accepted',
-  /** node → distributor: I did not take these jobs; route them elsewhere. */
+  /** node → distributor: of dispatch frame `seq`, I did not take these; route them elsewhere. */
   REJECTED: 'rejected',
   /** node → distributor: whether I take new jobs (false while draining or my store is down). */
   STATE: 'state',
-  /** node → distributor: results of runs. */
+  /** node → distributor: results of runs, in frames numbered per connection. */
   FEEDBACK: 'feedback',
-  /** distributor → node: these results were delivered; drop them from your outbox. */
+  /** distributor → node: feedback frames up to `seq` were delivered; drop them from your outbox. */
   FEEDBACK_ACK: 'feedback-ack',
   /** distributor → node: cancel a job by id. */
   CANCEL: 'cancel',
@@ -57,7 +59,7 @@ export interface WireJob {
   timeout?: number
 }
 
-/** On the wire a tuple [id, run, flags, args]; acks (FeedbackRef) are [id, run]. */
+/** On the wire a tuple [id, run, flags, args]. */
 export interface WireFeedback {
   id: string
   run: number
@@ -65,11 +67,6 @@ export interface WireFeedback {
   final: boolean
   cancelled: boolean
   args: Uint8Array
-}
-
-export interface FeedbackRef {
-  id: string
-  run: number
 }
 
 export type CancelOutcome = 'cancelled' | 'finished' | 'unknown'
@@ -112,16 +109,22 @@ export interface ErrorMessage {
 export interface PingMessage {
   type: typeof MessageType.PING
 }
+/**
+ * Frame numbers start at 1 on every connection. A node answers each dispatch frame with
+ * exactly one `accepted`, after any `rejected` for it: the distributor forgets the frame then.
+ */
 export interface DispatchMessage {
   type: typeof MessageType.DISPATCH
+  seq: number
   jobs: WireJob[]
 }
 export interface AcceptedMessage {
   type: typeof MessageType.ACCEPTED
-  ids: string[]
+  seq: number
 }
 export interface RejectedMessage {
   type: typeof MessageType.REJECTED
+  seq: number
   ids: string[]
   code: string
   message: string
@@ -132,11 +135,13 @@ export interface StateMessage {
 }
 export interface FeedbackMessage {
   type: typeof MessageType.FEEDBACK
+  seq: number
   items: WireFeedback[]
 }
+/** Cumulative: frames arrive and are handled in order on one connection. */
 export interface FeedbackAckMessage {
   type: typeof MessageType.FEEDBACK_ACK
-  items: FeedbackRef[]
+  seq: number
 }
 export interface CancelMessage {
   type: typeof MessageType.CANCEL
@@ -335,11 +340,6 @@ export function feedbackFlags(f: WireFeedback): number {
   return (f.kind === 'error' ? ERROR_KIND : 0) | (f.final ? FINAL : 0) | (f.cancelled ? CANCELLED : 0)
 }
 
-function feedbackRef(value: unknown, path: string): FeedbackRef {
-  const t = tuple(value, path, 2, 2)
-  return { id: strV(t[0], `${path}.id`), run: posIntV(t[1], `${path}.run`) }
-}
-
 function list<T>(o: Obj, key: string, path: string, read: (v: unknown, path: string) => T): T[] {
   const items = arr(o, key, path)
   const out = new Array<T>(items.length)
@@ -395,17 +395,17 @@ export function parseMessage(value: unknown): Message {
     case MessageType.PING:
       return { type }
     case MessageType.DISPATCH:
-      return { type, jobs: list(o, 'jobs', p, wireJob) }
+      return { type, seq: posInt(o, 'seq', p), jobs: list(o, 'jobs', p, wireJob) }
     case MessageType.ACCEPTED:
-      return { type, ids: strings(o, 'ids', p) }
+      return { type, seq: posInt(o, 'seq', p) }
     case MessageType.REJECTED:
-      return { type, ids: strings(o, 'ids', p), code: str(o, 'code', p), message: str(o, 'message', p) }
+      return { type, seq: posInt(o, 'seq', p), ids: strings(o, 'ids', p), code: str(o, 'code', p), message: str(o, 'message', p) }
     case MessageType.STATE:
       return { type, accepting: bool(o, 'accepting', p) }
     case MessageType.FEEDBACK:
-      return { type, items: list(o, 'items', p, wireFeedback) }
+      return { type, seq: posInt(o, 'seq', p), items: list(o, 'items', p, wireFeedback) }
     case MessageType.FEEDBACK_ACK:
-      return { type, items: list(o, 'items', p, feedbackRef) }
+      return { type, seq: posInt(o, 'seq', p) }
     case MessageType.CANCEL:
       return { type, id: str(o, 'id', p) }
     case MessageType.CANCEL_RESULT: {

@@ -9,18 +9,16 @@ function jobTuple(job: WireJob): unknown[] {
 
 /**
  * The reference wire form of a message, built the plain way: the per-job records of
- * dispatch, feedback and acks as tuples, every other message as it is. Packed with msgpackr
+ * dispatch and feedback as tuples, every other message as it is. Packed with msgpackr
  * it is what a peer sends; the hand-written encoder (encode.ts) is checked against it, and
  * tests that send a message as a raw body (broken on purpose, or byte by byte) start from it.
  */
 export function toWire(message: Message): object {
   switch (message.type) {
     case MessageType.DISPATCH:
-      return { type: message.type, jobs: message.jobs.map(jobTuple) }
+      return { type: message.type, seq: message.seq, jobs: message.jobs.map(jobTuple) }
     case MessageType.FEEDBACK:
-      return { type: message.type, items: message.items.map((f) => [f.id, f.run, feedbackFlags(f), f.args]) }
-    case MessageType.FEEDBACK_ACK:
-      return { type: message.type, items: message.items.map((r) => [r.id, r.run]) }
+      return { type: message.type, seq: message.seq, items: message.items.map((f) => [f.id, f.run, feedbackFlags(f), f.args]) }
     default:
       return message
   }

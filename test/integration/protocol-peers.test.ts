@@ -1,11 +1,14 @@
+import { randomBytes } from 'node:crypto'
+import { createServer, type Server, type Socket } from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { Distributor } from '../../src/distributor/distributor.js'
 import { ErrorCode, JobFailedError } from '../../src/errors.js'
+import { Node } from '../../src/node/node.js'
 import { NONCE_SIZE } from '../../src/protocol/handshake.js'
 import { encodeFrame } from '../../src/protocol/frame.js'
-import { MessageType, PROTOCOL_VERSION, type Message } from '../../src/protocol/messages.js'
+import { MessageType, PROTOCOL_VERSION, type HelloMessage, type Message, type WireJob } from '../../src/protocol/messages.js'
 import { pack, unpack } from '../../src/protocol/msgpack.js'
-import { Resources, startDistributor, startNode } from '../helpers/cluster.js'
+import { config, FIXTURE_JOBS, Resources, startDistributor, startNode } from '../helpers/cluster.js'
 import { FakePeer, type FakePeerOptions } from '../helpers/fake-peer.js'
 import { toWire } from '../helpers/wire-form.js'
 
@@ -193,7 +196,7 @@ describe('garbage closes only the connection that sent it', () => {
     {
       what: 'a dispatch sent by the node side',
       handshake: true,
-      send: (p) => p.send({ type: 'dispatch', jobs: [{ id: 'x', name: 'echo', args: pack({}), dueAt: 0, run: 1 }] }),
+      send: (p) => p.send({ type: 'dispatch', seq: 1, jobs: [{ id: 'x', name: 'echo', args: pack({}), dueAt: 0, run: 1 }] }),
       names: "unexpected 'dispatch' from a node",
     },
     {
@@ -212,10 +215,28 @@ describe('garbage closes only the connection that sent it', () => {
       names: "unexpected 'hello' from a node",
     },
     {
-      what: 'an accepted whose ids are not strings',
+      what: 'an accepted whose seq is not a frame number',
       handshake: true,
-      send: (p) => p.sendMessage({ type: 'accepted', ids: [1] }),
-      names: "'accepted.ids[0]'",
+      send: (p) => p.sendMessage({ type: 'accepted', seq: 'one' }),
+      names: "'accepted.seq'",
+    },
+    {
+      what: 'an accepted in the old form, naming jobs instead of a frame',
+      handshake: true,
+      send: (p) => p.sendMessage({ type: 'accepted', ids: ['x'] }),
+      names: "'accepted.seq'",
+    },
+    {
+      what: 'a rejected whose ids are not strings',
+      handshake: true,
+      send: (p) => p.sendMessage({ type: 'rejected', seq: 1, ids: [1], code: 'X', message: 'no' }),
+      names: "'rejected.ids[0]'",
+    },
+    {
+      what: 'an accepted for a dispatch frame never sent',
+      handshake: true,
+      send: (p) => p.send({ type: 'accepted', seq: 1 }),
+      names: "'accepted' for dispatch frame 1, which awaits no answer",
     },
   ]
 
@@ -248,7 +269,7 @@ describe('garbage closes only the connection that sent it', () => {
     await peer.handshake({ node: 'bad', jobs: ['fake-only'] })
     let orphans = 0
     d.on('feedback:orphan', () => orphans++)
-    const feedback: Message = { type: 'feedback', items: [{ id: 'x', run: 1, kind: 'success', final: true, cancelled: false, args: pack({}) }] }
+    const feedback: Message = { type: 'feedback', seq: 1, items: [{ id: 'x', run: 1, kind: 'success', final: true, cancelled: false, args: pack({}) }] }
     peer.sendRaw(Buffer.concat([encodeFrame(pack({ type: 'bogus' })), encodeFrame(pack(toWire(feedback)))]))
     await expectClosedWithError(peer, ErrorCode.PROTOCOL)
     expect(peer.received.map((m) => m.type)).toEqual(['challenge', 'welcome', 'error'])
@@ -286,8 +307,8 @@ describe('garbage closes only the connection that sent it', () => {
     expect(body.length).toBe(LIMIT)
     peer.sendFrame(body)
     // Proof it was read and the link lives: a feedback now is acked.
-    peer.send({ type: 'feedback', items: [{ id: 'nope', run: 1, kind: 'success', final: true, cancelled: false, args: pack({}) }] })
-    expect((await peer.nextOfType('feedback-ack')).items).toEqual([{ id: 'nope', run: 1 }])
+    peer.send({ type: 'feedback', seq: 1, items: [{ id: 'nope', run: 1, kind: 'success', final: true, cancelled: false, args: pack({}) }] })
+    expect(await peer.nextOfType('feedback-ack')).toEqual({ type: 'feedback-ack', seq: 1 })
     expect(peer.isOpen).toBe(true)
   })
 })
@@ -344,21 +365,23 @@ describe('dispatch and feedback with a fake node', () => {
     const successes: unknown[] = []
     const handle = d.enqueue('echo', { n: 1 }, {}, (args) => void successes.push(args))
     const dispatch = await fake.nextOfType('dispatch')
+    expect(dispatch.seq).toBe(1)
     expect(dispatch.jobs.map((j) => j.id)).toEqual([handle.id])
 
     const accepted = d.waitFor('job:accepted', (e) => e.id === handle.id)
-    fake.send({ type: 'accepted', ids: [handle.id] })
+    fake.send({ type: 'accepted', seq: dispatch.seq })
     expect(await accepted).toEqual({ id: handle.id, name: 'echo', node: 'fake' })
 
     const result = { n: 1, result: 'from the fake', nested: { list: [1, 2] } }
     fake.send({
       type: 'feedback',
+      seq: 1,
       items: [{ id: handle.id, run: 1, kind: 'success', final: true, cancelled: false, args: pack(result) }],
     })
     await expect(handle.done).resolves.toEqual(result)
     expect(successes).toEqual([result])
     const ack = await fake.nextOfType('feedback-ack')
-    expect(ack.items).toEqual([{ id: handle.id, run: 1 }])
+    expect(ack).toEqual({ type: 'feedback-ack', seq: 1 })
     expect(d.activeCount).toBe(0)
   })
 
@@ -367,9 +390,9 @@ describe('dispatch and feedback with a fake node', () => {
     const fake = await connectPeer(d)
     await fake.handshake({ node: 'fake', jobs: ['echo'] })
     const handle = d.enqueue('echo', { keep: true })
-    await fake.nextOfType('dispatch')
+    const dispatch = await fake.nextOfType('dispatch')
     const accepted = d.waitFor('job:accepted', (e) => e.id === handle.id)
-    fake.send({ type: 'accepted', ids: [handle.id] })
+    fake.send({ type: 'accepted', seq: dispatch.seq })
     await accepted
     const cancelled = handle.cancel()
     const request = await fake.nextOfType('cancel')
@@ -391,11 +414,12 @@ describe('dispatch and feedback with a fake node', () => {
 
     const errors: unknown[] = []
     const handle = d.enqueue('echo', { n: 2 }, {}, undefined, (args) => void errors.push(args))
-    await fake.nextOfType('dispatch')
-    fake.send({ type: 'accepted', ids: [handle.id] })
+    const dispatch = await fake.nextOfType('dispatch')
+    fake.send({ type: 'accepted', seq: dispatch.seq })
     const failure = { n: 2, error: { name: 'Error', message: 'exploded' } }
     fake.send({
       type: 'feedback',
+      seq: 1,
       items: [{ id: handle.id, run: 1, kind: 'error', final: true, cancelled: false, args: pack(failure) }],
     })
     const err = await handle.done.then(
@@ -407,7 +431,7 @@ describe('dispatch and feedback with a fake node', () => {
     expect((err as JobFailedError).args).toEqual(failure)
     expect((err as JobFailedError).message).toContain('exploded')
     expect(errors).toEqual([failure])
-    expect((await fake.nextOfType('feedback-ack')).items).toEqual([{ id: handle.id, run: 1 }])
+    expect(await fake.nextOfType('feedback-ack')).toEqual({ type: 'feedback-ack', seq: 1 })
   })
 
   it('emits feedback:orphan for feedback about an unknown job, and acks it too', async () => {
@@ -418,10 +442,11 @@ describe('dispatch and feedback with a fake node', () => {
     const orphan = d.waitFor('feedback:orphan')
     fake.send({
       type: 'feedback',
+      seq: 1,
       items: [{ id: 'no-such-job', run: 2, kind: 'error', final: true, cancelled: false, args: pack({ lost: true }) }],
     })
     expect(await orphan).toEqual({ id: 'no-such-job', run: 2, kind: 'error', node: 'fake', args: { lost: true } })
-    expect((await fake.nextOfType('feedback-ack')).items).toEqual([{ id: 'no-such-job', run: 2 }])
+    expect(await fake.nextOfType('feedback-ack')).toEqual({ type: 'feedback-ack', seq: 1 })
     expect(fake.isOpen).toBe(true)
   })
 
@@ -436,27 +461,25 @@ describe('dispatch and feedback with a fake node', () => {
     d.on('feedback:orphan', () => orphans++)
     d.on('job:success', () => successEvents++)
     const handle = d.enqueue('echo', { n: 3 }, {}, () => void successCalls++)
-    await fake.nextOfType('dispatch')
-    fake.send({ type: 'accepted', ids: [handle.id] })
+    const dispatch = await fake.nextOfType('dispatch')
+    fake.send({ type: 'accepted', seq: dispatch.seq })
 
-    const feedback: Message = {
-      type: 'feedback',
-      items: [{ id: handle.id, run: 1, kind: 'success', final: true, cancelled: false, args: pack({ n: 3, done: true }) }],
-    }
-    fake.send(feedback)
+    const items = [{ id: handle.id, run: 1, kind: 'success', final: true, cancelled: false, args: pack({ n: 3, done: true }) }] as const
+    fake.send({ type: 'feedback', seq: 1, items: [...items] })
     await expect(handle.done).resolves.toEqual({ n: 3, done: true })
-    expect((await fake.nextOfType('feedback-ack')).items).toEqual([{ id: handle.id, run: 1 }])
+    expect(await fake.nextOfType('feedback-ack')).toEqual({ type: 'feedback-ack', seq: 1 })
 
-    // As a node does when it reconnects before it saw the ack: the same feedback again.
-    fake.send(feedback)
-    expect((await fake.nextOfType('feedback-ack')).items).toEqual([{ id: handle.id, run: 1 }])
+    // As a node does when it reconnects before it saw the ack: the same feedback again (in
+    // the next frame: this connection's frame numbers go on).
+    fake.send({ type: 'feedback', seq: 2, items: [...items] })
+    expect(await fake.nextOfType('feedback-ack')).toEqual({ type: 'feedback-ack', seq: 2 })
     expect(successCalls).toBe(1)
     expect(successEvents).toBe(1)
     // A duplicate of a finished job is not an orphan either.
     expect(orphans).toBe(0)
   })
 
-  it('acks every item of a batched feedback in order', async () => {
+  it('acks a batched feedback by its frame number, and several frames one by one in order', async () => {
     const d = await startDistributor(res)
     const fake = await connectPeer(d)
     await fake.handshake({ node: 'fake', jobs: ['echo'], window: 2, concurrency: 2 })
@@ -464,11 +487,15 @@ describe('dispatch and feedback with a fake node', () => {
     const a = d.enqueue('echo', { k: 'a' })
     const b = d.enqueue('echo', { k: 'b' })
     const seen = new Set<string>()
-    while (seen.size < 2) for (const job of (await fake.nextOfType('dispatch')).jobs) seen.add(job.id)
+    while (seen.size < 2) {
+      const dispatch = await fake.nextOfType('dispatch')
+      for (const job of dispatch.jobs) seen.add(job.id)
+      fake.send({ type: 'accepted', seq: dispatch.seq })
+    }
     expect([...seen].sort()).toEqual([a.id, b.id].sort())
-    fake.send({ type: 'accepted', ids: [a.id, b.id] })
     fake.send({
       type: 'feedback',
+      seq: 1,
       items: [
         { id: b.id, run: 1, kind: 'success', final: true, cancelled: false, args: pack({ k: 'b', ok: 1 }) },
         { id: 'stray', run: 1, kind: 'success', final: true, cancelled: false, args: pack({}) },
@@ -479,10 +506,195 @@ describe('dispatch and feedback with a fake node', () => {
       { k: 'a', ok: 1 },
       { k: 'b', ok: 1 },
     ])
-    expect((await fake.nextOfType('feedback-ack')).items).toEqual([
-      { id: b.id, run: 1 },
-      { id: 'stray', run: 1 },
-      { id: a.id, run: 1 },
+    expect(await fake.nextOfType('feedback-ack')).toEqual({ type: 'feedback-ack', seq: 1 })
+
+    // More frames back to back, orphans or not: one ack each, in the order sent.
+    for (const seq of [2, 3, 4]) {
+      fake.send({ type: 'feedback', seq, items: [{ id: `stray-${seq}`, run: 1, kind: 'success', final: true, cancelled: false, args: pack({}) }] })
+    }
+    const acks = [await fake.nextOfType('feedback-ack'), await fake.nextOfType('feedback-ack'), await fake.nextOfType('feedback-ack')]
+    expect(acks.map((ack) => ack.seq)).toEqual([2, 3, 4])
+  })
+
+  it.each([
+    { what: 'a frame number it never sent', answerFirst: false, bad: (sent: number) => sent + 1 },
+    { what: 'a frame that was already answered', answerFirst: true, bad: (sent: number) => sent },
+  ])('closes the connection with a protocol error on an accepted for $what, and the job runs elsewhere', async ({ answerFirst, bad }) => {
+    const d = await startDistributor(res)
+    const fake = await connectPeer(d)
+    await fake.handshake({ node: 'fake', jobs: ['echo'] })
+    const handle = d.enqueue('echo', { n: 4 })
+    const dispatch = await fake.nextOfType('dispatch')
+    expect(dispatch.seq).toBe(1)
+    if (answerFirst) {
+      const accepted = d.waitFor('job:accepted', (e) => e.id === handle.id)
+      fake.send({ type: 'accepted', seq: dispatch.seq })
+      await accepted
+    }
+    await startNode(res, d, { name: 'real' })
+
+    const disconnected = d.waitFor('node:disconnect', (e) => e.node === 'fake')
+    const requeued = d.waitFor('job:requeue', (e) => e.id === handle.id)
+    const seq = bad(dispatch.seq)
+    fake.send({ type: 'accepted', seq })
+    const error = await expectClosedWithError(fake, ErrorCode.PROTOCOL)
+    expect(error.message).toContain(`'accepted' for dispatch frame ${seq}, which awaits no answer`)
+    expect((await disconnected).reason?.code).toBe(ErrorCode.PROTOCOL)
+    // A memory node's jobs come back with it gone, answered or not.
+    expect(await requeued).toEqual({ id: handle.id, name: 'echo', node: 'fake' })
+    await expect(handle.done).resolves.toMatchObject({ n: 4, result: 'Yay!' })
+    expect(d.nodes).toEqual(['real'])
+  })
+
+  it('an accepted after a rejected of the same frame takes the rest of the frame, and the rejected job runs elsewhere', async () => {
+    const d = await startDistributor(res)
+    const fake = await connectPeer(d)
+    await fake.handshake({ node: 'fake', jobs: ['echo'], concurrency: 3, window: 3 })
+    const handles = [d.enqueue('echo', { i: 0 }), d.enqueue('echo', { i: 1 }), d.enqueue('echo', { i: 2 })]
+    const [kept0, refused, kept2] = handles as [(typeof handles)[0], (typeof handles)[0], (typeof handles)[0]]
+    const dispatch = await fake.nextOfType('dispatch')
+    // One frame holds all three.
+    expect(dispatch.jobs.map((j) => j.id)).toEqual(handles.map((h) => h.id))
+
+    // Only now a second node: nothing was pending when it came.
+    await startNode(res, d, { name: 'real' })
+    const accepted: { id: string; node: string }[] = []
+    const dispatched: { id: string; node: string }[] = []
+    d.on('job:accepted', (e) => accepted.push({ id: e.id, node: e.node }))
+    d.on('job:dispatch', (e) => dispatched.push({ id: e.id, node: e.node }))
+    const keptAccepted = Promise.all([kept0, kept2].map((h) => d.waitFor('job:accepted', (e) => e.id === h.id)))
+
+    fake.send({ type: 'rejected', seq: dispatch.seq, ids: [refused.id], code: 'ERR_TEST', message: 'not this one' })
+    fake.send({ type: 'accepted', seq: dispatch.seq })
+
+    expect((await keptAccepted).map((e) => e.node)).toEqual(['fake', 'fake'])
+    // The frame's answer took the two it still held, not the one rejected out of it.
+    expect(accepted.filter((e) => e.node === 'fake').map((e) => e.id)).toEqual([kept0.id, kept2.id])
+    await expect(refused.done).resolves.toMatchObject({ i: 1, result: 'Yay!' })
+    expect(fake.isOpen).toBe(true)
+    // The rejected job went to the other node, once, and was accepted only there; the kept
+    // two were accepted by the fake node and sent nowhere else.
+    expect(dispatched).toEqual([{ id: refused.id, node: 'real' }])
+    expect(accepted.filter((e) => e.id === refused.id)).toEqual([{ id: refused.id, node: 'real' }])
+    expect(accepted.filter((e) => e.node === 'fake').map((e) => e.id)).toEqual([kept0.id, kept2.id])
+    expect(fake.received.filter((m) => m.type === 'dispatch')).toHaveLength(1)
+    expect(d.pendingCount).toBe(0)
+  })
+})
+
+describe('a real node against a fake distributor', () => {
+  /** A TCP server the test scripts by hand, playing the distributor's side of the protocol. */
+  async function fakeDistributor(): Promise<{ port: number; nextPeer: () => Promise<FakePeer> }> {
+    const server: Server = createServer()
+    const arrived: FakePeer[] = []
+    const waiting: ((p: FakePeer) => void)[] = []
+    server.on('connection', (socket: Socket) => {
+      const peer = res.add(FakePeer.accept(socket), (p) => p.destroy())
+      const waiter = waiting.shift()
+      if (waiter !== undefined) waiter(peer)
+      else arrived.push(peer)
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    res.add(server, (s) => new Promise<void>((resolve) => s.close(() => resolve())))
+    const address = server.address()
+    const port = typeof address === 'object' && address !== null ? address.port : 0
+    return {
+      port,
+      nextPeer: () => {
+        const peer = arrived.shift()
+        return peer !== undefined ? Promise.resolve(peer) : new Promise((resolve) => waiting.push(resolve))
+      },
+    }
+  }
+
+  /** The distributor's side of the handshake, without a secret. */
+  async function welcome(peer: FakePeer): Promise<HelloMessage> {
+    peer.send({ type: 'challenge', protocolVersion: PROTOCOL_VERSION, nonce: randomBytes(NONCE_SIZE), auth: false })
+    const hello = await peer.nextOfType('hello')
+    peer.send({ type: 'welcome', distributor: 'fake', heartbeatMs: 1000 })
+    return hello
+  }
+
+  /** A memory node dialling a fake distributor, connected and welcomed. */
+  async function connectedNode(): Promise<{ node: Node; peer: FakePeer; nextPeer: () => Promise<FakePeer> }> {
+    const fake = await fakeDistributor()
+    const node = new Node(
+      { name: 'real', distributors: [`127.0.0.1:${fake.port}`], jobDirectory: FIXTURE_JOBS, storage: 'memory', reconnectMinMs: 10, reconnectMaxMs: 50 },
+      config(),
+    )
+    res.add(node, (n) => n.close({ force: true }))
+    const up = node.waitFor('link:up')
+    await node.start()
+    const peer = await fake.nextPeer()
+    const hello = await welcome(peer)
+    expect(hello.durable).toBe(false)
+    await up
+    return { node, peer, nextPeer: fake.nextPeer }
+  }
+
+  const LATER = Date.now() + 3_600_000
+  const job = (id: string, dueAt = LATER): WireJob => ({ id, name: 'echo', args: pack({ id }), dueAt, run: 1 })
+  const answers = (peer: FakePeer): Message[] => peer.received.filter((m) => m.type === 'accepted' || m.type === 'rejected')
+
+  it('answers every dispatch frame with one accepted naming it, also a frame of jobs it already holds', async () => {
+    const { node, peer } = await connectedNode()
+    const accepted: string[] = []
+    node.on('job:accepted', (e) => accepted.push(e.id))
+
+    peer.send({ type: 'dispatch', seq: 1, jobs: [job('a'), job('b')] })
+    expect(await peer.next()).toEqual({ type: 'accepted', seq: 1 })
+    // The same jobs again (as when an answer crossed a reconnect): already held, and the
+    // frame is answered all the same.
+    peer.send({ type: 'dispatch', seq: 2, jobs: [job('a'), job('b')] })
+    expect(await peer.next()).toEqual({ type: 'accepted', seq: 2 })
+    // One known and one new.
+    peer.send({ type: 'dispatch', seq: 3, jobs: [job('b'), job('c')] })
+    expect(await peer.next()).toEqual({ type: 'accepted', seq: 3 })
+
+    expect(answers(peer)).toEqual([
+      { type: 'accepted', seq: 1 },
+      { type: 'accepted', seq: 2 },
+      { type: 'accepted', seq: 3 },
     ])
+    // Each job taken once.
+    expect(accepted).toEqual(['a', 'b', 'c'])
+  })
+
+  it('keeps feedback until an ack at or above its frame number: a lower one drops nothing, and it comes again after a reconnect', async () => {
+    const { node, peer, nextPeer } = await connectedNode()
+    const acked: string[] = []
+    node.on('feedback:acked', (e) => acked.push(`${e.id}#${e.run}`))
+
+    peer.send({ type: 'dispatch', seq: 1, jobs: [job('now-1', 0)] })
+    expect(await peer.next()).toEqual({ type: 'accepted', seq: 1 })
+    const first = await peer.nextOfType('feedback')
+    expect(first.seq).toBe(1)
+    expect(first.items.map((f) => [f.id, f.run, f.kind, f.final])).toEqual([['now-1', 1, 'success', true]])
+    expect(unpack(first.items[0]?.args ?? new Uint8Array())).toMatchObject({ id: 'now-1', result: 'Yay!' })
+
+    // An ack below the frame's number: nothing is dropped. The FIN comes after it, so the
+    // node has read it by the time it redials.
+    peer.send({ type: 'feedback-ack', seq: 0 })
+    await peer.end()
+    const again = await nextPeer()
+    await welcome(again)
+    const resent = await again.nextOfType('feedback')
+    // Numbered afresh on the new connection, and the same results.
+    expect(resent.seq).toBe(1)
+    const plain = (items: typeof first.items): unknown[] => items.map((f) => ({ ...f, args: Buffer.from(f.args) }))
+    expect(plain(resent.items)).toEqual(plain(first.items))
+    expect(acked).toEqual([])
+
+    // A second job's result goes in the next frame; one ack at that frame's number covers both.
+    again.send({ type: 'dispatch', seq: 1, jobs: [job('now-2', 0)] })
+    expect(await again.next()).toEqual({ type: 'accepted', seq: 1 })
+    const second = await again.nextOfType('feedback')
+    expect(second.seq).toBe(2)
+    expect(second.items.map((f) => [f.id, f.run])).toEqual([['now-2', 1]])
+    const bothAcked = node.waitFor('feedback:acked', (e) => e.id === 'now-2')
+    again.send({ type: 'feedback-ack', seq: 2 })
+    await bothAcked
+    expect(acked).toEqual(['now-1#1', 'now-2#1'])
+    expect(answers(again)).toEqual([{ type: 'accepted', seq: 1 }])
   })
 })

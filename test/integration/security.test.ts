@@ -525,15 +525,17 @@ describe('limits', () => {
     await fake.handshake({ node: 'fake', jobs: ['echo'], concurrency: 1, window: 2 })
     const delayed = Array.from({ length: 25 }, (_, i) => d.enqueue('echo', { i }, { after: 3600 }))
 
-    const first = (await fake.nextOfType(MessageType.DISPATCH)).jobs.map((j) => j.id)
+    const firstFrame = await fake.nextOfType(MessageType.DISPATCH)
+    const first = firstFrame.jobs.map((j) => j.id)
     expect(first).toEqual(delayed.slice(0, 20).map((h) => h.id))
     expect(d.pendingCount).toBe(5)
 
     // Accepted, they leave the window: the other five go out, and instant jobs still get both slots.
-    fake.send({ type: MessageType.ACCEPTED, ids: first })
-    const second = (await fake.nextOfType(MessageType.DISPATCH)).jobs.map((j) => j.id)
+    fake.send({ type: MessageType.ACCEPTED, seq: firstFrame.seq })
+    const secondFrame = await fake.nextOfType(MessageType.DISPATCH)
+    const second = secondFrame.jobs.map((j) => j.id)
     expect(second).toEqual(delayed.slice(20).map((h) => h.id))
-    fake.send({ type: MessageType.ACCEPTED, ids: second })
+    fake.send({ type: MessageType.ACCEPTED, seq: secondFrame.seq })
     await d.waitFor('job:accepted', (e) => e.id === second[4])
     const instant = Array.from({ length: 3 }, (_, i) => d.enqueue('echo', { i }))
     const third = (await fake.nextOfType(MessageType.DISPATCH)).jobs.map((j) => j.id)
@@ -546,11 +548,12 @@ describe('limits', () => {
     const fake = await connectPeer(d.port)
     await fake.handshake({ node: 'fake', jobs: ['echo'], concurrency: 1, window: 2 })
     const soon = d.enqueue('echo', {}, { after: 0.02 })
-    const [sent] = (await fake.nextOfType(MessageType.DISPATCH)).jobs
+    const frame = await fake.nextOfType(MessageType.DISPATCH)
+    const [sent] = frame.jobs
     expect(sent?.id).toBe(soon.id)
     // Accepted only once it is due: it runs now, so it holds a whole slot.
     while (Date.now() <= (sent?.dueAt ?? 0)) await new Promise((resolve) => setTimeout(resolve, 5))
-    fake.send({ type: MessageType.ACCEPTED, ids: [soon.id] })
+    fake.send({ type: MessageType.ACCEPTED, seq: frame.seq })
     await d.waitFor('job:accepted', (e) => e.id === soon.id)
     const instant = Array.from({ length: 3 }, (_, i) => d.enqueue('echo', { i }))
     const next = (await fake.nextOfType(MessageType.DISPATCH)).jobs.map((j) => j.id)
@@ -565,17 +568,23 @@ describe('limits', () => {
     const handles = Array.from({ length: 5 }, (_, i) => d.enqueue('echo', { i }))
 
     const sent: string[] = []
-    while (sent.length < 2) for (const job of (await fake.nextOfType(MessageType.DISPATCH)).jobs) sent.push(job.id)
+    const frames: number[] = []
+    while (sent.length < 2) {
+      const frame = await fake.nextOfType(MessageType.DISPATCH)
+      frames.push(frame.seq)
+      for (const job of frame.jobs) sent.push(job.id)
+    }
     expect(sent).toEqual([handles[0]?.id, handles[1]?.id])
     // One dispatch pass placed them: the rest are still queued, not in a socket buffer.
     expect(d.pendingCount).toBe(3)
 
     // Accepting does not free a slot (the job still runs on the node); finishing does.
-    fake.send({ type: MessageType.ACCEPTED, ids: sent })
+    for (const seq of frames) fake.send({ type: MessageType.ACCEPTED, seq })
     await d.waitFor('job:accepted', (e) => e.id === sent[1])
     expect(d.pendingCount).toBe(3)
     fake.send({
       type: MessageType.FEEDBACK,
+      seq: 1,
       items: [{ id: sent[0] as string, run: 1, kind: 'success', final: true, cancelled: false, args: Buffer.from([0x80]) }],
     })
     const next = await fake.nextOfType(MessageType.DISPATCH)

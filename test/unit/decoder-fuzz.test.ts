@@ -88,12 +88,12 @@ const message: fc.Arbitrary<Message> = fc.oneof(
   ),
   fc.record({ type: fc.constant(MessageType.ERROR), code: text, message: text }),
   fc.record({ type: fc.constant(MessageType.PING) }),
-  fc.record({ type: fc.constant(MessageType.DISPATCH), jobs: fc.array(wireJob, { maxLength: 4 }) }),
-  fc.record({ type: fc.constant(MessageType.ACCEPTED), ids: fc.array(text, { maxLength: 5 }) }),
-  fc.record({ type: fc.constant(MessageType.REJECTED), ids: fc.array(text, { maxLength: 5 }), code: text, message: text }),
+  fc.record({ type: fc.constant(MessageType.DISPATCH), seq: nat, jobs: fc.array(wireJob, { maxLength: 4 }) }),
+  fc.record({ type: fc.constant(MessageType.ACCEPTED), seq: nat }),
+  fc.record({ type: fc.constant(MessageType.REJECTED), seq: nat, ids: fc.array(text, { maxLength: 5 }), code: text, message: text }),
   fc.record({ type: fc.constant(MessageType.STATE), accepting: fc.boolean() }),
-  fc.record({ type: fc.constant(MessageType.FEEDBACK), items: fc.array(wireFeedback, { maxLength: 4 }) }),
-  fc.record({ type: fc.constant(MessageType.FEEDBACK_ACK), items: fc.array(fc.record({ id: text, run: nat }), { maxLength: 4 }) }),
+  fc.record({ type: fc.constant(MessageType.FEEDBACK), seq: nat, items: fc.array(wireFeedback, { maxLength: 4 }) }),
+  fc.record({ type: fc.constant(MessageType.FEEDBACK_ACK), seq: nat }),
   fc.record({ type: fc.constant(MessageType.CANCEL), id: text }),
   fc.record({
     type: fc.constant(MessageType.CANCEL_RESULT),
@@ -392,20 +392,29 @@ describe('encodeMessageFrame against the reference wire form', () => {
     const numbers = [0, 1, 127, 128, 255, 256, 65_535, 65_536, 2 ** 32 - 1, 2 ** 32, 1_700_000_000_123, Number.MAX_SAFE_INTEGER, 1.5, -1, -129, -(2 ** 40)]
     const args = lengths.map((n) => Buffer.alloc(n, 7))
     const jobs = strings.map((id, i) => ({ id, name: strings[(i * 7) % strings.length] as string, args: args[i % args.length] as Buffer, dueAt: numbers[i % numbers.length] as number, run: i }))
-    const many = Array.from({ length: 70_000 }, (_, i) => `id-${i}`)
+    const seqs = numbers.filter((n) => Number.isInteger(n) && n >= 0)
+    const many = Array.from({ length: 70_000 }, (_, i) => ({ id: `id-${i}`, run: i, kind: 'success' as const, final: true, cancelled: false, args: Buffer.alloc(0) }))
     const samples: Message[] = [
-      { type: MessageType.DISPATCH, jobs },
-      { type: MessageType.DISPATCH, jobs: jobs.slice(0, 15) },
-      { type: MessageType.DISPATCH, jobs: jobs.slice(0, 16) },
-      { type: MessageType.ACCEPTED, ids: many },
-      { type: MessageType.FEEDBACK, items: numbers.map((run, i) => ({ id: strings[i] as string, run: Math.max(0, Math.floor(run)), kind: i % 2 ? 'error' : 'success', final: i % 3 === 0, cancelled: i % 5 === 0, args: args[i % args.length] as Buffer })) },
-      { type: MessageType.FEEDBACK_ACK, items: many.map((id, run) => ({ id, run })) },
+      { type: MessageType.DISPATCH, seq: 1, jobs },
+      { type: MessageType.DISPATCH, seq: 2, jobs: jobs.slice(0, 15) },
+      { type: MessageType.DISPATCH, seq: 3, jobs: jobs.slice(0, 16) },
+      // The frame number at every integer header size, in both hand-written list frames.
+      ...seqs.map((seq): Message => ({ type: MessageType.DISPATCH, seq, jobs: jobs.slice(0, 2) })),
+      ...seqs.map((seq): Message => ({ type: MessageType.FEEDBACK, seq, items: [] })),
+      ...seqs.map((seq): Message => ({ type: MessageType.ACCEPTED, seq })),
+      ...seqs.map((seq): Message => ({ type: MessageType.FEEDBACK_ACK, seq })),
+      { type: MessageType.FEEDBACK, seq: 4, items: many },
+      { type: MessageType.FEEDBACK, seq: 65_536, items: numbers.map((run, i) => ({ id: strings[i] as string, run: Math.max(0, Math.floor(run)), kind: i % 2 ? 'error' : 'success', final: i % 3 === 0, cancelled: i % 5 === 0, args: args[i % args.length] as Buffer })) },
     ]
     for (const m of samples) expect(decode(encodeMessageFrame(m, 1 << 30))).toEqual(unpack(pack(toWire(m))))
   })
 
   it('refuses a message over the frame limit, naming its size', () => {
-    const m: Message = { type: MessageType.ACCEPTED, ids: Array.from({ length: 100 }, (_, i) => `id-${i}`) }
+    const m: Message = {
+      type: MessageType.DISPATCH,
+      seq: 1,
+      jobs: Array.from({ length: 100 }, (_, i) => ({ id: `id-${i}`, name: 'noop', args: Buffer.alloc(0), dueAt: 0, run: 1 })),
+    }
     const size = encodeMessageFrame(m, 1 << 30).length - FRAME_HEADER_SIZE
     expect(() => encodeMessageFrame(m, size - 1)).toThrow(FrameTooLargeError)
     expect(() => encodeMessageFrame(m, size - 1)).toThrow(String(size))
@@ -567,7 +576,7 @@ describe('Connection against a hostile peer', () => {
     const nestedArrays = Buffer.concat([Buffer.alloc(depth, 0x91), Buffer.from([0xc0])])
     const nestedMaps = Buffer.concat([Buffer.from(Array.from({ length: depth }, () => [0x81, 0xa1, 0x61]).flat()), Buffer.from([0xc0])])
     // Also as the value of a field of an otherwise valid message.
-    const prefix = pack({ type: 'dispatch', jobs: null }) // 0x82 … 'jobs' 0xc0: swap the nil for the nest
+    const prefix = pack({ type: 'dispatch', seq: 1, jobs: null }) // 0x83 … 'jobs' 0xc0: swap the nil for the nest
     expect(prefix.at(-1)).toBe(0xc0)
     const nestedInField = Buffer.concat([prefix.subarray(0, -1), nestedArrays])
 

@@ -49,7 +49,7 @@ const fullJob: WireJob = {
   timeout: 30,
 }
 
-const wireFull = (toWire({ type: MessageType.DISPATCH, jobs: [fullJob] }) as { jobs: unknown[][] }).jobs[0] as unknown[]
+const wireFull = (toWire({ type: MessageType.DISPATCH, seq: 1, jobs: [fullJob] }) as { jobs: unknown[][] }).jobs[0] as unknown[]
 
 /** One sample of every message type; `satisfies` makes this fail to compile when a type is added. */
 const SAMPLES = {
@@ -71,19 +71,21 @@ const SAMPLES = {
   [MessageType.PING]: { type: MessageType.PING },
   [MessageType.DISPATCH]: {
     type: MessageType.DISPATCH,
+    seq: 7,
     jobs: [fullJob, { id: 'job-2', name: 'noop', args: Buffer.alloc(0), dueAt: 0, run: 1 }],
   },
-  [MessageType.ACCEPTED]: { type: MessageType.ACCEPTED, ids: ['job-1', 'job-2'] },
-  [MessageType.REJECTED]: { type: MessageType.REJECTED, ids: ['job-3'], code: 'ERR_UNKNOWN_JOB', message: 'no such job' },
+  [MessageType.ACCEPTED]: { type: MessageType.ACCEPTED, seq: 7 },
+  [MessageType.REJECTED]: { type: MessageType.REJECTED, seq: 7, ids: ['job-3'], code: 'ERR_UNKNOWN_JOB', message: 'no such job' },
   [MessageType.STATE]: { type: MessageType.STATE, accepting: false },
   [MessageType.FEEDBACK]: {
     type: MessageType.FEEDBACK,
+    seq: 3,
     items: [
       { id: 'job-1', run: 1, kind: 'success', final: true, cancelled: false, args },
       { id: 'job-2', run: 3, kind: 'error', final: false, cancelled: true, args: Buffer.alloc(0) },
     ],
   },
-  [MessageType.FEEDBACK_ACK]: { type: MessageType.FEEDBACK_ACK, items: [{ id: 'job-1', run: 1 }] },
+  [MessageType.FEEDBACK_ACK]: { type: MessageType.FEEDBACK_ACK, seq: 3 },
   [MessageType.CANCEL]: { type: MessageType.CANCEL, id: 'job-1' },
   [MessageType.CANCEL_RESULT]: { type: MessageType.CANCEL_RESULT, id: 'job-1', outcome: 'finished' },
 } satisfies { [K in MessageType]: Extract<Message, { type: K }> }
@@ -119,25 +121,28 @@ describe('parseMessage round trip', () => {
     expect(welcome).toEqual({ type: 'welcome', distributor: 'd', heartbeatMs: 0 })
     expect('proof' in welcome).toBe(false)
 
-    const dispatch = roundTrip({ type: 'dispatch', jobs: [] })
-    expect(dispatch).toEqual({ type: 'dispatch', jobs: [] })
+    const dispatch = roundTrip({ type: 'dispatch', seq: 0, jobs: [] })
+    expect(dispatch).toEqual({ type: 'dispatch', seq: 0, jobs: [] })
   })
 
   it('sends per-job records as tuples, with options only when a job has some', () => {
     const wire = toWire(SAMPLES[MessageType.DISPATCH]) as { jobs: unknown[] }
     expect(wire.jobs[1]).toEqual(['job-2', 'noop', Buffer.alloc(0), 0, 1])
     expect((wire.jobs[0] as unknown[])[5]).toEqual({ period: 2.5, defer: true, maxAttempt: 5, retry: fullJob.retry, timeout: 30 })
-    expect(toWire(SAMPLES[MessageType.FEEDBACK])).toEqual({ type: 'feedback', items: [['job-1', 1, 2, args], ['job-2', 3, 5, Buffer.alloc(0)]] })
-    expect(toWire(SAMPLES[MessageType.FEEDBACK_ACK])).toEqual({ type: 'feedback-ack', items: [['job-1', 1]] })
+    expect(toWire(SAMPLES[MessageType.FEEDBACK])).toEqual({ type: 'feedback', seq: 3, items: [['job-1', 1, 2, args], ['job-2', 3, 5, Buffer.alloc(0)]] })
+    // Frame answers name the frame by number, nothing per job.
+    expect(toWire(SAMPLES[MessageType.ACCEPTED])).toEqual({ type: 'accepted', seq: 7 })
+    expect(toWire(SAMPLES[MessageType.FEEDBACK_ACK])).toEqual({ type: 'feedback-ack', seq: 3 })
     expect(toWire(SAMPLES[MessageType.HELLO])).toBe(SAMPLES[MessageType.HELLO])
   })
 
   it('treats null optional job fields as absent', () => {
     const parsed = parseRaw({
       type: 'dispatch',
+      seq: 1,
       jobs: [['a', 'noop', args, 1, 1, { period: null, defer: null, maxAttempt: null, retry: null, timeout: null }]],
     })
-    expect(parsed).toEqual({ type: 'dispatch', jobs: [{ id: 'a', name: 'noop', args, dueAt: 1, run: 1 }] })
+    expect(parsed).toEqual({ type: 'dispatch', seq: 1, jobs: [{ id: 'a', name: 'noop', args, dueAt: 1, run: 1 }] })
     if (parsed.type === 'dispatch') expect(Object.keys(parsed.jobs[0] as WireJob).sort()).toEqual(['args', 'dueAt', 'id', 'name', 'run'])
   })
 
@@ -150,7 +155,7 @@ describe('parseMessage round trip', () => {
     { strategy: 'fixed', delay: 0.5 },
     { strategy: 'exponential', base: 2, max: 3600, jitter: 0 },
   ] as const)('round-trips a dispatched job with retry policy $strategy', (retry) => {
-    const parsed = roundTrip({ type: 'dispatch', jobs: [{ ...fullJob, retry }] })
+    const parsed = roundTrip({ type: 'dispatch', seq: 1, jobs: [{ ...fullJob, retry }] })
     expect(parsed.type === 'dispatch' && parsed.jobs[0]?.retry).toEqual(retry)
   })
 })
@@ -205,34 +210,42 @@ describe('parseMessage rejects', () => {
     ['hello: version missing', { ...SAMPLES.hello, version: undefined }, "'hello.version' must be a string"],
     ['welcome: heartbeat as a string', { ...SAMPLES.welcome, heartbeatMs: '5000' }, "'welcome.heartbeatMs'"],
     ['error: code missing', { type: 'error', message: 'x' }, "'error.code' must be a string"],
-    ['dispatch: jobs missing', { type: 'dispatch' }, "'dispatch.jobs' must be an array"],
-    ['dispatch: a job not a tuple', { type: 'dispatch', jobs: [wireFull, 'job'] }, "'dispatch.jobs[1]' must be an array of 5 to 6 items, got string"],
-    ['dispatch: a job tuple too short', { type: 'dispatch', jobs: [['a', 'noop', args, 0]] }, "'dispatch.jobs[0]' must have 5 to 6 items, got 4"],
-    ['dispatch: a job tuple too long', { type: 'dispatch', jobs: [[...wireFull, 'x']] }, "'dispatch.jobs[0]' must have 5 to 6 items, got 7"],
-    ['dispatch: options not a map', { type: 'dispatch', jobs: [['a', 'noop', args, 0, 1, 'x']] }, "'dispatch.jobs[0].options' must be a map, got string"],
-    ['dispatch: args as a string', w({ type: 'dispatch', jobs: [{ ...fullJob, args: '{}' }] }), "'dispatch.jobs[0].args' must be binary, got string"],
-    ['dispatch: args missing', w({ type: 'dispatch', jobs: [{ ...fullJob, args: undefined }] }), "'dispatch.jobs[0].args'"],
-    ['dispatch: id as a number', w({ type: 'dispatch', jobs: [{ ...fullJob, id: 1 }] }), "'dispatch.jobs[0].id' must be a string"],
-    ['dispatch: dueAt infinite', w({ type: 'dispatch', jobs: [{ ...fullJob, dueAt: Infinity }] }), "'dispatch.jobs[0].dueAt' must be a finite number"],
-    ['dispatch: dueAt NaN', w({ type: 'dispatch', jobs: [{ ...fullJob, dueAt: NaN }] }), "'dispatch.jobs[0].dueAt' must be a finite number"],
-    ['dispatch: run fractional', w({ type: 'dispatch', jobs: [fullJob, { ...fullJob, run: 1.5 }] }), "'dispatch.jobs[1].run' must be a non-negative integer"],
-    ['dispatch: defer as a string', w({ type: 'dispatch', jobs: [{ ...fullJob, defer: 'yes' }] }), "'dispatch.jobs[0].defer' must be a boolean"],
-    ['dispatch: maxAttempt negative', w({ type: 'dispatch', jobs: [{ ...fullJob, maxAttempt: -2 }] }), "'dispatch.jobs[0].maxAttempt'"],
-    ['dispatch: period as a string', w({ type: 'dispatch', jobs: [{ ...fullJob, period: '5' }] }), "'dispatch.jobs[0].period' must be a finite number"],
-    ['dispatch: timeout as a boolean', w({ type: 'dispatch', jobs: [{ ...fullJob, timeout: true }] }), "'dispatch.jobs[0].timeout'"],
-    ['accepted: an id not a string', { type: 'accepted', ids: ['a', null] }, "'accepted.ids[1]' must be a string, got null"],
-    ['rejected: message missing', { type: 'rejected', ids: [], code: 'X' }, "'rejected.message' must be a string"],
+    ['dispatch: jobs missing', { type: 'dispatch', seq: 1 }, "'dispatch.jobs' must be an array"],
+    ['dispatch: a job not a tuple', { type: 'dispatch', seq: 1, jobs: [wireFull, 'job'] }, "'dispatch.jobs[1]' must be an array of 5 to 6 items, got string"],
+    ['dispatch: a job tuple too short', { type: 'dispatch', seq: 1, jobs: [['a', 'noop', args, 0]] }, "'dispatch.jobs[0]' must have 5 to 6 items, got 4"],
+    ['dispatch: a job tuple too long', { type: 'dispatch', seq: 1, jobs: [[...wireFull, 'x']] }, "'dispatch.jobs[0]' must have 5 to 6 items, got 7"],
+    ['dispatch: options not a map', { type: 'dispatch', seq: 1, jobs: [['a', 'noop', args, 0, 1, 'x']] }, "'dispatch.jobs[0].options' must be a map, got string"],
+    ['dispatch: args as a string', w({ type: 'dispatch', seq: 1, jobs: [{ ...fullJob, args: '{}' }] }), "'dispatch.jobs[0].args' must be binary, got string"],
+    ['dispatch: args missing', w({ type: 'dispatch', seq: 1, jobs: [{ ...fullJob, args: undefined }] }), "'dispatch.jobs[0].args'"],
+    ['dispatch: id as a number', w({ type: 'dispatch', seq: 1, jobs: [{ ...fullJob, id: 1 }] }), "'dispatch.jobs[0].id' must be a string"],
+    ['dispatch: dueAt infinite', w({ type: 'dispatch', seq: 1, jobs: [{ ...fullJob, dueAt: Infinity }] }), "'dispatch.jobs[0].dueAt' must be a finite number"],
+    ['dispatch: dueAt NaN', w({ type: 'dispatch', seq: 1, jobs: [{ ...fullJob, dueAt: NaN }] }), "'dispatch.jobs[0].dueAt' must be a finite number"],
+    ['dispatch: run fractional', w({ type: 'dispatch', seq: 1, jobs: [fullJob, { ...fullJob, run: 1.5 }] }), "'dispatch.jobs[1].run' must be a non-negative integer"],
+    ['dispatch: defer as a string', w({ type: 'dispatch', seq: 1, jobs: [{ ...fullJob, defer: 'yes' }] }), "'dispatch.jobs[0].defer' must be a boolean"],
+    ['dispatch: maxAttempt negative', w({ type: 'dispatch', seq: 1, jobs: [{ ...fullJob, maxAttempt: -2 }] }), "'dispatch.jobs[0].maxAttempt'"],
+    ['dispatch: period as a string', w({ type: 'dispatch', seq: 1, jobs: [{ ...fullJob, period: '5' }] }), "'dispatch.jobs[0].period' must be a finite number"],
+    ['dispatch: timeout as a boolean', w({ type: 'dispatch', seq: 1, jobs: [{ ...fullJob, timeout: true }] }), "'dispatch.jobs[0].timeout'"],
+    ['dispatch: seq missing', { type: 'dispatch', jobs: [] }, "'dispatch.seq' must be a non-negative integer, got undefined"],
+    ['dispatch: seq negative', { type: 'dispatch', seq: -1, jobs: [] }, "'dispatch.seq' must be a non-negative integer, got number"],
+    ['accepted: seq missing', { type: 'accepted' }, "'accepted.seq' must be a non-negative integer, got undefined"],
+    ['accepted: seq fractional', { type: 'accepted', seq: 1.5 }, "'accepted.seq' must be a non-negative integer, got number"],
+    ['accepted: seq as a string', { type: 'accepted', seq: '1' }, "'accepted.seq' must be a non-negative integer, got string"],
+    ['rejected: seq missing', { type: 'rejected', ids: [], code: 'X', message: 'm' }, "'rejected.seq' must be a non-negative integer, got undefined"],
+    ['rejected: an id not a string', { type: 'rejected', seq: 1, ids: ['a', null], code: 'X', message: 'm' }, "'rejected.ids[1]' must be a string, got null"],
+    ['rejected: message missing', { type: 'rejected', seq: 1, ids: [], code: 'X' }, "'rejected.message' must be a string"],
     ['state: accepting as a string', { type: 'state', accepting: 'true' }, "'state.accepting' must be a boolean"],
-    ['feedback: items not an array', { type: 'feedback', items: {} }, "'feedback.items' must be an array, got object"],
-    ['feedback: flags out of range', { type: 'feedback', items: [['job-1', 1, 8, args]] }, "'feedback.items[0].flags' must be an integer from 0 to 7, got number"],
-    ['feedback: flags as a string', { type: 'feedback', items: [['job-1', 1, 'final', args]] }, "'feedback.items[0].flags' must be an integer from 0 to 7, got string"],
-    ['feedback: an item not a tuple', { type: 'feedback', items: [{ id: 'job-1' }] }, "'feedback.items[0]' must be an array of 4 items, got object"],
-    ['feedback: an item too long', { type: 'feedback', items: [['job-1', 1, 2, args, true]] }, "'feedback.items[0]' must have 4 items, got 5"],
+    ['feedback: items not an array', { type: 'feedback', seq: 1, items: {} }, "'feedback.items' must be an array, got object"],
+    ['feedback: flags out of range', { type: 'feedback', seq: 1, items: [['job-1', 1, 8, args]] }, "'feedback.items[0].flags' must be an integer from 0 to 7, got number"],
+    ['feedback: flags as a string', { type: 'feedback', seq: 1, items: [['job-1', 1, 'final', args]] }, "'feedback.items[0].flags' must be an integer from 0 to 7, got string"],
+    ['feedback: an item not a tuple', { type: 'feedback', seq: 1, items: [{ id: 'job-1' }] }, "'feedback.items[0]' must be an array of 4 items, got object"],
+    ['feedback: an item too long', { type: 'feedback', seq: 1, items: [['job-1', 1, 2, args, true]] }, "'feedback.items[0]' must have 4 items, got 5"],
     ['feedback: args not binary', w({ ...SAMPLES.feedback, items: [{ ...SAMPLES.feedback.items[0], args: { a: 1 } }] }), "'feedback.items[0].args' must be binary, got object"],
     ['feedback: run negative', w({ ...SAMPLES.feedback, items: [SAMPLES.feedback.items[0], { ...SAMPLES.feedback.items[1], run: -1 }] }), "'feedback.items[1].run' must be a non-negative integer"],
-    ['feedback-ack: id missing', w({ type: 'feedback-ack', items: [{ run: 1 }] }), "'feedback-ack.items[0].id' must be a string"],
-    ['feedback-ack: an item not a tuple', { type: 'feedback-ack', items: ['job-1'] }, "'feedback-ack.items[0]' must be an array of 2 items, got string"],
-    ['feedback-ack: an empty item', { type: 'feedback-ack', items: [[]] }, "'feedback-ack.items[0]' must have 2 items, got 0"],
+    ['feedback: seq missing', { type: 'feedback', items: [] }, "'feedback.seq' must be a non-negative integer, got undefined"],
+    ['feedback: seq as binary', { type: 'feedback', seq: Buffer.from([1]), items: [] }, "'feedback.seq' must be a non-negative integer, got object"],
+    ['feedback-ack: seq missing', { type: 'feedback-ack' }, "'feedback-ack.seq' must be a non-negative integer, got undefined"],
+    ['feedback-ack: seq negative', { type: 'feedback-ack', seq: -3 }, "'feedback-ack.seq' must be a non-negative integer, got number"],
+    ['feedback-ack: the old per-item form', { type: 'feedback-ack', items: [['job-1', 1]] }, "'feedback-ack.seq' must be a non-negative integer, got undefined"],
     ['cancel: id missing', { type: 'cancel' }, "'cancel.id' must be a string, got undefined"],
     ['cancel-result: unknown outcome', { type: 'cancel-result', id: 'x', outcome: 'maybe' }, "'cancel-result.outcome' must be 'cancelled', 'finished' or 'unknown'"],
     ['cancel-result: id missing', { type: 'cancel-result', outcome: 'finished' }, "'cancel-result.id' must be a string"],
@@ -243,7 +256,7 @@ describe('parseMessage rejects', () => {
   })
 
   describe('a retry policy inside a dispatched job', () => {
-    const withRetry = (retry: unknown): unknown => w({ type: 'dispatch', jobs: [{ ...fullJob, retry }] })
+    const withRetry = (retry: unknown): unknown => w({ type: 'dispatch', seq: 1, jobs: [{ ...fullJob, retry }] })
 
     it.each<[string, unknown, string]>([
       ['not a map', 5, "'dispatch.jobs[0].retry' must be a map, got number"],
@@ -260,7 +273,7 @@ describe('parseMessage rejects', () => {
 
     it('names the job index of a bad policy in a later job', () => {
       expectProtocolError(
-        w({ type: 'dispatch', jobs: [fullJob, fullJob, { ...fullJob, retry: { strategy: 'fixed' } }] }),
+        w({ type: 'dispatch', seq: 1, jobs: [fullJob, fullJob, { ...fullJob, retry: { strategy: 'fixed' } }] }),
         "'dispatch.jobs[2].retry.delay'",
       )
     })
