@@ -111,7 +111,8 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   private readonly jobs = new Map<string, TrackedJob>()
   private readonly recent = new RecentIds(RECENT_LIMIT)
   private readonly unroutableNames = new Set<string>()
-  private readonly cancelRequests = new Set<TrackedJob>()
+  /** Jobs a cancel was sent for, not answered yet, with the `cancel()` calls waiting on it. */
+  private readonly cancelRequests = new Map<TrackedJob, ((cancelled: boolean) => void)[]>()
   private seq = 0
   private dispatchQueued = false
   private closed = false
@@ -226,7 +227,6 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       onSuccess: onSuccess as FeedbackCallback | undefined,
       onError: onError as FeedbackCallback | undefined,
       handle: handle as unknown as Handle,
-      cancelWaiters: undefined,
       list: undefined,
       prev: undefined,
       next: undefined,
@@ -252,8 +252,9 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       return Promise.resolve(true)
     }
     return new Promise<boolean>((resolve) => {
-      ;(job.cancelWaiters ??= []).push(resolve)
-      this.cancelRequests.add(job)
+      const waiters = this.cancelRequests.get(job)
+      if (waiters !== undefined) waiters.push(resolve)
+      else this.cancelRequests.set(job, [resolve])
       this.sendCancel(job)
     })
   }
@@ -273,7 +274,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       this.runClosure(job, job.onError, args)
       job.state = 'cancelled'
       job.handle.reject(err)
-      for (const waiter of job.cancelWaiters ?? []) waiter(false)
+      this.answerCancels(job, false)
     }
     this.jobs.clear()
     const server = this.server
@@ -391,7 +392,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     })
     for (const name of session.jobs) this.unroutableNames.delete(name)
     if (session.durable) this.adoptOwnedJobs(session)
-    for (const job of this.cancelRequests) if (job.owner === session.name) this.sendCancel(job)
+    for (const job of this.cancelRequests.keys()) if (job.owner === session.name) this.sendCancel(job)
     this.scheduleDispatch()
   }
 
@@ -618,7 +619,6 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
         session.finished.push(job.id)
         if (item.kind === 'success') job.handle.resolve(args)
         else job.handle.reject(new JobFailedError(job.name, job.id, args))
-        for (const waiter of job.cancelWaiters ?? []) waiter(false)
       } else if (job.opts.period !== undefined) {
         // Runs are due at fixed steps from the first (no drift): step from this run's due time.
         job.dueAt += (item.run + 1 - job.run) * job.opts.period * 1000
@@ -646,7 +646,8 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   }
 
   /** The job leaves every table: no more feedback is expected for it. */
-  private finish(job: TrackedJob): void {
+  /** The job leaves the table; `cancelled`: what waiting `cancel()` calls learn. */
+  private finish(job: TrackedJob, cancelled = false): void {
     // A durable node may finish a job the distributor had put back in the queue (its
     // acceptance was lost with the connection): the queue slot is dropped lazily.
     if (job.state === 'pending') this.queue.taken()
@@ -654,7 +655,15 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     this.releaseLoad(job)
     job.list?.remove(job)
     this.jobs.delete(job.id)
+    this.answerCancels(job, cancelled)
+  }
+
+  /** Settles the `cancel()` calls waiting on `job`: true when it ended cancelled. */
+  private answerCancels(job: TrackedJob, cancelled: boolean): void {
+    const waiters = this.cancelRequests.get(job)
+    if (waiters === undefined) return
     this.cancelRequests.delete(job)
+    for (const waiter of waiters) waiter(cancelled)
   }
 
   // --- cancel --------------------------------------------------------------------------
@@ -679,19 +688,16 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     }
     if (message.outcome === 'unknown') {
       // The node no longer holds it (a memory node that restarted): nothing left to stop here.
-      this.cancelRequests.delete(job)
-      for (const waiter of job.cancelWaiters ?? []) waiter(false)
-      job.cancelWaiters = undefined
+      this.answerCancels(job, false)
     }
     // 'finished': its final feedback is on the way and settles the waiters.
   }
 
   private finishCancelled(job: TrackedJob): void {
-    this.finish(job)
+    this.finish(job, true)
     job.state = 'cancelled'
     this.safeEmit('job:cancelled', { id: job.id, name: job.name })
     job.handle.resolve(decodeArgs(job.args))
-    for (const waiter of job.cancelWaiters ?? []) waiter(true)
   }
 
   protected override onListenerError(event: string, err: unknown): void {

@@ -44,8 +44,6 @@ export interface TrackedJob {
   onError: FeedbackCallback | undefined
   /** Settles the caller's `done`. */
   handle: Handle
-  /** Pending `cancel()` calls waiting for the node's answer. */
-  cancelWaiters: ((cancelled: boolean) => void)[] | undefined
   /** The node's list of held jobs this one is on, and its neighbours there. */
   list: JobList | undefined
   prev: TrackedJob | undefined

@@ -83,6 +83,10 @@ export function encodeArgs(args: unknown, maxBytes: number): Buffer {
   if (typeof args !== 'object' || args === null || Array.isArray(args)) {
     throw new InvalidArgumentError(`'args' must be a plain object, got ${describe(args)}`)
   }
+  // Most jobs carry no args: nothing to walk, nothing to pack.
+  if (Object.getPrototypeOf(args) === Object.prototype && isEmpty(args) && Object.getOwnPropertySymbols(args).length === 0) {
+    return EMPTY_ARGS
+  }
   const problem = problemIn(args, [])
   if (problem !== undefined) {
     throw new InvalidArgumentError(`args${problem.where.reverse().join('')} ${problem.what}`)

@@ -37,6 +37,14 @@ export function encodeMessageFrame(message: Message, maxFrameSize: number): Buff
         w.bin(item.args)
       })
       break
+    case MessageType.ACCEPTED:
+    case MessageType.FEEDBACK_ACK: {
+      // One per frame received: on the path of every job at one in flight.
+      const w = new FrameWriter(32)
+      w.answer(message.type, message.seq)
+      frame = w.finish()
+      break
+    }
     default:
       // Every other message is a map of plain fields: msgpackr's form is the wire form.
       frame = encodeFrame(pack(message))
@@ -69,6 +77,15 @@ class FrameWriter extends MsgpackWriter {
     this.num(seq)
     this.str(listKey)
     this.arrayHeader(count)
+  }
+
+  /** A whole { type, seq } message: the answer to a numbered frame. */
+  answer(type: string, seq: number): void {
+    this.byte(0x82)
+    this.str('type')
+    this.str(type)
+    this.str('seq')
+    this.num(seq)
   }
 
   finish(): Buffer {
