@@ -1,8 +1,8 @@
 import { AuthError, HandshakeError } from '../errors.js'
+import { LinkedList } from '../linked-list.js'
 import { Connection } from '../protocol/connection.js'
 import { distributorProof, newNonce, nodeProof, proofMatches } from '../protocol/handshake.js'
 import { MessageType, PROTOCOL_VERSION, type HelloMessage, type WireJob } from '../protocol/messages.js'
-import { JobList } from './job-list.js'
 import type { TrackedJob } from './tracked-job.js'
 
 /**
@@ -66,7 +66,7 @@ export class NodeSession {
    * Sent and not yet acknowledged, or accepted by a memory-storage node and not finished:
    * what a drop puts back in the queue.
    */
-  readonly held = new JobList()
+  readonly held = new LinkedList<TrackedJob>()
   /** Jobs finished by this node's feedback lately, whose acks may be lost if the link drops. */
   readonly finished = new IdRing(ACKED_WINDOW)
   readonly nonce = newNonce()

@@ -1,7 +1,7 @@
+import type { LinkedList } from '../linked-list.js'
 import type { JobArgsObject } from '../protocol/args.js'
 import type { WireJob } from '../protocol/messages.js'
 import type { Handle } from './job-handle.js'
-import type { JobList } from './job-list.js'
 import type { JobOptions } from './options.js'
 import type { NodeSession } from './node-session.js'
 
@@ -45,7 +45,7 @@ export interface TrackedJob {
   /** Settles the caller's `done`. */
   handle: Handle
   /** The node's list of held jobs this one is on, and its neighbours there. */
-  list: JobList | undefined
+  list: LinkedList<TrackedJob> | undefined
   prev: TrackedJob | undefined
   next: TrackedJob | undefined
 }

@@ -1,6 +1,6 @@
+import { LinkedList } from '../linked-list.js'
 import type { Logger } from '../logger.js'
 import { MessageType, type WireFeedback } from '../protocol/messages.js'
-import { RunIndex } from '../storage/run-index.js'
 import type { FeedbackId, FeedbackRecord, Store } from '../storage/store.js'
 import type { DistributorLink } from './distributor-link.js'
 
@@ -13,17 +13,23 @@ export interface OutboxContext {
   log: Logger
 }
 
-/** A feedback waiting for its distributor's ack, and the store whose outbox holds it. */
+/**
+ * A feedback waiting for its distributor's ack, and the store whose outbox holds it; linked
+ * into its distributor's box, so that an ack takes it out without a lookup.
+ */
 interface Entry {
   feedback: FeedbackRecord
   store: Store
+  list: LinkedList<Entry> | undefined
+  prev: Entry | undefined
+  next: Entry | undefined
 }
 
 /** The feedback frames sent over a link's current connection and not yet acknowledged. */
 interface SentFrames {
   /** The last frame number used: frames are numbered from 1 on every connection. */
   seq: number
-  frames: { seq: number; items: FeedbackRecord[] }[]
+  frames: { seq: number; entries: Entry[] }[]
 }
 
 /**
@@ -31,12 +37,13 @@ interface SentFrames {
  * until its distributor acknowledges it, and is sent again whenever the link comes back.
  *
  * Sending: when the node is busy, the results of one event-loop turn go out together in one
- * frame per distributor; an idle node sends within the turn, for latency.
+ * frame per distributor; an idle node sends within the turn, for latency. The distributor
+ * acknowledges frames, by number: each frame remembers the entries it carried.
  */
 export class FeedbackOutbox {
-  /** By distributor key, then by job and run; each job's runs in the order produced. */
-  private readonly boxes = new Map<string, RunIndex<Entry>>()
-  private readonly batches = new Map<DistributorLink, FeedbackRecord[]>()
+  /** By distributor key, in the order the results were produced. */
+  private readonly boxes = new Map<string, LinkedList<Entry>>()
+  private readonly batches = new Map<DistributorLink, Entry[]>()
   private readonly sent = new Map<DistributorLink, SentFrames>()
   private flushQueued = false
 
@@ -50,17 +57,17 @@ export class FeedbackOutbox {
 
   /** Files feedback read back from a store (restart, takeover), to be sent on reconnect. */
   restore(feedback: FeedbackRecord, store: Store): void {
-    this.boxOf(feedback.distributor).set(feedback.jobId, { feedback, store })
+    this.file(feedback, store)
   }
 
   /** Files a new result and sends it if its distributor is connected. */
   add(feedback: FeedbackRecord, store: Store): void {
-    this.restore(feedback, store)
+    const entry = this.file(feedback, store)
     const link = this.ctx.linkFor(feedback.distributor)
     if (link?.ready !== true) return
     let batch = this.batches.get(link)
     if (batch === undefined) this.batches.set(link, (batch = []))
-    batch.push(feedback)
+    batch.push(entry)
     if (this.flushQueued) return
     this.flushQueued = true
     // Busy: the chains that finish in this turn reach here over several microtask hops and
@@ -75,7 +82,7 @@ export class FeedbackOutbox {
   resend(link: DistributorLink): void {
     this.sent.set(link, { seq: 0, frames: [] })
     const box = this.boxes.get(link.key)
-    if (box !== undefined && box.size > 0) this.send(link, box.values().map((e) => e.feedback))
+    if (box !== undefined && box.size > 0) this.send(link, box.values())
   }
 
   /**
@@ -90,14 +97,15 @@ export class FeedbackOutbox {
     // One store call per store (usually one): a frame's acks are one round trip.
     const byStore = new Map<Store, FeedbackId[]>()
     while (sent.frames.length > 0 && (sent.frames[0] as SentFrames['frames'][number]).seq <= seq) {
-      for (const feedback of (sent.frames.shift() as SentFrames['frames'][number]).items) {
-        const entry = box.delete(feedback.jobId, feedback.run)
-        if (entry === undefined) continue
+      for (const entry of (sent.frames.shift() as SentFrames['frames'][number]).entries) {
+        if (entry.list !== box) continue
+        box.remove(entry)
+        const { feedback, store } = entry
         acked.push(feedback)
         // A memory store was never written (see Node.persist).
-        if (!entry.store.durable) continue
-        let ids = byStore.get(entry.store)
-        if (ids === undefined) byStore.set(entry.store, (ids = []))
+        if (!store.durable) continue
+        let ids = byStore.get(store)
+        if (ids === undefined) byStore.set(store, (ids = []))
         ids.push({ jobId: feedback.jobId, run: feedback.run })
       }
     }
@@ -110,44 +118,45 @@ export class FeedbackOutbox {
     return acked
   }
 
+  private file(feedback: FeedbackRecord, store: Store): Entry {
+    let box = this.boxes.get(feedback.distributor)
+    if (box === undefined) this.boxes.set(feedback.distributor, (box = new LinkedList<Entry>()))
+    const entry: Entry = { feedback, store, list: undefined, prev: undefined, next: undefined }
+    box.add(entry)
+    return entry
+  }
+
   private flush(): void {
     this.flushQueued = false
-    for (const [link, items] of this.batches) this.send(link, items)
+    for (const [link, entries] of this.batches) this.send(link, entries)
     this.batches.clear()
   }
 
   /** Frames of at most half the smaller of the two ends' frame limits each. */
-  private send(link: DistributorLink, items: FeedbackRecord[]): void {
+  private send(link: DistributorLink, entries: Entry[]): void {
     const limit = Math.min(this.ctx.maxFrameSize, link.peerMaxFrameSize) / 2
-    let records: FeedbackRecord[] = []
-    let batch: WireFeedback[] = []
+    let frame: Entry[] = []
     let bytes = 0
-    for (const f of items) {
-      if (batch.length > 0 && bytes + f.args.length > limit) {
-        this.sendFrame(link, records, batch)
-        records = []
-        batch = []
+    for (const entry of entries) {
+      const size = entry.feedback.args.length + 64
+      if (frame.length > 0 && bytes + size > limit) {
+        this.sendFrame(link, frame)
+        frame = []
         bytes = 0
       }
-      records.push(f)
-      batch.push({ id: f.jobId, run: f.run, kind: f.kind, final: f.final, cancelled: f.cancelled, args: f.args })
-      bytes += f.args.length + 64
+      frame.push(entry)
+      bytes += size
     }
-    if (batch.length > 0) this.sendFrame(link, records, batch)
+    if (frame.length > 0) this.sendFrame(link, frame)
   }
 
   /** Numbers the frame and remembers what it carried: the ack names the frame, not the items. */
-  private sendFrame(link: DistributorLink, records: FeedbackRecord[], items: WireFeedback[]): void {
+  private sendFrame(link: DistributorLink, entries: Entry[]): void {
     let sent = this.sent.get(link)
     if (sent === undefined) this.sent.set(link, (sent = { seq: 0, frames: [] }))
     const seq = ++sent.seq
-    sent.frames.push({ seq, items: records })
+    sent.frames.push({ seq, entries })
+    const items = entries.map(({ feedback: f }): WireFeedback => ({ id: f.jobId, run: f.run, kind: f.kind, final: f.final, cancelled: f.cancelled, args: f.args }))
     link.send({ type: MessageType.FEEDBACK, seq, items })
-  }
-
-  private boxOf(key: string): RunIndex<Entry> {
-    let box = this.boxes.get(key)
-    if (box === undefined) this.boxes.set(key, (box = new RunIndex((e) => e.feedback.run)))
-    return box
   }
 }
