@@ -44,6 +44,7 @@ function measure(name, unit, fn) {
 function dispatchOf(i) {
   return {
     type: MessageType.DISPATCH,
+    seq: i + 1,
     jobs: [{ id: `V1StGXR8_Z5jdHi6B-my${String(i % 1000).padStart(3, '0')}`, name: 'noop', args: pack({}), dueAt: 1_700_000_000_000 + i, run: 1 }],
   }
 }

@@ -308,6 +308,11 @@ function wireJob(value: unknown, path: string): WireJob {
 
 /** The options of a job that go on the wire, or undefined when it has none. */
 export function jobExtras(job: WireJob): Obj | undefined {
+  // By name first: the usual job has none, and a keyed load per option name would be a
+  // slow lookup of a missing property on every job dispatched.
+  if (job.period === undefined && job.defer === undefined && job.maxAttempt === undefined && job.retry === undefined && job.timeout === undefined) {
+    return undefined
+  }
   let extras: Obj | undefined
   for (const key of JOB_EXTRAS) {
     if (job[key] !== undefined) (extras ??= {})[key] = job[key]
