@@ -51,6 +51,8 @@ export class DistributorLink {
   /** The distributor's frame limit, from its welcome: nothing bigger may be sent to it. */
   peerMaxFrameSize = Infinity
   private connection: Connection | undefined
+  /** Counts connections: which one a frame came on (see sendOn). */
+  generation = 0
   private failures = 0
   /** onReady was called and onDown not yet. */
   private up = false
@@ -81,6 +83,16 @@ export class DistributorLink {
     return this.state === 'ready' && this.connection !== undefined && this.connection.send(message)
   }
 
+  /**
+   * Sends only if the link is still on connection `generation`. Frame numbers restart on
+   * every connection, so an answer to a frame of an earlier one (a store write that outlived
+   * it) would name a different frame of this one: it is dropped instead. The distributor put
+   * that frame's jobs back when the connection dropped; sent again, they are known here.
+   */
+  sendOn(generation: number, message: Message): boolean {
+    return generation === this.generation && this.send(message)
+  }
+
   close(): void {
     this.state = 'closed'
     if (this.timer !== undefined) clearTimeout(this.timer)
@@ -88,6 +100,7 @@ export class DistributorLink {
   }
 
   private dial(): void {
+    this.generation++
     this.state = 'connecting'
     const { host, port, tls } = this.options
     let socket: Socket

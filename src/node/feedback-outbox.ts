@@ -1,7 +1,7 @@
 import { LinkedList } from '../linked-list.js'
 import type { Logger } from '../logger.js'
 import { MessageType, type WireFeedback } from '../protocol/messages.js'
-import type { FeedbackId, FeedbackRecord, Store } from '../storage/store.js'
+import { feedbackKey, type FeedbackId, type FeedbackRecord, type Store } from '../storage/store.js'
 import type { DistributorLink } from './distributor-link.js'
 
 /** What the outbox needs of its node. */
@@ -55,9 +55,18 @@ export class FeedbackOutbox {
     return n
   }
 
-  /** Files feedback read back from a store (restart, takeover), to be sent on reconnect. */
-  restore(feedback: FeedbackRecord, store: Store): void {
-    this.file(feedback, store)
+  /**
+   * Files feedback read back from a store (restart, takeover), to be sent on reconnect. A
+   * store read again (a dead peer adopted once more) adds none of what is filed already.
+   */
+  restore(feedbacks: readonly FeedbackRecord[], store: Store): void {
+    const filed = new Set<string>()
+    for (const box of this.boxes.values()) {
+      for (const entry of box.values()) if (entry.store === store) filed.add(feedbackKey(entry.feedback.jobId, entry.feedback.run))
+    }
+    for (const feedback of feedbacks) {
+      if (!filed.has(feedbackKey(feedback.jobId, feedback.run))) this.file(feedback, store)
+    }
   }
 
   /** Files a new result and sends it if its distributor is connected. */

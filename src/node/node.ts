@@ -118,6 +118,8 @@ export class Node extends TypedEmitter<NodeEventMap> {
   /** Unacknowledged feedback per distributor key, in the order it was produced. */
   private readonly outbox: FeedbackOutbox
   private readonly controllers = new Map<string, AbortController>()
+  /** Jobs being saved on arrival, by id: a frame that brings one again waits for that save. */
+  private readonly saving = new Map<string, Promise<void>>()
   private running = 0
   private accepting = true
   private state: 'new' | 'starting' | 'running' | 'draining' | 'closed' = 'new'
@@ -263,9 +265,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
    * outbox: this node's own store at start, or a dead peer's after a takeover.
    */
   private async resume(store: Store, jobs = this.config.retryJobsAtStart): Promise<number> {
-    for (const feedback of await store.listFeedback()) {
-      this.outbox.restore(feedback, store)
-    }
+    this.outbox.restore(await store.listFeedback(), store)
     if (!jobs) return 0
     const records = await store.listUnfinished()
     for (const record of records) {
@@ -362,6 +362,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
 
   /** Every dispatch frame gets one `accepted`, after any `rejected` for it (see DispatchMessage). */
   private onDispatch(link: DistributorLink, seq: number, jobs: WireJob[]): void {
+    const generation = link.generation
     if (!this.accepting) {
       link.send({
         type: MessageType.REJECTED,
@@ -375,10 +376,20 @@ export class Node extends TypedEmitter<NodeEventMap> {
     }
     const now = Date.now()
     const fresh: LiveJob[] = []
+    // Known jobs whose first save is still running: the frame's answer waits for it.
+    let earlier: Promise<void>[] | undefined
+    let earlierIds: string[] | undefined
     for (const wire of jobs) {
       // The same job again (its acceptance crossed a reconnect): already ours, and accepted
-      // with the rest of the frame.
-      if (this.live.has(wire.id)) continue
+      // with the rest of the frame once it is stored.
+      if (this.live.has(wire.id)) {
+        const save = this.saving.get(wire.id)
+        if (save !== undefined) {
+          ;(earlier ??= []).push(save)
+          ;(earlierIds ??= []).push(wire.id)
+        }
+        continue
+      }
       const job: LiveJob = {
         id: wire.dueAt > now ? ownString(wire.id) : wire.id,
         // The definition's copy of the name: one string for all jobs of a kind, not one each.
@@ -406,25 +417,37 @@ export class Node extends TypedEmitter<NodeEventMap> {
       fresh.push(job)
     }
     // `live` is all the storage a memory node has (see persist): held as of now.
-    if (fresh.length === 0 || !this.store.durable) {
-      this.onStored(link, seq, fresh)
+    if (earlier === undefined && (fresh.length === 0 || !this.store.durable)) {
+      this.onStored(link, generation, seq, fresh)
       return
     }
-    this.store.saveJobs(fresh).then(
-      () => this.onStored(link, seq, fresh),
-      (err: unknown) => {
+    const own = fresh.length === 0 || !this.store.durable ? RESOLVED : this.store.saveJobs(fresh)
+    if (own !== RESOLVED) {
+      for (const job of fresh) this.saving.set(job.id, own)
+    }
+    void Promise.allSettled([own, ...(earlier ?? [])]).then(([mine, ...before]) => {
+      if (own !== RESOLVED) for (const job of fresh) if (this.saving.get(job.id) === own) this.saving.delete(job.id)
+      // A known job whose first save failed was dropped with it: not ours after all.
+      const lost = (earlierIds ?? []).filter((_, i) => before[i]?.status === 'rejected')
+      if (mine?.status === 'rejected') {
         for (const job of fresh) this.live.delete(job.id)
-        const error = err instanceof Error ? err : new StoreError(String(err))
+        const reason: unknown = mine.reason
+        const error = reason instanceof Error ? reason : new StoreError(String(reason))
         this.log.error({ err: error, jobs: fresh.length }, 'cannot store jobs; rejecting them')
-        link.send({ type: MessageType.REJECTED, seq, ids: fresh.map((j) => j.id), code: ErrorCode.STORE, message: error.message })
-        link.send({ type: MessageType.ACCEPTED, seq })
+        link.sendOn(generation, { type: MessageType.REJECTED, seq, ids: [...fresh.map((j) => j.id), ...lost], code: ErrorCode.STORE, message: error.message })
+        link.sendOn(generation, { type: MessageType.ACCEPTED, seq })
         this.onStoreDown(error)
-      },
-    )
+        return
+      }
+      if (lost.length > 0) {
+        link.sendOn(generation, { type: MessageType.REJECTED, seq, ids: lost, code: ErrorCode.STORE, message: 'node storage unavailable' })
+      }
+      this.onStored(link, generation, seq, fresh)
+    })
   }
 
-  private onStored(link: DistributorLink, seq: number, fresh: LiveJob[]): void {
-    link.send({ type: MessageType.ACCEPTED, seq })
+  private onStored(link: DistributorLink, generation: number, seq: number, fresh: LiveJob[]): void {
+    link.sendOn(generation, { type: MessageType.ACCEPTED, seq })
     for (const job of fresh) {
       if (this.listenerCount('job:accepted') > 0) this.safeEmit('job:accepted', { id: job.id, name: job.name })
       if (job.phase === 'saving') {

@@ -13,6 +13,8 @@ class GatedStore extends MemoryStore {
   readonly saves: { ids: string[]; resolve: () => void; reject: (e: Error) => void }[] = []
   private waiters: (() => void)[] = []
   override saveJobs(jobs: readonly JobRecord[]): Promise<void> {
+    // Only the first two saves are held by the test; later ones go straight through.
+    if (this.saves.length >= 2) return super.saveJobs(jobs)
     return new Promise<void>((resolve, reject) => {
       const ids = jobs.map((j) => j.id)
       this.saves.push({
