@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { connect, type Socket } from 'node:net'
+import { connect, createServer, type Server, type Socket } from 'node:net'
 import { encodeFrame, FrameDecoder } from '../../src/protocol/frame.js'
 import { NONCE_SIZE, nodeProof } from '../../src/protocol/handshake.js'
 import {
@@ -11,6 +11,7 @@ import {
   type WelcomeMessage,
 } from '../../src/protocol/messages.js'
 import { pack, unpack } from '../../src/protocol/msgpack.js'
+import type { Resources } from './cluster.js'
 import { toWire } from './wire-form.js'
 
 export type MessageOf<T extends MessageType> = Extract<Message, { type: T }>
@@ -244,5 +245,32 @@ export class FakePeer {
   private fail(err: Error): void {
     this.failure ??= err
     for (const waiter of this.waiters.splice(0)) waiter.reject(this.failure)
+  }
+}
+
+/**
+ * A TCP server the test scripts by hand, playing the distributor's side of the protocol:
+ * `nextPeer` yields each node connection as a FakePeer, in the order they arrive.
+ */
+export async function fakeDistributor(res: Resources): Promise<{ port: number; nextPeer: () => Promise<FakePeer> }> {
+  const server: Server = createServer()
+  const arrived: FakePeer[] = []
+  const waiting: ((p: FakePeer) => void)[] = []
+  server.on('connection', (socket: Socket) => {
+    const peer = res.add(FakePeer.accept(socket), (p) => p.destroy())
+    const waiter = waiting.shift()
+    if (waiter !== undefined) waiter(peer)
+    else arrived.push(peer)
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  res.add(server, (s) => new Promise<void>((resolve) => s.close(() => resolve())))
+  const address = server.address()
+  const port = typeof address === 'object' && address !== null ? address.port : 0
+  return {
+    port,
+    nextPeer: () => {
+      const peer = arrived.shift()
+      return peer !== undefined ? Promise.resolve(peer) : new Promise((resolve) => waiting.push(resolve))
+    },
   }
 }

@@ -7,14 +7,16 @@ import { Resources, startDistributor, startNode } from '../helpers/cluster.js'
 const res = new Resources()
 afterEach(() => res.releaseAll())
 
-/** A "durable" store whose saveJobs calls wait until the test settles them. */
+/** A "durable" store whose first `held` saveJobs calls wait until the test settles them. */
 class GatedStore extends MemoryStore {
   override readonly durable = true as unknown as false
   readonly saves: { ids: string[]; resolve: () => void; reject: (e: Error) => void }[] = []
   private waiters: (() => void)[] = []
+  constructor(private readonly held: number) {
+    super()
+  }
   override saveJobs(jobs: readonly JobRecord[]): Promise<void> {
-    // Only the first two saves are held by the test; later ones go straight through.
-    if (this.saves.length >= 2) return super.saveJobs(jobs)
+    if (this.saves.length >= this.held) return super.saveJobs(jobs)
     return new Promise<void>((resolve, reject) => {
       const ids = jobs.map((j) => j.id)
       this.saves.push({
@@ -38,7 +40,7 @@ function dropNode(d: Distributor, name: string): void {
 
 it('an accepted answered after a reconnect must not accept a frame of the new connection', async () => {
   const d = await startDistributor(res)
-  const store = new GatedStore()
+  const store = new GatedStore(2)
   await startNode(res, d, { name: 'n1', storage: store as never, reconnectMinMs: 10, reconnectMaxMs: 20 })
 
   // Frame 1 on connection A: its save hangs.
@@ -71,6 +73,34 @@ it('an accepted answered after a reconnect must not accept a frame of the new co
   save2.reject(new Error('store down'))
   const outcome = await Promise.race([
     j2.done.then(() => 'done', () => 'failed'),
+    new Promise((r) => setTimeout(() => r('never settled'), 4000)),
+  ])
+  expect(outcome).toBe('done')
+}, 10_000)
+
+it('a job re-sent while its first save is still running is not accepted until that save succeeds', async () => {
+  const d = await startDistributor(res)
+  const store = new GatedStore(1)
+  await startNode(res, d, { name: 'n1', storage: store as never, reconnectMinMs: 10, reconnectMaxMs: 20 })
+
+  const j1 = d.enqueue('echo', { n: 1 })
+  const save = await store.nthSave(1)
+
+  // The link drops while j1 is being saved; the distributor puts j1 back and, once the node
+  // is back, sends it again. The node knows j1 (still being saved): its answer must wait.
+  const accepted: string[] = []
+  d.on('job:accepted', (e) => accepted.push(e.id))
+  const resent = d.waitFor('job:dispatch', (e) => e.id === j1.id)
+  dropNode(d, 'n1')
+  await resent
+  await new Promise((r) => setImmediate(r))
+  expect(accepted).toEqual([])
+
+  // The first save fails: the node forgets j1 and must say so, so that it is sent again
+  // once the node's store is back.
+  save.reject(new Error('store down'))
+  const outcome = await Promise.race([
+    j1.done.then(() => 'done', () => 'failed'),
     new Promise((r) => setTimeout(() => r('never settled'), 4000)),
   ])
   expect(outcome).toBe('done')

@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto'
-import { createServer, type Server, type Socket } from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { Distributor } from '../../src/distributor/distributor.js'
 import { ErrorCode, JobFailedError } from '../../src/errors.js'
@@ -9,7 +8,7 @@ import { encodeFrame } from '../../src/protocol/frame.js'
 import { MessageType, PROTOCOL_VERSION, type HelloMessage, type Message, type WireJob } from '../../src/protocol/messages.js'
 import { pack, unpack } from '../../src/protocol/msgpack.js'
 import { config, FIXTURE_JOBS, Resources, startDistributor, startNode } from '../helpers/cluster.js'
-import { FakePeer, type FakePeerOptions } from '../helpers/fake-peer.js'
+import { fakeDistributor, FakePeer, type FakePeerOptions } from '../helpers/fake-peer.js'
 import { toWire } from '../helpers/wire-form.js'
 
 const res = new Resources()
@@ -583,30 +582,6 @@ describe('dispatch and feedback with a fake node', () => {
 })
 
 describe('a real node against a fake distributor', () => {
-  /** A TCP server the test scripts by hand, playing the distributor's side of the protocol. */
-  async function fakeDistributor(): Promise<{ port: number; nextPeer: () => Promise<FakePeer> }> {
-    const server: Server = createServer()
-    const arrived: FakePeer[] = []
-    const waiting: ((p: FakePeer) => void)[] = []
-    server.on('connection', (socket: Socket) => {
-      const peer = res.add(FakePeer.accept(socket), (p) => p.destroy())
-      const waiter = waiting.shift()
-      if (waiter !== undefined) waiter(peer)
-      else arrived.push(peer)
-    })
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-    res.add(server, (s) => new Promise<void>((resolve) => s.close(() => resolve())))
-    const address = server.address()
-    const port = typeof address === 'object' && address !== null ? address.port : 0
-    return {
-      port,
-      nextPeer: () => {
-        const peer = arrived.shift()
-        return peer !== undefined ? Promise.resolve(peer) : new Promise((resolve) => waiting.push(resolve))
-      },
-    }
-  }
-
   /** The distributor's side of the handshake, without a secret. */
   async function welcome(peer: FakePeer): Promise<HelloMessage> {
     peer.send({ type: 'challenge', protocolVersion: PROTOCOL_VERSION, nonce: randomBytes(NONCE_SIZE), auth: false })
@@ -617,7 +592,7 @@ describe('a real node against a fake distributor', () => {
 
   /** A memory node dialling a fake distributor, connected and welcomed. */
   async function connectedNode(): Promise<{ node: Node; peer: FakePeer; nextPeer: () => Promise<FakePeer> }> {
-    const fake = await fakeDistributor()
+    const fake = await fakeDistributor(res)
     const node = new Node(
       { name: 'real', distributors: [`127.0.0.1:${fake.port}`], jobDirectory: FIXTURE_JOBS, storage: 'memory', reconnectMinMs: 10, reconnectMaxMs: 50 },
       config(),

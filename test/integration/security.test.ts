@@ -1,7 +1,6 @@
 import { execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer, type Server, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pino } from 'pino'
@@ -14,7 +13,7 @@ import type { NodeOptions } from '../../src/node/options.js'
 import { distributorProof, NONCE_SIZE, nodeProof } from '../../src/protocol/handshake.js'
 import { MessageType, PROTOCOL_VERSION, type Message } from '../../src/protocol/messages.js'
 import { config, FIXTURE_JOBS, Resources, startDistributor, startNode } from '../helpers/cluster.js'
-import { FakePeer } from '../helpers/fake-peer.js'
+import { fakeDistributor, FakePeer } from '../helpers/fake-peer.js'
 
 const res = new Resources()
 afterEach(() => res.releaseAll())
@@ -122,30 +121,6 @@ function expectError(message: Message, code: string): Extract<Message, { type: '
   if (message.type !== MessageType.ERROR) throw new Error('unreachable')
   expect(message.code).toBe(code)
   return message
-}
-
-/** A TCP server the test scripts by hand, playing the distributor's side of the protocol. */
-async function fakeDistributor(): Promise<{ port: number; nextPeer: () => Promise<FakePeer> }> {
-  const server: Server = createServer()
-  const arrived: FakePeer[] = []
-  const waiting: ((p: FakePeer) => void)[] = []
-  server.on('connection', (socket: Socket) => {
-    const peer = res.add(FakePeer.accept(socket), (p) => p.destroy())
-    const waiter = waiting.shift()
-    if (waiter !== undefined) waiter(peer)
-    else arrived.push(peer)
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  res.add(server, (s) => new Promise<void>((resolve) => s.close(() => resolve())))
-  const address = server.address()
-  const port = typeof address === 'object' && address !== null ? address.port : 0
-  return {
-    port,
-    nextPeer: () => {
-      const peer = arrived.shift()
-      return peer !== undefined ? Promise.resolve(peer) : within(new Promise((resolve) => waiting.push(resolve)), 'a connection to the fake distributor')
-    },
-  }
 }
 
 // --- shared secret ----------------------------------------------------------------------
@@ -256,9 +231,9 @@ describe('shared secret', () => {
   ]
 
   it.each(impostors)('a node with a secret refuses a distributor whose welcome carries $what', async ({ auth, proof }) => {
-    const fake = await fakeDistributor()
+    const fake = await fakeDistributor(res)
     const careful = await dialingNode(fake.port, { name: 'careful', secret: SECRET })
-    const peer = await fake.nextPeer()
+    const peer = await within(fake.nextPeer(), 'a connection to the fake distributor')
 
     const nonce = randomBytes(NONCE_SIZE)
     peer.sendMessage({ type: MessageType.CHALLENGE, protocolVersion: PROTOCOL_VERSION, nonce, auth })
