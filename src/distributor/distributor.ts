@@ -542,13 +542,13 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     for (const id of ids) {
       const job = this.sentTo(session, id)
       if (job === undefined) continue
-      session.forget(seq, job)
       session.held.remove(job)
       this.releaseLoad(job)
       job.state = 'pending'
       job.session = undefined
       back.push(job)
     }
+    session.forget(seq, back)
     // A node that refuses work is not a candidate until it says it accepts again.
     session.accepting = false
     this.queue.requeue(back)

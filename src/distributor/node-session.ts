@@ -96,11 +96,13 @@ export class NodeSession {
     return jobs
   }
 
-  /** `job`, rejected, is no longer part of its frame's answer (it may come back in a later one). */
-  forget(seq: number, job: TrackedJob): void {
+  /** `rejected`, back in the queue, are no longer part of frame `seq`'s answer (they may come back in a later one). */
+  forget(seq: number, rejected: readonly TrackedJob[]): void {
     const jobs = this.unanswered.get(seq)
-    const at = jobs?.indexOf(job) ?? -1
-    if (at >= 0) (jobs as (TrackedJob | undefined)[])[at] = undefined
+    if (jobs === undefined || rejected.length === 0) return
+    // One pass over the frame: a whole frame may be rejected (a store that went down).
+    const gone = new Set(rejected)
+    for (let i = 0; i < jobs.length; i++) if (gone.has(jobs[i] as TrackedJob)) jobs[i] = undefined
   }
 
   sendChallenge(auth: boolean): void {
