@@ -426,30 +426,34 @@ export class Node extends TypedEmitter<NodeEventMap> {
       for (const job of fresh) this.saving.set(job.id, own)
     }
     void Promise.allSettled([own, ...(earlier ?? [])]).then(([mine, ...before]) => {
-      if (own !== RESOLVED) for (const job of fresh) if (this.saving.get(job.id) === own) this.saving.delete(job.id)
+      for (const job of fresh) if (this.saving.get(job.id) === own) this.saving.delete(job.id)
       // A known job whose first save failed was dropped with it: not ours after all.
-      const lost = (earlierIds ?? []).filter((_, i) => before[i]?.status === 'rejected')
-      if (mine?.status === 'rejected') {
-        for (const job of fresh) this.live.delete(job.id)
-        const reason: unknown = mine.reason
-        const error = reason instanceof Error ? reason : new StoreError(String(reason))
+      const rejected = (earlierIds ?? []).filter((_, i) => before[i]?.status === 'rejected')
+      const error = mine?.status === 'rejected' ? (mine.reason instanceof Error ? mine.reason : new StoreError(String(mine.reason))) : undefined
+      if (error !== undefined) {
+        for (const job of fresh) {
+          this.live.delete(job.id)
+          rejected.push(job.id)
+        }
         this.log.error({ err: error, jobs: fresh.length }, 'cannot store jobs; rejecting them')
-        link.sendOn(generation, { type: MessageType.REJECTED, seq, ids: [...fresh.map((j) => j.id), ...lost], code: ErrorCode.STORE, message: error.message })
-        link.sendOn(generation, { type: MessageType.ACCEPTED, seq })
-        this.onStoreDown(error)
+      }
+      if (rejected.length > 0) {
+        link.sendOn(generation, { type: MessageType.REJECTED, seq, ids: rejected, code: ErrorCode.STORE, message: error?.message ?? 'node storage unavailable' })
+      }
+      if (error === undefined) {
+        this.onStored(link, generation, seq, fresh)
         return
       }
-      if (lost.length > 0) {
-        link.sendOn(generation, { type: MessageType.REJECTED, seq, ids: lost, code: ErrorCode.STORE, message: 'node storage unavailable' })
-      }
-      this.onStored(link, generation, seq, fresh)
+      link.sendOn(generation, { type: MessageType.ACCEPTED, seq })
+      this.onStoreDown(error)
     })
   }
 
   private onStored(link: DistributorLink, generation: number, seq: number, fresh: LiveJob[]): void {
     link.sendOn(generation, { type: MessageType.ACCEPTED, seq })
+    const announce = this.listenerCount('job:accepted') > 0
     for (const job of fresh) {
-      if (this.listenerCount('job:accepted') > 0) this.safeEmit('job:accepted', { id: job.id, name: job.name })
+      if (announce) this.safeEmit('job:accepted', { id: job.id, name: job.name })
       if (job.phase === 'saving') {
         job.phase = 'scheduled'
         this.schedule(job)

@@ -1,5 +1,6 @@
 import { afterEach, expect, it } from 'vitest'
 import type { Distributor } from '../../src/distributor/distributor.js'
+import type { JobHandle } from '../../src/distributor/job-handle.js'
 import { MemoryStore } from '../../src/storage/memory-store.js'
 import type { JobRecord } from '../../src/storage/store.js'
 import { Resources, startDistributor, startNode } from '../helpers/cluster.js'
@@ -38,10 +39,24 @@ function dropNode(d: Distributor, name: string): void {
   session.connection.socket.destroy()
 }
 
-it('an accepted answered after a reconnect must not accept a frame of the new connection', async () => {
+/** A distributor and a node 'n1' on a GatedStore holding its first `held` saves; quick to redial. */
+async function gatedNode(held: number): Promise<{ d: Distributor; store: GatedStore }> {
   const d = await startDistributor(res)
-  const store = new GatedStore(2)
+  const store = new GatedStore(held)
   await startNode(res, d, { name: 'n1', storage: store as never, reconnectMinMs: 10, reconnectMaxMs: 20 })
+  return { d, store }
+}
+
+/** How the job ended, or 'never settled' (a lost job) instead of the test timing out. */
+function outcomeOf(handle: JobHandle): Promise<string> {
+  return Promise.race([
+    handle.done.then(() => 'done', () => 'failed'),
+    new Promise<string>((r) => setTimeout(() => r('never settled'), 4000)),
+  ])
+}
+
+it('an accepted answered after a reconnect must not accept a frame of the new connection', async () => {
+  const { d, store } = await gatedNode(2)
 
   // Frame 1 on connection A: its save hangs.
   const j1 = d.enqueue('echo', { n: 1 })
@@ -71,17 +86,11 @@ it('an accepted answered after a reconnect must not accept a frame of the new co
 
   // j2's save fails: j2 must go back to pending and run (on n1 once its store is back).
   save2.reject(new Error('store down'))
-  const outcome = await Promise.race([
-    j2.done.then(() => 'done', () => 'failed'),
-    new Promise((r) => setTimeout(() => r('never settled'), 4000)),
-  ])
-  expect(outcome).toBe('done')
+  expect(await outcomeOf(j2)).toBe('done')
 }, 10_000)
 
 it('a job re-sent while its first save is still running is not accepted until that save succeeds', async () => {
-  const d = await startDistributor(res)
-  const store = new GatedStore(1)
-  await startNode(res, d, { name: 'n1', storage: store as never, reconnectMinMs: 10, reconnectMaxMs: 20 })
+  const { d, store } = await gatedNode(1)
 
   const j1 = d.enqueue('echo', { n: 1 })
   const save = await store.nthSave(1)
@@ -99,9 +108,5 @@ it('a job re-sent while its first save is still running is not accepted until th
   // The first save fails: the node forgets j1 and must say so, so that it is sent again
   // once the node's store is back.
   save.reject(new Error('store down'))
-  const outcome = await Promise.race([
-    j1.done.then(() => 'done', () => 'failed'),
-    new Promise((r) => setTimeout(() => r('never settled'), 4000)),
-  ])
-  expect(outcome).toBe('done')
+  expect(await outcomeOf(j1)).toBe('done')
 }, 10_000)
