@@ -1,7 +1,7 @@
 import { CancelJob, ErrorCode, serializeError } from '../errors.js'
 import type { JobArgsObject } from '../protocol/args.js'
 import { JobStatus } from '../storage/store.js'
-import type { JobContext, JobDefinition } from './registry.js'
+import type { JobContext, JobDefinition, NamedStep } from './registry.js'
 
 /** How one attempt of a chain ended. */
 export type ChainOutcome =
@@ -32,53 +32,89 @@ function aborted(signal: AbortSignal): Promise<never> {
   })
 }
 
+const SUCCEEDED: ChainOutcome = Object.freeze({ kind: 'success', cancelled: false })
+const CANCELLED: ChainOutcome = Object.freeze({ kind: 'success', cancelled: true })
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof (value as PromiseLike<unknown> | undefined)?.then === 'function'
+}
+
 /**
  * Runs one attempt: the job, then its callbacks in order, all on the same `args`. A step
  * that throws stops the chain, sets `args.error` and runs the errbacks in order; an errback
  * that throws sets `args.errbackError` and skips the rest. CancelJob in the job or a
  * callback is a cancelled success; in an errback, a cancelled error.
  *
+ * The outcome comes back synchronously while every step does: most jobs are synchronous,
+ * and a promise per attempt (plus the node's awaits on it) costs more than such a job. The
+ * first step that returns a thenable hands the rest of the chain to an async continuation.
+ *
  * With a `signal` (the attempt has a timeout) the attempt also ends when it aborts: a chain
  * that never settles cannot hold the node. `lastAttempt` only decides the status errbacks see.
  */
-export async function runChain(
+export function runChain(
   def: JobDefinition,
   args: JobArgsObject,
   ctx: JobContext,
   lastAttempt: boolean,
   signal?: AbortSignal,
+): ChainOutcome | Promise<ChainOutcome> {
+  try {
+    const first = def.run(args, ctx)
+    if (isThenable(first)) return continueChain(def, args, ctx, lastAttempt, signal, first, 0)
+    for (let step = 0; step < def.callbacks.length; step++) {
+      const next = (def.callbacks[step] as NamedStep).fn(args, ctx)
+      if (isThenable(next)) return continueChain(def, args, ctx, lastAttempt, signal, next, step + 1)
+    }
+  } catch (err) {
+    return isCancel(err) ? CANCELLED : runErrbacks(def, args, ctx, lastAttempt, signal, err)
+  }
+  return SUCCEEDED
+}
+
+/** The chain after a step returned `pending`; `next` is the callback that follows it. */
+async function continueChain(
+  def: JobDefinition,
+  args: JobArgsObject,
+  ctx: JobContext,
+  lastAttempt: boolean,
+  signal: AbortSignal | undefined,
+  pending: PromiseLike<unknown>,
+  next: number,
 ): Promise<ChainOutcome> {
   const abort = signal === undefined ? undefined : aborted(signal)
   abort?.catch(() => {})
-  let raced = abort !== undefined
-  // Only a thenable is awaited: a synchronous step costs no microtask hop.
-  const settle = (result: unknown): Promise<unknown> | undefined => {
-    if (typeof (result as PromiseLike<unknown> | undefined)?.then !== 'function') return undefined
-    return raced ? Promise.race([result, abort as Promise<never>]) : (result as Promise<unknown>)
-  }
-  let failure: unknown
+  const settle = (result: unknown): unknown => (abort === undefined || !isThenable(result) ? result : Promise.race([result, abort]))
   try {
-    const first = settle(def.run(args, ctx))
-    if (first !== undefined) await first
-    for (const callback of def.callbacks) {
-      const next = settle(callback.fn(args, ctx))
-      if (next !== undefined) await next
+    await settle(pending)
+    for (let step = next; step < def.callbacks.length; step++) {
+      await settle((def.callbacks[step] as NamedStep).fn(args, ctx))
     }
-    return { kind: 'success', cancelled: false }
   } catch (err) {
-    if (isCancel(err)) return { kind: 'success', cancelled: true }
-    failure = err
+    return isCancel(err) ? CANCELLED : runErrbacks(def, args, ctx, lastAttempt, signal, err)
   }
+  return SUCCEEDED
+}
+
+async function runErrbacks(
+  def: JobDefinition,
+  args: JobArgsObject,
+  ctx: JobContext,
+  lastAttempt: boolean,
+  signal: AbortSignal | undefined,
+  failure: unknown,
+): Promise<ChainOutcome> {
   const unrecoverable = isUnrecoverable(failure)
   args['error'] = serializeError(failure)
   ctx.status = lastAttempt || unrecoverable ? JobStatus.FAILED : JobStatus.ERROR
   // After a timeout the signal is already aborted; errbacks still deserve to run (to log,
   // to clean up), so they are not raced against it.
-  raced = signal !== undefined && !signal.aborted
+  const abort = signal === undefined || signal.aborted ? undefined : aborted(signal)
+  abort?.catch(() => {})
   for (const errback of def.errbacks) {
     try {
-      const next = settle(errback.fn(args, ctx))
-      if (next !== undefined) await next
+      const result = errback.fn(args, ctx)
+      if (isThenable(result)) await (abort === undefined ? result : Promise.race([result, abort]))
     } catch (err) {
       if (isCancel(err)) return { kind: 'error', cancelled: true, error: failure, unrecoverable }
       args['errbackError'] = serializeError(err)

@@ -114,6 +114,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
   private readonly live = new Map<string, LiveJob>()
   private readonly ready: LiveJob[] = []
   private readyHead = 0
+  private pumping = false
   private readonly scheduler: Scheduler<TimerItem>
   /** Unacknowledged feedback per distributor key, in the order it was produced. */
   private readonly outbox: FeedbackOutbox
@@ -531,20 +532,29 @@ export class Node extends TypedEmitter<NodeEventMap> {
   }
 
   private pump(): void {
-    while (this.running < this.options.concurrency && this.readyHead < this.ready.length && this.state !== 'closed') {
-      if (this.state === 'draining') return
-      const job = this.ready[this.readyHead] as LiveJob
-      this.ready[this.readyHead++] = undefined as unknown as LiveJob
-      if (this.readyHead > 1024 && this.readyHead * 2 > this.ready.length) {
-        this.ready.splice(0, this.readyHead)
-        this.readyHead = 0
+    // An attempt of a synchronous chain ends inside runAttempt and pumps again; this loop
+    // picks the next job up instead, so a long ready queue does not nest calls.
+    if (this.pumping) return
+    this.pumping = true
+    try {
+      while (this.running < this.options.concurrency && this.readyHead < this.ready.length && this.state !== 'closed') {
+        if (this.state === 'draining') return
+        const job = this.ready[this.readyHead] as LiveJob
+        this.ready[this.readyHead++] = undefined as unknown as LiveJob
+        if (this.readyHead > 1024 && this.readyHead * 2 > this.ready.length) {
+          this.ready.splice(0, this.readyHead)
+          this.readyHead = 0
+        }
+        if (job.phase !== 'queued') continue
+        this.runAttempt(job)
       }
-      if (job.phase !== 'queued') continue
-      void this.runAttempt(job)
+    } finally {
+      this.pumping = false
     }
   }
 
-  private async runAttempt(job: LiveJob): Promise<void> {
+  /** Starts an attempt; one whose chain is synchronous also ends before this returns. */
+  private runAttempt(job: LiveJob): void {
     this.running++
     job.phase = 'running'
     job.status = JobStatus.IN_PROGRESS
@@ -576,30 +586,56 @@ export class Node extends TypedEmitter<NodeEventMap> {
     if (timer !== undefined) this.scheduler.schedule(timer, Date.now() + timeout * 1000)
     const ctx = this.contextFor(job, args, signal)
     const lastAttempt = job.attempt >= maxAttempt
-    let outcome: ChainOutcome
-    let finalArgs = args
     const def = this.registry.get(job.name)
     if (def === undefined) {
       const error = new UnknownJobError(job.name, this.name)
       args['error'] = serializeError(error)
-      outcome = { kind: 'error', cancelled: false, error, unrecoverable: true }
+      this.endAttempt(job, { kind: 'error', cancelled: false, error, unrecoverable: true }, args, maxAttempt, timer)
     } else if (job.defer && this.deferDirectory !== undefined) {
-      ;({ outcome, args: finalArgs } = await this.runDeferred(job, args, ctx, lastAttempt, signal()))
+      void this.runDeferred(job, args, ctx, lastAttempt, signal()).then((r) => this.endAttempt(job, r.outcome, r.args, maxAttempt, timer))
     } else {
+      let outcome: ChainOutcome | Promise<ChainOutcome>
       try {
-        outcome = await runChain(def, args, ctx, lastAttempt, abortable)
+        outcome = runChain(def, args, ctx, lastAttempt, abortable)
       } catch (err) {
-        outcome = { kind: 'error', cancelled: false, error: err, unrecoverable: false }
+        outcome = chainThrew(err)
       }
+      if (outcome instanceof Promise) {
+        void outcome.then(
+          (o) => this.endAttempt(job, o, args, maxAttempt, timer),
+          (err: unknown) => this.endAttempt(job, chainThrew(err), args, maxAttempt, timer),
+        )
+      } else this.endAttempt(job, outcome, args, maxAttempt, timer)
     }
+  }
+
+  private endAttempt(job: LiveJob, outcome: ChainOutcome, args: JobArgsObject, maxAttempt: number, timer: Timer | undefined): void {
     if (timer !== undefined) this.scheduler.cancel(timer)
-    if (controller !== undefined) this.controllers.delete(job.id)
+    this.controllers.delete(job.id)
     this.running--
+    let recorded: Promise<void> | undefined
     try {
-      await this.afterAttempt(job, outcome, finalArgs, maxAttempt)
+      recorded = this.afterAttempt(job, outcome, args, maxAttempt)
     } catch (err) {
-      this.log.error({ err, id: job.id }, 'cannot record the end of an attempt')
+      this.attemptNotRecorded(job, err)
     }
+    if (recorded === undefined) this.attemptEnded()
+    else {
+      recorded.then(
+        () => this.attemptEnded(),
+        (err: unknown) => {
+          this.attemptNotRecorded(job, err)
+          this.attemptEnded()
+        },
+      )
+    }
+  }
+
+  private attemptNotRecorded(job: LiveJob, err: unknown): void {
+    this.log.error({ err, id: job.id }, 'cannot record the end of an attempt')
+  }
+
+  private attemptEnded(): void {
     if (this.running === 0 && this.idleWaiters.length > 0) {
       for (const resolve of this.idleWaiters.splice(0)) resolve()
     }
@@ -652,8 +688,11 @@ export class Node extends TypedEmitter<NodeEventMap> {
     return ctx
   }
 
-  /** Decides what follows an attempt: retry, next run, or the end with its feedback. */
-  private async afterAttempt(job: LiveJob, outcome: ChainOutcome, args: JobArgsObject, maxAttempt: number): Promise<void> {
+  /**
+   * Decides what follows an attempt: retry, next run, or the end with its feedback. Returns
+   * the store write it waits for, if any.
+   */
+  private afterAttempt(job: LiveJob, outcome: ChainOutcome, args: JobArgsObject, maxAttempt: number): Promise<void> | undefined {
     const now = Date.now()
     if (outcome.kind === 'error' && !outcome.cancelled) {
       const error = serializeError(outcome.error)
@@ -665,7 +704,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
         this.safeEmit('job:retry', { id: job.id, name: job.name, attempt: job.attempt, delayMs, error })
         this.log.debug({ id: job.id, job: job.name, attempt: job.attempt, delayMs, err: error.message }, 'attempt failed; retrying')
         const patch: JobPatch = { status: job.status, dueAt: job.dueAt, lastError: error }
-        await this.persist(
+        return this.persist(
           job.store,
           () => job.store.updateJob(job.id, patch),
           () => {
@@ -681,8 +720,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
     if (job.cancelRequested && !(succeeded && job.period === undefined)) {
       // The application cancelled it while it ran. A periodic run that succeeded still
       // reports that run; otherwise there is no feedback, only the cancel.
-      await this.endCancelled(job, true, succeeded ? this.feedbackOf(job, FeedbackKind.SUCCESS, false, false, args) : undefined)
-      return
+      return this.endCancelled(job, true, succeeded ? this.feedbackOf(job, FeedbackKind.SUCCESS, false, false, args) : undefined)
     }
     const kind = outcome.kind === 'success' ? FeedbackKind.SUCCESS : FeedbackKind.ERROR
     const periodic = job.period !== undefined && !outcome.cancelled
@@ -701,7 +739,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
       }
       if (kind === FeedbackKind.ERROR) patch.failedAt = now
       Object.assign(job, patch)
-      await this.persist(
+      return this.persist(
         job.store,
         () => job.store.finishRun(job.id, patch, feedback, false),
         () => {
@@ -724,7 +762,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
     job.phase = 'done'
     job.status = status
     this.live.delete(job.id)
-    await this.persist(
+    return this.persist(
       job.store,
       () => job.store.finishRun(job.id, patch, feedback, remove),
       () => {
@@ -746,14 +784,14 @@ export class Node extends TypedEmitter<NodeEventMap> {
    * could only ever give back what `live` and the outbox hold already, and the distributor
    * keeps every job it sent to such a node until its final feedback (DESIGN §2.2).
    */
-  private persist(store: Store, write: () => Promise<void>, then: () => void): Promise<void> {
+  private persist(store: Store, write: () => Promise<void>, then: () => void): Promise<void> | undefined {
     if (!store.durable) {
       then()
-      return RESOLVED
+      return undefined
     }
     if (this.storeDown) {
       this.backlog.push({ write, then })
-      return Promise.resolve()
+      return undefined
     }
     return write().then(then, (err: unknown) => {
       this.backlog.push({ write, then })
@@ -808,16 +846,17 @@ export class Node extends TypedEmitter<NodeEventMap> {
     const wasSaving = job.phase === 'saving'
     job.phase = 'done'
     this.live.delete(id)
-    const finish = wasSaving ? Promise.resolve() : this.endCancelled(job, false)
-    void finish.then(() => this.answerCancel(job, 'cancelled'))
+    const finish = wasSaving ? undefined : this.endCancelled(job, false)
+    if (finish === undefined) this.answerCancel(job, 'cancelled')
+    else void finish.then(() => this.answerCancel(job, 'cancelled'))
   }
 
-  private async endCancelled(job: LiveJob, answer = true, lastFeedback?: FeedbackRecord): Promise<void> {
+  private endCancelled(job: LiveJob, answer = true, lastFeedback?: FeedbackRecord): Promise<void> | undefined {
     job.phase = 'done'
     job.status = JobStatus.CANCELLED
     this.live.delete(job.id)
     const remove = this.config.removeCancelledJobs
-    await this.persist(
+    return this.persist(
       job.store,
       () => {
         if (lastFeedback !== undefined) return job.store.finishRun(job.id, { status: JobStatus.CANCELLED }, lastFeedback, remove)
@@ -867,4 +906,9 @@ export class Node extends TypedEmitter<NodeEventMap> {
   protected override onListenerError(event: string, err: unknown): void {
     this.log.error({ err, event }, 'event listener threw')
   }
+}
+
+/** A chain that threw outside its steps' handling (a bug, not a job failure) fails the attempt. */
+function chainThrew(error: unknown): ChainOutcome {
+  return { kind: 'error', cancelled: false, error, unrecoverable: false }
 }

@@ -261,6 +261,23 @@ describe('JobReactor behaviours', () => {
     expect(peak).toBe(3)
   })
 
+  it('30,000 synchronous jobs that come due behind a busy slot each run exactly once (the ready queue does not nest calls)', async () => {
+    const d = await startDistributor(res)
+    const node = await startNode(res, d, { name: 'w1', concurrency: 1 })
+    let starts = 0
+    node.on('job:start', () => starts++)
+    // Delayed jobs do not count against a node's capacity once accepted, so they pile up
+    // in its ready queue while 'hang' holds the only slot, until its timeout frees it.
+    const hangStarted = node.waitFor('job:start')
+    const hang = d.enqueue('hang', {}, { timeout: 1, maxAttempt: 1 }).done.catch((err: unknown) => err)
+    await hangStarted
+    const dones = Array.from({ length: 30_000 }, (_, i) => d.enqueue('noop', { i }, { after: 0.5 }).done)
+    const results = await Promise.all(dones)
+    expect(await hang).toBeInstanceOf(JobFailedError)
+    expect(starts).toBe(30_001)
+    expect(results.every((r, i) => r['i'] === i)).toBe(true)
+  })
+
   it('fails pending jobs with ERR_DISTRIBUTOR_CLOSED on close and refuses enqueue after', async () => {
     const d = await startDistributor(res)
     const handle = d.enqueue('nobody_knows', {})

@@ -1,0 +1,72 @@
+import { describe, expect, it } from 'vitest'
+import { CancelJob } from '../../src/errors.js'
+import { runChain } from '../../src/node/chain-runner.js'
+import type { JobContext, JobDefinition, JobStep } from '../../src/node/registry.js'
+import { JobStatus } from '../../src/storage/store.js'
+
+function definition(run: JobStep, callbacks: JobStep[] = [], errbacks: JobStep[] = []): JobDefinition {
+  const named = (fns: JobStep[]) => fns.map((fn, i) => ({ name: `s${i}`, fn }))
+  return { name: 'j', run, callbacks: named(callbacks), errbacks: named(errbacks) }
+}
+
+function context(): JobContext {
+  return { status: JobStatus.IN_PROGRESS } as JobContext
+}
+
+describe('runChain', () => {
+  it('answers synchronously while every step is synchronous', () => {
+    const args: Record<string, unknown> = {}
+    const outcome = runChain(definition((a) => void (a['x'] = 1), [(a) => void (a['y'] = 2)]), args, context(), false)
+    expect(outcome).not.toBeInstanceOf(Promise)
+    expect(outcome).toEqual({ kind: 'success', cancelled: false })
+    expect(args).toEqual({ x: 1, y: 2 })
+  })
+
+  it('a CancelJob thrown by a synchronous step is a cancelled success at once', () => {
+    const outcome = runChain(definition(() => {
+      throw new CancelJob()
+    }), {}, context(), false)
+    expect(outcome).toEqual({ kind: 'success', cancelled: true })
+  })
+
+  it('goes on asynchronously after the first step that returns a promise, in order', async () => {
+    const order: string[] = []
+    const def = definition(
+      () => void order.push('job'),
+      [
+        async () => {
+          await Promise.resolve()
+          order.push('async callback')
+        },
+        () => void order.push('last callback'),
+      ],
+    )
+    const outcome = runChain(def, {}, context(), false)
+    expect(outcome).toBeInstanceOf(Promise)
+    expect(order).toEqual(['job'])
+    await expect(outcome).resolves.toEqual({ kind: 'success', cancelled: false })
+    expect(order).toEqual(['job', 'async callback', 'last callback'])
+  })
+
+  it('a synchronous throw runs the errbacks with args.error and the status of the last attempt', async () => {
+    const seen: unknown[] = []
+    const ctx = context()
+    const def = definition(
+      () => {
+        throw new Error('boom')
+      },
+      [() => seen.push('callback')],
+      [(a, c) => void seen.push((a['error'] as { message: string }).message, c.status)],
+    )
+    const outcome = await runChain(def, {}, ctx, true)
+    expect(outcome).toMatchObject({ kind: 'error', cancelled: false, unrecoverable: false })
+    expect(seen).toEqual(['boom', JobStatus.FAILED])
+  })
+
+  it('with a signal, a pending step ends with the abort reason', async () => {
+    const controller = new AbortController()
+    const outcome = runChain(definition(() => new Promise(() => {})), {}, context(), false, controller.signal)
+    controller.abort(new Error('too slow'))
+    await expect(outcome).resolves.toMatchObject({ kind: 'error', error: new Error('too slow') })
+  })
+})
