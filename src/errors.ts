@@ -46,8 +46,8 @@ export class InvalidArgumentError extends JobsError {
 
 /** `enqueue` past `maxPending`. */
 export class QueueFullError extends JobsError {
-  constructor(limit: number) {
-    super(`pending queue is full (maxPending ${limit})`, ErrorCode.QUEUE_FULL)
+  constructor(limit: number, message = `pending queue is full (maxPending ${limit})`) {
+    super(message, ErrorCode.QUEUE_FULL)
   }
 }
 

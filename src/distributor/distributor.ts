@@ -26,7 +26,7 @@ import {
 } from '../protocol/messages.js'
 import type { ArgsOf } from '../node/registry.js'
 import { Handle, type JobHandle } from './job-handle.js'
-import { newJobId } from './job-id.js'
+import { JobTable } from './job-table.js'
 import { NodePool } from './node-pool.js'
 import { DELAYED_LOAD, INSTANT_LOAD, NodeSession } from './node-session.js'
 import {
@@ -108,7 +108,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   private readonly connections = new Set<Connection>()
   private readonly pool = new NodePool()
   private readonly queue = new PendingQueue()
-  private readonly jobs = new Map<string, TrackedJob>()
+  private readonly jobs = new JobTable()
   private readonly recent = new RecentIds(RECENT_LIMIT)
   private readonly unroutableNames = new Set<string>()
   /** Jobs a cancel was sent for, not answered yet, with the `cancel()` calls waiting on it. */
@@ -209,7 +209,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     const bytes = encodeArgs(args, this.options.maxFrameSize - FRAME_ENVELOPE_BYTES)
     if (this.queue.size >= this.options.maxPending) throw new QueueFullError(this.options.maxPending)
 
-    const id = newJobId()
+    const id = this.jobs.newId()
     const handle = new Handle<ArgsOf<N>>(id, this)
     const job: TrackedJob = {
       id,
@@ -231,7 +231,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       prev: undefined,
       next: undefined,
     }
-    this.jobs.set(job.id, job)
+    this.jobs.add(job)
     this.queue.push(job)
     if (this.listenerCount('job:enqueue') > 0) this.safeEmit('job:enqueue', { id: job.id, name })
     if (!this.pool.knows(name)) this.reportUnroutable(job)
@@ -654,7 +654,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     job.state = 'done'
     this.releaseLoad(job)
     job.list?.remove(job)
-    this.jobs.delete(job.id)
+    this.jobs.delete(job)
     this.answerCancels(job, cancelled)
   }
 

@@ -20,6 +20,17 @@ export interface Canceller {
 
 const ignore = (): void => {}
 
+/**
+ * A caller who looked at `done` but never awaited it must not crash on a failed job. The
+ * handler is added when the promise rejects (Node reports a rejection only if it is still
+ * unhandled once the microtasks ran), not when it is made: most jobs succeed, and a handler
+ * made up front is one more promise held per job.
+ */
+function handled<R>(promise: Promise<R>): Promise<R> {
+  promise.catch(ignore)
+  return promise
+}
+
 /** A `done` made before the outcome, with what settles it. */
 interface Waiting<R> {
   promise: Promise<R>
@@ -61,11 +72,9 @@ export class Handle<R extends JobArgsObject = JobArgsObject> implements JobHandl
       })
       this.state = { promise, resolve, reject }
     } else {
-      promise = state.ok ? Promise.resolve(state.value) : Promise.reject(state.error)
+      promise = state.ok ? Promise.resolve(state.value) : handled(Promise.reject(state.error))
       this.state = promise
     }
-    // A caller who looked at `done` but never awaited it must not crash on a failed job.
-    promise.catch(ignore)
     return promise
   }
 
@@ -87,7 +96,7 @@ export class Handle<R extends JobArgsObject = JobArgsObject> implements JobHandl
     if (state === undefined) this.state = { ok: false, error }
     else if ('reject' in state) {
       state.reject(error)
-      this.state = state.promise
+      this.state = handled(state.promise)
     }
   }
 }

@@ -166,13 +166,17 @@ export const NO_JOB_OPTIONS: Readonly<JobOptions> = Object.freeze({
   timeout: undefined,
 })
 
-const DELAY_KEYS = new Set(['after', 'runAt'])
-
 const ENQUEUE_KEYS = ['after', 'runAt', 'period', 'node', 'notNode', 'defer', 'maxAttempt', 'retryMultiplier', 'retry', 'timeout'] as const
 
 export function resolveEnqueueOptions(input: unknown, now: number): ResolvedEnqueueOptions {
   const o = checkPlainOptions('enqueue', input)
-  checkKnownKeys('enqueue', o, ENQUEUE_KEYS)
+  // One pass over what was given (on every enqueue: most give nothing, or only a delay).
+  let onlyDelay = true
+  for (const key in o) {
+    if (!Object.hasOwn(o, key)) continue
+    if (!(ENQUEUE_KEYS as readonly string[]).includes(key)) checkKnownKeys('enqueue', o, ENQUEUE_KEYS)
+    if (key !== 'after' && key !== 'runAt' && o[key] !== undefined) onlyDelay = false
+  }
   if (o['after'] !== undefined && o['runAt'] !== undefined) {
     throw new InvalidArgumentError(`'after' and 'runAt' are exclusive: give one`)
   }
@@ -190,10 +194,6 @@ export function resolveEnqueueOptions(input: unknown, now: number): ResolvedEnqu
     dueAt = ms
   }
   dueAt = Math.round(dueAt)
-  let onlyDelay = true
-  for (const key in o) {
-    if (!DELAY_KEYS.has(key) && o[key] !== undefined) onlyDelay = false
-  }
   if (onlyDelay) return { dueAt, job: NO_JOB_OPTIONS }
   const period = o['period'] === undefined ? undefined : checkNumber('period', o['period'], 0.001)
   let retry: RetryPolicy | undefined

@@ -1,0 +1,63 @@
+import { QueueFullError } from '../errors.js'
+import { MAX_SLOTS, newJobId, slotOf } from './job-id.js'
+import type { TrackedJob } from './tracked-job.js'
+
+/**
+ * Every unfinished job of a distributor, by id. A job's id names its slot here (see
+ * newJobId), so a lookup is an array read and a string compare: no hashing of the id, no
+ * probing of a table of a hundred thousand entries on every enqueue and every feedback.
+ *
+ * A freed slot is reused by a later job; an id that names a slot held by another job (a
+ * feedback from before a restart, a duplicate after the job finished) finds nothing,
+ * because the ids differ in their random part.
+ */
+export class JobTable {
+  private readonly slots: (TrackedJob | undefined)[] = []
+  private readonly free: number[] = []
+  private count = 0
+  /** The slot of the last id handed out: `add` fills it without reading the id again. */
+  private reserved = -1
+
+  get size(): number {
+    return this.count
+  }
+
+  /** A new id naming a free slot; `add` the job that gets it before calling this again. */
+  newId(): string {
+    const slot = this.free.length > 0 ? (this.free.pop() as number) : this.slots.length
+    if (slot >= MAX_SLOTS) throw new QueueFullError(MAX_SLOTS, `the distributor holds ${MAX_SLOTS} unfinished jobs, as many as job ids can name`)
+    if (slot === this.slots.length) this.slots.push(undefined)
+    this.reserved = slot
+    return newJobId(slot)
+  }
+
+  /** Files the job that got the last id from `newId`. */
+  add(job: TrackedJob): void {
+    this.slots[this.reserved] = job
+    this.reserved = -1
+    this.count++
+  }
+
+  get(id: string): TrackedJob | undefined {
+    const job = this.slots[slotOf(id)]
+    return job !== undefined && job.id === id ? job : undefined
+  }
+
+  delete(job: TrackedJob): void {
+    const slot = slotOf(job.id)
+    if (this.slots[slot] !== job) return
+    this.slots[slot] = undefined
+    this.free.push(slot)
+    this.count--
+  }
+
+  *values(): IterableIterator<TrackedJob> {
+    for (const job of this.slots) if (job !== undefined) yield job
+  }
+
+  clear(): void {
+    this.slots.length = 0
+    this.free.length = 0
+    this.count = 0
+  }
+}
