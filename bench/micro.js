@@ -111,7 +111,7 @@ for (const [label, maxChunk] of [['reads of 1..64 KiB', 65_536], ['reads of 1..6
   const dues = Float64Array.from({ length: HEAP }, () => now + Math.floor(random() * 3_600_000))
   // Entries exist before they are scheduled (a job carries its own heap slot): made once,
   // outside the timed sections. A fresh heap does not hold them, whatever their old slot.
-  const entries = Array.from({ length: HEAP }, (_, i) => ({ id: i, dueAt: dues[i], timerSeq: 0, timerIndex: -1 }))
+  const entries = Array.from({ length: HEAP }, (_, i) => ({ id: i, dueAt: dues[i], timerIndex: -1 }))
   let heap
   measure(`TimerHeap.push, ${HEAP / 1e6}M random due times`, 'ops/s', () => {
     heap = new TimerHeap()

@@ -271,7 +271,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
     const records = await store.listUnfinished()
     for (const record of records) {
       if (this.live.has(record.id)) continue
-      const job: LiveJob = Object.assign(record, { phase: 'scheduled' as const, cancelRequested: false, store, timerSeq: 0, timerIndex: -1 })
+      const job: LiveJob = Object.assign(record, { phase: 'scheduled' as const, cancelRequested: false, store, timerIndex: -1 })
       this.live.set(record.id, job)
       this.schedule(job)
     }
@@ -407,7 +407,6 @@ export class Node extends TypedEmitter<NodeEventMap> {
         phase: 'saving',
         cancelRequested: false,
         store: this.store,
-        timerSeq: 0,
         timerIndex: -1,
       }
       if (wire.period !== undefined) job.period = wire.period

@@ -128,7 +128,7 @@ export class Scheduler<T extends TimerSlot> {
     try {
       for (;;) {
         const next = this.heap.peek()
-        if (next === undefined || next.dueAt > now || next.timerSeq >= seqLimit) break
+        if (next === undefined || next.dueAt > now || this.heap.peekSeq() >= seqLimit) break
         this.heap.pop()
         try {
           this.onDue(next)

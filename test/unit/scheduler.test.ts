@@ -11,7 +11,7 @@ interface Entry extends TimerSlot {
 }
 
 function entry(name: string): Entry {
-  return { name, dueAt: 0, timerSeq: 0, timerIndex: -1 }
+  return { name, dueAt: 0, timerIndex: -1 }
 }
 
 interface Fired {

@@ -7,7 +7,7 @@ interface Entry extends TimerSlot {
 }
 
 function entry(name: string): Entry {
-  return { name, dueAt: 0, timerSeq: 0, timerIndex: -1 }
+  return { name, dueAt: 0, timerIndex: -1 }
 }
 
 interface Ref {
@@ -83,6 +83,31 @@ describe('TimerHeap', () => {
     expect(drain(heap)).toEqual(expectedRest)
     expect(heap.size).toBe(0)
     expect(pool.every((e) => e.timerIndex === -1)).toBe(true)
+  })
+
+  it('keeps the order while it grows to thousands of entries and shrinks back', () => {
+    const random = seededRandom(0xbeef)
+    const heap = new TimerHeap<Entry>()
+    const ref: Ref[] = []
+    let seq = 0
+    const pushSome = (n: number) => {
+      for (let i = 0; i < n; i++) {
+        const e = entry(`e${seq}`)
+        const dueAt = Math.floor(random() * 1000)
+        heap.push(e, dueAt)
+        ref.push({ entry: e, dueAt, seq: seq++ })
+      }
+      ref.sort(byDueThenSeq)
+    }
+    const popSome = (n: number) => {
+      for (let i = 0; i < n; i++) expect(heap.pop()).toBe((ref.shift() as Ref).entry)
+    }
+    pushSome(5_000)
+    popSome(4_950)
+    pushSome(2_000)
+    popSome(2_040)
+    pushSome(300)
+    expect(drain(heap)).toEqual(ref.map((r) => r.entry.name))
   })
 
   it('pops equal due times in insertion order', () => {
