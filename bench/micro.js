@@ -1,5 +1,6 @@
 // `npm run bench:micro`: micro-benchmarks of the hot paths, on the built library.
 //   frame codec  encode and decode 1M small frames; the decoder is fed in random splits
+//   feedback     decode a frame of 500 results and read each one's args
 //   timer heap   push then pop 1M entries
 //   routing      NodePool.pick over 10 sessions
 // Prints numbers (median of 3 timed rounds after a warm-up), never asserts them.
@@ -7,6 +8,7 @@ import { encodeFrame, FrameDecoder } from '../dist/protocol/frame.js'
 import { encodeMessageFrame } from '../dist/protocol/encode.js'
 import { MessageType, parseMessage } from '../dist/protocol/messages.js'
 import { pack, unpack } from '../dist/protocol/msgpack.js'
+import { decodeArgs } from '../dist/protocol/args.js'
 import { TimerHeap } from '../dist/scheduling/timer-heap.js'
 import { NodePool } from '../dist/distributor/node-pool.js'
 import { fmt, median, pad } from './lib/stats.js'
@@ -100,6 +102,29 @@ for (const [label, maxChunk] of [['reads of 1..64 KiB', 65_536], ['reads of 1..6
     })
     for (const chunk of chunks) decoder.push(chunk)
     return { ops: frames, bytes: frameBytes }
+  })
+}
+
+// --- feedback ---------------------------------------------------------------------------
+
+{
+  // What a distributor does with a feedback frame before running closures: decode it,
+  // validate it, and get every result's args as an object. 500 results per frame, each
+  // { late: n } as the delayed-jobs benchmark's jobs return.
+  const ITEMS = 500
+  const items = Array.from({ length: ITEMS }, (_, i) => ({
+    id: `V1StGXR8_Z5jdHi6B-${String(i).padStart(3, '0')}`, run: 1, kind: 'success', final: true, cancelled: false, args: pack({ late: i % 100 }),
+  }))
+  const body = encodeMessageFrame({ type: MessageType.FEEDBACK, seq: 1, items }, 1 << 30).subarray(4)
+  const rounds = FRAMES / ITEMS
+  measure(`feedback frame: decode, args of each result`, 'results/s', () => {
+    let sum = 0
+    for (let r = 0; r < rounds; r++) {
+      const message = parseMessage(unpack(body))
+      for (const item of message.items) sum += (item.args instanceof Uint8Array ? decodeArgs(item.args) : item.args).late
+    }
+    if (sum <= 0) throw new Error('no results read')
+    return { ops: rounds * ITEMS, bytes: rounds * body.length }
   })
 }
 

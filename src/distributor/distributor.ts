@@ -604,13 +604,13 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       const job = this.jobs.get(item.id)
       if (job === undefined) {
         if (!this.recent.has(item.id) && !session.finished.has(item.id)) {
-          this.safeEmit('feedback:orphan', { id: item.id, run: item.run, kind: item.kind, node: session.name, args: decodeArgs(item.args) })
+          this.safeEmit('feedback:orphan', { id: item.id, run: item.run, kind: item.kind, node: session.name, args: argsOf(item) })
         }
         continue
       }
       // At-least-once: a feedback re-sent after a reconnect is delivered once.
       if (item.run < job.run) continue
-      const args = decodeArgs(item.args)
+      const args = argsOf(item)
       const event = item.kind === 'success' ? 'job:success' : 'job:failed'
       this.runClosure(job, item.kind === 'success' ? job.onSuccess : job.onError, args)
       if (this.listenerCount(event) > 0) this.safeEmit(event, { id: job.id, name: job.name, run: item.run, node: session.name, args })
@@ -703,4 +703,9 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   protected override onListenerError(event: string, err: unknown): void {
     this.log.error({ err, event }, 'event listener threw')
   }
+}
+
+/** A feedback's args as an object: decoded with its frame when it came over the wire. */
+function argsOf(item: WireFeedback): JobArgsObject {
+  return item.args instanceof Uint8Array ? decodeArgs(item.args) : item.args
 }

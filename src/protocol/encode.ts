@@ -34,7 +34,8 @@ export function encodeMessageFrame(message: Message, maxFrameSize: number): Buff
         w.str(item.id)
         w.num(item.run)
         w.num(feedbackFlags(item))
-        w.bin(item.args)
+        // Packed args are a msgpack map already: they go in as they are.
+        w.raw(item.args instanceof Uint8Array ? item.args : pack(item.args))
       })
       break
     case MessageType.ACCEPTED:

@@ -1,6 +1,6 @@
 import { ProtocolError } from '../errors.js'
 import type { RetryPolicy } from '../scheduling/retry.js'
-import { shareEmptyArgs } from './args.js'
+import { shareEmptyArgs, type JobArgsObject } from './args.js'
 
 /**
  * Bumped on any incompatible change of the messages below, so that mismatched peers fail
@@ -9,7 +9,7 @@ import { shareEmptyArgs } from './args.js'
  * 3: dispatch and feedback frames carry a sequence number, and `accepted` and
  *    `feedback-ack` answer a whole frame by it instead of naming every job again.
  */
-export const PROTOCOL_VERSION = 3
+export const PROTOCOL_VERSION = 4
 
 export const MessageType = {
   /** distributor → node, first frame: protocol version and a fresh nonce. */
@@ -59,14 +59,20 @@ export interface WireJob {
   timeout?: number
 }
 
-/** On the wire a tuple [id, run, flags, args]. */
+/**
+ * On the wire a tuple [id, run, flags, args] with `args` a msgpack map inside the frame. A
+ * node sends the bytes it packed (and stored) for the result, written into the frame as
+ * they are; a received item's args come out decoded with the rest of the frame, so the
+ * distributor does not unpack every result on its own (that cost more than the rest of
+ * handling a feedback).
+ */
 export interface WireFeedback {
   id: string
   run: number
   kind: 'success' | 'error'
   final: boolean
   cancelled: boolean
-  args: Uint8Array
+  args: Uint8Array | JobArgsObject
 }
 
 export type CancelOutcome = 'cancelled' | 'finished' | 'unknown'
@@ -337,7 +343,7 @@ function wireFeedback(value: unknown, path: string): WireFeedback {
     kind: (flags & ERROR_KIND) === 0 ? 'success' : 'error',
     final: (flags & FINAL) !== 0,
     cancelled: (flags & CANCELLED) !== 0,
-    args: bytesV(t[3], `${path}.args`),
+    args: obj(t[3], `${path}.args`),
   }
 }
 

@@ -1,4 +1,6 @@
 import { feedbackFlags, jobExtras, MessageType, type Message, type WireJob } from '../../src/protocol/messages.js'
+import { unpack } from '../../src/protocol/msgpack.js'
+import type { JobArgsObject } from '../../src/protocol/args.js'
 
 function jobTuple(job: WireJob): unknown[] {
   const t: unknown[] = [job.id, job.name, job.args, job.dueAt, job.run]
@@ -18,8 +20,15 @@ export function toWire(message: Message): object {
     case MessageType.DISPATCH:
       return { type: message.type, seq: message.seq, jobs: message.jobs.map(jobTuple) }
     case MessageType.FEEDBACK:
-      return { type: message.type, seq: message.seq, items: message.items.map((f) => [f.id, f.run, feedbackFlags(f), f.args]) }
+      // Packed args travel as the map they hold, not as a binary.
+      return { type: message.type, seq: message.seq, items: message.items.map((f) => [f.id, f.run, feedbackFlags(f), f.args instanceof Uint8Array ? unpack(f.args) : f.args]) }
     default:
       return message
   }
+}
+
+/** A message as its peer gets it: packed feedback args arrive decoded, with the frame. */
+export function asReceived(message: Message): Message {
+  if (message.type !== MessageType.FEEDBACK) return message
+  return { ...message, items: message.items.map((f) => ({ ...f, args: f.args instanceof Uint8Array ? (unpack(f.args) as JobArgsObject) : f.args })) }
 }

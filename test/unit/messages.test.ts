@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { ErrorCode, ProtocolError } from '../../src/errors.js'
 import { MessageType, parseMessage, PROTOCOL_VERSION, type Message, type WireJob } from '../../src/protocol/messages.js'
+import { encodeMessageFrame } from '../../src/protocol/encode.js'
 import { pack, unpack } from '../../src/protocol/msgpack.js'
 import { toWire } from '../helpers/wire-form.js'
 
@@ -81,8 +82,8 @@ const SAMPLES = {
     type: MessageType.FEEDBACK,
     seq: 3,
     items: [
-      { id: 'job-1', run: 1, kind: 'success', final: true, cancelled: false, args },
-      { id: 'job-2', run: 3, kind: 'error', final: false, cancelled: true, args: Buffer.alloc(0) },
+      { id: 'job-1', run: 1, kind: 'success', final: true, cancelled: false, args: { to: 'a@example.com', n: 3 } },
+      { id: 'job-2', run: 3, kind: 'error', final: false, cancelled: true, args: {} },
     ],
   },
   [MessageType.FEEDBACK_ACK]: { type: MessageType.FEEDBACK_ACK, seq: 3 },
@@ -99,6 +100,12 @@ describe('parseMessage round trip', () => {
     const parsed = roundTrip(message)
     expect(parsed).toEqual(message)
     expect(parsed.type).toBe(message.type)
+  })
+
+  it('feedback args packed by a node travel as the map they hold and arrive decoded', () => {
+    const item = { id: 'job-1', run: 1, kind: 'success', final: true, cancelled: false } as const
+    const parsed = parseMessage(unpack(encodeMessageFrame({ type: MessageType.FEEDBACK, seq: 1, items: [{ ...item, args }] }, 1 << 20).subarray(4)))
+    expect(parsed).toEqual({ type: MessageType.FEEDBACK, seq: 1, items: [{ ...item, args: { to: 'a@example.com', n: 3 } }] })
   })
 
   it('keeps binary fields binary', () => {
@@ -129,7 +136,7 @@ describe('parseMessage round trip', () => {
     const wire = toWire(SAMPLES[MessageType.DISPATCH]) as { jobs: unknown[] }
     expect(wire.jobs[1]).toEqual(['job-2', 'noop', Buffer.alloc(0), 0, 1])
     expect((wire.jobs[0] as unknown[])[5]).toEqual({ period: 2.5, defer: true, maxAttempt: 5, retry: fullJob.retry, timeout: 30 })
-    expect(toWire(SAMPLES[MessageType.FEEDBACK])).toEqual({ type: 'feedback', seq: 3, items: [['job-1', 1, 2, args], ['job-2', 3, 5, Buffer.alloc(0)]] })
+    expect(toWire(SAMPLES[MessageType.FEEDBACK])).toEqual({ type: 'feedback', seq: 3, items: [['job-1', 1, 2, { to: 'a@example.com', n: 3 }], ['job-2', 3, 5, {}]] })
     // Frame answers name the frame by number, nothing per job.
     expect(toWire(SAMPLES[MessageType.ACCEPTED])).toEqual({ type: 'accepted', seq: 7 })
     expect(toWire(SAMPLES[MessageType.FEEDBACK_ACK])).toEqual({ type: 'feedback-ack', seq: 3 })
@@ -239,7 +246,7 @@ describe('parseMessage rejects', () => {
     ['feedback: flags as a string', { type: 'feedback', seq: 1, items: [['job-1', 1, 'final', args]] }, "'feedback.items[0].flags' must be an integer from 0 to 7, got string"],
     ['feedback: an item not a tuple', { type: 'feedback', seq: 1, items: [{ id: 'job-1' }] }, "'feedback.items[0]' must be an array of 4 items, got object"],
     ['feedback: an item too long', { type: 'feedback', seq: 1, items: [['job-1', 1, 2, args, true]] }, "'feedback.items[0]' must have 4 items, got 5"],
-    ['feedback: args not binary', w({ ...SAMPLES.feedback, items: [{ ...SAMPLES.feedback.items[0], args: { a: 1 } }] }), "'feedback.items[0].args' must be binary, got object"],
+    ['feedback: args not a map', { type: 'feedback', seq: 1, items: [['job-1', 1, 2, args]] }, "'feedback.items[0].args' must be a map, got object"],
     ['feedback: run negative', w({ ...SAMPLES.feedback, items: [SAMPLES.feedback.items[0], { ...SAMPLES.feedback.items[1], run: -1 }] }), "'feedback.items[1].run' must be a non-negative integer"],
     ['feedback: seq missing', { type: 'feedback', items: [] }, "'feedback.seq' must be a non-negative integer, got undefined"],
     ['feedback: seq as binary', { type: 'feedback', seq: Buffer.from([1]), items: [] }, "'feedback.seq' must be a non-negative integer, got object"],
