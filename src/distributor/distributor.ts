@@ -110,6 +110,8 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   private readonly queue = new PendingQueue()
   private readonly jobs = new JobTable()
   private readonly recent = new RecentIds(RECENT_LIMIT)
+  /** Sessions given jobs by the dispatch pass under way. */
+  private readonly given: NodeSession[] = []
   private readonly unroutableNames = new Set<string>()
   /** Jobs a cancel was sent for, not answered yet, with the `cancel()` calls waiting on it. */
   private readonly cancelRequests = new Map<TrackedJob, ((cancelled: boolean) => void)[]>()
@@ -462,7 +464,9 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   /** One pass over the routes: moves every job that has an eligible node with room. */
   private dispatchPending(): void {
     this.dispatchQueued = false
-    const batches = new Map<NodeSession, TrackedJob[]>()
+    // Each session's jobs of this pass gather in its `outgoing`; `given` lists the sessions
+    // that got some. Nothing is allocated per pass for a pass that moves one job.
+    const given = this.given
     const now = Date.now()
     for (const route of this.queue.routes.values()) {
       for (;;) {
@@ -481,13 +485,17 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
         job.load = job.opts.period !== undefined || job.dueAt > now ? DELAYED_LOAD : INSTANT_LOAD
         session.load += job.load
         session.held.add(job)
-        let batch = batches.get(session)
-        if (batch === undefined) batches.set(session, (batch = []))
-        batch.push(job)
+        if (session.outgoing.length === 0) given.push(session)
+        session.outgoing.push(job)
       }
       this.queue.dropEmpty(route)
     }
-    for (const [session, batch] of batches) this.sendBatch(session, batch)
+    for (const session of given) {
+      const batch = session.outgoing
+      session.outgoing = []
+      this.sendBatch(session, batch)
+    }
+    given.length = 0
   }
 
   /** Sends a batch as dispatch frames that each stay under the frame limit. */

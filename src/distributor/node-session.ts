@@ -67,6 +67,8 @@ export class NodeSession {
    * what a drop puts back in the queue.
    */
   readonly held = new LinkedList<TrackedJob>()
+  /** Jobs picked for this node in the current dispatch pass, sent at its end. */
+  outgoing: TrackedJob[] = []
   /** Jobs finished by this node's feedback lately, whose acks may be lost if the link drops. */
   readonly finished = new IdRing(ACKED_WINDOW)
   readonly nonce = newNonce()

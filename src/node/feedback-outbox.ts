@@ -95,36 +95,38 @@ export class FeedbackOutbox {
   }
 
   /**
-   * Drops the results of the frames up to `seq` here and in their stores; returns those
-   * that were held (a result sent twice, after a reconnect, is dropped once).
+   * Drops the results of the frames up to `seq` here and in their stores; `each` hears of
+   * every one that was held (a result sent twice, after a reconnect, is dropped once).
    */
-  ack(link: DistributorLink, seq: number): FeedbackRecord[] {
+  ack(link: DistributorLink, seq: number, each?: (feedback: FeedbackRecord) => void): void {
     const box = this.boxes.get(link.key)
     const sent = this.sent.get(link)
-    const acked: FeedbackRecord[] = []
-    if (box === undefined || sent === undefined) return acked
-    // One store call per store (usually one): a frame's acks are one round trip.
-    const byStore = new Map<Store, FeedbackId[]>()
+    if (box === undefined || sent === undefined) return
+    // One store call per store (usually one): a frame's acks are one round trip. Made on
+    // the first durable result: an ack of a memory node's feedback (one per frame, on the
+    // path of every job at one in flight) allocates nothing here.
+    let byStore: Map<Store, FeedbackId[]> | undefined
     while (sent.frames.length > 0 && (sent.frames[0] as SentFrames['frames'][number]).seq <= seq) {
       for (const entry of (sent.frames.shift() as SentFrames['frames'][number]).entries) {
         if (entry.list !== box) continue
         box.remove(entry)
         const { feedback, store } = entry
-        acked.push(feedback)
+        each?.(feedback)
         // A memory store was never written (see Node.persist).
         if (!store.durable) continue
+        byStore ??= new Map()
         let ids = byStore.get(store)
         if (ids === undefined) byStore.set(store, (ids = []))
         ids.push({ jobId: feedback.jobId, run: feedback.run })
       }
     }
+    if (byStore === undefined) return
     for (const [store, ids] of byStore) {
       store.ackFeedback(ids).catch((err: unknown) => {
         // Still in the store: re-sent after a restart, where the distributor drops the duplicate.
         this.ctx.log.warn({ err, feedbacks: ids.length }, 'cannot drop acknowledged feedback')
       })
     }
-    return acked
   }
 
   private file(feedback: FeedbackRecord, store: Store): Entry {

@@ -823,9 +823,8 @@ export class Node extends TypedEmitter<NodeEventMap> {
   }
 
   private onFeedbackAck(link: DistributorLink, seq: number): void {
-    const acked = this.outbox.ack(link, seq)
-    if (this.listenerCount('feedback:acked') === 0) return
-    for (const f of acked) this.safeEmit('feedback:acked', { id: f.jobId, run: f.run })
+    const report = this.listenerCount('feedback:acked') > 0
+    this.outbox.ack(link, seq, report ? (f) => this.safeEmit('feedback:acked', { id: f.jobId, run: f.run }) : undefined)
   }
 
   // --- cancel --------------------------------------------------------------------------
