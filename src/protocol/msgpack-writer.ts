@@ -24,34 +24,34 @@ export class MsgpackWriter {
   }
 
   str(s: string): void {
-    const n = s.length
-    if (n <= SHORT_STRING) {
-      this.reserve(2 + n)
-      // Written after its header (an ASCII string's byte length is its length); a string
-      // that turns out not to be ASCII is written again below.
-      const at = this.pos + (n < 32 ? 1 : 2)
-      const buf = this.buf
-      let k = 0
-      for (; k < n; k++) {
-        const c = s.charCodeAt(k)
-        if (c > 0x7f) break
-        buf[at + k] = c
-      }
-      if (k === n) {
-        if (n < 32) buf[this.pos] = 0xa0 | n
-        else {
-          buf[this.pos] = 0xd9
-          buf[this.pos + 1] = n
-        }
-        this.pos = at + n
-        return
-      }
-    }
+    if (this.asciiStr(s)) return
     const length = Buffer.byteLength(s)
     this.strHeader(length)
     this.reserve(length)
     this.buf.write(s, this.pos, length, 'utf8')
     this.pos += length
+  }
+
+  /** Writes `s` if it is short and ASCII, byte by byte; false (nothing written) otherwise. */
+  asciiStr(s: string): boolean {
+    const n = s.length
+    if (n > SHORT_STRING) return false
+    this.reserve(2 + n)
+    // Written after its header (an ASCII string's byte length is its length).
+    const at = this.pos + (n < 32 ? 1 : 2)
+    const buf = this.buf
+    for (let k = 0; k < n; k++) {
+      const c = s.charCodeAt(k)
+      if (c > 0x7f) return false
+      buf[at + k] = c
+    }
+    if (n < 32) buf[this.pos] = 0xa0 | n
+    else {
+      buf[this.pos] = 0xd9
+      buf[this.pos + 1] = n
+    }
+    this.pos = at + n
+    return true
   }
 
   /** Bytes as a str, for a reader without msgpack's bin types (Redis's cmsgpack). */

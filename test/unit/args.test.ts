@@ -1,6 +1,8 @@
+import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { InvalidArgumentError } from '../../src/errors.js'
-import { decodeArgs, encodeArgs, shareEmptyArgs } from '../../src/protocol/args.js'
+import { decodeArgs, encodeArgs, packArgs, shareEmptyArgs } from '../../src/protocol/args.js'
+import { pack, unpack } from '../../src/protocol/msgpack.js'
 
 const LIMIT = 1024 * 1024
 
@@ -73,5 +75,33 @@ describe('shareEmptyArgs', () => {
     for (const other of [Buffer.from([empty[0] as number]), Buffer.from([0x80]), encodeArgs({ a: 1 }, LIMIT), Buffer.alloc(0)]) {
       expect(shareEmptyArgs(other)).toBe(other)
     }
+  })
+})
+
+describe('packArgs', () => {
+  const flatValue = fc.oneof(
+    fc.string({ maxLength: 70 }),
+    fc.double(),
+    fc.integer({ min: -(2 ** 40), max: 2 ** 40 }),
+    fc.boolean(),
+    fc.constant(null),
+  )
+
+  it('packs any flat object to bytes that decode as what msgpackr makes of it', () => {
+    fc.assert(
+      fc.property(fc.dictionary(fc.string({ maxLength: 70 }), flatValue, { maxKeys: 20 }), (args) => {
+        expect(unpack(packArgs(args))).toEqual(unpack(pack(args)))
+      }),
+    )
+  })
+
+  it('leaves nested values, arrays and binaries to msgpackr, decoding the same', () => {
+    const samples = [{ a: { b: 1 } }, { list: [1, 'two'] }, { bytes: Buffer.from([1, 2]) }, { when: undefined }, { big: 2n ** 60n }]
+    for (const args of samples) expect(unpack(packArgs(args))).toEqual(unpack(pack(args)))
+  })
+
+  it('keeps each result intact while many are packed after it', () => {
+    const packed = Array.from({ length: 5_000 }, (_, i) => ({ args: { i, name: `job-${i}`, ok: i % 2 === 0 }, bytes: packArgs({ i, name: `job-${i}`, ok: i % 2 === 0 }) }))
+    for (const { args, bytes } of packed) expect(unpack(bytes)).toEqual(args)
   })
 })
