@@ -1,6 +1,14 @@
 import { MAX_TIMER_DELAY, systemClock, type Clock, type TimerHandle } from './clock.js'
 import { TimerHeap, type TimerSlot } from './timer-heap.js'
 
+/**
+ * A drain that has run this long stops and goes on at the next timer turn, so that a
+ * million jobs due at once do not hold the event loop for seconds: feedback goes out as it
+ * is made, frames and heartbeats are read. Checked every DRAIN_CHECK entries.
+ */
+export const DRAIN_BUDGET_MS = 20
+const DRAIN_CHECK = 64
+
 export interface SchedulerOptions {
   /** Receives whatever an `onDue` call threw. Default: ignore. */
   onError?: (err: unknown) => void
@@ -29,6 +37,7 @@ export interface SchedulerOptions {
  *   after it, run on the next timer turn (a 0 ms timeout). Otherwise an `onDue` that
  *   re-schedules itself for "now" would keep the drain spinning forever and starve the
  *   event loop. Stopping rather than skipping keeps the (dueAt, seq) order across turns.
+ *   A drain also stops once it has run DRAIN_BUDGET_MS, for the same reason.
  * - Each entry leaves the heap before its `onDue` runs, so `onDue` may schedule the same item
  *   again, cancel others (a cancelled entry never fires, even mid-drain) or call `close()`.
  * - A throwing `onDue` (or `onError`) is contained: the drain goes on and the timer is
@@ -126,9 +135,10 @@ export class Scheduler<T extends TimerSlot> {
     const seqLimit = this.heap.nextSeq
     this.draining = true
     try {
-      for (;;) {
+      for (let ran = 0; ; ran++) {
         const next = this.heap.peek()
         if (next === undefined || next.dueAt > now || this.heap.peekSeq() >= seqLimit) break
+        if (ran > 0 && ran % DRAIN_CHECK === 0 && this.clock.now() - now >= DRAIN_BUDGET_MS) break
         this.heap.pop()
         try {
           this.onDue(next)

@@ -1,5 +1,5 @@
 import { describe, it, expect, vi, afterEach } from 'vitest'
-import { Scheduler } from '../../src/scheduling/scheduler.js'
+import { DRAIN_BUDGET_MS, Scheduler } from '../../src/scheduling/scheduler.js'
 import { Timer, type TimerSlot } from '../../src/scheduling/timer-heap.js'
 import { MAX_TIMER_DELAY, systemClock } from '../../src/scheduling/clock.js'
 import { FakeClock } from '../helpers/fake-clock.js'
@@ -228,6 +228,31 @@ describe('Scheduler', () => {
     expect(memberDuringOnDue).toEqual([false, false, false, false])
     expect(clock.armed).toBe(0)
     expect(clock.maxArmed).toBe(1)
+  })
+
+  it('a drain that has run DRAIN_BUDGET_MS stops and goes on, in order, at the next timer turn', () => {
+    const clock = new FakeClock()
+    const t0 = clock.now()
+    const turns: number[] = []
+    let turn = 1
+    // Each onDue takes 1 ms of the clock: a drain covers about DRAIN_BUDGET_MS entries.
+    const scheduler = new Scheduler<Entry>((item) => {
+      turns.push(turn)
+      expect(item.name).toBe(`e${turns.length - 1}`)
+      clock.setNow(clock.now() + 1)
+    }, clock)
+    const total = 10 * DRAIN_BUDGET_MS * 64
+    for (let i = 0; i < total; i++) scheduler.schedule(entry(`e${i}`), t0)
+    clock.setNow(t0 + 1)
+    while (clock.fireNext()) turn++
+    expect(turns).toHaveLength(total)
+    // The first turn stopped at the first check past the budget, and none ran longer.
+    expect(turns.filter((t) => t === 1)).toHaveLength(64 * Math.ceil(DRAIN_BUDGET_MS / 64))
+    const perTurn = new Map<number, number>()
+    for (const t of turns) perTurn.set(t, (perTurn.get(t) ?? 0) + 1)
+    expect(perTurn.size).toBeGreaterThan(1)
+    expect(Math.max(...perTurn.values())).toBeLessThanOrEqual(64 * Math.ceil(DRAIN_BUDGET_MS / 64))
+    expect(clock.delays.slice(1).every((d) => d === 0)).toBe(true)
   })
 
   it('an entry cancelled by an earlier onDue in the same drain never fires', () => {
