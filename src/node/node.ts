@@ -381,18 +381,20 @@ export class Node extends TypedEmitter<NodeEventMap> {
     let earlier: Promise<void>[] | undefined
     let earlierIds: string[] | undefined
     for (const wire of jobs) {
+      // A held id is copied out of the frame first: the map then hashes the copy only.
+      const id = wire.dueAt > now ? ownString(wire.id) : wire.id
       // The same job again (its acceptance crossed a reconnect): already ours, and accepted
       // with the rest of the frame once it is stored.
-      if (this.live.has(wire.id)) {
-        const save = this.saving.get(wire.id)
+      if (this.live.has(id)) {
+        const save = this.saving.get(id)
         if (save !== undefined) {
           ;(earlier ??= []).push(save)
-          ;(earlierIds ??= []).push(wire.id)
+          ;(earlierIds ??= []).push(id)
         }
         continue
       }
       const job: LiveJob = {
-        id: wire.dueAt > now ? ownString(wire.id) : wire.id,
+        id,
         // The definition's copy of the name: one string for all jobs of a kind, not one each.
         name: this.registry.get(wire.name)?.name ?? wire.name,
         args: wire.args,
