@@ -53,7 +53,8 @@ export function newJobId(slot: number): string {
 
 /** The slot an id names; -1 for a string that is not an id of this format. */
 export function slotOf(id: string): number {
-  if (id.length !== ID_LENGTH) return -1
+  // `cancel(id)` is public: whatever it is given finds nothing rather than throwing.
+  if (typeof id !== 'string' || id.length !== ID_LENGTH) return -1
   const c0 = id.charCodeAt(RANDOM_CHARS)
   const c1 = id.charCodeAt(RANDOM_CHARS + 1)
   const c2 = id.charCodeAt(RANDOM_CHARS + 2)

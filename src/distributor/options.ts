@@ -173,8 +173,7 @@ export function resolveEnqueueOptions(input: unknown, now: number): ResolvedEnqu
   // One pass over what was given (on every enqueue: most give nothing, or only a delay).
   let onlyDelay = true
   for (const key in o) {
-    if (!Object.hasOwn(o, key)) continue
-    if (!(ENQUEUE_KEYS as readonly string[]).includes(key)) checkKnownKeys('enqueue', o, ENQUEUE_KEYS)
+    if (!(ENQUEUE_KEYS as readonly string[]).includes(key) && Object.hasOwn(o, key)) checkKnownKeys('enqueue', o, ENQUEUE_KEYS)
     if (key !== 'after' && key !== 'runAt' && o[key] !== undefined) onlyDelay = false
   }
   if (o['after'] !== undefined && o['runAt'] !== undefined) {

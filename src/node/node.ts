@@ -14,7 +14,7 @@ import {
 } from '../errors.js'
 import { TypedEmitter } from '../events.js'
 import type { Logger } from '../logger.js'
-import { decodeArgs, packArgs, type JobArgsObject } from '../protocol/args.js'
+import { decodeArgs, isPackedMap, packArgs, type JobArgsObject } from '../protocol/args.js'
 import { MessageType, type Message, type WireJob } from '../protocol/messages.js'
 import { ownString, pack } from '../protocol/msgpack.js'
 import { computeBackoff, shouldRetry } from '../scheduling/retry.js'
@@ -266,7 +266,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
    * outbox: this node's own store at start, or a dead peer's after a takeover.
    */
   private async resume(store: Store, jobs = this.config.retryJobsAtStart): Promise<number> {
-    this.outbox.restore(await store.listFeedback(), store)
+    this.outbox.restore((await store.listFeedback()).map((f) => this.readable(f)), store)
     if (!jobs) return 0
     const records = await store.listUnfinished()
     for (const record of records) {
@@ -570,7 +570,6 @@ export class Node extends TypedEmitter<NodeEventMap> {
     }
     if (this.listenerCount('job:start') > 0) this.safeEmit('job:start', { id: job.id, name: job.name, attempt: job.attempt, run: job.run })
     const maxAttempt = job.maxAttempt ?? this.config.maxAttempt
-    const args = decodeArgs(job.args)
     // An AbortController costs more than a no-op job: made only for a timeout, a deferred
     // chain, or a step that reads ctx.signal.
     let controller: AbortController | undefined
@@ -581,11 +580,21 @@ export class Node extends TypedEmitter<NodeEventMap> {
       }
       return controller.signal
     }
+    let args: JobArgsObject
+    let ctx: AttemptContext
+    try {
+      args = decodeArgs(job.args)
+      ctx = this.contextFor(job, args, signal)
+    } catch (err) {
+      // Stored args that do not decode: no attempt could read them, so the job fails for
+      // good. The attempt must still end here, or its slot would stay taken for ever.
+      this.endAttempt(job, { kind: 'error', cancelled: false, error: err, unrecoverable: true }, { error: serializeError(err) }, maxAttempt, undefined)
+      return
+    }
     const timeout = this.timeoutOf(job)
     const abortable = timeout > 0 ? signal() : undefined
     const timer = abortable === undefined ? undefined : new Timer(() => controller?.abort(new TimeoutError(timeout)))
     if (timer !== undefined) this.scheduler.schedule(timer, Date.now() + timeout * 1000)
-    const ctx = this.contextFor(job, args, signal)
     const lastAttempt = job.attempt >= maxAttempt
     const def = this.registry.get(job.name)
     if (def === undefined) {
@@ -749,7 +758,6 @@ export class Node extends TypedEmitter<NodeEventMap> {
           if (job.phase !== 'done') this.schedule(job)
         },
       )
-      return
     }
     const status = outcome.cancelled ? JobStatus.CANCELLED : kind === FeedbackKind.SUCCESS ? JobStatus.COMPLETE : JobStatus.FAILED
     const remove =
@@ -801,6 +809,18 @@ export class Node extends TypedEmitter<NodeEventMap> {
   }
 
   // --- feedback ------------------------------------------------------------------------
+
+  /**
+   * A stored result goes into frames as the bytes it was stored as (protocol 4): bytes that
+   * are not one map would break every frame they travel in, and the frame would be re-sent
+   * for ever. Such a result is replaced by error feedback that says so.
+   */
+  private readable(feedback: FeedbackRecord): FeedbackRecord {
+    if (isPackedMap(feedback.args)) return feedback
+    this.log.error({ id: feedback.jobId, run: feedback.run }, 'stored feedback args do not decode; sending error feedback instead')
+    const error = new StoreError('the stored result of this run could not be read')
+    return { ...feedback, kind: FeedbackKind.ERROR, args: pack({ error: serializeError(error) }) }
+  }
 
   /**
    * The feedback record of a run. Args that cannot be sent back (not serialisable, or over

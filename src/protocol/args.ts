@@ -105,8 +105,12 @@ export function packArgs(args: object): Buffer {
   return flatArgs.pack(args) ?? pack(args)
 }
 
-/** Bytes per slab: results are cut from it, as msgpackr cuts its output from its own buffer. */
-const SLAB = 64 * 1024
+/**
+ * Bytes per slab: results are cut from it, as msgpackr cuts its output from its own buffer
+ * of the same size. A result held for hours (a delayed job's args) keeps its slab alive,
+ * so the slab stays small.
+ */
+const SLAB = 8 * 1024
 
 /**
  * Flat args, a plain object of at most 15 ASCII-named fields whose values are short ASCII
@@ -131,12 +135,19 @@ class FlatArgsWriter extends MsgpackWriter {
     }
     const start = this.pos
     this.byte(0x80 | fields)
+    let written = 0
     for (const key in obj) {
       const value = (obj as JobArgsObject)[key]
-      if (!this.asciiStr(key) || !this.value(value)) {
+      if (!Object.hasOwn(obj, key) || !this.asciiStr(key) || !this.value(value)) {
         this.pos = start
         return undefined
       }
+      written++
+    }
+    // A getter that added or removed fields on the way would leave the header wrong.
+    if (written !== fields) {
+      this.pos = start
+      return undefined
     }
     return this.buf.subarray(start, this.pos)
   }
@@ -164,6 +175,16 @@ const flatArgs = new FlatArgsWriter()
 function isEmpty(obj: object): boolean {
   for (const key in obj) if (Object.hasOwn(obj, key)) return false
   return true
+}
+
+/** True when `bytes` are exactly one msgpack map of plain fields. */
+export function isPackedMap(bytes: Uint8Array): boolean {
+  try {
+    const value = unpack(bytes)
+    return typeof value === 'object' && value !== null && Object.getPrototypeOf(value) === Object.prototype
+  } catch {
+    return false
+  }
 }
 
 export function decodeArgs(bytes: Uint8Array): JobArgsObject {

@@ -8,6 +8,7 @@ import { shareEmptyArgs, type JobArgsObject } from './args.js'
  * 2: per-job records (dispatch jobs, feedback items, acks) are tuples, not maps.
  * 3: dispatch and feedback frames carry a sequence number, and `accepted` and
  *    `feedback-ack` answer a whole frame by it instead of naming every job again.
+ * 4: a feedback item's args are a map inside the frame, not a binary holding one.
  */
 export const PROTOCOL_VERSION = 4
 
@@ -343,8 +344,16 @@ function wireFeedback(value: unknown, path: string): WireFeedback {
     kind: (flags & ERROR_KIND) === 0 ? 'success' : 'error',
     final: (flags & FINAL) !== 0,
     cancelled: (flags & CANCELLED) !== 0,
-    args: obj(t[3], `${path}.args`),
+    args: plainMap(t[3], `${path}.args`),
   }
+}
+
+/** Args reach feedback closures: a map, never a Date, Set or other value msgpackr can make. */
+function plainMap(value: unknown, path: string): JobArgsObject {
+  const o = obj(value, path)
+  const proto = Object.getPrototypeOf(o)
+  if (proto !== Object.prototype && proto !== null) fail(path, 'a map', value)
+  return o
 }
 
 export function feedbackFlags(f: WireFeedback): number {

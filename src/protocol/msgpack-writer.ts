@@ -3,9 +3,10 @@ const SHORT_STRING = 64
 
 /**
  * msgpack written by hand into one growing buffer, for the few shapes made once per job:
- * frames of job tuples (protocol/encode.ts) and Redis write batches (storage/redis-batch.ts).
- * There msgpackr's generic walk over a value built for it, and the copy of its output, cost
- * more than the values themselves. Everything else goes through msgpackr.
+ * frames of job tuples (protocol/encode.ts), Redis write batches (storage/redis-batch.ts)
+ * and flat args (protocol/args.ts). There msgpackr's generic walk over a value built for
+ * it, and the copy of its output, cost more than the values themselves. Everything else
+ * goes through msgpackr.
  */
 export class MsgpackWriter {
   protected buf: Buffer
@@ -32,7 +33,7 @@ export class MsgpackWriter {
     this.pos += length
   }
 
-  /** Writes `s` if it is short and ASCII, byte by byte; false (nothing written) otherwise. */
+  /** Writes `s` if it is short and ASCII, byte by byte; otherwise false, with `pos` where it was. */
   asciiStr(s: string): boolean {
     const n = s.length
     if (n > SHORT_STRING) return false

@@ -5,11 +5,13 @@ import { ErrorCode, JobFailedError } from '../../src/errors.js'
 import { Node } from '../../src/node/node.js'
 import { NONCE_SIZE } from '../../src/protocol/handshake.js'
 import { encodeFrame } from '../../src/protocol/frame.js'
-import { MessageType, PROTOCOL_VERSION, type HelloMessage, type Message, type WireJob } from '../../src/protocol/messages.js'
+import { MessageType, PROTOCOL_VERSION, type HelloMessage, type Message, type WireFeedback, type WireJob } from '../../src/protocol/messages.js'
 import { pack, unpack } from '../../src/protocol/msgpack.js'
 import { config, FIXTURE_JOBS, Resources, startDistributor, startNode } from '../helpers/cluster.js'
 import { fakeDistributor, FakePeer, type FakePeerOptions } from '../helpers/fake-peer.js'
 import { toWire } from '../helpers/wire-form.js'
+import { MemoryStore } from '../../src/storage/memory-store.js'
+import { FeedbackKind, JobStatus, type Store } from '../../src/storage/store.js'
 
 const res = new Resources()
 afterEach(() => res.releaseAll())
@@ -591,10 +593,13 @@ describe('a real node against a fake distributor', () => {
   }
 
   /** A memory node dialling a fake distributor, connected and welcomed. */
-  async function connectedNode(): Promise<{ node: Node; peer: FakePeer; nextPeer: () => Promise<FakePeer> }> {
+  /** `storeFor`: a store of the test's own, given the key the node files the fake's results under. */
+  async function connectedNode(storeFor?: (distributor: string) => Promise<Store>): Promise<{ node: Node; peer: FakePeer; nextPeer: () => Promise<FakePeer> }> {
     const fake = await fakeDistributor(res)
+    const distributor = `127.0.0.1:${fake.port}`
+    const storage = storeFor === undefined ? 'memory' : await storeFor(distributor)
     const node = new Node(
-      { name: 'real', distributors: [`127.0.0.1:${fake.port}`], jobDirectory: FIXTURE_JOBS, storage: 'memory', reconnectMinMs: 10, reconnectMaxMs: 50 },
+      { name: 'real', distributors: [distributor], jobDirectory: FIXTURE_JOBS, storage, reconnectMinMs: 10, reconnectMaxMs: 50 },
       config(),
     )
     res.add(node, (n) => n.close({ force: true }))
@@ -633,6 +638,33 @@ describe('a real node against a fake distributor', () => {
     ])
     // Each job taken once.
     expect(accepted).toEqual(['a', 'b', 'c'])
+  })
+
+  it('a job whose args do not decode ends with error feedback at once, and the node goes on with the next', async () => {
+    const { peer } = await connectedNode()
+    // 0x81: a map of one pair with no pair after it.
+    peer.send({ type: 'dispatch', seq: 1, jobs: [{ ...job('broken', 0), args: Buffer.from([0x81]) }, job('fine', 0)] })
+    expect(await peer.next()).toEqual({ type: 'accepted', seq: 1 })
+    const items = new Map<string, WireFeedback>()
+    while (items.size < 2) for (const item of (await peer.nextOfType('feedback')).items) items.set(item.id, item)
+    expect(items.get('broken')).toMatchObject({ run: 1, kind: 'error', final: true })
+    expect((items.get('broken')?.args as { error?: { message?: string } }).error?.message).toBeTruthy()
+    expect(items.get('fine')).toMatchObject({ kind: 'success', final: true, args: { id: 'fine', result: 'Yay!' } })
+  })
+
+  it('a stored result that does not decode goes out as error feedback saying so, and the frame stays valid', async () => {
+    const { peer } = await connectedNode(async (distributor) => {
+      const store = new MemoryStore()
+      await store.open()
+      const result = (jobId: string, args: Buffer) => ({ jobId, run: 1, distributor, kind: FeedbackKind.SUCCESS, final: true, cancelled: false, args })
+      await store.finishRun('corrupt', { status: JobStatus.COMPLETE }, result('corrupt', Buffer.from([0x81])), true)
+      await store.finishRun('intact', { status: JobStatus.COMPLETE }, result('intact', pack({ ok: true })), true)
+      return store
+    })
+    const items = new Map<string, WireFeedback>()
+    while (items.size < 2) for (const item of (await peer.nextOfType('feedback')).items) items.set(item.id, item)
+    expect(items.get('corrupt')).toMatchObject({ kind: 'error', args: { error: { code: ErrorCode.STORE } } })
+    expect(items.get('intact')).toMatchObject({ kind: 'success', args: { ok: true } })
   })
 
   it('keeps feedback until an ack at or above its frame number: a lower one drops nothing, and it comes again after a reconnect', async () => {

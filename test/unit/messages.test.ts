@@ -247,6 +247,7 @@ describe('parseMessage rejects', () => {
     ['feedback: an item not a tuple', { type: 'feedback', seq: 1, items: [{ id: 'job-1' }] }, "'feedback.items[0]' must be an array of 4 items, got object"],
     ['feedback: an item too long', { type: 'feedback', seq: 1, items: [['job-1', 1, 2, args, true]] }, "'feedback.items[0]' must have 4 items, got 5"],
     ['feedback: args not a map', { type: 'feedback', seq: 1, items: [['job-1', 1, 2, args]] }, "'feedback.items[0].args' must be a map, got object"],
+    ['feedback: args a Date', { type: 'feedback', seq: 1, items: [['job-1', 1, 2, new Date(0)]] }, "'feedback.items[0].args' must be a map"],
     ['feedback: run negative', w({ ...SAMPLES.feedback, items: [SAMPLES.feedback.items[0], { ...SAMPLES.feedback.items[1], run: -1 }] }), "'feedback.items[1].run' must be a non-negative integer"],
     ['feedback: seq missing', { type: 'feedback', items: [] }, "'feedback.seq' must be a non-negative integer, got undefined"],
     ['feedback: seq as binary', { type: 'feedback', seq: Buffer.from([1]), items: [] }, "'feedback.seq' must be a non-negative integer, got object"],

@@ -42,6 +42,13 @@ describe('enqueue options', () => {
     expect(resolveEnqueueOptions({ after: 30 * 86400 }, NOW).dueAt).toBe(NOW + 30 * 86400 * 1000)
   })
 
+  it('reads options an options object inherits like its own, whatever else it sets', () => {
+    const inherited = (own: object) => Object.assign(Object.create({ period: 60, maxAttempt: 2 }) as object, own)
+    for (const own of [{ after: 5 }, { after: 5, timeout: 3 }, {}]) {
+      expect(resolveEnqueueOptions(inherited(own), NOW).job).toMatchObject({ period: 60, maxAttempt: 2 })
+    }
+  })
+
   it('names what is wrong', () => {
     expect(() => resolveEnqueueOptions({ after: 1, runAt: NOW }, NOW)).toThrow(/'after' and 'runAt' are exclusive/)
     expect(() => resolveEnqueueOptions({ period: 0 }, NOW)).toThrow(/'period'/)
