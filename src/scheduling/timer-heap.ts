@@ -146,11 +146,7 @@ export class TimerHeap<T extends TimerSlot> {
       const parentDue = keys[2 * parentIndex] as number
       const parentSeq = keys[2 * parentIndex + 1] as number
       if (!less(due, seq, parentDue, parentSeq)) break
-      const parent = items[parentIndex] as T
-      items[index] = parent
-      keys[2 * index] = parentDue
-      keys[2 * index + 1] = parentSeq
-      parent.timerIndex = index
+      this.place(index, items[parentIndex] as T, parentDue, parentSeq)
       index = parentIndex
     }
     this.place(index, item, due, seq)
@@ -177,11 +173,7 @@ export class TimerHeap<T extends TimerSlot> {
         }
       }
       if (!less(childDue, childSeq, due, seq)) break
-      const smaller = items[child] as T
-      items[index] = smaller
-      keys[2 * index] = childDue
-      keys[2 * index + 1] = childSeq
-      smaller.timerIndex = index
+      this.place(index, items[child] as T, childDue, childSeq)
       index = child
     }
     this.place(index, item, due, seq)
