@@ -464,8 +464,8 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   /** One pass over the routes: moves every job that has an eligible node with room. */
   private dispatchPending(): void {
     this.dispatchQueued = false
-    // Each session's jobs of this pass gather in its `outgoing`; `given` lists the sessions
-    // that got some. Nothing is allocated per pass for a pass that moves one job.
+    // Each session's jobs of this pass gather in its `outgoing` (which becomes the frame's
+    // record of its jobs); `given` lists the sessions that got some: no Map per pass.
     const given = this.given
     const now = Date.now()
     for (const route of this.queue.routes.values()) {
