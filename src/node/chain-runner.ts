@@ -24,12 +24,18 @@ export function isUnrecoverable(err: unknown): boolean {
   return hasCode(err, ErrorCode.UNRECOVERABLE) || hasCode(err, ErrorCode.UNKNOWN_JOB)
 }
 
-/** Settles with the signal's reason once it aborts; never resolves. */
-function aborted(signal: AbortSignal): Promise<never> {
-  return new Promise((_, reject) => {
+/**
+ * What a step's result is awaited as: a pending result raced against `signal`, which ends
+ * it with the signal's reason once it aborts. Without a signal, the result itself.
+ */
+function racing(signal: AbortSignal | undefined): (result: unknown) => unknown {
+  if (signal === undefined) return (result) => result
+  const abort = new Promise<never>((_, reject) => {
     if (signal.aborted) reject(signal.reason)
     else signal.addEventListener('abort', () => reject(signal.reason), { once: true })
   })
+  abort.catch(() => {})
+  return (result) => (isThenable(result) ? Promise.race([result, abort]) : result)
 }
 
 const SUCCEEDED: ChainOutcome = Object.freeze({ kind: 'success', cancelled: false })
@@ -82,9 +88,7 @@ async function continueChain(
   pending: PromiseLike<unknown>,
   next: number,
 ): Promise<ChainOutcome> {
-  const abort = signal === undefined ? undefined : aborted(signal)
-  abort?.catch(() => {})
-  const settle = (result: unknown): unknown => (abort === undefined || !isThenable(result) ? result : Promise.race([result, abort]))
+  const settle = racing(signal)
   try {
     await settle(pending)
     for (let step = next; step < def.callbacks.length; step++) {
@@ -109,12 +113,11 @@ async function runErrbacks(
   ctx.status = lastAttempt || unrecoverable ? JobStatus.FAILED : JobStatus.ERROR
   // After a timeout the signal is already aborted; errbacks still deserve to run (to log,
   // to clean up), so they are not raced against it.
-  const abort = signal === undefined || signal.aborted ? undefined : aborted(signal)
-  abort?.catch(() => {})
+  const settle = racing(signal?.aborted === true ? undefined : signal)
   for (const errback of def.errbacks) {
     try {
       const result = errback.fn(args, ctx)
-      if (isThenable(result)) await (abort === undefined ? result : Promise.race([result, abort]))
+      if (isThenable(result)) await settle(result)
     } catch (err) {
       if (isCancel(err)) return { kind: 'error', cancelled: true, error: failure, unrecoverable }
       args['errbackError'] = serializeError(err)
