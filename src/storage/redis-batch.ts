@@ -7,8 +7,8 @@ import { MsgpackWriter } from '../protocol/msgpack-writer.js'
  *
  * Why one buffer: ioredis costs about a microsecond per command argument (a job save has
  * some 26), many times what Redis spends on it; one binary argument per batch costs
- * nothing per job, and Redis's cmsgpack turns it into a Lua table in one C call. Why one script call: an EVALSHA per write cost Redis several times
- * what its few commands do. Why Lua rather than MULTI: updates and finishes depend on
+ * nothing per job, and Redis's cmsgpack turns it into a Lua table in one C call. Why one
+ * script call: an EVALSHA per write cost Redis several times what its few commands do. Why Lua rather than MULTI: updates and finishes depend on
  * what is stored (a patch of a missing job must not create a half record), which MULTI
  * cannot express without WATCH. All keys share the node's hash tag, so building job keys
  * inside the script stays in the slot of the declared keys.
@@ -31,38 +31,60 @@ export const APPLY_LUA = `
 local prefix = ARGV[1]
 local v = cmsgpack.unpack(ARGV[2])
 local i, size = 1, #v
+local failure
+-- What the batch leaves in the two id sets (id -> true: member, false: not), the records it
+-- removes (key -> true) and the feedback it stores: gathered, and written by a few commands
+-- at the end. The script is atomic, so only each id's last state can ever be seen, and a
+-- redis.call costs Redis more than the set or hash operation it makes.
+local unfinished, listed, removed, outbox = {}, {}, {}, {}
 local function patch(key, from, n)
   if n > 0 then redis.call('HSET', key, unpack(v, from, from + 2 * n - 1)) end
 end
 local function membership(setop, id)
-  if setop == 'add' then redis.call('SADD', KEYS[1], id)
-  elseif setop == 'rem' then redis.call('SREM', KEYS[1], id) end
+  if setop == 'add' then unfinished[id] = true
+  elseif setop == 'rem' then unfinished[id] = false end
 end
 -- A patch applies only to a job that exists: it must not create a half record.
 local function update(key, id, setop, from, n)
-  if redis.call('EXISTS', key) == 1 then
+  if not removed[key] and redis.call('EXISTS', key) == 1 then
     patch(key, from, n)
     membership(setop, id)
   end
 end
 local function remove(key, id)
-  redis.call('DEL', key)
-  redis.call('SREM', KEYS[1], id)
-  redis.call('SREM', KEYS[2], id)
+  removed[key] = true
+  unfinished[id] = false
+  listed[id] = false
+end
+-- Commands over many values go in chunks: Lua's unpack is bounded by its C stack.
+local function each(command, key, values)
+  for from = 1, #values, 1000 do
+    local to = math.min(from + 999, #values)
+    if key then redis.call(command, key, unpack(values, from, to))
+    else redis.call(command, unpack(values, from, to)) end
+  end
+end
+local function split(states)
+  local yes, no = {}, {}
+  for id, member in pairs(states) do
+    if member then yes[#yes + 1] = id else no[#no + 1] = id end
+  end
+  return yes, no
 end
 while i <= size do
   local op, id = v[i], v[i + 1]
   local key = prefix .. id
   if op == 's' then
     redis.call('DEL', key)
+    removed[key] = nil
     redis.call('HSET', key, 'id', id,
       'name', v[i + 3], 'args', v[i + 4], 'status', v[i + 5], 'attempt', v[i + 6], 'run', v[i + 7],
       'dueAt', v[i + 8], 'runDueAt', v[i + 9], 'defer', v[i + 10], 'distributor', v[i + 11],
       'createdAt', v[i + 12])
     local n = tonumber(v[i + 13])
     patch(key, i + 14, n)
-    redis.call('SADD', KEYS[2], id)
-    membership(v[i + 2] == '1' and 'add' or 'rem', id)
+    listed[id] = true
+    unfinished[id] = v[i + 2] == '1'
     i = i + 14 + 2 * n
   elseif op == 'u' then
     local n = tonumber(v[i + 3])
@@ -70,16 +92,32 @@ while i <= size do
     i = i + 4 + 2 * n
   elseif op == 'f' then
     local n = tonumber(v[i + 6])
-    redis.call('HSET', KEYS[3], id .. ':' .. v[i + 2], v[i + 3])
+    outbox[#outbox + 1] = id .. ':' .. v[i + 2]
+    outbox[#outbox + 1] = v[i + 3]
     if v[i + 4] == '1' then remove(key, id) else update(key, id, v[i + 5], i + 7, n) end
     i = i + 7 + 2 * n
   elseif op == 'r' then
     remove(key, id)
     i = i + 2
   else
-    return redis.error_reply('unknown job operation ' .. tostring(op))
+    -- The operations before it are written whole, as they would have been one by one.
+    failure = 'unknown job operation ' .. tostring(op)
+    break
   end
 end
+local gone = {}
+for key, yes in pairs(removed) do
+  if yes then gone[#gone + 1] = key end
+end
+each('DEL', false, gone)
+each('HSET', KEYS[3], outbox)
+local add, rem = split(unfinished)
+each('SADD', KEYS[1], add)
+each('SREM', KEYS[1], rem)
+add, rem = split(listed)
+each('SADD', KEYS[2], add)
+each('SREM', KEYS[2], rem)
+if failure then return redis.error_reply(failure) end
 return 1
 `
 

@@ -353,8 +353,12 @@ export class RedisStore implements Store, NodeLeases {
   finishRun(id: string, patch: JobPatch, feedback: FeedbackRecord, remove: boolean): Promise<void> {
     return this.write(id, remove ? HELD_DROPPED : HELD_FIRST, (w) => {
       w.value('f').value(id).number(feedback.run).nested((m) => writeFeedback(m, feedback))
-      w.value(remove ? '1' : '0').value(unfinishedOp(patch))
-      writePatch(w, patch)
+      // The patch of a job the script removes would never be read.
+      if (remove) w.value('1').value('').number(0)
+      else {
+        w.value('0').value(unfinishedOp(patch))
+        writePatch(w, patch)
+      }
     })
   }
 

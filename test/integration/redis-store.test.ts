@@ -2,12 +2,14 @@ import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import fc from 'fast-check'
 import { Redis } from 'ioredis'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { pack } from '../../src/protocol/msgpack.js'
 import { nodeKeys } from '../../src/storage/keys.js'
+import { MemoryStore } from '../../src/storage/memory-store.js'
 import { RedisStore, parseStorageUrl, redactUrl } from '../../src/storage/redis-store.js'
-import { JobStatus } from '../../src/storage/store.js'
+import { JobStatus, type JobPatch, type Store } from '../../src/storage/store.js'
 import { freePort, startRedisServer, type RedisServer } from '../helpers/redis-server.js'
 import { type MakeStore, makeFeedback, makeJob, storeConformance } from '../helpers/store-conformance.js'
 import { unhandledRejectionsOf } from '../helpers/unhandled.js'
@@ -303,6 +305,66 @@ describe('RedisStore on a real redis-server', () => {
     expect(await store.getJob('h1')).toMatchObject({ attempt: 3 })
     expect(await store.getJob('h2')).toMatchObject({ status: JobStatus.ERROR, attempt: 1, runDueAt: 42 })
     expect((await store.listUnfinished()).map((j) => j.id).sort()).toEqual(['h1', 'h2'])
+  })
+
+  it('ends a turn of any mix of writes in the state MemoryStore reaches with the same writes', async () => {
+    // The script gathers set memberships, removals and feedback and writes them at the end
+    // of the batch: any order of operations on a few ids must still end as one by one.
+    const ids = ['m1', 'm2', 'm3']
+    const status = fc.constantFrom(...Object.values(JobStatus))
+    const patch = fc.record(
+      { status, attempt: fc.nat(9), runDueAt: fc.nat(99), failedAt: fc.nat(99) },
+      { requiredKeys: [] },
+    )
+    const op = fc.oneof(
+      fc.record({ op: fc.constant('save' as const), id: fc.constantFrom(...ids), status, attempt: fc.nat(9) }),
+      fc.record({ op: fc.constant('update' as const), id: fc.constantFrom(...ids), patch }),
+      fc.record({ op: fc.constant('error' as const), id: fc.constantFrom(...ids), message: fc.string() }),
+      fc.record({ op: fc.constant('finish' as const), id: fc.constantFrom(...ids), patch, run: fc.integer({ min: 1, max: 2 }), remove: fc.boolean() }),
+      fc.record({ op: fc.constant('remove' as const), id: fc.constantFrom(...ids) }),
+    )
+    type Op = typeof op extends fc.Arbitrary<infer T> ? T : never
+    const apply = (store: Store, o: Op): Promise<void> => {
+      switch (o.op) {
+        case 'save':
+          return store.saveJobs([makeJob(o.id, { status: o.status, attempt: o.attempt })])
+        case 'update':
+          return store.updateJob(o.id, o.patch as JobPatch)
+        case 'error':
+          return store.updateJob(o.id, { lastError: { name: 'Error', message: o.message, stack: '' } })
+        case 'finish':
+          return store.finishRun(o.id, o.patch as JobPatch, makeFeedback(o.id, { run: o.run }), o.remove)
+        case 'remove':
+          return store.removeJob(o.id)
+      }
+    }
+    const stateOf = async (store: Store) => ({
+      jobs: (await store.listJobs())
+        .map((j) => ({ ...j, args: Uint8Array.from(j.args) }))
+        .sort((a, b) => a.id.localeCompare(b.id)),
+      unfinished: (await store.listUnfinished()).map((j) => j.id).sort(),
+      feedback: (await store.listFeedback()).map((f) => `${f.jobId}:${f.run}`).sort(),
+    })
+    let run = 0
+    await fc.assert(
+      fc.asyncProperty(fc.array(op, { maxLength: 12 }), fc.array(op, { maxLength: 12 }), async (before, turn) => {
+        const redis = await open(`model${run++}`)
+        const memory = new MemoryStore()
+        await memory.open()
+        // A first turn leaves records behind for the second to find, replace and remove.
+        for (const ops of [before, turn]) {
+          await Promise.all(ops.map((o) => apply(redis, o)))
+          for (const o of ops) await apply(memory, o)
+        }
+        const expected = await stateOf(memory)
+        expect(await stateOf(redis)).toEqual(expected)
+        // No id left behind in a set without its record, where the lists would not show it.
+        const keys = nodeKeys(`model${run - 1}`, prefix)
+        expect((await admin.smembers(keys.unfinished)).sort()).toEqual(expected.unfinished)
+        expect((await admin.smembers(keys.jobs)).sort()).toEqual(expected.jobs.map((j) => j.id))
+      }),
+      { numRuns: 200 },
+    )
   })
 
   it('survives a Redis restart: fails fast while it is down, then reconnects by itself', { timeout: 20_000 }, async () => {
