@@ -1,3 +1,4 @@
+import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { unpack } from '../../src/protocol/msgpack.js'
 import { OpWriter } from '../../src/storage/redis-batch.js'
@@ -50,6 +51,18 @@ describe('OpWriter', () => {
     const numbers = [0, 7, 10, 99, 100, 1_795_423_461_996, Number.MAX_SAFE_INTEGER, 1.5, -3, 1e21, 0.1 + 0.2]
     for (const n of numbers) writer.number(n)
     expect(readValues(writer.bytes()).map((v) => v.toString())).toEqual(numbers.map(String))
+  })
+
+  it('writes every safe integer as String() does, at each power of ten and between', () => {
+    const edges = [9, 10, 999_999_999, 1_000_000_000, 1_000_000_001, 2 ** 31 - 1, 2 ** 31, 1_000_000_000_000_000]
+    const integers = fc.oneof(fc.nat(), fc.maxSafeNat(), fc.integer({ min: 1e9 - 10, max: 1e10 }), fc.constantFrom(...edges))
+    fc.assert(
+      fc.property(fc.array(integers, { maxLength: 20 }), (numbers) => {
+        const writer = new OpWriter()
+        for (const n of numbers) writer.number(n)
+        expect(readValues(writer.bytes()).map((v) => v.toString())).toEqual(numbers.map(String))
+      }),
+    )
   })
 
   it('holds a nested msgpack value as one str the script can store as it is', () => {
