@@ -18,7 +18,7 @@ import { decodeArgs, isPackedMap, packArgs, type JobArgsObject } from '../protoc
 import { MessageType, type Message, type WireJob } from '../protocol/messages.js'
 import { ownString, pack } from '../protocol/msgpack.js'
 import { computeBackoff, shouldRetry } from '../scheduling/retry.js'
-import { Scheduler } from '../scheduling/scheduler.js'
+import { DRAIN_BUDGET_MS, Scheduler } from '../scheduling/scheduler.js'
 import { Timer, type TimerSlot } from '../scheduling/timer-heap.js'
 import { MemoryStore } from '../storage/memory-store.js'
 import { RedisStore } from '../storage/redis-store.js'
@@ -115,6 +115,8 @@ export class Node extends TypedEmitter<NodeEventMap> {
   private readonly ready: LiveJob[] = []
   private readyHead = 0
   private pumping = false
+  /** A pump stopped by its budget goes on in a later turn (see pump). */
+  private pumpResumeQueued = false
   private readonly scheduler: Scheduler<TimerItem>
   /** Unacknowledged feedback per distributor key, in the order it was produced. */
   private readonly outbox: FeedbackOutbox
@@ -537,9 +539,17 @@ export class Node extends TypedEmitter<NodeEventMap> {
     // picks the next job up instead, so a long ready queue does not nest calls.
     if (this.pumping) return
     this.pumping = true
+    // Synchronous chains free their slot at once, so a backlog (jobs that came due while
+    // every slot was busy) would otherwise run in one go, however long: the same budget as
+    // the scheduler's drain lets frames, heartbeats and feedback through in between.
+    const started = Date.now()
     try {
-      while (this.running < this.options.concurrency && this.readyHead < this.ready.length && this.state !== 'closed') {
+      for (let ran = 0; this.running < this.options.concurrency && this.readyHead < this.ready.length && this.state !== 'closed'; ran++) {
         if (this.state === 'draining') return
+        if (ran > 0 && Date.now() - started >= DRAIN_BUDGET_MS) {
+          this.resumePumpLater()
+          return
+        }
         const job = this.ready[this.readyHead] as LiveJob
         this.ready[this.readyHead++] = undefined as unknown as LiveJob
         if (this.readyHead > 1024 && this.readyHead * 2 > this.ready.length) {
@@ -552,6 +562,15 @@ export class Node extends TypedEmitter<NodeEventMap> {
     } finally {
       this.pumping = false
     }
+  }
+
+  private resumePumpLater(): void {
+    if (this.pumpResumeQueued) return
+    this.pumpResumeQueued = true
+    setImmediate(() => {
+      this.pumpResumeQueued = false
+      this.pump()
+    })
   }
 
   /** Starts an attempt; one whose chain is synchronous also ends before this returns. */

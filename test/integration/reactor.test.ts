@@ -278,6 +278,31 @@ describe('JobReactor behaviours', () => {
     expect(results.every((r, i) => r['i'] === i)).toBe(true)
   })
 
+  it('a backlog of long synchronous jobs behind a busy slot does not hold the event loop until it is done', async () => {
+    const d = await startDistributor(res)
+    const node = await startNode(res, d, { name: 'w1', concurrency: 1 })
+    const hangStarted = node.waitFor('job:start')
+    const hang = d.enqueue('hang', {}, { timeout: 0.5, maxAttempt: 1 }).done.catch((err: unknown) => err)
+    await hangStarted
+    // Each burn holds the loop at least 5 ms by itself: 20 of them are 100 ms, five times
+    // the pump's budget, however fast the machine.
+    const count = 20
+    let burns = 0
+    let burnsWhenLoopTurned: number | undefined
+    node.on('job:start', (e) => {
+      if (e.name !== 'burn') return
+      burns++
+      if (burns === 1) setImmediate(() => (burnsWhenLoopTurned = burns))
+    })
+    const dones = Array.from({ length: count }, () => d.enqueue('burn', { ms: 5 }, { after: 0.1 }).done)
+    await Promise.all(dones)
+    expect(await hang).toBeInstanceOf(JobFailedError)
+    expect(burns).toBe(count)
+    // The loop turned while the backlog ran, not only after it.
+    expect(burnsWhenLoopTurned).toBeGreaterThan(0)
+    expect(burnsWhenLoopTurned).toBeLessThan(count)
+  })
+
   it('fails pending jobs with ERR_DISTRIBUTOR_CLOSED on close and refuses enqueue after', async () => {
     const d = await startDistributor(res)
     const handle = d.enqueue('nobody_knows', {})
