@@ -2,6 +2,9 @@ import { QueueFullError } from '../errors.js'
 import { MAX_SLOTS, newJobId, slotOf } from './job-id.js'
 import type { TrackedJob } from './tracked-job.js'
 
+/** Slots past which an emptied table lets its arrays go. */
+const SHRINK_ABOVE = 1024
+
 /**
  * Every unfinished job of a distributor, by id. A job's id names its slot here (see
  * newJobId), so a lookup is an array read and a string compare: no hashing of the id, no
@@ -47,8 +50,11 @@ export class JobTable {
     const slot = slotOf(job.id)
     if (this.slots[slot] !== job) return
     this.slots[slot] = undefined
-    this.free.push(slot)
     this.count--
+    // Once a burst is over, its peak's arrays go (a million slots hold 16 MB): empty is
+    // the moment every slot is free without a scan. Small tables keep theirs.
+    if (this.count === 0 && this.slots.length > SHRINK_ABOVE) this.clear()
+    else this.free.push(slot)
   }
 
   *values(): IterableIterator<TrackedJob> {

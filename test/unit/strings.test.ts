@@ -77,6 +77,23 @@ describe('JobTable', () => {
     expect(table.size).toBe(0)
     expect([...table.values()]).toEqual([])
   })
+
+  it('starts again from slot 0 once a burst has drained, and old ids find nothing', () => {
+    const table = new JobTable()
+    const burst = Array.from({ length: 5_000 }, () => {
+      const job = jobWith(table.newId())
+      table.add(job)
+      return job
+    })
+    for (const job of burst) table.delete(job)
+    // The last freed slot would be reused next had the table kept its peak's arrays.
+    const next = jobWith(table.newId())
+    table.add(next)
+    expect(slotOf(next.id)).toBe(0)
+    expect(table.get(burst[0]!.id)).toBeUndefined()
+    expect(table.get(next.id)).toBe(next)
+    expect([...table.values()]).toEqual([next])
+  })
 })
 
 describe('ownString', () => {
