@@ -14,7 +14,7 @@ import {
 } from '../errors.js'
 import { TypedEmitter } from '../events.js'
 import type { Logger } from '../logger.js'
-import { decodeArgs, isPackedMap, packArgs, type JobArgsObject } from '../protocol/args.js'
+import { decodeArgs, isPackedMap, ownArgs, packArgs, type JobArgsObject } from '../protocol/args.js'
 import { MessageType, type Message, type WireJob } from '../protocol/messages.js'
 import { ownString, pack } from '../protocol/msgpack.js'
 import { computeBackoff, shouldRetry } from '../scheduling/retry.js'
@@ -383,8 +383,9 @@ export class Node extends TypedEmitter<NodeEventMap> {
     let earlier: Promise<void>[] | undefined
     let earlierIds: string[] | undefined
     for (const wire of jobs) {
-      // A held id is copied out of the frame first: the map then hashes the copy only.
-      const id = wire.dueAt > now ? ownString(wire.id) : wire.id
+      // What a held job keeps is copied out of the frame (the map then hashes the id copy).
+      const held = wire.dueAt > now
+      const id = held ? ownString(wire.id) : wire.id
       // The same job again (its acceptance crossed a reconnect): already ours, and accepted
       // with the rest of the frame once it is stored.
       if (this.live.has(id)) {
@@ -399,7 +400,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
         id,
         // The definition's copy of the name: one string for all jobs of a kind, not one each.
         name: this.registry.get(wire.name)?.name ?? wire.name,
-        args: wire.args,
+        args: held ? ownArgs(wire.args) : wire.args,
         status: JobStatus.NEW,
         attempt: 0,
         run: wire.run,

@@ -72,6 +72,15 @@ export function shareEmptyArgs(bytes: Uint8Array): Uint8Array {
   return isEmptyArgs(bytes) ? EMPTY_ARGS : bytes
 }
 
+/**
+ * Args that share no memory with the frame they were decoded from (msgpackr decodes binary
+ * as a view of the frame): those of a job held for hours would keep the whole frame alive,
+ * whatever else it carried. Small copies come from Node's shared pool.
+ */
+export function ownArgs(bytes: Uint8Array): Uint8Array {
+  return bytes === EMPTY_ARGS ? bytes : Buffer.from(bytes)
+}
+
 /** Byte by byte: for three bytes, cheaper than a call into Buffer.equals. */
 function isEmptyArgs(bytes: Uint8Array): boolean {
   if (bytes.length !== EMPTY_ARGS.length) return false

@@ -1,7 +1,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { InvalidArgumentError } from '../../src/errors.js'
-import { decodeArgs, encodeArgs, packArgs, shareEmptyArgs } from '../../src/protocol/args.js'
+import { decodeArgs, encodeArgs, ownArgs, packArgs, shareEmptyArgs } from '../../src/protocol/args.js'
 import { pack, unpack } from '../../src/protocol/msgpack.js'
 
 const LIMIT = 1024 * 1024
@@ -75,6 +75,23 @@ describe('shareEmptyArgs', () => {
     for (const other of [Buffer.from([empty[0] as number]), Buffer.from([0x80]), encodeArgs({ a: 1 }, LIMIT), Buffer.alloc(0)]) {
       expect(shareEmptyArgs(other)).toBe(other)
     }
+  })
+})
+
+describe('ownArgs', () => {
+  it('copies args out of the frame they were decoded from, and keeps the shared empty map', () => {
+    const frame = pack({ jobs: [{ args: packArgs({ greeting: 'hello' }) }] })
+    const decoded = (unpack(frame) as { jobs: { args: Uint8Array }[] }).jobs[0]!.args
+    // The premise: msgpackr hands out binary as a view of the frame.
+    expect(decoded.buffer).toBe(frame.buffer)
+    const own = ownArgs(decoded)
+    expect(own).toEqual(decoded)
+    expect(own.buffer).not.toBe(decoded.buffer)
+    // The copy stays when the frame's memory is reused for the next frame.
+    frame.fill(0)
+    expect(decodeArgs(own)).toEqual({ greeting: 'hello' })
+    const empty = encodeArgs({}, LIMIT)
+    expect(ownArgs(empty)).toBe(empty)
   })
 })
 
