@@ -56,16 +56,27 @@ export class FeedbackOutbox {
   }
 
   /**
-   * Files feedback read back from a store (restart, takeover), to be sent on reconnect. A
-   * store read again (a dead peer adopted once more) adds none of what is filed already.
+   * Files feedback read back from a store (restart, takeover) and sends it to distributors
+   * connected now; the others get it when they connect. A store read again (a dead peer
+   * adopted once more) adds none of what is filed already.
    */
   restore(feedbacks: readonly FeedbackRecord[], store: Store): void {
     const filed = new Set<string>()
     for (const box of this.boxes.values()) {
       for (const entry of box.values()) if (entry.store === store) filed.add(feedbackKey(entry.feedback.jobId, entry.feedback.run))
     }
+    const fresh = new Map<string, Entry[]>()
     for (const feedback of feedbacks) {
-      if (!filed.has(feedbackKey(feedback.jobId, feedback.run))) this.file(feedback, store)
+      if (filed.has(feedbackKey(feedback.jobId, feedback.run))) continue
+      const entry = this.file(feedback, store)
+      let entries = fresh.get(feedback.distributor)
+      if (entries === undefined) fresh.set(feedback.distributor, (entries = []))
+      entries.push(entry)
+    }
+    // A link that is up now would otherwise carry it only after its next reconnect.
+    for (const [key, entries] of fresh) {
+      const link = this.ctx.linkFor(key)
+      if (link?.ready === true) this.send(link, entries)
     }
   }
 
