@@ -346,7 +346,7 @@ export class RedisStore implements Store, NodeLeases {
       const updates = (batch.updates ??= new Map())
       const held = updates.get(id)
       // Two updates merged are the same HSETs, and the later status decides membership.
-      updates.set(id, held === undefined ? patch : { ...held, ...patch })
+      updates.set(id, held === undefined ? patch : mergePatches(held, patch))
     })
   }
 
@@ -602,6 +602,16 @@ function createClient(target: RedisTarget, isOpen: () => boolean): Redis | Clust
     redisOptions: connection,
   }
   return new Cluster(target.nodes, options)
+}
+
+/**
+ * `later` over `earlier`, field by field. A field `later` gives as undefined is left alone,
+ * as one update after the other would (a spread would erase it).
+ */
+function mergePatches(earlier: JobPatch, later: JobPatch): JobPatch {
+  const merged: Record<string, unknown> = { ...earlier }
+  for (const [field, value] of Object.entries(later)) if (value !== undefined) merged[field] = value
+  return merged as JobPatch
 }
 
 function unfinishedOp(patch: JobPatch): string {

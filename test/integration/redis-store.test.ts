@@ -312,8 +312,10 @@ describe('RedisStore on a real redis-server', () => {
     // of the batch: any order of operations on a few ids must still end as one by one.
     const ids = ['m1', 'm2', 'm3']
     const status = fc.constantFrom(...Object.values(JobStatus))
+    // A field given as undefined is left alone: both ways of leaving one out are drawn.
+    const maybe = <T>(value: fc.Arbitrary<T>) => fc.option(value, { nil: undefined })
     const patch = fc.record(
-      { status, attempt: fc.nat(9), runDueAt: fc.nat(99), failedAt: fc.nat(99) },
+      { status: maybe(status), attempt: maybe(fc.nat(9)), runDueAt: maybe(fc.nat(99)), failedAt: maybe(fc.nat(99)) },
       { requiredKeys: [] },
     )
     const op = fc.oneof(
