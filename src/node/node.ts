@@ -137,6 +137,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
   private pool: WorkerPool | undefined
   /** Where defer threads load job files from; unset when the node was given a registry. */
   private deferDirectory: string | undefined
+  private warnedInlineDefer = false
 
   /**
    * @param config the JobReactor-style settings (maxAttempt, retries, remove*Jobs …); read
@@ -624,6 +625,11 @@ export class Node extends TypedEmitter<NodeEventMap> {
     } else if (job.defer && this.deferDirectory !== undefined) {
       void this.runDeferred(job, args, ctx, lastAttempt, signal()).then((r) => this.endAttempt(job, r.outcome, r.args, maxAttempt, timer))
     } else {
+      if (job.defer && !this.warnedInlineDefer) {
+        // A worker thread loads job files by path; definitions given in code have none.
+        this.warnedInlineDefer = true
+        this.log.warn({ job: job.name }, "defer needs a job directory: this node was given a 'registry', so deferred jobs run on its event loop")
+      }
       let outcome: ChainOutcome | Promise<ChainOutcome>
       try {
         outcome = runChain(def, args, ctx, lastAttempt, abortable)

@@ -40,7 +40,10 @@ export interface NodeOptions {
   distributors?: string[]
   /** Directory of job files, loaded recursively (.js, .mjs, .ts). @default config.jobDirectory */
   jobDirectory?: string
-  /** Use these definitions instead of loading a directory. */
+  /**
+   * Use these definitions instead of loading a directory. `defer` jobs then run on the
+   * node's event loop (a worker thread loads job files by path), with a warning.
+   */
   registry?: JobRegistry
   /** 'memory', 'redis://host:port[/db]', 'redis-cluster://h1:p1,h2:p2', or a Store. @default 'memory' */
   storage?: string | Store

@@ -1,3 +1,4 @@
+import { pino } from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
 import { ErrorCode, JobFailedError } from '../../src/errors.js'
 import { JobRegistry } from '../../src/node/registry.js'
@@ -163,6 +164,22 @@ describe('JobReactor behaviours', () => {
     await startNode(res, d, { name: 'special', registry: ghostRegistry })
     expect(await handle.done).toEqual({ ran: true })
     expect(dispatched).toEqual(['special'])
+  })
+
+  it('a node given a registry runs defer jobs on its own loop and says so once', async () => {
+    const d = await startDistributor(res)
+    const registry = new JobRegistry()
+    registry.define('heavy', (args) => {
+      args['ran'] = true
+    })
+    const warnings: { msg: string; job?: string }[] = []
+    const logger = pino({ level: 'warn' }, { write: (line: string) => warnings.push(JSON.parse(line) as { msg: string; job?: string }) })
+    await startNode(res, d, { name: 'inline', registry, logger })
+    expect(await d.enqueue('heavy', {}, { defer: true }).done).toEqual({ ran: true })
+    expect(await d.enqueue('heavy', {}, { defer: true }).done).toEqual({ ran: true })
+    const deferWarnings = warnings.filter((w) => w.msg.includes('defer needs a job directory'))
+    expect(deferWarnings).toHaveLength(1)
+    expect(deferWarnings[0]?.job).toBe('heavy')
   })
 
   it('a node that receives a name it does not know answers error feedback ERR_UNKNOWN_JOB', async () => {
