@@ -1,5 +1,5 @@
 import { QueueFullError } from '../errors.js'
-import { MAX_SLOTS, newJobId, slotOf } from './job-id.js'
+import { MAX_SLOTS, newJobId, slotOf } from '../protocol/job-id.js'
 import type { TrackedJob } from './tracked-job.js'
 
 /** Slots past which an emptied table lets its arrays go. */

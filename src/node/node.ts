@@ -38,6 +38,7 @@ import { AttemptContext } from './job-context.js'
 import { loadJobDirectory } from './job-loader.js'
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './options.js'
 import { LeaseKeeper, type LeaseContext } from './lease-keeper.js'
+import { LiveJobs } from './live-jobs.js'
 import { JobRegistry } from './registry.js'
 import { WorkerPool } from './worker-pool.js'
 
@@ -111,7 +112,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
   private store!: Store
   private readonly config: Config
   private readonly links = new Map<string, DistributorLink>()
-  private readonly live = new Map<string, LiveJob>()
+  private readonly live = new LiveJobs<LiveJob>()
   private readonly ready: LiveJob[] = []
   private readyHead = 0
   private pumping = false
@@ -275,7 +276,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
     for (const record of records) {
       if (this.live.has(record.id)) continue
       const job: LiveJob = Object.assign(record, { phase: 'scheduled' as const, cancelRequested: false, store, timerIndex: -1 })
-      this.live.set(record.id, job)
+      this.live.add(job)
       this.schedule(job)
     }
     if (records.length > 0) this.log.info({ jobs: records.length }, 'resumed unfinished jobs from storage')
@@ -384,7 +385,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
     let earlier: Promise<void>[] | undefined
     let earlierIds: string[] | undefined
     for (const wire of jobs) {
-      // What a held job keeps is copied out of the frame (the map then hashes the id copy).
+      // What a held job keeps is copied out of the frame.
       const held = wire.dueAt > now
       const id = held ? ownString(wire.id) : wire.id
       // The same job again (its acceptance crossed a reconnect): already ours, and accepted
@@ -419,7 +420,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
       if (wire.maxAttempt !== undefined) job.maxAttempt = wire.maxAttempt
       if (wire.retry !== undefined) job.retry = wire.retry
       if (wire.timeout !== undefined) job.timeout = wire.timeout
-      this.live.set(job.id, job)
+      this.live.add(job)
       fresh.push(job)
     }
     // `live` is all the storage a memory node has (see persist): held as of now.
@@ -438,7 +439,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
       const error = mine?.status === 'rejected' ? (mine.reason instanceof Error ? mine.reason : new StoreError(String(mine.reason))) : undefined
       if (error !== undefined) {
         for (const job of fresh) {
-          this.live.delete(job.id)
+          this.live.delete(job)
           rejected.push(job.id)
         }
         this.log.error({ err: error, jobs: fresh.length }, 'cannot store jobs; rejecting them')
@@ -796,7 +797,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
     if (status === JobStatus.FAILED) patch.failedAt = now
     job.phase = 'done'
     job.status = status
-    this.live.delete(job.id)
+    this.live.delete(job)
     return this.persist(
       job.store,
       () => job.store.finishRun(job.id, patch, feedback, remove),
@@ -891,7 +892,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
     this.scheduler.cancel(job)
     const wasSaving = job.phase === 'saving'
     job.phase = 'done'
-    this.live.delete(id)
+    this.live.delete(job)
     const finish = wasSaving ? undefined : this.endCancelled(job, false)
     if (finish === undefined) this.answerCancel(job, 'cancelled')
     else void finish.then(() => this.answerCancel(job, 'cancelled'))
@@ -900,7 +901,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
   private endCancelled(job: LiveJob, answer = true, lastFeedback?: FeedbackRecord): Promise<void> | undefined {
     job.phase = 'done'
     job.status = JobStatus.CANCELLED
-    this.live.delete(job.id)
+    this.live.delete(job)
     const remove = this.config.removeCancelledJobs
     return this.persist(
       job.store,

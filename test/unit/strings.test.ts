@@ -1,6 +1,6 @@
 import { urlAlphabet } from 'nanoid'
 import { describe, expect, it } from 'vitest'
-import { MAX_SLOTS, newJobId, slotOf } from '../../src/distributor/job-id.js'
+import { MAX_SLOTS, newJobId, slotOf } from '../../src/protocol/job-id.js'
 import { JobTable } from '../../src/distributor/job-table.js'
 import type { TrackedJob } from '../../src/distributor/tracked-job.js'
 import { ownString, pack, unpack } from '../../src/protocol/msgpack.js'

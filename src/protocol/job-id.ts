@@ -25,8 +25,9 @@ let offset = pool.length
  * Why the slot: the distributor finds a job from the id its feedback names by reading the
  * slot, an array index, instead of hashing the id into a table of every unfinished job;
  * with a hundred thousand jobs in flight that lookup (and the insert and delete around it)
- * was the largest cost of an enqueue and of a feedback. The random part keeps ids unique
- * and unguessable; a slot is reused, an id is not.
+ * was the largest cost of an enqueue and of a feedback. A node files the jobs it holds by
+ * the same slot (node/live-jobs.ts). The random part keeps ids unique and unguessable; a
+ * slot is reused, an id is not.
  *
  * Why not `nanoid()` itself: it builds the id with 21 string concatenations, a rope that
  * V8 flattens into a second string when the id is first hashed; one `fromCharCode` makes a

@@ -1,0 +1,75 @@
+import { slotOf } from '../protocol/job-id.js'
+
+/** What the table needs of a job. */
+export interface Identified {
+  readonly id: string
+}
+
+/**
+ * Slots past which a job goes to the map: the array grows to the highest slot it holds, and
+ * a distributor's slots stay below its maxPending (a million by default).
+ */
+const MAX_ARRAY_SLOT = 1 << 21
+/** Slots past which an emptied table lets its array go. */
+const SHRINK_ABOVE = 1024
+
+/**
+ * The jobs a node holds, by id. Most ids name their distributor's slot (see newJobId): such
+ * a job is filed in an array at that slot, so that taking a job in, finding it and letting
+ * it go read no hash of its id. With a hundred thousand delayed jobs, the Map's has, set
+ * and delete cost ~0.7 µs per job here, mostly cache misses on the keys it compares.
+ *
+ * Slots are unique per distributor only: a job whose slot is taken by another (a second
+ * distributor, a job resumed from storage after its distributor restarted), or whose id
+ * has no slot (another format), goes to the map. Lookups try the array, then the map.
+ */
+export class LiveJobs<T extends Identified> {
+  private readonly slots: (T | undefined)[] = []
+  private readonly others = new Map<string, T>()
+  private count = 0
+
+  get size(): number {
+    return this.count
+  }
+
+  get(id: string): T | undefined {
+    const slot = slotOf(id)
+    if (slot >= 0 && slot < this.slots.length) {
+      const job = this.slots[slot]
+      if (job !== undefined && job.id === id) return job
+    }
+    return this.others.size === 0 ? undefined : this.others.get(id)
+  }
+
+  has(id: string): boolean {
+    return this.get(id) !== undefined
+  }
+
+  /** Files a job; its id must not be filed already (check with `has`). */
+  add(job: T): void {
+    this.count++
+    const slot = slotOf(job.id)
+    if (slot < 0 || slot >= MAX_ARRAY_SLOT) {
+      this.others.set(job.id, job)
+      return
+    }
+    const slots = this.slots
+    // Grown by push, so the array stays packed (an index past its end would make it sparse).
+    while (slots.length <= slot) slots.push(undefined)
+    if (slots[slot] === undefined) slots[slot] = job
+    else this.others.set(job.id, job)
+  }
+
+  delete(job: T): void {
+    const slot = slotOf(job.id)
+    if (slot >= 0 && slot < this.slots.length && this.slots[slot] === job) this.slots[slot] = undefined
+    else if (!this.others.delete(job.id)) return
+    this.count--
+    if (this.count === 0 && this.slots.length > SHRINK_ABOVE) this.slots.length = 0
+  }
+
+  *values(): IterableIterator<T> {
+    for (const job of this.slots) if (job !== undefined) yield job
+    yield* this.others.values()
+  }
+}
