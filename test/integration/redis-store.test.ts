@@ -307,6 +307,18 @@ describe('RedisStore on a real redis-server', () => {
     expect((await store.listUnfinished()).map((j) => j.id).sort()).toEqual(['h1', 'h2'])
   })
 
+  it('a save replaces whatever its key held: a record with more fields, or a value of another type', async () => {
+    const store = await open('worker1')
+    const keys = nodeKeys('worker1', prefix)
+    await store.saveJobs([makeJob('r1', { period: 5, lastError: { name: 'Error', message: 'old', stack: '' } })])
+    await admin.set(keys.job('r2'), 'not a hash')
+    await store.saveJobs([makeJob('r1'), makeJob('r2')])
+    for (const id of ['r1', 'r2']) {
+      const job = await store.getJob(id)
+      expect({ ...job, args: Uint8Array.from(job?.args ?? []) }).toEqual(makeJob(id))
+    }
+  })
+
   it('ends a turn of any mix of writes in the state MemoryStore reaches with the same writes', async () => {
     // The script gathers set memberships, removals and feedback and writes them at the end
     // of the batch: any order of operations on a few ids must still end as one by one.
