@@ -1,9 +1,6 @@
 import { QueueFullError } from '../errors.js'
-import { MAX_SLOTS, newJobId, slotOf } from '../protocol/job-id.js'
+import { MAX_SLOTS, SLOT_TABLE_SHRINK_ABOVE, newJobId, slotOf } from '../protocol/job-id.js'
 import type { TrackedJob } from './tracked-job.js'
-
-/** Slots past which an emptied table lets its arrays go. */
-const SHRINK_ABOVE = 1024
 
 /**
  * Every unfinished job of a distributor, by id. A job's id names its slot here (see
@@ -53,7 +50,7 @@ export class JobTable {
     this.count--
     // Once a burst is over, its peak's arrays go (a million slots hold 16 MB): empty is
     // the moment every slot is free without a scan. Small tables keep theirs.
-    if (this.count === 0 && this.slots.length > SHRINK_ABOVE) this.clear()
+    if (this.count === 0 && this.slots.length > SLOT_TABLE_SHRINK_ABOVE) this.clear()
     else this.free.push(slot)
   }
 

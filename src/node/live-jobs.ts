@@ -1,4 +1,4 @@
-import { slotOf } from '../protocol/job-id.js'
+import { SLOT_TABLE_SHRINK_ABOVE, slotOf } from '../protocol/job-id.js'
 
 /** What the table needs of a job. */
 export interface Identified {
@@ -10,9 +10,6 @@ export interface Identified {
  * a distributor's slots stay below its maxPending (a million by default).
  */
 const MAX_ARRAY_SLOT = 1 << 21
-/** Slots past which an emptied table lets its array go. */
-const SHRINK_ABOVE = 1024
-
 /**
  * The jobs a node holds, by id. Most ids name their distributor's slot (see newJobId): such
  * a job is filed in an array at that slot, so that taking a job in, finding it and letting
@@ -65,7 +62,7 @@ export class LiveJobs<T extends Identified> {
     if (slot >= 0 && slot < this.slots.length && this.slots[slot] === job) this.slots[slot] = undefined
     else if (!this.others.delete(job.id)) return
     this.count--
-    if (this.count === 0 && this.slots.length > SHRINK_ABOVE) this.slots.length = 0
+    if (this.count === 0 && this.slots.length > SLOT_TABLE_SHRINK_ABOVE) this.slots.length = 0
   }
 
   *values(): IterableIterator<T> {

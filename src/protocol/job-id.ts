@@ -8,6 +8,12 @@ const SLOT_CHARS = 5
 const RANDOM_CHARS = ID_LENGTH - SLOT_CHARS
 /** Slots an id can name: 64 symbols per character. */
 export const MAX_SLOTS = 64 ** SLOT_CHARS
+/**
+ * Slots past which a table indexed by slot (JobTable, LiveJobs) lets its arrays go once it
+ * is empty: after a burst of a million jobs they hold megabytes, while a small table
+ * keeps its own so that one job in flight does not reallocate them per job.
+ */
+export const SLOT_TABLE_SHRINK_ABOVE = 1024
 /** Ids drawn per `randomFillSync` call: one syscall serves a burst of enqueues. */
 const IDS_PER_FILL = 512
 
