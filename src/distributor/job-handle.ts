@@ -31,27 +31,34 @@ function handled<R>(promise: Promise<R>): Promise<R> {
   return promise
 }
 
-/** A `done` made before the outcome, with what settles it. */
-interface Waiting<R> {
-  promise: Promise<R>
-  resolve: (value: R) => void
-  reject: (err: Error) => void
-}
 /** The outcome, when it came before anyone asked for `done`. */
 type Outcome<R> = { ok: true; value: R } | { ok: false; error: Error }
+
+type Settle<R> = (value: R | PromiseLike<R>) => void
+
+/**
+ * `new Promise(capture)` hands its resolve function over here: one shared executor instead
+ * of a closure (and its context) made per `done`.
+ */
+let captured: Settle<unknown> | undefined
+const capture = (resolve: Settle<never>): void => {
+  captured = resolve as Settle<unknown>
+}
 
 /**
  * `done` is made on first use. A JobReactor-style caller passes closures and never looks at
  * it, and a promise with its resolving functions costs several times the rest of what the
  * distributor keeps per job (a million delayed jobs: hundreds of megabytes). For the same
- * reason the handle is three fields: whatever `done` needs lives in the one `state`:
- * nothing yet, a waiting `done`, an outcome nobody asked for yet, or a settled `done`.
+ * reason a `done` made before the outcome keeps only its resolve function: a failure
+ * resolves it with a rejected promise, which rejects it in turn.
  *
  * INVARIANT: once settled, the outcome never changes; a `done` made after settling is
- * already settled the same way.
+ * already settled the same way. `settle` is set exactly while `state` is a `done` that
+ * waits.
  */
 export class Handle<R extends JobArgsObject = JobArgsObject> implements JobHandle<R> {
-  private state: Waiting<R> | Outcome<R> | Promise<R> | undefined = undefined
+  private state: Outcome<R> | Promise<R> | undefined = undefined
+  private settle: Settle<R> | undefined = undefined
 
   constructor(
     readonly id: string,
@@ -61,20 +68,15 @@ export class Handle<R extends JobArgsObject = JobArgsObject> implements JobHandl
   get done(): Promise<R> {
     const state = this.state
     if (state instanceof Promise) return state
-    if (state !== undefined && 'promise' in state) return state.promise
     let promise: Promise<R>
     if (state === undefined) {
-      let resolve!: (value: R) => void
-      let reject!: (err: Error) => void
-      promise = new Promise<R>((res, rej) => {
-        resolve = res
-        reject = rej
-      })
-      this.state = { promise, resolve, reject }
+      promise = new Promise<R>(capture)
+      this.settle = captured
+      captured = undefined
     } else {
       promise = state.ok ? Promise.resolve(state.value) : handled(Promise.reject(state.error))
-      this.state = promise
     }
+    this.state = promise
     return promise
   }
 
@@ -83,20 +85,26 @@ export class Handle<R extends JobArgsObject = JobArgsObject> implements JobHandl
   }
 
   resolve(value: R): void {
-    const state = this.state
-    if (state === undefined) this.state = { ok: true, value }
-    else if ('resolve' in state) {
-      state.resolve(value)
-      this.state = state.promise
-    }
+    if (this.state === undefined) this.state = { ok: true, value }
+    else this.take()?.(value)
   }
 
   reject(error: Error): void {
-    const state = this.state
-    if (state === undefined) this.state = { ok: false, error }
-    else if ('reject' in state) {
-      state.reject(error)
-      this.state = handled(state.promise)
+    if (this.state === undefined) this.state = { ok: false, error }
+    else {
+      const settle = this.take()
+      if (settle === undefined) return
+      // Handled before it rejects: nobody may ever await it.
+      handled(this.state as Promise<R>)
+      settle(handled(Promise.reject(error)))
     }
+  }
+
+  /** The waiting `done`'s resolve function, once: an outcome never changes. */
+  private take(): Settle<R> | undefined {
+    const settle = this.settle
+    if (settle === undefined) return undefined
+    this.settle = undefined
+    return settle
   }
 }

@@ -14,6 +14,16 @@ describe('Handle', () => {
     expect(h.done).toBe(done)
   })
 
+  it('rejects a done that was made before the failure with that error, once', async () => {
+    const h = new Handle('a', owner)
+    const done = h.done
+    const boom = new Error('boom')
+    h.reject(boom)
+    h.resolve({ x: 1 })
+    await expect(done).rejects.toBe(boom)
+    expect(h.done).toBe(done)
+  })
+
   it('makes an already settled done when first asked after the outcome', async () => {
     const ok = new Handle('a', owner)
     ok.resolve({ y: 2 })
