@@ -25,7 +25,7 @@ import {
   type WireJob,
 } from '../protocol/messages.js'
 import type { ArgsOf } from '../node/registry.js'
-import { Handle, type JobHandle } from './job-handle.js'
+import type { JobHandle } from './job-handle.js'
 import { JobTable } from './job-table.js'
 import { NodePool } from './node-pool.js'
 import { DELAYED_LOAD, INSTANT_LOAD, NodeSession } from './node-session.js'
@@ -37,7 +37,7 @@ import {
   type ResolvedDistributorOptions,
 } from './options.js'
 import { PendingQueue, routeKey } from './pending-queue.js'
-import { toWireJob, wireSize, type FeedbackCallback, type TrackedJob } from './tracked-job.js'
+import { toWireJob, TrackedJob, wireSize, type FeedbackCallback } from './tracked-job.js'
 
 export interface DistributorEventMap {
   listening: { host: string; port: number }
@@ -211,34 +211,24 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     const bytes = encodeArgs(args, this.options.maxFrameSize - FRAME_ENVELOPE_BYTES)
     if (this.queue.size >= this.options.maxPending) throw new QueueFullError(this.options.maxPending)
 
-    const id = this.jobs.newId()
-    const handle = new Handle<ArgsOf<N>>(id, this)
-    const job: TrackedJob = {
-      id,
+    const job = new TrackedJob(
+      this.jobs.newId(),
+      this,
       name,
-      args: bytes,
-      dueAt: resolved.dueAt,
-      run: 1,
-      opts: resolved.job,
-      routeKey: routeKey(name, resolved.job.node, resolved.job.notNode),
-      seq: this.seq++,
-      state: 'pending',
-      session: undefined,
-      owner: undefined,
-      load: 0,
-      onSuccess: onSuccess as FeedbackCallback | undefined,
-      onError: onError as FeedbackCallback | undefined,
-      handle: handle as unknown as Handle,
-      list: undefined,
-      prev: undefined,
-      next: undefined,
-    }
+      bytes,
+      resolved.dueAt,
+      resolved.job,
+      routeKey(name, resolved.job.node, resolved.job.notNode),
+      this.seq++,
+      onSuccess as FeedbackCallback | undefined,
+      onError as FeedbackCallback | undefined,
+    )
     this.jobs.add(job)
     this.queue.push(job)
     if (this.listenerCount('job:enqueue') > 0) this.safeEmit('job:enqueue', { id: job.id, name })
     if (!this.pool.knows(name)) this.reportUnroutable(job)
     this.scheduleDispatch()
-    return handle
+    return job as unknown as JobHandle<ArgsOf<N>>
   }
 
   /**
@@ -275,7 +265,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       const args = { ...decodeArgs(job.args), error: serializeError(err) }
       this.runClosure(job, job.onError, args)
       job.state = 'cancelled'
-      job.handle.reject(err)
+      job.reject(err)
       this.answerCancels(job, false)
     }
     this.jobs.clear()
@@ -584,7 +574,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     const args = { ...decodeArgs(job.args), error: serializeError(err) }
     this.runClosure(job, job.onError, args)
     this.safeEmit('job:failed', { id: job.id, name: job.name, run: job.run, node: session.name, args })
-    job.handle.reject(new JobFailedError(job.name, job.id, args))
+    job.reject(new JobFailedError(job.name, job.id, args))
   }
 
   private releaseLoad(job: TrackedJob): void {
@@ -625,8 +615,8 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       if (item.final) {
         this.finish(job)
         session.finished.push(job.id)
-        if (item.kind === 'success') job.handle.resolve(args)
-        else job.handle.reject(new JobFailedError(job.name, job.id, args))
+        if (item.kind === 'success') job.resolve(args)
+        else job.reject(new JobFailedError(job.name, job.id, args))
       } else if (job.opts.period !== undefined) {
         // Runs are due at fixed steps from the first (no drift): step from this run's due time.
         job.dueAt += (item.run + 1 - job.run) * job.opts.period * 1000
@@ -705,7 +695,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     this.finish(job, true)
     job.state = 'cancelled'
     this.safeEmit('job:cancelled', { id: job.id, name: job.name })
-    job.handle.resolve(decodeArgs(job.args))
+    job.resolve(decodeArgs(job.args))
   }
 
   protected override onListenerError(event: string, err: unknown): void {

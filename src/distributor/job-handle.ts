@@ -53,49 +53,49 @@ const capture = (resolve: Settle<never>): void => {
  * resolves it with a rejected promise, which rejects it in turn.
  *
  * INVARIANT: once settled, the outcome never changes; a `done` made after settling is
- * already settled the same way. `settle` is set exactly while `state` is a `done` that
- * waits.
+ * already settled the same way. `settle` is set exactly while `outcome` is a `done`
+ * that waits.
  */
 export class Handle<R extends JobArgsObject = JobArgsObject> implements JobHandle<R> {
-  private state: Outcome<R> | Promise<R> | undefined = undefined
+  private outcome: Outcome<R> | Promise<R> | undefined = undefined
   private settle: Settle<R> | undefined = undefined
 
   constructor(
     readonly id: string,
-    private readonly owner: Canceller,
+    private readonly canceller: Canceller,
   ) {}
 
   get done(): Promise<R> {
-    const state = this.state
-    if (state instanceof Promise) return state
+    const outcome = this.outcome
+    if (outcome instanceof Promise) return outcome
     let promise: Promise<R>
-    if (state === undefined) {
+    if (outcome === undefined) {
       promise = new Promise<R>(capture)
       this.settle = captured
       captured = undefined
     } else {
-      promise = state.ok ? Promise.resolve(state.value) : handled(Promise.reject(state.error))
+      promise = outcome.ok ? Promise.resolve(outcome.value) : handled(Promise.reject(outcome.error))
     }
-    this.state = promise
+    this.outcome = promise
     return promise
   }
 
   cancel(): Promise<boolean> {
-    return this.owner.cancel(this.id)
+    return this.canceller.cancel(this.id)
   }
 
   resolve(value: R): void {
-    if (this.state === undefined) this.state = { ok: true, value }
+    if (this.outcome === undefined) this.outcome = { ok: true, value }
     else this.take()?.(value)
   }
 
   reject(error: Error): void {
-    if (this.state === undefined) this.state = { ok: false, error }
+    if (this.outcome === undefined) this.outcome = { ok: false, error }
     else {
       const settle = this.take()
       if (settle === undefined) return
       // Handled before it rejects: nobody may ever await it.
-      handled(this.state as Promise<R>)
+      handled(this.outcome as Promise<R>)
       settle(handled(Promise.reject(error)))
     }
   }

@@ -1,7 +1,7 @@
 import type { LinkedList } from '../linked-list.js'
 import type { JobArgsObject } from '../protocol/args.js'
 import type { WireJob } from '../protocol/messages.js'
-import type { Handle } from './job-handle.js'
+import { Handle, type Canceller } from './job-handle.js'
 import type { JobOptions } from './options.js'
 import type { NodeSession } from './node-session.js'
 
@@ -16,38 +16,46 @@ export type FeedbackCallback<A extends JobArgsObject = JobArgsObject> = (args: A
  */
 export type TrackedJobState = 'pending' | 'sent' | 'accepted' | 'done' | 'cancelled'
 
-/** Everything the distributor keeps of one job, from enqueue until its final feedback. */
-export interface TrackedJob {
-  id: string
-  name: string
-  args: Buffer
-  /**
-   * Due time of `run` (absolute epoch ms), the run to dispatch next: a periodic job's runs
-   * are due at its first due time + (run - 1) × period.
-   */
-  dueAt: number
+/**
+ * Everything the distributor keeps of one job, from enqueue until its final feedback. It is
+ * also the caller's handle (what `enqueue` returns): one object per job instead of two,
+ * for a distributor that holds a million of them.
+ */
+export class TrackedJob extends Handle {
   /** The run a (re-)dispatch starts at; feedback for runs below it was delivered. */
-  run: number
-  /** Options sent to the node; one shared object for jobs that set none. */
-  opts: Readonly<JobOptions>
-  routeKey: string
-  /** Enqueue order, so jobs put back go before newer ones. */
-  seq: number
-  state: TrackedJobState
+  run = 1
+  state: TrackedJobState = 'pending'
   /** The node session the job was sent to (while sent or accepted). */
-  session: NodeSession | undefined
+  session: NodeSession | undefined = undefined
   /** Name of the node that accepted it: a cancel must reach that node, even after a reconnect. */
-  owner: string | undefined
+  owner: string | undefined = undefined
   /** Load units (INSTANT_LOAD or DELAYED_LOAD) it counts against `session`'s window; 0 for none. */
-  load: number
-  onSuccess: FeedbackCallback | undefined
-  onError: FeedbackCallback | undefined
-  /** Settles the caller's `done`. */
-  handle: Handle
+  load = 0
   /** The node's list of held jobs this one is on, and its neighbours there. */
-  list: LinkedList<TrackedJob> | undefined
-  prev: TrackedJob | undefined
-  next: TrackedJob | undefined
+  list: LinkedList<TrackedJob> | undefined = undefined
+  prev: TrackedJob | undefined = undefined
+  next: TrackedJob | undefined = undefined
+
+  constructor(
+    id: string,
+    canceller: Canceller,
+    readonly name: string,
+    readonly args: Buffer,
+    /**
+     * Due time of `run` (absolute epoch ms), the run to dispatch next: a periodic job's runs
+     * are due at its first due time + (run - 1) × period.
+     */
+    public dueAt: number,
+    /** Options sent to the node; one shared object for jobs that set none. */
+    readonly opts: Readonly<JobOptions>,
+    readonly routeKey: string,
+    /** Enqueue order, so jobs put back go before newer ones. */
+    readonly seq: number,
+    readonly onSuccess: FeedbackCallback | undefined,
+    readonly onError: FeedbackCallback | undefined,
+  ) {
+    super(id, canceller)
+  }
 }
 
 export function toWireJob(job: TrackedJob): WireJob {
