@@ -117,6 +117,10 @@ export async function runDelayed(ctx, { count, after, probes = 0, warmup, nodeFl
   const node = 'delay1'
   const distributor = await startCluster(ctx, [node], { nodeFlags, maxPending: Math.max(1_000_000, count * 2) })
   await Promise.all(await enqueueMany(ctx, distributor, warmup, 'noop', {}))
+  // The timer path too (schedule, hold, fire): a node fresh from start runs its first few
+  // thousand firings unoptimised, which would put its JIT warm-up, not its steady state,
+  // into the lateness of the first jobs due.
+  await Promise.all(await enqueueMany(ctx, distributor, warmup, 'stamp', { after: 0.5 }))
   // A closed connection stays reachable (through its 2 s destroy timer) for a moment after
   // the previous run's distributor closed, and with it every job that run held: wait until
   // it is released, or this run's baseline would include it.
