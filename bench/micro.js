@@ -1,7 +1,7 @@
 // `npm run bench:micro`: micro-benchmarks of the hot paths, on the built library.
 //   frame codec  encode and decode 1M small frames; the decoder is fed in random splits
 //   feedback     decode a frame of 500 results and read each one's args
-//   timer heap   push then pop 1M entries
+//   timer heap   push then pop 1M entries (random, equal and rising due times)
 //   routing      NodePool.pick over 10 sessions
 // Prints numbers (median of 3 timed rounds after a warm-up), never asserts them.
 import { encodeFrame, FrameDecoder } from '../dist/protocol/frame.js'
@@ -173,6 +173,14 @@ for (const [label, maxChunk] of [['reads of 1..64 KiB', 65_536], ['reads of 1..6
     return { ops: 2 * HEAP }
   }
   measure(`TimerHeap push+pop, ${HEAP / 1e6}M equal due times`, 'ops/s', sameDue)
+  // A burst enqueued with one `after`: due times rise with the enqueue time, ~170 per ms.
+  const inOrder = () => {
+    const h = new TimerHeap()
+    for (let i = 0; i < HEAP; i++) h.push(entries[i], now + 5_000 + Math.floor(i / 170))
+    for (let i = 0; i < HEAP; i++) h.pop()
+    return { ops: 2 * HEAP }
+  }
+  measure(`TimerHeap push+pop, ${HEAP / 1e6}M due in push order`, 'ops/s', inOrder)
 }
 
 // --- routing -------------------------------------------------------------------------
