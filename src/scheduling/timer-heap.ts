@@ -9,7 +9,7 @@ import { InvalidArgumentError } from '../errors.js'
 export interface TimerSlot {
   /** Epoch ms; set by `push`. */
   dueAt: number
-  /** Position in the heap's array; -1 while the entry is in no heap. */
+  /** Where the entry is in its queue (see TimerHeap); -1 while it is in none. */
   timerIndex: number
 }
 
@@ -25,30 +25,51 @@ export class Timer implements TimerSlot {
 const ARITY = 4
 /** Entries the keys have room for at least; the room doubles and halves from there. */
 const MIN_CAPACITY = 64
+/** Popped slots at the run's front past which (and past half the run) they are cut off. */
+const RUN_COMPACT_ABOVE = 1024
 
 /**
- * 4-ary min-heap on (dueAt, seq) with removal and rescheduling of an entry in O(log n).
+ * The timer queue: a 4-ary min-heap on (dueAt, seq), plus a run: entries pushed in order.
  *
- * Why the keys live here, in one Float64Array beside the entries (due time, then push
- * seq, per slot), and not only on the entries: a sift compares several children per level,
- * and with a hundred thousand jobs due the entries are cold in memory; reading their keys
- * was the largest cost of firing a delayed job. Now a sift reads contiguous keys and
- * touches an entry only to move it.
+ * Why the run: delayed jobs mostly arrive in the order they fall due (the same `after`
+ * for a burst, the same retry delay), and a heap makes each of them pay a sift of log n
+ * levels to leave, each level a cache miss when a hundred thousand are due: that was the
+ * largest single cost of firing one. An entry due no earlier than the run's last one
+ * (its seq is higher: it is later in the order) is appended to the run instead; the run
+ * stays sorted, so its front is its minimum, and push and pop are O(1). Anything else goes
+ * to the heap; `peek` takes the smaller of the two fronts. Cancelling an entry of the run
+ * leaves a hole that pops skip.
  *
- * INVARIANTS: `items[i].timerIndex === i` and `keys[2i], keys[2i+1]` are that entry's due
- * time and seq, for every i < size; an entry not in `items` has timerIndex -1, so removal
- * needs no search. seq only grows, so (dueAt, seq) is a total order and equal due times
- * come out in insertion order (a rescheduled entry counts as newly inserted). dueAt is
- * always finite: a NaN would make every comparison false and silently corrupt the order.
- * An entry is in at most one heap at a time.
+ * Why the heap's keys live here, in one Float64Array beside the entries (due time, then
+ * push seq, per slot), and not only on the entries: a sift compares several children per
+ * level and should read contiguous keys, touching an entry only to move it.
+ *
+ * INVARIANTS
+ * - `timerIndex` says where an entry is: i >= 0 is heap slot i; -1 is nowhere; p <= -2
+ *   is the run's absolute position -2 - p (`runStart` is the absolute position of
+ *   `run[0]`, so positions survive the cut of popped slots). Membership is checked by
+ *   identity at that place, so an entry of another queue is never taken for one of ours.
+ * - `items[i].timerIndex === i` and `keys[2i], keys[2i+1]` are that entry's due time and
+ *   seq, for every i < size of the heap.
+ * - The run is sorted by (dueAt, seq); `runSeqs[k]` is `run[k]`'s seq; `run[runHead]` is
+ *   live whenever `runLive > 0`; `runLastDue` is the due time of the last entry appended.
+ * - seq only grows, so (dueAt, seq) is a total order and equal due times come out in
+ *   insertion order (a rescheduled entry counts as newly inserted). dueAt is always
+ *   finite: a NaN would make every comparison false and silently corrupt the order.
  */
 export class TimerHeap<T extends TimerSlot> {
   private items: T[] = []
   private keys = new Float64Array(2 * MIN_CAPACITY)
   private seqCounter = 0
+  private run: (T | undefined)[] = []
+  private runSeqs: number[] = []
+  private runHead = 0
+  private runStart = 0
+  private runLive = 0
+  private runLastDue = -Infinity
 
   get size(): number {
-    return this.items.length
+    return this.items.length + this.runLive
   }
 
   /** The seq the next push will receive; entries with a lower seq were pushed before now. */
@@ -56,16 +77,20 @@ export class TimerHeap<T extends TimerSlot> {
     return this.seqCounter
   }
 
-  /** Adds `item` due at `dueAt`, or moves it there when it is in the heap already. */
+  /** Adds `item` due at `dueAt`, or moves it there when it is in the queue already. */
   push(item: T, dueAt: number): void {
     if (typeof dueAt !== 'number' || !Number.isFinite(dueAt)) {
       throw new InvalidArgumentError(`'dueAt' must be a finite number, got ${String(dueAt)}`)
     }
+    this.remove(item)
     item.dueAt = dueAt
     const seq = this.seqCounter++
-    if (this.has(item)) {
-      // One sift instead of remove + insert.
-      this.restore(item.timerIndex, item, dueAt, seq)
+    if (this.runLive === 0 || dueAt >= this.runLastDue) {
+      item.timerIndex = -2 - (this.runStart + this.run.length)
+      this.run.push(item)
+      this.runSeqs.push(seq)
+      this.runLive++
+      this.runLastDue = dueAt
       return
     }
     const index = this.items.length
@@ -75,33 +100,90 @@ export class TimerHeap<T extends TimerSlot> {
   }
 
   remove(item: T): boolean {
-    if (!this.has(item)) return false
-    this.removeAt(item.timerIndex)
+    const at = item.timerIndex
+    if (at >= 0) {
+      if (this.items[at] !== item) return false
+      this.removeAt(at)
+      return true
+    }
+    const k = -2 - at - this.runStart
+    if (at > -2 || this.run[k] !== item) return false
+    this.run[k] = undefined
+    item.timerIndex = -1
+    this.afterRunTake(k)
     return true
   }
 
   has(item: T): boolean {
-    return item.timerIndex >= 0 && this.items[item.timerIndex] === item
+    const at = item.timerIndex
+    if (at >= 0) return this.items[at] === item
+    return at <= -2 && this.run[-2 - at - this.runStart] === item
   }
 
   peek(): T | undefined {
-    return this.items[0]
+    return this.runFirst() ? this.run[this.runHead] : this.items[0]
   }
 
-  /** The seq of the entry `peek` returns; meaningless on an empty heap. */
+  /** The seq of the entry `peek` returns; meaningless on an empty queue. */
   peekSeq(): number {
-    return this.keys[1] as number
+    return this.runFirst() ? (this.runSeqs[this.runHead] as number) : (this.keys[1] as number)
   }
 
   pop(): T | undefined {
+    if (this.runFirst()) {
+      const k = this.runHead
+      const item = this.run[k] as T
+      this.run[k] = undefined
+      item.timerIndex = -1
+      this.afterRunTake(k)
+      return item
+    }
     if (this.items.length === 0) return undefined
     return this.removeAt(0)
   }
 
   clear(): void {
     for (const item of this.items) item.timerIndex = -1
+    for (const item of this.run) if (item !== undefined) item.timerIndex = -1
     this.items = []
     this.keys = new Float64Array(2 * MIN_CAPACITY)
+    this.resetRun()
+  }
+
+  /** Whether the minimum is the run's front rather than the heap's top. */
+  private runFirst(): boolean {
+    if (this.runLive === 0) return false
+    if (this.items.length === 0) return true
+    const front = this.run[this.runHead] as T
+    return less(front.dueAt, this.runSeqs[this.runHead] as number, this.keys[0] as number, this.keys[1] as number)
+  }
+
+  /** Slot `k` of the run was just emptied: keep its front live and its popped part small. */
+  private afterRunTake(k: number): void {
+    if (--this.runLive === 0) {
+      this.resetRun()
+      return
+    }
+    if (k !== this.runHead) return
+    const run = this.run
+    let head = k + 1
+    while (run[head] === undefined) head++
+    this.runHead = head
+    if (head > RUN_COMPACT_ABOVE && 2 * head > run.length) {
+      run.splice(0, head)
+      this.runSeqs.splice(0, head)
+      this.runStart += head
+      this.runHead = 0
+    }
+  }
+
+  private resetRun(): void {
+    this.runStart = 0
+    this.run = []
+    this.runSeqs = []
+    this.runHead = 0
+    this.runLive = 0
+    this.runLastDue = -Infinity
   }
 
   private grow(): void {
