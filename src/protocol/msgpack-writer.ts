@@ -100,13 +100,21 @@ export class MsgpackWriter {
     this.raw(b)
   }
 
-  /** A non-negative integer below 2^32 in its smallest form; anything else as a float64. */
+  /** An integer in int32 or uint32 range in its smallest form; anything else as a float64. */
   num(v: number): void {
     if (Number.isInteger(v) && v >= 0 && v <= 0xffffffff) {
       if (v < 0x80) this.byte(v)
       else if (v < 0x100) this.head(0xcc, v, 1)
       else if (v < 0x10000) this.head(0xcd, v, 2)
       else this.head(0xce, v, 4)
+      return
+    }
+    if (Number.isInteger(v) && v < 0 && v >= -0x80000000) {
+      // Two's complement in the field's width (a result's { delta: -3 } is one byte, not nine).
+      if (v >= -32) this.byte(v & 0xff)
+      else if (v >= -0x80) this.head(0xd0, v & 0xff, 1)
+      else if (v >= -0x8000) this.head(0xd1, v & 0xffff, 2)
+      else this.head(0xd2, v >>> 0, 4)
       return
     }
     this.reserve(9)

@@ -117,6 +117,19 @@ describe('packArgs', () => {
     for (const args of samples) expect(unpack(packArgs(args))).toEqual(unpack(pack(args)))
   })
 
+  it('writes a negative integer in the smallest field that holds it, as msgpackr does', () => {
+    // { n: value } is a map header and a 1-character key (3 bytes), then the value.
+    const widths: [number, number][] = [
+      [-1, 1], [-32, 1], [-33, 2], [-128, 2], [-129, 3], [-32_768, 3], [-32_769, 5], [-(2 ** 31), 5], [-(2 ** 31) - 1, 9],
+    ]
+    for (const [n, width] of widths) {
+      const bytes = packArgs({ n })
+      expect(bytes.length - 3, `width of ${n}`).toBe(width)
+      expect(bytes.subarray(3)).toEqual(pack(n))
+      expect(unpack(bytes)).toEqual({ n })
+    }
+  })
+
   it('keeps each result intact while many are packed after it', () => {
     const packed = Array.from({ length: 5_000 }, (_, i) => ({ args: { i, name: `job-${i}`, ok: i % 2 === 0 }, bytes: packArgs({ i, name: `job-${i}`, ok: i % 2 === 0 }) }))
     for (const { args, bytes } of packed) expect(unpack(bytes)).toEqual(args)

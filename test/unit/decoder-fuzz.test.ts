@@ -392,7 +392,10 @@ describe('encodeMessageFrame against the reference wire form', () => {
     const lengths = [0, 1, 31, 32, 63, 64, 65, 255, 256, 65_535, 65_536]
     // The last: as many UTF-8 bytes in its first n + 1 units as it has units.
     const strings = lengths.flatMap((n) => ['a'.repeat(n), 'é'.repeat(n), `${'a'.repeat(n)}€`, `${'a'.repeat(n)}é€`])
-    const numbers = [0, 1, 127, 128, 255, 256, 65_535, 65_536, 2 ** 32 - 1, 2 ** 32, 1_700_000_000_123, Number.MAX_SAFE_INTEGER, 1.5, -1, -129, -(2 ** 40)]
+    const numbers = [
+      0, 1, 127, 128, 255, 256, 65_535, 65_536, 2 ** 32 - 1, 2 ** 32, 1_700_000_000_123, Number.MAX_SAFE_INTEGER, 1.5,
+      -1, -32, -33, -128, -129, -32_768, -32_769, -(2 ** 31), -(2 ** 31) - 1, -(2 ** 40), -0.5,
+    ]
     const args = lengths.map((n) => Buffer.alloc(n, 7))
     const jobs = strings.map((id, i) => ({ id, name: strings[(i * 7) % strings.length] as string, args: args[i % args.length] as Buffer, dueAt: numbers[i % numbers.length] as number, run: i }))
     const seqs = numbers.filter((n) => Number.isInteger(n) && n >= 0)
