@@ -25,6 +25,7 @@ import {
   type WireJob,
 } from '../protocol/messages.js'
 import type { ArgsOf } from '../node/registry.js'
+import { afterMicrotasks } from '../scheduling/clock.js'
 import type { JobHandle } from './job-handle.js'
 import { JobTable } from './job-table.js'
 import { NodePool } from './node-pool.js'
@@ -448,8 +449,11 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   private scheduleDispatch(): void {
     if (this.dispatchQueued || this.queue.size === 0 || this.closed) return
     this.dispatchQueued = true
-    queueMicrotask(() => this.dispatchPending())
+    afterMicrotasks(this.dispatchLater)
   }
+
+  // One function for the distributor's lifetime: a pass is queued per enqueue burst.
+  private readonly dispatchLater = (): void => this.dispatchPending()
 
   /** One pass over the routes: moves every job that has an eligible node with room. */
   private dispatchPending(): void {

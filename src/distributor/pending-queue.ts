@@ -37,7 +37,11 @@ export class Route {
       const job = this.items[this.head] as TrackedJob
       this.items[this.head] = undefined as unknown as TrackedJob
       this.head++
-      if (this.head > 1024 && this.head * 2 > this.items.length) {
+      if (this.head === this.items.length) {
+        // Drained: start over in place (a kept route stays small).
+        this.items.length = 0
+        this.head = 0
+      } else if (this.head > 1024 && this.head * 2 > this.items.length) {
         this.items = this.items.slice(this.head)
         this.head = 0
       }
@@ -46,6 +50,9 @@ export class Route {
     return undefined
   }
 }
+
+/** Routes kept when empty (see PendingQueue.dropEmpty). */
+const KEPT_ROUTES = 64
 
 export function routeKey(name: string, node: string | undefined, notNode: string | undefined): string {
   // The common case, no node preference, needs no new string per job.
@@ -88,8 +95,13 @@ export class PendingQueue {
     this.count--
   }
 
+  /**
+   * Empty routes are kept while there are few: at one job in flight a route would be made
+   * and dropped per job. Past KEPT_ROUTES (jobs pinned to many different nodes, say) an
+   * empty one goes, so that a dispatch pass never walks a long list of empty routes.
+   */
   dropEmpty(route: Route): void {
-    if (route.length === 0) this.routes.delete(route.key)
+    if (route.length === 0 && this.routes.size > KEPT_ROUTES) this.routes.delete(route.key)
   }
 
   private routeOf(job: TrackedJob): Route {

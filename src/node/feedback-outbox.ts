@@ -1,5 +1,6 @@
 import { LinkedList } from '../linked-list.js'
 import type { Logger } from '../logger.js'
+import { afterMicrotasks } from '../scheduling/clock.js'
 import { MessageType, type WireFeedback } from '../protocol/messages.js'
 import { feedbackKey, type FeedbackId, type FeedbackRecord, type Store } from '../storage/store.js'
 import type { DistributorLink } from './distributor-link.js'
@@ -94,8 +95,8 @@ export class FeedbackOutbox {
     // should share the frame, so it waits for the end of the turn. Idle: it goes out within
     // the turn, still sharing its frame with whatever else finishes meanwhile (a Redis reply
     // settles a whole batch of finished runs at once).
-    if (this.ctx.busy()) setImmediate(() => this.flush())
-    else queueMicrotask(() => this.flush())
+    if (this.ctx.busy()) setImmediate(this.flushLater)
+    else afterMicrotasks(this.flushLater)
   }
 
   /** A link (re)connected: everything still unacknowledged for it goes out again. */
@@ -147,6 +148,9 @@ export class FeedbackOutbox {
     box.add(entry)
     return entry
   }
+
+  // One function for the outbox's lifetime: a flush is queued per frame of feedback.
+  private readonly flushLater = (): void => this.flush()
 
   private flush(): void {
     this.flushQueued = false

@@ -97,7 +97,7 @@ export class Connection implements FrameSink, HeartbeatContext {
     if (this.outboxBytes >= FLUSH_THRESHOLD) this.flush()
     else if (!this.flushQueued) {
       this.flushQueued = true
-      setImmediate(() => this.flush())
+      setImmediate(this.flushLater)
     }
     return true
   }
@@ -206,6 +206,9 @@ export class Connection implements FrameSink, HeartbeatContext {
       this.socket.destroy()
     }
   }
+
+  // One function for the connection's lifetime: at one job in flight a flush is queued per frame.
+  private readonly flushLater = (): void => this.flush()
 
   private flush(): void {
     this.flushQueued = false
