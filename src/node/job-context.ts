@@ -22,10 +22,12 @@ export class AttemptContext implements JobContext {
   readonly run: number
   readonly distributor: string
   readonly #baseLog: Logger
-  readonly #signal: () => AbortSignal
+  readonly #record: JobRecord
+  readonly #signalOf: (record: JobRecord) => AbortSignal
   #log: Logger | undefined
 
-  constructor(record: JobRecord, node: string, baseLog: Logger, signal: () => AbortSignal) {
+  /** `signalOf`: the node's, one function for every attempt (a closure per attempt cost more). */
+  constructor(record: JobRecord, node: string, baseLog: Logger, signalOf: (record: JobRecord) => AbortSignal) {
     this.id = record.id
     this.name = record.name
     this.attempt = record.attempt
@@ -36,11 +38,12 @@ export class AttemptContext implements JobContext {
     this.run = record.run
     this.distributor = record.distributor
     this.#baseLog = baseLog
-    this.#signal = signal
+    this.#record = record
+    this.#signalOf = signalOf
   }
 
   get signal(): AbortSignal {
-    return this.#signal()
+    return this.#signalOf(this.#record)
   }
 
   get log(): Logger {

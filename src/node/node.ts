@@ -592,21 +592,11 @@ export class Node extends TypedEmitter<NodeEventMap> {
     }
     if (this.listenerCount('job:start') > 0) this.safeEmit('job:start', { id: job.id, name: job.name, attempt: job.attempt, run: job.run })
     const maxAttempt = job.maxAttempt ?? this.config.maxAttempt
-    // An AbortController costs more than a no-op job: made only for a timeout, a deferred
-    // chain, or a step that reads ctx.signal.
-    let controller: AbortController | undefined
-    const signal = (): AbortSignal => {
-      if (controller === undefined) {
-        controller = new AbortController()
-        this.controllers.set(job.id, controller)
-      }
-      return controller.signal
-    }
     let args: JobArgsObject
     let ctx: AttemptContext
     try {
       args = decodeArgs(job.args)
-      ctx = this.contextFor(job, args, signal)
+      ctx = this.contextFor(job, args)
     } catch (err) {
       // Stored args that do not decode: no attempt could read them, so the job fails for
       // good. The attempt must still end here, or its slot would stay taken for ever.
@@ -614,8 +604,8 @@ export class Node extends TypedEmitter<NodeEventMap> {
       return
     }
     const timeout = this.timeoutOf(job)
-    const abortable = timeout > 0 ? signal() : undefined
-    const timer = abortable === undefined ? undefined : new Timer(() => controller?.abort(new TimeoutError(timeout)))
+    const abortable = timeout > 0 ? this.signalOf(job) : undefined
+    const timer = abortable === undefined ? undefined : new Timer(() => this.controllers.get(job.id)?.abort(new TimeoutError(timeout)))
     if (timer !== undefined) this.scheduler.schedule(timer, Date.now() + timeout * 1000)
     const lastAttempt = job.attempt >= maxAttempt
     const def = this.registry.get(job.name)
@@ -624,7 +614,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
       args['error'] = serializeError(error)
       this.endAttempt(job, { kind: 'error', cancelled: false, error, unrecoverable: true }, args, maxAttempt, timer)
     } else if (job.defer && this.deferDirectory !== undefined) {
-      void this.runDeferred(job, args, ctx, lastAttempt, signal()).then((r) => this.endAttempt(job, r.outcome, r.args, maxAttempt, timer))
+      void this.runDeferred(job, args, ctx, lastAttempt, this.signalOf(job)).then((r) => this.endAttempt(job, r.outcome, r.args, maxAttempt, timer))
     } else {
       if (job.defer && !this.warnedInlineDefer) {
         // A worker thread loads job files by path; definitions given in code have none.
@@ -706,8 +696,22 @@ export class Node extends TypedEmitter<NodeEventMap> {
     }
   }
 
-  private contextFor(record: JobRecord, args: JobArgsObject, signal: () => AbortSignal): AttemptContext {
-    const ctx = new AttemptContext(record, this.name, this.log, signal)
+  /**
+   * The running attempt's AbortSignal. An AbortController costs more than a no-op job: it is
+   * made only for a timeout, a deferred chain, or a step that reads ctx.signal. An arrow
+   * property, so that a ctx needs no closure of its own to reach it.
+   */
+  private readonly signalOf = (record: JobRecord): AbortSignal => {
+    let controller = this.controllers.get(record.id)
+    if (controller === undefined) {
+      controller = new AbortController()
+      this.controllers.set(record.id, controller)
+    }
+    return controller.signal
+  }
+
+  private contextFor(record: JobRecord, args: JobArgsObject): AttemptContext {
+    const ctx = new AttemptContext(record, this.name, this.log, this.signalOf)
     if (this.config.mergeJobItselfToArgs) {
       args['jobItself'] = {
         id: record.id,
@@ -793,22 +797,31 @@ export class Node extends TypedEmitter<NodeEventMap> {
         : status === JobStatus.CANCELLED
           ? this.config.removeCancelledJobs
           : this.config.removeFailedJobs
-    const patch: JobPatch = { status }
-    if (status === JobStatus.FAILED) patch.failedAt = now
     job.phase = 'done'
     job.status = status
     this.live.delete(job)
+    // The usual end of a job on a memory node: nothing to write (see persist), so no
+    // closures either.
+    if (!job.store.durable) {
+      this.finished(job, feedback, outcome.cancelled)
+      return undefined
+    }
+    const patch: JobPatch = { status }
+    if (status === JobStatus.FAILED) patch.failedAt = now
     return this.persist(
       job.store,
       () => job.store.finishRun(job.id, patch, feedback, remove),
-      () => {
-        if (status !== JobStatus.FAILED && this.listenerCount('job:complete') > 0) {
-          this.safeEmit('job:complete', { id: job.id, name: job.name, run: job.run, cancelled: outcome.cancelled })
-        }
-        this.outbox.add(feedback, job.store)
-        if (job.cancelRequested) this.answerCancel(job, 'finished')
-      },
+      () => this.finished(job, feedback, outcome.cancelled),
     )
+  }
+
+  /** A job's end is stored: its feedback goes out. */
+  private finished(job: LiveJob, feedback: FeedbackRecord, cancelled: boolean): void {
+    if (job.status !== JobStatus.FAILED && this.listenerCount('job:complete') > 0) {
+      this.safeEmit('job:complete', { id: job.id, name: job.name, run: job.run, cancelled })
+    }
+    this.outbox.add(feedback, job.store)
+    if (job.cancelRequested) this.answerCancel(job, 'finished')
   }
 
   /**
