@@ -47,15 +47,24 @@ function addAll(queue, count, name, opts = {}) {
   return Promise.all(bulks)
 }
 
-/** Resolves with the return values once `count` 'completed' events were seen. */
-function collectCompleted(events, count, keepValues = false) {
+/**
+ * Resolves with the return values once `count` 'completed' events were seen. With `ctx`,
+ * says every 10 s how many were seen, so that a run that times out shows where it stalled.
+ */
+function collectCompleted(events, count, keepValues = false, ctx = undefined) {
   const values = []
   let n = 0
+  let ticker
+  if (ctx !== undefined) {
+    ticker = setInterval(() => ctx.progress(`bullmq: ${n} of ${count} completions seen`), 10_000).unref()
+    ctx.defer(() => clearInterval(ticker))
+  }
   return new Promise((resolve) => {
     const onCompleted = ({ returnvalue }) => {
       if (keepValues) values.push(typeof returnvalue === 'string' ? JSON.parse(returnvalue) : returnvalue)
       if (++n < count) return
       events.off('completed', onCompleted)
+      clearInterval(ticker)
       resolve(values)
     }
     events.on('completed', onCompleted)
@@ -104,7 +113,9 @@ export async function runBullLatency(ctx, redis, { count, warmup, run }) {
  */
 export async function runBullDelayed(ctx, redis, { count, delayMs, run }) {
   const { queue, events } = await setUp(ctx, redis, {
-    queueName: `bench-delay-${run}`, workers: 2, concurrency: 50, eventsMaxLen: 10 * count,
+    // Room for every event of every job (added, delayed, waiting, active, completed, removed
+    // and more), with a margin: a trimmed stream loses completions and the run never ends.
+    queueName: `bench-delay-${run}`, workers: 2, concurrency: 50, eventsMaxLen: 20 * count,
   })
 
   const hold = new Queue(`bench-hold-${run}`, { connection: connection(redis) })
@@ -115,7 +126,7 @@ export async function runBullDelayed(ctx, redis, { count, delayMs, run }) {
   const after = await infoField(redis.port, 'memory', 'used_memory')
   await hold.obliterate({ force: true })
 
-  const completed = collectCompleted(events, count, true)
+  const completed = collectCompleted(events, count, true, ctx)
   const start = process.hrtime.bigint()
   await addAll(queue, count, 'stamp', { delay: delayMs })
   const scheduleSeconds = hrMs(start) / 1000
