@@ -1,7 +1,7 @@
 import { LinkedList } from '../linked-list.js'
 import type { Logger } from '../logger.js'
-import { afterMicrotasks } from '../scheduling/clock.js'
 import { MessageType, type WireFeedback } from '../protocol/messages.js'
+import { afterMicrotasks } from '../scheduling/clock.js'
 import { feedbackKey, type FeedbackId, type FeedbackRecord, type Store } from '../storage/store.js'
 import type { DistributorLink } from './distributor-link.js'
 

@@ -56,6 +56,7 @@ const RUN_COMPACT_ABOVE = 1024
  * - seq only grows, so (dueAt, seq) is a total order and equal due times come out in
  *   insertion order (a rescheduled entry counts as newly inserted). dueAt is always
  *   finite: a NaN would make every comparison false and silently corrupt the order.
+ * - An entry is in at most one queue at a time.
  */
 export class TimerHeap<T extends TimerSlot> {
   private items: T[] = []
