@@ -83,7 +83,8 @@ export class TimerHeap<T extends TimerSlot> {
     if (typeof dueAt !== 'number' || !Number.isFinite(dueAt)) {
       throw new InvalidArgumentError(`'dueAt' must be a finite number, got ${String(dueAt)}`)
     }
-    this.remove(item)
+    // A move is a removal and a new entry (a fresh seq among ties).
+    if (item.timerIndex !== -1) this.remove(item)
     item.dueAt = dueAt
     const seq = this.seqCounter++
     if (this.runLive === 0 || dueAt >= this.runLastDue) {
