@@ -7,11 +7,13 @@ import { MsgpackWriter } from '../protocol/msgpack-writer.js'
  *
  * Why one buffer: ioredis costs about a microsecond per command argument (a job save has
  * some 26), many times what Redis spends on it; one binary argument per batch costs
- * nothing per job, and Redis's cmsgpack turns it into a Lua table in one C call. Why one
- * script call: an EVALSHA per write cost Redis several times what its few commands do. Why Lua rather than MULTI: updates and finishes depend on
- * what is stored (a patch of a missing job must not create a half record), which MULTI
- * cannot express without WATCH. All keys share the node's hash tag, so building job keys
- * inside the script stays in the slot of the declared keys.
+ * nothing per job, and Redis's cmsgpack turns it into a Lua table in one C call.
+ *
+ * Why one script call: an EVALSHA per write cost Redis several times what its few
+ * commands do. Why Lua rather than MULTI: updates and finishes depend on what is stored
+ * (a patch of a missing job must not create a half record), which MULTI cannot express
+ * without WATCH. All keys share the node's hash tag, so building job keys inside the
+ * script stays in the slot of the declared keys.
  *
  * The buffer is one msgpack array of str values. Binary values (args, feedback) go as str
  * too: cmsgpack does not read msgpack's bin types, and a Lua string holds any bytes.
