@@ -195,12 +195,17 @@ async function main() {
       redisVersion = /redis_version:(\S+)/.exec(info)?.[1]
       progress(`redis-server ${redisVersion} on port ${redis.port}`)
     }
+    // Rounds, not one case after another: a machine's speed drifts within minutes, and a
+    // ratio between systems is only fair when every system's median samples the same drift.
     for (const c of cases) {
-      progress(`${c.id}: ${c.title}`)
-      const result = { id: c.id, system: c.system, title: c.title, runs: [], status: 'ok' }
-      results.push(result)
-      result.busyBefore = []
-      for (let run = 1; run <= RUNS; run++) {
+      results.push({ id: c.id, system: c.system, title: c.title, runs: [], status: 'ok', busyBefore: [] })
+    }
+    for (let run = 1; run <= RUNS; run++) {
+      for (const [i, c] of cases.entries()) {
+        const result = results[i]
+        // A case that failed or timed out once is not run again.
+        if (result.status !== 'ok') continue
+        progress(`${c.id} (run ${run}/${RUNS}): ${c.title}`)
         // Other work on the machine skews every number: record it, and say so.
         const busy = await busyFraction()
         if (busy !== undefined) {
@@ -215,15 +220,15 @@ async function main() {
           progress(`  run ${run}: error: ${err.stack ?? err}`)
           result.status = 'error'
           result.error = String(err.message ?? err)
-          break
+          continue
         }
         if (outcome === 'timeout') {
           progress(`  run ${run}: timeout after ${c.timeoutMs / 1000} s`)
           result.status = 'timeout'
-          break
+          continue
         }
         result.runs.push(outcome)
-        progress(`  run ${run}/${RUNS} (${((Date.now() - t0) / 1000).toFixed(1)} s): ${Object.entries(outcome).map(([m, v]) => `${m}=${fmt(v)}`).join(' ')}`)
+        progress(`  ${((Date.now() - t0) / 1000).toFixed(1)} s: ${Object.entries(outcome).map(([m, v]) => `${m}=${fmt(v)}`).join(' ')}`)
       }
     }
   } finally {
