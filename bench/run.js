@@ -39,7 +39,7 @@ const RUNS = runsFlag !== undefined ? Number(runsFlag.slice('--runs='.length)) :
 
 const N = quick
   ? { echo: 20_000, rtt: 500, jobs: 10_000, warmup: 1_000, latency: 500, latWarmup: 100, delayed: 10_000, million: 0, probes: 100 }
-  : { echo: 200_000, rtt: 5_000, jobs: 100_000, warmup: 20_000, latency: 5_000, latWarmup: 5_000, delayed: 100_000, million: 1_000_000, probes: 100 }
+  : { echo: 200_000, rtt: 5_000, jobs: 100_000, warmup: 20_000, latency: 5_000, latWarmup: 5_000, delayed: 100_000, million: 1_000_000, probes: 2_000 }
 
 const METRICS = {
   throughput: { label: 'throughput', unit: '/s' },
