@@ -302,15 +302,36 @@ function summarize(results) {
   const ratio = (a, b) => (a === undefined || b === undefined ? undefined : a / b)
   const jrMem = m('jr-throughput-memory', 'throughput')
   const jrRedis = m('jr-throughput-redis', 'throughput')
+  const ratios = {
+    'job-reactor memory ÷ BullMQ (throughput)': ratio(jrMem, m('bullmq-throughput', 'throughput')),
+    'job-reactor memory ÷ bee-queue (throughput)': ratio(jrMem, m('bee-throughput', 'throughput')),
+    'job-reactor memory ÷ echo round trips/s': ratio(jrMem, m('echo', 'throughput')),
+    'job-reactor Redis ÷ BullMQ (throughput)': ratio(jrRedis, m('bullmq-throughput', 'throughput')),
+    'job-reactor Redis ÷ bee-queue (throughput)': ratio(jrRedis, m('bee-throughput', 'throughput')),
+    'BullMQ p50 ÷ job-reactor p50 (latency)': ratio(m('bullmq-latency', 'p50'), m('jr-latency', 'p50')),
+  }
+  // The performance issue's goals (absolute figures for a 2-core machine); a case not run
+  // leaves its goals out.
+  const target = (label, value, op, goal) => ({
+    label,
+    value,
+    goal: `${op} ${fmt(goal)}`,
+    met: op === '≥' ? value >= goal : value <= goal,
+  })
   return {
-    ratios: {
-      'job-reactor memory ÷ BullMQ (throughput)': ratio(jrMem, m('bullmq-throughput', 'throughput')),
-      'job-reactor memory ÷ bee-queue (throughput)': ratio(jrMem, m('bee-throughput', 'throughput')),
-      'job-reactor memory ÷ echo round trips/s': ratio(jrMem, m('echo', 'throughput')),
-      'job-reactor Redis ÷ BullMQ (throughput)': ratio(jrRedis, m('bullmq-throughput', 'throughput')),
-      'job-reactor Redis ÷ bee-queue (throughput)': ratio(jrRedis, m('bee-throughput', 'throughput')),
-      'BullMQ p50 ÷ job-reactor p50 (latency)': ratio(m('bullmq-latency', 'p50'), m('jr-latency', 'p50')),
-    },
+    targets: [
+      target('memory throughput, jobs/s', jrMem, '≥', 150_000),
+      target('memory throughput ÷ BullMQ', ratios['job-reactor memory ÷ BullMQ (throughput)'], '≥', 20),
+      target('memory throughput ÷ bee-queue', ratios['job-reactor memory ÷ bee-queue (throughput)'], '≥', 8),
+      target('memory throughput ÷ echo', ratios['job-reactor memory ÷ echo round trips/s'], '≥', 0.4),
+      target('Redis throughput, jobs/s', jrRedis, '≥', 40_000),
+      target('latency p50, ms', m('jr-latency', 'p50'), '≤', 0.15),
+      target('latency p99, ms', m('jr-latency', 'p99'), '≤', 0.5),
+      target('delayed: fire lateness p99, ms', m('jr-delayed', 'lateP99'), '≤', 50),
+      target('delayed: scheduling, jobs/s', m('jr-delayed', 'scheduleRate'), '≥', 200_000),
+      target('1M delayed: node memory per job, B', m('jr-million', 'nodeHeapPerJob'), '≤', 300),
+    ].filter((t) => t.value !== undefined),
+    ratios,
     latency: {
       'echo round trip': [m('echo', 'p50'), m('echo', 'p99')],
       'job-reactor (memory, 1 node)': [m('jr-latency', 'p50'), m('jr-latency', 'p99')],
@@ -373,6 +394,11 @@ function printTable(results, summary) {
   out.push('')
   out.push('Ratios (medians)')
   for (const [label, v] of Object.entries(summary.ratios)) if (v !== undefined) out.push(`  ${pad(label, 46)} ${fmt(v)}`)
+  if (summary.targets.length > 0) {
+    out.push('')
+    out.push(`Targets (medians; absolute figures are for a 2-core machine${quick ? '; --quick counts are smaller' : ''})`)
+    for (const t of summary.targets) out.push(`  ${t.met ? 'met    ' : 'MISSED '} ${pad(t.label, 36)} ${pad(fmt(t.value), 9, true)}  goal ${t.goal}`)
+  }
   out.push('')
   out.push('Latency, one job in flight: p50 / p99 ms')
   for (const [label, [p50, p99]] of Object.entries(summary.latency)) {
