@@ -28,7 +28,7 @@ import type { ArgsOf } from '../node/registry.js'
 import { afterMicrotasks } from '../scheduling/clock.js'
 import type { JobHandle } from './job-handle.js'
 import { JobTable } from './job-table.js'
-import { NodePool } from './node-pool.js'
+import { fits, NodePool } from './node-pool.js'
 import { DELAYED_LOAD, INSTANT_LOAD, NodeSession } from './node-session.js'
 import {
   resolveDistributorOptions,
@@ -464,16 +464,22 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     const now = Date.now()
     for (const route of this.queue.routes.values()) {
       for (;;) {
-        if (route.length === 0) break
-        const session = this.pool.pick(route.name, route.node, route.notNode, this.options.alwaysUseSpecifiedNode)
-        if (session === undefined) break
-        const job = route.shift()
+        const job = route.peek()
         if (job === undefined) break
-        this.queue.taken()
-        if (wireSize(job) > session.maxFrameSize - FRAME_ENVELOPE_BYTES) {
-          this.failOversized(job, session)
+        const bytes = wireSize(job)
+        const session = this.pool.pick(route.name, route.node, route.notNode, this.options.alwaysUseSpecifiedNode, bytes)
+        if (session === undefined) {
+          // No node with room takes it now. It waits (and the route behind it, in order),
+          // unless no connected node that runs it could ever take a frame that large.
+          const roomiest = this.pool.roomiest(route.name, route.node, route.notNode, this.options.alwaysUseSpecifiedNode)
+          if (roomiest === undefined || fits(roomiest, bytes)) break
+          route.shift()
+          this.queue.taken()
+          this.failOversized(job, roomiest)
           continue
         }
+        route.shift()
+        this.queue.taken()
         job.state = 'sent'
         job.session = session
         job.load = job.opts.period !== undefined || job.dueAt > now ? DELAYED_LOAD : INSTANT_LOAD
@@ -565,13 +571,14 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
 
   /**
    * A node with a smaller frame limit than ours would drop the link on this job and get it
-   * again after redialling, forever: the job fails instead, saying why.
+   * again after redialling, forever. A job too large for every connected node that runs it
+   * fails instead, naming the one with the largest limit (`session`).
    */
   private failOversized(job: TrackedJob, session: NodeSession): void {
     const err = new FrameTooLargeError(
       wireSize(job),
       session.maxFrameSize - FRAME_ENVELOPE_BYTES,
-      `job '${job.name}' (${job.id}) is too large for node '${session.name}'`,
+      `job '${job.name}' (${job.id}) is too large for every connected node that runs it (the largest limit is node '${session.name}')`,
     )
     this.log.error({ id: job.id, job: job.name, node: session.name }, err.message)
     this.finish(job)

@@ -1,3 +1,4 @@
+import { FRAME_ENVELOPE_BYTES } from '../config.js'
 import type { NodeSession } from './node-session.js'
 
 /**
@@ -41,10 +42,14 @@ export class NodePool {
     return false
   }
 
-  pick(name: string, node: string | undefined, notNode: string | undefined, strict: boolean): NodeSession | undefined {
+  /**
+   * The node a job of `bytes` (its wireSize) goes to now, if any: nodes whose frame limit
+   * it exceeds are passed over like nodes without its definition.
+   */
+  pick(name: string, node: string | undefined, notNode: string | undefined, strict: boolean, bytes: number): NodeSession | undefined {
     if (node !== undefined) {
       const preferred = this.byName.get(node)
-      if (preferred !== undefined && preferred.hasRoom && preferred.jobs.has(name) && node !== notNode) return preferred
+      if (preferred !== undefined && preferred.hasRoom && preferred.jobs.has(name) && node !== notNode && fits(preferred, bytes)) return preferred
       if (strict) return undefined
     }
     const n = this.sessions.length
@@ -53,7 +58,7 @@ export class NodePool {
     const start = this.turn++ % (n || 1)
     for (let k = 0; k < n; k++) {
       const s = this.sessions[(start + k) % n] as NodeSession
-      if (!s.hasRoom || s.name === notNode || !s.jobs.has(name)) continue
+      if (!s.hasRoom || s.name === notNode || !s.jobs.has(name) || !fits(s, bytes)) continue
       const load = s.load / s.window
       if (load < bestLoad) {
         best = s
@@ -62,4 +67,22 @@ export class NodePool {
     }
     return best
   }
+
+  /**
+   * Of the connected nodes `pick` could give such a job to (room or not), the one with the
+   * largest frame limit; undefined when there is none.
+   */
+  roomiest(name: string, node: string | undefined, notNode: string | undefined, strict: boolean): NodeSession | undefined {
+    let best: NodeSession | undefined
+    for (const s of this.sessions) {
+      if (s.name === notNode || !s.jobs.has(name) || (strict && node !== undefined && s.name !== node)) continue
+      if (best === undefined || s.maxFrameSize > best.maxFrameSize) best = s
+    }
+    return best
+  }
+}
+
+/** A job of `bytes` (its wireSize) goes into a dispatch frame `session` accepts. */
+export function fits(session: NodeSession, bytes: number): boolean {
+  return bytes <= session.maxFrameSize - FRAME_ENVELOPE_BYTES
 }

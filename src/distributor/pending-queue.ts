@@ -31,23 +31,34 @@ export class Route {
     this.head = 0
   }
 
-  /** Next job still waiting; cancelled jobs left in place are skipped here. */
-  shift(): TrackedJob | undefined {
+  /** Next job still waiting, left in place; cancelled jobs before it are dropped here. */
+  peek(): TrackedJob | undefined {
     while (this.head < this.items.length) {
       const job = this.items[this.head] as TrackedJob
-      this.items[this.head] = undefined as unknown as TrackedJob
-      this.head++
-      if (this.head === this.items.length) {
-        // Drained: start over in place (a kept route stays small).
-        this.items.length = 0
-        this.head = 0
-      } else if (this.head > 1024 && this.head * 2 > this.items.length) {
-        this.items = this.items.slice(this.head)
-        this.head = 0
-      }
       if (job.state === 'pending') return job
+      this.drop()
     }
     return undefined
+  }
+
+  /** Takes the next job still waiting (the one `peek` returns). */
+  shift(): TrackedJob | undefined {
+    const job = this.peek()
+    if (job !== undefined) this.drop()
+    return job
+  }
+
+  private drop(): void {
+    this.items[this.head] = undefined as unknown as TrackedJob
+    this.head++
+    if (this.head === this.items.length) {
+      // Drained: start over in place (a kept route stays small).
+      this.items.length = 0
+      this.head = 0
+    } else if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head)
+      this.head = 0
+    }
   }
 }
 

@@ -225,17 +225,28 @@ describe('JobReactor behaviours', () => {
     expect(() => d.enqueue('echo', { blob: 'x'.repeat(100_000) })).toThrow(/encode to \d+ bytes, over the limit of \d+/)
   })
 
-  it('a job too large for the node it would go to fails with ERR_FRAME_TOO_LARGE instead of looping on the link', async () => {
+  it('a job too large for one node goes to a node that takes it, and fails with ERR_FRAME_TOO_LARGE only when none does', async () => {
     const d = await startDistributor(res)
     await startNode(res, d, { name: 'small', maxFrameSize: 64 * 1024 })
     let disconnected = false
     d.on('node:disconnect', () => (disconnected = true))
     const err = (await d.enqueue('echo', { blob: 'x'.repeat(100_000) }).done.catch((e: unknown) => e)) as JobFailedError
     expect(err.args['error']).toMatchObject({ code: ErrorCode.FRAME_TOO_LARGE })
-    expect((err.args['error'] as { message: string }).message).toMatch(/too large for node 'small'/)
+    expect((err.args['error'] as { message: string }).message).toMatch(/too large for every connected node that runs it \(the largest limit is node 'small'\)/)
     // Batches stay under the node's limit too: many mid-sized jobs all arrive.
     const mid = await Promise.all(Array.from({ length: 20 }, (_, i) => d.enqueue('echo', { i, blob: 'y'.repeat(20_000) }).done))
     expect(mid).toHaveLength(20)
+
+    await startNode(res, d, { name: 'big', maxFrameSize: 1024 * 1024 })
+    const takenBy: string[] = []
+    d.on('job:accepted', (e) => takenBy.push(e.node))
+    // Preferring the small node does not make it fail either: the big one takes it.
+    const large = await Promise.all([
+      d.enqueue('echo', { blob: 'x'.repeat(100_000) }).done,
+      d.enqueue('echo', { blob: 'x'.repeat(100_000) }, { node: 'small' }).done,
+    ])
+    expect(large.map((a) => a['result'])).toEqual(['Yay!', 'Yay!'])
+    expect(takenBy).toEqual(['big', 'big'])
     expect(disconnected).toBe(false)
   })
 

@@ -21,6 +21,23 @@ function takeAll(queue: PendingQueue, key: string): string[] {
 }
 
 describe('PendingQueue', () => {
+  it('peek shows the next waiting job without taking it, past cancelled ones', () => {
+    const queue = new PendingQueue()
+    const [a, b, c] = [job('peek'), job('peek'), job('peek')]
+    for (const j of [a, b, c]) queue.push(j)
+    const route = queue.routes.get('peek')
+    a.state = 'cancelled'
+    queue.taken()
+    expect(route?.peek()).toBe(b)
+    expect(route?.peek()).toBe(b)
+    expect(route?.length).toBe(2)
+    expect(route?.shift()).toBe(b)
+    expect(route?.peek()).toBe(c)
+    queue.taken()
+    expect(takeAll(queue, 'peek')).toEqual([c.id])
+    expect(route?.peek()).toBeUndefined()
+  })
+
   it('keeps FIFO order per route, puts requeued jobs first in enqueue order, and skips cancelled ones', () => {
     const queue = new PendingQueue()
     const [a, b, c, d] = [job('send'), job('send'), job('send'), job('send')]
