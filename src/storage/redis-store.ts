@@ -1,4 +1,5 @@
-import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis'
+import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis'
+import { createRequire } from 'node:module'
 import { InvalidArgumentError, StoreError, type SerializedError } from '../errors.js'
 import { unpack } from '../protocol/msgpack.js'
 import type { MsgpackWriter } from '../protocol/msgpack-writer.js'
@@ -287,8 +288,8 @@ export class RedisStore implements Store, NodeLeases {
         // A cluster connects to its masters on first use; connecting them here checks
         // that they are reachable and spares the first burst of commands the retries
         // ioredis makes for a node connection still being set up.
-        if (this.client instanceof Cluster) {
-          await Promise.all(this.client.nodes('master').map((master) => master.ping()))
+        if (this.client.isCluster) {
+          await Promise.all((this.client as Cluster).nodes('master').map((master) => master.ping()))
         }
       } else {
         await this.client.ping()
@@ -553,6 +554,14 @@ export class RedisStore implements Store, NodeLeases {
   }
 }
 
+/**
+ * ioredis, loaded when the first store makes its own client: an application or a node on
+ * memory storage does not pay for loading it (a third of this package's import time).
+ */
+function loadIoredis(): typeof import('ioredis') {
+  return createRequire(import.meta.url)('ioredis') as typeof import('ioredis')
+}
+
 /*
  * Connection policy. Before open() succeeds the retry strategy says no, so an unreachable
  * server fails open() after one attempt bounded by the connect timeout, instead of
@@ -571,6 +580,7 @@ export class RedisStore implements Store, NodeLeases {
  * and for the few other commands ioredis's pipeline per tick cost more than it saved.
  */
 function createClient(target: RedisTarget, isOpen: () => boolean): Redis | Cluster {
+  const { Cluster, Redis } = loadIoredis()
   const retry = (times: number): number | null =>
     isOpen() ? Math.min(times * 100, RECONNECT_MAX_DELAY_MS) : null
   const connection: RedisOptions = {
