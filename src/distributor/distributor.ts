@@ -610,6 +610,9 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
 
   private onFeedback(session: NodeSession, seq: number, items: WireFeedback[]): void {
     for (const item of items) {
+      // A closure closed the distributor: the rest stays with the node (unacknowledged), for
+      // whichever distributor listens here next.
+      if (this.closed) return
       const job = this.jobs.get(item.id)
       if (job === undefined) {
         if (!this.recent.has(item.id) && !session.finished.has(item.id)) {
@@ -621,11 +624,15 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       if (item.run < job.run) continue
       const args = argsOf(item)
       const event = item.kind === 'success' ? 'job:success' : 'job:failed'
+      if (item.final) {
+        // Out of the table before its closure runs: a closure that closes the distributor
+        // must not find the job unfinished and fail it a second time.
+        this.finish(job)
+        session.finished.push(job.id)
+      }
       this.runClosure(job, item.kind === 'success' ? job.onSuccess : job.onError, args)
       if (this.listenerCount(event) > 0) this.safeEmit(event, { id: job.id, name: job.name, run: item.run, node: session.name, args })
       if (item.final) {
-        this.finish(job)
-        session.finished.push(job.id)
         if (item.kind === 'success') job.resolve(args)
         else job.reject(new JobFailedError(job.name, job.id, args))
       } else if (job.opts.period !== undefined) {
@@ -654,8 +661,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     this.safeEmit('feedback:error', { id: job.id, name: job.name, error })
   }
 
-  /** The job leaves every table: no more feedback is expected for it. */
-  /** The job leaves the table; `cancelled`: what waiting `cancel()` calls learn. */
+  /** The job leaves every table, no more feedback expected; `cancelled`: what waiting `cancel()` calls learn. */
   private finish(job: TrackedJob, cancelled = false): void {
     // A durable node may finish a job the distributor had put back in the queue (its
     // acceptance was lost with the connection): the queue slot is dropped lazily.

@@ -263,6 +263,29 @@ describe('JobReactor behaviours', () => {
     expect(disconnected).toBe(false)
   })
 
+  it('a success closure that closes the distributor leaves that job succeeded (no error closure, done resolves)', async () => {
+    const d = await startDistributor(res)
+    await startNode(res, d, { name: 'w1' })
+    const calls: string[] = []
+    let closing: Promise<void> | undefined
+    const handle = d.enqueue(
+      'echo',
+      {},
+      {},
+      () => {
+        calls.push('success')
+        closing = d.close()
+      },
+      (args) => void calls.push(`error:${(args['error'] as { code: string }).code}`),
+    )
+    const outcome = await handle.done.then(
+      () => 'resolved',
+      (err: Error) => `rejected: ${err.name}`,
+    )
+    await closing
+    expect({ calls, outcome }).toEqual({ calls: ['success'], outcome: 'resolved' })
+  })
+
   it('a feedback closure that throws does not stop the distributor', async () => {
     const d = await startDistributor(res)
     await startNode(res, d, { name: 'w1' })
