@@ -347,7 +347,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       case MessageType.FEEDBACK:
         return this.onFeedback(session, message.seq, message.items)
       case MessageType.CANCEL_RESULT:
-        return this.onCancelResult(message)
+        return this.onCancelResult(session, message)
       case MessageType.ERROR:
         this.log.warn({ node: session.name, code: message.code }, `node reported: ${message.message}`)
         session.connection.close()
@@ -423,8 +423,18 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     for (const id of session.finished.drain()) this.recent.add(id)
     const back: TrackedJob[] = []
     for (const job of session.held.drain()) {
-      // Its cancel went to a node that is gone: honour it here rather than run it elsewhere.
       if (this.cancelRequests.has(job)) {
+        if (session.durable) {
+          // It may be stored there (its `accepted` lost with the link), and a durable node
+          // runs what it stored: the cancel goes again when that node is back, and its
+          // answer (cancelled, finished, or unknown there) settles the job.
+          job.state = 'accepted'
+          job.owner = session.name
+          job.session = undefined
+          job.load = 0
+          continue
+        }
+        // A memory node drops every job of a lost link (Node.dropJobsOf): it is cancelled.
         this.finishCancelled(job)
         continue
       }
@@ -689,27 +699,29 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     target?.connection.send({ type: MessageType.CANCEL, id: job.id })
   }
 
-  private onCancelResult(message: CancelResultMessage): void {
+  private onCancelResult(session: NodeSession, message: CancelResultMessage): void {
     const job = this.jobs.get(message.id)
     if (job === undefined) return
     if (message.outcome === 'cancelled') {
       this.finishCancelled(job)
       return
     }
-    if (message.outcome === 'unknown' && job.state === 'pending') {
-      // It came back to the queue meanwhile: cancel it here.
-      this.finishCancelled(job)
-      return
-    }
+    // Sent to another node since: this node's answer says nothing of that copy.
+    if (job.state === 'sent' && job.session !== session) return
     if (message.outcome === 'unknown') {
-      // The node no longer holds it (a memory node that restarted): nothing left to stop here.
-      this.answerCancels(job, false)
+      // The node neither holds it nor has a result of it waiting (a node that restarted
+      // without it, a cancel whose answer was lost with a link, a job back in our queue
+      // meanwhile): nothing will run it or report on it any more. It ends here.
+      this.finishCancelled(job)
     }
     // 'finished': its final feedback is on the way and settles the waiters.
   }
 
   private finishCancelled(job: TrackedJob): void {
     this.finish(job, true)
+    // A result a node sent before it heard of the cancel (a periodic run's, re-sent after a
+    // reconnect) may still come: it is dropped, not reported as an orphan.
+    this.recent.add(job.id)
     job.state = 'cancelled'
     this.safeEmit('job:cancelled', { id: job.id, name: job.name })
     job.resolve(decodeArgs(job.args))

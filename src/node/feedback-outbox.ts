@@ -99,6 +99,23 @@ export class FeedbackOutbox {
     else afterMicrotasks(this.flushLater)
   }
 
+  /**
+   * A result of job `jobId` for that distributor waits for its ack (sent or not): the
+   * distributor still hears how the job ended. A scan, made only for a cancel of a job
+   * the node no longer holds.
+   */
+  holds(distributorKey: string, jobId: string): boolean {
+    const box = this.boxes.get(distributorKey)
+    if (box === undefined) return false
+    for (const entry of box.values()) if (entry.feedback.jobId === jobId) return true
+    return false
+  }
+
+  /** Results waiting to share a frame go out now, ahead of what the caller sends next. */
+  flushNow(): void {
+    if (this.batches.size > 0) this.flush()
+  }
+
   /** A link (re)connected: everything still unacknowledged for it goes out again. */
   resend(link: DistributorLink): void {
     this.sent.set(link, { seq: 0, frames: [] })

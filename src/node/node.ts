@@ -324,6 +324,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
     },
     onMessage: (link, message) => this.onMessage(link, message),
     onDown: (link, reason) => {
+      if (!this.store.durable) this.dropJobsOf(link)
       this.safeEmit('link:down', { distributor: link.key, reason })
     },
   }
@@ -891,10 +892,29 @@ export class Node extends TypedEmitter<NodeEventMap> {
 
   // --- cancel --------------------------------------------------------------------------
 
+  /**
+   * A memory node's link dropped: its distributor takes back every unfinished job it sent
+   * here and dispatches it again (it cannot tell a dropped link from a dead node). So they
+   * end here: those not running now never run, and a running one's attempt is its last
+   * here (no retry, no next run), its result still sent if the link comes back. Kept, they
+   * would run twice, and a cancel would stop only one of the two.
+   */
+  private dropJobsOf(link: DistributorLink): void {
+    for (const job of this.live.values()) {
+      if (job.distributor !== link.key) continue
+      if (job.phase !== 'running') this.scheduler.cancel(job)
+      // The ready queue skips it, and the end of a running attempt schedules nothing more.
+      job.phase = 'done'
+      this.live.delete(job)
+    }
+  }
+
   private onCancel(link: DistributorLink, id: string): void {
     const job = this.live.get(id)
     if (job === undefined) {
-      link.send({ type: MessageType.CANCEL_RESULT, id, outcome: 'unknown' })
+      // Finished, and its result not yet acknowledged: that result settles it. Otherwise
+      // nothing here will ever run it or report on it.
+      link.send({ type: MessageType.CANCEL_RESULT, id, outcome: this.outbox.holds(link.key, id) ? 'finished' : 'unknown' })
       return
     }
     if (job.phase === 'running') {
@@ -931,6 +951,9 @@ export class Node extends TypedEmitter<NodeEventMap> {
   }
 
   private answerCancel(record: JobRecord, outcome: 'cancelled' | 'finished'): void {
+    // The job's last result (a periodic run that ended as it was cancelled) goes first: the
+    // distributor forgets the job on this answer and would take the result for an orphan.
+    this.outbox.flushNow()
     this.links.get(record.distributor)?.send({ type: MessageType.CANCEL_RESULT, id: record.id, outcome })
   }
 

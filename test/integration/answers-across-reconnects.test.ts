@@ -1,6 +1,7 @@
 import { afterEach, expect, it } from 'vitest'
 import type { Distributor } from '../../src/distributor/distributor.js'
 import type { JobHandle } from '../../src/distributor/job-handle.js'
+import type { Node } from '../../src/node/node.js'
 import { MemoryStore } from '../../src/storage/memory-store.js'
 import type { JobRecord } from '../../src/storage/store.js'
 import { Resources, startDistributor, startNode } from '../helpers/cluster.js'
@@ -40,11 +41,11 @@ function dropNode(d: Distributor, name: string): void {
 }
 
 /** A distributor and a node 'n1' on a GatedStore holding its first `held` saves; quick to redial. */
-async function gatedNode(held: number): Promise<{ d: Distributor; store: GatedStore }> {
+async function gatedNode(held: number): Promise<{ d: Distributor; store: GatedStore; node: Node }> {
   const d = await startDistributor(res)
   const store = new GatedStore(held)
-  await startNode(res, d, { name: 'n1', storage: store as never, reconnectMinMs: 10, reconnectMaxMs: 20 })
-  return { d, store }
+  const node = await startNode(res, d, { name: 'n1', storage: store as never, reconnectMinMs: 10, reconnectMaxMs: 20 })
+  return { d, store, node }
 }
 
 /** How the job ended, or 'never settled' (a lost job) instead of the test timing out. */
@@ -109,4 +110,96 @@ it('a job re-sent while its first save is still running is not accepted until th
   // once the node's store is back.
   save.reject(new Error('store down'))
   expect(await outcomeOf(j1)).toBe('done')
+}, 10_000)
+
+/** A "durable" store whose job removals wait until the test lets the first one through. */
+class SlowRemoveStore extends MemoryStore {
+  override readonly durable = true as unknown as false
+  private removing: (() => void) | undefined
+  private waiter: (() => void) | undefined
+  override removeJob(id: string): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.removing = () => void super.removeJob(id).then(resolve, reject)
+      this.waiter?.()
+    })
+  }
+  async removeCalled(): Promise<() => void> {
+    while (this.removing === undefined) await new Promise<void>((r) => (this.waiter = r))
+    return this.removing
+  }
+}
+
+it('a memory node whose link drops lets go of its jobs: a cancel in the gap is final, and nothing is held twice', async () => {
+  const d = await startDistributor(res)
+  const node = await startNode(res, d, { name: 'm1', reconnectMinMs: 20, reconnectMaxMs: 20 })
+  const delayed = d.enqueue('echo', {}, { after: 3600 })
+  const periodic = d.enqueue('echo', {}, { after: 3600, period: 3600 })
+  await Promise.all([delayed, periodic].map((h) => d.waitFor('job:accepted', (e) => e.id === h.id)))
+  expect(node.jobCount).toBe(2)
+
+  // The distributor takes both back (it cannot tell a dropped link from a dead node): the
+  // node must not keep running them, or a cancel would stop only one copy.
+  const nodeDown = node.waitFor('link:down')
+  const back = d.waitFor('job:accepted', (e) => e.id === periodic.id)
+  dropNode(d, 'm1')
+  await nodeDown
+  expect(node.jobCount).toBe(0)
+  expect(await delayed.cancel()).toBe(true)
+
+  // The node is back and gets the periodic job again: held once.
+  await back
+  expect(node.jobCount).toBe(1)
+  expect(await periodic.cancel()).toBe(true)
+  expect(node.jobCount).toBe(0)
+}, 10_000)
+
+it('a cancel lost with the link while a durable node saves the job waits for that node, which cancels it', async () => {
+  const { d, store, node } = await gatedNode(1)
+  const orphans: string[] = []
+  d.on('feedback:orphan', (e) => orphans.push(e.id))
+  const h = d.enqueue('echo', {}, { after: 3600 })
+  const save = await store.nthSave(1)
+  // The cancel frame waits for the end of the turn; the link drops in this one.
+  const cancelled = h.cancel()
+  dropNode(d, 'n1')
+  // Stored: the node owns the job now, and would run it if nobody told it otherwise.
+  save.resolve()
+  expect(await cancelled).toBe(true)
+  expect(node.jobCount).toBe(0)
+  expect(d.activeCount).toBe(0)
+  expect(orphans).toEqual([])
+}, 10_000)
+
+it('a cancel whose answer is lost with the link is settled by the node\'s answer to the cancel sent again', async () => {
+  const d = await startDistributor(res)
+  const store = new SlowRemoveStore()
+  const node = await startNode(res, d, { name: 'n1', storage: store as never, reconnectMinMs: 10, reconnectMaxMs: 20 })
+  const h = d.enqueue('echo', { x: 1 }, { after: 3600 })
+  await d.waitFor('job:accepted', (e) => e.id === h.id)
+  const cancelled = h.cancel()
+  const release = await store.removeCalled()
+  const down = d.waitFor('node:disconnect', (e) => e.node === 'n1')
+  dropNode(d, 'n1')
+  await down
+  // Removed: the node answers 'cancelled' on a link that is down, and the answer is lost.
+  // Asked again after the reconnect, it no longer knows the job, nor has a result of it.
+  release()
+  expect(await cancelled).toBe(true)
+  expect(await h.done).toEqual({ x: 1 })
+  expect(d.activeCount).toBe(0)
+  expect(node.jobCount).toBe(0)
+}, 10_000)
+
+it('a periodic job cancelled while a run is in progress reports that run, and no orphan', async () => {
+  const d = await startDistributor(res)
+  const node = await startNode(res, d, { name: 'p1' })
+  const orphans: unknown[] = []
+  d.on('feedback:orphan', (e) => orphans.push(e))
+  const runs: unknown[] = []
+  const h = d.enqueue('slow', { ms: 200 }, { period: 3600 }, (args) => void runs.push(args))
+  await node.waitFor('job:start', (e) => e.id === h.id)
+  expect(await h.cancel()).toBe(true)
+  // The run's feedback went out before the answer to the cancel.
+  expect(runs).toHaveLength(1)
+  expect(orphans).toEqual([])
 }, 10_000)
