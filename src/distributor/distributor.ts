@@ -348,6 +348,8 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
         return this.onFeedback(session, message.seq, message.items)
       case MessageType.CANCEL_RESULT:
         return this.onCancelResult(session, message)
+      case MessageType.WAITING:
+        return this.onWaiting(session, message.ids)
       case MessageType.ERROR:
         this.log.warn({ node: session.name, code: message.code }, `node reported: ${message.message}`)
         session.connection.close()
@@ -551,6 +553,15 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       if (job.opts.period !== undefined || job.dueAt > now) this.releaseLoad(job)
       else if (job.load === DELAYED_LOAD) this.setLoad(job, INSTANT_LOAD)
       if (this.listenerCount('job:accepted') > 0) this.safeEmit('job:accepted', { id: job.id, name: job.name, node: session.name })
+    }
+    this.scheduleDispatch()
+  }
+
+  /** Jobs of `session`'s node wait out a retry backoff there: they leave its window. */
+  private onWaiting(session: NodeSession, ids: string[]): void {
+    for (const id of ids) {
+      const job = this.jobs.get(id)
+      if (job !== undefined && job.state === 'accepted' && job.session === session) this.releaseLoad(job)
     }
     this.scheduleDispatch()
   }

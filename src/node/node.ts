@@ -350,6 +350,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
       case MessageType.STATE:
       case MessageType.FEEDBACK:
       case MessageType.CANCEL_RESULT:
+      case MessageType.WAITING:
         throw new JobsError(`unexpected '${message.type}' from a distributor`, ErrorCode.PROTOCOL)
       default: {
         const never: never = message
@@ -750,7 +751,9 @@ export class Node extends TypedEmitter<NodeEventMap> {
           job.store,
           () => job.store.updateJob(job.id, patch),
           () => {
-            if (job.phase !== 'done') this.schedule(job)
+            if (job.phase === 'done') return
+            this.schedule(job)
+            this.links.get(job.distributor)?.send({ type: MessageType.WAITING, ids: [job.id] })
           },
         )
         return

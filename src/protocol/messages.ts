@@ -10,7 +10,7 @@ import { shareEmptyArgs, type JobArgsObject } from './args.js'
  *    `feedback-ack` answer a whole frame by it instead of naming every job again.
  * 4: a feedback item's args are a map inside the frame, not a binary holding one.
  */
-export const PROTOCOL_VERSION = 4
+export const PROTOCOL_VERSION = 5
 
 export const MessageType = {
   /** distributor → node, first frame: protocol version and a fresh nonce. */
@@ -38,6 +38,8 @@ export const MessageType = {
   CANCEL: 'cancel',
   /** node → distributor: outcome of a cancel. */
   CANCEL_RESULT: 'cancel-result',
+  /** node → distributor: these jobs wait out a retry backoff here; they hold no slot of my window. */
+  WAITING: 'waiting',
 } as const
 export type MessageType = (typeof MessageType)[keyof typeof MessageType]
 
@@ -159,6 +161,15 @@ export interface CancelResultMessage {
   id: string
   outcome: CancelOutcome
 }
+/**
+ * A job that failed an attempt waits for its retry on the node's timer, as a delayed job
+ * does: it stops counting against the window, or a burst of failing jobs in a long backoff
+ * would keep an idle node from any other work.
+ */
+export interface WaitingMessage {
+  type: typeof MessageType.WAITING
+  ids: string[]
+}
 
 export type Message =
   | ChallengeMessage
@@ -174,6 +185,7 @@ export type Message =
   | FeedbackAckMessage
   | CancelMessage
   | CancelResultMessage
+  | WaitingMessage
 
 // ---------------------------------------------------------------------------------------
 // Validation. Decoded msgpack is `unknown` until it passes through parseMessage(); each
@@ -435,6 +447,8 @@ export function parseMessage(value: unknown): Message {
       }
       return { type, id: str(o, 'id', p), outcome }
     }
+    case MessageType.WAITING:
+      return { type, ids: strings(o, 'ids', p) }
     default:
       throw new ProtocolError(
         typeof type === 'string' ? `unknown message type '${type.slice(0, 64)}'` : `'message.type' must be a string`,

@@ -201,6 +201,18 @@ describe('JobReactor behaviours', () => {
     expect((await d.enqueue('echo', {}).done)['result']).toBe('Yay!')
   })
 
+  it('jobs waiting out a retry backoff leave the node\'s window: an idle node still gets new work', async () => {
+    const d = await startDistributor(res)
+    // A window of 10 (10 × concurrency), filled by 10 failing jobs that retry in an hour.
+    const node = await startNode(res, d, { name: 'w1', concurrency: 1 }, { maxAttempt: 3, retryMultiplier: 3600 })
+    let retrying = 0
+    const allRetrying = new Promise<void>((resolve) => node.on('job:retry', () => ++retrying === 10 && resolve()))
+    for (let i = 0; i < 10; i++) d.enqueue('always_fail', { i })
+    await allRetrying
+    expect(node.runningCount).toBe(0)
+    expect((await d.enqueue('echo', {}).done)['result']).toBe('Yay!')
+  })
+
   it('rejects bad enqueue input at once, naming it, and enqueues nothing', async () => {
     const d = await startDistributor(res)
     expect(() => d.enqueue('echo', { cb: () => 1 })).toThrow(/args\.cb is a function/)

@@ -89,6 +89,7 @@ const SAMPLES = {
   [MessageType.FEEDBACK_ACK]: { type: MessageType.FEEDBACK_ACK, seq: 3 },
   [MessageType.CANCEL]: { type: MessageType.CANCEL, id: 'job-1' },
   [MessageType.CANCEL_RESULT]: { type: MessageType.CANCEL_RESULT, id: 'job-1', outcome: 'finished' },
+  [MessageType.WAITING]: { type: MessageType.WAITING, ids: ['job-1', 'job-2'] },
 } satisfies { [K in MessageType]: Extract<Message, { type: K }> }
 
 describe('parseMessage round trip', () => {
