@@ -638,9 +638,14 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       if (job === undefined) {
         if (!this.recent.has(item.id) && !session.finished.has(item.id)) {
           this.safeEmit('feedback:orphan', { id: item.id, run: item.run, kind: item.kind, node: session.name, args: argsOf(item) })
+        } else if (!item.final) {
+          // It ended here, yet this node still runs a schedule of it: a second copy (see below).
+          this.stopCopy(session, item.id)
         }
         continue
       }
+      const holder = job.state === 'sent' ? job.session?.name : job.state === 'accepted' ? job.owner : undefined
+      if (holder !== session.name) this.reportedByOther(session, job, holder, item.final)
       // At-least-once: a feedback re-sent after a reconnect is delivered once.
       if (item.run < job.run) continue
       const args = argsOf(item)
@@ -710,9 +715,33 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     target?.connection.send({ type: MessageType.CANCEL, id: job.id })
   }
 
+  /**
+   * A node that does not hold `job` as we see it reports on it. With its holder away and the
+   * job stored there, it is a peer that adopted the holder's jobs (takeover): it holds the
+   * job now, and a cancel goes to it. Otherwise it is a second copy: a durable node's
+   * `accepted` was lost with its link, and the job went to another node too. Both would run
+   * on (a periodic one forever) and a cancel would reach one, so the copy that would go on
+   * after this result stops: the reporting one, or, if the job ends here, its holder's.
+   */
+  private reportedByOther(session: NodeSession, job: TrackedJob, holder: string | undefined, final: boolean): void {
+    const holding = holder === undefined ? undefined : this.pool.get(holder)
+    if (holder !== undefined && holding === undefined && job.state === 'accepted') job.owner = session.name
+    else if (!final) this.stopCopy(session, job.id)
+    else if (holding !== undefined) this.stopCopy(holding, job.id)
+  }
+
+  /**
+   * Cancels `id` on that node for a copy nobody asked it to run. Its answer settles nothing:
+   * answers count only for a job with a `cancel()` waiting, from the node holding it.
+   */
+  private stopCopy(session: NodeSession, id: string): void {
+    this.log.warn({ id, node: session.name }, 'a node runs a second copy of a job; cancelling that copy')
+    session.connection.send({ type: MessageType.CANCEL, id })
+  }
+
   private onCancelResult(session: NodeSession, message: CancelResultMessage): void {
     const job = this.jobs.get(message.id)
-    if (job === undefined) return
+    if (job === undefined || !this.cancelRequests.has(job)) return
     if (message.outcome === 'cancelled') {
       this.finishCancelled(job)
       return

@@ -203,3 +203,22 @@ it('a periodic job cancelled while a run is in progress reports that run, and no
   expect(runs).toHaveLength(1)
   expect(orphans).toEqual([])
 }, 10_000)
+
+it('a durable node whose accepted was lost runs a second copy of a periodic job: once it reports, that copy is cancelled', async () => {
+  const d = await startDistributor(res)
+  const store = new GatedStore(1)
+  const a = await startNode(res, d, { name: 'A', storage: store as never, reconnectMinMs: 10, reconnectMaxMs: 20 })
+  const b = await startNode(res, d, { name: 'B' })
+  const h = d.enqueue('echo', {}, { period: 0.05, node: 'A' })
+  const save = await store.nthSave(1)
+  const onB = d.waitFor('job:accepted', (e) => e.id === h.id && e.node === 'B')
+  dropNode(d, 'A')
+  await onB
+  // Stored on A after the drop: A owns a copy the distributor does not know of, and runs it.
+  const stopped = a.waitFor('job:cancelled', (e) => e.id === h.id)
+  save.resolve()
+  await stopped
+  expect(a.jobCount).toBe(0)
+  expect(await h.cancel()).toBe(true)
+  expect(b.jobCount).toBe(0)
+}, 10_000)

@@ -197,4 +197,24 @@ describe('takeover of a dead node’s jobs', () => {
     expect(heirs).toContain([...adopters][0])
     expect(results.every((r) => r['dueAt'] === dueAt)).toBe(true)
   })
+
+  it('a periodic job adopted by a peer goes on there, and a cancel reaches it there', async () => {
+    const d = await startDistributor(res, { heartbeatMs: 200 })
+    const lease = ['--storage', redis.url, '--lease-ms', '600']
+    const doomed = uniqueName('doomed')
+    const a = await spawnConnectedNode(res, d, doomed, lease)
+    const h = d.enqueue('stamp', {}, { period: 0.2, after: 0.8, node: doomed })
+    await allAccepted(d, [h])
+    a.child.kill('SIGKILL')
+    const heir = uniqueName('heir')
+    // Runs reported by the heir: the distributor takes it for the job's holder now, not
+    // for a second copy to stop.
+    const threeRuns = new Promise<void>((resolve) => {
+      let runs = 0
+      d.on('job:success', (e) => e.id === h.id && e.node === heir && ++runs === 3 && resolve())
+    })
+    await spawnConnectedNode(res, d, heir, [...lease, '--takeover'])
+    await threeRuns
+    expect(await h.cancel()).toBe(true)
+  })
 })
