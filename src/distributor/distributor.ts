@@ -239,7 +239,9 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
    */
   cancel(id: string): Promise<boolean> {
     const job = this.jobs.get(id)
-    if (job === undefined) return Promise.resolve(false)
+    // Closed (or closing: a closure that close() runs may cancel another job): every job
+    // ended with close(), and nothing would answer a cancel sent now.
+    if (job === undefined || this.closed) return Promise.resolve(false)
     if (job.state === 'pending') {
       this.finishCancelled(job)
       return Promise.resolve(true)

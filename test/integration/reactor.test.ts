@@ -298,6 +298,19 @@ describe('JobReactor behaviours', () => {
     expect({ calls, outcome }).toEqual({ calls: ['success'], outcome: 'resolved' })
   })
 
+  it('a cancel() that an error closure makes while the distributor closes settles (false)', async () => {
+    const d = await startDistributor(res)
+    await startNode(res, d, { name: 'w1' })
+    const first = d.enqueue('echo', {}, { after: 3600 })
+    let answer: Promise<boolean> | undefined
+    const second = d.enqueue('echo', {}, { after: 3600 }, undefined, () => {
+      answer = first.cancel()
+    })
+    await Promise.all([first, second].map((h) => d.waitFor('job:accepted', (e) => e.id === h.id)))
+    await d.close()
+    expect(await answer).toBe(false)
+  })
+
   it('a feedback closure that throws does not stop the distributor', async () => {
     const d = await startDistributor(res)
     await startNode(res, d, { name: 'w1' })
