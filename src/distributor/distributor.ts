@@ -38,7 +38,7 @@ import {
   type ResolvedDistributorOptions,
 } from './options.js'
 import { PendingQueue, routeKey } from './pending-queue.js'
-import { toWireJob, TrackedJob, wireSize, type FeedbackCallback } from './tracked-job.js'
+import { holderOf, toWireJob, TrackedJob, wireSize, type FeedbackCallback } from './tracked-job.js'
 
 export interface DistributorEventMap {
   listening: { host: string; port: number }
@@ -646,7 +646,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
         }
         continue
       }
-      const holder = job.state === 'sent' ? job.session?.name : job.state === 'accepted' ? job.owner : undefined
+      const holder = holderOf(job)
       if (holder !== session.name) this.reportedByOther(session, job, holder, item.final)
       // At-least-once: a feedback re-sent after a reconnect is delivered once.
       if (item.run < job.run) continue
@@ -744,12 +744,13 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   private onCancelResult(session: NodeSession, message: CancelResultMessage): void {
     const job = this.jobs.get(message.id)
     if (job === undefined || !this.cancelRequests.has(job)) return
+    // Only the node holding it speaks for it: not one it was sent to before, nor a second copy.
+    const holder = holderOf(job)
+    if (holder !== undefined && holder !== session.name) return
     if (message.outcome === 'cancelled') {
       this.finishCancelled(job)
       return
     }
-    // Sent to another node since: this node's answer says nothing of that copy.
-    if (job.state === 'sent' && job.session !== session) return
     if (message.outcome === 'unknown') {
       // The node neither holds it nor has a result of it waiting (a node that restarted
       // without it, a cancel whose answer was lost with a link, a job back in our queue

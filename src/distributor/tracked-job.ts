@@ -72,6 +72,11 @@ export function toWireJob(job: TrackedJob): WireJob {
   return wire
 }
 
+/** The node that holds the job as the distributor sees it: sent to, or accepted by; none while pending or final. */
+export function holderOf(job: TrackedJob): string | undefined {
+  return job.state === 'sent' ? job.session?.name : job.state === 'accepted' ? job.owner : undefined
+}
+
 /** Bytes a job adds to a dispatch frame, roughly: args plus the fixed fields. */
 export function wireSize(job: TrackedJob): number {
   return job.args.length + job.name.length + 96
