@@ -107,6 +107,8 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   private readonly log
   private server: Server | undefined
   private readonly connections = new Set<Connection>()
+  /** TLS: the TCP socket under every open connection, those still in the handshake too (no Connection owns them yet). */
+  private readonly tcpSockets = new Set<Socket>()
   private readonly pool = new NodePool()
   private readonly queue = new PendingQueue()
   private readonly jobs = new JobTable()
@@ -171,6 +173,10 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
         const authorizationError = socket.authorizationError === undefined ? undefined : String(socket.authorizationError)
         this.log.warn({ peer, code: err.code, err: err.message, authorizationError }, 'TLS handshake with a client failed')
         socket.destroy()
+      })
+      tlsServer.on('connection', (socket: Socket) => {
+        this.tcpSockets.add(socket)
+        socket.once('close', () => this.tcpSockets.delete(socket))
       })
       server = tlsServer
     }
@@ -278,6 +284,9 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       await new Promise<void>((resolve) => {
         server.close(() => resolve())
         for (const connection of this.connections) connection.socket.destroy()
+        // The server waits for every open socket: one in a TLS handshake would hold close()
+        // for as long as handshakeTimeoutMs.
+        for (const socket of this.tcpSockets) socket.destroy()
       })
     }
     this.safeEmit('close', {})

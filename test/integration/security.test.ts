@@ -342,6 +342,15 @@ describe('TLS', () => {
     expect(d.nodes.sort()).toEqual(['tls-by-name', 'tls-node'])
   })
 
+  it('close() does not wait for a client still in the TLS handshake', async () => {
+    // A handshake timeout longer than the test's own: close() must not wait for it.
+    const d = await startDistributor(res, { tls: serverTls(), handshakeTimeoutMs: 600_000 })
+    const silent = await connectPeer(d.port)
+    await d.close()
+    await silent.closed
+    expect(silent.received).toEqual([])
+  })
+
   it('drops a client that opens a TLS port and never starts the handshake, at handshakeTimeoutMs', async () => {
     const log = new LogCapture()
     const d = await startDistributor(res, { tls: serverTls(), handshakeTimeoutMs: 200, logger: log.logger })
