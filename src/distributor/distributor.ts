@@ -107,6 +107,8 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   private readonly log
   private server: Server | undefined
   private readonly connections = new Set<Connection>()
+  /** Nodes told to stop a second copy of a job (see reportedByOther); rare, and gone with the job. */
+  private readonly stoppedCopies = new WeakMap<TrackedJob, Set<string>>()
   /** TLS: the TCP socket under every open connection, those still in the handshake too (no Connection owns them yet). */
   private readonly tcpSockets = new Set<Socket>()
   private readonly pool = new NodePool()
@@ -492,11 +494,18 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
         const bytes = wireSize(job)
         const session = this.pool.pick(route.name, route.node, route.notNode, this.options.alwaysUseSpecifiedNode, bytes)
         if (session === undefined) {
-          // No node with room takes it now. It waits (and the route behind it, in order),
-          // unless no connected node that runs it could ever take a frame that large.
+          // No node with room takes it now. It fails if no connected node that runs it
+          // could ever take a frame that large; it waits if it is as small as the smallest
+          // limit (and so does the route behind it: no node has room).
           const roomiest = this.pool.roomiest(route.name, route.node, route.notNode, this.options.alwaysUseSpecifiedNode)
-          if (roomiest === undefined || fits(roomiest, bytes)) break
+          if (roomiest === undefined || (fits(roomiest, bytes) && (route.aside || this.pool.pick(route.name, route.node, route.notNode, this.options.alwaysUseSpecifiedNode, 0) === undefined))) break
           route.shift()
+          if (fits(roomiest, bytes)) {
+            // Only nodes with a larger limit take it, none with room now: it waits aside,
+            // and the jobs behind it go on.
+            this.queue.setAside(job, route)
+            continue
+          }
           this.queue.taken()
           this.failOversized(job, roomiest)
           continue
@@ -651,14 +660,15 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
           this.safeEmit('feedback:orphan', { id: item.id, run: item.run, kind: item.kind, node: session.name, args: argsOf(item) })
         } else if (!item.final) {
           // It ended here, yet this node still runs a schedule of it: a second copy (see below).
-          this.stopCopy(session, item.id)
+          this.stopCopy(session, item.id, undefined)
         }
         continue
       }
       const holder = holderOf(job)
-      if (holder !== session.name) this.reportedByOther(session, job, holder, item.final)
       // At-least-once: a feedback re-sent after a reconnect is delivered once.
-      if (item.run < job.run) continue
+      const stale = item.run < job.run
+      if (holder !== session.name) this.reportedByOther(session, job, holder, item.final, stale)
+      if (stale) continue
       const args = argsOf(item)
       const event = item.kind === 'success' ? 'job:success' : 'job:failed'
       if (item.final) {
@@ -732,22 +742,30 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
    * job now, and a cancel goes to it. Otherwise it is a second copy: a durable node's
    * `accepted` was lost with its link, and the job went to another node too. Both would run
    * on (a periodic one forever) and a cancel would reach one, so the copy that would go on
-   * after this result stops: the reporting one, or, if the job ends here, its holder's.
+   * stops: the reporting one, or, if the job ends with this result, its holder's. A stale
+   * result (a run already reported) ends nothing, and a copy told to stop never takes over.
    */
-  private reportedByOther(session: NodeSession, job: TrackedJob, holder: string | undefined, final: boolean): void {
+  private reportedByOther(session: NodeSession, job: TrackedJob, holder: string | undefined, final: boolean, stale: boolean): void {
     const holding = holder === undefined ? undefined : this.pool.get(holder)
-    if (holder !== undefined && holding === undefined && job.state === 'accepted') job.owner = session.name
-    else if (!final) this.stopCopy(session, job.id)
-    else if (holding !== undefined) this.stopCopy(holding, job.id)
+    const stopping = this.stoppedCopies.get(job)?.has(session.name) === true
+    if (holder !== undefined && holding === undefined && job.state === 'accepted' && !stale && !stopping) {
+      job.owner = session.name
+      if (this.cancelRequests.has(job)) this.sendCancel(job)
+    } else if (!final) this.stopCopy(session, job.id, job)
+    else if (!stale && holding !== undefined) this.stopCopy(holding, job.id, job)
   }
 
   /**
    * Cancels `id` on that node for a copy nobody asked it to run. Its answer settles nothing:
    * answers count only for a job with a `cancel()` waiting, from the node holding it.
    */
-  private stopCopy(session: NodeSession, id: string): void {
+  private stopCopy(session: NodeSession, id: string, job: TrackedJob | undefined): void {
     this.log.warn({ id, node: session.name }, 'a node runs a second copy of a job; cancelling that copy')
     session.connection.send({ type: MessageType.CANCEL, id })
+    if (job === undefined) return
+    let nodes = this.stoppedCopies.get(job)
+    if (nodes === undefined) this.stoppedCopies.set(job, (nodes = new Set()))
+    nodes.add(session.name)
   }
 
   private onCancelResult(session: NodeSession, message: CancelResultMessage): void {

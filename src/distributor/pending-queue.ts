@@ -15,6 +15,8 @@ export class Route {
     readonly name: string,
     readonly node: string | undefined,
     readonly notNode: string | undefined,
+    /** Jobs set aside from route `key` for their size (see PendingQueue.setAside). */
+    readonly aside = false,
   ) {}
 
   get length(): number {
@@ -99,6 +101,22 @@ export class PendingQueue {
     }
     for (const [route, list] of byRoute) route.unshift(list)
     this.count += jobs.length
+  }
+
+  /**
+   * A job that only some of its route's nodes take, for its size, none of them with room
+   * now: it waits in a route of its own beside `from`, in order with others set aside
+   * there, so that the jobs behind it go on to the nodes that take them. Taken off `from`
+   * already; still counted.
+   */
+  setAside(job: TrackedJob, from: Route): void {
+    const key = `${from.key}\0aside`
+    let route = this.routes.get(key)
+    if (route === undefined) {
+      route = new Route(key, from.name, from.node, from.notNode, true)
+      this.routes.set(key, route)
+    }
+    route.push(job)
   }
 
   /** A job left the queue (dispatched or cancelled). */

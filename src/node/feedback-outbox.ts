@@ -100,14 +100,14 @@ export class FeedbackOutbox {
   }
 
   /**
-   * A result of job `jobId` for that distributor waits for its ack (sent or not): the
-   * distributor still hears how the job ended. A scan, made only for a cancel of a job
+   * The final result of job `jobId` for that distributor waits for its ack (sent or not):
+   * the distributor still hears how the job ended. A scan, made only for a cancel of a job
    * the node no longer holds.
    */
-  holds(distributorKey: string, jobId: string): boolean {
+  holdsFinal(distributorKey: string, jobId: string): boolean {
     const box = this.boxes.get(distributorKey)
     if (box === undefined) return false
-    for (const entry of box.values()) if (entry.feedback.jobId === jobId) return true
+    for (const entry of box.values()) if (entry.feedback.jobId === jobId && entry.feedback.final) return true
     return false
   }
 

@@ -70,6 +70,11 @@ interface LiveJob extends JobRecord, TimerSlot {
   phase: 'saving' | 'scheduled' | 'queued' | 'running' | 'done'
   /** The application asked to cancel it while it ran: act when the attempt ends. */
   cancelRequested: boolean
+  /**
+   * Its distributor took it back while it ran (a memory node's link dropped): the running
+   * attempt is its last here, unless the distributor sends it here again meanwhile.
+   */
+  released?: boolean
   /** Where it is stored: this node's store, or a dead peer's after a takeover. */
   store: Store
 }
@@ -392,7 +397,13 @@ export class Node extends TypedEmitter<NodeEventMap> {
       const id = held ? ownString(wire.id) : wire.id
       // The same job again (its acceptance crossed a reconnect): already ours, and accepted
       // with the rest of the frame once it is stored.
-      if (this.live.has(id)) {
+      const known = this.live.get(id)
+      if (known !== undefined) {
+        // Sent back while an attempt its distributor had taken back still runs: ours again.
+        // And a cancel heard for it meanwhile was meant for another copy: a job the
+        // application cancelled is not sent again.
+        if (known.released === true) known.released = false
+        if (known.cancelRequested) known.cancelRequested = false
         const save = this.saving.get(id)
         if (save !== undefined) {
           ;(earlier ??= []).push(save)
@@ -751,9 +762,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
           job.store,
           () => job.store.updateJob(job.id, patch),
           () => {
-            if (job.phase === 'done') return
-            this.schedule(job)
-            this.links.get(job.distributor)?.send({ type: MessageType.WAITING, ids: [job.id] })
+            if (this.reschedule(job)) this.links.get(job.distributor)?.send({ type: MessageType.WAITING, ids: [job.id] })
           },
         )
         return
@@ -790,7 +799,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
         () => {
           this.safeEmit('job:complete', { id: job.id, name: job.name, run: feedback.run, cancelled: false })
           this.outbox.add(feedback, job.store)
-          if (job.phase !== 'done') this.schedule(job)
+          this.reschedule(job)
         },
       )
     }
@@ -905,11 +914,32 @@ export class Node extends TypedEmitter<NodeEventMap> {
   private dropJobsOf(link: DistributorLink): void {
     for (const job of this.live.values()) {
       if (job.distributor !== link.key) continue
-      if (job.phase !== 'running') this.scheduler.cancel(job)
-      // The ready queue skips it, and the end of a running attempt schedules nothing more.
+      if (job.phase === 'running') {
+        // Still held while it runs: one id is never run twice at once here (a copy sent
+        // back meanwhile is "already ours", and its own again).
+        job.released = true
+        continue
+      }
+      this.scheduler.cancel(job)
+      // The ready queue skips it.
       job.phase = 'done'
       this.live.delete(job)
     }
+  }
+
+  /**
+   * After an attempt that leaves the job here (a retry, a periodic job's next run): puts it
+   * on the timer, unless it ended meanwhile or its distributor took it back. True when put.
+   */
+  private reschedule(job: LiveJob): boolean {
+    if (job.phase === 'done') return false
+    if (job.released === true) {
+      job.phase = 'done'
+      this.live.delete(job)
+      return false
+    }
+    this.schedule(job)
+    return true
   }
 
   private onCancel(link: DistributorLink, id: string): void {
@@ -917,7 +947,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
     if (job === undefined) {
       // Finished, and its result not yet acknowledged: that result settles it. Otherwise
       // nothing here will ever run it or report on it.
-      link.send({ type: MessageType.CANCEL_RESULT, id, outcome: this.outbox.holds(link.key, id) ? 'finished' : 'unknown' })
+      link.send({ type: MessageType.CANCEL_RESULT, id, outcome: this.outbox.holdsFinal(link.key, id) ? 'finished' : 'unknown' })
       return
     }
     if (job.phase === 'running') {

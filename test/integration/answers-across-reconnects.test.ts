@@ -1,7 +1,9 @@
 import { afterEach, expect, it } from 'vitest'
 import type { Distributor } from '../../src/distributor/distributor.js'
 import type { JobHandle } from '../../src/distributor/job-handle.js'
+import { CancelJob } from '../../src/errors.js'
 import type { Node } from '../../src/node/node.js'
+import { JobRegistry } from '../../src/node/registry.js'
 import { MemoryStore } from '../../src/storage/memory-store.js'
 import type { JobRecord } from '../../src/storage/store.js'
 import { Resources, startDistributor, startNode } from '../helpers/cluster.js'
@@ -221,4 +223,107 @@ it('a durable node whose accepted was lost runs a second copy of a periodic job:
   expect(a.jobCount).toBe(0)
   expect(await h.cancel()).toBe(true)
   expect(b.jobCount).toBe(0)
+}, 10_000)
+
+it('a memory node given back a job whose attempt still runs after a drop lets that attempt finish it, once', async () => {
+  const d = await startDistributor(res)
+  let calls = 0
+  let finish = (): void => {}
+  const registry = new JobRegistry()
+  registry.define('held', async () => {
+    calls++
+    await new Promise<void>((resolve) => (finish = resolve))
+  })
+  const node = await startNode(res, d, { name: 'm1', registry, reconnectMinMs: 10, reconnectMaxMs: 20 })
+  const h = d.enqueue('held', {})
+  await node.waitFor('job:start', (e) => e.id === h.id)
+  // Sent again once the node is back: it still runs the first attempt, and takes the job
+  // as its own again instead of starting a second one beside it.
+  const back = d.waitFor('job:accepted', (e) => e.id === h.id)
+  dropNode(d, 'm1')
+  await back
+  finish()
+  await h.done
+  expect(calls).toBe(1)
+  expect(node.runningCount).toBe(0)
+  expect(node.jobCount).toBe(0)
+}, 10_000)
+
+/** A "durable" store whose first finishRun waits until the test lets it through. */
+class SlowFinishStore extends MemoryStore {
+  override readonly durable = true as unknown as false
+  private gate: (() => void) | undefined
+  private waiter: (() => void) | undefined
+  override finishRun(...args: Parameters<MemoryStore['finishRun']>): Promise<void> {
+    if (this.gate !== undefined) return super.finishRun(...args)
+    return new Promise<void>((resolve, reject) => {
+      this.gate = () => void super.finishRun(...args).then(resolve, reject)
+      this.waiter?.()
+    })
+  }
+  async finishCalled(): Promise<() => void> {
+    while (this.gate === undefined) await new Promise<void>((r) => (this.waiter = r))
+    return this.gate
+  }
+}
+
+it('a periodic job cancelled mid-run whose answer is lost with the link settles once the node is asked again', async () => {
+  const d = await startDistributor(res)
+  const store = new SlowFinishStore()
+  const node = await startNode(res, d, { name: 'n1', storage: store as never, reconnectMinMs: 10, reconnectMaxMs: 20 })
+  const h = d.enqueue('slow', { ms: 100 }, { period: 3600 })
+  await node.waitFor('job:start', (e) => e.id === h.id)
+  const cancelled = h.cancel()
+  // The run ends with the cancel requested: its last result is being stored when the link
+  // drops, and the node answers 'cancelled' on a link that is down. Asked again, it holds
+  // neither the job nor a final result of it (only that run's, which is not final).
+  const release = await store.finishCalled()
+  const down = d.waitFor('node:disconnect', (e) => e.node === 'n1')
+  dropNode(d, 'n1')
+  await down
+  release()
+  expect(await cancelled).toBe(true)
+  expect(await h.done).toEqual({ ms: 100 })
+  expect(d.activeCount).toBe(0)
+}, 10_000)
+
+it('a second copy\'s stale final result ends nothing: the holder\'s schedule goes on', async () => {
+  const d = await startDistributor(res)
+  // A's copy ends its schedule at its first run (CancelJob); B runs the job as usual.
+  const ra = new JobRegistry()
+  ra.define('tick', () => {
+    throw new CancelJob()
+  })
+  const rb = new JobRegistry()
+  rb.define('tick', (args, ctx) => {
+    args['run'] = ctx.run
+  })
+  for (const registry of [ra, rb]) registry.define('ping', () => {})
+  const store = new GatedStore(1)
+  const a = await startNode(res, d, { name: 'A', registry: ra, storage: store as never, reconnectMinMs: 10, reconnectMaxMs: 20 })
+  const b = await startNode(res, d, { name: 'B', registry: rb })
+  const runs: number[] = []
+  let onRuns: { count: number; resolve: () => void } | undefined
+  const runsReach = (count: number): Promise<void> => new Promise((resolve) => (onRuns = { count, resolve }))
+  const h = d.enqueue('tick', {}, { period: 0.05, node: 'A' }, (args) => {
+    runs.push(args['run'] as number)
+    if (onRuns !== undefined && runs.length >= onRuns.count) onRuns.resolve()
+  })
+  const save = await store.nthSave(1)
+  const onB = d.waitFor('job:accepted', (e) => e.id === h.id && e.node === 'B')
+  const aBack = d.waitFor('node:connect', (e) => e.node === 'A')
+  dropNode(d, 'A')
+  await onB
+  await Promise.all([runsReach(3), aBack])
+  let bCancelled = 0
+  b.on('job:cancelled', (e) => e.id === h.id && bCancelled++)
+  // A stored its copy after all: it runs its run 1 (stale: B reported runs 1 to 3) and ends.
+  const aDone = a.waitFor('job:complete', (e) => e.id === h.id)
+  save.resolve()
+  await aDone
+  // A later job's result from A comes after that one's on the same link: it was handled.
+  await d.enqueue('ping', {}, { node: 'A' }).done
+  const further = runs.length + 2
+  await runsReach(further)
+  expect(bCancelled).toBe(0)
 }, 10_000)

@@ -262,6 +262,27 @@ describe('JobReactor behaviours', () => {
     expect(disconnected).toBe(false)
   })
 
+  it('a job only a busy node takes, for its size, waits aside: the jobs behind it run on a node with room', async () => {
+    const d = await startDistributor(res)
+    let release = (): void => {}
+    const registry = new JobRegistry()
+    registry.define('hold', () => new Promise<void>((resolve) => (release = resolve)))
+    registry.define('work', (args) => {
+      args['done'] = true
+    })
+    const big = await startNode(res, d, { name: 'big', registry, concurrency: 1, window: 1 })
+    await startNode(res, d, { name: 'small', registry, maxFrameSize: 64 * 1024 })
+    const busy = d.enqueue('hold', {}, { node: 'big' })
+    await big.waitFor('job:start', (e) => e.id === busy.id)
+    const large = d.enqueue('work', { pad: 'x'.repeat(100_000) })
+    const smalls = await Promise.all(Array.from({ length: 4 }, (_, i) => d.enqueue('work', { i }).done))
+    expect(smalls.map((a) => a['done'])).toEqual([true, true, true, true])
+    // Still busy: the small jobs did not wait for it.
+    expect(big.runningCount).toBe(1)
+    release()
+    expect((await large.done)['done']).toBe(true)
+  })
+
   it('a job that leaves args too large to send back gives error feedback ERR_FRAME_TOO_LARGE, and the node goes on', async () => {
     const d = await startDistributor(res, { maxFrameSize: 64 * 1024 })
     await startNode(res, d, { name: 'w1' })
