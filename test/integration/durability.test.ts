@@ -198,6 +198,19 @@ describe('takeover of a dead node’s jobs', () => {
     expect(results.every((r) => r['dueAt'] === dueAt)).toBe(true)
   })
 
+  it('a cancel waiting for a dead node reaches the peer that adopted the job once it reports on it', async () => {
+    const d = await startDistributor(res, { heartbeatMs: 200 })
+    const lease = ['--storage', redis.url, '--lease-ms', '600']
+    const doomed = uniqueName('doomed')
+    const a = await spawnConnectedNode(res, d, doomed, lease)
+    const h = d.enqueue('stamp', {}, { period: 0.2, after: 0.8, node: doomed })
+    await allAccepted(d, [h])
+    a.child.kill('SIGKILL')
+    const answer = h.cancel()
+    await spawnConnectedNode(res, d, uniqueName('heir'), [...lease, '--takeover'])
+    expect(await answer).toBe(true)
+  })
+
   it('a periodic job adopted by a peer goes on there, and a cancel reaches it there', async () => {
     const d = await startDistributor(res, { heartbeatMs: 200 })
     const lease = ['--storage', redis.url, '--lease-ms', '600']
