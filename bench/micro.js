@@ -185,6 +185,9 @@ for (const [label, maxChunk] of [['reads of 1..64 KiB', 65_536], ['reads of 1..6
 
 // --- routing -------------------------------------------------------------------------
 
+/** A small job's wireSize: every node's frame limit takes it. */
+const JOB_BYTES = 128
+
 /** The fields of NodeSession that NodePool reads. */
 function fakeSession(name, jobs, window) {
   return {
@@ -192,6 +195,8 @@ function fakeSession(name, jobs, window) {
     jobs: new Set(jobs),
     window,
     load: 0,
+    maxFrameSize: 16 * 1024 * 1024,
+    accepting: true,
     get hasRoom() {
       return this.load < this.window
     },
@@ -207,7 +212,7 @@ function fakeSession(name, jobs, window) {
   const steady = (name, node, notNode) => () => {
     for (const s of sessions) s.load = 100
     for (let i = 0; i < PICKS; i++) {
-      const s = pool.pick(name, node, notNode, false)
+      const s = pool.pick(name, node, notNode, false, JOB_BYTES)
       if (s !== undefined) s.load++
       const done = sessions[Math.floor(random() * sessions.length)]
       if (done.load > 0) done.load--
@@ -220,7 +225,7 @@ function fakeSession(name, jobs, window) {
   measure('NodePool.pick, 10 sessions, 5 know the job', 'picks/s', steady('odd', undefined, undefined))
   measure('NodePool.pick, 10 sessions all full', 'picks/s', () => {
     for (const s of sessions) s.load = s.window
-    for (let i = 0; i < PICKS; i++) if (pool.pick('noop', undefined, undefined, false) !== undefined) throw new Error('full pool picked')
+    for (let i = 0; i < PICKS; i++) if (pool.pick('noop', undefined, undefined, false, JOB_BYTES) !== undefined) throw new Error('full pool picked')
     return { ops: PICKS }
   })
 }
