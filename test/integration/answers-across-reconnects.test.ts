@@ -114,20 +114,41 @@ it('a job re-sent while its first save is still running is not accepted until th
   expect(await outcomeOf(j1)).toBe('done')
 }, 10_000)
 
-/** A "durable" store whose job removals wait until the test lets the first one through. */
-class SlowRemoveStore extends MemoryStore {
-  override readonly durable = true as unknown as false
-  private removing: (() => void) | undefined
+/** Holds the first call it is given until the test lets it through; later calls pass. */
+class FirstCallGate {
+  private release: (() => void) | undefined
   private waiter: (() => void) | undefined
-  override removeJob(id: string): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      this.removing = () => void super.removeJob(id).then(resolve, reject)
+
+  pass<T>(call: () => Promise<T>): Promise<T> {
+    if (this.release !== undefined) return call()
+    return new Promise<T>((resolve, reject) => {
+      this.release = () => void call().then(resolve, reject)
       this.waiter?.()
     })
   }
-  async removeCalled(): Promise<() => void> {
-    while (this.removing === undefined) await new Promise<void>((r) => (this.waiter = r))
-    return this.removing
+
+  /** Resolves once the first call came, with the function that lets it through. */
+  async held(): Promise<() => void> {
+    while (this.release === undefined) await new Promise<void>((r) => (this.waiter = r))
+    return this.release
+  }
+}
+
+/** A "durable" store whose first job removal waits for the test. */
+class SlowRemoveStore extends MemoryStore {
+  override readonly durable = true as unknown as false
+  readonly gate = new FirstCallGate()
+  override removeJob(id: string): Promise<void> {
+    return this.gate.pass(() => super.removeJob(id))
+  }
+}
+
+/** A "durable" store whose first finishRun waits for the test. */
+class SlowFinishStore extends MemoryStore {
+  override readonly durable = true as unknown as false
+  readonly gate = new FirstCallGate()
+  override finishRun(...args: Parameters<MemoryStore['finishRun']>): Promise<void> {
+    return this.gate.pass(() => super.finishRun(...args))
   }
 }
 
@@ -179,7 +200,7 @@ it('a cancel whose answer is lost with the link is settled by the node\'s answer
   const h = d.enqueue('echo', { x: 1 }, { after: 3600 })
   await d.waitFor('job:accepted', (e) => e.id === h.id)
   const cancelled = h.cancel()
-  const release = await store.removeCalled()
+  const release = await store.gate.held()
   const down = d.waitFor('node:disconnect', (e) => e.node === 'n1')
   dropNode(d, 'n1')
   await down
@@ -249,24 +270,6 @@ it('a memory node given back a job whose attempt still runs after a drop lets th
   expect(node.jobCount).toBe(0)
 }, 10_000)
 
-/** A "durable" store whose first finishRun waits until the test lets it through. */
-class SlowFinishStore extends MemoryStore {
-  override readonly durable = true as unknown as false
-  private gate: (() => void) | undefined
-  private waiter: (() => void) | undefined
-  override finishRun(...args: Parameters<MemoryStore['finishRun']>): Promise<void> {
-    if (this.gate !== undefined) return super.finishRun(...args)
-    return new Promise<void>((resolve, reject) => {
-      this.gate = () => void super.finishRun(...args).then(resolve, reject)
-      this.waiter?.()
-    })
-  }
-  async finishCalled(): Promise<() => void> {
-    while (this.gate === undefined) await new Promise<void>((r) => (this.waiter = r))
-    return this.gate
-  }
-}
-
 it('a periodic job cancelled mid-run whose answer is lost with the link settles once the node is asked again', async () => {
   const d = await startDistributor(res)
   const store = new SlowFinishStore()
@@ -277,7 +280,7 @@ it('a periodic job cancelled mid-run whose answer is lost with the link settles 
   // The run ends with the cancel requested: its last result is being stored when the link
   // drops, and the node answers 'cancelled' on a link that is down. Asked again, it holds
   // neither the job nor a final result of it (only that run's, which is not final).
-  const release = await store.finishCalled()
+  const release = await store.gate.held()
   const down = d.waitFor('node:disconnect', (e) => e.node === 'n1')
   dropNode(d, 'n1')
   await down

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { Distributor } from '../../src/distributor/distributor.js'
+import type { JobHandle } from '../../src/distributor/job-handle.js'
 import { allAccepted, Resources, spawnConnectedNode, startDistributor, startNode } from '../helpers/cluster.js'
 import { startRedisServer, type RedisServer } from '../helpers/redis-server.js'
 
@@ -198,7 +199,8 @@ describe('takeover of a dead node’s jobs', () => {
     expect(results.every((r) => r['dueAt'] === dueAt)).toBe(true)
   })
 
-  it('a cancel waiting for a dead node reaches the peer that adopted the job once it reports on it', async () => {
+  /** A periodic job held by a node killed for good; `adopt()` starts a peer that takes its jobs over. */
+  async function orphanedPeriodicJob(): Promise<{ d: Distributor; h: JobHandle; adopt: (heir: string) => Promise<unknown> }> {
     const d = await startDistributor(res, { heartbeatMs: 200 })
     const lease = ['--storage', redis.url, '--lease-ms', '600']
     const doomed = uniqueName('doomed')
@@ -206,19 +208,18 @@ describe('takeover of a dead node’s jobs', () => {
     const h = d.enqueue('stamp', {}, { period: 0.2, after: 0.8, node: doomed })
     await allAccepted(d, [h])
     a.child.kill('SIGKILL')
+    return { d, h, adopt: (heir) => spawnConnectedNode(res, d, heir, [...lease, '--takeover']) }
+  }
+
+  it('a cancel waiting for a dead node reaches the peer that adopted the job once it reports on it', async () => {
+    const { h, adopt } = await orphanedPeriodicJob()
     const answer = h.cancel()
-    await spawnConnectedNode(res, d, uniqueName('heir'), [...lease, '--takeover'])
+    await adopt(uniqueName('heir'))
     expect(await answer).toBe(true)
   })
 
   it('a periodic job adopted by a peer goes on there, and a cancel reaches it there', async () => {
-    const d = await startDistributor(res, { heartbeatMs: 200 })
-    const lease = ['--storage', redis.url, '--lease-ms', '600']
-    const doomed = uniqueName('doomed')
-    const a = await spawnConnectedNode(res, d, doomed, lease)
-    const h = d.enqueue('stamp', {}, { period: 0.2, after: 0.8, node: doomed })
-    await allAccepted(d, [h])
-    a.child.kill('SIGKILL')
+    const { d, h, adopt } = await orphanedPeriodicJob()
     const heir = uniqueName('heir')
     // Runs reported by the heir: the distributor takes it for the job's holder now, not
     // for a second copy to stop.
@@ -226,7 +227,7 @@ describe('takeover of a dead node’s jobs', () => {
       let runs = 0
       d.on('job:success', (e) => e.id === h.id && e.node === heir && ++runs === 3 && resolve())
     })
-    await spawnConnectedNode(res, d, heir, [...lease, '--takeover'])
+    await adopt(heir)
     await threeRuns
     expect(await h.cancel()).toBe(true)
   })
