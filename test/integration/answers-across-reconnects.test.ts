@@ -134,6 +134,20 @@ class FirstCallGate {
   }
 }
 
+/**
+ * cancel() on node 'n1', whose store holds the write the cancel makes (`gate`) until the
+ * link has dropped: the node's answer goes out on a link that is down. cancel()'s answer.
+ */
+async function cancelWithAnswerLost(d: Distributor, gate: FirstCallGate, h: JobHandle): Promise<boolean> {
+  const cancelled = h.cancel()
+  const release = await gate.held()
+  const down = d.waitFor('node:disconnect', (e) => e.node === 'n1')
+  dropNode(d, 'n1')
+  await down
+  release()
+  return cancelled
+}
+
 /** A "durable" store whose first job removal waits for the test. */
 class SlowRemoveStore extends MemoryStore {
   override readonly durable = true as unknown as false
@@ -199,15 +213,9 @@ it('a cancel whose answer is lost with the link is settled by the node\'s answer
   const node = await startNode(res, d, { name: 'n1', storage: store as never, reconnectMinMs: 10, reconnectMaxMs: 20 })
   const h = d.enqueue('echo', { x: 1 }, { after: 3600 })
   await d.waitFor('job:accepted', (e) => e.id === h.id)
-  const cancelled = h.cancel()
-  const release = await store.gate.held()
-  const down = d.waitFor('node:disconnect', (e) => e.node === 'n1')
-  dropNode(d, 'n1')
-  await down
   // Removed: the node answers 'cancelled' on a link that is down, and the answer is lost.
   // Asked again after the reconnect, it no longer knows the job, nor has a result of it.
-  release()
-  expect(await cancelled).toBe(true)
+  expect(await cancelWithAnswerLost(d, store.gate, h)).toBe(true)
   expect(await h.done).toEqual({ x: 1 })
   expect(d.activeCount).toBe(0)
   expect(node.jobCount).toBe(0)
@@ -276,16 +284,10 @@ it('a periodic job cancelled mid-run whose answer is lost with the link settles 
   const node = await startNode(res, d, { name: 'n1', storage: store as never, reconnectMinMs: 10, reconnectMaxMs: 20 })
   const h = d.enqueue('slow', { ms: 100 }, { period: 3600 })
   await node.waitFor('job:start', (e) => e.id === h.id)
-  const cancelled = h.cancel()
   // The run ends with the cancel requested: its last result is being stored when the link
   // drops, and the node answers 'cancelled' on a link that is down. Asked again, it holds
   // neither the job nor a final result of it (only that run's, which is not final).
-  const release = await store.gate.held()
-  const down = d.waitFor('node:disconnect', (e) => e.node === 'n1')
-  dropNode(d, 'n1')
-  await down
-  release()
-  expect(await cancelled).toBe(true)
+  expect(await cancelWithAnswerLost(d, store.gate, h)).toBe(true)
   expect(await h.done).toEqual({ ms: 100 })
   expect(d.activeCount).toBe(0)
 }, 10_000)
