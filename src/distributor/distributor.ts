@@ -37,7 +37,7 @@ import {
   type EnqueueOptions,
   type ResolvedDistributorOptions,
 } from './options.js'
-import { PendingQueue, routeKey } from './pending-queue.js'
+import { PendingQueue, routeKey, type Route } from './pending-queue.js'
 import { holderOf, toWireJob, TrackedJob, wireSize, type FeedbackCallback } from './tracked-job.js'
 
 export interface DistributorEventMap {
@@ -488,38 +488,8 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     const given = this.given
     const now = Date.now()
     for (const route of this.queue.routes.values()) {
-      for (;;) {
-        const job = route.peek()
-        if (job === undefined) break
-        const bytes = wireSize(job)
-        const session = this.pool.pick(route.name, route.node, route.notNode, this.options.alwaysUseSpecifiedNode, bytes)
-        if (session === undefined) {
-          // No node with room takes it now. It fails if no connected node that runs it
-          // could ever take a frame that large; it waits if it is as small as the smallest
-          // limit (and so does the route behind it: no node has room).
-          const roomiest = this.pool.roomiest(route.name, route.node, route.notNode, this.options.alwaysUseSpecifiedNode)
-          if (roomiest === undefined || (fits(roomiest, bytes) && (route.aside || this.pool.pick(route.name, route.node, route.notNode, this.options.alwaysUseSpecifiedNode, 0) === undefined))) break
-          route.shift()
-          if (fits(roomiest, bytes)) {
-            // Only nodes with a larger limit take it, none with room now: it waits aside,
-            // and the jobs behind it go on.
-            this.queue.setAside(job, route)
-            continue
-          }
-          this.queue.taken()
-          this.failOversized(job, roomiest)
-          continue
-        }
-        route.shift()
-        this.queue.taken()
-        job.state = 'sent'
-        job.session = session
-        job.load = job.opts.period !== undefined || job.dueAt > now ? DELAYED_LOAD : INSTANT_LOAD
-        session.load += job.load
-        session.held.add(job)
-        if (session.outgoing.length === 0) given.push(session)
-        session.outgoing.push(job)
-      }
+      if (route.asideRoute !== undefined && route.asideRoute.length > 0) this.dispatchRoute(route.asideRoute, now)
+      this.dispatchRoute(route, now)
       this.queue.dropEmpty(route)
     }
     for (const session of given) {
@@ -528,6 +498,43 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       this.sendBatch(session, batch)
     }
     given.length = 0
+  }
+
+  /** Moves the jobs of one route, in order, while nodes with room take them. */
+  private dispatchRoute(route: Route, now: number): void {
+    const strict = this.options.alwaysUseSpecifiedNode
+    for (;;) {
+      const job = route.peek()
+      if (job === undefined) return
+      const bytes = wireSize(job)
+      const session = this.pool.pick(route.name, route.node, route.notNode, strict, bytes)
+      if (session === undefined) {
+        // No node with room takes it now. It fails if no connected node that runs it could
+        // ever take a frame that large. It waits if every node with room is too small for
+        // it: aside, so that the jobs behind it go on. Otherwise no node has room at all.
+        const roomiest = this.pool.roomiest(route.name, route.node, route.notNode, strict)
+        if (roomiest === undefined) return
+        if (fits(roomiest, bytes)) {
+          if (route.aside || this.pool.pick(route.name, route.node, route.notNode, strict, 0) === undefined) return
+          route.shift()
+          this.queue.setAside(job, route)
+          continue
+        }
+        route.shift()
+        this.queue.taken()
+        this.failOversized(job, roomiest)
+        continue
+      }
+      route.shift()
+      this.queue.taken()
+      job.state = 'sent'
+      job.session = session
+      job.load = job.opts.period !== undefined || job.dueAt > now ? DELAYED_LOAD : INSTANT_LOAD
+      session.load += job.load
+      session.held.add(job)
+      if (session.outgoing.length === 0) this.given.push(session)
+      session.outgoing.push(job)
+    }
   }
 
   /** Sends a batch as dispatch frames that each stay under the frame limit. */
@@ -595,7 +602,9 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       this.releaseLoad(job)
       job.state = 'pending'
       job.session = undefined
-      back.push(job)
+      // Not stored there, and a cancel is waiting: it ends here instead of going elsewhere.
+      if (this.cancelRequests.has(job)) this.finishCancelled(job)
+      else back.push(job)
     }
     session.forget(seq, back)
     // A node that refuses work is not a candidate until it says it accepts again.
@@ -668,7 +677,9 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       // At-least-once: a feedback re-sent after a reconnect is delivered once.
       const stale = item.run < job.run
       if (holder !== session.name) this.reportedByOther(session, job, holder, item.final, stale)
-      if (stale) continue
+      // Except the holder's final result: a second copy reported that run first, but only
+      // this one ends the job (dropped, the job would be held by no node).
+      if (stale && !(item.final && holder === session.name)) continue
       const args = argsOf(item)
       const event = item.kind === 'success' ? 'job:success' : 'job:failed'
       if (item.final) {

@@ -69,13 +69,14 @@ export class NodePool {
   }
 
   /**
-   * Of the connected nodes taking jobs that `pick` could give such a job to (room or not),
-   * the one with the largest frame limit; undefined when there is none.
+   * Of the connected nodes `pick` could give such a job to (room or not, taking jobs now or
+   * not: a store that is down comes back), the one with the largest frame limit; undefined
+   * when there is none.
    */
   roomiest(name: string, node: string | undefined, notNode: string | undefined, strict: boolean): NodeSession | undefined {
     let best: NodeSession | undefined
     for (const s of this.sessions) {
-      if (!s.accepting || s.name === notNode || !s.jobs.has(name) || (strict && node !== undefined && s.name !== node)) continue
+      if (s.name === notNode || !s.jobs.has(name) || (strict && node !== undefined && s.name !== node)) continue
       if (best === undefined || s.maxFrameSize > best.maxFrameSize) best = s
     }
     return best

@@ -15,9 +15,12 @@ export class Route {
     readonly name: string,
     readonly node: string | undefined,
     readonly notNode: string | undefined,
-    /** Jobs set aside from route `key` for their size (see PendingQueue.setAside). */
+    /** This route holds jobs set aside from another for their size (see PendingQueue.setAside). */
     readonly aside = false,
   ) {}
+
+  /** Jobs set aside from this route for their size; a dispatch pass serves them first. */
+  asideRoute: Route | undefined = undefined
 
   get length(): number {
     return this.items.length - this.head
@@ -105,18 +108,13 @@ export class PendingQueue {
 
   /**
    * A job that only some of its route's nodes take, for its size, none of them with room
-   * now: it waits in a route of its own beside `from`, in order with others set aside
-   * there, so that the jobs behind it go on to the nodes that take them. Taken off `from`
-   * already; still counted.
+   * now: it waits beside `from`, in order with others set aside there, so that the jobs
+   * behind it go on to the nodes that take them; a pass serves those set aside first, so
+   * that they are not overtaken for good. Taken off `from` already; still counted.
    */
   setAside(job: TrackedJob, from: Route): void {
-    const key = `${from.key}\0aside`
-    let route = this.routes.get(key)
-    if (route === undefined) {
-      route = new Route(key, from.name, from.node, from.notNode, true)
-      this.routes.set(key, route)
-    }
-    route.push(job)
+    from.asideRoute ??= new Route(`${from.key}\0aside`, from.name, from.node, from.notNode, true)
+    from.asideRoute.push(job)
   }
 
   /** A job left the queue (dispatched or cancelled). */
@@ -130,7 +128,7 @@ export class PendingQueue {
    * empty one goes, so that a dispatch pass never walks a long list of empty routes.
    */
   dropEmpty(route: Route): void {
-    if (route.length === 0 && this.routes.size > KEPT_ROUTES) this.routes.delete(route.key)
+    if (route.length === 0 && (route.asideRoute?.length ?? 0) === 0 && this.routes.size > KEPT_ROUTES) this.routes.delete(route.key)
   }
 
   private routeOf(job: TrackedJob): Route {

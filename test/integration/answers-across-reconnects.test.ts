@@ -332,3 +332,123 @@ it('a second copy\'s stale final result ends nothing: the holder\'s schedule goe
   await runsReach(further)
   expect(bCancelled).toBe(0)
 }, 10_000)
+
+it('a cancel that crosses the node\'s rejection of the job ends it: it is not sent elsewhere', async () => {
+  const { d, store } = await gatedNode(1)
+  const other = await startNode(res, d, { name: 'n2' })
+  const h = d.enqueue('echo', {}, { period: 3600, node: 'n1' })
+  const save = await store.nthSave(1)
+  // The application cancels just as the node's 'rejected' arrives: the cancel is on its way
+  // to a node that did not keep the job, and will answer that it does not know it.
+  const internals = d as unknown as { onRejected: (session: unknown, seq: number, ids: string[]) => void }
+  const onRejected = internals.onRejected.bind(d)
+  let cancelOnRejection = (_answer: Promise<boolean>): void => {}
+  const cancelled = new Promise<boolean>((resolve) => (cancelOnRejection = resolve))
+  internals.onRejected = (session, seq, ids) => {
+    if (ids.includes(h.id)) cancelOnRejection(h.cancel())
+    onRejected(session, seq, ids)
+  }
+  save.reject(new Error('store down'))
+  expect(await cancelled).toBe(true)
+  expect(d.activeCount).toBe(0)
+  expect(other.jobCount).toBe(0)
+}, 10_000)
+
+it('the holder\'s own final result still ends the job when a second copy reported that run first', async () => {
+  const d = await startDistributor(res)
+  // A (a second copy: its accepted was lost) succeeds at once; B, the holder, ends the
+  // schedule in the same run (CancelJob: a final result), once the test lets it.
+  let letB = (): void => {}
+  const bMayEnd = new Promise<void>((resolve) => (letB = resolve))
+  const ra = new JobRegistry()
+  ra.define('tick', (args, ctx) => {
+    args['run'] = ctx.run
+  })
+  const rb = new JobRegistry()
+  rb.define('tick', async () => {
+    await bMayEnd
+    throw new CancelJob()
+  })
+  for (const registry of [ra, rb]) registry.define('ping', () => {})
+  const store = new GatedStore(1)
+  const a = await startNode(res, d, { name: 'A', registry: ra, storage: store as never, reconnectMinMs: 10, reconnectMaxMs: 20 })
+  const b = await startNode(res, d, { name: 'B', registry: rb })
+  const h = d.enqueue('tick', {}, { period: 60, after: 0.3, node: 'A' })
+  const save = await store.nthSave(1)
+  const onB = d.waitFor('job:accepted', (e) => e.id === h.id && e.node === 'B')
+  const aBack = d.waitFor('node:connect', (e) => e.node === 'A')
+  dropNode(d, 'A')
+  await Promise.all([onB, aBack])
+  const bStarted = b.waitFor('job:start', (e) => e.id === h.id)
+  const aRan = a.waitFor('job:complete', (e) => e.id === h.id)
+  save.resolve()
+  await Promise.all([aRan, bStarted])
+  // A later result from A comes after that run's on the same link: it was handled.
+  await d.enqueue('ping', {}, { node: 'A' }).done
+  letB()
+  expect(await h.done).toEqual({})
+  expect(d.activeCount).toBe(0)
+}, 10_000)
+
+it('a job set aside for its size is served before the jobs behind it once a node that takes it has room', async () => {
+  const d = await startDistributor(res)
+  const releases = new Map<string, () => void>()
+  const registry = new JobRegistry()
+  registry.define('hold', (args) => new Promise<void>((resolve) => releases.set(String(args['k']), resolve)))
+  registry.define('work', () => {})
+  const big = await startNode(res, d, { name: 'big', registry, concurrency: 1, window: 1 })
+  const small = await startNode(res, d, { name: 'small', registry, concurrency: 1, window: 1, maxFrameSize: 64 * 1024 })
+  for (const [k, node] of [['big', big], ['small', small]] as const) {
+    const held = d.enqueue('hold', { k }, { node: k })
+    await node.waitFor('job:start', (e) => e.id === held.id)
+  }
+  const large = d.enqueue('work', { pad: 'x'.repeat(100_000) })
+  const smalls = Array.from({ length: 6 }, (_, i) => d.enqueue('work', { i }))
+  const onBig: string[] = []
+  d.on('job:accepted', (e) => e.node === 'big' && e.name === 'work' && onBig.push(e.id))
+  // 'small' has room again: the large job goes aside, the small ones go on to 'small'.
+  releases.get('small')?.()
+  await smalls[0]?.done
+  releases.get('big')?.()
+  await large.done
+  expect(onBig[0]).toBe(large.id)
+  await Promise.all(smalls.map((h) => h.done))
+}, 10_000)
+
+/** A "durable" store that fails every save and ping while `down`. */
+class FlakyStore extends MemoryStore {
+  override readonly durable = true as unknown as false
+  down = false
+  override saveJobs(jobs: readonly JobRecord[]): Promise<void> {
+    return this.down ? Promise.reject(new Error('store down')) : super.saveJobs(jobs)
+  }
+  override ping(): Promise<void> {
+    return this.down ? Promise.reject(new Error('store down')) : super.ping()
+  }
+}
+
+it('a job only a node whose store is down takes, for its size, waits for that node instead of failing', async () => {
+  const d = await startDistributor(res)
+  const store = new FlakyStore()
+  const big = await startNode(res, d, { name: 'big', storage: store as never })
+  await startNode(res, d, { name: 'small', maxFrameSize: 64 * 1024 })
+  store.down = true
+  const storeDown = big.waitFor('store:down')
+  // Refused by 'big' (its store is down), it runs on 'small'.
+  const probe = d.enqueue('echo', {}, { node: 'big' })
+  await storeDown
+  await probe.done
+  const large = d.enqueue('echo', { pad: 'x'.repeat(100_000) })
+  let settled = false
+  large.done.then(
+    () => (settled = true),
+    () => (settled = true),
+  )
+  // A job behind it ran: a dispatch pass has seen the large one, and kept it.
+  await d.enqueue('echo', {}).done
+  expect(settled).toBe(false)
+  const storeUp = big.waitFor('store:up')
+  store.down = false
+  await storeUp
+  expect((await large.done)['result']).toBe('Yay!')
+}, 10_000)
