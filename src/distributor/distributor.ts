@@ -502,6 +502,10 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
 
   /** Moves the jobs of one route, in order, while nodes with room take them. */
   private dispatchRoute(route: Route, now: number): void {
+    if (route.aside) {
+      this.dispatchAside(route, now)
+      return
+    }
     const strict = this.options.alwaysUseSpecifiedNode
     for (;;) {
       const job = route.peek()
@@ -515,26 +519,51 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
         const roomiest = this.pool.roomiest(route.name, route.node, route.notNode, strict)
         if (roomiest === undefined) return
         if (fits(roomiest, bytes)) {
-          if (route.aside || this.pool.pick(route.name, route.node, route.notNode, strict, 0) === undefined) return
+          if (this.pool.pick(route.name, route.node, route.notNode, strict, 0) === undefined) return
           route.shift()
           this.queue.setAside(job, route)
           continue
         }
         route.shift()
-        this.queue.taken()
+        // Still 'pending': finishing it takes it off the queue's count.
         this.failOversized(job, roomiest)
         continue
       }
       route.shift()
-      this.queue.taken()
-      job.state = 'sent'
-      job.session = session
-      job.load = job.opts.period !== undefined || job.dueAt > now ? DELAYED_LOAD : INSTANT_LOAD
-      session.load += job.load
-      session.held.add(job)
-      if (session.outgoing.length === 0) this.given.push(session)
-      session.outgoing.push(job)
+      this.give(job, session, now)
     }
+  }
+
+  /**
+   * Jobs set aside for their size: each is looked at, in order, since each may wait for
+   * other nodes (a job that only a node whose store is down takes must not hold back one a
+   * smaller node with room takes); those that still wait keep their order.
+   */
+  private dispatchAside(route: Route, now: number): void {
+    const strict = this.options.alwaysUseSpecifiedNode
+    for (const job of route.takeAll()) {
+      const bytes = wireSize(job)
+      const session = this.pool.pick(route.name, route.node, route.notNode, strict, bytes)
+      if (session !== undefined) {
+        this.give(job, session, now)
+        continue
+      }
+      const roomiest = this.pool.roomiest(route.name, route.node, route.notNode, strict)
+      if (roomiest === undefined || fits(roomiest, bytes)) route.push(job)
+      else this.failOversized(job, roomiest)
+    }
+  }
+
+  /** A job leaves the queue for `session`'s next dispatch frame. */
+  private give(job: TrackedJob, session: NodeSession, now: number): void {
+    this.queue.taken()
+    job.state = 'sent'
+    job.session = session
+    job.load = job.opts.period !== undefined || job.dueAt > now ? DELAYED_LOAD : INSTANT_LOAD
+    session.load += job.load
+    session.held.add(job)
+    if (session.outgoing.length === 0) this.given.push(session)
+    session.outgoing.push(job)
   }
 
   /** Sends a batch as dispatch frames that each stay under the frame limit. */
@@ -600,11 +629,15 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       if (job === undefined) continue
       session.held.remove(job)
       this.releaseLoad(job)
-      job.state = 'pending'
       job.session = undefined
-      // Not stored there, and a cancel is waiting: it ends here instead of going elsewhere.
-      if (this.cancelRequests.has(job)) this.finishCancelled(job)
-      else back.push(job)
+      // Not stored there, and a cancel is waiting: it ends here instead of going elsewhere
+      // (still 'sent': it is not in the queue, nor counted there).
+      if (this.cancelRequests.has(job)) {
+        this.finishCancelled(job)
+        continue
+      }
+      job.state = 'pending'
+      back.push(job)
     }
     session.forget(seq, back)
     // A node that refuses work is not a candidate until it says it accepts again.
@@ -677,9 +710,12 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       // At-least-once: a feedback re-sent after a reconnect is delivered once.
       const stale = item.run < job.run
       if (holder !== session.name) this.reportedByOther(session, job, holder, item.final, stale)
-      // Except the holder's final result: a second copy reported that run first, but only
-      // this one ends the job (dropped, the job would be held by no node).
-      if (stale && !(item.final && holder === session.name)) continue
+      if (stale) {
+        // The holder's final result of a run a second copy reported first: delivered once
+        // already, but only this one ends the job (dropped, no node would hold the job).
+        if (item.final && holder === session.name) this.endReported(job, session, item)
+        continue
+      }
       const args = argsOf(item)
       const event = item.kind === 'success' ? 'job:success' : 'job:failed'
       if (item.final) {
@@ -745,6 +781,15 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     const target = job.state === 'sent' ? job.session : job.owner === undefined ? undefined : this.pool.get(job.owner)
     // Not reachable now: the request stays in `cancelRequests` and goes out when the node is back.
     target?.connection.send({ type: MessageType.CANCEL, id: job.id })
+  }
+
+  /** Ends `job` with its final result `item`, whose run was delivered to the closures already. */
+  private endReported(job: TrackedJob, session: NodeSession, item: WireFeedback): void {
+    this.finish(job)
+    session.finished.push(job.id)
+    const args = argsOf(item)
+    if (item.kind === 'success') job.resolve(args)
+    else job.reject(new JobFailedError(job.name, job.id, args))
   }
 
   /**

@@ -46,6 +46,13 @@ export class Route {
     return undefined
   }
 
+  /** Takes every job still waiting, in order. */
+  takeAll(): TrackedJob[] {
+    const jobs: TrackedJob[] = []
+    for (let job = this.shift(); job !== undefined; job = this.shift()) jobs.push(job)
+    return jobs
+  }
+
   /** Takes the next job still waiting (the one `peek` returns). */
   shift(): TrackedJob | undefined {
     const job = this.peek()

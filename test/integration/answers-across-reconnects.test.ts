@@ -351,7 +351,10 @@ it('a cancel that crosses the node\'s rejection of the job ends it: it is not se
   save.reject(new Error('store down'))
   expect(await cancelled).toBe(true)
   expect(d.activeCount).toBe(0)
+  expect(d.pendingCount).toBe(0)
   expect(other.jobCount).toBe(0)
+  // The queue's count is exact: the next job goes out.
+  await d.enqueue('echo', {}, { node: 'n2' }).done
 }, 10_000)
 
 it('the holder\'s own final result still ends the job when a second copy reported that run first', async () => {
@@ -373,7 +376,8 @@ it('the holder\'s own final result still ends the job when a second copy reporte
   const store = new GatedStore(1)
   const a = await startNode(res, d, { name: 'A', registry: ra, storage: store as never, reconnectMinMs: 10, reconnectMaxMs: 20 })
   const b = await startNode(res, d, { name: 'B', registry: rb })
-  const h = d.enqueue('tick', {}, { period: 60, after: 0.3, node: 'A' })
+  let delivered = 0
+  const h = d.enqueue('tick', {}, { period: 60, after: 0.3, node: 'A' }, () => void delivered++)
   const save = await store.nthSave(1)
   const onB = d.waitFor('job:accepted', (e) => e.id === h.id && e.node === 'B')
   const aBack = d.waitFor('node:connect', (e) => e.node === 'A')
@@ -388,6 +392,8 @@ it('the holder\'s own final result still ends the job when a second copy reporte
   letB()
   expect(await h.done).toEqual({})
   expect(d.activeCount).toBe(0)
+  // Run 1 reached the closure once (A's report), not again with B's.
+  expect(delivered).toBe(1)
 }, 10_000)
 
 it('a job set aside for its size is served before the jobs behind it once a node that takes it has room', async () => {
@@ -451,4 +457,37 @@ it('a job only a node whose store is down takes, for its size, waits for that no
   store.down = false
   await storeUp
   expect((await large.done)['result']).toBe('Yay!')
+}, 10_000)
+
+it('a set-aside job a free node takes is not held behind one waiting for a node whose store is down', async () => {
+  const d = await startDistributor(res)
+  const registry = new JobRegistry()
+  const releases = new Map<string, () => void>()
+  registry.define('hold', (args) => new Promise<void>((resolve) => releases.set(String(args['k']), resolve)))
+  registry.define('work', () => {})
+  const store = new FlakyStore()
+  const big = await startNode(res, d, { name: 'big', registry, storage: store as never })
+  const medium = await startNode(res, d, { name: 'medium', registry, concurrency: 1, window: 1, maxFrameSize: 256 * 1024 })
+  await startNode(res, d, { name: 'small', registry, maxFrameSize: 64 * 1024 })
+  const held = d.enqueue('hold', { k: 'medium' }, { node: 'medium' })
+  await medium.waitFor('job:start', (e) => e.id === held.id)
+  store.down = true
+  const storeDown = big.waitFor('store:down')
+  // Refused by 'big' (its store is down), it runs elsewhere.
+  await d.enqueue('work', {}, { node: 'big' }).done
+  await storeDown
+  // Only 'big' takes the first; 'medium' takes the second once it has room.
+  const onlyBig = d.enqueue('work', { pad: 'x'.repeat(500_000) })
+  const mediumSized = d.enqueue('work', { pad: 'y'.repeat(100_000) })
+  // A job behind them ran: a pass has set both aside.
+  await d.enqueue('work', {}).done
+  releases.get('medium')?.()
+  await held.done
+  await mediumSized.done
+  expect(d.pendingCount).toBe(1)
+  const storeUp = big.waitFor('store:up')
+  store.down = false
+  await storeUp
+  await onlyBig.done
+  expect(d.pendingCount).toBe(0)
 }, 10_000)

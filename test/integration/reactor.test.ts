@@ -245,6 +245,7 @@ describe('JobReactor behaviours', () => {
     const err = (await d.enqueue('echo', { blob: 'x'.repeat(100_000) }).done.catch((e: unknown) => e)) as JobFailedError
     expect(err.args['error']).toMatchObject({ code: ErrorCode.FRAME_TOO_LARGE })
     expect((err.args['error'] as { message: string }).message).toMatch(/too large for every connected node that runs it \(the largest limit is node 'small'\)/)
+    expect(d.pendingCount).toBe(0)
     // Batches stay under the node's limit too: many mid-sized jobs all arrive.
     const mid = await Promise.all(Array.from({ length: 20 }, (_, i) => d.enqueue('echo', { i, blob: 'y'.repeat(20_000) }).done))
     expect(mid).toHaveLength(20)
