@@ -280,6 +280,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       this.answerCancels(job, false)
     }
     this.jobs.clear()
+    this.queue.clear()
     const server = this.server
     for (const connection of this.connections) connection.close()
     if (server !== undefined) {
@@ -541,7 +542,11 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
    */
   private dispatchAside(route: Route, now: number): void {
     const strict = this.options.alwaysUseSpecifiedNode
-    for (const job of route.takeAll()) {
+    const jobs = route.takeAll()
+    for (let i = 0; i < jobs.length; i++) {
+      const job = jobs[i] as TrackedJob
+      // A closure run by a failure below may have cancelled it, or closed the distributor.
+      if (job.state !== 'pending' || this.closed) continue
       const bytes = wireSize(job)
       const session = this.pool.pick(route.name, route.node, route.notNode, strict, bytes)
       if (session !== undefined) {
@@ -549,8 +554,16 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
         continue
       }
       const roomiest = this.pool.roomiest(route.name, route.node, route.notNode, strict)
-      if (roomiest === undefined || fits(roomiest, bytes)) route.push(job)
-      else this.failOversized(job, roomiest)
+      if (roomiest !== undefined && !fits(roomiest, bytes)) {
+        this.failOversized(job, roomiest)
+        continue
+      }
+      route.push(job)
+      // No node has room for any job: the rest wait, in order, without a look each.
+      if (this.pool.pick(route.name, route.node, route.notNode, strict, 0) === undefined) {
+        for (let k = i + 1; k < jobs.length; k++) route.push(jobs[k] as TrackedJob)
+        return
+      }
     }
   }
 

@@ -124,6 +124,12 @@ export class PendingQueue {
     from.asideRoute.push(job)
   }
 
+  /** Every job left (the distributor closed). */
+  clear(): void {
+    this.routes.clear()
+    this.count = 0
+  }
+
   /** A job left the queue (dispatched or cancelled). */
   taken(): void {
     this.count--
