@@ -40,6 +40,7 @@ export interface FakeHello {
   /** When set, the hello carries an HMAC proof of it. */
   secret?: string
   nonce?: Uint8Array
+  maxFrameSize?: number
 }
 
 type Waiter = { resolve: (m: Message) => void; reject: (err: Error) => void }
@@ -192,6 +193,7 @@ export class FakePeer {
       nonce,
     }
     if (options.secret !== undefined) hello.proof = nodeProof(options.secret, challenge.nonce, nonce, options.node)
+    if (options.maxFrameSize !== undefined) hello.maxFrameSize = options.maxFrameSize
     return hello
   }
 

@@ -10,12 +10,8 @@ afterEach(() => res.releaseAll())
 /** A node that only handshakes (and answers nothing after), with this frame limit. */
 async function fakeNode(d: Distributor, node: string, jobs: string[], window: number, maxFrameSize: number): Promise<FakePeer> {
   const peer = res.add(await FakePeer.connect(d.port), (p) => p.destroy())
-  const challenge = await peer.next()
-  if (challenge.type !== MessageType.CHALLENGE) throw new Error('no challenge')
   const connected = d.waitFor('node:connect', (e) => e.node === node)
-  peer.sendMessage({ ...peer.hello(challenge, { node, jobs, concurrency: window, window }), maxFrameSize })
-  const welcome = await peer.next()
-  if (welcome.type !== MessageType.WELCOME) throw new Error('no welcome')
+  await peer.handshake({ node, jobs, concurrency: window, window, maxFrameSize })
   await connected
   return peer
 }
