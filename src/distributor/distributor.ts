@@ -489,7 +489,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     const given = this.given
     const now = Date.now()
     for (const route of this.queue.routes.values()) {
-      if (route.asideRoute !== undefined && route.asideRoute.length > 0) this.dispatchRoute(route.asideRoute, now)
+      if (route.asideRoute !== undefined && route.asideRoute.length > 0) this.dispatchAside(route.asideRoute, now)
       this.dispatchRoute(route, now)
       this.queue.dropEmpty(route)
     }
@@ -503,10 +503,6 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
 
   /** Moves the jobs of one route, in order, while nodes with room take them. */
   private dispatchRoute(route: Route, now: number): void {
-    if (route.aside) {
-      this.dispatchAside(route, now)
-      return
-    }
     const strict = this.options.alwaysUseSpecifiedNode
     for (;;) {
       const job = route.peek()
@@ -715,30 +711,29 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
           this.safeEmit('feedback:orphan', { id: item.id, run: item.run, kind: item.kind, node: session.name, args: argsOf(item) })
         } else if (!item.final) {
           // It ended here, yet this node still runs a schedule of it: a second copy (see below).
-          this.stopCopy(session, item.id, undefined)
+          this.stopCopy(session, item.id)
         }
         continue
       }
       const holder = holderOf(job)
-      // At-least-once: a feedback re-sent after a reconnect is delivered once.
+      // At-least-once: a feedback re-sent after a reconnect is delivered once. Except that
+      // the holder's final result of a run a second copy reported first still ends the job
+      // (dropped, no node would hold it), though it is not delivered again.
       const stale = item.run < job.run
       if (holder !== session.name) this.reportedByOther(session, job, holder, item.final, stale)
-      if (stale) {
-        // The holder's final result of a run a second copy reported first: delivered once
-        // already, but only this one ends the job (dropped, no node would hold the job).
-        if (item.final && holder === session.name) this.endReported(job, session, item)
-        continue
-      }
+      if (stale && !(item.final && holder === session.name)) continue
       const args = argsOf(item)
-      const event = item.kind === 'success' ? 'job:success' : 'job:failed'
       if (item.final) {
         // Out of the table before its closure runs: a closure that closes the distributor
         // must not find the job unfinished and fail it a second time.
         this.finish(job)
         session.finished.push(job.id)
       }
-      this.runClosure(job, item.kind === 'success' ? job.onSuccess : job.onError, args)
-      if (this.listenerCount(event) > 0) this.safeEmit(event, { id: job.id, name: job.name, run: item.run, node: session.name, args })
+      if (!stale) {
+        const event = item.kind === 'success' ? 'job:success' : 'job:failed'
+        this.runClosure(job, item.kind === 'success' ? job.onSuccess : job.onError, args)
+        if (this.listenerCount(event) > 0) this.safeEmit(event, { id: job.id, name: job.name, run: item.run, node: session.name, args })
+      }
       if (item.final) {
         if (item.kind === 'success') job.resolve(args)
         else job.reject(new JobFailedError(job.name, job.id, args))
@@ -796,15 +791,6 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     target?.connection.send({ type: MessageType.CANCEL, id: job.id })
   }
 
-  /** Ends `job` with its final result `item`, whose run was delivered to the closures already. */
-  private endReported(job: TrackedJob, session: NodeSession, item: WireFeedback): void {
-    this.finish(job)
-    session.finished.push(job.id)
-    const args = argsOf(item)
-    if (item.kind === 'success') job.resolve(args)
-    else job.reject(new JobFailedError(job.name, job.id, args))
-  }
-
   /**
    * A node that does not hold `job` as we see it reports on it. With its holder away and the
    * job stored there, it is a peer that adopted the holder's jobs (takeover): it holds the
@@ -828,7 +814,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
    * Cancels `id` on that node for a copy nobody asked it to run. Its answer settles nothing:
    * answers count only for a job with a `cancel()` waiting, from the node holding it.
    */
-  private stopCopy(session: NodeSession, id: string, job: TrackedJob | undefined): void {
+  private stopCopy(session: NodeSession, id: string, job?: TrackedJob): void {
     this.log.warn({ id, node: session.name }, 'a node runs a second copy of a job; cancelling that copy')
     session.connection.send({ type: MessageType.CANCEL, id })
     if (job === undefined) return

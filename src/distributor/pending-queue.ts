@@ -15,8 +15,6 @@ export class Route {
     readonly name: string,
     readonly node: string | undefined,
     readonly notNode: string | undefined,
-    /** This route holds jobs set aside from another for their size (see PendingQueue.setAside). */
-    readonly aside = false,
   ) {}
 
   /** Jobs set aside from this route for their size; a dispatch pass serves them first. */
@@ -120,7 +118,7 @@ export class PendingQueue {
    * that they are not overtaken for good. Taken off `from` already; still counted.
    */
   setAside(job: TrackedJob, from: Route): void {
-    from.asideRoute ??= new Route(`${from.key}\0aside`, from.name, from.node, from.notNode, true)
+    from.asideRoute ??= new Route(`${from.key}\0aside`, from.name, from.node, from.notNode)
     from.asideRoute.push(job)
   }
 
