@@ -151,6 +151,19 @@ export function retryPolicyOf(config: Pick<Config, 'retry' | 'retryMultiplier'>)
 export const DEFAULT_MAX_FRAME_SIZE = 16 * 1024 * 1024
 export const DEFAULT_HEARTBEAT_MS = 5_000
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000
+/** 64 hellos of the largest size under way at once; legitimate hellos are a few hundred bytes. */
+export const DEFAULT_MAX_HANDSHAKE_BYTES = 4 * 1024 * 1024
+/**
+ * Above the node's store deadline (a node whose store hangs rejects what it was saving by
+ * then), so that the distributor takes jobs back only from a node that says nothing at all.
+ */
+export const DEFAULT_ACCEPT_TIMEOUT_MS = 10_000
+/**
+ * Far above any healthy store's answer (Redis answers in well under a millisecond; a fork
+ * for a snapshot or a slow disk stalls it for tens to hundreds), and well under a lease
+ * (15 s), so that a hung store is noticed before peers take this node's jobs over.
+ */
+export const DEFAULT_STORE_TIMEOUT_MS = 5_000
 export const DEFAULT_STALL_TIMEOUT_MS = 30_000
 export const DEFAULT_MAX_PENDING = 1_000_000
 export const DEFAULT_MAX_CONNECTIONS = 1_024

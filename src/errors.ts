@@ -22,6 +22,8 @@ export const ErrorCode = {
   DISTRIBUTOR_CLOSED: 'ERR_DISTRIBUTOR_CLOSED',
   NOT_READY: 'ERR_NOT_READY',
   STORE: 'ERR_STORE',
+  STORE_TIMEOUT: 'ERR_STORE_TIMEOUT',
+  ACCEPT_TIMEOUT: 'ERR_ACCEPT_TIMEOUT',
   JOB_FILE: 'ERR_JOB_FILE',
 } as const
 
@@ -131,6 +133,23 @@ export class DistributorClosedError extends JobsError {
 export class StoreError extends JobsError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, ErrorCode.STORE, options)
+  }
+}
+
+/**
+ * The store answered nothing for `deadlineMs` while operations waited: it counts as down.
+ * The operation may still be carried out if the store wakes up.
+ */
+export class StoreTimeoutError extends JobsError {
+  constructor(deadlineMs: number, waiting: number) {
+    super(`the store answered nothing for ${deadlineMs} ms (${waiting} operation${waiting === 1 ? '' : 's'} waiting): counted as down`, ErrorCode.STORE_TIMEOUT)
+  }
+}
+
+/** A node held dispatched jobs without accepting them past `acceptTimeoutMs`: they were taken back. */
+export class AcceptTimeoutError extends JobsError {
+  constructor(node: string, jobs: number, timeoutMs: number) {
+    super(`node '${node}' did not accept ${jobs} job${jobs === 1 ? '' : 's'} within ${timeoutMs} ms; they go elsewhere`, ErrorCode.ACCEPT_TIMEOUT)
   }
 }
 

@@ -2,6 +2,7 @@ import { createServer as createTcpServer, type Server, type Socket } from 'node:
 import { createServer as createTlsServer } from 'node:tls'
 import { FRAME_ENVELOPE_BYTES } from '../config.js'
 import {
+  AcceptTimeoutError,
   ConnectionClosedError,
   DistributorClosedError,
   ErrorCode,
@@ -16,7 +17,9 @@ import {
 } from '../errors.js'
 import { TypedEmitter } from '../events.js'
 import { decodeArgs, encodeArgs, type JobArgsObject } from '../protocol/args.js'
+import { ByteBudget } from '../protocol/byte-budget.js'
 import { Connection } from '../protocol/connection.js'
+import { HANDSHAKE_MAX_FRAME_SIZE } from '../protocol/frame.js'
 import {
   MessageType,
   type CancelResultMessage,
@@ -26,6 +29,8 @@ import {
 } from '../protocol/messages.js'
 import type { ArgsOf } from '../node/registry.js'
 import { afterMicrotasks } from '../scheduling/clock.js'
+import { Scheduler } from '../scheduling/scheduler.js'
+import type { Timer } from '../scheduling/timer-heap.js'
 import type { JobHandle } from './job-handle.js'
 import { JobTable } from './job-table.js'
 import { fits, NodePool } from './node-pool.js'
@@ -51,8 +56,10 @@ export interface DistributorEventMap {
   'job:accepted': { id: string; name: string; node: string }
   /** No connected node knows the job's name: it waits until one that does connects. */
   'job:unroutable': { id: string; name: string }
-  /** Back to the queue: its node dropped before finishing it. */
+  /** Back to the queue: its node dropped before finishing it, or did not accept it in time. */
   'job:requeue': { id: string; name: string; node: string }
+  /** A node left jobs unaccepted past `acceptTimeoutMs`: they were taken back; it gets none until it answers. */
+  'node:unresponsive': { node: string; jobs: number }
   'job:success': { id: string; name: string; run: number; node: string; args: JobArgsObject }
   'job:failed': { id: string; name: string; run: number; node: string; args: JobArgsObject }
   'job:cancelled': { id: string; name: string }
@@ -112,6 +119,12 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   /** TLS: the TCP socket under every open connection, those still in the handshake too (no Connection owns them yet). */
   private readonly tcpSockets = new Set<Socket>()
   private readonly pool = new NodePool()
+  /** Bytes buffered for connections still in their handshake, all together (see maxHandshakeBytes). */
+  private readonly handshakeBytes: ByteBudget
+  /** Every timer of the distributor but the per-connection ones: acceptance deadlines. */
+  private readonly timers = new Scheduler<Timer>((timer) => timer.fire(), undefined, {
+    onError: (err) => this.log.error({ err }, 'timer callback failed'),
+  })
   private readonly queue = new PendingQueue()
   private readonly jobs = new JobTable()
   private readonly recent = new RecentIds(RECENT_LIMIT)
@@ -129,6 +142,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     super()
     this.options = resolveDistributorOptions(options, defaults)
     this.log = this.options.logger
+    this.handshakeBytes = new ByteBudget(this.options.maxHandshakeBytes)
   }
 
   /** The bound port (the real one when listening on port 0). */
@@ -281,6 +295,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     }
     this.jobs.clear()
     this.queue.clear()
+    this.timers.close()
     const server = this.server
     for (const connection of this.connections) connection.close()
     if (server !== undefined) {
@@ -302,10 +317,16 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       socket.destroy()
       return
     }
-    const session = new NodeSession()
+    const session = new NodeSession(this.onAcceptDeadline)
     const connection = new Connection(
       socket,
-      { maxFrameSize: this.options.maxFrameSize, stallTimeoutMs: this.options.stallTimeoutMs, log: this.log },
+      {
+        maxFrameSize: this.options.maxFrameSize,
+        stallTimeoutMs: this.options.stallTimeoutMs,
+        log: this.log,
+        // Until it has proven itself, a stranger may make us hold little (see maxHandshakeBytes).
+        handshake: { maxFrameSize: Math.min(HANDSHAKE_MAX_FRAME_SIZE, this.options.maxFrameSize), budget: this.handshakeBytes },
+      },
       {
         onMessage: (message) => this.onMessage(session, message),
         onDrain: () => this.scheduleDispatch(),
@@ -432,6 +453,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     if (session.state === 'closed') return
     session.state = 'closed'
     this.pool.remove(session)
+    this.timers.cancel(session.acceptTimer)
     // After close() every job was settled already: nothing goes back anywhere.
     if (this.closed) return
     // Our last acks on this link may be lost with it, and the node will send those results
@@ -496,7 +518,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     for (const session of given) {
       const batch = session.outgoing
       session.outgoing = []
-      this.sendBatch(session, batch)
+      this.sendBatch(session, batch, now)
     }
     given.length = 0
   }
@@ -566,17 +588,22 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   /** A job leaves the queue for `session`'s next dispatch frame. */
   private give(job: TrackedJob, session: NodeSession, now: number): void {
     this.queue.taken()
+    this.assign(job, session, now)
+    if (session.outgoing.length === 0) this.given.push(session)
+    session.outgoing.push(job)
+  }
+
+  /** `job`, out of the queue, is `session`'s: counted against its window, and held for a drop. */
+  private assign(job: TrackedJob, session: NodeSession, now: number): void {
     job.state = 'sent'
     job.session = session
     job.load = job.opts.period !== undefined || job.dueAt > now ? DELAYED_LOAD : INSTANT_LOAD
     session.load += job.load
     session.held.add(job)
-    if (session.outgoing.length === 0) this.given.push(session)
-    session.outgoing.push(job)
   }
 
   /** Sends a batch as dispatch frames that each stay under the frame limit. */
-  private sendBatch(session: NodeSession, batch: TrackedJob[]): void {
+  private sendBatch(session: NodeSession, batch: TrackedJob[], now: number): void {
     // wireSize is an estimate: keep batches to half the limit so that no sum of estimates
     // can produce a frame over it (a lone job always fits: its size was checked).
     const limit = (session.maxFrameSize - FRAME_ENVELOPE_BYTES) / 2
@@ -586,7 +613,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     for (const job of batch) {
       const size = wireSize(job)
       if (frame.length > 0 && bytes + size > limit) {
-        session.dispatch(jobs, frame)
+        session.dispatch(jobs, frame, now)
         jobs = []
         frame = []
         bytes = 0
@@ -596,30 +623,95 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       bytes += size
       if (this.listenerCount('job:dispatch') > 0) this.safeEmit('job:dispatch', { id: job.id, name: job.name, node: session.name })
     }
-    if (frame.length > 0) session.dispatch(jobs, frame)
+    if (frame.length > 0) session.dispatch(jobs, frame, now)
+    if (session.acceptTimer.timerIndex === -1) this.timers.schedule(session.acceptTimer, now + this.options.acceptTimeoutMs)
   }
 
   private onAccepted(session: NodeSession, seq: number): void {
-    const jobs = session.answered(seq)
-    if (jobs === undefined) {
+    const frame = session.answered(seq)
+    if (frame === undefined) {
       session.connection.close(new ProtocolError(`'accepted' for dispatch frame ${seq}, which awaits no answer`))
       return
     }
+    if (session.unresponsive) {
+      session.unresponsive = false
+      this.log.info({ node: session.name }, 'node answers again; dispatching to it')
+    }
     const now = Date.now()
-    for (const job of jobs) {
-      // Rejected, or back in the queue after a cancel: not this answer's to take.
-      if (job === undefined || job.state !== 'sent' || job.session !== session) continue
-      job.state = 'accepted'
-      job.owner = session.name
-      // A durable node owns it now; a memory node's drop would still send it back.
-      if (session.durable) session.held.remove(job)
-      // A job that will wait on the node's timer does not hold a slot of its window; one that
-      // was delayed when sent but is due by now runs at once, and counts whole.
-      if (job.opts.period !== undefined || job.dueAt > now) this.releaseLoad(job)
-      else if (job.load === DELAYED_LOAD) this.setLoad(job, INSTANT_LOAD)
-      if (this.listenerCount('job:accepted') > 0) this.safeEmit('job:accepted', { id: job.id, name: job.name, node: session.name })
+    if (frame.late) this.onLateAccepted(session, frame.jobs, now)
+    else {
+      for (const job of frame.jobs) {
+        // Rejected, or back in the queue after a cancel: not this answer's to take.
+        if (job === undefined || job.state !== 'sent' || job.session !== session) continue
+        this.acceptedBy(session, job, now)
+      }
     }
     this.scheduleDispatch()
+  }
+
+  private acceptedBy(session: NodeSession, job: TrackedJob, now: number): void {
+    job.state = 'accepted'
+    job.owner = session.name
+    // A durable node owns it now; a memory node's drop would still send it back.
+    if (session.durable) session.held.remove(job)
+    // A job that will wait on the node's timer does not hold a slot of its window; one that
+    // was delayed when sent but is due by now runs at once, and counts whole.
+    if (job.opts.period !== undefined || job.dueAt > now) this.releaseLoad(job)
+    else if (job.load === DELAYED_LOAD) this.setLoad(job, INSTANT_LOAD)
+    if (this.listenerCount('job:accepted') > 0) this.safeEmit('job:accepted', { id: job.id, name: job.name, node: session.name })
+  }
+
+  /**
+   * `session`'s node stored the jobs of a frame after all, past the acceptance deadline
+   * that took them back. One still waiting here is its again; one that went elsewhere
+   * meanwhile (or ended) runs there, and this node's copy is stopped, as any second copy.
+   */
+  private onLateAccepted(session: NodeSession, jobs: readonly (TrackedJob | undefined)[], now: number): void {
+    for (const job of jobs) {
+      if (job === undefined) continue
+      if (job.state === 'pending') {
+        this.queue.taken()
+        this.assign(job, session, now)
+        this.acceptedBy(session, job, now)
+      } else if (job.state === 'sent' && job.session === session) {
+        this.acceptedBy(session, job, now)
+      } else if (job.state === 'done' || job.state === 'cancelled') {
+        this.stopCopy(session, job.id)
+      } else if (holderOf(job) !== session.name) {
+        this.stopCopy(session, job.id, job)
+      }
+    }
+  }
+
+  /**
+   * The acceptance deadline of `session`'s oldest frame passed: the jobs of every frame
+   * that old go back to the queue, for other nodes, and the node gets no more until it
+   * answers. A node that answers late is handled by onLateAccepted.
+   */
+  private readonly onAcceptDeadline = (session: NodeSession): void => {
+    if (session.state !== 'ready' || this.closed) return
+    const now = Date.now()
+    const timeoutMs = this.options.acceptTimeoutMs
+    const back: TrackedJob[] = []
+    for (const job of session.expire(now - timeoutMs)) {
+      // Rejected or cancelled meanwhile; or a cancel waits on it, which the node's answer settles.
+      if (job === undefined || job.state !== 'sent' || job.session !== session || this.cancelRequests.has(job)) continue
+      session.held.remove(job)
+      this.releaseLoad(job)
+      job.session = undefined
+      job.state = 'pending'
+      back.push(job)
+      this.safeEmit('job:requeue', { id: job.id, name: job.name, node: session.name })
+    }
+    if (back.length > 0) {
+      session.unresponsive = true
+      this.log.warn({ node: session.name, jobs: back.length }, new AcceptTimeoutError(session.name, back.length, timeoutMs).message)
+      this.safeEmit('node:unresponsive', { node: session.name, jobs: back.length })
+      this.queue.requeue(back)
+      this.scheduleDispatch()
+    }
+    const oldest = session.oldestUnansweredAt()
+    if (oldest !== undefined) this.timers.schedule(session.acceptTimer, oldest + timeoutMs)
   }
 
   /** Jobs of `session`'s node wait out a retry backoff there: they leave its window. */
@@ -648,7 +740,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       job.state = 'pending'
       back.push(job)
     }
-    session.forget(seq, back)
+    session.forget(seq, ids)
     // A node that refuses work is not a candidate until it says it accepts again.
     session.accepting = false
     this.queue.requeue(back)

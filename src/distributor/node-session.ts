@@ -3,7 +3,13 @@ import { LinkedList } from '../linked-list.js'
 import { Connection } from '../protocol/connection.js'
 import { distributorProof, newNonce, nodeProof, proofMatches } from '../protocol/handshake.js'
 import { MessageType, PROTOCOL_VERSION, type HelloMessage, type WireJob } from '../protocol/messages.js'
+import { Timer } from '../scheduling/timer-heap.js'
 import type { TrackedJob } from './tracked-job.js'
+
+interface SentFrame {
+  jobs: (TrackedJob | undefined)[]
+  sentAt: number
+}
 
 /**
  * What one job counts against a node's window, in units (the window holds window ×
@@ -60,6 +66,11 @@ export class NodeSession {
   maxFrameSize = Number.MAX_SAFE_INTEGER
   /** The node takes new jobs (false while it drains or its store is down). */
   accepting = true
+  /**
+   * Jobs it was sent were taken back, unanswered past the acceptance deadline: it gets no
+   * more until it answers a dispatch frame again.
+   */
+  unresponsive = false
   /** Load units against `window`: jobs sent, plus accepted instant jobs not yet finished. */
   load = 0
   /**
@@ -75,36 +86,78 @@ export class NodeSession {
   connection!: Connection
   private dispatchSeq = 0
   /**
-   * Dispatch frames the node has not answered with `accepted` yet, by number: their jobs,
-   * a rejected one replaced by undefined. The answer names the frame, not every job again.
+   * Dispatch frames the node has not answered with `accepted` yet, by number, oldest first:
+   * their jobs (a rejected one replaced by undefined) and when they were sent. The answer
+   * names the frame, not every job again.
    */
-  private readonly unanswered = new Map<number, (TrackedJob | undefined)[]>()
+  private readonly unanswered = new Map<number, SentFrame>()
+  /** Frames whose jobs were taken back past the acceptance deadline, kept for a late answer. */
+  private readonly expired = new Map<number, SentFrame>()
+  /** Fires at the oldest unanswered frame's deadline (armed by the distributor). */
+  readonly acceptTimer: Timer
+
+  constructor(onAcceptDeadline: (session: NodeSession) => void) {
+    this.acceptTimer = new Timer(() => onAcceptDeadline(this))
+  }
 
   get hasRoom(): boolean {
-    return this.state === 'ready' && this.accepting && this.load < this.window * INSTANT_LOAD && !this.connection.backlogged
+    return this.state === 'ready' && this.accepting && !this.unresponsive && this.load < this.window * INSTANT_LOAD && !this.connection.backlogged
   }
 
   /** Sends one dispatch frame, numbered, and remembers its jobs until the node answers it. */
-  dispatch(jobs: TrackedJob[], wire: WireJob[]): void {
+  dispatch(jobs: TrackedJob[], wire: WireJob[], now: number): void {
     const seq = ++this.dispatchSeq
-    this.unanswered.set(seq, jobs)
+    this.unanswered.set(seq, { jobs, sentAt: now })
     this.connection.send({ type: MessageType.DISPATCH, seq, jobs: wire })
   }
 
-  /** The jobs of dispatch frame `seq`, now answered; undefined for a frame not awaiting one. */
-  answered(seq: number): readonly (TrackedJob | undefined)[] | undefined {
-    const jobs = this.unanswered.get(seq)
-    this.unanswered.delete(seq)
-    return jobs
+  /**
+   * The jobs of dispatch frame `seq`, now answered, and whether they were taken back
+   * meanwhile (`late`); undefined for a frame that awaits no answer.
+   */
+  answered(seq: number): { jobs: readonly (TrackedJob | undefined)[]; late: boolean } | undefined {
+    const frame = this.unanswered.get(seq)
+    if (frame !== undefined) {
+      this.unanswered.delete(seq)
+      return { jobs: frame.jobs, late: false }
+    }
+    const taken = this.expired.get(seq)
+    if (taken === undefined) return undefined
+    this.expired.delete(seq)
+    return { jobs: taken.jobs, late: true }
   }
 
-  /** `rejected`, back in the queue, are no longer part of frame `seq`'s answer (they may come back in a later one). */
-  forget(seq: number, rejected: readonly TrackedJob[]): void {
-    const jobs = this.unanswered.get(seq)
-    if (jobs === undefined || rejected.length === 0) return
+  /** The node did not store `ids`: they are no longer part of frame `seq`'s answer (they may come back in a later one). */
+  forget(seq: number, ids: readonly string[]): void {
+    const jobs = (this.unanswered.get(seq) ?? this.expired.get(seq))?.jobs
+    if (jobs === undefined || ids.length === 0) return
     // One pass over the frame: a whole frame may be rejected (a store that went down).
-    const gone = new Set(rejected)
-    for (let i = 0; i < jobs.length; i++) if (gone.has(jobs[i] as TrackedJob)) jobs[i] = undefined
+    const gone = new Set(ids)
+    for (let i = 0; i < jobs.length; i++) {
+      const job = jobs[i]
+      if (job !== undefined && gone.has(job.id)) jobs[i] = undefined
+    }
+  }
+
+  /** When the oldest unanswered frame was sent; undefined when every frame was answered. */
+  oldestUnansweredAt(): number | undefined {
+    for (const frame of this.unanswered.values()) return frame.sentAt
+    return undefined
+  }
+
+  /**
+   * Moves the frames sent at or before `sentBy` out of the unanswered ones, kept for a late
+   * answer, and returns their jobs.
+   */
+  expire(sentBy: number): (TrackedJob | undefined)[] {
+    const jobs: (TrackedJob | undefined)[] = []
+    for (const [seq, frame] of this.unanswered) {
+      if (frame.sentAt > sentBy) break
+      this.unanswered.delete(seq)
+      this.expired.set(seq, frame)
+      for (const job of frame.jobs) jobs.push(job)
+    }
+    return jobs
   }
 
   sendChallenge(auth: boolean): void {
@@ -143,6 +196,7 @@ export class NodeSession {
     if (hello.maxFrameSize !== undefined) this.maxFrameSize = Math.min(this.maxFrameSize, hello.maxFrameSize)
     this.durable = hello.durable
     this.state = 'ready'
+    this.connection.authenticated()
     this.connection.send({
       type: MessageType.WELCOME,
       distributor: distributorName,

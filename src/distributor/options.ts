@@ -10,7 +10,9 @@ import {
   DEFAULT_HANDSHAKE_TIMEOUT_MS,
   DEFAULT_HEARTBEAT_MS,
   DEFAULT_HOST,
+  DEFAULT_ACCEPT_TIMEOUT_MS,
   DEFAULT_MAX_CONNECTIONS,
+  DEFAULT_MAX_HANDSHAKE_BYTES,
   DEFAULT_MAX_FRAME_SIZE,
   MIN_MAX_FRAME_SIZE,
   DEFAULT_MAX_PENDING,
@@ -20,6 +22,7 @@ import {
   isLoopback,
 } from '../config.js'
 import { InvalidArgumentError } from '../errors.js'
+import { HANDSHAKE_MAX_FRAME_SIZE } from '../protocol/frame.js'
 import { createLogger, resolveLogLevel, type Logger, type LogLevel } from '../logger.js'
 import { normalizeRetry, type RetryPolicy } from '../scheduling/retry.js'
 
@@ -46,6 +49,16 @@ export interface DistributorOptions {
   stallTimeoutMs?: number
   /** Simultaneous connections accepted. @default 1024 */
   maxConnections?: number
+  /**
+   * Bytes that connections still in their handshake may hold buffered, all together; a
+   * connection that would go past it is dropped (a node redials). @default 4 MiB
+   */
+  maxHandshakeBytes?: number
+  /**
+   * Jobs a node has held this long without accepting them (it stores them first) are taken
+   * back and sent elsewhere; the node gets no more until it answers. @default 10000
+   */
+  acceptTimeoutMs?: number
   /** A job with `node` waits for that node. @default JR.config.alwaysUseSpecifiedNode */
   alwaysUseSpecifiedNode?: boolean
   /** A name for logs and for nodes' logs. @default 'distributor' */
@@ -66,6 +79,8 @@ export interface ResolvedDistributorOptions {
   handshakeTimeoutMs: number
   stallTimeoutMs: number
   maxConnections: number
+  maxHandshakeBytes: number
+  acceptTimeoutMs: number
   alwaysUseSpecifiedNode: boolean
   name: string
   logger: Logger
@@ -73,7 +88,7 @@ export interface ResolvedDistributorOptions {
 
 const DISTRIBUTOR_KEYS = [
   'host', 'port', 'secret', 'tls', 'insecure', 'maxPending', 'maxFrameSize', 'heartbeatMs',
-  'handshakeTimeoutMs', 'stallTimeoutMs', 'maxConnections', 'alwaysUseSpecifiedNode', 'name',
+  'handshakeTimeoutMs', 'stallTimeoutMs', 'maxConnections', 'maxHandshakeBytes', 'acceptTimeoutMs', 'alwaysUseSpecifiedNode', 'name',
   'logger', 'logLevel',
 ] as const
 
@@ -104,6 +119,12 @@ export function resolveDistributorOptions(input: unknown, defaults: { alwaysUseS
     stallTimeoutMs: o['stallTimeoutMs'] === undefined ? DEFAULT_STALL_TIMEOUT_MS : checkInteger('stallTimeoutMs', o['stallTimeoutMs'], 1),
     maxConnections:
       o['maxConnections'] === undefined ? DEFAULT_MAX_CONNECTIONS : checkInteger('maxConnections', o['maxConnections'], 1),
+    maxHandshakeBytes:
+      o['maxHandshakeBytes'] === undefined
+        ? DEFAULT_MAX_HANDSHAKE_BYTES
+        : checkInteger('maxHandshakeBytes', o['maxHandshakeBytes'], HANDSHAKE_MAX_FRAME_SIZE),
+    acceptTimeoutMs:
+      o['acceptTimeoutMs'] === undefined ? DEFAULT_ACCEPT_TIMEOUT_MS : checkInteger('acceptTimeoutMs', o['acceptTimeoutMs'], 1),
     alwaysUseSpecifiedNode:
       o['alwaysUseSpecifiedNode'] === undefined
         ? defaults.alwaysUseSpecifiedNode

@@ -3,6 +3,7 @@ import { connect as connectTls } from 'node:tls'
 import { AuthError, ErrorCode, HandshakeError, JobsError, ProtocolError } from '../errors.js'
 import type { Logger } from '../logger.js'
 import { Connection } from '../protocol/connection.js'
+import { HANDSHAKE_MAX_FRAME_SIZE } from '../protocol/frame.js'
 import { distributorProof, newNonce, nodeProof, proofMatches } from '../protocol/handshake.js'
 import { MessageType, PROTOCOL_VERSION, type Message } from '../protocol/messages.js'
 import type { NodeTlsOptions } from './options.js'
@@ -32,6 +33,8 @@ export interface LinkOptions {
   tls: NodeTlsOptions | undefined
   maxFrameSize: number
   stallTimeoutMs: number
+  /** From dialling to the distributor's welcome; past it the connection is dropped and redialled. */
+  handshakeTimeoutMs: number
   reconnectMinMs: number
   reconnectMaxMs: number
   log: Logger
@@ -57,6 +60,7 @@ export class DistributorLink {
   /** onReady was called and onDown not yet. */
   private up = false
   private timer: NodeJS.Timeout | undefined
+  private handshakeTimer: NodeJS.Timeout | undefined
   private nonce = newNonce()
   private serverNonce: Uint8Array | undefined
 
@@ -96,6 +100,7 @@ export class DistributorLink {
   close(): void {
     this.state = 'closed'
     if (this.timer !== undefined) clearTimeout(this.timer)
+    clearTimeout(this.handshakeTimer)
     this.connection?.close()
   }
 
@@ -114,13 +119,27 @@ export class DistributorLink {
     }
     const connection = new Connection(
       socket,
-      { maxFrameSize: this.options.maxFrameSize, stallTimeoutMs: this.options.stallTimeoutMs, log: this.options.log },
+      {
+        maxFrameSize: this.options.maxFrameSize,
+        stallTimeoutMs: this.options.stallTimeoutMs,
+        log: this.options.log,
+        // Whatever listens at that address proves itself before it may send us much.
+        handshake: { maxFrameSize: Math.min(HANDSHAKE_MAX_FRAME_SIZE, this.options.maxFrameSize) },
+      },
       {
         onMessage: (message) => this.onMessage(connection, message),
         onClose: (reason) => this.onClose(connection, reason),
       },
     )
     this.connection = connection
+    // Bounds the TCP connect (a black-holed address waits minutes for the kernel to give
+    // up) and the handshake (a listener that never sends its challenge) alike.
+    const timeoutMs = this.options.handshakeTimeoutMs
+    this.handshakeTimer = setTimeout(() => {
+      if (this.connection !== connection || this.state === 'ready') return
+      connection.close(new HandshakeError(`no welcome from distributor ${this.key} within ${timeoutMs} ms`, ErrorCode.HANDSHAKE_TIMEOUT))
+      socket.destroy()
+    }, timeoutMs)
     this.nonce = newNonce()
     this.serverNonce = undefined
     socket.once(tls === undefined ? 'connect' : 'secureConnect', () => {
@@ -166,6 +185,8 @@ export class DistributorLink {
           }
         }
         this.state = 'ready'
+        clearTimeout(this.handshakeTimer)
+        connection.authenticated()
         this.failures = 0
         this.distributorName = message.distributor
         this.peerMaxFrameSize = message.maxFrameSize ?? Infinity
@@ -192,6 +213,7 @@ export class DistributorLink {
   private onClose(connection: Connection, reason: JobsError | undefined): void {
     if (this.connection !== connection) return
     this.connection = undefined
+    clearTimeout(this.handshakeTimer)
     const wasUp = this.up
     if (wasUp) {
       this.up = false

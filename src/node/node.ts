@@ -4,6 +4,7 @@ import { FRAME_ENVELOPE_BYTES, retryPolicyOf, type Config } from '../config.js'
 import {
   ErrorCode,
   FrameTooLargeError,
+  InvalidArgumentError,
   JobsError,
   StoreError,
   TimeoutError,
@@ -15,6 +16,7 @@ import {
 import { TypedEmitter } from '../events.js'
 import type { Logger } from '../logger.js'
 import { decodeArgs, isPackedMap, ownArgs, packArgs, type JobArgsObject } from '../protocol/args.js'
+import { HANDSHAKE_MAX_FRAME_SIZE } from '../protocol/frame.js'
 import { MessageType, type Message, type WireJob } from '../protocol/messages.js'
 import { ownString, pack } from '../protocol/msgpack.js'
 import { computeBackoff, shouldRetry } from '../scheduling/retry.js'
@@ -22,6 +24,7 @@ import { DRAIN_BUDGET_MS, Scheduler } from '../scheduling/scheduler.js'
 import { Timer, type TimerSlot } from '../scheduling/timer-heap.js'
 import { MemoryStore } from '../storage/memory-store.js'
 import { RedisStore } from '../storage/redis-store.js'
+import { StoreGuard } from '../storage/store-guard.js'
 import {
   FeedbackKind,
   JobStatus,
@@ -140,6 +143,10 @@ export class Node extends TypedEmitter<NodeEventMap> {
   private storeDown = false
   /** Store writes that failed, replayed in order once the store is back. */
   private readonly backlog: PendingWrite[] = []
+  /** Every store operation waits under its deadline (storeTimeoutMs). */
+  private readonly storeGuard: StoreGuard
+  /** Asks a store that is down whether it is back. */
+  private readonly probeTimer = new Timer(() => this.probeStore())
   private pool: WorkerPool | undefined
   /** Where defer threads load job files from; unset when the node was given a registry. */
   private deferDirectory: string | undefined
@@ -164,6 +171,10 @@ export class Node extends TypedEmitter<NodeEventMap> {
     this.scheduler = new Scheduler<TimerItem>((item) => this.onTimer(item), undefined, {
       onError: (err) => this.log.error({ err }, 'timer callback failed'),
     })
+    this.storeGuard = new StoreGuard(
+      { now: () => Date.now(), after: (timer, ms) => this.scheduler.schedule(timer, Date.now() + ms) },
+      this.options.storeTimeoutMs,
+    )
   }
 
   get name(): string {
@@ -194,6 +205,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
       this.deferDirectory = resolvePath(dir)
       this.log.info({ dir, files: files.length, jobs: this.registry.names() }, 'job files loaded')
     }
+    checkHelloFits(this.registry.names())
     this.store = this.createStore()
     await this.store.open()
     if (this.store.durable && hasLeases(this.store)) {
@@ -210,6 +222,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
         tls: this.options.tls,
         maxFrameSize: this.options.maxFrameSize,
         stallTimeoutMs: this.options.stallTimeoutMs,
+        handshakeTimeoutMs: this.options.handshakeTimeoutMs,
         reconnectMinMs: this.options.reconnectMinMs,
         reconnectMaxMs: this.options.reconnectMaxMs,
         log: this.log,
@@ -265,9 +278,8 @@ export class Node extends TypedEmitter<NodeEventMap> {
 
   private createStore(): Store {
     const { storage } = this.options
-    if (typeof storage !== 'string') return storage
     if (storage === 'memory') return new MemoryStore()
-    return new RedisStore({ node: this.name, url: storage })
+    return this.storeGuard.wrap(typeof storage === 'string' ? new RedisStore({ node: this.name, url: storage }) : storage)
   }
 
   /**
@@ -456,6 +468,12 @@ export class Node extends TypedEmitter<NodeEventMap> {
           rejected.push(job.id)
         }
         this.log.error({ err: error, jobs: fresh.length }, 'cannot store jobs; rejecting them')
+        // A save that timed out (or failed with its connection) may still be carried out
+        // when the store wakes up: these jobs must not be found there after a restart, since
+        // they go elsewhere now. Replayed with the other writes, after that save.
+        const store = this.store
+        const ids = fresh.map((job) => job.id)
+        this.backlog.push({ write: () => Promise.all(ids.map((id) => store.removeJob(id))).then(noop), then: noop })
       }
       if (rejected.length > 0) {
         link.sendOn(generation, { type: MessageType.REJECTED, seq, ids: rejected, code: ErrorCode.STORE, message: error?.message ?? 'node storage unavailable' })
@@ -494,14 +512,15 @@ export class Node extends TypedEmitter<NodeEventMap> {
     this.log.error({ err: error }, 'store unavailable; not accepting jobs until it is back')
     this.setAccepting(false)
     this.safeEmit('store:down', { error })
-    const probe = (): void => {
-      if (this.state === 'closed') return
-      this.store.ping().then(
-        () => void this.onStoreUp(),
-        () => setTimeout(probe, STORE_PROBE_MS).unref(),
-      )
-    }
-    setTimeout(probe, STORE_PROBE_MS).unref()
+    this.scheduler.schedule(this.probeTimer, Date.now() + STORE_PROBE_MS)
+  }
+
+  private probeStore(): void {
+    if (this.state === 'closed') return
+    this.store.ping().then(
+      () => void this.onStoreUp(),
+      () => this.scheduler.schedule(this.probeTimer, Date.now() + STORE_PROBE_MS),
+    )
   }
 
   private async onStoreUp(): Promise<void> {
@@ -599,9 +618,8 @@ export class Node extends TypedEmitter<NodeEventMap> {
     // but the chain need not wait for it; a store that does not survive a crash need not
     // hear of it at all.
     if (job.store.durable) {
-      job.store.updateJob(job.id, { status: job.status, attempt: job.attempt }).catch((err: unknown) => {
-        this.log.warn({ err, id: job.id }, 'cannot record attempt start')
-      })
+      const start: JobPatch = { status: job.status, attempt: job.attempt }
+      void this.persist(job.store, () => job.store.updateJob(job.id, start), noop)
     }
     if (this.listenerCount('job:start') > 0) this.safeEmit('job:start', { id: job.id, name: job.name, attempt: job.attempt, run: job.run })
     const maxAttempt = job.maxAttempt ?? this.config.maxAttempt
@@ -1021,6 +1039,21 @@ export class Node extends TypedEmitter<NodeEventMap> {
 
   protected override onListenerError(event: string, err: unknown): void {
     this.log.error({ err, event }, 'event listener threw')
+  }
+}
+
+function noop(): void {}
+
+/** Room in a hello for what is not a job name: the node name (up to 200), nonce, proof, numbers. */
+const HELLO_FIXED_BYTES = 1024
+
+/** The hello lists every job name, and a distributor reads at most HANDSHAKE_MAX_FRAME_SIZE before the handshake. */
+function checkHelloFits(names: string[]): void {
+  const bytes = pack(names).length
+  if (bytes > HANDSHAKE_MAX_FRAME_SIZE - HELLO_FIXED_BYTES) {
+    throw new InvalidArgumentError(
+      `this node's ${names.length} job names take ${bytes} bytes in its hello; at most ${HANDSHAKE_MAX_FRAME_SIZE - HELLO_FIXED_BYTES} fit in a handshake frame (split the jobs over nodes with separate job directories)`,
+    )
   }
 }
 

@@ -7,6 +7,8 @@ import {
   checkSecret,
   checkString,
   DEFAULT_CONCURRENCY,
+  DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  DEFAULT_STORE_TIMEOUT_MS,
   DEFAULT_WINDOW_PER_SLOT,
   DEFAULT_LEASE_MS,
   DEFAULT_MAX_FRAME_SIZE,
@@ -67,6 +69,14 @@ export interface NodeOptions {
   reconnectMaxMs?: number
   /** A distributor that stops reading for this long is dropped (and redialled). @default 30000 */
   stallTimeoutMs?: number
+  /** A distributor that has not completed the handshake by then is dropped (and redialled). @default 10000 */
+  handshakeTimeoutMs?: number
+  /**
+   * A store that answers nothing for this long while operations wait counts as down, as if
+   * it refused connections: no new jobs, writes replayed in order once it answers. A slow
+   * store that keeps answering is not down, however long its queue. @default 5000
+   */
+  storeTimeoutMs?: number
   /** On close, how long running chains may take before they are abandoned to storage. @default 30000 */
   shutdownTimeoutMs?: number
   /** Worker threads for `defer: true` jobs (started on first use). @default cores - 1, at least 1 */
@@ -97,6 +107,8 @@ export interface ResolvedNodeOptions {
   reconnectMinMs: number
   reconnectMaxMs: number
   stallTimeoutMs: number
+  handshakeTimeoutMs: number
+  storeTimeoutMs: number
   shutdownTimeoutMs: number
   workerThreads: number
   takeover: boolean
@@ -107,7 +119,7 @@ export interface ResolvedNodeOptions {
 
 const NODE_KEYS = [
   'name', 'distributors', 'jobDirectory', 'registry', 'storage', 'concurrency', 'window', 'secret', 'tls',
-  'maxFrameSize', 'reconnectMinMs', 'reconnectMaxMs', 'stallTimeoutMs', 'shutdownTimeoutMs', 'workerThreads', 'takeover', 'leaseMs', 'logger', 'logLevel',
+  'maxFrameSize', 'reconnectMinMs', 'reconnectMaxMs', 'stallTimeoutMs', 'handshakeTimeoutMs', 'storeTimeoutMs', 'shutdownTimeoutMs', 'workerThreads', 'takeover', 'leaseMs', 'logger', 'logLevel',
 ] as const
 
 export function resolveNodeOptions(input: unknown): ResolvedNodeOptions {
@@ -150,6 +162,9 @@ export function resolveNodeOptions(input: unknown): ResolvedNodeOptions {
     reconnectMinMs,
     reconnectMaxMs,
     stallTimeoutMs: o['stallTimeoutMs'] === undefined ? DEFAULT_STALL_TIMEOUT_MS : checkInteger('stallTimeoutMs', o['stallTimeoutMs'], 1),
+    handshakeTimeoutMs:
+      o['handshakeTimeoutMs'] === undefined ? DEFAULT_HANDSHAKE_TIMEOUT_MS : checkInteger('handshakeTimeoutMs', o['handshakeTimeoutMs'], 1),
+    storeTimeoutMs: o['storeTimeoutMs'] === undefined ? DEFAULT_STORE_TIMEOUT_MS : checkInteger('storeTimeoutMs', o['storeTimeoutMs'], 1),
     shutdownTimeoutMs:
       o['shutdownTimeoutMs'] === undefined ? DEFAULT_SHUTDOWN_TIMEOUT_MS : checkInteger('shutdownTimeoutMs', o['shutdownTimeoutMs'], 0),
     workerThreads:

@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net'
-import { ConnectionClosedError, ErrorCode, JobsError, ProtocolError } from '../errors.js'
+import { ConnectionClosedError, ErrorCode, HandshakeError, JobsError, ProtocolError } from '../errors.js'
 import type { Logger } from '../logger.js'
+import type { ByteBudget } from './byte-budget.js'
 import { encodeMessageFrame } from './encode.js'
 import { FrameDecoder, type FrameSink } from './frame.js'
 import { Heartbeat, type HeartbeatContext } from './heartbeat.js'
@@ -12,6 +13,12 @@ export interface ConnectionOptions {
   /** A peer that keeps its receive window shut this long is dropped. */
   stallTimeoutMs: number
   log: Logger
+  /**
+   * Until `authenticated()`: the largest frame accepted from the peer, and the budget that
+   * the bytes buffered for this connection are charged to (shared by every connection still
+   * in its handshake). Absent: `maxFrameSize` from the start.
+   */
+  handshake?: { maxFrameSize: number; budget?: ByteBudget }
 }
 
 export interface ConnectionHandler {
@@ -52,6 +59,9 @@ export class Connection implements FrameSink, HeartbeatContext {
   private heartbeat: Heartbeat | undefined
   private closeReason: JobsError | undefined
   private state: 'open' | 'closing' | 'closed' = 'open'
+  /** Set until the peer proved itself: what its buffered bytes are charged to, and how many. */
+  private budget: ByteBudget | undefined
+  private charged = 0
   readonly remote: string
 
   constructor(
@@ -60,7 +70,8 @@ export class Connection implements FrameSink, HeartbeatContext {
     private readonly handler: ConnectionHandler,
   ) {
     this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`
-    this.decoder = new FrameDecoder(this, options.maxFrameSize)
+    this.decoder = new FrameDecoder(this, options.handshake?.maxFrameSize ?? options.maxFrameSize)
+    this.budget = options.handshake?.budget
     socket.setNoDelay(true)
     socket.on('data', (chunk: Buffer) => this.onData(chunk))
     socket.on('drain', () => {
@@ -100,6 +111,12 @@ export class Connection implements FrameSink, HeartbeatContext {
       setImmediate(this.flushLater)
     }
     return true
+  }
+
+  /** The peer proved itself: frames up to `maxFrameSize` from now on, charged to no budget. */
+  authenticated(): void {
+    this.decoder.maxFrameSize = this.options.maxFrameSize
+    this.releaseBudget()
   }
 
   startHeartbeat(intervalMs: number): void {
@@ -199,12 +216,35 @@ export class Connection implements FrameSink, HeartbeatContext {
 
   private onData(chunk: Buffer): void {
     this.receivedAt = Date.now()
+    if (this.budget !== undefined) {
+      // Charged for all it buffers while the chunk is read, then for what stays buffered.
+      const holding = this.decoder.pending + chunk.length
+      if (!this.budget.charge(holding - this.charged)) {
+        const limit = this.budget.limit
+        this.releaseBudget()
+        this.close(new HandshakeError(`connections still in their handshake hold ${limit} bytes already (maxHandshakeBytes); try again later`))
+        this.socket.destroy()
+        return
+      }
+      this.charged = holding
+    }
     try {
       this.decoder.push(chunk)
     } catch (err) {
       this.close(err instanceof JobsError ? err : new ProtocolError(String(err)))
       this.socket.destroy()
     }
+    // The peer may have proven itself in this chunk (authenticated() released the budget).
+    if (this.budget !== undefined) {
+      this.budget.charge(this.decoder.pending - this.charged)
+      this.charged = this.decoder.pending
+    }
+  }
+
+  private releaseBudget(): void {
+    this.budget?.charge(-this.charged)
+    this.budget = undefined
+    this.charged = 0
   }
 
   // One function for the connection's lifetime: at one job in flight a flush is queued per frame.
@@ -228,6 +268,7 @@ export class Connection implements FrameSink, HeartbeatContext {
     this.state = 'closed'
     this.heartbeat?.stop()
     this.decoder.reset()
+    this.releaseBudget()
     this.outbox = []
     this.handler.onClose(this.closeReason)
   }

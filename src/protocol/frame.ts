@@ -3,6 +3,14 @@ import { FrameTooLargeError } from '../errors.js'
 /** Bytes of the big-endian length prefix in front of every frame body. */
 export const FRAME_HEADER_SIZE = 4
 export const DEFAULT_MAX_FRAME_SIZE = 16 * 1024 * 1024
+/**
+ * The largest frame either side accepts before its peer has proven itself (see
+ * Connection.authenticated). Every handshake message is small but one: the node's hello
+ * lists its job names, and 64 KiB holds about 1,500 names of 40 characters. A stranger
+ * may make a distributor buffer at most this much per connection, and the distributor also
+ * caps the sum over all such connections (maxHandshakeBytes).
+ */
+export const HANDSHAKE_MAX_FRAME_SIZE = 64 * 1024
 
 /** Where the decoder delivers each complete frame body. */
 export interface FrameSink {
@@ -41,7 +49,8 @@ export class FrameDecoder {
 
   constructor(
     private readonly sink: FrameSink,
-    readonly maxFrameSize: number = DEFAULT_MAX_FRAME_SIZE,
+    /** May be raised between frames (after a handshake); a frame under way is checked already. */
+    public maxFrameSize: number = DEFAULT_MAX_FRAME_SIZE,
   ) {}
 
   /** Bytes received but not yet delivered as a frame. */
