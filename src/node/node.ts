@@ -862,7 +862,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
    *
    * A store that does not survive the process (memory storage) is not written at all: it
    * could only ever give back what `live` and the outbox hold already, and the distributor
-   * keeps every job it sent to such a node until its final feedback (DESIGN §2.2).
+   * keeps every job it sent to such a node until its final feedback (see docs/architecture.md#at-least-once).
    */
   private persist(store: Store, write: () => Promise<void>, then: () => void): Promise<void> | undefined {
     if (!store.durable) {

@@ -12,7 +12,7 @@ import { RunIndex } from './run-index.js'
 
 /**
  * Jobs and the feedback outbox in process memory. Not durable: the distributor keeps every
- * job it sent to a node with this store until the final feedback (DESIGN §2.2).
+ * job it sent to a node with this store until the final feedback (see docs/architecture.md#at-least-once).
  *
  * Lifecycle: created → open → closed. Calls before open() or after close() reject with a
  * StoreError, as RedisStore's do, so code that forgets open() fails the same way on both.

@@ -1,0 +1,220 @@
+/**
+ * What `jr` prints: tables and `label  value` pairs for people, JSON for scripts, and the
+ * messages that explain a refusal. Pure: every function returns the text, the caller writes it.
+ */
+
+import { inspect } from 'node:util'
+import {
+  type CancelResult,
+  FINISHED_STATUSES,
+  type PurgeResult,
+  type RetryResult,
+} from '../admin/store-admin.js'
+import { decodeArgs } from '../protocol/args.js'
+import type { FeedbackRecord, JobRecord, JobStatus } from '../storage/store.js'
+
+/** How to print: for which node (messages name it), and JSON or text. */
+export interface View {
+  node: string
+  json: boolean
+}
+
+type Refusal<R> = Extract<R, { ok: false }>
+
+// --- output of each subcommand -------------------------------------------------------------
+
+export function formatJobs(jobs: readonly JobRecord[], view: View, status: JobStatus | undefined): string {
+  if (view.json) {
+    const rows = jobs.map((j) => ({
+      id: j.id,
+      name: j.name,
+      status: j.status,
+      attempt: j.attempt,
+      run: j.run,
+      dueAt: iso(j.dueAt),
+      period: j.period ?? null,
+      lastError: j.lastError?.message ?? null,
+    }))
+    return `${JSON.stringify(rows, null, 2)}\n`
+  }
+  if (jobs.length === 0) return `no ${status === undefined ? '' : `${status} `}jobs for node '${view.node}'\n`
+  return table(
+    ['ID', 'NAME', 'STATUS', 'ATTEMPT', 'RUN', 'DUE AT', 'PERIOD', 'LAST ERROR'],
+    jobs.map((j) => [
+      j.id,
+      j.name,
+      j.status,
+      String(j.attempt),
+      String(j.run),
+      iso(j.dueAt),
+      j.period === undefined ? '-' : `${j.period}s`,
+      j.lastError === undefined ? '-' : oneLine(j.lastError.message, 60),
+    ]),
+  )
+}
+
+export function formatJob(job: JobRecord, view: View): string {
+  let args: unknown
+  let argsError: string | undefined
+  try {
+    args = decodeArgs(job.args)
+  } catch (err) {
+    argsError = `cannot decode ${job.args.length} bytes of msgpack: ${(err as Error).message}`
+  }
+  if (view.json) {
+    const out = {
+      ...job,
+      args: argsError === undefined ? args : { error: argsError, base64: Buffer.from(job.args).toString('base64') },
+      dueAt: iso(job.dueAt),
+      runDueAt: iso(job.runDueAt),
+      createdAt: iso(job.createdAt),
+      failedAt: job.failedAt === undefined ? undefined : iso(job.failedAt),
+    }
+    return `${JSON.stringify(out, jsonSafe, 2)}\n`
+  }
+  return pairs([
+    ['id', job.id],
+    ['name', job.name],
+    ['status', job.status],
+    ['attempt', String(job.attempt)],
+    ['run', String(job.run)],
+    ['due at', iso(job.dueAt)],
+    ['run due at', iso(job.runDueAt)],
+    ['period', job.period === undefined ? '-' : `${job.period}s`],
+    ['defer', yesNo(job.defer)],
+    ['max attempt', job.maxAttempt === undefined ? '- (node setting)' : String(job.maxAttempt)],
+    ['retry', job.retry === undefined ? '- (node setting)' : JSON.stringify(job.retry)],
+    ['timeout', job.timeout === undefined ? '-' : `${job.timeout}s`],
+    ['distributor', job.distributor],
+    ['created at', iso(job.createdAt)],
+    ['failed at', job.failedAt === undefined ? '-' : iso(job.failedAt)],
+    ['last error', job.lastError === undefined ? '-' : describeError(job.lastError)],
+    ['args', argsError ?? inspect(args, { depth: null, colors: false, breakLength: 80 })],
+  ])
+}
+
+export function formatRetried(result: Extract<RetryResult, { ok: true }>, view: View): string {
+  const { job, patch } = result
+  if (view.json) {
+    const { status, attempt, dueAt } = patch
+    return `${JSON.stringify({ id: job.id, node: view.node, was: job.status, status, attempt, dueAt: iso(dueAt) })}\n`
+  }
+  return (
+    `job '${job.id}' (${job.name}) on node '${view.node}': ${job.status} -> ${patch.status}, attempt ${patch.attempt}, due now.\n` +
+    `It runs when node '${view.node}' next starts: restart the node if it is running.\n`
+  )
+}
+
+export function formatCancelled(result: Extract<CancelResult, { ok: true }>, view: View): string {
+  const { job, action } = result
+  if (view.json) return `${JSON.stringify({ id: job.id, node: view.node, was: job.status, action })}\n`
+  return (
+    `job '${job.id}' (${job.name}) on node '${view.node}': ${job.status} -> ${action} in storage.\n` +
+    `A running node that holds it is not told: cancel it through the distributor (handle.cancel()) for that.\n`
+  )
+}
+
+export function formatPurged(status: JobStatus, result: Extract<PurgeResult, { ok: true }>, view: View): string {
+  const { removed } = result
+  if (view.json) return `${JSON.stringify({ node: view.node, status, removed })}\n`
+  return `removed ${removed} ${status} job${removed === 1 ? '' : 's'} from node '${view.node}'\n`
+}
+
+export function formatFeedback(items: readonly FeedbackRecord[], view: View): string {
+  if (view.json) {
+    const rows = items.map((f) => ({
+      jobId: f.jobId,
+      run: f.run,
+      kind: f.kind,
+      final: f.final,
+      cancelled: f.cancelled,
+      distributor: f.distributor,
+    }))
+    return `${JSON.stringify(rows, null, 2)}\n`
+  }
+  if (items.length === 0) return `no unacknowledged feedback for node '${view.node}'\n`
+  return table(
+    ['JOB ID', 'RUN', 'KIND', 'FINAL', 'CANCELLED', 'DISTRIBUTOR'],
+    items.map((f) => [f.jobId, String(f.run), f.kind, yesNo(f.final), yesNo(f.cancelled), f.distributor]),
+  )
+}
+
+// --- refusals (one line each, without the `jr: ` prefix) -----------------------------------
+
+export function notFound(id: string, node: string): string {
+  return `no job '${id}' for node '${node}'`
+}
+
+export function retryRefused(id: string, refusal: Refusal<RetryResult>, node: string): string {
+  if (refusal.reason === 'not found') return notFound(id, node)
+  const why =
+    refusal.reason === 'complete'
+      ? 'it succeeded; enqueue it again to run it again'
+      : 'it is unfinished already and the node runs or retries it itself'
+  return `job '${id}' on node '${node}' is ${refusal.job.status}: not retried, ${why}`
+}
+
+export function cancelRefused(id: string, refusal: Refusal<CancelResult>, node: string): string {
+  if (refusal.reason === 'not found') return notFound(id, node)
+  return `job '${id}' on node '${node}' is ${refusal.job.status}, finished already: not cancelled`
+}
+
+export function purgeRefused(status: JobStatus): string {
+  return (
+    `'${status}' is an unfinished status: the node would resume those jobs; give --force to remove them anyway ` +
+    `(finished statuses: ${FINISHED_STATUSES.join(', ')})`
+  )
+}
+
+// --- layout --------------------------------------------------------------------------------
+
+function yesNo(value: boolean): string {
+  return value ? 'yes' : 'no'
+}
+
+/** ISO time, or the raw number when it is no valid date (a corrupt or hand-edited record). */
+function iso(ms: number): string {
+  const date = new Date(ms)
+  return Number.isNaN(date.getTime()) ? String(ms) : date.toISOString()
+}
+
+function oneLine(text: string, max: number): string {
+  const flat = text.replace(/\s+/g, ' ').trim()
+  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat
+}
+
+function describeError(error: NonNullable<JobRecord['lastError']>): string {
+  const head = `${error.name}: ${error.message}${error.code === undefined ? '' : ` (${error.code})`}`
+  // The stack repeats the head in its first line.
+  const frames = error.stack?.split('\n').filter((line) => /^\s+at /.test(line)) ?? []
+  return [head, ...frames.map((f) => f.trim())].join('\n')
+}
+
+/** Columns padded to their widest cell, two spaces apart; the last one is not padded. */
+function table(headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
+  const line = (cells: string[]): string =>
+    cells
+      .map((cell, i) => (i === cells.length - 1 ? cell : cell.padEnd(widths[i] ?? 0)))
+      .join('  ')
+      .trimEnd()
+  return `${[headers, ...rows].map(line).join('\n')}\n`
+}
+
+/** `label  value` lines; a multi-line value is indented under its first line. */
+function pairs(rows: [string, string][]): string {
+  const width = Math.max(...rows.map(([label]) => label.length))
+  const indent = ' '.repeat(width + 2)
+  return rows
+    .map(([label, value]) => `${label.padEnd(width)}  ${value.split('\n').join(`\n${indent}`)}`)
+    .join('\n')
+    .concat('\n')
+}
+
+/** JSON for decoded args: bigint as a decimal string, bytes as base64. */
+function jsonSafe(this: unknown, key: string, value: unknown): unknown {
+  const raw = (this as Record<string, unknown>)[key]
+  if (raw instanceof Uint8Array) return { base64: Buffer.from(raw).toString('base64') }
+  if (typeof value === 'bigint') return value.toString()
+  return value
+}
