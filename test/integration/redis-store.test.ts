@@ -1,7 +1,9 @@
+import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { promisify } from 'node:util'
 import fc from 'fast-check'
 import { Redis } from 'ioredis'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
@@ -13,6 +15,8 @@ import { JobStatus, type JobPatch, type Store } from '../../src/storage/store.js
 import { freePort, startRedisServer, type RedisServer } from '../helpers/redis-server.js'
 import { type MakeStore, makeFeedback, makeJob, storeConformance } from '../helpers/store-conformance.js'
 import { unhandledRejectionsOf } from '../helpers/unhandled.js'
+
+const execFileAsync = promisify(execFile)
 
 /** A call of the store's write script, as MONITOR shows it (the only script with 3 keys). */
 function isApplyCall(args: string[]): boolean {
@@ -97,6 +101,22 @@ conformanceOn('RedisStore', {})
 // A one-node cluster that owns every slot: a MULTI or script whose keys left the node's
 // hash tag would fail here with CROSSSLOT.
 conformanceOn('RedisStore on Redis Cluster', { cluster: true })
+
+describe('loading ioredis', () => {
+  // In a process of its own: this test file, and others in the same worker, load ioredis.
+  it('happens when the first RedisStore makes its client, not when the package is imported', async () => {
+    const script = `
+      import { createRequire } from 'node:module'
+      const loaded = () => Object.keys(createRequire(import.meta.url).cache).some((k) => k.includes('/node_modules/ioredis/'))
+      const { RedisStore } = await import(${JSON.stringify(new URL('../../src/index.ts', import.meta.url).href)})
+      const atImport = loaded()
+      new RedisStore({ node: 'w' })
+      process.stdout.write(JSON.stringify({ atImport, afterStore: loaded() }))
+    `
+    const { stdout } = await execFileAsync(process.execPath, ['--import', 'tsx', '--input-type=module', '--eval', script])
+    expect(JSON.parse(stdout)).toEqual({ atImport: false, afterStore: true })
+  })
+})
 
 describe('RedisStore on a real redis-server', () => {
   let server: RedisServer
