@@ -15,8 +15,9 @@
 
 import { Command, CommanderError, InvalidArgumentError as CommanderArgumentError, Option } from 'commander'
 import { FINISHED_STATUSES, StoreAdmin } from '../admin/store-admin.js'
-import { DEFAULT_KEY_PREFIX } from '../storage/keys.js'
-import { DEFAULT_REDIS_URL, RedisStore } from '../storage/redis-store.js'
+import { DEFAULT_KEY_PREFIX } from '../storage/redis/keys.js'
+import { RedisStore } from '../storage/redis/redis-store.js'
+import { DEFAULT_REDIS_URL } from '../storage/redis/url.js'
 import { JobStatus } from '../storage/store.js'
 import {
   type View,

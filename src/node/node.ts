@@ -23,7 +23,7 @@ import { computeBackoff, shouldRetry } from '../scheduling/retry.js'
 import { DRAIN_BUDGET_MS, Scheduler } from '../scheduling/scheduler.js'
 import { Timer, type TimerSlot } from '../scheduling/timer-heap.js'
 import { MemoryStore } from '../storage/memory-store.js'
-import { RedisStore } from '../storage/redis-store.js'
+import { RedisStore } from '../storage/redis/redis-store.js'
 import { StoreGuard } from '../storage/store-guard.js'
 import {
   FeedbackKind,

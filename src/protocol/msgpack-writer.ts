@@ -3,7 +3,7 @@ const SHORT_STRING = 64
 
 /**
  * msgpack written by hand into one growing buffer, for the few shapes made once per job:
- * frames of job tuples (protocol/encode.ts), Redis write batches (storage/redis-batch.ts)
+ * frames of job tuples (protocol/encode.ts), Redis write batches (storage/redis/batch.ts)
  * and flat args (protocol/args.ts). There msgpackr's generic walk over a value built for
  * it, and the copy of its output, cost more than the values themselves. Everything else
  * goes through msgpackr.

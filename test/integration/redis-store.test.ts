@@ -1,18 +1,22 @@
+import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { promisify } from 'node:util'
 import fc from 'fast-check'
 import { Redis } from 'ioredis'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { pack } from '../../src/protocol/msgpack.js'
-import { nodeKeys } from '../../src/storage/keys.js'
 import { MemoryStore } from '../../src/storage/memory-store.js'
-import { RedisStore, parseStorageUrl, redactUrl } from '../../src/storage/redis-store.js'
+import { nodeKeys } from '../../src/storage/redis/keys.js'
+import { RedisStore } from '../../src/storage/redis/redis-store.js'
 import { JobStatus, type JobPatch, type Store } from '../../src/storage/store.js'
 import { freePort, startRedisServer, type RedisServer } from '../helpers/redis-server.js'
 import { type MakeStore, makeFeedback, makeJob, storeConformance } from '../helpers/store-conformance.js'
 import { unhandledRejectionsOf } from '../helpers/unhandled.js'
+
+const execFileAsync = promisify(execFile)
 
 /** A call of the store's write script, as MONITOR shows it (the only script with 3 keys). */
 function isApplyCall(args: string[]): boolean {
@@ -97,6 +101,22 @@ conformanceOn('RedisStore', {})
 // A one-node cluster that owns every slot: a MULTI or script whose keys left the node's
 // hash tag would fail here with CROSSSLOT.
 conformanceOn('RedisStore on Redis Cluster', { cluster: true })
+
+describe('loading ioredis', () => {
+  // In a process of its own: this test file, and others in the same worker, load ioredis.
+  it('happens when the first RedisStore makes its client, not when the package is imported', async () => {
+    const script = `
+      import { createRequire } from 'node:module'
+      const loaded = () => Object.keys(createRequire(import.meta.url).cache).some((k) => k.includes('/node_modules/ioredis/'))
+      const { RedisStore } = await import(${JSON.stringify(new URL('../../src/index.ts', import.meta.url).href)})
+      const atImport = loaded()
+      new RedisStore({ node: 'w' })
+      process.stdout.write(JSON.stringify({ atImport, afterStore: loaded() }))
+    `
+    const { stdout } = await execFileAsync(process.execPath, ['--import', 'tsx', '--input-type=module', '--eval', script])
+    expect(JSON.parse(stdout)).toEqual({ atImport: false, afterStore: true })
+  })
+})
 
 describe('RedisStore on a real redis-server', () => {
   let server: RedisServer
@@ -466,57 +486,5 @@ describe('RedisStore on a real redis-server', () => {
     expect(() => new RedisStore({ node: 'w', url: 'http://localhost' })).toThrow(
       expect.objectContaining({ code: 'ERR_INVALID_ARG' }),
     )
-  })
-})
-
-describe('parseStorageUrl', () => {
-  it.each([
-    ['redis://127.0.0.1:6380', { kind: 'single', host: '127.0.0.1', port: 6380, db: 0, tls: false }],
-    ['redis://localhost', { kind: 'single', host: 'localhost', port: 6379, db: 0, tls: false }],
-    ['redis://cache:7000/3', { kind: 'single', host: 'cache', port: 7000, db: 3, tls: false }],
-    ['rediss://[::1]:6390/', { kind: 'single', host: '::1', port: 6390, db: 0, tls: true }],
-    [
-      'redis://app:p%40ss@db:6379/1',
-      { kind: 'single', host: 'db', port: 6379, db: 1, tls: false, username: 'app', password: 'p@ss' },
-    ],
-    ['redis://:secret@db', { kind: 'single', host: 'db', port: 6379, db: 0, tls: false, password: 'secret' }],
-    [
-      'redis-cluster://h1:7000,h2:7001,[::1]',
-      {
-        kind: 'cluster',
-        nodes: [
-          { host: 'h1', port: 7000 },
-          { host: 'h2', port: 7001 },
-          { host: '::1', port: 6379 },
-        ],
-        tls: false,
-      },
-    ],
-  ])('parses %s', (url, expected) => {
-    expect(parseStorageUrl(url)).toEqual(expected)
-  })
-
-  it.each([
-    ['memory', 'must start with'],
-    ['http://h:1', 'must start with'],
-    ['redis://', 'names no host'],
-    ['redis://h:0', 'port 0'],
-    ['redis://h:99999', 'port 99999'],
-    ['redis://h/x', "database 'x'"],
-    ['redis://a:1,b:2', 'redis-cluster://'],
-    ['redis-cluster://a:1/2', 'only db 0'],
-    ['redis://h?db=1', 'query'],
-  ])('rejects %s', (url, why) => {
-    expect(() => parseStorageUrl(url)).toThrow(
-      expect.objectContaining({ code: 'ERR_INVALID_ARG', message: expect.stringContaining(why) }),
-    )
-  })
-
-  it('keeps passwords out of its messages', () => {
-    expect(() => parseStorageUrl('redis://u:topsecret@h:0')).toThrow(
-      expect.objectContaining({ message: expect.not.stringContaining('topsecret') }),
-    )
-    expect(redactUrl('redis://u:topsecret@h:1/0')).toBe('redis://u:***@h:1/0')
-    expect(redactUrl('redis://h:1')).toBe('redis://h:1')
   })
 })

@@ -1,7 +1,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { unpack } from '../../src/protocol/msgpack.js'
-import { OpWriter } from '../../src/storage/redis-batch.js'
+import { OpWriter } from '../../src/storage/redis/batch.js'
 
 /**
  * Reads the writer's output back as the script does (cmsgpack): an array32 of values in any
@@ -37,7 +37,8 @@ describe('OpWriter', () => {
     const binary = Buffer.from([0, 0xff, 0x80, 0xc3])
     const bigBinary = Buffer.alloc(5000, 0xab)
     for (const v of ['s', 'V1StGXR8_Z5jdHi6B-myT', '', long, unicodeShort, unicodeLong, binary, bigBinary]) writer.value(v)
-    writer.fields(['status', 'new', 'attempt', '0'])
+    writer.number(2)
+    for (const v of ['status', 'new', 'attempt', '0']) writer.value(v)
     const values = readValues(writer.bytes())
     expect(values.map((v) => v.length)).toEqual([1, 21, 0, 70, Buffer.byteLength(unicodeShort), 200, 4, 5000, 1, 6, 3, 7, 1])
     expect(values.slice(0, 6).map((v) => v.toString('utf8'))).toEqual(['s', 'V1StGXR8_Z5jdHi6B-myT', '', long, unicodeShort, unicodeLong])

@@ -1,4 +1,7 @@
-import { MsgpackWriter } from '../protocol/msgpack-writer.js'
+import type { StoreError } from '../../errors.js'
+import { MsgpackWriter } from '../../protocol/msgpack-writer.js'
+import type { JobPatch } from '../store.js'
+import { unfinishedOp, writePatch } from './codec.js'
 
 /*
  * How a RedisStore sends its job writes: every save, update, finish and removal of one
@@ -154,12 +157,6 @@ export class OpWriter extends MsgpackWriter {
     return this
   }
 
-  /** Adds a field list: its length in pairs, then the names and values. */
-  fields(list: readonly (string | Uint8Array)[]): void {
-    this.number(list.length / 2)
-    for (const v of list) this.value(v)
-  }
-
   /** Adds one value written by `write` as msgpack of its own (a str holding it). */
   nested(write: (w: MsgpackWriter) => void): this {
     this.count++
@@ -185,4 +182,51 @@ export class OpWriter extends MsgpackWriter {
     this.buf.writeUInt32BE(this.count, 1)
     return this.buf.subarray(0, this.pos)
   }
+}
+
+/** Job writes of one turn, sent together; `done` settles for all of them at once. */
+export interface Batch {
+  writer: OpWriter
+  /**
+   * Updates held back until the batch is sent, by job: a removal of the job later in the
+   * same batch makes them moot. The usual case is an instant job, whose attempt starts and
+   * ends within one turn: its attempt-start update would cost Redis an EXISTS, HSET and
+   * SADD on a record the same script deletes, and the node the encoding of it.
+   */
+  updates: Map<string, JobPatch> | undefined
+  done: Promise<void>
+  settle(err: StoreError | undefined): void
+}
+
+/**
+ * What an operation on a job does with an update of it held back in the batch: writes it
+ * first (the order of one job's operations is kept), drops it (the job is removed: the
+ * update would never be seen), or keeps holding it (another update, merged in).
+ */
+export const HELD_FIRST = 0
+export const HELD_DROPPED = 1
+export const HELD_KEPT = 2
+export type Held = typeof HELD_FIRST | typeof HELD_DROPPED | typeof HELD_KEPT
+
+/** Writes the update of job `id` held back in `batch`, if any: an operation on it follows. */
+export function writeHeldUpdate(batch: Batch, id: string): void {
+  const patch = batch.updates?.get(id)
+  if (patch === undefined) return
+  batch.updates?.delete(id)
+  writeUpdate(batch.writer, id, patch)
+}
+
+export function writeUpdate(w: OpWriter, id: string, patch: JobPatch): void {
+  w.value('u').value(id).value(unfinishedOp(patch))
+  writePatch(w, patch)
+}
+
+/**
+ * `later` over `earlier`, field by field. A field `later` gives as undefined is left alone,
+ * as one update after the other would (a spread would erase it).
+ */
+export function mergePatches(earlier: JobPatch, later: JobPatch): JobPatch {
+  const merged: Record<string, unknown> = { ...earlier }
+  for (const [field, value] of Object.entries(later)) if (value !== undefined) merged[field] = value
+  return merged as JobPatch
 }

@@ -1,7 +1,7 @@
 /**
  * Redis key layout of one node's state. Every key starts with `<prefix>{<node>}:`, so the
  * node name is the Redis Cluster hash tag and all of a node's keys live in one slot: that is
- * what lets a single MULTI or Lua script touch a job, the id sets and the outbox together.
+ * what lets one Lua script touch a job, the id sets and the outbox together.
  *
  *   <prefix>{<node>}:job:<id>     hash, one job record (fields below)
  *   <prefix>{<node>}:jobs         set of every stored job id (admin listing, no KEYS/SCAN)
@@ -24,7 +24,7 @@
  * two nodes' key spaces overlap.
  */
 
-import { InvalidArgumentError } from '../errors.js'
+import { InvalidArgumentError } from '../../errors.js'
 
 export const DEFAULT_KEY_PREFIX = 'jr:'
 

@@ -1,0 +1,69 @@
+import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis'
+import { createRequire } from 'node:module'
+import type { RedisTarget } from './url.js'
+
+/** Bounds open() against a host that drops packets instead of refusing the connection. */
+const CONNECT_TIMEOUT_MS = 5_000
+const RECONNECT_MAX_DELAY_MS = 2_000
+
+/**
+ * ioredis, loaded when the first store makes its own client: an application or a node on
+ * memory storage does not pay for loading it (a third of this package's import time).
+ */
+function loadIoredis(): typeof import('ioredis') {
+  return createRequire(import.meta.url)('ioredis') as typeof import('ioredis')
+}
+
+/**
+ * A client for `target`, not yet connected, with the store's connection policy.
+ *
+ * Before open() succeeds (`isOpen`) the retry strategy says no, so an unreachable server
+ * fails open() after one attempt bounded by the connect timeout, instead of
+ * ioredis retrying forever in silence. After open it reconnects forever with capped
+ * backoff: a node outlives a Redis restart.
+ *
+ * While disconnected, commands fail at once (enableOfflineQueue: false) and commands in
+ * flight when the connection drops fail on that drop (maxRetriesPerRequest: 0), rather
+ * than waiting in a client-side queue. Callers answer peers on the strength of a store
+ * call (a job is "accepted" only once stored), so a prompt StoreError lets the node refuse
+ * or retry on its own terms, and the distributor re-dispatch elsewhere, while a queued
+ * write would hold every caller for as long as Redis is away. Every write here is
+ * idempotent, so a caller retrying a write that did reach Redis does no harm.
+ *
+ * No auto-pipelining: job writes are batched per turn by the store itself (batch.ts),
+ * and for the few other commands ioredis's pipeline per tick cost more than it saved.
+ */
+export function createClient(target: RedisTarget, isOpen: () => boolean): Redis | Cluster {
+  const { Cluster, Redis } = loadIoredis()
+  const retry = (times: number): number | null =>
+    isOpen() ? Math.min(times * 100, RECONNECT_MAX_DELAY_MS) : null
+  const connection: RedisOptions = {
+    connectTimeout: CONNECT_TIMEOUT_MS,
+    maxRetriesPerRequest: 0,
+  }
+  if (target.username !== undefined) connection.username = target.username
+  if (target.password !== undefined) connection.password = target.password
+  if (target.tls) connection.tls = {}
+  if (target.kind === 'single') {
+    return new Redis({
+      ...connection,
+      host: target.host,
+      port: target.port,
+      db: target.db,
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      retryStrategy: retry,
+    })
+  }
+  const options: ClusterOptions = {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    // The ready check's CLUSTER INFO is itself refused without the offline queue, and a
+    // failed ready check leaves connect() pending forever (ioredis 6.0). open() checks
+    // the masters with a PING instead.
+    enableReadyCheck: false,
+    clusterRetryStrategy: retry,
+    redisOptions: connection,
+  }
+  return new Cluster(target.nodes, options)
+}
