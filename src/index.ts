@@ -13,6 +13,7 @@ export { loadJobDirectory } from './node/job-loader.js'
 export { DEFAULT_CONFIG } from './config.js'
 export type { Config } from './config.js'
 export {
+  AcceptTimeoutError,
   AuthError,
   CancelJob,
   ConnectionClosedError,
@@ -26,6 +27,7 @@ export {
   ProtocolError,
   QueueFullError,
   StoreError,
+  StoreTimeoutError,
   TimeoutError,
   UnknownJobError,
   UnrecoverableError,

@@ -37,6 +37,8 @@ interface NodeFlags {
   tlsCert?: string
   tlsKey?: string
   shutdownTimeout?: number
+  storeTimeout?: number
+  handshakeTimeout?: number
   workerThreads?: number
   takeover?: boolean
   leaseMs?: number
@@ -61,6 +63,8 @@ export function nodeOptionsFromFlags(flags: NodeFlags, env: NodeJS.ProcessEnv): 
   if (flags.window !== undefined) options.window = flags.window
   if (flags.logLevel !== undefined) options.logLevel = flags.logLevel
   if (flags.shutdownTimeout !== undefined) options.shutdownTimeoutMs = flags.shutdownTimeout
+  if (flags.storeTimeout !== undefined) options.storeTimeoutMs = flags.storeTimeout
+  if (flags.handshakeTimeout !== undefined) options.handshakeTimeoutMs = flags.handshakeTimeout
   if (flags.workerThreads !== undefined) options.workerThreads = flags.workerThreads
   if (flags.takeover !== undefined) options.takeover = flags.takeover
   if (flags.leaseMs !== undefined) options.leaseMs = flags.leaseMs
@@ -92,6 +96,8 @@ export function buildProgram(): Command {
     .option('--tls-cert <file>', 'client certificate for mutual TLS (PEM)')
     .option('--tls-key <file>', 'client key for mutual TLS (PEM)')
     .option('--shutdown-timeout <ms>', 'how long running chains may take on SIGINT/SIGTERM', integer)
+    .option('--store-timeout <ms>', 'a store silent this long while operations wait counts as down (default: 5000)', integer)
+    .option('--handshake-timeout <ms>', 'a distributor that has not welcomed this node by then is redialled (default: 10000)', integer)
     .option('--worker-threads <n>', 'worker threads for defer: true jobs', integer)
     .option('--takeover', "adopt the unfinished jobs of dead peers on the same Redis")
     .option('--lease-ms <ms>', "how long this node's claim on its stored jobs lasts without renewal", integer)

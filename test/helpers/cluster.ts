@@ -63,6 +63,8 @@ export interface NodeProcess {
   name: string
   exited: Promise<number | null>
   output(): string
+  /** Resolves once the output (stdout and stderr) matches `pattern`. */
+  waitForOutput(pattern: RegExp): Promise<void>
 }
 
 /** Spawns the real `jr-node` executable. */
@@ -76,7 +78,19 @@ export function spawnNode(res: Resources, args: string[], env: NodeJS.ProcessEnv
   child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()))
   const exited = once(child, 'exit').then(([code]) => code as number | null)
   const nameIndex = args.indexOf('--name')
-  const proc: NodeProcess = { child, name: nameIndex >= 0 ? (args[nameIndex + 1] ?? '') : '', exited, output: () => output }
+  const waitForOutput = (pattern: RegExp): Promise<void> =>
+    new Promise((resolve) => {
+      const check = (): void => {
+        if (!pattern.test(output)) return
+        child.stdout?.off('data', check)
+        child.stderr?.off('data', check)
+        resolve()
+      }
+      child.stdout?.on('data', check)
+      child.stderr?.on('data', check)
+      check()
+    })
+  const proc: NodeProcess = { child, name: nameIndex >= 0 ? (args[nameIndex + 1] ?? '') : '', exited, output: () => output, waitForOutput }
   res.add(proc, async (p) => {
     if (p.child.exitCode === null && p.child.signalCode === null) {
       p.child.kill('SIGKILL')

@@ -32,6 +32,10 @@ export interface RedisServer {
   kill(signal?: NodeJS.Signals): Promise<void>
   /** SIGKILL without waiting: a last resort for process exit handlers. */
   killNow(): void
+  /** SIGSTOP: the server hangs with its connections open, as a hung server or a black hole does. */
+  pause(): void
+  /** SIGCONT: it answers again, starting with what it was sent meanwhile. */
+  resume(): void
 }
 
 const START_TIMEOUT_MS = 10_000
@@ -83,6 +87,8 @@ async function launch(port: number, options: RedisServerOptions): Promise<RedisS
     '--appendfsync', 'always',
     '--daemonize', 'no',
     '--loglevel', 'warning',
+    // DEBUG SLEEP plays a slow but healthy server (a fork, a slow disk) in the deadline tests.
+    '--enable-debug-command', 'local',
   ]
   if (options.cluster !== undefined && options.cluster !== false) {
     // A node that never met another does not know its own IP and would announce ''.
@@ -106,8 +112,13 @@ async function launch(port: number, options: RedisServerOptions): Promise<RedisS
   }
   void exited.then(cleanup)
 
+  const running = (): boolean => child.exitCode === null && child.signalCode === null
   const stopWith = async (signal: NodeJS.Signals): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) child.kill(signal)
+    if (running()) {
+      // A paused server would not act on SIGTERM until it runs again.
+      child.kill('SIGCONT')
+      child.kill(signal)
+    }
     await cleanup()
   }
 
@@ -125,7 +136,13 @@ async function launch(port: number, options: RedisServerOptions): Promise<RedisS
     stop: () => stopWith('SIGTERM'),
     kill: (signal = 'SIGKILL') => stopWith(signal),
     killNow: () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+      if (running()) child.kill('SIGKILL')
+    },
+    pause: () => {
+      if (running()) child.kill('SIGSTOP')
+    },
+    resume: () => {
+      if (running()) child.kill('SIGCONT')
     },
   }
 }
@@ -164,7 +181,7 @@ async function waitUntil(
  * server is not there yet. Raw RESP, so that the helper does not depend on the client it
  * is used to test.
  */
-export function command(port: number, line: string): Promise<string> {
+export function command(port: number, line: string, timeoutMs = 1_000): Promise<string> {
   return new Promise((resolve) => {
     const socket = createConnection({ host: '127.0.0.1', port })
     let reply = ''
@@ -172,7 +189,7 @@ export function command(port: number, line: string): Promise<string> {
       socket.destroy()
       resolve(value)
     }
-    socket.setTimeout(1_000, () => done(''))
+    socket.setTimeout(timeoutMs, () => done(''))
     socket.once('error', () => done(''))
     socket.once('connect', () => socket.write(`${line}\r\n`))
     socket.on('data', (chunk) => {
