@@ -4,16 +4,15 @@ import type { JobHandle } from '../../src/distributor/job-handle.js'
 import { CancelJob } from '../../src/errors.js'
 import type { Node } from '../../src/node/node.js'
 import { JobRegistry } from '../../src/node/registry.js'
-import { MemoryStore } from '../../src/storage/memory-store.js'
 import type { JobRecord } from '../../src/storage/store.js'
 import { Resources, startDistributor, startNode } from '../helpers/cluster.js'
+import { DurableMemoryStore } from '../helpers/durable-memory-store.js'
 
 const res = new Resources()
 afterEach(() => res.releaseAll())
 
-/** A "durable" store whose first `held` saveJobs calls wait until the test settles them. */
-class GatedStore extends MemoryStore {
-  override readonly durable = true as unknown as false
+/** A durable store whose first `held` saveJobs calls wait until the test settles them. */
+class GatedStore extends DurableMemoryStore {
   readonly saves: { ids: string[]; resolve: () => void; reject: (e: Error) => void }[] = []
   private waiters: (() => void)[] = []
   constructor(private readonly held: number) {
@@ -46,7 +45,7 @@ function dropNode(d: Distributor, name: string): void {
 async function gatedNode(held: number): Promise<{ d: Distributor; store: GatedStore; node: Node }> {
   const d = await startDistributor(res)
   const store = new GatedStore(held)
-  const node = await startNode(res, d, { name: 'n1', storage: store as never, reconnectMinMs: 10, reconnectMaxMs: 20 })
+  const node = await startNode(res, d, { name: 'n1', storage: store, reconnectMinMs: 10, reconnectMaxMs: 20 })
   return { d, store, node }
 }
 
@@ -148,20 +147,18 @@ async function cancelWithAnswerLost(d: Distributor, gate: FirstCallGate, h: JobH
   return cancelled
 }
 
-/** A "durable" store whose first job removal waits for the test. */
-class SlowRemoveStore extends MemoryStore {
-  override readonly durable = true as unknown as false
+/** A durable store whose first job removal waits for the test. */
+class SlowRemoveStore extends DurableMemoryStore {
   readonly gate = new FirstCallGate()
   override removeJob(id: string): Promise<void> {
     return this.gate.pass(() => super.removeJob(id))
   }
 }
 
-/** A "durable" store whose first finishRun waits for the test. */
-class SlowFinishStore extends MemoryStore {
-  override readonly durable = true as unknown as false
+/** A durable store whose first finishRun waits for the test. */
+class SlowFinishStore extends DurableMemoryStore {
   readonly gate = new FirstCallGate()
-  override finishRun(...args: Parameters<MemoryStore['finishRun']>): Promise<void> {
+  override finishRun(...args: Parameters<DurableMemoryStore['finishRun']>): Promise<void> {
     return this.gate.pass(() => super.finishRun(...args))
   }
 }
@@ -210,7 +207,7 @@ it('a cancel lost with the link while a durable node saves the job waits for tha
 it('a cancel whose answer is lost with the link is settled by the node\'s answer to the cancel sent again', async () => {
   const d = await startDistributor(res)
   const store = new SlowRemoveStore()
-  const node = await startNode(res, d, { name: 'n1', storage: store as never, reconnectMinMs: 10, reconnectMaxMs: 20 })
+  const node = await startNode(res, d, { name: 'n1', storage: store, reconnectMinMs: 10, reconnectMaxMs: 20 })
   const h = d.enqueue('echo', { x: 1 }, { after: 3600 })
   await d.waitFor('job:accepted', (e) => e.id === h.id)
   // Removed: the node answers 'cancelled' on a link that is down, and the answer is lost.
@@ -238,7 +235,7 @@ it('a periodic job cancelled while a run is in progress reports that run, and no
 it('a durable node whose accepted was lost runs a second copy of a periodic job: once it reports, that copy is cancelled', async () => {
   const d = await startDistributor(res)
   const store = new GatedStore(1)
-  const a = await startNode(res, d, { name: 'A', storage: store as never, reconnectMinMs: 10, reconnectMaxMs: 20 })
+  const a = await startNode(res, d, { name: 'A', storage: store, reconnectMinMs: 10, reconnectMaxMs: 20 })
   const b = await startNode(res, d, { name: 'B' })
   const h = d.enqueue('echo', {}, { period: 0.05, node: 'A' })
   const save = await store.nthSave(1)
@@ -281,7 +278,7 @@ it('a memory node given back a job whose attempt still runs after a drop lets th
 it('a periodic job cancelled mid-run whose answer is lost with the link settles once the node is asked again', async () => {
   const d = await startDistributor(res)
   const store = new SlowFinishStore()
-  const node = await startNode(res, d, { name: 'n1', storage: store as never, reconnectMinMs: 10, reconnectMaxMs: 20 })
+  const node = await startNode(res, d, { name: 'n1', storage: store, reconnectMinMs: 10, reconnectMaxMs: 20 })
   const h = d.enqueue('slow', { ms: 100 }, { period: 3600 })
   await node.waitFor('job:start', (e) => e.id === h.id)
   // The run ends with the cancel requested: its last result is being stored when the link
@@ -305,7 +302,7 @@ it('a second copy\'s stale final result ends nothing: the holder\'s schedule goe
   })
   for (const registry of [ra, rb]) registry.define('ping', () => {})
   const store = new GatedStore(1)
-  const a = await startNode(res, d, { name: 'A', registry: ra, storage: store as never, reconnectMinMs: 10, reconnectMaxMs: 20 })
+  const a = await startNode(res, d, { name: 'A', registry: ra, storage: store, reconnectMinMs: 10, reconnectMaxMs: 20 })
   const b = await startNode(res, d, { name: 'B', registry: rb })
   const runs: number[] = []
   let onRuns: { count: number; resolve: () => void } | undefined
@@ -338,17 +335,12 @@ it('a cancel that crosses the node\'s rejection of the job ends it: it is not se
   const other = await startNode(res, d, { name: 'n2' })
   const h = d.enqueue('echo', {}, { period: 3600, node: 'n1' })
   const save = await store.nthSave(1)
-  // The application cancels just as the node's 'rejected' arrives: the cancel is on its way
-  // to a node that did not keep the job, and will answer that it does not know it.
-  const internals = d as unknown as { onRejected: (session: unknown, seq: number, ids: string[]) => void }
-  const onRejected = internals.onRejected.bind(d)
-  let cancelOnRejection = (_answer: Promise<boolean>): void => {}
-  const cancelled = new Promise<boolean>((resolve) => (cancelOnRejection = resolve))
-  internals.onRejected = (session, seq, ids) => {
-    if (ids.includes(h.id)) cancelOnRejection(h.cancel())
-    onRejected(session, seq, ids)
-  }
+  // The save fails: the node drops the job and answers 'rejected' within this turn (it
+  // reads nothing in between). The application cancels in the same turn, before that
+  // answer arrives: the cancel is on its way to a node that did not keep the job, and
+  // will answer that it does not know it.
   save.reject(new Error('store down'))
+  const cancelled = h.cancel()
   expect(await cancelled).toBe(true)
   expect(d.activeCount).toBe(0)
   expect(d.pendingCount).toBe(0)
@@ -374,7 +366,7 @@ it('the holder\'s own final result still ends the job when a second copy reporte
   })
   for (const registry of [ra, rb]) registry.define('ping', () => {})
   const store = new GatedStore(1)
-  const a = await startNode(res, d, { name: 'A', registry: ra, storage: store as never, reconnectMinMs: 10, reconnectMaxMs: 20 })
+  const a = await startNode(res, d, { name: 'A', registry: ra, storage: store, reconnectMinMs: 10, reconnectMaxMs: 20 })
   const b = await startNode(res, d, { name: 'B', registry: rb })
   let delivered = 0
   const h = d.enqueue('tick', {}, { period: 60, after: 0.3, node: 'A' }, () => void delivered++)
@@ -421,9 +413,8 @@ it('a job set aside for its size is served before the jobs behind it once a node
   await Promise.all(smalls.map((h) => h.done))
 }, 10_000)
 
-/** A "durable" store that fails every save and ping while `down`. */
-class FlakyStore extends MemoryStore {
-  override readonly durable = true as unknown as false
+/** A durable store that fails every save and ping while `down`. */
+class FlakyStore extends DurableMemoryStore {
   down = false
   override saveJobs(jobs: readonly JobRecord[]): Promise<void> {
     return this.down ? Promise.reject(new Error('store down')) : super.saveJobs(jobs)
@@ -436,7 +427,7 @@ class FlakyStore extends MemoryStore {
 it('a job only a node whose store is down takes, for its size, waits for that node instead of failing', async () => {
   const d = await startDistributor(res)
   const store = new FlakyStore()
-  const big = await startNode(res, d, { name: 'big', storage: store as never })
+  const big = await startNode(res, d, { name: 'big', storage: store })
   await startNode(res, d, { name: 'small', maxFrameSize: 64 * 1024 })
   store.down = true
   const storeDown = big.waitFor('store:down')
@@ -466,7 +457,7 @@ it('a set-aside job a free node takes is not held behind one waiting for a node 
   registry.define('hold', (args) => new Promise<void>((resolve) => releases.set(String(args['k']), resolve)))
   registry.define('work', () => {})
   const store = new FlakyStore()
-  const big = await startNode(res, d, { name: 'big', registry, storage: store as never })
+  const big = await startNode(res, d, { name: 'big', registry, storage: store })
   const medium = await startNode(res, d, { name: 'medium', registry, concurrency: 1, window: 1, maxFrameSize: 256 * 1024 })
   await startNode(res, d, { name: 'small', registry, maxFrameSize: 64 * 1024 })
   const held = d.enqueue('hold', { k: 'medium' }, { node: 'medium' })
