@@ -162,7 +162,9 @@ describe('limits', () => {
   })
 
   it('a node that stops reading is dropped after stallTimeoutMs, having taken only what fit in the socket, and its jobs complete elsewhere', async () => {
-    const d = await startDistributor(res, { heartbeatMs: 100, stallTimeoutMs: 300 })
+    // The enqueue loop below must end before the stall is detected (it asserts on the queue
+    // first): it takes 200-350 ms here, so a 300 ms limit made the test a race it lost under load.
+    const d = await startDistributor(res, { heartbeatMs: 100, stallTimeoutMs: 1000 })
     const stalled = await connectPeer(res, d.port)
     await stalled.handshake({ node: 'stalled', jobs: ['echo'], concurrency: 1000, window: 10_000 })
     stalled.socket.pause() // it never reads again …
