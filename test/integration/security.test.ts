@@ -3,84 +3,24 @@ import { randomBytes } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { pino } from 'pino'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { Distributor } from '../../src/distributor/distributor.js'
 import { ErrorCode, InvalidArgumentError } from '../../src/errors.js'
-import type { Logger } from '../../src/logger.js'
 import { Node } from '../../src/node/node.js'
 import type { NodeOptions } from '../../src/node/options.js'
 import { distributorProof, NONCE_SIZE, nodeProof } from '../../src/protocol/handshake.js'
 import { MessageType, PROTOCOL_VERSION, type Message } from '../../src/protocol/messages.js'
 import { config, FIXTURE_JOBS, Resources, startDistributor, startNode } from '../helpers/cluster.js'
-import { fakeDistributor, FakePeer } from '../helpers/fake-peer.js'
+import { fakeDistributor } from '../helpers/fake-peer.js'
+import { LEVEL, LogCapture, redialled, type LogEntry } from '../helpers/log-capture.js'
+import { connectPeer, expectEchoCompletes, expectError } from '../helpers/peers.js'
+import { within } from '../helpers/within.js'
 
 const res = new Resources()
 afterEach(() => res.releaseAll())
 
 const SECRET = 'correct horse battery staple'
 const OTHER_SECRET = 'incorrect donkey battery paperclip'
-
-// --- helpers ----------------------------------------------------------------------------
-
-/** Fails with `what` instead of hanging until the suite timeout when `promise` never settles. */
-async function within<T>(promise: Promise<T>, what: string, ms = 5000): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const guard = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)
-  })
-  try {
-    return await Promise.race([promise, guard])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-interface LogEntry {
-  level: number
-  msg: string
-  code?: string
-  err?: unknown
-  reason?: string
-  retryInMs?: number
-  [key: string]: unknown
-}
-
-const LEVEL = { debug: 20, info: 30, warn: 40, error: 50 } as const
-
-/** A real pino logger whose lines are kept, so a test can wait for what a component logs. */
-class LogCapture {
-  readonly entries: LogEntry[] = []
-  readonly logger: Logger
-  private readonly waiters: { match: (e: LogEntry) => boolean; count: number; resolve: (found: LogEntry[]) => void }[] = []
-
-  constructor() {
-    this.logger = pino({ level: 'debug' }, { write: (line: string) => this.add(JSON.parse(line) as LogEntry) })
-  }
-
-  matching(match: (e: LogEntry) => boolean): LogEntry[] {
-    return this.entries.filter(match)
-  }
-
-  /** Resolves once `count` entries (logged before or after the call) match. */
-  waitFor(match: (e: LogEntry) => boolean, count = 1, what = 'a log line'): Promise<LogEntry[]> {
-    const found = this.matching(match)
-    if (found.length >= count) return Promise.resolve(found)
-    return within(new Promise((resolve) => this.waiters.push({ match, count, resolve })), `${count} × ${what}`)
-  }
-
-  private add(entry: LogEntry): void {
-    this.entries.push(entry)
-    for (const waiter of [...this.waiters]) {
-      const found = this.matching(waiter.match)
-      if (found.length < waiter.count) continue
-      this.waiters.splice(this.waiters.indexOf(waiter), 1)
-      waiter.resolve(found)
-    }
-  }
-}
-
-const redialled = (e: LogEntry): boolean => e.msg === 'cannot reach the distributor; redialling'
 
 /** An in-process node that may never connect (startNode would wait for it forever). */
 async function dialingNode(
@@ -106,23 +46,6 @@ function connectsTo(d: Distributor): string[] {
   return names
 }
 
-async function connectPeer(port: number): Promise<FakePeer> {
-  return res.add(await FakePeer.connect(port), (p) => p.destroy())
-}
-
-async function expectEchoCompletes(d: Distributor, node: string): Promise<void> {
-  const ran = d.waitFor('job:success', (e) => e.name === 'echo')
-  await expect(within(d.enqueue('echo', { n: 1 }).done, 'an echo job')).resolves.toMatchObject({ n: 1, result: 'Yay!' })
-  expect((await ran).node).toBe(node)
-}
-
-function expectError(message: Message, code: string): Extract<Message, { type: 'error' }> {
-  expect(message.type).toBe(MessageType.ERROR)
-  if (message.type !== MessageType.ERROR) throw new Error('unreachable')
-  expect(message.code).toBe(code)
-  return message
-}
-
 // --- shared secret ----------------------------------------------------------------------
 
 describe('shared secret', () => {
@@ -133,7 +56,7 @@ describe('shared secret', () => {
 
     // The same exchange by hand: the challenge asks for a proof, and the welcome carries
     // the distributor's, bound to both nonces and the node's name.
-    const peer = await connectPeer(d.port)
+    const peer = await connectPeer(res, d.port)
     const nonce = randomBytes(NONCE_SIZE)
     const { challenge, welcome } = await peer.handshake({ node: 'by-hand', secret: SECRET, nonce })
     expect(challenge.auth).toBe(true)
@@ -190,14 +113,14 @@ describe('shared secret', () => {
 
   it('a hello replayed on a new connection is refused with ERR_AUTH (its proof covers the old nonce)', async () => {
     const d = await startDistributor(res, { secret: SECRET })
-    const first = await connectPeer(d.port)
+    const first = await connectPeer(res, d.port)
     const challenge = await first.nextOfType(MessageType.CHALLENGE)
     const hello = first.hello(challenge, { node: 'victim', jobs: ['echo'], secret: SECRET })
     first.sendMessage(hello)
     expect((await first.nextOfType(MessageType.WELCOME)).proof).toBeDefined()
 
     const rejected = d.waitFor('node:rejected')
-    const replay = await connectPeer(d.port)
+    const replay = await connectPeer(res, d.port)
     const fresh = await replay.nextOfType(MessageType.CHALLENGE)
     expect(Buffer.from(fresh.nonce).equals(Buffer.from(challenge.nonce))).toBe(false)
     replay.sendMessage(hello) // byte for byte what the genuine node sent
@@ -213,7 +136,7 @@ describe('shared secret', () => {
 
   it('a proof is bound to the node name: one made for another name is refused', async () => {
     const d = await startDistributor(res, { secret: SECRET })
-    const peer = await connectPeer(d.port)
+    const peer = await connectPeer(res, d.port)
     const challenge = await peer.nextOfType(MessageType.CHALLENGE)
     const hello = peer.hello(challenge, { node: 'honest', secret: SECRET })
     peer.sendMessage({ ...hello, node: 'impersonated' })
@@ -334,7 +257,7 @@ describe('TLS', () => {
     await startNode(res, d, { name: 'tls-by-name', tls: { ca: pki.ca.cert, servername: 'localhost' } })
 
     // A plaintext client gets no challenge: its bytes are not a TLS hello, and it is cut off.
-    const plain = await connectPeer(d.port)
+    const plain = await connectPeer(res, d.port)
     plain.sendMessage({ type: 'hello', protocolVersion: PROTOCOL_VERSION, node: 'plain' })
     await within(plain.closed, 'the plaintext client to be cut off')
     expect(plain.received).toEqual([])
@@ -345,7 +268,7 @@ describe('TLS', () => {
   it('close() does not wait for a client still in the TLS handshake', async () => {
     // A handshake timeout longer than the test's own: close() must not wait for it.
     const d = await startDistributor(res, { tls: serverTls(), handshakeTimeoutMs: 600_000 })
-    const silent = await connectPeer(d.port)
+    const silent = await connectPeer(res, d.port)
     await d.close()
     await silent.closed
     expect(silent.received).toEqual([])
@@ -355,7 +278,7 @@ describe('TLS', () => {
     const log = new LogCapture()
     const d = await startDistributor(res, { tls: serverTls(), handshakeTimeoutMs: 200, logger: log.logger })
     const started = Date.now()
-    const silent = await connectPeer(d.port)
+    const silent = await connectPeer(res, d.port)
     // Node's own TLS default would hold the slot for 120 s.
     await within(silent.closed, 'the silent client to be dropped', 3000)
     expect(Date.now() - started).toBeGreaterThanOrEqual(190)
@@ -419,7 +342,7 @@ describe('TLS', () => {
   })
 })
 
-// --- safe defaults and limits -----------------------------------------------------------
+// --- safe defaults: where a distributor listens ------------------------------------------
 
 describe('safe defaults', () => {
   it('listens on 127.0.0.1 unless told otherwise', async () => {
@@ -460,166 +383,5 @@ describe('safe defaults', () => {
     expect(d.port).toBeGreaterThan(0)
     await d.close()
     expect(d.listening).toBe(false)
-  })
-})
-
-describe('limits', () => {
-  it('maxConnections: a connection past the limit is closed by the server; silent ones are dropped at the handshake timeout, freeing their slots', async () => {
-    // The handshake timeout leaves ample time to open the third connection before it fires.
-    const d = await startDistributor(res, { maxConnections: 2, handshakeTimeoutMs: 600 })
-    const a = await connectPeer(d.port)
-    const b = await connectPeer(d.port)
-    // Both are accepted (the server has counted them) once their challenge arrives.
-    await a.nextOfType(MessageType.CHALLENGE)
-    await b.nextOfType(MessageType.CHALLENGE)
-
-    const third = await connectPeer(d.port)
-    await within(third.closed, 'the third connection to be closed')
-    expect(third.received).toEqual([])
-
-    // a and b never say hello: the handshake timeout frees the slots they hold.
-    expectError(await a.nextOfType(MessageType.ERROR), ErrorCode.HANDSHAKE_TIMEOUT)
-    expectError(await b.nextOfType(MessageType.ERROR), ErrorCode.HANDSHAKE_TIMEOUT)
-    await within(Promise.all([a.closed, b.closed]), 'the silent clients to be dropped')
-    await within(startNode(res, d, { name: 'late' }), 'a node to connect once slots are free')
-    await expectEchoCompletes(d, 'late')
-  })
-
-  it('the window: a node with window 2 never has more than 2 jobs sent and unfinished', async () => {
-    const d = await startDistributor(res)
-    await startNode(res, d, { name: 'narrow', concurrency: 1, window: 2 })
-    let inFlight = 0
-    let peak = 0
-    d.on('job:dispatch', (e) => {
-      if (e.node !== 'narrow') return
-      inFlight++
-      peak = Math.max(peak, inFlight)
-    })
-    d.on('job:success', (e) => {
-      if (e.node === 'narrow') inFlight--
-    })
-    await within(Promise.all(Array.from({ length: 8 }, (_, i) => d.enqueue('slow', { ms: 5, i }).done)), 'eight jobs')
-    expect(peak).toBe(2)
-    expect(inFlight).toBe(0)
-  })
-
-  it('the window counts a delayed job in transit as a tenth, and not at all once accepted', async () => {
-    const d = await startDistributor(res)
-    const fake = await connectPeer(d.port)
-    await fake.handshake({ node: 'fake', jobs: ['echo'], concurrency: 1, window: 2 })
-    const delayed = Array.from({ length: 25 }, (_, i) => d.enqueue('echo', { i }, { after: 3600 }))
-
-    const firstFrame = await fake.nextOfType(MessageType.DISPATCH)
-    const first = firstFrame.jobs.map((j) => j.id)
-    expect(first).toEqual(delayed.slice(0, 20).map((h) => h.id))
-    expect(d.pendingCount).toBe(5)
-
-    // Accepted, they leave the window: the other five go out, and instant jobs still get both slots.
-    fake.send({ type: MessageType.ACCEPTED, seq: firstFrame.seq })
-    const secondFrame = await fake.nextOfType(MessageType.DISPATCH)
-    const second = secondFrame.jobs.map((j) => j.id)
-    expect(second).toEqual(delayed.slice(20).map((h) => h.id))
-    fake.send({ type: MessageType.ACCEPTED, seq: secondFrame.seq })
-    await d.waitFor('job:accepted', (e) => e.id === second[4])
-    const instant = Array.from({ length: 3 }, (_, i) => d.enqueue('echo', { i }))
-    const third = (await fake.nextOfType(MessageType.DISPATCH)).jobs.map((j) => j.id)
-    expect(third).toEqual(instant.slice(0, 2).map((h) => h.id))
-    expect(d.pendingCount).toBe(1)
-  })
-
-  it('a job sent as delayed but due by the time it is accepted counts whole against the window', async () => {
-    const d = await startDistributor(res)
-    const fake = await connectPeer(d.port)
-    await fake.handshake({ node: 'fake', jobs: ['echo'], concurrency: 1, window: 2 })
-    const soon = d.enqueue('echo', {}, { after: 0.02 })
-    const frame = await fake.nextOfType(MessageType.DISPATCH)
-    const [sent] = frame.jobs
-    expect(sent?.id).toBe(soon.id)
-    // Accepted only once it is due: it runs now, so it holds a whole slot.
-    while (Date.now() <= (sent?.dueAt ?? 0)) await new Promise((resolve) => setTimeout(resolve, 5))
-    fake.send({ type: MessageType.ACCEPTED, seq: frame.seq })
-    await d.waitFor('job:accepted', (e) => e.id === soon.id)
-    const instant = Array.from({ length: 3 }, (_, i) => d.enqueue('echo', { i }))
-    const next = (await fake.nextOfType(MessageType.DISPATCH)).jobs.map((j) => j.id)
-    expect(next).toEqual([instant[0]?.id])
-    expect(d.pendingCount).toBe(2)
-  })
-
-  it('the window, frame by frame: a fake node with window 2 gets 2 jobs, and a third only after one finishes', async () => {
-    const d = await startDistributor(res)
-    const fake = await connectPeer(d.port)
-    await fake.handshake({ node: 'fake', jobs: ['echo'], concurrency: 1, window: 2 })
-    const handles = Array.from({ length: 5 }, (_, i) => d.enqueue('echo', { i }))
-
-    const sent: string[] = []
-    const frames: number[] = []
-    while (sent.length < 2) {
-      const frame = await fake.nextOfType(MessageType.DISPATCH)
-      frames.push(frame.seq)
-      for (const job of frame.jobs) sent.push(job.id)
-    }
-    expect(sent).toEqual([handles[0]?.id, handles[1]?.id])
-    // One dispatch pass placed them: the rest are still queued, not in a socket buffer.
-    expect(d.pendingCount).toBe(3)
-
-    // Accepting does not free a slot (the job still runs on the node); finishing does.
-    for (const seq of frames) fake.send({ type: MessageType.ACCEPTED, seq })
-    await d.waitFor('job:accepted', (e) => e.id === sent[1])
-    expect(d.pendingCount).toBe(3)
-    fake.send({
-      type: MessageType.FEEDBACK,
-      seq: 1,
-      items: [{ id: sent[0] as string, run: 1, kind: 'success', final: true, cancelled: false, args: Buffer.from([0x80]) }],
-    })
-    const next = await fake.nextOfType(MessageType.DISPATCH)
-    expect(next.jobs.map((j) => j.id)).toEqual([handles[2]?.id])
-    expect(d.pendingCount).toBe(2)
-    expect(fake.received.filter((m) => m.type === MessageType.DISPATCH).flatMap((m) => (m.type === MessageType.DISPATCH ? m.jobs : []))).toHaveLength(3)
-  })
-
-  it('a node that stops reading is dropped after stallTimeoutMs, having taken only what fit in the socket, and its jobs complete elsewhere', async () => {
-    const d = await startDistributor(res, { heartbeatMs: 100, stallTimeoutMs: 300 })
-    const stalled = await connectPeer(d.port)
-    await stalled.handshake({ node: 'stalled', jobs: ['echo'], concurrency: 1000, window: 10_000 })
-    stalled.socket.pause() // it never reads again …
-    // … but it keeps talking, so it is the stall that gets it dropped, not silence.
-    const keepalive = res.add(setInterval(() => stalled.sendMessage({ type: MessageType.PING }), 50), clearInterval)
-    const gone = d.waitFor('node:disconnect', (e) => e.node === 'stalled')
-
-    let sentToStalled = 0
-    d.on('job:dispatch', (e) => {
-      if (e.node === 'stalled') sentToStalled++
-    })
-    let requeued = 0
-    d.on('job:requeue', (e) => {
-      if (e.node === 'stalled') requeued++
-    })
-
-    const blob = 'x'.repeat(200 * 1024)
-    const total = 120 // 24 MiB: more than the kernel buffers between the two ends hold
-    const handles = []
-    for (let i = 0; i < total; i++) {
-      handles.push(d.enqueue('echo', { i, blob }))
-      // Let I/O run between enqueues, so each dispatch pass sees whether the socket drained.
-      await new Promise<void>((resolve) => setImmediate(resolve))
-    }
-    expect(sentToStalled).toBeGreaterThan(0)
-    // Back-pressure held the rest in the queue: the window (10,000) did not stop them.
-    expect(sentToStalled).toBeLessThan(total)
-    expect(d.pendingCount).toBe(total - sentToStalled)
-
-    const { reason } = await within(gone, 'the stalled node to be dropped')
-    clearInterval(keepalive)
-    expect(reason?.code).toBe(ErrorCode.HEARTBEAT_TIMEOUT)
-    expect(reason?.message).toMatch(/stopped reading for \d+ ms/)
-    expect(requeued).toBe(sentToStalled)
-    expect(d.pendingCount).toBe(total)
-
-    const completedOn = new Set<string>()
-    d.on('job:success', (e) => completedOn.add(e.node))
-    await startNode(res, d, { name: 'reader' })
-    const results = await within(Promise.all(handles.map((h) => h.done)), 'every job to complete on the reading node', 15_000)
-    expect(results.map((r) => r['i'])).toEqual(Array.from({ length: total }, (_, i) => i))
-    expect([...completedOn]).toEqual(['reader'])
   })
 })

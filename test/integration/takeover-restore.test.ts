@@ -1,8 +1,8 @@
 import { afterEach, expect, it } from 'vitest'
-import { MemoryStore } from '../../src/storage/memory-store.js'
 import type { FeedbackId, FeedbackRecord, NodeLeases, Store } from '../../src/storage/store.js'
 import { pack } from '../../src/protocol/msgpack.js'
 import { Resources, startDistributor, startNode } from '../helpers/cluster.js'
+import { DurableMemoryStore } from '../helpers/durable-memory-store.js'
 
 const res = new Resources()
 afterEach(() => res.releaseAll())
@@ -11,8 +11,7 @@ afterEach(() => res.releaseAll())
  * A dead peer's store: no unfinished jobs, feedback its distributor never acknowledged.
  * It tells of every read (each adoption reads it) and drops what is acknowledged.
  */
-class PeerStore extends MemoryStore {
-  override readonly durable = true as unknown as false
+class PeerStore extends DurableMemoryStore {
   reads = 0
   private ackedNow!: () => void
   /** Settles when the node drops acknowledged feedback here. */
@@ -37,8 +36,7 @@ class PeerStore extends MemoryStore {
 }
 
 /** This node's own store, with leases: the peer 'dead' has an expired lease. */
-class LeasingStore extends MemoryStore implements NodeLeases {
-  override readonly durable = true as unknown as false
+class LeasingStore extends DurableMemoryStore implements NodeLeases {
   constructor(private readonly peer: Store) {
     super()
   }
@@ -67,7 +65,7 @@ it('a dead peer with only feedback left is re-adopted every lease period; its fe
   // often the peer is adopted again.
   const waiting: FeedbackRecord = { ...feedback, jobId: 'job-for-absent-distributor', distributor: '127.0.0.1:1' }
   const peer = new PeerStore([feedback, waiting])
-  const node = await startNode(res, d, { name: 'heir', storage: new LeasingStore(peer) as never, takeover: true, leaseMs: 100 })
+  const node = await startNode(res, d, { name: 'heir', storage: new LeasingStore(peer), takeover: true, leaseMs: 100 })
   // Delivered over the link that is already up, not held until it reconnects.
   expect(await firstOrphan).toMatchObject({ id: 'job-of-dead-peer', node: 'heir', args: { x: 1 } })
   await peer.acked
