@@ -13,6 +13,7 @@ export { loadJobDirectory } from './node/job-loader.js'
 export { DEFAULT_CONFIG } from './config.js'
 export type { Config } from './config.js'
 export {
+  AcceptTimeoutError,
   AuthError,
   CancelJob,
   ConnectionClosedError,
@@ -20,12 +21,17 @@ export {
   ErrorCode,
   FrameTooLargeError,
   HandshakeError,
+  HandshakeTimeoutError,
+  HeartbeatTimeoutError,
   InvalidArgumentError,
   JobFailedError,
+  JobFileError,
   JobsError,
+  NotReadyError,
   ProtocolError,
   QueueFullError,
   StoreError,
+  StoreTimeoutError,
   TimeoutError,
   UnknownJobError,
   UnrecoverableError,
