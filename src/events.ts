@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events'
+import { coerceError } from './errors.js'
 
 type Listener<A> = (payload: A) => void
 
@@ -56,10 +57,10 @@ export class TypedEmitter<M extends { [K in keyof M]: object }> {
       try {
         listener.call(this, payload)
       } catch (err) {
-        this.onListenerError(event, err)
+        this.onListenerError(event, coerceError(err))
       }
     }
   }
 
-  protected onListenerError(_event: string, _err: unknown): void {}
+  protected onListenerError(_event: string, _err: Error): void {}
 }

@@ -3,7 +3,7 @@ import { Distributor } from './distributor/distributor.js'
 import type { JobHandle } from './distributor/job-handle.js'
 import type { DistributorOptions, EnqueueOptions } from './distributor/options.js'
 import type { FeedbackCallback } from './distributor/tracked-job.js'
-import { ErrorCode, JobsError } from './errors.js'
+import { InvalidArgumentError, NotReadyError } from './errors.js'
 import { Node } from './node/node.js'
 import type { NodeOptions } from './node/options.js'
 import type { ArgsOf } from './node/registry.js'
@@ -35,7 +35,7 @@ export class JobReactor {
   /** Starts the process's distributor; resolves once it listens. */
   async startDistributor(options: DistributorOptions = {}): Promise<Distributor> {
     if (this.distributorInstance !== undefined) {
-      throw new JobsError('a distributor is already started in this process; construct Distributor for more', ErrorCode.INVALID_ARG)
+      throw new InvalidArgumentError('a distributor is already started in this process; construct Distributor for more')
     }
     const distributor = new Distributor(options, { alwaysUseSpecifiedNode: this.config.alwaysUseSpecifiedNode })
     this.distributorInstance = distributor
@@ -70,7 +70,7 @@ export class JobReactor {
   /** Starts the process's node with `config` as its settings. */
   async startNode(options: NodeOptions): Promise<Node> {
     if (this.nodeInstance !== undefined) {
-      throw new JobsError('a node is already started in this process; construct Node for more', ErrorCode.INVALID_ARG)
+      throw new InvalidArgumentError('a node is already started in this process; construct Node for more')
     }
     const node = new Node(options, this.config)
     this.nodeInstance = node
@@ -94,7 +94,7 @@ export class JobReactor {
 
   private requireDistributor(): Distributor {
     if (this.distributorInstance === undefined) {
-      throw new JobsError('no distributor in this process: call JR.startDistributor() first', ErrorCode.NOT_READY)
+      throw new NotReadyError('no distributor in this process: call JR.startDistributor() first')
     }
     return this.distributorInstance
   }

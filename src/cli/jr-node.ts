@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { Command, InvalidArgumentError as CommanderArgumentError, Option } from 'commander'
-import { JobsError } from '../errors.js'
+import { InvalidArgumentError, JobsError } from '../errors.js'
 import { JR } from '../jr.js'
 import { LOG_LEVELS, type LogLevel } from '../logger.js'
 import type { NodeOptions } from '../node/options.js'
@@ -19,7 +19,7 @@ function readText(path: string, what: string): string {
   try {
     return readFileSync(path, 'utf8')
   } catch (err) {
-    throw new JobsError(`cannot read ${what} ${path}: ${(err as Error).message}`, 'ERR_INVALID_ARG')
+    throw new InvalidArgumentError(`cannot read ${what} ${path}: ${(err as Error).message}`, { cause: err })
   }
 }
 
@@ -52,7 +52,7 @@ export function nodeOptionsFromFlags(flags: NodeFlags, env: NodeJS.ProcessEnv): 
       parsed = JSON.parse(readText(flags.config, 'config file'))
     } catch (err) {
       if (err instanceof JobsError) throw err
-      throw new JobsError(`config file ${flags.config} is not valid JSON: ${(err as Error).message}`, 'ERR_INVALID_ARG')
+      throw new InvalidArgumentError(`config file ${flags.config} is not valid JSON: ${(err as Error).message}`, { cause: err })
     }
     JR.configure(parsed as Record<string, never>)
   }

@@ -1,4 +1,4 @@
-import { CancelJob, ErrorCode, serializeError } from '../errors.js'
+import { CancelJob, coerceError, ErrorCode, serializeError } from '../errors.js'
 import type { JobArgsObject } from '../protocol/args.js'
 import { JobStatus } from '../storage/store.js'
 import type { JobContext, JobDefinition, NamedStep } from './registry.js'
@@ -106,9 +106,11 @@ async function runErrbacks(
   ctx: JobContext,
   lastAttempt: boolean,
   signal: AbortSignal | undefined,
-  failure: unknown,
+  thrown: unknown,
 ): Promise<ChainOutcome> {
-  const unrecoverable = isUnrecoverable(failure)
+  // Classified by what was thrown (a plain object may carry a code), reported as an Error.
+  const unrecoverable = isUnrecoverable(thrown)
+  const failure = coerceError(thrown)
   args['error'] = serializeError(failure)
   ctx.status = lastAttempt || unrecoverable ? JobStatus.FAILED : JobStatus.ERROR
   // After a timeout the signal is already aborted; errbacks still deserve to run (to log,

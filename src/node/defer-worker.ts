@@ -59,8 +59,9 @@ async function run(task: Extract<ToWorker, { type: 'run' }>): Promise<void> {
       args: pack(args),
     })
   } catch (err) {
-    args['error'] = serializeError(err)
-    post({ type: 'done', id: task.id, kind: 'error', cancelled: false, error: serializeError(err), unrecoverable: false, args: pack(args) })
+    const error = serializeError(err)
+    args['error'] = error
+    post({ type: 'done', id: task.id, kind: 'error', cancelled: false, error, unrecoverable: false, args: pack(args) })
   } finally {
     controllers.delete(task.id)
   }

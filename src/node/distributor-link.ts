@@ -1,6 +1,6 @@
 import { connect as connectTcp, isIP, type Socket } from 'node:net'
 import { connect as connectTls } from 'node:tls'
-import { AuthError, ErrorCode, HandshakeError, JobsError, ProtocolError } from '../errors.js'
+import { AuthError, ErrorCode, HandshakeError, HandshakeTimeoutError, JobsError, ProtocolError } from '../errors.js'
 import type { Logger } from '../logger.js'
 import { Connection } from '../protocol/connection.js'
 import { HANDSHAKE_MAX_FRAME_SIZE } from '../protocol/frame.js'
@@ -137,7 +137,7 @@ export class DistributorLink {
     const timeoutMs = this.options.handshakeTimeoutMs
     this.handshakeTimer = setTimeout(() => {
       if (this.connection !== connection || this.state === 'ready') return
-      connection.close(new HandshakeError(`no welcome from distributor ${this.key} within ${timeoutMs} ms`, ErrorCode.HANDSHAKE_TIMEOUT))
+      connection.close(new HandshakeTimeoutError(`no welcome from distributor ${this.key} within ${timeoutMs} ms`))
       socket.destroy()
     }, timeoutMs)
     this.nonce = newNonce()

@@ -1,7 +1,7 @@
 import { readdir, stat } from 'node:fs/promises'
 import { extname, join, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { JobsError, ErrorCode } from '../errors.js'
+import { coerceError, JobFileError } from '../errors.js'
 import { loadInto, type JobRegistry } from './registry.js'
 
 const JOB_FILE_EXTENSIONS = new Set(['.js', '.mjs', '.ts', '.mts'])
@@ -58,9 +58,9 @@ export async function loadJobDirectory(directory: string, registry: JobRegistry)
   try {
     info = await stat(dir)
   } catch {
-    throw new JobsError(`job directory '${directory}' does not exist (resolved to ${dir})`, ErrorCode.JOB_FILE)
+    throw new JobFileError(`job directory '${directory}' does not exist (resolved to ${dir})`)
   }
-  if (!info.isDirectory()) throw new JobsError(`job directory '${directory}' is not a directory`, ErrorCode.JOB_FILE)
+  if (!info.isDirectory()) throw new JobFileError(`job directory '${directory}' is not a directory`)
   const files = await listJobFiles(dir)
   const instance = ++loadCount
   await loadInto(registry, async () => {
@@ -69,7 +69,7 @@ export async function loadJobDirectory(directory: string, registry: JobRegistry)
       try {
         await importJobFile(url)
       } catch (err) {
-        throw new JobsError(`cannot load job file ${file}: ${(err as Error).message}`, ErrorCode.JOB_FILE, { cause: err })
+        throw new JobFileError(`cannot load job file ${file}: ${coerceError(err).message}`, { cause: err })
       }
     }
   })

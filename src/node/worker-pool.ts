@@ -1,7 +1,7 @@
 import { extname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
-import { JobsError, type SerializedError } from '../errors.js'
+import { coerceError, ConnectionClosedError, deserializeError, JobFileError, type SerializedError } from '../errors.js'
 import type { Logger, LogLevel } from '../logger.js'
 import type { JobContext } from './registry.js'
 
@@ -66,7 +66,7 @@ export class WorkerPool {
   ) {}
 
   run(message: Task['message'], signal: AbortSignal): Promise<WorkerResult> {
-    if (this.closed) return Promise.reject(new JobsError('worker pool closed', 'ERR_CONNECTION_CLOSED'))
+    if (this.closed) return Promise.reject(new ConnectionClosedError('worker pool closed'))
     return new Promise<WorkerResult>((resolve, reject) => {
       const task: Task = { message, resolve, reject }
       signal.addEventListener(
@@ -76,7 +76,7 @@ export class WorkerPool {
           if (i >= 0) this.queue.splice(i, 1)
           const slot = this.slots.find((s) => s.task === task)
           if (slot !== undefined) this.replace(slot)
-          reject(signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason)))
+          reject(coerceError(signal.reason))
         },
         { once: true },
       )
@@ -87,7 +87,7 @@ export class WorkerPool {
 
   async close(): Promise<void> {
     this.closed = true
-    for (const task of this.queue.splice(0)) task.reject(new JobsError('worker pool closed', 'ERR_CONNECTION_CLOSED'))
+    for (const task of this.queue.splice(0)) task.reject(new ConnectionClosedError('worker pool closed'))
     await Promise.all(this.slots.splice(0).map((s) => s.worker.terminate()))
   }
 
@@ -117,7 +117,7 @@ export class WorkerPool {
         this.log.error({ err: message.error.message }, 'defer worker could not load the job files')
         this.remove(slot)
         void worker.terminate()
-        this.failAll(new JobsError(`defer worker could not load the job files: ${message.error.message}`, 'ERR_JOB_FILE'))
+        this.failAll(new JobFileError(`defer worker could not load the job files: ${message.error.message}`, { cause: deserializeError(message.error) }))
       } else {
         const task = slot.task
         slot.task = undefined

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net'
-import { ConnectionClosedError, ErrorCode, HandshakeError, JobsError, ProtocolError } from '../errors.js'
+import { ConnectionClosedError, HandshakeError, HeartbeatTimeoutError, JobsError, ProtocolError } from '../errors.js'
 import type { Logger } from '../logger.js'
 import type { ByteBudget } from './byte-budget.js'
 import { encodeMessageFrame } from './encode.js'
@@ -202,13 +202,13 @@ export class Connection implements FrameSink, HeartbeatContext {
   }
 
   onSilent(silentMs: number): void {
-    this.close(new ConnectionClosedError(`peer ${this.remote} silent for ${silentMs} ms`, ErrorCode.HEARTBEAT_TIMEOUT))
+    this.close(new HeartbeatTimeoutError(`peer ${this.remote} silent for ${silentMs} ms`))
     // A silent peer will not read our FIN either.
     this.socket.destroy()
   }
 
   onStalled(stalledMs: number): void {
-    this.close(new ConnectionClosedError(`peer ${this.remote} stopped reading for ${stalledMs} ms`, ErrorCode.HEARTBEAT_TIMEOUT))
+    this.close(new HeartbeatTimeoutError(`peer ${this.remote} stopped reading for ${stalledMs} ms`))
     this.socket.destroy()
   }
 

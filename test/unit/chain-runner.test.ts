@@ -69,4 +69,24 @@ describe('runChain', () => {
     controller.abort(new Error('too slow'))
     await expect(outcome).resolves.toMatchObject({ kind: 'error', error: new Error('too slow') })
   })
+
+  it('a step that throws a non-Error fails with an Error, classified by what it threw', async () => {
+    const args: Record<string, unknown> = {}
+    const outcome = await runChain(definition(() => {
+      throw { code: 'ERR_UNRECOVERABLE', reason: 'disk gone' }
+    }), args, context(), false)
+    expect(outcome).toMatchObject({ kind: 'error', cancelled: false, unrecoverable: true })
+    expect((outcome as { error: unknown }).error).toBeInstanceOf(Error)
+    expect(args['error']).toMatchObject({ name: 'Error', message: 'non-error thrown: {"code":"ERR_UNRECOVERABLE","reason":"disk gone"}' })
+  })
+
+  it('an errback that throws a string records args.errbackError as an Error', async () => {
+    const args: Record<string, unknown> = {}
+    await runChain(definition(() => {
+      throw new Error('boom')
+    }, [], [() => {
+      throw 'errback broke'
+    }]), args, context(), false)
+    expect(args['errbackError']).toMatchObject({ name: 'Error', message: 'errback broke' })
+  })
 })
