@@ -63,7 +63,7 @@ function newLink(port: number, options: Partial<LinkOptions> = {}): { link: Dist
   const node = new FakeNode()
   const link = new DistributorLink(node, {
     host: '127.0.0.1', port, key: `127.0.0.1:${port}`, secret: undefined, tls: undefined, maxFrameSize: 1 << 20,
-    stallTimeoutMs: 60_000, reconnectMinMs: 100, reconnectMaxMs: 1000, log: logs.logger, ...options,
+    stallTimeoutMs: 60_000, handshakeTimeoutMs: 10_000, reconnectMinMs: 100, reconnectMaxMs: 1000, log: logs.logger, ...options,
   })
   res.add(link, (l) => l.close())
   return { link, node, logs }
@@ -175,6 +175,41 @@ describe('DistributorLink handshake', () => {
     expect(redial?.reason).toContain(names)
     expect(link.state).toBe('backoff')
     expect(node.events).toEqual([])
+  })
+})
+
+describe('DistributorLink bounds before the welcome', () => {
+  it('a listener that never sends its challenge is hung up on after handshakeTimeoutMs (ERR_HANDSHAKE_TIMEOUT), and redialled', async () => {
+    const fake = await fakeDistributor(res)
+    const { link, node, logs } = newLink(fake.port, { handshakeTimeoutMs: 200, reconnectMinMs: 10, reconnectMaxMs: 10 })
+    link.start()
+    const silent = await fake.nextPeer()
+    await silent.closed
+    const second = await fake.nextPeer()
+    expect(link.generation).toBe(2)
+    expect(logs.matching((e) => /no welcome from distributor .* within 200 ms/.test(String((e as { reason?: unknown }).reason)))).toHaveLength(1)
+    await welcome(second)
+    await node.seen('ready 2')
+  })
+
+  it('before the welcome, a frame over the handshake limit (64 KiB) is refused: a stranger at that address cannot make the node buffer 16 MiB', async () => {
+    const fake = await fakeDistributor(res)
+    const { link, node } = newLink(fake.port, { maxFrameSize: 16 * 1024 * 1024, reconnectMinMs: 10, reconnectMaxMs: 10 })
+    link.start()
+    const peer = await fake.nextPeer()
+    const length = Buffer.alloc(4)
+    length.writeUInt32BE(64 * 1024 + 1, 0)
+    peer.sendRaw(length)
+    const error = await peer.nextOfType(MessageType.ERROR)
+    expect(error.code).toBe(ErrorCode.FRAME_TOO_LARGE)
+    await peer.closed
+    // Welcomed, the link takes frames up to its own limit again.
+    const second = await fake.nextPeer()
+    await welcome(second)
+    await node.seen('ready 2')
+    const big = { type: MessageType.FEEDBACK_ACK, seq: 1, pad: 'x'.repeat(100 * 1024) }
+    second.sendMessage(big)
+    await node.seen('message feedback-ack')
   })
 })
 

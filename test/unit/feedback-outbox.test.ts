@@ -25,7 +25,7 @@ class RecordingLink extends DistributorLink {
   constructor(key: string) {
     super(neverDialled, {
       host: '127.0.0.1', port: 1, key, secret: undefined, tls: undefined, maxFrameSize: 16 * 1024 * 1024,
-      stallTimeoutMs: 1000, reconnectMinMs: 10, reconnectMaxMs: 10, log: createLogger('silent'),
+      stallTimeoutMs: 1000, handshakeTimeoutMs: 1000, reconnectMinMs: 10, reconnectMaxMs: 10, log: createLogger('silent'),
     })
   }
   /** Up: as after a welcome; down: as while it redials. */

@@ -17,7 +17,7 @@ interface SessionShape {
 
 /** A READY session as the handshake leaves it; of its connection the pool reads only `backlogged`. */
 function session(name: string, shape: SessionShape = {}): NodeSession {
-  const s = new NodeSession()
+  const s = new NodeSession(() => {})
   s.state = shape.state ?? 'ready'
   s.name = name
   s.jobs = new Set(shape.jobs ?? ['work'])
