@@ -18,7 +18,11 @@ import { FINISHED_STATUSES, StoreAdmin } from '../admin/store-admin.js'
 import { DEFAULT_KEY_PREFIX } from '../storage/redis/keys.js'
 import { RedisStore } from '../storage/redis/redis-store.js'
 import { DEFAULT_REDIS_URL } from '../storage/redis/url.js'
-import { JobStatus } from '../storage/store.js'
+import { DEFAULT_STORE_TIMEOUT_MS } from '../config.js'
+import { Scheduler } from '../scheduling/scheduler.js'
+import type { Timer } from '../scheduling/timer-heap.js'
+import { StoreGuard } from '../storage/store-guard.js'
+import { JobStatus, type Store } from '../storage/store.js'
 import {
   type View,
   cancelRefused,
@@ -223,10 +227,15 @@ export async function main(
 }
 
 async function withStore(io: CliIo, flags: CommonFlags, work: Work): Promise<number> {
-  let store: RedisStore
+  let store: Store
   try {
     // Validates the URL, the prefix and the node name: an InvalidArgumentError names them.
-    store = new RedisStore({ node: flags.node, url: flags.redis, prefix: flags.prefix })
+    const redis = new RedisStore({ node: flags.node, url: flags.redis, prefix: flags.prefix })
+    // A hung server (the connection up, no answers) must end the command with an error,
+    // not leave it waiting for ever, as it would a node.
+    const timers = new Scheduler<Timer>((timer) => timer.fire())
+    const guard = new StoreGuard({ now: Date.now, after: (timer, ms) => timers.schedule(timer, Date.now() + ms) }, DEFAULT_STORE_TIMEOUT_MS)
+    store = guard.wrap(redis)
   } catch (err) {
     return fail(io, err)
   }
@@ -236,7 +245,7 @@ async function withStore(io: CliIo, flags: CommonFlags, work: Work): Promise<num
   } catch (err) {
     return fail(io, err)
   } finally {
-    await store.close()
+    await store.close().catch(() => {})
   }
 }
 

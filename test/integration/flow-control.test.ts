@@ -192,7 +192,8 @@ describe('limits', () => {
     expect(sentToStalled).toBeGreaterThan(0)
     // Back-pressure held the rest in the queue: the window (10,000) did not stop them.
     expect(sentToStalled).toBeLessThan(total)
-    expect(d.pendingCount).toBe(total - sentToStalled)
+    // (Under load the stall may already be caught during the loop: what it sent is back.)
+    expect(d.pendingCount).toBe(total - sentToStalled + requeued)
 
     const { reason } = await within(gone, 'the stalled node to be dropped')
     clearInterval(keepalive)
