@@ -35,8 +35,6 @@ export interface RunnerSettings {
   readonly clock: Clock
 }
 
-function noop(): void {}
-
 /** A chain that threw outside its steps' handling (a bug, not a job failure) fails the attempt. */
 function chainThrew(error: unknown): ChainOutcome {
   return { kind: 'error', cancelled: false, error, unrecoverable: false }
@@ -184,7 +182,7 @@ export class AttemptRunner {
     // hear of it at all.
     if (job.store.durable) {
       const start: JobPatch = { status: job.status, attempt: job.attempt }
-      void this.outage.persist(job.store, () => job.store.updateJob(job.id, start), noop)
+      void this.outage.persist(job.store, () => job.store.updateJob(job.id, start))
     }
     if (this.events.wants('job:start')) this.events.emit('job:start', { id: job.id, name: job.name, attempt: job.attempt, run: job.run })
     const { config, registry } = this.settings

@@ -25,8 +25,6 @@ export interface IntakeContext {
 
 const RESOLVED = Promise.resolve()
 
-function noop(): void {}
-
 /**
  * Takes the jobs of dispatch frames: files them, saves them in one batch, and answers the
  * frame `accepted` only once the store holds them (see docs/architecture.md#dispatch-is-acknowledged).
@@ -131,7 +129,7 @@ export class JobIntake {
         // when the store wakes up: these jobs must not be found there after a restart, since
         // they go elsewhere now. Replayed with the other writes, after that save.
         const ids = fresh.map((job) => job.id)
-        this.outage.replayLater(() => Promise.all(ids.map((id) => store.removeJob(id))).then(noop))
+        this.outage.replayLater(() => Promise.all(ids.map((id) => store.removeJob(id))))
       }
       if (rejected.length > 0) {
         link.sendOn(generation, { type: MessageType.REJECTED, seq, ids: rejected, code: ErrorCode.STORE, message: error?.message ?? 'node storage unavailable' })

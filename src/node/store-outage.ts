@@ -19,7 +19,7 @@ export interface OutageContext {
 
 /** A store write and what depends on it. */
 interface PendingWrite {
-  write: () => Promise<void>
+  write: () => Promise<unknown>
   then: () => void
 }
 
@@ -74,7 +74,7 @@ export class StoreOutage {
   }
 
   /** A write replayed with the others once the store is back, after those queued before it. */
-  replayLater(write: () => Promise<void>): void {
+  replayLater(write: () => Promise<unknown>): void {
     this.backlog.push({ write, then: noop })
   }
 
