@@ -1,25 +1,30 @@
 import { serializeError, type SerializedError } from '../errors.js'
 import type { Logger } from '../logger.js'
 import type { JobArgsObject } from '../protocol/args.js'
-import { FeedbackKind, JobStatus, type FeedbackRecord, type JobPatch, type JobRecord, type Store } from '../storage/store.js'
+import type { Clock } from '../scheduling/clock.js'
+import { FeedbackKind, JobStatus, type FeedbackRecord, type JobPatch } from '../storage/store.js'
 import { decideAfterAttempt, type AfterAttemptSettings, type AttemptDecision } from './after-attempt.js'
 import type { Cancels } from './cancels.js'
 import type { ChainOutcome } from './chain-runner.js'
+import type { FeedbackBuilder } from './feedback-builder.js'
+import type { FeedbackOutbox } from './feedback-outbox.js'
 import type { LiveJob, LiveJobs } from './live-jobs.js'
 import type { NodeEvents } from './node-events.js'
 import type { StoreOutage } from './store-outage.js'
 
-/** What the recorder needs of its node. */
+/**
+ * What the recorder needs of its node. The parts it calls on every job are handed over as
+ * they are (an arrow in between costs a call per job on the hot path).
+ */
 export interface RecorderContext {
   readonly log: Logger
   /** Read live: `JR.configure` in a job file applies. */
   readonly config: AfterAttemptSettings
-  /** The node's clock, epoch ms. */
-  now(): number
-  /** The feedback record of a run (see FeedbackBuilder.feedbackOf). */
-  feedbackOf(record: JobRecord, kind: FeedbackKind, final: boolean, cancelled: boolean, args: JobArgsObject): FeedbackRecord
-  /** Files a stored result for its distributor (see FeedbackOutbox.add). */
-  send(feedback: FeedbackRecord, store: Store): void
+  readonly clock: Pick<Clock, 'now'>
+  /** Makes the feedback record of a run. */
+  readonly builder: Pick<FeedbackBuilder, 'feedbackOf'>
+  /** Files a stored result for its distributor. */
+  readonly outbox: Pick<FeedbackOutbox, 'add'>
   /** Tells the job's distributor that it waits out a retry backoff (it leaves the node's window). */
   waiting(job: LiveJob): void
 }
@@ -40,7 +45,7 @@ export class AttemptRecorder {
 
   /** Records the end of an attempt; returns the store write it waits for, if any. */
   afterAttempt(job: LiveJob, outcome: ChainOutcome, args: JobArgsObject, maxAttempt: number): Promise<void> | undefined {
-    const now = this.ctx.now()
+    const now = this.ctx.clock.now()
     const decision = decideAfterAttempt(job, outcome, maxAttempt, this.ctx.config, now)
     let error: SerializedError | undefined
     if (outcome.kind === 'error' && !outcome.cancelled) {
@@ -57,7 +62,7 @@ export class AttemptRecorder {
       case 'cancelled': {
         // The application cancelled it while it ran. A periodic run that succeeded still
         // reports that run; otherwise there is no feedback, only the cancel.
-        const last = decision.reportRun ? this.ctx.feedbackOf(job, FeedbackKind.SUCCESS, false, false, args) : undefined
+        const last = decision.reportRun ? this.ctx.builder.feedbackOf(job, FeedbackKind.SUCCESS, false, false, args) : undefined
         return this.cancels.endCancelled(job, true, last, decision.remove)
       }
       case 'next-run':
@@ -91,7 +96,7 @@ export class AttemptRecorder {
   ): Promise<void> | undefined {
     const kind = outcome.kind === 'success' ? FeedbackKind.SUCCESS : FeedbackKind.ERROR
     // This run's result, made before the job moves on to the next run.
-    const feedback = this.ctx.feedbackOf(job, kind, false, outcome.cancelled, args)
+    const feedback = this.ctx.builder.feedbackOf(job, kind, false, outcome.cancelled, args)
     const patch: JobPatch = { status: JobStatus.NEW, attempt: 0, run: next.run, runDueAt: next.runDueAt, dueAt: next.dueAt }
     if (kind === FeedbackKind.ERROR) patch.failedAt = now
     Object.assign(job, patch)
@@ -100,7 +105,7 @@ export class AttemptRecorder {
       () => job.store.finishRun(job.id, patch, feedback, false),
       () => {
         this.events.emit('job:complete', { id: job.id, name: job.name, run: feedback.run, cancelled: false })
-        this.ctx.send(feedback, job.store)
+        this.ctx.outbox.add(feedback, job.store)
         this.cancels.reschedule(job)
       },
     )
@@ -114,7 +119,7 @@ export class AttemptRecorder {
     now: number,
   ): Promise<void> | undefined {
     const kind = outcome.kind === 'success' ? FeedbackKind.SUCCESS : FeedbackKind.ERROR
-    const feedback = this.ctx.feedbackOf(job, kind, true, outcome.cancelled, args)
+    const feedback = this.ctx.builder.feedbackOf(job, kind, true, outcome.cancelled, args)
     const status = final.status
     job.phase = 'done'
     job.status = status
@@ -139,7 +144,7 @@ export class AttemptRecorder {
     if (job.status !== JobStatus.FAILED && this.events.wants('job:complete')) {
       this.events.emit('job:complete', { id: job.id, name: job.name, run: job.run, cancelled })
     }
-    this.ctx.send(feedback, job.store)
+    this.ctx.outbox.add(feedback, job.store)
     if (job.cancelRequested) this.cancels.answerCancel(job, 'finished')
   }
 }

@@ -14,10 +14,8 @@ import type { JobRegistry } from './registry.js'
 import type { StoreOutage } from './store-outage.js'
 import { WorkerPool } from './worker-pool.js'
 
-/** What the runner needs of its node. */
-export interface RunnerContext {
-  readonly name: string
-  readonly log: Logger
+/** What follows an attempt, for the runner (the AttemptRecorder). */
+export interface AttemptEnd {
   /**
    * Carries out what follows an attempt (see after-attempt.ts); returns the store write it
    * waits for, if any. The next attempt may start before that write is done.
@@ -26,6 +24,9 @@ export interface RunnerContext {
 }
 
 export interface RunnerSettings {
+  /** The node's name. */
+  readonly name: string
+  readonly log: Logger
   readonly concurrency: number
   readonly workerThreads: number
   readonly logLevel: LogLevel
@@ -64,11 +65,11 @@ export class AttemptRunner {
   private warnedInlineDefer = false
 
   constructor(
-    private readonly ctx: RunnerContext,
     private readonly settings: RunnerSettings,
     private readonly scheduler: Scheduler<TimerItem>,
     private readonly outage: StoreOutage,
     private readonly events: NodeEvents,
+    private readonly end: AttemptEnd,
   ) {}
 
   /** Chains running now. */
@@ -205,7 +206,7 @@ export class AttemptRunner {
     const lastAttempt = job.attempt >= maxAttempt
     const def = registry.get(job.name)
     if (def === undefined) {
-      const error = new UnknownJobError(job.name, this.ctx.name)
+      const error = new UnknownJobError(job.name, this.settings.name)
       args['error'] = serializeError(error)
       this.endAttempt(job, { kind: 'error', cancelled: false, error, unrecoverable: true }, args, maxAttempt, timer)
     } else if (job.defer && this.deferDirectory !== undefined) {
@@ -214,7 +215,7 @@ export class AttemptRunner {
       if (job.defer && !this.warnedInlineDefer) {
         // A worker thread loads job files by path; definitions given in code have none.
         this.warnedInlineDefer = true
-        this.ctx.log.warn({ job: job.name }, "defer needs a job directory: this node was given a 'registry', so deferred jobs run on its event loop")
+        this.settings.log.warn({ job: job.name }, "defer needs a job directory: this node was given a 'registry', so deferred jobs run on its event loop")
       }
       let outcome: ChainOutcome | Promise<ChainOutcome>
       try {
@@ -237,7 +238,7 @@ export class AttemptRunner {
     this.running--
     let recorded: Promise<void> | undefined
     try {
-      recorded = this.ctx.afterAttempt(job, outcome, args, maxAttempt)
+      recorded = this.end.afterAttempt(job, outcome, args, maxAttempt)
     } catch (err) {
       this.attemptNotRecorded(job, err)
     }
@@ -254,7 +255,7 @@ export class AttemptRunner {
   }
 
   private attemptNotRecorded(job: LiveJob, err: unknown): void {
-    this.ctx.log.error({ err, id: job.id }, 'cannot record the end of an attempt')
+    this.settings.log.error({ err, id: job.id }, 'cannot record the end of an attempt')
   }
 
   private attemptEnded(): void {
@@ -274,8 +275,8 @@ export class AttemptRunner {
   ): Promise<{ outcome: ChainOutcome; args: JobArgsObject }> {
     this.pool ??= new WorkerPool(
       this.settings.workerThreads,
-      { jobDirectory: this.deferDirectory as string, node: this.ctx.name, logLevel: this.settings.logLevel },
-      this.ctx.log,
+      { jobDirectory: this.deferDirectory as string, node: this.settings.name, logLevel: this.settings.logLevel },
+      this.settings.log,
     )
     const jobItself = args['jobItself'] as Record<string, unknown> | undefined
     try {
@@ -306,7 +307,7 @@ export class AttemptRunner {
   }
 
   private contextFor(record: JobRecord, args: JobArgsObject): AttemptContext {
-    const ctx = new AttemptContext(record, this.ctx.name, this.ctx.log, this.signalOf)
+    const ctx = new AttemptContext(record, this.settings.name, this.settings.log, this.signalOf)
     if (this.settings.config.mergeJobItselfToArgs) {
       args['jobItself'] = {
         id: record.id,
@@ -314,7 +315,7 @@ export class AttemptRunner {
         args: decodeArgs(record.args),
         attempt: record.attempt,
         status: record.status,
-        node: this.ctx.name,
+        node: this.settings.name,
         distributor: record.distributor,
         dueAt: record.dueAt,
         period: record.period,

@@ -9,8 +9,8 @@ import { FeedbackKind, type FeedbackRecord, type JobRecord } from '../storage/st
 export interface BuilderContext {
   /** This node's frame limit. */
   readonly maxFrameSize: number
-  /** The frame limit of the distributor at `distributorKey`, from its welcome; Infinity when unknown. */
-  peerMaxFrameSize(distributorKey: string): number
+  /** The node's links by distributor key: each knows its distributor's frame limit. */
+  readonly links: ReadonlyMap<string, { readonly peerMaxFrameSize: number }>
   readonly log: Logger
 }
 
@@ -28,7 +28,7 @@ export class FeedbackBuilder {
    * original args.
    */
   feedbackOf(record: JobRecord, kind: FeedbackKind, final: boolean, cancelled: boolean, args: JobArgsObject): FeedbackRecord {
-    const limit = Math.min(this.ctx.maxFrameSize, this.ctx.peerMaxFrameSize(record.distributor)) - FRAME_ENVELOPE_BYTES
+    const limit = Math.min(this.ctx.maxFrameSize, this.ctx.links.get(record.distributor)?.peerMaxFrameSize ?? Infinity) - FRAME_ENVELOPE_BYTES
     let encoded: Buffer | undefined
     let problem: JobsError | undefined
     try {

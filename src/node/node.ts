@@ -120,7 +120,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
     })
     this.storeGuard = new StoreGuard({ now, after: this.after }, opts.storeTimeoutMs)
     this.outbox = new FeedbackOutbox({ linkFor, busy: () => this.runner.busy, maxFrameSize: opts.maxFrameSize, log })
-    this.builder = new FeedbackBuilder({ maxFrameSize: opts.maxFrameSize, peerMaxFrameSize: (key) => linkFor(key)?.peerMaxFrameSize ?? Infinity, log })
+    this.builder = new FeedbackBuilder({ maxFrameSize: opts.maxFrameSize, links: this.links, log })
     this.outage = new StoreOutage({
       log,
       ping: () => (this.state === 'closed' ? undefined : this.store.ping()),
@@ -141,9 +141,9 @@ export class Node extends TypedEmitter<NodeEventMap> {
       {
         log,
         config,
-        now,
-        feedbackOf: (record, kind, final, cancelled, args) => this.builder.feedbackOf(record, kind, final, cancelled, args),
-        send: (feedback, store) => this.outbox.add(feedback, store),
+        clock,
+        builder: this.builder,
+        outbox: this.outbox,
         waiting: (job) => linkFor(job.distributor)?.send({ type: MessageType.WAITING, ids: [job.id] }),
       },
       this.live,
@@ -153,11 +153,11 @@ export class Node extends TypedEmitter<NodeEventMap> {
     )
     const { name, concurrency, workerThreads, logLevel } = opts
     this.runner = new AttemptRunner(
-      { name, log, afterAttempt: (job, outcome, args, maxAttempt) => recorder.afterAttempt(job, outcome, args, maxAttempt) },
-      { concurrency, workerThreads, logLevel, registry: this.registry, config, clock },
+      { name, log, concurrency, workerThreads, logLevel, registry: this.registry, config, clock },
       this.scheduler,
       this.outage,
       this.events,
+      recorder,
     )
     this.resumer = new Resumer({ log, schedule, readable: (feedback) => this.builder.readable(feedback) }, this.live, this.outbox)
     const refusal = (): string | undefined =>
