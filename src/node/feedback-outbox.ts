@@ -141,7 +141,7 @@ export class FeedbackOutbox {
         box.remove(entry)
         const { feedback, store } = entry
         each?.(feedback)
-        // A memory store was never written (see Node.persist).
+        // A memory store was never written (see StoreOutage.persist).
         if (!store.durable) continue
         byStore ??= new Map()
         let ids = byStore.get(store)

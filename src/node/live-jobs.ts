@@ -1,4 +1,30 @@
 import { SLOT_TABLE_SHRINK_ABOVE, slotOf } from '../protocol/job-id.js'
+import type { Timer, TimerSlot } from '../scheduling/timer-heap.js'
+import type { JobRecord, Store } from '../storage/store.js'
+
+/**
+ * A job this node holds: its record, plus what is only meaningful while the process lives.
+ * One object rather than a wrapper around the record: a node may hold a million of them.
+ */
+export interface LiveJob extends JobRecord, TimerSlot {
+  /** Where it is in this process; 'saving' until the store holds it. */
+  phase: 'saving' | 'scheduled' | 'queued' | 'running' | 'done'
+  /** The application asked to cancel it while it ran: act when the attempt ends. */
+  cancelRequested: boolean
+  /**
+   * Its distributor took it back while it ran (a memory node's link dropped): the running
+   * attempt is its last here, unless the distributor sends it here again meanwhile.
+   */
+  released?: boolean
+  /** Where it is stored: this node's store, or a dead peer's after a takeover. */
+  store: Store
+}
+
+/**
+ * What the node's one scheduler holds: jobs' due times, and as `Timer`s the attempts'
+ * timeouts, lease upkeep, the store probe and the store deadline.
+ */
+export type TimerItem = LiveJob | Timer
 
 /** What the table needs of a job. */
 export interface Identified {

@@ -1,0 +1,29 @@
+import type { JobsError, SerializedError } from '../errors.js'
+
+export interface NodeEventMap {
+  /** Started: store open, jobs loaded, unfinished jobs resumed, distributors being dialled. */
+  ready: { name: string; jobs: string[]; resumed: number }
+  'link:up': { distributor: string }
+  'link:down': { distributor: string; reason: JobsError | undefined }
+  'job:accepted': { id: string; name: string }
+  'job:start': { id: string; name: string; attempt: number; run: number }
+  'job:retry': { id: string; name: string; attempt: number; delayMs: number; error: SerializedError }
+  'job:complete': { id: string; name: string; run: number; cancelled: boolean }
+  'job:failed': { id: string; name: string; run: number; error: SerializedError }
+  'job:cancelled': { id: string; name: string }
+  'feedback:acked': { id: string; run: number }
+  'store:down': { error: Error }
+  'store:up': Record<string, never>
+  close: Record<string, never>
+}
+
+/**
+ * How the parts of a node report what happened, through the node's emitter. Per-job events
+ * are guarded with `wants` where they are made, so that nobody listening costs no payload.
+ */
+export interface NodeEvents {
+  /** Someone listens to `event`. */
+  wants(event: keyof NodeEventMap): boolean
+  /** Emits to every listener; a listener that throws is logged, never breaks the caller. */
+  emit<K extends keyof NodeEventMap>(event: K, payload: NodeEventMap[K]): void
+}

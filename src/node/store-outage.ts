@@ -1,0 +1,118 @@
+import { StoreError } from '../errors.js'
+import type { Logger } from '../logger.js'
+import { Timer } from '../scheduling/timer-heap.js'
+import type { Store } from '../storage/store.js'
+
+/** What the outage guard needs of its node. */
+export interface OutageContext {
+  readonly log: Logger
+  /** Asks the node's store whether it answers; undefined once the node is closed (probing stops). */
+  ping(): Promise<void> | undefined
+  /** Fires `timer` once, `ms` from now, on the node's scheduler. */
+  after(timer: Timer, ms: number): void
+  /**
+   * The store went down (`error`) or is back (undefined): the node stops or resumes taking
+   * jobs and says so.
+   */
+  changed(error: Error | undefined): void
+}
+
+/** A store write and what depends on it. */
+interface PendingWrite {
+  write: () => Promise<unknown>
+  then: () => void
+}
+
+/** How often a node whose store failed checks whether it is back. */
+export const STORE_PROBE_MS = 500
+
+function noop(): void {}
+
+/**
+ * The node's store writes, and what happens while its store is down.
+ *
+ * States: UP → (a write fails) → DOWN: writes wait in `backlog`, the node takes no new jobs,
+ * the store is pinged every STORE_PROBE_MS → (it answers) → REPLAYING: the backlog is
+ * written in order → UP; a write that fails during the replay keeps it and the rest, in
+ * order, and goes back to DOWN.
+ *
+ * INVARIANT: what depends on a write (feedback going out, a job back on its timer) happens
+ * only after the write, and in the order the writes were made.
+ */
+export class StoreOutage {
+  private down = false
+  /** Store writes that failed, replayed in order once the store is back. */
+  private readonly backlog: PendingWrite[] = []
+  /** Asks a store that is down whether it is back. */
+  private readonly probeTimer = new Timer(() => this.probe())
+
+  constructor(private readonly ctx: OutageContext) {}
+
+  /**
+   * Performs a store write, then what depends on it (feedback goes out only once stored).
+   * While the store is down the pair waits in the backlog and is replayed, in order, when
+   * it is back: a finished job's feedback is delayed, never dropped.
+   *
+   * A store that does not survive the process (memory storage) is not written at all: it
+   * could only ever give back what the node's own tables and outbox hold already, and the
+   * distributor keeps every job it sent to such a node until its final feedback (see
+   * docs/architecture.md#at-least-once).
+   */
+  persist(store: Store, write: () => Promise<void>, then: () => void = noop): Promise<void> | undefined {
+    if (!store.durable) {
+      then()
+      return undefined
+    }
+    if (this.down) {
+      this.backlog.push({ write, then })
+      return undefined
+    }
+    return write().then(then, (err: unknown) => {
+      this.backlog.push({ write, then })
+      this.failed(err instanceof Error ? err : new StoreError(String(err)))
+    })
+  }
+
+  /** A write replayed with the others once the store is back, after those queued before it. */
+  replayLater(write: () => Promise<unknown>): void {
+    this.backlog.push({ write, then: noop })
+  }
+
+  /**
+   * The store failed a write: take no new jobs (the distributors route elsewhere) and
+   * probe until it answers, then replay the backlog and accept again.
+   */
+  failed(error: Error): void {
+    if (this.down) return
+    this.down = true
+    this.ctx.log.error({ err: error }, 'store unavailable; not accepting jobs until it is back')
+    this.ctx.changed(error)
+    this.ctx.after(this.probeTimer, STORE_PROBE_MS)
+  }
+
+  private probe(): void {
+    this.ctx.ping()?.then(
+      () => void this.recover(),
+      () => this.ctx.after(this.probeTimer, STORE_PROBE_MS),
+    )
+  }
+
+  private async recover(): Promise<void> {
+    this.down = false
+    const pending = this.backlog.splice(0)
+    for (let i = 0; i < pending.length; i++) {
+      const { write, then } = pending[i] as PendingWrite
+      try {
+        await write()
+      } catch (err) {
+        // Down again: keep this and the rest, in order, for the next recovery.
+        this.backlog.unshift(...pending.slice(i))
+        this.failed(err instanceof Error ? err : new StoreError(String(err)))
+        return
+      }
+      then()
+    }
+    this.ctx.log.info({ replayed: pending.length }, 'store reachable again; accepting jobs')
+    this.ctx.changed(undefined)
+  }
+}
