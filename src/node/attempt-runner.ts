@@ -1,5 +1,5 @@
 import type { Config } from '../config.js'
-import { ErrorCode, JobsError, TimeoutError, UnknownJobError, deserializeError, serializeError } from '../errors.js'
+import { ConnectionClosedError, TimeoutError, UnknownJobError, coerceError, deserializeError, serializeError } from '../errors.js'
 import type { Logger, LogLevel } from '../logger.js'
 import { decodeArgs, type JobArgsObject } from '../protocol/args.js'
 import type { Clock } from '../scheduling/clock.js'
@@ -38,7 +38,7 @@ export interface RunnerSettings {
 
 /** A chain that threw outside its steps' handling (a bug, not a job failure) fails the attempt. */
 function chainThrew(error: unknown): ChainOutcome {
-  return { kind: 'error', cancelled: false, error, unrecoverable: false }
+  return { kind: 'error', cancelled: false, error: coerceError(error), unrecoverable: false }
 }
 
 /**
@@ -103,7 +103,7 @@ export class AttemptRunner {
 
   /** Aborts the signals of the running attempts (a forced or timed-out shutdown). */
   abortAll(): void {
-    for (const controller of this.controllers.values()) controller.abort(new JobsError('node shutting down', ErrorCode.CONNECTION_CLOSED))
+    for (const controller of this.controllers.values()) controller.abort(new ConnectionClosedError('node shutting down'))
   }
 
   /**
@@ -196,7 +196,7 @@ export class AttemptRunner {
     } catch (err) {
       // Stored args that do not decode: no attempt could read them, so the job fails for
       // good. The attempt must still end here, or its slot would stay taken for ever.
-      this.endAttempt(job, { kind: 'error', cancelled: false, error: err, unrecoverable: true }, { error: serializeError(err) }, maxAttempt, undefined)
+      this.endAttempt(job, { kind: 'error', cancelled: false, error: coerceError(err), unrecoverable: true }, { error: serializeError(err) }, maxAttempt, undefined)
       return
     }
     const timeout = job.timeout ?? config.timeout
@@ -287,8 +287,9 @@ export class AttemptRunner {
           : { kind: 'error', cancelled: result.cancelled, error: deserializeError(result.error), unrecoverable: result.unrecoverable }
       return { outcome, args: decodeArgs(result.args) }
     } catch (err) {
-      args['error'] = serializeError(err)
-      return { outcome: { kind: 'error', cancelled: false, error: err, unrecoverable: false }, args }
+      const error = coerceError(err)
+      args['error'] = serializeError(error)
+      return { outcome: { kind: 'error', cancelled: false, error, unrecoverable: false }, args }
     }
   }
 

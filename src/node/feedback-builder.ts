@@ -1,5 +1,5 @@
 import { FRAME_ENVELOPE_BYTES } from '../config.js'
-import { ErrorCode, FrameTooLargeError, JobsError, StoreError, serializeError } from '../errors.js'
+import { FrameTooLargeError, InvalidArgumentError, type JobsError, StoreError, coerceError, serializeError } from '../errors.js'
 import type { Logger } from '../logger.js'
 import { decodeArgs, isPackedMap, packArgs, type JobArgsObject } from '../protocol/args.js'
 import { pack } from '../protocol/msgpack.js'
@@ -35,7 +35,7 @@ export class FeedbackBuilder {
       encoded = packArgs(args)
       if (encoded.length > limit) problem = new FrameTooLargeError(encoded.length, limit)
     } catch (err) {
-      problem = new JobsError(`the job left args that cannot be sent back: ${(err as Error).message}`, ErrorCode.INVALID_ARG)
+      problem = new InvalidArgumentError(`the job left args that cannot be sent back: ${coerceError(err).message}`, { cause: err })
     }
     if (problem !== undefined || encoded === undefined) {
       encoded = pack({ ...decodeArgs(record.args), error: serializeError(problem) })

@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module'
 import { resolve as resolvePath } from 'node:path'
 import type { Config } from '../config.js'
-import { ErrorCode, InvalidArgumentError, JobsError } from '../errors.js'
+import { InvalidArgumentError, ProtocolError } from '../errors.js'
 import { TypedEmitter } from '../events.js'
 import type { Logger } from '../logger.js'
 import { HANDSHAKE_MAX_FRAME_SIZE } from '../protocol/frame.js'
@@ -332,10 +332,10 @@ export class Node extends TypedEmitter<NodeEventMap> {
       case MessageType.FEEDBACK:
       case MessageType.CANCEL_RESULT:
       case MessageType.WAITING:
-        throw new JobsError(`unexpected '${message.type}' from a distributor`, ErrorCode.PROTOCOL)
+        throw new ProtocolError(`unexpected '${message.type}' from a distributor`)
       default: {
         const never: never = message
-        throw new JobsError(`unhandled message ${String(never)}`, ErrorCode.PROTOCOL)
+        throw new ProtocolError(`unhandled message ${String(never)}`)
       }
     }
   }

@@ -203,12 +203,6 @@ describe('where errors are thrown', () => {
  * JobsError's constructor becomes protected and the class abstract).
  */
 const PENDING: Record<string, string[]> = {
-  'src/node/node.ts': [
-    "for (const controller of this.controllers.values()) controller.abort(new JobsError('node shutting down', ErrorCode.CONNECTION_CLOSED))",
-    "throw new JobsError(`unexpected '${message.type}' from a distributor`, ErrorCode.PROTOCOL)",
-    'throw new JobsError(`unhandled message ${String(never)}`, ErrorCode.PROTOCOL)',
-    'problem = new JobsError(`the job left args that cannot be sent back: ${(err as Error).message}`, ErrorCode.INVALID_ARG)',
-  ],
   'src/distributor/distributor.ts': [
     'this.rejectSession(session, new HandshakeError(`no hello within ${this.options.handshakeTimeoutMs} ms`, ErrorCode.HANDSHAKE_TIMEOUT))',
   ],
