@@ -2,8 +2,8 @@ import type { LinkedList } from '../linked-list.js'
 import type { JobArgsObject } from '../protocol/args.js'
 import type { WireJob } from '../protocol/messages.js'
 import { Handle, type Canceller } from './job-handle.js'
+import { DELAYED_LOAD, INSTANT_LOAD, type NodeSession } from './node-session.js'
 import type { JobOptions } from './options.js'
-import type { NodeSession } from './node-session.js'
 
 export type FeedbackCallback<A extends JobArgsObject = JobArgsObject> = (args: A) => void | Promise<void>
 
@@ -70,6 +70,21 @@ export function toWireJob(job: TrackedJob): WireJob {
   if (o.retry !== undefined) wire.retry = o.retry
   if (o.timeout !== undefined) wire.timeout = o.timeout
   return wire
+}
+
+/** `job`, out of the queue, is `session`'s: counted against its window, and held for a drop. */
+export function assign(job: TrackedJob, session: NodeSession, now: number): void {
+  job.state = 'sent'
+  job.session = session
+  job.load = job.opts.period !== undefined || job.dueAt > now ? DELAYED_LOAD : INSTANT_LOAD
+  session.load += job.load
+  session.held.add(job)
+}
+
+/** `job` counts `units` against its session's window from now on (0: nothing). */
+export function setLoad(job: TrackedJob, units: number): void {
+  if (job.session !== undefined) job.session.load += units - job.load
+  job.load = units
 }
 
 /** The node that holds the job as the distributor sees it: sent to, or accepted by; none while pending or final. */
