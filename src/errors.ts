@@ -36,22 +36,14 @@ export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode]
  * `instanceof JobsError` holds for all of them; `CancelJob` is the one error with a code
  * that is not a JobsError (it is a signal, not a failure).
  */
-export class JobsError extends Error {
+export abstract class JobsError extends Error {
   readonly code: ErrorCode
 
-  /**
-   * For the classes in this file only.
-   *
-   * TEMPORARY: `src/node/node.ts` still calls `new JobsError(message, code)` (it is being
-   * split; see the pending list in test/unit/errors.test.ts). Such a call gets an instance
-   * of the class that owns `code`. Once node.ts throws the classes, this redirect goes, the
-   * constructor becomes `protected` and the class `abstract`.
-   */
-  constructor(message: string, code: ErrorCode, options?: { cause?: unknown }) {
+  /** For the classes in this file only. */
+  protected constructor(message: string, code: ErrorCode, options?: { cause?: unknown }) {
     super(message, options)
     this.code = code
     this.name = new.target.name
-    if (new.target === JobsError) return rebuild(code, message, options) as JobsError
   }
 }
 
@@ -86,15 +78,8 @@ export class ProtocolError extends JobsError {
 
 /** The handshake was refused: protocol version, node name, capacity, or too many bytes before it. */
 export class HandshakeError extends JobsError {
-  /**
-   * TEMPORARY second parameter: `src/distributor/distributor.ts` (being split) still passes
-   * `ErrorCode.HANDSHAKE_TIMEOUT`, which yields a `HandshakeTimeoutError`. Remove it once
-   * that call site constructs `HandshakeTimeoutError` itself.
-   * @deprecated the code argument; construct `HandshakeTimeoutError` for a timeout.
-   */
-  constructor(message: string, code?: typeof ErrorCode.HANDSHAKE_TIMEOUT) {
+  constructor(message: string) {
     super(message, ErrorCode.HANDSHAKE_REJECTED)
-    if (code === ErrorCode.HANDSHAKE_TIMEOUT) return new HandshakeTimeoutError(message)
   }
 }
 

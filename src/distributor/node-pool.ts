@@ -1,17 +1,17 @@
-import { FRAME_ENVELOPE_BYTES } from '../config.js'
 import type { NodeSession } from './node-session.js'
+import { decide, decisionSlot, pick, roomiest, type Decision, type Destination } from './routing.js'
 
 /**
- * The READY nodes and the routing rule: a job goes only to a node that has its definition
- * and is not its `notNode`; its `node` wins when that node has room (and is waited for
- * when `strict`); otherwise the least-loaded node with room, by load relative to window, so
- * equal nodes share a burst evenly and a slow node (whose jobs finish later) gets less.
+ * The READY nodes, indexed for the routing rule (routing.ts): in connection order for the
+ * least-loaded scan, by name for a job's `node`. It keeps the tie-break's rotation, and the
+ * one slot every decision is written into: a dispatch pass makes no object per job.
  */
 export class NodePool {
   private readonly sessions: NodeSession[] = []
   private readonly byName = new Map<string, NodeSession>()
   /** Rotates the tie-break so equally loaded nodes take turns. */
   private turn = 0
+  private readonly slot = decisionSlot<NodeSession>()
 
   get size(): number {
     return this.sessions.length
@@ -43,47 +43,29 @@ export class NodePool {
   }
 
   /**
+   * What becomes of a job of `bytes` (its wireSize) bound for `to` (see routing.ts,
+   * Decision). The decision is valid until the next call.
+   */
+  decide(to: Destination, bytes: number, strict: boolean): Decision<NodeSession> {
+    const preferred = to.node === undefined ? undefined : this.byName.get(to.node)
+    const decision = decide(this.sessions, preferred, to, bytes, strict, this.turn, this.slot)
+    this.turn = decision.turn
+    return decision
+  }
+
+  /**
    * The node a job of `bytes` (its wireSize) goes to now, if any: nodes whose frame limit
    * it exceeds are passed over like nodes without its definition.
    */
   pick(name: string, node: string | undefined, notNode: string | undefined, strict: boolean, bytes: number): NodeSession | undefined {
-    if (node !== undefined) {
-      const preferred = this.byName.get(node)
-      if (preferred !== undefined && preferred.hasRoom && preferred.jobs.has(name) && node !== notNode && fits(preferred, bytes)) return preferred
-      if (strict) return undefined
-    }
-    const n = this.sessions.length
-    let best: NodeSession | undefined
-    let bestLoad = Infinity
-    const start = this.turn++ % (n || 1)
-    for (let k = 0; k < n; k++) {
-      const s = this.sessions[(start + k) % n] as NodeSession
-      if (!s.hasRoom || s.name === notNode || !s.jobs.has(name) || !fits(s, bytes)) continue
-      const load = s.load / s.window
-      if (load < bestLoad) {
-        best = s
-        bestLoad = load
-      }
-    }
-    return best
+    const preferred = node === undefined ? undefined : this.byName.get(node)
+    const picked = pick(this.slot, this.sessions, preferred, name, node, notNode, strict, bytes, this.turn)
+    this.turn = picked.turn
+    return picked.node
   }
 
-  /**
-   * Of the connected nodes `pick` could give such a job to (room or not, taking jobs now or
-   * not: a store that is down comes back), the one with the largest frame limit; undefined
-   * when there is none.
-   */
+  /** Of the nodes `pick` could give such a job to, room or not, the one with the largest frame limit. */
   roomiest(name: string, node: string | undefined, notNode: string | undefined, strict: boolean): NodeSession | undefined {
-    let best: NodeSession | undefined
-    for (const s of this.sessions) {
-      if (s.name === notNode || !s.jobs.has(name) || (strict && node !== undefined && s.name !== node)) continue
-      if (best === undefined || s.maxFrameSize > best.maxFrameSize) best = s
-    }
-    return best
+    return roomiest(this.sessions, name, node, notNode, strict)
   }
-}
-
-/** A job of `bytes` (its wireSize) goes into a dispatch frame `session` accepts. */
-export function fits(session: NodeSession, bytes: number): boolean {
-  return bytes <= session.maxFrameSize - FRAME_ENVELOPE_BYTES
 }

@@ -24,7 +24,7 @@ export const DELAYED_LOAD = 1
 const ACKED_WINDOW = 65_536
 
 /** The last `size` ids pushed, in a fixed array: no hashing on the hot path. */
-export class IdRing {
+class IdRing {
   private readonly ids: (string | undefined)[]
   private next = 0
 
@@ -93,7 +93,7 @@ export class NodeSession {
   private readonly unanswered = new Map<number, SentFrame>()
   /** Frames whose jobs were taken back past the acceptance deadline, kept for a late answer. */
   private readonly expired = new Map<number, SentFrame>()
-  /** Fires at the oldest unanswered frame's deadline (armed by the distributor). */
+  /** Fires at the oldest unanswered frame's deadline (armed by Acceptance). */
   readonly acceptTimer: Timer
 
   constructor(onAcceptDeadline: (session: NodeSession) => void) {

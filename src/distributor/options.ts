@@ -24,6 +24,7 @@ import {
 import { InvalidArgumentError } from '../errors.js'
 import { HANDSHAKE_MAX_FRAME_SIZE } from '../protocol/frame.js'
 import { createLogger, resolveLogLevel, type Logger, type LogLevel } from '../logger.js'
+import type { JobRunOptions } from '../protocol/messages.js'
 import { normalizeRetry, type RetryPolicy } from '../scheduling/retry.js'
 
 export interface DistributorOptions {
@@ -86,11 +87,20 @@ export interface ResolvedDistributorOptions {
   logger: Logger
 }
 
-const DISTRIBUTOR_KEYS = [
-  'host', 'port', 'secret', 'tls', 'insecure', 'maxPending', 'maxFrameSize', 'heartbeatMs',
-  'handshakeTimeoutMs', 'stallTimeoutMs', 'maxConnections', 'maxHandshakeBytes', 'acceptTimeoutMs', 'alwaysUseSpecifiedNode', 'name',
-  'logger', 'logLevel',
-] as const
+/**
+ * The keys of an options type, listed once and checked by the compiler: a key missing from
+ * `keys`, or one the type does not have, fails the build. In the order given (error
+ * messages list them so).
+ */
+function optionKeys<T>(keys: { [K in keyof Required<T>]: true }): readonly string[] {
+  return Object.freeze(Object.keys(keys))
+}
+
+const DISTRIBUTOR_KEYS = optionKeys<DistributorOptions>({
+  host: true, port: true, secret: true, tls: true, insecure: true, maxPending: true, maxFrameSize: true, heartbeatMs: true,
+  handshakeTimeoutMs: true, stallTimeoutMs: true, maxConnections: true, maxHandshakeBytes: true, acceptTimeoutMs: true, alwaysUseSpecifiedNode: true, name: true,
+  logger: true, logLevel: true,
+})
 
 export function resolveDistributorOptions(input: unknown, defaults: { alwaysUseSpecifiedNode: boolean }): ResolvedDistributorOptions {
   const o = checkPlainOptions('distributor', input)
@@ -136,39 +146,37 @@ export function resolveDistributorOptions(input: unknown, defaults: { alwaysUseS
 
 // ---------------------------------------------------------------------------------------
 
-export interface EnqueueOptions {
+/**
+ * Options of `enqueue`: when the job runs, where, and how (`period`, `defer`, `maxAttempt`,
+ * `timeout`: see JobRunOptions, what it carries to its node).
+ */
+export interface EnqueueOptions extends Omit<JobRunOptions, 'retry'> {
   /** Run this many seconds after enqueue (fractions allowed). */
   after?: number
   /** Run at this instant. */
   runAt?: Date | number
-  /** Run every `period` seconds; the first run is at `after`/`runAt`, else at once. */
-  period?: number
   /** Prefer this node (with alwaysUseSpecifiedNode: wait for it). */
   node?: string
   /** Never run on this node. */
   notNode?: string
-  /** Run the chain in a worker thread of the node. */
-  defer?: boolean
-  /** Attempts per run, overriding the node's maxAttempt. */
-  maxAttempt?: number
   /** Linear backoff multiplier in seconds, overriding the node's. */
   retryMultiplier?: number
   /** Backoff policy (or a linear multiplier), overriding the node's. */
   retry?: number | RetryPolicy
-  /** Per-attempt limit in seconds. */
-  timeout?: number
 }
 
-/** What a job carries to its node besides its due time; shared by jobs without options. */
-export interface JobOptions {
-  period: number | undefined
+/**
+ * A job's enqueue options, resolved: where it may go, and what it carries to its node. Every
+ * field is present (one object shape for every job), undefined when not given.
+ */
+export interface JobOptions extends Resolved<Omit<JobRunOptions, 'defer'>> {
   node: string | undefined
   notNode: string | undefined
   defer: boolean
-  maxAttempt: number | undefined
-  retry: RetryPolicy | undefined
-  timeout: number | undefined
 }
+
+/** Every field of T present, undefined when not given. */
+type Resolved<T> = { [K in keyof Required<T>]: T[K] | undefined }
 
 /** Enqueue options, validated, with the due time made absolute. */
 export interface ResolvedEnqueueOptions {
@@ -187,14 +195,16 @@ export const NO_JOB_OPTIONS: Readonly<JobOptions> = Object.freeze({
   timeout: undefined,
 })
 
-const ENQUEUE_KEYS = ['after', 'runAt', 'period', 'node', 'notNode', 'defer', 'maxAttempt', 'retryMultiplier', 'retry', 'timeout'] as const
+const ENQUEUE_KEYS = optionKeys<EnqueueOptions>({
+  after: true, runAt: true, period: true, node: true, notNode: true, defer: true, maxAttempt: true, retryMultiplier: true, retry: true, timeout: true,
+})
 
 export function resolveEnqueueOptions(input: unknown, now: number): ResolvedEnqueueOptions {
   const o = checkPlainOptions('enqueue', input)
   // One pass over what was given (on every enqueue: most give nothing, or only a delay).
   let onlyDelay = true
   for (const key in o) {
-    if (!(ENQUEUE_KEYS as readonly string[]).includes(key) && Object.hasOwn(o, key)) checkKnownKeys('enqueue', o, ENQUEUE_KEYS)
+    if (!ENQUEUE_KEYS.includes(key) && Object.hasOwn(o, key)) checkKnownKeys('enqueue', o, ENQUEUE_KEYS)
     if (key !== 'after' && key !== 'runAt' && o[key] !== undefined) onlyDelay = false
   }
   if (o['after'] !== undefined && o['runAt'] !== undefined) {

@@ -1,9 +1,9 @@
 import type { LinkedList } from '../linked-list.js'
 import type { JobArgsObject } from '../protocol/args.js'
-import type { WireJob } from '../protocol/messages.js'
+import { JOB_RUN_OPTIONS, setRunOption, type WireJob } from '../protocol/messages.js'
 import { Handle, type Canceller } from './job-handle.js'
-import type { JobOptions } from './options.js'
-import type { NodeSession } from './node-session.js'
+import { DELAYED_LOAD, INSTANT_LOAD, type NodeSession } from './node-session.js'
+import { NO_JOB_OPTIONS, type JobOptions } from './options.js'
 
 export type FeedbackCallback<A extends JobArgsObject = JobArgsObject> = (args: A) => void | Promise<void>
 
@@ -62,14 +62,31 @@ export function toWireJob(job: TrackedJob): WireJob {
   const o = job.opts
   // Nothing to send beyond the fixed fields (the usual case): the tracked job has them all,
   // and the encoder reads no more, so it goes as it is instead of as a copy per dispatch.
-  if (o.period === undefined && !o.defer && o.maxAttempt === undefined && o.retry === undefined && o.timeout === undefined) return job
-  const wire: WireJob = { id: job.id, name: job.name, args: job.args, dueAt: job.dueAt, run: job.run }
-  if (o.period !== undefined) wire.period = o.period
-  if (o.defer) wire.defer = true
-  if (o.maxAttempt !== undefined) wire.maxAttempt = o.maxAttempt
-  if (o.retry !== undefined) wire.retry = o.retry
-  if (o.timeout !== undefined) wire.timeout = o.timeout
-  return wire
+  if (o === NO_JOB_OPTIONS) return job
+  let wire: WireJob | undefined
+  for (const key of JOB_RUN_OPTIONS) {
+    const value = o[key]
+    // `defer: false` is what a job without the option gets on the node: not sent.
+    if (value === undefined || value === false) continue
+    wire ??= { id: job.id, name: job.name, args: job.args, dueAt: job.dueAt, run: job.run }
+    setRunOption(wire, key, value)
+  }
+  return wire ?? job
+}
+
+/** `job`, out of the queue, is `session`'s: counted against its window, and held for a drop. */
+export function assign(job: TrackedJob, session: NodeSession, now: number): void {
+  job.state = 'sent'
+  job.session = session
+  job.load = job.opts.period !== undefined || job.dueAt > now ? DELAYED_LOAD : INSTANT_LOAD
+  session.load += job.load
+  session.held.add(job)
+}
+
+/** `job` counts `units` against its session's window from now on (0: nothing). */
+export function setLoad(job: TrackedJob, units: number): void {
+  if (job.session !== undefined) job.session.load += units - job.load
+  job.load = units
 }
 
 /** The node that holds the job as the distributor sees it: sent to, or accepted by; none while pending or final. */

@@ -4,11 +4,8 @@ import { shareEmptyArgs, type JobArgsObject } from './args.js'
 
 /**
  * Bumped on any incompatible change of the messages below, so that mismatched peers fail
- * the handshake with a clear error instead of a protocol error later.
- * 2: per-job records (dispatch jobs, feedback items, acks) are tuples, not maps.
- * 3: dispatch and feedback frames carry a sequence number, and `accepted` and
- *    `feedback-ack` answer a whole frame by it instead of naming every job again.
- * 4: a feedback item's args are a map inside the frame, not a binary holding one.
+ * the handshake with a clear error instead of a protocol error later. What each version
+ * changed: docs/protocol.md, "Version history".
  */
 export const PROTOCOL_VERSION = 5
 
@@ -44,22 +41,35 @@ export const MessageType = {
 export type MessageType = (typeof MessageType)[keyof typeof MessageType]
 
 /**
+ * The options a job carries to its node, each absent when not given: how the node runs it.
+ * The one list of them: the enqueue options, the distributor's resolved `JobOptions`, the
+ * wire job and its reader below, and the node's `JobRecord` take their fields from here.
+ */
+export interface JobRunOptions {
+  /** Seconds between runs of a periodic job; its first run is at `after`/`runAt`, else at once. */
+  period?: number
+  /** Run the chain in a worker thread of the node. */
+  defer?: boolean
+  /** Attempts per run, overriding the node's `maxAttempt`. */
+  maxAttempt?: number
+  /** Backoff policy, overriding the node's. */
+  retry?: RetryPolicy
+  /** Per-attempt limit in seconds. */
+  timeout?: number
+}
+
+/**
  * A job as it travels to a node. Times are absolute epoch ms. On the wire it is a tuple
  * [id, name, args, dueAt, run, options?] (written by encode.ts), since a map would repeat
- * every key name per job.
+ * every key name per job; `options` is a map of the JobRunOptions it carries.
  */
-export interface WireJob {
+export interface WireJob extends JobRunOptions {
   id: string
   name: string
   args: Uint8Array
   dueAt: number
   /** Periodic jobs: the run this dispatch starts at (re-dispatch after a lost node). */
   run: number
-  period?: number
-  defer?: boolean
-  maxAttempt?: number
-  retry?: RetryPolicy
-  timeout?: number
 }
 
 /**
@@ -296,8 +306,34 @@ function retryPolicy(o: Obj, key: string, path: string): RetryPolicy {
   }
 }
 
-/** Options a job may carry; absent from the wire tuple when it has none. */
-const JOB_EXTRAS = ['period', 'defer', 'maxAttempt', 'retry', 'timeout'] as const
+type Reader<T> = (o: Obj, key: string, path: string) => T
+
+/**
+ * How each option a job carries is read off the wire, in wire order. Its type makes it the
+ * checked list of JobRunOptions: an option missing here, or one that is not there, fails
+ * the build.
+ */
+const RUN_OPTION_READERS: { readonly [K in keyof JobRunOptions]-?: Reader<NonNullable<JobRunOptions[K]>> } = {
+  period: num,
+  defer: bool,
+  maxAttempt: posInt,
+  retry: retryPolicy,
+  timeout: num,
+}
+
+/** Every option a job may carry to its node, in the order the wire's options map holds them. */
+export const JOB_RUN_OPTIONS = Object.freeze(Object.keys(RUN_OPTION_READERS) as (keyof JobRunOptions)[])
+
+/** Sets option `key` of `target` (typed per key, for a loop over JOB_RUN_OPTIONS). */
+export function setRunOption<K extends keyof JobRunOptions>(target: JobRunOptions, key: K, value: JobRunOptions[K]): void {
+  target[key] = value
+}
+
+function readRunOption<K extends keyof JobRunOptions>(job: JobRunOptions, o: Obj, key: K, path: string): void {
+  // The table's type pairs each key with its reader; indexed by a key, TS sees only the union of them.
+  const value = optional(o, key, RUN_OPTION_READERS[key] as Reader<JobRunOptions[K]>, path)
+  if (value !== undefined) setRunOption(job, key, value)
+}
 
 function wireJob(value: unknown, path: string): WireJob {
   const t = tuple(value, path, 5, 6)
@@ -311,29 +347,20 @@ function wireJob(value: unknown, path: string): WireJob {
   if (t[5] === undefined || t[5] === null) return job
   // Named as fields of the job: to a user they are its options, wherever the wire puts them.
   const o = obj(t[5], `${path}.options`)
-  const where = path
-  const period = optional(o, 'period', num, where)
-  if (period !== undefined) job.period = period
-  const defer = optional(o, 'defer', bool, where)
-  if (defer !== undefined) job.defer = defer
-  const maxAttempt = optional(o, 'maxAttempt', posInt, where)
-  if (maxAttempt !== undefined) job.maxAttempt = maxAttempt
-  const retry = optional(o, 'retry', retryPolicy, where)
-  if (retry !== undefined) job.retry = retry
-  const timeout = optional(o, 'timeout', num, where)
-  if (timeout !== undefined) job.timeout = timeout
+  for (const key of JOB_RUN_OPTIONS) readRunOption(job, o, key, path)
   return job
 }
 
 /** The options of a job that go on the wire, or undefined when it has none. */
 export function jobExtras(job: WireJob): Obj | undefined {
   // By name first: the usual job has none, and a keyed load per option name would be a
-  // slow lookup of a missing property on every job dispatched.
+  // slow lookup of a missing property on every job dispatched. KEEP IN STEP with
+  // JobRunOptions (a unit test checks every option against it).
   if (job.period === undefined && job.defer === undefined && job.maxAttempt === undefined && job.retry === undefined && job.timeout === undefined) {
     return undefined
   }
   let extras: Obj | undefined
-  for (const key of JOB_EXTRAS) {
+  for (const key of JOB_RUN_OPTIONS) {
     if (job[key] !== undefined) (extras ??= {})[key] = job[key]
   }
   return extras

@@ -1,5 +1,5 @@
 import type { SerializedError } from '../errors.js'
-import type { RetryPolicy } from '../scheduling/retry.js'
+import type { JobRunOptions } from '../protocol/messages.js'
 
 /**
  * Job lifecycle: new → in progress → complete | queued | error (→ in progress) | failed | cancelled.
@@ -32,7 +32,7 @@ export function isUnfinished(status: JobStatus): boolean {
  * What a node keeps of a job. Due times are absolute epoch milliseconds so that a restart
  * resumes at the original instant, never "relative to now".
  */
-export interface JobRecord {
+export interface JobRecord extends JobRunOptions {
   id: string
   name: string
   /** msgpack bytes of the args as enqueued; every attempt starts from these. */
@@ -46,14 +46,8 @@ export interface JobRecord {
   dueAt: number
   /** Periodic jobs: due time of the current run, the base of the next one (no drift). */
   runDueAt: number
-  /** Seconds between runs; absent for one-shot jobs. */
-  period?: number
+  /** The options it came with (JobRunOptions); `defer` is always recorded. */
   defer: boolean
-  /** Per-job overrides of the node's retry settings. */
-  maxAttempt?: number
-  retry?: RetryPolicy
-  /** Per-attempt limit in seconds. */
-  timeout?: number
   /** Key of the distributor the job came from (the address the node dialled). */
   distributor: string
   createdAt: number

@@ -197,17 +197,6 @@ describe('where errors are thrown', () => {
   })
 })
 
-/**
- * Lines that still construct a JobsError or pass a code, in the two files being split;
- * the merge of those splits applies the class for each and empties this list (then
- * JobsError's constructor becomes protected and the class abstract).
- */
-const PENDING: Record<string, string[]> = {
-  'src/distributor/distributor.ts': [
-    'this.rejectSession(session, new HandshakeError(`no hello within ${this.options.handshakeTimeoutMs} ms`, ErrorCode.HANDSHAKE_TIMEOUT))',
-  ],
-}
-
 function sourceFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
     const path = join(dir, entry.name)
@@ -226,18 +215,7 @@ describe('construction', () => {
       const lines = readFileSync(file, 'utf8').split('\n').map((l) => l.trim()).filter((l) => constructsByCode.test(l))
       if (lines.length > 0) found[name] = lines
     }
-    expect(found).toEqual(PENDING)
-  })
-
-  it('TEMPORARY: the old calls that remain build the class of their code', () => {
-    const viaBase = new JobsError('unexpected message', ErrorCode.PROTOCOL)
-    expect(viaBase).toBeInstanceOf(ProtocolError)
-    expect(viaBase).toMatchObject({ name: 'ProtocolError', code: ErrorCode.PROTOCOL, message: 'unexpected message' })
-    expect(new JobsError('node shutting down', ErrorCode.CONNECTION_CLOSED)).toBeInstanceOf(ConnectionClosedError)
-    const timeout = new HandshakeError('no hello within 10 ms', ErrorCode.HANDSHAKE_TIMEOUT)
-    expect(timeout).toBeInstanceOf(HandshakeTimeoutError)
-    expect(timeout).not.toBeInstanceOf(HandshakeError)
-    expect(timeout).toMatchObject({ code: ErrorCode.HANDSHAKE_TIMEOUT, message: 'no hello within 10 ms' })
+    expect(found).toEqual({})
   })
 })
 

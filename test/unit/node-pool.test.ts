@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { FRAME_ENVELOPE_BYTES } from '../../src/config.js'
-import { fits, NodePool } from '../../src/distributor/node-pool.js'
+import { NodePool } from '../../src/distributor/node-pool.js'
+import { fits } from '../../src/distributor/routing.js'
 import { INSTANT_LOAD, NodeSession } from '../../src/distributor/node-session.js'
 import type { Connection } from '../../src/protocol/connection.js'
 

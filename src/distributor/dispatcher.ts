@@ -1,0 +1,167 @@
+import { FRAME_ENVELOPE_BYTES } from '../config.js'
+import type { Logger } from '../logger.js'
+import type { WireJob } from '../protocol/messages.js'
+import { afterMicrotasks } from '../scheduling/clock.js'
+import type { DistributorEvents } from './events.js'
+import type { NodePool } from './node-pool.js'
+import type { NodeSession } from './node-session.js'
+import type { PendingQueue, Route } from './pending-queue.js'
+import { assign, toWireJob, wireSize, type TrackedJob } from './tracked-job.js'
+
+/** What a dispatch pass needs of the rest of the distributor. */
+export interface DispatchContext {
+  /** The distributor closed: no pass is queued any more. */
+  isClosed(): boolean
+  /** No connected node that runs `job` takes a frame that large: it fails, naming `largest`. */
+  failOversized(job: TrackedJob, largest: NodeSession): void
+  /** Dispatch frames went to `session` at `now`: their acceptance deadline runs. */
+  sent(session: NodeSession, now: number): void
+}
+
+/**
+ * The dispatch pass: moves waiting jobs to nodes with room, route by route, and sends each
+ * node its share as numbered dispatch frames. Where each job goes is the pool's decision
+ * (routing.ts); this carries it out.
+ *
+ * A pass runs only when something changed that could let a job move (an enqueue, a node
+ * with room), queued after the microtasks so that a burst of enqueues makes one pass; never
+ * on a timer, so an idle distributor costs nothing.
+ */
+export class Dispatcher {
+  /** Sessions given jobs by the pass under way. */
+  private readonly given: NodeSession[] = []
+  private readonly unroutableNames = new Set<string>()
+  private queued = false
+
+  constructor(
+    private readonly ctx: DispatchContext,
+    private readonly queue: PendingQueue,
+    private readonly pool: NodePool,
+    private readonly events: DistributorEvents,
+    private readonly log: Logger,
+    /** alwaysUseSpecifiedNode: a job with `node` waits for that node. */
+    private readonly strict: boolean,
+  ) {}
+
+  /** Queues a pass, unless one is queued already, nothing waits, or the distributor closed. */
+  schedule(): void {
+    if (this.queued || this.queue.size === 0 || this.ctx.isClosed()) return
+    this.queued = true
+    afterMicrotasks(this.passLater)
+  }
+
+  /** `job`'s name is known to no connected node: it waits, said once per name. */
+  unroutable(job: TrackedJob): void {
+    this.events.emit('job:unroutable', { id: job.id, name: job.name })
+    if (!this.unroutableNames.has(job.name)) {
+      // One line per name until a node that knows it connects: a burst must not flood the log.
+      this.unroutableNames.add(job.name)
+      this.log.warn({ job: job.name }, `no connected node knows job '${job.name}'; jobs wait until one connects`)
+    }
+  }
+
+  /** A node that runs `names` connected: their jobs are routable again. */
+  known(names: Iterable<string>): void {
+    for (const name of names) this.unroutableNames.delete(name)
+  }
+
+  // One function for the distributor's lifetime: a pass is queued per enqueue burst.
+  private readonly passLater = (): void => this.pass()
+
+  /** One pass over the routes: moves every job that has an eligible node with room. */
+  private pass(): void {
+    this.queued = false
+    // Each session's jobs of this pass gather in its `outgoing` (which becomes the frame's
+    // record of its jobs); `given` lists the sessions that got some: no Map per pass.
+    const given = this.given
+    const now = Date.now()
+    for (const route of this.queue.routes.values()) {
+      if (route.asideRoute !== undefined && route.asideRoute.length > 0) this.passAside(route.asideRoute, now)
+      this.passRoute(route, now)
+      this.queue.dropEmpty(route)
+    }
+    for (const session of given) {
+      const batch = session.outgoing
+      session.outgoing = []
+      this.sendBatch(session, batch, now)
+    }
+    given.length = 0
+  }
+
+  /** Moves the jobs of one route, in order, while nodes with room take them. */
+  private passRoute(route: Route, now: number): void {
+    for (;;) {
+      const job = route.peek()
+      if (job === undefined) return
+      const decision = this.pool.decide(route, wireSize(job), this.strict)
+      if (decision.kind === 'wait') return
+      route.shift()
+      if (decision.kind === 'give') this.give(job, decision.node, now)
+      else if (decision.kind === 'aside') this.queue.setAside(job, route)
+      // Still 'pending': finishing it takes it off the queue's count.
+      else this.ctx.failOversized(job, decision.node)
+    }
+  }
+
+  /**
+   * Jobs set aside for their size: each is looked at, in order, since each may wait for
+   * other nodes (a job that only a node whose store is down takes must not hold back one a
+   * smaller node with room takes); those that still wait keep their order.
+   */
+  private passAside(route: Route, now: number): void {
+    const jobs = route.takeAll()
+    for (let i = 0; i < jobs.length; i++) {
+      const job = jobs[i] as TrackedJob
+      // A closure run by a failure below may have cancelled it, or closed the distributor.
+      if (job.state !== 'pending' || this.ctx.isClosed()) continue
+      const decision = this.pool.decide(route, wireSize(job), this.strict)
+      if (decision.kind === 'give') {
+        this.give(job, decision.node, now)
+        continue
+      }
+      if (decision.kind === 'fail') {
+        this.ctx.failOversized(job, decision.node)
+        continue
+      }
+      route.push(job)
+      // No node has room for any job: the rest wait, in order, without a look each.
+      if (decision.kind === 'wait') {
+        for (let k = i + 1; k < jobs.length; k++) route.push(jobs[k] as TrackedJob)
+        return
+      }
+    }
+  }
+
+  /** A job leaves the queue for `session`'s next dispatch frame. */
+  private give(job: TrackedJob, session: NodeSession, now: number): void {
+    this.queue.taken()
+    assign(job, session, now)
+    if (session.outgoing.length === 0) this.given.push(session)
+    session.outgoing.push(job)
+  }
+
+  /** Sends a batch as dispatch frames that each stay under the frame limit. */
+  private sendBatch(session: NodeSession, batch: TrackedJob[], now: number): void {
+    // wireSize is an estimate: keep batches to half the limit so that no sum of estimates
+    // can produce a frame over it (a lone job always fits: its size was checked).
+    const limit = (session.maxFrameSize - FRAME_ENVELOPE_BYTES) / 2
+    let jobs: TrackedJob[] = []
+    let frame: WireJob[] = []
+    let bytes = 0
+    for (const job of batch) {
+      const size = wireSize(job)
+      if (frame.length > 0 && bytes + size > limit) {
+        session.dispatch(jobs, frame, now)
+        jobs = []
+        frame = []
+        bytes = 0
+      }
+      jobs.push(job)
+      frame.push(toWireJob(job))
+      bytes += size
+      if (this.events.wants('job:dispatch')) this.events.emit('job:dispatch', { id: job.id, name: job.name, node: session.name })
+    }
+    if (frame.length > 0) session.dispatch(jobs, frame, now)
+    this.ctx.sent(session, now)
+  }
+}

@@ -1,0 +1,37 @@
+import type { JobsError } from '../errors.js'
+import type { JobArgsObject } from '../protocol/args.js'
+
+export interface DistributorEventMap {
+  listening: { host: string; port: number }
+  'node:connect': { node: string; jobs: string[]; concurrency: number; durable: boolean }
+  'node:disconnect': { node: string; reason: JobsError | undefined }
+  /** A connection that failed the handshake (bad version, failed auth, timeout). */
+  'node:rejected': { remote: string; code: string; message: string }
+  'job:enqueue': { id: string; name: string }
+  'job:dispatch': { id: string; name: string; node: string }
+  'job:accepted': { id: string; name: string; node: string }
+  /** No connected node knows the job's name: it waits until one that does connects. */
+  'job:unroutable': { id: string; name: string }
+  /** Back to the queue: its node dropped before finishing it, or did not accept it in time. */
+  'job:requeue': { id: string; name: string; node: string }
+  /** A node left jobs unaccepted past `acceptTimeoutMs`: they were taken back; it gets none until it answers. */
+  'node:unresponsive': { node: string; jobs: number }
+  'job:success': { id: string; name: string; run: number; node: string; args: JobArgsObject }
+  'job:failed': { id: string; name: string; run: number; node: string; args: JobArgsObject }
+  'job:cancelled': { id: string; name: string }
+  /** Feedback for a job this distributor does not hold (it restarted since the enqueue). */
+  'feedback:orphan': { id: string; run: number; kind: 'success' | 'error'; node: string; args: JobArgsObject }
+  /** A feedback closure threw; the distributor goes on. */
+  'feedback:error': { id: string; name: string; error: Error }
+  close: Record<string, never>
+}
+
+export type DistributorEvent = keyof DistributorEventMap & string
+
+/** The distributor's events, as its helpers emit them. */
+export interface DistributorEvents {
+  /** Emits to every listener; one that throws is logged. */
+  emit<K extends DistributorEvent>(event: K, payload: DistributorEventMap[K]): void
+  /** Someone listens to `event`: per-job events build their payload only then. */
+  wants(event: DistributorEvent): boolean
+}

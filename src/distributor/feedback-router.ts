@@ -1,0 +1,183 @@
+import { FRAME_ENVELOPE_BYTES } from '../config.js'
+import { FrameTooLargeError, JobFailedError, coerceError, serializeError, type JobsError } from '../errors.js'
+import type { Logger } from '../logger.js'
+import { decodeArgs, type JobArgsObject } from '../protocol/args.js'
+import { MessageType, type WireFeedback } from '../protocol/messages.js'
+import type { DistributorEvents } from './events.js'
+import type { JobTable } from './job-table.js'
+import type { NodeSession } from './node-session.js'
+import type { PendingQueue } from './pending-queue.js'
+import { RecentIds } from './recent-ids.js'
+import { holderOf, setLoad, wireSize, type FeedbackCallback, type TrackedJob } from './tracked-job.js'
+
+/** Ids of jobs finished over links that dropped since, to tell a re-sent feedback from an orphan. */
+const RECENT_LIMIT = 100_000
+
+/** What the feedback router needs of the rest of the distributor. */
+export interface FeedbackContext {
+  /** The distributor closed (a closure may close it mid-frame). */
+  isClosed(): boolean
+  /** Something changed that may let jobs move: a dispatch pass is due. */
+  scheduleDispatch(): void
+  /** `job` left every table: the `cancel()` calls waiting on it learn whether it ended `cancelled`. */
+  ended(job: TrackedJob, cancelled: boolean): void
+}
+
+/** How the router deals with a node that reports on a job it does not hold (Cancels). */
+export interface SecondCopies {
+  reportedByOther(session: NodeSession, job: TrackedJob, holder: string | undefined, final: boolean, stale: boolean): void
+  stopCopy(session: NodeSession, id: string, job?: TrackedJob): void
+}
+
+/**
+ * Results on their way to the caller: node feedback to the job's closures and `done`
+ * (docs/architecture.md, "Feedback is never silently lost"), orphans and duplicates, and the
+ * ends a job meets here (cancelled, too large for every node, the distributor closing).
+ * A closure that throws is caught and reported; it never takes the distributor down.
+ */
+export class FeedbackRouter {
+  /** Jobs finished over links that dropped since, or cancelled: a result of them again is no orphan. */
+  private readonly recent = new RecentIds(RECENT_LIMIT)
+
+  constructor(
+    private readonly ctx: FeedbackContext,
+    private readonly copies: SecondCopies,
+    private readonly jobs: JobTable,
+    private readonly queue: PendingQueue,
+    private readonly events: DistributorEvents,
+    private readonly log: Logger,
+  ) {}
+
+  onFeedback(session: NodeSession, seq: number, items: WireFeedback[]): void {
+    for (const item of items) {
+      // A closure closed the distributor: the rest stays with the node (unacknowledged), for
+      // whichever distributor listens here next.
+      if (this.ctx.isClosed()) return
+      const job = this.jobs.get(item.id)
+      if (job === undefined) {
+        if (!this.recent.has(item.id) && !session.finished.has(item.id)) {
+          this.events.emit('feedback:orphan', { id: item.id, run: item.run, kind: item.kind, node: session.name, args: argsOf(item) })
+        } else if (!item.final) {
+          // It ended here, yet this node still runs a schedule of it: a second copy (see below).
+          this.copies.stopCopy(session, item.id)
+        }
+        continue
+      }
+      const holder = holderOf(job)
+      // At-least-once: a feedback re-sent after a reconnect is delivered once. Except that
+      // the holder's final result of a run a second copy reported first still ends the job
+      // (dropped, no node would hold it), though it is not delivered again.
+      const stale = item.run < job.run
+      if (holder !== session.name) this.copies.reportedByOther(session, job, holder, item.final, stale)
+      if (stale && !(item.final && holder === session.name)) continue
+      const args = argsOf(item)
+      if (item.final) {
+        // Out of the table before its closure runs: a closure that closes the distributor
+        // must not find the job unfinished and fail it a second time.
+        this.finish(job)
+        session.finished.push(job.id)
+      }
+      if (!stale) {
+        const event = item.kind === 'success' ? 'job:success' : 'job:failed'
+        this.runClosure(job, item.kind === 'success' ? job.onSuccess : job.onError, args)
+        if (this.events.wants(event)) this.events.emit(event, { id: job.id, name: job.name, run: item.run, node: session.name, args })
+      }
+      if (item.final) {
+        if (item.kind === 'success') job.resolve(args)
+        else job.reject(new JobFailedError(job.name, job.id, args))
+      } else if (job.opts.period !== undefined) {
+        // Runs are due at fixed steps from the first (no drift): step from this run's due time.
+        job.dueAt += (item.run + 1 - job.run) * job.opts.period * 1000
+        job.run = item.run + 1
+      }
+    }
+    session.connection.send({ type: MessageType.FEEDBACK_ACK, seq })
+    this.ctx.scheduleDispatch()
+  }
+
+  /**
+   * `session`'s link dropped. Our last acks on it may be lost with it, and the node will send
+   * those results again: remember them so that they are dropped as duplicates, not reported
+   * as orphans.
+   */
+  linkLost(session: NodeSession): void {
+    for (const id of session.finished.drain()) this.recent.add(id)
+  }
+
+  /** The job leaves every table, no more feedback expected; `cancelled`: what waiting `cancel()` calls learn. */
+  finish(job: TrackedJob, cancelled = false): void {
+    // A durable node may finish a job the distributor had put back in the queue (its
+    // acceptance was lost with the connection): the queue slot is dropped lazily.
+    if (job.state === 'pending') this.queue.taken()
+    job.state = 'done'
+    setLoad(job, 0)
+    job.list?.remove(job)
+    this.jobs.delete(job)
+    this.ctx.ended(job, cancelled)
+  }
+
+  finishCancelled(job: TrackedJob): void {
+    this.finish(job, true)
+    // A result a node sent before it heard of the cancel (a periodic run's, re-sent after a
+    // reconnect) may still come: it is dropped, not reported as an orphan.
+    this.recent.add(job.id)
+    job.state = 'cancelled'
+    this.events.emit('job:cancelled', { id: job.id, name: job.name })
+    job.resolve(decodeArgs(job.args))
+  }
+
+  /**
+   * A node with a smaller frame limit than ours would drop the link on this job and get it
+   * again after redialling, forever. A job too large for every connected node that runs it
+   * fails instead, naming the one with the largest limit (`session`).
+   */
+  failOversized(job: TrackedJob, session: NodeSession): void {
+    const err = new FrameTooLargeError(
+      wireSize(job),
+      session.maxFrameSize - FRAME_ENVELOPE_BYTES,
+      `job '${job.name}' (${job.id}) is too large for every connected node that runs it (the largest limit is node '${session.name}')`,
+    )
+    this.log.error({ id: job.id, job: job.name, node: session.name }, err.message)
+    this.finish(job)
+    const args = { ...decodeArgs(job.args), error: serializeError(err) }
+    this.runClosure(job, job.onError, args)
+    this.events.emit('job:failed', { id: job.id, name: job.name, run: job.run, node: session.name, args })
+    job.reject(new JobFailedError(job.name, job.id, args))
+  }
+
+  /**
+   * The distributor closes: every unfinished job's error closure gets `err`, its `done`
+   * rejects with it, and the `cancel()` calls waiting on it resolve false. The caller
+   * empties the table after.
+   */
+  failAll(err: JobsError): void {
+    for (const job of this.jobs.values()) {
+      const args = { ...decodeArgs(job.args), error: serializeError(err) }
+      this.runClosure(job, job.onError, args)
+      job.state = 'cancelled'
+      job.reject(err)
+      this.ctx.ended(job, false)
+    }
+  }
+
+  private runClosure(job: TrackedJob, closure: FeedbackCallback | undefined, args: JobArgsObject): void {
+    if (closure === undefined) return
+    try {
+      const result = closure(args)
+      if (result instanceof Promise) result.catch((err: unknown) => this.closureFailed(job, err))
+    } catch (err) {
+      this.closureFailed(job, err)
+    }
+  }
+
+  private closureFailed(job: TrackedJob, thrown: unknown): void {
+    const error = coerceError(thrown)
+    this.log.error({ err: error, job: job.name, id: job.id }, 'feedback closure threw')
+    this.events.emit('feedback:error', { id: job.id, name: job.name, error })
+  }
+}
+
+/** A feedback's args as an object: decoded with its frame when it came over the wire. */
+function argsOf(item: WireFeedback): JobArgsObject {
+  return item.args instanceof Uint8Array ? decodeArgs(item.args) : item.args
+}
