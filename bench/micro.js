@@ -20,7 +20,6 @@ const HEAP = quick ? 100_000 : 1_000_000
 const PICKS = quick ? 200_000 : 2_000_000
 const ROUNDS = 3
 
-
 const results = []
 
 /** Runs `fn` once to warm up, then ROUNDS times; `fn` returns { ops, bytes? } and is timed. */
@@ -37,7 +36,9 @@ function measure(name, unit, fn) {
   }
   const row = { name, rate: median(rates), unit, mbps: mbs.length > 0 ? median(mbs) : undefined }
   results.push(row)
-  process.stderr.write(`${pad(name, 44)} ${pad(fmt(row.rate), 12, true)} ${unit}${row.mbps === undefined ? '' : `  ${fmt(row.mbps)} MB/s`}\n`)
+  process.stderr.write(
+    `${pad(name, 44)} ${pad(fmt(row.rate), 12, true)} ${unit}${row.mbps === undefined ? '' : `  ${fmt(row.mbps)} MB/s`}\n`,
+  )
 }
 
 // --- frame codec -----------------------------------------------------------------------
@@ -47,7 +48,15 @@ function dispatchOf(i) {
   return {
     type: MessageType.DISPATCH,
     seq: i + 1,
-    jobs: [{ id: `V1StGXR8_Z5jdHi6B-my${String(i % 1000).padStart(3, '0')}`, name: 'noop', args: pack({}), dueAt: 1_700_000_000_000 + i, run: 1 }],
+    jobs: [
+      {
+        id: `V1StGXR8_Z5jdHi6B-my${String(i % 1000).padStart(3, '0')}`,
+        name: 'noop',
+        args: pack({}),
+        dueAt: 1_700_000_000_000 + i,
+        run: 1,
+      },
+    ],
   }
 }
 
@@ -80,7 +89,10 @@ function splitStream(maxChunk, seed) {
   return chunks
 }
 
-for (const [label, maxChunk] of [['reads of 1..64 KiB', 65_536], ['reads of 1..64 B', 64]]) {
+for (const [label, maxChunk] of [
+  ['reads of 1..64 KiB', 65_536],
+  ['reads of 1..64 B', 64],
+]) {
   const chunks = splitStream(maxChunk, 42)
   measure(`FrameDecoder, ${label}`, 'frames/s', () => {
     let frames = 0
@@ -113,7 +125,12 @@ for (const [label, maxChunk] of [['reads of 1..64 KiB', 65_536], ['reads of 1..6
   // { late: n } as the delayed-jobs benchmark's jobs return.
   const ITEMS = 500
   const items = Array.from({ length: ITEMS }, (_, i) => ({
-    id: `V1StGXR8_Z5jdHi6B-${String(i).padStart(3, '0')}`, run: 1, kind: 'success', final: true, cancelled: false, args: pack({ late: i % 100 }),
+    id: `V1StGXR8_Z5jdHi6B-${String(i).padStart(3, '0')}`,
+    run: 1,
+    kind: 'success',
+    final: true,
+    cancelled: false,
+    args: pack({ late: i % 100 }),
   }))
   const body = encodeMessageFrame({ type: MessageType.FEEDBACK, seq: 1, items }, 1 << 30).subarray(4)
   const rounds = FRAMES / ITEMS
@@ -121,7 +138,8 @@ for (const [label, maxChunk] of [['reads of 1..64 KiB', 65_536], ['reads of 1..6
     let sum = 0
     for (let r = 0; r < rounds; r++) {
       const message = parseMessage(unpack(body))
-      for (const item of message.items) sum += (item.args instanceof Uint8Array ? decodeArgs(item.args) : item.args).late
+      for (const item of message.items)
+        sum += (item.args instanceof Uint8Array ? decodeArgs(item.args) : item.args).late
     }
     if (sum <= 0) throw new Error('no results read')
     return { ops: rounds * ITEMS, bytes: rounds * body.length }
@@ -205,7 +223,9 @@ function fakeSession(name, jobs, window) {
 
 {
   const pool = new NodePool()
-  const sessions = Array.from({ length: 10 }, (_, i) => fakeSession(`node-${i}`, ['noop', 'stamp', i % 2 === 0 ? 'even' : 'odd'], 200))
+  const sessions = Array.from({ length: 10 }, (_, i) =>
+    fakeSession(`node-${i}`, ['noop', 'stamp', i % 2 === 0 ? 'even' : 'odd'], 200),
+  )
   for (const s of sessions) pool.add(s)
   const random = prng(3)
   // Steady state: each pick adds load to the winner, and a job finishes somewhere at random.
@@ -225,14 +245,22 @@ function fakeSession(name, jobs, window) {
   measure('NodePool.pick, 10 sessions, 5 know the job', 'picks/s', steady('odd', undefined, undefined))
   measure('NodePool.pick, 10 sessions all full', 'picks/s', () => {
     for (const s of sessions) s.load = s.window
-    for (let i = 0; i < PICKS; i++) if (pool.pick('noop', undefined, undefined, false, JOB_BYTES) !== undefined) throw new Error('full pool picked')
+    for (let i = 0; i < PICKS; i++)
+      if (pool.pick('noop', undefined, undefined, false, JOB_BYTES) !== undefined) throw new Error('full pool picked')
     return { ops: PICKS }
   })
 }
 
 // --- report --------------------------------------------------------------------------
 
-const out = ['', `job-reactor micro-benchmarks (median of ${ROUNDS} rounds after a warm-up)${quick ? ' (quick)' : ''}`, '']
-for (const r of results) out.push(`  ${pad(r.name, 44)} ${pad(fmt(r.rate), 12, true)} ${pad(r.unit, 9)}${r.mbps === undefined ? '' : `${pad(fmt(r.mbps), 8, true)} MB/s`}`)
+const out = [
+  '',
+  `job-reactor micro-benchmarks (median of ${ROUNDS} rounds after a warm-up)${quick ? ' (quick)' : ''}`,
+  '',
+]
+for (const r of results)
+  out.push(
+    `  ${pad(r.name, 44)} ${pad(fmt(r.rate), 12, true)} ${pad(r.unit, 9)}${r.mbps === undefined ? '' : `${pad(fmt(r.mbps), 8, true)} MB/s`}`,
+  )
 out.push('')
 process.stdout.write(`${out.join('\n')}\n`)

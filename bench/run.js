@@ -18,7 +18,7 @@ import { runEcho } from './cases/echo.js'
 import { runDelayed, runLatency, runThroughput } from './cases/job-reactor.js'
 import { busyFraction } from './lib/load.js'
 import { killAllChildren, spawnNode } from './lib/proc.js'
-import { infoField, startRedisServer } from './lib/redis.js'
+import { startRedisServer } from './lib/redis.js'
 import { fmt, median, minMax, pad } from './lib/stats.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
@@ -27,19 +27,45 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 
 const argv = process.argv.slice(2)
 const quick = argv.includes('--quick')
-const only = argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',').filter(Boolean)
+const only = argv
+  .find((a) => a.startsWith('--only='))
+  ?.slice('--only='.length)
+  .split(',')
+  .filter(Boolean)
 const runsFlag = argv.find((a) => a.startsWith('--runs='))
 for (const a of argv) {
   if (a !== '--quick' && !a.startsWith('--only=') && !a.startsWith('--runs=')) {
-    process.stderr.write(`unknown option ${a}\nusage: node --import tsx bench/run.js [--quick] [--only=case1,case2] [--runs=N]\n`)
+    process.stderr.write(
+      `unknown option ${a}\nusage: node --import tsx bench/run.js [--quick] [--only=case1,case2] [--runs=N]\n`,
+    )
     process.exit(2)
   }
 }
 const RUNS = runsFlag !== undefined ? Number(runsFlag.slice('--runs='.length)) : quick ? 1 : 3
 
 const N = quick
-  ? { echo: 20_000, rtt: 500, jobs: 10_000, warmup: 1_000, latency: 500, latWarmup: 100, delayed: 10_000, million: 0, probes: 100 }
-  : { echo: 200_000, rtt: 5_000, jobs: 100_000, warmup: 20_000, latency: 5_000, latWarmup: 5_000, delayed: 100_000, million: 1_000_000, probes: 2_000 }
+  ? {
+      echo: 20_000,
+      rtt: 500,
+      jobs: 10_000,
+      warmup: 1_000,
+      latency: 500,
+      latWarmup: 100,
+      delayed: 10_000,
+      million: 0,
+      probes: 100,
+    }
+  : {
+      echo: 200_000,
+      rtt: 5_000,
+      jobs: 100_000,
+      warmup: 20_000,
+      latency: 5_000,
+      latWarmup: 5_000,
+      delayed: 100_000,
+      million: 1_000_000,
+      probes: 2_000,
+    }
 
 const METRICS = {
   throughput: { label: 'throughput', unit: '/s' },
@@ -64,53 +90,103 @@ const k = (n) => (n >= 1_000_000 ? `${n / 1_000_000}M` : n >= 1000 ? `${n / 1000
 
 const CASES = [
   {
-    id: 'echo', system: 'echo', title: `ceiling: msgpack TCP echo (${k(N.echo)} pipelined; ${k(N.rtt)} sequential)`,
-    timeoutMs: 120_000, run: (ctx) => runEcho(ctx, { messages: N.echo, roundTrips: N.rtt }),
+    id: 'echo',
+    system: 'echo',
+    title: `ceiling: msgpack TCP echo (${k(N.echo)} pipelined; ${k(N.rtt)} sequential)`,
+    timeoutMs: 120_000,
+    run: (ctx) => runEcho(ctx, { messages: N.echo, roundTrips: N.rtt }),
   },
   {
-    id: 'jr-throughput-memory', system: 'job-reactor', title: `throughput, memory storage, 2 nodes (${k(N.jobs)} no-op)`,
-    timeoutMs: 120_000, run: (ctx) => runThroughput(ctx, { count: N.jobs, warmup: N.warmup, storage: 'memory', names: ['b1', 'b2'] }),
+    id: 'jr-throughput-memory',
+    system: 'job-reactor',
+    title: `throughput, memory storage, 2 nodes (${k(N.jobs)} no-op)`,
+    timeoutMs: 120_000,
+    run: (ctx) => runThroughput(ctx, { count: N.jobs, warmup: N.warmup, storage: 'memory', names: ['b1', 'b2'] }),
   },
   {
-    id: 'jr-throughput-redis', system: 'job-reactor', title: `throughput, Redis storage, 2 nodes (${k(N.jobs)} no-op)`, redis: true,
+    id: 'jr-throughput-redis',
+    system: 'job-reactor',
+    title: `throughput, Redis storage, 2 nodes (${k(N.jobs)} no-op)`,
+    redis: true,
     timeoutMs: 180_000,
     run: async (ctx) => {
       await ctx.redis.command('FLUSHALL')
-      return runThroughput(ctx, { count: N.jobs, warmup: N.warmup, storage: ctx.redis.url, names: [`r${ctx.run}a`, `r${ctx.run}b`] })
+      return runThroughput(ctx, {
+        count: N.jobs,
+        warmup: N.warmup,
+        storage: ctx.redis.url,
+        names: [`r${ctx.run}a`, `r${ctx.run}b`],
+      })
     },
   },
   {
-    id: 'jr-latency', system: 'job-reactor', title: `latency, one in flight, memory storage, 1 node (${k(N.latency)})`,
-    timeoutMs: 120_000, run: (ctx) => runLatency(ctx, { count: N.latency, warmup: N.latWarmup }),
+    id: 'jr-latency',
+    system: 'job-reactor',
+    title: `latency, one in flight, memory storage, 1 node (${k(N.latency)})`,
+    timeoutMs: 120_000,
+    run: (ctx) => runLatency(ctx, { count: N.latency, warmup: N.latWarmup }),
   },
   {
-    id: 'jr-delayed', system: 'job-reactor', title: `delayed, after 5 s, memory storage, 1 node (${k(N.delayed)})`,
-    timeoutMs: 180_000, run: (ctx) => runDelayed(ctx, { count: N.delayed, after: 5, warmup: N.warmup }),
+    id: 'jr-delayed',
+    system: 'job-reactor',
+    title: `delayed, after 5 s, memory storage, 1 node (${k(N.delayed)})`,
+    timeoutMs: 180_000,
+    run: (ctx) => runDelayed(ctx, { count: N.delayed, after: 5, warmup: N.warmup }),
   },
   {
-    id: 'jr-million', system: 'job-reactor', title: `${k(N.million)} delayed (after 1 h) held by 1 node; ${N.probes} instant jobs meanwhile`,
-    skip: N.million === 0, timeoutMs: 600_000,
-    run: (ctx) => runDelayed(ctx, { count: N.million, after: 3600, probes: N.probes, warmup: N.warmup, nodeFlags: ['--max-old-space-size=8192'] }),
+    id: 'jr-million',
+    system: 'job-reactor',
+    title: `${k(N.million)} delayed (after 1 h) held by 1 node; ${N.probes} instant jobs meanwhile`,
+    skip: N.million === 0,
+    timeoutMs: 600_000,
+    run: (ctx) =>
+      runDelayed(ctx, {
+        count: N.million,
+        after: 3600,
+        probes: N.probes,
+        warmup: N.warmup,
+        nodeFlags: ['--max-old-space-size=8192'],
+      }),
   },
   {
-    id: 'bullmq-throughput', system: 'BullMQ', title: `throughput, 2 workers x 50 (${k(N.jobs)} no-op)`, redis: true,
-    timeoutMs: 180_000, run: (ctx) => runBullThroughput(ctx, ctx.redis, { count: N.jobs, warmup: N.warmup, run: ctx.run }),
+    id: 'bullmq-throughput',
+    system: 'BullMQ',
+    title: `throughput, 2 workers x 50 (${k(N.jobs)} no-op)`,
+    redis: true,
+    timeoutMs: 180_000,
+    run: (ctx) => runBullThroughput(ctx, ctx.redis, { count: N.jobs, warmup: N.warmup, run: ctx.run }),
   },
   {
-    id: 'bullmq-latency', system: 'BullMQ', title: `latency, one in flight (${k(N.latency)})`, redis: true,
-    timeoutMs: 120_000, run: (ctx) => runBullLatency(ctx, ctx.redis, { count: N.latency, warmup: N.latWarmup, run: ctx.run }),
+    id: 'bullmq-latency',
+    system: 'BullMQ',
+    title: `latency, one in flight (${k(N.latency)})`,
+    redis: true,
+    timeoutMs: 120_000,
+    run: (ctx) => runBullLatency(ctx, ctx.redis, { count: N.latency, warmup: N.latWarmup, run: ctx.run }),
   },
   {
-    id: 'bullmq-delayed', system: 'BullMQ', title: `delayed, 5 s, 2 workers x 50 (${k(N.delayed)})`, redis: true,
-    timeoutMs: 180_000, run: (ctx) => runBullDelayed(ctx, ctx.redis, { count: N.delayed, delayMs: 5_000, run: ctx.run }),
+    id: 'bullmq-delayed',
+    system: 'BullMQ',
+    title: `delayed, 5 s, 2 workers x 50 (${k(N.delayed)})`,
+    redis: true,
+    timeoutMs: 180_000,
+    run: (ctx) => runBullDelayed(ctx, ctx.redis, { count: N.delayed, delayMs: 5_000, run: ctx.run }),
   },
   {
-    id: 'bee-throughput', system: 'bee-queue', title: `throughput, 2 workers x 50 (${k(N.jobs)} no-op)`, redis: true,
-    timeoutMs: 180_000, run: (ctx) => runBeeThroughput(ctx, ctx.redis, { count: N.jobs, warmup: N.warmup, run: ctx.run }),
+    id: 'bee-throughput',
+    system: 'bee-queue',
+    title: `throughput, 2 workers x 50 (${k(N.jobs)} no-op)`,
+    redis: true,
+    timeoutMs: 180_000,
+    run: (ctx) => runBeeThroughput(ctx, ctx.redis, { count: N.jobs, warmup: N.warmup, run: ctx.run }),
   },
   {
-    id: 'bee-latency', system: 'bee-queue', title: `latency, one in flight (${k(N.latency)})`, redis: true,
-    timeoutMs: 120_000, run: (ctx) => runBeeLatency(ctx, ctx.redis, { count: N.latency, warmup: N.latWarmup, run: ctx.run }),
+    id: 'bee-latency',
+    system: 'bee-queue',
+    title: `latency, one in flight (${k(N.latency)})`,
+    redis: true,
+    timeoutMs: 120_000,
+    run: (ctx) => runBeeLatency(ctx, ctx.redis, { count: N.latency, warmup: N.latWarmup, run: ctx.run }),
   },
 ]
 
@@ -174,7 +250,12 @@ async function runOnce(c, run, redis) {
     clearTimeout(timer)
     controller.abort()
     for (const fn of cleanups.reverse()) {
-      await withDeadline(Promise.resolve().then(fn).catch((err) => progress(`  cleanup: ${err.message}`)), 10_000)
+      await withDeadline(
+        Promise.resolve()
+          .then(fn)
+          .catch((err) => progress(`  cleanup: ${err.message}`)),
+        10_000,
+      )
     }
   }
 }
@@ -228,7 +309,11 @@ async function main() {
           continue
         }
         result.runs.push(outcome)
-        progress(`  ${((Date.now() - t0) / 1000).toFixed(1)} s: ${Object.entries(outcome).map(([m, v]) => `${m}=${fmt(v)}`).join(' ')}`)
+        progress(
+          `  ${((Date.now() - t0) / 1000).toFixed(1)} s: ${Object.entries(outcome)
+            .map(([m, v]) => `${m}=${fmt(v)}`)
+            .join(' ')}`,
+        )
       }
     }
   } finally {
@@ -376,7 +461,11 @@ function printTable(results, summary) {
     if (r.status !== 'ok') rows.push(['', '', `(${r.status} after ${r.runs.length} runs)`, '', '', ''])
   }
   const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => String(row[i]).length)))
-  const line = (row) => row.map((cell, i) => pad(cell, widths[i], i === 3 || i === 4)).join('  ').trimEnd()
+  const line = (row) =>
+    row
+      .map((cell, i) => pad(cell, widths[i], i === 3 || i === 4))
+      .join('  ')
+      .trimEnd()
   const out = []
   out.push('')
   out.push(`job-reactor benchmarks: ${RUNS} run(s) per case, median and min–max${quick ? ' (quick)' : ''}`)
@@ -389,15 +478,21 @@ function printTable(results, summary) {
   const busy = results.flatMap((r) => r.busyBefore ?? [])
   if (busy.length > 0) {
     const [lo, hi] = minMax(busy)
-    out.push(`CPU busy with other work just before each run: ${Math.round(lo * 100)}–${Math.round(hi * 100)}% of ${cpus().length} CPUs`)
+    out.push(
+      `CPU busy with other work just before each run: ${Math.round(lo * 100)}–${Math.round(hi * 100)}% of ${cpus().length} CPUs`,
+    )
   }
   out.push('')
   out.push('Ratios (medians)')
-  for (const [label, v] of Object.entries(summary.ratios)) if (v !== undefined) out.push(`  ${pad(label, 46)} ${fmt(v)}`)
+  for (const [label, v] of Object.entries(summary.ratios))
+    if (v !== undefined) out.push(`  ${pad(label, 46)} ${fmt(v)}`)
   if (summary.targets.length > 0) {
     out.push('')
-    out.push(`Targets (medians; absolute figures are for a 2-core machine${quick ? '; --quick counts are smaller' : ''})`)
-    for (const t of summary.targets) out.push(`  ${t.met ? 'met    ' : 'MISSED '} ${pad(t.label, 36)} ${pad(fmt(t.value), 9, true)}  goal ${t.goal}`)
+    out.push(
+      `Targets (medians; absolute figures are for a 2-core machine${quick ? '; --quick counts are smaller' : ''})`,
+    )
+    for (const t of summary.targets)
+      out.push(`  ${t.met ? 'met    ' : 'MISSED '} ${pad(t.label, 36)} ${pad(fmt(t.value), 9, true)}  goal ${t.goal}`)
   }
   out.push('')
   out.push('Latency, one job in flight: p50 / p99 ms')
@@ -409,7 +504,9 @@ function printTable(results, summary) {
   for (const [label, d] of Object.entries(summary.delayed)) {
     if (d.scheduleRate === undefined) continue
     const late = d.late[0] === undefined ? '-' : d.late.map(fmt).join(' / ')
-    out.push(`  ${pad(label, 16)} ${pad(fmt(d.scheduleRate), 9, true)} jobs/s   late ${pad(late, 24)}  ${d.memoryPerJob}`)
+    out.push(
+      `  ${pad(label, 16)} ${pad(fmt(d.scheduleRate), 9, true)} jobs/s   late ${pad(late, 24)}  ${d.memoryPerJob}`,
+    )
   }
   out.push('')
   process.stdout.write(`${out.join('\n')}\n`)

@@ -40,10 +40,14 @@ const worker = spawn(
   process.execPath,
   [
     'bin/jr-node.js',
-    '--name', 'worker1',
-    '--distributor', `127.0.0.1:${distributor.port}`,
-    '--jobs', 'jobs',
-    '--storage', 'memory',
+    '--name',
+    'worker1',
+    '--distributor',
+    `127.0.0.1:${distributor.port}`,
+    '--jobs',
+    'jobs',
+    '--storage',
+    'memory',
   ],
   { cwd: root, stdio: 'inherit' },
 )

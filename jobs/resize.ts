@@ -34,5 +34,8 @@ job('resize', async (args, ctx) => {
 // 'failed' after the last one.
 jobErrback('resize', 'log_it', (args, ctx) => {
   const last = ctx.status === 'failed'
-  ctx.log.warn({ attempt: ctx.attempt, reason: (args.error as SerializedError).message }, last ? 'resize gave up' : 'resize will be retried')
+  ctx.log.warn(
+    { attempt: ctx.attempt, reason: (args.error as SerializedError).message },
+    last ? 'resize gave up' : 'resize will be retried',
+  )
 })

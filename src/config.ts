@@ -206,6 +206,7 @@ export function parseHostPort(field: string, value: unknown): { host: string; po
   if (m === null) throw new InvalidArgumentError(`'${field}' must look like host:port, got ${describe(value)}`)
   const host = m[1] || m[2] || DEFAULT_HOST
   const port = Number(m[3])
-  if (port < 1 || port > 65535) throw new InvalidArgumentError(`'${field}' port must be an integer in 1..65535, got ${port}`)
+  if (port < 1 || port > 65535)
+    throw new InvalidArgumentError(`'${field}' port must be an integer in 1..65535, got ${port}`)
   return { host, port }
 }

@@ -176,14 +176,20 @@ export class StoreError extends JobsError {
  */
 export class StoreTimeoutError extends JobsError {
   constructor(deadlineMs: number, waiting: number) {
-    super(`the store answered nothing for ${deadlineMs} ms (${waiting} operation${waiting === 1 ? '' : 's'} waiting): counted as down`, ErrorCode.STORE_TIMEOUT)
+    super(
+      `the store answered nothing for ${deadlineMs} ms (${waiting} operation${waiting === 1 ? '' : 's'} waiting): counted as down`,
+      ErrorCode.STORE_TIMEOUT,
+    )
   }
 }
 
 /** A node held dispatched jobs without accepting them past `acceptTimeoutMs`: they were taken back. */
 export class AcceptTimeoutError extends JobsError {
   constructor(node: string, jobs: number, timeoutMs: number) {
-    super(`node '${node}' did not accept ${jobs} job${jobs === 1 ? '' : 's'} within ${timeoutMs} ms; they go elsewhere`, ErrorCode.ACCEPT_TIMEOUT)
+    super(
+      `node '${node}' did not accept ${jobs} job${jobs === 1 ? '' : 's'} within ${timeoutMs} ms; they go elsewhere`,
+      ErrorCode.ACCEPT_TIMEOUT,
+    )
   }
 }
 

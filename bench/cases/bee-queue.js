@@ -19,7 +19,12 @@ async function setUp(ctx, redis, { queueName, workers, concurrency, storeJobs })
   await queue.ready()
   await Promise.all(
     Array.from({ length: workers }, async (_, i) => {
-      const worker = ctx.spawnNode(`bee-w${i + 1}`, ['bench/bee-worker.js', String(redis.port), queueName, String(concurrency)])
+      const worker = ctx.spawnNode(`bee-w${i + 1}`, [
+        'bench/bee-worker.js',
+        String(redis.port),
+        queueName,
+        String(concurrency),
+      ])
       await worker.waitForLine((l) => l === 'ready')
     }),
   )
@@ -45,7 +50,8 @@ function saveAll(queue, count) {
     const n = Math.min(CHUNK, count - i)
     chunks.push(
       queue.saveAll(Array.from({ length: n }, () => queue.createJob({}))).then((errors) => {
-        if (errors.size > 0) throw new Error(`bee-queue could not save ${errors.size} jobs: ${[...errors.values()][0].message}`)
+        if (errors.size > 0)
+          throw new Error(`bee-queue could not save ${errors.size} jobs: ${[...errors.values()][0].message}`)
       }),
     )
   }
@@ -70,7 +76,12 @@ export async function runBeeThroughput(ctx, redis, { count, warmup, run }) {
 export async function runBeeLatency(ctx, redis, { count, warmup, run }) {
   // Completions are matched by id from the queue-wide events: a job's own 'succeeded' event
   // is lost when the worker finishes it before save() has registered the job locally.
-  const queue = await setUp(ctx, redis, { queueName: `bench-lat-${run}`, workers: 2, concurrency: 50, storeJobs: false })
+  const queue = await setUp(ctx, redis, {
+    queueName: `bench-lat-${run}`,
+    workers: 2,
+    concurrency: 50,
+    storeJobs: false,
+  })
   const early = new Map()
   let waiting
   const onFinished = (ok) => (id, data) => {

@@ -30,7 +30,12 @@ async function setUp(ctx, redis, { queueName, workers, concurrency, eventsMaxLen
   await events.waitUntilReady()
   await Promise.all(
     Array.from({ length: workers }, async (_, i) => {
-      const worker = ctx.spawnNode(`bullmq-w${i + 1}`, ['bench/bullmq-worker.js', String(redis.port), queueName, String(concurrency)])
+      const worker = ctx.spawnNode(`bullmq-w${i + 1}`, [
+        'bench/bullmq-worker.js',
+        String(redis.port),
+        queueName,
+        String(concurrency),
+      ])
       await worker.waitForLine((l) => l === 'ready')
     }),
   )
@@ -73,7 +78,10 @@ function collectCompleted(events, count, keepValues = false, ctx = undefined) {
 
 export async function runBullThroughput(ctx, redis, { count, warmup, run }) {
   const { queue, events } = await setUp(ctx, redis, {
-    queueName: `bench-tp-${run}`, workers: 2, concurrency: 50, eventsMaxLen: 10 * (count + warmup),
+    queueName: `bench-tp-${run}`,
+    workers: 2,
+    concurrency: 50,
+    eventsMaxLen: 10 * (count + warmup),
   })
   let completed = collectCompleted(events, warmup)
   await addAll(queue, warmup, 'noop')
@@ -90,7 +98,10 @@ export async function runBullThroughput(ctx, redis, { count, warmup, run }) {
 
 export async function runBullLatency(ctx, redis, { count, warmup, run }) {
   const { queue, events } = await setUp(ctx, redis, {
-    queueName: `bench-lat-${run}`, workers: 2, concurrency: 50, eventsMaxLen: 10_000,
+    queueName: `bench-lat-${run}`,
+    workers: 2,
+    concurrency: 50,
+    eventsMaxLen: 10_000,
     // waitUntilFinished looks the job up when it starts waiting: a job already removed
     // on completion makes it throw ('Missing key for job'), so completed jobs stay here.
     removeOnComplete: false,
@@ -115,7 +126,10 @@ export async function runBullDelayed(ctx, redis, { count, delayMs, run }) {
   const { queue, events } = await setUp(ctx, redis, {
     // Room for every event of every job (added, delayed, waiting, active, completed, removed
     // and more), with a margin: a trimmed stream loses completions and the run never ends.
-    queueName: `bench-delay-${run}`, workers: 2, concurrency: 50, eventsMaxLen: 20 * count,
+    queueName: `bench-delay-${run}`,
+    workers: 2,
+    concurrency: 50,
+    eventsMaxLen: 20 * count,
   })
 
   const hold = new Queue(`bench-hold-${run}`, { connection: connection(redis) })

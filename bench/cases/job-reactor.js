@@ -28,11 +28,16 @@ async function startCluster(ctx, names, { storage = 'memory', nodeFlags = [], ma
           ...EXTRA_NODE_FLAGS,
           ...nodeFlags,
           'bin/jr-node.js',
-          '--name', name,
-          '--distributor', `127.0.0.1:${distributor.port}`,
-          '--jobs', 'bench/jobs',
-          '--storage', storage,
-          '--log-level', 'warn',
+          '--name',
+          name,
+          '--distributor',
+          `127.0.0.1:${distributor.port}`,
+          '--jobs',
+          'bench/jobs',
+          '--storage',
+          storage,
+          '--log-level',
+          'warn',
         ])
         await Promise.race([
           connected,
@@ -76,7 +81,9 @@ export async function runThroughput(ctx, { count, warmup, storage, names }) {
   const enqueueSeconds = hrMs(start) / 1000
   await Promise.all(dones)
   const seconds = hrMs(start) / 1000
-  ctx.progress(`job-reactor ${storage === 'memory' ? 'memory' : 'redis'}: ${count} jobs in ${seconds.toFixed(2)} s (enqueue loop ${enqueueSeconds.toFixed(2)} s)`)
+  ctx.progress(
+    `job-reactor ${storage === 'memory' ? 'memory' : 'redis'}: ${count} jobs in ${seconds.toFixed(2)} s (enqueue loop ${enqueueSeconds.toFixed(2)} s)`,
+  )
   return { throughput: count / seconds }
 }
 
@@ -160,7 +167,8 @@ export async function runDelayed(ctx, { count, after, probes = 0, warmup, nodeFl
     scheduleRate: count / scheduleSeconds,
     nodeHeapPerJob: (nodeAfter.heapUsed + nodeAfter.external - nodeBefore.heapUsed - nodeBefore.external) / count,
     nodeRssPerJob: (nodeAfter.rss - nodeBefore.rss) / count,
-    distributorHeapPerJob: (distAfter.heapUsed + distAfter.external - distBefore.heapUsed - distBefore.external) / count,
+    distributorHeapPerJob:
+      (distAfter.heapUsed + distAfter.external - distBefore.heapUsed - distBefore.external) / count,
   }
   if (probes > 0) {
     // The node holds every delayed job: how responsive is it for instant work? As many probes

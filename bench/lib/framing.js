@@ -16,7 +16,7 @@ export function frame(value) {
 export function createReader(onMessage) {
   let pending = null
   return (chunk) => {
-    let buf = pending === null ? chunk : Buffer.concat([pending, chunk])
+    const buf = pending === null ? chunk : Buffer.concat([pending, chunk])
     let offset = 0
     while (buf.length - offset >= 4) {
       const length = buf.readUInt32BE(offset)

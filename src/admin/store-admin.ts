@@ -91,10 +91,7 @@ export interface Refused<Reason extends string> {
 }
 
 /** Done: `job` is the record as it was before the retry, `patch` what changed in it. */
-export type RetryResult =
-  | { ok: true; job: JobRecord; patch: RetryPatch }
-  | NotFound
-  | Refused<RetryRefusal>
+export type RetryResult = { ok: true; job: JobRecord; patch: RetryPatch } | NotFound | Refused<RetryRefusal>
 
 export interface CancelOptions {
   /** Delete the record instead of marking it cancelled. */

@@ -4,12 +4,7 @@
  */
 
 import { inspect } from 'node:util'
-import {
-  type CancelResult,
-  FINISHED_STATUSES,
-  type PurgeResult,
-  type RetryResult,
-} from '../admin/store-admin.js'
+import { type CancelResult, FINISHED_STATUSES, type PurgeResult, type RetryResult } from '../admin/store-admin.js'
 import { decodeArgs } from '../protocol/args.js'
 import type { FeedbackRecord, JobRecord, JobStatus } from '../storage/store.js'
 

@@ -52,7 +52,9 @@ export function nodeOptionsFromFlags(flags: NodeFlags, env: NodeJS.ProcessEnv): 
       parsed = JSON.parse(readText(flags.config, 'config file'))
     } catch (err) {
       if (err instanceof JobsError) throw err
-      throw new InvalidArgumentError(`config file ${flags.config} is not valid JSON: ${(err as Error).message}`, { cause: err })
+      throw new InvalidArgumentError(`config file ${flags.config} is not valid JSON: ${(err as Error).message}`, {
+        cause: err,
+      })
     }
     JR.configure(parsed as Record<string, never>)
   }
@@ -96,10 +98,18 @@ export function buildProgram(): Command {
     .option('--tls-cert <file>', 'client certificate for mutual TLS (PEM)')
     .option('--tls-key <file>', 'client key for mutual TLS (PEM)')
     .option('--shutdown-timeout <ms>', 'how long running chains may take on SIGINT/SIGTERM', integer)
-    .option('--store-timeout <ms>', 'a store silent this long while operations wait counts as down (default: 5000)', integer)
-    .option('--handshake-timeout <ms>', 'a distributor that has not welcomed this node by then is redialled (default: 10000)', integer)
+    .option(
+      '--store-timeout <ms>',
+      'a store silent this long while operations wait counts as down (default: 5000)',
+      integer,
+    )
+    .option(
+      '--handshake-timeout <ms>',
+      'a distributor that has not welcomed this node by then is redialled (default: 10000)',
+      integer,
+    )
     .option('--worker-threads <n>', 'worker threads for defer: true jobs', integer)
-    .option('--takeover', "adopt the unfinished jobs of dead peers on the same Redis")
+    .option('--takeover', 'adopt the unfinished jobs of dead peers on the same Redis')
     .option('--lease-ms <ms>', "how long this node's claim on its stored jobs lasts without renewal", integer)
 }
 

@@ -118,7 +118,9 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
   )
     .option('-s, --status <status>', `only jobs of this status (${STATUSES.join(', ')})`, parseStatus)
     .action((flags: CommonFlags & { status?: JobStatus }) =>
-      run(flags, async (admin, view) => print(formatJobs(await admin.listJobs({ status: flags.status }), view, flags.status))),
+      run(flags, async (admin, view) =>
+        print(formatJobs(await admin.listJobs({ status: flags.status }), view, flags.status)),
+      ),
     )
 
   withCommon(
@@ -234,7 +236,10 @@ async function withStore(io: CliIo, flags: CommonFlags, work: Work): Promise<num
     // A hung server (the connection up, no answers) must end the command with an error,
     // not leave it waiting for ever, as it would a node.
     const timers = new Scheduler<Timer>((timer) => timer.fire())
-    const guard = new StoreGuard({ now: Date.now, after: (timer, ms) => timers.schedule(timer, Date.now() + ms) }, DEFAULT_STORE_TIMEOUT_MS)
+    const guard = new StoreGuard(
+      { now: Date.now, after: (timer, ms) => timers.schedule(timer, Date.now() + ms) },
+      DEFAULT_STORE_TIMEOUT_MS,
+    )
     store = guard.wrap(redis)
   } catch (err) {
     return fail(io, err)

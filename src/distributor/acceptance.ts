@@ -84,7 +84,8 @@ export class Acceptance {
     // was delayed when sent but is due by now runs at once, and counts whole.
     if (job.opts.period !== undefined || job.dueAt > now) setLoad(job, 0)
     else if (job.load === DELAYED_LOAD) setLoad(job, INSTANT_LOAD)
-    if (this.events.wants('job:accepted')) this.events.emit('job:accepted', { id: job.id, name: job.name, node: session.name })
+    if (this.events.wants('job:accepted'))
+      this.events.emit('job:accepted', { id: job.id, name: job.name, node: session.name })
   }
 
   /**
@@ -131,7 +132,10 @@ export class Acceptance {
     }
     if (back.length > 0) {
       session.unresponsive = true
-      this.log.warn({ node: session.name, jobs: back.length }, new AcceptTimeoutError(session.name, back.length, timeoutMs).message)
+      this.log.warn(
+        { node: session.name, jobs: back.length },
+        new AcceptTimeoutError(session.name, back.length, timeoutMs).message,
+      )
       this.events.emit('node:unresponsive', { node: session.name, jobs: back.length })
       this.queue.requeue(back)
       this.ctx.scheduleDispatch()

@@ -93,7 +93,13 @@ export class Cancels {
    * stops: the reporting one, or, if the job ends with this result, its holder's. A stale
    * result (a run already reported) ends nothing, and a copy told to stop never takes over.
    */
-  reportedByOther(session: NodeSession, job: TrackedJob, holder: string | undefined, final: boolean, stale: boolean): void {
+  reportedByOther(
+    session: NodeSession,
+    job: TrackedJob,
+    holder: string | undefined,
+    final: boolean,
+    stale: boolean,
+  ): void {
     const holding = holder === undefined ? undefined : this.pool.get(holder)
     const stopping = this.stoppedCopies.get(job)?.has(session.name) === true
     if (holder !== undefined && holding === undefined && job.state === 'accepted' && !stale && !stopping) {

@@ -159,7 +159,8 @@ export class Dispatcher {
       jobs.push(job)
       frame.push(toWireJob(job))
       bytes += size
-      if (this.events.wants('job:dispatch')) this.events.emit('job:dispatch', { id: job.id, name: job.name, node: session.name })
+      if (this.events.wants('job:dispatch'))
+        this.events.emit('job:dispatch', { id: job.id, name: job.name, node: session.name })
     }
     if (frame.length > 0) session.dispatch(jobs, frame, now)
     this.ctx.sent(session, now)

@@ -152,7 +152,10 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   async start(): Promise<this> {
     if (this.server.started) return this
     await this.server.start()
-    this.log.info({ host: this.options.host, port: this.port, tls: this.options.tls !== undefined }, 'distributor listening')
+    this.log.info(
+      { host: this.options.host, port: this.port, tls: this.options.tls !== undefined },
+      'distributor listening',
+    )
     this.safeEmit('listening', { host: this.options.host, port: this.port })
     return this
   }
@@ -172,8 +175,10 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     if (typeof name !== 'string' || name.length === 0) {
       throw new InvalidArgumentError(`'name' must be a non-empty string, got ${typeof name}`)
     }
-    if (onSuccess !== undefined && typeof onSuccess !== 'function') throw new InvalidArgumentError(`'onSuccess' must be a function`)
-    if (onError !== undefined && typeof onError !== 'function') throw new InvalidArgumentError(`'onError' must be a function`)
+    if (onSuccess !== undefined && typeof onSuccess !== 'function')
+      throw new InvalidArgumentError(`'onSuccess' must be a function`)
+    if (onError !== undefined && typeof onError !== 'function')
+      throw new InvalidArgumentError(`'onError' must be a function`)
     const resolved = resolveEnqueueOptions(opts, Date.now())
     const bytes = encodeArgs(args, this.options.maxFrameSize - FRAME_ENVELOPE_BYTES)
     if (this.queue.size >= this.options.maxPending) throw new QueueFullError(this.options.maxPending)
@@ -244,7 +249,10 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       this.releaseSession(previous, undefined)
     }
     this.pool.add(session)
-    this.log.info({ node: session.name, jobs: session.jobs.size, concurrency: session.concurrency, durable: session.durable }, 'node connected')
+    this.log.info(
+      { node: session.name, jobs: session.jobs.size, concurrency: session.concurrency, durable: session.durable },
+      'node connected',
+    )
     this.safeEmit('node:connect', {
       node: session.name,
       jobs: [...session.jobs],
@@ -280,7 +288,10 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       case MessageType.ACCEPTED:
         return this.acceptance.onAccepted(session, message.seq)
       case MessageType.REJECTED:
-        this.log.warn({ node: session.name, code: message.code, count: message.ids.length }, `node rejected jobs: ${message.message}`)
+        this.log.warn(
+          { node: session.name, code: message.code, count: message.ids.length },
+          `node rejected jobs: ${message.message}`,
+        )
         return this.onRejected(session, message.seq, message.ids)
       case MessageType.STATE:
         session.accepting = message.accepting

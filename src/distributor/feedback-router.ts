@@ -25,7 +25,13 @@ export interface FeedbackContext {
 
 /** How the router deals with a node that reports on a job it does not hold (Cancels). */
 export interface SecondCopies {
-  reportedByOther(session: NodeSession, job: TrackedJob, holder: string | undefined, final: boolean, stale: boolean): void
+  reportedByOther(
+    session: NodeSession,
+    job: TrackedJob,
+    holder: string | undefined,
+    final: boolean,
+    stale: boolean,
+  ): void
   stopCopy(session: NodeSession, id: string, job?: TrackedJob): void
 }
 
@@ -56,7 +62,13 @@ export class FeedbackRouter {
       const job = this.jobs.get(item.id)
       if (job === undefined) {
         if (!this.recent.has(item.id) && !session.finished.has(item.id)) {
-          this.events.emit('feedback:orphan', { id: item.id, run: item.run, kind: item.kind, node: session.name, args: argsOf(item) })
+          this.events.emit('feedback:orphan', {
+            id: item.id,
+            run: item.run,
+            kind: item.kind,
+            node: session.name,
+            args: argsOf(item),
+          })
         } else if (!item.final) {
           // It ended here, yet this node still runs a schedule of it: a second copy (see below).
           this.copies.stopCopy(session, item.id)
@@ -80,7 +92,8 @@ export class FeedbackRouter {
       if (!stale) {
         const event = item.kind === 'success' ? 'job:success' : 'job:failed'
         this.runClosure(job, item.kind === 'success' ? job.onSuccess : job.onError, args)
-        if (this.events.wants(event)) this.events.emit(event, { id: job.id, name: job.name, run: item.run, node: session.name, args })
+        if (this.events.wants(event))
+          this.events.emit(event, { id: job.id, name: job.name, run: item.run, node: session.name, args })
       }
       if (item.final) {
         if (item.kind === 'success') job.resolve(args)

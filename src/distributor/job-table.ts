@@ -25,7 +25,11 @@ export class JobTable {
   /** A new id naming a free slot; `add` the job that gets it before calling this again. */
   newId(): string {
     const slot = this.free.length > 0 ? (this.free.pop() as number) : this.slots.length
-    if (slot >= MAX_SLOTS) throw new QueueFullError(MAX_SLOTS, `the distributor holds ${MAX_SLOTS} unfinished jobs, as many as job ids can name`)
+    if (slot >= MAX_SLOTS)
+      throw new QueueFullError(
+        MAX_SLOTS,
+        `the distributor holds ${MAX_SLOTS} unfinished jobs, as many as job ids can name`,
+      )
     if (slot === this.slots.length) this.slots.push(undefined)
     this.reserved = slot
     return newJobId(slot)

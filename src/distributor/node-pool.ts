@@ -57,7 +57,13 @@ export class NodePool {
    * The node a job of `bytes` (its wireSize) goes to now, if any: nodes whose frame limit
    * it exceeds are passed over like nodes without its definition.
    */
-  pick(name: string, node: string | undefined, notNode: string | undefined, strict: boolean, bytes: number): NodeSession | undefined {
+  pick(
+    name: string,
+    node: string | undefined,
+    notNode: string | undefined,
+    strict: boolean,
+    bytes: number,
+  ): NodeSession | undefined {
     const preferred = node === undefined ? undefined : this.byName.get(node)
     const picked = pick(this.slot, this.sessions, preferred, name, node, notNode, strict, bytes, this.turn)
     this.turn = picked.turn
@@ -65,7 +71,12 @@ export class NodePool {
   }
 
   /** Of the nodes `pick` could give such a job to, room or not, the one with the largest frame limit. */
-  roomiest(name: string, node: string | undefined, notNode: string | undefined, strict: boolean): NodeSession | undefined {
+  roomiest(
+    name: string,
+    node: string | undefined,
+    notNode: string | undefined,
+    strict: boolean,
+  ): NodeSession | undefined {
     return roomiest(this.sessions, name, node, notNode, strict)
   }
 }

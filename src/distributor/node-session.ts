@@ -1,6 +1,6 @@
 import { AuthError, HandshakeError } from '../errors.js'
 import { LinkedList } from '../linked-list.js'
-import { Connection } from '../protocol/connection.js'
+import type { Connection } from '../protocol/connection.js'
 import { distributorProof, newNonce, nodeProof, proofMatches } from '../protocol/handshake.js'
 import { MessageType, PROTOCOL_VERSION, type HelloMessage, type WireJob } from '../protocol/messages.js'
 import { Timer } from '../scheduling/timer-heap.js'
@@ -101,7 +101,13 @@ export class NodeSession {
   }
 
   get hasRoom(): boolean {
-    return this.state === 'ready' && this.accepting && !this.unresponsive && this.load < this.window * INSTANT_LOAD && !this.connection.backlogged
+    return (
+      this.state === 'ready' &&
+      this.accepting &&
+      !this.unresponsive &&
+      this.load < this.window * INSTANT_LOAD &&
+      !this.connection.backlogged
+    )
   }
 
   /** Sends one dispatch frame, numbered, and remembers its jobs until the node answers it. */
@@ -176,16 +182,22 @@ export class NodeSession {
     maxFrameSize: number,
   ): void {
     if (hello.protocolVersion !== PROTOCOL_VERSION) {
-      throw new HandshakeError(`protocol version ${hello.protocolVersion} is not supported (this distributor speaks ${PROTOCOL_VERSION})`)
+      throw new HandshakeError(
+        `protocol version ${hello.protocolVersion} is not supported (this distributor speaks ${PROTOCOL_VERSION})`,
+      )
     }
     if (hello.node.length === 0 || hello.node.length > 200) throw new HandshakeError(`invalid node name`)
     if (hello.concurrency < 1 || hello.window < 1) {
-      throw new HandshakeError(`node '${hello.node}' advertised concurrency ${hello.concurrency} and window ${hello.window}; both must be >= 1`)
+      throw new HandshakeError(
+        `node '${hello.node}' advertised concurrency ${hello.concurrency} and window ${hello.window}; both must be >= 1`,
+      )
     }
     let proof: Buffer | undefined
     if (secret !== undefined) {
       if (!proofMatches(nodeProof(secret, this.nonce, hello.nonce, hello.node), hello.proof)) {
-        throw new AuthError(`node '${hello.node}' failed authentication: ${hello.proof === undefined ? 'no proof' : 'wrong proof'} of the shared secret`)
+        throw new AuthError(
+          `node '${hello.node}' failed authentication: ${hello.proof === undefined ? 'no proof' : 'wrong proof'} of the shared secret`,
+        )
       }
       proof = distributorProof(secret, this.nonce, hello.nonce, hello.node)
     }

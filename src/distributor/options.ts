@@ -97,12 +97,29 @@ function optionKeys<T>(keys: { [K in keyof Required<T>]: true }): readonly strin
 }
 
 const DISTRIBUTOR_KEYS = optionKeys<DistributorOptions>({
-  host: true, port: true, secret: true, tls: true, insecure: true, maxPending: true, maxFrameSize: true, heartbeatMs: true,
-  handshakeTimeoutMs: true, stallTimeoutMs: true, maxConnections: true, maxHandshakeBytes: true, acceptTimeoutMs: true, alwaysUseSpecifiedNode: true, name: true,
-  logger: true, logLevel: true,
+  host: true,
+  port: true,
+  secret: true,
+  tls: true,
+  insecure: true,
+  maxPending: true,
+  maxFrameSize: true,
+  heartbeatMs: true,
+  handshakeTimeoutMs: true,
+  stallTimeoutMs: true,
+  maxConnections: true,
+  maxHandshakeBytes: true,
+  acceptTimeoutMs: true,
+  alwaysUseSpecifiedNode: true,
+  name: true,
+  logger: true,
+  logLevel: true,
 })
 
-export function resolveDistributorOptions(input: unknown, defaults: { alwaysUseSpecifiedNode: boolean }): ResolvedDistributorOptions {
+export function resolveDistributorOptions(
+  input: unknown,
+  defaults: { alwaysUseSpecifiedNode: boolean },
+): ResolvedDistributorOptions {
   const o = checkPlainOptions('distributor', input)
   checkKnownKeys('distributor', o, DISTRIBUTOR_KEYS)
   const host = o['host'] === undefined ? DEFAULT_HOST : checkString('host', o['host'])
@@ -122,19 +139,32 @@ export function resolveDistributorOptions(input: unknown, defaults: { alwaysUseS
     secret,
     tls,
     maxPending: o['maxPending'] === undefined ? DEFAULT_MAX_PENDING : checkInteger('maxPending', o['maxPending'], 1),
-    maxFrameSize: o['maxFrameSize'] === undefined ? DEFAULT_MAX_FRAME_SIZE : checkInteger('maxFrameSize', o['maxFrameSize'], MIN_MAX_FRAME_SIZE, 2 ** 31 - 1),
-    heartbeatMs: o['heartbeatMs'] === undefined ? DEFAULT_HEARTBEAT_MS : checkInteger('heartbeatMs', o['heartbeatMs'], 10),
+    maxFrameSize:
+      o['maxFrameSize'] === undefined
+        ? DEFAULT_MAX_FRAME_SIZE
+        : checkInteger('maxFrameSize', o['maxFrameSize'], MIN_MAX_FRAME_SIZE, 2 ** 31 - 1),
+    heartbeatMs:
+      o['heartbeatMs'] === undefined ? DEFAULT_HEARTBEAT_MS : checkInteger('heartbeatMs', o['heartbeatMs'], 10),
     handshakeTimeoutMs:
-      o['handshakeTimeoutMs'] === undefined ? DEFAULT_HANDSHAKE_TIMEOUT_MS : checkInteger('handshakeTimeoutMs', o['handshakeTimeoutMs'], 1),
-    stallTimeoutMs: o['stallTimeoutMs'] === undefined ? DEFAULT_STALL_TIMEOUT_MS : checkInteger('stallTimeoutMs', o['stallTimeoutMs'], 1),
+      o['handshakeTimeoutMs'] === undefined
+        ? DEFAULT_HANDSHAKE_TIMEOUT_MS
+        : checkInteger('handshakeTimeoutMs', o['handshakeTimeoutMs'], 1),
+    stallTimeoutMs:
+      o['stallTimeoutMs'] === undefined
+        ? DEFAULT_STALL_TIMEOUT_MS
+        : checkInteger('stallTimeoutMs', o['stallTimeoutMs'], 1),
     maxConnections:
-      o['maxConnections'] === undefined ? DEFAULT_MAX_CONNECTIONS : checkInteger('maxConnections', o['maxConnections'], 1),
+      o['maxConnections'] === undefined
+        ? DEFAULT_MAX_CONNECTIONS
+        : checkInteger('maxConnections', o['maxConnections'], 1),
     maxHandshakeBytes:
       o['maxHandshakeBytes'] === undefined
         ? DEFAULT_MAX_HANDSHAKE_BYTES
         : checkInteger('maxHandshakeBytes', o['maxHandshakeBytes'], HANDSHAKE_MAX_FRAME_SIZE),
     acceptTimeoutMs:
-      o['acceptTimeoutMs'] === undefined ? DEFAULT_ACCEPT_TIMEOUT_MS : checkInteger('acceptTimeoutMs', o['acceptTimeoutMs'], 1),
+      o['acceptTimeoutMs'] === undefined
+        ? DEFAULT_ACCEPT_TIMEOUT_MS
+        : checkInteger('acceptTimeoutMs', o['acceptTimeoutMs'], 1),
     alwaysUseSpecifiedNode:
       o['alwaysUseSpecifiedNode'] === undefined
         ? defaults.alwaysUseSpecifiedNode
@@ -196,7 +226,16 @@ export const NO_JOB_OPTIONS: Readonly<JobOptions> = Object.freeze({
 })
 
 const ENQUEUE_KEYS = optionKeys<EnqueueOptions>({
-  after: true, runAt: true, period: true, node: true, notNode: true, defer: true, maxAttempt: true, retryMultiplier: true, retry: true, timeout: true,
+  after: true,
+  runAt: true,
+  period: true,
+  node: true,
+  notNode: true,
+  defer: true,
+  maxAttempt: true,
+  retryMultiplier: true,
+  retry: true,
+  timeout: true,
 })
 
 export function resolveEnqueueOptions(input: unknown, now: number): ResolvedEnqueueOptions {

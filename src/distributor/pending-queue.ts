@@ -139,7 +139,8 @@ export class PendingQueue {
    * empty one goes, so that a dispatch pass never walks a long list of empty routes.
    */
   dropEmpty(route: Route): void {
-    if (route.length === 0 && (route.asideRoute?.length ?? 0) === 0 && this.routes.size > KEPT_ROUTES) this.routes.delete(route.key)
+    if (route.length === 0 && (route.asideRoute?.length ?? 0) === 0 && this.routes.size > KEPT_ROUTES)
+      this.routes.delete(route.key)
   }
 
   private routeOf(job: TrackedJob): Route {

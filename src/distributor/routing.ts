@@ -129,7 +129,7 @@ export function pick<C extends Candidate>(
 ): Picked<C> {
   out.turn = turn
   if (node !== undefined) {
-    if (preferred !== undefined && preferred.hasRoom && preferred.jobs.has(name) && node !== notNode && fits(preferred, bytes)) {
+    if (preferred?.hasRoom && preferred.jobs.has(name) && node !== notNode && fits(preferred, bytes)) {
       out.node = preferred
       return out
     }

@@ -72,15 +72,22 @@ export class Server {
       // Node's own TLS handshake timeout is 120 s: a client that never starts TLS would
       // hold a connection slot that long. Ours bounds the TLS handshake too (the wait for
       // the hello starts once TLS is up).
-      const tlsServer = createTlsServer({ handshakeTimeout: this.options.handshakeTimeoutMs, ...this.options.tls }, onSocket)
+      const tlsServer = createTlsServer(
+        { handshakeTimeout: this.options.handshakeTimeoutMs, ...this.options.tls },
+        onSocket,
+      )
       // A failed TLS handshake (unknown CA, missing client certificate, plaintext client)
       // would otherwise leave no trace here, and Node does not close the socket after a
       // handshake timeout: we do.
       tlsServer.on('tlsClientError', (err: NodeJS.ErrnoException, socket) => {
         const peer = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`
         // A client certificate that fails verification shows only here (err is a bare hang-up).
-        const authorizationError = socket.authorizationError === undefined ? undefined : String(socket.authorizationError)
-        this.log.warn({ peer, code: err.code, err: err.message, authorizationError }, 'TLS handshake with a client failed')
+        const authorizationError =
+          socket.authorizationError === undefined ? undefined : String(socket.authorizationError)
+        this.log.warn(
+          { peer, code: err.code, err: err.message, authorizationError },
+          'TLS handshake with a client failed',
+        )
         socket.destroy()
       })
       tlsServer.on('connection', (socket: Socket) => {
@@ -131,7 +138,10 @@ export class Server {
         stallTimeoutMs: this.options.stallTimeoutMs,
         log: this.log,
         // Until it has proven itself, a stranger may make us hold little (see maxHandshakeBytes).
-        handshake: { maxFrameSize: Math.min(HANDSHAKE_MAX_FRAME_SIZE, this.options.maxFrameSize), budget: this.handshakeBytes },
+        handshake: {
+          maxFrameSize: Math.min(HANDSHAKE_MAX_FRAME_SIZE, this.options.maxFrameSize),
+          budget: this.handshakeBytes,
+        },
       },
       {
         onMessage: (message) => this.onMessage(session, message),
@@ -162,7 +172,13 @@ export class Server {
       return
     }
     try {
-      session.acceptHello(message, this.options.secret, this.options.name, this.options.heartbeatMs, this.options.maxFrameSize)
+      session.acceptHello(
+        message,
+        this.options.secret,
+        this.options.name,
+        this.options.heartbeatMs,
+        this.options.maxFrameSize,
+      )
     } catch (err) {
       this.reject(session, err instanceof JobsError ? err : new HandshakeError(String(err)))
       return

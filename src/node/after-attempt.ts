@@ -20,7 +20,10 @@ export interface AttemptedJob {
 }
 
 /** The node's settings the decision reads (the live `Config`). */
-export type AfterAttemptSettings = Pick<Config, 'retry' | 'retryMultiplier' | 'removeDoneJobs' | 'removeFailedJobs' | 'removeCancelledJobs'>
+export type AfterAttemptSettings = Pick<
+  Config,
+  'retry' | 'retryMultiplier' | 'removeDoneJobs' | 'removeFailedJobs' | 'removeCancelledJobs'
+>
 
 /** How a job that ends here ends. */
 export type FinalStatus = typeof JobStatus.COMPLETE | typeof JobStatus.FAILED | typeof JobStatus.CANCELLED
@@ -36,7 +39,13 @@ export type AttemptDecision =
    * passed (the node was down, or the run took longer than the period) are skipped, not
    * replayed.
    */
-  | { readonly kind: 'next-run'; readonly run: number; readonly runDueAt: number; readonly dueAt: number; readonly missed: number }
+  | {
+      readonly kind: 'next-run'
+      readonly run: number
+      readonly runDueAt: number
+      readonly dueAt: number
+      readonly missed: number
+    }
   /** The job ends with `status` and final feedback; `remove`: its record is deleted. */
   | { readonly kind: 'final'; readonly status: FinalStatus; readonly remove: boolean }
   /**
@@ -81,7 +90,13 @@ export function decideAfterAttempt(
   now: number,
   random: () => number = Math.random,
 ): AttemptDecision {
-  if (outcome.kind === 'error' && !outcome.cancelled && !outcome.unrecoverable && !job.cancelRequested && shouldRetry(job.attempt, maxAttempt)) {
+  if (
+    outcome.kind === 'error' &&
+    !outcome.cancelled &&
+    !outcome.unrecoverable &&
+    !job.cancelRequested &&
+    shouldRetry(job.attempt, maxAttempt)
+  ) {
     return { kind: 'retry', delayMs: computeBackoff(job.retry ?? retryPolicyOf(settings), job.attempt, random) }
   }
   const succeeded = outcome.kind === 'success' && !outcome.cancelled

@@ -44,7 +44,12 @@ export class AttemptRecorder {
   ) {}
 
   /** Records the end of an attempt; returns the store write it waits for, if any. */
-  afterAttempt(job: LiveJob, outcome: ChainOutcome, args: JobArgsObject, maxAttempt: number): Promise<void> | undefined {
+  afterAttempt(
+    job: LiveJob,
+    outcome: ChainOutcome,
+    args: JobArgsObject,
+    maxAttempt: number,
+  ): Promise<void> | undefined {
     const now = this.ctx.clock.now()
     const decision = decideAfterAttempt(job, outcome, maxAttempt, this.ctx.config, now)
     let error: SerializedError | undefined
@@ -62,7 +67,9 @@ export class AttemptRecorder {
       case 'cancelled': {
         // The application cancelled it while it ran. A periodic run that succeeded still
         // reports that run; otherwise there is no feedback, only the cancel.
-        const last = decision.reportRun ? this.ctx.builder.feedbackOf(job, FeedbackKind.SUCCESS, false, false, args) : undefined
+        const last = decision.reportRun
+          ? this.ctx.builder.feedbackOf(job, FeedbackKind.SUCCESS, false, false, args)
+          : undefined
         return this.cancels.endCancelled(job, true, last, decision.remove)
       }
       case 'next-run':
@@ -76,7 +83,10 @@ export class AttemptRecorder {
     job.status = JobStatus.ERROR
     job.dueAt = now + delayMs
     this.events.emit('job:retry', { id: job.id, name: job.name, attempt: job.attempt, delayMs, error })
-    this.ctx.log.debug({ id: job.id, job: job.name, attempt: job.attempt, delayMs, err: error.message }, 'attempt failed; retrying')
+    this.ctx.log.debug(
+      { id: job.id, job: job.name, attempt: job.attempt, delayMs, err: error.message },
+      'attempt failed; retrying',
+    )
     const patch: JobPatch = { status: job.status, dueAt: job.dueAt, lastError: error }
     return this.outage.persist(
       job.store,
@@ -97,7 +107,13 @@ export class AttemptRecorder {
     const kind = outcome.kind === 'success' ? FeedbackKind.SUCCESS : FeedbackKind.ERROR
     // This run's result, made before the job moves on to the next run.
     const feedback = this.ctx.builder.feedbackOf(job, kind, false, outcome.cancelled, args)
-    const patch: JobPatch = { status: JobStatus.NEW, attempt: 0, run: next.run, runDueAt: next.runDueAt, dueAt: next.dueAt }
+    const patch: JobPatch = {
+      status: JobStatus.NEW,
+      attempt: 0,
+      run: next.run,
+      runDueAt: next.runDueAt,
+      dueAt: next.dueAt,
+    }
     if (kind === FeedbackKind.ERROR) patch.failedAt = now
     Object.assign(job, patch)
     return this.outage.persist(

@@ -1,5 +1,12 @@
 import type { Config } from '../config.js'
-import { ConnectionClosedError, TimeoutError, UnknownJobError, coerceError, deserializeError, serializeError } from '../errors.js'
+import {
+  ConnectionClosedError,
+  TimeoutError,
+  UnknownJobError,
+  coerceError,
+  deserializeError,
+  serializeError,
+} from '../errors.js'
 import type { Logger, LogLevel } from '../logger.js'
 import { decodeArgs, type JobArgsObject } from '../protocol/args.js'
 import type { Clock } from '../scheduling/clock.js'
@@ -103,7 +110,8 @@ export class AttemptRunner {
 
   /** Aborts the signals of the running attempts (a forced or timed-out shutdown). */
   abortAll(): void {
-    for (const controller of this.controllers.values()) controller.abort(new ConnectionClosedError('node shutting down'))
+    for (const controller of this.controllers.values())
+      controller.abort(new ConnectionClosedError('node shutting down'))
   }
 
   /**
@@ -144,7 +152,11 @@ export class AttemptRunner {
     // time, not the node's clock: the budget bounds how long the event loop is held.
     const started = Date.now()
     try {
-      for (let ran = 0; this.running < this.settings.concurrency && this.readyHead < this.ready.length && !this.halted; ran++) {
+      for (
+        let ran = 0;
+        this.running < this.settings.concurrency && this.readyHead < this.ready.length && !this.halted;
+        ran++
+      ) {
         if (ran > 0 && Date.now() - started >= DRAIN_BUDGET_MS) {
           this.resumePumpLater()
           return
@@ -185,7 +197,8 @@ export class AttemptRunner {
       const start: JobPatch = { status: job.status, attempt: job.attempt }
       void this.outage.persist(job.store, () => job.store.updateJob(job.id, start))
     }
-    if (this.events.wants('job:start')) this.events.emit('job:start', { id: job.id, name: job.name, attempt: job.attempt, run: job.run })
+    if (this.events.wants('job:start'))
+      this.events.emit('job:start', { id: job.id, name: job.name, attempt: job.attempt, run: job.run })
     const { config, registry } = this.settings
     const maxAttempt = job.maxAttempt ?? config.maxAttempt
     let args: JobArgsObject
@@ -196,12 +209,21 @@ export class AttemptRunner {
     } catch (err) {
       // Stored args that do not decode: no attempt could read them, so the job fails for
       // good. The attempt must still end here, or its slot would stay taken for ever.
-      this.endAttempt(job, { kind: 'error', cancelled: false, error: coerceError(err), unrecoverable: true }, { error: serializeError(err) }, maxAttempt, undefined)
+      this.endAttempt(
+        job,
+        { kind: 'error', cancelled: false, error: coerceError(err), unrecoverable: true },
+        { error: serializeError(err) },
+        maxAttempt,
+        undefined,
+      )
       return
     }
     const timeout = job.timeout ?? config.timeout
     const abortable = timeout > 0 ? this.signalOf(job) : undefined
-    const timer = abortable === undefined ? undefined : new Timer(() => this.controllers.get(job.id)?.abort(new TimeoutError(timeout)))
+    const timer =
+      abortable === undefined
+        ? undefined
+        : new Timer(() => this.controllers.get(job.id)?.abort(new TimeoutError(timeout)))
     if (timer !== undefined) this.scheduler.schedule(timer, this.settings.clock.now() + timeout * 1000)
     const lastAttempt = job.attempt >= maxAttempt
     const def = registry.get(job.name)
@@ -210,12 +232,17 @@ export class AttemptRunner {
       args['error'] = serializeError(error)
       this.endAttempt(job, { kind: 'error', cancelled: false, error, unrecoverable: true }, args, maxAttempt, timer)
     } else if (job.defer && this.deferDirectory !== undefined) {
-      void this.runDeferred(job, args, ctx, lastAttempt, this.signalOf(job)).then((r) => this.endAttempt(job, r.outcome, r.args, maxAttempt, timer))
+      void this.runDeferred(job, args, ctx, lastAttempt, this.signalOf(job)).then((r) =>
+        this.endAttempt(job, r.outcome, r.args, maxAttempt, timer),
+      )
     } else {
       if (job.defer && !this.warnedInlineDefer) {
         // A worker thread loads job files by path; definitions given in code have none.
         this.warnedInlineDefer = true
-        this.settings.log.warn({ job: job.name }, "defer needs a job directory: this node was given a 'registry', so deferred jobs run on its event loop")
+        this.settings.log.warn(
+          { job: job.name },
+          "defer needs a job directory: this node was given a 'registry', so deferred jobs run on its event loop",
+        )
       }
       let outcome: ChainOutcome | Promise<ChainOutcome>
       try {
@@ -232,7 +259,13 @@ export class AttemptRunner {
     }
   }
 
-  private endAttempt(job: LiveJob, outcome: ChainOutcome, args: JobArgsObject, maxAttempt: number, timer: Timer | undefined): void {
+  private endAttempt(
+    job: LiveJob,
+    outcome: ChainOutcome,
+    args: JobArgsObject,
+    maxAttempt: number,
+    timer: Timer | undefined,
+  ): void {
     if (timer !== undefined) this.scheduler.cancel(timer)
     this.controllers.delete(job.id)
     this.running--
@@ -280,11 +313,19 @@ export class AttemptRunner {
     )
     const jobItself = args['jobItself'] as Record<string, unknown> | undefined
     try {
-      const result = await this.pool.run({ type: 'run', id: record.id, args: record.args, ctx: ctx.toPlain(), lastAttempt, jobItself }, signal)
+      const result = await this.pool.run(
+        { type: 'run', id: record.id, args: record.args, ctx: ctx.toPlain(), lastAttempt, jobItself },
+        signal,
+      )
       const outcome: ChainOutcome =
         result.kind === 'success'
           ? { kind: 'success', cancelled: result.cancelled }
-          : { kind: 'error', cancelled: result.cancelled, error: deserializeError(result.error), unrecoverable: result.unrecoverable }
+          : {
+              kind: 'error',
+              cancelled: result.cancelled,
+              error: deserializeError(result.error),
+              unrecoverable: result.unrecoverable,
+            }
       return { outcome, args: decodeArgs(result.args) }
     } catch (err) {
       const error = coerceError(err)

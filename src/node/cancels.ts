@@ -40,7 +40,11 @@ export class Cancels {
     if (job === undefined) {
       // Finished, and its result not yet acknowledged: that result settles it. Otherwise
       // nothing here will ever run it or report on it.
-      link.send({ type: MessageType.CANCEL_RESULT, id, outcome: this.outbox.holdsFinal(link.key, id) ? 'finished' : 'unknown' })
+      link.send({
+        type: MessageType.CANCEL_RESULT,
+        id,
+        outcome: this.outbox.holdsFinal(link.key, id) ? 'finished' : 'unknown',
+      })
       return
     }
     if (job.phase === 'running') {
@@ -75,7 +79,8 @@ export class Cancels {
     return this.outage.persist(
       job.store,
       () => {
-        if (lastFeedback !== undefined) return job.store.finishRun(job.id, { status: JobStatus.CANCELLED }, lastFeedback, remove)
+        if (lastFeedback !== undefined)
+          return job.store.finishRun(job.id, { status: JobStatus.CANCELLED }, lastFeedback, remove)
         return remove ? job.store.removeJob(job.id) : job.store.updateJob(job.id, { status: JobStatus.CANCELLED })
       },
       () => {

@@ -1,6 +1,13 @@
 import { connect as connectTcp, isIP, type Socket } from 'node:net'
 import { connect as connectTls } from 'node:tls'
-import { AuthError, ErrorCode, HandshakeError, HandshakeTimeoutError, JobsError, ProtocolError } from '../errors.js'
+import {
+  AuthError,
+  ErrorCode,
+  HandshakeError,
+  HandshakeTimeoutError,
+  type JobsError,
+  ProtocolError,
+} from '../errors.js'
 import type { Logger } from '../logger.js'
 import { Connection } from '../protocol/connection.js'
 import { HANDSHAKE_MAX_FRAME_SIZE } from '../protocol/frame.js'
@@ -115,7 +122,14 @@ export class DistributorLink {
       // An IP address is no SNI name (RFC 6066; Node warns, DEP0123). Without a servername
       // the certificate is still checked against the host dialled, IP SANs included.
       const servername = tls.servername ?? (isIP(host) === 0 ? host : undefined)
-      socket = connectTls({ host, port, ca: tls.ca, cert: tls.cert, key: tls.key, ...(servername === undefined ? {} : { servername }) })
+      socket = connectTls({
+        host,
+        port,
+        ca: tls.ca,
+        cert: tls.cert,
+        key: tls.key,
+        ...(servername === undefined ? {} : { servername }),
+      })
     }
     const connection = new Connection(
       socket,
@@ -155,7 +169,9 @@ export class DistributorLink {
     switch (message.type) {
       case MessageType.CHALLENGE: {
         if (message.protocolVersion !== PROTOCOL_VERSION) {
-          throw new HandshakeError(`distributor speaks protocol ${message.protocolVersion}, this node ${PROTOCOL_VERSION}`)
+          throw new HandshakeError(
+            `distributor speaks protocol ${message.protocolVersion}, this node ${PROTOCOL_VERSION}`,
+          )
         }
         const fields = this.ctx.helloFields()
         const { secret } = this.options
@@ -197,7 +213,10 @@ export class DistributorLink {
       }
       case MessageType.ERROR: {
         const level = message.code === ErrorCode.AUTH ? 'error' : 'warn'
-        this.options.log[level]({ distributor: this.key, code: message.code }, `distributor refused the handshake: ${message.message}`)
+        this.options.log[level](
+          { distributor: this.key, code: message.code },
+          `distributor refused the handshake: ${message.message}`,
+        )
         // Do not hammer a distributor that refuses us: go straight to long backoff.
         if (message.code === ErrorCode.AUTH || message.code === ErrorCode.HANDSHAKE_REJECTED) {
           this.failures = Math.max(this.failures, 8)

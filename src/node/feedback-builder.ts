@@ -1,5 +1,12 @@
 import { FRAME_ENVELOPE_BYTES } from '../config.js'
-import { FrameTooLargeError, InvalidArgumentError, type JobsError, StoreError, coerceError, serializeError } from '../errors.js'
+import {
+  FrameTooLargeError,
+  InvalidArgumentError,
+  type JobsError,
+  StoreError,
+  coerceError,
+  serializeError,
+} from '../errors.js'
 import type { Logger } from '../logger.js'
 import { decodeArgs, isPackedMap, packArgs, type JobArgsObject } from '../protocol/args.js'
 import { pack } from '../protocol/msgpack.js'
@@ -27,15 +34,25 @@ export class FeedbackBuilder {
    * the frame limit of either end) turn it into error feedback that says so, carrying the
    * original args.
    */
-  feedbackOf(record: JobRecord, kind: FeedbackKind, final: boolean, cancelled: boolean, args: JobArgsObject): FeedbackRecord {
-    const limit = Math.min(this.ctx.maxFrameSize, this.ctx.links.get(record.distributor)?.peerMaxFrameSize ?? Infinity) - FRAME_ENVELOPE_BYTES
+  feedbackOf(
+    record: JobRecord,
+    kind: FeedbackKind,
+    final: boolean,
+    cancelled: boolean,
+    args: JobArgsObject,
+  ): FeedbackRecord {
+    const limit =
+      Math.min(this.ctx.maxFrameSize, this.ctx.links.get(record.distributor)?.peerMaxFrameSize ?? Infinity) -
+      FRAME_ENVELOPE_BYTES
     let encoded: Buffer | undefined
     let problem: JobsError | undefined
     try {
       encoded = packArgs(args)
       if (encoded.length > limit) problem = new FrameTooLargeError(encoded.length, limit)
     } catch (err) {
-      problem = new InvalidArgumentError(`the job left args that cannot be sent back: ${coerceError(err).message}`, { cause: err })
+      problem = new InvalidArgumentError(`the job left args that cannot be sent back: ${coerceError(err).message}`, {
+        cause: err,
+      })
     }
     if (problem !== undefined || encoded === undefined) {
       encoded = pack({ ...decodeArgs(record.args), error: serializeError(problem) })
@@ -52,7 +69,10 @@ export class FeedbackBuilder {
    */
   readable(feedback: FeedbackRecord): FeedbackRecord {
     if (isPackedMap(feedback.args)) return feedback
-    this.ctx.log.error({ id: feedback.jobId, run: feedback.run }, 'stored feedback args do not decode; sending error feedback instead')
+    this.ctx.log.error(
+      { id: feedback.jobId, run: feedback.run },
+      'stored feedback args do not decode; sending error feedback instead',
+    )
     const error = new StoreError('the stored result of this run could not be read')
     return { ...feedback, kind: FeedbackKind.ERROR, args: pack({ error: serializeError(error) }) }
   }

@@ -64,7 +64,8 @@ export class FeedbackOutbox {
   restore(feedbacks: readonly FeedbackRecord[], store: Store): void {
     const filed = new Set<string>()
     for (const box of this.boxes.values()) {
-      for (const entry of box.values()) if (entry.store === store) filed.add(feedbackKey(entry.feedback.jobId, entry.feedback.run))
+      for (const entry of box.values())
+        if (entry.store === store) filed.add(feedbackKey(entry.feedback.jobId, entry.feedback.run))
     }
     const fresh = new Map<string, Entry[]>()
     for (const feedback of feedbacks) {
@@ -199,7 +200,16 @@ export class FeedbackOutbox {
     if (sent === undefined) this.sent.set(link, (sent = { seq: 0, frames: [] }))
     const seq = ++sent.seq
     sent.frames.push({ seq, entries })
-    const items = entries.map(({ feedback: f }): WireFeedback => ({ id: f.jobId, run: f.run, kind: f.kind, final: f.final, cancelled: f.cancelled, args: f.args }))
+    const items = entries.map(
+      ({ feedback: f }): WireFeedback => ({
+        id: f.jobId,
+        run: f.run,
+        kind: f.kind,
+        final: f.final,
+        cancelled: f.cancelled,
+        args: f.args,
+      }),
+    )
     link.send({ type: MessageType.FEEDBACK, seq, items })
   }
 }

@@ -50,7 +50,13 @@ export class JobIntake {
     const generation = link.generation
     const refusal = this.ctx.refusal()
     if (refusal !== undefined) {
-      link.send({ type: MessageType.REJECTED, seq, ids: jobs.map((j) => j.id), code: ErrorCode.DISTRIBUTOR_CLOSED, message: refusal })
+      link.send({
+        type: MessageType.REJECTED,
+        seq,
+        ids: jobs.map((j) => j.id),
+        code: ErrorCode.DISTRIBUTOR_CLOSED,
+        message: refusal,
+      })
       link.send({ type: MessageType.ACCEPTED, seq })
       return
     }
@@ -118,7 +124,12 @@ export class JobIntake {
       for (const job of fresh) if (this.saving.get(job.id) === own) this.saving.delete(job.id)
       // A known job whose first save failed was dropped with it: not ours after all.
       const rejected = (earlierIds ?? []).filter((_, i) => before[i]?.status === 'rejected')
-      const error = mine?.status === 'rejected' ? (mine.reason instanceof Error ? mine.reason : new StoreError(String(mine.reason))) : undefined
+      const error =
+        mine?.status === 'rejected'
+          ? mine.reason instanceof Error
+            ? mine.reason
+            : new StoreError(String(mine.reason))
+          : undefined
       if (error !== undefined) {
         for (const job of fresh) {
           this.live.delete(job)
@@ -132,7 +143,13 @@ export class JobIntake {
         this.outage.replayLater(() => Promise.all(ids.map((id) => store.removeJob(id))))
       }
       if (rejected.length > 0) {
-        link.sendOn(generation, { type: MessageType.REJECTED, seq, ids: rejected, code: ErrorCode.STORE, message: error?.message ?? 'node storage unavailable' })
+        link.sendOn(generation, {
+          type: MessageType.REJECTED,
+          seq,
+          ids: rejected,
+          code: ErrorCode.STORE,
+          message: error?.message ?? 'node storage unavailable',
+        })
       }
       if (error === undefined) {
         this.onStored(link, generation, seq, fresh)

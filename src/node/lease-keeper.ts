@@ -47,7 +47,10 @@ export class LeaseKeeper {
       const owner = await this.leases.acquireLease(this.ctx.name, this.ctx.name, this.leaseMs)
       if (owner === this.ctx.name) return
       if (!announced) {
-        this.ctx.log.warn({ holder: owner }, `node '${owner}' took over this node's jobs; waiting until it has finished them`)
+        this.ctx.log.warn(
+          { holder: owner },
+          `node '${owner}' took over this node's jobs; waiting until it has finished them`,
+        )
         announced = true
       }
       await new Promise<void>((resolve) => this.ctx.after(new Timer(resolve), this.leaseMs / 3))

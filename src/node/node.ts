@@ -136,7 +136,14 @@ export class Node extends TypedEmitter<NodeEventMap> {
       },
     })
     const unschedule = (job: LiveJob): void => void this.scheduler.cancel(job)
-    this.cancels = new Cancels({ linkFor, schedule, unschedule }, this.live, this.outage, this.outbox, this.events, config)
+    this.cancels = new Cancels(
+      { linkFor, schedule, unschedule },
+      this.live,
+      this.outage,
+      this.outbox,
+      this.events,
+      config,
+    )
     const recorder = new AttemptRecorder(
       {
         log,
@@ -159,10 +166,20 @@ export class Node extends TypedEmitter<NodeEventMap> {
       this.events,
       recorder,
     )
-    this.resumer = new Resumer({ log, schedule, readable: (feedback) => this.builder.readable(feedback) }, this.live, this.outbox)
+    this.resumer = new Resumer(
+      { log, schedule, readable: (feedback) => this.builder.readable(feedback) },
+      this.live,
+      this.outbox,
+    )
     const refusal = (): string | undefined =>
       this.accepting ? undefined : this.state === 'running' ? 'node storage unavailable' : 'node is shutting down'
-    this.intake = new JobIntake({ store: () => this.store, log, refusal, schedule, now }, this.live, this.registry, this.outage, this.events)
+    this.intake = new JobIntake(
+      { store: () => this.store, log, refusal, schedule, now },
+      this.live,
+      this.registry,
+      this.outage,
+      this.events,
+    )
   }
 
   get name(): string {
@@ -264,7 +281,9 @@ export class Node extends TypedEmitter<NodeEventMap> {
   private createStore(): Store {
     const { storage } = this.options
     if (storage === 'memory') return new MemoryStore()
-    return this.storeGuard.wrap(typeof storage === 'string' ? new RedisStore({ node: this.name, url: storage }) : storage)
+    return this.storeGuard.wrap(
+      typeof storage === 'string' ? new RedisStore({ node: this.name, url: storage }) : storage,
+    )
   }
 
   private leaseContext(): LeaseContext {

@@ -118,8 +118,27 @@ export interface ResolvedNodeOptions {
 }
 
 const NODE_KEYS = [
-  'name', 'distributors', 'jobDirectory', 'registry', 'storage', 'concurrency', 'window', 'secret', 'tls',
-  'maxFrameSize', 'reconnectMinMs', 'reconnectMaxMs', 'stallTimeoutMs', 'handshakeTimeoutMs', 'storeTimeoutMs', 'shutdownTimeoutMs', 'workerThreads', 'takeover', 'leaseMs', 'logger', 'logLevel',
+  'name',
+  'distributors',
+  'jobDirectory',
+  'registry',
+  'storage',
+  'concurrency',
+  'window',
+  'secret',
+  'tls',
+  'maxFrameSize',
+  'reconnectMinMs',
+  'reconnectMaxMs',
+  'stallTimeoutMs',
+  'handshakeTimeoutMs',
+  'storeTimeoutMs',
+  'shutdownTimeoutMs',
+  'workerThreads',
+  'takeover',
+  'leaseMs',
+  'logger',
+  'logLevel',
 ] as const
 
 export function resolveNodeOptions(input: unknown): ResolvedNodeOptions {
@@ -138,16 +157,28 @@ export function resolveNodeOptions(input: unknown): ResolvedNodeOptions {
     return { key: `${host}:${port}`, host, port }
   })
   const storage = o['storage'] ?? 'memory'
-  if (typeof storage !== 'string' && (typeof storage !== 'object' || storage === null || typeof (storage as Store).saveJobs !== 'function')) {
+  if (
+    typeof storage !== 'string' &&
+    (typeof storage !== 'object' || storage === null || typeof (storage as Store).saveJobs !== 'function')
+  ) {
     throw new InvalidArgumentError(`'storage' must be 'memory', a redis:// URL or a Store, got ${describe(storage)}`)
   }
   if (typeof storage === 'string' && storage !== 'memory' && !/^redis(-cluster)?s?:\/\//.test(storage)) {
-    throw new InvalidArgumentError(`'storage' must be 'memory', 'redis://…' or 'redis-cluster://…', got ${describe(storage)}`)
+    throw new InvalidArgumentError(
+      `'storage' must be 'memory', 'redis://…' or 'redis-cluster://…', got ${describe(storage)}`,
+    )
   }
-  const concurrency = o['concurrency'] === undefined ? DEFAULT_CONCURRENCY : checkInteger('concurrency', o['concurrency'], 1, 100_000)
+  const concurrency =
+    o['concurrency'] === undefined ? DEFAULT_CONCURRENCY : checkInteger('concurrency', o['concurrency'], 1, 100_000)
   const logLevel = resolveLogLevel(o['logLevel'])
-  const reconnectMinMs = o['reconnectMinMs'] === undefined ? DEFAULT_RECONNECT_MIN_MS : checkInteger('reconnectMinMs', o['reconnectMinMs'], 1)
-  const reconnectMaxMs = o['reconnectMaxMs'] === undefined ? DEFAULT_RECONNECT_MAX_MS : checkInteger('reconnectMaxMs', o['reconnectMaxMs'], reconnectMinMs)
+  const reconnectMinMs =
+    o['reconnectMinMs'] === undefined
+      ? DEFAULT_RECONNECT_MIN_MS
+      : checkInteger('reconnectMinMs', o['reconnectMinMs'], 1)
+  const reconnectMaxMs =
+    o['reconnectMaxMs'] === undefined
+      ? DEFAULT_RECONNECT_MAX_MS
+      : checkInteger('reconnectMaxMs', o['reconnectMaxMs'], reconnectMinMs)
   return {
     name,
     distributors,
@@ -158,17 +189,32 @@ export function resolveNodeOptions(input: unknown): ResolvedNodeOptions {
     window: o['window'] === undefined ? concurrency * DEFAULT_WINDOW_PER_SLOT : checkInteger('window', o['window'], 1),
     secret: checkSecret('secret', o['secret']),
     tls: o['tls'] === undefined ? undefined : (checkPlainOptions('tls', o['tls']) as NodeTlsOptions),
-    maxFrameSize: o['maxFrameSize'] === undefined ? DEFAULT_MAX_FRAME_SIZE : checkInteger('maxFrameSize', o['maxFrameSize'], MIN_MAX_FRAME_SIZE, 2 ** 31 - 1),
+    maxFrameSize:
+      o['maxFrameSize'] === undefined
+        ? DEFAULT_MAX_FRAME_SIZE
+        : checkInteger('maxFrameSize', o['maxFrameSize'], MIN_MAX_FRAME_SIZE, 2 ** 31 - 1),
     reconnectMinMs,
     reconnectMaxMs,
-    stallTimeoutMs: o['stallTimeoutMs'] === undefined ? DEFAULT_STALL_TIMEOUT_MS : checkInteger('stallTimeoutMs', o['stallTimeoutMs'], 1),
+    stallTimeoutMs:
+      o['stallTimeoutMs'] === undefined
+        ? DEFAULT_STALL_TIMEOUT_MS
+        : checkInteger('stallTimeoutMs', o['stallTimeoutMs'], 1),
     handshakeTimeoutMs:
-      o['handshakeTimeoutMs'] === undefined ? DEFAULT_HANDSHAKE_TIMEOUT_MS : checkInteger('handshakeTimeoutMs', o['handshakeTimeoutMs'], 1),
-    storeTimeoutMs: o['storeTimeoutMs'] === undefined ? DEFAULT_STORE_TIMEOUT_MS : checkInteger('storeTimeoutMs', o['storeTimeoutMs'], 1),
+      o['handshakeTimeoutMs'] === undefined
+        ? DEFAULT_HANDSHAKE_TIMEOUT_MS
+        : checkInteger('handshakeTimeoutMs', o['handshakeTimeoutMs'], 1),
+    storeTimeoutMs:
+      o['storeTimeoutMs'] === undefined
+        ? DEFAULT_STORE_TIMEOUT_MS
+        : checkInteger('storeTimeoutMs', o['storeTimeoutMs'], 1),
     shutdownTimeoutMs:
-      o['shutdownTimeoutMs'] === undefined ? DEFAULT_SHUTDOWN_TIMEOUT_MS : checkInteger('shutdownTimeoutMs', o['shutdownTimeoutMs'], 0),
+      o['shutdownTimeoutMs'] === undefined
+        ? DEFAULT_SHUTDOWN_TIMEOUT_MS
+        : checkInteger('shutdownTimeoutMs', o['shutdownTimeoutMs'], 0),
     workerThreads:
-      o['workerThreads'] === undefined ? Math.max(1, availableParallelism() - 1) : checkInteger('workerThreads', o['workerThreads'], 1, 1024),
+      o['workerThreads'] === undefined
+        ? Math.max(1, availableParallelism() - 1)
+        : checkInteger('workerThreads', o['workerThreads'], 1, 1024),
     takeover: o['takeover'] === undefined ? false : checkBoolean('takeover', o['takeover']),
     leaseMs: o['leaseMs'] === undefined ? DEFAULT_LEASE_MS : checkInteger('leaseMs', o['leaseMs'], 100),
     logLevel,

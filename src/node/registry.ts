@@ -12,7 +12,7 @@ import type { JobStatus } from '../storage/store.js'
  * }
  * ```
  */
-// eslint-disable-next-line @typescript-eslint/no-empty-interface
+// biome-ignore lint/suspicious/noEmptyInterface: users augment JobArgs, and only an interface merges
 export interface JobArgs {}
 
 /** Args type of job `N`: the declared one, else any plain object. */
@@ -106,7 +106,8 @@ export class JobRegistry {
 }
 
 function checkStepArgs(what: string, name: unknown, fn: unknown): void {
-  if (typeof name !== 'string' || name.length === 0) throw new InvalidArgumentError(`${what}: the job name must be a non-empty string`)
+  if (typeof name !== 'string' || name.length === 0)
+    throw new InvalidArgumentError(`${what}: the job name must be a non-empty string`)
   if (typeof fn !== 'function') throw new InvalidArgumentError(`${what}('${name}'): the step must be a function`)
 }
 

@@ -33,12 +33,20 @@ export class Resumer {
    * number of jobs read.
    */
   async resume(store: Store, jobs: boolean): Promise<number> {
-    this.outbox.restore((await store.listFeedback()).map((f) => this.ctx.readable(f)), store)
+    this.outbox.restore(
+      (await store.listFeedback()).map((f) => this.ctx.readable(f)),
+      store,
+    )
     if (!jobs) return 0
     const records = await store.listUnfinished()
     for (const record of records) {
       if (this.live.has(record.id)) continue
-      const job: LiveJob = Object.assign(record, { phase: 'scheduled' as const, cancelRequested: false, store, timerIndex: -1 })
+      const job: LiveJob = Object.assign(record, {
+        phase: 'scheduled' as const,
+        cancelRequested: false,
+        store,
+        timerIndex: -1,
+      })
       this.live.add(job)
       this.ctx.schedule(job)
     }

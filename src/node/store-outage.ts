@@ -20,7 +20,8 @@ export interface OutageContext {
 /** A store write and what depends on it. */
 interface PendingWrite {
   write: () => Promise<unknown>
-  then: () => void
+  /** What depends on the write: runs once it is stored. Not `then`, which would make this a thenable. */
+  after: () => void
 }
 
 /** How often a node whose store failed checks whether it is back. */
@@ -64,18 +65,18 @@ export class StoreOutage {
       return undefined
     }
     if (this.down) {
-      this.backlog.push({ write, then })
+      this.backlog.push({ write, after: then })
       return undefined
     }
     return write().then(then, (err: unknown) => {
-      this.backlog.push({ write, then })
+      this.backlog.push({ write, after: then })
       this.failed(err instanceof Error ? err : new StoreError(String(err)))
     })
   }
 
   /** A write replayed with the others once the store is back, after those queued before it. */
   replayLater(write: () => Promise<unknown>): void {
-    this.backlog.push({ write, then: noop })
+    this.backlog.push({ write, after: noop })
   }
 
   /**
@@ -101,7 +102,7 @@ export class StoreOutage {
     this.down = false
     const pending = this.backlog.splice(0)
     for (let i = 0; i < pending.length; i++) {
-      const { write, then } = pending[i] as PendingWrite
+      const { write, after } = pending[i] as PendingWrite
       try {
         await write()
       } catch (err) {
@@ -110,7 +111,7 @@ export class StoreOutage {
         this.failed(err instanceof Error ? err : new StoreError(String(err)))
         return
       }
-      then()
+      after()
     }
     this.ctx.log.info({ replayed: pending.length }, 'store reachable again; accepting jobs')
     this.ctx.changed(undefined)

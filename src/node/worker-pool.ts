@@ -9,7 +9,14 @@ import type { JobContext } from './registry.js'
 export type WorkerContext = Omit<JobContext, 'signal' | 'log' | 'cancel'>
 
 export type ToWorker =
-  | { type: 'run'; id: string; args: Uint8Array; ctx: WorkerContext; lastAttempt: boolean; jobItself: Record<string, unknown> | undefined }
+  | {
+      type: 'run'
+      id: string
+      args: Uint8Array
+      ctx: WorkerContext
+      lastAttempt: boolean
+      jobItself: Record<string, unknown> | undefined
+    }
   | { type: 'abort'; id: string; reason: string }
 
 export type FromWorker =
@@ -93,7 +100,7 @@ export class WorkerPool {
 
   private pump(): void {
     while (this.queue.length > 0) {
-      let slot = this.slots.find((s) => s.ready && s.task === undefined)
+      const slot = this.slots.find((s) => s.ready && s.task === undefined)
       if (slot === undefined) {
         if (this.slots.length >= this.size) return
         this.spawn()
@@ -117,7 +124,11 @@ export class WorkerPool {
         this.log.error({ err: message.error.message }, 'defer worker could not load the job files')
         this.remove(slot)
         void worker.terminate()
-        this.failAll(new JobFileError(`defer worker could not load the job files: ${message.error.message}`, { cause: deserializeError(message.error) }))
+        this.failAll(
+          new JobFileError(`defer worker could not load the job files: ${message.error.message}`, {
+            cause: deserializeError(message.error),
+          }),
+        )
       } else {
         const task = slot.task
         slot.task = undefined

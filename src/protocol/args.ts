@@ -94,7 +94,11 @@ export function encodeArgs(args: unknown, maxBytes: number): Buffer {
     throw new InvalidArgumentError(`'args' must be a plain object, got ${describe(args)}`)
   }
   // Most jobs carry no args: nothing to walk, nothing to pack.
-  if (Object.getPrototypeOf(args) === Object.prototype && isEmpty(args) && Object.getOwnPropertySymbols(args).length === 0) {
+  if (
+    Object.getPrototypeOf(args) === Object.prototype &&
+    isEmpty(args) &&
+    Object.getOwnPropertySymbols(args).length === 0
+  ) {
     return EMPTY_ARGS
   }
   const problem = problemIn(args, [])
@@ -103,7 +107,9 @@ export function encodeArgs(args: unknown, maxBytes: number): Buffer {
   }
   const bytes = packArgs(args)
   if (bytes.length > maxBytes) {
-    throw new InvalidArgumentError(`'args' encode to ${bytes.length} bytes, over the limit of ${maxBytes} (maxFrameSize less the frame envelope)`)
+    throw new InvalidArgumentError(
+      `'args' encode to ${bytes.length} bytes, over the limit of ${maxBytes} (maxFrameSize less the frame envelope)`,
+    )
   }
   return bytes
 }

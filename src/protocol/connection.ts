@@ -81,7 +81,8 @@ export class Connection implements FrameSink, HeartbeatContext {
       if (!this.waitingForDrain) this.handler.onDrain?.()
     })
     socket.on('error', (err) => {
-      if (this.state === 'open') this.closeReason ??= new ConnectionClosedError(`connection to ${this.remote} failed: ${err.message}`)
+      if (this.state === 'open')
+        this.closeReason ??= new ConnectionClosedError(`connection to ${this.remote} failed: ${err.message}`)
     })
     socket.on('end', () => {
       // The peer will send no more; without allowHalfOpen Node ends our side too.
@@ -222,7 +223,11 @@ export class Connection implements FrameSink, HeartbeatContext {
       if (!this.budget.charge(holding - this.charged)) {
         const limit = this.budget.limit
         this.releaseBudget()
-        this.close(new HandshakeError(`connections still in their handshake hold ${limit} bytes already (maxHandshakeBytes); try again later`))
+        this.close(
+          new HandshakeError(
+            `connections still in their handshake hold ${limit} bytes already (maxHandshakeBytes); try again later`,
+          ),
+        )
         this.socket.destroy()
         return
       }

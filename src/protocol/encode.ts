@@ -56,7 +56,14 @@ export function encodeMessageFrame(message: Message, maxFrameSize: number): Buff
 }
 
 /** A frame { type, seq, <key>: [items …] }, each item written by `write`; sized by a guess per item. */
-function listFrame<T>(type: string, seq: number, key: string, items: readonly T[], bytesPerItem: number, write: (w: FrameWriter, item: T) => void): Buffer {
+function listFrame<T>(
+  type: string,
+  seq: number,
+  key: string,
+  items: readonly T[],
+  bytesPerItem: number,
+  write: (w: FrameWriter, item: T) => void,
+): Buffer {
   const w = new FrameWriter(64 + items.length * bytesPerItem)
   w.typed(type, seq, key, items.length)
   for (const item of items) write(w, item)

@@ -13,7 +13,13 @@ export function newNonce(): Buffer {
   return randomBytes(NONCE_SIZE)
 }
 
-function proof(secret: string, role: 'node' | 'distributor', serverNonce: Uint8Array, clientNonce: Uint8Array, node: string): Buffer {
+function proof(
+  secret: string,
+  role: 'node' | 'distributor',
+  serverNonce: Uint8Array,
+  clientNonce: Uint8Array,
+  node: string,
+): Buffer {
   return createHmac('sha256', secret)
     .update(`job-reactor/${role}\0`)
     .update(serverNonce)
@@ -26,7 +32,12 @@ export function nodeProof(secret: string, serverNonce: Uint8Array, clientNonce: 
   return proof(secret, 'node', serverNonce, clientNonce, node)
 }
 
-export function distributorProof(secret: string, serverNonce: Uint8Array, clientNonce: Uint8Array, node: string): Buffer {
+export function distributorProof(
+  secret: string,
+  serverNonce: Uint8Array,
+  clientNonce: Uint8Array,
+  node: string,
+): Buffer {
   return proof(secret, 'distributor', serverNonce, clientNonce, node)
 }
 

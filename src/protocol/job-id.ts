@@ -20,7 +20,7 @@ const IDS_PER_FILL = 512
 const CODES = Uint16Array.from(urlAlphabet, (c) => c.charCodeAt(0))
 /** Character code → its symbol's value, -1 off the alphabet. */
 const VALUES = new Int8Array(128).fill(-1)
-CODES.forEach((code, value) => (VALUES[code] = value))
+for (const [value, code] of CODES.entries()) VALUES[code] = value
 const pool = new Uint8Array(RANDOM_CHARS * IDS_PER_FILL)
 let offset = pool.length
 
@@ -49,11 +49,26 @@ export function newJobId(slot: number): string {
   offset += RANDOM_CHARS
   // 64 symbols: the low 6 bits of each random byte pick one without bias.
   return String.fromCharCode(
-    CODES[b[o]! & 63]!, CODES[b[o + 1]! & 63]!, CODES[b[o + 2]! & 63]!, CODES[b[o + 3]! & 63]!,
-    CODES[b[o + 4]! & 63]!, CODES[b[o + 5]! & 63]!, CODES[b[o + 6]! & 63]!, CODES[b[o + 7]! & 63]!,
-    CODES[b[o + 8]! & 63]!, CODES[b[o + 9]! & 63]!, CODES[b[o + 10]! & 63]!, CODES[b[o + 11]! & 63]!,
-    CODES[b[o + 12]! & 63]!, CODES[b[o + 13]! & 63]!, CODES[b[o + 14]! & 63]!, CODES[b[o + 15]! & 63]!,
-    CODES[(slot >>> 24) & 63]!, CODES[(slot >>> 18) & 63]!, CODES[(slot >>> 12) & 63]!, CODES[(slot >>> 6) & 63]!,
+    CODES[b[o]! & 63]!,
+    CODES[b[o + 1]! & 63]!,
+    CODES[b[o + 2]! & 63]!,
+    CODES[b[o + 3]! & 63]!,
+    CODES[b[o + 4]! & 63]!,
+    CODES[b[o + 5]! & 63]!,
+    CODES[b[o + 6]! & 63]!,
+    CODES[b[o + 7]! & 63]!,
+    CODES[b[o + 8]! & 63]!,
+    CODES[b[o + 9]! & 63]!,
+    CODES[b[o + 10]! & 63]!,
+    CODES[b[o + 11]! & 63]!,
+    CODES[b[o + 12]! & 63]!,
+    CODES[b[o + 13]! & 63]!,
+    CODES[b[o + 14]! & 63]!,
+    CODES[b[o + 15]! & 63]!,
+    CODES[(slot >>> 24) & 63]!,
+    CODES[(slot >>> 18) & 63]!,
+    CODES[(slot >>> 12) & 63]!,
+    CODES[(slot >>> 6) & 63]!,
     CODES[slot & 63]!,
   )
 }

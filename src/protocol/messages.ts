@@ -325,7 +325,11 @@ const RUN_OPTION_READERS: { readonly [K in keyof JobRunOptions]-?: Reader<NonNul
 export const JOB_RUN_OPTIONS = Object.freeze(Object.keys(RUN_OPTION_READERS) as (keyof JobRunOptions)[])
 
 /** Sets option `key` of `target` (typed per key, for a loop over JOB_RUN_OPTIONS). */
-export function setRunOption<K extends keyof JobRunOptions>(target: JobRunOptions, key: K, value: JobRunOptions[K]): void {
+export function setRunOption<K extends keyof JobRunOptions>(
+  target: JobRunOptions,
+  key: K,
+  value: JobRunOptions[K],
+): void {
   target[key] = value
 }
 
@@ -356,7 +360,13 @@ export function jobExtras(job: WireJob): Obj | undefined {
   // By name first: the usual job has none, and a keyed load per option name would be a
   // slow lookup of a missing property on every job dispatched. KEEP IN STEP with
   // JobRunOptions (a unit test checks every option against it).
-  if (job.period === undefined && job.defer === undefined && job.maxAttempt === undefined && job.retry === undefined && job.timeout === undefined) {
+  if (
+    job.period === undefined &&
+    job.defer === undefined &&
+    job.maxAttempt === undefined &&
+    job.retry === undefined &&
+    job.timeout === undefined
+  ) {
     return undefined
   }
   let extras: Obj | undefined
@@ -458,7 +468,13 @@ export function parseMessage(value: unknown): Message {
     case MessageType.ACCEPTED:
       return { type, seq: posInt(o, 'seq', p) }
     case MessageType.REJECTED:
-      return { type, seq: posInt(o, 'seq', p), ids: strings(o, 'ids', p), code: str(o, 'code', p), message: str(o, 'message', p) }
+      return {
+        type,
+        seq: posInt(o, 'seq', p),
+        ids: strings(o, 'ids', p),
+        code: str(o, 'code', p),
+        message: str(o, 'message', p),
+      }
     case MessageType.STATE:
       return { type, accepting: bool(o, 'accepting', p) }
     case MessageType.FEEDBACK:

@@ -83,7 +83,8 @@ export function normalizeRetry(input: unknown, where = 'retry'): RetryPolicy {
     case 'exponential': {
       const base = obj['base'] === undefined ? DEFAULT_EXPONENTIAL_BASE : nonNegative(obj['base'], `${where}.base`)
       const max = obj['max'] === undefined ? DEFAULT_EXPONENTIAL_MAX : nonNegative(obj['max'], `${where}.max`)
-      const jitter = obj['jitter'] === undefined ? DEFAULT_EXPONENTIAL_JITTER : fraction(obj['jitter'], `${where}.jitter`)
+      const jitter =
+        obj['jitter'] === undefined ? DEFAULT_EXPONENTIAL_JITTER : fraction(obj['jitter'], `${where}.jitter`)
       return { strategy: 'exponential', base, max, jitter }
     }
   }

@@ -53,11 +53,7 @@ export class Scheduler<T extends TimerSlot> {
   private armedFor = Infinity
   private draining = false
 
-  constructor(
-    onDue: (item: T) => void,
-    clock: Clock = systemClock,
-    options: SchedulerOptions = {},
-  ) {
+  constructor(onDue: (item: T) => void, clock: Clock = systemClock, options: SchedulerOptions = {}) {
     this.onDue = onDue
     this.clock = clock
     this.onError = options.onError ?? ignore

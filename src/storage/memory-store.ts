@@ -47,12 +47,7 @@ export class MemoryStore implements Store {
     if (job !== undefined) applyPatch(job, patch)
   }
 
-  async finishRun(
-    id: string,
-    patch: JobPatch,
-    feedback: FeedbackRecord,
-    remove: boolean,
-  ): Promise<void> {
+  async finishRun(id: string, patch: JobPatch, feedback: FeedbackRecord, remove: boolean): Promise<void> {
     this.check()
     this.outbox.set(feedback.jobId, { ...feedback })
     if (remove) {

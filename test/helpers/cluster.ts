@@ -90,7 +90,13 @@ export function spawnNode(res: Resources, args: string[], env: NodeJS.ProcessEnv
       child.stderr?.on('data', check)
       check()
     })
-  const proc: NodeProcess = { child, name: nameIndex >= 0 ? (args[nameIndex + 1] ?? '') : '', exited, output: () => output, waitForOutput }
+  const proc: NodeProcess = {
+    child,
+    name: nameIndex >= 0 ? (args[nameIndex + 1] ?? '') : '',
+    exited,
+    output: () => output,
+    waitForOutput,
+  }
   res.add(proc, async (p) => {
     if (p.child.exitCode === null && p.child.signalCode === null) {
       p.child.kill('SIGKILL')
@@ -109,7 +115,11 @@ export async function spawnConnectedNode(
   env: NodeJS.ProcessEnv = {},
 ): Promise<NodeProcess> {
   const connected = distributor.waitFor('node:connect', (e) => e.node === name)
-  const proc = spawnNode(res, ['--name', name, '--distributor', `127.0.0.1:${distributor.port}`, '--jobs', FIXTURE_JOBS, ...extra], env)
+  const proc = spawnNode(
+    res,
+    ['--name', name, '--distributor', `127.0.0.1:${distributor.port}`, '--jobs', FIXTURE_JOBS, ...extra],
+    env,
+  )
   await Promise.race([
     connected,
     proc.exited.then((code) => {

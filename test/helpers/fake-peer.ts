@@ -143,7 +143,11 @@ export class FakePeer {
       const timer = setTimeout(() => {
         const i = this.waiters.indexOf(waiter)
         if (i >= 0) this.waiters.splice(i, 1)
-        reject(new Error(`no message within ${waitMs} ms (received so far: ${this.received.map((m) => m.type).join(', ') || 'nothing'})`))
+        reject(
+          new Error(
+            `no message within ${waitMs} ms (received so far: ${this.received.map((m) => m.type).join(', ') || 'nothing'})`,
+          ),
+        )
       }, waitMs)
       this.waiters.push(waiter)
     })

@@ -11,12 +11,17 @@ import { GatedStore } from './gated-stores.js'
  * the distributor offers one, this is the only place to change.
  */
 export function dropNode(d: Distributor, name: string): void {
-  const session = (d as unknown as { pool: { get(n: string): { connection: { socket: { destroy(): void } } } } }).pool.get(name)
+  const session = (
+    d as unknown as { pool: { get(n: string): { connection: { socket: { destroy(): void } } } } }
+  ).pool.get(name)
   session.connection.socket.destroy()
 }
 
 /** A distributor and a node 'n1' on a GatedStore holding its first `held` saves; quick to redial. */
-export async function gatedNode(res: Resources, held: number): Promise<{ d: Distributor; store: GatedStore; node: Node }> {
+export async function gatedNode(
+  res: Resources,
+  held: number,
+): Promise<{ d: Distributor; store: GatedStore; node: Node }> {
   const d = await startDistributor(res)
   const store = new GatedStore(held)
   const node = await startNode(res, d, { name: 'n1', storage: store, reconnectMinMs: 10, reconnectMaxMs: 20 })

@@ -18,7 +18,8 @@ export const LEVEL = { debug: 20, info: 30, warn: 40, error: 50 } as const
 export class LogCapture {
   readonly entries: LogEntry[] = []
   readonly logger: Logger
-  private readonly waiters: { match: (e: LogEntry) => boolean; count: number; resolve: (found: LogEntry[]) => void }[] = []
+  private readonly waiters: { match: (e: LogEntry) => boolean; count: number; resolve: (found: LogEntry[]) => void }[] =
+    []
 
   constructor() {
     this.logger = pino({ level: 'debug' }, { write: (line: string) => this.add(JSON.parse(line) as LogEntry) })

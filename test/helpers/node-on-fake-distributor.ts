@@ -28,7 +28,14 @@ export async function nodeOnFakeDistributor(
   const distributor = `127.0.0.1:${fake.port}`
   const storage = storeFor === undefined ? 'memory' : await storeFor(distributor)
   const node = new Node(
-    { name: 'real', distributors: [distributor], jobDirectory: FIXTURE_JOBS, storage, reconnectMinMs: 10, reconnectMaxMs: 50 },
+    {
+      name: 'real',
+      distributors: [distributor],
+      jobDirectory: FIXTURE_JOBS,
+      storage,
+      reconnectMinMs: 10,
+      reconnectMaxMs: 50,
+    },
     config(),
   )
   res.add(node, (n) => n.close({ force: true }))
@@ -48,4 +55,5 @@ export const LATER = Date.now() + 3_600_000
 export const wireJob = (id: string, dueAt = LATER): WireJob => ({ id, name: 'echo', args: pack({ id }), dueAt, run: 1 })
 
 /** The node's answers to dispatch frames, in order. */
-export const answers = (peer: FakePeer): Message[] => peer.received.filter((m) => m.type === 'accepted' || m.type === 'rejected')
+export const answers = (peer: FakePeer): Message[] =>
+  peer.received.filter((m) => m.type === 'accepted' || m.type === 'rejected')

@@ -6,7 +6,11 @@ import { FakePeer, type FakePeerOptions } from './fake-peer.js'
 import { within } from './within.js'
 
 /** A FakePeer connected to `to` (a distributor, or the port it listens on), destroyed with `res`. */
-export async function connectPeer(res: Resources, to: Distributor | number, options: FakePeerOptions = {}): Promise<FakePeer> {
+export async function connectPeer(
+  res: Resources,
+  to: Distributor | number,
+  options: FakePeerOptions = {},
+): Promise<FakePeer> {
   const peer = await FakePeer.connect(typeof to === 'number' ? to : to.port, '127.0.0.1', options)
   return res.add(peer, (p) => p.destroy())
 }
@@ -20,7 +24,10 @@ export function expectError(message: Message, code: string): Extract<Message, { 
 }
 
 /** The peer's last frame is an error with `code`, after which the distributor closed the socket. */
-export async function expectClosedWithError(peer: FakePeer, code: string): Promise<Extract<Message, { type: 'error' }>> {
+export async function expectClosedWithError(
+  peer: FakePeer,
+  code: string,
+): Promise<Extract<Message, { type: 'error' }>> {
   const error = expectError(await peer.nextOfType(MessageType.ERROR), code)
   await peer.closed
   expect(peer.isOpen).toBe(false)

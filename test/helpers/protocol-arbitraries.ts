@@ -58,7 +58,10 @@ const wireFeedback = fc.record({
   kind: fc.constantFrom('success' as const, 'error' as const),
   final: fc.boolean(),
   cancelled: fc.boolean(),
-  args: fc.oneof(resultArgs, resultArgs.map((o) => pack(o))),
+  args: fc.oneof(
+    resultArgs,
+    resultArgs.map((o) => pack(o)),
+  ),
 })
 
 /** Any valid message of the protocol, as a sender would build it. */
@@ -77,7 +80,9 @@ export const message: fc.Arbitrary<Message> = fc.oneof(
       nonce: bin,
       proof: bin,
     },
-    { requiredKeys: ['type', 'protocolVersion', 'version', 'node', 'jobs', 'concurrency', 'window', 'durable', 'nonce'] },
+    {
+      requiredKeys: ['type', 'protocolVersion', 'version', 'node', 'jobs', 'concurrency', 'window', 'durable', 'nonce'],
+    },
   ),
   fc.record(
     { type: fc.constant(MessageType.WELCOME), distributor: text, heartbeatMs: nat, proof: bin },
@@ -87,7 +92,13 @@ export const message: fc.Arbitrary<Message> = fc.oneof(
   fc.record({ type: fc.constant(MessageType.PING) }),
   fc.record({ type: fc.constant(MessageType.DISPATCH), seq: nat, jobs: fc.array(wireJob, { maxLength: 4 }) }),
   fc.record({ type: fc.constant(MessageType.ACCEPTED), seq: nat }),
-  fc.record({ type: fc.constant(MessageType.REJECTED), seq: nat, ids: fc.array(text, { maxLength: 5 }), code: text, message: text }),
+  fc.record({
+    type: fc.constant(MessageType.REJECTED),
+    seq: nat,
+    ids: fc.array(text, { maxLength: 5 }),
+    code: text,
+    message: text,
+  }),
   fc.record({ type: fc.constant(MessageType.STATE), accepting: fc.boolean() }),
   fc.record({ type: fc.constant(MessageType.FEEDBACK), seq: nat, items: fc.array(wireFeedback, { maxLength: 4 }) }),
   fc.record({ type: fc.constant(MessageType.FEEDBACK_ACK), seq: nat }),
@@ -162,14 +173,18 @@ export function packOrEmpty(value: unknown): Buffer {
 // --- reference model --------------------------------------------------------------------
 
 /** What a correct decoder must make of `bytes`, read sequentially. */
-export function referenceFrames(bytes: Uint8Array, maxFrameSize: number): { bodies: Buffer[]; tooLarge: number | undefined; pending: number } {
+export function referenceFrames(
+  bytes: Uint8Array,
+  maxFrameSize: number,
+): { bodies: Buffer[]; tooLarge: number | undefined; pending: number } {
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length)
   const bodies: Buffer[] = []
   let pos = 0
   while (buf.length - pos >= FRAME_HEADER_SIZE) {
     const length = buf.readUInt32BE(pos)
     if (length > maxFrameSize) return { bodies, tooLarge: length, pending: 0 }
-    if (buf.length - pos - FRAME_HEADER_SIZE < length) return { bodies, tooLarge: undefined, pending: buf.length - pos - FRAME_HEADER_SIZE }
+    if (buf.length - pos - FRAME_HEADER_SIZE < length)
+      return { bodies, tooLarge: undefined, pending: buf.length - pos - FRAME_HEADER_SIZE }
     bodies.push(buf.subarray(pos + FRAME_HEADER_SIZE, pos + FRAME_HEADER_SIZE + length))
     pos += FRAME_HEADER_SIZE + length
   }
@@ -177,7 +192,10 @@ export function referenceFrames(bytes: Uint8Array, maxFrameSize: number): { bodi
 }
 
 /** What a Connection must deliver for `bytes`: the valid messages up to the first bad frame, and the close code. */
-export function referenceConnection(bytes: Uint8Array, maxFrameSize: number): { messages: Message[]; closeCode: string | undefined } {
+export function referenceConnection(
+  bytes: Uint8Array,
+  maxFrameSize: number,
+): { messages: Message[]; closeCode: string | undefined } {
   const { bodies, tooLarge } = referenceFrames(bytes, maxFrameSize)
   const messages: Message[] = []
   for (const body of bodies) {

@@ -67,9 +67,7 @@ let installed: boolean | undefined
 function assertInstalled(): void {
   installed ??= spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).error === undefined
   if (!installed) {
-    throw new Error(
-      'redis-server is not on PATH; the Redis integration tests need it: apt-get install -y redis-server',
-    )
+    throw new Error('redis-server is not on PATH; the Redis integration tests need it: apt-get install -y redis-server')
   }
 }
 
@@ -77,18 +75,27 @@ async function launch(port: number, options: RedisServerOptions): Promise<RedisS
   const ownDir = options.dir === undefined
   const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'jr-redis-')))
   const args = [
-    '--port', String(port),
-    '--bind', '127.0.0.1',
-    '--dir', dir,
-    '--save', '',
-    '--appendonly', options.appendonly === true ? 'yes' : 'no',
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--dir',
+    dir,
+    '--save',
+    '',
+    '--appendonly',
+    options.appendonly === true ? 'yes' : 'no',
     // With the append-only file on, every write is on disk before Redis answers, so a
     // killed server loses nothing a node was told is stored.
-    '--appendfsync', 'always',
-    '--daemonize', 'no',
-    '--loglevel', 'warning',
+    '--appendfsync',
+    'always',
+    '--daemonize',
+    'no',
+    '--loglevel',
+    'warning',
     // DEBUG SLEEP plays a slow but healthy server (a fork, a slow disk) in the deadline tests.
-    '--enable-debug-command', 'local',
+    '--enable-debug-command',
+    'local',
   ]
   if (options.cluster !== undefined && options.cluster !== false) {
     // A node that never met another does not know its own IP and would announce ''.
@@ -147,12 +154,7 @@ async function launch(port: number, options: RedisServerOptions): Promise<RedisS
   }
 }
 
-async function waitUntil(
-  port: number,
-  child: ChildProcess,
-  cluster: boolean,
-  output: () => string,
-): Promise<void> {
+async function waitUntil(port: number, child: ChildProcess, cluster: boolean, output: () => string): Promise<void> {
   const deadline = Date.now() + START_TIMEOUT_MS
   let clusterSetUp = false
   for (;;) {
@@ -236,10 +238,14 @@ export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
   try {
     for (let i = 0; i < masters; i++) servers.push(await startRedisServer({ cluster: 'member' }))
     const addresses = servers.map((s) => `127.0.0.1:${s.port}`)
-    const created = spawnSync('redis-cli', ['--cluster', 'create', ...addresses, '--cluster-replicas', '0', '--cluster-yes'], {
-      encoding: 'utf8',
-      timeout: START_TIMEOUT_MS,
-    })
+    const created = spawnSync(
+      'redis-cli',
+      ['--cluster', 'create', ...addresses, '--cluster-replicas', '0', '--cluster-yes'],
+      {
+        encoding: 'utf8',
+        timeout: START_TIMEOUT_MS,
+      },
+    )
     if (created.status !== 0) throw new Error(`redis-cli --cluster create failed:\n${created.stdout}${created.stderr}`)
     const deadline = Date.now() + START_TIMEOUT_MS
     for (const server of servers) {

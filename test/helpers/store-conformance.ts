@@ -197,9 +197,7 @@ export function storeConformance(name: string, makeStore: MakeStore): void {
       const job = makeJob('j1', { period: 60, maxAttempt: 4 })
       await store.saveJobs([job])
       await store.updateJob('j1', { status: JobStatus.IN_PROGRESS, attempt: 1 })
-      expect(plain((await store.getJob('j1'))!)).toEqual(
-        plain({ ...job, status: JobStatus.IN_PROGRESS, attempt: 1 }),
-      )
+      expect(plain((await store.getJob('j1'))!)).toEqual(plain({ ...job, status: JobStatus.IN_PROGRESS, attempt: 1 }))
       const lastError = { name: 'Error', message: 'boom', code: 'ERR_X' }
       await store.updateJob('j1', {
         status: JobStatus.ERROR,
@@ -254,7 +252,12 @@ export function storeConformance(name: string, makeStore: MakeStore): void {
       await store.updateJob(`job-${JobStatus.FAILED}`, { status: JobStatus.QUEUED })
       await store.updateJob(`job-${JobStatus.ERROR}`, { attempt: 5 })
       expect(ids(await store.listUnfinished())).toEqual(
-        [`job-${JobStatus.QUEUED}`, `job-${JobStatus.IN_PROGRESS}`, `job-${JobStatus.ERROR}`, `job-${JobStatus.FAILED}`].sort(),
+        [
+          `job-${JobStatus.QUEUED}`,
+          `job-${JobStatus.IN_PROGRESS}`,
+          `job-${JobStatus.ERROR}`,
+          `job-${JobStatus.FAILED}`,
+        ].sort(),
       )
     })
 
@@ -350,7 +353,11 @@ export function storeConformance(name: string, makeStore: MakeStore): void {
     it('acks several feedbacks in one call, leaving the others', async () => {
       const store = await open()
       for (const id of ['a', 'b', 'c']) await store.finishRun(id, {}, makeFeedback(id), true)
-      await store.ackFeedback([{ jobId: 'a', run: 1 }, { jobId: 'c', run: 1 }, { jobId: 'nope', run: 1 }])
+      await store.ackFeedback([
+        { jobId: 'a', run: 1 },
+        { jobId: 'c', run: 1 },
+        { jobId: 'nope', run: 1 },
+      ])
       expect((await store.listFeedback()).map((f) => f.jobId)).toEqual(['b'])
       await store.ackFeedback([])
       expect(await store.listFeedback()).toHaveLength(1)

@@ -21,7 +21,16 @@ export function toWire(message: Message): object {
       return { type: message.type, seq: message.seq, jobs: message.jobs.map(jobTuple) }
     case MessageType.FEEDBACK:
       // Packed args travel as the map they hold, not as a binary.
-      return { type: message.type, seq: message.seq, items: message.items.map((f) => [f.id, f.run, feedbackFlags(f), f.args instanceof Uint8Array ? unpack(f.args) : f.args]) }
+      return {
+        type: message.type,
+        seq: message.seq,
+        items: message.items.map((f) => [
+          f.id,
+          f.run,
+          feedbackFlags(f),
+          f.args instanceof Uint8Array ? unpack(f.args) : f.args,
+        ]),
+      }
     default:
       return message
   }
@@ -30,5 +39,11 @@ export function toWire(message: Message): object {
 /** A message as its peer gets it: packed feedback args arrive decoded, with the frame. */
 export function asReceived(message: Message): Message {
   if (message.type !== MessageType.FEEDBACK) return message
-  return { ...message, items: message.items.map((f) => ({ ...f, args: f.args instanceof Uint8Array ? (unpack(f.args) as JobArgsObject) : f.args })) }
+  return {
+    ...message,
+    items: message.items.map((f) => ({
+      ...f,
+      args: f.args instanceof Uint8Array ? (unpack(f.args) as JobArgsObject) : f.args,
+    })),
+  }
 }

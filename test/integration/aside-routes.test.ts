@@ -10,7 +10,13 @@ const res = new Resources()
 afterEach(() => res.releaseAll())
 
 /** A node that only handshakes (and answers nothing after), with this frame limit. */
-async function fakeNode(d: Distributor, node: string, jobs: string[], window: number, maxFrameSize: number): Promise<FakePeer> {
+async function fakeNode(
+  d: Distributor,
+  node: string,
+  jobs: string[],
+  window: number,
+  maxFrameSize: number,
+): Promise<FakePeer> {
   const peer = res.add(await FakePeer.connect(d.port), (p) => p.destroy())
   const connected = d.waitFor('node:connect', (e) => e.node === node)
   await peer.handshake({ node, jobs, concurrency: window, window, maxFrameSize })
@@ -73,7 +79,10 @@ it('a job set aside for its size is served before the jobs behind it once a node
   registry.define('work', () => {})
   const big = await startNode(res, d, { name: 'big', registry, concurrency: 1, window: 1 })
   const small = await startNode(res, d, { name: 'small', registry, concurrency: 1, window: 1, maxFrameSize: 64 * 1024 })
-  for (const [k, node] of [['big', big], ['small', small]] as const) {
+  for (const [k, node] of [
+    ['big', big],
+    ['small', small],
+  ] as const) {
     const held = d.enqueue('hold', { k }, { node: k })
     await node.waitFor('job:start', (e) => e.id === held.id)
   }
@@ -124,7 +133,13 @@ it('a set-aside job a free node takes is not held behind one waiting for a node 
   registry.define('work', () => {})
   const store = new FlakyStore()
   const big = await startNode(res, d, { name: 'big', registry, storage: store })
-  const medium = await startNode(res, d, { name: 'medium', registry, concurrency: 1, window: 1, maxFrameSize: 256 * 1024 })
+  const medium = await startNode(res, d, {
+    name: 'medium',
+    registry,
+    concurrency: 1,
+    window: 1,
+    maxFrameSize: 256 * 1024,
+  })
   await startNode(res, d, { name: 'small', registry, maxFrameSize: 64 * 1024 })
   const held = d.enqueue('hold', { k: 'medium' }, { node: 'medium' })
   await medium.waitFor('job:start', (e) => e.id === held.id)

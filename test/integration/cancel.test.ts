@@ -106,7 +106,7 @@ describe('cancels across reconnects', () => {
     expect(orphans).toEqual([])
   }, 10_000)
 
-  it('a cancel whose answer is lost with the link is settled by the node\'s answer to the cancel sent again', async () => {
+  it("a cancel whose answer is lost with the link is settled by the node's answer to the cancel sent again", async () => {
     const d = await startDistributor(res)
     const store = new SlowRemoveStore()
     const node = await startNode(res, d, { name: 'n1', storage: store, reconnectMinMs: 10, reconnectMaxMs: 20 })
@@ -148,7 +148,7 @@ describe('cancels across reconnects', () => {
     expect(d.activeCount).toBe(0)
   }, 10_000)
 
-  it('a cancel that crosses the node\'s rejection of the job ends it: it is not sent elsewhere', async () => {
+  it("a cancel that crosses the node's rejection of the job ends it: it is not sent elsewhere", async () => {
     const { d, store } = await gatedNode(res, 1)
     const other = await startNode(res, d, { name: 'n2' })
     const h = d.enqueue('echo', {}, { period: 3600, node: 'n1' })

@@ -26,8 +26,12 @@ const DISTRIBUTOR_PROCESS = fileURLToPath(new URL('../fixtures/distributor-proce
 const MiB = 1024 * 1024
 
 /** A distributor in a process of its own, answering the fixture's line protocol. */
-async function distributorProcess(options: object = {}): Promise<{ port: number; ask: (line: string) => Promise<Record<string, number>> }> {
-  const child = spawn(process.execPath, ['--expose-gc', DISTRIBUTOR_PROCESS, JSON.stringify(options)], { stdio: ['pipe', 'pipe', 'inherit'] })
+async function distributorProcess(
+  options: object = {},
+): Promise<{ port: number; ask: (line: string) => Promise<Record<string, number>> }> {
+  const child = spawn(process.execPath, ['--expose-gc', DISTRIBUTOR_PROCESS, JSON.stringify(options)], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  })
   res.add(child, (c) => {
     c.stdin?.end()
     c.kill()
@@ -100,7 +104,9 @@ describe('before the handshake', () => {
     expect(await finished).toEqual({ done: 2000 })
     const after = (await d.ask('rss'))['rss'] as number
     const grew = after - before
-    console.log(`distributor RSS: ${(before / MiB).toFixed(1)} MiB before, ${(after / MiB).toFixed(1)} MiB after (${(grew / MiB).toFixed(1)} MiB) with 200 strangers and 2,000 jobs`)
+    console.log(
+      `distributor RSS: ${(before / MiB).toFixed(1)} MiB before, ${(after / MiB).toFixed(1)} MiB after (${(grew / MiB).toFixed(1)} MiB) with 200 strangers and 2,000 jobs`,
+    )
     // The documented bound for what strangers can make a distributor hold with the default
     // limits (docs/architecture.md): maxHandshakeBytes (4 MiB) + maxConnections (1,024) × one
     // 64 KiB read buffer and its state, about 70 MiB. Before the limit, these 200
@@ -127,7 +133,12 @@ describe('before the handshake', () => {
     }
     await Promise.all(peers.slice(16).map((p) => p.closed))
     const errors = peers.slice(16).map((p) => p.received.find((m) => m.type === MessageType.ERROR))
-    for (const error of errors) if (error !== undefined) expect(error).toMatchObject({ code: ErrorCode.HANDSHAKE_REJECTED, message: expect.stringMatching(/maxHandshakeBytes/) })
+    for (const error of errors)
+      if (error !== undefined)
+        expect(error).toMatchObject({
+          code: ErrorCode.HANDSHAKE_REJECTED,
+          message: expect.stringMatching(/maxHandshakeBytes/),
+        })
     // The 16 that fit wait for their handshake timeout; once they go, the budget is free again.
     expect(peers.slice(0, 16).every((p) => p.isOpen)).toBe(true)
     for (const p of peers.slice(0, 16)) await p.destroy()
@@ -158,7 +169,11 @@ describe('before the handshake', () => {
 function spawnNodeFor(port: number, name: string): { close: () => Promise<void> } {
   const bin = fileURLToPath(new URL('../../bin/jr-node.js', import.meta.url))
   const jobs = fileURLToPath(new URL('../fixtures/jobs', import.meta.url))
-  const child = spawn(process.execPath, [bin, '--name', name, '--distributor', `127.0.0.1:${port}`, '--jobs', jobs, '--log-level', 'error'], { stdio: 'ignore' })
+  const child = spawn(
+    process.execPath,
+    [bin, '--name', name, '--distributor', `127.0.0.1:${port}`, '--jobs', jobs, '--log-level', 'error'],
+    { stdio: 'ignore' },
+  )
   res.add(child, (c) => c.kill('SIGKILL'))
   return {
     close: async () => {
@@ -224,7 +239,14 @@ describe('a node that never accepts', () => {
     mute.send({
       type: MessageType.FEEDBACK,
       seq: 1,
-      items: handles.map((h, i) => ({ id: h.id, run: 1, kind: 'success', final: true, cancelled: false, args: { i, by: 'mute' } })),
+      items: handles.map((h, i) => ({
+        id: h.id,
+        run: 1,
+        kind: 'success',
+        final: true,
+        cancelled: false,
+        args: { i, by: 'mute' },
+      })),
     })
     expect((await Promise.all(handles.map((h) => h.done))).map((r) => r['by'])).toEqual(['mute', 'mute', 'mute'])
   })
@@ -252,7 +274,18 @@ describe('a store that hangs', () => {
     const file = await tempFile('runs.log')
     // The acceptance deadline is far away: what moves the jobs is the store deadline.
     const d = await startDistributor(res, { acceptTimeoutMs: 120_000 })
-    const rnode = await spawnConnectedNode(res, d, 'rnode', ['--storage', redis.url, '--store-timeout', '1000', '--concurrency', '20', '--window', '2000', '--log-level', 'info'])
+    const rnode = await spawnConnectedNode(res, d, 'rnode', [
+      '--storage',
+      redis.url,
+      '--store-timeout',
+      '1000',
+      '--concurrency',
+      '20',
+      '--window',
+      '2000',
+      '--log-level',
+      'info',
+    ])
     await startNode(res, d, { name: 'mem', concurrency: 20 })
 
     const acceptedByRedisNode = new Set<string>()
@@ -269,7 +302,10 @@ describe('a store that hangs', () => {
     await allAccepted(d, first)
     redis.pause()
     // Then the rest, while it hangs: what goes to the Redis node cannot be stored there.
-    const handles = [...first, ...Array.from({ length: 1800 }, (_, i) => d.enqueue('record', { i: 200 + i, file, ms: 2 }))]
+    const handles = [
+      ...first,
+      ...Array.from({ length: 1800 }, (_, i) => d.enqueue('record', { i: 200 + i, file, ms: 2 })),
+    ]
     const settled = (): boolean => handles.every((h) => done.has(h.id) || acceptedByRedisNode.has(h.id))
     let onSettled = (): void => {}
     for (const h of handles) {

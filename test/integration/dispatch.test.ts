@@ -14,7 +14,10 @@ afterEach(() => res.releaseAll())
 /** How the job ended, or 'never settled' (a lost job) instead of the test timing out. */
 function outcomeOf(handle: JobHandle): Promise<string> {
   return Promise.race([
-    handle.done.then(() => 'done', () => 'failed'),
+    handle.done.then(
+      () => 'done',
+      () => 'failed',
+    ),
     new Promise<string>((r) => setTimeout(() => r('never settled'), 4000)),
   ])
 }
@@ -47,32 +50,35 @@ describe('dispatch to a fake node', () => {
   it.each([
     { what: 'a frame number it never sent', answerFirst: false, bad: (sent: number) => sent + 1 },
     { what: 'a frame that was already answered', answerFirst: true, bad: (sent: number) => sent },
-  ])('closes the connection with a protocol error on an accepted for $what, and the job runs elsewhere', async ({ answerFirst, bad }) => {
-    const d = await startDistributor(res)
-    const fake = await connectPeer(res, d)
-    await fake.handshake({ node: 'fake', jobs: ['echo'] })
-    const handle = d.enqueue('echo', { n: 4 })
-    const dispatch = await fake.nextOfType('dispatch')
-    expect(dispatch.seq).toBe(1)
-    if (answerFirst) {
-      const accepted = d.waitFor('job:accepted', (e) => e.id === handle.id)
-      fake.send({ type: 'accepted', seq: dispatch.seq })
-      await accepted
-    }
-    await startNode(res, d, { name: 'real' })
+  ])(
+    'closes the connection with a protocol error on an accepted for $what, and the job runs elsewhere',
+    async ({ answerFirst, bad }) => {
+      const d = await startDistributor(res)
+      const fake = await connectPeer(res, d)
+      await fake.handshake({ node: 'fake', jobs: ['echo'] })
+      const handle = d.enqueue('echo', { n: 4 })
+      const dispatch = await fake.nextOfType('dispatch')
+      expect(dispatch.seq).toBe(1)
+      if (answerFirst) {
+        const accepted = d.waitFor('job:accepted', (e) => e.id === handle.id)
+        fake.send({ type: 'accepted', seq: dispatch.seq })
+        await accepted
+      }
+      await startNode(res, d, { name: 'real' })
 
-    const disconnected = d.waitFor('node:disconnect', (e) => e.node === 'fake')
-    const requeued = d.waitFor('job:requeue', (e) => e.id === handle.id)
-    const seq = bad(dispatch.seq)
-    fake.send({ type: 'accepted', seq })
-    const error = await expectClosedWithError(fake, ErrorCode.PROTOCOL)
-    expect(error.message).toContain(`'accepted' for dispatch frame ${seq}, which awaits no answer`)
-    expect((await disconnected).reason?.code).toBe(ErrorCode.PROTOCOL)
-    // A memory node's jobs come back with it gone, answered or not.
-    expect(await requeued).toEqual({ id: handle.id, name: 'echo', node: 'fake' })
-    await expect(handle.done).resolves.toMatchObject({ n: 4, result: 'Yay!' })
-    expect(d.nodes).toEqual(['real'])
-  })
+      const disconnected = d.waitFor('node:disconnect', (e) => e.node === 'fake')
+      const requeued = d.waitFor('job:requeue', (e) => e.id === handle.id)
+      const seq = bad(dispatch.seq)
+      fake.send({ type: 'accepted', seq })
+      const error = await expectClosedWithError(fake, ErrorCode.PROTOCOL)
+      expect(error.message).toContain(`'accepted' for dispatch frame ${seq}, which awaits no answer`)
+      expect((await disconnected).reason?.code).toBe(ErrorCode.PROTOCOL)
+      // A memory node's jobs come back with it gone, answered or not.
+      expect(await requeued).toEqual({ id: handle.id, name: 'echo', node: 'fake' })
+      await expect(handle.done).resolves.toMatchObject({ n: 4, result: 'Yay!' })
+      expect(d.nodes).toEqual(['real'])
+    },
+  )
 
   it('an accepted after a rejected of the same frame takes the rest of the frame, and the rejected job runs elsewhere', async () => {
     const d = await startDistributor(res)
@@ -143,7 +149,7 @@ describe('a real node against a fake distributor', () => {
     const items = new Map<string, WireFeedback>()
     while (items.size < 2) for (const item of (await peer.nextOfType('feedback')).items) items.set(item.id, item)
     expect(items.get('broken')).toMatchObject({ run: 1, kind: 'error', final: true })
-    expect((items.get('broken')?.args as { error?: { message?: string } }).error?.message).toBeTruthy()
+    expect((items.get('broken')!.args as { error?: { message?: string } }).error?.message).toBeTruthy()
     expect(items.get('fine')).toMatchObject({ kind: 'success', final: true, args: { id: 'fine', result: 'Yay!' } })
   })
 })

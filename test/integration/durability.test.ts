@@ -200,7 +200,11 @@ describe('takeover of a dead node’s jobs', () => {
   })
 
   /** A periodic job held by a node killed for good; `adopt()` starts a peer that takes its jobs over. */
-  async function orphanedPeriodicJob(): Promise<{ d: Distributor; h: JobHandle; adopt: (heir: string) => Promise<unknown> }> {
+  async function orphanedPeriodicJob(): Promise<{
+    d: Distributor
+    h: JobHandle
+    adopt: (heir: string) => Promise<unknown>
+  }> {
     const d = await startDistributor(res, { heartbeatMs: 200 })
     const lease = ['--storage', redis.url, '--lease-ms', '600']
     const doomed = uniqueName('doomed')

@@ -12,7 +12,6 @@ const res = new Resources()
 afterEach(() => res.releaseAll())
 
 describe('feedback from a fake node', () => {
-
   it('resolves done with the args of a final success feedback, runs onSuccess, and acks it', async () => {
     const d = await startDistributor(res)
     const fake = await connectPeer(res, d)
@@ -98,7 +97,9 @@ describe('feedback from a fake node', () => {
     const dispatch = await fake.nextOfType('dispatch')
     fake.send({ type: 'accepted', seq: dispatch.seq })
 
-    const items = [{ id: handle.id, run: 1, kind: 'success', final: true, cancelled: false, args: pack({ n: 3, done: true }) }] as const
+    const items = [
+      { id: handle.id, run: 1, kind: 'success', final: true, cancelled: false, args: pack({ n: 3, done: true }) },
+    ] as const
     fake.send({ type: 'feedback', seq: 1, items: [...items] })
     await expect(handle.done).resolves.toEqual({ n: 3, done: true })
     expect(await fake.nextOfType('feedback-ack')).toEqual({ type: 'feedback-ack', seq: 1 })
@@ -144,9 +145,17 @@ describe('feedback from a fake node', () => {
 
     // More frames back to back, orphans or not: one ack each, in the order sent.
     for (const seq of [2, 3, 4]) {
-      fake.send({ type: 'feedback', seq, items: [{ id: `stray-${seq}`, run: 1, kind: 'success', final: true, cancelled: false, args: pack({}) }] })
+      fake.send({
+        type: 'feedback',
+        seq,
+        items: [{ id: `stray-${seq}`, run: 1, kind: 'success', final: true, cancelled: false, args: pack({}) }],
+      })
     }
-    const acks = [await fake.nextOfType('feedback-ack'), await fake.nextOfType('feedback-ack'), await fake.nextOfType('feedback-ack')]
+    const acks = [
+      await fake.nextOfType('feedback-ack'),
+      await fake.nextOfType('feedback-ack'),
+      await fake.nextOfType('feedback-ack'),
+    ]
     expect(acks.map((ack) => ack.seq)).toEqual([2, 3, 4])
   })
 })
@@ -156,7 +165,15 @@ describe('a real node against a fake distributor', () => {
     const { peer } = await nodeOnFakeDistributor(res, async (distributor) => {
       const store = new MemoryStore()
       await store.open()
-      const result = (jobId: string, args: Buffer) => ({ jobId, run: 1, distributor, kind: FeedbackKind.SUCCESS, final: true, cancelled: false, args })
+      const result = (jobId: string, args: Buffer) => ({
+        jobId,
+        run: 1,
+        distributor,
+        kind: FeedbackKind.SUCCESS,
+        final: true,
+        cancelled: false,
+        args,
+      })
       await store.finishRun('corrupt', { status: JobStatus.COMPLETE }, result('corrupt', Buffer.from([0x81])), true)
       await store.finishRun('intact', { status: JobStatus.COMPLETE }, result('intact', pack({ ok: true })), true)
       return store

@@ -41,7 +41,11 @@ describe('frame limits', () => {
     expect(body.length).toBe(LIMIT)
     peer.sendFrame(body)
     // Proof it was read and the link lives: a feedback now is acked.
-    peer.send({ type: 'feedback', seq: 1, items: [{ id: 'nope', run: 1, kind: 'success', final: true, cancelled: false, args: pack({}) }] })
+    peer.send({
+      type: 'feedback',
+      seq: 1,
+      items: [{ id: 'nope', run: 1, kind: 'success', final: true, cancelled: false, args: pack({}) }],
+    })
     expect(await peer.nextOfType('feedback-ack')).toEqual({ type: 'feedback-ack', seq: 1 })
     expect(peer.isOpen).toBe(true)
   })
@@ -153,12 +157,18 @@ describe('limits', () => {
     fake.send({
       type: MessageType.FEEDBACK,
       seq: 1,
-      items: [{ id: sent[0] as string, run: 1, kind: 'success', final: true, cancelled: false, args: Buffer.from([0x80]) }],
+      items: [
+        { id: sent[0] as string, run: 1, kind: 'success', final: true, cancelled: false, args: Buffer.from([0x80]) },
+      ],
     })
     const next = await fake.nextOfType(MessageType.DISPATCH)
     expect(next.jobs.map((j) => j.id)).toEqual([handles[2]?.id])
     expect(d.pendingCount).toBe(2)
-    expect(fake.received.filter((m) => m.type === MessageType.DISPATCH).flatMap((m) => (m.type === MessageType.DISPATCH ? m.jobs : []))).toHaveLength(3)
+    expect(
+      fake.received
+        .filter((m) => m.type === MessageType.DISPATCH)
+        .flatMap((m) => (m.type === MessageType.DISPATCH ? m.jobs : [])),
+    ).toHaveLength(3)
   })
 
   it('a node that stops reading is dropped after stallTimeoutMs, having taken only what fit in the socket, and its jobs complete elsewhere', async () => {
@@ -169,7 +179,10 @@ describe('limits', () => {
     await stalled.handshake({ node: 'stalled', jobs: ['echo'], concurrency: 1000, window: 10_000 })
     stalled.socket.pause() // it never reads again …
     // … but it keeps talking, so it is the stall that gets it dropped, not silence.
-    const keepalive = res.add(setInterval(() => stalled.sendMessage({ type: MessageType.PING }), 50), clearInterval)
+    const keepalive = res.add(
+      setInterval(() => stalled.sendMessage({ type: MessageType.PING }), 50),
+      clearInterval,
+    )
     const gone = d.waitFor('node:disconnect', (e) => e.node === 'stalled')
 
     let sentToStalled = 0
@@ -205,7 +218,11 @@ describe('limits', () => {
     const completedOn = new Set<string>()
     d.on('job:success', (e) => completedOn.add(e.node))
     await startNode(res, d, { name: 'reader' })
-    const results = await within(Promise.all(handles.map((h) => h.done)), 'every job to complete on the reading node', 15_000)
+    const results = await within(
+      Promise.all(handles.map((h) => h.done)),
+      'every job to complete on the reading node',
+      15_000,
+    )
     expect(results.map((r) => r['i'])).toEqual(Array.from({ length: total }, (_, i) => i))
     expect([...completedOn]).toEqual(['reader'])
   })

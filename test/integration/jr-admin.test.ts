@@ -79,13 +79,24 @@ function spawnJr(args: string[]): Promise<Run> {
 }
 
 const DUE = Date.UTC(2024, 0, 2, 3, 4, 5, 678)
-const boom = { name: 'Error', message: 'boom\n  on two lines', code: 'ERR_X', stack: 'Error: boom\n    at step (jobs/x.js:1:1)' }
+const boom = {
+  name: 'Error',
+  message: 'boom\n  on two lines',
+  code: 'ERR_X',
+  stack: 'Error: boom\n    at step (jobs/x.js:1:1)',
+}
 
 /** One job of each interesting kind, due one second apart so the listing order is known. */
 async function seedMixed(store: RedisStore): Promise<void> {
   await store.saveJobs([
     makeJob('j-new', { dueAt: DUE, args: pack({ greeting: 'Hello' }) }),
-    makeJob('j-failed', { status: JobStatus.FAILED, attempt: 10, dueAt: DUE + 1000, failedAt: DUE + 1500, lastError: boom }),
+    makeJob('j-failed', {
+      status: JobStatus.FAILED,
+      attempt: 10,
+      dueAt: DUE + 1000,
+      failedAt: DUE + 1500,
+      lastError: boom,
+    }),
     makeJob('j-complete', { status: JobStatus.COMPLETE, attempt: 1, dueAt: DUE + 2000 }),
     makeJob('j-tick', { name: 'tick', period: 60, run: 3, status: JobStatus.ERROR, attempt: 2, dueAt: DUE + 3000 }),
   ])
@@ -109,7 +120,9 @@ describe('jr jobs', () => {
       for (const row of rows) expect(row[at], `${column} in ${row}`).not.toBe(' ')
     }
     const failed = rows[1]!
-    expect(failed.slice(header.indexOf('STATUS'))).toMatch(/^failed\s+10\s+1\s+2024-01-02T03:04:06\.678Z\s+-\s+boom on two lines$/)
+    expect(failed.slice(header.indexOf('STATUS'))).toMatch(
+      /^failed\s+10\s+1\s+2024-01-02T03:04:06\.678Z\s+-\s+boom on two lines$/,
+    )
     expect(rows[3]!.slice(header.indexOf('STATUS'))).toMatch(/^error\s+2\s+3\s+2024-01-02T03:04:08\.678Z\s+60s\s+-$/)
   })
 
@@ -119,10 +132,46 @@ describe('jr jobs', () => {
     expect(code).toBe(0)
     const rows = JSON.parse(stdout) as unknown[]
     expect(rows).toEqual([
-      { id: 'j-new', name: 'my_job', status: 'new', attempt: 0, run: 1, dueAt: '2024-01-02T03:04:05.678Z', period: null, lastError: null },
-      { id: 'j-failed', name: 'my_job', status: 'failed', attempt: 10, run: 1, dueAt: '2024-01-02T03:04:06.678Z', period: null, lastError: boom.message },
-      { id: 'j-complete', name: 'my_job', status: 'complete', attempt: 1, run: 1, dueAt: '2024-01-02T03:04:07.678Z', period: null, lastError: null },
-      { id: 'j-tick', name: 'tick', status: 'error', attempt: 2, run: 3, dueAt: '2024-01-02T03:04:08.678Z', period: 60, lastError: null },
+      {
+        id: 'j-new',
+        name: 'my_job',
+        status: 'new',
+        attempt: 0,
+        run: 1,
+        dueAt: '2024-01-02T03:04:05.678Z',
+        period: null,
+        lastError: null,
+      },
+      {
+        id: 'j-failed',
+        name: 'my_job',
+        status: 'failed',
+        attempt: 10,
+        run: 1,
+        dueAt: '2024-01-02T03:04:06.678Z',
+        period: null,
+        lastError: boom.message,
+      },
+      {
+        id: 'j-complete',
+        name: 'my_job',
+        status: 'complete',
+        attempt: 1,
+        run: 1,
+        dueAt: '2024-01-02T03:04:07.678Z',
+        period: null,
+        lastError: null,
+      },
+      {
+        id: 'j-tick',
+        name: 'tick',
+        status: 'error',
+        attempt: 2,
+        run: 3,
+        dueAt: '2024-01-02T03:04:08.678Z',
+        period: 60,
+        lastError: null,
+      },
     ])
   })
 
@@ -156,7 +205,11 @@ describe('jr show', () => {
   it('prints the full record with the args decoded from msgpack', async () => {
     await seedMixed(await storeFor())
     await (await storeFor()).saveJobs([
-      makeJob('rich', { args: pack({ greeting: 'Hello', n: 42, nested: { list: [1, 2] } }), maxAttempt: 3, timeout: 1.5 }),
+      makeJob('rich', {
+        args: pack({ greeting: 'Hello', n: 42, nested: { list: [1, 2] } }),
+        maxAttempt: 3,
+        timeout: 1.5,
+      }),
     ])
     const { code, stdout } = await on('show', 'rich')
     expect(code).toBe(0)
@@ -191,13 +244,15 @@ describe('jr show', () => {
         'last error   Error: boom',
         '               on two lines (ERR_X)',
         '             at step (jobs/x.js:1:1)',
-        "args         { a: 1 }",
+        'args         { a: 1 }',
       ].join('\n'),
     )
   })
 
   it('--json gives the record with decoded args and ISO times', async () => {
-    await (await storeFor()).saveJobs([makeJob('rich', { args: pack({ greeting: 'Hello', big: 2n ** 62n, bytes: Uint8Array.of(1, 2, 3) }), period: 5 })])
+    await (await storeFor()).saveJobs([
+      makeJob('rich', { args: pack({ greeting: 'Hello', big: 2n ** 62n, bytes: Uint8Array.of(1, 2, 3) }), period: 5 }),
+    ])
     const { code, stdout } = await on('show', 'rich', '--json')
     expect(code).toBe(0)
     const record = JSON.parse(stdout) as Record<string, unknown>
@@ -327,12 +382,25 @@ describe('jr feedback', () => {
   it('lists the unacknowledged outbox: job id, run, kind, final, distributor', async () => {
     const store = await storeFor()
     await store.saveJobs([makeJob('tick', { period: 10, status: JobStatus.IN_PROGRESS, attempt: 1 }), makeJob('once')])
-    await store.finishRun('tick', { status: JobStatus.NEW, run: 2 }, makeFeedback('tick', { run: 1, final: false }), false)
-    await store.finishRun('once', { status: JobStatus.FAILED }, makeFeedback('once', { kind: 'error', distributor: '10.0.0.2:5000' }), false)
+    await store.finishRun(
+      'tick',
+      { status: JobStatus.NEW, run: 2 },
+      makeFeedback('tick', { run: 1, final: false }),
+      false,
+    )
+    await store.finishRun(
+      'once',
+      { status: JobStatus.FAILED },
+      makeFeedback('once', { kind: 'error', distributor: '10.0.0.2:5000' }),
+      false,
+    )
 
     const table = await on('feedback')
     expect(table.code).toBe(0)
-    const lines = table.stdout.trimEnd().split('\n').map((l) => l.split(/\s{2,}/))
+    const lines = table.stdout
+      .trimEnd()
+      .split('\n')
+      .map((l) => l.split(/\s{2,}/))
     expect(lines).toEqual([
       ['JOB ID', 'RUN', 'KIND', 'FINAL', 'CANCELLED', 'DISTRIBUTOR'],
       ['once', '1', 'error', 'yes', 'no', '10.0.0.2:5000'],

@@ -61,7 +61,8 @@ describe('garbage closes only the connection that sent it', () => {
     {
       what: 'a hello with a malformed field',
       handshake: false,
-      send: (p) => p.sendMessage({ type: 'hello', protocolVersion: PROTOCOL_VERSION, version: '0', node: 'bad', jobs: 'echo' }),
+      send: (p) =>
+        p.sendMessage({ type: 'hello', protocolVersion: PROTOCOL_VERSION, version: '0', node: 'bad', jobs: 'echo' }),
       names: "'hello.jobs'",
     },
     {
@@ -73,7 +74,8 @@ describe('garbage closes only the connection that sent it', () => {
     {
       what: 'a dispatch sent by the node side',
       handshake: true,
-      send: (p) => p.send({ type: 'dispatch', seq: 1, jobs: [{ id: 'x', name: 'echo', args: pack({}), dueAt: 0, run: 1 }] }),
+      send: (p) =>
+        p.send({ type: 'dispatch', seq: 1, jobs: [{ id: 'x', name: 'echo', args: pack({}), dueAt: 0, run: 1 }] }),
       names: "unexpected 'dispatch' from a node",
     },
     {
@@ -87,7 +89,15 @@ describe('garbage closes only the connection that sent it', () => {
       handshake: true,
       send: (p) =>
         p.sendMessage({
-          type: 'hello', protocolVersion: PROTOCOL_VERSION, version: '0', node: 'bad', jobs: [], concurrency: 1, window: 1, durable: false, nonce: Buffer.alloc(32),
+          type: 'hello',
+          protocolVersion: PROTOCOL_VERSION,
+          version: '0',
+          node: 'bad',
+          jobs: [],
+          concurrency: 1,
+          window: 1,
+          durable: false,
+          nonce: Buffer.alloc(32),
         }),
       names: "unexpected 'hello' from a node",
     },
@@ -146,7 +156,11 @@ describe('garbage closes only the connection that sent it', () => {
     await peer.handshake({ node: 'bad', jobs: ['fake-only'] })
     let orphans = 0
     d.on('feedback:orphan', () => orphans++)
-    const feedback: Message = { type: 'feedback', seq: 1, items: [{ id: 'x', run: 1, kind: 'success', final: true, cancelled: false, args: pack({}) }] }
+    const feedback: Message = {
+      type: 'feedback',
+      seq: 1,
+      items: [{ id: 'x', run: 1, kind: 'success', final: true, cancelled: false, args: pack({}) }],
+    }
     peer.sendRaw(Buffer.concat([encodeFrame(pack({ type: 'bogus' })), encodeFrame(pack(toWire(feedback)))]))
     await expectClosedWithError(peer, ErrorCode.PROTOCOL)
     expect(peer.received.map((m) => m.type)).toEqual(['challenge', 'welcome', 'error'])

@@ -51,7 +51,7 @@ describe('JobReactor behaviours', () => {
     expect(attempts).toBe(5)
     expect(errorArgs).toMatchObject({ x: 1, attempts: 5, errbacks: ['one', 'two'] })
     expect(errorArgs?.['error']).toMatchObject({ name: 'Error', message: 'boom 5' })
-    expect(typeof (errorArgs?.['error'] as { stack?: unknown }).stack).toBe('string')
+    expect(typeof (errorArgs!['error'] as { stack?: unknown }).stack).toBe('string')
   })
 
   it('honours a per-job maxAttempt over the node setting', async () => {
@@ -80,9 +80,11 @@ describe('JobReactor behaviours', () => {
     let attempts = 0
     node.on('job:start', () => attempts++)
     let errors = 0
-    const err = (await d.enqueue('cancel_in_errback', {}, {}, undefined, () => {
-      errors++
-    }).done.catch((e: unknown) => e)) as JobFailedError
+    const err = (await d
+      .enqueue('cancel_in_errback', {}, {}, undefined, () => {
+        errors++
+      })
+      .done.catch((e: unknown) => e)) as JobFailedError
     expect(err).toBeInstanceOf(JobFailedError)
     expect(err.args['error']).toMatchObject({ message: 'fails first' })
     expect(err.args['secondErrbackRan']).toBeUndefined()
@@ -173,7 +175,10 @@ describe('JobReactor behaviours', () => {
       args['ran'] = true
     })
     const warnings: { msg: string; job?: string }[] = []
-    const logger = pino({ level: 'warn' }, { write: (line: string) => warnings.push(JSON.parse(line) as { msg: string; job?: string }) })
+    const logger = pino(
+      { level: 'warn' },
+      { write: (line: string) => warnings.push(JSON.parse(line) as { msg: string; job?: string }) },
+    )
     await startNode(res, d, { name: 'inline', registry, logger })
     expect(await d.enqueue('heavy', {}, { defer: true }).done).toEqual({ ran: true })
     expect(await d.enqueue('heavy', {}, { defer: true }).done).toEqual({ ran: true })
@@ -201,7 +206,7 @@ describe('JobReactor behaviours', () => {
     expect((await d.enqueue('echo', {}).done)['result']).toBe('Yay!')
   })
 
-  it('jobs waiting out a retry backoff leave the node\'s window: an idle node still gets new work', async () => {
+  it("jobs waiting out a retry backoff leave the node's window: an idle node still gets new work", async () => {
     const d = await startDistributor(res)
     // A window of 10 (10 × concurrency), filled by 10 failing jobs that retry in an hour.
     const node = await startNode(res, d, { name: 'w1', concurrency: 1 }, { maxAttempt: 3, retryMultiplier: 3600 })
@@ -244,10 +249,14 @@ describe('JobReactor behaviours', () => {
     d.on('node:disconnect', () => (disconnected = true))
     const err = (await d.enqueue('echo', { blob: 'x'.repeat(100_000) }).done.catch((e: unknown) => e)) as JobFailedError
     expect(err.args['error']).toMatchObject({ code: ErrorCode.FRAME_TOO_LARGE })
-    expect((err.args['error'] as { message: string }).message).toMatch(/too large for every connected node that runs it \(the largest limit is node 'small'\)/)
+    expect((err.args['error'] as { message: string }).message).toMatch(
+      /too large for every connected node that runs it \(the largest limit is node 'small'\)/,
+    )
     expect(d.pendingCount).toBe(0)
     // Batches stay under the node's limit too: many mid-sized jobs all arrive.
-    const mid = await Promise.all(Array.from({ length: 20 }, (_, i) => d.enqueue('echo', { i, blob: 'y'.repeat(20_000) }).done))
+    const mid = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => d.enqueue('echo', { i, blob: 'y'.repeat(20_000) }).done),
+    )
     expect(mid).toHaveLength(20)
 
     await startNode(res, d, { name: 'big', maxFrameSize: 1024 * 1024 })

@@ -113,7 +113,13 @@ describe('loading ioredis', () => {
       new RedisStore({ node: 'w' })
       process.stdout.write(JSON.stringify({ atImport, afterStore: loaded() }))
     `
-    const { stdout } = await execFileAsync(process.execPath, ['--import', 'tsx', '--input-type=module', '--eval', script])
+    const { stdout } = await execFileAsync(process.execPath, [
+      '--import',
+      'tsx',
+      '--input-type=module',
+      '--eval',
+      script,
+    ])
     expect(JSON.parse(stdout)).toEqual({ atImport: false, afterStore: true })
   })
 })
@@ -147,7 +153,9 @@ describe('RedisStore on a real redis-server', () => {
     expect(new RedisStore({ node: 'worker1', url: server.url }).durable).toBe(true)
   })
 
-  it('open() against a closed port rejects quickly with ERR_STORE naming the address, and gives up', { timeout: 3_000 }, async () => {
+  it('open() against a closed port rejects quickly with ERR_STORE naming the address, and gives up', {
+    timeout: 3_000,
+  }, async () => {
     const port = await freePort()
     const store = new RedisStore({ node: 'worker1', url: `redis://:hunter2@127.0.0.1:${port}/2` })
     const error = await store.open().then(
@@ -192,9 +200,7 @@ describe('RedisStore on a real redis-server', () => {
     expect(resumed.map((j) => j.id).sort()).toEqual(['new', 'retrying', 'running'])
     expect({ ...resumed.find((j) => j.id === 'running')!, args: [] }).toEqual({ ...jobs[1]!, args: [] })
     const outbox = await second.listFeedback()
-    expect(outbox.map((f) => ({ ...f, args: Array.from(f.args) }))).toEqual([
-      { ...feedback, args: [0xc0, 0xff] },
-    ])
+    expect(outbox.map((f) => ({ ...f, args: Array.from(f.args) }))).toEqual([{ ...feedback, args: [0xc0, 0xff] }])
   })
 
   it('stores its keys under <prefix>{<node>}: as keys.ts documents', async () => {
@@ -249,10 +255,16 @@ describe('RedisStore on a real redis-server', () => {
     const store = await open('worker1')
     const keys = nodeKeys('worker1', prefix)
     await admin.hset(keys.outbox, 'x:1', pack({ jobId: 'x', run: 1 }))
-    await expect(store.listFeedback()).rejects.toMatchObject({ code: 'ERR_STORE', message: expect.stringContaining('x:1') })
+    await expect(store.listFeedback()).rejects.toMatchObject({
+      code: 'ERR_STORE',
+      message: expect.stringContaining('x:1'),
+    })
     await admin.hdel(keys.outbox, 'x:1')
     await admin.hset(keys.job('y'), 'id', 'y', 'name', 'noop', 'status', 'new')
-    await expect(store.getJob('y')).rejects.toMatchObject({ code: 'ERR_STORE', message: expect.stringContaining(keys.job('y')) })
+    await expect(store.getJob('y')).rejects.toMatchObject({
+      code: 'ERR_STORE',
+      message: expect.stringContaining(keys.job('y')),
+    })
   })
 
   it('refuses a job it cannot encode without spoiling the other writes of its turn', async () => {
@@ -304,7 +316,10 @@ describe('RedisStore on a real redis-server', () => {
     })
     expect(calls.filter(isApplyCall)).toHaveLength(1)
     // Only k2's update looks the job up; k1's and k3's never ran.
-    expect(calls.filter((args) => args[0]?.toLowerCase() === 'exists').map((args) => args[1])).toEqual([`${prefix}{worker1}:job:k2`, `${prefix}{worker1}:job:k2`])
+    expect(calls.filter((args) => args[0]?.toLowerCase() === 'exists').map((args) => args[1])).toEqual([
+      `${prefix}{worker1}:job:k2`,
+      `${prefix}{worker1}:job:k2`,
+    ])
     expect(await store.getJob('k1')).toBeUndefined()
     expect(await store.getJob('k3')).toBeUndefined()
     expect(await store.getJob('k2')).toMatchObject({ status: JobStatus.COMPLETE, attempt: 4 })
@@ -354,7 +369,13 @@ describe('RedisStore on a real redis-server', () => {
       fc.record({ op: fc.constant('save' as const), id: fc.constantFrom(...ids), status, attempt: fc.nat(9) }),
       fc.record({ op: fc.constant('update' as const), id: fc.constantFrom(...ids), patch }),
       fc.record({ op: fc.constant('error' as const), id: fc.constantFrom(...ids), message: fc.string() }),
-      fc.record({ op: fc.constant('finish' as const), id: fc.constantFrom(...ids), patch, run: fc.integer({ min: 1, max: 2 }), remove: fc.boolean() }),
+      fc.record({
+        op: fc.constant('finish' as const),
+        id: fc.constantFrom(...ids),
+        patch,
+        run: fc.integer({ min: 1, max: 2 }),
+        remove: fc.boolean(),
+      }),
       fc.record({ op: fc.constant('remove' as const), id: fc.constantFrom(...ids) }),
     )
     type Op = typeof op extends fc.Arbitrary<infer T> ? T : never
@@ -401,7 +422,9 @@ describe('RedisStore on a real redis-server', () => {
     )
   })
 
-  it('survives a Redis restart: fails fast while it is down, then reconnects by itself', { timeout: 20_000 }, async () => {
+  it('survives a Redis restart: fails fast while it is down, then reconnects by itself', {
+    timeout: 20_000,
+  }, async () => {
     const dir = await mkdtemp(join(tmpdir(), 'jr-redis-restart-'))
     let own = await startRedisServer({ appendonly: true, dir })
     try {
@@ -419,7 +442,9 @@ describe('RedisStore on a real redis-server', () => {
       await expect(store.saveJobs([makeJob('during')])).rejects.toMatchObject({ code: 'ERR_STORE' })
       // A save that spans several batches fails as one, and leaves no batch's failure unhandled.
       const unhandled = await unhandledRejectionsOf(async () => {
-        await expect(store.saveJobs(Array.from({ length: 2_500 }, (_, i) => makeJob(`during-${i}`)))).rejects.toMatchObject({ code: 'ERR_STORE' })
+        await expect(
+          store.saveJobs(Array.from({ length: 2_500 }, (_, i) => makeJob(`during-${i}`))),
+        ).rejects.toMatchObject({ code: 'ERR_STORE' })
       })
       expect(unhandled).toEqual([])
 

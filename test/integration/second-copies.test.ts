@@ -51,7 +51,7 @@ it('a memory node given back a job whose attempt still runs after a drop lets th
   expect(node.jobCount).toBe(0)
 }, 10_000)
 
-it('a second copy\'s stale final result ends nothing: the holder\'s schedule goes on', async () => {
+it("a second copy's stale final result ends nothing: the holder's schedule goes on", async () => {
   const d = await startDistributor(res)
   // A's copy ends its schedule at its first run (CancelJob); B runs the job as usual.
   const ra = new JobRegistry()
@@ -92,7 +92,7 @@ it('a second copy\'s stale final result ends nothing: the holder\'s schedule goe
   expect(bCancelled).toBe(0)
 }, 10_000)
 
-it('the holder\'s own final result still ends the job when a second copy reported that run first', async () => {
+it("the holder's own final result still ends the job when a second copy reported that run first", async () => {
   const d = await startDistributor(res)
   // A (a second copy: its accepted was lost) succeeds at once; B, the holder, ends the
   // schedule in the same run (CancelJob: a final result), once the test lets it.

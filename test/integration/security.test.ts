@@ -29,7 +29,14 @@ async function dialingNode(
 ): Promise<{ node: Node; log: LogCapture; ups: string[] }> {
   const log = new LogCapture()
   const node = new Node(
-    { distributors: [`127.0.0.1:${port}`], jobDirectory: FIXTURE_JOBS, logger: log.logger, reconnectMinMs: 10, reconnectMaxMs: 5000, ...options },
+    {
+      distributors: [`127.0.0.1:${port}`],
+      jobDirectory: FIXTURE_JOBS,
+      logger: log.logger,
+      reconnectMinMs: 10,
+      reconnectMaxMs: 5000,
+      ...options,
+    },
     config(),
   )
   res.add(node, (n) => n.close({ force: true }))
@@ -49,7 +56,7 @@ function connectsTo(d: Distributor): string[] {
 // --- shared secret ----------------------------------------------------------------------
 
 describe('shared secret', () => {
-  it('a node with the right secret runs jobs, and each side proves the secret over the other\'s fresh nonce', async () => {
+  it("a node with the right secret runs jobs, and each side proves the secret over the other's fresh nonce", async () => {
     const d = await startDistributor(res, { secret: SECRET })
     await startNode(res, d, { name: 'trusted', secret: SECRET })
     await expectEchoCompletes(d, 'trusted')
@@ -77,7 +84,11 @@ describe('shared secret', () => {
     expect(rejection.message).toBe(`node 'intruder' failed authentication: wrong proof of the shared secret`)
 
     // The node says so at error level, naming the code and the distributor's reason …
-    const [refused] = await intruder.log.waitFor((e) => e.msg.startsWith('distributor refused the handshake'), 1, 'the refusal log')
+    const [refused] = await intruder.log.waitFor(
+      (e) => e.msg.startsWith('distributor refused the handshake'),
+      1,
+      'the refusal log',
+    )
     expect(refused).toMatchObject({ level: LEVEL.error, code: 'ERR_AUTH' })
     expect(refused?.msg).toContain('wrong proof of the shared secret')
     // … and waits long before it tries again (reconnectMinMs is 10 ms here).
@@ -103,7 +114,11 @@ describe('shared secret', () => {
     const rejection = await within(rejected, 'node:rejected')
     expect(rejection.code).toBe(ErrorCode.AUTH)
     expect(rejection.message).toContain('no proof')
-    const [missing] = await bare.log.waitFor((e) => e.msg === 'distributor requires a secret and this node has none', 1, 'the no-secret log')
+    const [missing] = await bare.log.waitFor(
+      (e) => e.msg === 'distributor requires a secret and this node has none',
+      1,
+      'the no-secret log',
+    )
     expect(missing?.level).toBe(LEVEL.error)
     const [redial] = await bare.log.waitFor(redialled, 1, 'the redial log')
     expect(redial?.retryInMs).toBeGreaterThanOrEqual(1000)
@@ -146,39 +161,55 @@ describe('shared secret', () => {
   })
 
   type Hello = Extract<Message, { type: 'hello' }>
-  const impostors: { what: string; auth: boolean; proof: (challengeNonce: Uint8Array, hello: Hello) => Uint8Array | undefined }[] = [
+  const impostors: {
+    what: string
+    auth: boolean
+    proof: (challengeNonce: Uint8Array, hello: Hello) => Uint8Array | undefined
+  }[] = [
     { what: 'a random proof', auth: true, proof: () => randomBytes(32) },
     { what: 'no proof (it asks for none)', auth: false, proof: () => undefined },
     { what: "the node's own proof reflected back", auth: true, proof: (_, hello) => hello.proof },
-    { what: 'a proof made with another secret', auth: true, proof: (nonce, hello) => distributorProof(OTHER_SECRET, nonce, hello.nonce, hello.node) },
+    {
+      what: 'a proof made with another secret',
+      auth: true,
+      proof: (nonce, hello) => distributorProof(OTHER_SECRET, nonce, hello.nonce, hello.node),
+    },
   ]
 
-  it.each(impostors)('a node with a secret refuses a distributor whose welcome carries $what', async ({ auth, proof }) => {
-    const fake = await fakeDistributor(res)
-    const careful = await dialingNode(fake.port, { name: 'careful', secret: SECRET })
-    const peer = await within(fake.nextPeer(), 'a connection to the fake distributor')
+  it.each(impostors)(
+    'a node with a secret refuses a distributor whose welcome carries $what',
+    async ({ auth, proof }) => {
+      const fake = await fakeDistributor(res)
+      const careful = await dialingNode(fake.port, { name: 'careful', secret: SECRET })
+      const peer = await within(fake.nextPeer(), 'a connection to the fake distributor')
 
-    const nonce = randomBytes(NONCE_SIZE)
-    peer.sendMessage({ type: MessageType.CHALLENGE, protocolVersion: PROTOCOL_VERSION, nonce, auth })
-    const hello = await peer.nextOfType(MessageType.HELLO)
-    // The node proved itself (even unasked), so the fake now holds a valid node proof.
-    expect(hello.proof).toEqual(nodeProof(SECRET, nonce, hello.nonce, 'careful'))
-    const forged = proof(nonce, hello)
-    peer.sendMessage({ type: MessageType.WELCOME, distributor: 'impostor', heartbeatMs: 1000, ...(forged === undefined ? {} : { proof: forged }) })
+      const nonce = randomBytes(NONCE_SIZE)
+      peer.sendMessage({ type: MessageType.CHALLENGE, protocolVersion: PROTOCOL_VERSION, nonce, auth })
+      const hello = await peer.nextOfType(MessageType.HELLO)
+      // The node proved itself (even unasked), so the fake now holds a valid node proof.
+      expect(hello.proof).toEqual(nodeProof(SECRET, nonce, hello.nonce, 'careful'))
+      const forged = proof(nonce, hello)
+      peer.sendMessage({
+        type: MessageType.WELCOME,
+        distributor: 'impostor',
+        heartbeatMs: 1000,
+        ...(forged === undefined ? {} : { proof: forged }),
+      })
 
-    const error = expectError(await peer.next(), ErrorCode.AUTH)
-    expect(error.message).toBe(`distributor 127.0.0.1:${fake.port} did not prove the shared secret`)
-    await within(peer.closed, 'the node to hang up')
+      const error = expectError(await peer.next(), ErrorCode.AUTH)
+      expect(error.message).toBe(`distributor 127.0.0.1:${fake.port} did not prove the shared secret`)
+      await within(peer.closed, 'the node to hang up')
 
-    const [logged] = await careful.log.waitFor((e) => e.code === ErrorCode.AUTH, 1, 'an ERR_AUTH log line')
-    expect(logged?.level).toBeGreaterThanOrEqual(LEVEL.warn)
-    expect(logged?.err).toContain('did not prove the shared secret')
-    const [redial] = await careful.log.waitFor(redialled, 1, 'the redial log')
-    expect(redial?.retryInMs).toBeGreaterThanOrEqual(1000)
-    expect(careful.ups).toEqual([])
-    expect(careful.node.connectedDistributors).toEqual([])
-    expect(peer.received.map((m) => m.type)).toEqual(['hello', 'error'])
-  })
+      const [logged] = await careful.log.waitFor((e) => e.code === ErrorCode.AUTH, 1, 'an ERR_AUTH log line')
+      expect(logged?.level).toBeGreaterThanOrEqual(LEVEL.warn)
+      expect(logged?.err).toContain('did not prove the shared secret')
+      const [redial] = await careful.log.waitFor(redialled, 1, 'the redial log')
+      expect(redial?.retryInMs).toBeGreaterThanOrEqual(1000)
+      expect(careful.ups).toEqual([])
+      expect(careful.node.connectedDistributors).toEqual([])
+      expect(peer.received.map((m) => m.type)).toEqual(['hello', 'error'])
+    },
+  )
 })
 
 // --- TLS --------------------------------------------------------------------------------
@@ -203,22 +234,59 @@ function makePki(dir: string): Pki {
     execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' })
   }
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes']
-  const read = (name: string): Pem => ({ cert: readFileSync(join(dir, `${name}.crt`)), key: readFileSync(join(dir, `${name}.key`)) })
+  const read = (name: string): Pem => ({
+    cert: readFileSync(join(dir, `${name}.crt`)),
+    key: readFileSync(join(dir, `${name}.key`)),
+  })
   const ca = (name: string): Pem => {
-    run('req', '-x509', ...ec, '-keyout', `${name}.key`, '-out', `${name}.crt`, '-days', '2', '-subj', `/CN=${name}`,
-      '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign')
+    run(
+      'req',
+      '-x509',
+      ...ec,
+      '-keyout',
+      `${name}.key`,
+      '-out',
+      `${name}.crt`,
+      '-days',
+      '2',
+      '-subj',
+      `/CN=${name}`,
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign',
+    )
     return read(name)
   }
   const leaf = (name: string, issuer: string, extensions: string): Pem => {
     run('req', ...ec, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`)
     writeFileSync(join(dir, `${name}.ext`), extensions)
-    run('x509', '-req', '-in', `${name}.csr`, '-CA', `${issuer}.crt`, '-CAkey', `${issuer}.key`, '-CAcreateserial',
-      '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.ext`)
+    run(
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      `${issuer}.crt`,
+      '-CAkey',
+      `${issuer}.key`,
+      '-CAcreateserial',
+      '-out',
+      `${name}.crt`,
+      '-days',
+      '2',
+      '-extfile',
+      `${name}.ext`,
+    )
     return read(name)
   }
   return {
     ca: ca('jr-test-ca'),
-    server: leaf('jr-distributor', 'jr-test-ca', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n'),
+    server: leaf(
+      'jr-distributor',
+      'jr-test-ca',
+      'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n',
+    ),
     client: leaf('jr-node', 'jr-test-ca', 'extendedKeyUsage=clientAuth\n'),
     otherCa: ca('jr-other-ca'),
     strangerClient: leaf('jr-stranger', 'jr-other-ca', 'extendedKeyUsage=clientAuth\n'),
@@ -289,23 +357,30 @@ describe('TLS', () => {
 
   const untrusting: { what: string; tls: () => NodeOptions['tls']; reason: RegExp }[] = [
     { what: 'an unknown CA', tls: () => ({ ca: pki.otherCa.cert }), reason: /certificate/i },
-    { what: 'a name the certificate does not hold', tls: () => ({ ca: pki.ca.cert, servername: 'elsewhere.example' }), reason: /does not match/ },
+    {
+      what: 'a name the certificate does not hold',
+      tls: () => ({ ca: pki.ca.cert, servername: 'elsewhere.example' }),
+      reason: /does not match/,
+    },
   ]
 
-  it.each(untrusting)('a node that cannot verify the distributor ($what) never connects and keeps redialling', async ({ tls, reason }) => {
-    const log = new LogCapture()
-    const d = await startDistributor(res, { tls: serverTls(), logger: log.logger })
-    const connected = connectsTo(d)
-    const doubter = await dialingNode(d.port, { name: 'doubter', tls: tls(), reconnectMaxMs: 40 })
+  it.each(untrusting)(
+    'a node that cannot verify the distributor ($what) never connects and keeps redialling',
+    async ({ tls, reason }) => {
+      const log = new LogCapture()
+      const d = await startDistributor(res, { tls: serverTls(), logger: log.logger })
+      const connected = connectsTo(d)
+      const doubter = await dialingNode(d.port, { name: 'doubter', tls: tls(), reconnectMaxMs: 40 })
 
-    const attempts = await doubter.log.waitFor(redialled, 3, 'three failed attempts')
-    for (const attempt of attempts) expect(attempt.reason).toMatch(reason)
-    // The distributor saw each handshake fail, and no node ever got as far as a hello.
-    await log.waitFor(tlsHandshakeFailed, 1, 'the distributor\'s TLS failure log')
-    expect(doubter.ups).toEqual([])
-    expect(connected).toEqual([])
-    expect(d.nodes).toEqual([])
-  })
+      const attempts = await doubter.log.waitFor(redialled, 3, 'three failed attempts')
+      for (const attempt of attempts) expect(attempt.reason).toMatch(reason)
+      // The distributor saw each handshake fail, and no node ever got as far as a hello.
+      await log.waitFor(tlsHandshakeFailed, 1, "the distributor's TLS failure log")
+      expect(doubter.ups).toEqual([])
+      expect(connected).toEqual([])
+      expect(d.nodes).toEqual([])
+    },
+  )
 
   describe('mutual TLS', () => {
     const mutual = (): NonNullable<ConstructorParameters<typeof Distributor>[0]>['tls'] => ({
@@ -317,13 +392,19 @@ describe('TLS', () => {
 
     it('a node with a client certificate from the CA connects and runs jobs', async () => {
       const d = await startDistributor(res, { tls: mutual() })
-      await startNode(res, d, { name: 'certified', tls: { ca: pki.ca.cert, cert: pki.client.cert, key: pki.client.key } })
+      await startNode(res, d, {
+        name: 'certified',
+        tls: { ca: pki.ca.cert, cert: pki.client.cert, key: pki.client.key },
+      })
       await expectEchoCompletes(d, 'certified')
     })
 
     const uncertified: { what: string; tls: () => NodeOptions['tls'] }[] = [
       { what: 'no client certificate', tls: () => ({ ca: pki.ca.cert }) },
-      { what: 'a client certificate from an unknown CA', tls: () => ({ ca: pki.ca.cert, cert: pki.strangerClient.cert, key: pki.strangerClient.key }) },
+      {
+        what: 'a client certificate from an unknown CA',
+        tls: () => ({ ca: pki.ca.cert, cert: pki.strangerClient.cert, key: pki.strangerClient.key }),
+      },
     ]
 
     it.each(uncertified)('a node with $what is refused and never connects', async ({ tls }) => {
@@ -334,7 +415,8 @@ describe('TLS', () => {
 
       const failures = await log.waitFor(tlsHandshakeFailed, 2, 'two refused TLS handshakes')
       // Why, in the distributor's log: OpenSSL's reason, or the verification error of the certificate.
-      for (const failure of failures) expect(`${String(failure.err)} ${String(failure['authorizationError'])}`).toMatch(/certificate|CERT|VERIFY/)
+      for (const failure of failures)
+        expect(`${String(failure.err)} ${String(failure['authorizationError'])}`).toMatch(/certificate|CERT|VERIFY/)
       await outsider.log.waitFor(redialled, 2, 'two failed attempts')
       expect(outsider.ups).toEqual([])
       expect(connected).toEqual([])
@@ -354,20 +436,23 @@ describe('safe defaults', () => {
     expect(await listening).toEqual({ host: '127.0.0.1', port: d.port })
   })
 
-  it.each(['0.0.0.0', '::', '192.0.2.10', 'jobs.example.com'])('refuses non-loopback host %s without secret or TLS, saying why', (host) => {
-    let thrown: unknown
-    try {
-      new Distributor({ host, port: 0 })
-    } catch (err) {
-      thrown = err
-    }
-    expect(thrown).toBeInstanceOf(InvalidArgumentError)
-    const message = (thrown as Error).message
-    expect(message).toContain(`non-loopback host '${host}'`)
-    expect(message).toContain(`without 'secret' or 'tls'`)
-    expect(message).toContain('anyone who reaches the port could take jobs')
-    expect(message).toContain('insecure: true')
-  })
+  it.each(['0.0.0.0', '::', '192.0.2.10', 'jobs.example.com'])(
+    'refuses non-loopback host %s without secret or TLS, saying why',
+    (host) => {
+      let thrown: unknown
+      try {
+        new Distributor({ host, port: 0 })
+      } catch (err) {
+        thrown = err
+      }
+      expect(thrown).toBeInstanceOf(InvalidArgumentError)
+      const message = (thrown as Error).message
+      expect(message).toContain(`non-loopback host '${host}'`)
+      expect(message).toContain(`without 'secret' or 'tls'`)
+      expect(message).toContain('anyone who reaches the port could take jobs')
+      expect(message).toContain('insecure: true')
+    },
+  )
 
   it.each(['127.0.0.1', '127.0.0.2', 'localhost', '::1'])('accepts loopback host %s without secret or TLS', (host) => {
     expect(new Distributor({ host, port: 0 }).options.host).toBe(host)

@@ -55,8 +55,13 @@ class LeasingStore extends DurableMemoryStore implements NodeLeases {
 it('a dead peer with only feedback left is re-adopted every lease period; its feedback reaches a connected distributor once and waits, filed once, for one that is not', async () => {
   const d = await startDistributor(res)
   const feedback: FeedbackRecord = {
-    jobId: 'job-of-dead-peer', run: 1, distributor: `127.0.0.1:${d.port}`,
-    kind: 'success', final: true, cancelled: false, args: pack({ x: 1 }),
+    jobId: 'job-of-dead-peer',
+    run: 1,
+    distributor: `127.0.0.1:${d.port}`,
+    kind: 'success',
+    final: true,
+    cancelled: false,
+    args: pack({ x: 1 }),
   }
   const orphans: string[] = []
   d.on('feedback:orphan', (e) => orphans.push(e.id))

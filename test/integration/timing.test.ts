@@ -14,9 +14,16 @@ afterEach(() => res.releaseAll())
  * distributor, the network and the job files keep real time. The clock starts at the real
  * time, so that due times the distributor computes are in its near future.
  */
-async function startNodeOnClock(d: Distributor, settings: Partial<Config> = {}): Promise<{ node: Node; clock: FakeClock }> {
+async function startNodeOnClock(
+  d: Distributor,
+  settings: Partial<Config> = {},
+): Promise<{ node: Node; clock: FakeClock }> {
   const clock = new FakeClock(Date.now())
-  const node = new Node({ name: 'w1', distributors: [`127.0.0.1:${d.port}`], jobDirectory: FIXTURE_JOBS }, config(settings), clock)
+  const node = new Node(
+    { name: 'w1', distributors: [`127.0.0.1:${d.port}`], jobDirectory: FIXTURE_JOBS },
+    config(settings),
+    clock,
+  )
   res.add(node, (n) => n.close({ force: true }))
   const connected = d.waitFor('node:connect', (e) => e.node === 'w1')
   await node.start()
@@ -52,7 +59,11 @@ async function runUntil<T>(clock: FakeClock, outcome: Promise<T>): Promise<T> {
 }
 
 /** Resolves with the next `n` payloads of success feedback for job `id`. */
-function successes(d: Awaited<ReturnType<typeof startDistributor>>, id: () => string, n: number): Promise<Record<string, unknown>[]> {
+function successes(
+  d: Awaited<ReturnType<typeof startDistributor>>,
+  id: () => string,
+  n: number,
+): Promise<Record<string, unknown>[]> {
   const seen: Record<string, unknown>[] = []
   return new Promise((resolve) => {
     d.on('job:success', (e) => {
@@ -158,7 +169,7 @@ describe('time: delayed, scheduled and periodic jobs', () => {
     await handle.cancel()
   })
 
-  it('a delayed job, on real clocks at both ends: the distributor\'s due time holds at the node', async () => {
+  it("a delayed job, on real clocks at both ends: the distributor's due time holds at the node", async () => {
     // The one place where the real clock is the point: 'after' becomes an absolute instant
     // on the distributor's clock, and a node on its own (real) clock runs it no earlier.
     const d = await startDistributor(res)
@@ -216,7 +227,10 @@ describe('retries, timeouts and cancel', () => {
       started.push(clock.now())
     })
     catchUp(clock)
-    const err = (await runUntil(clock, d.enqueue('hang', {}, { timeout: 0.05, maxAttempt: 3 }).done.catch((e: unknown) => e))) as JobFailedError
+    const err = (await runUntil(
+      clock,
+      d.enqueue('hang', {}, { timeout: 0.05, maxAttempt: 3 }).done.catch((e: unknown) => e),
+    )) as JobFailedError
     expect(err.args['error']).toMatchObject({ code: ErrorCode.JOB_TIMEOUT })
     expect(err.args['errbackSawTimeout']).toBe(ErrorCode.JOB_TIMEOUT)
     expect(attempts).toBe(3)
@@ -244,7 +258,13 @@ describe('retries, timeouts and cancel', () => {
     catchUp(clock)
     await runUntil(
       clock,
-      d.enqueue('always_fail', {}, { maxAttempt: 3, retry: { strategy: 'exponential', base: 0.01, max: 1, jitter: 0 } }).done.catch(() => {}),
+      d
+        .enqueue(
+          'always_fail',
+          {},
+          { maxAttempt: 3, retry: { strategy: 'exponential', base: 0.01, max: 1, jitter: 0 } },
+        )
+        .done.catch(() => {}),
     )
     expect(delays).toEqual([10, 20])
     // The attempts are that far apart on the node's clock (a failing attempt takes no time there).

@@ -14,7 +14,12 @@ const cancelledByJob: ChainOutcome = { kind: 'success', cancelled: true }
 const failed: ChainOutcome = { kind: 'error', cancelled: false, error: new Error('boom'), unrecoverable: false }
 const unrecoverable: ChainOutcome = { kind: 'error', cancelled: false, error: new Error('no use'), unrecoverable: true }
 /** `CancelJob` in an errback. */
-const cancelledInErrback: ChainOutcome = { kind: 'error', cancelled: true, error: new Error('boom'), unrecoverable: false }
+const cancelledInErrback: ChainOutcome = {
+  kind: 'error',
+  cancelled: true,
+  error: new Error('boom'),
+  unrecoverable: false,
+}
 
 /** JobReactor's defaults: linear retries of 5 s × attempt, done and cancelled jobs removed. */
 const defaults: AfterAttemptSettings = Object.freeze({
@@ -40,13 +45,22 @@ const never = (): number => {
 
 describe('decideAfterAttempt: failures', () => {
   it('a failure with attempts left is retried after the node’s linear backoff (attempt × retryMultiplier s)', () => {
-    expect(decideAfterAttempt(job({ attempt: 1 }), failed, 10, defaults, NOW, never)).toEqual({ kind: 'retry', delayMs: 5_000 })
-    expect(decideAfterAttempt(job({ attempt: 3 }), failed, 10, defaults, NOW, never)).toEqual({ kind: 'retry', delayMs: 15_000 })
+    expect(decideAfterAttempt(job({ attempt: 1 }), failed, 10, defaults, NOW, never)).toEqual({
+      kind: 'retry',
+      delayMs: 5_000,
+    })
+    expect(decideAfterAttempt(job({ attempt: 3 }), failed, 10, defaults, NOW, never)).toEqual({
+      kind: 'retry',
+      delayMs: 15_000,
+    })
   })
 
   it("the node's 'retry' policy wins over retryMultiplier, and the job's own policy wins over both", () => {
     const node = settings({ retry: { strategy: 'fixed', delay: 2 } })
-    expect(decideAfterAttempt(job({ attempt: 4 }), failed, 10, node, NOW, never)).toEqual({ kind: 'retry', delayMs: 2_000 })
+    expect(decideAfterAttempt(job({ attempt: 4 }), failed, 10, node, NOW, never)).toEqual({
+      kind: 'retry',
+      delayMs: 2_000,
+    })
     const own = job({ attempt: 4, retry: { strategy: 'linear', multiplier: 0.25 } })
     expect(decideAfterAttempt(own, failed, 10, node, NOW, never)).toEqual({ kind: 'retry', delayMs: 1_000 })
   })
@@ -59,17 +73,32 @@ describe('decideAfterAttempt: failures', () => {
   })
 
   it('the last attempt (attempt = maxAttempt) fails for good: final failed, kept by default', () => {
-    expect(decideAfterAttempt(job({ attempt: 3 }), failed, 3, defaults, NOW, never)).toEqual({ kind: 'final', status: JobStatus.FAILED, remove: false })
-    expect(decideAfterAttempt(job({ attempt: 1 }), failed, 1, defaults, NOW, never)).toEqual({ kind: 'final', status: JobStatus.FAILED, remove: false })
+    expect(decideAfterAttempt(job({ attempt: 3 }), failed, 3, defaults, NOW, never)).toEqual({
+      kind: 'final',
+      status: JobStatus.FAILED,
+      remove: false,
+    })
+    expect(decideAfterAttempt(job({ attempt: 1 }), failed, 1, defaults, NOW, never)).toEqual({
+      kind: 'final',
+      status: JobStatus.FAILED,
+      remove: false,
+    })
   })
 
   it('removeFailedJobs decides whether a failed job is removed', () => {
     const remove = settings({ removeFailedJobs: true })
-    expect(decideAfterAttempt(job({ attempt: 2 }), failed, 2, remove, NOW, never)).toEqual({ kind: 'final', status: JobStatus.FAILED, remove: true })
+    expect(decideAfterAttempt(job({ attempt: 2 }), failed, 2, remove, NOW, never)).toEqual({
+      kind: 'final',
+      status: JobStatus.FAILED,
+      remove: true,
+    })
   })
 
   it('an attempt past maxAttempt (resumed after a crash loop, or maxAttempt lowered) is not retried', () => {
-    expect(decideAfterAttempt(job({ attempt: 7 }), failed, 5, defaults, NOW, never)).toMatchObject({ kind: 'final', status: JobStatus.FAILED })
+    expect(decideAfterAttempt(job({ attempt: 7 }), failed, 5, defaults, NOW, never)).toMatchObject({
+      kind: 'final',
+      status: JobStatus.FAILED,
+    })
   })
 
   it('an unrecoverable error (UnrecoverableError, an unknown job, args that do not decode) skips the attempts left', () => {
@@ -81,71 +110,137 @@ describe('decideAfterAttempt: failures', () => {
   })
 
   it('CancelJob in an errback ends the job cancelled, with attempts left, removed per removeCancelledJobs', () => {
-    expect(decideAfterAttempt(job(), cancelledInErrback, 10, defaults, NOW, never)).toEqual({ kind: 'final', status: JobStatus.CANCELLED, remove: true })
+    expect(decideAfterAttempt(job(), cancelledInErrback, 10, defaults, NOW, never)).toEqual({
+      kind: 'final',
+      status: JobStatus.CANCELLED,
+      remove: true,
+    })
     const keep = settings({ removeCancelledJobs: false })
-    expect(decideAfterAttempt(job(), cancelledInErrback, 10, keep, NOW, never)).toEqual({ kind: 'final', status: JobStatus.CANCELLED, remove: false })
+    expect(decideAfterAttempt(job(), cancelledInErrback, 10, keep, NOW, never)).toEqual({
+      kind: 'final',
+      status: JobStatus.CANCELLED,
+      remove: false,
+    })
   })
 })
 
 describe('decideAfterAttempt: one-shot jobs that end', () => {
   it('success completes the job, removed per removeDoneJobs', () => {
-    expect(decideAfterAttempt(job(), succeeded, 10, defaults, NOW, never)).toEqual({ kind: 'final', status: JobStatus.COMPLETE, remove: true })
+    expect(decideAfterAttempt(job(), succeeded, 10, defaults, NOW, never)).toEqual({
+      kind: 'final',
+      status: JobStatus.COMPLETE,
+      remove: true,
+    })
     const keep = settings({ removeDoneJobs: false })
-    expect(decideAfterAttempt(job(), succeeded, 10, keep, NOW, never)).toEqual({ kind: 'final', status: JobStatus.COMPLETE, remove: false })
+    expect(decideAfterAttempt(job(), succeeded, 10, keep, NOW, never)).toEqual({
+      kind: 'final',
+      status: JobStatus.COMPLETE,
+      remove: false,
+    })
   })
 
   it('CancelJob in the job or a callback ends it cancelled, removed per removeCancelledJobs', () => {
-    expect(decideAfterAttempt(job(), cancelledByJob, 10, defaults, NOW, never)).toEqual({ kind: 'final', status: JobStatus.CANCELLED, remove: true })
+    expect(decideAfterAttempt(job(), cancelledByJob, 10, defaults, NOW, never)).toEqual({
+      kind: 'final',
+      status: JobStatus.CANCELLED,
+      remove: true,
+    })
     const keep = settings({ removeCancelledJobs: false })
-    expect(decideAfterAttempt(job(), cancelledByJob, 10, keep, NOW, never)).toEqual({ kind: 'final', status: JobStatus.CANCELLED, remove: false })
+    expect(decideAfterAttempt(job(), cancelledByJob, 10, keep, NOW, never)).toEqual({
+      kind: 'final',
+      status: JobStatus.CANCELLED,
+      remove: false,
+    })
   })
 })
 
 describe('decideAfterAttempt: a cancel requested while the attempt ran', () => {
-  const requested = (overrides: Partial<AttemptedJob> = {}): AttemptedJob => job({ cancelRequested: true, ...overrides })
+  const requested = (overrides: Partial<AttemptedJob> = {}): AttemptedJob =>
+    job({ cancelRequested: true, ...overrides })
 
   it('a failure with attempts left is not retried: the job ends cancelled, with no feedback of its own', () => {
-    expect(decideAfterAttempt(requested(), failed, 10, defaults, NOW, never)).toEqual({ kind: 'cancelled', reportRun: false, remove: true })
+    expect(decideAfterAttempt(requested(), failed, 10, defaults, NOW, never)).toEqual({
+      kind: 'cancelled',
+      reportRun: false,
+      remove: true,
+    })
   })
 
   it('removeCancelledJobs decides whether it is removed', () => {
     const keep = settings({ removeCancelledJobs: false })
-    expect(decideAfterAttempt(requested(), failed, 10, keep, NOW, never)).toEqual({ kind: 'cancelled', reportRun: false, remove: false })
+    expect(decideAfterAttempt(requested(), failed, 10, keep, NOW, never)).toEqual({
+      kind: 'cancelled',
+      reportRun: false,
+      remove: false,
+    })
   })
 
   it('an unrecoverable failure, or a failure on the last attempt, ends cancelled too', () => {
-    expect(decideAfterAttempt(requested(), unrecoverable, 10, defaults, NOW, never)).toEqual({ kind: 'cancelled', reportRun: false, remove: true })
-    expect(decideAfterAttempt(requested({ attempt: 3 }), failed, 3, defaults, NOW, never)).toEqual({ kind: 'cancelled', reportRun: false, remove: true })
+    expect(decideAfterAttempt(requested(), unrecoverable, 10, defaults, NOW, never)).toEqual({
+      kind: 'cancelled',
+      reportRun: false,
+      remove: true,
+    })
+    expect(decideAfterAttempt(requested({ attempt: 3 }), failed, 3, defaults, NOW, never)).toEqual({
+      kind: 'cancelled',
+      reportRun: false,
+      remove: true,
+    })
   })
 
   it('a one-shot job that succeeded simply completes (the cancel is answered "finished")', () => {
-    expect(decideAfterAttempt(requested(), succeeded, 10, defaults, NOW, never)).toEqual({ kind: 'final', status: JobStatus.COMPLETE, remove: true })
+    expect(decideAfterAttempt(requested(), succeeded, 10, defaults, NOW, never)).toEqual({
+      kind: 'final',
+      status: JobStatus.COMPLETE,
+      remove: true,
+    })
   })
 
   it('a periodic run that succeeded ends the schedule, and still reports that run', () => {
     const periodic = requested({ period: 60 })
-    expect(decideAfterAttempt(periodic, succeeded, 10, defaults, NOW, never)).toEqual({ kind: 'cancelled', reportRun: true, remove: true })
+    expect(decideAfterAttempt(periodic, succeeded, 10, defaults, NOW, never)).toEqual({
+      kind: 'cancelled',
+      reportRun: true,
+      remove: true,
+    })
     const keep = settings({ removeCancelledJobs: false })
-    expect(decideAfterAttempt(periodic, succeeded, 10, keep, NOW, never)).toEqual({ kind: 'cancelled', reportRun: true, remove: false })
+    expect(decideAfterAttempt(periodic, succeeded, 10, keep, NOW, never)).toEqual({
+      kind: 'cancelled',
+      reportRun: true,
+      remove: false,
+    })
   })
 
   it('a periodic run that failed ends the schedule with no report of that run', () => {
-    expect(decideAfterAttempt(requested({ period: 60 }), failed, 10, defaults, NOW, never)).toEqual({ kind: 'cancelled', reportRun: false, remove: true })
+    expect(decideAfterAttempt(requested({ period: 60 }), failed, 10, defaults, NOW, never)).toEqual({
+      kind: 'cancelled',
+      reportRun: false,
+      remove: true,
+    })
   })
 
   it('a CancelJob of its own (in the job or in an errback) is not reported as a run either', () => {
-    expect(decideAfterAttempt(requested(), cancelledByJob, 10, defaults, NOW, never)).toEqual({ kind: 'cancelled', reportRun: false, remove: true })
+    expect(decideAfterAttempt(requested(), cancelledByJob, 10, defaults, NOW, never)).toEqual({
+      kind: 'cancelled',
+      reportRun: false,
+      remove: true,
+    })
     expect(decideAfterAttempt(requested({ period: 60 }), cancelledByJob, 10, defaults, NOW, never)).toEqual({
       kind: 'cancelled',
       reportRun: false,
       remove: true,
     })
-    expect(decideAfterAttempt(requested(), cancelledInErrback, 10, defaults, NOW, never)).toEqual({ kind: 'cancelled', reportRun: false, remove: true })
+    expect(decideAfterAttempt(requested(), cancelledInErrback, 10, defaults, NOW, never)).toEqual({
+      kind: 'cancelled',
+      reportRun: false,
+      remove: true,
+    })
   })
 })
 
 describe('decideAfterAttempt: periodic jobs', () => {
-  const periodic = (overrides: Partial<AttemptedJob> = {}): AttemptedJob => job({ period: 10, run: 4, runDueAt: NOW, ...overrides })
+  const periodic = (overrides: Partial<AttemptedJob> = {}): AttemptedJob =>
+    job({ period: 10, run: 4, runDueAt: NOW, ...overrides })
 
   it('a run that succeeded on time: the next run is due one period after this one was due (no drift)', () => {
     // Ended 3 s after it was due: still due at runDueAt + period, not at now + period.
@@ -159,7 +254,11 @@ describe('decideAfterAttempt: periodic jobs', () => {
   })
 
   it('a run that ended before it was due (a clock that stepped back) still moves one period on', () => {
-    expect(decideAfterAttempt(periodic(), succeeded, 10, defaults, NOW - 5_000, never)).toMatchObject({ run: 5, dueAt: NOW + 10_000, missed: 0 })
+    expect(decideAfterAttempt(periodic(), succeeded, 10, defaults, NOW - 5_000, never)).toMatchObject({
+      run: 5,
+      dueAt: NOW + 10_000,
+      missed: 0,
+    })
   })
 
   it('runs whose time passed (the node was down, the run took longer than a period) are skipped, not replayed', () => {
@@ -172,11 +271,18 @@ describe('decideAfterAttempt: periodic jobs', () => {
       missed: 2,
     })
     // Exactly on a later run's due time: that run is due now.
-    expect(decideAfterAttempt(periodic(), succeeded, 10, defaults, NOW + 20_000, never)).toMatchObject({ run: 6, dueAt: NOW + 20_000, missed: 1 })
+    expect(decideAfterAttempt(periodic(), succeeded, 10, defaults, NOW + 20_000, never)).toMatchObject({
+      run: 6,
+      dueAt: NOW + 20_000,
+      missed: 1,
+    })
   })
 
   it('fractional periods count in ms', () => {
-    expect(decideAfterAttempt(periodic({ period: 0.05 }), succeeded, 10, defaults, NOW + 1, never)).toMatchObject({ run: 5, dueAt: NOW + 50 })
+    expect(decideAfterAttempt(periodic({ period: 0.05 }), succeeded, 10, defaults, NOW + 1, never)).toMatchObject({
+      run: 5,
+      dueAt: NOW + 50,
+    })
   })
 
   it('a run that failed for good does not end the schedule: the next run follows', () => {
@@ -187,17 +293,31 @@ describe('decideAfterAttempt: periodic jobs', () => {
       dueAt: NOW + 10_000,
       missed: 0,
     })
-    expect(decideAfterAttempt(periodic(), unrecoverable, 10, defaults, NOW, never)).toMatchObject({ kind: 'next-run', run: 5 })
+    expect(decideAfterAttempt(periodic(), unrecoverable, 10, defaults, NOW, never)).toMatchObject({
+      kind: 'next-run',
+      run: 5,
+    })
   })
 
   it('a failed run with attempts left is retried within the run (attempt counts per run)', () => {
-    expect(decideAfterAttempt(periodic({ attempt: 1 }), failed, 3, defaults, NOW, never)).toEqual({ kind: 'retry', delayMs: 5_000 })
+    expect(decideAfterAttempt(periodic({ attempt: 1 }), failed, 3, defaults, NOW, never)).toEqual({
+      kind: 'retry',
+      delayMs: 5_000,
+    })
   })
 
   it('CancelJob in a run ends the schedule: final cancelled, removed per removeCancelledJobs', () => {
-    expect(decideAfterAttempt(periodic(), cancelledByJob, 10, defaults, NOW, never)).toEqual({ kind: 'final', status: JobStatus.CANCELLED, remove: true })
+    expect(decideAfterAttempt(periodic(), cancelledByJob, 10, defaults, NOW, never)).toEqual({
+      kind: 'final',
+      status: JobStatus.CANCELLED,
+      remove: true,
+    })
     const keep = settings({ removeCancelledJobs: false })
-    expect(decideAfterAttempt(periodic(), cancelledInErrback, 10, keep, NOW, never)).toEqual({ kind: 'final', status: JobStatus.CANCELLED, remove: false })
+    expect(decideAfterAttempt(periodic(), cancelledInErrback, 10, keep, NOW, never)).toEqual({
+      kind: 'final',
+      status: JobStatus.CANCELLED,
+      remove: false,
+    })
   })
 
   it('the next run is the first point of the schedule’s grid after the run that ended, at or after now', () => {

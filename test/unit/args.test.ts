@@ -18,14 +18,26 @@ function refusal(args: unknown): string {
 
 describe('encodeArgs', () => {
   it('round-trips what msgpack carries unchanged', () => {
-    const args = { s: 'x', n: 1.5, b: true, z: null, list: [1, 'two', { three: 3 }], when: new Date(0), bin: Buffer.from([1, 2]) }
+    const args = {
+      s: 'x',
+      n: 1.5,
+      b: true,
+      z: null,
+      list: [1, 'two', { three: 3 }],
+      when: new Date(0),
+      bin: Buffer.from([1, 2]),
+    }
     expect(decodeArgs(encodeArgs(args, LIMIT))).toEqual(args)
   })
 
   it('names the path of a bad value deep inside objects and arrays', () => {
-    expect(refusal({ a: { b: [1, 2, { c: () => 1 }] } })).toBe('args.a.b[2].c is a function, which cannot be sent to a node')
+    expect(refusal({ a: { b: [1, 2, { c: () => 1 }] } })).toBe(
+      'args.a.b[2].c is a function, which cannot be sent to a node',
+    )
     expect(refusal({ list: [Symbol('s')] })).toMatch(/^args\.list\[0\] is /)
-    expect(refusal({ a: { m: new Map() } })).toBe('args.a.m is an instance of Map; only plain objects can be sent to a node')
+    expect(refusal({ a: { m: new Map() } })).toBe(
+      'args.a.m is an instance of Map; only plain objects can be sent to a node',
+    )
     expect(refusal({ a: { [Symbol('k')]: 1 } })).toBe('args.a has symbol keys, which cannot be sent to a node')
   })
 
@@ -35,7 +47,10 @@ describe('encodeArgs', () => {
     inner['back'] = cyclic
     expect(refusal(cyclic)).toBe('args.list[0].back is a circular reference')
     const shared = { n: 1 }
-    expect(decodeArgs(encodeArgs({ a: shared, b: [shared, shared] }, LIMIT))).toEqual({ a: { n: 1 }, b: [{ n: 1 }, { n: 1 }] })
+    expect(decodeArgs(encodeArgs({ a: shared, b: [shared, shared] }, LIMIT))).toEqual({
+      a: { n: 1 },
+      b: [{ n: 1 }, { n: 1 }],
+    })
   })
 
   it('checks again after a refusal: nothing of a failed call is left over', () => {
@@ -72,7 +87,12 @@ describe('shareEmptyArgs', () => {
     const received = Buffer.from(empty)
     expect(received).not.toBe(empty)
     expect(shareEmptyArgs(received)).toBe(empty)
-    for (const other of [Buffer.from([empty[0] as number]), Buffer.from([0x80]), encodeArgs({ a: 1 }, LIMIT), Buffer.alloc(0)]) {
+    for (const other of [
+      Buffer.from([empty[0] as number]),
+      Buffer.from([0x80]),
+      encodeArgs({ a: 1 }, LIMIT),
+      Buffer.alloc(0),
+    ]) {
       expect(shareEmptyArgs(other)).toBe(other)
     }
   })
@@ -113,14 +133,28 @@ describe('packArgs', () => {
   })
 
   it('leaves nested values, arrays and binaries to msgpackr, decoding the same', () => {
-    const samples = [{ a: { b: 1 } }, { list: [1, 'two'] }, { bytes: Buffer.from([1, 2]) }, { when: undefined }, { big: 2n ** 60n }]
+    const samples = [
+      { a: { b: 1 } },
+      { list: [1, 'two'] },
+      { bytes: Buffer.from([1, 2]) },
+      { when: undefined },
+      { big: 2n ** 60n },
+    ]
     for (const args of samples) expect(unpack(packArgs(args))).toEqual(unpack(pack(args)))
   })
 
   it('writes a negative integer in the smallest field that holds it, as msgpackr does', () => {
     // { n: value } is a map header and a 1-character key (3 bytes), then the value.
     const widths: [number, number][] = [
-      [-1, 1], [-32, 1], [-33, 2], [-128, 2], [-129, 3], [-32_768, 3], [-32_769, 5], [-(2 ** 31), 5], [-(2 ** 31) - 1, 9],
+      [-1, 1],
+      [-32, 1],
+      [-33, 2],
+      [-128, 2],
+      [-129, 3],
+      [-32_768, 3],
+      [-32_769, 5],
+      [-(2 ** 31), 5],
+      [-(2 ** 31) - 1, 9],
     ]
     for (const [n, width] of widths) {
       const bytes = packArgs({ n })
@@ -131,7 +165,10 @@ describe('packArgs', () => {
   })
 
   it('keeps each result intact while many are packed after it', () => {
-    const packed = Array.from({ length: 5_000 }, (_, i) => ({ args: { i, name: `job-${i}`, ok: i % 2 === 0 }, bytes: packArgs({ i, name: `job-${i}`, ok: i % 2 === 0 }) }))
+    const packed = Array.from({ length: 5_000 }, (_, i) => ({
+      args: { i, name: `job-${i}`, ok: i % 2 === 0 },
+      bytes: packArgs({ i, name: `job-${i}`, ok: i % 2 === 0 }),
+    }))
     for (const { args, bytes } of packed) expect(unpack(bytes)).toEqual(args)
   })
 })

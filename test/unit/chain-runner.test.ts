@@ -16,16 +16,26 @@ function context(): JobContext {
 describe('runChain', () => {
   it('answers synchronously while every step is synchronous', () => {
     const args: Record<string, unknown> = {}
-    const outcome = runChain(definition((a) => void (a['x'] = 1), [(a) => void (a['y'] = 2)]), args, context(), false)
+    const outcome = runChain(
+      definition((a) => void (a['x'] = 1), [(a) => void (a['y'] = 2)]),
+      args,
+      context(),
+      false,
+    )
     expect(outcome).not.toBeInstanceOf(Promise)
     expect(outcome).toEqual({ kind: 'success', cancelled: false })
     expect(args).toEqual({ x: 1, y: 2 })
   })
 
   it('a CancelJob thrown by a synchronous step is a cancelled success at once', () => {
-    const outcome = runChain(definition(() => {
-      throw new CancelJob()
-    }), {}, context(), false)
+    const outcome = runChain(
+      definition(() => {
+        throw new CancelJob()
+      }),
+      {},
+      context(),
+      false,
+    )
     expect(outcome).toEqual({ kind: 'success', cancelled: true })
   })
 
@@ -65,28 +75,53 @@ describe('runChain', () => {
 
   it('with a signal, a pending step ends with the abort reason', async () => {
     const controller = new AbortController()
-    const outcome = runChain(definition(() => new Promise(() => {})), {}, context(), false, controller.signal)
+    const outcome = runChain(
+      definition(() => new Promise(() => {})),
+      {},
+      context(),
+      false,
+      controller.signal,
+    )
     controller.abort(new Error('too slow'))
     await expect(outcome).resolves.toMatchObject({ kind: 'error', error: new Error('too slow') })
   })
 
   it('a step that throws a non-Error fails with an Error, classified by what it threw', async () => {
     const args: Record<string, unknown> = {}
-    const outcome = await runChain(definition(() => {
-      throw { code: 'ERR_UNRECOVERABLE', reason: 'disk gone' }
-    }), args, context(), false)
+    const outcome = await runChain(
+      definition(() => {
+        throw { code: 'ERR_UNRECOVERABLE', reason: 'disk gone' }
+      }),
+      args,
+      context(),
+      false,
+    )
     expect(outcome).toMatchObject({ kind: 'error', cancelled: false, unrecoverable: true })
     expect((outcome as { error: unknown }).error).toBeInstanceOf(Error)
-    expect(args['error']).toMatchObject({ name: 'Error', message: 'non-error thrown: {"code":"ERR_UNRECOVERABLE","reason":"disk gone"}' })
+    expect(args['error']).toMatchObject({
+      name: 'Error',
+      message: 'non-error thrown: {"code":"ERR_UNRECOVERABLE","reason":"disk gone"}',
+    })
   })
 
   it('an errback that throws a string records args.errbackError as an Error', async () => {
     const args: Record<string, unknown> = {}
-    await runChain(definition(() => {
-      throw new Error('boom')
-    }, [], [() => {
-      throw 'errback broke'
-    }]), args, context(), false)
+    await runChain(
+      definition(
+        () => {
+          throw new Error('boom')
+        },
+        [],
+        [
+          () => {
+            throw 'errback broke'
+          },
+        ],
+      ),
+      args,
+      context(),
+      false,
+    )
     expect(args['errbackError']).toMatchObject({ name: 'Error', message: 'errback broke' })
   })
 })

@@ -8,7 +8,15 @@ import { Connection } from '../../src/protocol/connection.js'
 import { encodeFrame, FRAME_HEADER_SIZE, FrameDecoder } from '../../src/protocol/frame.js'
 import { MessageType, parseMessage, type Message } from '../../src/protocol/messages.js'
 import { pack, unpack } from '../../src/protocol/msgpack.js'
-import { anyValue, chunked, frameish, message, packOrEmpty, params, referenceConnection } from '../helpers/protocol-arbitraries.js'
+import {
+  anyValue,
+  chunked,
+  frameish,
+  message,
+  packOrEmpty,
+  params,
+  referenceConnection,
+} from '../helpers/protocol-arbitraries.js'
 import { asReceived, toWire } from '../helpers/wire-form.js'
 
 // Property-based: a Connection, over a socket driven by hand, against a hostile peer (fixed seeds).
@@ -127,24 +135,39 @@ describe('Connection against a hostile peer', () => {
       fc.constant(Buffer.from([0x81])), // a map that never gets its entry
       fc.constant(Buffer.alloc(0)),
       anyValue.filter((v) => typeof v !== 'object' || v === null || Array.isArray(v)).map(packOrEmpty),
-      fc.string({ maxLength: 20 }).filter((t) => !(Object.values(MessageType) as string[]).includes(t)).map((type) => pack({ type })),
+      fc
+        .string({ maxLength: 20 })
+        .filter((t) => !(Object.values(MessageType) as string[]).includes(t))
+        .map((type) => pack({ type })),
     )
     fc.assert(
-      fc.property(fc.array(message, { maxLength: 5 }), garbage, fc.array(message, { minLength: 1, maxLength: 3 }), (before, bad, after) => {
-        const bytes = Buffer.concat([...before.map((m) => encodeFrame(pack(toWire(m)))), encodeFrame(bad), ...after.map((m) => encodeFrame(pack(toWire(m))))])
-        const h = connectionHarness(1 << 20)
-        feed(h, [bytes])
-        expect(h.delivered).toEqual(before.map(asReceived))
-        expectClosedFor(h, ErrorCode.PROTOCOL)
-      }),
+      fc.property(
+        fc.array(message, { maxLength: 5 }),
+        garbage,
+        fc.array(message, { minLength: 1, maxLength: 3 }),
+        (before, bad, after) => {
+          const bytes = Buffer.concat([
+            ...before.map((m) => encodeFrame(pack(toWire(m)))),
+            encodeFrame(bad),
+            ...after.map((m) => encodeFrame(pack(toWire(m)))),
+          ])
+          const h = connectionHarness(1 << 20)
+          feed(h, [bytes])
+          expect(h.delivered).toEqual(before.map(asReceived))
+          expectClosedFor(h, ErrorCode.PROTOCOL)
+        },
+      ),
       params(),
     )
   })
 
-  it('closes on 100,000 nested arrays or maps with a ProtocolError (msgpackr\'s RangeError wrapped), and the next connection decodes normally', () => {
+  it("closes on 100,000 nested arrays or maps with a ProtocolError (msgpackr's RangeError wrapped), and the next connection decodes normally", () => {
     const depth = 100_000
     const nestedArrays = Buffer.concat([Buffer.alloc(depth, 0x91), Buffer.from([0xc0])])
-    const nestedMaps = Buffer.concat([Buffer.from(Array.from({ length: depth }, () => [0x81, 0xa1, 0x61]).flat()), Buffer.from([0xc0])])
+    const nestedMaps = Buffer.concat([
+      Buffer.from(Array.from({ length: depth }, () => [0x81, 0xa1, 0x61]).flat()),
+      Buffer.from([0xc0]),
+    ])
     // Also as the value of a field of an otherwise valid message.
     const prefix = pack({ type: 'dispatch', seq: 1, jobs: null }) // 0x83 … 'jobs' 0xc0: swap the nil for the nest
     expect(prefix.at(-1)).toBe(0xc0)
@@ -169,17 +192,21 @@ describe('Connection against a hostile peer', () => {
 
   it('answers a frame over maxFrameSize with ERR_FRAME_TOO_LARGE naming the size, before its body arrives', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 4097, max: 0xffff_ffff }), fc.array(message, { maxLength: 3 }), (length, before) => {
-        const header = Buffer.alloc(FRAME_HEADER_SIZE)
-        header.writeUInt32BE(length, 0)
-        const h = connectionHarness(4096)
-        feed(h, [Buffer.concat([...before.map((m) => encodeFrame(pack(toWire(m)))), header])])
-        expect(h.delivered).toEqual(before.map(asReceived))
-        // The socket is torn down at once: the stream cannot be resynchronised.
-        expect(h.socket.destroyed).toBe(true)
-        const reason = expectClosedFor(h, ErrorCode.FRAME_TOO_LARGE)
-        expect(reason.message).toContain(String(length))
-      }),
+      fc.property(
+        fc.integer({ min: 4097, max: 0xffff_ffff }),
+        fc.array(message, { maxLength: 3 }),
+        (length, before) => {
+          const header = Buffer.alloc(FRAME_HEADER_SIZE)
+          header.writeUInt32BE(length, 0)
+          const h = connectionHarness(4096)
+          feed(h, [Buffer.concat([...before.map((m) => encodeFrame(pack(toWire(m)))), header])])
+          expect(h.delivered).toEqual(before.map(asReceived))
+          // The socket is torn down at once: the stream cannot be resynchronised.
+          expect(h.socket.destroyed).toBe(true)
+          const reason = expectClosedFor(h, ErrorCode.FRAME_TOO_LARGE)
+          expect(reason.message).toContain(String(length))
+        },
+      ),
       params(100),
     )
   })

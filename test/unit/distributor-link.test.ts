@@ -23,7 +23,15 @@ afterEach(async () => {
   await res.releaseAll()
 })
 
-const HELLO_FIELDS = { node: 'n1', version: '1.2.3', jobs: ['echo', 'slow'], concurrency: 2, window: 4, durable: true, maxFrameSize: 1 << 20 }
+const HELLO_FIELDS = {
+  node: 'n1',
+  version: '1.2.3',
+  jobs: ['echo', 'slow'],
+  concurrency: 2,
+  window: 4,
+  durable: true,
+  maxFrameSize: 1 << 20,
+}
 
 /** The node, as much as the link sees of it: what it says in the hello, and what it hears back. */
 class FakeNode implements LinkContext {
@@ -58,12 +66,25 @@ class FakeNode implements LinkContext {
   }
 }
 
-function newLink(port: number, options: Partial<LinkOptions> = {}): { link: DistributorLink; node: FakeNode; logs: LogCapture } {
+function newLink(
+  port: number,
+  options: Partial<LinkOptions> = {},
+): { link: DistributorLink; node: FakeNode; logs: LogCapture } {
   const logs = new LogCapture()
   const node = new FakeNode()
   const link = new DistributorLink(node, {
-    host: '127.0.0.1', port, key: `127.0.0.1:${port}`, secret: undefined, tls: undefined, maxFrameSize: 1 << 20,
-    stallTimeoutMs: 60_000, handshakeTimeoutMs: 10_000, reconnectMinMs: 100, reconnectMaxMs: 1000, log: logs.logger, ...options,
+    host: '127.0.0.1',
+    port,
+    key: `127.0.0.1:${port}`,
+    secret: undefined,
+    tls: undefined,
+    maxFrameSize: 1 << 20,
+    stallTimeoutMs: 60_000,
+    handshakeTimeoutMs: 10_000,
+    reconnectMinMs: 100,
+    reconnectMaxMs: 1000,
+    log: logs.logger,
+    ...options,
   })
   res.add(link, (l) => l.close())
   return { link, node, logs }
@@ -79,14 +100,26 @@ async function closedPort(): Promise<number> {
 }
 
 /** The distributor's side of the handshake; the welcome's heartbeat is long enough never to fire here. */
-async function welcome(peer: FakePeer, options: { secret?: string; name?: string; maxFrameSize?: number } = {}): Promise<HelloMessage> {
+async function welcome(
+  peer: FakePeer,
+  options: { secret?: string; name?: string; maxFrameSize?: number } = {},
+): Promise<HelloMessage> {
   const nonce = randomBytes(NONCE_SIZE)
-  peer.send({ type: MessageType.CHALLENGE, protocolVersion: PROTOCOL_VERSION, nonce, auth: options.secret !== undefined })
+  peer.send({
+    type: MessageType.CHALLENGE,
+    protocolVersion: PROTOCOL_VERSION,
+    nonce,
+    auth: options.secret !== undefined,
+  })
   const hello = await peer.nextOfType(MessageType.HELLO)
   peer.send({
-    type: MessageType.WELCOME, distributor: options.name ?? 'main', heartbeatMs: 600_000,
+    type: MessageType.WELCOME,
+    distributor: options.name ?? 'main',
+    heartbeatMs: 600_000,
     ...(options.maxFrameSize === undefined ? {} : { maxFrameSize: options.maxFrameSize }),
-    ...(options.secret === undefined ? {} : { proof: distributorProof(options.secret, nonce, hello.nonce, hello.node) }),
+    ...(options.secret === undefined
+      ? {}
+      : { proof: distributorProof(options.secret, nonce, hello.nonce, hello.node) }),
   })
   return hello
 }
@@ -104,7 +137,12 @@ describe('DistributorLink handshake', () => {
     const challengeNonce = randomBytes(NONCE_SIZE)
     peer.send({ type: MessageType.CHALLENGE, protocolVersion: PROTOCOL_VERSION, nonce: challengeNonce, auth: false })
     const hello = await peer.nextOfType(MessageType.HELLO)
-    expect(hello).toEqual({ type: MessageType.HELLO, protocolVersion: PROTOCOL_VERSION, ...HELLO_FIELDS, nonce: expect.any(Uint8Array) })
+    expect(hello).toEqual({
+      type: MessageType.HELLO,
+      protocolVersion: PROTOCOL_VERSION,
+      ...HELLO_FIELDS,
+      nonce: expect.any(Uint8Array),
+    })
     expect(hello.nonce).toHaveLength(NONCE_SIZE)
     expect(hello.proof).toBeUndefined()
     expect(link.ready).toBe(false)
@@ -135,7 +173,12 @@ describe('DistributorLink handshake', () => {
     peer.send({ type: MessageType.CHALLENGE, protocolVersion: PROTOCOL_VERSION, nonce, auth: true })
     const hello = await peer.nextOfType(MessageType.HELLO)
     expect(hello.proof).toEqual(nodeProof('sesame', nonce, hello.nonce, 'n1'))
-    peer.send({ type: MessageType.WELCOME, distributor: 'main', heartbeatMs: 600_000, proof: distributorProof('sesame', nonce, hello.nonce, 'n1') })
+    peer.send({
+      type: MessageType.WELCOME,
+      distributor: 'main',
+      heartbeatMs: 600_000,
+      proof: distributorProof('sesame', nonce, hello.nonce, 'n1'),
+    })
     await node.seen('ready 1')
     expect(link.ready).toBe(true)
   })
@@ -143,7 +186,13 @@ describe('DistributorLink handshake', () => {
   const broken: { what: string; script: (peer: FakePeer) => void; code: string; names: string }[] = [
     {
       what: 'a challenge in another protocol version',
-      script: (peer) => peer.send({ type: MessageType.CHALLENGE, protocolVersion: PROTOCOL_VERSION + 1, nonce: randomBytes(NONCE_SIZE), auth: false }),
+      script: (peer) =>
+        peer.send({
+          type: MessageType.CHALLENGE,
+          protocolVersion: PROTOCOL_VERSION + 1,
+          nonce: randomBytes(NONCE_SIZE),
+          auth: false,
+        }),
       code: ErrorCode.HANDSHAKE_REJECTED,
       names: `distributor speaks protocol ${PROTOCOL_VERSION + 1}`,
     },
@@ -161,21 +210,24 @@ describe('DistributorLink handshake', () => {
     },
   ]
 
-  it.each(broken)('answers $what with an error frame, hangs up and redials, never ready', async ({ script, code, names }) => {
-    const fake = await fakeDistributor(res)
-    const { link, node, logs } = newLink(fake.port)
-    link.start()
-    const peer = await fake.nextPeer()
-    script(peer)
-    const error = await peer.nextOfType(MessageType.ERROR)
-    expect(error.code).toBe(code)
-    expect(error.message).toContain(names)
-    await peer.closed
-    const [redial] = await logs.waitFor(cannotReach, 1, 'the redial log')
-    expect(redial?.reason).toContain(names)
-    expect(link.state).toBe('backoff')
-    expect(node.events).toEqual([])
-  })
+  it.each(broken)(
+    'answers $what with an error frame, hangs up and redials, never ready',
+    async ({ script, code, names }) => {
+      const fake = await fakeDistributor(res)
+      const { link, node, logs } = newLink(fake.port)
+      link.start()
+      const peer = await fake.nextPeer()
+      script(peer)
+      const error = await peer.nextOfType(MessageType.ERROR)
+      expect(error.code).toBe(code)
+      expect(error.message).toContain(names)
+      await peer.closed
+      const [redial] = await logs.waitFor(cannotReach, 1, 'the redial log')
+      expect(redial?.reason).toContain(names)
+      expect(link.state).toBe('backoff')
+      expect(node.events).toEqual([])
+    },
+  )
 })
 
 describe('DistributorLink bounds before the welcome', () => {
@@ -187,14 +239,22 @@ describe('DistributorLink bounds before the welcome', () => {
     await silent.closed
     const second = await fake.nextPeer()
     expect(link.generation).toBe(2)
-    expect(logs.matching((e) => /no welcome from distributor .* within 200 ms/.test(String((e as { reason?: unknown }).reason)))).toHaveLength(1)
+    expect(
+      logs.matching((e) =>
+        /no welcome from distributor .* within 200 ms/.test(String((e as { reason?: unknown }).reason)),
+      ),
+    ).toHaveLength(1)
     await welcome(second)
     await node.seen('ready 2')
   })
 
   it('before the welcome, a frame over the handshake limit (64 KiB) is refused: a stranger at that address cannot make the node buffer 16 MiB', async () => {
     const fake = await fakeDistributor(res)
-    const { link, node } = newLink(fake.port, { maxFrameSize: 16 * 1024 * 1024, reconnectMinMs: 10, reconnectMaxMs: 10 })
+    const { link, node } = newLink(fake.port, {
+      maxFrameSize: 16 * 1024 * 1024,
+      reconnectMinMs: 10,
+      reconnectMaxMs: 10,
+    })
     link.start()
     const peer = await fake.nextPeer()
     const length = Buffer.alloc(4)
@@ -278,7 +338,10 @@ describe('DistributorLink backoff', () => {
       expect(link.state).toBe('connecting')
     }
     // Only the first failure in a row is worth a warning.
-    expect(logs.matching(cannotReach).map((e) => e.level)).toEqual([LEVEL.warn, ...delays.slice(1).map(() => LEVEL.debug)])
+    expect(logs.matching(cannotReach).map((e) => e.level)).toEqual([
+      LEVEL.warn,
+      ...delays.slice(1).map(() => LEVEL.debug),
+    ])
   }
 
   it('doubles from reconnectMinMs up to reconnectMaxMs, at most the ceiling', async () => {
@@ -317,21 +380,33 @@ describe('DistributorLink backoff', () => {
     { code: ErrorCode.HANDSHAKE_TIMEOUT, level: LEVEL.warn, delay: 100 },
   ]
 
-  it.each(refusals)('a distributor that refuses the handshake with $code is logged, and redialled after $delay ms', async ({ code, level, delay }) => {
-    vi.spyOn(Math, 'random').mockReturnValue(0.9999999)
-    const fake = await fakeDistributor(res)
-    const { link, node, logs } = newLink(fake.port, { reconnectMaxMs: 100_000 })
-    link.start()
-    const peer = await fake.nextPeer()
-    peer.send({ type: MessageType.CHALLENGE, protocolVersion: PROTOCOL_VERSION, nonce: randomBytes(NONCE_SIZE), auth: false })
-    await peer.nextOfType(MessageType.HELLO)
-    peer.send({ type: MessageType.ERROR, code, message: 'not you' })
-    const [refused] = await logs.waitFor((e) => e.msg === 'distributor refused the handshake: not you', 1, 'the refusal log')
-    expect(refused).toMatchObject({ level, code })
-    const [redial] = await logs.waitFor(cannotReach, 1, 'the redial log')
-    expect(redial?.retryInMs).toBe(delay)
-    expect(node.events).toEqual([])
-  })
+  it.each(refusals)(
+    'a distributor that refuses the handshake with $code is logged, and redialled after $delay ms',
+    async ({ code, level, delay }) => {
+      vi.spyOn(Math, 'random').mockReturnValue(0.9999999)
+      const fake = await fakeDistributor(res)
+      const { link, node, logs } = newLink(fake.port, { reconnectMaxMs: 100_000 })
+      link.start()
+      const peer = await fake.nextPeer()
+      peer.send({
+        type: MessageType.CHALLENGE,
+        protocolVersion: PROTOCOL_VERSION,
+        nonce: randomBytes(NONCE_SIZE),
+        auth: false,
+      })
+      await peer.nextOfType(MessageType.HELLO)
+      peer.send({ type: MessageType.ERROR, code, message: 'not you' })
+      const [refused] = await logs.waitFor(
+        (e) => e.msg === 'distributor refused the handshake: not you',
+        1,
+        'the refusal log',
+      )
+      expect(refused).toMatchObject({ level, code })
+      const [redial] = await logs.waitFor(cannotReach, 1, 'the redial log')
+      expect(redial?.retryInMs).toBe(delay)
+      expect(node.events).toEqual([])
+    },
+  )
 
   it('a distributor that cannot prove the secret is hung up on with ERR_AUTH, and redialled only after a long backoff', async () => {
     vi.spyOn(Math, 'random').mockReturnValue(0.9999999)
@@ -341,7 +416,11 @@ describe('DistributorLink backoff', () => {
     const peer = await fake.nextPeer()
     await welcome(peer, { secret: 'not sesame' })
     const error = await peer.nextOfType(MessageType.ERROR)
-    expect(error).toEqual({ type: MessageType.ERROR, code: ErrorCode.AUTH, message: `distributor 127.0.0.1:${fake.port} did not prove the shared secret` })
+    expect(error).toEqual({
+      type: MessageType.ERROR,
+      code: ErrorCode.AUTH,
+      message: `distributor 127.0.0.1:${fake.port} did not prove the shared secret`,
+    })
     const [redial] = await logs.waitFor(cannotReach, 1, 'the redial log')
     expect(redial?.retryInMs).toBe(25_600)
     expect(link.ready).toBe(false)

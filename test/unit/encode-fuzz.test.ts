@@ -30,14 +30,49 @@ describe('encodeMessageFrame against the reference wire form', () => {
     // The last: as many UTF-8 bytes in its first n + 1 units as it has units.
     const strings = lengths.flatMap((n) => ['a'.repeat(n), 'é'.repeat(n), `${'a'.repeat(n)}€`, `${'a'.repeat(n)}é€`])
     const numbers = [
-      0, 1, 127, 128, 255, 256, 65_535, 65_536, 2 ** 32 - 1, 2 ** 32, 1_700_000_000_123, Number.MAX_SAFE_INTEGER, 1.5,
-      -1, -32, -33, -128, -129, -32_768, -32_769, -(2 ** 31), -(2 ** 31) - 1, -(2 ** 40), -0.5,
+      0,
+      1,
+      127,
+      128,
+      255,
+      256,
+      65_535,
+      65_536,
+      2 ** 32 - 1,
+      2 ** 32,
+      1_700_000_000_123,
+      Number.MAX_SAFE_INTEGER,
+      1.5,
+      -1,
+      -32,
+      -33,
+      -128,
+      -129,
+      -32_768,
+      -32_769,
+      -(2 ** 31),
+      -(2 ** 31) - 1,
+      -(2 ** 40),
+      -0.5,
     ]
     const args = lengths.map((n) => Buffer.alloc(n, 7))
-    const jobs = strings.map((id, i) => ({ id, name: strings[(i * 7) % strings.length] as string, args: args[i % args.length] as Buffer, dueAt: numbers[i % numbers.length] as number, run: i }))
+    const jobs = strings.map((id, i) => ({
+      id,
+      name: strings[(i * 7) % strings.length] as string,
+      args: args[i % args.length] as Buffer,
+      dueAt: numbers[i % numbers.length] as number,
+      run: i,
+    }))
     const seqs = numbers.filter((n) => Number.isInteger(n) && n >= 0)
     const results = lengths.map((n) => pack({ s: 'r'.repeat(n) }))
-    const many = Array.from({ length: 70_000 }, (_, i) => ({ id: `id-${i}`, run: i, kind: 'success' as const, final: true, cancelled: false, args: pack({}) }))
+    const many = Array.from({ length: 70_000 }, (_, i) => ({
+      id: `id-${i}`,
+      run: i,
+      kind: 'success' as const,
+      final: true,
+      cancelled: false,
+      args: pack({}),
+    }))
     const samples: Message[] = [
       { type: MessageType.DISPATCH, seq: 1, jobs },
       { type: MessageType.DISPATCH, seq: 2, jobs: jobs.slice(0, 15) },
@@ -48,7 +83,18 @@ describe('encodeMessageFrame against the reference wire form', () => {
       ...seqs.map((seq): Message => ({ type: MessageType.ACCEPTED, seq })),
       ...seqs.map((seq): Message => ({ type: MessageType.FEEDBACK_ACK, seq })),
       { type: MessageType.FEEDBACK, seq: 4, items: many },
-      { type: MessageType.FEEDBACK, seq: 65_536, items: numbers.map((run, i) => ({ id: strings[i] as string, run: Math.max(0, Math.floor(run)), kind: i % 2 ? 'error' : 'success', final: i % 3 === 0, cancelled: i % 5 === 0, args: results[i % results.length] as Buffer })) },
+      {
+        type: MessageType.FEEDBACK,
+        seq: 65_536,
+        items: numbers.map((run, i) => ({
+          id: strings[i] as string,
+          run: Math.max(0, Math.floor(run)),
+          kind: i % 2 ? 'error' : 'success',
+          final: i % 3 === 0,
+          cancelled: i % 5 === 0,
+          args: results[i % results.length] as Buffer,
+        })),
+      },
     ]
     for (const m of samples) expect(decode(encodeMessageFrame(m, 1 << 30))).toEqual(unpack(pack(toWire(m))))
   })
@@ -57,7 +103,13 @@ describe('encodeMessageFrame against the reference wire form', () => {
     const m: Message = {
       type: MessageType.DISPATCH,
       seq: 1,
-      jobs: Array.from({ length: 100 }, (_, i) => ({ id: `id-${i}`, name: 'noop', args: Buffer.alloc(0), dueAt: 0, run: 1 })),
+      jobs: Array.from({ length: 100 }, (_, i) => ({
+        id: `id-${i}`,
+        name: 'noop',
+        args: Buffer.alloc(0),
+        dueAt: 0,
+        run: 1,
+      })),
     }
     const size = encodeMessageFrame(m, 1 << 30).length - FRAME_HEADER_SIZE
     expect(() => encodeMessageFrame(m, size - 1)).toThrow(FrameTooLargeError)

@@ -129,7 +129,7 @@ describe('deserializeError', () => {
     expect(copy).toMatchObject({ name: 'MyFatal', code: ErrorCode.UNRECOVERABLE, message: 'disk is gone' })
   })
 
-  it("carries any other code on a plain Error, not a JobsError", () => {
+  it('carries any other code on a plain Error, not a JobsError', () => {
     const copy = deserializeError({ name: 'Error', message: 'no such file', code: 'ENOENT' })
     expect(copy).not.toBeInstanceOf(JobsError)
     expect(copy).toMatchObject({ name: 'Error', message: 'no such file', code: 'ENOENT' })
@@ -180,17 +180,22 @@ describe('where errors are thrown', () => {
   })
 
   it('a missing job directory or a job file that throws is ERR_JOB_FILE', async () => {
-    await expect(loadJobDirectory(join(tmpdir(), 'no-such-jr-job-directory'), new JobRegistry())).rejects.toMatchObject({
-      code: ErrorCode.JOB_FILE,
-      message: expect.stringMatching(/^job directory '.*no-such-jr-job-directory' does not exist/),
-    })
+    await expect(loadJobDirectory(join(tmpdir(), 'no-such-jr-job-directory'), new JobRegistry())).rejects.toMatchObject(
+      {
+        code: ErrorCode.JOB_FILE,
+        message: expect.stringMatching(/^job directory '.*no-such-jr-job-directory' does not exist/),
+      },
+    )
     const dir = mkdtempSync(join(tmpdir(), 'jr-job-file-'))
     try {
       // A job file that throws something that is not an Error still gets a message.
       writeFileSync(join(dir, 'bad.mjs'), "throw 'not an error'\n")
       const err = await loadJobDirectory(dir, new JobRegistry()).catch((e: unknown) => e)
       expect(err).toBeInstanceOf(JobFileError)
-      expect(err).toMatchObject({ code: ErrorCode.JOB_FILE, message: expect.stringMatching(/^cannot load job file .*bad\.mjs: not an error$/) })
+      expect(err).toMatchObject({
+        code: ErrorCode.JOB_FILE,
+        message: expect.stringMatching(/^cannot load job file .*bad\.mjs: not an error$/),
+      })
     } finally {
       rmSync(dir, { recursive: true, force: true })
     }
@@ -212,7 +217,10 @@ describe('construction', () => {
     for (const file of sourceFiles(join(ROOT, 'src'))) {
       const name = relative(ROOT, file).split('\\').join('/')
       if (name === 'src/errors.ts') continue
-      const lines = readFileSync(file, 'utf8').split('\n').map((l) => l.trim()).filter((l) => constructsByCode.test(l))
+      const lines = readFileSync(file, 'utf8')
+        .split('\n')
+        .map((l) => l.trim())
+        .filter((l) => constructsByCode.test(l))
       if (lines.length > 0) found[name] = lines
     }
     expect(found).toEqual({})
@@ -229,7 +237,11 @@ describe('the error-code table in docs/configuration.md', () => {
       .filter((line) => /^\| `ERR_/.test(line))
       .map((line) => line.split('|').map((cell) => cell.trim()))
     const listed = rows.map((cells) => [cells[1], cells[2]])
-    expect(listed.map(([code]) => code).sort()).toEqual(Object.values(ErrorCode).map((c) => `\`${c}\``).sort())
+    expect(listed.map(([code]) => code).sort()).toEqual(
+      Object.values(ErrorCode)
+        .map((c) => `\`${c}\``)
+        .sort(),
+    )
     for (const [code, cls] of listed) {
       expect(cls, String(code)).toBe(`\`${ERROR_CLASSES[String(code).slice(1, -1) as ErrorCode].name}\``)
     }

@@ -24,8 +24,17 @@ class RecordingLink extends DistributorLink {
   readonly frames: FeedbackFrame[] = []
   constructor(key: string) {
     super(neverDialled, {
-      host: '127.0.0.1', port: 1, key, secret: undefined, tls: undefined, maxFrameSize: 16 * 1024 * 1024,
-      stallTimeoutMs: 1000, handshakeTimeoutMs: 1000, reconnectMinMs: 10, reconnectMaxMs: 10, log: createLogger('silent'),
+      host: '127.0.0.1',
+      port: 1,
+      key,
+      secret: undefined,
+      tls: undefined,
+      maxFrameSize: 16 * 1024 * 1024,
+      stallTimeoutMs: 1000,
+      handshakeTimeoutMs: 1000,
+      reconnectMinMs: 10,
+      reconnectMaxMs: 10,
+      log: createLogger('silent'),
     })
   }
   /** Up: as after a welcome; down: as while it redials. */
@@ -86,7 +95,16 @@ const D1 = '127.0.0.1:5001'
 const D2 = '127.0.0.1:5002'
 
 function result(jobId: string, more: Partial<FeedbackRecord> = {}): FeedbackRecord {
-  return { jobId, run: 1, distributor: D1, kind: 'success', final: true, cancelled: false, args: Uint8Array.of(0x80), ...more }
+  return {
+    jobId,
+    run: 1,
+    distributor: D1,
+    kind: 'success',
+    final: true,
+    cancelled: false,
+    args: Uint8Array.of(0x80),
+    ...more,
+  }
 }
 
 /** Every microtask queued so far has run (an idle node's send). */
@@ -110,7 +128,16 @@ describe('FeedbackOutbox', () => {
   describe('sending', () => {
     it('an idle node sends within the turn: the results of one turn share one frame, numbered from 1', async () => {
       const link = node.link(D1)
-      outbox.add(result('a', { kind: 'error', final: false, run: 3, cancelled: true, args: Uint8Array.of(0x81, 0xa1, 0x78, 0x01) }), store)
+      outbox.add(
+        result('a', {
+          kind: 'error',
+          final: false,
+          run: 3,
+          cancelled: true,
+          args: Uint8Array.of(0x81, 0xa1, 0x78, 0x01),
+        }),
+        store,
+      )
       outbox.add(result('b'), store)
       expect(link.frames).toEqual([])
       await microtasks()
@@ -119,14 +146,24 @@ describe('FeedbackOutbox', () => {
           type: MessageType.FEEDBACK,
           seq: 1,
           items: [
-            { id: 'a', run: 3, kind: 'error', final: false, cancelled: true, args: Uint8Array.of(0x81, 0xa1, 0x78, 0x01) },
+            {
+              id: 'a',
+              run: 3,
+              kind: 'error',
+              final: false,
+              cancelled: true,
+              args: Uint8Array.of(0x81, 0xa1, 0x78, 0x01),
+            },
             { id: 'b', run: 1, kind: 'success', final: true, cancelled: false, args: Uint8Array.of(0x80) },
           ],
         },
       ])
       outbox.add(result('c'), store)
       await microtasks()
-      expect(link.sent).toEqual([[1, ['a', 'b']], [2, ['c']]])
+      expect(link.sent).toEqual([
+        [1, ['a', 'b']],
+        [2, ['c']],
+      ])
     })
 
     it('a busy node waits for the end of the turn, so results that finish over several hops share a frame', async () => {
@@ -174,7 +211,11 @@ describe('FeedbackOutbox', () => {
       for (const id of ['a', 'b', 'c', 'd', 'e', 'f', 'g']) outbox.add(sized(id, 150), store)
       await microtasks()
       // 500 bytes a frame: three results of 150.
-      expect(link.sent).toEqual([[1, ['a', 'b', 'c']], [2, ['d', 'e', 'f']], [3, ['g']]])
+      expect(link.sent).toEqual([
+        [1, ['a', 'b', 'c']],
+        [2, ['d', 'e', 'f']],
+        [3, ['g']],
+      ])
     })
 
     it('the node’s own limit counts when the distributor’s is larger, and a result over the limit goes alone', async () => {
@@ -186,7 +227,13 @@ describe('FeedbackOutbox', () => {
       outbox.add(sized('big', 2000), store)
       outbox.add(sized('d', 250), store)
       await microtasks()
-      expect(link.sent).toEqual([[1, ['huge']], [2, ['a', 'b']], [3, ['c']], [4, ['big']], [5, ['d']]])
+      expect(link.sent).toEqual([
+        [1, ['huge']],
+        [2, ['a', 'b']],
+        [3, ['c']],
+        [4, ['big']],
+        [5, ['d']],
+      ])
     })
   })
 
@@ -197,7 +244,11 @@ describe('FeedbackOutbox', () => {
         outbox.add(result(id), store)
         await microtasks()
       }
-      expect(link.sent).toEqual([[1, ['a']], [2, ['b']], [3, ['c']]])
+      expect(link.sent).toEqual([
+        [1, ['a']],
+        [2, ['b']],
+        [3, ['c']],
+      ])
       const acked: string[] = []
       const each = (f: FeedbackRecord): void => void acked.push(f.jobId)
       outbox.ack(link, 0, each)
@@ -219,15 +270,25 @@ describe('FeedbackOutbox', () => {
       await microtasks()
       outbox.add(result('b'), store)
       await microtasks()
-      expect(link.sent).toEqual([[1, ['a']], [2, ['b']]])
+      expect(link.sent).toEqual([
+        [1, ['a']],
+        [2, ['b']],
+      ])
       link.setConnected(false)
       outbox.add(result('c'), store)
       await endOfTurn()
-      expect(link.sent).toEqual([[1, ['a']], [2, ['b']]])
+      expect(link.sent).toEqual([
+        [1, ['a']],
+        [2, ['b']],
+      ])
 
       link.setConnected(true)
       outbox.resend(link)
-      expect(link.sent).toEqual([[1, ['a']], [2, ['b']], [1, ['a', 'b', 'c']]])
+      expect(link.sent).toEqual([
+        [1, ['a']],
+        [2, ['b']],
+        [1, ['a', 'b', 'c']],
+      ])
       // An ack of the new connection's frame 1 covers all three, once each.
       const acked: string[] = []
       outbox.ack(link, 1, (f) => acked.push(f.jobId))
@@ -247,7 +308,10 @@ describe('FeedbackOutbox', () => {
       link.setConnected(true)
       outbox.resend(link)
       await endOfTurn()
-      expect(link.sent).toEqual([[1, ['a']], [2, ['a']]])
+      expect(link.sent).toEqual([
+        [1, ['a']],
+        [2, ['a']],
+      ])
       const acked: string[] = []
       outbox.ack(link, 2, (f) => acked.push(f.jobId))
       expect(acked).toEqual(['a'])
@@ -267,7 +331,12 @@ describe('FeedbackOutbox', () => {
       outbox.add(result('c', { run: 2 }), durable)
       await microtasks()
       outbox.ack(link, 1)
-      expect(durable.acks).toEqual([[{ jobId: 'a', run: 1 }, { jobId: 'c', run: 2 }]])
+      expect(durable.acks).toEqual([
+        [
+          { jobId: 'a', run: 1 },
+          { jobId: 'c', run: 2 },
+        ],
+      ])
       expect(memory.acks).toEqual([])
     })
 
@@ -316,7 +385,10 @@ describe('FeedbackOutbox', () => {
       // Another store's results are its own, even under the same ids.
       outbox.restore([result('a')], new MemoryStore())
       expect(outbox.size).toBe(4)
-      expect(up.sent).toEqual([[1, ['a', 'c']], [2, ['a']]])
+      expect(up.sent).toEqual([
+        [1, ['a', 'c']],
+        [2, ['a']],
+      ])
 
       down.setConnected(true)
       outbox.resend(down)

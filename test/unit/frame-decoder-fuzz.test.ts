@@ -40,7 +40,9 @@ describe('FrameDecoder against arbitrary bytes', () => {
           expect(decoder.pending).toBe(expected.pending)
         } else {
           expect(failure).toBeInstanceOf(FrameTooLargeError)
-          expect((failure as FrameTooLargeError).message).toContain(`frame of ${expected.tooLarge} bytes exceeds maxFrameSize ${maxFrameSize}`)
+          expect((failure as FrameTooLargeError).message).toContain(
+            `frame of ${expected.tooLarge} bytes exceeds maxFrameSize ${maxFrameSize}`,
+          )
           expect(decoder.failed).toBe(true)
           expect(decoder.pending).toBe(0)
         }
@@ -72,7 +74,10 @@ describe('FrameDecoder against arbitrary bytes', () => {
 
   it('decodes valid frames split at arbitrary points into the messages that were sent', () => {
     const stream = fc.array(message, { minLength: 1, maxLength: 6 }).chain((messages) =>
-      chunked(fc.constant(Buffer.concat(messages.map((m) => encodeFrame(pack(toWire(m))))))).map((c) => ({ messages, ...c })),
+      chunked(fc.constant(Buffer.concat(messages.map((m) => encodeFrame(pack(toWire(m))))))).map((c) => ({
+        messages,
+        ...c,
+      })),
     )
     fc.assert(
       fc.property(stream, ({ messages, chunks }) => {

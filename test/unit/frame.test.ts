@@ -34,7 +34,9 @@ function makeStream(sizes: number[]): Stream {
 
 // Covers 0-length bodies (alone and back to back), sizes around the 4-byte header, and
 // bodies over 64 KiB (which cross any chunk boundary a socket would produce).
-const STREAM = makeStream([0, 1, 0, 0, 3, 4, 5, 17, 255, 256, 1000, 4096, 65_535, 65_536, 65_537, 0, 100_000, 2, 70_000, 0, 9])
+const STREAM = makeStream([
+  0, 1, 0, 0, 3, 4, 5, 17, 255, 256, 1000, 4096, 65_535, 65_536, 65_537, 0, 100_000, 2, 70_000, 0, 9,
+])
 // Byte by byte, the decoder's cost grows with the square of the chunks in one body (see the
 // report on consume()), so this stream keeps a single body over 64 KiB to stay fast.
 const SMALL_STREAM = makeStream([0, 1, 0, 0, 3, 4, 5, 17, 255, 256, 1000, 4096, 0, 66_000, 2, 0, 9])
@@ -90,7 +92,10 @@ describe('FrameDecoder', () => {
       const want = expectedState(stream, i + 1)
       // Cheap checks on every byte; a mismatch fails with the offset in the message.
       if (frames.length !== want.delivered || decoder.pending !== want.pending) {
-        expect({ offset: i + 1, delivered: frames.length, pending: decoder.pending }).toEqual({ offset: i + 1, ...want })
+        expect({ offset: i + 1, delivered: frames.length, pending: decoder.pending }).toEqual({
+          offset: i + 1,
+          ...want,
+        })
       }
     }
     expectBodies(stream, frames)
@@ -104,7 +109,12 @@ describe('FrameDecoder', () => {
     while (fed < STREAM.bytes.length) {
       // Mostly small cuts (headers split across chunks), sometimes large ones (whole frames).
       const r = random()
-      const size = r < 0.5 ? 1 + Math.floor(random() * 8) : r < 0.9 ? 1 + Math.floor(random() * 5000) : 1 + Math.floor(random() * 150_000)
+      const size =
+        r < 0.5
+          ? 1 + Math.floor(random() * 8)
+          : r < 0.9
+            ? 1 + Math.floor(random() * 5000)
+            : 1 + Math.floor(random() * 150_000)
       const end = Math.min(STREAM.bytes.length, fed + size)
       decoder.push(STREAM.bytes.subarray(fed, end))
       fed = end

@@ -17,7 +17,10 @@ class FakeLink implements HeartbeatContext {
   lastReceivedAt = (): number => this.receivedAt
   lastSentAt = (): number => this.sentAt
   // A real connection's flush stamps sentAt; the ping is a write like any other.
-  sendPing = (): void => void (this.pings.push(Date.now()), (this.sentAt = Date.now()))
+  sendPing = (): void => {
+    this.pings.push(Date.now())
+    this.sentAt = Date.now()
+  }
   onSilent = (silentMs: number): void => void this.silent.push({ at: Date.now(), silentMs })
   stalledMs = (): number => (this.stalledSince === 0 ? 0 : Date.now() - this.stalledSince)
   stallTimeoutMs = (): number => STALL_TIMEOUT

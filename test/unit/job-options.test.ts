@@ -2,7 +2,14 @@ import { describe, expect, it } from 'vitest'
 import { resolveEnqueueOptions } from '../../src/distributor/options.js'
 import { toWireJob, TrackedJob } from '../../src/distributor/tracked-job.js'
 import { encodeMessageFrame } from '../../src/protocol/encode.js'
-import { JOB_RUN_OPTIONS, jobExtras, MessageType, parseMessage, type JobRunOptions, type WireJob } from '../../src/protocol/messages.js'
+import {
+  JOB_RUN_OPTIONS,
+  jobExtras,
+  MessageType,
+  parseMessage,
+  type JobRunOptions,
+  type WireJob,
+} from '../../src/protocol/messages.js'
 import { pack, unpack } from '../../src/protocol/msgpack.js'
 
 const NOW = 1_700_000_000_000
@@ -20,7 +27,18 @@ const plain: WireJob = { id: 'j1', name: 'w', args: pack({}), dueAt: NOW, run: 1
 
 function tracked(opts: object): TrackedJob {
   const resolved = resolveEnqueueOptions(opts, NOW)
-  return new TrackedJob('j1', { cancel: () => Promise.resolve(false) }, 'w', pack({}), resolved.dueAt, resolved.job, 'w', 0, undefined, undefined)
+  return new TrackedJob(
+    'j1',
+    { cancel: () => Promise.resolve(false) },
+    'w',
+    pack({}),
+    resolved.dueAt,
+    resolved.job,
+    'w',
+    0,
+    undefined,
+    undefined,
+  )
 }
 
 describe('the options a job carries to its node: one list', () => {

@@ -62,7 +62,10 @@ class FakeNode implements LeaseContext {
     return this.jobsOf.get(peer) ?? 0
   }
   after(timer: Timer, ms: number): void {
-    this.handles.set(timer, this.clock.setTimeout(() => timer.fire(), ms))
+    this.handles.set(
+      timer,
+      this.clock.setTimeout(() => timer.fire(), ms),
+    )
   }
   cancelTimer(timer: Timer): void {
     this.clock.clearTimeout(this.handles.get(timer))
@@ -105,7 +108,9 @@ describe('LeaseKeeper', () => {
     it('acquireOwn waits while a peer finishes the jobs it took over, asking every third of a lease, and warns once', async () => {
       leases.holders.set('me', { holder: 'heir', until: clock.now() + 100 * LEASE })
       let owned = false
-      const own = keeper().acquireOwn().then(() => (owned = true))
+      const own = keeper()
+        .acquireOwn()
+        .then(() => (owned = true))
       await settle()
       expect(owned).toBe(false)
       await run(THIRD - 1)
@@ -115,7 +120,9 @@ describe('LeaseKeeper', () => {
       await run(2 * THIRD)
       expect(renewals()).toBe(4)
       expect(owned).toBe(false)
-      const warned = node.logs.matching((e) => e.msg === "node 'heir' took over this node's jobs; waiting until it has finished them")
+      const warned = node.logs.matching(
+        (e) => e.msg === "node 'heir' took over this node's jobs; waiting until it has finished them",
+      )
       expect(warned).toHaveLength(1)
       expect(warned[0]).toMatchObject({ level: LEVEL.warn, holder: 'heir' })
 
@@ -230,7 +237,9 @@ describe('LeaseKeeper', () => {
       node.jobsOf.set('dead', 0)
       await run(THIRD)
       expect(leases.holders.has('dead')).toBe(false)
-      expect(lines("finished a dead peer's jobs; released its lease")).toEqual([expect.objectContaining({ level: LEVEL.info, peer: 'dead' })])
+      expect(lines("finished a dead peer's jobs; released its lease")).toEqual([
+        expect.objectContaining({ level: LEVEL.info, peer: 'dead' }),
+      ])
       // Renewals leave it alone from now on (no look at the peers falls in these two thirds).
       const released = renewals('dead')
       const own = renewals('me')

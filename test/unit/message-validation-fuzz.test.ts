@@ -43,19 +43,9 @@ describe('msgpack and message validation against arbitrary input', () => {
 
   it('a valid message with one required field of the wrong type is refused, naming the field', () => {
     /** A coarse JSON-ish kind: a replacement of another kind can never pass the field's check. */
-    const kind = (v: unknown): string => (v === null ? 'null' : Array.isArray(v) ? 'array' : v instanceof Uint8Array ? 'bin' : typeof v)
-    const wrong = [
-      'text',
-      -1.5,
-      7,
-      true,
-      null,
-      [],
-      ['x'],
-      {},
-      { type: 'ping' },
-      Buffer.from([1, 2]),
-    ]
+    const kind = (v: unknown): string =>
+      v === null ? 'null' : Array.isArray(v) ? 'array' : v instanceof Uint8Array ? 'bin' : typeof v
+    const wrong = ['text', -1.5, 7, true, null, [], ['x'], {}, { type: 'ping' }, Buffer.from([1, 2])]
     const mutated = message
       .filter((m) => Object.keys(m).some((k) => k !== 'type' && k !== 'proof'))
       .chain((m) => {
@@ -89,11 +79,14 @@ describe('msgpack and message validation against arbitrary input', () => {
       params(),
     )
     fc.assert(
-      fc.property(anyValue.filter((t) => typeof t !== 'string'), (type) => {
-        const err = thrownBy(() => parseMessage({ type }))
-        expect(err).toBeInstanceOf(ProtocolError)
-        expect((err as ProtocolError).message).toBe(`'message.type' must be a string`)
-      }),
+      fc.property(
+        anyValue.filter((t) => typeof t !== 'string'),
+        (type) => {
+          const err = thrownBy(() => parseMessage({ type }))
+          expect(err).toBeInstanceOf(ProtocolError)
+          expect((err as ProtocolError).message).toBe(`'message.type' must be a string`)
+        },
+      ),
       params(),
     )
   })
@@ -101,17 +94,22 @@ describe('msgpack and message validation against arbitrary input', () => {
   it('huge declared lengths inside msgpack (str32, bin32, array32, map32, ext32) fail fast without allocating them', () => {
     const tags = [0xdb, 0xc6, 0xdd, 0xdf, 0xc9]
     fc.assert(
-      fc.property(fc.constantFrom(...tags), fc.integer({ min: 1 << 20, max: 0xffff_ffff }), fc.uint8Array({ maxLength: 64 }), (tag, length, tail) => {
-        const head = Buffer.alloc(5)
-        head[0] = tag
-        head.writeUInt32BE(length, 1)
-        const body = Buffer.concat([head, tail])
-        const before = process.memoryUsage().arrayBuffers
-        const err = thrownBy(() => unpack(body))
-        expect(err).toBeInstanceOf(Error)
-        // A 1 MiB+ allocation would show; the odd few KiB of bookkeeping does not.
-        expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(1 << 20)
-      }),
+      fc.property(
+        fc.constantFrom(...tags),
+        fc.integer({ min: 1 << 20, max: 0xffff_ffff }),
+        fc.uint8Array({ maxLength: 64 }),
+        (tag, length, tail) => {
+          const head = Buffer.alloc(5)
+          head[0] = tag
+          head.writeUInt32BE(length, 1)
+          const body = Buffer.concat([head, tail])
+          const before = process.memoryUsage().arrayBuffers
+          const err = thrownBy(() => unpack(body))
+          expect(err).toBeInstanceOf(Error)
+          // A 1 MiB+ allocation would show; the odd few KiB of bookkeeping does not.
+          expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(1 << 20)
+        },
+      ),
       params(100),
     )
   })

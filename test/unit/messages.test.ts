@@ -50,7 +50,8 @@ const fullJob: WireJob = {
   timeout: 30,
 }
 
-const wireFull = (toWire({ type: MessageType.DISPATCH, seq: 1, jobs: [fullJob] }) as { jobs: unknown[][] }).jobs[0] as unknown[]
+const wireFull = (toWire({ type: MessageType.DISPATCH, seq: 1, jobs: [fullJob] }) as { jobs: unknown[][] })
+  .jobs[0] as unknown[]
 
 /** One sample of every message type; `satisfies` makes this fail to compile when a type is added. */
 const SAMPLES = {
@@ -67,7 +68,12 @@ const SAMPLES = {
     nonce,
     proof: Buffer.alloc(32, 9),
   },
-  [MessageType.WELCOME]: { type: MessageType.WELCOME, distributor: 'main', heartbeatMs: 5000, proof: Buffer.alloc(32, 1) },
+  [MessageType.WELCOME]: {
+    type: MessageType.WELCOME,
+    distributor: 'main',
+    heartbeatMs: 5000,
+    proof: Buffer.alloc(32, 1),
+  },
   [MessageType.ERROR]: { type: MessageType.ERROR, code: 'ERR_PROTOCOL', message: 'bad frame' },
   [MessageType.PING]: { type: MessageType.PING },
   [MessageType.DISPATCH]: {
@@ -76,7 +82,13 @@ const SAMPLES = {
     jobs: [fullJob, { id: 'job-2', name: 'noop', args: Buffer.alloc(0), dueAt: 0, run: 1 }],
   },
   [MessageType.ACCEPTED]: { type: MessageType.ACCEPTED, seq: 7 },
-  [MessageType.REJECTED]: { type: MessageType.REJECTED, seq: 7, ids: ['job-3'], code: 'ERR_UNKNOWN_JOB', message: 'no such job' },
+  [MessageType.REJECTED]: {
+    type: MessageType.REJECTED,
+    seq: 7,
+    ids: ['job-3'],
+    code: 'ERR_UNKNOWN_JOB',
+    message: 'no such job',
+  },
   [MessageType.STATE]: { type: MessageType.STATE, accepting: false },
   [MessageType.FEEDBACK]: {
     type: MessageType.FEEDBACK,
@@ -97,16 +109,27 @@ describe('parseMessage round trip', () => {
     expect(Object.keys(SAMPLES).sort()).toEqual(Object.values(MessageType).sort())
   })
 
-  it.each(Object.values(SAMPLES).map((m) => [m.type, m] as const))('round-trips %s through msgpack', (_type, message) => {
-    const parsed = roundTrip(message)
-    expect(parsed).toEqual(message)
-    expect(parsed.type).toBe(message.type)
-  })
+  it.each(Object.values(SAMPLES).map((m) => [m.type, m] as const))(
+    'round-trips %s through msgpack',
+    (_type, message) => {
+      const parsed = roundTrip(message)
+      expect(parsed).toEqual(message)
+      expect(parsed.type).toBe(message.type)
+    },
+  )
 
   it('feedback args packed by a node travel as the map they hold and arrive decoded', () => {
     const item = { id: 'job-1', run: 1, kind: 'success', final: true, cancelled: false } as const
-    const parsed = parseMessage(unpack(encodeMessageFrame({ type: MessageType.FEEDBACK, seq: 1, items: [{ ...item, args }] }, 1 << 20).subarray(4)))
-    expect(parsed).toEqual({ type: MessageType.FEEDBACK, seq: 1, items: [{ ...item, args: { to: 'a@example.com', n: 3 } }] })
+    const parsed = parseMessage(
+      unpack(
+        encodeMessageFrame({ type: MessageType.FEEDBACK, seq: 1, items: [{ ...item, args }] }, 1 << 20).subarray(4),
+      ),
+    )
+    expect(parsed).toEqual({
+      type: MessageType.FEEDBACK,
+      seq: 1,
+      items: [{ ...item, args: { to: 'a@example.com', n: 3 } }],
+    })
   })
 
   it('keeps binary fields binary', () => {
@@ -136,8 +159,21 @@ describe('parseMessage round trip', () => {
   it('sends per-job records as tuples, with options only when a job has some', () => {
     const wire = toWire(SAMPLES[MessageType.DISPATCH]) as { jobs: unknown[] }
     expect(wire.jobs[1]).toEqual(['job-2', 'noop', Buffer.alloc(0), 0, 1])
-    expect((wire.jobs[0] as unknown[])[5]).toEqual({ period: 2.5, defer: true, maxAttempt: 5, retry: fullJob.retry, timeout: 30 })
-    expect(toWire(SAMPLES[MessageType.FEEDBACK])).toEqual({ type: 'feedback', seq: 3, items: [['job-1', 1, 2, { to: 'a@example.com', n: 3 }], ['job-2', 3, 5, {}]] })
+    expect((wire.jobs[0] as unknown[])[5]).toEqual({
+      period: 2.5,
+      defer: true,
+      maxAttempt: 5,
+      retry: fullJob.retry,
+      timeout: 30,
+    })
+    expect(toWire(SAMPLES[MessageType.FEEDBACK])).toEqual({
+      type: 'feedback',
+      seq: 3,
+      items: [
+        ['job-1', 1, 2, { to: 'a@example.com', n: 3 }],
+        ['job-2', 3, 5, {}],
+      ],
+    })
     // Frame answers name the frame by number, nothing per job.
     expect(toWire(SAMPLES[MessageType.ACCEPTED])).toEqual({ type: 'accepted', seq: 7 })
     expect(toWire(SAMPLES[MessageType.FEEDBACK_ACK])).toEqual({ type: 'feedback-ack', seq: 3 })
@@ -151,7 +187,8 @@ describe('parseMessage round trip', () => {
       jobs: [['a', 'noop', args, 1, 1, { period: null, defer: null, maxAttempt: null, retry: null, timeout: null }]],
     })
     expect(parsed).toEqual({ type: 'dispatch', seq: 1, jobs: [{ id: 'a', name: 'noop', args, dueAt: 1, run: 1 }] })
-    if (parsed.type === 'dispatch') expect(Object.keys(parsed.jobs[0] as WireJob).sort()).toEqual(['args', 'dueAt', 'id', 'name', 'run'])
+    if (parsed.type === 'dispatch')
+      expect(Object.keys(parsed.jobs[0] as WireJob).sort()).toEqual(['args', 'dueAt', 'id', 'name', 'run'])
   })
 
   it('drops fields it does not know', () => {
@@ -204,14 +241,34 @@ describe('parseMessage rejects', () => {
 
   // Each case: a sample with one field broken, and the path the error must name.
   const broken: [string, Record<string, unknown>, string][] = [
-    ['challenge: version as a string', { ...SAMPLES.challenge, protocolVersion: '1' }, "'challenge.protocolVersion' must be a non-negative integer, got string"],
-    ['challenge: negative version', { ...SAMPLES.challenge, protocolVersion: -1 }, "'challenge.protocolVersion' must be a non-negative integer"],
-    ['challenge: nonce as a string', { ...SAMPLES.challenge, nonce: 'abc' }, "'challenge.nonce' must be binary, got string"],
+    [
+      'challenge: version as a string',
+      { ...SAMPLES.challenge, protocolVersion: '1' },
+      "'challenge.protocolVersion' must be a non-negative integer, got string",
+    ],
+    [
+      'challenge: negative version',
+      { ...SAMPLES.challenge, protocolVersion: -1 },
+      "'challenge.protocolVersion' must be a non-negative integer",
+    ],
+    [
+      'challenge: nonce as a string',
+      { ...SAMPLES.challenge, nonce: 'abc' },
+      "'challenge.nonce' must be binary, got string",
+    ],
     ['challenge: auth missing', { ...SAMPLES.challenge, auth: undefined }, "'challenge.auth' must be a boolean"],
     ['hello: node missing', { ...SAMPLES.hello, node: undefined }, "'hello.node' must be a string"],
     ['hello: jobs not an array', { ...SAMPLES.hello, jobs: 'echo' }, "'hello.jobs' must be an array, got string"],
-    ['hello: a job name not a string', { ...SAMPLES.hello, jobs: ['echo', 7] }, "'hello.jobs[1]' must be a string, got number"],
-    ['hello: fractional concurrency', { ...SAMPLES.hello, concurrency: 1.5 }, "'hello.concurrency' must be a non-negative integer"],
+    [
+      'hello: a job name not a string',
+      { ...SAMPLES.hello, jobs: ['echo', 7] },
+      "'hello.jobs[1]' must be a string, got number",
+    ],
+    [
+      'hello: fractional concurrency',
+      { ...SAMPLES.hello, concurrency: 1.5 },
+      "'hello.concurrency' must be a non-negative integer",
+    ],
     ['hello: window as a string', { ...SAMPLES.hello, window: '8' }, "'hello.window'"],
     ['hello: durable as a number', { ...SAMPLES.hello, durable: 1 }, "'hello.durable' must be a boolean, got number"],
     ['hello: proof as a string', { ...SAMPLES.hello, proof: 'secret' }, "'hello.proof' must be binary"],
@@ -219,45 +276,189 @@ describe('parseMessage rejects', () => {
     ['welcome: heartbeat as a string', { ...SAMPLES.welcome, heartbeatMs: '5000' }, "'welcome.heartbeatMs'"],
     ['error: code missing', { type: 'error', message: 'x' }, "'error.code' must be a string"],
     ['dispatch: jobs missing', { type: 'dispatch', seq: 1 }, "'dispatch.jobs' must be an array"],
-    ['dispatch: a job not a tuple', { type: 'dispatch', seq: 1, jobs: [wireFull, 'job'] }, "'dispatch.jobs[1]' must be an array of 5 to 6 items, got string"],
-    ['dispatch: a job tuple too short', { type: 'dispatch', seq: 1, jobs: [['a', 'noop', args, 0]] }, "'dispatch.jobs[0]' must have 5 to 6 items, got 4"],
-    ['dispatch: a job tuple too long', { type: 'dispatch', seq: 1, jobs: [[...wireFull, 'x']] }, "'dispatch.jobs[0]' must have 5 to 6 items, got 7"],
-    ['dispatch: options not a map', { type: 'dispatch', seq: 1, jobs: [['a', 'noop', args, 0, 1, 'x']] }, "'dispatch.jobs[0].options' must be a map, got string"],
-    ['dispatch: args as a string', w({ type: 'dispatch', seq: 1, jobs: [{ ...fullJob, args: '{}' }] }), "'dispatch.jobs[0].args' must be binary, got string"],
-    ['dispatch: args missing', w({ type: 'dispatch', seq: 1, jobs: [{ ...fullJob, args: undefined }] }), "'dispatch.jobs[0].args'"],
-    ['dispatch: id as a number', w({ type: 'dispatch', seq: 1, jobs: [{ ...fullJob, id: 1 }] }), "'dispatch.jobs[0].id' must be a string"],
-    ['dispatch: dueAt infinite', w({ type: 'dispatch', seq: 1, jobs: [{ ...fullJob, dueAt: Infinity }] }), "'dispatch.jobs[0].dueAt' must be a finite number"],
-    ['dispatch: dueAt NaN', w({ type: 'dispatch', seq: 1, jobs: [{ ...fullJob, dueAt: NaN }] }), "'dispatch.jobs[0].dueAt' must be a finite number"],
-    ['dispatch: run fractional', w({ type: 'dispatch', seq: 1, jobs: [fullJob, { ...fullJob, run: 1.5 }] }), "'dispatch.jobs[1].run' must be a non-negative integer"],
-    ['dispatch: defer as a string', w({ type: 'dispatch', seq: 1, jobs: [{ ...fullJob, defer: 'yes' }] }), "'dispatch.jobs[0].defer' must be a boolean"],
-    ['dispatch: maxAttempt negative', w({ type: 'dispatch', seq: 1, jobs: [{ ...fullJob, maxAttempt: -2 }] }), "'dispatch.jobs[0].maxAttempt'"],
-    ['dispatch: period as a string', w({ type: 'dispatch', seq: 1, jobs: [{ ...fullJob, period: '5' }] }), "'dispatch.jobs[0].period' must be a finite number"],
-    ['dispatch: timeout as a boolean', w({ type: 'dispatch', seq: 1, jobs: [{ ...fullJob, timeout: true }] }), "'dispatch.jobs[0].timeout'"],
-    ['dispatch: seq missing', { type: 'dispatch', jobs: [] }, "'dispatch.seq' must be a non-negative integer, got undefined"],
-    ['dispatch: seq negative', { type: 'dispatch', seq: -1, jobs: [] }, "'dispatch.seq' must be a non-negative integer, got number"],
+    [
+      'dispatch: a job not a tuple',
+      { type: 'dispatch', seq: 1, jobs: [wireFull, 'job'] },
+      "'dispatch.jobs[1]' must be an array of 5 to 6 items, got string",
+    ],
+    [
+      'dispatch: a job tuple too short',
+      { type: 'dispatch', seq: 1, jobs: [['a', 'noop', args, 0]] },
+      "'dispatch.jobs[0]' must have 5 to 6 items, got 4",
+    ],
+    [
+      'dispatch: a job tuple too long',
+      { type: 'dispatch', seq: 1, jobs: [[...wireFull, 'x']] },
+      "'dispatch.jobs[0]' must have 5 to 6 items, got 7",
+    ],
+    [
+      'dispatch: options not a map',
+      { type: 'dispatch', seq: 1, jobs: [['a', 'noop', args, 0, 1, 'x']] },
+      "'dispatch.jobs[0].options' must be a map, got string",
+    ],
+    [
+      'dispatch: args as a string',
+      w({ type: 'dispatch', seq: 1, jobs: [{ ...fullJob, args: '{}' }] }),
+      "'dispatch.jobs[0].args' must be binary, got string",
+    ],
+    [
+      'dispatch: args missing',
+      w({ type: 'dispatch', seq: 1, jobs: [{ ...fullJob, args: undefined }] }),
+      "'dispatch.jobs[0].args'",
+    ],
+    [
+      'dispatch: id as a number',
+      w({ type: 'dispatch', seq: 1, jobs: [{ ...fullJob, id: 1 }] }),
+      "'dispatch.jobs[0].id' must be a string",
+    ],
+    [
+      'dispatch: dueAt infinite',
+      w({ type: 'dispatch', seq: 1, jobs: [{ ...fullJob, dueAt: Infinity }] }),
+      "'dispatch.jobs[0].dueAt' must be a finite number",
+    ],
+    [
+      'dispatch: dueAt NaN',
+      w({ type: 'dispatch', seq: 1, jobs: [{ ...fullJob, dueAt: NaN }] }),
+      "'dispatch.jobs[0].dueAt' must be a finite number",
+    ],
+    [
+      'dispatch: run fractional',
+      w({ type: 'dispatch', seq: 1, jobs: [fullJob, { ...fullJob, run: 1.5 }] }),
+      "'dispatch.jobs[1].run' must be a non-negative integer",
+    ],
+    [
+      'dispatch: defer as a string',
+      w({ type: 'dispatch', seq: 1, jobs: [{ ...fullJob, defer: 'yes' }] }),
+      "'dispatch.jobs[0].defer' must be a boolean",
+    ],
+    [
+      'dispatch: maxAttempt negative',
+      w({ type: 'dispatch', seq: 1, jobs: [{ ...fullJob, maxAttempt: -2 }] }),
+      "'dispatch.jobs[0].maxAttempt'",
+    ],
+    [
+      'dispatch: period as a string',
+      w({ type: 'dispatch', seq: 1, jobs: [{ ...fullJob, period: '5' }] }),
+      "'dispatch.jobs[0].period' must be a finite number",
+    ],
+    [
+      'dispatch: timeout as a boolean',
+      w({ type: 'dispatch', seq: 1, jobs: [{ ...fullJob, timeout: true }] }),
+      "'dispatch.jobs[0].timeout'",
+    ],
+    [
+      'dispatch: seq missing',
+      { type: 'dispatch', jobs: [] },
+      "'dispatch.seq' must be a non-negative integer, got undefined",
+    ],
+    [
+      'dispatch: seq negative',
+      { type: 'dispatch', seq: -1, jobs: [] },
+      "'dispatch.seq' must be a non-negative integer, got number",
+    ],
     ['accepted: seq missing', { type: 'accepted' }, "'accepted.seq' must be a non-negative integer, got undefined"],
-    ['accepted: seq fractional', { type: 'accepted', seq: 1.5 }, "'accepted.seq' must be a non-negative integer, got number"],
-    ['accepted: seq as a string', { type: 'accepted', seq: '1' }, "'accepted.seq' must be a non-negative integer, got string"],
-    ['rejected: seq missing', { type: 'rejected', ids: [], code: 'X', message: 'm' }, "'rejected.seq' must be a non-negative integer, got undefined"],
-    ['rejected: an id not a string', { type: 'rejected', seq: 1, ids: ['a', null], code: 'X', message: 'm' }, "'rejected.ids[1]' must be a string, got null"],
-    ['rejected: message missing', { type: 'rejected', seq: 1, ids: [], code: 'X' }, "'rejected.message' must be a string"],
+    [
+      'accepted: seq fractional',
+      { type: 'accepted', seq: 1.5 },
+      "'accepted.seq' must be a non-negative integer, got number",
+    ],
+    [
+      'accepted: seq as a string',
+      { type: 'accepted', seq: '1' },
+      "'accepted.seq' must be a non-negative integer, got string",
+    ],
+    [
+      'rejected: seq missing',
+      { type: 'rejected', ids: [], code: 'X', message: 'm' },
+      "'rejected.seq' must be a non-negative integer, got undefined",
+    ],
+    [
+      'rejected: an id not a string',
+      { type: 'rejected', seq: 1, ids: ['a', null], code: 'X', message: 'm' },
+      "'rejected.ids[1]' must be a string, got null",
+    ],
+    [
+      'rejected: message missing',
+      { type: 'rejected', seq: 1, ids: [], code: 'X' },
+      "'rejected.message' must be a string",
+    ],
     ['state: accepting as a string', { type: 'state', accepting: 'true' }, "'state.accepting' must be a boolean"],
-    ['feedback: items not an array', { type: 'feedback', seq: 1, items: {} }, "'feedback.items' must be an array, got object"],
-    ['feedback: flags out of range', { type: 'feedback', seq: 1, items: [['job-1', 1, 8, args]] }, "'feedback.items[0].flags' must be an integer from 0 to 7, got number"],
-    ['feedback: flags as a string', { type: 'feedback', seq: 1, items: [['job-1', 1, 'final', args]] }, "'feedback.items[0].flags' must be an integer from 0 to 7, got string"],
-    ['feedback: an item not a tuple', { type: 'feedback', seq: 1, items: [{ id: 'job-1' }] }, "'feedback.items[0]' must be an array of 4 items, got object"],
-    ['feedback: an item too long', { type: 'feedback', seq: 1, items: [['job-1', 1, 2, args, true]] }, "'feedback.items[0]' must have 4 items, got 5"],
-    ['feedback: args not a map', { type: 'feedback', seq: 1, items: [['job-1', 1, 2, args]] }, "'feedback.items[0].args' must be a map, got object"],
-    ['feedback: args a Date', { type: 'feedback', seq: 1, items: [['job-1', 1, 2, new Date(0)]] }, "'feedback.items[0].args' must be a map"],
-    ['feedback: run negative', w({ ...SAMPLES.feedback, items: [SAMPLES.feedback.items[0], { ...SAMPLES.feedback.items[1], run: -1 }] }), "'feedback.items[1].run' must be a non-negative integer"],
-    ['feedback: seq missing', { type: 'feedback', items: [] }, "'feedback.seq' must be a non-negative integer, got undefined"],
-    ['feedback: seq as binary', { type: 'feedback', seq: Buffer.from([1]), items: [] }, "'feedback.seq' must be a non-negative integer, got object"],
-    ['feedback-ack: seq missing', { type: 'feedback-ack' }, "'feedback-ack.seq' must be a non-negative integer, got undefined"],
-    ['feedback-ack: seq negative', { type: 'feedback-ack', seq: -3 }, "'feedback-ack.seq' must be a non-negative integer, got number"],
-    ['feedback-ack: the old per-item form', { type: 'feedback-ack', items: [['job-1', 1]] }, "'feedback-ack.seq' must be a non-negative integer, got undefined"],
+    [
+      'feedback: items not an array',
+      { type: 'feedback', seq: 1, items: {} },
+      "'feedback.items' must be an array, got object",
+    ],
+    [
+      'feedback: flags out of range',
+      { type: 'feedback', seq: 1, items: [['job-1', 1, 8, args]] },
+      "'feedback.items[0].flags' must be an integer from 0 to 7, got number",
+    ],
+    [
+      'feedback: flags as a string',
+      { type: 'feedback', seq: 1, items: [['job-1', 1, 'final', args]] },
+      "'feedback.items[0].flags' must be an integer from 0 to 7, got string",
+    ],
+    [
+      'feedback: an item not a tuple',
+      { type: 'feedback', seq: 1, items: [{ id: 'job-1' }] },
+      "'feedback.items[0]' must be an array of 4 items, got object",
+    ],
+    [
+      'feedback: an item too long',
+      { type: 'feedback', seq: 1, items: [['job-1', 1, 2, args, true]] },
+      "'feedback.items[0]' must have 4 items, got 5",
+    ],
+    [
+      'feedback: args not a map',
+      { type: 'feedback', seq: 1, items: [['job-1', 1, 2, args]] },
+      "'feedback.items[0].args' must be a map, got object",
+    ],
+    [
+      'feedback: args a Date',
+      { type: 'feedback', seq: 1, items: [['job-1', 1, 2, new Date(0)]] },
+      "'feedback.items[0].args' must be a map",
+    ],
+    [
+      'feedback: run negative',
+      w({ ...SAMPLES.feedback, items: [SAMPLES.feedback.items[0], { ...SAMPLES.feedback.items[1], run: -1 }] }),
+      "'feedback.items[1].run' must be a non-negative integer",
+    ],
+    [
+      'feedback: seq missing',
+      { type: 'feedback', items: [] },
+      "'feedback.seq' must be a non-negative integer, got undefined",
+    ],
+    [
+      'feedback: seq as binary',
+      { type: 'feedback', seq: Buffer.from([1]), items: [] },
+      "'feedback.seq' must be a non-negative integer, got object",
+    ],
+    [
+      'feedback-ack: seq missing',
+      { type: 'feedback-ack' },
+      "'feedback-ack.seq' must be a non-negative integer, got undefined",
+    ],
+    [
+      'feedback-ack: seq negative',
+      { type: 'feedback-ack', seq: -3 },
+      "'feedback-ack.seq' must be a non-negative integer, got number",
+    ],
+    [
+      'feedback-ack: the old per-item form',
+      { type: 'feedback-ack', items: [['job-1', 1]] },
+      "'feedback-ack.seq' must be a non-negative integer, got undefined",
+    ],
     ['cancel: id missing', { type: 'cancel' }, "'cancel.id' must be a string, got undefined"],
-    ['cancel-result: unknown outcome', { type: 'cancel-result', id: 'x', outcome: 'maybe' }, "'cancel-result.outcome' must be 'cancelled', 'finished' or 'unknown'"],
-    ['cancel-result: id missing', { type: 'cancel-result', outcome: 'finished' }, "'cancel-result.id' must be a string"],
+    [
+      'cancel-result: unknown outcome',
+      { type: 'cancel-result', id: 'x', outcome: 'maybe' },
+      "'cancel-result.outcome' must be 'cancelled', 'finished' or 'unknown'",
+    ],
+    [
+      'cancel-result: id missing',
+      { type: 'cancel-result', outcome: 'finished' },
+      "'cancel-result.id' must be a string",
+    ],
   ]
 
   it.each(broken)('%s', (_what, value, fragment) => {
@@ -270,12 +471,28 @@ describe('parseMessage rejects', () => {
     it.each<[string, unknown, string]>([
       ['not a map', 5, "'dispatch.jobs[0].retry' must be a map, got number"],
       ['an array', [1, 2], "'dispatch.jobs[0].retry' must be a map, got array"],
-      ['an unknown strategy', { strategy: 'random' }, "'dispatch.jobs[0].retry.strategy' must be 'linear', 'fixed' or 'exponential', got string"],
+      [
+        'an unknown strategy',
+        { strategy: 'random' },
+        "'dispatch.jobs[0].retry.strategy' must be 'linear', 'fixed' or 'exponential', got string",
+      ],
       ['no strategy', { multiplier: 3 }, "'dispatch.jobs[0].retry.strategy'"],
-      ['linear without multiplier', { strategy: 'linear' }, "'dispatch.jobs[0].retry.multiplier' must be a finite number"],
-      ['fixed with a string delay', { strategy: 'fixed', delay: '1s' }, "'dispatch.jobs[0].retry.delay' must be a finite number, got string"],
+      [
+        'linear without multiplier',
+        { strategy: 'linear' },
+        "'dispatch.jobs[0].retry.multiplier' must be a finite number",
+      ],
+      [
+        'fixed with a string delay',
+        { strategy: 'fixed', delay: '1s' },
+        "'dispatch.jobs[0].retry.delay' must be a finite number, got string",
+      ],
       ['exponential without jitter', { strategy: 'exponential', base: 1, max: 10 }, "'dispatch.jobs[0].retry.jitter'"],
-      ['exponential with an infinite max', { strategy: 'exponential', base: 1, max: Infinity, jitter: 0 }, "'dispatch.jobs[0].retry.max' must be a finite number"],
+      [
+        'exponential with an infinite max',
+        { strategy: 'exponential', base: 1, max: Infinity, jitter: 0 },
+        "'dispatch.jobs[0].retry.max' must be a finite number",
+      ],
     ])('%s', (_what, retry, fragment) => {
       expectProtocolError(withRetry(retry), fragment)
     })

@@ -37,7 +37,8 @@ function pool(...sessions: NodeSession[]): NodePool {
 }
 
 /** pick() for a small job of `name` with no preference. */
-const anyNode = (p: NodePool, name = 'work', notNode?: string): string | undefined => p.pick(name, undefined, notNode, false, 100)?.name
+const anyNode = (p: NodePool, name = 'work', notNode?: string): string | undefined =>
+  p.pick(name, undefined, notNode, false, 100)?.name
 
 describe('NodePool.pick', () => {
   it("goes only to a node that has the job's definition", () => {
@@ -54,7 +55,11 @@ describe('NodePool.pick', () => {
 
   it('takes the least-loaded node by load relative to its window, whoever is first in turn', () => {
     // 4 of 10 (0.4), 1 of 2 (0.5), 1 of 4 (0.25): the smallest share wins, not the fewest jobs.
-    const p = pool(session('a', { window: 10, jobsHeld: 4 }), session('b', { window: 2, jobsHeld: 1 }), session('c', { window: 4, jobsHeld: 1 }))
+    const p = pool(
+      session('a', { window: 10, jobsHeld: 4 }),
+      session('b', { window: 2, jobsHeld: 1 }),
+      session('c', { window: 4, jobsHeld: 1 }),
+    )
     for (let i = 0; i < 3; i++) expect(anyNode(p)).toBe('c')
   })
 
@@ -83,7 +88,10 @@ describe('NodePool.pick', () => {
   })
 
   it('passes over a node whose frame limit the job exceeds', () => {
-    const p = pool(session('small', { maxFrameSize: 64 * 1024 }), session('big', { maxFrameSize: 1024 * 1024, jobsHeld: 9 }))
+    const p = pool(
+      session('small', { maxFrameSize: 64 * 1024 }),
+      session('big', { maxFrameSize: 1024 * 1024, jobsHeld: 9 }),
+    )
     const largest = 64 * 1024 - FRAME_ENVELOPE_BYTES
     for (let i = 0; i < 3; i++) {
       // The idle node while the job fits it; the busy one for a byte more.
@@ -105,13 +113,16 @@ describe('NodePool.pick', () => {
     { what: 'has too small a frame limit', node: session('a', { maxFrameSize: 8 * 1024 }), bytes: 8 * 1024 },
   ]
 
-  it.each(unfit)('when the preferred node $what, another node takes the job, or none when strict', ({ node, notNode, bytes = 100 }) => {
-    const p = pool(...(node === undefined ? [] : [node]), session('b', { window: 10, jobsHeld: 9 }))
-    for (let i = 0; i < 3; i++) {
-      expect(p.pick('work', 'a', notNode, false, bytes)?.name).toBe('b')
-      expect(p.pick('work', 'a', notNode, true, bytes)).toBeUndefined()
-    }
-  })
+  it.each(unfit)(
+    'when the preferred node $what, another node takes the job, or none when strict',
+    ({ node, notNode, bytes = 100 }) => {
+      const p = pool(...(node === undefined ? [] : [node]), session('b', { window: 10, jobsHeld: 9 }))
+      for (let i = 0; i < 3; i++) {
+        expect(p.pick('work', 'a', notNode, false, bytes)?.name).toBe('b')
+        expect(p.pick('work', 'a', notNode, true, bytes)).toBeUndefined()
+      }
+    },
+  )
 })
 
 describe('NodePool.roomiest', () => {

@@ -11,20 +11,30 @@ describe('JR.configure', () => {
   it('merges valid settings and keeps the JobReactor defaults for the rest', () => {
     const jr = new JobReactor()
     jr.configure({ maxAttempt: 3, removeFailedJobs: true })
-    expect(jr.config).toMatchObject({ maxAttempt: 3, removeFailedJobs: true, retryMultiplier: 5, retryJobsAtStart: true })
+    expect(jr.config).toMatchObject({
+      maxAttempt: 3,
+      removeFailedJobs: true,
+      retryMultiplier: 5,
+      retryJobsAtStart: true,
+    })
   })
 
   it('names an unknown or bad option and changes nothing', () => {
     const jr = new JobReactor()
     expect(() => jr.configure({ maxAtempt: 3 } as never)).toThrow(/unknown config option 'maxAtempt'/)
     expect(() => jr.configure({ maxAttempt: 0 })).toThrow(/'maxAttempt' must be an integer in 1\.\./)
-    expect(() => jr.configure({ maxAttempt: 4, removeDoneJobs: 'yes' } as never)).toThrow(/'removeDoneJobs' must be a boolean/)
+    expect(() => jr.configure({ maxAttempt: 4, removeDoneJobs: 'yes' } as never)).toThrow(
+      /'removeDoneJobs' must be a boolean/,
+    )
     // All or nothing: the valid half of a rejected call did not land.
     expect(jr.config.maxAttempt).toBe(DEFAULT_CONFIG.maxAttempt)
   })
 
   it('accepts a retry policy and validates it', () => {
-    const config = mergeConfig({ ...DEFAULT_CONFIG }, { retry: { strategy: 'exponential', base: 1, max: 60, jitter: 0.1 } })
+    const config = mergeConfig(
+      { ...DEFAULT_CONFIG },
+      { retry: { strategy: 'exponential', base: 1, max: 60, jitter: 0.1 } },
+    )
     expect(config.retry).toEqual({ strategy: 'exponential', base: 1, max: 60, jitter: 0.1 })
     expect(() => mergeConfig({ ...DEFAULT_CONFIG }, { retry: { strategy: 'sometimes' } })).toThrow(/retry/)
   })
@@ -52,7 +62,9 @@ describe('enqueue options', () => {
   it('names what is wrong', () => {
     expect(() => resolveEnqueueOptions({ after: 1, runAt: NOW }, NOW)).toThrow(/'after' and 'runAt' are exclusive/)
     expect(() => resolveEnqueueOptions({ period: 0 }, NOW)).toThrow(/'period'/)
-    expect(() => resolveEnqueueOptions({ runAt: 'tomorrow' }, NOW)).toThrow(/'runAt' must be a Date or epoch milliseconds/)
+    expect(() => resolveEnqueueOptions({ runAt: 'tomorrow' }, NOW)).toThrow(
+      /'runAt' must be a Date or epoch milliseconds/,
+    )
     expect(() => resolveEnqueueOptions({ timeout: -1 }, NOW)).toThrow(/'timeout'/)
     expect(() => resolveEnqueueOptions({ retry: 1, retryMultiplier: 2 }, NOW)).toThrow(/exclusive/)
     expect(() => resolveEnqueueOptions('fast', NOW)).toThrow(expect.objectContaining({ code: ErrorCode.INVALID_ARG }))
@@ -69,10 +81,16 @@ describe('distributor and node options', () => {
   })
 
   it('names bad values', () => {
-    expect(() => resolveDistributorOptions({ port: 70000 }, { alwaysUseSpecifiedNode: false })).toThrow(/'port' must be an integer in 0\.\.65535/)
-    expect(() => resolveDistributorOptions({ secret: 'short' }, { alwaysUseSpecifiedNode: false })).toThrow(/'secret' must be a string of at least 16/)
+    expect(() => resolveDistributorOptions({ port: 70000 }, { alwaysUseSpecifiedNode: false })).toThrow(
+      /'port' must be an integer in 0\.\.65535/,
+    )
+    expect(() => resolveDistributorOptions({ secret: 'short' }, { alwaysUseSpecifiedNode: false })).toThrow(
+      /'secret' must be a string of at least 16/,
+    )
     expect(() => resolveNodeOptions({ name: 'w1', storage: 'mongodb://x' })).toThrow(/'storage' must be 'memory'/)
-    expect(() => resolveNodeOptions({ name: 'w1', distributors: [] })).toThrow(/'distributors' must be a non-empty array/)
+    expect(() => resolveNodeOptions({ name: 'w1', distributors: [] })).toThrow(
+      /'distributors' must be a non-empty array/,
+    )
     expect(() => resolveNodeOptions({ name: 'w1', concurrency: 0 })).toThrow(/'concurrency'/)
     expect(() => resolveNodeOptions({ name: 'w 1' })).toThrow(/'name' may hold only/)
     expect(() => resolveNodeOptions({ name: 'w1', colour: 'red' })).toThrow(/unknown node option 'colour'/)

@@ -5,7 +5,14 @@ import type { TrackedJob } from '../../src/distributor/tracked-job.js'
 let seq = 0
 function job(name: string, node?: string): TrackedJob {
   const n = seq++
-  return { id: `j${n}`, name, seq: n, state: 'pending', routeKey: routeKey(name, node, undefined), opts: { node } } as unknown as TrackedJob
+  return {
+    id: `j${n}`,
+    name,
+    seq: n,
+    state: 'pending',
+    routeKey: routeKey(name, node, undefined),
+    opts: { node },
+  } as unknown as TrackedJob
 }
 
 /** Takes every waiting job of the route for `key`, in order, as a dispatch pass would. */

@@ -36,12 +36,34 @@ describe('OpWriter', () => {
     const unicodeLong = 'é'.repeat(100)
     const binary = Buffer.from([0, 0xff, 0x80, 0xc3])
     const bigBinary = Buffer.alloc(5000, 0xab)
-    for (const v of ['s', 'V1StGXR8_Z5jdHi6B-myT', '', long, unicodeShort, unicodeLong, binary, bigBinary]) writer.value(v)
+    for (const v of ['s', 'V1StGXR8_Z5jdHi6B-myT', '', long, unicodeShort, unicodeLong, binary, bigBinary])
+      writer.value(v)
     writer.number(2)
     for (const v of ['status', 'new', 'attempt', '0']) writer.value(v)
     const values = readValues(writer.bytes())
-    expect(values.map((v) => v.length)).toEqual([1, 21, 0, 70, Buffer.byteLength(unicodeShort), 200, 4, 5000, 1, 6, 3, 7, 1])
-    expect(values.slice(0, 6).map((v) => v.toString('utf8'))).toEqual(['s', 'V1StGXR8_Z5jdHi6B-myT', '', long, unicodeShort, unicodeLong])
+    expect(values.map((v) => v.length)).toEqual([
+      1,
+      21,
+      0,
+      70,
+      Buffer.byteLength(unicodeShort),
+      200,
+      4,
+      5000,
+      1,
+      6,
+      3,
+      7,
+      1,
+    ])
+    expect(values.slice(0, 6).map((v) => v.toString('utf8'))).toEqual([
+      's',
+      'V1StGXR8_Z5jdHi6B-myT',
+      '',
+      long,
+      unicodeShort,
+      unicodeLong,
+    ])
     expect(values[6]).toEqual(binary)
     expect(values[7]).toEqual(bigBinary)
     expect(values.slice(8).map((v) => v.toString())).toEqual(['2', 'status', 'new', 'attempt', '0'])
@@ -56,7 +78,12 @@ describe('OpWriter', () => {
 
   it('writes every safe integer as String() does, at each power of ten and between', () => {
     const edges = [9, 10, 999_999_999, 1_000_000_000, 1_000_000_001, 2 ** 31 - 1, 2 ** 31, 1_000_000_000_000_000]
-    const integers = fc.oneof(fc.nat(), fc.maxSafeNat(), fc.integer({ min: 1e9 - 10, max: 1e10 }), fc.constantFrom(...edges))
+    const integers = fc.oneof(
+      fc.nat(),
+      fc.maxSafeNat(),
+      fc.integer({ min: 1e9 - 10, max: 1e10 }),
+      fc.constantFrom(...edges),
+    )
     fc.assert(
       fc.property(fc.array(integers, { maxLength: 20 }), (numbers) => {
         const writer = new OpWriter()
@@ -69,12 +96,15 @@ describe('OpWriter', () => {
   it('holds a nested msgpack value as one str the script can store as it is', () => {
     const writer = new OpWriter()
     const big = Buffer.alloc(70_000, 7)
-    writer.value('f').nested((m) => {
-      m.arrayHeader(3)
-      m.str('ü-id')
-      m.num(2)
-      m.bin(big)
-    }).value('after')
+    writer
+      .value('f')
+      .nested((m) => {
+        m.arrayHeader(3)
+        m.str('ü-id')
+        m.num(2)
+        m.bin(big)
+      })
+      .value('after')
     const values = readValues(writer.bytes())
     expect(values).toHaveLength(3)
     expect(unpack(values[1]!)).toEqual(['ü-id', 2, big])

@@ -160,7 +160,9 @@ describe('normalizeRetry', () => {
     expect(invalid(() => normalizeRetry({ strategy: 'linear', multiplier: 1, jitter: 0 })).message).toMatch(
       /^'retry\.jitter' is not an option of the 'linear' strategy/,
     )
-    expect(invalid(() => normalizeRetry('5')).message).toMatch(/^'retry' must be a number .* or a policy object, got "5"$/)
+    expect(invalid(() => normalizeRetry('5')).message).toMatch(
+      /^'retry' must be a number .* or a policy object, got "5"$/,
+    )
     expect(invalid(() => normalizeRetry(null)).message).toMatch(/got null$/)
     expect(invalid(() => normalizeRetry([1])).message).toMatch(/got an array$/)
   })

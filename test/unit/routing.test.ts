@@ -14,7 +14,11 @@ function to(name = 'w', where: { node?: string; notNode?: string } = {}): Destin
 }
 
 /** decide() with the preferred candidate found by name, as NodePool's index finds it. */
-function route(candidates: Candidate[], dest: Destination, opts: { bytes?: number; strict?: boolean; turn?: number } = {}) {
+function route(
+  candidates: Candidate[],
+  dest: Destination,
+  opts: { bytes?: number; strict?: boolean; turn?: number } = {},
+) {
   const preferred = dest.node === undefined ? undefined : candidates.find((c) => c.name === dest.node)
   return decide(candidates, preferred, dest, opts.bytes ?? 100, opts.strict ?? false, opts.turn ?? 0)
 }
@@ -36,7 +40,10 @@ describe('decide: which node a job goes to', () => {
     const other = node('other', { jobs: new Set(['x']) })
     const banned = node('banned')
     const busy = node('busy', { load: 90 })
-    expect(route([full, other, banned, busy], to('w', { notNode: 'banned' }))).toMatchObject({ kind: 'give', node: busy })
+    expect(route([full, other, banned, busy], to('w', { notNode: 'banned' }))).toMatchObject({
+      kind: 'give',
+      node: busy,
+    })
   })
 
   it('rotates the tie-break between equally loaded nodes: each scan starts one further', () => {
@@ -50,14 +57,21 @@ describe('decide: which node a job goes to', () => {
     it('wins when it qualifies, even when busier, and costs no turn of the tie-break', () => {
       const idle = node('idle')
       const chosen = node('chosen', { load: 80 })
-      expect(route([idle, chosen], to('w', { node: 'chosen' }), { turn: 7 })).toEqual({ kind: 'give', node: chosen, turn: 7 })
+      expect(route([idle, chosen], to('w', { node: 'chosen' }), { turn: 7 })).toEqual({
+        kind: 'give',
+        node: chosen,
+        turn: 7,
+      })
     })
 
     it('without room: another node takes the job, unless strict, when the job waits for it', () => {
       const idle = node('idle')
       const chosen = node('chosen', { hasRoom: false })
       expect(route([idle, chosen], to('w', { node: 'chosen' }))).toMatchObject({ kind: 'give', node: idle })
-      expect(route([idle, chosen], to('w', { node: 'chosen' }), { strict: true })).toMatchObject({ kind: 'wait', node: undefined })
+      expect(route([idle, chosen], to('w', { node: 'chosen' }), { strict: true })).toMatchObject({
+        kind: 'wait',
+        node: undefined,
+      })
     })
 
     it('not connected: another node takes the job, unless strict', () => {
@@ -69,7 +83,10 @@ describe('decide: which node a job goes to', () => {
     it('that is also its notNode never gets it', () => {
       const both = node('both')
       const idle = node('idle', { load: 50 })
-      expect(route([both, idle], to('w', { node: 'both', notNode: 'both' }))).toMatchObject({ kind: 'give', node: idle })
+      expect(route([both, idle], to('w', { node: 'both', notNode: 'both' }))).toMatchObject({
+        kind: 'give',
+        node: idle,
+      })
     })
   })
 
@@ -105,8 +122,13 @@ describe('decide: which node a job goes to', () => {
     it('strict with a node: only that node counts, for room and for size', () => {
       const chosen = node('chosen', { maxFrameSize: 64 * 1024 })
       const big = node('big', { maxFrameSize: 16 * MiB })
-      expect(route([chosen, big], to('w', { node: 'chosen' }), { bytes: over(64 * 1024), strict: true })).toMatchObject({ kind: 'fail', node: chosen })
-      expect(route([chosen, big], to('w', { node: 'chosen' }), { bytes: over(64 * 1024) })).toMatchObject({ kind: 'give', node: big })
+      expect(route([chosen, big], to('w', { node: 'chosen' }), { bytes: over(64 * 1024), strict: true })).toMatchObject(
+        { kind: 'fail', node: chosen },
+      )
+      expect(route([chosen, big], to('w', { node: 'chosen' }), { bytes: over(64 * 1024) })).toMatchObject({
+        kind: 'give',
+        node: big,
+      })
     })
 
     it('fits: the job and the frame envelope within the limit', () => {
@@ -118,7 +140,10 @@ describe('decide: which node a job goes to', () => {
   it('no node runs the job, or none has room: waits', () => {
     expect(route([], to())).toMatchObject({ kind: 'wait', node: undefined })
     expect(route([node('other', { jobs: new Set(['x']) })], to())).toMatchObject({ kind: 'wait' })
-    expect(route([node('a', { hasRoom: false }), node('b', { hasRoom: false })], to())).toMatchObject({ kind: 'wait', node: undefined })
+    expect(route([node('a', { hasRoom: false }), node('b', { hasRoom: false })], to())).toMatchObject({
+      kind: 'wait',
+      node: undefined,
+    })
   })
 
   it('writes into the slot it is given, so that a dispatch pass makes no object per job', () => {

@@ -22,11 +22,21 @@ describe('RunIndex', () => {
 
     index.set('a', item('a', 1, 'again'))
     expect(index.size).toBe(3)
-    expect(index.values().map((v) => v.tag).sort()).toEqual(['a/2', 'again', 'b/1'])
+    expect(
+      index
+        .values()
+        .map((v) => v.tag)
+        .sort(),
+    ).toEqual(['a/2', 'again', 'b/1'])
 
     expect(index.delete('a', 1)?.tag).toBe('again')
     expect(index.delete('a', 1)).toBeUndefined()
-    expect(index.values().map((v) => v.tag).sort()).toEqual(['a/2', 'b/1'])
+    expect(
+      index
+        .values()
+        .map((v) => v.tag)
+        .sort(),
+    ).toEqual(['a/2', 'b/1'])
     expect(index.delete('b', 2)).toBeUndefined()
     expect(index.size).toBe(2)
     index.clear()

@@ -67,7 +67,13 @@ describe('StoreAdmin over a MemoryStore', () => {
     await store.open()
     await store.saveJobs([
       makeJob('j-new', { dueAt: NOW - 1000 }),
-      makeJob('j-failed', { status: JobStatus.FAILED, attempt: 10, dueAt: NOW - 3000, failedAt: NOW - 2500, lastError: boom }),
+      makeJob('j-failed', {
+        status: JobStatus.FAILED,
+        attempt: 10,
+        dueAt: NOW - 3000,
+        failedAt: NOW - 2500,
+        lastError: boom,
+      }),
       makeJob('j-complete', { status: JobStatus.COMPLETE, attempt: 1, dueAt: NOW - 2000 }),
       makeJob('j-cancelled', { status: JobStatus.CANCELLED, attempt: 1, dueAt: NOW - 2000 }),
       makeJob('j-error', { status: JobStatus.ERROR, attempt: 2, dueAt: NOW + 5000 }),
@@ -77,7 +83,13 @@ describe('StoreAdmin over a MemoryStore', () => {
 
   it('lists jobs in due order, ties by id, optionally by status', async () => {
     const { admin } = await seeded()
-    expect((await admin.listJobs()).map((j) => j.id)).toEqual(['j-failed', 'j-cancelled', 'j-complete', 'j-new', 'j-error'])
+    expect((await admin.listJobs()).map((j) => j.id)).toEqual([
+      'j-failed',
+      'j-cancelled',
+      'j-complete',
+      'j-new',
+      'j-error',
+    ])
     expect((await admin.listJobs({ status: JobStatus.COMPLETE })).map((j) => j.id)).toEqual(['j-complete'])
     expect(await admin.listJobs({ status: JobStatus.QUEUED })).toEqual([])
   })
@@ -121,8 +133,16 @@ describe('StoreAdmin over a MemoryStore', () => {
     it('refuses a complete or an unfinished job with the reason, and leaves it alone', async () => {
       const { store, admin } = await seeded()
       const before = await store.listJobs()
-      expect(await admin.retryJob('j-complete')).toMatchObject({ ok: false, reason: 'complete', job: { status: JobStatus.COMPLETE } })
-      expect(await admin.retryJob('j-error')).toMatchObject({ ok: false, reason: 'unfinished', job: { status: JobStatus.ERROR } })
+      expect(await admin.retryJob('j-complete')).toMatchObject({
+        ok: false,
+        reason: 'complete',
+        job: { status: JobStatus.COMPLETE },
+      })
+      expect(await admin.retryJob('j-error')).toMatchObject({
+        ok: false,
+        reason: 'unfinished',
+        job: { status: JobStatus.ERROR },
+      })
       expect(await store.listJobs()).toEqual(before)
     })
 
@@ -135,14 +155,22 @@ describe('StoreAdmin over a MemoryStore', () => {
   describe('cancelJob', () => {
     it('marks an unfinished job cancelled, so a restarted node does not resume it', async () => {
       const { store, admin } = await seeded()
-      expect(await admin.cancelJob('j-new')).toMatchObject({ ok: true, action: 'cancelled', job: { status: JobStatus.NEW } })
+      expect(await admin.cancelJob('j-new')).toMatchObject({
+        ok: true,
+        action: 'cancelled',
+        job: { status: JobStatus.NEW },
+      })
       expect(await store.getJob('j-new')).toMatchObject({ status: JobStatus.CANCELLED, attempt: 0, dueAt: NOW - 1000 })
       expect((await store.listUnfinished()).map((j) => j.id)).toEqual(['j-error'])
     })
 
     it('with remove, deletes the record instead', async () => {
       const { store, admin } = await seeded()
-      expect(await admin.cancelJob('j-error', { remove: true })).toMatchObject({ ok: true, action: 'removed', job: { status: JobStatus.ERROR } })
+      expect(await admin.cancelJob('j-error', { remove: true })).toMatchObject({
+        ok: true,
+        action: 'removed',
+        job: { status: JobStatus.ERROR },
+      })
       expect(await store.getJob('j-error')).toBeUndefined()
       expect(await store.listJobs()).toHaveLength(4)
     })

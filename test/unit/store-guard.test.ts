@@ -12,7 +12,10 @@ const DEADLINE = 1000
 function setup(): { clock: FakeClock; guard: StoreGuard; timers: Scheduler<Timer> } {
   const clock = new FakeClock()
   const timers = new Scheduler<Timer>((t) => t.fire(), clock)
-  const guard = new StoreGuard({ now: () => clock.now(), after: (timer, ms) => timers.schedule(timer, clock.now() + ms) }, DEADLINE)
+  const guard = new StoreGuard(
+    { now: () => clock.now(), after: (timer, ms) => timers.schedule(timer, clock.now() + ms) },
+    DEADLINE,
+  )
   return { clock, guard, timers }
 }
 

@@ -38,10 +38,14 @@ describe('StoreOutage', () => {
     const node = fakeNode()
     const outage = new StoreOutage(node.ctx)
     const order: string[] = []
-    const result = outage.persist(volatile, () => {
-      order.push('write')
-      return Promise.resolve()
-    }, () => order.push('then'))
+    const result = outage.persist(
+      volatile,
+      () => {
+        order.push('write')
+        return Promise.resolve()
+      },
+      () => order.push('then'),
+    )
     expect(result).toBeUndefined()
     expect(order).toEqual(['then'])
   })
@@ -50,7 +54,11 @@ describe('StoreOutage', () => {
     const node = fakeNode()
     const outage = new StoreOutage(node.ctx)
     const order: string[] = []
-    await outage.persist(durable, async () => void order.push('write'), () => order.push('then'))
+    await outage.persist(
+      durable,
+      async () => void order.push('write'),
+      () => order.push('then'),
+    )
     expect(order).toEqual(['write', 'then'])
     expect(node.changes).toEqual([])
   })
@@ -60,7 +68,8 @@ describe('StoreOutage', () => {
     const outage = new StoreOutage(node.ctx)
     const order: string[] = []
     let fail = true
-    const write = (name: string) => () => (fail ? Promise.reject(new Error(`${name} failed`)) : Promise.resolve(void order.push(name)))
+    const write = (name: string) => () =>
+      fail ? Promise.reject(new Error(`${name} failed`)) : Promise.resolve(void order.push(name))
     await outage.persist(durable, write('a'), () => order.push('then a'))
     // Down: later writes wait without being tried.
     expect(outage.persist(durable, write('b'), () => order.push('then b'))).toBeUndefined()
@@ -87,7 +96,8 @@ describe('StoreOutage', () => {
     const outage = new StoreOutage(node.ctx)
     const order: string[] = []
     const failing = new Set(['a', 'b'])
-    const write = (name: string) => () => (failing.has(name) ? Promise.reject(new Error(`${name} failed`)) : Promise.resolve(void order.push(name)))
+    const write = (name: string) => () =>
+      failing.has(name) ? Promise.reject(new Error(`${name} failed`)) : Promise.resolve(void order.push(name))
     await outage.persist(durable, write('a'), () => order.push('then a'))
     outage.persist(durable, write('b'), () => order.push('then b'))
     outage.persist(durable, write('c'), () => order.push('then c'))
@@ -107,7 +117,11 @@ describe('StoreOutage', () => {
   it('a closed node stops probing', async () => {
     const node = fakeNode()
     const outage = new StoreOutage(node.ctx)
-    await outage.persist(durable, () => Promise.reject(new Error('down')), () => {})
+    await outage.persist(
+      durable,
+      () => Promise.reject(new Error('down')),
+      () => {},
+    )
     node.close()
     node.probe()
     await turn()

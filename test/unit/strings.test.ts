@@ -29,9 +29,11 @@ describe('newJobId', () => {
 
   it('slotOf refuses what is not an id of this format', () => {
     const id = newJobId(5)
-    for (const bad of ['', 'short', id + 'x', id.slice(0, 20) + '!', id.slice(0, 20) + 'é']) expect(slotOf(bad)).toBe(-1)
+    for (const bad of ['', 'short', `${id}x`, `${id.slice(0, 20)}!`, `${id.slice(0, 20)}é`])
+      expect(slotOf(bad)).toBe(-1)
     // A public cancel(id) may be handed anything.
-    for (const bad of [undefined, null, 42, Array.from({ length: 21 }, () => 'A')]) expect(slotOf(bad as unknown as string)).toBe(-1)
+    for (const bad of [undefined, null, 42, Array.from({ length: 21 }, () => 'A')])
+      expect(slotOf(bad as unknown as string)).toBe(-1)
   })
 })
 

@@ -100,7 +100,11 @@ describe('TimerHeap', () => {
       }
       ref.splice(lo, 0, r)
     }
-    const take = (e: Entry) => ref.splice(ref.findIndex((r) => r.entry === e), 1)
+    const take = (e: Entry) =>
+      ref.splice(
+        ref.findIndex((r) => r.entry === e),
+        1,
+      )
     let seq = 0
     let due = 0
     let stragglers = 0
@@ -209,7 +213,7 @@ describe('TimerHeap', () => {
   it('remove, has, peek and clear', () => {
     const heap = new TimerHeap<Entry>()
     const entries = Array.from({ length: 20 }, (_, i) => entry(`k${i}`))
-    entries.forEach((e, i) => heap.push(e, 100 - i))
+    for (const [i, e] of entries.entries()) heap.push(e, 100 - i)
     const k = (i: number): Entry => entries[i] as Entry
     const [k1, k5, k18, k19] = [k(1), k(5), k(18), k(19)]
     expect(heap.has(k5)).toBe(true)
@@ -255,7 +259,7 @@ describe('TimerHeap', () => {
     expect(heap.has(never)).toBe(false)
 
     const more = Array.from({ length: 10 }, (_, i) => entry(`m${i}`))
-    more.forEach((e, i) => heap.push(e, 10 + i))
+    for (const [i, e] of more.entries()) heap.push(e, 10 + i)
     heap.clear()
     // clear() must reset every slot, or a later push would take the entry for a member.
     for (const e of [kept, ...more]) {

@@ -35,8 +35,7 @@ function loadIoredis(): typeof import('ioredis') {
  */
 export function createClient(target: RedisTarget, isOpen: () => boolean): Redis | Cluster {
   const { Cluster, Redis } = loadIoredis()
-  const retry = (times: number): number | null =>
-    isOpen() ? Math.min(times * 100, RECONNECT_MAX_DELAY_MS) : null
+  const retry = (times: number): number | null => (isOpen() ? Math.min(times * 100, RECONNECT_MAX_DELAY_MS) : null)
   const connection: RedisOptions = {
     connectTimeout: CONNECT_TIMEOUT_MS,
     maxRetriesPerRequest: 0,

@@ -42,14 +42,10 @@ export interface NodeKeys {
 
 export function nodeKeys(node: string, prefix: string = DEFAULT_KEY_PREFIX): NodeKeys {
   if (typeof node !== 'string' || node.length === 0 || /[{}]/.test(node)) {
-    throw new InvalidArgumentError(
-      `'node' must be a non-empty string without '{' or '}', got ${JSON.stringify(node)}`,
-    )
+    throw new InvalidArgumentError(`'node' must be a non-empty string without '{' or '}', got ${JSON.stringify(node)}`)
   }
   if (typeof prefix !== 'string' || /[{}]/.test(prefix)) {
-    throw new InvalidArgumentError(
-      `'prefix' must be a string without '{' or '}', got ${JSON.stringify(prefix)}`,
-    )
+    throw new InvalidArgumentError(`'prefix' must be a string without '{' or '}', got ${JSON.stringify(prefix)}`)
   }
   const base = `${prefix}{${node}}:`
   const jobPrefix = `${base}job:`

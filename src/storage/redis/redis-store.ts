@@ -86,9 +86,7 @@ export class RedisStore implements Store, NodeLeases {
       }
       // The scripts build job keys from the store's prefix and cannot see a client prefix.
       if (options.redis.options.keyPrefix) {
-        throw new InvalidArgumentError(
-          "the 'redis' client has a keyPrefix: give the store's 'prefix' option instead",
-        )
+        throw new InvalidArgumentError("the 'redis' client has a keyPrefix: give the store's 'prefix' option instead")
       }
       this.client = options.redis
       this.owned = false
@@ -132,10 +130,9 @@ export class RedisStore implements Store, NodeLeases {
       this.state = 'created'
       const cause = this.lastConnectionError ?? err
       this.lastConnectionError = undefined
-      throw new StoreError(
-        `cannot reach redis at ${this.label} for node '${this.node}': ${messageOf(cause)}`,
-        { cause },
-      )
+      throw new StoreError(`cannot reach redis at ${this.label} for node '${this.node}': ${messageOf(cause)}`, {
+        cause,
+      })
     }
     if ((this.state as State) !== 'opening') {
       // close() was called while connecting: stay closed.
@@ -161,7 +158,9 @@ export class RedisStore implements Store, NodeLeases {
     for (const job of jobs) {
       batches.add(
         this.write(job.id, HELD_FIRST, (w) => {
-          w.value('s').value(job.id).value(isUnfinished(job.status) ? '1' : '0')
+          w.value('s')
+            .value(job.id)
+            .value(isUnfinished(job.status) ? '1' : '0')
           writeJob(w, job)
         }),
       )
@@ -184,7 +183,10 @@ export class RedisStore implements Store, NodeLeases {
 
   finishRun(id: string, patch: JobPatch, feedback: FeedbackRecord, remove: boolean): Promise<void> {
     return this.write(id, remove ? HELD_DROPPED : HELD_FIRST, (w) => {
-      w.value('f').value(id).number(feedback.run).nested((m) => writeFeedback(m, feedback))
+      w.value('f')
+        .value(id)
+        .number(feedback.run)
+        .nested((m) => writeFeedback(m, feedback))
       // The patch of a job the script removes would never be read.
       if (remove) w.value('1').value('').number(0)
       else {
@@ -341,10 +343,12 @@ export class RedisStore implements Store, NodeLeases {
     this.batch = undefined
     const { writer } = batch
     for (const [id, patch] of batch.updates ?? []) writeUpdate(writer, id, patch)
-    this.scripts.jrApply(this.keys.unfinished, this.keys.jobs, this.keys.outbox, this.keys.jobPrefix, writer.bytes()).then(
-      () => batch.settle(undefined),
-      (err: unknown) => batch.settle(this.failure(`write of ${writer.ops} job operation(s)`, err)),
-    )
+    this.scripts
+      .jrApply(this.keys.unfinished, this.keys.jobs, this.keys.outbox, this.keys.jobPrefix, writer.bytes())
+      .then(
+        () => batch.settle(undefined),
+        (err: unknown) => batch.settle(this.failure(`write of ${writer.ops} job operation(s)`, err)),
+      )
   }
 
   private async list(op: string, setKey: string, status: string): Promise<JobRecord[]> {
@@ -367,9 +371,7 @@ export class RedisStore implements Store, NodeLeases {
   }
 
   private stateError(): StoreError {
-    const what = { created: 'not open', opening: 'still opening', open: 'open', closed: 'closed' }[
-      this.state
-    ]
+    const what = { created: 'not open', opening: 'still opening', open: 'open', closed: 'closed' }[this.state]
     return new StoreError(`redis store for node '${this.node}' is ${what}`)
   }
 
@@ -378,10 +380,7 @@ export class RedisStore implements Store, NodeLeases {
     if (this.client.status !== 'ready' && this.lastConnectionError !== undefined) {
       detail += ` (connection: ${this.lastConnectionError.message})`
     }
-    return new StoreError(
-      `redis ${op} failed for node '${this.node}' at ${this.label}: ${detail}`,
-      { cause: err },
-    )
+    return new StoreError(`redis ${op} failed for node '${this.node}' at ${this.label}: ${detail}`, { cause: err })
   }
 }
 

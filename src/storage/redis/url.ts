@@ -33,8 +33,7 @@ const SCHEMES: Record<string, { kind: RedisTarget['kind']; tls: boolean }> = {
  */
 export function parseStorageUrl(url: string): RedisTarget {
   const shown = typeof url === 'string' ? JSON.stringify(redactUrl(url)) : String(url)
-  const bad = (why: string): InvalidArgumentError =>
-    new InvalidArgumentError(`storage url ${shown} ${why}`)
+  const bad = (why: string): InvalidArgumentError => new InvalidArgumentError(`storage url ${shown} ${why}`)
   if (typeof url !== 'string') throw bad('must be a string')
   const sep = url.indexOf('://')
   const scheme = sep === -1 ? undefined : SCHEMES[url.slice(0, sep + 1).toLowerCase()]
