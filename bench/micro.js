@@ -6,7 +6,8 @@
 // Prints numbers (median of 3 timed rounds after a warm-up), never asserts them.
 import { encodeFrame, FrameDecoder } from '../dist/protocol/frame.js'
 import { encodeMessageFrame } from '../dist/protocol/encode.js'
-import { MessageType, parseMessage } from '../dist/protocol/messages.js'
+import { MessageType } from '../dist/protocol/messages.js'
+import { parseMessage } from '../dist/protocol/parse-message.js'
 import { pack, unpack } from '../dist/protocol/msgpack.js'
 import { decodeArgs } from '../dist/protocol/args.js'
 import { TimerHeap } from '../dist/scheduling/timer-heap.js'

@@ -148,7 +148,6 @@ export function retryPolicyOf(config: Pick<Config, 'retry' | 'retryMultiplier'>)
 // ---------------------------------------------------------------------------------------
 // Limits and timings shared by both ends of a link.
 
-export const DEFAULT_MAX_FRAME_SIZE = 16 * 1024 * 1024
 export const DEFAULT_HEARTBEAT_MS = 5_000
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000
 /** 64 hellos of the largest size under way at once; legitimate hellos are a few hundred bytes. */

@@ -292,7 +292,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
           { node: session.name, code: message.code, count: message.ids.length },
           `node rejected jobs: ${message.message}`,
         )
-        return this.onRejected(session, message.seq, message.ids)
+        return this.acceptance.onRejected(session, message.seq, message.ids)
       case MessageType.STATE:
         session.accepting = message.accepting
         if (message.accepting) this.dispatcher.schedule()
@@ -320,11 +320,6 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
         throw new ProtocolError(`unhandled message ${String(never)}`)
       }
     }
-  }
-
-  // A method of its own, the one seam a test wraps to act as a rejection arrives.
-  private onRejected(session: NodeSession, seq: number, ids: string[]): void {
-    this.acceptance.onRejected(session, seq, ids)
   }
 
   protected override onListenerError(event: string, err: unknown): void {

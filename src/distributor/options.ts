@@ -13,7 +13,6 @@ import {
   DEFAULT_ACCEPT_TIMEOUT_MS,
   DEFAULT_MAX_CONNECTIONS,
   DEFAULT_MAX_HANDSHAKE_BYTES,
-  DEFAULT_MAX_FRAME_SIZE,
   MIN_MAX_FRAME_SIZE,
   DEFAULT_MAX_PENDING,
   DEFAULT_PORT,
@@ -22,7 +21,7 @@ import {
   isLoopback,
 } from '../config.js'
 import { InvalidArgumentError } from '../errors.js'
-import { HANDSHAKE_MAX_FRAME_SIZE } from '../protocol/frame.js'
+import { DEFAULT_MAX_FRAME_SIZE, HANDSHAKE_MAX_FRAME_SIZE } from '../protocol/frame.js'
 import { createLogger, resolveLogLevel, type Logger, type LogLevel } from '../logger.js'
 import type { JobRunOptions } from '../protocol/messages.js'
 import { normalizeRetry, type RetryPolicy } from '../scheduling/retry.js'

@@ -1,6 +1,7 @@
 import type { LinkedList } from '../linked-list.js'
 import type { JobArgsObject } from '../protocol/args.js'
-import { JOB_RUN_OPTIONS, setRunOption, type WireJob } from '../protocol/messages.js'
+import type { WireJob } from '../protocol/messages.js'
+import { JOB_RUN_OPTIONS, setRunOption } from '../protocol/parse-message.js'
 import { Handle, type Canceller } from './job-handle.js'
 import { DELAYED_LOAD, INSTANT_LOAD, type NodeSession } from './node-session.js'
 import { NO_JOB_OPTIONS, type JobOptions } from './options.js'

@@ -191,6 +191,11 @@ export class Node extends TypedEmitter<NodeEventMap> {
     return this.runner.runningCount
   }
 
+  /** Results not yet acknowledged by their distributor (in the store's outbox too). */
+  get feedbackPending(): number {
+    return this.outbox.size
+  }
+
   /** Jobs held (scheduled, queued, running), not finished. */
   get jobCount(): number {
     return this.live.size

@@ -11,7 +11,6 @@ import {
   DEFAULT_STORE_TIMEOUT_MS,
   DEFAULT_WINDOW_PER_SLOT,
   DEFAULT_LEASE_MS,
-  DEFAULT_MAX_FRAME_SIZE,
   MIN_MAX_FRAME_SIZE,
   DEFAULT_RECONNECT_MAX_MS,
   DEFAULT_RECONNECT_MIN_MS,
@@ -21,6 +20,7 @@ import {
   parseHostPort,
 } from '../config.js'
 import { InvalidArgumentError } from '../errors.js'
+import { DEFAULT_MAX_FRAME_SIZE } from '../protocol/frame.js'
 import { createLogger, resolveLogLevel, type Logger, type LogLevel } from '../logger.js'
 import type { Store } from '../storage/store.js'
 import type { JobRegistry } from './registry.js'

@@ -5,7 +5,8 @@ import type { ByteBudget } from './byte-budget.js'
 import { encodeMessageFrame } from './encode.js'
 import { FrameDecoder, type FrameSink } from './frame.js'
 import { Heartbeat, type HeartbeatContext } from './heartbeat.js'
-import { MessageType, parseMessage, type Message } from './messages.js'
+import { MessageType, type Message } from './messages.js'
+import { parseMessage } from './parse-message.js'
 import { unpack } from './msgpack.js'
 
 export interface ConnectionOptions {

@@ -1,6 +1,7 @@
 import { FrameTooLargeError } from '../errors.js'
 import { encodeFrame, FRAME_HEADER_SIZE } from './frame.js'
-import { feedbackFlags, jobExtras, MessageType, type Message } from './messages.js'
+import { MessageType, type Message } from './messages.js'
+import { feedbackFlags, jobExtras } from './parse-message.js'
 import { pack } from './msgpack.js'
 import { MsgpackWriter } from './msgpack-writer.js'
 

@@ -4,12 +4,12 @@ import { encodeFrame, FrameDecoder } from '../../src/protocol/frame.js'
 import { NONCE_SIZE, nodeProof } from '../../src/protocol/handshake.js'
 import {
   MessageType,
-  parseMessage,
   PROTOCOL_VERSION,
   type ChallengeMessage,
   type Message,
   type WelcomeMessage,
 } from '../../src/protocol/messages.js'
+import { parseMessage } from '../../src/protocol/parse-message.js'
 import { pack, unpack } from '../../src/protocol/msgpack.js'
 import type { Resources } from './cluster.js'
 import { toWire } from './wire-form.js'

@@ -1,7 +1,8 @@
 import fc from 'fast-check'
 import { ErrorCode } from '../../src/errors.js'
 import { encodeFrame, FRAME_HEADER_SIZE } from '../../src/protocol/frame.js'
-import { MessageType, parseMessage, type Message } from '../../src/protocol/messages.js'
+import { MessageType, type Message } from '../../src/protocol/messages.js'
+import { parseMessage } from '../../src/protocol/parse-message.js'
 import { pack, unpack } from '../../src/protocol/msgpack.js'
 import { toWire } from './wire-form.js'
 

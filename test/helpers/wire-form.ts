@@ -1,4 +1,5 @@
-import { feedbackFlags, jobExtras, MessageType, type Message, type WireJob } from '../../src/protocol/messages.js'
+import { MessageType, type Message, type WireJob } from '../../src/protocol/messages.js'
+import { feedbackFlags, jobExtras } from '../../src/protocol/parse-message.js'
 import { unpack } from '../../src/protocol/msgpack.js'
 import type { JobArgsObject } from '../../src/protocol/args.js'
 

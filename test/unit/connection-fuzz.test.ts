@@ -6,7 +6,8 @@ import { ErrorCode, FrameTooLargeError, JobsError, ProtocolError } from '../../s
 import { createLogger } from '../../src/logger.js'
 import { Connection } from '../../src/protocol/connection.js'
 import { encodeFrame, FRAME_HEADER_SIZE, FrameDecoder } from '../../src/protocol/frame.js'
-import { MessageType, parseMessage, type Message } from '../../src/protocol/messages.js'
+import { MessageType, type Message } from '../../src/protocol/messages.js'
+import { parseMessage } from '../../src/protocol/parse-message.js'
 import { pack, unpack } from '../../src/protocol/msgpack.js'
 import {
   anyValue,

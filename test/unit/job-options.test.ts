@@ -2,14 +2,8 @@ import { describe, expect, it } from 'vitest'
 import { resolveEnqueueOptions } from '../../src/distributor/options.js'
 import { toWireJob, TrackedJob } from '../../src/distributor/tracked-job.js'
 import { encodeMessageFrame } from '../../src/protocol/encode.js'
-import {
-  JOB_RUN_OPTIONS,
-  jobExtras,
-  MessageType,
-  parseMessage,
-  type JobRunOptions,
-  type WireJob,
-} from '../../src/protocol/messages.js'
+import { MessageType, type JobRunOptions, type WireJob } from '../../src/protocol/messages.js'
+import { JOB_RUN_OPTIONS, jobExtras, parseMessage } from '../../src/protocol/parse-message.js'
 import { pack, unpack } from '../../src/protocol/msgpack.js'
 
 const NOW = 1_700_000_000_000

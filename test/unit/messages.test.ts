@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { ErrorCode, ProtocolError } from '../../src/errors.js'
-import { MessageType, parseMessage, PROTOCOL_VERSION, type Message, type WireJob } from '../../src/protocol/messages.js'
+import { MessageType, PROTOCOL_VERSION, type Message, type WireJob } from '../../src/protocol/messages.js'
+import { parseMessage } from '../../src/protocol/parse-message.js'
 import { encodeMessageFrame } from '../../src/protocol/encode.js'
 import { pack, unpack } from '../../src/protocol/msgpack.js'
 import { toWire } from '../helpers/wire-form.js'
