@@ -4,9 +4,9 @@ import { Scheduler } from '../scheduling/scheduler.js'
 import type { Timer } from '../scheduling/timer-heap.js'
 import type { DistributorEvents } from './events.js'
 import type { JobTable } from './job-table.js'
-import { DELAYED_LOAD, INSTANT_LOAD, type NodeSession } from './node-session.js'
+import type { NodeSession } from './node-session.js'
 import type { PendingQueue } from './pending-queue.js'
-import { assign, holderOf, setLoad, type TrackedJob } from './tracked-job.js'
+import { assign, DELAYED_LOAD, holderOf, INSTANT_LOAD, setLoad, type TrackedJob } from './tracked-job.js'
 
 /** What acceptance needs of the rest of the distributor. */
 export interface AcceptanceContext {

@@ -4,21 +4,12 @@ import type { Connection } from '../protocol/connection.js'
 import { distributorProof, newNonce, nodeProof, proofMatches } from '../protocol/handshake.js'
 import { MessageType, PROTOCOL_VERSION, type HelloMessage, type WireJob } from '../protocol/messages.js'
 import { Timer } from '../scheduling/timer-heap.js'
-import type { TrackedJob } from './tracked-job.js'
+import { INSTANT_LOAD, type TrackedJob } from './tracked-job.js'
 
 interface SentFrame {
   jobs: (TrackedJob | undefined)[]
   sentAt: number
 }
-
-/**
- * What one job counts against a node's window, in units (the window holds window ×
- * INSTANT_LOAD). An instant job counts whole until it finishes. A delayed or periodic job
- * counts only until the node accepts it, and a tenth as much: it is in transit, not work,
- * and counting it whole let a burst of delayed jobs move one window per round trip.
- */
-export const INSTANT_LOAD = 10
-export const DELAYED_LOAD = 1
 
 /** Acks that may still be in flight when a link drops: generous, since a ring write is cheap. */
 const ACKED_WINDOW = 65_536

@@ -3,8 +3,17 @@ import type { JobArgsObject } from '../protocol/args.js'
 import type { WireJob } from '../protocol/messages.js'
 import { JOB_RUN_OPTIONS, setRunOption } from '../protocol/parse-message.js'
 import { Handle, type Canceller } from './job-handle.js'
-import { DELAYED_LOAD, INSTANT_LOAD, type NodeSession } from './node-session.js'
+import type { NodeSession } from './node-session.js'
 import { NO_JOB_OPTIONS, type JobOptions } from './options.js'
+
+/**
+ * What one job counts against a node's window, in units (the window holds window ×
+ * INSTANT_LOAD). An instant job counts whole until it finishes. A delayed or periodic job
+ * counts only until the node accepts it, and a tenth as much: it is in transit, not work,
+ * and counting it whole let a burst of delayed jobs move one window per round trip.
+ */
+export const INSTANT_LOAD = 10
+export const DELAYED_LOAD = 1
 
 export type FeedbackCallback<A extends JobArgsObject = JobArgsObject> = (args: A) => void | Promise<void>
 

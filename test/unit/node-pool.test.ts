@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest'
 import { FRAME_ENVELOPE_BYTES } from '../../src/config.js'
 import { NodePool } from '../../src/distributor/node-pool.js'
 import { fits } from '../../src/distributor/routing.js'
-import { INSTANT_LOAD, NodeSession } from '../../src/distributor/node-session.js'
+import { NodeSession } from '../../src/distributor/node-session.js'
+import { INSTANT_LOAD } from '../../src/distributor/tracked-job.js'
 import type { Connection } from '../../src/protocol/connection.js'
 
 interface SessionShape {

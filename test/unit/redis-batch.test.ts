@@ -1,7 +1,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { unpack } from '../../src/protocol/msgpack.js'
-import { OpWriter } from '../../src/storage/redis/batch.js'
+import { OpWriter } from '../../src/storage/redis/op-writer.js'
 
 /**
  * Reads the writer's output back as the script does (cmsgpack): an array32 of values in any

@@ -7,7 +7,7 @@ import { unpack } from '../../protocol/msgpack.js'
 import type { MsgpackWriter } from '../../protocol/msgpack-writer.js'
 import type { RetryPolicy } from '../../scheduling/retry.js'
 import { FeedbackKind, type FeedbackRecord, type JobPatch, type JobRecord, JobStatus, isUnfinished } from '../store.js'
-import type { OpWriter } from './batch.js'
+import type { OpWriter } from './op-writer.js'
 
 export function unfinishedOp(patch: JobPatch): string {
   if (patch.status === undefined) return ''

@@ -18,12 +18,12 @@ import {
   HELD_KEPT,
   type Held,
   MAX_BATCH_OPS,
-  OpWriter,
   mergePatches,
   writeHeldUpdate,
   writeUpdate,
 } from './batch.js'
 import { createClient } from './client.js'
+import { OpWriter } from './op-writer.js'
 import { decodeFeedback, decodeJob, unfinishedOp, writeFeedback, writeJob, writePatch } from './codec.js'
 import { DEFAULT_KEY_PREFIX, type NodeKeys, nodeKeys } from './keys.js'
 import { type ScriptCommands, defineScripts } from './scripts.js'
