@@ -28,7 +28,7 @@ export const FINISHED_STATUSES: readonly JobStatus[] = Object.values(JobStatus).
 /** What a retry takes back: finished, but not successfully. */
 const RETRYABLE: readonly JobStatus[] = [JobStatus.FAILED, JobStatus.CANCELLED]
 
-/** Removals in flight at once in `purgeJobs`: each is one MULTI on Redis, sent without waiting. */
+/** Removals in flight at once in `purgeJobs`: sent without waiting (Redis gathers them in its write batch). */
 const PURGE_BATCH = 500
 
 // --- rules ---------------------------------------------------------------------------------

@@ -88,6 +88,16 @@ describe('distributor and node options', () => {
       /'secret' must be a string of at least 16/,
     )
     expect(() => resolveNodeOptions({ name: 'w1', storage: 'mongodb://x' })).toThrow(/'storage' must be 'memory'/)
+    // Every scheme the Redis store speaks, and nothing that only looks like one.
+    for (const ok of ['redis://h:1', 'rediss://h:1', 'redis-cluster://a:1,b:2', 'rediss-cluster://a:1,b:2']) {
+      expect(resolveNodeOptions({ name: 'w1', storage: ok }).storage).toBe(ok)
+    }
+    expect(() => resolveNodeOptions({ name: 'w1', storage: 'redis-clusters://a:1' })).toThrow(
+      /'storage' must be 'memory'/,
+    )
+    expect(() => resolveNodeOptions({ name: 'w1', storage: 'redis://a:1,b:2' })).toThrow(
+      /storage url .* names several hosts/,
+    )
     expect(() => resolveNodeOptions({ name: 'w1', distributors: [] })).toThrow(
       /'distributors' must be a non-empty array/,
     )
