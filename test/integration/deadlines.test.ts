@@ -14,10 +14,19 @@ import { ErrorCode, InvalidArgumentError, StoreError } from '../../src/errors.js
 import { Node } from '../../src/node/node.js'
 import { JobRegistry } from '../../src/node/registry.js'
 import { RedisStore } from '../../src/storage/redis/redis-store.js'
-import { JobStatus, type JobPatch } from '../../src/storage/store.js'
+import { JobStatus, type JobPatch, type JobRecord } from '../../src/storage/store.js'
 import { HANDSHAKE_MAX_FRAME_SIZE } from '../../src/protocol/frame.js'
 import { MessageType } from '../../src/protocol/messages.js'
-import { allAccepted, config, Resources, spawnConnectedNode, startDistributor, startNode } from '../helpers/cluster.js'
+import { pack } from '../../src/protocol/msgpack.js'
+import {
+  allAccepted,
+  config,
+  FIXTURE_JOBS,
+  Resources,
+  spawnConnectedNode,
+  startDistributor,
+  startNode,
+} from '../helpers/cluster.js'
 import { FakePeer } from '../helpers/fake-peer.js'
 import { FirstCallGate } from '../helpers/gated-stores.js'
 import { command, startRedisServer } from '../helpers/redis-server.js'
@@ -464,4 +473,57 @@ describe('a store that comes back', () => {
     expect((await ready).resumed).toBe(0)
     expect(runs).toBe(1)
   }, 30_000)
+})
+
+describe('a store with much to read', () => {
+  it('a durable node with 200,000 unfinished jobs resumes them all: a long listing that answers in pages is not a hung store', async () => {
+    const redis = await startRedisServer()
+    res.add(redis, (r) => r.stop())
+    const name = `many-${process.pid}`
+    const writer = new RedisStore({ node: name, url: redis.url })
+    await writer.open()
+    const count = 200_000
+    const dueAt = Date.now() + 3_600_000
+    const args = pack({ greeting: 'hello' })
+    for (let from = 0; from < count; from += 10_000) {
+      const jobs: JobRecord[] = []
+      for (let i = from; i < from + 10_000; i++) {
+        jobs.push({
+          id: `job-${i}`,
+          name: 'echo',
+          args,
+          status: JobStatus.NEW,
+          attempt: 0,
+          run: 1,
+          dueAt,
+          runDueAt: dueAt,
+          defer: false,
+          distributor: '127.0.0.1:1',
+          createdAt: Date.now(),
+        })
+      }
+      await writer.saveJobs(jobs)
+    }
+    await writer.close()
+
+    // Read back in one command they kept Redis silent for longer than the deadline (here
+    // 1 s; 600,000 jobs did the same to the default 5 s): a store that answers all along,
+    // not a hung one.
+    const d = await startDistributor(res)
+    const node = new Node(
+      {
+        name,
+        distributors: [`127.0.0.1:${d.port}`],
+        jobDirectory: FIXTURE_JOBS,
+        storage: redis.url,
+        storeTimeoutMs: 1000,
+      },
+      config(),
+    )
+    res.add(node, (n) => n.close({ force: true }))
+    const ready = node.waitFor('ready')
+    await node.start()
+    expect((await ready).resumed).toBe(count)
+    expect(node.jobCount).toBe(count)
+  }, 120_000)
 })
