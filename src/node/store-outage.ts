@@ -34,14 +34,19 @@ function noop(): void {}
  *
  * States: UP → (a write fails) → DOWN: writes wait in `backlog`, the node takes no new jobs,
  * the store is pinged every STORE_PROBE_MS → (it answers) → REPLAYING: the backlog is
- * written in order → UP; a write that fails during the replay keeps it and the rest, in
- * order, and goes back to DOWN.
+ * written in order, and writes made meanwhile join its end → UP once it is empty; a write
+ * that fails during the replay keeps it and the rest, in order, and goes back to DOWN.
  *
- * INVARIANT: what depends on a write (feedback going out, a job back on its timer) happens
- * only after the write, and in the order the writes were made.
+ * INVARIANT: writes reach the store in the order they were made, and what depends on a
+ * write (feedback going out, a job back on its timer) happens only after it. A write made
+ * during the replay must not overtake it: a job's end written before its replayed
+ * attempt-start would be overwritten by it (a job that failed for good, stored as in
+ * progress again, runs again at the next start).
  */
 export class StoreOutage {
   private down = false
+  /** The backlog is being written: new writes wait behind it. */
+  private replaying = false
   /** Store writes that failed, replayed in order once the store is back. */
   private readonly backlog: PendingWrite[] = []
   /** Asks a store that is down whether it is back. */
@@ -64,7 +69,7 @@ export class StoreOutage {
       then()
       return undefined
     }
-    if (this.down) {
+    if (this.down || this.replaying) {
       this.backlog.push({ write, after: then })
       return undefined
     }
@@ -100,20 +105,27 @@ export class StoreOutage {
 
   private async recover(): Promise<void> {
     this.down = false
-    const pending = this.backlog.splice(0)
-    for (let i = 0; i < pending.length; i++) {
-      const { write, after } = pending[i] as PendingWrite
+    this.replaying = true
+    let replayed = 0
+    // Writes made during the replay join the backlog's end; it is UP once the backlog is empty.
+    for (let entry = this.backlog[0]; entry !== undefined; entry = this.backlog[0]) {
       try {
-        await write()
+        await entry.write()
       } catch (err) {
-        // Down again: keep this and the rest, in order, for the next recovery.
-        this.backlog.unshift(...pending.slice(i))
+        // Down again: this write and the rest stay, in order, for the next recovery.
+        this.replaying = false
         this.failed(err instanceof Error ? err : new StoreError(String(err)))
         return
       }
-      after()
+      this.backlog.shift()
+      replayed++
+      entry.after()
+      // A write made before the outage failed meanwhile: down again, the rest waits.
+      if (this.down) break
     }
-    this.ctx.log.info({ replayed: pending.length }, 'store reachable again; accepting jobs')
+    this.replaying = false
+    if (this.down) return
+    this.ctx.log.info({ replayed }, 'store reachable again; accepting jobs')
     this.ctx.changed(undefined)
   }
 }

@@ -78,6 +78,11 @@ export class StoreGuard {
     })
   }
 
+  /** Part of an answer arrived (a page of a long listing): the store is not silent. */
+  readonly progress = (): void => {
+    if (this.outstanding.size > 0) this.lastProgressAt = this.ctx.now()
+  }
+
   /** `store`, with every operation under this guard's deadline (lease operations too). */
   wrap(store: Store): Store {
     let guarded = this.wrapped.get(store)
@@ -147,11 +152,11 @@ class GuardedStore implements Store {
   }
 
   listUnfinished(): ReturnType<Store['listUnfinished']> {
-    return this.guard.run(() => this.inner.listUnfinished())
+    return this.guard.run(() => this.inner.listUnfinished(this.guard.progress))
   }
 
-  listJobs(...a: Parameters<Store['listJobs']>): ReturnType<Store['listJobs']> {
-    return this.guard.run(() => this.inner.listJobs(...a))
+  listJobs(filter?: Parameters<Store['listJobs']>[0]): ReturnType<Store['listJobs']> {
+    return this.guard.run(() => this.inner.listJobs(filter, this.guard.progress))
   }
 
   listFeedback(): ReturnType<Store['listFeedback']> {

@@ -117,10 +117,14 @@ export interface Store {
   finishRun(id: string, patch: JobPatch, feedback: FeedbackRecord, remove: boolean): Promise<void>
   getJob(id: string): Promise<JobRecord | undefined>
   removeJob(id: string): Promise<void>
-  /** Jobs with status new, queued, in progress or error. */
-  listUnfinished(): Promise<JobRecord[]>
-  /** Every stored job, optionally by status: for admin tools, not for the hot path. */
-  listJobs(filter?: ListJobsFilter): Promise<JobRecord[]>
+  /**
+   * Jobs with status new, queued, in progress or error. A store that reads them in parts
+   * calls `progress` as each part arrives: a long listing that keeps answering is not a
+   * hung store (see StoreGuard).
+   */
+  listUnfinished(progress?: () => void): Promise<JobRecord[]>
+  /** Every stored job, optionally by status: for admin tools, not for the hot path. `progress`: as for listUnfinished. */
+  listJobs(filter?: ListJobsFilter, progress?: () => void): Promise<JobRecord[]>
   /** Feedback not yet acknowledged by its distributor. */
   listFeedback(): Promise<FeedbackRecord[]>
   /** The distributor acknowledged these feedbacks: drop them from the outbox (one round trip). */

@@ -10,13 +10,25 @@ import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { Distributor } from '../../src/distributor/distributor.js'
-import { ErrorCode, InvalidArgumentError } from '../../src/errors.js'
+import { ErrorCode, InvalidArgumentError, StoreError } from '../../src/errors.js'
 import { Node } from '../../src/node/node.js'
+import { JobRegistry } from '../../src/node/registry.js'
 import { RedisStore } from '../../src/storage/redis/redis-store.js'
+import { JobStatus, type JobPatch, type JobRecord } from '../../src/storage/store.js'
 import { HANDSHAKE_MAX_FRAME_SIZE } from '../../src/protocol/frame.js'
 import { MessageType } from '../../src/protocol/messages.js'
-import { allAccepted, config, Resources, spawnConnectedNode, startDistributor, startNode } from '../helpers/cluster.js'
+import { pack } from '../../src/protocol/msgpack.js'
+import {
+  allAccepted,
+  config,
+  FIXTURE_JOBS,
+  Resources,
+  spawnConnectedNode,
+  startDistributor,
+  startNode,
+} from '../helpers/cluster.js'
 import { FakePeer } from '../helpers/fake-peer.js'
+import { FirstCallGate } from '../helpers/gated-stores.js'
 import { command, startRedisServer } from '../helpers/redis-server.js'
 
 const res = new Resources()
@@ -401,4 +413,117 @@ describe('a store that hangs', () => {
     expect(results).toHaveLength(400)
     expect(downs).toBe(0)
   }, 30_000)
+})
+
+describe('a store that comes back', () => {
+  /**
+   * Redis, with the attempt-start write (status 'in progress') failing until `failStarts` is
+   * cleared; the first one after that (the replay) waits in `replay` until the test lets it through.
+   */
+  class StartsFailFirst extends RedisStore {
+    failStarts = true
+    readonly replay = new FirstCallGate()
+    override updateJob(id: string, patch: JobPatch): Promise<void> {
+      if (patch.status !== JobStatus.IN_PROGRESS) return super.updateJob(id, patch)
+      if (this.failStarts) return Promise.reject(new StoreError('store unavailable'))
+      return this.replay.pass(() => super.updateJob(id, patch))
+    }
+  }
+
+  it('a write made while the backlog is replayed waits behind it: a job that failed for good is not stored as in progress again, and a restart does not run it', async () => {
+    const redis = await startRedisServer()
+    res.add(redis, (r) => r.stop())
+    const d = await startDistributor(res)
+    const name = `replay-${process.pid}`
+    let runs = 0
+    let fail = (): void => {}
+    const registry = new JobRegistry()
+    registry.define('doomed', async () => {
+      runs++
+      await new Promise<void>((resolve) => (fail = resolve))
+      throw new Error('doomed')
+    })
+    const store = new StartsFailFirst({ node: name, url: redis.url })
+    const node = await startNode(res, d, { name, registry, storage: store })
+    const down = node.waitFor('store:down')
+    // Fails for good on its first attempt; removeFailedJobs is off by default: its record stays, 'failed'.
+    const h = d.enqueue('doomed', {}, { maxAttempt: 1 })
+    const failed = h.done.then(
+      () => 'succeeded',
+      () => 'failed',
+    )
+    await down
+    // Its attempt-start write waits in the backlog; the store answers the next probe, and
+    // the replay holds that write.
+    store.failStarts = false
+    const release = await store.replay.held()
+    // The attempt ends meanwhile: its end must be written after its start.
+    const ended = node.waitFor('job:failed', (e) => e.id === h.id)
+    fail()
+    await ended
+    release()
+    expect(await failed).toBe('failed')
+    expect((await store.getJob(h.id))?.status).toBe(JobStatus.FAILED)
+    await node.close()
+
+    const again = new Node({ name, distributors: [`127.0.0.1:${d.port}`], registry, storage: redis.url }, config())
+    res.add(again, (n) => n.close({ force: true }))
+    const ready = again.waitFor('ready')
+    await again.start()
+    expect((await ready).resumed).toBe(0)
+    expect(runs).toBe(1)
+  }, 30_000)
+})
+
+describe('a store with much to read', () => {
+  it('a durable node with 200,000 unfinished jobs resumes them all: a long listing that answers in pages is not a hung store', async () => {
+    const redis = await startRedisServer()
+    res.add(redis, (r) => r.stop())
+    const name = `many-${process.pid}`
+    const writer = new RedisStore({ node: name, url: redis.url })
+    await writer.open()
+    const count = 200_000
+    const dueAt = Date.now() + 3_600_000
+    const args = pack({ greeting: 'hello' })
+    for (let from = 0; from < count; from += 10_000) {
+      const jobs: JobRecord[] = []
+      for (let i = from; i < from + 10_000; i++) {
+        jobs.push({
+          id: `job-${i}`,
+          name: 'echo',
+          args,
+          status: JobStatus.NEW,
+          attempt: 0,
+          run: 1,
+          dueAt,
+          runDueAt: dueAt,
+          defer: false,
+          distributor: '127.0.0.1:1',
+          createdAt: Date.now(),
+        })
+      }
+      await writer.saveJobs(jobs)
+    }
+    await writer.close()
+
+    // Read back in one command they kept Redis silent for longer than the deadline (here
+    // 1 s; 600,000 jobs did the same to the default 5 s): a store that answers all along,
+    // not a hung one.
+    const d = await startDistributor(res)
+    const node = new Node(
+      {
+        name,
+        distributors: [`127.0.0.1:${d.port}`],
+        jobDirectory: FIXTURE_JOBS,
+        storage: redis.url,
+        storeTimeoutMs: 1000,
+      },
+      config(),
+    )
+    res.add(node, (n) => n.close({ force: true }))
+    const ready = node.waitFor('ready')
+    await node.start()
+    expect((await ready).resumed).toBe(count)
+    expect(node.jobCount).toBe(count)
+  }, 120_000)
 })

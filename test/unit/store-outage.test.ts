@@ -114,6 +114,32 @@ describe('StoreOutage', () => {
     expect(node.changes).toEqual(['a failed', 'b failed', undefined])
   })
 
+  it('a write made during the replay waits behind it, and the store is up only once it is written', async () => {
+    const node = fakeNode()
+    const outage = new StoreOutage(node.ctx)
+    const order: string[] = []
+    let fail = true
+    let letA = (): void => {}
+    const write = (name: string) => () => {
+      if (fail) return Promise.reject(new Error(`${name} failed`))
+      order.push(`write ${name}`)
+      return name === 'a' ? new Promise<void>((resolve) => (letA = resolve)) : Promise.resolve()
+    }
+    await outage.persist(durable, write('a'), () => order.push('then a'))
+    outage.persist(durable, write('b'), () => order.push('then b'))
+    fail = false
+    node.probe()
+    await turn()
+    // 'a' is being replayed: a write made now goes after 'b', not straight to the store.
+    expect(order).toEqual(['write a'])
+    expect(outage.persist(durable, write('c'), () => order.push('then c'))).toBeUndefined()
+    expect(order).toEqual(['write a'])
+    letA()
+    await turn()
+    expect(order).toEqual(['write a', 'then a', 'write b', 'then b', 'write c', 'then c'])
+    expect(node.changes).toEqual(['a failed', undefined])
+  })
+
   it('a closed node stops probing', async () => {
     const node = fakeNode()
     const outage = new StoreOutage(node.ctx)

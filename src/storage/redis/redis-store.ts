@@ -48,6 +48,9 @@ export interface RedisStoreOptions {
   prefix?: string
 }
 
+/** Jobs read per call when listing (see RedisStore.list). */
+const LIST_PAGE = 5000
+
 type State = 'created' | 'opening' | 'open' | 'closed'
 
 /**
@@ -212,12 +215,12 @@ export class RedisStore implements Store, NodeLeases {
     return this.write(id, HELD_DROPPED, (w) => w.value('r').value(id))
   }
 
-  listUnfinished(): Promise<JobRecord[]> {
-    return this.list('listUnfinished', this.keys.unfinished, '')
+  listUnfinished(progress?: () => void): Promise<JobRecord[]> {
+    return this.list('listUnfinished', this.keys.unfinished, '', progress)
   }
 
-  listJobs(filter?: ListJobsFilter): Promise<JobRecord[]> {
-    return this.list('listJobs', this.keys.jobs, filter?.status ?? '')
+  listJobs(filter?: ListJobsFilter, progress?: () => void): Promise<JobRecord[]> {
+    return this.list('listJobs', this.keys.jobs, filter?.status ?? '', progress)
   }
 
   async listFeedback(): Promise<FeedbackRecord[]> {
@@ -351,11 +354,28 @@ export class RedisStore implements Store, NodeLeases {
       )
   }
 
-  private async list(op: string, setKey: string, status: string): Promise<JobRecord[]> {
+  /**
+   * The jobs whose ids are in `setKey`: the ids in one command, then the records a page at a
+   * time, `progress` after each. One script over the whole set kept Redis busy, and silent,
+   * for seconds (600,000 jobs: longer than the default store deadline, so a node with that
+   * many could not start). A job removed between the two is left out.
+   */
+  private async list(op: string, setKey: string, status: string, progress?: () => void): Promise<JobRecord[]> {
     this.check()
-    let rows: Buffer[][]
+    const rows: Buffer[][] = []
     try {
-      rows = await this.scripts.jrListJobsBuffer(setKey, this.keys.jobPrefix, status)
+      const ids = await this.client.smembers(setKey)
+      progress?.()
+      for (let from = 0; from < ids.length; from += LIST_PAGE) {
+        const page = await this.scripts.jrListJobsBuffer(
+          setKey,
+          this.keys.jobPrefix,
+          status,
+          ...ids.slice(from, from + LIST_PAGE),
+        )
+        for (const row of page) rows.push(row)
+        progress?.()
+      }
     } catch (err) {
       throw this.failure(op, err)
     }

@@ -6,11 +6,16 @@ import { APPLY_LUA } from './batch.js'
  * batch.ts with the writer of the buffer it reads: one format, one file.
  */
 
-/** KEYS: an id set. ARGV: job key prefix, status filter ('' for all). Flat field/value arrays. */
+/**
+ * One page of a listing: KEYS: the id set the ids were read from (it names the node's slot).
+ * ARGV: job key prefix, status filter ('' for all), then the ids. Flat field/value arrays.
+ * Pages, not one call for the whole set: a call over hundreds of thousands of jobs keeps
+ * Redis silent for longer than the store deadline (see RedisStore.list).
+ */
 const LIST_JOBS_LUA = `
 local out = {}
-for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local key = ARGV[1] .. id
+for i = 3, #ARGV do
+  local key = ARGV[1] .. ARGV[i]
   if ARGV[2] == '' or redis.call('HGET', key, 'status') == ARGV[2] then
     local fields = redis.call('HGETALL', key)
     if #fields > 0 then out[#out + 1] = fields end
