@@ -169,8 +169,9 @@ export class JobIntake {
         job.phase = 'scheduled'
         this.ctx.schedule(job)
       } else if (job.phase === 'done') {
-        // Cancelled while it was being saved.
-        job.store.removeJob(job.id).catch(() => {})
+        // Cancelled while it was being saved: the record goes, through the outage's order
+        // like any write (dropped, it would run again at the next start).
+        void this.outage.persist(job.store, () => job.store.removeJob(job.id))
       }
     }
   }
