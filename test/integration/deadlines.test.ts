@@ -398,6 +398,18 @@ describe('a store that hangs', () => {
     expect(await periodic.cancel()).toBe(true)
   }, 30_000)
 
+  it('a Redis store closes on a hung server: QUIT is never answered, so the connection is dropped and close() resolves', async () => {
+    const redis = await startRedisServer()
+    res.add(redis, (r) => r.stop())
+    const store = new RedisStore({ node: `closing-${process.pid}`, url: redis.url })
+    await store.open()
+    redis.pause()
+    // Without a bound, close() waited for the server for as long as it hung, and the open
+    // socket kept an application that embeds a node from exiting.
+    await store.close()
+    redis.resume()
+  })
+
   it('a slow but healthy Redis (DEBUG SLEEP 2, twice) does not trip the default deadline', async () => {
     const redis = await startRedisServer()
     res.add(redis, (r) => r.stop())

@@ -48,6 +48,9 @@ export interface RedisStoreOptions {
   prefix?: string
 }
 
+/** How long close() waits for QUIT to be answered before it drops the connection. */
+const QUIT_TIMEOUT_MS = 2_000
+
 /** Jobs read per call when listing (see RedisStore.list). */
 const LIST_PAGE = 5000
 
@@ -293,11 +296,16 @@ export class RedisStore implements Store, NodeLeases {
     // quit() lets replies in flight arrive; a client that is not connected has nothing to
     // wait for, and quit() would be refused without the offline queue.
     if (this.client.status === 'ready') {
+      // A hung server never answers QUIT: past the bound the connection is dropped, or the
+      // open socket would keep an application that embeds a node from exiting.
+      const timer = setTimeout(() => this.client.disconnect(), QUIT_TIMEOUT_MS)
       try {
         await this.client.quit()
         return
       } catch {
-        // the connection failed under quit: fall through and drop it
+        // the connection failed under quit (or was dropped by the bound): drop it
+      } finally {
+        clearTimeout(timer)
       }
     }
     this.client.disconnect()
