@@ -216,7 +216,7 @@ export class Acceptance {
           job.load = 0
           continue
         }
-        // A memory node drops every job of a lost link (Node.dropJobsOf): it is cancelled.
+        // A memory node drops every job of a lost link (Cancels.dropJobsOf, at the node): it is cancelled.
         this.ctx.finishCancelled(job)
         continue
       }
