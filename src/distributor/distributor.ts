@@ -243,7 +243,8 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
    * Stops taking enqueues, rejects every unfinished job's `done` with
    * DistributorClosedError (their error closures get it as `args.error`), and closes every
    * connection. Nodes keep the feedback of jobs they accepted and deliver it to whichever
-   * distributor next listens at this address (as `feedback:orphan` there).
+   * distributor next listens at this address (through its named feedback handlers there,
+   * or as `feedback:orphan`).
    */
   async close(): Promise<void> {
     if (this.closed) return
