@@ -157,6 +157,8 @@ export const DEFAULT_MAX_HANDSHAKE_BYTES = 4 * 1024 * 1024
  * then), so that the distributor takes jobs back only from a node that says nothing at all.
  */
 export const DEFAULT_ACCEPT_TIMEOUT_MS = 10_000
+/** How long a feedback frame's ack waits for its closures to settle (distributor `feedbackTimeoutMs`). */
+export const DEFAULT_FEEDBACK_TIMEOUT_MS = 30_000
 /**
  * Far above any healthy store's answer (Redis answers in well under a millisecond; a fork
  * for a snapshot or a slow disk stalls it for tens to hundreds), and well under a lease

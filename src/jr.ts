@@ -1,6 +1,7 @@
 import { DEFAULT_CONFIG, mergeConfig, type Config } from './config.js'
 import { Distributor } from './distributor/distributor.js'
 import type { JobHandle } from './distributor/job-handle.js'
+import { checkFeedbackHandlers, type FeedbackHandlers } from './distributor/feedback-handlers.js'
 import type { DistributorOptions, EnqueueOptions } from './distributor/options.js'
 import type { FeedbackCallback } from './distributor/tracked-job.js'
 import { InvalidArgumentError, NotReadyError } from './errors.js'
@@ -18,6 +19,8 @@ export class JobReactor {
   readonly config: Config = { ...DEFAULT_CONFIG }
   private distributorInstance: Distributor | undefined
   private nodeInstance: Node | undefined
+  /** Named feedback handlers, kept for the distributors started here (also those started later). */
+  private readonly feedbackHandlers = new Map<string, FeedbackHandlers>()
 
   /** Validates and merges settings; an unknown or bad option throws naming it. */
   configure(settings: Partial<Config>): Config {
@@ -38,6 +41,7 @@ export class JobReactor {
       throw new InvalidArgumentError('a distributor is already started in this process; construct Distributor for more')
     }
     const distributor = new Distributor(options, { alwaysUseSpecifiedNode: this.config.alwaysUseSpecifiedNode })
+    for (const [name, handlers] of this.feedbackHandlers) distributor.onFeedback(name, handlers)
     this.distributorInstance = distributor
     try {
       return await distributor.start()
@@ -60,6 +64,17 @@ export class JobReactor {
     onError?: FeedbackCallback<ArgsOf<N>>,
   ): JobHandle<ArgsOf<N>> {
     return this.requireDistributor().enqueue(name, args, opts, onSuccess, onError)
+  }
+
+  /**
+   * Registers the feedback handlers for job name `name` (see Distributor.onFeedback) on the
+   * process's distributor; called before `startDistributor`, they are registered on the
+   * distributor it starts.
+   */
+  onFeedback<N extends string>(name: N, handlers: FeedbackHandlers<ArgsOf<N>>): void {
+    checkFeedbackHandlers(name, handlers)
+    this.feedbackHandlers.set(name, { ...handlers } as FeedbackHandlers)
+    this.distributorInstance?.onFeedback(name, handlers)
   }
 
   /** Cancels a job by id (see Distributor.cancel). */

@@ -15,6 +15,8 @@ import { Acceptance } from './acceptance.js'
 import { Cancels } from './cancels.js'
 import { Dispatcher } from './dispatcher.js'
 import type { DistributorEventMap, DistributorEvents } from './events.js'
+import { FeedbackAcks } from './feedback-acks.js'
+import { checkFeedbackHandlers, type FeedbackHandlers } from './feedback-handlers.js'
 import { FeedbackRouter } from './feedback-router.js'
 import type { JobHandle } from './job-handle.js'
 import { JobTable } from './job-table.js'
@@ -67,6 +69,8 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   private readonly dispatcher: Dispatcher
   private readonly acceptance: Acceptance
   private readonly feedback: FeedbackRouter
+  private readonly acks: FeedbackAcks
+  private readonly handlers = new Map<string, FeedbackHandlers>()
   private readonly cancels: Cancels
   private seq = 0
   private closed = false
@@ -78,6 +82,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     const scheduleDispatch = (): void => this.dispatcher.schedule()
     const finishCancelled = (job: TrackedJob): void => this.feedback.finishCancelled(job)
     this.cancels = new Cancels({ finishCancelled }, this.jobs, this.pool, log)
+    this.acks = new FeedbackAcks(log, this.options.feedbackTimeoutMs)
     this.feedback = new FeedbackRouter(
       { isClosed: () => this.closed, scheduleDispatch, ended: (job, cancelled) => this.cancels.answer(job, cancelled) },
       this.cancels,
@@ -85,6 +90,8 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       this.queue,
       this.events,
       log,
+      this.handlers,
+      this.acks,
     )
     this.acceptance = new Acceptance(
       {
@@ -204,6 +211,18 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   }
 
   /**
+   * Registers the feedback handlers for job name `name` (replacing any registered before):
+   * a result of a job this distributor holds no closure for (it restarted since the
+   * enqueue) runs `success(args, info)` or `error(args, info)`; without a handler for its
+   * name it is a `feedback:orphan` event. `progress` is accepted but nothing sends progress
+   * yet. Throws InvalidArgumentError on a bad name or a handler that is not a function.
+   */
+  onFeedback<N extends string>(name: N, handlers: FeedbackHandlers<ArgsOf<N>>): void {
+    checkFeedbackHandlers(name, handlers)
+    this.handlers.set(name, { ...handlers } as FeedbackHandlers)
+  }
+
+  /**
    * Cancels a job by id: a job not yet run never runs, a periodic job stops. Resolves true
    * when it was cancelled before finishing, false when it had finished (or is unknown here).
    * Neither feedback closure runs for it; `done` resolves with the args as last known.
@@ -224,7 +243,8 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
    * Stops taking enqueues, rejects every unfinished job's `done` with
    * DistributorClosedError (their error closures get it as `args.error`), and closes every
    * connection. Nodes keep the feedback of jobs they accepted and deliver it to whichever
-   * distributor next listens at this address (as `feedback:orphan` there).
+   * distributor next listens at this address (through its named feedback handlers there,
+   * or as `feedback:orphan`).
    */
   async close(): Promise<void> {
     if (this.closed) return
@@ -234,6 +254,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     this.jobs.clear()
     this.queue.clear()
     this.acceptance.close()
+    this.acks.close()
     await this.server.close()
     this.safeEmit('close', {})
   }
@@ -271,6 +292,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     session.state = 'closed'
     this.pool.remove(session)
     this.acceptance.disarm(session)
+    this.acks.drop(session)
     // After close() every job was settled already: nothing goes back anywhere.
     if (this.closed) return
     this.feedback.linkLost(session)

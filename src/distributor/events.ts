@@ -19,9 +19,19 @@ export interface DistributorEventMap {
   'job:success': { id: string; name: string; run: number; node: string; args: JobArgsObject }
   'job:failed': { id: string; name: string; run: number; node: string; args: JobArgsObject }
   'job:cancelled': { id: string; name: string }
-  /** Feedback for a job this distributor does not hold (it restarted since the enqueue). */
-  'feedback:orphan': { id: string; run: number; kind: 'success' | 'error'; node: string; args: JobArgsObject }
-  /** A feedback closure threw; the distributor goes on. */
+  /**
+   * Feedback for a job this distributor does not hold (it restarted since the enqueue) and
+   * no named handler (onFeedback) takes. `name`: the job's name, when the node knows it.
+   */
+  'feedback:orphan': {
+    id: string
+    name?: string
+    run: number
+    kind: 'success' | 'error'
+    node: string
+    args: JobArgsObject
+  }
+  /** A feedback closure or named handler threw (or its promise rejected); the distributor goes on. */
   'feedback:error': { id: string; name: string; error: Error }
   close: Record<string, never>
 }

@@ -2,8 +2,10 @@ import { FRAME_ENVELOPE_BYTES } from '../config.js'
 import { FrameTooLargeError, JobFailedError, coerceError, serializeError, type JobsError } from '../errors.js'
 import type { Logger } from '../logger.js'
 import { decodeArgs, type JobArgsObject } from '../protocol/args.js'
-import { MessageType, type WireFeedback } from '../protocol/messages.js'
+import type { WireFeedback } from '../protocol/messages.js'
 import type { DistributorEvents } from './events.js'
+import type { FeedbackAcks, PendingClosure } from './feedback-acks.js'
+import type { FeedbackHandlers, FeedbackInfo } from './feedback-handlers.js'
 import type { JobTable } from './job-table.js'
 import type { NodeSession } from './node-session.js'
 import type { PendingQueue } from './pending-queue.js'
@@ -52,9 +54,15 @@ export class FeedbackRouter {
     private readonly queue: PendingQueue,
     private readonly events: DistributorEvents,
     private readonly log: Logger,
+    /** Named feedback handlers by job name (Distributor.onFeedback). */
+    private readonly handlers: ReadonlyMap<string, FeedbackHandlers>,
+    private readonly acks: FeedbackAcks,
   ) {}
 
   onFeedback(session: NodeSession, seq: number, items: WireFeedback[]): void {
+    // Closures that returned a promise: the frame's ack waits for them. Undefined (nothing
+    // allocated) while every closure is synchronous, the common case.
+    let pending: PendingClosure[] | undefined
     for (const item of items) {
       // A closure closed the distributor: the rest stays with the node (unacknowledged), for
       // whichever distributor listens here next.
@@ -62,13 +70,8 @@ export class FeedbackRouter {
       const job = this.jobs.get(item.id)
       if (job === undefined) {
         if (!this.recent.has(item.id) && !session.finished.has(item.id)) {
-          this.events.emit('feedback:orphan', {
-            id: item.id,
-            run: item.run,
-            kind: item.kind,
-            node: session.name,
-            args: argsOf(item),
-          })
+          const running = this.runHandler(session, item)
+          if (running !== undefined) (pending ??= []).push(running)
         } else if (!item.final) {
           // It ended here, yet this node still runs a schedule of it: a second copy (see below).
           this.copies.stopCopy(session, item.id)
@@ -91,7 +94,8 @@ export class FeedbackRouter {
       }
       if (!stale) {
         const event = item.kind === 'success' ? 'job:success' : 'job:failed'
-        this.runClosure(job, item.kind === 'success' ? job.onSuccess : job.onError, args)
+        const running = this.runClosure(job, item.kind === 'success' ? job.onSuccess : job.onError, args)
+        if (running !== undefined) (pending ??= []).push(running)
         if (this.events.wants(event))
           this.events.emit(event, { id: job.id, name: job.name, run: item.run, node: session.name, args })
       }
@@ -104,8 +108,38 @@ export class FeedbackRouter {
         job.run = item.run + 1
       }
     }
-    session.connection.send({ type: MessageType.FEEDBACK_ACK, seq })
+    this.acks.handled(session, seq, pending)
     this.ctx.scheduleDispatch()
+  }
+
+  /**
+   * A result for a job this distributor holds no record of (it restarted since the enqueue):
+   * the handler registered for its name runs it; without one, `feedback:orphan`. Returns
+   * what the frame's ack waits for when the handler returned a promise.
+   */
+  private runHandler(session: NodeSession, item: WireFeedback): PendingClosure | undefined {
+    const name = item.name
+    const handlers = name === undefined ? undefined : this.handlers.get(name)
+    const handler = item.kind === 'success' ? handlers?.success : handlers?.error
+    const args = argsOf(item)
+    if (handler === undefined || name === undefined) {
+      this.events.emit('feedback:orphan', {
+        id: item.id,
+        ...(name === undefined ? {} : { name }),
+        run: item.run,
+        kind: item.kind,
+        node: session.name,
+        args,
+      })
+      return undefined
+    }
+    const info: FeedbackInfo = { id: item.id, name, node: session.name, run: item.run, final: item.final }
+    try {
+      return this.watch(item.id, name, handler(args, info))
+    } catch (err) {
+      this.closureFailed(item.id, name, err)
+      return undefined
+    }
   }
 
   /**
@@ -173,20 +207,35 @@ export class FeedbackRouter {
     }
   }
 
-  private runClosure(job: TrackedJob, closure: FeedbackCallback | undefined, args: JobArgsObject): void {
-    if (closure === undefined) return
+  /** Runs a job's closure; returns what the frame's ack waits for when it returned a promise. */
+  private runClosure(
+    job: TrackedJob,
+    closure: FeedbackCallback | undefined,
+    args: JobArgsObject,
+  ): PendingClosure | undefined {
+    if (closure === undefined) return undefined
     try {
-      const result = closure(args)
-      if (result instanceof Promise) result.catch((err: unknown) => this.closureFailed(job, err))
+      return this.watch(job.id, job.name, closure(args))
     } catch (err) {
-      this.closureFailed(job, err)
+      this.closureFailed(job.id, job.name, err)
+      return undefined
     }
   }
 
-  private closureFailed(job: TrackedJob, thrown: unknown): void {
+  /** What a closure returned: a promise is watched until it settles (a rejection is reported). */
+  private watch(id: string, name: string, result: unknown): PendingClosure | undefined {
+    if (!(result instanceof Promise)) return undefined
+    const promise = result.then(
+      () => undefined,
+      (err: unknown) => this.closureFailed(id, name, err),
+    )
+    return { id, name, promise, settled: false }
+  }
+
+  private closureFailed(id: string, name: string, thrown: unknown): void {
     const error = coerceError(thrown)
-    this.log.error({ err: error, job: job.name, id: job.id }, 'feedback closure threw')
-    this.events.emit('feedback:error', { id: job.id, name: job.name, error })
+    this.log.error({ err: error, job: name, id }, 'feedback closure threw')
+    this.events.emit('feedback:error', { id, name, error })
   }
 }
 

@@ -4,6 +4,7 @@ import type { Connection } from '../protocol/connection.js'
 import { distributorProof, newNonce, nodeProof, proofMatches } from '../protocol/handshake.js'
 import { MessageType, PROTOCOL_VERSION, type HelloMessage, type WireJob } from '../protocol/messages.js'
 import { Timer } from '../scheduling/timer-heap.js'
+import type { HeldAck } from './feedback-acks.js'
 import { INSTANT_LOAD, type TrackedJob } from './tracked-job.js'
 
 interface SentFrame {
@@ -73,6 +74,8 @@ export class NodeSession {
   outgoing: TrackedJob[] = []
   /** Jobs finished by this node's feedback lately, whose acks may be lost if the link drops. */
   readonly finished = new IdRing(ACKED_WINDOW)
+  /** Feedback frames handled but not acknowledged yet, oldest first (FeedbackAcks); empty in the common case. */
+  readonly heldAcks: HeldAck[] = []
   readonly nonce = newNonce()
   connection!: Connection
   private dispatchSeq = 0

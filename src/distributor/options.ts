@@ -11,6 +11,7 @@ import {
   DEFAULT_HEARTBEAT_MS,
   DEFAULT_HOST,
   DEFAULT_ACCEPT_TIMEOUT_MS,
+  DEFAULT_FEEDBACK_TIMEOUT_MS,
   DEFAULT_MAX_CONNECTIONS,
   DEFAULT_MAX_HANDSHAKE_BYTES,
   MIN_MAX_FRAME_SIZE,
@@ -59,6 +60,12 @@ export interface DistributorOptions {
    * back and sent elsewhere; the node gets no more until it answers. @default 10000
    */
   acceptTimeoutMs?: number
+  /**
+   * A node's feedback is acknowledged once its closure or handler settled; one that has not
+   * settled this long is let go with a warning, and its feedback acknowledged (a hung closure
+   * must not hold back a node's outbox for ever). @default 30000
+   */
+  feedbackTimeoutMs?: number
   /** A job with `node` waits for that node. @default JR.config.alwaysUseSpecifiedNode */
   alwaysUseSpecifiedNode?: boolean
   /** A name for logs and for nodes' logs. @default 'distributor' */
@@ -81,6 +88,7 @@ export interface ResolvedDistributorOptions {
   maxConnections: number
   maxHandshakeBytes: number
   acceptTimeoutMs: number
+  feedbackTimeoutMs: number
   alwaysUseSpecifiedNode: boolean
   name: string
   logger: Logger
@@ -109,6 +117,7 @@ const DISTRIBUTOR_KEYS = optionKeys<DistributorOptions>({
   maxConnections: true,
   maxHandshakeBytes: true,
   acceptTimeoutMs: true,
+  feedbackTimeoutMs: true,
   alwaysUseSpecifiedNode: true,
   name: true,
   logger: true,
@@ -164,6 +173,10 @@ export function resolveDistributorOptions(
       o['acceptTimeoutMs'] === undefined
         ? DEFAULT_ACCEPT_TIMEOUT_MS
         : checkInteger('acceptTimeoutMs', o['acceptTimeoutMs'], 1),
+    feedbackTimeoutMs:
+      o['feedbackTimeoutMs'] === undefined
+        ? DEFAULT_FEEDBACK_TIMEOUT_MS
+        : checkInteger('feedbackTimeoutMs', o['feedbackTimeoutMs'], 1),
     alwaysUseSpecifiedNode:
       o['alwaysUseSpecifiedNode'] === undefined
         ? defaults.alwaysUseSpecifiedNode

@@ -58,7 +58,16 @@ export class FeedbackBuilder {
       encoded = pack({ ...decodeArgs(record.args), error: serializeError(problem) })
       kind = FeedbackKind.ERROR
     }
-    return { jobId: record.id, run: record.run, distributor: record.distributor, kind, final, cancelled, args: encoded }
+    return {
+      jobId: record.id,
+      name: record.name,
+      run: record.run,
+      distributor: record.distributor,
+      kind,
+      final,
+      cancelled,
+      args: encoded,
+    }
   }
 
   /**

@@ -203,6 +203,7 @@ export class FeedbackOutbox {
     const items = entries.map(
       ({ feedback: f }): WireFeedback => ({
         id: f.jobId,
+        name: f.name,
         run: f.run,
         kind: f.kind,
         final: f.final,

@@ -30,9 +30,11 @@ export function encodeMessageFrame(message: Message, maxFrameSize: number): Buff
       })
       break
     case MessageType.FEEDBACK:
-      frame = listFrame(message.type, message.seq, 'items', message.items, 48, (w, item) => {
-        w.arrayHeader(4)
+      frame = listFrame(message.type, message.seq, 'items', message.items, 64, (w, item) => {
+        w.arrayHeader(5)
         w.str(item.id)
+        if (item.name === undefined) w.nil()
+        else w.str(item.name)
         w.num(item.run)
         w.num(feedbackFlags(item))
         // Packed args are a msgpack map already: they go in as they are.

@@ -6,7 +6,7 @@ import type { JobArgsObject } from './args.js'
  * the handshake with a clear error instead of a protocol error later. What each version
  * changed: docs/protocol.md, "Version history".
  */
-export const PROTOCOL_VERSION = 5
+export const PROTOCOL_VERSION = 6
 
 export const MessageType = {
   /** distributor → node, first frame: protocol version and a fresh nonce. */
@@ -72,7 +72,8 @@ export interface WireJob extends JobRunOptions {
 }
 
 /**
- * On the wire a tuple [id, run, flags, args] with `args` a msgpack map inside the frame. A
+ * On the wire a tuple [id, name, run, flags, args] with `args` a msgpack map inside the frame
+ * and `name` nil when the node does not know it (a result stored before version 6). A
  * node sends the bytes it packed (and stored) for the result, written into the frame as
  * they are; a received item's args come out decoded with the rest of the frame, so the
  * distributor does not unpack every result on its own (that cost more than the rest of
@@ -80,6 +81,8 @@ export interface WireJob extends JobRunOptions {
  */
 export interface WireFeedback {
   id: string
+  /** The job's name: which named feedback handler runs where no closure is held for the job. */
+  name?: string | undefined
   run: number
   kind: 'success' | 'error'
   final: boolean

@@ -123,6 +123,10 @@ export class MsgpackWriter {
     this.pos += 9
   }
 
+  nil(): void {
+    this.byte(0xc0)
+  }
+
   bool(v: boolean): void {
     this.byte(v ? 0xc3 : 0xc2)
   }

@@ -200,18 +200,19 @@ const FINAL = 2
 const CANCELLED = 4
 
 function wireFeedback(value: unknown, path: string): WireFeedback {
-  const t = tuple(value, path, 4, 4)
-  const flags = t[2]
+  const t = tuple(value, path, 5, 5)
+  const flags = t[3]
   if (typeof flags !== 'number' || !Number.isInteger(flags) || flags < 0 || flags > 7) {
     fail(`${path}.flags`, 'an integer from 0 to 7', flags)
   }
   return {
     id: strV(t[0], `${path}.id`),
-    run: posIntV(t[1], `${path}.run`),
+    name: t[1] === null || t[1] === undefined ? undefined : strV(t[1], `${path}.name`),
+    run: posIntV(t[2], `${path}.run`),
     kind: (flags & ERROR_KIND) === 0 ? 'success' : 'error',
     final: (flags & FINAL) !== 0,
     cancelled: (flags & CANCELLED) !== 0,
-    args: plainMap(t[3], `${path}.args`),
+    args: plainMap(t[4], `${path}.args`),
   }
 }
 

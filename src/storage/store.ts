@@ -66,6 +66,11 @@ export type FeedbackKind = (typeof FeedbackKind)[keyof typeof FeedbackKind]
 /** A result waiting in the node's outbox until the distributor acknowledges it. */
 export interface FeedbackRecord {
   jobId: string
+  /**
+   * The job's name, sent with the feedback so that a distributor without a record of the
+   * job runs the handler for that name. Absent when unknown (a record stored before it was kept).
+   */
+  name?: string
   /** Run number (periodic jobs send one feedback per run); with jobId, the dedup key. */
   run: number
   distributor: string

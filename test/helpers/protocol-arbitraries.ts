@@ -55,6 +55,7 @@ const wireJob = fc.record(
 const resultArgs = fc.dictionary(text, fc.oneof(text, fc.integer(), fc.boolean()), { maxKeys: 3 })
 const wireFeedback = fc.record({
   id: text,
+  name: fc.option(text, { nil: undefined }),
   run: nat,
   kind: fc.constantFrom('success' as const, 'error' as const),
   final: fc.boolean(),

@@ -41,6 +41,7 @@ export function makeJob(id: string, overrides: Partial<JobRecord> = {}): JobReco
 export function makeFeedback(jobId: string, overrides: Partial<FeedbackRecord> = {}): FeedbackRecord {
   return {
     jobId,
+    name: 'noop',
     run: 1,
     distributor: '127.0.0.1:5000',
     kind: 'success',

@@ -27,6 +27,7 @@ export function toWire(message: Message): object {
         seq: message.seq,
         items: message.items.map((f) => [
           f.id,
+          f.name ?? null,
           f.run,
           feedbackFlags(f),
           f.args instanceof Uint8Array ? unpack(f.args) : f.args,

@@ -251,6 +251,19 @@ describe('RedisStore on a real redis-server', () => {
     expect(stored.find((j) => j.id === 'm2499')?.name).toBe('ünïcode-2499')
   })
 
+  it('reads a feedback record stored before the job name was kept: its name is unknown', async () => {
+    const store = await open('worker1')
+    const keys = nodeKeys('worker1', prefix)
+    const args = Uint8Array.of(0x80)
+    await admin.hset(keys.outbox, 'old:1', pack(['old', 1, '127.0.0.1:5000', 'success', true, false, args]))
+    await store.finishRun('new', { status: JobStatus.COMPLETE }, makeFeedback('new', { name: 'greet' }), false)
+    const outbox = await store.listFeedback()
+    const old = outbox.find((f) => f.jobId === 'old')
+    expect(old).toBeDefined()
+    expect('name' in old!).toBe(false)
+    expect(outbox.find((f) => f.jobId === 'new')?.name).toBe('greet')
+  })
+
   it('names a corrupt record instead of handing it to the node', async () => {
     const store = await open('worker1')
     const keys = nodeKeys('worker1', prefix)

@@ -95,8 +95,16 @@ const SAMPLES = {
     type: MessageType.FEEDBACK,
     seq: 3,
     items: [
-      { id: 'job-1', run: 1, kind: 'success', final: true, cancelled: false, args: { to: 'a@example.com', n: 3 } },
-      { id: 'job-2', run: 3, kind: 'error', final: false, cancelled: true, args: {} },
+      {
+        id: 'job-1',
+        name: 'send_mail',
+        run: 1,
+        kind: 'success',
+        final: true,
+        cancelled: false,
+        args: { to: 'a@example.com', n: 3 },
+      },
+      { id: 'job-2', name: undefined, run: 3, kind: 'error', final: false, cancelled: true, args: {} },
     ],
   },
   [MessageType.FEEDBACK_ACK]: { type: MessageType.FEEDBACK_ACK, seq: 3 },
@@ -120,7 +128,7 @@ describe('parseMessage round trip', () => {
   )
 
   it('feedback args packed by a node travel as the map they hold and arrive decoded', () => {
-    const item = { id: 'job-1', run: 1, kind: 'success', final: true, cancelled: false } as const
+    const item = { id: 'job-1', name: 'send_mail', run: 1, kind: 'success', final: true, cancelled: false } as const
     const parsed = parseMessage(
       unpack(
         encodeMessageFrame({ type: MessageType.FEEDBACK, seq: 1, items: [{ ...item, args }] }, 1 << 20).subarray(4),
@@ -171,8 +179,9 @@ describe('parseMessage round trip', () => {
       type: 'feedback',
       seq: 3,
       items: [
-        ['job-1', 1, 2, { to: 'a@example.com', n: 3 }],
-        ['job-2', 3, 5, {}],
+        // The name is nil when the node does not know it (a result stored before it was kept).
+        ['job-1', 'send_mail', 1, 2, { to: 'a@example.com', n: 3 }],
+        ['job-2', null, 3, 5, {}],
       ],
     })
     // Frame answers name the frame by number, nothing per job.
@@ -391,32 +400,42 @@ describe('parseMessage rejects', () => {
     ],
     [
       'feedback: flags out of range',
-      { type: 'feedback', seq: 1, items: [['job-1', 1, 8, args]] },
+      { type: 'feedback', seq: 1, items: [['job-1', 'x', 1, 8, args]] },
       "'feedback.items[0].flags' must be an integer from 0 to 7, got number",
     ],
     [
       'feedback: flags as a string',
-      { type: 'feedback', seq: 1, items: [['job-1', 1, 'final', args]] },
+      { type: 'feedback', seq: 1, items: [['job-1', 'x', 1, 'final', args]] },
       "'feedback.items[0].flags' must be an integer from 0 to 7, got string",
     ],
     [
       'feedback: an item not a tuple',
       { type: 'feedback', seq: 1, items: [{ id: 'job-1' }] },
-      "'feedback.items[0]' must be an array of 4 items, got object",
+      "'feedback.items[0]' must be an array of 5 items, got object",
     ],
     [
       'feedback: an item too long',
-      { type: 'feedback', seq: 1, items: [['job-1', 1, 2, args, true]] },
-      "'feedback.items[0]' must have 4 items, got 5",
+      { type: 'feedback', seq: 1, items: [['job-1', 'x', 1, 2, args, true]] },
+      "'feedback.items[0]' must have 5 items, got 6",
+    ],
+    [
+      'feedback: a version-5 item (no name)',
+      { type: 'feedback', seq: 1, items: [['job-1', 1, 2, {}]] },
+      "'feedback.items[0]' must have 5 items, got 4",
+    ],
+    [
+      'feedback: name not a string',
+      { type: 'feedback', seq: 1, items: [['job-1', 7, 1, 2, {}]] },
+      "'feedback.items[0].name' must be a string",
     ],
     [
       'feedback: args not a map',
-      { type: 'feedback', seq: 1, items: [['job-1', 1, 2, args]] },
+      { type: 'feedback', seq: 1, items: [['job-1', 'x', 1, 2, args]] },
       "'feedback.items[0].args' must be a map, got object",
     ],
     [
       'feedback: args a Date',
-      { type: 'feedback', seq: 1, items: [['job-1', 1, 2, new Date(0)]] },
+      { type: 'feedback', seq: 1, items: [['job-1', 'x', 1, 2, new Date(0)]] },
       "'feedback.items[0].args' must be a map",
     ],
     [

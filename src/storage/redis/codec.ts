@@ -109,11 +109,13 @@ export function decodeJob(key: string, fields: Record<string, Buffer>): JobRecor
 
 /**
  * A feedback record as stored: a msgpack tuple [jobId, run, distributor, kind, final,
- * cancelled, args]. A tuple rather than a map: it is written for every finished run, and
- * packing a map walks and writes every key name each time.
+ * cancelled, args, name]. A tuple rather than a map: it is written for every finished run, and
+ * packing a map walks and writes every key name each time. A record stored before the name
+ * was kept has 7 items: its name is unknown.
  */
 export function writeFeedback(w: MsgpackWriter, f: FeedbackRecord): void {
-  w.arrayHeader(7)
+  const named = f.name !== undefined
+  w.arrayHeader(named ? 8 : 7)
   w.str(f.jobId)
   w.num(f.run)
   w.str(f.distributor)
@@ -121,6 +123,7 @@ export function writeFeedback(w: MsgpackWriter, f: FeedbackRecord): void {
   w.bool(f.final)
   w.bool(f.cancelled)
   w.bin(f.args)
+  if (named) w.str(f.name as string)
 }
 
 export function decodeFeedback(key: string, field: string, bytes: Buffer): FeedbackRecord {
@@ -130,10 +133,11 @@ export function decodeFeedback(key: string, field: string, bytes: Buffer): Feedb
   } catch (err) {
     throw new StoreError(`feedback ${field} in ${key} is not msgpack`, { cause: err })
   }
-  const [jobId, run, distributor, kind, final, cancelled, args] = Array.isArray(value) ? value : []
+  const [jobId, run, distributor, kind, final, cancelled, args, name] = Array.isArray(value) ? value : []
   if (
     !Array.isArray(value) ||
-    value.length !== 7 ||
+    (value.length !== 7 && value.length !== 8) ||
+    (name !== undefined && typeof name !== 'string') ||
     typeof jobId !== 'string' ||
     typeof run !== 'number' ||
     typeof distributor !== 'string' ||
@@ -144,5 +148,7 @@ export function decodeFeedback(key: string, field: string, bytes: Buffer): Feedb
   ) {
     throw new StoreError(`feedback ${field} in ${key} is not a feedback record`)
   }
-  return { jobId, run, distributor, kind, final, cancelled, args }
+  const record: FeedbackRecord = { jobId, run, distributor, kind, final, cancelled, args }
+  if (name !== undefined) record.name = name
+  return record
 }
