@@ -40,6 +40,22 @@ export function checkInteger(field: string, value: unknown, min: number, max = N
   return value
 }
 
+/** `o[field]` as an integer in min..max, or `fallback` when it is not given. */
+export function integerOption<F extends number | undefined>(
+  o: Record<string, unknown>,
+  field: string,
+  fallback: F,
+  min: number,
+  max = Number.MAX_SAFE_INTEGER,
+): number | F {
+  return o[field] === undefined ? fallback : checkInteger(field, o[field], min, max)
+}
+
+/** `o[field]` as a boolean, or `fallback` when it is not given. */
+export function booleanOption(o: Record<string, unknown>, field: string, fallback: boolean): boolean {
+  return o[field] === undefined ? fallback : checkBoolean(field, o[field])
+}
+
 export function checkBoolean(field: string, value: unknown): boolean {
   if (typeof value !== 'boolean') bad(field, 'a boolean', value)
   return value

@@ -1,6 +1,6 @@
 import { AcceptTimeoutError, ProtocolError } from '../errors.js'
 import type { Logger } from '../logger.js'
-import { Scheduler } from '../scheduling/scheduler.js'
+import type { Scheduler } from '../scheduling/scheduler.js'
 import type { Timer } from '../scheduling/timer-heap.js'
 import type { DistributorEvents } from './events.js'
 import type { JobTable } from './job-table.js'
@@ -31,8 +31,6 @@ export interface AcceptanceContext {
  * `pending`. Load units (node-session.ts) follow: a delayed job stops counting once accepted.
  */
 export class Acceptance {
-  /** Every acceptance deadline of the distributor, one per session with unanswered frames. */
-  private readonly timers: Scheduler<Timer>
   private closed = false
 
   constructor(
@@ -42,11 +40,9 @@ export class Acceptance {
     private readonly events: DistributorEvents,
     private readonly log: Logger,
     private readonly timeoutMs: number,
-  ) {
-    this.timers = new Scheduler<Timer>((timer) => timer.fire(), undefined, {
-      onError: (err) => this.log.error({ err }, 'timer callback failed'),
-    })
-  }
+    /** The distributor's timers: one acceptance deadline per session with unanswered frames. */
+    private readonly timers: Pick<Scheduler<Timer>, 'schedule' | 'cancel'>,
+  ) {}
 
   /** Dispatch frames went to `session` at `now`: its deadline runs, unless older frames' runs already. */
   sent(session: NodeSession, now: number): void {
@@ -235,6 +231,5 @@ export class Acceptance {
 
   close(): void {
     this.closed = true
-    this.timers.close()
   }
 }

@@ -11,6 +11,8 @@ import { TypedEmitter } from '../events.js'
 import type { ArgsOf } from '../node/registry.js'
 import { encodeArgs } from '../protocol/args.js'
 import { MessageType, type Message } from '../protocol/messages.js'
+import { Scheduler } from '../scheduling/scheduler.js'
+import type { Timer } from '../scheduling/timer-heap.js'
 import { Acceptance } from './acceptance.js'
 import { Cancels } from './cancels.js'
 import { Dispatcher } from './dispatcher.js'
@@ -70,6 +72,8 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   private readonly acceptance: Acceptance
   private readonly feedback: FeedbackRouter
   private readonly acks: FeedbackAcks
+  /** Every timer of the distributor but the per-connection ones: acceptance and ack deadlines. */
+  private readonly timers: Scheduler<Timer>
   private readonly handlers = new Map<string, FeedbackHandlers>()
   private readonly cancels: Cancels
   private seq = 0
@@ -82,7 +86,10 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     const scheduleDispatch = (): void => this.dispatcher.schedule()
     const finishCancelled = (job: TrackedJob): void => this.feedback.finishCancelled(job)
     this.cancels = new Cancels({ finishCancelled }, this.jobs, this.pool, log)
-    this.acks = new FeedbackAcks(log, this.options.feedbackTimeoutMs)
+    this.timers = new Scheduler<Timer>((timer) => timer.fire(), undefined, {
+      onError: (err) => log.error({ err }, 'timer callback failed'),
+    })
+    this.acks = new FeedbackAcks(log, this.options.feedbackTimeoutMs, this.timers)
     this.feedback = new FeedbackRouter(
       { isClosed: () => this.closed, scheduleDispatch, ended: (job, cancelled) => this.cancels.answer(job, cancelled) },
       this.cancels,
@@ -105,6 +112,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       this.events,
       log,
       this.options.acceptTimeoutMs,
+      this.timers,
     )
     this.dispatcher = new Dispatcher(
       {
@@ -254,7 +262,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     this.jobs.clear()
     this.queue.clear()
     this.acceptance.close()
-    this.acks.close()
+    this.timers.close()
     await this.server.close()
     this.safeEmit('close', {})
   }

@@ -1,6 +1,6 @@
 import type { Logger } from '../logger.js'
 import { MessageType } from '../protocol/messages.js'
-import { Scheduler } from '../scheduling/scheduler.js'
+import type { Scheduler } from '../scheduling/scheduler.js'
 import { Timer } from '../scheduling/timer-heap.js'
 import type { NodeSession } from './node-session.js'
 
@@ -39,16 +39,12 @@ export interface HeldAck {
  * acknowledged; a frame leaves it only when it and every frame before it may be acknowledged.
  */
 export class FeedbackAcks {
-  private readonly timers: Scheduler<Timer>
-
   constructor(
     private readonly log: Logger,
     private readonly timeoutMs: number,
-  ) {
-    this.timers = new Scheduler<Timer>((timer) => timer.fire(), undefined, {
-      onError: (err) => this.log.error({ err }, 'timer callback failed'),
-    })
-  }
+    /** The distributor's timers: one deadline per frame whose closures still run. */
+    private readonly timers: Pick<Scheduler<Timer>, 'schedule' | 'cancel'>,
+  ) {}
 
   /** Feedback frame `seq` of `session` was handled; `pending`: the closures it left running. */
   handled(session: NodeSession, seq: number, pending: PendingClosure[] | undefined): void {
@@ -81,10 +77,6 @@ export class FeedbackAcks {
   drop(session: NodeSession): void {
     for (const frame of session.heldAcks) if (frame.timer !== undefined) this.timers.cancel(frame.timer)
     session.heldAcks.length = 0
-  }
-
-  close(): void {
-    this.timers.close()
   }
 
   private expired(session: NodeSession, frame: HeldAck): void {

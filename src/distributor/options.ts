@@ -1,7 +1,7 @@
 import type { TlsOptions } from 'node:tls'
 import {
-  checkBoolean,
-  checkInteger,
+  booleanOption,
+  integerOption,
   checkKnownKeys,
   checkNumber,
   checkPlainOptions,
@@ -133,7 +133,7 @@ export function resolveDistributorOptions(
   const host = o['host'] === undefined ? DEFAULT_HOST : checkString('host', o['host'])
   const secret = checkSecret('secret', o['secret'])
   const tls = o['tls'] === undefined ? undefined : (checkPlainOptions('tls', o['tls']) as TlsOptions)
-  const insecure = o['insecure'] === undefined ? false : checkBoolean('insecure', o['insecure'])
+  const insecure = booleanOption(o, 'insecure', false)
   if (!isLoopback(host) && secret === undefined && tls === undefined && !insecure) {
     throw new InvalidArgumentError(
       `refusing to listen on non-loopback host '${host}' without 'secret' or 'tls': anyone who reaches the port could take jobs; pass insecure: true to do it anyway`,
@@ -143,44 +143,19 @@ export function resolveDistributorOptions(
   const name = o['name'] === undefined ? 'distributor' : checkString('name', o['name'])
   return {
     host,
-    port: o['port'] === undefined ? DEFAULT_PORT : checkInteger('port', o['port'], 0, 65535),
+    port: integerOption(o, 'port', DEFAULT_PORT, 0, 65535),
     secret,
     tls,
-    maxPending: o['maxPending'] === undefined ? DEFAULT_MAX_PENDING : checkInteger('maxPending', o['maxPending'], 1),
-    maxFrameSize:
-      o['maxFrameSize'] === undefined
-        ? DEFAULT_MAX_FRAME_SIZE
-        : checkInteger('maxFrameSize', o['maxFrameSize'], MIN_MAX_FRAME_SIZE, 2 ** 31 - 1),
-    heartbeatMs:
-      o['heartbeatMs'] === undefined ? DEFAULT_HEARTBEAT_MS : checkInteger('heartbeatMs', o['heartbeatMs'], 10),
-    handshakeTimeoutMs:
-      o['handshakeTimeoutMs'] === undefined
-        ? DEFAULT_HANDSHAKE_TIMEOUT_MS
-        : checkInteger('handshakeTimeoutMs', o['handshakeTimeoutMs'], 1),
-    stallTimeoutMs:
-      o['stallTimeoutMs'] === undefined
-        ? DEFAULT_STALL_TIMEOUT_MS
-        : checkInteger('stallTimeoutMs', o['stallTimeoutMs'], 1),
-    maxConnections:
-      o['maxConnections'] === undefined
-        ? DEFAULT_MAX_CONNECTIONS
-        : checkInteger('maxConnections', o['maxConnections'], 1),
-    maxHandshakeBytes:
-      o['maxHandshakeBytes'] === undefined
-        ? DEFAULT_MAX_HANDSHAKE_BYTES
-        : checkInteger('maxHandshakeBytes', o['maxHandshakeBytes'], HANDSHAKE_MAX_FRAME_SIZE),
-    acceptTimeoutMs:
-      o['acceptTimeoutMs'] === undefined
-        ? DEFAULT_ACCEPT_TIMEOUT_MS
-        : checkInteger('acceptTimeoutMs', o['acceptTimeoutMs'], 1),
-    feedbackTimeoutMs:
-      o['feedbackTimeoutMs'] === undefined
-        ? DEFAULT_FEEDBACK_TIMEOUT_MS
-        : checkInteger('feedbackTimeoutMs', o['feedbackTimeoutMs'], 1),
-    alwaysUseSpecifiedNode:
-      o['alwaysUseSpecifiedNode'] === undefined
-        ? defaults.alwaysUseSpecifiedNode
-        : checkBoolean('alwaysUseSpecifiedNode', o['alwaysUseSpecifiedNode']),
+    maxPending: integerOption(o, 'maxPending', DEFAULT_MAX_PENDING, 1),
+    maxFrameSize: integerOption(o, 'maxFrameSize', DEFAULT_MAX_FRAME_SIZE, MIN_MAX_FRAME_SIZE, 2 ** 31 - 1),
+    heartbeatMs: integerOption(o, 'heartbeatMs', DEFAULT_HEARTBEAT_MS, 10),
+    handshakeTimeoutMs: integerOption(o, 'handshakeTimeoutMs', DEFAULT_HANDSHAKE_TIMEOUT_MS, 1),
+    stallTimeoutMs: integerOption(o, 'stallTimeoutMs', DEFAULT_STALL_TIMEOUT_MS, 1),
+    maxConnections: integerOption(o, 'maxConnections', DEFAULT_MAX_CONNECTIONS, 1),
+    maxHandshakeBytes: integerOption(o, 'maxHandshakeBytes', DEFAULT_MAX_HANDSHAKE_BYTES, HANDSHAKE_MAX_FRAME_SIZE),
+    acceptTimeoutMs: integerOption(o, 'acceptTimeoutMs', DEFAULT_ACCEPT_TIMEOUT_MS, 1),
+    feedbackTimeoutMs: integerOption(o, 'feedbackTimeoutMs', DEFAULT_FEEDBACK_TIMEOUT_MS, 1),
+    alwaysUseSpecifiedNode: booleanOption(o, 'alwaysUseSpecifiedNode', defaults.alwaysUseSpecifiedNode),
     name,
     logger: (o['logger'] as Logger | undefined) ?? createLogger(logLevel).child({ distributor: name }),
   }
@@ -286,8 +261,8 @@ export function resolveEnqueueOptions(input: unknown, now: number): ResolvedEnqu
     period,
     node: o['node'] === undefined ? undefined : checkString('node', o['node']),
     notNode: o['notNode'] === undefined ? undefined : checkString('notNode', o['notNode']),
-    defer: o['defer'] === undefined ? false : checkBoolean('defer', o['defer']),
-    maxAttempt: o['maxAttempt'] === undefined ? undefined : checkInteger('maxAttempt', o['maxAttempt'], 1),
+    defer: booleanOption(o, 'defer', false),
+    maxAttempt: integerOption(o, 'maxAttempt', undefined, 1),
     retry,
     timeout: o['timeout'] === undefined ? undefined : checkNumber('timeout', o['timeout'], 0.001),
   }

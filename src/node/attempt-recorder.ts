@@ -104,9 +104,8 @@ export class AttemptRecorder {
     args: JobArgsObject,
     now: number,
   ): Promise<void> | undefined {
-    const kind = outcome.kind === 'success' ? FeedbackKind.SUCCESS : FeedbackKind.ERROR
     // This run's result, made before the job moves on to the next run.
-    const feedback = this.ctx.builder.feedbackOf(job, kind, false, outcome.cancelled, args)
+    const feedback = this.resultOf(job, outcome, false, args)
     const patch: JobPatch = {
       status: JobStatus.NEW,
       attempt: 0,
@@ -114,7 +113,7 @@ export class AttemptRecorder {
       runDueAt: next.runDueAt,
       dueAt: next.dueAt,
     }
-    if (kind === FeedbackKind.ERROR) patch.failedAt = now
+    if (outcome.kind === 'error') patch.failedAt = now
     Object.assign(job, patch)
     return this.outage.persist(
       job.store,
@@ -134,8 +133,7 @@ export class AttemptRecorder {
     args: JobArgsObject,
     now: number,
   ): Promise<void> | undefined {
-    const kind = outcome.kind === 'success' ? FeedbackKind.SUCCESS : FeedbackKind.ERROR
-    const feedback = this.ctx.builder.feedbackOf(job, kind, true, outcome.cancelled, args)
+    const feedback = this.resultOf(job, outcome, true, args)
     const status = final.status
     job.phase = 'done'
     job.status = status
@@ -153,6 +151,12 @@ export class AttemptRecorder {
       () => job.store.finishRun(job.id, patch, feedback, final.remove),
       () => this.finished(job, feedback, outcome.cancelled),
     )
+  }
+
+  /** The feedback record of the run that just ended, success or error as its chain ended. */
+  private resultOf(job: LiveJob, outcome: ChainOutcome, final: boolean, args: JobArgsObject): FeedbackRecord {
+    const kind = outcome.kind === 'success' ? FeedbackKind.SUCCESS : FeedbackKind.ERROR
+    return this.ctx.builder.feedbackOf(job, kind, final, outcome.cancelled, args)
   }
 
   /** A job's end is stored: its feedback goes out. */

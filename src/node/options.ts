@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os'
 import {
-  checkBoolean,
-  checkInteger,
+  booleanOption,
+  integerOption,
   checkKnownKeys,
   checkPlainOptions,
   checkSecret,
@@ -173,17 +173,10 @@ export function resolveNodeOptions(input: unknown): ResolvedNodeOptions {
     // The whole URL is checked here, once, not when the store first connects.
     parseStorageUrl(storage)
   }
-  const concurrency =
-    o['concurrency'] === undefined ? DEFAULT_CONCURRENCY : checkInteger('concurrency', o['concurrency'], 1, 100_000)
+  const concurrency = integerOption(o, 'concurrency', DEFAULT_CONCURRENCY, 1, 100_000)
   const logLevel = resolveLogLevel(o['logLevel'])
-  const reconnectMinMs =
-    o['reconnectMinMs'] === undefined
-      ? DEFAULT_RECONNECT_MIN_MS
-      : checkInteger('reconnectMinMs', o['reconnectMinMs'], 1)
-  const reconnectMaxMs =
-    o['reconnectMaxMs'] === undefined
-      ? DEFAULT_RECONNECT_MAX_MS
-      : checkInteger('reconnectMaxMs', o['reconnectMaxMs'], reconnectMinMs)
+  const reconnectMinMs = integerOption(o, 'reconnectMinMs', DEFAULT_RECONNECT_MIN_MS, 1)
+  const reconnectMaxMs = integerOption(o, 'reconnectMaxMs', DEFAULT_RECONNECT_MAX_MS, reconnectMinMs)
   return {
     name,
     distributors,
@@ -191,37 +184,19 @@ export function resolveNodeOptions(input: unknown): ResolvedNodeOptions {
     registry: o['registry'] as JobRegistry | undefined,
     storage: storage as string | Store,
     concurrency,
-    window: o['window'] === undefined ? concurrency * DEFAULT_WINDOW_PER_SLOT : checkInteger('window', o['window'], 1),
+    window: integerOption(o, 'window', concurrency * DEFAULT_WINDOW_PER_SLOT, 1),
     secret: checkSecret('secret', o['secret']),
     tls: o['tls'] === undefined ? undefined : (checkPlainOptions('tls', o['tls']) as NodeTlsOptions),
-    maxFrameSize:
-      o['maxFrameSize'] === undefined
-        ? DEFAULT_MAX_FRAME_SIZE
-        : checkInteger('maxFrameSize', o['maxFrameSize'], MIN_MAX_FRAME_SIZE, 2 ** 31 - 1),
+    maxFrameSize: integerOption(o, 'maxFrameSize', DEFAULT_MAX_FRAME_SIZE, MIN_MAX_FRAME_SIZE, 2 ** 31 - 1),
     reconnectMinMs,
     reconnectMaxMs,
-    stallTimeoutMs:
-      o['stallTimeoutMs'] === undefined
-        ? DEFAULT_STALL_TIMEOUT_MS
-        : checkInteger('stallTimeoutMs', o['stallTimeoutMs'], 1),
-    handshakeTimeoutMs:
-      o['handshakeTimeoutMs'] === undefined
-        ? DEFAULT_HANDSHAKE_TIMEOUT_MS
-        : checkInteger('handshakeTimeoutMs', o['handshakeTimeoutMs'], 1),
-    storeTimeoutMs:
-      o['storeTimeoutMs'] === undefined
-        ? DEFAULT_STORE_TIMEOUT_MS
-        : checkInteger('storeTimeoutMs', o['storeTimeoutMs'], 1),
-    shutdownTimeoutMs:
-      o['shutdownTimeoutMs'] === undefined
-        ? DEFAULT_SHUTDOWN_TIMEOUT_MS
-        : checkInteger('shutdownTimeoutMs', o['shutdownTimeoutMs'], 0),
-    workerThreads:
-      o['workerThreads'] === undefined
-        ? Math.max(1, availableParallelism() - 1)
-        : checkInteger('workerThreads', o['workerThreads'], 1, 1024),
-    takeover: o['takeover'] === undefined ? false : checkBoolean('takeover', o['takeover']),
-    leaseMs: o['leaseMs'] === undefined ? DEFAULT_LEASE_MS : checkInteger('leaseMs', o['leaseMs'], 100),
+    stallTimeoutMs: integerOption(o, 'stallTimeoutMs', DEFAULT_STALL_TIMEOUT_MS, 1),
+    handshakeTimeoutMs: integerOption(o, 'handshakeTimeoutMs', DEFAULT_HANDSHAKE_TIMEOUT_MS, 1),
+    storeTimeoutMs: integerOption(o, 'storeTimeoutMs', DEFAULT_STORE_TIMEOUT_MS, 1),
+    shutdownTimeoutMs: integerOption(o, 'shutdownTimeoutMs', DEFAULT_SHUTDOWN_TIMEOUT_MS, 0),
+    workerThreads: integerOption(o, 'workerThreads', Math.max(1, availableParallelism() - 1), 1, 1024),
+    takeover: booleanOption(o, 'takeover', false),
+    leaseMs: integerOption(o, 'leaseMs', DEFAULT_LEASE_MS, 100),
     logLevel,
     logger: (o['logger'] as Logger | undefined) ?? createLogger(logLevel).child({ node: name }),
   }

@@ -236,6 +236,15 @@ function list<T>(o: Obj, key: string, path: string, read: (v: unknown, path: str
 }
 
 /** Validates a decoded frame into a Message, or throws ProtocolError naming the bad field. */
+/** The optional fields hello and welcome share: a proof of the secret, a frame limit. */
+function handshakeExtras<M extends { proof?: Uint8Array; maxFrameSize?: number }>(o: Obj, p: string, message: M): M {
+  const proof = optional(o, 'proof', bytes, p)
+  if (proof !== undefined) message.proof = proof
+  const maxFrameSize = optional(o, 'maxFrameSize', posInt, p)
+  if (maxFrameSize !== undefined) message.maxFrameSize = maxFrameSize
+  return message
+}
+
 export function parseMessage(value: unknown): Message {
   const o = obj(value, 'message')
   const type = o['type']
@@ -260,11 +269,7 @@ export function parseMessage(value: unknown): Message {
         durable: bool(o, 'durable', p),
         nonce: bytes(o, 'nonce', p),
       }
-      const proof = optional(o, 'proof', bytes, p)
-      if (proof !== undefined) hello.proof = proof
-      const maxFrameSize = optional(o, 'maxFrameSize', posInt, p)
-      if (maxFrameSize !== undefined) hello.maxFrameSize = maxFrameSize
-      return hello
+      return handshakeExtras(o, p, hello)
     }
     case MessageType.WELCOME: {
       const welcome: WelcomeMessage = {
@@ -272,11 +277,7 @@ export function parseMessage(value: unknown): Message {
         distributor: str(o, 'distributor', p),
         heartbeatMs: posInt(o, 'heartbeatMs', p),
       }
-      const proof = optional(o, 'proof', bytes, p)
-      if (proof !== undefined) welcome.proof = proof
-      const maxFrameSize = optional(o, 'maxFrameSize', posInt, p)
-      if (maxFrameSize !== undefined) welcome.maxFrameSize = maxFrameSize
-      return welcome
+      return handshakeExtras(o, p, welcome)
     }
     case MessageType.ERROR:
       return { type, code: str(o, 'code', p), message: str(o, 'message', p) }

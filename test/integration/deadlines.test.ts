@@ -10,8 +10,10 @@ import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { Distributor } from '../../src/distributor/distributor.js'
+import { resolveDistributorOptions } from '../../src/distributor/options.js'
 import { ErrorCode, InvalidArgumentError, StoreError } from '../../src/errors.js'
 import { Node } from '../../src/node/node.js'
+import { resolveNodeOptions } from '../../src/node/options.js'
 import { JobRegistry } from '../../src/node/registry.js'
 import { RedisStore } from '../../src/storage/redis/redis-store.js'
 import { JobStatus, type JobPatch, type JobRecord } from '../../src/storage/store.js'
@@ -24,6 +26,7 @@ import {
   FIXTURE_JOBS,
   Resources,
   spawnConnectedNode,
+  spawnNode,
   startDistributor,
   startNode,
 } from '../helpers/cluster.js'
@@ -91,7 +94,7 @@ function header(length: number): Buffer {
 describe('before the handshake', () => {
   it('200 strangers each declaring a 16 MiB frame are dropped at once, the distributor holds next to nothing for them, and a real node completes 2,000 jobs meanwhile', async () => {
     const d = await distributorProcess()
-    const node = spawnNodeFor(d.port, 'worker')
+    spawnNode(res, ['--name', 'worker', '--distributor', `127.0.0.1:${d.port}`, '--jobs', FIXTURE_JOBS])
     // Warmed up first: what 2,000 jobs make the heap grow to is not what strangers cost.
     expect(await d.ask('run 2000 noop')).toEqual({ done: 2000 })
     const before = (await d.ask('rss'))['rss'] as number
@@ -124,7 +127,6 @@ describe('before the handshake', () => {
     // 64 KiB read buffer and its state, about 70 MiB. Before the limit, these 200
     // connections alone made it hold 200 MiB (the 1 MiB each had sent of its frame).
     expect(grew).toBeLessThan(4 * MiB + 1024 * 66 * 1024)
-    await node.close()
   })
 
   it('what connections in their handshake hold is capped as a whole (maxHandshakeBytes): past it, the newest are dropped', async () => {
@@ -169,7 +171,6 @@ describe('before the handshake', () => {
 
   it('a node whose job names do not fit in a handshake frame says so at start', async () => {
     const d = await startDistributor(res)
-    const { JobRegistry } = await import('../../src/node/registry.js')
     const registry = new JobRegistry()
     for (let i = 0; i < 2000; i++) registry.define(`a-rather-long-job-name-number-${i}`, () => {})
     const node = new Node({ name: 'many-jobs', distributors: [`127.0.0.1:${d.port}`], registry }, config())
@@ -177,23 +178,6 @@ describe('before the handshake', () => {
     await node.close()
   })
 })
-
-function spawnNodeFor(port: number, name: string): { close: () => Promise<void> } {
-  const bin = fileURLToPath(new URL('../../bin/jr-node.js', import.meta.url))
-  const jobs = fileURLToPath(new URL('../fixtures/jobs', import.meta.url))
-  const child = spawn(
-    process.execPath,
-    [bin, '--name', name, '--distributor', `127.0.0.1:${port}`, '--jobs', jobs, '--log-level', 'error'],
-    { stdio: 'ignore' },
-  )
-  res.add(child, (c) => c.kill('SIGKILL'))
-  return {
-    close: async () => {
-      child.kill('SIGTERM')
-      await new Promise((resolve) => child.once('exit', resolve))
-    },
-  }
-}
 
 describe('a node that never accepts', () => {
   async function muteNode(d: Distributor): Promise<FakePeer> {
@@ -264,8 +248,6 @@ describe('a node that never accepts', () => {
   })
 
   it('acceptTimeoutMs, maxHandshakeBytes, storeTimeoutMs and handshakeTimeoutMs are validated, naming the option', async () => {
-    const { resolveDistributorOptions } = await import('../../src/distributor/options.js')
-    const { resolveNodeOptions } = await import('../../src/node/options.js')
     const defaults = { alwaysUseSpecifiedNode: false }
     expect(() => resolveDistributorOptions({ acceptTimeoutMs: 0 }, defaults)).toThrow(InvalidArgumentError)
     expect(() => resolveDistributorOptions({ acceptTimeoutMs: 'soon' }, defaults)).toThrow(/'acceptTimeoutMs'/)
