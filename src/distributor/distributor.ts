@@ -10,6 +10,7 @@ import {
 import { TypedEmitter } from '../events.js'
 import type { ArgsOf } from '../node/registry.js'
 import { encodeArgs } from '../protocol/args.js'
+import { defaultAdvertise } from '../protocol/identity.js'
 import { MessageType, type Message } from '../protocol/messages.js'
 import { Scheduler } from '../scheduling/scheduler.js'
 import type { Timer } from '../scheduling/timer-heap.js'
@@ -78,6 +79,11 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   private readonly cancels: Cancels
   private seq = 0
   private closed = false
+  /** Resolved at start: the default name is the advertised address, known once listening. */
+  private memberName: string | undefined
+  private advertised: string | undefined
+  /** Gone members of the group whose work this one took over. */
+  private readonly answersFor: string[] = []
 
   constructor(options: DistributorOptions = {}, defaults = { alwaysUseSpecifiedNode: false }) {
     super()
@@ -132,6 +138,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
         onMessage: (session, message) => this.onMessage(session, message),
         onDrain: scheduleDispatch,
         onClose: (session, reason) => this.releaseSession(session, reason),
+        identity: () => ({ group: this.group, name: this.name, answersFor: this.answersFor }),
       },
       this.options,
       () => new NodeSession(this.acceptance.onDeadline),
@@ -143,6 +150,21 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   /** The bound port (the real one when listening on port 0). */
   get port(): number {
     return this.server.port
+  }
+
+  /** The application this distributor belongs to (option `group`). */
+  get group(): string {
+    return this.options.group
+  }
+
+  /** This member's name in its group: the `name` option, else the advertised address (known from start). */
+  get name(): string {
+    return this.memberName ?? this.options.name ?? ''
+  }
+
+  /** The `host:port` nodes are told to dial (option `advertise`, else the listening address); known from start. */
+  get advertise(): string {
+    return this.advertised ?? this.options.advertise ?? ''
   }
 
   get listening(): boolean {
@@ -167,8 +189,16 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   async start(): Promise<this> {
     if (this.server.started) return this
     await this.server.start()
+    this.advertised = this.options.advertise ?? defaultAdvertise(this.options.host, this.port)
+    this.memberName = this.options.name ?? this.advertised
     this.log.info(
-      { host: this.options.host, port: this.port, tls: this.options.tls !== undefined },
+      {
+        host: this.options.host,
+        port: this.port,
+        tls: this.options.tls !== undefined,
+        group: this.group,
+        name: this.name,
+      },
       'distributor listening',
     )
     this.safeEmit('listening', { host: this.options.host, port: this.port })
@@ -343,6 +373,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       case MessageType.DISPATCH:
       case MessageType.FEEDBACK_ACK:
       case MessageType.CANCEL:
+      case MessageType.ANSWERS:
         session.connection.close(new ProtocolError(`unexpected '${message.type}' from a node`))
         return
       default: {

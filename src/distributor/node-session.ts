@@ -41,6 +41,14 @@ class IdRing {
   }
 }
 
+/** Who the distributor is, as its welcome tells a node. */
+export interface WelcomeIdentity {
+  group: string
+  name: string
+  /** Gone members of the group this one answers for. */
+  answersFor: readonly string[]
+}
+
 /**
  * One node as seen by the distributor, over one connection.
  *
@@ -171,7 +179,7 @@ export class NodeSession {
   acceptHello(
     hello: HelloMessage,
     secret: string | undefined,
-    distributorName: string,
+    identity: WelcomeIdentity,
     heartbeatMs: number,
     maxFrameSize: number,
   ): void {
@@ -205,7 +213,9 @@ export class NodeSession {
     this.connection.authenticated()
     this.connection.send({
       type: MessageType.WELCOME,
-      distributor: distributorName,
+      group: identity.group,
+      name: identity.name,
+      ...(identity.answersFor.length === 0 ? {} : { answersFor: [...identity.answersFor] }),
       heartbeatMs,
       maxFrameSize,
       ...(proof === undefined ? {} : { proof }),

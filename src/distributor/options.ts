@@ -22,6 +22,7 @@ import {
   isLoopback,
 } from '../config.js'
 import { InvalidArgumentError } from '../errors.js'
+import { checkAdvertise, checkGroup, checkMemberName, DEFAULT_GROUP } from '../protocol/identity.js'
 import { DEFAULT_MAX_FRAME_SIZE, HANDSHAKE_MAX_FRAME_SIZE } from '../protocol/frame.js'
 import { createLogger, resolveLogLevel, type Logger, type LogLevel } from '../logger.js'
 import type { JobRunOptions } from '../protocol/messages.js'
@@ -68,8 +69,22 @@ export interface DistributorOptions {
   feedbackTimeoutMs?: number
   /** A job with `node` waits for that node. @default JR.config.alwaysUseSpecifiedNode */
   alwaysUseSpecifiedNode?: boolean
-  /** A name for logs and for nodes' logs. @default 'distributor' */
+  /**
+   * The application this distributor belongs to: its replicas share a group, and what one
+   * member leaves behind another one receives. @default 'default'
+   */
+  group?: string
+  /**
+   * This member of the group. Nodes file its jobs and their feedback under (group, name), so
+   * a distributor started again with the same name receives what was owed to it, at any
+   * address. @default the advertised `host:port`
+   */
   name?: string
+  /**
+   * The `host:port` nodes should dial, when it is not the listening address (listening on
+   * 0.0.0.0, in a container, behind NAT). @default `host:port` (the host name for a wildcard host)
+   */
+  advertise?: string
   logger?: Logger
   /** @default 'info' (or JR_LOG_LEVEL) */
   logLevel?: LogLevel
@@ -90,7 +105,10 @@ export interface ResolvedDistributorOptions {
   acceptTimeoutMs: number
   feedbackTimeoutMs: number
   alwaysUseSpecifiedNode: boolean
-  name: string
+  group: string
+  /** Undefined until the port is known: the default name is the advertised address. */
+  name: string | undefined
+  advertise: string | undefined
   logger: Logger
 }
 
@@ -119,7 +137,9 @@ const DISTRIBUTOR_KEYS = optionKeys<DistributorOptions>({
   acceptTimeoutMs: true,
   feedbackTimeoutMs: true,
   alwaysUseSpecifiedNode: true,
+  group: true,
   name: true,
+  advertise: true,
   logger: true,
   logLevel: true,
 })
@@ -140,7 +160,9 @@ export function resolveDistributorOptions(
     )
   }
   const logLevel = resolveLogLevel(o['logLevel'])
-  const name = o['name'] === undefined ? 'distributor' : checkString('name', o['name'])
+  const group = o['group'] === undefined ? DEFAULT_GROUP : checkGroup('group', o['group'])
+  const name = o['name'] === undefined ? undefined : checkMemberName('name', o['name'])
+  const advertise = o['advertise'] === undefined ? undefined : checkAdvertise('advertise', o['advertise'])
   return {
     host,
     port: integerOption(o, 'port', DEFAULT_PORT, 0, 65535),
@@ -156,8 +178,12 @@ export function resolveDistributorOptions(
     acceptTimeoutMs: integerOption(o, 'acceptTimeoutMs', DEFAULT_ACCEPT_TIMEOUT_MS, 1),
     feedbackTimeoutMs: integerOption(o, 'feedbackTimeoutMs', DEFAULT_FEEDBACK_TIMEOUT_MS, 1),
     alwaysUseSpecifiedNode: booleanOption(o, 'alwaysUseSpecifiedNode', defaults.alwaysUseSpecifiedNode),
+    group,
     name,
-    logger: (o['logger'] as Logger | undefined) ?? createLogger(logLevel).child({ distributor: name }),
+    advertise,
+    logger:
+      (o['logger'] as Logger | undefined) ??
+      createLogger(logLevel).child({ group, ...(name === undefined ? {} : { distributor: name }) }),
   }
 }
 

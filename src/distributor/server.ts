@@ -7,7 +7,7 @@ import { Connection } from '../protocol/connection.js'
 import { HANDSHAKE_MAX_FRAME_SIZE } from '../protocol/frame.js'
 import { MessageType, type Message } from '../protocol/messages.js'
 import type { DistributorEvents } from './events.js'
-import type { NodeSession } from './node-session.js'
+import type { NodeSession, WelcomeIdentity } from './node-session.js'
 import type { ResolvedDistributorOptions } from './options.js'
 
 /** What the server hands the rest of the distributor. */
@@ -20,6 +20,8 @@ export interface ServerContext {
   onDrain(): void
   /** The connection of a node past the handshake closed (`reason`: why, when it failed). */
   onClose(session: NodeSession, reason: JobsError | undefined): void
+  /** Who this distributor is, for the welcome. */
+  identity(): WelcomeIdentity
 }
 
 /**
@@ -175,7 +177,7 @@ export class Server {
       session.acceptHello(
         message,
         this.options.secret,
-        this.options.name,
+        this.ctx.identity(),
         this.options.heartbeatMs,
         this.options.maxFrameSize,
       )

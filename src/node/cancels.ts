@@ -9,8 +9,8 @@ import type { StoreOutage } from './store-outage.js'
 
 /** What cancels need of their node. */
 export interface CancelContext {
-  /** The link to the distributor at `distributorKey`, if the node serves it. */
-  linkFor(distributorKey: string): DistributorLink | undefined
+  /** The ready link that receives what is filed under distributor identity `identity`. */
+  linkFor(identity: string): DistributorLink | undefined
   /** Puts a job on its timer, or in the ready queue when it is due. */
   schedule(job: LiveJob): void
   /** Takes a job off its timer. */
@@ -43,7 +43,7 @@ export class Cancels {
       link.send({
         type: MessageType.CANCEL_RESULT,
         id,
-        outcome: this.outbox.holdsFinal(link.key, id) ? 'finished' : 'unknown',
+        outcome: this.outbox.holdsFinal(link.identity, id) ? 'finished' : 'unknown',
       })
       return
     }
@@ -107,7 +107,7 @@ export class Cancels {
    */
   dropJobsOf(link: DistributorLink): void {
     for (const job of this.live.values()) {
-      if (job.distributor !== link.key) continue
+      if (job.distributor !== link.identity) continue
       if (job.phase === 'running') {
         // Still held while it runs: one id is never run twice at once here (a copy sent
         // back meanwhile is "already ours", and its own again).

@@ -9,6 +9,7 @@ import {
   ProtocolError,
 } from '../errors.js'
 import type { Logger } from '../logger.js'
+import { identityKey } from '../protocol/identity.js'
 import { Connection } from '../protocol/connection.js'
 import { HANDSHAKE_MAX_FRAME_SIZE } from '../protocol/frame.js'
 import { distributorProof, newNonce, nodeProof, proofMatches } from '../protocol/handshake.js'
@@ -35,7 +36,8 @@ export interface LinkContext {
 export interface LinkOptions {
   host: string
   port: number
-  key: string
+  /** `host:port`, for logs and to tell links apart. */
+  address: string
   secret: string | undefined
   tls: NodeTlsOptions | undefined
   maxFrameSize: number
@@ -56,8 +58,13 @@ export interface LinkOptions {
  */
 export class DistributorLink {
   state: 'idle' | 'connecting' | 'handshake' | 'ready' | 'backoff' | 'closed' = 'idle'
-  /** Name the distributor gave in its welcome. */
-  distributorName = ''
+  /** The distributor's group and member name, from its welcome. */
+  group = ''
+  memberName = ''
+  /** `group/name`: what the node files this distributor's jobs and feedback under. */
+  identity = ''
+  /** Gone members of its group it answers for (welcome and `answers` messages). */
+  answersFor: string[] = []
   /** The distributor's frame limit, from its welcome: nothing bigger may be sent to it. */
   peerMaxFrameSize = Infinity
   private connection: Connection | undefined
@@ -76,9 +83,9 @@ export class DistributorLink {
     readonly options: LinkOptions,
   ) {}
 
-  /** The key the node's jobs and feedback are filed under: the address it dials. */
-  get key(): string {
-    return this.options.key
+  /** The `host:port` dialled. */
+  get address(): string {
+    return this.options.address
   }
 
   get ready(): boolean {
@@ -151,7 +158,7 @@ export class DistributorLink {
     const timeoutMs = this.options.handshakeTimeoutMs
     this.handshakeTimer = setTimeout(() => {
       if (this.connection !== connection || this.state === 'ready') return
-      connection.close(new HandshakeTimeoutError(`no welcome from distributor ${this.key} within ${timeoutMs} ms`))
+      connection.close(new HandshakeTimeoutError(`no welcome from distributor ${this.address} within ${timeoutMs} ms`))
       socket.destroy()
     }, timeoutMs)
     this.nonce = newNonce()
@@ -176,7 +183,7 @@ export class DistributorLink {
         const fields = this.ctx.helloFields()
         const { secret } = this.options
         if (message.auth && secret === undefined) {
-          this.options.log.error({ distributor: this.key }, 'distributor requires a secret and this node has none')
+          this.options.log.error({ distributor: this.address }, 'distributor requires a secret and this node has none')
         }
         this.serverNonce = message.nonce
         connection.send({
@@ -196,7 +203,7 @@ export class DistributorLink {
           if (!proofMatches(expected, message.proof)) {
             // A distributor that cannot prove the secret may be an impostor collecting jobs' results.
             this.failures = Math.max(this.failures, 8)
-            connection.close(new AuthError(`distributor ${this.key} did not prove the shared secret`))
+            connection.close(new AuthError(`distributor ${this.address} did not prove the shared secret`))
             return
           }
         }
@@ -204,7 +211,10 @@ export class DistributorLink {
         clearTimeout(this.handshakeTimer)
         connection.authenticated()
         this.failures = 0
-        this.distributorName = message.distributor
+        this.group = message.group
+        this.memberName = message.name
+        this.identity = identityKey(message.group, message.name)
+        this.answersFor = message.answersFor ?? []
         this.peerMaxFrameSize = message.maxFrameSize ?? Infinity
         connection.startHeartbeat(message.heartbeatMs)
         this.up = true
@@ -214,7 +224,7 @@ export class DistributorLink {
       case MessageType.ERROR: {
         const level = message.code === ErrorCode.AUTH ? 'error' : 'warn'
         this.options.log[level](
-          { distributor: this.key, code: message.code },
+          { distributor: this.address, code: message.code },
           `distributor refused the handshake: ${message.message}`,
         )
         // Do not hammer a distributor that refuses us: go straight to long backoff.
@@ -245,7 +255,7 @@ export class DistributorLink {
     // The first failure in a row is worth a warning (a wrong CA or address would otherwise
     // go unnoticed); the redials after it are not.
     this.options.log[wasUp || this.failures === 1 ? 'warn' : 'debug'](
-      { distributor: this.key, reason: reason?.message, retryInMs: delay },
+      { distributor: this.address, reason: reason?.message, retryInMs: delay },
       wasUp ? 'lost the distributor; redialling' : 'cannot reach the distributor; redialling',
     )
     this.timer = setTimeout(() => {

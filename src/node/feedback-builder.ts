@@ -16,8 +16,8 @@ import { FeedbackKind, type FeedbackRecord, type JobRecord } from '../storage/st
 export interface BuilderContext {
   /** This node's frame limit. */
   readonly maxFrameSize: number
-  /** The node's links by distributor key: each knows its distributor's frame limit. */
-  readonly links: ReadonlyMap<string, { readonly peerMaxFrameSize: number }>
+  /** The link that receives what is filed under a distributor identity: it knows that distributor's frame limit. */
+  linkFor(identity: string): { readonly peerMaxFrameSize: number } | undefined
   readonly log: Logger
 }
 
@@ -42,7 +42,7 @@ export class FeedbackBuilder {
     args: JobArgsObject,
   ): FeedbackRecord {
     const limit =
-      Math.min(this.ctx.maxFrameSize, this.ctx.links.get(record.distributor)?.peerMaxFrameSize ?? Infinity) -
+      Math.min(this.ctx.maxFrameSize, this.ctx.linkFor(record.distributor)?.peerMaxFrameSize ?? Infinity) -
       FRAME_ENVELOPE_BYTES
     let encoded: Buffer | undefined
     let problem: JobsError | undefined

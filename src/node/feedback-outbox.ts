@@ -7,7 +7,8 @@ import type { DistributorLink } from './distributor-link.js'
 
 /** What the outbox needs of its node. */
 export interface OutboxContext {
-  linkFor(distributorKey: string): DistributorLink | undefined
+  /** The ready link that receives what is filed under distributor identity `key`. */
+  linkFor(key: string): DistributorLink | undefined
   /** Other chains are running or due: feedback may wait a moment to share a frame. */
   busy(): boolean
   maxFrameSize: number
@@ -31,6 +32,8 @@ interface SentFrames {
   /** The last frame number used: frames are numbered from 1 on every connection. */
   seq: number
   frames: { seq: number; entries: Entry[] }[]
+  /** Boxes (by identity) whose results went out over this connection: new ones follow as they come. */
+  boxes: Set<string>
 }
 
 /**
@@ -42,7 +45,7 @@ interface SentFrames {
  * acknowledges frames, by number: each frame remembers the entries it carried.
  */
 export class FeedbackOutbox {
-  /** By distributor key, in the order the results were produced. */
+  /** By distributor identity, in the order the results were produced. */
   private readonly boxes = new Map<string, LinkedList<Entry>>()
   private readonly batches = new Map<DistributorLink, Entry[]>()
   private readonly sent = new Map<DistributorLink, SentFrames>()
@@ -78,7 +81,10 @@ export class FeedbackOutbox {
     // A link that is up now would otherwise carry it only after its next reconnect.
     for (const [key, entries] of fresh) {
       const link = this.ctx.linkFor(key)
-      if (link?.ready === true) this.send(link, entries)
+      if (link?.ready !== true) continue
+      // A box this connection carried already gets only what is new; another, all it holds.
+      if (this.sentOn(link).boxes.has(key)) this.send(link, entries)
+      else this.sendBox(link, key)
     }
   }
 
@@ -87,6 +93,8 @@ export class FeedbackOutbox {
     const entry = this.file(feedback, store)
     const link = this.ctx.linkFor(feedback.distributor)
     if (link?.ready !== true) return
+    // A box new since the last route() is this connection's from now on.
+    this.sentOn(link).boxes.add(feedback.distributor)
     let batch = this.batches.get(link)
     if (batch === undefined) this.batches.set(link, (batch = []))
     batch.push(entry)
@@ -105,8 +113,8 @@ export class FeedbackOutbox {
    * the distributor still hears how the job ended. A scan, made only for a cancel of a job
    * the node no longer holds.
    */
-  holdsFinal(distributorKey: string, jobId: string): boolean {
-    const box = this.boxes.get(distributorKey)
+  holdsFinal(identity: string, jobId: string): boolean {
+    const box = this.boxes.get(identity)
     if (box === undefined) return false
     for (const entry of box.values()) if (entry.feedback.jobId === jobId && entry.feedback.final) return true
     return false
@@ -119,9 +127,35 @@ export class FeedbackOutbox {
 
   /** A link (re)connected: everything still unacknowledged for it goes out again. */
   resend(link: DistributorLink): void {
-    this.sent.set(link, { seq: 0, frames: [] })
-    const box = this.boxes.get(link.key)
+    this.sent.set(link, { seq: 0, frames: [], boxes: new Set() })
+    this.route()
+  }
+
+  /**
+   * Sends each box to the link that receives it now, unless that connection carried it
+   * already: after a link came up or went down, or a distributor said it answers for a gone
+   * member of its group. A result may so reach two members (the first connection dropped
+   * before its ack): at-least-once, and the second drops what it knows as a duplicate.
+   */
+  route(): void {
+    for (const [key, box] of this.boxes) {
+      if (box.size === 0) continue
+      const link = this.ctx.linkFor(key)
+      if (link?.ready === true && !this.sentOn(link).boxes.has(key)) this.sendBox(link, key)
+    }
+  }
+
+  /** Everything filed under `key` goes over `link`'s connection, and what follows too. */
+  private sendBox(link: DistributorLink, key: string): void {
+    this.sentOn(link).boxes.add(key)
+    const box = this.boxes.get(key)
     if (box !== undefined && box.size > 0) this.send(link, box.values())
+  }
+
+  private sentOn(link: DistributorLink): SentFrames {
+    let sent = this.sent.get(link)
+    if (sent === undefined) this.sent.set(link, (sent = { seq: 0, frames: [], boxes: new Set() }))
+    return sent
   }
 
   /**
@@ -129,17 +163,17 @@ export class FeedbackOutbox {
    * every one that was held (a result sent twice, after a reconnect, is dropped once).
    */
   ack(link: DistributorLink, seq: number, each?: (feedback: FeedbackRecord) => void): void {
-    const box = this.boxes.get(link.key)
     const sent = this.sent.get(link)
-    if (box === undefined || sent === undefined) return
+    if (sent === undefined) return
     // One store call per store (usually one): a frame's acks are one round trip. Made on
     // the first durable result: an ack of a memory node's feedback (one per frame, on the
     // path of every job at one in flight) allocates nothing here.
     let byStore: Map<Store, FeedbackId[]> | undefined
     while (sent.frames.length > 0 && (sent.frames[0] as SentFrames['frames'][number]).seq <= seq) {
       for (const entry of (sent.frames.shift() as SentFrames['frames'][number]).entries) {
-        if (entry.list !== box) continue
-        box.remove(entry)
+        // Acknowledged already (it went out twice: after a reconnect, or to two members).
+        if (entry.list === undefined) continue
+        entry.list.remove(entry)
         const { feedback, store } = entry
         each?.(feedback)
         // A memory store was never written (see StoreOutage.persist).
@@ -196,8 +230,7 @@ export class FeedbackOutbox {
 
   /** Numbers the frame and remembers what it carried: the ack names the frame, not the items. */
   private sendFrame(link: DistributorLink, entries: Entry[]): void {
-    let sent = this.sent.get(link)
-    if (sent === undefined) this.sent.set(link, (sent = { seq: 0, frames: [] }))
+    const sent = this.sentOn(link)
     const seq = ++sent.seq
     sent.frames.push({ seq, entries })
     const items = entries.map(

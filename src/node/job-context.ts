@@ -20,6 +20,7 @@ export class AttemptContext implements JobContext {
   readonly dueAt: number
   readonly period: number | undefined
   readonly run: number
+  /** The identity (`group/name`) of the distributor that sent the job. */
   readonly distributor: string
   readonly #baseLog: Logger
   readonly #record: JobRecord

@@ -97,7 +97,7 @@ export class JobIntake {
         dueAt: wire.dueAt,
         runDueAt: wire.dueAt,
         defer: wire.defer ?? false,
-        distributor: link.key,
+        distributor: link.identity,
         createdAt: now,
         phase: 'saving',
         cancelRequested: false,

@@ -3,7 +3,8 @@ import type { JobsError, SerializedError } from '../errors.js'
 export interface NodeEventMap {
   /** Started: store open, jobs loaded, unfinished jobs resumed, distributors being dialled. */
   ready: { name: string; jobs: string[]; resumed: number }
-  'link:up': { distributor: string }
+  /** `distributor`: the address dialled; `group` and `name`: who answered there. */
+  'link:up': { distributor: string; group: string; name: string }
   'link:down': { distributor: string; reason: JobsError | undefined }
   'job:accepted': { id: string; name: string }
   'job:start': { id: string; name: string; attempt: number; run: number }

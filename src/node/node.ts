@@ -17,6 +17,7 @@ import { hasLeases, type Store } from '../storage/store.js'
 import { AttemptRecorder } from './attempt-recorder.js'
 import { AttemptRunner } from './attempt-runner.js'
 import { Cancels } from './cancels.js'
+import { DistributorDirectory } from './distributor-directory.js'
 import { DistributorLink, type LinkContext } from './distributor-link.js'
 import { FeedbackBuilder } from './feedback-builder.js'
 import { FeedbackOutbox } from './feedback-outbox.js'
@@ -70,10 +71,13 @@ export class Node extends TypedEmitter<NodeEventMap> {
   private store!: Store
   private readonly config: Config
   private readonly clock: Clock
+  /** By the address dialled. */
   private readonly links = new Map<string, DistributorLink>()
+  /** Which link receives what is filed under a distributor identity. */
+  private readonly directory = new DistributorDirectory()
   private readonly live = new LiveJobs<LiveJob>()
   private readonly scheduler: Scheduler<TimerItem>
-  /** Unacknowledged feedback per distributor key, in the order it was produced. */
+  /** Unacknowledged feedback per distributor identity, in the order it was produced. */
   private readonly outbox: FeedbackOutbox
   private readonly builder: FeedbackBuilder
   private readonly outage: StoreOutage
@@ -113,14 +117,14 @@ export class Node extends TypedEmitter<NodeEventMap> {
     this.registry = opts.registry ?? new JobRegistry()
     // The parts reach one another only through the contexts made here.
     const now = (): number => clock.now()
-    const linkFor = (key: string): DistributorLink | undefined => this.links.get(key)
+    const linkFor = (identity: string): DistributorLink | undefined => this.directory.linkFor(identity)
     const schedule = (job: LiveJob): void => this.runner.schedule(job)
     this.scheduler = new Scheduler<TimerItem>((item) => this.onTimer(item), clock, {
       onError: (err) => log.error({ err }, 'timer callback failed'),
     })
     this.storeGuard = new StoreGuard({ now, after: this.after }, opts.storeTimeoutMs)
     this.outbox = new FeedbackOutbox({ linkFor, busy: () => this.runner.busy, maxFrameSize: opts.maxFrameSize, log })
-    this.builder = new FeedbackBuilder({ maxFrameSize: opts.maxFrameSize, links: this.links, log })
+    this.builder = new FeedbackBuilder({ maxFrameSize: opts.maxFrameSize, linkFor, log })
     this.outage = new StoreOutage({
       log,
       ping: () => (this.state === 'closed' ? undefined : this.store.ping()),
@@ -201,9 +205,9 @@ export class Node extends TypedEmitter<NodeEventMap> {
     return this.live.size
   }
 
-  /** Distributors this node is connected to now. */
+  /** Addresses of the distributors this node is connected to now. */
   get connectedDistributors(): string[] {
-    return [...this.links.values()].filter((l) => l.ready).map((l) => l.key)
+    return [...this.links.values()].filter((l) => l.ready).map((l) => l.address)
   }
 
   async start(): Promise<this> {
@@ -237,7 +241,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
         reconnectMaxMs: this.options.reconnectMaxMs,
         log: this.log,
       })
-      this.links.set(d.key, link)
+      this.links.set(d.address, link)
       link.start()
     }
     this.safeEmit('ready', { name: this.name, jobs: this.registry.names(), resumed })
@@ -322,15 +326,22 @@ export class Node extends TypedEmitter<NodeEventMap> {
       durable: this.store.durable,
     }),
     onReady: (link) => {
-      this.log.info({ distributor: link.key, distributorName: link.distributorName }, 'connected to distributor')
+      this.log.info(
+        { distributor: link.address, group: link.group, name: link.memberName, answersFor: link.answersFor.length },
+        'connected to distributor',
+      )
+      this.directory.up(link)
       if (!this.accepting) link.send({ type: MessageType.STATE, accepting: false })
       this.outbox.resend(link)
-      this.safeEmit('link:up', { distributor: link.key })
+      this.safeEmit('link:up', { distributor: link.address, group: link.group, name: link.memberName })
     },
     onMessage: (link, message) => this.onMessage(link, message),
     onDown: (link, reason) => {
+      this.directory.down(link)
       if (!this.store.durable) this.cancels.dropJobsOf(link)
-      this.safeEmit('link:down', { distributor: link.key, reason })
+      // What it received goes to a member that answers for it, if one is connected.
+      this.outbox.route()
+      this.safeEmit('link:down', { distributor: link.address, reason })
     },
   }
 
@@ -344,8 +355,13 @@ export class Node extends TypedEmitter<NodeEventMap> {
         return this.onFeedbackAck(link, message.seq)
       case MessageType.CANCEL:
         return this.cancels.onCancel(link, message.id)
+      case MessageType.ANSWERS:
+        link.answersFor.push(...message.names)
+        this.directory.answers(link, message.names)
+        this.outbox.route()
+        return
       case MessageType.ERROR:
-        this.log.warn({ distributor: link.key, code: message.code }, `distributor reported: ${message.message}`)
+        this.log.warn({ distributor: link.address, code: message.code }, `distributor reported: ${message.message}`)
         return
       case MessageType.CHALLENGE:
       case MessageType.HELLO:

@@ -96,7 +96,7 @@ export interface NodeOptions {
 
 export interface ResolvedNodeOptions {
   name: string
-  distributors: { key: string; host: string; port: number }[]
+  distributors: { address: string; host: string; port: number }[]
   jobDirectory: string | undefined
   registry: JobRegistry | undefined
   storage: string | Store
@@ -155,7 +155,7 @@ export function resolveNodeOptions(input: unknown): ResolvedNodeOptions {
   }
   const distributors = list.map((entry, i) => {
     const { host, port } = parseHostPort(`distributors[${i}]`, entry)
-    return { key: `${host}:${port}`, host, port }
+    return { address: `${host}:${port}`, host, port }
   })
   const storage = o['storage'] ?? 'memory'
   if (

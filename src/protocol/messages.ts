@@ -6,7 +6,7 @@ import type { JobArgsObject } from './args.js'
  * the handshake with a clear error instead of a protocol error later. What each version
  * changed: docs/protocol.md, "Version history".
  */
-export const PROTOCOL_VERSION = 6
+export const PROTOCOL_VERSION = 7
 
 export const MessageType = {
   /** distributor → node, first frame: protocol version and a fresh nonce. */
@@ -36,6 +36,11 @@ export const MessageType = {
   CANCEL_RESULT: 'cancel-result',
   /** node → distributor: these jobs wait out a retry backoff here; they hold no slot of my window. */
   WAITING: 'waiting',
+  /**
+   * distributor → node: this member now answers for these gone members of its group (it
+   * adopted their spools): their jobs' feedback comes here while they are not connected.
+   */
+  ANSWERS: 'answers',
 } as const
 export type MessageType = (typeof MessageType)[keyof typeof MessageType]
 
@@ -116,7 +121,11 @@ export interface HelloMessage {
 }
 export interface WelcomeMessage {
   type: typeof MessageType.WELCOME
-  distributor: string
+  /** The distributor's group and member name: the node files its jobs and feedback under them. */
+  group: string
+  name: string
+  /** Gone members of the group this one answers for (see ANSWERS); absent when none. */
+  answersFor?: string[]
   heartbeatMs: number
   /** The largest frame the distributor accepts; the node sends nothing bigger. */
   maxFrameSize?: number
@@ -183,6 +192,12 @@ export interface WaitingMessage {
   ids: string[]
 }
 
+export interface AnswersMessage {
+  type: typeof MessageType.ANSWERS
+  /** Member names of the sender's group. */
+  names: string[]
+}
+
 export type Message =
   | ChallengeMessage
   | HelloMessage
@@ -198,3 +213,4 @@ export type Message =
   | CancelMessage
   | CancelResultMessage
   | WaitingMessage
+  | AnswersMessage

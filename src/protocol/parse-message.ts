@@ -274,9 +274,12 @@ export function parseMessage(value: unknown): Message {
     case MessageType.WELCOME: {
       const welcome: WelcomeMessage = {
         type,
-        distributor: str(o, 'distributor', p),
+        group: str(o, 'group', p),
+        name: str(o, 'name', p),
         heartbeatMs: posInt(o, 'heartbeatMs', p),
       }
+      const answersFor = optional(o, 'answersFor', strings, p)
+      if (answersFor !== undefined) welcome.answersFor = answersFor
       return handshakeExtras(o, p, welcome)
     }
     case MessageType.ERROR:
@@ -312,6 +315,8 @@ export function parseMessage(value: unknown): Message {
     }
     case MessageType.WAITING:
       return { type, ids: strings(o, 'ids', p) }
+    case MessageType.ANSWERS:
+      return { type, names: strings(o, 'names', p) }
     default:
       throw new ProtocolError(
         typeof type === 'string' ? `unknown message type '${type.slice(0, 64)}'` : `'message.type' must be a string`,

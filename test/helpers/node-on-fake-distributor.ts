@@ -12,7 +12,7 @@ import { fakeDistributor, type FakePeer } from './fake-peer.js'
 export async function welcome(peer: FakePeer): Promise<HelloMessage> {
   peer.send({ type: 'challenge', protocolVersion: PROTOCOL_VERSION, nonce: randomBytes(NONCE_SIZE), auth: false })
   const hello = await peer.nextOfType('hello')
-  peer.send({ type: 'welcome', distributor: 'fake', heartbeatMs: 1000 })
+  peer.send({ type: 'welcome', group: 'default', name: 'fake', heartbeatMs: 1000 })
   return hello
 }
 

@@ -87,8 +87,15 @@ export const message: fc.Arbitrary<Message> = fc.oneof(
     },
   ),
   fc.record(
-    { type: fc.constant(MessageType.WELCOME), distributor: text, heartbeatMs: nat, proof: bin },
-    { requiredKeys: ['type', 'distributor', 'heartbeatMs'] },
+    {
+      type: fc.constant(MessageType.WELCOME),
+      group: text,
+      name: text,
+      answersFor: fc.array(text, { maxLength: 3 }),
+      heartbeatMs: nat,
+      proof: bin,
+    },
+    { requiredKeys: ['type', 'group', 'name', 'heartbeatMs'] },
   ),
   fc.record({ type: fc.constant(MessageType.ERROR), code: text, message: text }),
   fc.record({ type: fc.constant(MessageType.PING) }),
@@ -110,6 +117,8 @@ export const message: fc.Arbitrary<Message> = fc.oneof(
     id: text,
     outcome: fc.constantFrom('cancelled' as const, 'finished' as const, 'unknown' as const),
   }),
+  fc.record({ type: fc.constant(MessageType.WAITING), ids: fc.array(text, { maxLength: 5 }) }),
+  fc.record({ type: fc.constant(MessageType.ANSWERS), names: fc.array(text, { maxLength: 5 }) }),
 )
 
 /** Any msgpack-able value a hostile peer could encode, odd containers included. */

@@ -29,11 +29,17 @@ describe('handshake', () => {
   })
 
   it('welcomes a valid hello and emits node:connect', async () => {
-    const d = await startDistributor(res, { name: 'main' })
+    const d = await startDistributor(res, { group: 'web', name: 'main' })
     const connected = d.waitFor('node:connect', (e) => e.node === 'fake-1')
     const peer = await connectPeer(res, d)
     const { welcome } = await peer.handshake({ node: 'fake-1', jobs: ['noop', 'echo'], concurrency: 3, window: 6 })
-    expect(welcome).toEqual({ type: 'welcome', distributor: 'main', heartbeatMs: 1000, maxFrameSize: 16 * 1024 * 1024 })
+    expect(welcome).toEqual({
+      type: 'welcome',
+      group: 'web',
+      name: 'main',
+      heartbeatMs: 1000,
+      maxFrameSize: 16 * 1024 * 1024,
+    })
     expect(await connected).toEqual({ node: 'fake-1', jobs: ['noop', 'echo'], concurrency: 3, durable: false })
     expect(d.nodes).toEqual(['fake-1'])
   })

@@ -81,7 +81,7 @@ describe('garbage closes only the connection that sent it', () => {
     {
       what: 'a welcome sent by the node side',
       handshake: true,
-      send: (p) => p.send({ type: 'welcome', distributor: 'me', heartbeatMs: 1000 }),
+      send: (p) => p.send({ type: 'welcome', group: 'default', name: 'me', heartbeatMs: 1000 }),
       names: "unexpected 'welcome' from a node",
     },
     {

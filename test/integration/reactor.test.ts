@@ -113,7 +113,7 @@ describe('JobReactor behaviours', () => {
       attempt: 1,
       status: 'in progress',
       node: 'w1',
-      distributor: `127.0.0.1:${d.port}`,
+      distributor: `default/127.0.0.1:${d.port}`,
     })
   })
 

@@ -191,7 +191,8 @@ describe('shared secret', () => {
       const forged = proof(nonce, hello)
       peer.sendMessage({
         type: MessageType.WELCOME,
-        distributor: 'impostor',
+        group: 'default',
+        name: 'impostor',
         heartbeatMs: 1000,
         ...(forged === undefined ? {} : { proof: forged }),
       })

@@ -75,7 +75,7 @@ function newLink(
   const link = new DistributorLink(node, {
     host: '127.0.0.1',
     port,
-    key: `127.0.0.1:${port}`,
+    address: `127.0.0.1:${port}`,
     secret: undefined,
     tls: undefined,
     maxFrameSize: 1 << 20,
@@ -114,7 +114,8 @@ async function welcome(
   const hello = await peer.nextOfType(MessageType.HELLO)
   peer.send({
     type: MessageType.WELCOME,
-    distributor: options.name ?? 'main',
+    group: 'default',
+    name: options.name ?? 'main',
     heartbeatMs: 600_000,
     ...(options.maxFrameSize === undefined ? {} : { maxFrameSize: options.maxFrameSize }),
     ...(options.secret === undefined
@@ -149,10 +150,10 @@ describe('DistributorLink handshake', () => {
     expect(link.send({ type: MessageType.ACCEPTED, seq: 1 })).toBe(false)
     expect(node.events).toEqual([])
 
-    peer.send({ type: MessageType.WELCOME, distributor: 'main', heartbeatMs: 600_000, maxFrameSize: 65_536 })
+    peer.send({ type: MessageType.WELCOME, group: 'default', name: 'main', heartbeatMs: 600_000, maxFrameSize: 65_536 })
     await node.seen('ready 1')
     expect(link.ready).toBe(true)
-    expect(link.distributorName).toBe('main')
+    expect(link.memberName).toBe('main')
     expect(link.peerMaxFrameSize).toBe(65_536)
 
     // Ready: what the distributor sends goes to the node, what the node sends goes out.
@@ -175,7 +176,8 @@ describe('DistributorLink handshake', () => {
     expect(hello.proof).toEqual(nodeProof('sesame', nonce, hello.nonce, 'n1'))
     peer.send({
       type: MessageType.WELCOME,
-      distributor: 'main',
+      group: 'default',
+      name: 'main',
       heartbeatMs: 600_000,
       proof: distributorProof('sesame', nonce, hello.nonce, 'n1'),
     })
@@ -198,7 +200,7 @@ describe('DistributorLink handshake', () => {
     },
     {
       what: 'a welcome before any challenge',
-      script: (peer) => peer.send({ type: MessageType.WELCOME, distributor: 'main', heartbeatMs: 600_000 }),
+      script: (peer) => peer.send({ type: MessageType.WELCOME, group: 'default', name: 'main', heartbeatMs: 600_000 }),
       code: ErrorCode.PROTOCOL,
       names: "'welcome' before 'challenge'",
     },
@@ -293,7 +295,7 @@ describe('DistributorLink across connections', () => {
     await welcome(second, { name: 'main-restarted' })
     await node.seen('ready 2')
     expect(link.generation).toBe(2)
-    expect(link.distributorName).toBe('main-restarted')
+    expect(link.memberName).toBe('main-restarted')
     // Frame numbers start again on every connection: an answer to frame 6 of the first one
     // would name another frame here. It is dropped; this connection's own goes out.
     expect(link.sendOn(1, { type: MessageType.ACCEPTED, seq: 6 })).toBe(false)

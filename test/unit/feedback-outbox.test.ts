@@ -26,7 +26,7 @@ class RecordingLink extends DistributorLink {
     super(neverDialled, {
       host: '127.0.0.1',
       port: 1,
-      key,
+      address: key,
       secret: undefined,
       tls: undefined,
       maxFrameSize: 16 * 1024 * 1024,
@@ -36,6 +36,7 @@ class RecordingLink extends DistributorLink {
       reconnectMaxMs: 10,
       log: createLogger('silent'),
     })
+    this.identity = key
   }
   /** Up: as after a welcome; down: as while it redials. */
   setConnected(up: boolean): void {

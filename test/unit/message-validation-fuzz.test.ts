@@ -47,10 +47,12 @@ describe('msgpack and message validation against arbitrary input', () => {
     const kind = (v: unknown): string =>
       v === null ? 'null' : Array.isArray(v) ? 'array' : v instanceof Uint8Array ? 'bin' : typeof v
     const wrong = ['text', -1.5, 7, true, null, [], ['x'], {}, { type: 'ping' }, Buffer.from([1, 2])]
+    // Optional fields read nil as absent.
+    const required = (k: string): boolean => k !== 'type' && k !== 'proof' && k !== 'answersFor'
     const mutated = message
-      .filter((m) => Object.keys(m).some((k) => k !== 'type' && k !== 'proof'))
+      .filter((m) => Object.keys(m).some(required))
       .chain((m) => {
-        const keys = Object.keys(m).filter((k) => k !== 'type' && k !== 'proof')
+        const keys = Object.keys(m).filter(required)
         return fc.tuple(fc.constant(m), fc.constantFrom(...keys), fc.constantFrom(...wrong))
       })
       .filter(([m, key, replacement]) => kind((m as unknown as Record<string, unknown>)[key]) !== kind(replacement))

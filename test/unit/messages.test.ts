@@ -71,7 +71,9 @@ const SAMPLES = {
   },
   [MessageType.WELCOME]: {
     type: MessageType.WELCOME,
-    distributor: 'main',
+    group: 'default',
+    name: 'main',
+    answersFor: ['web-0', 'web-1'],
     heartbeatMs: 5000,
     proof: Buffer.alloc(32, 1),
   },
@@ -111,6 +113,7 @@ const SAMPLES = {
   [MessageType.CANCEL]: { type: MessageType.CANCEL, id: 'job-1' },
   [MessageType.CANCEL_RESULT]: { type: MessageType.CANCEL_RESULT, id: 'job-1', outcome: 'finished' },
   [MessageType.WAITING]: { type: MessageType.WAITING, ids: ['job-1', 'job-2'] },
+  [MessageType.ANSWERS]: { type: MessageType.ANSWERS, names: ['web-2'] },
 } satisfies { [K in MessageType]: Extract<Message, { type: K }> }
 
 describe('parseMessage round trip', () => {
@@ -157,8 +160,8 @@ describe('parseMessage round trip', () => {
     expect(parsedHello).toEqual(hello)
     expect('proof' in parsedHello).toBe(false)
 
-    const welcome = roundTrip({ type: 'welcome', distributor: 'd', heartbeatMs: 0 })
-    expect(welcome).toEqual({ type: 'welcome', distributor: 'd', heartbeatMs: 0 })
+    const welcome = roundTrip({ type: 'welcome', group: 'g', name: 'd', heartbeatMs: 0 })
+    expect(welcome).toEqual({ type: 'welcome', group: 'g', name: 'd', heartbeatMs: 0 })
     expect('proof' in welcome).toBe(false)
 
     const dispatch = roundTrip({ type: 'dispatch', seq: 0, jobs: [] })

@@ -77,7 +77,7 @@ describe('distributor and node options', () => {
     expect(d).toMatchObject({ host: '127.0.0.1', port: 5000, maxPending: 1_000_000, alwaysUseSpecifiedNode: true })
     const n = resolveNodeOptions({ name: 'w1' })
     expect(n).toMatchObject({ concurrency: 100, window: 1000, storage: 'memory', takeover: false })
-    expect(n.distributors).toEqual([{ key: '127.0.0.1:5000', host: '127.0.0.1', port: 5000 }])
+    expect(n.distributors).toEqual([{ address: '127.0.0.1:5000', host: '127.0.0.1', port: 5000 }])
   })
 
   it('names bad values', () => {
