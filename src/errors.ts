@@ -25,6 +25,8 @@ export const ErrorCode = {
   STORE_TIMEOUT: 'ERR_STORE_TIMEOUT',
   ACCEPT_TIMEOUT: 'ERR_ACCEPT_TIMEOUT',
   JOB_FILE: 'ERR_JOB_FILE',
+  NAME_TAKEN: 'ERR_NAME_TAKEN',
+  HANDED_OVER: 'ERR_HANDED_OVER',
 } as const
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode]
@@ -157,6 +159,26 @@ export class DistributorClosedError extends JobsError {
   }
 }
 
+/** A distributor started with the name of a live member of its group (another process renews that name's lease). */
+export class NameTakenError extends JobsError {
+  constructor(message: string) {
+    super(message, ErrorCode.NAME_TAKEN)
+  }
+}
+
+/**
+ * `done` of a job that outlives its distributor's close(): it stays in the group's spool (or
+ * with the durable node that accepted it), and its result reaches the named feedback
+ * handlers of the member that resumes or adopts it. Not a failure: no error closure runs.
+ */
+export class HandedOverError extends JobsError {
+  constructor(
+    message = 'distributor closed; the job lives on in its spool and its result reaches the named feedback handlers of the member that takes it over',
+  ) {
+    super(message, ErrorCode.HANDED_OVER)
+  }
+}
+
 /** `JR.enqueue` / `JR.cancel` before `JR.startDistributor()`. */
 export class NotReadyError extends JobsError {
   constructor(message = 'no distributor in this process: call JR.startDistributor() first') {
@@ -238,6 +260,8 @@ export const ERROR_CLASSES: { readonly [C in ErrorCode]: ErrorClass } = {
   [ErrorCode.STORE_TIMEOUT]: StoreTimeoutError,
   [ErrorCode.ACCEPT_TIMEOUT]: AcceptTimeoutError,
   [ErrorCode.JOB_FILE]: JobFileError,
+  [ErrorCode.NAME_TAKEN]: NameTakenError,
+  [ErrorCode.HANDED_OVER]: HandedOverError,
 }
 
 const CODES: ReadonlySet<string> = new Set(Object.values(ErrorCode))

@@ -19,6 +19,8 @@ export {
   CancelJob,
   ConnectionClosedError,
   DistributorClosedError,
+  HandedOverError,
+  NameTakenError,
   ErrorCode,
   FrameTooLargeError,
   HandshakeError,

@@ -18,6 +18,8 @@ export interface AcceptanceContext {
   finishCancelled(job: TrackedJob): void
   /** Cancels a copy of a job on a node that should not run it (see Cancels.stopCopy). */
   stopCopy(session: NodeSession, id: string, job?: TrackedJob): void
+  /** A durable node stored `job`: it survives this process there. */
+  owned(job: TrackedJob): void
 }
 
 /**
@@ -75,7 +77,10 @@ export class Acceptance {
     job.state = 'accepted'
     job.owner = session.name
     // A durable node owns it now; a memory node's drop would still send it back.
-    if (session.durable) session.held.remove(job)
+    if (session.durable) {
+      session.held.remove(job)
+      this.ctx.owned(job)
+    }
     // A job that will wait on the node's timer does not hold a slot of its window; one that
     // was delayed when sent but is due by now runs at once, and counts whole.
     if (job.opts.period !== undefined || job.dueAt > now) setLoad(job, 0)

@@ -2,6 +2,7 @@ import { FRAME_ENVELOPE_BYTES } from '../config.js'
 import {
   ConnectionClosedError,
   DistributorClosedError,
+  HandedOverError,
   InvalidArgumentError,
   ProtocolError,
   QueueFullError,
@@ -14,6 +15,7 @@ import { defaultAdvertise } from '../protocol/identity.js'
 import { MessageType, type Message } from '../protocol/messages.js'
 import { Scheduler } from '../scheduling/scheduler.js'
 import type { Timer } from '../scheduling/timer-heap.js'
+import { GroupStore } from '../storage/redis/group-store.js'
 import { Acceptance } from './acceptance.js'
 import { Cancels } from './cancels.js'
 import { Dispatcher } from './dispatcher.js'
@@ -34,6 +36,9 @@ import {
 } from './options.js'
 import { PendingQueue, routeKey } from './pending-queue.js'
 import { Server } from './server.js'
+import { Membership, type MembershipContext } from './spool/membership.js'
+import { Spool } from './spool/spool.js'
+import type { SpooledJob } from './spool/spooled-job.js'
 import { TrackedJob, type FeedbackCallback } from './tracked-job.js'
 
 export type { DistributorEventMap } from './events.js'
@@ -82,8 +87,10 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   /** Resolved at start: the default name is the advertised address, known once listening. */
   private memberName: string | undefined
   private advertised: string | undefined
-  /** Gone members of the group whose work this one took over. */
-  private readonly answersFor: string[] = []
+  /** With `storage`: the group's state in Redis, this member's spool, and its place in the group. */
+  private readonly groupStore: GroupStore | undefined
+  private readonly spool: Spool | undefined
+  private readonly membership: Membership | undefined
 
   constructor(options: DistributorOptions = {}, defaults = { alwaysUseSpecifiedNode: false }) {
     super()
@@ -96,8 +103,44 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       onError: (err) => log.error({ err }, 'timer callback failed'),
     })
     this.acks = new FeedbackAcks(log, this.options.feedbackTimeoutMs, this.timers)
+    const after = (timer: Timer, ms: number): void => this.timers.schedule(timer, Date.now() + ms)
+    const cancelTimer = (timer: Timer): void => void this.timers.cancel(timer)
+    const { storage, name } = this.options
+    if (storage !== undefined && name !== undefined) {
+      this.groupStore = new GroupStore(storage, this.options.group)
+      this.spool = new Spool(
+        {
+          log,
+          after,
+          cancelTimer,
+          persisted: (job) => job.markPersisted(),
+          changed: (error) =>
+            error === undefined ? this.safeEmit('spool:up', {}) : this.safeEmit('spool:down', { error }),
+        },
+        this.groupStore,
+        name,
+        this.options.storeTimeoutMs,
+      )
+      this.membership = new Membership(
+        this.membershipContext(name, after, cancelTimer),
+        this.groupStore,
+        this.options.leaseMs,
+      )
+    }
     this.feedback = new FeedbackRouter(
-      { isClosed: () => this.closed, scheduleDispatch, ended: (job, cancelled) => this.cancels.answer(job, cancelled) },
+      {
+        isClosed: () => this.closed,
+        scheduleDispatch,
+        ended: (job, cancelled) => {
+          this.cancels.answer(job, cancelled)
+          // Closing with a spool hands every job over: its record stays.
+          if (!this.closed) this.spool?.remove(job)
+          job.markPersisted()
+        },
+        advanced: (job) => {
+          if (job.spooled) this.spool?.add(job)
+        },
+      },
       this.cancels,
       this.jobs,
       this.queue,
@@ -112,6 +155,10 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
         cancelWaits: (job) => this.cancels.waits(job),
         finishCancelled,
         stopCopy: (session, id, job) => this.cancels.stopCopy(session, id, job),
+        owned: (job) => {
+          this.spool?.remove(job)
+          job.markPersisted()
+        },
       },
       this.jobs,
       this.queue,
@@ -138,7 +185,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
         onMessage: (session, message) => this.onMessage(session, message),
         onDrain: scheduleDispatch,
         onClose: (session, reason) => this.releaseSession(session, reason),
-        identity: () => ({ group: this.group, name: this.name, answersFor: this.answersFor }),
+        identity: () => ({ group: this.group, name: this.name, answersFor: this.membership?.answersFor ?? [] }),
       },
       this.options,
       () => new NodeSession(this.acceptance.onDeadline),
@@ -188,9 +235,26 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
 
   async start(): Promise<this> {
     if (this.server.started) return this
-    await this.server.start()
+    await this.groupStore?.connect()
+    try {
+      await this.server.start()
+    } catch (err) {
+      await this.groupStore?.close()
+      throw err
+    }
     this.advertised = this.options.advertise ?? defaultAdvertise(this.options.host, this.port)
     this.memberName = this.options.name ?? this.advertised
+    if (this.membership !== undefined) {
+      try {
+        await this.membership.join()
+      } catch (err) {
+        await this.server.close()
+        await this.groupStore?.close()
+        throw err
+      }
+      this.membership.start()
+      if (this.membership.answersFor.length > 0) this.tellNodes([...this.membership.answersFor])
+    }
     this.log.info(
       {
         host: this.options.host,
@@ -242,6 +306,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     )
     this.jobs.add(job)
     this.queue.push(job)
+    this.spool?.add(job)
     if (this.listenerCount('job:enqueue') > 0) this.safeEmit('job:enqueue', { id: job.id, name })
     if (!this.pool.knows(name)) this.dispatcher.unroutable(job)
     this.dispatcher.schedule()
@@ -287,14 +352,108 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
-    const err = new DistributorClosedError('distributor closed before the job finished')
-    this.feedback.failAll(err)
+    const unpersisted = new DistributorClosedError('distributor closed before the job was persisted')
+    if (this.spool === undefined) {
+      const err = new DistributorClosedError('distributor closed before the job finished')
+      for (const job of this.jobs.values()) job.failPersisted(unpersisted)
+      this.feedback.failAll(err)
+    } else {
+      await this.handOver(unpersisted)
+    }
     this.jobs.clear()
     this.queue.clear()
     this.acceptance.close()
     this.timers.close()
     await this.server.close()
+    await this.groupStore?.close()
     this.safeEmit('close', {})
+  }
+
+  /**
+   * Closing with a spool (a rolling deploy's SIGTERM): nothing spooled fails. The spool is
+   * written out (for at most a lease: Redis may be down), the name is given up so that a
+   * restart or another member takes the work over at once, and each `done` rejects with
+   * HandedOverError. A job whose record never reached Redis was never reported persisted:
+   * its `persisted` rejects.
+   */
+  private async handOver(unpersisted: DistributorClosedError): Promise<void> {
+    const jobs = [...this.jobs.values()]
+    this.feedback.handOverAll(new HandedOverError())
+    const spool = this.spool as Spool
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([
+      spool.flush(),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, this.options.leaseMs)
+      }),
+    ])
+    clearTimeout(timer)
+    spool.close()
+    for (const job of jobs) job.failPersisted(unpersisted)
+    await this.membership?.leave().catch((err: unknown) => this.log.warn({ err }, 'cannot give up the member lease'))
+  }
+
+  // --- the group -----------------------------------------------------------------------
+
+  private membershipContext(
+    name: string,
+    after: (timer: Timer, ms: number) => void,
+    cancelTimer: (timer: Timer) => void,
+  ): MembershipContext {
+    return {
+      group: this.options.group,
+      name,
+      advertise: () => this.advertise,
+      log: this.log,
+      after,
+      cancelTimer,
+      restore: (jobs, from) => this.restore(jobs, from),
+      flush: () => (this.spool as Spool).flush(),
+      answering: (names) => this.tellNodes(names),
+      adopted: (member, jobs) => this.safeEmit('member:adopted', { member, jobs }),
+    }
+  }
+
+  /** Tells every connected node that this member answers for gone members `names` now. */
+  private tellNodes(names: string[]): void {
+    for (const session of this.pool.all()) session.connection.send({ type: MessageType.ANSWERS, names })
+  }
+
+  /**
+   * Jobs read back from a spool wait for nodes again; their results run the named
+   * handlers. This member's own spool holds them already; a gone member's are spooled here
+   * (Membership deletes that spool once they are written).
+   */
+  private restore(spooled: SpooledJob[], from: string): void {
+    const own = from === this.name
+    const jobs = spooled.map((s) => {
+      const job = new TrackedJob(
+        s.id,
+        this,
+        s.name,
+        s.args,
+        s.dueAt,
+        s.opts,
+        routeKey(s.name, s.opts.node, s.opts.notNode),
+        this.seq++,
+        undefined,
+        undefined,
+      )
+      job.run = s.run
+      job.viaHandler = true
+      return job
+    })
+    for (const job of this.jobs.restoreAll(jobs)) {
+      if (own) {
+        job.spooled = true
+        job.markPersisted()
+      } else {
+        this.spool?.add(job)
+      }
+      this.queue.push(job)
+      if (!this.pool.knows(job.name)) this.dispatcher.unroutable(job)
+    }
+    this.dispatcher.schedule()
   }
 
   // --- sessions ------------------------------------------------------------------------

@@ -33,6 +33,11 @@ export interface DistributorEventMap {
   }
   /** A feedback closure or named handler threw (or its promise rejected); the distributor goes on. */
   'feedback:error': { id: string; name: string; error: Error }
+  /** With a spool: writes to it fail (`error`), jobs wait in memory and their `persisted` with them. */
+  'spool:down': { error: Error }
+  'spool:up': Record<string, never>
+  /** With a spool: a member of the group gone longer than its lease was taken over here. */
+  'member:adopted': { member: string; jobs: number }
   close: Record<string, never>
 }
 

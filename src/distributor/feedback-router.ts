@@ -23,6 +23,8 @@ export interface FeedbackContext {
   scheduleDispatch(): void
   /** `job` left every table: the `cancel()` calls waiting on it learn whether it ended `cancelled`. */
   ended(job: TrackedJob, cancelled: boolean): void
+  /** A periodic job moved on to its next run: its spool record follows. */
+  advanced(job: TrackedJob): void
 }
 
 /** How the router deals with a node that reports on a job it does not hold (Cancels). */
@@ -70,7 +72,7 @@ export class FeedbackRouter {
       const job = this.jobs.get(item.id)
       if (job === undefined) {
         if (!this.recent.has(item.id) && !session.finished.has(item.id)) {
-          const running = this.runHandler(session, item)
+          const running = this.runHandler(session, item, argsOf(item))
           if (running !== undefined) (pending ??= []).push(running)
         } else if (!item.final) {
           // It ended here, yet this node still runs a schedule of it: a second copy (see below).
@@ -94,7 +96,9 @@ export class FeedbackRouter {
       }
       if (!stale) {
         const event = item.kind === 'success' ? 'job:success' : 'job:failed'
-        const running = this.runClosure(job, item.kind === 'success' ? job.onSuccess : job.onError, args)
+        const running = job.viaHandler
+          ? this.runHandler(session, item, args)
+          : this.runClosure(job, item.kind === 'success' ? job.onSuccess : job.onError, args)
         if (running !== undefined) (pending ??= []).push(running)
         if (this.events.wants(event))
           this.events.emit(event, { id: job.id, name: job.name, run: item.run, node: session.name, args })
@@ -106,6 +110,7 @@ export class FeedbackRouter {
         // Runs are due at fixed steps from the first (no drift): step from this run's due time.
         job.dueAt += (item.run + 1 - job.run) * job.opts.period * 1000
         job.run = item.run + 1
+        this.ctx.advanced(job)
       }
     }
     this.acks.handled(session, seq, pending)
@@ -113,15 +118,15 @@ export class FeedbackRouter {
   }
 
   /**
-   * A result for a job this distributor holds no record of (it restarted since the enqueue):
-   * the handler registered for its name runs it; without one, `feedback:orphan`. Returns
-   * what the frame's ack waits for when the handler returned a promise.
+   * A result for a job this distributor holds no closure for (it restarted since the
+   * enqueue, or took the job over from a spool): the handler registered for its name runs
+   * it; without one, `feedback:orphan`. Returns what the frame's ack waits for when the
+   * handler returned a promise.
    */
-  private runHandler(session: NodeSession, item: WireFeedback): PendingClosure | undefined {
+  private runHandler(session: NodeSession, item: WireFeedback, args: JobArgsObject): PendingClosure | undefined {
     const name = item.name
     const handlers = name === undefined ? undefined : this.handlers.get(name)
     const handler = item.kind === 'success' ? handlers?.success : handlers?.error
-    const args = argsOf(item)
     if (handler === undefined || name === undefined) {
       this.events.emit('feedback:orphan', {
         id: item.id,
@@ -190,6 +195,19 @@ export class FeedbackRouter {
     this.runClosure(job, job.onError, args)
     this.events.emit('job:failed', { id: job.id, name: job.name, run: job.run, node: session.name, args })
     job.reject(new JobFailedError(job.name, job.id, args))
+  }
+
+  /**
+   * A distributor with a spool closes: every unfinished job lives on (in the spool, or with
+   * the durable node that holds it), so no closure runs; its `done` rejects with `err`,
+   * which says so, and the `cancel()` calls waiting on it resolve false.
+   */
+  handOverAll(err: JobsError): void {
+    for (const job of this.jobs.values()) {
+      job.state = 'cancelled'
+      job.reject(err)
+      this.ctx.ended(job, false)
+    }
   }
 
   /**

@@ -9,6 +9,14 @@ export interface JobHandle<R extends JobArgsObject = JobArgsObject> {
    * when nobody awaits it.
    */
   readonly done: Promise<R>
+  /**
+   * Resolves once the job would survive a crash of this process: written to the
+   * distributor's spool (option `storage`), or accepted by a durable node; never before.
+   * Also resolves when the job ended before either (nothing is left to lose). Rejects with
+   * DistributorClosedError when a distributor without a spool closes first. Never an
+   * unhandled rejection.
+   */
+  readonly persisted: Promise<void>
   /** true when the job was cancelled before it finished, false when it had finished already. */
   cancel(): Promise<boolean>
 }
@@ -36,6 +44,12 @@ type Outcome<R> = { ok: true; value: R } | { ok: false; error: Error }
 
 type Settle<R> = (value: R | PromiseLike<R>) => void
 
+interface PersistWait {
+  promise: Promise<void>
+  resolve: () => void
+  reject: (error: Error) => void
+}
+
 /**
  * `new Promise(capture)` hands its resolve function over here: one shared executor instead
  * of a closure (and its context) made per `done`.
@@ -59,6 +73,12 @@ const capture = (resolve: Settle<never>): void => {
 export class Handle<R extends JobArgsObject = JobArgsObject> implements JobHandle<R> {
   private outcome: Outcome<R> | Promise<R> | undefined = undefined
   private settle: Settle<R> | undefined = undefined
+  /**
+   * `persisted`, made on first use like `done`: true once persisted, the error when it
+   * never will be, a waiting promise and its settle functions, or undefined (neither, and
+   * nobody asked).
+   */
+  private persist: true | Error | PersistWait | undefined = undefined
 
   constructor(
     readonly id: string,
@@ -82,6 +102,44 @@ export class Handle<R extends JobArgsObject = JobArgsObject> implements JobHandl
 
   cancel(): Promise<boolean> {
     return this.canceller.cancel(this.id)
+  }
+
+  get persisted(): Promise<void> {
+    const p = this.persist
+    if (p === true) return Promise.resolve()
+    if (p instanceof Error) return handled(Promise.reject(p))
+    if (p !== undefined) return p.promise
+    let resolve!: () => void
+    let reject!: (error: Error) => void
+    const promise = handled(
+      new Promise<void>((res, rej) => {
+        resolve = res
+        reject = rej
+      }),
+    )
+    this.persist = { promise, resolve, reject }
+    return promise
+  }
+
+  /** True once `persisted` resolved (or would, when asked). */
+  get isPersisted(): boolean {
+    return this.persist === true
+  }
+
+  /** The job would survive this process now (or ended): `persisted` resolves. Once. */
+  markPersisted(): void {
+    const p = this.persist
+    if (p === true || p instanceof Error) return
+    this.persist = true
+    p?.resolve()
+  }
+
+  /** The job will never be persisted: `persisted` rejects, unless it resolved already. */
+  failPersisted(error: Error): void {
+    const p = this.persist
+    if (p === true || p instanceof Error) return
+    this.persist = error
+    p?.reject(error)
   }
 
   resolve(value: R): void {

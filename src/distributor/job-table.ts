@@ -17,6 +17,11 @@ export class JobTable {
   private count = 0
   /** The slot of the last id handed out: `add` fills it without reading the id again. */
   private reserved = -1
+  /**
+   * Jobs read back from a spool whose slot another job holds (an adopted member numbered
+   * its slots on its own): by id. Undefined, and never looked at, until one comes.
+   */
+  private others: Map<string, TrackedJob> | undefined
 
   get size(): number {
     return this.count
@@ -42,14 +47,47 @@ export class JobTable {
     this.count++
   }
 
+  /**
+   * Files jobs read back from a spool under the ids they had: each in its slot when that is
+   * free, else aside. Returns those filed (an id here already is skipped). The free list is
+   * made again once, after: a million restored jobs must not each search it.
+   */
+  restoreAll(jobs: readonly TrackedJob[]): TrackedJob[] {
+    const filed: TrackedJob[] = []
+    // A slot far past any this table could need (a spool written by a much busier member)
+    // would grow the array to it: such a job goes aside.
+    const reach = 2 * Math.max(this.slots.length, jobs.length) + 1024
+    for (const job of jobs) {
+      if (this.get(job.id) !== undefined) continue
+      const slot = slotOf(job.id)
+      if (slot >= 0 && slot < reach && this.slots[slot] === undefined && this.reserved !== slot) {
+        while (this.slots.length <= slot) this.slots.push(undefined)
+        this.slots[slot] = job
+      } else {
+        ;(this.others ??= new Map()).set(job.id, job)
+      }
+      this.count++
+      filed.push(job)
+    }
+    this.free.length = 0
+    for (let slot = this.slots.length - 1; slot >= 0; slot--) {
+      if (this.slots[slot] === undefined && slot !== this.reserved) this.free.push(slot)
+    }
+    return filed
+  }
+
   get(id: string): TrackedJob | undefined {
     const job = this.slots[slotOf(id)]
-    return job !== undefined && job.id === id ? job : undefined
+    if (job !== undefined && job.id === id) return job
+    return this.others?.get(id)
   }
 
   delete(job: TrackedJob): void {
     const slot = slotOf(job.id)
-    if (this.slots[slot] !== job) return
+    if (this.slots[slot] !== job) {
+      if (this.others?.delete(job.id) === true) this.count--
+      return
+    }
     this.slots[slot] = undefined
     this.count--
     // Once a burst is over, its peak's arrays go (a million slots hold 16 MB): empty is
@@ -60,11 +98,13 @@ export class JobTable {
 
   *values(): IterableIterator<TrackedJob> {
     for (const job of this.slots) if (job !== undefined) yield job
+    if (this.others !== undefined) yield* this.others.values()
   }
 
   clear(): void {
     this.slots.length = 0
     this.free.length = 0
     this.count = 0
+    this.others = undefined
   }
 }

@@ -18,11 +18,14 @@ import {
   DEFAULT_MAX_PENDING,
   DEFAULT_PORT,
   DEFAULT_STALL_TIMEOUT_MS,
+  DEFAULT_LEASE_MS,
+  DEFAULT_STORE_TIMEOUT_MS,
   describe,
   isLoopback,
 } from '../config.js'
 import { InvalidArgumentError } from '../errors.js'
-import { checkAdvertise, checkGroup, checkMemberName, DEFAULT_GROUP } from '../protocol/identity.js'
+import { checkAdvertise, checkGroup, checkMemberName, DEFAULT_GROUP, generatedName } from '../protocol/identity.js'
+import { checkStorageUrl } from '../storage/redis/url.js'
 import { DEFAULT_MAX_FRAME_SIZE, HANDSHAKE_MAX_FRAME_SIZE } from '../protocol/frame.js'
 import { createLogger, resolveLogLevel, type Logger, type LogLevel } from '../logger.js'
 import type { JobRunOptions } from '../protocol/messages.js'
@@ -85,6 +88,18 @@ export interface DistributorOptions {
    * 0.0.0.0, in a container, behind NAT). @default `host:port` (the host name for a wildcard host)
    */
   advertise?: string
+  /**
+   * Where enqueued jobs are kept until a durable node holds them or they end: 'memory'
+   * (this process only) or a Redis URL (`redis://`, `rediss://`, `redis-cluster://`), the
+   * group's durable spool: a job whose `persisted` resolved survives a crash of this
+   * process, and a restart with the same name, or another member of the group, dispatches
+   * it again. @default 'memory'
+   */
+  storage?: string
+  /** With a spool: a member silent this long is gone, and another member adopts its work. @default 15000 */
+  leaseMs?: number
+  /** With a spool: a spool write unanswered this long counts as failed, and is retried. @default 5000 */
+  storeTimeoutMs?: number
   logger?: Logger
   /** @default 'info' (or JR_LOG_LEVEL) */
   logLevel?: LogLevel
@@ -109,6 +124,10 @@ export interface ResolvedDistributorOptions {
   /** Undefined until the port is known: the default name is the advertised address. */
   name: string | undefined
   advertise: string | undefined
+  /** A Redis URL, or undefined for no spool. */
+  storage: string | undefined
+  leaseMs: number
+  storeTimeoutMs: number
   logger: Logger
 }
 
@@ -140,6 +159,9 @@ const DISTRIBUTOR_KEYS = optionKeys<DistributorOptions>({
   group: true,
   name: true,
   advertise: true,
+  storage: true,
+  leaseMs: true,
+  storeTimeoutMs: true,
   logger: true,
   logLevel: true,
 })
@@ -161,8 +183,14 @@ export function resolveDistributorOptions(
   }
   const logLevel = resolveLogLevel(o['logLevel'])
   const group = o['group'] === undefined ? DEFAULT_GROUP : checkGroup('group', o['group'])
-  const name = o['name'] === undefined ? undefined : checkMemberName('name', o['name'])
   const advertise = o['advertise'] === undefined ? undefined : checkAdvertise('advertise', o['advertise'])
+  const storage =
+    o['storage'] === undefined || o['storage'] === 'memory' ? undefined : checkStorageUrl('storage', o['storage'])
+  // A spooled member's work is adopted by the group when it is gone: a name of its own per
+  // process does no harm. Without a spool the address is the name (known once listening),
+  // so that a restart at the same address receives what is owed to it.
+  const name =
+    o['name'] === undefined ? (storage === undefined ? undefined : generatedName()) : checkMemberName('name', o['name'])
   return {
     host,
     port: integerOption(o, 'port', DEFAULT_PORT, 0, 65535),
@@ -181,6 +209,9 @@ export function resolveDistributorOptions(
     group,
     name,
     advertise,
+    storage,
+    leaseMs: integerOption(o, 'leaseMs', DEFAULT_LEASE_MS, 100),
+    storeTimeoutMs: integerOption(o, 'storeTimeoutMs', DEFAULT_STORE_TIMEOUT_MS, 1),
     logger:
       (o['logger'] as Logger | undefined) ??
       createLogger(logLevel).child({ group, ...(name === undefined ? {} : { distributor: name }) }),

@@ -41,6 +41,13 @@ export class TrackedJob extends Handle {
   owner: string | undefined = undefined
   /** Load units (INSTANT_LOAD or DELAYED_LOAD) it counts against `session`'s window; 0 for none. */
   load = 0
+  /** Its record is in the spool, or on its way there (see Spool). */
+  spooled = false
+  /**
+   * No closure of the caller is held for it (it came back from a spool: this process
+   * restarted, or adopted a gone member's work): its results run the named handlers.
+   */
+  viaHandler = false
   /** The node's list of held jobs this one is on, and its neighbours there. */
   list: LinkedList<TrackedJob> | undefined = undefined
   prev: TrackedJob | undefined = undefined

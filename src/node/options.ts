@@ -22,7 +22,7 @@ import {
 import { InvalidArgumentError } from '../errors.js'
 import { DEFAULT_MAX_FRAME_SIZE } from '../protocol/frame.js'
 import { createLogger, resolveLogLevel, type Logger, type LogLevel } from '../logger.js'
-import { parseStorageUrl } from '../storage/redis/url.js'
+import { checkStorageUrl } from '../storage/redis/url.js'
 import type { Store } from '../storage/store.js'
 import type { JobRegistry } from './registry.js'
 
@@ -164,15 +164,7 @@ export function resolveNodeOptions(input: unknown): ResolvedNodeOptions {
   ) {
     throw new InvalidArgumentError(`'storage' must be 'memory', a redis:// URL or a Store, got ${describe(storage)}`)
   }
-  if (typeof storage === 'string' && storage !== 'memory') {
-    if (!/^rediss?(-cluster)?:\/\//i.test(storage)) {
-      throw new InvalidArgumentError(
-        `'storage' must be 'memory', 'redis://…', 'rediss://…', 'redis-cluster://…' or 'rediss-cluster://…', got ${describe(storage)}`,
-      )
-    }
-    // The whole URL is checked here, once, not when the store first connects.
-    parseStorageUrl(storage)
-  }
+  if (typeof storage === 'string' && storage !== 'memory') checkStorageUrl('storage', storage)
   const concurrency = integerOption(o, 'concurrency', DEFAULT_CONCURRENCY, 1, 100_000)
   const logLevel = resolveLogLevel(o['logLevel'])
   const reconnectMinMs = integerOption(o, 'reconnectMinMs', DEFAULT_RECONNECT_MIN_MS, 1)

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import { parseHostPort } from '../config.js'
 import { InvalidArgumentError } from '../errors.js'
@@ -39,6 +40,15 @@ export function checkGroup(field: string, value: unknown): string {
 
 export function checkMemberName(field: string, value: unknown): string {
   return checkPart(field, value, MAX_NAME_LENGTH)
+}
+
+/** A member name of its own for this process: the host name and a random suffix. */
+export function generatedName(): string {
+  const host =
+    hostname()
+      .replace(/[^A-Za-z0-9.-]/g, '-')
+      .slice(0, 150) || 'distributor'
+  return `${host}-${randomBytes(5).toString('hex')}`
 }
 
 /** The one string a node files by: `group/name` (neither part holds a `/`). */

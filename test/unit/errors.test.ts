@@ -14,6 +14,7 @@ import {
   ERROR_CLASSES,
   ErrorCode,
   FrameTooLargeError,
+  HandedOverError,
   HandshakeError,
   HandshakeTimeoutError,
   HeartbeatTimeoutError,
@@ -22,6 +23,7 @@ import {
   JobFailedError,
   JobFileError,
   JobsError,
+  NameTakenError,
   NotReadyError,
   ProtocolError,
   QueueFullError,
@@ -62,6 +64,8 @@ function oneOfEach(): Error[] {
     new StoreTimeoutError(5000, 2),
     new AcceptTimeoutError('w1', 3, 10000),
     new JobFileError(`job directory 'x' does not exist`),
+    new NameTakenError(`distributor name 'a' of group 'web' is held by a live member`),
+    new HandedOverError(),
   ]
 }
 

@@ -33,6 +33,17 @@ function loadIoredis(): typeof import('ioredis') {
  * No auto-pipelining: job writes are batched per turn by the store itself (batch.ts),
  * and for the few other commands ioredis's pipeline per tick cost more than it saved.
  */
+/**
+ * Connects a client made by createClient: the one bounded attempt (its retry strategy
+ * refuses to retry until the owner is open). A cluster connects to its masters on first
+ * use; connecting them here checks that they are reachable and spares the first burst of
+ * commands the retries ioredis makes for a node connection still being set up.
+ */
+export async function connectClient(client: Redis | Cluster): Promise<void> {
+  await client.connect()
+  if (client.isCluster) await Promise.all((client as Cluster).nodes('master').map((master) => master.ping()))
+}
+
 export function createClient(target: RedisTarget, isOpen: () => boolean): Redis | Cluster {
   const { Cluster, Redis } = loadIoredis()
   const retry = (times: number): number | null => (isOpen() ? Math.min(times * 100, RECONNECT_MAX_DELAY_MS) : null)

@@ -22,7 +22,7 @@ import {
   writeHeldUpdate,
   writeUpdate,
 } from './batch.js'
-import { createClient } from './client.js'
+import { connectClient, createClient } from './client.js'
 import { OpWriter } from './op-writer.js'
 import { decodeFeedback, decodeJob, unfinishedOp, writeFeedback, writeJob, writePatch } from './codec.js'
 import { DEFAULT_KEY_PREFIX, type NodeKeys, nodeKeys } from './keys.js'
@@ -116,19 +116,9 @@ export class RedisStore implements Store, NodeLeases {
     if (this.state !== 'created') throw this.stateError()
     this.state = 'opening'
     try {
-      // Our own client connects lazily, so this is the one bounded attempt (the retry
-      // strategy refuses to retry until open). A given client is checked with a PING.
-      if (this.owned) {
-        await this.client.connect()
-        // A cluster connects to its masters on first use; connecting them here checks
-        // that they are reachable and spares the first burst of commands the retries
-        // ioredis makes for a node connection still being set up.
-        if (this.client.isCluster) {
-          await Promise.all((this.client as Cluster).nodes('master').map((master) => master.ping()))
-        }
-      } else {
-        await this.client.ping()
-      }
+      // A given client is checked with a PING.
+      if (this.owned) await connectClient(this.client)
+      else await this.client.ping()
     } catch (err) {
       if (this.owned) this.client.disconnect()
       // close() may have run during the await; TS would narrow state to 'opening'.

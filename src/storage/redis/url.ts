@@ -1,3 +1,4 @@
+import { describe } from '../../config.js'
 import { InvalidArgumentError } from '../../errors.js'
 
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379'
@@ -95,4 +96,18 @@ export function redactUrl(url: string): string {
   const colon = userinfo.indexOf(':')
   if (colon === -1) return url
   return `${url.slice(0, sep + 3)}${userinfo.slice(0, colon)}:***${rest.slice(at)}`
+}
+
+/**
+ * A storage option that must be a Redis URL ('memory' is the caller's to handle): the whole
+ * URL is checked here, once, not when the store first connects. Throws naming `field`.
+ */
+export function checkStorageUrl(field: string, value: unknown): string {
+  if (typeof value !== 'string' || !/^rediss?(-cluster)?:\/\//i.test(value)) {
+    throw new InvalidArgumentError(
+      `'${field}' must be 'memory', 'redis://…', 'rediss://…', 'redis-cluster://…' or 'rediss-cluster://…', got ${describe(value)}`,
+    )
+  }
+  parseStorageUrl(value)
+  return value
 }

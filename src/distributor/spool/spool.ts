@@ -1,0 +1,172 @@
+import { StoreTimeoutError } from '../../errors.js'
+import type { Logger } from '../../logger.js'
+import { Timer } from '../../scheduling/timer-heap.js'
+import type { GroupStore } from '../../storage/redis/group-store.js'
+import { OpWriter } from '../../storage/redis/op-writer.js'
+import type { TrackedJob } from '../tracked-job.js'
+import { encodeSpooled } from './spooled-job.js'
+
+/** What the spool needs of its distributor. */
+export interface SpoolContext {
+  readonly log: Logger
+  /** Fires `timer` once, `ms` from now, on the distributor's scheduler. */
+  after(timer: Timer, ms: number): void
+  cancelTimer(timer: Timer): void
+  /** A batch holding `job`'s record was written: it survives a crash of this process now. */
+  persisted(job: TrackedJob): void
+  /** Writes fail (`error`) or work again (undefined). */
+  changed(error: Error | undefined): void
+}
+
+/** A batch of operations on its way to Redis, and the jobs it spools. */
+interface Batch {
+  ops: Buffer
+  jobs: TrackedJob[]
+}
+
+const RETRY_MIN_MS = 100
+const RETRY_MAX_MS = 5_000
+
+/**
+ * A distributor's durable spool (docs/architecture.md, "The spool"): every job from its
+ * enqueue until a durable node accepted it or it ended, as a record in a Redis hash under
+ * the member's name, so that a restart with that name, or the member that adopts a gone
+ * one, dispatches it again.
+ *
+ * Writes of one event-loop turn go as one script call (one round trip for many jobs), one
+ * batch at a time and in order: a job spooled and then removed is never left behind by a
+ * retry that overtook. A failed or silent batch (no answer within `timeoutMs`) is retried
+ * with capped backoff until it lands; the jobs of the batches behind it wait in memory
+ * (bounded by maxPending, as every job), and their `persisted` with them.
+ */
+export class Spool {
+  private writer: OpWriter | undefined
+  private writerJobs: TrackedJob[] = []
+  private flushQueued = false
+  private readonly queue: Batch[] = []
+  private inFlight = false
+  private failures = 0
+  private readonly retryTimer = new Timer(() => this.send())
+  /** Settles when everything queued so far is written (close, adoption). */
+  private drained: (() => void)[] = []
+  private closed = false
+
+  constructor(
+    private readonly ctx: SpoolContext,
+    private readonly store: GroupStore,
+    /** The member whose spool this writes. */
+    private readonly member: string,
+    private readonly timeoutMs: number,
+  ) {}
+
+  /** Spools `job` (or writes its record again: a periodic job's next run). */
+  add(job: TrackedJob): void {
+    job.spooled = true
+    this.op().value('s').value(job.id).value(encodeSpooled(job))
+    this.writerJobs.push(job)
+  }
+
+  /** `job` left the spool: a durable node holds it, or it ended. */
+  remove(job: TrackedJob): void {
+    if (!job.spooled) return
+    job.spooled = false
+    this.op().value('r').value(job.id)
+  }
+
+  /** Resolves once every operation made so far is written. */
+  flush(): Promise<void> {
+    if (this.writer === undefined && this.queue.length === 0) return Promise.resolve()
+    return new Promise((resolve) => {
+      this.drained.push(resolve)
+      this.seal()
+    })
+  }
+
+  /** Stops retrying; what is not written stays unwritten (the caller flushed first if it could). */
+  close(): void {
+    this.closed = true
+    for (const resolve of this.drained.splice(0)) resolve()
+  }
+
+  private op(): OpWriter {
+    if (this.writer === undefined) {
+      this.writer = new OpWriter()
+      if (!this.flushQueued) {
+        this.flushQueued = true
+        // The jobs enqueued in this turn share one write.
+        setImmediate(this.sealLater)
+      }
+    }
+    return this.writer
+  }
+
+  private readonly sealLater = (): void => {
+    this.flushQueued = false
+    this.seal()
+  }
+
+  /** The operations gathered so far become a batch, queued behind those before it. */
+  private seal(): void {
+    const writer = this.writer
+    if (writer !== undefined) {
+      this.writer = undefined
+      this.queue.push({ ops: writer.bytes(), jobs: this.writerJobs })
+      this.writerJobs = []
+    }
+    if (!this.inFlight) this.send()
+  }
+
+  private send(): void {
+    const batch = this.queue[0]
+    if (batch === undefined || this.closed) {
+      if (batch === undefined) for (const resolve of this.drained.splice(0)) resolve()
+      return
+    }
+    this.inFlight = true
+    let settled = false
+    const deadline = new Timer(() => {
+      if (settled) return
+      settled = true
+      this.failed(new StoreTimeoutError(this.timeoutMs, 1))
+    })
+    this.ctx.after(deadline, this.timeoutMs)
+    this.store.applySpool(this.member, batch.ops).then(
+      () => {
+        if (settled) return
+        settled = true
+        this.ctx.cancelTimer(deadline)
+        this.written(batch)
+      },
+      (err: unknown) => {
+        if (settled) return
+        settled = true
+        this.ctx.cancelTimer(deadline)
+        this.failed(err instanceof Error ? err : new Error(String(err)))
+      },
+    )
+  }
+
+  private written(batch: Batch): void {
+    this.queue.shift()
+    this.inFlight = false
+    if (this.failures > 0) {
+      this.failures = 0
+      this.ctx.log.info('the spool is written again')
+      this.ctx.changed(undefined)
+    }
+    for (const job of batch.jobs) if (job.spooled) this.ctx.persisted(job)
+    this.send()
+  }
+
+  private failed(error: Error): void {
+    this.inFlight = false
+    if (this.failures === 0) {
+      this.ctx.log.warn({ err: error, batches: this.queue.length }, 'cannot write the spool; retrying')
+      this.ctx.changed(error)
+    }
+    this.failures++
+    if (this.closed) return
+    this.inFlight = true
+    this.ctx.after(this.retryTimer, Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** (this.failures - 1)))
+  }
+}

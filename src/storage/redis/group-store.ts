@@ -1,0 +1,320 @@
+import type { Cluster, Redis } from 'ioredis'
+import { InvalidArgumentError, StoreError } from '../../errors.js'
+import { connectClient, createClient } from './client.js'
+import { DEFAULT_KEY_PREFIX } from './keys.js'
+import { parseStorageUrl, redactUrl } from './url.js'
+
+/*
+ * Redis key layout of a distributor group (docs/redis.md, "Distributor groups"):
+ *
+ *   <prefix>group:{<group>}:members        hash member name → JSON MemberRecord (the registry)
+ *   <prefix>group:{<group>}:events         pub/sub channel: a member's name when its record changed
+ *   <prefix>dist:{<group>/<name>}:spool    hash job id → msgpack spooled job (spooled-job.ts)
+ *   <prefix>dist:{<group>/<name>}:lease    string, the token of the process that holds the name (expires)
+ *
+ * A member's spool and lease share its hash tag, so one script call writes a whole batch of
+ * the spool in one slot; the registry is the group's own slot. Nothing spans slots
+ * atomically: adoption is ordered so that a crash at any step leaves the work findable (see
+ * Membership.adopt).
+ */
+
+/** A member as the registry lists it. */
+export interface MemberRecord {
+  /** The `host:port` nodes dial. */
+  advertise: string
+  /** Epoch ms until which the member renewed its lease, as its own clock saw it (a hint for nodes and `jr`). */
+  leaseUntil: number
+  /** Gone members whose work it took over (their feedback comes here). */
+  answers: string[]
+}
+
+export interface GroupKeys {
+  members: string
+  events: string
+}
+
+export function groupKeys(group: string, prefix: string = DEFAULT_KEY_PREFIX): GroupKeys {
+  checkTagged('group', group)
+  checkTagged('prefix', prefix, true)
+  return { members: `${prefix}group:{${group}}:members`, events: `${prefix}group:{${group}}:events` }
+}
+
+export function memberKeys(
+  group: string,
+  name: string,
+  prefix: string = DEFAULT_KEY_PREFIX,
+): { spool: string; lease: string } {
+  checkTagged('group', group)
+  checkTagged('name', name)
+  const base = `${prefix}dist:{${group}/${name}}:`
+  return { spool: `${base}spool`, lease: `${base}lease` }
+}
+
+/** Braces would move keys out of their hash tag's slot (see keys.ts). */
+function checkTagged(field: string, value: string, emptyOk = false): void {
+  if (typeof value !== 'string' || (!emptyOk && value.length === 0) || /[{}]/.test(value)) {
+    throw new InvalidArgumentError(`'${field}' must be a string without '{' or '}', got ${JSON.stringify(value)}`)
+  }
+}
+
+/**
+ * KEYS: spool. ARGV: one msgpack array of strs, operations `s id record` (spool a job, or
+ * replace its record) and `r id` (it left the spool). Only each id's last operation counts
+ * (the script is atomic), and the writes go as a few HSET/HDEL calls: a redis.call costs
+ * more than the hash operation it makes.
+ */
+const SPOOL_APPLY_LUA = `
+local v = cmsgpack.unpack(ARGV[1])
+local set, del = {}, {}
+local i, size = 1, #v
+while i <= size do
+  if v[i] == 's' then
+    set[v[i + 1]] = v[i + 2]
+    del[v[i + 1]] = nil
+    i = i + 3
+  else
+    set[v[i + 1]] = nil
+    del[v[i + 1]] = true
+    i = i + 2
+  end
+end
+local args = {}
+for id, record in pairs(set) do
+  args[#args + 1] = id
+  args[#args + 1] = record
+  if #args >= 1000 then
+    redis.call('HSET', KEYS[1], unpack(args))
+    args = {}
+  end
+end
+if #args > 0 then redis.call('HSET', KEYS[1], unpack(args)) end
+args = {}
+for id in pairs(del) do
+  args[#args + 1] = id
+  if #args >= 1000 then
+    redis.call('HDEL', KEYS[1], unpack(args))
+    args = {}
+  end
+end
+if #args > 0 then redis.call('HDEL', KEYS[1], unpack(args)) end
+return 0
+`
+
+/** Take or renew the name's lease for token ARGV[1]: returns {holder, pttl of another's lease}. */
+const ACQUIRE_LUA = `
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return {ARGV[1], 0}
+end
+return {holder, redis.call('PTTL', KEYS[1])}
+`
+
+const RELEASE_LUA = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+`
+
+/**
+ * KEYS: members. ARGV: adopter, gone member, adopter's record (JSON, without the gone one).
+ * The adopter's record takes the gone member's name and the names it answered for; the
+ * gone member's entry goes. One step, so nobody sees the gone member's answers nowhere.
+ */
+const ABSORB_LUA = `
+local adopter = cjson.decode(ARGV[3])
+local gone = redis.call('HGET', KEYS[1], ARGV[2])
+local seen = {}
+for _, n in ipairs(adopter.answers) do seen[n] = true end
+local function add(n)
+  if not seen[n] and n ~= ARGV[1] then
+    seen[n] = true
+    adopter.answers[#adopter.answers + 1] = n
+  end
+end
+add(ARGV[2])
+if gone then
+  local record = cjson.decode(gone)
+  if type(record.answers) == 'table' then
+    for _, n in ipairs(record.answers) do add(n) end
+  end
+end
+local encoded = cjson.encode(adopter)
+redis.call('HSET', KEYS[1], ARGV[1], encoded)
+redis.call('HDEL', KEYS[1], ARGV[2])
+return encoded
+`
+
+interface GroupScripts {
+  jrSpoolApply(key: string, ops: Buffer): Promise<number>
+  jrMemberAcquire(key: string, token: string, ttlMs: string): Promise<[string, number]>
+  jrMemberRelease(key: string, token: string): Promise<number>
+  jrAbsorb(key: string, adopter: string, gone: string, record: string): Promise<string>
+}
+
+/** Spool entries read per call when loading (HSCAN COUNT). */
+const SCAN_COUNT = 5000
+const QUIT_TIMEOUT_MS = 2_000
+
+/**
+ * A distributor group's state in Redis (single server or Cluster): members' spools, their
+ * leases and the registry. Speaks in group terms; the distributor's spool and membership
+ * (src/distributor/spool/) decide when to call what. Every failure is a StoreError that
+ * names the operation and the server.
+ */
+export class GroupStore {
+  readonly group: string
+  private readonly client: Redis | Cluster
+  private readonly scripts: GroupScripts
+  private readonly keys: GroupKeys
+  private readonly prefix: string
+  private readonly label: string
+  private open = false
+
+  constructor(url: string, group: string, prefix: string = DEFAULT_KEY_PREFIX) {
+    this.group = group
+    this.prefix = prefix
+    this.keys = groupKeys(group, prefix)
+    this.label = redactUrl(url)
+    this.client = createClient(parseStorageUrl(url), () => this.open)
+    // Without a listener ioredis prints every failed reconnect; a failing command says why.
+    this.client.on('error', () => {})
+    this.client.defineCommand('jrSpoolApply', { lua: SPOOL_APPLY_LUA, numberOfKeys: 1 })
+    this.client.defineCommand('jrMemberAcquire', { lua: ACQUIRE_LUA, numberOfKeys: 1 })
+    this.client.defineCommand('jrMemberRelease', { lua: RELEASE_LUA, numberOfKeys: 1 })
+    this.client.defineCommand('jrAbsorb', { lua: ABSORB_LUA, numberOfKeys: 1 })
+    this.scripts = this.client as unknown as GroupScripts
+  }
+
+  async connect(): Promise<void> {
+    try {
+      await connectClient(this.client)
+    } catch (err) {
+      this.client.disconnect()
+      throw new StoreError(
+        `cannot reach redis at ${this.label} for distributor group '${this.group}': ${messageOf(err)}`,
+        {
+          cause: err,
+        },
+      )
+    }
+    this.open = true
+  }
+
+  member(name: string): { spool: string; lease: string } {
+    return memberKeys(this.group, name, this.prefix)
+  }
+
+  /** Applies one batch of spool operations (see SPOOL_APPLY_LUA) to `name`'s spool. */
+  applySpool(name: string, ops: Buffer): Promise<void> {
+    return this.call('spool write', () => this.scripts.jrSpoolApply(this.member(name).spool, ops)).then(() => undefined)
+  }
+
+  /** Reads `name`'s spool a page at a time: `page` gets each page's (id, record) pairs. */
+  async readSpool(name: string, page: (entries: [string, Buffer][]) => void): Promise<void> {
+    const key = this.member(name).spool
+    let cursor = '0'
+    do {
+      const [next, flat] = await this.call('spool read', () =>
+        this.client.hscanBuffer(key, cursor, 'COUNT', SCAN_COUNT),
+      )
+      cursor = String(next)
+      const entries: [string, Buffer][] = []
+      for (let i = 0; i + 1 < flat.length; i += 2) entries.push([(flat[i] as Buffer).toString(), flat[i + 1] as Buffer])
+      page(entries)
+    } while (cursor !== '0')
+  }
+
+  spoolSize(name: string): Promise<number> {
+    return this.call('spool size', () => this.client.hlen(this.member(name).spool))
+  }
+
+  deleteSpool(name: string): Promise<void> {
+    return this.call('spool delete', () => this.client.del(this.member(name).spool)).then(() => undefined)
+  }
+
+  /** Takes or renews `name`'s lease for `token`; resolves the holder after the call and, when another holds it, that lease's ms left. */
+  async acquire(name: string, token: string, ttlMs: number): Promise<{ holder: string; pttl: number }> {
+    const [holder, pttl] = await this.call('lease', () =>
+      this.scripts.jrMemberAcquire(this.member(name).lease, token, String(Math.ceil(ttlMs))),
+    )
+    return { holder, pttl: Number(pttl) }
+  }
+
+  release(name: string, token: string): Promise<void> {
+    return this.call('lease release', () => this.scripts.jrMemberRelease(this.member(name).lease, token)).then(
+      () => undefined,
+    )
+  }
+
+  async members(): Promise<Map<string, MemberRecord>> {
+    const raw = await this.call('registry read', () => this.client.hgetall(this.keys.members))
+    const out = new Map<string, MemberRecord>()
+    for (const [name, json] of Object.entries(raw)) {
+      const record = parseMember(json)
+      if (record !== undefined) out.set(name, record)
+    }
+    return out
+  }
+
+  async readMember(name: string): Promise<MemberRecord | undefined> {
+    const json = await this.call('registry read', () => this.client.hget(this.keys.members, name))
+    return json === null ? undefined : parseMember(json)
+  }
+
+  /** Writes `name`'s registry entry and tells the nodes watching the group. */
+  async register(name: string, record: MemberRecord, announce: boolean): Promise<void> {
+    await this.call('registry write', () => this.client.hset(this.keys.members, name, JSON.stringify(record)))
+    if (announce) await this.announce(name)
+  }
+
+  /** `adopter` took `gone` over: resolves the adopter's record after the change. */
+  async absorb(adopter: string, gone: string, record: MemberRecord): Promise<MemberRecord> {
+    const json = await this.call('registry absorb', () =>
+      this.scripts.jrAbsorb(this.keys.members, adopter, gone, JSON.stringify(record)),
+    )
+    await this.announce(adopter)
+    return parseMember(json) ?? record
+  }
+
+  announce(name: string): Promise<void> {
+    return this.call('registry announce', () => this.client.publish(this.keys.events, name)).then(() => undefined)
+  }
+
+  async close(): Promise<void> {
+    this.open = false
+    let timer: NodeJS.Timeout | undefined
+    // A hung server must not hold close() for ever.
+    await Promise.race([
+      this.client.quit().catch(() => undefined),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, QUIT_TIMEOUT_MS)
+      }),
+    ])
+    clearTimeout(timer)
+    this.client.disconnect()
+  }
+
+  private async call<T>(what: string, run: () => Promise<T>): Promise<T> {
+    try {
+      return await run()
+    } catch (err) {
+      throw new StoreError(`distributor group '${this.group}': ${what} failed at ${this.label}: ${messageOf(err)}`, {
+        cause: err,
+      })
+    }
+  }
+}
+
+function parseMember(json: string): MemberRecord | undefined {
+  try {
+    const o = JSON.parse(json) as Partial<MemberRecord>
+    if (typeof o.advertise !== 'string' || typeof o.leaseUntil !== 'number') return undefined
+    return { advertise: o.advertise, leaseUntil: o.leaseUntil, answers: Array.isArray(o.answers) ? o.answers : [] }
+  } catch {
+    return undefined
+  }
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}
