@@ -9,6 +9,8 @@ import { holderOf, type TrackedJob } from './tracked-job.js'
 export interface CancelsContext {
   /** Ends `job` as cancelled. */
   finishCancelled(job: TrackedJob): void
+  /** A node answered a cancel of a job this distributor does not hold (asked for another member of its group). */
+  foreignResult(id: string, outcome: CancelResultMessage['outcome']): void
 }
 
 /**
@@ -67,7 +69,11 @@ export class Cancels {
 
   onResult(session: NodeSession, message: CancelResultMessage): void {
     const job = this.jobs.get(message.id)
-    if (job === undefined || !this.requests.has(job)) return
+    if (job === undefined) {
+      this.ctx.foreignResult(message.id, message.outcome)
+      return
+    }
+    if (!this.requests.has(job)) return
     // Only the node holding it speaks for it: not one it was sent to before, nor a second copy.
     const holder = holderOf(job)
     if (holder !== undefined && holder !== session.name) return

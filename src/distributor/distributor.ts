@@ -36,6 +36,7 @@ import {
 } from './options.js'
 import { PendingQueue, routeKey } from './pending-queue.js'
 import { Server } from './server.js'
+import { GroupCancels } from './spool/group-cancels.js'
 import { Membership, type MembershipContext } from './spool/membership.js'
 import { Spool } from './spool/spool.js'
 import type { SpooledJob } from './spool/spooled-job.js'
@@ -91,6 +92,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   private readonly groupStore: GroupStore | undefined
   private readonly spool: Spool | undefined
   private readonly membership: Membership | undefined
+  private readonly groupCancels: GroupCancels | undefined
 
   constructor(options: DistributorOptions = {}, defaults = { alwaysUseSpecifiedNode: false }) {
     super()
@@ -98,7 +100,12 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     const log = (this.log = this.options.logger)
     const scheduleDispatch = (): void => this.dispatcher.schedule()
     const finishCancelled = (job: TrackedJob): void => this.feedback.finishCancelled(job)
-    this.cancels = new Cancels({ finishCancelled }, this.jobs, this.pool, log)
+    this.cancels = new Cancels(
+      { finishCancelled, foreignResult: (id, outcome) => this.groupCancels?.nodeResult(id, outcome) },
+      this.jobs,
+      this.pool,
+      log,
+    )
     this.timers = new Scheduler<Timer>((timer) => timer.fire(), undefined, {
       onError: (err) => log.error({ err }, 'timer callback failed'),
     })
@@ -120,6 +127,19 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
         this.groupStore,
         name,
         this.options.storeTimeoutMs,
+      )
+      this.groupCancels = new GroupCancels(
+        {
+          log,
+          after,
+          cancelTimer,
+          holds: (id) => this.jobs.get(id) !== undefined,
+          cancelHeld: (id) => this.cancel(id),
+          cancelOnNodes: (id) => {
+            for (const session of this.pool.all()) session.connection.send({ type: MessageType.CANCEL, id })
+          },
+        },
+        this.groupStore,
       )
       this.membership = new Membership(
         this.membershipContext(name, after, cancelTimer),
@@ -253,6 +273,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
         throw err
       }
       this.membership.start()
+      await this.groupCancels?.start()
       if (this.membership.answersFor.length > 0) this.tellNodes([...this.membership.answersFor])
     }
     this.log.info(
@@ -331,10 +352,12 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
    * Neither feedback closure runs for it; `done` resolves with the args as last known.
    */
   cancel(id: string): Promise<boolean> {
-    const job = this.jobs.get(id)
     // Closed (or closing: a closure that close() runs may cancel another job): every job
     // ended with close(), and nothing would answer a cancel sent now.
-    if (job === undefined || this.closed) return Promise.resolve(false)
+    if (this.closed) return Promise.resolve(false)
+    const job = this.jobs.get(id)
+    // Another member of the group may hold it, or a durable node whose member is gone.
+    if (job === undefined) return this.groupCancels?.request(id) ?? Promise.resolve(false)
     if (job.state === 'pending') {
       this.feedback.finishCancelled(job)
       return Promise.resolve(true)
@@ -389,6 +412,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     ])
     clearTimeout(timer)
     spool.close()
+    this.groupCancels?.close()
     for (const job of jobs) job.failPersisted(unpersisted)
     await this.membership?.leave().catch((err: unknown) => this.log.warn({ err }, 'cannot give up the member lease'))
   }

@@ -9,6 +9,7 @@ import { parseStorageUrl, redactUrl } from './url.js'
  *
  *   <prefix>group:{<group>}:members        hash member name → JSON MemberRecord (the registry)
  *   <prefix>group:{<group>}:events         pub/sub channel: a member's name when its record changed
+ *   <prefix>group:{<group>}:cancels        pub/sub channel: cancels between members (GroupCancels)
  *   <prefix>dist:{<group>/<name>}:spool    hash job id → msgpack spooled job (spooled-job.ts)
  *   <prefix>dist:{<group>/<name>}:lease    string, the token of the process that holds the name (expires)
  *
@@ -31,12 +32,14 @@ export interface MemberRecord {
 export interface GroupKeys {
   members: string
   events: string
+  cancels: string
 }
 
 export function groupKeys(group: string, prefix: string = DEFAULT_KEY_PREFIX): GroupKeys {
   checkTagged('group', group)
   checkTagged('prefix', prefix, true)
-  return { members: `${prefix}group:{${group}}:members`, events: `${prefix}group:{${group}}:events` }
+  const base = `${prefix}group:{${group}}:`
+  return { members: `${base}members`, events: `${base}events`, cancels: `${base}cancels` }
 }
 
 export function memberKeys(
@@ -169,6 +172,8 @@ export class GroupStore {
   private readonly prefix: string
   private readonly label: string
   private open = false
+  /** The connection in subscriber mode, made by the first subscribe(). */
+  private subscriber: Redis | Cluster | undefined
 
   constructor(url: string, group: string, prefix: string = DEFAULT_KEY_PREFIX) {
     this.group = group
@@ -276,6 +281,25 @@ export class GroupStore {
     return parseMember(json) ?? record
   }
 
+  /** Sends a cancel message to every member (see GroupCancels). */
+  publishCancel(message: string): Promise<void> {
+    return this.call('cancel publish', () => this.client.publish(this.keys.cancels, message)).then(() => undefined)
+  }
+
+  /** Hears the cancel messages of the group (this member's own included), on a connection of its own. */
+  async subscribeCancels(onMessage: (message: string) => void): Promise<void> {
+    // Both kinds of client duplicate themselves; their signatures differ only in options not given here.
+    const subscriber = (this.subscriber ??= (this.client as Redis).duplicate())
+    subscriber.on('error', () => {})
+    subscriber.on('message', (channel: string, message: string) => {
+      if (channel === this.keys.cancels) onMessage(message)
+    })
+    await this.call('cancel subscribe', async () => {
+      await connectClient(subscriber)
+      await subscriber.subscribe(this.keys.cancels)
+    })
+  }
+
   announce(name: string): Promise<void> {
     return this.call('registry announce', () => this.client.publish(this.keys.events, name)).then(() => undefined)
   }
@@ -292,6 +316,7 @@ export class GroupStore {
     ])
     clearTimeout(timer)
     this.client.disconnect()
+    this.subscriber?.disconnect()
   }
 
   private async call<T>(what: string, run: () => Promise<T>): Promise<T> {
