@@ -120,6 +120,23 @@ const CASES = [
     },
   },
   {
+    id: 'jr-throughput-spool',
+    system: 'job-reactor',
+    title: `throughput, distributor spool on Redis, 2 memory nodes (${k(N.jobs)} no-op)`,
+    redis: true,
+    timeoutMs: 180_000,
+    run: async (ctx) => {
+      await ctx.redis.command('FLUSHALL')
+      return runThroughput(ctx, {
+        count: N.jobs,
+        warmup: N.warmup,
+        storage: 'memory',
+        spool: ctx.redis.url,
+        names: [`s${ctx.run}a`, `s${ctx.run}b`],
+      })
+    },
+  },
+  {
     id: 'jr-latency',
     system: 'job-reactor',
     title: `latency, one in flight, memory storage, 1 node (${k(N.latency)})`,
@@ -387,12 +404,14 @@ function summarize(results) {
   const ratio = (a, b) => (a === undefined || b === undefined ? undefined : a / b)
   const jrMem = m('jr-throughput-memory', 'throughput')
   const jrRedis = m('jr-throughput-redis', 'throughput')
+  const jrSpool = m('jr-throughput-spool', 'throughput')
   const ratios = {
     'job-reactor memory ÷ BullMQ (throughput)': ratio(jrMem, m('bullmq-throughput', 'throughput')),
     'job-reactor memory ÷ bee-queue (throughput)': ratio(jrMem, m('bee-throughput', 'throughput')),
     'job-reactor memory ÷ echo round trips/s': ratio(jrMem, m('echo', 'throughput')),
     'job-reactor Redis ÷ BullMQ (throughput)': ratio(jrRedis, m('bullmq-throughput', 'throughput')),
     'job-reactor Redis ÷ bee-queue (throughput)': ratio(jrRedis, m('bee-throughput', 'throughput')),
+    'job-reactor spooled ÷ BullMQ (throughput)': ratio(jrSpool, m('bullmq-throughput', 'throughput')),
     'BullMQ p50 ÷ job-reactor p50 (latency)': ratio(m('bullmq-latency', 'p50'), m('jr-latency', 'p50')),
   }
   // The performance issue's goals (absolute figures for a 2-core machine); a case not run
@@ -410,6 +429,8 @@ function summarize(results) {
       target('memory throughput ÷ bee-queue', ratios['job-reactor memory ÷ bee-queue (throughput)'], '≥', 8),
       target('memory throughput ÷ echo', ratios['job-reactor memory ÷ echo round trips/s'], '≥', 0.4),
       target('Redis throughput, jobs/s', jrRedis, '≥', 40_000),
+      target('spooled distributor throughput, jobs/s', jrSpool, '≥', 60_000),
+      target('spooled distributor ÷ BullMQ', ratios['job-reactor spooled ÷ BullMQ (throughput)'], '≥', 8),
       target('latency p50, ms', m('jr-latency', 'p50'), '≤', 0.15),
       target('latency p99, ms', m('jr-latency', 'p99'), '≤', 0.5),
       target('delayed: fire lateness p99, ms', m('jr-delayed', 'lateP99'), '≤', 50),

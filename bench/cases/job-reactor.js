@@ -14,9 +14,11 @@ const EXTRA_NODE_FLAGS = (process.env.JR_BENCH_NODE_FLAGS ?? '').split(' ').filt
 const distributorLog = pino({ name: 'job-reactor', level: 'warn' }, pino.destination(2)).child({ distributor: 'bench' })
 
 /** A distributor on a free port plus one `jr-node` child per name, all connected. */
-async function startCluster(ctx, names, { storage = 'memory', nodeFlags = [], maxPending } = {}) {
+async function startCluster(ctx, names, { storage = 'memory', nodeFlags = [], maxPending, spool } = {}) {
   const options = { port: 0, logger: distributorLog }
   if (maxPending !== undefined) options.maxPending = maxPending
+  // The distributor's own durable spool (a Redis URL), under a group of its own per run.
+  if (spool !== undefined) Object.assign(options, { storage: spool, group: `bench-${process.pid}-${Date.now()}` })
   const distributor = new Distributor(options)
   await distributor.start()
   try {
@@ -73,8 +75,8 @@ async function nodeMemory(distributor, node) {
 }
 
 /** Throughput: `count` no-op jobs, first enqueue until every done resolved. */
-export async function runThroughput(ctx, { count, warmup, storage, names }) {
-  const distributor = await startCluster(ctx, names, { storage })
+export async function runThroughput(ctx, { count, warmup, storage, names, spool }) {
+  const distributor = await startCluster(ctx, names, { storage, spool })
   await Promise.all(await enqueueMany(ctx, distributor, warmup, 'noop', {}))
   const start = process.hrtime.bigint()
   const dones = await enqueueMany(ctx, distributor, count, 'noop', {})
@@ -82,7 +84,7 @@ export async function runThroughput(ctx, { count, warmup, storage, names }) {
   await Promise.all(dones)
   const seconds = hrMs(start) / 1000
   ctx.progress(
-    `job-reactor ${storage === 'memory' ? 'memory' : 'redis'}: ${count} jobs in ${seconds.toFixed(2)} s (enqueue loop ${enqueueSeconds.toFixed(2)} s)`,
+    `job-reactor ${storage === 'memory' ? 'memory' : 'redis'}${spool === undefined ? '' : ' nodes, spooled distributor'}: ${count} jobs in ${seconds.toFixed(2)} s (enqueue loop ${enqueueSeconds.toFixed(2)} s)`,
   )
   return { throughput: count / seconds }
 }
