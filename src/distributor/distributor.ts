@@ -153,8 +153,9 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
         scheduleDispatch,
         ended: (job, cancelled) => {
           this.cancels.answer(job, cancelled)
-          // Closing with a spool hands every job over: its record stays.
-          if (!this.closed) this.spool?.remove(job)
+          // Closing hands every job over (its record stays) or fails it: close() settles `persisted`.
+          if (this.closed) return
+          this.spool?.remove(job)
           job.markPersisted()
         },
         advanced: (job) => {
