@@ -60,8 +60,13 @@ class FakeNode implements OutboxContext {
   readonly log = this.logs.logger
   maxFrameSize = 16 * 1024 * 1024
   isBusy = false
+  /** A gone member's identity → the one that answers for it (what DistributorDirectory keeps). */
+  readonly aliases = new Map<string, string>()
   linkFor(key: string): DistributorLink | undefined {
-    return this.links.get(key)
+    const own = this.links.get(key)
+    if (own?.ready === true) return own
+    const alias = this.aliases.get(key)
+    return (alias === undefined ? undefined : this.links.get(alias)) ?? own
   }
   busy(): boolean {
     return this.isBusy
@@ -365,6 +370,52 @@ describe('FeedbackOutbox', () => {
       expect(outbox.holdsFinal(D1, 'done')).toBe(true)
       outbox.ack(link, 1)
       expect(outbox.holdsFinal(D1, 'done')).toBe(false)
+    })
+  })
+
+  describe('routing to the member that answers', () => {
+    it('results of a gone member go to the member that answers for it, once; its own link back later gets none of them again', async () => {
+      const gone = node.link(D1, false)
+      const adopter = node.link(D2)
+      outbox.add(result('a'), store)
+      outbox.add(result('b'), store)
+      await microtasks()
+      expect(adopter.sent).toEqual([])
+
+      node.aliases.set(D1, D2)
+      outbox.route()
+      expect(adopter.sent).toEqual([[1, ['a', 'b']]])
+      // Routed already: a second look sends nothing twice, a new result follows on its own.
+      outbox.route()
+      outbox.add(result('c'), store)
+      await microtasks()
+      expect(adopter.sent).toEqual([
+        [1, ['a', 'b']],
+        [2, ['c']],
+      ])
+      outbox.ack(adopter, 2)
+      expect(outbox.size).toBe(0)
+
+      gone.setConnected(true)
+      outbox.resend(gone)
+      expect(gone.sent).toEqual([])
+    })
+
+    it('a box sent to its own member goes to the one answering for it when that link goes down', async () => {
+      const own = node.link(D1)
+      const other = node.link(D2)
+      node.aliases.set(D1, D2)
+      outbox.add(result('a'), store)
+      await microtasks()
+      expect(own.sent).toEqual([[1, ['a']]])
+      expect(other.sent).toEqual([])
+
+      own.setConnected(false)
+      outbox.route()
+      expect(other.sent).toEqual([[1, ['a']]])
+      // The ack of either copy drops it.
+      outbox.ack(other, 1)
+      expect(outbox.size).toBe(0)
     })
   })
 

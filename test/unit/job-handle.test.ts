@@ -46,6 +46,40 @@ describe('Handle', () => {
     expect(unhandled).toEqual([])
   })
 
+  it('persisted: settles once, made before or after, and the first outcome wins', async () => {
+    const before = new Handle('a', owner)
+    const waiting = before.persisted
+    expect(before.isPersisted).toBe(false)
+    before.markPersisted()
+    before.failPersisted(new Error('too late'))
+    await expect(waiting).resolves.toBeUndefined()
+    expect(before.isPersisted).toBe(true)
+
+    const after = new Handle('b', owner)
+    after.markPersisted()
+    await expect(after.persisted).resolves.toBeUndefined()
+
+    const never = new Handle('c', owner)
+    const pending = never.persisted
+    const closed = new Error('closed')
+    never.failPersisted(closed)
+    never.markPersisted()
+    await expect(pending).rejects.toBe(closed)
+    await expect(never.persisted).rejects.toBe(closed)
+  })
+
+  it('persisted never leaves an unhandled rejection, looked at or not', async () => {
+    const rejections = await unhandledRejectionsOf(async () => {
+      const looked = new Handle('a', owner)
+      void looked.persisted
+      looked.failPersisted(new Error('x'))
+      const unlooked = new Handle('b', owner)
+      unlooked.failPersisted(new Error('y'))
+      void unlooked.persisted
+    })
+    expect(rejections).toEqual([])
+  })
+
   it('cancels through its distributor by id', async () => {
     expect(await new Handle('a', owner).cancel()).toBe(true)
     expect(await new Handle('z', owner).cancel()).toBe(false)
