@@ -34,6 +34,8 @@ interface SentFrames {
   frames: { seq: number; entries: Entry[] }[]
   /** Boxes (by identity) whose results went out over this connection: new ones follow as they come. */
   boxes: Set<string>
+  /** The box last added to `boxes`: a result of the same distributor as the last one costs no set lookup. */
+  lastBox: string | undefined
 }
 
 /**
@@ -94,7 +96,11 @@ export class FeedbackOutbox {
     const link = this.ctx.linkFor(feedback.distributor)
     if (link?.ready !== true) return
     // A box new since the last route() is this connection's from now on.
-    this.sentOn(link).boxes.add(feedback.distributor)
+    const sent = this.sentOn(link)
+    if (sent.lastBox !== feedback.distributor) {
+      sent.boxes.add(feedback.distributor)
+      sent.lastBox = feedback.distributor
+    }
     let batch = this.batches.get(link)
     if (batch === undefined) this.batches.set(link, (batch = []))
     batch.push(entry)
@@ -127,7 +133,7 @@ export class FeedbackOutbox {
 
   /** A link (re)connected: everything still unacknowledged for it goes out again. */
   resend(link: DistributorLink): void {
-    this.sent.set(link, { seq: 0, frames: [], boxes: new Set() })
+    this.sent.set(link, { seq: 0, frames: [], boxes: new Set(), lastBox: undefined })
     this.route()
   }
 
@@ -154,7 +160,7 @@ export class FeedbackOutbox {
 
   private sentOn(link: DistributorLink): SentFrames {
     let sent = this.sent.get(link)
-    if (sent === undefined) this.sent.set(link, (sent = { seq: 0, frames: [], boxes: new Set() }))
+    if (sent === undefined) this.sent.set(link, (sent = { seq: 0, frames: [], boxes: new Set(), lastBox: undefined }))
     return sent
   }
 
