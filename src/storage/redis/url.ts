@@ -29,11 +29,12 @@ const SCHEMES: Record<string, { kind: RedisTarget['kind']; tls: boolean }> = {
 /**
  * Parses `redis://[user:password@]host[:port][/db]` (`rediss://` for TLS) and
  * `redis-cluster://[user:password@]host:port,host:port` (`rediss-cluster://` for TLS).
- * Hand-written because WHATWG URL cannot hold a comma-separated host list.
+ * Hand-written because WHATWG URL cannot hold a comma-separated host list. `what` names the
+ * URL in error messages (the option it came from).
  */
-export function parseStorageUrl(url: string): RedisTarget {
+export function parseStorageUrl(url: string, what = 'storage url'): RedisTarget {
   const shown = typeof url === 'string' ? JSON.stringify(redactUrl(url)) : String(url)
-  const bad = (why: string): InvalidArgumentError => new InvalidArgumentError(`storage url ${shown} ${why}`)
+  const bad = (why: string): InvalidArgumentError => new InvalidArgumentError(`${what} ${shown} ${why}`)
   if (typeof url !== 'string') throw bad('must be a string')
   const sep = url.indexOf('://')
   const scheme = sep === -1 ? undefined : SCHEMES[url.slice(0, sep + 1).toLowerCase()]
