@@ -148,8 +148,12 @@ export class RegistrySource {
 
   private subscribe(): void {
     this.subscriber?.subscribe(this.keys.events).then(
-      // Whatever changed before the subscription took effect is read now.
-      () => void this.read(),
+      () => {
+        if (this.state !== 'running') return
+        this.ctx.log.debug({ group: this.group, channel: this.keys.events }, 'subscribed to the group events')
+        // Whatever changed before the subscription took effect is read now.
+        void this.read()
+      },
       (err: unknown) => {
         if (this.state !== 'running') return
         this.ctx.log.warn(
