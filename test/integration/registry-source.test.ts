@@ -225,6 +225,29 @@ describe('RegistrySource', () => {
     }
   })
 
+  it('reads and listens on Redis Cluster', async () => {
+    group = `g-${randomBytes(4).toString('hex')}`
+    const cluster = await startRedisServer({ cluster: true })
+    const writer = new Redis({ port: cluster.port, host: '127.0.0.1' })
+    try {
+      await writer.hset(
+        groupKeys(group).members,
+        'a',
+        encodeMemberEntry({ advertise: '127.0.0.1:5001', leaseUntil: NOW + 60_000, answers: [] }),
+      )
+      const { node } = await started({}, cluster.url)
+      expect(node.changes).toEqual([at('127.0.0.1:5001')])
+      await writer.hdel(groupKeys(group).members, 'a')
+      await writer.publish(groupKeys(group).events, 'a')
+      await node.until(() => node.changes.length === 2, 'the member to go')
+      expect(node.changes[1]).toEqual([])
+    } finally {
+      writer.disconnect()
+      for (const source of sources.splice(0)) source.close()
+      await cluster.stop()
+    }
+  })
+
   it('stops at close(): its timer is cancelled and it reads nothing more', async () => {
     group = `g-${randomBytes(4).toString('hex')}`
     const { node, source } = await started()

@@ -54,8 +54,9 @@ interface Entry {
  *   send no more jobs, and the link is closed once nothing is owed to it (`ctx.owes`: no job
  *   held for that distributor, no result of its jobs being stored or unacknowledged that no
  *   other link would carry). Until then it stays, and redials if it drops, since only it can
- *   deliver what is owed. `recheck()` looks again; the node calls it when a result is
- *   acknowledged, the last job of a distributor ends or a result is stored.
+ *   deliver what is owed. `requestRecheck()` looks again; the node calls it when a result
+ *   is acknowledged, the last job of a distributor leaves its table, a job's end is stored,
+ *   or a distributor says it answers for another.
  * - Two addresses that reach the same distributor (its identity, from the welcome): the link
  *   that claimed the identity first serves it; the other is closed and its address *parked*,
  *   not dialled while it stays in the union (logged once). When the serving link closes for

@@ -6,7 +6,7 @@ import { Timer } from '../../scheduling/timer-heap.js'
 import { createClient } from '../../storage/redis/client.js'
 import { type GroupKeys, groupKeys } from '../../storage/redis/group-keys.js'
 import { isLive, parseMemberEntry } from '../../storage/redis/member-entry.js'
-import { parseStorageUrl, redactUrl } from '../../storage/redis/url.js'
+import { parseStorageUrl, type RedisTarget, redactUrl } from '../../storage/redis/url.js'
 
 /** One live member of the group: the host and port of its `advertise` address. */
 export interface RegistryAddress {
@@ -83,6 +83,7 @@ export class RegistrySource {
   private readonly keys: GroupKeys
   private readonly group: string
   private readonly url: string
+  private readonly target: RedisTarget
   private readonly intervalMs: number
   private reader: Redis | Cluster | undefined
   private subscriber: Redis | Cluster | undefined
@@ -103,7 +104,7 @@ export class RegistrySource {
     options: RegistrySourceOptions,
   ) {
     // Validated here as well as in the node's options: a source may be made on its own.
-    parseStorageUrl(options.url, "'discover' url")
+    this.target = parseStorageUrl(options.url, "'discover' url")
     this.url = options.url
     this.group = options.group
     this.keys = groupKeys(options.group, options.prefix)
@@ -114,10 +115,9 @@ export class RegistrySource {
   start(): void {
     if (this.state !== 'idle') return
     this.state = 'running'
-    const target = parseStorageUrl(this.url, "'discover' url")
     const running = (): boolean => this.state === 'running'
-    const reader = (this.reader = createClient(target, running))
-    const subscriber = (this.subscriber = createClient(target, running))
+    const reader = (this.reader = createClient(this.target, running))
+    const subscriber = (this.subscriber = createClient(this.target, running))
     for (const client of [reader, subscriber]) {
       client.on('error', (err: Error) => {
         this.connectionError = err
