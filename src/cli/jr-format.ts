@@ -4,6 +4,7 @@
  */
 
 import { inspect } from 'node:util'
+import type { MemberInfo } from '../admin/group-admin.js'
 import { type CancelResult, FINISHED_STATUSES, type PurgeResult, type RetryResult } from '../admin/store-admin.js'
 import { decodeArgs } from '../protocol/args.js'
 import type { FeedbackRecord, JobRecord, JobStatus } from '../storage/store.js'
@@ -132,6 +133,40 @@ export function formatFeedback(items: readonly FeedbackRecord[], view: View): st
     ['JOB ID', 'RUN', 'KIND', 'FINAL', 'CANCELLED', 'DISTRIBUTOR'],
     items.map((f) => [f.jobId, String(f.run), f.kind, yesNo(f.final), yesNo(f.cancelled), f.distributor]),
   )
+}
+
+export function formatMembers(members: readonly MemberInfo[], group: string, json: boolean): string {
+  if (json) {
+    const rows = members.map((m) => ({
+      name: m.name,
+      advertise: m.advertise ?? null,
+      live: m.live,
+      leaseUntil: m.leaseUntil === undefined ? null : iso(m.leaseUntil),
+      msLeft: m.live ? (m.leaseMs ?? null) : null,
+      expiredMsAgo: !m.live && m.leaseMs !== undefined ? -m.leaseMs : null,
+      answers: m.answers,
+      spool: m.spool,
+      invalid: m.invalid ?? null,
+    }))
+    return `${JSON.stringify(rows, null, 2)}\n`
+  }
+  if (members.length === 0) return `no members registered in group '${group}'\n`
+  return table(
+    ['NAME', 'ADVERTISE', 'LEASE', 'ANSWERS FOR', 'SPOOL'],
+    members.map((m) => [
+      m.name,
+      m.advertise ?? '-',
+      leaseState(m),
+      m.answers.length === 0 ? '-' : m.answers.join(','),
+      String(m.spool),
+    ]),
+  )
+}
+
+function leaseState(m: MemberInfo): string {
+  if (m.invalid !== undefined) return `bad entry: ${oneLine(m.invalid, 60)}`
+  const ms = m.leaseMs ?? 0
+  return m.live ? `live, ${ms} ms left` : `expired ${-ms} ms ago`
 }
 
 // --- refusals (one line each, without the `jr: ` prefix) -----------------------------------

@@ -26,6 +26,8 @@ function readText(path: string, what: string): string {
 interface NodeFlags {
   name: string
   distributor?: string[]
+  group?: string
+  discover?: string
   jobs?: string
   storage: string
   concurrency?: number
@@ -60,6 +62,8 @@ export function nodeOptionsFromFlags(flags: NodeFlags, env: NodeJS.ProcessEnv): 
   }
   const options: NodeOptions = { name: flags.name, storage: flags.storage }
   if (flags.distributor !== undefined) options.distributors = flags.distributor
+  if (flags.group !== undefined) options.group = flags.group
+  if (flags.discover !== undefined) options.discover = flags.discover
   if (flags.jobs !== undefined) options.jobDirectory = flags.jobs
   if (flags.concurrency !== undefined) options.concurrency = flags.concurrency
   if (flags.window !== undefined) options.window = flags.window
@@ -86,7 +90,13 @@ export function buildProgram(): Command {
   return new Command('jr-node')
     .description('Run a job-reactor node: take jobs from distributors and run them')
     .requiredOption('-n, --name <name>', 'node name (routing, logs, storage namespace)')
-    .option('-d, --distributor <host:port>', 'distributor to serve (repeatable)', collect)
+    .option(
+      '-d, --distributor <host:port|dns:NAME:PORT>',
+      'distributor to serve, or a DNS name whose every A/AAAA record is one (repeatable)',
+      collect,
+    )
+    .option('--group <name>', 'distributor group to find through --discover')
+    .option('--discover <url>', "redis:// (rediss://, redis-cluster://) URL of the group's member registry")
     .option('-j, --jobs <dir>', 'directory of job files (default: jobs)')
     .option('-s, --storage <storage>', "'memory', redis://host:port or redis-cluster://h1:p1,h2:p2", 'memory')
     .option('-c, --concurrency <n>', 'chains run at once', integer)

@@ -2,7 +2,8 @@
  * `jr`: the admin command for the jobs a node keeps in Redis (the successor of JobReactor's
  * RedisMonitor). Thin: flags become StoreAdmin calls (the rules of what can be retried,
  * cancelled and purged live there) and jr-format renders the results; every subcommand opens
- * one store for one node, does its work and closes it.
+ * one store for one node, does its work and closes it. `members` reads a distributor group's
+ * registry instead (GroupAdmin), with no node.
  *
  * It works on storage only. A running node learns of jobs from its distributors, and of
  * stored jobs only when it starts (it resumes the unfinished ones), so what `retry` and
@@ -14,7 +15,9 @@
  */
 
 import { Command, CommanderError, InvalidArgumentError as CommanderArgumentError, Option } from 'commander'
+import { GroupAdmin, openGroupReader } from '../admin/group-admin.js'
 import { FINISHED_STATUSES, StoreAdmin } from '../admin/store-admin.js'
+import { groupKeys } from '../storage/redis/group-keys.js'
 import { DEFAULT_KEY_PREFIX } from '../storage/redis/keys.js'
 import { RedisStore } from '../storage/redis/redis-store.js'
 import { DEFAULT_REDIS_URL } from '../storage/redis/url.js'
@@ -30,6 +33,7 @@ import {
   formatFeedback,
   formatJob,
   formatJobs,
+  formatMembers,
   formatPurged,
   formatRetried,
   notFound,
@@ -85,7 +89,9 @@ function withCommon(cmd: Command): Command {
 
 export function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
   const program = new Command('jr')
-    .description("Inspect and repair the jobs a job-reactor node keeps in Redis (keys '<prefix>{<node>}:...')")
+    .description(
+      "Inspect and repair the jobs a job-reactor node keeps in Redis (keys '<prefix>{<node>}:...'), and list a distributor group's members",
+    )
     .configureOutput({
       writeOut: (text) => io.stdout.write(text),
       writeErr: (text) => io.stderr.write(text),
@@ -195,6 +201,24 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
       }),
     )
 
+  program
+    .command('members')
+    .description("list a distributor group's registered members: address, lease, whom they answer for, spool size")
+    .requiredOption('-g, --group <name>', 'the distributor group (its startDistributor({ group }))')
+    .option(
+      '--storage <url>',
+      "the distributors' Redis, as their storage option (default: JR_REDIS, else redis://127.0.0.1:6379)",
+    )
+    .option('--redis <url>', 'the same, spelled as the other subcommands spell it')
+    .option('--prefix <prefix>', 'key prefix the distributors use', DEFAULT_KEY_PREFIX)
+    .option('--json', 'print JSON for scripts instead of a table')
+    .addHelpText(
+      'after',
+      '\nA member whose lease ran out is gone: nodes no longer dial it, and its entry stays until a\n' +
+        'live member adopts its spool (and lists it under ANSWERS FOR).',
+    )
+    .action((flags: MembersFlags) => membersOf(io, flags).then(setExit))
+
   withCommon(
     program
       .command('feedback')
@@ -226,6 +250,32 @@ export async function main(
     return fail(io, err)
   }
   return code
+}
+
+interface MembersFlags {
+  group: string
+  storage?: string
+  redis?: string
+  prefix: string
+  json?: boolean
+}
+
+async function membersOf(io: CliIo, flags: MembersFlags): Promise<number> {
+  const env = process.env['JR_REDIS']
+  const url = flags.storage ?? flags.redis ?? (env === undefined || env === '' ? DEFAULT_REDIS_URL : env)
+  let reader: Awaited<ReturnType<typeof openGroupReader>> | undefined
+  try {
+    // Validates the group and the prefix before connecting.
+    groupKeys(flags.group, flags.prefix)
+    reader = await openGroupReader(url, DEFAULT_STORE_TIMEOUT_MS)
+    const members = await new GroupAdmin(reader, flags.prefix).listMembers(flags.group)
+    io.stdout.write(formatMembers(members, flags.group, flags.json === true))
+    return EXIT_OK
+  } catch (err) {
+    return fail(io, err)
+  } finally {
+    reader?.close()
+  }
 }
 
 async function withStore(io: CliIo, flags: CommonFlags, work: Work): Promise<number> {

@@ -150,6 +150,7 @@ export class AttemptRecorder {
       job.store,
       () => job.store.finishRun(job.id, patch, feedback, final.remove),
       () => this.finished(job, feedback, outcome.cancelled),
+      job.distributor,
     )
   }
 

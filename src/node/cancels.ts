@@ -88,6 +88,7 @@ export class Cancels {
         this.events.emit('job:cancelled', { id: job.id, name: job.name })
         if (answer) this.answerCancel(job, 'cancelled')
       },
+      job.distributor,
     )
   }
 

@@ -37,6 +37,25 @@ export class DistributorDirectory {
     if (this.byIdentity.get(link.identity) === link) this.byIdentity.delete(link.identity)
   }
 
+  /**
+   * Whether `link` is the one to deliver what is filed under `key`: it receives it now, or
+   * no link does and `key` names `link`'s distributor (its identity, a gone member it answers
+   * for, or the address it dials, for records older than identities).
+   */
+  owedTo(key: string, link: DistributorLink): boolean {
+    const receiver = this.linkFor(key)
+    if (receiver !== undefined) return receiver === link
+    if (key === link.address) return true
+    if (link.identity === '') return false
+    if (link.answersFor.some((name) => `${link.group}/${name}` === key)) return true
+    let current: string | undefined = key
+    for (let hop = 0; hop < MAX_HOPS && current !== undefined; hop++) {
+      if (current === link.identity) return true
+      current = this.aliases.get(current)
+    }
+    return false
+  }
+
   /** The ready link that receives what is filed under `key`, if any. */
   linkFor(key: string): DistributorLink | undefined {
     let current: string | undefined = key

@@ -90,6 +90,11 @@ export class FeedbackOutbox {
     }
   }
 
+  /** The keys (distributor identities, or addresses of older records) that have results waiting for an ack. */
+  *waitingKeys(): IterableIterator<string> {
+    for (const [key, box] of this.boxes) if (box.size > 0) yield key
+  }
+
   /** Files a new result and sends it if its distributor is connected. */
   add(feedback: FeedbackRecord, store: Store): void {
     const entry = this.file(feedback, store)

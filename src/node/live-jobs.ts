@@ -50,6 +50,24 @@ export class LiveJobs<T extends Identified> {
   private readonly slots: (T | undefined)[] = []
   private readonly others = new Map<string, T>()
   private count = 0
+  /** Jobs per owner key (see the constructor); a key is here only while it has jobs. */
+  private readonly owners = new Map<string, number>()
+
+  /**
+   * @param ownerOf the key jobs are counted by (the node: the distributor a job came from),
+   *   so that "does this node hold anything for X" costs one lookup, not a scan of a million
+   *   jobs; it must not change while the job is filed. Without it nothing is counted.
+   * @param onLastOf called when the last job of an owner leaves the table.
+   */
+  constructor(
+    private readonly ownerOf?: (job: T) => string,
+    private readonly onLastOf?: (owner: string) => void,
+  ) {}
+
+  /** The owners of the jobs filed now. */
+  ownerKeys(): IterableIterator<string> {
+    return this.owners.keys()
+  }
 
   get size(): number {
     return this.count
@@ -71,6 +89,10 @@ export class LiveJobs<T extends Identified> {
   /** Files a job; its id must not be filed already (check with `has`). */
   add(job: T): void {
     this.count++
+    if (this.ownerOf !== undefined) {
+      const owner = this.ownerOf(job)
+      this.owners.set(owner, (this.owners.get(owner) ?? 0) + 1)
+    }
     const slot = slotOf(job.id)
     if (slot < 0 || slot >= MAX_ARRAY_SLOT) {
       this.others.set(job.id, job)
@@ -88,7 +110,18 @@ export class LiveJobs<T extends Identified> {
     if (slot >= 0 && slot < this.slots.length && this.slots[slot] === job) this.slots[slot] = undefined
     else if (!this.others.delete(job.id)) return
     this.count--
+    if (this.ownerOf !== undefined) this.forget(this.ownerOf(job))
     if (this.count === 0 && this.slots.length > SLOT_TABLE_SHRINK_ABOVE) this.slots.length = 0
+  }
+
+  private forget(owner: string): void {
+    const left = (this.owners.get(owner) ?? 1) - 1
+    if (left > 0) {
+      this.owners.set(owner, left)
+      return
+    }
+    this.owners.delete(owner)
+    this.onLastOf?.(owner)
   }
 
   *values(): IterableIterator<T> {

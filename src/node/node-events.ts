@@ -6,6 +6,15 @@ export interface NodeEventMap {
   /** `distributor`: the address dialled; `group` and `name`: who answered there. */
   'link:up': { distributor: string; group: string; name: string }
   'link:down': { distributor: string; reason: JobsError | undefined }
+  /** A source listed a new address (or a parked one dials again): a link to it is dialling. */
+  'link:added': { distributor: string }
+  /** Its address left every source: it takes no more jobs and closes once nothing is owed to it. */
+  'link:leaving': { distributor: string }
+  /**
+   * Closed for good: `gone` (its address left and nothing is owed to it any more) or
+   * `duplicate` (it reached a distributor another link serves; not redialled while listed).
+   */
+  'link:removed': { distributor: string; reason: 'gone' | 'duplicate' }
   'job:accepted': { id: string; name: string }
   'job:start': { id: string; name: string; attempt: number; run: number }
   'job:retry': { id: string; name: string; attempt: number; delayMs: number; error: SerializedError }

@@ -17,6 +17,9 @@ import { hasLeases, type Store } from '../storage/store.js'
 import { AttemptRecorder } from './attempt-recorder.js'
 import { AttemptRunner } from './attempt-runner.js'
 import { Cancels } from './cancels.js'
+import { DnsSource } from './discovery/dns-source.js'
+import { type LinkChange, LinkSet, type LinkTarget } from './discovery/link-set.js'
+import { RegistrySource } from './discovery/registry-source.js'
 import { DistributorDirectory } from './distributor-directory.js'
 import { DistributorLink, type LinkContext } from './distributor-link.js'
 import { FeedbackBuilder } from './feedback-builder.js'
@@ -26,7 +29,7 @@ import { loadJobDirectory } from './job-loader.js'
 import { LeaseKeeper, type LeaseContext } from './lease-keeper.js'
 import { LiveJobs, type LiveJob, type TimerItem } from './live-jobs.js'
 import type { NodeEventMap, NodeEvents } from './node-events.js'
-import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './options.js'
+import { linkTarget, resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './options.js'
 import { JobRegistry } from './registry.js'
 import { Resumer } from './resumer.js'
 import { StoreOutage } from './store-outage.js'
@@ -54,7 +57,8 @@ export interface CloseOptions {
  * `AttemptRunner` (timers, the ready queue, attempts), `AttemptRecorder` (what follows an
  * attempt, decided by the pure `decideAfterAttempt`), `Cancels` (cancels, and a memory
  * node's link that drops), `StoreOutage` (store writes while the store is down),
- * `FeedbackBuilder` and `FeedbackOutbox` (results until acknowledged), `LeaseKeeper`.
+ * `FeedbackBuilder` and `FeedbackOutbox` (results until acknowledged), `LeaseKeeper`, and
+ * `LinkSet` (one link per address its sources list: static, `dns:` names, the registry).
  *
  * Time: every due time, timeout and deadline is read from `clock` and armed on the one
  * scheduler; only the network (links, heartbeats), the pump's budget and the shutdown's
@@ -71,11 +75,17 @@ export class Node extends TypedEmitter<NodeEventMap> {
   private store!: Store
   private readonly config: Config
   private readonly clock: Clock
-  /** By the address dialled. */
-  private readonly links = new Map<string, DistributorLink>()
+  /** The links, one per address the sources list, and when to let one go. */
+  private readonly linkSet: LinkSet
+  /** What keeps the link set current: DNS names, the group registry. */
+  private readonly sources: { start(): void; close(): void }[] = []
   /** Which link receives what is filed under a distributor identity. */
   private readonly directory = new DistributorDirectory()
-  private readonly live = new LiveJobs<LiveJob>()
+  /** Counted by distributor: a link is let go only once nothing is held for it. */
+  private readonly live = new LiveJobs<LiveJob>(
+    (job) => job.distributor,
+    () => this.linkSet.requestRecheck(),
+  )
   private readonly scheduler: Scheduler<TimerItem>
   /** Unacknowledged feedback per distributor identity, in the order it was produced. */
   private readonly outbox: FeedbackOutbox
@@ -123,6 +133,12 @@ export class Node extends TypedEmitter<NodeEventMap> {
       onError: (err) => log.error({ err }, 'timer callback failed'),
     })
     this.storeGuard = new StoreGuard({ now, after: this.after }, opts.storeTimeoutMs)
+    this.linkSet = new LinkSet({
+      log,
+      createLink: (target) => this.createLink(target),
+      owes: (link) => this.owes(link),
+      changed: (link, change, reason) => this.onLinkChange(link, change, reason),
+    })
     this.outbox = new FeedbackOutbox({ linkFor, busy: () => this.runner.busy, maxFrameSize: opts.maxFrameSize, log })
     this.builder = new FeedbackBuilder({ maxFrameSize: opts.maxFrameSize, linkFor, log })
     this.outage = new StoreOutage({
@@ -138,6 +154,8 @@ export class Node extends TypedEmitter<NodeEventMap> {
         if (this.state === 'running') this.setAccepting(true)
         this.safeEmit('store:up', {})
       },
+      // A job's end is stored and its result filed: a link may be owed nothing now.
+      settled: () => this.linkSet.requestRecheck(),
     })
     const unschedule = (job: LiveJob): void => void this.scheduler.cancel(job)
     this.cancels = new Cancels(
@@ -207,7 +225,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
 
   /** Addresses of the distributors this node is connected to now. */
   get connectedDistributors(): string[] {
-    return [...this.links.values()].filter((l) => l.ready).map((l) => l.address)
+    return [...this.linkSet.links()].filter((l) => l.ready).map((l) => l.address)
   }
 
   async start(): Promise<this> {
@@ -229,21 +247,8 @@ export class Node extends TypedEmitter<NodeEventMap> {
     }
     const resumed = await this.resumer.resume(this.store, this.config.retryJobsAtStart)
     this.state = 'running'
-    for (const d of this.options.distributors) {
-      const link = new DistributorLink(this.linkContext, {
-        ...d,
-        secret: this.options.secret,
-        tls: this.options.tls,
-        maxFrameSize: this.options.maxFrameSize,
-        stallTimeoutMs: this.options.stallTimeoutMs,
-        handshakeTimeoutMs: this.options.handshakeTimeoutMs,
-        reconnectMinMs: this.options.reconnectMinMs,
-        reconnectMaxMs: this.options.reconnectMaxMs,
-        log: this.log,
-      })
-      this.links.set(d.address, link)
-      link.start()
-    }
+    this.linkSet.set('static', this.options.distributors)
+    this.startSources()
     this.safeEmit('ready', { name: this.name, jobs: this.registry.names(), resumed })
     return this
   }
@@ -276,10 +281,11 @@ export class Node extends TypedEmitter<NodeEventMap> {
       await this.waitOutboxFlushed(Math.min(2000, timeoutMs))
     }
     this.state = 'closed'
+    for (const source of this.sources) source.close()
     await this.leaseKeeper?.stop()
     this.scheduler.close()
     await this.runner.close()
-    for (const link of this.links.values()) link.close()
+    this.linkSet.close()
     await this.store?.close().catch((err: unknown) => this.log.warn({ err }, 'store close failed'))
     this.log.info('node closed')
     this.safeEmit('close', {})
@@ -315,6 +321,79 @@ export class Node extends TypedEmitter<NodeEventMap> {
 
   // --- links -------------------------------------------------------------------------
 
+  /** Each `dns:` entry and the group registry report their sets to the link set. */
+  private startSources(): void {
+    const { dnsTargets, dnsServer, group, discover } = this.options
+    const timers = {
+      log: this.log,
+      after: this.after,
+      cancelTimer: (timer: Timer) => void this.scheduler.cancel(timer),
+    }
+    const report =
+      (source: string) =>
+      (addresses: readonly { host: string; port: number }[]): void =>
+        this.linkSet.set(source, addresses.map(linkTarget))
+    for (const { name, port } of dnsTargets) {
+      const onChange = report(`dns:${name}:${port}`)
+      this.sources.push(new DnsSource({ ...timers, onChange }, { name, port, server: dnsServer }))
+    }
+    if (discover !== undefined && group !== undefined) {
+      const onChange = report(`registry:${group}`)
+      const now = (): number => this.clock.now()
+      this.sources.push(new RegistrySource({ ...timers, now, onChange }, { url: discover, group }))
+    }
+    for (const source of this.sources) source.start()
+  }
+
+  private createLink(target: LinkTarget): DistributorLink {
+    return new DistributorLink(this.linkContext, {
+      ...target,
+      secret: this.options.secret,
+      tls: this.options.tls,
+      maxFrameSize: this.options.maxFrameSize,
+      stallTimeoutMs: this.options.stallTimeoutMs,
+      handshakeTimeoutMs: this.options.handshakeTimeoutMs,
+      reconnectMinMs: this.options.reconnectMinMs,
+      reconnectMaxMs: this.options.reconnectMaxMs,
+      log: this.log,
+    })
+  }
+
+  /**
+   * Something filed under a key that `link` is the one to deliver: a job held, a job's end
+   * being stored, a result not yet acknowledged. A few keys each (one per distributor).
+   */
+  private owes(link: DistributorLink): boolean {
+    for (const keys of [this.live.ownerKeys(), this.outage.owners(), this.outbox.waitingKeys()]) {
+      for (const key of keys) if (this.directory.owedTo(key, link)) return true
+    }
+    return false
+  }
+
+  private onLinkChange(link: DistributorLink, change: LinkChange, reason: 'gone' | 'duplicate' | undefined): void {
+    const distributor = link.address
+    switch (change) {
+      case 'added':
+        this.safeEmit('link:added', { distributor })
+        return
+      case 'leaving':
+        // It finishes what it holds for that distributor, and takes no more.
+        link.send({ type: MessageType.STATE, accepting: false })
+        this.safeEmit('link:leaving', { distributor })
+        return
+      case 'staying':
+        if (this.accepting) link.send({ type: MessageType.STATE, accepting: true })
+        return
+      case 'removed':
+        this.safeEmit('link:removed', { distributor, reason: reason ?? 'gone' })
+        return
+      default: {
+        const never: never = change
+        throw new Error(`unhandled link change ${String(never)}`)
+      }
+    }
+  }
+
   private readonly linkContext: LinkContext = {
     helloFields: () => ({
       node: this.name,
@@ -326,17 +405,20 @@ export class Node extends TypedEmitter<NodeEventMap> {
       durable: this.store.durable,
     }),
     onReady: (link) => {
+      // A second address of a distributor another link serves: closed, and never filed under.
+      if (!this.linkSet.onReady(link)) return
       this.log.info(
         { distributor: link.address, group: link.group, name: link.memberName, answersFor: link.answersFor.length },
         'connected to distributor',
       )
       this.directory.up(link)
-      if (!this.accepting) link.send({ type: MessageType.STATE, accepting: false })
+      if (!this.accepting || this.linkSet.isLeaving(link)) link.send({ type: MessageType.STATE, accepting: false })
       this.outbox.resend(link)
       this.safeEmit('link:up', { distributor: link.address, group: link.group, name: link.memberName })
     },
     onMessage: (link, message) => this.onMessage(link, message),
     onDown: (link, reason) => {
+      if (!this.linkSet.onDown(link)) return
       this.directory.down(link)
       if (!this.store.durable) this.cancels.dropJobsOf(link)
       // What it received goes to a member that answers for it, if one is connected.
@@ -359,6 +441,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
         link.answersFor.push(...message.names)
         this.directory.answers(link, message.names)
         this.outbox.route()
+        this.linkSet.requestRecheck()
         return
       case MessageType.ERROR:
         this.log.warn({ distributor: link.address, code: message.code }, `distributor reported: ${message.message}`)
@@ -383,12 +466,16 @@ export class Node extends TypedEmitter<NodeEventMap> {
   private setAccepting(accepting: boolean): void {
     if (this.accepting === accepting) return
     this.accepting = accepting
-    for (const link of this.links.values()) link.send({ type: MessageType.STATE, accepting })
+    for (const link of this.linkSet.links()) {
+      // A leaving distributor stays told to send nothing.
+      if (!this.linkSet.isLeaving(link)) link.send({ type: MessageType.STATE, accepting })
+    }
   }
 
   private onFeedbackAck(link: DistributorLink, seq: number): void {
     const report = this.listenerCount('feedback:acked') > 0
     this.outbox.ack(link, seq, report ? (f) => this.safeEmit('feedback:acked', { id: f.jobId, run: f.run }) : undefined)
+    this.linkSet.requestRecheck()
   }
 
   /**

@@ -22,8 +22,11 @@ import {
 import { InvalidArgumentError } from '../errors.js'
 import { DEFAULT_MAX_FRAME_SIZE } from '../protocol/frame.js'
 import { createLogger, resolveLogLevel, type Logger, type LogLevel } from '../logger.js'
+import { checkGroup } from '../protocol/identity.js'
 import { checkStorageUrl } from '../storage/redis/url.js'
 import type { Store } from '../storage/store.js'
+import { type DnsTarget, parseDnsServer, parseDnsTarget } from './discovery/dns-source.js'
+import type { LinkTarget } from './discovery/link-set.js'
 import type { JobRegistry } from './registry.js'
 
 export interface NodeTlsOptions {
@@ -39,8 +42,23 @@ export interface NodeTlsOptions {
 export interface NodeOptions {
   /** The node's name: routing (`node`, `notNode`), logs, and its storage namespace. */
   name: string
-  /** Distributors to serve, as 'host:port'. @default ['127.0.0.1:5000'] */
+  /**
+   * Distributors to serve: `'host:port'` (one distributor), or `'dns:NAME:PORT'` (every A
+   * and AAAA record of NAME, kept current as the records change; `JR_DNS_SERVER` picks the
+   * DNS server). May be combined with `discover`: the node serves the union.
+   * @default ['127.0.0.1:5000'], or none with `discover`
+   */
   distributors?: string[]
+  /**
+   * The distributor group whose members `discover` finds. Only with `discover`: the
+   * distributors of `distributors` may belong to any group.
+   */
+  group?: string
+  /**
+   * Find the members of `group` in the Redis registry the distributors keep, and follow it as
+   * they come and go: `redis://…`, `rediss://…`, `redis-cluster://…` or `rediss-cluster://…`.
+   */
+  discover?: string
   /** Directory of job files, loaded recursively (.js, .mjs, .ts). @default config.jobDirectory */
   jobDirectory?: string
   /**
@@ -96,7 +114,14 @@ export interface NodeOptions {
 
 export interface ResolvedNodeOptions {
   name: string
-  distributors: { address: string; host: string; port: number }[]
+  /** The `host:port` entries of `distributors`. */
+  distributors: LinkTarget[]
+  /** The `dns:NAME:PORT` entries of `distributors`, each once. */
+  dnsTargets: DnsTarget[]
+  /** `JR_DNS_SERVER` as found in the environment when there are DNS targets. */
+  dnsServer: string | undefined
+  group: string | undefined
+  discover: string | undefined
   jobDirectory: string | undefined
   registry: JobRegistry | undefined
   storage: string | Store
@@ -121,6 +146,8 @@ export interface ResolvedNodeOptions {
 const NODE_KEYS = [
   'name',
   'distributors',
+  'group',
+  'discover',
   'jobDirectory',
   'registry',
   'storage',
@@ -142,6 +169,8 @@ const NODE_KEYS = [
   'logLevel',
 ] as const
 
+const DEFAULT_DISTRIBUTOR = '127.0.0.1:5000'
+
 export function resolveNodeOptions(input: unknown): ResolvedNodeOptions {
   const o = checkPlainOptions('node', input)
   checkKnownKeys('node', o, NODE_KEYS)
@@ -149,14 +178,26 @@ export function resolveNodeOptions(input: unknown): ResolvedNodeOptions {
   if (!/^[\w.-]{1,200}$/.test(name)) {
     throw new InvalidArgumentError(`'name' may hold only letters, digits, '_', '.' and '-', got ${describe(name)}`)
   }
-  const list = o['distributors'] ?? ['127.0.0.1:5000']
-  if (!Array.isArray(list) || list.length === 0) {
-    throw new InvalidArgumentError(`'distributors' must be a non-empty array of 'host:port', got ${describe(list)}`)
+  const { group, discover } = resolveDiscovery(o)
+  const list = o['distributors'] ?? (discover === undefined ? [DEFAULT_DISTRIBUTOR] : [])
+  if (!Array.isArray(list) || (list.length === 0 && discover === undefined)) {
+    throw new InvalidArgumentError(
+      `'distributors' must be a non-empty array of 'host:port' or 'dns:NAME:PORT' (or give 'discover'), got ${describe(list)}`,
+    )
   }
-  const distributors = list.map((entry, i) => {
-    const { host, port } = parseHostPort(`distributors[${i}]`, entry)
-    return { address: `${host}:${port}`, host, port }
-  })
+  const distributors: LinkTarget[] = []
+  const dnsTargets: DnsTarget[] = []
+  for (const [i, entry] of list.entries()) {
+    const dns = typeof entry === 'string' ? parseDnsTarget(entry) : undefined
+    if (dns === undefined) {
+      distributors.push(linkTarget(parseHostPort(`distributors[${i}]`, entry)))
+    } else if (!dnsTargets.some((t) => t.name === dns.name && t.port === dns.port)) {
+      dnsTargets.push(dns)
+    }
+  }
+  const dnsServer = dnsTargets.length === 0 ? undefined : process.env['JR_DNS_SERVER']
+  // Checked now, not at the first resolution.
+  parseDnsServer(dnsServer)
   const storage = o['storage'] ?? 'memory'
   if (
     typeof storage !== 'string' &&
@@ -172,6 +213,10 @@ export function resolveNodeOptions(input: unknown): ResolvedNodeOptions {
   return {
     name,
     distributors,
+    dnsTargets,
+    dnsServer,
+    group,
+    discover,
     jobDirectory: o['jobDirectory'] === undefined ? undefined : checkString('jobDirectory', o['jobDirectory']),
     registry: o['registry'] as JobRegistry | undefined,
     storage: storage as string | Store,
@@ -192,4 +237,28 @@ export function resolveNodeOptions(input: unknown): ResolvedNodeOptions {
     logLevel,
     logger: (o['logger'] as Logger | undefined) ?? createLogger(logLevel).child({ node: name }),
   }
+}
+
+/** What the node dials for `host:port`; the address is how links are told apart. */
+export function linkTarget({ host, port }: { host: string; port: number }): LinkTarget {
+  return { address: `${host}:${port}`, host, port }
+}
+
+/** `group` and `discover` go together: one names what the other finds. */
+function resolveDiscovery(o: Record<string, unknown>): { group: string | undefined; discover: string | undefined } {
+  const group = o['group'] === undefined ? undefined : checkGroup('group', o['group'])
+  const discover = o['discover']
+  if (discover === undefined) {
+    if (group !== undefined) {
+      throw new InvalidArgumentError(
+        `'group' names the group that 'discover' finds in Redis; give 'discover' too (a distributor of another group can be listed in 'distributors')`,
+      )
+    }
+    return { group, discover: undefined }
+  }
+  const url = checkStorageUrl('discover', discover, false)
+  if (group === undefined) {
+    throw new InvalidArgumentError(`'discover' needs 'group': the distributor group whose members it finds`)
+  }
+  return { group, discover: url }
 }

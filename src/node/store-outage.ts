@@ -15,6 +15,8 @@ export interface OutageContext {
    * jobs and says so.
    */
   changed(error: Error | undefined): void
+  /** The dependents of the last write made for `owner` (see persist) ran. */
+  settled?(owner: string): void
 }
 
 /** A store write and what depends on it. */
@@ -51,6 +53,8 @@ export class StoreOutage {
   private readonly backlog: PendingWrite[] = []
   /** Asks a store that is down whether it is back. */
   private readonly probeTimer = new Timer(() => this.probe())
+  /** Writes per owner whose dependents have not run yet (see persist). */
+  private readonly writing = new Map<string, number>()
 
   constructor(private readonly ctx: OutageContext) {}
 
@@ -63,20 +67,53 @@ export class StoreOutage {
    * could only ever give back what the node's own tables and outbox hold already, and the
    * distributor keeps every job it sent to such a node until its final feedback (see
    * docs/architecture.md#at-least-once).
+   *
+   * `owner`: the distributor the write's dependents concern (a job's end, whose result goes
+   * to it). Until they ran, `owners()` lists it: the job has left the node's table and its
+   * result is not in the outbox yet, and the node must not let go of that distributor's link
+   * in between.
    */
-  persist(store: Store, write: () => Promise<void>, then: () => void = noop): Promise<void> | undefined {
+  persist(
+    store: Store,
+    write: () => Promise<void>,
+    then: () => void = noop,
+    owner?: string,
+  ): Promise<void> | undefined {
     if (!store.durable) {
       then()
       return undefined
     }
+    const after = owner === undefined ? then : this.owned(owner, then)
     if (this.down || this.replaying) {
-      this.backlog.push({ write, after: then })
+      this.backlog.push({ write, after })
       return undefined
     }
-    return write().then(then, (err: unknown) => {
-      this.backlog.push({ write, after: then })
+    return write().then(after, (err: unknown) => {
+      this.backlog.push({ write, after })
       this.failed(err instanceof Error ? err : new StoreError(String(err)))
     })
+  }
+
+  /** Distributors whose writes' dependents have not run yet. */
+  owners(): IterableIterator<string> {
+    return this.writing.keys()
+  }
+
+  /** Counts `owner`'s write until its dependents ran, then tells the node if it was the last. */
+  private owned(owner: string, then: () => void): () => void {
+    this.writing.set(owner, (this.writing.get(owner) ?? 0) + 1)
+    return () => {
+      try {
+        then()
+      } finally {
+        const left = (this.writing.get(owner) ?? 1) - 1
+        if (left > 0) this.writing.set(owner, left)
+        else {
+          this.writing.delete(owner)
+          this.ctx.settled?.(owner)
+        }
+      }
+    }
   }
 
   /** A write replayed with the others once the store is back, after those queued before it. */

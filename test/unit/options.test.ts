@@ -96,7 +96,7 @@ describe('distributor and node options', () => {
       /'storage' must be 'memory'/,
     )
     expect(() => resolveNodeOptions({ name: 'w1', storage: 'redis://a:1,b:2' })).toThrow(
-      /storage url .* names several hosts/,
+      /'storage' url .* names several hosts/,
     )
     expect(() => resolveNodeOptions({ name: 'w1', distributors: [] })).toThrow(
       /'distributors' must be a non-empty array/,

@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto'
 import { NameTakenError } from '../../errors.js'
 import type { Logger } from '../../logger.js'
 import { Timer } from '../../scheduling/timer-heap.js'
-import type { GroupStore, MemberRecord } from '../../storage/redis/group-store.js'
+import type { GroupStore } from '../../storage/redis/group-store.js'
+import type { MemberEntry } from '../../storage/redis/member-entry.js'
 import { decodeSpooled, type SpooledJob } from './spooled-job.js'
 
 /** What membership needs of its distributor. */
@@ -91,7 +92,7 @@ export class Membership {
     await this.store.register(this.ctx.name, { ...this.record(), leaseUntil: 0 }, true)
   }
 
-  private record(): MemberRecord {
+  private record(): MemberEntry {
     return { advertise: this.ctx.advertise(), leaseUntil: Date.now() + this.leaseMs, answers: [...this.answers] }
   }
 

@@ -11,6 +11,12 @@ export interface DnsAddress {
   readonly port: number
 }
 
+/** A `dns:NAME:PORT` distributor entry, parsed. */
+export interface DnsTarget {
+  readonly name: string
+  readonly port: number
+}
+
 /** What a DNS source needs of its node. */
 export interface DnsContext {
   readonly log: Logger
@@ -63,7 +69,7 @@ type DnsRecord = { address: string; ttl: number }
  * other value (a plain `host:port` is not ours to judge); throws InvalidArgumentError naming
  * the value when it starts with `dns:` but is not a name and a port.
  */
-export function parseDnsTarget(spec: string): { name: string; port: number } | undefined {
+export function parseDnsTarget(spec: string): DnsTarget | undefined {
   if (!spec.startsWith('dns:')) return undefined
   const bad = (why: string): InvalidArgumentError =>
     new InvalidArgumentError(`distributor '${spec}' must be ${TARGET_FORM} (${why})`)

@@ -1,64 +1,17 @@
 import type { Cluster, Redis } from 'ioredis'
-import { InvalidArgumentError, StoreError } from '../../errors.js'
+import { StoreError } from '../../errors.js'
 import { connectClient, createClient } from './client.js'
+import { type GroupKeys, groupKeys, type MemberKeys, memberKeys } from './group-keys.js'
 import { DEFAULT_KEY_PREFIX } from './keys.js'
+import { encodeMemberEntry, type MemberEntry, parseMemberEntry } from './member-entry.js'
 import { parseStorageUrl, redactUrl } from './url.js'
 
 /*
- * Redis key layout of a distributor group (docs/redis.md, "Distributor groups"):
- *
- *   <prefix>group:{<group>}:members        hash member name → JSON MemberRecord (the registry)
- *   <prefix>group:{<group>}:events         pub/sub channel: a member's name when its record changed
- *   <prefix>group:{<group>}:cancels        pub/sub channel: cancels between members (GroupCancels)
- *   <prefix>dist:{<group>/<name>}:spool    hash job id → msgpack spooled job (spooled-job.ts)
- *   <prefix>dist:{<group>/<name>}:lease    string, the token of the process that holds the name (expires)
- *
- * A member's spool and lease share its hash tag, so one script call writes a whole batch of
- * the spool in one slot; the registry is the group's own slot. Nothing spans slots
- * atomically: adoption is ordered so that a crash at any step leaves the work findable (see
- * Membership.adopt).
+ * A distributor group's state in Redis; key layout in group-keys.ts. A member's spool and
+ * lease share its hash tag, so one script call writes a whole batch of the spool in one
+ * slot; the registry is the group's own slot. Nothing spans slots atomically: adoption is
+ * ordered so that a crash at any step leaves the work findable (see Membership.adopt).
  */
-
-/** A member as the registry lists it. */
-export interface MemberRecord {
-  /** The `host:port` nodes dial. */
-  advertise: string
-  /** Epoch ms until which the member renewed its lease, as its own clock saw it (a hint for nodes and `jr`). */
-  leaseUntil: number
-  /** Gone members whose work it took over (their feedback comes here). */
-  answers: string[]
-}
-
-export interface GroupKeys {
-  members: string
-  events: string
-  cancels: string
-}
-
-export function groupKeys(group: string, prefix: string = DEFAULT_KEY_PREFIX): GroupKeys {
-  checkTagged('group', group)
-  checkTagged('prefix', prefix, true)
-  const base = `${prefix}group:{${group}}:`
-  return { members: `${base}members`, events: `${base}events`, cancels: `${base}cancels` }
-}
-
-export function memberKeys(
-  group: string,
-  name: string,
-  prefix: string = DEFAULT_KEY_PREFIX,
-): { spool: string; lease: string } {
-  checkTagged('group', group)
-  checkTagged('name', name)
-  const base = `${prefix}dist:{${group}/${name}}:`
-  return { spool: `${base}spool`, lease: `${base}lease` }
-}
-
-/** Braces would move keys out of their hash tag's slot (see keys.ts). */
-function checkTagged(field: string, value: string, emptyOk = false): void {
-  if (typeof value !== 'string' || (!emptyOk && value.length === 0) || /[{}]/.test(value)) {
-    throw new InvalidArgumentError(`'${field}' must be a string without '{' or '}', got ${JSON.stringify(value)}`)
-  }
-}
 
 /**
  * KEYS: spool. ARGV: one msgpack array of strs, operations `s id record` (spool a job, or
@@ -205,7 +158,7 @@ export class GroupStore {
     this.open = true
   }
 
-  member(name: string): { spool: string; lease: string } {
+  member(name: string): MemberKeys {
     return memberKeys(this.group, name, this.prefix)
   }
 
@@ -251,9 +204,9 @@ export class GroupStore {
     )
   }
 
-  async members(): Promise<Map<string, MemberRecord>> {
+  async members(): Promise<Map<string, MemberEntry>> {
     const raw = await this.call('registry read', () => this.client.hgetall(this.keys.members))
-    const out = new Map<string, MemberRecord>()
+    const out = new Map<string, MemberEntry>()
     for (const [name, json] of Object.entries(raw)) {
       const record = parseMember(json)
       if (record !== undefined) out.set(name, record)
@@ -261,21 +214,21 @@ export class GroupStore {
     return out
   }
 
-  async readMember(name: string): Promise<MemberRecord | undefined> {
+  async readMember(name: string): Promise<MemberEntry | undefined> {
     const json = await this.call('registry read', () => this.client.hget(this.keys.members, name))
     return json === null ? undefined : parseMember(json)
   }
 
   /** Writes `name`'s registry entry and tells the nodes watching the group. */
-  async register(name: string, record: MemberRecord, announce: boolean): Promise<void> {
-    await this.call('registry write', () => this.client.hset(this.keys.members, name, JSON.stringify(record)))
+  async register(name: string, record: MemberEntry, announce: boolean): Promise<void> {
+    await this.call('registry write', () => this.client.hset(this.keys.members, name, encodeMemberEntry(record)))
     if (announce) await this.announce(name)
   }
 
   /** `adopter` took `gone` over: resolves the adopter's record after the change. */
-  async absorb(adopter: string, gone: string, record: MemberRecord): Promise<MemberRecord> {
+  async absorb(adopter: string, gone: string, record: MemberEntry): Promise<MemberEntry> {
     const json = await this.call('registry absorb', () =>
-      this.scripts.jrAbsorb(this.keys.members, adopter, gone, JSON.stringify(record)),
+      this.scripts.jrAbsorb(this.keys.members, adopter, gone, encodeMemberEntry(record)),
     )
     await this.announce(adopter)
     return parseMember(json) ?? record
@@ -330,14 +283,9 @@ export class GroupStore {
   }
 }
 
-function parseMember(json: string): MemberRecord | undefined {
-  try {
-    const o = JSON.parse(json) as Partial<MemberRecord>
-    if (typeof o.advertise !== 'string' || typeof o.leaseUntil !== 'number') return undefined
-    return { advertise: o.advertise, leaseUntil: o.leaseUntil, answers: Array.isArray(o.answers) ? o.answers : [] }
-  } catch {
-    return undefined
-  }
+function parseMember(json: string): MemberEntry | undefined {
+  const parsed = parseMemberEntry(json)
+  return parsed.ok ? parsed.entry : undefined
 }
 
 function messageOf(err: unknown): string {

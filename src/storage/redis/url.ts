@@ -30,11 +30,12 @@ const SCHEMES: Record<string, { kind: RedisTarget['kind']; tls: boolean }> = {
 /**
  * Parses `redis://[user:password@]host[:port][/db]` (`rediss://` for TLS) and
  * `redis-cluster://[user:password@]host:port,host:port` (`rediss-cluster://` for TLS).
- * Hand-written because WHATWG URL cannot hold a comma-separated host list.
+ * Hand-written because WHATWG URL cannot hold a comma-separated host list. `what` names the
+ * URL in error messages (the option it came from).
  */
-export function parseStorageUrl(url: string): RedisTarget {
+export function parseStorageUrl(url: string, what = 'storage url'): RedisTarget {
   const shown = typeof url === 'string' ? JSON.stringify(redactUrl(url)) : String(url)
-  const bad = (why: string): InvalidArgumentError => new InvalidArgumentError(`storage url ${shown} ${why}`)
+  const bad = (why: string): InvalidArgumentError => new InvalidArgumentError(`${what} ${shown} ${why}`)
   if (typeof url !== 'string') throw bad('must be a string')
   const sep = url.indexOf('://')
   const scheme = sep === -1 ? undefined : SCHEMES[url.slice(0, sep + 1).toLowerCase()]
@@ -99,15 +100,16 @@ export function redactUrl(url: string): string {
 }
 
 /**
- * A storage option that must be a Redis URL ('memory' is the caller's to handle): the whole
- * URL is checked here, once, not when the store first connects. Throws naming `field`.
+ * An option that must be a Redis URL (a storage option's 'memory' is the caller's to handle,
+ * `orMemory` only names it in the message): the whole URL is checked here, once, not when
+ * the store first connects. Throws naming `field`.
  */
-export function checkStorageUrl(field: string, value: unknown): string {
+export function checkStorageUrl(field: string, value: unknown, orMemory = true): string {
   if (typeof value !== 'string' || !/^rediss?(-cluster)?:\/\//i.test(value)) {
     throw new InvalidArgumentError(
-      `'${field}' must be 'memory', 'redis://…', 'rediss://…', 'redis-cluster://…' or 'rediss-cluster://…', got ${describe(value)}`,
+      `'${field}' must be ${orMemory ? "'memory', " : ''}'redis://…', 'rediss://…', 'redis-cluster://…' or 'rediss-cluster://…', got ${describe(value)}`,
     )
   }
-  parseStorageUrl(value)
+  parseStorageUrl(value, `'${field}' url`)
   return value
 }
