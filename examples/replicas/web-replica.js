@@ -6,6 +6,7 @@
  *   {"result": id, "via": "closure"}      a result delivered here (or "handler": a job this
  *                                         process holds no closure for: resumed or adopted)
  *   {"adopted": member, "jobs": N}        took over a gone member of the group
+ *   {"enqueued": N}                       all its jobs are enqueued
  *
  * argv: NAME REDIS_URL COUNT (jobs to enqueue, one every 2 ms, each due 0..2 s later)
  */
@@ -39,5 +40,6 @@ for (let i = 0; i < Number(count); i++) {
   handle.done.catch(() => {})
   await new Promise((resolve) => setTimeout(resolve, 2))
 }
+say({ enqueued: Number(count) })
 
 process.on('SIGTERM', () => void distributor.close().then(() => process.exit(0)))
