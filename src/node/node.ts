@@ -18,7 +18,7 @@ import { AttemptRecorder } from './attempt-recorder.js'
 import { AttemptRunner } from './attempt-runner.js'
 import { Cancels } from './cancels.js'
 import { DnsSource } from './discovery/dns-source.js'
-import { type LinkChange, LinkSet, type LinkTarget } from './discovery/link-set.js'
+import { type LinkChange, LinkSet } from './discovery/link-set.js'
 import { RegistrySource } from './discovery/registry-source.js'
 import { DistributorDirectory } from './distributor-directory.js'
 import { DistributorLink, type LinkContext } from './distributor-link.js'
@@ -29,7 +29,13 @@ import { loadJobDirectory } from './job-loader.js'
 import { LeaseKeeper, type LeaseContext } from './lease-keeper.js'
 import { LiveJobs, type LiveJob, type TimerItem } from './live-jobs.js'
 import type { NodeEventMap, NodeEvents } from './node-events.js'
-import { linkTarget, resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './options.js'
+import {
+  type LinkTarget,
+  linkTarget,
+  resolveNodeOptions,
+  type NodeOptions,
+  type ResolvedNodeOptions,
+} from './options.js'
 import { JobRegistry } from './registry.js'
 import { Resumer } from './resumer.js'
 import { StoreOutage } from './store-outage.js'

@@ -26,7 +26,6 @@ import { checkGroup } from '../protocol/identity.js'
 import { checkStorageUrl } from '../storage/redis/url.js'
 import type { Store } from '../storage/store.js'
 import { type DnsTarget, parseDnsServer, parseDnsTarget } from './discovery/dns-source.js'
-import type { LinkTarget } from './discovery/link-set.js'
 import type { JobRegistry } from './registry.js'
 
 export interface NodeTlsOptions {
@@ -237,6 +236,13 @@ export function resolveNodeOptions(input: unknown): ResolvedNodeOptions {
     logLevel,
     logger: (o['logger'] as Logger | undefined) ?? createLogger(logLevel).child({ node: name }),
   }
+}
+
+/** An address to dial: `address` is `host:port` as the node writes it, and tells links apart. */
+export interface LinkTarget {
+  readonly address: string
+  readonly host: string
+  readonly port: number
 }
 
 /** What the node dials for `host:port`; the address is how links are told apart. */

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { type LinkChange, LinkSet, type LinkSetContext, type LinkTarget } from '../../src/node/discovery/link-set.js'
+import { type LinkChange, LinkSet, type LinkSetContext } from '../../src/node/discovery/link-set.js'
+import type { LinkTarget } from '../../src/node/options.js'
 import type { DistributorLink } from '../../src/node/distributor-link.js'
 import { LogCapture } from '../helpers/log-capture.js'
 

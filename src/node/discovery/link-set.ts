@@ -1,12 +1,6 @@
 import type { Logger } from '../../logger.js'
 import type { DistributorLink } from '../distributor-link.js'
-
-/** An address to dial: `address` is `host:port` as the node writes it, and tells links apart. */
-export interface LinkTarget {
-  readonly address: string
-  readonly host: string
-  readonly port: number
-}
+import type { LinkTarget } from '../options.js'
 
 /**
  * What happened to a link of the set: `added` (its address appeared; it is dialling),
