@@ -1,0 +1,164 @@
+/**
+ * Distributor groups (DESIGN.md, "Production topology", Guarantees 8): a member SIGKILLed
+ * for good is adopted by another member of its group once its lease ran out, and the
+ * adopter receives every result owed to the gone one: those of the jobs a Redis node holds
+ * (the node's feedback re-routed by the `answers` message) and those of the jobs that
+ * waited in the gone member's spool. Members are web-app child processes
+ * (test/fixtures/web-app.js), nodes are jr-node processes, Redis is a real redis-server.
+ */
+import { randomBytes } from 'node:crypto'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { FIXTURE_JOBS, Resources, spawnNode } from '../helpers/cluster.js'
+import { startRedisServer, type RedisServer } from '../helpers/redis-server.js'
+import { LATE_JOBS, WebApp } from '../helpers/web-app.js'
+
+const res = new Resources()
+afterEach(() => res.releaseAll())
+
+let redis: RedisServer
+beforeAll(async () => {
+  redis = await startRedisServer()
+})
+afterAll(() => redis.stop())
+
+const unique = (base: string): string => `${base}-${randomBytes(4).toString('hex')}`
+
+const connected = (app: WebApp, node: string): boolean =>
+  app.events.some((e) => e.event === 'node:connect' && e['node'] === node)
+
+describe('a member of a group gone for good', () => {
+  it('is adopted once its lease ran out: the adopter receives the results of its 300 jobs on a Redis node and of the 200 waiting in its spool', async () => {
+    const group = unique('adopt')
+    const member = (name: string) => ({
+      distributor: { group, name, storage: redis.url, leaseMs: 1000 },
+      handlers: ['noop', 'late'],
+    })
+    const a = await WebApp.start(res, member('a'))
+    const b = await WebApp.start(res, member('b'))
+    const keeper = unique('keeper')
+    spawnNode(res, [
+      '--name',
+      keeper,
+      '--distributor',
+      `127.0.0.1:${a.port}`,
+      '--distributor',
+      `127.0.0.1:${b.port}`,
+      '--jobs',
+      FIXTURE_JOBS,
+      '--storage',
+      redis.url,
+    ])
+    await a.until(() => connected(a, keeper), 'the Redis node to connect to a')
+    await b.until(() => connected(b, keeper), 'the Redis node to connect to b')
+
+    // 300 jobs the Redis node holds (due in 2 s: after a is gone), then 200 that no
+    // connected node knows: they wait in a's spool.
+    a.enqueue({ count: 300, name: 'noop', opts: { after: 2 } })
+    await a.until(
+      () => a.accepted.size === 300,
+      '300 jobs accepted by the Redis node',
+      () => a.accepted.size,
+    )
+    a.enqueue({ count: 200, name: 'late' })
+    await a.until(
+      () => a.persisted.size === 500,
+      'all 500 jobs persisted',
+      () => a.persisted.size,
+    )
+    expect(a.enqueued.length).toBe(500)
+    expect(a.results).toEqual([])
+    await a.kill()
+
+    await b.until(() => b.events.some((e) => e.event === 'member:adopted'), 'b to adopt a')
+    // The spool held only the waiting jobs: the Redis node owned the others.
+    expect(b.events.filter((e) => e.event === 'member:adopted')).toEqual([
+      { event: 'member:adopted', member: 'a', jobs: 200 },
+    ])
+    const late = unique('late')
+    spawnNode(res, ['--name', late, '--distributor', `127.0.0.1:${b.port}`, '--jobs', LATE_JOBS])
+    await b.until(
+      () => b.resultIds().size >= 500,
+      'all 500 results at b',
+      () => b.resultIds().size,
+    )
+    expect(b.resultIds()).toEqual(new Set(a.enqueued))
+    const byName = (name: string) => b.results.filter((r) => r.name === name)
+    expect(new Set(byName('noop').map((r) => r.result))).toEqual(new Set(a.enqueued.slice(0, 300)))
+    expect(byName('noop').every((r) => r.node === keeper)).toBe(true)
+    expect(new Set(byName('late').map((r) => r.result))).toEqual(new Set(a.enqueued.slice(300)))
+    expect(byName('late').every((r) => r.node === late)).toBe(true)
+    expect(b.results.every((r) => r.via === 'handler' && r.kind === 'success')).toBe(true)
+    expect(b.events.filter((e) => e.event === 'feedback:orphan')).toEqual([])
+  })
+
+  it("a Redis node that was down meanwhile delivers the gone member's results to the adopter it meets at start (the welcome says whom it answers for)", async () => {
+    const group = unique('welcome')
+    const member = (name: string) => ({
+      distributor: { group, name, storage: redis.url, leaseMs: 1000 },
+      handlers: ['noop'],
+    })
+    const a = await WebApp.start(res, member('a'))
+    const b = await WebApp.start(res, member('b'))
+    const keeper = unique('keeper')
+    const args = (ports: number[]) => [
+      '--name',
+      keeper,
+      ...ports.flatMap((p) => ['--distributor', `127.0.0.1:${p}`]),
+      '--jobs',
+      FIXTURE_JOBS,
+      '--storage',
+      redis.url,
+    ]
+    const first = spawnNode(res, args([a.port]))
+    await a.until(() => connected(a, keeper), 'the Redis node to connect to a')
+    a.enqueue({ count: 100, name: 'noop', opts: { after: 1 } })
+    await a.until(
+      () => a.accepted.size === 100,
+      '100 jobs accepted by the Redis node',
+      () => a.accepted.size,
+    )
+    first.child.kill('SIGKILL')
+    await first.exited
+    await a.kill()
+    await b.until(() => b.events.some((e) => e.event === 'member:adopted'), 'b to adopt a')
+
+    // Started again, it resumes the 100 jobs and knows of b only.
+    spawnNode(res, args([b.port]))
+    await b.until(
+      () => b.resultIds().size >= 100,
+      'the 100 results at b',
+      () => b.resultIds().size,
+    )
+    expect(b.resultIds()).toEqual(new Set(a.enqueued))
+    expect(b.results.every((r) => r.via === 'handler' && r.node === keeper)).toBe(true)
+  })
+
+  it('a member that closes (a rolling deploy) gives its name up: another member adopts its spool without waiting out its lease', async () => {
+    const group = unique('deploy')
+    // A lease far longer than the test: only a lease given up lets b adopt in time.
+    const member = (name: string, leaseMs: number) => ({
+      distributor: { group, name, storage: redis.url, leaseMs },
+      handlers: ['noop'],
+    })
+    const a = await WebApp.start(res, member('a', 120_000))
+    const b = await WebApp.start(res, member('b', 1000))
+    a.enqueue({ count: 100, name: 'noop' })
+    await a.until(
+      () => a.persisted.size === 100,
+      '100 jobs persisted',
+      () => a.persisted.size,
+    )
+    await a.end()
+    await b.until(() => b.events.some((e) => e.event === 'member:adopted'), 'b to adopt a')
+    expect(b.events.filter((e) => e.event === 'member:adopted')).toEqual([
+      { event: 'member:adopted', member: 'a', jobs: 100 },
+    ])
+    spawnNode(res, ['--name', unique('worker'), '--distributor', `127.0.0.1:${b.port}`, '--jobs', FIXTURE_JOBS])
+    await b.until(
+      () => b.resultIds().size >= 100,
+      'the 100 results at b',
+      () => b.resultIds().size,
+    )
+    expect(b.resultIds()).toEqual(new Set(a.enqueued))
+  })
+})
