@@ -16,6 +16,7 @@ import { MessageType, type Message } from '../protocol/messages.js'
 import { Scheduler } from '../scheduling/scheduler.js'
 import type { Timer } from '../scheduling/timer-heap.js'
 import { GroupStore } from '../storage/redis/group-store.js'
+import { StoreGuard } from '../storage/store-guard.js'
 import { Acceptance } from './acceptance.js'
 import { Cancels } from './cancels.js'
 import { Dispatcher } from './dispatcher.js'
@@ -107,7 +108,10 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     const cancelTimer = (timer: Timer): void => void this.timers.cancel(timer)
     const { storage, name } = this.options
     if (storage !== undefined && name !== undefined) {
-      this.groupStore = new GroupStore(storage, this.options.group)
+      // A hung Redis counts as failing (every wait is bounded): joining, renewing, giving the
+      // name up at close, as the spool's writes.
+      const guard = new StoreGuard({ now: Date.now, after }, this.options.storeTimeoutMs)
+      this.groupStore = new GroupStore(storage, this.options.group, { guard })
       this.spool = new Spool(
         {
           log,

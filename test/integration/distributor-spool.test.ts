@@ -277,6 +277,45 @@ describe('close() with a spool', () => {
   })
 })
 
+describe('a hung Redis (every wait is bounded)', () => {
+  it('close() settles while Redis hangs', async () => {
+    const own = res.add(await startRedisServer(), (r) => r.stop())
+    const options = {
+      port: 0,
+      group: unique('hung'),
+      name: 'web-1',
+      storage: own.url,
+      leaseMs: 500,
+      storeTimeoutMs: 200,
+    }
+    const d = res.add(new Distributor(options), (x) => x.close())
+    await d.start()
+    const handle = d.enqueue('noop', {})
+    await handle.persisted
+    own.pause()
+    await within(d.close(), 'close() while Redis hangs', 10_000)
+    expect(await codeOf(handle.done)).toBe(ErrorCode.HANDED_OVER)
+  })
+
+  it('start() fails while Redis hangs', async () => {
+    const own = res.add(await startRedisServer(), (r) => r.stop())
+    own.pause()
+    const options = {
+      port: 0,
+      group: unique('hung'),
+      name: 'web-1',
+      storage: own.url,
+      leaseMs: 500,
+      storeTimeoutMs: 200,
+    }
+    const d = res.add(new Distributor(options), (x) => x.close())
+    await expect(within(d.start(), 'start() while Redis hangs', 10_000)).rejects.toMatchObject({
+      code: ErrorCode.STORE,
+    })
+    expect(d.listening).toBe(false)
+  })
+})
+
 describe('persisted without a spool', () => {
   it('resolves once a durable (Redis) node accepted the job, before the job ends', async () => {
     const d = await startDistributor(res)
