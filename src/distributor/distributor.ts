@@ -137,8 +137,11 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
         scheduleDispatch,
         ended: (job, cancelled) => {
           this.cancels.answer(job, cancelled)
-          // Closing with a spool hands every job over: its record stays.
-          if (!this.closed) this.spool?.remove(job)
+          // Closing ends no job for good: with a spool it is handed over, its record stays and
+          // it is persisted only if that record was written (handOver); without one, close()
+          // rejected its `persisted` already.
+          if (this.closed) return
+          this.spool?.remove(job)
           job.markPersisted()
         },
         advanced: (job) => {

@@ -297,6 +297,31 @@ describe('a hung Redis (every wait is bounded)', () => {
     expect(await codeOf(handle.done)).toBe(ErrorCode.HANDED_OVER)
   })
 
+  it('close() while the spool cannot be written: a job whose record never reached Redis is not reported persisted', async () => {
+    const own = res.add(await startRedisServer(), (r) => r.stop())
+    const options = {
+      port: 0,
+      group: unique('hung'),
+      name: 'web-1',
+      storage: own.url,
+      leaseMs: 500,
+      storeTimeoutMs: 200,
+    }
+    const d = res.add(new Distributor(options), (x) => x.close())
+    await d.start()
+    const written = d.enqueue('noop', {})
+    await written.persisted
+    own.pause()
+    const down = d.waitFor('spool:down')
+    const unwritten = d.enqueue('noop', {})
+    await down
+    expect(await state(unwritten.persisted)).toBe('pending')
+    await within(d.close(), 'close() while Redis hangs', 10_000)
+    expect(await codeOf(unwritten.persisted)).toBe(ErrorCode.DISTRIBUTOR_CLOSED)
+    expect(await codeOf(unwritten.done)).toBe(ErrorCode.HANDED_OVER)
+    expect(await codeOf(written.done)).toBe(ErrorCode.HANDED_OVER)
+  })
+
   it('start() fails while Redis hangs', async () => {
     const own = res.add(await startRedisServer(), (r) => r.stop())
     own.pause()
