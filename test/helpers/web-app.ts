@@ -23,7 +23,10 @@ export interface ResultLine {
   via: 'closure' | 'handler'
   name: string
   node: string | undefined
-  final: boolean
+  /** A handler's info.run; for a closure, the run the job wrote into its args (if it does). */
+  run: number | undefined
+  /** A handler's info.final. */
+  final?: boolean
 }
 
 export interface EventLine {
@@ -69,6 +72,8 @@ export class WebApp {
   readonly accepted = new Set<string>()
   readonly results: ResultLine[] = []
   readonly events: EventLine[] = []
+  /** What each cancel command resolved, by id. */
+  readonly cancelled = new Map<string, boolean>()
   readonly exited: Promise<void>
   /** What the fixture printed when its distributor did not start. */
   startError: string | undefined
@@ -118,6 +123,13 @@ export class WebApp {
 
   enqueue(command: EnqueueCommand): void {
     this.send({ cmd: 'enqueue', ...command })
+  }
+
+  /** Cancels `id` in the app; resolves what its cancel() resolved. */
+  async cancel(id: string): Promise<boolean> {
+    this.send({ cmd: 'cancel', id })
+    await this.until(() => this.cancelled.has(id), `the cancel of ${id}`)
+    return this.cancelled.get(id) as boolean
   }
 
   async status(): Promise<Status> {
@@ -185,6 +197,8 @@ export class WebApp {
       this.results.push(value as unknown as ResultLine)
     } else if (typeof value['event'] === 'string') {
       this.events.push(value as EventLine)
+    } else if (typeof value['cancelled'] === 'string') {
+      this.cancelled.set(value['cancelled'], value['result'] === true)
     } else if (value['status'] !== undefined) {
       this.statuses.push(value['status'] as Status)
     }
