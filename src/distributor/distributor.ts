@@ -88,6 +88,8 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   /** Resolved at start: the default name is the advertised address, known once listening. */
   private memberName: string | undefined
   private advertised: string | undefined
+  /** This process holds its name (with a spool: its lease): nodes are welcomed under it. */
+  private named = false
   /** With `storage`: the group's state in Redis, this member's spool, and its place in the group. */
   private readonly groupStore: GroupStore | undefined
   private readonly spool: Spool | undefined
@@ -192,7 +194,10 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
         onMessage: (session, message) => this.onMessage(session, message),
         onDrain: scheduleDispatch,
         onClose: (session, reason) => this.releaseSession(session, reason),
-        identity: () => ({ group: this.group, name: this.name, answersFor: this.membership?.answersFor ?? [] }),
+        identity: () =>
+          this.named
+            ? { group: this.group, name: this.name, answersFor: this.membership?.answersFor ?? [] }
+            : undefined,
       },
       this.options,
       () => new NodeSession(this.acceptance.onDeadline),
@@ -260,8 +265,10 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
         throw err
       }
       this.membership.start()
-      if (this.membership.answersFor.length > 0) this.tellNodes([...this.membership.answersFor])
     }
+    // Hellos waited until now (see Server): each welcome says whom this member answers for.
+    this.named = true
+    this.server.admit()
     this.log.info(
       {
         host: this.options.host,

@@ -7,10 +7,18 @@
  * (test/fixtures/web-app.js), nodes are jr-node processes, Redis is a real redis-server.
  */
 import { randomBytes } from 'node:crypto'
+import { Redis } from 'ioredis'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { FIXTURE_JOBS, Resources, spawnNode } from '../helpers/cluster.js'
-import { startRedisServer, type RedisServer } from '../helpers/redis-server.js'
+import { Distributor } from '../../src/distributor/distributor.js'
+import { ErrorCode } from '../../src/errors.js'
+import { MessageType } from '../../src/protocol/messages.js'
+import { memberKeys } from '../../src/storage/redis/group-store.js'
+import { allAccepted, FIXTURE_JOBS, Resources, spawnNode, startDistributor, startNode } from '../helpers/cluster.js'
+import { LogCapture } from '../helpers/log-capture.js'
+import { connectPeer, expectClosedWithError } from '../helpers/peers.js'
+import { freePort, startRedisServer, type RedisServer } from '../helpers/redis-server.js'
 import { LATE_JOBS, WebApp } from '../helpers/web-app.js'
+import { within } from '../helpers/within.js'
 
 const res = new Resources()
 afterEach(() => res.releaseAll())
@@ -22,6 +30,16 @@ beforeAll(async () => {
 afterAll(() => redis.stop())
 
 const unique = (base: string): string => `${base}-${randomBytes(4).toString('hex')}`
+
+/** The lease a crashed process left on `name`: held by a token of that name, renewed by nobody. */
+async function crashedLease(group: string, name: string, ms: number): Promise<void> {
+  const client = new Redis(redis.url)
+  try {
+    await client.set(memberKeys(group, name).lease, `${name}#crashed`, 'PX', ms)
+  } finally {
+    client.disconnect()
+  }
+}
 
 const connected = (app: WebApp, node: string): boolean =>
   app.events.some((e) => e.event === 'node:connect' && e['node'] === node)
@@ -160,5 +178,64 @@ describe('a member of a group gone for good', () => {
       () => b.resultIds().size,
     )
     expect(b.resultIds()).toEqual(new Set(a.enqueued))
+  })
+})
+
+describe('a process that claims a name', () => {
+  it('started again after a crash, it welcomes a node only once it holds its name', async () => {
+    const group = unique('welcome-wait')
+    await crashedLease(group, 'web-1', 1500)
+    const log = new LogCapture()
+    const options = { port: 0, group, name: 'web-1', storage: redis.url, leaseMs: 1500, logger: log.logger }
+    const d = res.add(new Distributor(options), (x) => x.close())
+    const started = d.start()
+    // Listening, and waiting out the lease.
+    await log.waitFor((e) => /lease is still held/.test(e.msg))
+    const peer = await connectPeer(res, d.port)
+    peer.sendMessage(peer.hello(await peer.nextOfType(MessageType.CHALLENGE), { node: 'n1' }))
+    const welcome = peer.nextOfType(MessageType.WELCOME, 10_000)
+    const first = await Promise.race([welcome.then(() => 'welcome'), started.then(() => 'started')])
+    expect(first).toBe('started')
+    expect(await welcome).toMatchObject({ group, name: 'web-1' })
+  })
+
+  it('a hello that waits longer than handshakeTimeoutMs for the name is dropped, and the node redials', async () => {
+    const group = unique('welcome-late')
+    await crashedLease(group, 'web-1', 1500)
+    const log = new LogCapture()
+    const options = { group, name: 'web-1', storage: redis.url, leaseMs: 1500, handshakeTimeoutMs: 200 }
+    const d = res.add(new Distributor({ ...options, port: 0, logger: log.logger }), (x) => x.close())
+    const started = d.start()
+    await log.waitFor((e) => /lease is still held/.test(e.msg))
+    const peer = await connectPeer(res, d.port)
+    peer.sendMessage(peer.hello(await peer.nextOfType(MessageType.CHALLENGE), { node: 'n1' }))
+    const error = await expectClosedWithError(peer, ErrorCode.HANDSHAKE_TIMEOUT)
+    expect(error.message).toMatch(/still taking its name/)
+    await started
+    await startNode(res, d, { name: unique('worker') })
+  })
+
+  it("under the name of a live member, it takes none of that member's results while it finds out, and the nodes deliver them to the live member after it gave up", async () => {
+    const otherPort = await freePort()
+    const options = { group: unique('impostor'), name: 'web-1', storage: redis.url, leaseMs: 6000 }
+    const live = await startDistributor(res, options)
+    // The node dials both addresses from the start, and redials fast.
+    await startNode(res, live, {
+      name: unique('worker'),
+      distributors: [`127.0.0.1:${live.port}`, `127.0.0.1:${otherPort}`],
+      reconnectMinMs: 20,
+      reconnectMaxMs: 50,
+    })
+    // Its result comes while the second process waits to see whether the name's holder is alive.
+    const early = live.enqueue('noop', { early: true }, { after: 0.5 })
+    await allAccepted(live, [early])
+    const second = res.add(new Distributor({ ...options, port: otherPort, heartbeatMs: 1000 }), (d) => d.close())
+    const strays: string[] = []
+    second.on('feedback:orphan', (e) => strays.push(e.id))
+    await expect(second.start()).rejects.toMatchObject({ code: ErrorCode.NAME_TAKEN })
+    await within(early.done, 'the result of the job enqueued before')
+    const late = live.enqueue('noop', { late: true })
+    await within(late.done, 'the result of a job enqueued after')
+    expect(strays).toEqual([])
   })
 })
