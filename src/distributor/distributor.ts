@@ -264,6 +264,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
         await this.groupStore?.close()
         throw err
       }
+      this.spool?.start()
       this.membership.start()
     }
     // Hellos waited until now (see Server): each welcome says whom this member answers for.
@@ -361,15 +362,20 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
    * DistributorClosedError (their error closures get it as `args.error`), and closes every
    * connection. Nodes keep the feedback of jobs they accepted and deliver it to whichever
    * distributor next listens at this address (through its named feedback handlers there,
-   * or as `feedback:orphan`).
+   * or as `feedback:orphan`). With a spool, once start() took the member's name, every job
+   * is handed over instead (see handOver): `done` rejects with HandedOverError and no closure
+   * runs.
    */
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
     const unpersisted = new DistributorClosedError('distributor closed before the job was persisted')
-    if (this.spool === undefined) {
+    // A spooled distributor that never held its name (not started, or NameTakenError) wrote
+    // nothing: nothing can be handed over, its jobs fail as without a spool.
+    if (this.spool === undefined || !this.named) {
       const err = new DistributorClosedError('distributor closed before the job finished')
       for (const job of this.jobs.values()) job.failPersisted(unpersisted)
+      this.spool?.close()
       this.feedback.failAll(err)
     } else {
       await this.handOver(unpersisted)

@@ -332,6 +332,40 @@ describe('options', () => {
   })
 })
 
+describe('jobs enqueued before start()', () => {
+  it('are written once the member holds its name, and run', async () => {
+    const d = res.add(
+      new Distributor({ port: 0, group: unique('early'), name: 'web-1', storage: redis.url, leaseMs: 1000 }),
+      (x) => x.close(),
+    )
+    const downs: unknown[] = []
+    d.on('spool:down', (e) => downs.push(e.error))
+    const handle = d.enqueue('noop', {})
+    await d.start()
+    await within(handle.persisted, 'the job persisted')
+    await startNode(res, d, { name: unique('worker') })
+    await within(handle.done, 'the job to run')
+    expect(downs).toEqual([])
+  })
+
+  it("under a live member's name: never written to that member's spool nor reported persisted, and close() fails them", async () => {
+    const group = unique('early-taken')
+    const options = { port: 0, group, name: 'web-1', storage: redis.url, leaseMs: 300 }
+    await startDistributor(res, options)
+    const second = res.add(new Distributor(options), (x) => x.close())
+    const errors: string[] = []
+    const handle = second.enqueue('noop', {}, {}, undefined, (args) => {
+      errors.push((args['error'] as { code: string }).code)
+    })
+    await expect(second.start()).rejects.toMatchObject({ code: ErrorCode.NAME_TAKEN })
+    await second.close()
+    expect(await codeOf(handle.persisted)).toBe(ErrorCode.DISTRIBUTOR_CLOSED)
+    expect(await codeOf(handle.done)).toBe(ErrorCode.DISTRIBUTOR_CLOSED)
+    expect(errors).toEqual([ErrorCode.DISTRIBUTOR_CLOSED])
+    expect(await spoolIds(redis.url, group, 'web-1')).toEqual(new Set())
+  })
+})
+
 describe('close() with a spool', () => {
   it('hands every job over: done rejects with ERR_HANDED_OVER, no closure runs, and a restart with the name resumes them at once', async () => {
     const log = new LogCapture()
