@@ -151,6 +151,91 @@ describe('a member of a group gone for good', () => {
     expect(b.results.every((r) => r.via === 'handler' && r.node === keeper)).toBe(true)
   })
 
+  it('the jobs a memory node held for it stay in its spool: the adopter dispatches them again and receives their results', async () => {
+    const group = unique('adopt-memory')
+    const member = (name: string) => ({
+      distributor: { group, name, storage: redis.url, leaseMs: 1000 },
+      handlers: ['noop'],
+    })
+    const a = await WebApp.start(res, member('a'))
+    const b = await WebApp.start(res, member('b'))
+    const worker = unique('memory')
+    spawnNode(res, [
+      '--name',
+      worker,
+      ...[a, b].flatMap((m) => ['--distributor', `127.0.0.1:${m.port}`]),
+      '--jobs',
+      FIXTURE_JOBS,
+    ])
+    await a.until(() => connected(a, worker), 'the memory node to connect to a')
+    await b.until(() => connected(b, worker), 'the memory node to connect to b')
+    a.enqueue({ count: 100, name: 'noop', opts: { after: 1 } })
+    await a.until(
+      () => a.accepted.size === 100 && a.persisted.size === 100,
+      '100 jobs accepted by the memory node and persisted',
+    )
+    await a.kill()
+    await b.until(() => b.events.some((e) => e.event === 'member:adopted'), 'b to adopt a')
+    expect(b.events.filter((e) => e.event === 'member:adopted')).toEqual([
+      { event: 'member:adopted', member: 'a', jobs: 100 },
+    ])
+    await b.until(
+      () => b.resultIds().size >= 100,
+      'the 100 results at b',
+      () => b.resultIds().size,
+    )
+    expect(b.resultIds()).toEqual(new Set(a.enqueued))
+    expect(b.results.every((r) => r.via === 'handler' && r.node === worker)).toBe(true)
+  })
+
+  it("adoptions chain: once c adopted b, which had adopted a, a Redis node delivers a's results to c", async () => {
+    const group = unique('chain')
+    const member = (name: string) => ({
+      distributor: { group, name, storage: redis.url, leaseMs: 1000 },
+      handlers: ['noop'],
+    })
+    const adopted = (app: WebApp, gone: string) => () =>
+      app.events.some((e) => e.event === 'member:adopted' && e.member === gone)
+    const a = await WebApp.start(res, member('a'))
+    const b = await WebApp.start(res, member('b'))
+    const keeper = unique('keeper')
+    const args = (port: number) => [
+      '--name',
+      keeper,
+      '--distributor',
+      `127.0.0.1:${port}`,
+      '--jobs',
+      FIXTURE_JOBS,
+      '--storage',
+      redis.url,
+    ]
+    const first = spawnNode(res, args(a.port))
+    await a.until(() => connected(a, keeper), 'the Redis node to connect to a')
+    a.enqueue({ count: 100, name: 'noop', opts: { after: 1 } })
+    await a.until(
+      () => a.accepted.size === 100,
+      '100 jobs accepted by the Redis node',
+      () => a.accepted.size,
+    )
+    // The node keeps the jobs in Redis, and their results, until it meets whoever answers for a.
+    first.child.kill('SIGKILL')
+    await first.exited
+    await a.kill()
+    await b.until(adopted(b, 'a'), 'b to adopt a')
+    const c = await WebApp.start(res, member('c'))
+    await b.kill()
+    await c.until(adopted(c, 'b'), 'c to adopt b')
+
+    spawnNode(res, args(c.port))
+    await c.until(
+      () => c.resultIds().size >= 100,
+      'the 100 results at c',
+      () => c.resultIds().size,
+    )
+    expect(c.resultIds()).toEqual(new Set(a.enqueued))
+    expect(c.results.every((r) => r.via === 'handler' && r.node === keeper)).toBe(true)
+  })
+
   it('a member that closes (a rolling deploy) gives its name up: another member adopts its spool without waiting out its lease', async () => {
     const group = unique('deploy')
     // A lease far longer than the test: only a lease given up lets b adopt in time.
