@@ -16,6 +16,7 @@ import { MessageType, type Message } from '../protocol/messages.js'
 import { Scheduler } from '../scheduling/scheduler.js'
 import type { Timer } from '../scheduling/timer-heap.js'
 import { GroupStore } from '../storage/redis/group-store.js'
+import { StoreGuard } from '../storage/store-guard.js'
 import { Acceptance } from './acceptance.js'
 import { Cancels } from './cancels.js'
 import { Dispatcher } from './dispatcher.js'
@@ -88,6 +89,8 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   /** Resolved at start: the default name is the advertised address, known once listening. */
   private memberName: string | undefined
   private advertised: string | undefined
+  /** This process holds its name (with a spool: its lease): nodes are welcomed under it. */
+  private named = false
   /** With `storage`: the group's state in Redis, this member's spool, and its place in the group. */
   private readonly groupStore: GroupStore | undefined
   private readonly spool: Spool | undefined
@@ -114,7 +117,10 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     const cancelTimer = (timer: Timer): void => void this.timers.cancel(timer)
     const { storage, name } = this.options
     if (storage !== undefined && name !== undefined) {
-      this.groupStore = new GroupStore(storage, this.options.group)
+      // A hung Redis counts as failing (every wait is bounded): joining, renewing, giving the
+      // name up at close, as the spool's writes.
+      const guard = new StoreGuard({ now: Date.now, after }, this.options.storeTimeoutMs)
+      this.groupStore = new GroupStore(storage, this.options.group, { guard })
       this.spool = new Spool(
         {
           log,
@@ -153,7 +159,9 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
         scheduleDispatch,
         ended: (job, cancelled) => {
           this.cancels.answer(job, cancelled)
-          // Closing hands every job over (its record stays) or fails it: close() settles `persisted`.
+          // Closing ends no job for good: with a spool it is handed over, its record stays and
+          // it is persisted only if that record was written (handOver); without one, close()
+          // rejected its `persisted` already.
           if (this.closed) return
           this.spool?.remove(job)
           job.markPersisted()
@@ -206,7 +214,10 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
         onMessage: (session, message) => this.onMessage(session, message),
         onDrain: scheduleDispatch,
         onClose: (session, reason) => this.releaseSession(session, reason),
-        identity: () => ({ group: this.group, name: this.name, answersFor: this.membership?.answersFor ?? [] }),
+        identity: () =>
+          this.named
+            ? { group: this.group, name: this.name, answersFor: this.membership?.answersFor ?? [] }
+            : undefined,
       },
       this.options,
       () => new NodeSession(this.acceptance.onDeadline),
@@ -268,15 +279,19 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     if (this.membership !== undefined) {
       try {
         await this.membership.join()
+        await this.groupCancels?.start()
       } catch (err) {
+        await this.membership.abandon()
         await this.server.close()
         await this.groupStore?.close()
         throw err
       }
+      this.spool?.start()
       this.membership.start()
-      await this.groupCancels?.start()
-      if (this.membership.answersFor.length > 0) this.tellNodes([...this.membership.answersFor])
     }
+    // Hellos waited until now (see Server): each welcome says whom this member answers for.
+    this.named = true
+    this.server.admit()
     this.log.info(
       {
         host: this.options.host,
@@ -371,15 +386,20 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
    * DistributorClosedError (their error closures get it as `args.error`), and closes every
    * connection. Nodes keep the feedback of jobs they accepted and deliver it to whichever
    * distributor next listens at this address (through its named feedback handlers there,
-   * or as `feedback:orphan`).
+   * or as `feedback:orphan`). With a spool, once start() took the member's name, every job
+   * is handed over instead (see handOver): `done` rejects with HandedOverError and no closure
+   * runs.
    */
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
     const unpersisted = new DistributorClosedError('distributor closed before the job was persisted')
-    if (this.spool === undefined) {
+    // A spooled distributor that never held its name (not started, or NameTakenError) wrote
+    // nothing: nothing can be handed over, its jobs fail as without a spool.
+    if (this.spool === undefined || !this.named) {
       const err = new DistributorClosedError('distributor closed before the job finished')
       for (const job of this.jobs.values()) job.failPersisted(unpersisted)
+      this.spool?.close()
       this.feedback.failAll(err)
     } else {
       await this.handOver(unpersisted)

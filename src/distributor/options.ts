@@ -98,7 +98,11 @@ export interface DistributorOptions {
   storage?: string
   /** With a spool: a member silent this long is gone, and another member adopts its work. @default 15000 */
   leaseMs?: number
-  /** With a spool: a spool write unanswered this long counts as failed, and is retried. @default 5000 */
+  /**
+   * With a spool: Redis silent this long while calls wait counts as failing them (a hung
+   * server as one that refuses): a spool write is retried, start() rejects, close() does not
+   * wait for it. @default 5000
+   */
   storeTimeoutMs?: number
   logger?: Logger
   /** @default 'info' (or JR_LOG_LEVEL) */

@@ -5,7 +5,7 @@ import type { Logger } from '../logger.js'
 import { ByteBudget } from '../protocol/byte-budget.js'
 import { Connection } from '../protocol/connection.js'
 import { HANDSHAKE_MAX_FRAME_SIZE } from '../protocol/frame.js'
-import { MessageType, type Message } from '../protocol/messages.js'
+import { MessageType, type HelloMessage, type Message } from '../protocol/messages.js'
 import type { DistributorEvents } from './events.js'
 import type { NodeSession, WelcomeIdentity } from './node-session.js'
 import type { ResolvedDistributorOptions } from './options.js'
@@ -20,8 +20,11 @@ export interface ServerContext {
   onDrain(): void
   /** The connection of a node past the handshake closed (`reason`: why, when it failed). */
   onClose(session: NodeSession, reason: JobsError | undefined): void
-  /** Who this distributor is, for the welcome. */
-  identity(): WelcomeIdentity
+  /**
+   * Who this distributor is, for the welcome; undefined while it does not hold its name yet
+   * (a member of a group taking its name's lease): hellos wait until `admit()`.
+   */
+  identity(): WelcomeIdentity | undefined
 }
 
 /**
@@ -30,6 +33,13 @@ export interface ServerContext {
  * a connection without a valid hello within `handshakeTimeoutMs` is dropped. Until a node
  * has proven itself it may make the distributor hold only `maxHandshakeBytes`, all
  * connections in their handshake together.
+ *
+ * WHY HELLOS WAIT while the distributor has no identity yet: a node files jobs and results
+ * by the identity a welcome gives. A process that only claims a name (a restart waiting out
+ * its dead predecessor's lease, or a second replica under a live member's name, which then
+ * fails with NameTakenError) must not welcome nodes under it: they would hand it what they
+ * owe the live member. A waiting hello holds one small message, under the handshake's
+ * byte limits and deadline.
  */
 export class Server {
   private server: NetServer | undefined
@@ -40,6 +50,8 @@ export class Server {
   private readonly handshakeBytes: ByteBudget
   private closed = false
   private boundPort = 0
+  /** Hellos that came before the distributor had its identity, answered by `admit()`. */
+  private waiting: { session: NodeSession; hello: HelloMessage }[] = []
 
   constructor(
     private readonly ctx: ServerContext,
@@ -112,9 +124,17 @@ export class Server {
     this.boundPort = typeof address === 'object' && address !== null ? address.port : this.options.port
   }
 
+  /** The distributor has its identity now: the hellos that waited for it are answered. */
+  admit(): void {
+    for (const { session, hello } of this.waiting.splice(0)) {
+      if (session.state === 'handshake') this.answerHello(session, hello)
+    }
+  }
+
   /** Closes every connection and the server; resolves once the server closed. */
   async close(): Promise<void> {
     this.closed = true
+    this.waiting = []
     const server = this.server
     for (const connection of this.connections) connection.close()
     if (server === undefined) return
@@ -155,9 +175,19 @@ export class Server {
     session.maxFrameSize = this.options.maxFrameSize
     this.connections.add(connection)
     const timer = setTimeout(() => {
-      if (session.state === 'handshake') {
+      if (session.state !== 'handshake') return
+      const waited = this.waiting.findIndex((w) => w.session === session)
+      if (waited === -1) {
         this.reject(session, new HandshakeTimeoutError(`no hello within ${this.options.handshakeTimeoutMs} ms`))
+        return
       }
+      this.waiting.splice(waited, 1)
+      this.reject(
+        session,
+        new HandshakeTimeoutError(
+          `no welcome within ${this.options.handshakeTimeoutMs} ms: this distributor is still taking its name in its group`,
+        ),
+      )
     }, this.options.handshakeTimeoutMs)
     timer.unref()
     socket.once('close', () => clearTimeout(timer))
@@ -173,11 +203,23 @@ export class Server {
       this.reject(session, new ProtocolError(`expected 'hello', got '${message.type}'`))
       return
     }
+    if (this.waiting.some((w) => w.session === session)) {
+      this.reject(session, new ProtocolError(`a second 'hello' before the welcome`))
+      return
+    }
+    if (this.ctx.identity() === undefined) {
+      this.waiting.push({ session, hello: message })
+      return
+    }
+    this.answerHello(session, message)
+  }
+
+  private answerHello(session: NodeSession, message: HelloMessage): void {
     try {
       session.acceptHello(
         message,
         this.options.secret,
-        this.ctx.identity(),
+        this.ctx.identity() as WelcomeIdentity,
         this.options.heartbeatMs,
         this.options.maxFrameSize,
       )

@@ -150,6 +150,18 @@ describe('LinkSet', () => {
     expect(node.made.filter((l) => l.address === '10.0.0.9:5000')).toHaveLength(1)
   })
 
+  it('a distributor back at another listed address (a restart on a new port) is served there: a claim holds only while its link is up', () => {
+    const { node, set, ready } = setUp()
+    set.set('static', at('127.0.0.1:5000', '127.0.0.1:5001'))
+    expect(ready('127.0.0.1:5000', 'web/a')).toBe(true)
+    expect(set.onDown(node.last('127.0.0.1:5000') as unknown as DistributorLink)).toBe(true)
+    // Killed, and started again with the same name at :5001: that link serves it now.
+    expect(ready('127.0.0.1:5001', 'web/a')).toBe(true)
+    expect(node.last('127.0.0.1:5001').state).not.toBe('closed')
+    // Should :5000 reach it too later (both listening), that one is the duplicate.
+    expect(ready('127.0.0.1:5000', 'web/a')).toBe(false)
+  })
+
   it('dials a parked address again when the link that served its distributor leaves', async () => {
     const { node, set, ready } = setUp()
     set.set('static', at('127.0.0.1:5000'))

@@ -88,8 +88,17 @@ export class Membership {
     this.running = false
     this.ctx.cancelTimer(this.renewTimer)
     this.ctx.cancelTimer(this.watchTimer)
-    await this.store.release(this.ctx.name, this.token)
+    // The entry first: once the lease is free, a restart may take the name and write its own.
     await this.store.register(this.ctx.name, { ...this.record(), leaseUntil: 0 }, true)
+    await this.store.release(this.ctx.name, this.token)
+  }
+
+  /**
+   * start() failed after join() may have taken the name: gives the lease up, if it is ours,
+   * and touches no registry entry (after a NameTakenError it is the live member's).
+   */
+  async abandon(): Promise<void> {
+    await this.store.release(this.ctx.name, this.token).catch(() => undefined)
   }
 
   private record(): MemberEntry {

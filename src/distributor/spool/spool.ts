@@ -38,6 +38,10 @@ const RETRY_MAX_MS = 5_000
  * retry that overtook. A failed or silent batch (no answer within `timeoutMs`) is retried
  * with capped backoff until it lands; the jobs of the batches behind it wait in memory
  * (bounded by maxPending, as every job), and their `persisted` with them.
+ *
+ * Nothing is written before `start()`: until this process holds the member's name, the
+ * spool under that name may be a live process's (a second replica under its name, which
+ * start() refuses), and a job enqueued meanwhile must not land there, reported persisted.
  */
 export class Spool {
   private writer: OpWriter | undefined
@@ -50,6 +54,7 @@ export class Spool {
   /** Settles when everything queued so far is written (close, adoption). */
   private drained: (() => void)[] = []
   private closed = false
+  private started = false
 
   constructor(
     private readonly ctx: SpoolContext,
@@ -73,7 +78,13 @@ export class Spool {
     this.op().value('r').value(job.id)
   }
 
-  /** Resolves once every operation made so far is written. */
+  /** This process holds the member's name: writes go out (those made before it, first). */
+  start(): void {
+    this.started = true
+    if (!this.inFlight) this.send()
+  }
+
+  /** Resolves once every operation made so far is written (and the spool was started). */
   flush(): Promise<void> {
     if (this.writer === undefined && this.queue.length === 0) return Promise.resolve()
     return new Promise((resolve) => {
@@ -117,6 +128,7 @@ export class Spool {
   }
 
   private send(): void {
+    if (!this.started) return
     const batch = this.queue[0]
     if (batch === undefined || this.closed) {
       if (batch === undefined) for (const resolve of this.drained.splice(0)) resolve()

@@ -102,7 +102,10 @@ export class LinkSet {
     // Its address reaches another distributor than before: the old identity is free.
     if (entry.claim !== undefined && entry.claim !== identity) this.release(entry)
     const claimer = this.claims.get(identity)
-    if (claimer !== undefined && claimer !== entry && !claimer.leaving) {
+    // A claim holds while its link is connected: a distributor that came back at another
+    // address (a restart on a new port) is served by whichever link reaches it now.
+    const held = claimer?.link !== undefined && this.admitted.has(claimer.link)
+    if (claimer !== undefined && claimer !== entry && !claimer.leaving && held) {
       this.park(entry, identity, claimer)
       return false
     }

@@ -107,6 +107,16 @@ interface GroupScripts {
   jrAbsorb(key: string, adopter: string, gone: string, record: string): Promise<string>
 }
 
+/**
+ * Puts a deadline on a call (the owner's StoreGuard): a server that hangs, its connection
+ * up and commands just waiting, must fail calls as one that refuses them does.
+ */
+export interface CallGuard {
+  run<T>(operation: () => Promise<T>): Promise<T>
+}
+
+const UNGUARDED: CallGuard = { run: (operation) => operation() }
+
 /** Spool entries read per call when loading (HSCAN COUNT). */
 const SCAN_COUNT = 5000
 const QUIT_TIMEOUT_MS = 2_000
@@ -124,13 +134,16 @@ export class GroupStore {
   private readonly keys: GroupKeys
   private readonly prefix: string
   private readonly label: string
+  private readonly guard: CallGuard
   private open = false
   /** The connection in subscriber mode, made by the first subscribe(). */
   private subscriber: Redis | Cluster | undefined
 
-  constructor(url: string, group: string, prefix: string = DEFAULT_KEY_PREFIX) {
+  constructor(url: string, group: string, options: { guard?: CallGuard; prefix?: string } = {}) {
+    const prefix = options.prefix ?? DEFAULT_KEY_PREFIX
     this.group = group
     this.prefix = prefix
+    this.guard = options.guard ?? UNGUARDED
     this.keys = groupKeys(group, prefix)
     this.label = redactUrl(url)
     this.client = createClient(parseStorageUrl(url), () => this.open)
@@ -145,7 +158,7 @@ export class GroupStore {
 
   async connect(): Promise<void> {
     try {
-      await connectClient(this.client)
+      await this.guard.run(() => connectClient(this.client))
     } catch (err) {
       this.client.disconnect()
       throw new StoreError(
@@ -274,7 +287,7 @@ export class GroupStore {
 
   private async call<T>(what: string, run: () => Promise<T>): Promise<T> {
     try {
-      return await run()
+      return await this.guard.run(run)
     } catch (err) {
       throw new StoreError(`distributor group '${this.group}': ${what} failed at ${this.label}: ${messageOf(err)}`, {
         cause: err,

@@ -1,0 +1,326 @@
+/**
+ * Distributor groups (DESIGN.md, "Production topology", Guarantees 8): a member SIGKILLed
+ * for good is adopted by another member of its group once its lease ran out, and the
+ * adopter receives every result owed to the gone one: those of the jobs a Redis node holds
+ * (the node's feedback re-routed by the `answers` message) and those of the jobs that
+ * waited in the gone member's spool. Members are web-app child processes
+ * (test/fixtures/web-app.js), nodes are jr-node processes, Redis is a real redis-server.
+ */
+import { randomBytes } from 'node:crypto'
+import { Redis } from 'ioredis'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { Distributor } from '../../src/distributor/distributor.js'
+import { ErrorCode } from '../../src/errors.js'
+import { MessageType } from '../../src/protocol/messages.js'
+import { memberKeys } from '../../src/storage/redis/group-keys.js'
+import { allAccepted, FIXTURE_JOBS, Resources, spawnNode, startDistributor, startNode } from '../helpers/cluster.js'
+import { LogCapture } from '../helpers/log-capture.js'
+import { connectPeer, expectClosedWithError } from '../helpers/peers.js'
+import { freePort, startRedisServer, type RedisServer } from '../helpers/redis-server.js'
+import { LATE_JOBS, WebApp } from '../helpers/web-app.js'
+import { within } from '../helpers/within.js'
+
+const res = new Resources()
+afterEach(() => res.releaseAll())
+
+let redis: RedisServer
+beforeAll(async () => {
+  redis = await startRedisServer()
+})
+afterAll(() => redis.stop())
+
+const unique = (base: string): string => `${base}-${randomBytes(4).toString('hex')}`
+
+/** The lease a crashed process left on `name`: held by a token of that name, renewed by nobody. */
+async function crashedLease(group: string, name: string, ms: number): Promise<void> {
+  const client = new Redis(redis.url)
+  try {
+    await client.set(memberKeys(group, name).lease, `${name}#crashed`, 'PX', ms)
+  } finally {
+    client.disconnect()
+  }
+}
+
+const connected = (app: WebApp, node: string): boolean =>
+  app.events.some((e) => e.event === 'node:connect' && e['node'] === node)
+
+describe('a member of a group gone for good', () => {
+  it('is adopted once its lease ran out: the adopter receives the results of its 300 jobs on a Redis node and of the 200 waiting in its spool', async () => {
+    const group = unique('adopt')
+    const member = (name: string) => ({
+      distributor: { group, name, storage: redis.url, leaseMs: 1000 },
+      handlers: ['noop', 'late'],
+    })
+    const a = await WebApp.start(res, member('a'))
+    const b = await WebApp.start(res, member('b'))
+    const keeper = unique('keeper')
+    spawnNode(res, [
+      '--name',
+      keeper,
+      '--distributor',
+      `127.0.0.1:${a.port}`,
+      '--distributor',
+      `127.0.0.1:${b.port}`,
+      '--jobs',
+      FIXTURE_JOBS,
+      '--storage',
+      redis.url,
+    ])
+    await a.until(() => connected(a, keeper), 'the Redis node to connect to a')
+    await b.until(() => connected(b, keeper), 'the Redis node to connect to b')
+
+    // 300 jobs the Redis node holds (due in 2 s: after a is gone), then 200 that no
+    // connected node knows: they wait in a's spool.
+    a.enqueue({ count: 300, name: 'noop', opts: { after: 2 } })
+    await a.until(
+      () => a.accepted.size === 300,
+      '300 jobs accepted by the Redis node',
+      () => a.accepted.size,
+    )
+    a.enqueue({ count: 200, name: 'late' })
+    await a.until(
+      () => a.persisted.size === 500,
+      'all 500 jobs persisted',
+      () => a.persisted.size,
+    )
+    expect(a.enqueued.length).toBe(500)
+    expect(a.results).toEqual([])
+    await a.kill()
+
+    await b.until(() => b.events.some((e) => e.event === 'member:adopted'), 'b to adopt a')
+    // The spool held only the waiting jobs: the Redis node owned the others.
+    expect(b.events.filter((e) => e.event === 'member:adopted')).toEqual([
+      { event: 'member:adopted', member: 'a', jobs: 200 },
+    ])
+    const late = unique('late')
+    spawnNode(res, ['--name', late, '--distributor', `127.0.0.1:${b.port}`, '--jobs', LATE_JOBS])
+    await b.until(
+      () => b.resultIds().size >= 500,
+      'all 500 results at b',
+      () => b.resultIds().size,
+    )
+    expect(b.resultIds()).toEqual(new Set(a.enqueued))
+    const byName = (name: string) => b.results.filter((r) => r.name === name)
+    expect(new Set(byName('noop').map((r) => r.result))).toEqual(new Set(a.enqueued.slice(0, 300)))
+    expect(byName('noop').every((r) => r.node === keeper)).toBe(true)
+    expect(new Set(byName('late').map((r) => r.result))).toEqual(new Set(a.enqueued.slice(300)))
+    expect(byName('late').every((r) => r.node === late)).toBe(true)
+    expect(b.results.every((r) => r.via === 'handler' && r.kind === 'success')).toBe(true)
+    expect(b.events.filter((e) => e.event === 'feedback:orphan')).toEqual([])
+  })
+
+  it("a Redis node that was down meanwhile delivers the gone member's results to the adopter it meets at start (the welcome says whom it answers for)", async () => {
+    const group = unique('welcome')
+    const member = (name: string) => ({
+      distributor: { group, name, storage: redis.url, leaseMs: 1000 },
+      handlers: ['noop'],
+    })
+    const a = await WebApp.start(res, member('a'))
+    const b = await WebApp.start(res, member('b'))
+    const keeper = unique('keeper')
+    const args = (ports: number[]) => [
+      '--name',
+      keeper,
+      ...ports.flatMap((p) => ['--distributor', `127.0.0.1:${p}`]),
+      '--jobs',
+      FIXTURE_JOBS,
+      '--storage',
+      redis.url,
+    ]
+    const first = spawnNode(res, args([a.port]))
+    await a.until(() => connected(a, keeper), 'the Redis node to connect to a')
+    a.enqueue({ count: 100, name: 'noop', opts: { after: 1 } })
+    await a.until(
+      () => a.accepted.size === 100,
+      '100 jobs accepted by the Redis node',
+      () => a.accepted.size,
+    )
+    first.child.kill('SIGKILL')
+    await first.exited
+    await a.kill()
+    await b.until(() => b.events.some((e) => e.event === 'member:adopted'), 'b to adopt a')
+
+    // Started again, it resumes the 100 jobs and knows of b only.
+    spawnNode(res, args([b.port]))
+    await b.until(
+      () => b.resultIds().size >= 100,
+      'the 100 results at b',
+      () => b.resultIds().size,
+    )
+    expect(b.resultIds()).toEqual(new Set(a.enqueued))
+    expect(b.results.every((r) => r.via === 'handler' && r.node === keeper)).toBe(true)
+  })
+
+  it('the jobs a memory node held for it stay in its spool: the adopter dispatches them again and receives their results', async () => {
+    const group = unique('adopt-memory')
+    const member = (name: string) => ({
+      distributor: { group, name, storage: redis.url, leaseMs: 1000 },
+      handlers: ['noop'],
+    })
+    const a = await WebApp.start(res, member('a'))
+    const b = await WebApp.start(res, member('b'))
+    const worker = unique('memory')
+    spawnNode(res, [
+      '--name',
+      worker,
+      ...[a, b].flatMap((m) => ['--distributor', `127.0.0.1:${m.port}`]),
+      '--jobs',
+      FIXTURE_JOBS,
+    ])
+    await a.until(() => connected(a, worker), 'the memory node to connect to a')
+    await b.until(() => connected(b, worker), 'the memory node to connect to b')
+    a.enqueue({ count: 100, name: 'noop', opts: { after: 1 } })
+    await a.until(
+      () => a.accepted.size === 100 && a.persisted.size === 100,
+      '100 jobs accepted by the memory node and persisted',
+    )
+    await a.kill()
+    await b.until(() => b.events.some((e) => e.event === 'member:adopted'), 'b to adopt a')
+    expect(b.events.filter((e) => e.event === 'member:adopted')).toEqual([
+      { event: 'member:adopted', member: 'a', jobs: 100 },
+    ])
+    await b.until(
+      () => b.resultIds().size >= 100,
+      'the 100 results at b',
+      () => b.resultIds().size,
+    )
+    expect(b.resultIds()).toEqual(new Set(a.enqueued))
+    expect(b.results.every((r) => r.via === 'handler' && r.node === worker)).toBe(true)
+  })
+
+  it("adoptions chain: once c adopted b, which had adopted a, a Redis node delivers a's results to c", async () => {
+    const group = unique('chain')
+    const member = (name: string) => ({
+      distributor: { group, name, storage: redis.url, leaseMs: 1000 },
+      handlers: ['noop'],
+    })
+    const adopted = (app: WebApp, gone: string) => () =>
+      app.events.some((e) => e.event === 'member:adopted' && e.member === gone)
+    const a = await WebApp.start(res, member('a'))
+    const b = await WebApp.start(res, member('b'))
+    const keeper = unique('keeper')
+    const args = (port: number) => [
+      '--name',
+      keeper,
+      '--distributor',
+      `127.0.0.1:${port}`,
+      '--jobs',
+      FIXTURE_JOBS,
+      '--storage',
+      redis.url,
+    ]
+    const first = spawnNode(res, args(a.port))
+    await a.until(() => connected(a, keeper), 'the Redis node to connect to a')
+    a.enqueue({ count: 100, name: 'noop', opts: { after: 1 } })
+    await a.until(
+      () => a.accepted.size === 100,
+      '100 jobs accepted by the Redis node',
+      () => a.accepted.size,
+    )
+    // The node keeps the jobs in Redis, and their results, until it meets whoever answers for a.
+    first.child.kill('SIGKILL')
+    await first.exited
+    await a.kill()
+    await b.until(adopted(b, 'a'), 'b to adopt a')
+    const c = await WebApp.start(res, member('c'))
+    await b.kill()
+    await c.until(adopted(c, 'b'), 'c to adopt b')
+
+    spawnNode(res, args(c.port))
+    await c.until(
+      () => c.resultIds().size >= 100,
+      'the 100 results at c',
+      () => c.resultIds().size,
+    )
+    expect(c.resultIds()).toEqual(new Set(a.enqueued))
+    expect(c.results.every((r) => r.via === 'handler' && r.node === keeper)).toBe(true)
+  })
+
+  it('a member that closes (a rolling deploy) gives its name up: another member adopts its spool without waiting out its lease', async () => {
+    const group = unique('deploy')
+    // A lease far longer than the test: only a lease given up lets b adopt in time.
+    const member = (name: string, leaseMs: number) => ({
+      distributor: { group, name, storage: redis.url, leaseMs },
+      handlers: ['noop'],
+    })
+    const a = await WebApp.start(res, member('a', 120_000))
+    const b = await WebApp.start(res, member('b', 1000))
+    a.enqueue({ count: 100, name: 'noop' })
+    await a.until(
+      () => a.persisted.size === 100,
+      '100 jobs persisted',
+      () => a.persisted.size,
+    )
+    await a.end()
+    await b.until(() => b.events.some((e) => e.event === 'member:adopted'), 'b to adopt a')
+    expect(b.events.filter((e) => e.event === 'member:adopted')).toEqual([
+      { event: 'member:adopted', member: 'a', jobs: 100 },
+    ])
+    spawnNode(res, ['--name', unique('worker'), '--distributor', `127.0.0.1:${b.port}`, '--jobs', FIXTURE_JOBS])
+    await b.until(
+      () => b.resultIds().size >= 100,
+      'the 100 results at b',
+      () => b.resultIds().size,
+    )
+    expect(b.resultIds()).toEqual(new Set(a.enqueued))
+  })
+})
+
+describe('a process that claims a name', () => {
+  it('started again after a crash, it welcomes a node only once it holds its name', async () => {
+    const group = unique('welcome-wait')
+    await crashedLease(group, 'web-1', 1500)
+    const log = new LogCapture()
+    const options = { port: 0, group, name: 'web-1', storage: redis.url, leaseMs: 1500, logger: log.logger }
+    const d = res.add(new Distributor(options), (x) => x.close())
+    const started = d.start()
+    // Listening, and waiting out the lease.
+    await log.waitFor((e) => /lease is still held/.test(e.msg))
+    const peer = await connectPeer(res, d.port)
+    peer.sendMessage(peer.hello(await peer.nextOfType(MessageType.CHALLENGE), { node: 'n1' }))
+    const welcome = peer.nextOfType(MessageType.WELCOME, 10_000)
+    const first = await Promise.race([welcome.then(() => 'welcome'), started.then(() => 'started')])
+    expect(first).toBe('started')
+    expect(await welcome).toMatchObject({ group, name: 'web-1' })
+  })
+
+  it('a hello that waits longer than handshakeTimeoutMs for the name is dropped, and the node redials', async () => {
+    const group = unique('welcome-late')
+    await crashedLease(group, 'web-1', 1500)
+    const log = new LogCapture()
+    const options = { group, name: 'web-1', storage: redis.url, leaseMs: 1500, handshakeTimeoutMs: 200 }
+    const d = res.add(new Distributor({ ...options, port: 0, logger: log.logger }), (x) => x.close())
+    const started = d.start()
+    await log.waitFor((e) => /lease is still held/.test(e.msg))
+    const peer = await connectPeer(res, d.port)
+    peer.sendMessage(peer.hello(await peer.nextOfType(MessageType.CHALLENGE), { node: 'n1' }))
+    const error = await expectClosedWithError(peer, ErrorCode.HANDSHAKE_TIMEOUT)
+    expect(error.message).toMatch(/still taking its name/)
+    await started
+    await startNode(res, d, { name: unique('worker') })
+  })
+
+  it("under the name of a live member, it takes none of that member's results while it finds out, and the nodes deliver them to the live member after it gave up", async () => {
+    const otherPort = await freePort()
+    const options = { group: unique('impostor'), name: 'web-1', storage: redis.url, leaseMs: 6000 }
+    const live = await startDistributor(res, options)
+    // The node dials both addresses from the start, and redials fast.
+    await startNode(res, live, {
+      name: unique('worker'),
+      distributors: [`127.0.0.1:${live.port}`, `127.0.0.1:${otherPort}`],
+      reconnectMinMs: 20,
+      reconnectMaxMs: 50,
+    })
+    // Its result comes while the second process waits to see whether the name's holder is alive.
+    const early = live.enqueue('noop', { early: true }, { after: 0.5 })
+    await allAccepted(live, [early])
+    const second = res.add(new Distributor({ ...options, port: otherPort, heartbeatMs: 1000 }), (d) => d.close())
+    const strays: string[] = []
+    second.on('feedback:orphan', (e) => strays.push(e.id))
+    await expect(second.start()).rejects.toMatchObject({ code: ErrorCode.NAME_TAKEN })
+    await within(early.done, 'the result of the job enqueued before')
+    const late = live.enqueue('noop', { late: true })
+    await within(late.done, 'the result of a job enqueued after')
+    expect(strays).toEqual([])
+  })
+})
