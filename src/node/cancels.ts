@@ -1,6 +1,6 @@
 import type { Config } from '../config.js'
 import { MessageType } from '../protocol/messages.js'
-import { JobStatus, type FeedbackRecord, type JobRecord } from '../storage/store.js'
+import { JobStatus, type FeedbackRecord } from '../storage/store.js'
 import type { DistributorLink } from './distributor-link.js'
 import type { FeedbackOutbox } from './feedback-outbox.js'
 import type { LiveJob, LiveJobs } from './live-jobs.js'
@@ -47,6 +47,7 @@ export class Cancels {
       })
       return
     }
+    if (link.identity !== job.distributor) job.cancelledBy = link
     if (job.phase === 'running') {
       // Let the attempt end; a success then is reported as finished, anything else cancels.
       job.cancelRequested = true
@@ -92,11 +93,15 @@ export class Cancels {
     )
   }
 
-  answerCancel(record: JobRecord, outcome: 'cancelled' | 'finished'): void {
+  answerCancel(job: LiveJob, outcome: 'cancelled' | 'finished'): void {
     // The job's last result (a periodic run that ended as it was cancelled) goes first: the
     // distributor forgets the job on this answer and would take the result for an orphan.
     this.outbox.flushNow()
-    this.ctx.linkFor(record.distributor)?.send({ type: MessageType.CANCEL_RESULT, id: record.id, outcome })
+    const message = { type: MessageType.CANCEL_RESULT, id: job.id, outcome } as const
+    const own = this.ctx.linkFor(job.distributor)
+    own?.send(message)
+    // Another member of the group asked (cancel from any member): it waits for this answer.
+    if (job.cancelledBy !== undefined && job.cancelledBy !== own) job.cancelledBy.send(message)
   }
 
   /**

@@ -1,6 +1,7 @@
 import { SLOT_TABLE_SHRINK_ABOVE, slotOf } from '../protocol/job-id.js'
 import type { Timer, TimerSlot } from '../scheduling/timer-heap.js'
 import type { JobRecord, Store } from '../storage/store.js'
+import type { DistributorLink } from './distributor-link.js'
 
 /**
  * A job this node holds: its record, plus what is only meaningful while the process lives.
@@ -11,6 +12,11 @@ export interface LiveJob extends JobRecord, TimerSlot {
   phase: 'saving' | 'scheduled' | 'queued' | 'running' | 'done'
   /** The application asked to cancel it while it ran: act when the attempt ends. */
   cancelRequested: boolean
+  /**
+   * The link the cancel came by, when not the job's own distributor's (another member of its
+   * group asked): the answer goes there too.
+   */
+  cancelledBy?: DistributorLink | undefined
   /**
    * Its distributor took it back while it ran (a memory node's link dropped): the running
    * attempt is its last here, unless the distributor sends it here again meanwhile.
