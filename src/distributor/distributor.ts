@@ -467,7 +467,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   /**
    * Jobs read back from a spool wait for nodes again; their results run the named
    * handlers. This member's own spool holds them already; a gone member's are spooled here
-   * (Membership deletes that spool once they are written).
+   * (Membership removes them from that spool once they are written).
    */
   private restore(spooled: SpooledJob[], from: string): void {
     const own = from === this.name

@@ -68,6 +68,8 @@ export class WebApp {
   name = ''
   /** Ids in enqueue order. */
   readonly enqueued: string[] = []
+  /** The job name of each id enqueued. */
+  readonly names = new Map<string, string>()
   readonly persisted = new Set<string>()
   readonly accepted = new Set<string>()
   readonly results: ResultLine[] = []
@@ -77,6 +79,10 @@ export class WebApp {
   readonly exited: Promise<void>
   /** What the fixture printed when its distributor did not start. */
   startError: string | undefined
+  /** What stopped an enqueue command (an enqueue that threw), as `message (code)`. */
+  readonly enqueueErrors: string[] = []
+  /** The `stop` command was carried out: no job is enqueued after it. */
+  stopped = false
   private stderr = ''
   private readonly statuses: Status[] = []
   private readonly checks = new Set<() => void>()
@@ -168,6 +174,23 @@ export class WebApp {
     await this.exited
   }
 
+  /** Stops every enqueue command; resolves once the app enqueues nothing more. */
+  async stopEnqueuing(): Promise<void> {
+    this.stopped = false
+    this.send({ cmd: 'stop' })
+    await this.until(() => this.stopped, 'the enqueue commands to stop')
+  }
+
+  /**
+   * SIGTERM, as a rolling deploy sends it: the app closes its distributor (with a spool:
+   * hands its jobs over) and exits. Resolves the exit code once the process is gone.
+   */
+  async terminate(): Promise<number | null> {
+    if (this.running) this.child.kill('SIGTERM')
+    await this.exited
+    return this.child.exitCode
+  }
+
   /** SIGKILL, and resolves once the process is gone (every line it printed read). */
   async kill(): Promise<void> {
     if (this.running) this.child.kill('SIGKILL')
@@ -189,6 +212,7 @@ export class WebApp {
       this.startError = `${value['startError']} (${String(value['code'])})`
     } else if (Array.isArray(value['enqueued'])) {
       this.enqueued.push(...(value['enqueued'] as string[]))
+      for (const id of value['enqueued'] as string[]) this.names.set(id, String(value['name']))
     } else if (typeof value['persisted'] === 'string') {
       this.persisted.add(value['persisted'])
     } else if (typeof value['accepted'] === 'string') {
@@ -199,6 +223,10 @@ export class WebApp {
       this.events.push(value as EventLine)
     } else if (typeof value['cancelled'] === 'string') {
       this.cancelled.set(value['cancelled'], value['result'] === true)
+    } else if (value['stopped'] === true) {
+      this.stopped = true
+    } else if (typeof value['enqueueError'] === 'string') {
+      this.enqueueErrors.push(`${value['enqueueError']} (${String(value['code'])})`)
     } else if (value['status'] !== undefined) {
       this.statuses.push(value['status'] as Status)
     }

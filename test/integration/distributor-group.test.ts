@@ -11,9 +11,14 @@ import { Redis } from 'ioredis'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { Distributor } from '../../src/distributor/distributor.js'
 import { ErrorCode } from '../../src/errors.js'
+import { Membership, type MembershipContext } from '../../src/distributor/spool/membership.js'
+import type { SpooledJob } from '../../src/distributor/spool/spooled-job.js'
 import { MessageType } from '../../src/protocol/messages.js'
+import type { Timer } from '../../src/scheduling/timer-heap.js'
 import { memberKeys } from '../../src/storage/redis/group-keys.js'
+import { GroupStore } from '../../src/storage/redis/group-store.js'
 import { allAccepted, FIXTURE_JOBS, Resources, spawnNode, startDistributor, startNode } from '../helpers/cluster.js'
+import { FirstCallGate } from '../helpers/gated-stores.js'
 import { LogCapture } from '../helpers/log-capture.js'
 import { connectPeer, expectClosedWithError } from '../helpers/peers.js'
 import { freePort, startRedisServer, type RedisServer } from '../helpers/redis-server.js'
@@ -38,6 +43,78 @@ async function crashedLease(group: string, name: string, ms: number): Promise<vo
     await client.set(memberKeys(group, name).lease, `${name}#crashed`, 'PX', ms)
   } finally {
     client.disconnect()
+  }
+}
+
+/** The ids in `name`'s spool in Redis. */
+async function spoolIds(group: string, name: string): Promise<Set<string>> {
+  const client = new Redis(redis.url)
+  try {
+    return new Set(await client.hkeys(memberKeys(group, name).spool))
+  } finally {
+    client.disconnect()
+  }
+}
+
+/**
+ * A member's place in its group as its distributor sees it, with the timers run by hand:
+ * `watch()` fires the adoption round and resolves once it ended (the round re-arms itself),
+ * and the spool's flush waits at `flushGate` the first time.
+ */
+class FakeMember implements MembershipContext {
+  readonly logs = new LogCapture()
+  readonly log = this.logs.logger
+  readonly restored: { ids: string[]; from: string }[] = []
+  readonly answered: string[] = []
+  readonly adoptions: { member: string; jobs: number }[] = []
+  readonly flushGate = new FirstCallGate()
+  private readonly armed = new Map<Timer, number>()
+  private onArm: ((timer: Timer) => void) | undefined
+
+  constructor(
+    readonly group: string,
+    readonly name: string,
+    private readonly leaseMs: number,
+  ) {}
+
+  advertise(): string {
+    return '127.0.0.1:1'
+  }
+  after(timer: Timer, ms: number): void {
+    this.armed.set(timer, ms)
+    this.onArm?.(timer)
+  }
+  cancelTimer(timer: Timer): void {
+    this.armed.delete(timer)
+  }
+  restore(jobs: SpooledJob[], from: string): void {
+    this.restored.push({ ids: jobs.map((j) => j.id), from })
+  }
+  flush(): Promise<void> {
+    return this.flushGate.pass(() => Promise.resolve())
+  }
+  answering(names: string[]): void {
+    this.answered.push(...names)
+  }
+  adopted(member: string, jobs: number): void {
+    this.adoptions.push({ member, jobs })
+  }
+
+  /** Runs one adoption round; the returned promise settles once the round re-armed its timer. */
+  watch(): Promise<void> {
+    const entry = [...this.armed].find(([, ms]) => ms === this.leaseMs)
+    if (entry === undefined) throw new Error('the watch timer is not armed')
+    const [timer] = entry
+    this.armed.delete(timer)
+    const ended = new Promise<void>((resolve) => {
+      this.onArm = (armed) => {
+        if (armed !== timer) return
+        this.onArm = undefined
+        resolve()
+      }
+    })
+    timer.fire()
+    return within(ended, 'the adoption round to end')
   }
 }
 
@@ -263,6 +340,57 @@ describe('a member of a group gone for good', () => {
       () => b.resultIds().size,
     )
     expect(b.resultIds()).toEqual(new Set(a.enqueued))
+  })
+})
+
+describe('an adoption that outlasts the lease it took on the gone member', () => {
+  it("leaves alone what the gone member's name holds by then: the spool and the registry entry of a process started again under that name", async () => {
+    const group = unique('slow-adopt')
+    const options = { group, name: 'x', storage: redis.url, leaseMs: 1000 }
+    // x spools three jobs and closes (a rolling deploy): its name is free at once.
+    const first = await startDistributor(res, options)
+    const handed = [first.enqueue('noop'), first.enqueue('noop'), first.enqueue('noop')]
+    await within(Promise.all(handed.map((h) => h.persisted)), 'three jobs persisted')
+    await first.close()
+
+    // Member a adopts x; its flush of x's jobs into its own spool is slow (Redis busy, the
+    // process starved), so slow that its lease on x runs out meanwhile.
+    const store = res.add(new GroupStore(redis.url, group), (s) => s.close())
+    await store.connect()
+    const ctx = new FakeMember(group, 'a', 60_000)
+    const a = new Membership(ctx, store, 60_000)
+    await a.join()
+    a.start()
+    res.add(a, (m) => m.leave())
+    const round = ctx.watch()
+    const release = await within(ctx.flushGate.held(), 'the adoption to flush')
+    expect(ctx.restored).toEqual([{ ids: handed.map((h) => h.id), from: 'x' }])
+    const client = new Redis(redis.url)
+    try {
+      // The lease a took on x runs out (as it would after leaseMs).
+      await client.del(memberKeys(group, 'x').lease)
+    } finally {
+      client.disconnect()
+    }
+
+    // x starts again (the next pod): it takes its free name, resumes its spool and spools a new job.
+    const second = await startDistributor(res, options)
+    expect(second.activeCount).toBe(3)
+    const fresh = second.enqueue('noop')
+    await within(fresh.persisted, 'the new job persisted')
+    const held = new Set([...handed.map((h) => h.id), fresh.id])
+    expect(await spoolIds(group, 'x')).toEqual(held)
+
+    release()
+    await round
+    // What x's spool holds is x's again: a deleting it would lose the new job (persisted)
+    // the moment x goes down; nor does a answer for a live x.
+    expect(await spoolIds(group, 'x')).toEqual(held)
+    expect([...(await store.members()).keys()].sort()).toEqual(['a', 'x'])
+    expect(ctx.answered).toEqual([])
+    expect(ctx.adoptions).toEqual([])
+    expect(a.answersFor).toEqual([])
+    expect(ctx.logs.matching((e) => /lease on a gone member ran out while adopting/.test(e.msg))).toHaveLength(1)
   })
 })
 

@@ -18,7 +18,7 @@ export interface MembershipContext {
   /**
    * Jobs read back from a spool, own (at start) or a gone member's (`from`): they wait for
    * nodes again, their results going to the named handlers. An adopted member's jobs are
-   * spooled under this member's name before its spool is deleted.
+   * spooled under this member's name before they leave its spool.
    */
   restore(jobs: SpooledJob[], from: string): void
   /** Resolves once this member's spool holds everything spooled so far. */
@@ -70,7 +70,7 @@ export class Membership {
     const previous = await this.store.readMember(this.ctx.name)
     if (previous !== undefined) this.answers = previous.answers.filter((n) => n !== this.ctx.name)
     await this.store.register(this.ctx.name, this.record(), true)
-    const jobs = await this.readSpool(this.ctx.name)
+    const { jobs } = await this.readSpool(this.ctx.name)
     if (jobs.length > 0) {
       this.ctx.log.info({ jobs: jobs.length }, 'resumed the jobs of this member’s spool')
       this.ctx.restore(jobs, this.ctx.name)
@@ -168,15 +168,26 @@ export class Membership {
 
   /**
    * `gone`'s lease is ours: its spooled jobs become this member's (spooled here first, then
-   * its spool deleted), its name and those it answered for join ours in the registry, and
-   * the nodes are told. A crash between any two steps leaves the work where the next
+   * removed from its spool), its name and those it answered for join ours in the registry,
+   * and the nodes are told. A crash between any two steps leaves the work where the next
    * adopter finds it (a job may so be spooled twice: at-least-once).
+   *
+   * WHY the removal checks the lease: nothing renews it while the jobs are read and written
+   * here, and a slow flush may outlast it. The name is then whoever's took it since: the
+   * member started again (its spool holds its new jobs by now, reported persisted) or another
+   * adopter. Its spool and its entry are left to them; the jobs spooled here run twice.
    */
   private async adopt(gone: string): Promise<void> {
-    const jobs = await this.readSpool(gone)
+    const { jobs, ids } = await this.readSpool(gone)
     this.ctx.restore(jobs, gone)
     await this.ctx.flush()
-    await this.store.deleteSpool(gone)
+    if (!(await this.store.removeAdopted(gone, this.token, this.leaseMs, ids))) {
+      this.ctx.log.warn(
+        { member: gone, jobs: jobs.length },
+        'the lease on a gone member ran out while adopting it; its name and spool are left to whoever holds them now (its jobs may run twice)',
+      )
+      return
+    }
     const before = new Set(this.answers)
     const record = await this.store.absorb(this.ctx.name, gone, this.record())
     this.answers = record.answers.filter((n) => n !== this.ctx.name)
@@ -187,11 +198,14 @@ export class Membership {
     this.ctx.adopted(gone, jobs.length)
   }
 
-  private async readSpool(member: string): Promise<SpooledJob[]> {
+  /** The jobs of `member`'s spool, and the ids of every record read (unreadable ones included). */
+  private async readSpool(member: string): Promise<{ jobs: SpooledJob[]; ids: string[] }> {
     const jobs: SpooledJob[] = []
+    const ids: string[] = []
     let unreadable = 0
     await this.store.readSpool(member, (entries) => {
       for (const [id, bytes] of entries) {
+        ids.push(id)
         const job = decodeSpooled(id, bytes)
         if (job === undefined) unreadable++
         else jobs.push(job)
@@ -199,6 +213,6 @@ export class Membership {
     })
     if (unreadable > 0) this.ctx.log.error({ member, unreadable }, 'spool records that do not read back were skipped')
     // Enqueue order is lost in a hash: due time is the next best.
-    return jobs.sort((a, b) => a.dueAt - b.dueAt)
+    return { jobs: jobs.sort((a, b) => a.dueAt - b.dueAt), ids }
   }
 }

@@ -22,6 +22,8 @@ export interface SpoolContext {
 interface Batch {
   ops: Buffer
   jobs: TrackedJob[]
+  /** flush() calls made while this was the last batch: they resolve once it is written. */
+  flushes: (() => void)[]
 }
 
 const RETRY_MIN_MS = 100
@@ -51,8 +53,6 @@ export class Spool {
   private inFlight = false
   private failures = 0
   private readonly retryTimer = new Timer(() => this.send())
-  /** Settles when everything queued so far is written (close, adoption). */
-  private drained: (() => void)[] = []
   private closed = false
   private started = false
 
@@ -84,19 +84,26 @@ export class Spool {
     if (!this.inFlight) this.send()
   }
 
-  /** Resolves once every operation made so far is written (and the spool was started). */
+  /**
+   * Resolves once every operation made so far is written (and the spool was started), or
+   * the spool is closed.
+   *
+   * WHY it waits for the last batch queued now and not for an empty queue: under steady load
+   * (enqueues, ends of jobs) a new batch is always queued behind the one in flight, and an
+   * adoption waiting for the queue to empty outlasted its lease on the gone member.
+   */
   flush(): Promise<void> {
-    if (this.writer === undefined && this.queue.length === 0) return Promise.resolve()
+    if (this.closed || (this.writer === undefined && this.queue.length === 0)) return Promise.resolve()
     return new Promise((resolve) => {
-      this.drained.push(resolve)
-      this.seal()
+      if (this.writer !== undefined) this.seal()
+      ;(this.queue[this.queue.length - 1] as Batch).flushes.push(resolve)
     })
   }
 
   /** Stops retrying; what is not written stays unwritten (the caller flushed first if it could). */
   close(): void {
     this.closed = true
-    for (const resolve of this.drained.splice(0)) resolve()
+    for (const batch of this.queue) for (const resolve of batch.flushes.splice(0)) resolve()
   }
 
   private op(): OpWriter {
@@ -121,7 +128,7 @@ export class Spool {
     const writer = this.writer
     if (writer !== undefined) {
       this.writer = undefined
-      this.queue.push({ ops: writer.bytes(), jobs: this.writerJobs })
+      this.queue.push({ ops: writer.bytes(), jobs: this.writerJobs, flushes: [] })
       this.writerJobs = []
     }
     if (!this.inFlight) this.send()
@@ -130,10 +137,7 @@ export class Spool {
   private send(): void {
     if (!this.started) return
     const batch = this.queue[0]
-    if (batch === undefined || this.closed) {
-      if (batch === undefined) for (const resolve of this.drained.splice(0)) resolve()
-      return
-    }
+    if (batch === undefined || this.closed) return
     this.inFlight = true
     let settled = false
     const deadline = new Timer(() => {
@@ -167,6 +171,7 @@ export class Spool {
       this.ctx.changed(undefined)
     }
     for (const job of batch.jobs) if (job.spooled) this.ctx.persisted(job)
+    for (const resolve of batch.flushes) resolve()
     this.send()
   }
 

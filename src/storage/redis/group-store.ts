@@ -66,6 +66,20 @@ end
 return {holder, redis.call('PTTL', KEYS[1])}
 `
 
+/**
+ * KEYS: spool, lease. ARGV: token, ttl ms, then job ids. An adopter removes from a gone
+ * member's spool the records it read and spooled under its own name, only while it still
+ * holds the gone member's lease (renewed here): once the lease ran out, the name is
+ * whoever's took it since (the member started again, or another adopter), and so is its
+ * spool. Returns 1 when removed, 0 when the lease is another's or nobody's.
+ */
+const REMOVE_ADOPTED_LUA = `
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+if #ARGV > 2 then redis.call('HDEL', KEYS[1], unpack(ARGV, 3)) end
+return 1
+`
+
 const RELEASE_LUA = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 0
@@ -104,6 +118,7 @@ interface GroupScripts {
   jrSpoolApply(key: string, ops: Buffer): Promise<number>
   jrMemberAcquire(key: string, token: string, ttlMs: string): Promise<[string, number]>
   jrMemberRelease(key: string, token: string): Promise<number>
+  jrRemoveAdopted(spool: string, lease: string, token: string, ttlMs: string, ...ids: string[]): Promise<number>
   jrAbsorb(key: string, adopter: string, gone: string, record: string): Promise<string>
 }
 
@@ -119,6 +134,8 @@ const UNGUARDED: CallGuard = { run: (operation) => operation() }
 
 /** Spool entries read per call when loading (HSCAN COUNT). */
 const SCAN_COUNT = 5000
+/** Ids removed per call from an adopted spool (Lua's unpack has a stack limit of about 8,000). */
+const REMOVE_COUNT = 1000
 const QUIT_TIMEOUT_MS = 2_000
 
 /**
@@ -152,6 +169,7 @@ export class GroupStore {
     this.client.defineCommand('jrSpoolApply', { lua: SPOOL_APPLY_LUA, numberOfKeys: 1 })
     this.client.defineCommand('jrMemberAcquire', { lua: ACQUIRE_LUA, numberOfKeys: 1 })
     this.client.defineCommand('jrMemberRelease', { lua: RELEASE_LUA, numberOfKeys: 1 })
+    this.client.defineCommand('jrRemoveAdopted', { lua: REMOVE_ADOPTED_LUA, numberOfKeys: 2 })
     this.client.defineCommand('jrAbsorb', { lua: ABSORB_LUA, numberOfKeys: 1 })
     this.scripts = this.client as unknown as GroupScripts
   }
@@ -199,8 +217,23 @@ export class GroupStore {
     return this.call('spool size', () => this.client.hlen(this.member(name).spool))
   }
 
-  deleteSpool(name: string): Promise<void> {
-    return this.call('spool delete', () => this.client.del(this.member(name).spool)).then(() => undefined)
+  /**
+   * Removes `ids` from gone member `name`'s spool while `token` holds its lease (renewing it
+   * for `ttlMs`), in calls of REMOVE_COUNT ids. Resolves false, leaving the rest in place,
+   * as soon as the lease is not `token`'s (see REMOVE_ADOPTED_LUA).
+   */
+  async removeAdopted(name: string, token: string, ttlMs: number, ids: readonly string[]): Promise<boolean> {
+    const { spool, lease } = this.member(name)
+    const ttl = String(Math.ceil(ttlMs))
+    // One call at least: with no ids, it still says whether the lease is held.
+    for (let at = 0; at === 0 || at < ids.length; at += REMOVE_COUNT) {
+      const chunk = ids.slice(at, at + REMOVE_COUNT)
+      const held = await this.call('spool remove', () =>
+        this.scripts.jrRemoveAdopted(spool, lease, token, ttl, ...chunk),
+      )
+      if (held !== 1) return false
+    }
+    return true
   }
 
   /** Takes or renews `name`'s lease for `token`; resolves the holder after the call and, when another holds it, that lease's ms left. */
