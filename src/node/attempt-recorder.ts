@@ -9,6 +9,7 @@ import type { ChainOutcome } from './chain-runner.js'
 import type { FeedbackBuilder } from './feedback-builder.js'
 import type { FeedbackOutbox } from './feedback-outbox.js'
 import type { LiveJob, LiveJobs } from './live-jobs.js'
+import type { NodeJobStats } from './node-job-stats.js'
 import type { NodeEvents } from './node-events.js'
 import type { StoreOutage } from './store-outage.js'
 
@@ -27,6 +28,8 @@ export interface RecorderContext {
   readonly outbox: Pick<FeedbackOutbox, 'add'>
   /** Tells the job's distributor that it waits out a retry backoff (it leaves the node's window). */
   waiting(job: LiveJob): void
+  /** Retries are counted here, per job name. */
+  readonly stats: Pick<NodeJobStats, 'of'>
 }
 
 /**
@@ -82,6 +85,7 @@ export class AttemptRecorder {
   private retry(job: LiveJob, delayMs: number, error: SerializedError, now: number): Promise<void> | undefined {
     job.status = JobStatus.ERROR
     job.dueAt = now + delayMs
+    this.ctx.stats.of(job.name).retries++
     this.events.emit('job:retry', { id: job.id, name: job.name, attempt: job.attempt, delayMs, error })
     this.ctx.log.debug(
       { id: job.id, job: job.name, attempt: job.attempt, delayMs, err: error.message },

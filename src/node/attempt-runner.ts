@@ -16,6 +16,7 @@ import { JobStatus, type JobPatch, type JobRecord } from '../storage/store.js'
 import { runChain, type ChainOutcome } from './chain-runner.js'
 import { AttemptContext } from './job-context.js'
 import type { LiveJob, TimerItem } from './live-jobs.js'
+import type { NodeJobStats } from './node-job-stats.js'
 import type { NodeEvents } from './node-events.js'
 import type { JobRegistry } from './registry.js'
 import type { StoreOutage } from './store-outage.js'
@@ -41,6 +42,8 @@ export interface RunnerSettings {
   /** Read live: `JR.configure` in a job file applies. */
   readonly config: Config
   readonly clock: Clock
+  /** Each attempt's wait (due → start) and run (start → end) are counted here, per job name. */
+  readonly stats: Pick<NodeJobStats, 'of'>
 }
 
 /** A chain that threw outside its steps' handling (a bug, not a job failure) fails the attempt. */
@@ -82,6 +85,11 @@ export class AttemptRunner {
   /** Chains running now. */
   get runningCount(): number {
     return this.running
+  }
+
+  /** Due jobs waiting for a free slot (a few cancelled meanwhile may still be counted). */
+  get queuedCount(): number {
+    return this.ready.length - this.readyHead
   }
 
   /** Chains are running or due: feedback may wait a moment to share a frame. */
@@ -186,6 +194,9 @@ export class AttemptRunner {
 
   /** Starts an attempt; one whose chain is synchronous also ends before this returns. */
   private runAttempt(job: LiveJob): void {
+    const startedAt = this.settings.clock.now()
+    // Late by the node's clock against a due time set by the distributor's: never below 0.
+    this.settings.stats.of(job.name).wait.observe(startedAt > job.dueAt ? (startedAt - job.dueAt) / 1000 : 0)
     this.running++
     job.phase = 'running'
     job.status = JobStatus.IN_PROGRESS
@@ -215,6 +226,7 @@ export class AttemptRunner {
         { error: serializeError(err) },
         maxAttempt,
         undefined,
+        startedAt,
       )
       return
     }
@@ -230,10 +242,17 @@ export class AttemptRunner {
     if (def === undefined) {
       const error = new UnknownJobError(job.name, this.settings.name)
       args['error'] = serializeError(error)
-      this.endAttempt(job, { kind: 'error', cancelled: false, error, unrecoverable: true }, args, maxAttempt, timer)
+      this.endAttempt(
+        job,
+        { kind: 'error', cancelled: false, error, unrecoverable: true },
+        args,
+        maxAttempt,
+        timer,
+        startedAt,
+      )
     } else if (job.defer && this.deferDirectory !== undefined) {
       void this.runDeferred(job, args, ctx, lastAttempt, this.signalOf(job)).then((r) =>
-        this.endAttempt(job, r.outcome, r.args, maxAttempt, timer),
+        this.endAttempt(job, r.outcome, r.args, maxAttempt, timer, startedAt),
       )
     } else {
       if (job.defer && !this.warnedInlineDefer) {
@@ -252,10 +271,10 @@ export class AttemptRunner {
       }
       if (outcome instanceof Promise) {
         void outcome.then(
-          (o) => this.endAttempt(job, o, args, maxAttempt, timer),
-          (err: unknown) => this.endAttempt(job, chainThrew(err), args, maxAttempt, timer),
+          (o) => this.endAttempt(job, o, args, maxAttempt, timer, startedAt),
+          (err: unknown) => this.endAttempt(job, chainThrew(err), args, maxAttempt, timer, startedAt),
         )
-      } else this.endAttempt(job, outcome, args, maxAttempt, timer)
+      } else this.endAttempt(job, outcome, args, maxAttempt, timer, startedAt)
     }
   }
 
@@ -265,7 +284,9 @@ export class AttemptRunner {
     args: JobArgsObject,
     maxAttempt: number,
     timer: Timer | undefined,
+    startedAt: number,
   ): void {
+    this.settings.stats.of(job.name).run.observe((this.settings.clock.now() - startedAt) / 1000)
     if (timer !== undefined) this.scheduler.cancel(timer)
     this.controllers.delete(job.id)
     this.running--
