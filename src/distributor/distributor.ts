@@ -62,7 +62,9 @@ export type { DistributorEventMap } from './events.js'
  * acceptance (accepted, rejected, waiting, the acceptance deadline, what a lost connection
  * gives back), the feedback router (results, closures, orphans, the ends of jobs) and
  * cancels (cancel requests and second copies). This class holds the tables they share,
- * routes each node's messages to them, and keeps the sessions' lifecycle.
+ * routes each node's messages to them, and keeps the sessions' lifecycle. Its metrics
+ * (src/admin/metrics) read those tables when scraped, and `JobStats`, which the helpers
+ * count into as jobs move.
  *
  * INVARIANTS: every job in `jobs` is in exactly one place: the pending queue, or a
  * session's `held` list (sent, or accepted by a memory node), or nowhere but its `owner`

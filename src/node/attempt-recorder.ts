@@ -1,7 +1,6 @@
 import { serializeError, type SerializedError } from '../errors.js'
 import type { Logger } from '../logger.js'
 import type { JobArgsObject } from '../protocol/args.js'
-import type { Clock } from '../scheduling/clock.js'
 import { FeedbackKind, JobStatus, type FeedbackRecord, type JobPatch } from '../storage/store.js'
 import { decideAfterAttempt, type AfterAttemptSettings, type AttemptDecision } from './after-attempt.js'
 import type { Cancels } from './cancels.js'
@@ -21,7 +20,6 @@ export interface RecorderContext {
   readonly log: Logger
   /** Read live: `JR.configure` in a job file applies. */
   readonly config: AfterAttemptSettings
-  readonly clock: Pick<Clock, 'now'>
   /** Makes the feedback record of a run. */
   readonly builder: Pick<FeedbackBuilder, 'feedbackOf'>
   /** Files a stored result for its distributor. */
@@ -46,14 +44,14 @@ export class AttemptRecorder {
     private readonly events: NodeEvents,
   ) {}
 
-  /** Records the end of an attempt; returns the store write it waits for, if any. */
+  /** Records the end of an attempt, which ended at `now`; returns the store write it waits for, if any. */
   afterAttempt(
     job: LiveJob,
     outcome: ChainOutcome,
     args: JobArgsObject,
     maxAttempt: number,
+    now: number,
   ): Promise<void> | undefined {
-    const now = this.ctx.clock.now()
     const decision = decideAfterAttempt(job, outcome, maxAttempt, this.ctx.config, now)
     let error: SerializedError | undefined
     if (outcome.kind === 'error' && !outcome.cancelled) {

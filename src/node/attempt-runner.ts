@@ -25,10 +25,17 @@ import { WorkerPool } from './worker-pool.js'
 /** What follows an attempt, for the runner (the AttemptRecorder). */
 export interface AttemptEnd {
   /**
-   * Carries out what follows an attempt (see after-attempt.ts); returns the store write it
-   * waits for, if any. The next attempt may start before that write is done.
+   * Carries out what follows an attempt (see after-attempt.ts), which ended at `now` by the
+   * node's clock; returns the store write it waits for, if any. The next attempt may start
+   * before that write is done.
    */
-  afterAttempt(job: LiveJob, outcome: ChainOutcome, args: JobArgsObject, maxAttempt: number): Promise<void> | undefined
+  afterAttempt(
+    job: LiveJob,
+    outcome: ChainOutcome,
+    args: JobArgsObject,
+    maxAttempt: number,
+    now: number,
+  ): Promise<void> | undefined
 }
 
 export interface RunnerSettings {
@@ -286,13 +293,15 @@ export class AttemptRunner {
     timer: Timer | undefined,
     startedAt: number,
   ): void {
-    this.settings.stats.of(job.name).run.observe((this.settings.clock.now() - startedAt) / 1000)
+    // One read of the clock for the run time and for what follows the attempt.
+    const endedAt = this.settings.clock.now()
+    this.settings.stats.of(job.name).run.observe((endedAt - startedAt) / 1000)
     if (timer !== undefined) this.scheduler.cancel(timer)
     this.controllers.delete(job.id)
     this.running--
     let recorded: Promise<void> | undefined
     try {
-      recorded = this.end.afterAttempt(job, outcome, args, maxAttempt)
+      recorded = this.end.afterAttempt(job, outcome, args, maxAttempt, endedAt)
     } catch (err) {
       this.attemptNotRecorded(job, err)
     }

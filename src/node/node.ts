@@ -71,6 +71,8 @@ export interface CloseOptions {
  * node's link that drops), `StoreOutage` (store writes while the store is down),
  * `FeedbackBuilder` and `FeedbackOutbox` (results until acknowledged), `LeaseKeeper`, and
  * `LinkSet` (one link per address its sources list: static, `dns:` names, the registry).
+ * Its metrics (src/admin/metrics) read these parts when scraped, and `NodeJobStats`, which
+ * the runner and the recorder count into.
  *
  * Time: every due time, timeout and deadline is read from `clock` and armed on the one
  * scheduler; only the network (links, heartbeats), the pump's budget and the shutdown's
@@ -193,7 +195,6 @@ export class Node extends TypedEmitter<NodeEventMap> {
       {
         log,
         config,
-        clock,
         builder: this.builder,
         outbox: this.outbox,
         waiting: (job) => linkFor(job.distributor)?.send({ type: MessageType.WAITING, ids: [job.id] }),

@@ -245,6 +245,24 @@ describe('metrics', () => {
     )
   })
 
+  it('answer 500 with a JSON error when a collector of the application throws', async () => {
+    const registry = new Registry()
+    new Gauge({
+      name: 'app_broken',
+      help: 'an application metric whose collect throws',
+      registers: [registry],
+      collect() {
+        throw new Error('the application collector failed')
+      },
+    })
+    const d = await startDistributor(res, { metrics: { registry } })
+    const response = await fetch(await serve(d.metricsHandler()))
+    expect(response.status).toBe(500)
+    expect(await response.json()).toEqual({
+      error: { code: 'ERR_METRICS', message: 'cannot collect the metrics: the application collector failed' },
+    })
+  })
+
   it('report the spool up with a Redis spool', async () => {
     const redis = await startRedisServer()
     res.add(redis, (r) => r.stop())
