@@ -54,12 +54,13 @@ describe('BucketCounts', () => {
     const buckets = new BucketCounts([0.1, 1])
     for (const v of [0, 0.1, 0.5, 1, 7]) buckets.observe(v)
     expect([...buckets.counts]).toEqual([2, 2, 1])
-    expect(histogramSamples('h', { name: 'x' }, buckets)).toEqual([
-      { metricName: 'h_bucket', labels: { name: 'x', le: 0.1 }, value: 2 },
-      { metricName: 'h_bucket', labels: { name: 'x', le: 1 }, value: 4 },
-      { metricName: 'h_bucket', labels: { name: 'x', le: '+Inf' }, value: 5 },
-      { metricName: 'h_sum', labels: { name: 'x' }, value: 8.6 },
-      { metricName: 'h_count', labels: { name: 'x' }, value: 5 },
+    const series = { name: 'x' }
+    expect(histogramSamples('h', series, buckets)).toEqual([
+      { metricName: 'h_bucket', labels: { le: 0.1 }, sharedLabels: series, value: 2 },
+      { metricName: 'h_bucket', labels: { le: 1 }, sharedLabels: series, value: 4 },
+      { metricName: 'h_bucket', labels: { le: '+Inf' }, sharedLabels: series, value: 5 },
+      { metricName: 'h_sum', labels: {}, sharedLabels: series, value: 8.6 },
+      { metricName: 'h_count', labels: {}, sharedLabels: series, value: 5 },
     ])
   })
 })
@@ -148,6 +149,15 @@ describe('node metrics', () => {
     expect(sampleValue(families, 'jr_job_run_seconds_sum', noop)).toBe(0.0005)
     expect(sampleValue(families, 'jr_job_run_seconds_count', { node: 'w1', name: 'idle' })).toBe(0)
     expect(families.get('jr_job_run_seconds')?.type).toBe('histogram')
+    // Readers of the metric objects (JSON) get every label on every sample.
+    const json = await registry.getMetricsAsJSON()
+    const run = json.find((m) => m.name === 'jr_job_run_seconds')
+    expect(run?.values).toContainEqual({
+      metricName: 'jr_job_run_seconds_bucket',
+      labels: { node: 'w1', name: 'noop', le: 0.001 },
+      value: 1,
+    })
+    expect(run?.values).toContainEqual({ metricName: 'jr_job_run_seconds_count', labels: noop, value: 1 })
   })
 })
 

@@ -6,11 +6,31 @@ export type MetricType = 'counter' | 'gauge' | 'histogram'
 
 export type Labels = Record<string, string | number>
 
-/** One sample: a value with its labels (`metricName` for a histogram's `_bucket`, `_sum`, `_count`). */
+/**
+ * One sample: a value with its labels (`metricName` for a histogram's `_bucket`, `_sum`,
+ * `_count`). `sharedLabels`, the labels of a whole histogram series, are written once per
+ * series in the text format (prom-client caches their text per object), as prom-client's own
+ * histograms do; `get()` merges them into `labels`.
+ */
 export interface Sample {
   value: number
   labels: Labels
   metricName?: string
+  sharedLabels?: Labels
+}
+
+interface MetricObject {
+  name: string
+  help: string
+  type: MetricType
+  aggregator: 'sum'
+  values: Sample[]
+}
+
+/** `sample` with its shared labels merged into its labels, for readers other than the text format. */
+function splay(sample: Sample): Sample {
+  const { sharedLabels, ...rest } = sample
+  return sharedLabels === undefined ? sample : { ...rest, labels: { ...sharedLabels, ...sample.labels } }
 }
 
 /**
@@ -31,8 +51,18 @@ export class CollectedMetric {
     private readonly collect: () => Sample[],
   ) {}
 
-  get(): { name: string; help: string; type: MetricType; aggregator: 'sum'; values: Sample[] } {
-    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values: this.collect() }
+  /** What `registry.getMetricsAsJSON()` (and any reader of the MetricObject) sees: every label on every sample. */
+  get(): MetricObject {
+    return this.object(this.collect().map(splay))
+  }
+
+  /** What the registry writes as text: a histogram series' labels shared by its lines. */
+  getForPromString(): MetricObject {
+    return this.object(this.collect())
+  }
+
+  private object(values: Sample[]): MetricObject {
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values }
   }
 
   /** `registry.resetMetrics()`: the counts belong to the code that keeps them, and stay. */
@@ -81,16 +111,22 @@ export class BucketCounts {
   }
 }
 
-/** A histogram's samples as the text format wants them: cumulative `_bucket`s with `le`, `_sum`, `_count`. */
+const NO_LABELS: Labels = Object.freeze({})
+
+/**
+ * A histogram's samples as the text format wants them: cumulative `_bucket`s with `le`,
+ * `_sum`, `_count`, every one sharing the series' `labels` (one object, formatted once).
+ */
 export function histogramSamples(name: string, labels: Labels, buckets: BucketCounts): Sample[] {
   const samples: Sample[] = []
+  const bucket = `${name}_bucket`
   let cumulative = 0
   for (let i = 0; i < buckets.counts.length; i++) {
     cumulative += buckets.counts[i] as number
     const le = i < buckets.bounds.length ? (buckets.bounds[i] as number) : '+Inf'
-    samples.push({ metricName: `${name}_bucket`, labels: { ...labels, le }, value: cumulative })
+    samples.push({ metricName: bucket, labels: { le }, sharedLabels: labels, value: cumulative })
   }
-  samples.push({ metricName: `${name}_sum`, labels, value: buckets.sum })
-  samples.push({ metricName: `${name}_count`, labels, value: buckets.count })
+  samples.push({ metricName: `${name}_sum`, labels: NO_LABELS, sharedLabels: labels, value: buckets.sum })
+  samples.push({ metricName: `${name}_count`, labels: NO_LABELS, sharedLabels: labels, value: buckets.count })
   return samples
 }
