@@ -166,6 +166,10 @@ export class AttemptRunner {
     // the scheduler's drain lets frames, heartbeats and feedback through in between. Real
     // time, not the node's clock: the budget bounds how long the event loop is held.
     const started = Date.now()
+    // When an attempt's chain ended before runAttempt returned, its end time (read then, by
+    // the node's clock) is the next attempt's start: microseconds apart, and a clock read is
+    // tens of nanoseconds, as much as the rest of a counter's work per attempt.
+    let now: number | undefined
     try {
       for (
         let ran = 0;
@@ -183,7 +187,7 @@ export class AttemptRunner {
           this.readyHead = 0
         }
         if (job.phase !== 'queued') continue
-        this.runAttempt(job)
+        now = this.runAttempt(job, now)
       }
     } finally {
       this.pumping = false
@@ -199,9 +203,12 @@ export class AttemptRunner {
     })
   }
 
-  /** Starts an attempt; one whose chain is synchronous also ends before this returns. */
-  private runAttempt(job: LiveJob): void {
-    const startedAt = this.settings.clock.now()
+  /**
+   * Starts an attempt at `now` (read from the clock when not given). One whose chain is
+   * synchronous also ends before this returns: then it returns when it ended.
+   */
+  private runAttempt(job: LiveJob, now: number | undefined): number | undefined {
+    const startedAt = now ?? this.settings.clock.now()
     // Late by the node's clock against a due time set by the distributor's: never below 0.
     this.settings.stats.of(job.name).wait.observe(startedAt > job.dueAt ? (startedAt - job.dueAt) / 1000 : 0)
     this.running++
@@ -227,7 +234,7 @@ export class AttemptRunner {
     } catch (err) {
       // Stored args that do not decode: no attempt could read them, so the job fails for
       // good. The attempt must still end here, or its slot would stay taken for ever.
-      this.endAttempt(
+      return this.endAttempt(
         job,
         { kind: 'error', cancelled: false, error: coerceError(err), unrecoverable: true },
         { error: serializeError(err) },
@@ -235,7 +242,6 @@ export class AttemptRunner {
         undefined,
         startedAt,
       )
-      return
     }
     const timeout = job.timeout ?? config.timeout
     const abortable = timeout > 0 ? this.signalOf(job) : undefined
@@ -243,13 +249,13 @@ export class AttemptRunner {
       abortable === undefined
         ? undefined
         : new Timer(() => this.controllers.get(job.id)?.abort(new TimeoutError(timeout)))
-    if (timer !== undefined) this.scheduler.schedule(timer, this.settings.clock.now() + timeout * 1000)
+    if (timer !== undefined) this.scheduler.schedule(timer, startedAt + timeout * 1000)
     const lastAttempt = job.attempt >= maxAttempt
     const def = registry.get(job.name)
     if (def === undefined) {
       const error = new UnknownJobError(job.name, this.settings.name)
       args['error'] = serializeError(error)
-      this.endAttempt(
+      return this.endAttempt(
         job,
         { kind: 'error', cancelled: false, error, unrecoverable: true },
         args,
@@ -257,32 +263,35 @@ export class AttemptRunner {
         timer,
         startedAt,
       )
-    } else if (job.defer && this.deferDirectory !== undefined) {
+    }
+    if (job.defer && this.deferDirectory !== undefined) {
       void this.runDeferred(job, args, ctx, lastAttempt, this.signalOf(job)).then((r) =>
         this.endAttempt(job, r.outcome, r.args, maxAttempt, timer, startedAt),
       )
-    } else {
-      if (job.defer && !this.warnedInlineDefer) {
-        // A worker thread loads job files by path; definitions given in code have none.
-        this.warnedInlineDefer = true
-        this.settings.log.warn(
-          { job: job.name },
-          "defer needs a job directory: this node was given a 'registry', so deferred jobs run on its event loop",
-        )
-      }
-      let outcome: ChainOutcome | Promise<ChainOutcome>
-      try {
-        outcome = runChain(def, args, ctx, lastAttempt, abortable)
-      } catch (err) {
-        outcome = chainThrew(err)
-      }
-      if (outcome instanceof Promise) {
-        void outcome.then(
-          (o) => this.endAttempt(job, o, args, maxAttempt, timer, startedAt),
-          (err: unknown) => this.endAttempt(job, chainThrew(err), args, maxAttempt, timer, startedAt),
-        )
-      } else this.endAttempt(job, outcome, args, maxAttempt, timer, startedAt)
+      return undefined
     }
+    if (job.defer && !this.warnedInlineDefer) {
+      // A worker thread loads job files by path; definitions given in code have none.
+      this.warnedInlineDefer = true
+      this.settings.log.warn(
+        { job: job.name },
+        "defer needs a job directory: this node was given a 'registry', so deferred jobs run on its event loop",
+      )
+    }
+    let outcome: ChainOutcome | Promise<ChainOutcome>
+    try {
+      outcome = runChain(def, args, ctx, lastAttempt, abortable)
+    } catch (err) {
+      outcome = chainThrew(err)
+    }
+    if (outcome instanceof Promise) {
+      void outcome.then(
+        (o) => this.endAttempt(job, o, args, maxAttempt, timer, startedAt),
+        (err: unknown) => this.endAttempt(job, chainThrew(err), args, maxAttempt, timer, startedAt),
+      )
+      return undefined
+    }
+    return this.endAttempt(job, outcome, args, maxAttempt, timer, startedAt)
   }
 
   private endAttempt(
@@ -292,8 +301,9 @@ export class AttemptRunner {
     maxAttempt: number,
     timer: Timer | undefined,
     startedAt: number,
-  ): void {
-    // One read of the clock for the run time and for what follows the attempt.
+  ): number {
+    // One read of the clock for the run time, for what follows the attempt, and for the
+    // start of the next one when this ended within runAttempt (see pump).
     const endedAt = this.settings.clock.now()
     this.settings.stats.of(job.name).run.observe((endedAt - startedAt) / 1000)
     if (timer !== undefined) this.scheduler.cancel(timer)
@@ -315,6 +325,7 @@ export class AttemptRunner {
         },
       )
     }
+    return endedAt
   }
 
   private attemptNotRecorded(job: LiveJob, err: unknown): void {
