@@ -3,6 +3,7 @@
 //   feedback     decode a frame of 500 results and read each one's args
 //   timer heap   push then pop 1M entries (random, equal and rising due times)
 //   routing      NodePool.pick over 10 sessions
+//   metrics      what a job adds to the counters the metrics read, on each end
 // Prints numbers (median of 3 timed rounds after a warm-up), never asserts them.
 import { encodeFrame, FrameDecoder } from '../dist/protocol/frame.js'
 import { encodeMessageFrame } from '../dist/protocol/encode.js'
@@ -12,6 +13,8 @@ import { pack, unpack } from '../dist/protocol/msgpack.js'
 import { decodeArgs } from '../dist/protocol/args.js'
 import { TimerHeap } from '../dist/scheduling/timer-heap.js'
 import { NodePool } from '../dist/distributor/node-pool.js'
+import { JobStats } from '../dist/distributor/job-stats.js'
+import { NodeJobStats } from '../dist/node/node-job-stats.js'
 import { fmt, median, pad } from './lib/stats.js'
 import { seededRandom as prng } from '../test/helpers/prng.js'
 
@@ -19,6 +22,7 @@ const quick = process.argv.includes('--quick')
 const FRAMES = quick ? 100_000 : 1_000_000
 const HEAP = quick ? 100_000 : 1_000_000
 const PICKS = quick ? 200_000 : 2_000_000
+const COUNTS = quick ? 1_000_000 : 10_000_000
 const ROUNDS = 3
 
 const results = []
@@ -249,6 +253,63 @@ function fakeSession(name, jobs, window) {
     for (let i = 0; i < PICKS; i++)
       if (pool.pick('noop', undefined, undefined, false, JOB_BYTES) !== undefined) throw new Error('full pool picked')
     return { ops: PICKS }
+  })
+}
+
+// --- metrics -------------------------------------------------------------------------
+
+{
+  const names = ['noop', 'stamp', 'send_mail', 'resize']
+  // The distributor: a result's lookup of its name's stats, and the increments a job makes
+  // (enqueued, pending up and down, dispatched, an outcome).
+  const jobStats = new JobStats()
+  const distributorJob = (pick) => () => {
+    for (let i = 0; i < COUNTS; i++) {
+      const s = jobStats.of(pick(i))
+      s.enqueued++
+      s.pending++
+      s.pending--
+      s.dispatched++
+      s.succeeded++
+    }
+    return { ops: COUNTS }
+  }
+  measure(
+    'distributor counters per job, one name',
+    'jobs/s',
+    distributorJob(() => 'noop'),
+  )
+  measure(
+    'distributor counters per job, 4 names in turn',
+    'jobs/s',
+    distributorJob((i) => names[i & 3]),
+  )
+  // The node: per attempt, its name's stats twice and two observations. The times come from
+  // clock reads the node makes anyway (an attempt's end, which starts the next in a burst).
+  const nodeStats = new NodeJobStats()
+  const nodeAttempt = (pick) => () => {
+    for (let i = 0; i < COUNTS; i++) {
+      nodeStats.of(pick(i)).wait.observe((i & 7) / 2000)
+      nodeStats.of(pick(i)).run.observe((i & 3) / 4000)
+    }
+    return { ops: COUNTS }
+  }
+  measure(
+    'node counters per attempt, one name',
+    'attempts/s',
+    nodeAttempt(() => 'noop'),
+  )
+  measure(
+    'node counters per attempt, 4 names in turn',
+    'attempts/s',
+    nodeAttempt((i) => names[i & 3]),
+  )
+  // What the counters avoid: a clock read costs more than either end's counters.
+  measure('a clock read (Date.now)', 'reads/s', () => {
+    let sum = 0
+    for (let i = 0; i < COUNTS; i++) sum += Date.now()
+    if (sum === 0) throw new Error('no time')
+    return { ops: COUNTS }
   })
 }
 

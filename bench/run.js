@@ -84,6 +84,8 @@ const METRICS = {
   probeP50: { label: 'instant job latency p50', unit: 'ms' },
   probeP99: { label: 'instant job latency p99', unit: 'ms' },
   failed: { label: 'failed jobs', unit: '' },
+  scrapeMs: { label: 'distributor scrape, CPU', unit: 'ms' },
+  cpuPerJob: { label: 'CPU per job, distributor + nodes', unit: 'µs' },
 }
 
 const k = (n) => (n >= 1_000_000 ? `${n / 1_000_000}M` : n >= 1000 ? `${n / 1000}k` : String(n))
@@ -102,6 +104,14 @@ const CASES = [
     title: `throughput, memory storage, 2 nodes (${k(N.jobs)} no-op)`,
     timeoutMs: 120_000,
     run: (ctx) => runThroughput(ctx, { count: N.jobs, warmup: N.warmup, storage: 'memory', names: ['b1', 'b2'] }),
+  },
+  {
+    id: 'jr-throughput-metrics',
+    system: 'job-reactor',
+    title: `throughput, memory storage, 2 nodes, metrics served and scraped every second (${k(N.jobs)} no-op)`,
+    timeoutMs: 120_000,
+    run: (ctx) =>
+      runThroughput(ctx, { count: N.jobs, warmup: N.warmup, storage: 'memory', names: ['m1', 'm2'], scrape: true }),
   },
   {
     id: 'jr-throughput-redis',
@@ -405,6 +415,7 @@ function summarize(results) {
   const jrMem = m('jr-throughput-memory', 'throughput')
   const jrRedis = m('jr-throughput-redis', 'throughput')
   const jrSpool = m('jr-throughput-spool', 'throughput')
+  const jrMetrics = m('jr-throughput-metrics', 'throughput')
   const ratios = {
     'job-reactor memory ÷ BullMQ (throughput)': ratio(jrMem, m('bullmq-throughput', 'throughput')),
     'job-reactor memory ÷ bee-queue (throughput)': ratio(jrMem, m('bee-throughput', 'throughput')),
@@ -412,6 +423,7 @@ function summarize(results) {
     'job-reactor Redis ÷ BullMQ (throughput)': ratio(jrRedis, m('bullmq-throughput', 'throughput')),
     'job-reactor Redis ÷ bee-queue (throughput)': ratio(jrRedis, m('bee-throughput', 'throughput')),
     'job-reactor spooled ÷ BullMQ (throughput)': ratio(jrSpool, m('bullmq-throughput', 'throughput')),
+    'job-reactor metrics scraped ÷ memory (throughput)': ratio(jrMetrics, jrMem),
     'BullMQ p50 ÷ job-reactor p50 (latency)': ratio(m('bullmq-latency', 'p50'), m('jr-latency', 'p50')),
   }
   // The performance issue's goals (absolute figures for a 2-core machine); a case not run
@@ -429,6 +441,12 @@ function summarize(results) {
       target('memory throughput ÷ bee-queue', ratios['job-reactor memory ÷ bee-queue (throughput)'], '≥', 8),
       target('memory throughput ÷ echo', ratios['job-reactor memory ÷ echo round trips/s'], '≥', 0.4),
       target('Redis throughput, jobs/s', jrRedis, '≥', 40_000),
+      target(
+        'metrics scraped ÷ memory throughput',
+        ratios['job-reactor metrics scraped ÷ memory (throughput)'],
+        '≥',
+        0.97,
+      ),
       target('spooled distributor throughput, jobs/s', jrSpool, '≥', 60_000),
       target('spooled distributor ÷ BullMQ', ratios['job-reactor spooled ÷ BullMQ (throughput)'], '≥', 8),
       target('latency p50, ms', m('jr-latency', 'p50'), '≤', 0.15),

@@ -1,9 +1,12 @@
 // Cases 2–6: job-reactor end to end. The distributor lives in this process; nodes are
 // `jr-node` child processes started from the built CLI with the job files in bench/jobs.
+import { createServer as createHttpServer } from 'node:http'
+import { createServer } from 'node:net'
 import { setTimeout as sleep, setImmediate as yieldToLoop } from 'node:timers/promises'
 import { pino } from 'pino'
 import { Distributor } from '../../dist/index.js'
 import { collectAndMeasure } from '../lib/gc.js'
+import { processCpuMs } from '../lib/load.js'
 import { hrMs, latencySummary } from '../lib/stats.js'
 
 const ENQUEUE_CHUNK = 1_000
@@ -14,7 +17,11 @@ const EXTRA_NODE_FLAGS = (process.env.JR_BENCH_NODE_FLAGS ?? '').split(' ').filt
 const distributorLog = pino({ name: 'job-reactor', level: 'warn' }, pino.destination(2)).child({ distributor: 'bench' })
 
 /** A distributor on a free port plus one `jr-node` child per name, all connected. */
-async function startCluster(ctx, names, { storage = 'memory', nodeFlags = [], maxPending, spool } = {}) {
+async function startCluster(
+  ctx,
+  names,
+  { storage = 'memory', nodeFlags = [], nodeArgs = () => [], maxPending, spool, pids = [] } = {},
+) {
   const options = { port: 0, logger: distributorLog }
   if (maxPending !== undefined) options.maxPending = maxPending
   // The distributor's own durable spool (a Redis URL), under a group of its own per run.
@@ -40,7 +47,9 @@ async function startCluster(ctx, names, { storage = 'memory', nodeFlags = [], ma
           storage,
           '--log-level',
           'warn',
+          ...nodeArgs(name),
         ])
+        pids.push(node.pid)
         await Promise.race([
           connected,
           node.exited.then(({ code, signal }) => {
@@ -74,19 +83,87 @@ async function nodeMemory(distributor, node) {
   return distributor.enqueue('mem', {}, { node }).done
 }
 
-/** Throughput: `count` no-op jobs, first enqueue until every done resolved. */
-export async function runThroughput(ctx, { count, warmup, storage, names, spool }) {
-  const distributor = await startCluster(ctx, names, { storage, spool })
+/** A TCP port free now on the loopback address (for a child to listen on). */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address()
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+/**
+ * Serves the distributor's metrics as an application would (its handler on an HTTP server
+ * in this process) and starts a scraper process that GETs them and each node's `/metrics`
+ * every second, as Prometheus would.
+ */
+async function scrapeEverySecond(ctx, distributor, nodePorts) {
+  const server = createHttpServer(distributor.metricsHandler())
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  ctx.defer(() => new Promise((resolve) => server.close(resolve)))
+  const urls = [server.address().port, ...nodePorts].map((port) => `http://127.0.0.1:${port}/metrics`)
+  const scraper = ctx.spawnNode('scraper', ['bench/scraper.js', ...urls])
+  await scraper.waitForLine((line) => line === 'scraping')
+}
+
+/**
+ * CPU time, in ms, used so far by this process (the distributor) and the nodes `pids`:
+ * steadier than throughput when other work shares the machine. Undefined off Linux.
+ */
+function cpuOf(pids) {
+  const own = process.cpuUsage()
+  let ms = (own.user + own.system) / 1000
+  for (const pid of pids) {
+    const used = processCpuMs(pid)
+    if (used === undefined) return undefined
+    ms += used
+  }
+  return ms
+}
+
+/** CPU time of one scrape of the distributor's metrics, in ms: the median of `count`, taken while idle. */
+async function scrapeCost(distributor, count = 50) {
+  const samples = []
+  for (let i = 0; i < count; i++) {
+    const start = process.cpuUsage()
+    await distributor.metrics.metrics()
+    const used = process.cpuUsage(start)
+    samples.push((used.user + used.system) / 1000)
+  }
+  return latencySummary(samples).p50
+}
+
+/**
+ * Throughput: `count` no-op jobs, first enqueue until every done resolved. With `scrape`,
+ * the nodes serve their metrics (`--metrics-port`), the distributor's are served over HTTP,
+ * and a scraper process reads them all every second; then the CPU time of one scrape of the
+ * distributor's metrics is measured, idle.
+ */
+export async function runThroughput(ctx, { count, warmup, storage, names, spool, scrape = false }) {
+  const ports = new Map()
+  if (scrape) for (const name of names) ports.set(name, await freePort())
+  const nodeArgs = (name) => (ports.has(name) ? ['--metrics-port', String(ports.get(name))] : [])
+  const pids = []
+  const distributor = await startCluster(ctx, names, { storage, spool, nodeArgs, pids })
+  if (scrape) await scrapeEverySecond(ctx, distributor, [...ports.values()])
   await Promise.all(await enqueueMany(ctx, distributor, warmup, 'noop', {}))
+  const cpuBefore = cpuOf(pids)
   const start = process.hrtime.bigint()
   const dones = await enqueueMany(ctx, distributor, count, 'noop', {})
   const enqueueSeconds = hrMs(start) / 1000
   await Promise.all(dones)
   const seconds = hrMs(start) / 1000
+  const cpuPerJob = cpuBefore === undefined ? undefined : ((cpuOf(pids) - cpuBefore) * 1000) / count
   ctx.progress(
-    `job-reactor ${storage === 'memory' ? 'memory' : 'redis'}${spool === undefined ? '' : ' nodes, spooled distributor'}: ${count} jobs in ${seconds.toFixed(2)} s (enqueue loop ${enqueueSeconds.toFixed(2)} s)`,
+    `job-reactor ${storage === 'memory' ? 'memory' : 'redis'}${spool === undefined ? '' : ' nodes, spooled distributor'}${scrape ? ', metrics scraped' : ''}: ${count} jobs in ${seconds.toFixed(2)} s (enqueue loop ${enqueueSeconds.toFixed(2)} s)`,
   )
-  return { throughput: count / seconds }
+  const result = { throughput: count / seconds }
+  if (cpuPerJob !== undefined) result.cpuPerJob = cpuPerJob
+  if (scrape) result.scrapeMs = await scrapeCost(distributor)
+  return result
 }
 
 /** Latency: `count` jobs one at a time, enqueue → done. */

@@ -45,3 +45,14 @@ export async function busyFraction(ms = 500) {
   for (const [pid, t] of after) ticks += t - (before.get(pid) ?? t)
   return Math.min(1, ticks / CLOCK_TICKS_PER_SECOND / seconds / cpus().length)
 }
+
+/** CPU time (user + system) that process `pid` has used, in ms; undefined off Linux. */
+export function processCpuMs(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return ((Number(rest[11]) + Number(rest[12])) * 1000) / CLOCK_TICKS_PER_SECOND
+  } catch {
+    return undefined
+  }
+}

@@ -44,6 +44,8 @@ interface NodeFlags {
   workerThreads?: number
   takeover?: boolean
   leaseMs?: number
+  metricsPort?: number
+  metricsHost?: string
 }
 
 /** Maps flags to NodeOptions; everything else is the library's job. */
@@ -74,6 +76,8 @@ export function nodeOptionsFromFlags(flags: NodeFlags, env: NodeJS.ProcessEnv): 
   if (flags.workerThreads !== undefined) options.workerThreads = flags.workerThreads
   if (flags.takeover !== undefined) options.takeover = flags.takeover
   if (flags.leaseMs !== undefined) options.leaseMs = flags.leaseMs
+  if (flags.metricsPort !== undefined) options.metricsPort = flags.metricsPort
+  if (flags.metricsHost !== undefined) options.metricsHost = flags.metricsHost
   // The secret never travels on the command line, where `ps` would show it.
   const secret = flags.secretFile !== undefined ? readText(flags.secretFile, 'secret file').trim() : env['JR_SECRET']
   if (secret !== undefined && secret !== '') options.secret = secret
@@ -121,6 +125,8 @@ export function buildProgram(): Command {
     .option('--worker-threads <n>', 'worker threads for defer: true jobs', integer)
     .option('--takeover', 'adopt the unfinished jobs of dead peers on the same Redis')
     .option('--lease-ms <ms>', "how long this node's claim on its stored jobs lasts without renewal", integer)
+    .option('--metrics-port <port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (0: any free port)', integer)
+    .option('--metrics-host <host>', 'address the metrics are served on (default: 127.0.0.1)')
 }
 
 export async function main(argv: string[]): Promise<void> {

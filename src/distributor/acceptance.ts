@@ -98,7 +98,7 @@ export class Acceptance {
     for (const job of jobs) {
       if (job === undefined) continue
       if (job.state === 'pending') {
-        this.queue.taken()
+        this.queue.taken(job)
         assign(job, session, now)
         this.acceptedBy(session, job, now)
       } else if (job.state === 'sent' && job.session === session) {
@@ -194,6 +194,7 @@ export class Acceptance {
       if (job.state !== 'accepted' || job.owner !== session.name || job.load === 0 || job.session === session) continue
       job.session = session
       session.load += job.load
+      session.inFlight++
     }
   }
 

@@ -96,7 +96,7 @@ export class Dispatcher {
       const decision = this.pool.decide(route, wireSize(job), this.strict)
       if (decision.kind === 'wait') return
       route.shift()
-      if (decision.kind === 'give') this.give(job, decision.node, now)
+      if (decision.kind === 'give') this.give(job, route, decision.node, now)
       else if (decision.kind === 'aside') this.queue.setAside(job, route)
       // Still 'pending': finishing it takes it off the queue's count.
       else this.ctx.failOversized(job, decision.node)
@@ -116,7 +116,7 @@ export class Dispatcher {
       if (job.state !== 'pending' || this.ctx.isClosed()) continue
       const decision = this.pool.decide(route, wireSize(job), this.strict)
       if (decision.kind === 'give') {
-        this.give(job, decision.node, now)
+        this.give(job, route, decision.node, now)
         continue
       }
       if (decision.kind === 'fail') {
@@ -132,9 +132,10 @@ export class Dispatcher {
     }
   }
 
-  /** A job leaves the queue for `session`'s next dispatch frame. */
-  private give(job: TrackedJob, session: NodeSession, now: number): void {
-    this.queue.taken()
+  /** A job of `route` leaves the queue for `session`'s next dispatch frame. */
+  private give(job: TrackedJob, route: Route, session: NodeSession, now: number): void {
+    this.queue.takenFrom(route)
+    route.stats.dispatched++
     assign(job, session, now)
     if (session.outgoing.length === 0) this.given.push(session)
     session.outgoing.push(job)

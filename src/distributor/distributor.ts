@@ -1,3 +1,7 @@
+import { reportDistributor, type DistributorMetricsSource } from '../admin/metrics/distributor-metrics.js'
+import { metricsHandler } from '../admin/metrics/metrics-handler.js'
+import { promClient, type MetricsRegistry } from '../admin/metrics/prom-client.js'
+import type { RequestHandler } from '../admin/http.js'
 import { FRAME_ENVELOPE_BYTES } from '../config.js'
 import {
   ConnectionClosedError,
@@ -25,6 +29,7 @@ import { FeedbackAcks } from './feedback-acks.js'
 import { checkFeedbackHandlers, type FeedbackHandlers } from './feedback-handlers.js'
 import { FeedbackRouter } from './feedback-router.js'
 import type { JobHandle } from './job-handle.js'
+import { JobStats } from './job-stats.js'
 import { JobTable } from './job-table.js'
 import { NodePool } from './node-pool.js'
 import { NodeSession } from './node-session.js'
@@ -41,7 +46,7 @@ import { GroupCancels } from './spool/group-cancels.js'
 import { Membership, type MembershipContext } from './spool/membership.js'
 import { Spool } from './spool/spool.js'
 import type { SpooledJob } from './spool/spooled-job.js'
-import { TrackedJob, type FeedbackCallback } from './tracked-job.js'
+import { pendingSeconds, TrackedJob, type FeedbackCallback } from './tracked-job.js'
 
 export type { DistributorEventMap } from './events.js'
 
@@ -57,7 +62,9 @@ export type { DistributorEventMap } from './events.js'
  * acceptance (accepted, rejected, waiting, the acceptance deadline, what a lost connection
  * gives back), the feedback router (results, closures, orphans, the ends of jobs) and
  * cancels (cancel requests and second copies). This class holds the tables they share,
- * routes each node's messages to them, and keeps the sessions' lifecycle.
+ * routes each node's messages to them, and keeps the sessions' lifecycle. Its metrics
+ * (src/admin/metrics) read those tables when scraped, and `JobStats`, which the helpers
+ * count into as jobs move.
  *
  * INVARIANTS: every job in `jobs` is in exactly one place: the pending queue, or a
  * session's `held` list (sent, or accepted by a memory node), or nowhere but its `owner`
@@ -69,7 +76,9 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   readonly options: ResolvedDistributorOptions
   private readonly log
   private readonly pool = new NodePool()
-  private readonly queue = new PendingQueue()
+  /** Counted per job name where jobs move; read by the metrics when they are scraped. */
+  private readonly stats = new JobStats()
+  private readonly queue = new PendingQueue(this.stats)
   private readonly jobs = new JobTable()
   private readonly events: DistributorEvents = {
     emit: (event, payload) => this.safeEmit(event, payload),
@@ -96,6 +105,12 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   private readonly spool: Spool | undefined
   private readonly membership: Membership | undefined
   private readonly groupCancels: GroupCancels | undefined
+  /** With a spool: its writes land (`spool:up`) or fail (`spool:down`). */
+  private spoolUp = true
+  /** The registry the metrics report through: the application's, or one made on first read. */
+  private registry: MetricsRegistry | undefined
+  /** Stops reporting through the application's registry (at close). */
+  private readonly unreport: (() => void) | undefined
 
   constructor(options: DistributorOptions = {}, defaults = { alwaysUseSpecifiedNode: false }) {
     super()
@@ -127,8 +142,11 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
           after,
           cancelTimer,
           persisted: (job) => job.markPersisted(),
-          changed: (error) =>
-            error === undefined ? this.safeEmit('spool:up', {}) : this.safeEmit('spool:down', { error }),
+          changed: (error) => {
+            this.spoolUp = error === undefined
+            if (error === undefined) this.safeEmit('spool:up', {})
+            else this.safeEmit('spool:down', { error })
+          },
         },
         this.groupStore,
         name,
@@ -177,6 +195,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       log,
       this.handlers,
       this.acks,
+      this.stats,
     )
     this.acceptance = new Acceptance(
       {
@@ -224,6 +243,33 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       this.events,
       log,
     )
+    const registry = this.options.metricsRegistry
+    if (registry !== undefined) {
+      this.registry = registry
+      this.unreport = reportDistributor(registry, this.metricsSource(), 'metrics.registry')
+    }
+  }
+
+  /**
+   * The Prometheus registry of this distributor's metrics (docs/monitoring.md): the one
+   * given as `metrics.registry`, or one of their own, made (and prom-client loaded) on
+   * first read.
+   */
+  get metrics(): MetricsRegistry {
+    if (this.registry === undefined) {
+      const { Registry } = promClient()
+      this.registry = new Registry()
+      reportDistributor(this.registry, this.metricsSource(), 'metrics')
+    }
+    return this.registry
+  }
+
+  /**
+   * A plain `(req, res)` node:http handler serving `metrics` in the text format, to mount
+   * at any path of the application's server (GET or HEAD; another method gets a 405).
+   */
+  metricsHandler(): RequestHandler {
+    return metricsHandler(this.metrics)
   }
 
   /** The bound port (the real one when listening on port 0). */
@@ -325,7 +371,8 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       throw new InvalidArgumentError(`'onSuccess' must be a function`)
     if (onError !== undefined && typeof onError !== 'function')
       throw new InvalidArgumentError(`'onError' must be a function`)
-    const resolved = resolveEnqueueOptions(opts, Date.now())
+    const now = Date.now()
+    const resolved = resolveEnqueueOptions(opts, now)
     const bytes = encodeArgs(args, this.options.maxFrameSize - FRAME_ENVELOPE_BYTES)
     if (this.queue.size >= this.options.maxPending) throw new QueueFullError(this.options.maxPending)
 
@@ -342,7 +389,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       onError as FeedbackCallback | undefined,
     )
     this.jobs.add(job)
-    this.queue.push(job)
+    this.queue.push(job, now).enqueued++
     this.spool?.add(job)
     if (this.listenerCount('job:enqueue') > 0) this.safeEmit('job:enqueue', { id: job.id, name })
     if (!this.pool.knows(name)) this.dispatcher.unroutable(job)
@@ -410,6 +457,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     this.timers.close()
     await this.server.close()
     await this.groupStore?.close()
+    this.unreport?.()
     this.safeEmit('close', {})
   }
 
@@ -436,6 +484,26 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     this.groupCancels?.close()
     for (const job of jobs) job.failPersisted(unpersisted)
     await this.membership?.leave().catch((err: unknown) => this.log.warn({ err }, 'cannot give up the member lease'))
+  }
+
+  /** What the metrics read, when scraped: counters kept where jobs move, and the tables as they are. */
+  private metricsSource(): DistributorMetricsSource {
+    const distributor = this
+    return {
+      group: this.group,
+      get member() {
+        return distributor.name
+      },
+      jobStats: () => this.stats.values(),
+      oldestPendingSeconds: () => {
+        const now = Date.now()
+        const seconds = new Map<string, number>()
+        for (const [name, stamp] of this.queue.oldestHeads()) seconds.set(name, pendingSeconds(stamp, now))
+        return seconds
+      },
+      nodes: () => this.pool.all(),
+      spoolUp: () => (this.spool === undefined ? undefined : this.spoolUp),
+    }
   }
 
   // --- the group -----------------------------------------------------------------------
@@ -471,6 +539,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
    */
   private restore(spooled: SpooledJob[], from: string): void {
     const own = from === this.name
+    const now = Date.now()
     const jobs = spooled.map((s) => {
       const job = new TrackedJob(
         s.id,
@@ -495,7 +564,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       } else {
         this.spool?.add(job)
       }
-      this.queue.push(job)
+      this.queue.push(job, now)
       if (!this.pool.knows(job.name)) this.dispatcher.unroutable(job)
     }
     this.dispatcher.schedule()

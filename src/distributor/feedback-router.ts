@@ -6,6 +6,7 @@ import type { WireFeedback } from '../protocol/messages.js'
 import type { DistributorEvents } from './events.js'
 import type { FeedbackAcks, PendingClosure } from './feedback-acks.js'
 import type { FeedbackHandlers, FeedbackInfo } from './feedback-handlers.js'
+import type { JobStats, NameStats } from './job-stats.js'
 import type { JobTable } from './job-table.js'
 import type { NodeSession } from './node-session.js'
 import type { PendingQueue } from './pending-queue.js'
@@ -59,6 +60,8 @@ export class FeedbackRouter {
     /** Named feedback handlers by job name (Distributor.onFeedback). */
     private readonly handlers: ReadonlyMap<string, FeedbackHandlers>,
     private readonly acks: FeedbackAcks,
+    /** Results and orphans per job name (metrics). */
+    private readonly stats: JobStats,
   ) {}
 
   onFeedback(session: NodeSession, seq: number, items: WireFeedback[]): void {
@@ -95,6 +98,7 @@ export class FeedbackRouter {
         session.finished.push(job.id)
       }
       if (!stale) {
+        countResult(this.stats.of(job.name), item)
         const event = item.kind === 'success' ? 'job:success' : 'job:failed'
         const running = job.viaHandler
           ? this.runHandler(session, item, args)
@@ -128,6 +132,7 @@ export class FeedbackRouter {
     const handlers = name === undefined ? undefined : this.handlers.get(name)
     const handler = item.kind === 'success' ? handlers?.success : handlers?.error
     if (handler === undefined || name === undefined) {
+      this.stats.of(name ?? '').orphans++
       this.events.emit('feedback:orphan', {
         id: item.id,
         ...(name === undefined ? {} : { name }),
@@ -138,6 +143,7 @@ export class FeedbackRouter {
       })
       return undefined
     }
+    countResult(this.stats.of(name), item)
     const info: FeedbackInfo = { id: item.id, name, node: session.name, run: item.run, final: item.final }
     try {
       return this.watch(item.id, name, handler(args, info))
@@ -160,7 +166,7 @@ export class FeedbackRouter {
   finish(job: TrackedJob, cancelled = false): void {
     // A durable node may finish a job the distributor had put back in the queue (its
     // acceptance was lost with the connection): the queue slot is dropped lazily.
-    if (job.state === 'pending') this.queue.taken()
+    if (job.state === 'pending') this.queue.taken(job)
     job.state = 'done'
     setLoad(job, 0)
     job.list?.remove(job)
@@ -170,6 +176,7 @@ export class FeedbackRouter {
 
   finishCancelled(job: TrackedJob): void {
     this.finish(job, true)
+    this.stats.of(job.name).cancelled++
     // A result a node sent before it heard of the cancel (a periodic run's, re-sent after a
     // reconnect) may still come: it is dropped, not reported as an orphan.
     this.recent.add(job.id)
@@ -191,6 +198,7 @@ export class FeedbackRouter {
     )
     this.log.error({ id: job.id, job: job.name, node: session.name }, err.message)
     this.finish(job)
+    this.stats.of(job.name).failed++
     const args = { ...decodeArgs(job.args), error: serializeError(err) }
     this.runClosure(job, job.onError, args)
     this.events.emit('job:failed', { id: job.id, name: job.name, run: job.run, node: session.name, args })
@@ -255,6 +263,13 @@ export class FeedbackRouter {
     this.log.error({ err: error, job: name, id }, 'feedback closure threw')
     this.events.emit('feedback:error', { id, name, error })
   }
+}
+
+/** A result delivered here, counted by its outcome: a job that cancelled itself counts as cancelled. */
+function countResult(stats: NameStats, item: WireFeedback): void {
+  if (item.cancelled) stats.cancelled++
+  else if (item.kind === 'success') stats.succeeded++
+  else stats.failed++
 }
 
 /** A feedback's args as an object: decoded with its frame when it came over the wire. */

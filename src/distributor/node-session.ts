@@ -73,6 +73,8 @@ export class NodeSession {
   unresponsive = false
   /** Load units against `window`: jobs sent, plus accepted instant jobs not yet finished. */
   load = 0
+  /** Jobs that count against `window` (a load above 0): what metrics call in flight to this node. */
+  inFlight = 0
   /**
    * Sent and not yet acknowledged, or accepted by a memory-storage node and not finished:
    * what a drop puts back in the queue.

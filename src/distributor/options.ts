@@ -1,4 +1,5 @@
 import type { TlsOptions } from 'node:tls'
+import { resolveMetricsOptions, type MetricsOptions, type MetricsRegistry } from '../admin/metrics/prom-client.js'
 import {
   booleanOption,
   integerOption,
@@ -104,6 +105,12 @@ export interface DistributorOptions {
    * wait for it. @default 5000
    */
   storeTimeoutMs?: number
+  /**
+   * Prometheus metrics (`distributor.metrics`, `distributor.metricsHandler()`): counted
+   * always; `{ registry }` reports them through the application's prom-client registry
+   * instead of one of their own. @default a registry of their own, made on first read
+   */
+  metrics?: MetricsOptions
   logger?: Logger
   /** @default 'info' (or JR_LOG_LEVEL) */
   logLevel?: LogLevel
@@ -132,6 +139,8 @@ export interface ResolvedDistributorOptions {
   storage: string | undefined
   leaseMs: number
   storeTimeoutMs: number
+  /** The application's registry (option `metrics.registry`); undefined: one of their own. */
+  metricsRegistry: MetricsRegistry | undefined
   logger: Logger
 }
 
@@ -166,6 +175,7 @@ const DISTRIBUTOR_KEYS = optionKeys<DistributorOptions>({
   storage: true,
   leaseMs: true,
   storeTimeoutMs: true,
+  metrics: true,
   logger: true,
   logLevel: true,
 })
@@ -216,6 +226,7 @@ export function resolveDistributorOptions(
     storage,
     leaseMs: integerOption(o, 'leaseMs', DEFAULT_LEASE_MS, 100),
     storeTimeoutMs: integerOption(o, 'storeTimeoutMs', DEFAULT_STORE_TIMEOUT_MS, 1),
+    metricsRegistry: resolveMetricsOptions(o['metrics']),
     logger:
       (o['logger'] as Logger | undefined) ??
       createLogger(logLevel).child({ group, ...(name === undefined ? {} : { distributor: name }) }),

@@ -1,4 +1,5 @@
-import type { TrackedJob } from './tracked-job.js'
+import type { JobStats, NameStats } from './job-stats.js'
+import { pendingStamp, type TrackedJob } from './tracked-job.js'
 
 /**
  * Jobs with the same (name, node, notNode) can go to the same nodes, so they share one
@@ -15,6 +16,8 @@ export class Route {
     readonly name: string,
     readonly node: string | undefined,
     readonly notNode: string | undefined,
+    /** The stats of its job name: a job that enters or leaves the route is counted without a lookup. */
+    readonly stats: NameStats,
   ) {}
 
   /** Jobs set aside from this route for their size; a dispatch pass serves them first. */
@@ -82,32 +85,45 @@ export function routeKey(name: string, node: string | undefined, notNode: string
 }
 
 /**
- * Every job waiting for a node. INVARIANT: `size` counts jobs in state 'pending' only;
- * a cancel marks the job and decrements at once, its slot is dropped lazily by `shift`.
+ * Every job waiting for a node. INVARIANT: `size` counts jobs in state 'pending' only, and
+ * each name's `stats.pending` those of its name; a cancel marks the job and decrements at
+ * once, its slot is dropped lazily by `shift`.
  */
 export class PendingQueue {
   readonly routes = new Map<string, Route>()
   private count = 0
 
+  constructor(private readonly stats: JobStats) {}
+
   get size(): number {
     return this.count
   }
 
-  push(job: TrackedJob): void {
-    this.routeOf(job).push(job)
+  /** Adds a job that enters the queue at `now`; returns the stats of its name. */
+  push(job: TrackedJob, now: number): NameStats {
+    const route = this.routeOf(job)
+    job.pendingSince = pendingStamp(now)
+    route.push(job)
+    route.stats.pending++
     this.count++
+    return route.stats
   }
 
   /** Returns jobs a node did not keep; they go before anything enqueued after them. */
   requeue(jobs: TrackedJob[]): void {
     const byRoute = new Map<Route, TrackedJob[]>()
+    const since = pendingStamp(Date.now())
     for (const job of jobs.sort((a, b) => a.seq - b.seq)) {
       const route = this.routeOf(job)
+      job.pendingSince = since
       let list = byRoute.get(route)
       if (list === undefined) byRoute.set(route, (list = []))
       list.push(job)
     }
-    for (const [route, list] of byRoute) route.unshift(list)
+    for (const [route, list] of byRoute) {
+      route.unshift(list)
+      route.stats.pending += list.length
+    }
     this.count += jobs.length
   }
 
@@ -118,7 +134,7 @@ export class PendingQueue {
    * that they are not overtaken for good. Taken off `from` already; still counted.
    */
   setAside(job: TrackedJob, from: Route): void {
-    from.asideRoute ??= new Route(`${from.key}\0aside`, from.name, from.node, from.notNode)
+    from.asideRoute ??= new Route(`${from.key}\0aside`, from.name, from.node, from.notNode, from.stats)
     from.asideRoute.push(job)
   }
 
@@ -126,11 +142,39 @@ export class PendingQueue {
   clear(): void {
     this.routes.clear()
     this.count = 0
+    for (const stats of this.stats.values()) stats.pending = 0
   }
 
-  /** A job left the queue (dispatched or cancelled). */
-  taken(): void {
+  /** A job of `route` left the queue for a node. */
+  takenFrom(route: Route): void {
     this.count--
+    route.stats.pending--
+  }
+
+  /** `job` left the queue otherwise (cancelled, ended, or taken by a node that answered late). */
+  taken(job: TrackedJob): void {
+    this.count--
+    this.stats.of(job.name).pending--
+  }
+
+  /**
+   * Per job name, when the job that has waited longest at the head of one of its routes
+   * (the next to be dispatched there) entered the queue, as a `pendingStamp`. One look per
+   * route, never a walk of the queue: the same as Sidekiq's queue latency.
+   */
+  oldestHeads(): Map<string, number> {
+    const oldest = new Map<string, number>()
+    const look = (route: Route): void => {
+      const head = route.peek()
+      if (head === undefined) return
+      const seen = oldest.get(route.name)
+      if (seen === undefined || head.pendingSince < seen) oldest.set(route.name, head.pendingSince)
+    }
+    for (const route of this.routes.values()) {
+      look(route)
+      if (route.asideRoute !== undefined) look(route.asideRoute)
+    }
+    return oldest
   }
 
   /**
@@ -146,7 +190,7 @@ export class PendingQueue {
   private routeOf(job: TrackedJob): Route {
     let route = this.routes.get(job.routeKey)
     if (route === undefined) {
-      route = new Route(job.routeKey, job.name, job.opts.node, job.opts.notNode)
+      route = new Route(job.routeKey, job.name, job.opts.node, job.opts.notNode, this.stats.of(job.name))
       this.routes.set(job.routeKey, route)
     }
     return route

@@ -26,6 +26,27 @@ export type FeedbackCallback<A extends JobArgsObject = JobArgsObject> = (args: A
  */
 export type TrackedJobState = 'pending' | 'sent' | 'accepted' | 'done' | 'cancelled'
 
+/** Bits of `TrackedJob.flags`. */
+const SPOOLED = 1
+const VIA_HANDLER = 2
+
+/**
+ * `pendingSince` counts tenths of a second from this instant: a small integer (a V8 Smi,
+ * unboxed in the job) for 6.8 years of uptime, where epoch milliseconds would box a number
+ * per job.
+ */
+const PENDING_EPOCH = Date.now()
+
+/** The `pendingSince` of a job that enters the pending queue at `now` (epoch ms). */
+export function pendingStamp(now: number): number {
+  return Math.floor((now - PENDING_EPOCH) / 100)
+}
+
+/** Seconds from `stamp` (a `pendingSince`) to `now` (epoch ms), never negative. */
+export function pendingSeconds(stamp: number, now: number): number {
+  return Math.max(0, (now - PENDING_EPOCH) / 1000 - stamp / 10)
+}
+
 /**
  * Everything the distributor keeps of one job, from enqueue until its final feedback. It is
  * also the caller's handle (what `enqueue` returns): one object per job instead of two,
@@ -41,13 +62,13 @@ export class TrackedJob extends Handle {
   owner: string | undefined = undefined
   /** Load units (INSTANT_LOAD or DELAYED_LOAD) it counts against `session`'s window; 0 for none. */
   load = 0
-  /** Its record is in the spool, or on its way there (see Spool). */
-  spooled = false
   /**
-   * No closure of the caller is held for it (it came back from a spool: this process
-   * restarted, or adopted a gone member's work): its results run the named handlers.
+   * When it last entered the pending queue (enqueued, or back from a node that lost or
+   * refused it), as a `pendingStamp`: how long the job next in line has waited (metrics).
    */
-  viaHandler = false
+  pendingSince = 0
+  /** SPOOLED and VIA_HANDLER, in one field: a million held jobs carry one slot, not two. */
+  private flags = 0
   /** The node's list of held jobs this one is on, and its neighbours there. */
   list: LinkedList<TrackedJob> | undefined = undefined
   prev: TrackedJob | undefined = undefined
@@ -73,6 +94,27 @@ export class TrackedJob extends Handle {
   ) {
     super(id, canceller)
   }
+
+  /** Its record is in the spool, or on its way there (see Spool). */
+  get spooled(): boolean {
+    return (this.flags & SPOOLED) !== 0
+  }
+
+  set spooled(value: boolean) {
+    this.flags = value ? this.flags | SPOOLED : this.flags & ~SPOOLED
+  }
+
+  /**
+   * No closure of the caller is held for it (it came back from a spool: this process
+   * restarted, or adopted a gone member's work): its results run the named handlers.
+   */
+  get viaHandler(): boolean {
+    return (this.flags & VIA_HANDLER) !== 0
+  }
+
+  set viaHandler(value: boolean) {
+    this.flags = value ? this.flags | VIA_HANDLER : this.flags & ~VIA_HANDLER
+  }
 }
 
 export function toWireJob(job: TrackedJob): WireJob {
@@ -97,12 +139,22 @@ export function assign(job: TrackedJob, session: NodeSession, now: number): void
   job.session = session
   job.load = job.opts.period !== undefined || job.dueAt > now ? DELAYED_LOAD : INSTANT_LOAD
   session.load += job.load
+  session.inFlight++
   session.held.add(job)
 }
 
-/** `job` counts `units` against its session's window from now on (0: nothing). */
+/**
+ * `job` counts `units` against its session's window from now on (0: nothing). INVARIANT:
+ * a session's `inFlight` is the number of its jobs whose load is not 0.
+ */
 export function setLoad(job: TrackedJob, units: number): void {
-  if (job.session !== undefined) job.session.load += units - job.load
+  const session = job.session
+  if (session !== undefined) {
+    session.load += units - job.load
+    if (job.load === 0) {
+      if (units !== 0) session.inFlight++
+    } else if (units === 0) session.inFlight--
+  }
   job.load = units
 }
 

@@ -1,7 +1,6 @@
 import { serializeError, type SerializedError } from '../errors.js'
 import type { Logger } from '../logger.js'
 import type { JobArgsObject } from '../protocol/args.js'
-import type { Clock } from '../scheduling/clock.js'
 import { FeedbackKind, JobStatus, type FeedbackRecord, type JobPatch } from '../storage/store.js'
 import { decideAfterAttempt, type AfterAttemptSettings, type AttemptDecision } from './after-attempt.js'
 import type { Cancels } from './cancels.js'
@@ -9,6 +8,7 @@ import type { ChainOutcome } from './chain-runner.js'
 import type { FeedbackBuilder } from './feedback-builder.js'
 import type { FeedbackOutbox } from './feedback-outbox.js'
 import type { LiveJob, LiveJobs } from './live-jobs.js'
+import type { NodeJobStats } from './node-job-stats.js'
 import type { NodeEvents } from './node-events.js'
 import type { StoreOutage } from './store-outage.js'
 
@@ -20,13 +20,14 @@ export interface RecorderContext {
   readonly log: Logger
   /** Read live: `JR.configure` in a job file applies. */
   readonly config: AfterAttemptSettings
-  readonly clock: Pick<Clock, 'now'>
   /** Makes the feedback record of a run. */
   readonly builder: Pick<FeedbackBuilder, 'feedbackOf'>
   /** Files a stored result for its distributor. */
   readonly outbox: Pick<FeedbackOutbox, 'add'>
   /** Tells the job's distributor that it waits out a retry backoff (it leaves the node's window). */
   waiting(job: LiveJob): void
+  /** Retries are counted here, per job name. */
+  readonly stats: Pick<NodeJobStats, 'of'>
 }
 
 /**
@@ -43,14 +44,14 @@ export class AttemptRecorder {
     private readonly events: NodeEvents,
   ) {}
 
-  /** Records the end of an attempt; returns the store write it waits for, if any. */
+  /** Records the end of an attempt, which ended at `now`; returns the store write it waits for, if any. */
   afterAttempt(
     job: LiveJob,
     outcome: ChainOutcome,
     args: JobArgsObject,
     maxAttempt: number,
+    now: number,
   ): Promise<void> | undefined {
-    const now = this.ctx.clock.now()
     const decision = decideAfterAttempt(job, outcome, maxAttempt, this.ctx.config, now)
     let error: SerializedError | undefined
     if (outcome.kind === 'error' && !outcome.cancelled) {
@@ -82,6 +83,7 @@ export class AttemptRecorder {
   private retry(job: LiveJob, delayMs: number, error: SerializedError, now: number): Promise<void> | undefined {
     job.status = JobStatus.ERROR
     job.dueAt = now + delayMs
+    this.ctx.stats.of(job.name).retries++
     this.events.emit('job:retry', { id: job.id, name: job.name, attempt: job.attempt, delayMs, error })
     this.ctx.log.debug(
       { id: job.id, job: job.name, attempt: job.attempt, delayMs, err: error.message },

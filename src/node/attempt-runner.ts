@@ -16,6 +16,7 @@ import { JobStatus, type JobPatch, type JobRecord } from '../storage/store.js'
 import { runChain, type ChainOutcome } from './chain-runner.js'
 import { AttemptContext } from './job-context.js'
 import type { LiveJob, TimerItem } from './live-jobs.js'
+import type { NodeJobStats } from './node-job-stats.js'
 import type { NodeEvents } from './node-events.js'
 import type { JobRegistry } from './registry.js'
 import type { StoreOutage } from './store-outage.js'
@@ -24,10 +25,17 @@ import { WorkerPool } from './worker-pool.js'
 /** What follows an attempt, for the runner (the AttemptRecorder). */
 export interface AttemptEnd {
   /**
-   * Carries out what follows an attempt (see after-attempt.ts); returns the store write it
-   * waits for, if any. The next attempt may start before that write is done.
+   * Carries out what follows an attempt (see after-attempt.ts), which ended at `now` by the
+   * node's clock; returns the store write it waits for, if any. The next attempt may start
+   * before that write is done.
    */
-  afterAttempt(job: LiveJob, outcome: ChainOutcome, args: JobArgsObject, maxAttempt: number): Promise<void> | undefined
+  afterAttempt(
+    job: LiveJob,
+    outcome: ChainOutcome,
+    args: JobArgsObject,
+    maxAttempt: number,
+    now: number,
+  ): Promise<void> | undefined
 }
 
 export interface RunnerSettings {
@@ -41,6 +49,8 @@ export interface RunnerSettings {
   /** Read live: `JR.configure` in a job file applies. */
   readonly config: Config
   readonly clock: Clock
+  /** Each attempt's wait (due → start) and run (start → end) are counted here, per job name. */
+  readonly stats: Pick<NodeJobStats, 'of'>
 }
 
 /** A chain that threw outside its steps' handling (a bug, not a job failure) fails the attempt. */
@@ -82,6 +92,11 @@ export class AttemptRunner {
   /** Chains running now. */
   get runningCount(): number {
     return this.running
+  }
+
+  /** Due jobs waiting for a free slot (a few cancelled meanwhile may still be counted). */
+  get queuedCount(): number {
+    return this.ready.length - this.readyHead
   }
 
   /** Chains are running or due: feedback may wait a moment to share a frame. */
@@ -151,6 +166,10 @@ export class AttemptRunner {
     // the scheduler's drain lets frames, heartbeats and feedback through in between. Real
     // time, not the node's clock: the budget bounds how long the event loop is held.
     const started = Date.now()
+    // When an attempt's chain ended before runAttempt returned, its end time (read then, by
+    // the node's clock) is the next attempt's start: microseconds apart, and a clock read is
+    // tens of nanoseconds, as much as the rest of a counter's work per attempt.
+    let now: number | undefined
     try {
       for (
         let ran = 0;
@@ -168,7 +187,7 @@ export class AttemptRunner {
           this.readyHead = 0
         }
         if (job.phase !== 'queued') continue
-        this.runAttempt(job)
+        now = this.runAttempt(job, now)
       }
     } finally {
       this.pumping = false
@@ -184,8 +203,14 @@ export class AttemptRunner {
     })
   }
 
-  /** Starts an attempt; one whose chain is synchronous also ends before this returns. */
-  private runAttempt(job: LiveJob): void {
+  /**
+   * Starts an attempt at `now` (read from the clock when not given). One whose chain is
+   * synchronous also ends before this returns: then it returns when it ended.
+   */
+  private runAttempt(job: LiveJob, now: number | undefined): number | undefined {
+    const startedAt = now ?? this.settings.clock.now()
+    // Late by the node's clock against a due time set by the distributor's: never below 0.
+    this.settings.stats.of(job.name).wait.observe(startedAt > job.dueAt ? (startedAt - job.dueAt) / 1000 : 0)
     this.running++
     job.phase = 'running'
     job.status = JobStatus.IN_PROGRESS
@@ -209,14 +234,14 @@ export class AttemptRunner {
     } catch (err) {
       // Stored args that do not decode: no attempt could read them, so the job fails for
       // good. The attempt must still end here, or its slot would stay taken for ever.
-      this.endAttempt(
+      return this.endAttempt(
         job,
         { kind: 'error', cancelled: false, error: coerceError(err), unrecoverable: true },
         { error: serializeError(err) },
         maxAttempt,
         undefined,
+        startedAt,
       )
-      return
     }
     const timeout = job.timeout ?? config.timeout
     const abortable = timeout > 0 ? this.signalOf(job) : undefined
@@ -224,39 +249,49 @@ export class AttemptRunner {
       abortable === undefined
         ? undefined
         : new Timer(() => this.controllers.get(job.id)?.abort(new TimeoutError(timeout)))
-    if (timer !== undefined) this.scheduler.schedule(timer, this.settings.clock.now() + timeout * 1000)
+    if (timer !== undefined) this.scheduler.schedule(timer, startedAt + timeout * 1000)
     const lastAttempt = job.attempt >= maxAttempt
     const def = registry.get(job.name)
     if (def === undefined) {
       const error = new UnknownJobError(job.name, this.settings.name)
       args['error'] = serializeError(error)
-      this.endAttempt(job, { kind: 'error', cancelled: false, error, unrecoverable: true }, args, maxAttempt, timer)
-    } else if (job.defer && this.deferDirectory !== undefined) {
-      void this.runDeferred(job, args, ctx, lastAttempt, this.signalOf(job)).then((r) =>
-        this.endAttempt(job, r.outcome, r.args, maxAttempt, timer),
+      return this.endAttempt(
+        job,
+        { kind: 'error', cancelled: false, error, unrecoverable: true },
+        args,
+        maxAttempt,
+        timer,
+        startedAt,
       )
-    } else {
-      if (job.defer && !this.warnedInlineDefer) {
-        // A worker thread loads job files by path; definitions given in code have none.
-        this.warnedInlineDefer = true
-        this.settings.log.warn(
-          { job: job.name },
-          "defer needs a job directory: this node was given a 'registry', so deferred jobs run on its event loop",
-        )
-      }
-      let outcome: ChainOutcome | Promise<ChainOutcome>
-      try {
-        outcome = runChain(def, args, ctx, lastAttempt, abortable)
-      } catch (err) {
-        outcome = chainThrew(err)
-      }
-      if (outcome instanceof Promise) {
-        void outcome.then(
-          (o) => this.endAttempt(job, o, args, maxAttempt, timer),
-          (err: unknown) => this.endAttempt(job, chainThrew(err), args, maxAttempt, timer),
-        )
-      } else this.endAttempt(job, outcome, args, maxAttempt, timer)
     }
+    if (job.defer && this.deferDirectory !== undefined) {
+      void this.runDeferred(job, args, ctx, lastAttempt, this.signalOf(job)).then((r) =>
+        this.endAttempt(job, r.outcome, r.args, maxAttempt, timer, startedAt),
+      )
+      return undefined
+    }
+    if (job.defer && !this.warnedInlineDefer) {
+      // A worker thread loads job files by path; definitions given in code have none.
+      this.warnedInlineDefer = true
+      this.settings.log.warn(
+        { job: job.name },
+        "defer needs a job directory: this node was given a 'registry', so deferred jobs run on its event loop",
+      )
+    }
+    let outcome: ChainOutcome | Promise<ChainOutcome>
+    try {
+      outcome = runChain(def, args, ctx, lastAttempt, abortable)
+    } catch (err) {
+      outcome = chainThrew(err)
+    }
+    if (outcome instanceof Promise) {
+      void outcome.then(
+        (o) => this.endAttempt(job, o, args, maxAttempt, timer, startedAt),
+        (err: unknown) => this.endAttempt(job, chainThrew(err), args, maxAttempt, timer, startedAt),
+      )
+      return undefined
+    }
+    return this.endAttempt(job, outcome, args, maxAttempt, timer, startedAt)
   }
 
   private endAttempt(
@@ -265,13 +300,18 @@ export class AttemptRunner {
     args: JobArgsObject,
     maxAttempt: number,
     timer: Timer | undefined,
-  ): void {
+    startedAt: number,
+  ): number {
+    // One read of the clock for the run time, for what follows the attempt, and for the
+    // start of the next one when this ended within runAttempt (see pump).
+    const endedAt = this.settings.clock.now()
+    this.settings.stats.of(job.name).run.observe((endedAt - startedAt) / 1000)
     if (timer !== undefined) this.scheduler.cancel(timer)
     this.controllers.delete(job.id)
     this.running--
     let recorded: Promise<void> | undefined
     try {
-      recorded = this.end.afterAttempt(job, outcome, args, maxAttempt)
+      recorded = this.end.afterAttempt(job, outcome, args, maxAttempt, endedAt)
     } catch (err) {
       this.attemptNotRecorded(job, err)
     }
@@ -285,6 +325,7 @@ export class AttemptRunner {
         },
       )
     }
+    return endedAt
   }
 
   private attemptNotRecorded(job: LiveJob, err: unknown): void {

@@ -1,5 +1,10 @@
 import { createRequire } from 'node:module'
 import { resolve as resolvePath } from 'node:path'
+import type { RequestHandler } from '../admin/http.js'
+import { metricsHandler } from '../admin/metrics/metrics-handler.js'
+import type { MetricsServer } from '../admin/metrics/metrics-server.js'
+import { reportNode, type NodeMetricsSource } from '../admin/metrics/node-metrics.js'
+import { promClient, type MetricsRegistry } from '../admin/metrics/prom-client.js'
 import type { Config } from '../config.js'
 import { InvalidArgumentError, ProtocolError } from '../errors.js'
 import { TypedEmitter } from '../events.js'
@@ -29,6 +34,7 @@ import { loadJobDirectory } from './job-loader.js'
 import { LeaseKeeper, type LeaseContext } from './lease-keeper.js'
 import { LiveJobs, type LiveJob, type TimerItem } from './live-jobs.js'
 import type { NodeEventMap, NodeEvents } from './node-events.js'
+import { NodeJobStats } from './node-job-stats.js'
 import {
   type LinkTarget,
   linkTarget,
@@ -65,6 +71,8 @@ export interface CloseOptions {
  * node's link that drops), `StoreOutage` (store writes while the store is down),
  * `FeedbackBuilder` and `FeedbackOutbox` (results until acknowledged), `LeaseKeeper`, and
  * `LinkSet` (one link per address its sources list: static, `dns:` names, the registry).
+ * Its metrics (src/admin/metrics) read these parts when scraped, and `NodeJobStats`, which
+ * the runner and the recorder count into.
  *
  * Time: every due time, timeout and deadline is read from `clock` and armed on the one
  * scheduler; only the network (links, heartbeats), the pump's budget and the shutdown's
@@ -107,6 +115,16 @@ export class Node extends TypedEmitter<NodeEventMap> {
   private readonly resumer: Resumer
   /** Every store operation waits under its deadline (storeTimeoutMs). */
   private readonly storeGuard: StoreGuard
+  /** Retries, waits and run times per job name, read by the metrics when scraped. */
+  private readonly jobStats = new NodeJobStats()
+  /** False from `store:down` until `store:up`. */
+  private storeUp = true
+  /** The registry the metrics report through: the application's, or one made on first read. */
+  private metricsRegistry: MetricsRegistry | undefined
+  /** Stops reporting through the application's registry (at close). */
+  private readonly unreport: (() => void) | undefined
+  /** With `metricsPort`: the HTTP endpoint serving the metrics. */
+  private metricsServer: MetricsServer | undefined
 
   /** Arms `timer` on the scheduler, `ms` from now by the node's clock. */
   private readonly after = (timer: Timer, ms: number): void => this.scheduler.schedule(timer, this.clock.now() + ms)
@@ -152,6 +170,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
       ping: () => (this.state === 'closed' ? undefined : this.store.ping()),
       after: this.after,
       changed: (error) => {
+        this.storeUp = error === undefined
         if (error !== undefined) {
           this.setAccepting(false)
           this.safeEmit('store:down', { error })
@@ -176,10 +195,10 @@ export class Node extends TypedEmitter<NodeEventMap> {
       {
         log,
         config,
-        clock,
         builder: this.builder,
         outbox: this.outbox,
         waiting: (job) => linkFor(job.distributor)?.send({ type: MessageType.WAITING, ids: [job.id] }),
+        stats: this.jobStats,
       },
       this.live,
       this.cancels,
@@ -188,7 +207,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
     )
     const { name, concurrency, workerThreads, logLevel } = opts
     this.runner = new AttemptRunner(
-      { name, log, concurrency, workerThreads, logLevel, registry: this.registry, config, clock },
+      { name, log, concurrency, workerThreads, logLevel, registry: this.registry, config, clock, stats: this.jobStats },
       this.scheduler,
       this.outage,
       this.events,
@@ -208,6 +227,38 @@ export class Node extends TypedEmitter<NodeEventMap> {
       this.outage,
       this.events,
     )
+    const registry = opts.metricsRegistry
+    if (registry !== undefined) {
+      this.metricsRegistry = registry
+      this.unreport = reportNode(registry, this.metricsSource(), 'metrics.registry')
+    }
+  }
+
+  /**
+   * The Prometheus registry of this node's metrics (docs/monitoring.md): the one given as
+   * `metrics.registry`, or one of their own, made (and prom-client loaded) on first read or
+   * at start with `metricsPort`. A registry of their own also holds prom-client's default
+   * metrics of the process (CPU, memory, heap, GC, event-loop delay), labelled `node`.
+   */
+  get metrics(): MetricsRegistry {
+    if (this.metricsRegistry === undefined) {
+      const { Registry, collectDefaultMetrics } = promClient()
+      const registry = new Registry()
+      reportNode(registry, this.metricsSource(), 'metrics')
+      collectDefaultMetrics({ register: registry, labels: { node: this.name } })
+      this.metricsRegistry = registry
+    }
+    return this.metricsRegistry
+  }
+
+  /** A plain `(req, res)` node:http handler serving `metrics` in the text format (GET or HEAD). */
+  metricsHandler(): RequestHandler {
+    return metricsHandler(this.metrics)
+  }
+
+  /** With `metricsPort`: the port the metrics are served on (the real one for port 0), once started. */
+  get metricsPort(): number | undefined {
+    return this.metricsServer?.port
   }
 
   get name(): string {
@@ -237,6 +288,28 @@ export class Node extends TypedEmitter<NodeEventMap> {
   async start(): Promise<this> {
     if (this.state !== 'new') return this
     this.state = 'starting'
+    // First: a port that is taken fails the start before anything else is opened.
+    await this.serveMetrics()
+    try {
+      return await this.open()
+    } catch (err) {
+      await this.metricsServer?.close()
+      throw err
+    }
+  }
+
+  private async serveMetrics(): Promise<void> {
+    const { metricsPort, metricsHost } = this.options
+    if (metricsPort === undefined) return
+    // Loaded here: node:http is a few milliseconds of import time that a node without it skips.
+    const { MetricsServer } = await import('../admin/metrics/metrics-server.js')
+    const server = new MetricsServer(this.metricsHandler())
+    await server.start(metricsHost, metricsPort)
+    this.metricsServer = server
+    this.log.info({ host: metricsHost, port: server.port }, 'metrics listening')
+  }
+
+  private async open(): Promise<this> {
     if (this.options.registry === undefined) {
       const dir = this.options.jobDirectory ?? this.config.jobDirectory
       const files = await loadJobDirectory(dir, this.registry)
@@ -244,6 +317,8 @@ export class Node extends TypedEmitter<NodeEventMap> {
       this.log.info({ dir, files: files.length, jobs: this.registry.names() }, 'job files loaded')
     }
     checkHelloFits(this.registry.names())
+    // Every job name's series from the start, at zero: a rate over them needs no first event.
+    for (const name of this.registry.names()) this.jobStats.of(name)
     this.store = this.createStore()
     await this.store.open()
     if (this.store.durable && hasLeases(this.store)) {
@@ -293,11 +368,46 @@ export class Node extends TypedEmitter<NodeEventMap> {
     await this.runner.close()
     this.linkSet.close()
     await this.store?.close().catch((err: unknown) => this.log.warn({ err }, 'store close failed'))
+    // Last: the metrics watched the whole shutdown.
+    await this.metricsServer?.close()
+    this.unreport?.()
     this.log.info('node closed')
     this.safeEmit('close', {})
   }
 
   // --- start-up ----------------------------------------------------------------------
+
+  /** What the metrics read, when scraped: counters kept where jobs move, and the tables as they are. */
+  private metricsSource(): NodeMetricsSource {
+    const node = this
+    return {
+      name: this.name,
+      get runningCount() {
+        return node.runner.runningCount
+      },
+      get scheduledCount() {
+        return node.scheduler.size
+      },
+      get queuedCount() {
+        return node.runner.queuedCount
+      },
+      get jobCount() {
+        return node.live.size
+      },
+      get feedbackPending() {
+        return node.outbox.size
+      },
+      get distributorCount() {
+        let n = 0
+        for (const link of node.linkSet.links()) if (link.ready) n++
+        return n
+      },
+      get storeUp() {
+        return node.storeUp
+      },
+      jobStats: () => this.jobStats.values(),
+    }
+  }
 
   private createStore(): Store {
     const { storage } = this.options

@@ -1,4 +1,5 @@
 import { availableParallelism } from 'node:os'
+import { resolveMetricsOptions, type MetricsOptions, type MetricsRegistry } from '../admin/metrics/prom-client.js'
 import {
   booleanOption,
   integerOption,
@@ -7,6 +8,7 @@ import {
   checkSecret,
   checkString,
   DEFAULT_CONCURRENCY,
+  DEFAULT_HOST,
   DEFAULT_HANDSHAKE_TIMEOUT_MS,
   DEFAULT_STORE_TIMEOUT_MS,
   DEFAULT_WINDOW_PER_SLOT,
@@ -106,6 +108,19 @@ export interface NodeOptions {
   takeover?: boolean
   /** How long a node's claim on its stored jobs lasts without renewal. @default 15000 */
   leaseMs?: number
+  /**
+   * Prometheus metrics (`node.metrics`, `node.metricsHandler()`): counted always; `{ registry }`
+   * reports them through the application's prom-client registry instead of one of their own.
+   * @default a registry of their own, made on first read (or at start with `metricsPort`)
+   */
+  metrics?: MetricsOptions
+  /**
+   * Serve the metrics at `http://metricsHost:metricsPort/metrics` (0: any free port, read it
+   * from `node.metricsPort`). No authentication. @default none: not served
+   */
+  metricsPort?: number
+  /** The address the metrics are served on; only with `metricsPort`. @default '127.0.0.1' */
+  metricsHost?: string
   logger?: Logger
   /** @default 'info' (or JR_LOG_LEVEL) */
   logLevel?: LogLevel
@@ -138,6 +153,11 @@ export interface ResolvedNodeOptions {
   workerThreads: number
   takeover: boolean
   leaseMs: number
+  /** The application's registry (option `metrics.registry`); undefined: one of their own. */
+  metricsRegistry: MetricsRegistry | undefined
+  /** Undefined: the metrics are not served over HTTP. */
+  metricsPort: number | undefined
+  metricsHost: string
   logLevel: LogLevel
   logger: Logger
 }
@@ -164,6 +184,9 @@ const NODE_KEYS = [
   'workerThreads',
   'takeover',
   'leaseMs',
+  'metrics',
+  'metricsPort',
+  'metricsHost',
   'logger',
   'logLevel',
 ] as const
@@ -209,6 +232,12 @@ export function resolveNodeOptions(input: unknown): ResolvedNodeOptions {
   const logLevel = resolveLogLevel(o['logLevel'])
   const reconnectMinMs = integerOption(o, 'reconnectMinMs', DEFAULT_RECONNECT_MIN_MS, 1)
   const reconnectMaxMs = integerOption(o, 'reconnectMaxMs', DEFAULT_RECONNECT_MAX_MS, reconnectMinMs)
+  const metricsPort = integerOption(o, 'metricsPort', undefined, 0, 65535)
+  if (o['metricsHost'] !== undefined && metricsPort === undefined) {
+    throw new InvalidArgumentError(
+      `'metricsHost' is where the metrics are served on 'metricsPort'; give 'metricsPort' too`,
+    )
+  }
   return {
     name,
     distributors,
@@ -233,6 +262,9 @@ export function resolveNodeOptions(input: unknown): ResolvedNodeOptions {
     workerThreads: integerOption(o, 'workerThreads', Math.max(1, availableParallelism() - 1), 1, 1024),
     takeover: booleanOption(o, 'takeover', false),
     leaseMs: integerOption(o, 'leaseMs', DEFAULT_LEASE_MS, 100),
+    metricsRegistry: resolveMetricsOptions(o['metrics']),
+    metricsPort,
+    metricsHost: o['metricsHost'] === undefined ? DEFAULT_HOST : checkString('metricsHost', o['metricsHost']),
     logLevel,
     logger: (o['logger'] as Logger | undefined) ?? createLogger(logLevel).child({ node: name }),
   }

@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest'
+import { JobStats } from '../../src/distributor/job-stats.js'
 import { PendingQueue, routeKey } from '../../src/distributor/pending-queue.js'
-import type { TrackedJob } from '../../src/distributor/tracked-job.js'
+import { pendingSeconds, type TrackedJob } from '../../src/distributor/tracked-job.js'
+
+const NOW = Date.now()
 
 let seq = 0
 function job(name: string, node?: string): TrackedJob {
@@ -20,7 +23,7 @@ function takeAll(queue: PendingQueue, key: string): string[] {
   const route = queue.routes.get(key)
   const ids: string[] = []
   for (let j = route?.shift(); j !== undefined; j = route?.shift()) {
-    queue.taken()
+    if (route !== undefined) queue.takenFrom(route)
     ids.push(j.id)
   }
   if (route !== undefined) queue.dropEmpty(route)
@@ -29,48 +32,48 @@ function takeAll(queue: PendingQueue, key: string): string[] {
 
 describe('PendingQueue', () => {
   it('peek shows the next waiting job without taking it, past cancelled ones', () => {
-    const queue = new PendingQueue()
+    const queue = new PendingQueue(new JobStats())
     const [a, b, c] = [job('peek'), job('peek'), job('peek')]
-    for (const j of [a, b, c]) queue.push(j)
+    for (const j of [a, b, c]) queue.push(j, NOW)
     const route = queue.routes.get('peek')
     a.state = 'cancelled'
-    queue.taken()
+    queue.taken(a)
     expect(route?.peek()).toBe(b)
     expect(route?.peek()).toBe(b)
     expect(route?.length).toBe(2)
     expect(route?.shift()).toBe(b)
     expect(route?.peek()).toBe(c)
-    queue.taken()
+    if (route !== undefined) queue.takenFrom(route)
     expect(takeAll(queue, 'peek')).toEqual([c.id])
     expect(route?.peek()).toBeUndefined()
   })
 
   it('keeps FIFO order per route, puts requeued jobs first in enqueue order, and skips cancelled ones', () => {
-    const queue = new PendingQueue()
+    const queue = new PendingQueue(new JobStats())
     const [a, b, c, d] = [job('send'), job('send'), job('send'), job('send')]
-    for (const j of [a, b, c, d]) queue.push(j)
+    for (const j of [a, b, c, d]) queue.push(j, NOW)
     const route = queue.routes.get('send')
     expect(route?.shift()).toBe(a)
     expect(route?.shift()).toBe(b)
-    queue.taken()
-    queue.taken()
+    if (route !== undefined) queue.takenFrom(route)
+    if (route !== undefined) queue.takenFrom(route)
     // b then a come back (as a dropped node returns them, in any order); c is cancelled.
     queue.requeue([b, a])
     c.state = 'cancelled'
-    queue.taken()
+    queue.taken(c)
     expect(queue.size).toBe(3)
     expect(takeAll(queue, 'send')).toEqual([a.id, b.id, d.id])
     expect(queue.size).toBe(0)
   })
 
   it('keeps a drained route for the next job, in order, at one job in flight', () => {
-    const queue = new PendingQueue()
+    const queue = new PendingQueue(new JobStats())
     const taken: string[] = []
     const sent: string[] = []
     for (let i = 0; i < 3_000; i++) {
       const j = job('ping')
       sent.push(j.id)
-      queue.push(j)
+      queue.push(j, NOW)
       const route = queue.routes.get('ping')
       taken.push(...takeAll(queue, 'ping'))
       // The same route object serves every job: nothing is made and dropped per job.
@@ -81,9 +84,9 @@ describe('PendingQueue', () => {
   })
 
   it('drops empty routes once there are many, so a pass does not walk them all', () => {
-    const queue = new PendingQueue()
+    const queue = new PendingQueue(new JobStats())
     const nodes = Array.from({ length: 200 }, (_, i) => `node-${i}`)
-    for (const node of nodes) queue.push(job('pinned', node))
+    for (const node of nodes) queue.push(job('pinned', node), NOW)
     expect(queue.routes.size).toBe(200)
     for (const node of nodes) expect(takeAll(queue, routeKey('pinned', node, undefined))).toHaveLength(1)
     expect(queue.size).toBe(0)
@@ -91,5 +94,42 @@ describe('PendingQueue', () => {
     expect(queue.routes.size).toBeLessThanOrEqual(64)
     expect(queue.routes.size).toBeGreaterThan(0)
     for (const route of queue.routes.values()) expect(route.length).toBe(0)
+  })
+
+  it('counts pending jobs per name, whatever route they wait on', () => {
+    const stats = new JobStats()
+    const queue = new PendingQueue(stats)
+    const [a, b, c] = [job('count'), job('count', 'node-1'), job('other')]
+    for (const j of [a, b, c]) queue.push(j, NOW)
+    expect(stats.of('count').pending).toBe(2)
+    expect(stats.of('other').pending).toBe(1)
+    const route = queue.routes.get('count')
+    expect(route?.shift()).toBe(a)
+    if (route !== undefined) queue.takenFrom(route)
+    b.state = 'cancelled'
+    queue.taken(b)
+    expect(stats.of('count').pending).toBe(0)
+    queue.requeue([a])
+    expect(stats.of('count').pending).toBe(1)
+    queue.clear()
+    expect([...stats.values()].map((s) => s.pending)).toEqual([0, 0])
+  })
+
+  it('reports per name when the job at the head of each route entered the queue, the oldest of them', () => {
+    const queue = new PendingQueue(new JobStats())
+    const [a, b, c] = [job('age'), job('age'), job('age', 'node-1')]
+    queue.push(a, NOW - 30_000)
+    queue.push(b, NOW - 60_000)
+    queue.push(c, NOW - 10_000)
+    // The head of route 'age' is a (30 s), of the pinned route c (10 s): b waits behind a.
+    const oldest = queue.oldestHeads()
+    expect(pendingSeconds(oldest.get('age') as number, NOW)).toBeCloseTo(30, 0)
+    // A job put back after its node was lost waits from then on: the pinned route's head is older.
+    const route = queue.routes.get('age')
+    route?.shift()
+    if (route !== undefined) queue.takenFrom(route)
+    queue.requeue([a])
+    expect(a.pendingSince).toBeGreaterThan(c.pendingSince)
+    expect(queue.oldestHeads().get('age')).toBe(c.pendingSince)
   })
 })
