@@ -44,6 +44,30 @@ export async function connectClient(client: Redis | Cluster): Promise<void> {
   if (client.isCluster) await Promise.all((client as Cluster).nodes('master').map((master) => master.ping()))
 }
 
+/** How long closing waits for QUIT to be answered before it drops the connection. */
+export const QUIT_TIMEOUT_MS = 2_000
+
+/**
+ * Ends a client made by createClient: quit() lets replies in flight arrive. A client that is
+ * not connected has nothing to wait for (and quit() would be refused without the offline
+ * queue); a hung server never answers QUIT, so past the bound the connection is dropped, or
+ * the open socket would keep the process that embeds it from exiting.
+ */
+export async function quitClient(client: Redis | Cluster): Promise<void> {
+  if (client.status === 'ready') {
+    const timer = setTimeout(() => client.disconnect(), QUIT_TIMEOUT_MS)
+    try {
+      await client.quit()
+      return
+    } catch {
+      // the connection failed under quit (or was dropped by the bound): drop it
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+  client.disconnect()
+}
+
 export function createClient(target: RedisTarget, isOpen: () => boolean): Redis | Cluster {
   const { Cluster, Redis } = loadIoredis()
   const retry = (times: number): number | null => (isOpen() ? Math.min(times * 100, RECONNECT_MAX_DELAY_MS) : null)

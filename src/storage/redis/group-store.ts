@@ -1,6 +1,6 @@
 import type { Cluster, Redis } from 'ioredis'
 import { StoreError } from '../../errors.js'
-import { connectClient, createClient } from './client.js'
+import { connectClient, createClient, quitClient } from './client.js'
 import { type GroupKeys, groupKeys, type MemberKeys, memberKeys } from './group-keys.js'
 import { DEFAULT_KEY_PREFIX } from './keys.js'
 import { encodeMemberEntry, type MemberEntry, parseMemberEntry } from './member-entry.js'
@@ -136,8 +136,6 @@ const UNGUARDED: CallGuard = { run: (operation) => operation() }
 const SCAN_COUNT = 5000
 /** Ids removed per call from an adopted spool (Lua's unpack has a stack limit of about 8,000). */
 const REMOVE_COUNT = 1000
-const QUIT_TIMEOUT_MS = 2_000
-
 /**
  * A distributor group's state in Redis (single server or Cluster): members' spools, their
  * leases and the registry. Speaks in group terms; the distributor's spool and membership
@@ -305,16 +303,7 @@ export class GroupStore {
 
   async close(): Promise<void> {
     this.open = false
-    let timer: NodeJS.Timeout | undefined
-    // A hung server must not hold close() for ever.
-    await Promise.race([
-      this.client.quit().catch(() => undefined),
-      new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, QUIT_TIMEOUT_MS)
-      }),
-    ])
-    clearTimeout(timer)
-    this.client.disconnect()
+    await quitClient(this.client)
     this.subscriber?.disconnect()
   }
 

@@ -22,7 +22,7 @@ import {
   writeHeldUpdate,
   writeUpdate,
 } from './batch.js'
-import { connectClient, createClient } from './client.js'
+import { connectClient, createClient, quitClient } from './client.js'
 import { OpWriter } from './op-writer.js'
 import { decodeFeedback, decodeJob, unfinishedOp, writeFeedback, writeJob, writePatch } from './codec.js'
 import { DEFAULT_KEY_PREFIX, type NodeKeys, nodeKeys } from './keys.js'
@@ -47,9 +47,6 @@ export interface RedisStoreOptions {
   /** Namespace of every key. @default 'jr:' */
   prefix?: string
 }
-
-/** How long close() waits for QUIT to be answered before it drops the connection. */
-const QUIT_TIMEOUT_MS = 2_000
 
 /** Jobs read per call when listing (see RedisStore.list). */
 const LIST_PAGE = 5000
@@ -282,23 +279,7 @@ export class RedisStore implements Store, NodeLeases {
     this.flushBatch()
     this.state = 'closed'
     await pending?.catch(() => {})
-    if (!this.owned) return
-    // quit() lets replies in flight arrive; a client that is not connected has nothing to
-    // wait for, and quit() would be refused without the offline queue.
-    if (this.client.status === 'ready') {
-      // A hung server never answers QUIT: past the bound the connection is dropped, or the
-      // open socket would keep an application that embeds a node from exiting.
-      const timer = setTimeout(() => this.client.disconnect(), QUIT_TIMEOUT_MS)
-      try {
-        await this.client.quit()
-        return
-      } catch {
-        // the connection failed under quit (or was dropped by the bound): drop it
-      } finally {
-        clearTimeout(timer)
-      }
-    }
-    this.client.disconnect()
+    if (this.owned) await quitClient(this.client)
   }
 
   /**
