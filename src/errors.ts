@@ -27,6 +27,8 @@ export const ErrorCode = {
   JOB_FILE: 'ERR_JOB_FILE',
   NAME_TAKEN: 'ERR_NAME_TAKEN',
   HANDED_OVER: 'ERR_HANDED_OVER',
+  ADMIN_REQUEST: 'ERR_ADMIN_REQUEST',
+  ADMIN_UNREACHABLE: 'ERR_ADMIN_UNREACHABLE',
 } as const
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode]
@@ -223,6 +225,33 @@ export class JobFileError extends JobsError {
 }
 
 /**
+ * The admin API answered a request with an error: `status` is the HTTP status and
+ * `serverCode` the API's own code (`ERR_FORBIDDEN`, `ERR_NOT_FOUND`, ...), undefined when the
+ * answer was not the API's JSON (the URL points at something else).
+ */
+export class AdminRequestError extends JobsError {
+  readonly status: number
+  readonly serverCode: string | undefined
+
+  /** `request` is what was asked (`POST http://host/jr/api/jobs/x/cancel`), `detail` the server's message. */
+  constructor(request: string, status: number, serverCode: string | undefined, detail: string) {
+    super(
+      `the admin API answered ${status}${serverCode === undefined ? '' : ` ${serverCode}`} to ${request}: ${detail}`,
+      ErrorCode.ADMIN_REQUEST,
+    )
+    this.status = status
+    this.serverCode = serverCode
+  }
+}
+
+/** The admin API could not be reached (refused, unknown host, TLS) or answered nothing in time. */
+export class AdminUnreachableError extends JobsError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, ErrorCode.ADMIN_UNREACHABLE, options)
+  }
+}
+
+/**
  * A signal, not a failure: thrown in the job or a callback it ends the job as cancelled
  * with success feedback; thrown in an errback it ends it with error feedback. A periodic
  * job's schedule stops.
@@ -262,6 +291,8 @@ export const ERROR_CLASSES: { readonly [C in ErrorCode]: ErrorClass } = {
   [ErrorCode.JOB_FILE]: JobFileError,
   [ErrorCode.NAME_TAKEN]: NameTakenError,
   [ErrorCode.HANDED_OVER]: HandedOverError,
+  [ErrorCode.ADMIN_REQUEST]: AdminRequestError,
+  [ErrorCode.ADMIN_UNREACHABLE]: AdminUnreachableError,
 }
 
 const CODES: ReadonlySet<string> = new Set(Object.values(ErrorCode))
@@ -281,6 +312,7 @@ function rebuild(code: ErrorCode, message: string, options?: { cause?: unknown }
   if (cls === CancelJob) return new CancelJob(message)
   const err = Reflect.construct(JobsError, [message, code, options], cls) as JobsError
   if (err instanceof JobFailedError) Object.assign(err, { args: {}, jobId: '', jobName: '' })
+  if (err instanceof AdminRequestError) Object.assign(err, { status: 0, serverCode: undefined })
   return err
 }
 

@@ -5,6 +5,22 @@ export type { JobHandle } from './distributor/job-handle.js'
 export type { DistributorOptions, EnqueueOptions } from './distributor/options.js'
 export type { FeedbackCallback } from './distributor/tracked-job.js'
 export type { FeedbackHandlers, FeedbackInfo } from './distributor/feedback-handlers.js'
+export { AdminClient } from './admin/admin-client.js'
+export type {
+  AdminClientOptions,
+  AdminFailure,
+  AdminJob,
+  AdminNameStats,
+  AdminNode,
+  AdminNodeJob,
+  AdminNodeJobsPage,
+  AdminOverview,
+  AdminPendingJob,
+  AdminPendingPage,
+  AdminRoute,
+  NodeJobKind,
+  NodeState,
+} from './admin/admin-client.js'
 export { HttpErrorCode } from './admin/http.js'
 export type { RequestHandler } from './admin/http.js'
 export type { MetricsOptions } from './admin/metrics/prom-client.js'
@@ -18,6 +34,8 @@ export { DEFAULT_CONFIG } from './config.js'
 export type { Config } from './config.js'
 export {
   AcceptTimeoutError,
+  AdminRequestError,
+  AdminUnreachableError,
   AuthError,
   CancelJob,
   ConnectionClosedError,

@@ -4,8 +4,17 @@
  */
 
 import { inspect } from 'node:util'
+import type {
+  AdminFailure,
+  AdminJob,
+  AdminNode,
+  AdminOverview,
+  AdminPendingPage,
+  AdminRoute,
+} from '../admin/admin-client.js'
 import type { MemberInfo } from '../admin/group-admin.js'
 import { type CancelResult, FINISHED_STATUSES, type PurgeResult, type RetryResult } from '../admin/store-admin.js'
+import type { SerializedError } from '../errors.js'
 import { decodeArgs } from '../protocol/args.js'
 import type { FeedbackRecord, JobRecord, JobStatus } from '../storage/store.js'
 
@@ -169,6 +178,136 @@ function leaseState(m: MemberInfo): string {
   return m.live ? `live, ${ms} ms left` : `expired ${-ms} ms ago`
 }
 
+// --- a live distributor (the admin API's answers) ------------------------------------------
+
+/** What --json prints: the API's answer as it came. */
+export function formatApiJson(body: unknown): string {
+  return `${JSON.stringify(body, null, 2)}\n`
+}
+
+export function formatOverview(o: AdminOverview): string {
+  const head = pairs([
+    ['distributor', o.group === '' ? o.member : `${o.member} (group ${o.group})`],
+    ['pending', String(o.pending)],
+    ['active', String(o.active)],
+    ['in flight', String(o.inFlight)],
+    ['nodes', String(o.nodes)],
+    ['spool', o.spoolUp === null ? '- (none)' : o.spoolUp ? 'up' : 'down'],
+    ['recent failures', String(o.failures)],
+  ])
+  if (o.names.length === 0) return head
+  const names = table(
+    ['NAME', 'PENDING', 'OLDEST', 'ENQUEUED', 'DISPATCHED', 'SUCCESS', 'FAILED', 'CANCELLED', 'PAUSED'],
+    o.names.map((n) => [
+      n.name,
+      String(n.pending),
+      n.pending === 0 ? '-' : duration(n.oldestPendingSeconds),
+      String(n.enqueued),
+      String(n.dispatched),
+      String(n.success),
+      String(n.failed),
+      String(n.cancelled),
+      yesNo(n.paused),
+    ]),
+  )
+  return `${head}\n${names}`
+}
+
+export function formatNodes({ nodes }: { nodes: readonly AdminNode[] }): string {
+  if (nodes.length === 0) return 'no nodes connected\n'
+  return table(
+    ['NAME', 'ADDRESS', 'STATE', 'IN FLIGHT', 'CONCURRENCY', 'WINDOW', 'DURABLE', 'CONNECTED SINCE', 'JOBS'],
+    nodes.map((n) => [
+      n.name,
+      n.address,
+      n.state,
+      String(n.inFlight),
+      String(n.concurrency),
+      String(n.window),
+      yesNo(n.durable),
+      iso(n.connectedSince),
+      n.jobs.join(','),
+    ]),
+  )
+}
+
+export function formatRoutes({ routes }: { routes: readonly AdminRoute[] }): string {
+  if (routes.length === 0) return 'no pending jobs\n'
+  return table(
+    ['ROUTE', 'NAME', 'NODE', 'NOT NODE', 'PENDING', 'OLDEST'],
+    routes.map((r) => [
+      r.route,
+      r.name,
+      r.node ?? '-',
+      r.notNode ?? '-',
+      String(r.pending),
+      duration(r.oldestPendingSeconds),
+    ]),
+  )
+}
+
+export function formatPendingPage(page: AdminPendingPage): string {
+  if (page.jobs.length === 0)
+    return `no pending jobs on route '${page.route}'${page.total > 0 ? ` at this offset (${page.total} in all)` : ''}\n`
+  const rows = table(
+    ['ID', 'NAME', 'DUE AT', 'WAITING', 'ARGS'],
+    page.jobs.map((j) => [
+      j.id,
+      j.name,
+      iso(j.dueAt),
+      duration(j.pendingSeconds),
+      oneLine(JSON.stringify(j.args) ?? '-', 60),
+    ]),
+  )
+  const more = page.next === null ? '' : `; next page: --offset ${page.next}`
+  return `${rows}${page.jobs.length} of ${page.total} pending on route '${page.route}'${more}\n`
+}
+
+export function formatLiveJob(job: AdminJob): string {
+  return pairs([
+    ['id', job.id],
+    ['name', job.name],
+    ['state', job.state],
+    ['node', job.node ?? '-'],
+    ['run', String(job.run)],
+    ['due at', iso(job.dueAt)],
+    ['period', job.period === undefined ? '-' : `${job.period}s`],
+    ['persisted', job.persisted === undefined ? '-' : yesNo(job.persisted)],
+    ['status', job.status ?? '-'],
+    ['attempt', job.attempt === undefined ? '-' : String(job.attempt)],
+    ['last error', job.lastError === undefined ? '-' : describeError(job.lastError)],
+    ['args', inspect(job.args, { depth: null, colors: false, breakLength: 80 })],
+  ])
+}
+
+export function formatFailures({ failures }: { failures: readonly AdminFailure[] }): string {
+  if (failures.length === 0) return 'no recent failures\n'
+  return table(
+    ['AT', 'ID', 'NAME', 'NODE', 'RUN', 'ERROR'],
+    failures.map((f) => [iso(f.at), f.id, f.name, f.node, String(f.run), oneLine(errorHead(f.error), 80)]),
+  )
+}
+
+export function formatLiveCancelled({ id }: { id: string }): string {
+  return `job '${id}' cancelled\n`
+}
+
+export function formatLiveRetried({ id, node }: { id: string; node: string }): string {
+  return `job '${id}' runs again now on node '${node}'\n`
+}
+
+export function formatQuiet({ node, quiet }: { node: string; quiet: boolean }): string {
+  return quiet
+    ? `node '${node}' is quiet: it takes no new jobs and finishes those it holds (undo: jr quiet ${node} --off)\n`
+    : `node '${node}' takes new jobs again\n`
+}
+
+export function formatPaused({ name, paused }: { name: string; paused: boolean }): string {
+  return paused
+    ? `jobs named '${name}' stay pending at this distributor (undo: jr resume ${name})\n`
+    : `jobs named '${name}' are dispatched again\n`
+}
+
 // --- refusals (one line each, without the `jr: ` prefix) -----------------------------------
 
 export function notFound(id: string, node: string): string {
@@ -187,6 +326,10 @@ export function retryRefused(id: string, refusal: Refusal<RetryResult>, node: st
 export function cancelRefused(id: string, refusal: Refusal<CancelResult>, node: string): string {
   if (refusal.reason === 'not found') return notFound(id, node)
   return `job '${id}' on node '${node}' is ${refusal.job.status}, finished already: not cancelled`
+}
+
+export function liveCancelRefused(id: string, url: string): string {
+  return `job '${id}' not cancelled: it had finished, or the distributor at ${url} does not know it`
 }
 
 export function purgeRefused(status: JobStatus): string {
@@ -213,8 +356,22 @@ function oneLine(text: string, max: number): string {
   return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat
 }
 
-function describeError(error: NonNullable<JobRecord['lastError']>): string {
-  const head = `${error.name}: ${error.message}${error.code === undefined ? '' : ` (${error.code})`}`
+/** Seconds as people read a wait: `42s`, `3m 05s`, `2h 10m`, `3d 4h`. */
+function duration(seconds: number): string {
+  const s = Math.max(0, Math.floor(seconds))
+  const two = (n: number): string => String(n).padStart(2, '0')
+  if (s < 60) return `${s}s`
+  if (s < 3600) return `${Math.floor(s / 60)}m ${two(s % 60)}s`
+  if (s < 86_400) return `${Math.floor(s / 3600)}h ${two(Math.floor((s % 3600) / 60))}m`
+  return `${Math.floor(s / 86_400)}d ${Math.floor((s % 86_400) / 3600)}h`
+}
+
+function errorHead(error: SerializedError): string {
+  return `${error.name}: ${error.message}${error.code === undefined ? '' : ` (${error.code})`}`
+}
+
+function describeError(error: SerializedError): string {
+  const head = errorHead(error)
   // The stack repeats the head in its first line.
   const frames = error.stack?.split('\n').filter((line) => /^\s+at /.test(line)) ?? []
   return [head, ...frames.map((f) => f.trim())].join('\n')

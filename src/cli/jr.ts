@@ -1,17 +1,19 @@
 /**
  * `jr`: the admin command for the jobs a node keeps in Redis (the successor of JobReactor's
- * RedisMonitor). Thin: flags become StoreAdmin calls (the rules of what can be retried,
- * cancelled and purged live there) and jr-format renders the results; every subcommand opens
- * one store for one node, does its work and closes it. `members` reads a distributor group's
- * registry instead (GroupAdmin), with no node.
+ * RedisMonitor), and for a live distributor. Thin: flags become StoreAdmin calls (the rules
+ * of what can be retried, cancelled and purged live there) and jr-format renders the
+ * results; every storage subcommand opens one store for one node, does its work and closes
+ * it. `members` reads a distributor group's registry instead (GroupAdmin), with no node.
  *
- * It works on storage only. A running node learns of jobs from its distributors, and of
- * stored jobs only when it starts (it resumes the unfinished ones), so what `retry` and
- * `cancel` change reaches a node when it next starts. The help texts say so.
+ * The storage commands change storage only. A running node learns of jobs from its
+ * distributors, and of stored jobs only when it starts (it resumes the unfinished ones), so
+ * what they `retry` and `cancel` reaches a node when it next starts. The commands in jr-live
+ * (and `retry` and `cancel` given `--url`) act on the running system instead, through the
+ * distributor's admin API. The help texts say which is which.
  *
- * Exit codes: 0 done; 1 not found or refused; 2 bad usage, bad URL or prefix, Redis
- * unreachable or failing. `main` returns the code rather than exiting, so that tests can
- * run it in-process and the executable can let stdout drain.
+ * Exit codes: 0 done; 1 not found or refused; 2 bad usage, bad URL or prefix, Redis or the
+ * distributor unreachable or failing. `main` returns the code rather than exiting, so that
+ * tests can run it in-process and the executable can let stdout drain.
  */
 
 import { Command, CommanderError, InvalidArgumentError as CommanderArgumentError, Option } from 'commander'
@@ -40,18 +42,10 @@ import {
   purgeRefused,
   retryRefused,
 } from './jr-format.js'
+import { type CliIo, EXIT_ERROR, EXIT_OK, EXIT_REFUSED, fail, report } from './jr-io.js'
+import { addLiveCommands, JSON_HELP, type LiveFlags, liveCancel, liveRetry, withUrl } from './jr-live.js'
 
-/** Where the command writes; `process.stdout`/`process.stderr` unless a test gives its own. */
-export interface CliIo {
-  stdout: { write(chunk: string): unknown }
-  stderr: { write(chunk: string): unknown }
-}
-
-export const EXIT_OK = 0
-/** The job is not there, or the operation does not apply to it. */
-export const EXIT_REFUSED = 1
-/** Bad usage, bad URL or prefix, Redis unreachable or failing. */
-export const EXIT_ERROR = 2
+export { type CliIo, EXIT_ERROR, EXIT_OK, EXIT_REFUSED } from './jr-io.js'
 
 const STATUSES: readonly JobStatus[] = Object.values(JobStatus)
 
@@ -61,6 +55,9 @@ interface CommonFlags {
   node: string
   json?: boolean
 }
+
+/** `retry` and `cancel`: on storage with `--node`, or live with `--url`. */
+type EitherFlags = Omit<CommonFlags, 'node'> & LiveFlags & { node?: string }
 
 /** One subcommand's work on an open store; resolves with the exit code. */
 type Work = (admin: StoreAdmin, view: View) => Promise<number>
@@ -76,21 +73,42 @@ function parseStatus(value: string): JobStatus {
 }
 
 function withCommon(cmd: Command): Command {
+  return withStorage(cmd.requiredOption('-n, --node <name>', 'node whose jobs these are (its jr-node --name)'))
+}
+
+function withStorage(cmd: Command): Command {
   return cmd
-    .requiredOption('-n, --node <name>', 'node whose jobs these are (its jr-node --name)')
     .addOption(
       new Option('--redis <url>', 'redis://[user:password@]host[:port][/db], rediss://, or redis-cluster://h1:p1,h2:p2')
         .env('JR_REDIS')
         .default(DEFAULT_REDIS_URL),
     )
     .option('--prefix <prefix>', 'key prefix the node was started with', DEFAULT_KEY_PREFIX)
-    .option('--json', 'print JSON for scripts instead of a table')
+    .option('--json', JSON_HELP)
+}
+
+/**
+ * With a URL (`--url`, JR_URL) `retry` and `cancel` go to the live distributor, without one
+ * to storage. A flag of the other way is a usage error rather than ignored: a `--remove`
+ * that silently did nothing would mislead.
+ */
+function checkWay(cmd: Command, flags: EitherFlags, storageOnly: readonly string[]): void {
+  const given = (option: string): boolean => cmd.getOptionValueSource(option) === 'cli'
+  if (flags.url !== undefined) {
+    const wrong = storageOnly.find(given)
+    if (wrong !== undefined)
+      cmd.error(`error: --${wrong} is for storage; with --url (or JR_URL) jr ${cmd.name()} goes to the distributor`)
+  } else {
+    if (flags.node === undefined)
+      cmd.error(`error: required option '-n, --node <name>' not specified (or --url <url> for a live distributor)`)
+    if (given('token')) cmd.error('error: --token goes with --url')
+  }
 }
 
 export function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
   const program = new Command('jr')
     .description(
-      "Inspect and repair the jobs a job-reactor node keeps in Redis (keys '<prefix>{<node>}:...'), and list a distributor group's members",
+      "Inspect and repair the jobs a job-reactor node keeps in Redis (keys '<prefix>{<node>}:...'), list a distributor group's members, and watch and steer a live distributor through its admin API (--url)",
     )
     .configureOutput({
       writeOut: (text) => io.stdout.write(text),
@@ -100,11 +118,15 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     .showHelpAfterError('(run jr --help, or jr <command> --help)')
     .addHelpText(
       'after',
-      '\njr reads and writes storage only. A running node learns of jobs from its distributors,\n' +
-        'and of stored jobs only when it starts, so retry and cancel take effect at its next start.\n' +
-        '\nExit codes: 0 done; 1 job not found or operation refused; 2 bad usage, bad URL,\n' +
-        'or Redis unreachable. The Redis URL may also come from the JR_REDIS environment\n' +
-        'variable, which keeps a password off the command line.',
+      '\nStorage commands (jobs, show, retry, cancel, purge, feedback: --node) read and write Redis only.\n' +
+        'A running node learns of jobs from its distributors, and of stored jobs only when it starts,\n' +
+        'so what they retry and cancel takes effect at its next start.\n' +
+        '\nLive commands (overview, nodes, pending, job, failures, quiet, pause, resume, and retry and\n' +
+        'cancel given --url) go to a running distributor through the admin API the application mounts\n' +
+        '(distributor.adminHandler()), and take effect at once.\n' +
+        '\nExit codes: 0 done; 1 job not found, operation refused or not allowed; 2 bad usage, bad URL,\n' +
+        'Redis or the distributor unreachable. The Redis URL may also come from JR_REDIS, the\n' +
+        'distributor URL from JR_URL and its token from JR_TOKEN, which keeps secrets off the command line.',
     )
 
   const run = (flags: CommonFlags, work: Work): Promise<void> => withStore(io, flags, work).then(setExit)
@@ -112,10 +134,7 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     io.stdout.write(text)
     return EXIT_OK
   }
-  const refuse = (message: string): number => {
-    io.stderr.write(`jr: ${message}\n`)
-    return EXIT_REFUSED
-  }
+  const refuse = (message: string): number => report(io, message, EXIT_REFUSED)
 
   withCommon(
     program
@@ -138,49 +157,73 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     }),
   )
 
-  withCommon(
-    program
-      .command('retry')
-      .argument('<id>', 'job id')
-      .description('make a failed or cancelled job new again: attempt 0, due now')
-      .addHelpText(
-        'after',
-        '\nThe job runs when the node next starts: a running node does not look in storage for\n' +
-          'jobs, so restart it (SIGTERM, then jr-node again) to have the job picked up. Its last\n' +
-          "error stays in the record. The result goes back as feedback to the job's distributor,\n" +
-          'whose closures already ran for the first outcome: it arrives there as a feedback:orphan\n' +
-          'event (or is ignored as a duplicate by a distributor that finished the job lately).\n' +
-          'Refused for a job that is complete, or unfinished already (new, queued, in progress,\n' +
-          'error: the node runs or retries it itself).',
-      ),
-  ).action((id: string, flags: CommonFlags) =>
-    run(flags, async (admin, view) => {
-      const result = await admin.retryJob(id)
-      return result.ok ? print(formatRetried(result, view)) : refuse(retryRefused(id, result, view.node))
-    }),
+  withUrl(
+    withStorage(
+      program
+        .command('retry')
+        .argument('<id>', 'job id')
+        .description(
+          'run a failed job again now through a live distributor (--url), or make it new in storage (--node)',
+        )
+        .option('-n, --node <name>', 'storage: the node whose job it is; with --url: the node to run it on'),
+    ),
+    false,
   )
+    .addHelpText(
+      'after',
+      '\nWith --url: the distributor has the node that keeps the failed job (the one in its recent\n' +
+        'failures, or --node) run it again now. Refused (exit 1) when no running node keeps it, or\n' +
+        'when it is not failed.\n' +
+        '\nWith --node alone, on storage: the job is made new and runs when the node next starts: a\n' +
+        'running node does not look in storage for jobs, so restart it (SIGTERM, then jr-node again)\n' +
+        'to have the job picked up. Its last error stays in the record. The result goes back as\n' +
+        "feedback to the job's distributor, whose closures already ran for the first outcome: it\n" +
+        'arrives there as a feedback:orphan event (or is ignored as a duplicate by a distributor that\n' +
+        'finished the job lately). Refused for a job that is complete, or unfinished already (new,\n' +
+        'queued, in progress, error: the node runs or retries it itself).',
+    )
+    .action((id: string, flags: EitherFlags, cmd: Command) => {
+      checkWay(cmd, flags, ['redis', 'prefix'])
+      if (flags.url !== undefined) return liveRetry(io, id, flags.node, flags).then(setExit)
+      return run({ ...flags, node: flags.node ?? '' }, async (admin, view) => {
+        const result = await admin.retryJob(id)
+        return result.ok ? print(formatRetried(result, view)) : refuse(retryRefused(id, result, view.node))
+      })
+    })
 
-  withCommon(
-    program
-      .command('cancel')
-      .argument('<id>', 'job id')
-      .description('mark an unfinished job cancelled in storage, or remove it with --remove')
-      .option('--remove', 'delete the job record instead of marking it cancelled')
-      .addHelpText(
-        'after',
-        '\nThis changes storage only: a node that does not run yet will not resume the job. A running\n' +
-          'node that already holds the job in its timers is not told and runs it anyway (and then\n' +
-          'records its outcome over the cancel, unless the record was removed). To cancel a job a\n' +
-          'running node holds, cancel it through its distributor: handle.cancel() or JR.cancel(id).\n' +
-          'No feedback is sent for a job cancelled here, so a distributor still waiting for it keeps\n' +
-          'waiting. Refused for finished jobs (complete, failed, cancelled).',
-      ),
-  ).action((id: string, flags: CommonFlags & { remove?: boolean }) =>
-    run(flags, async (admin, view) => {
-      const result = await admin.cancelJob(id, { remove: flags.remove === true })
-      return result.ok ? print(formatCancelled(result, view)) : refuse(cancelRefused(id, result, view.node))
-    }),
+  withUrl(
+    withStorage(
+      program
+        .command('cancel')
+        .argument('<id>', 'job id')
+        .description(
+          'cancel a job through a live distributor (--url), or mark it cancelled in storage (--node, or --remove it)',
+        )
+        .option('-n, --node <name>', 'storage: the node whose job it is')
+        .option('--remove', 'storage: delete the job record instead of marking it cancelled'),
+    ),
+    false,
   )
+    .addHelpText(
+      'after',
+      '\nWith --url: the distributor cancels the job as handle.cancel() would: a job not yet run\n' +
+        'never runs, a periodic one stops. Exit 1 when it had finished, or the distributor does not\n' +
+        'know it.\n' +
+        '\nWith --node, on storage only: a node that does not run yet will not resume the job. A\n' +
+        'running node that already holds the job in its timers is not told and runs it anyway (and\n' +
+        'then records its outcome over the cancel, unless the record was removed): cancel such a\n' +
+        'job through its distributor (--url, handle.cancel() or JR.cancel(id)). No feedback is sent\n' +
+        'for a job cancelled here, so a distributor still waiting for it keeps waiting. Refused for\n' +
+        'finished jobs (complete, failed, cancelled).',
+    )
+    .action((id: string, flags: EitherFlags & { remove?: boolean }, cmd: Command) => {
+      checkWay(cmd, flags, ['node', 'remove', 'redis', 'prefix'])
+      if (flags.url !== undefined) return liveCancel(io, id, flags).then(setExit)
+      return run({ ...flags, node: flags.node ?? '' }, async (admin, view) => {
+        const result = await admin.cancelJob(id, { remove: flags.remove === true })
+        return result.ok ? print(formatCancelled(result, view)) : refuse(cancelRefused(id, result, view.node))
+      })
+    })
 
   withCommon(
     program
@@ -211,7 +254,7 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     )
     .option('--redis <url>', 'the same, spelled as the other subcommands spell it')
     .option('--prefix <prefix>', 'key prefix the distributors use', DEFAULT_KEY_PREFIX)
-    .option('--json', 'print JSON for scripts instead of a table')
+    .option('--json', JSON_HELP)
     .addHelpText(
       'after',
       '\nA member whose lease ran out is gone: nodes no longer dial it, and its entry stays until a\n' +
@@ -226,6 +269,8 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
   ).action((flags: CommonFlags) =>
     run(flags, async (admin, view) => print(formatFeedback(await admin.listFeedback(), view))),
   )
+
+  addLiveCommands(program, io, setExit)
 
   return program
 }
@@ -302,12 +347,4 @@ async function withStore(io: CliIo, flags: CommonFlags, work: Work): Promise<num
   } finally {
     await store.close().catch(() => {})
   }
-}
-
-/** StoreError (unreachable, failing) and InvalidArgumentError (bad URL, prefix, node) end here. */
-function fail(io: CliIo, err: unknown): number {
-  const message = err instanceof Error ? err.message : String(err)
-  const code = (err as { code?: unknown } | null)?.code
-  io.stderr.write(`jr: ${message}${typeof code === 'string' ? ` (${code})` : ''}\n`)
-  return EXIT_ERROR
 }

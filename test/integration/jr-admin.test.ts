@@ -1,23 +1,11 @@
-import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { existsSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { main } from '../../src/cli/jr.js'
 import { pack } from '../../src/protocol/msgpack.js'
 import { RedisStore } from '../../src/storage/redis/redis-store.js'
 import { JobStatus } from '../../src/storage/store.js'
+import { builtCliExists, jr, type Run, spawnJr } from '../helpers/jr-cli.js'
 import { freePort, startRedisServer, type RedisServer } from '../helpers/redis-server.js'
 import { makeFeedback, makeJob } from '../helpers/store-conformance.js'
-
-const JR_BIN = fileURLToPath(new URL('../../bin/jr.js', import.meta.url))
-const BUILT_CLI = fileURLToPath(new URL('../../dist/cli/jr.js', import.meta.url))
-
-interface Run {
-  code: number
-  stdout: string
-  stderr: string
-}
 
 let server: RedisServer
 beforeAll(async () => {
@@ -50,32 +38,9 @@ async function storeFor(node = 'w1'): Promise<RedisStore> {
   return store
 }
 
-/** Runs `jr` in-process with the given arguments, as they would follow `jr` on a shell. */
-async function jr(...args: string[]): Promise<Run> {
-  let stdout = ''
-  let stderr = ''
-  const code = await main(['node', 'jr', ...args], {
-    stdout: { write: (s: string) => (stdout += s) },
-    stderr: { write: (s: string) => (stderr += s) },
-  })
-  return { code, stdout, stderr }
-}
-
 /** `jr <command> ...args` against this test's server and prefix, for node `w1`. */
 function on(command: string, ...args: string[]): Promise<Run> {
   return jr(command, ...args, '--node', 'w1', '--redis', server.url, '--prefix', prefix)
-}
-
-function spawnJr(args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [JR_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()))
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
-    child.once('error', reject)
-    child.once('close', (code) => resolve({ code: code ?? -1, stdout, stderr }))
-  })
 }
 
 const DUE = Date.UTC(2024, 0, 2, 3, 4, 5, 678)
@@ -449,7 +414,7 @@ describe('jr errors', () => {
 
 describe('the jr executable', () => {
   it('runs from bin/jr.js and sets its exit code (build first: npm run build)', async () => {
-    expect(existsSync(BUILT_CLI), 'dist/cli/jr.js is missing: run npm run build').toBe(true)
+    expect(builtCliExists(), 'dist/cli/jr.js is missing: run npm run build').toBe(true)
     await seedMixed(await storeFor())
     const common = ['--node', 'w1', '--redis', server.url, '--prefix', prefix]
     const listed = await spawnJr(['jobs', '--status', 'failed', '--json', ...common])

@@ -1,8 +1,6 @@
 import { createServer, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { Gauge, Registry } from 'prom-client'
 import { afterEach, describe, expect, it } from 'vitest'
-import type { RequestHandler } from '../../src/admin/http.js'
 import { Distributor } from '../../src/distributor/distributor.js'
 import { pack } from '../../src/protocol/msgpack.js'
 import {
@@ -13,20 +11,13 @@ import {
   startDistributor,
   startNode,
 } from '../helpers/cluster.js'
+import { serve } from '../helpers/http-server.js'
 import { connectPeer } from '../helpers/peers.js'
 import { parsePromText, sampleValue, type PromFamily } from '../helpers/prom-text.js'
 import { freePort, startRedisServer } from '../helpers/redis-server.js'
 
 const res = new Resources()
 afterEach(() => res.releaseAll())
-
-/** `handler` on a real HTTP server on a free loopback port; resolves with its URL. */
-async function serve(handler: RequestHandler): Promise<string> {
-  const server = createServer(handler)
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  res.add(server, (s: Server) => new Promise((resolve) => s.close(resolve)))
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}/metrics`
-}
 
 /** GETs `url` and parses the body strictly as the Prometheus text format. */
 async function scrape(url: string): Promise<Map<string, PromFamily>> {
@@ -79,7 +70,7 @@ describe('metrics', () => {
     expect(await delayed.cancel()).toBe(true)
     d.enqueue('nobody_runs_this')
 
-    const url = await serve(d.metricsHandler())
+    const url = `${await serve(res, d.metricsHandler())}metrics`
     const dist = await scrape(url)
     const member = { group: 'web', member: 'web-1' }
     const of = (name: string, labels: Record<string, string> = {}) => ({ ...member, name, ...labels })
@@ -142,7 +133,7 @@ describe('metrics', () => {
     const node = await spawnConnectedNode(res, d, 'm2', ['--metrics-port', '0', '--log-level', 'info'])
     await node.waitForOutput(/"msg":"metrics listening"/)
     const nodeUrl = `http://127.0.0.1:${metricsPortOf(node.output())}/metrics`
-    const url = await serve(d.metricsHandler())
+    const url = `${await serve(res, d.metricsHandler())}metrics`
     for (const target of [url, nodeUrl]) {
       await expectRefused(target, 'POST')
       await expectRefused(target, 'DELETE')
@@ -256,7 +247,7 @@ describe('metrics', () => {
       },
     })
     const d = await startDistributor(res, { metrics: { registry } })
-    const response = await fetch(await serve(d.metricsHandler()))
+    const response = await fetch(`${await serve(res, d.metricsHandler())}metrics`)
     expect(response.status).toBe(500)
     expect(await response.json()).toEqual({
       error: { code: 'ERR_METRICS', message: 'cannot collect the metrics: the application collector failed' },

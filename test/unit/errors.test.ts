@@ -5,6 +5,8 @@ import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
 import {
   AcceptTimeoutError,
+  AdminRequestError,
+  AdminUnreachableError,
   AuthError,
   CancelJob,
   coerceError,
@@ -66,6 +68,8 @@ function oneOfEach(): Error[] {
     new JobFileError(`job directory 'x' does not exist`),
     new NameTakenError(`distributor name 'a' of group 'web' is held by a live member`),
     new HandedOverError(),
+    new AdminRequestError('POST http://127.0.0.1:3000/jr/api/jobs/j1/cancel', 403, 'ERR_FORBIDDEN', 'acting is off'),
+    new AdminUnreachableError('cannot reach the admin API at http://127.0.0.1:3000/jr/: connect ECONNREFUSED'),
   ]
 }
 
@@ -124,6 +128,13 @@ describe('deserializeError', () => {
   it('a rebuilt JobFailedError has empty args, jobId and jobName', () => {
     const copy = deserializeError(serializeError(new JobFailedError('j', 'id1', { error: { message: 'boom' } })))
     expect(copy).toMatchObject({ code: ErrorCode.JOB_FAILED, args: {}, jobId: '', jobName: '' })
+  })
+
+  it('a rebuilt AdminRequestError has status 0 and no server code', () => {
+    const copy = deserializeError(
+      serializeError(new AdminRequestError('GET http://h/api/nodes', 404, 'ERR_NOT_FOUND', 'x')),
+    )
+    expect(copy).toMatchObject({ code: ErrorCode.ADMIN_REQUEST, status: 0, serverCode: undefined })
   })
 
   it('keeps the name a subclass gave', () => {
