@@ -19,7 +19,6 @@ export type {
   AdminPendingPage,
   AdminRoute,
   NodeJobKind,
-  NodeState,
 } from './admin/admin-client.js'
 export { HttpErrorCode } from './admin/http.js'
 export type { RequestHandler } from './admin/http.js'

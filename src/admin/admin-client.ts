@@ -23,8 +23,6 @@ export interface AdminClientOptions {
   timeoutMs?: number | undefined
 }
 
-export type NodeState = 'accepting' | 'quiet' | 'store-down' | 'draining' | 'unresponsive'
-
 export interface AdminNode {
   name: string
   address: string
@@ -36,7 +34,8 @@ export interface AdminNode {
   /** Epoch ms. */
   connectedSince: number
   accepting: boolean
-  state: NodeState
+  /** Why it takes no jobs when it does not: `accepting`, `quiet`, `store-down`, `draining`, `unresponsive`. */
+  state: string
 }
 
 export interface AdminNameStats {
@@ -46,6 +45,8 @@ export interface AdminNameStats {
   success: number
   failed: number
   cancelled: number
+  /** Results that came back for jobs this distributor no longer tracked. */
+  orphans: number
   pending: number
   oldestPendingSeconds: number
   paused: boolean
@@ -111,7 +112,7 @@ export interface AdminFailure {
   /** Epoch ms. */
   at: number
   run: number
-  error: SerializedError
+  error: SerializedError | null
   args: unknown
 }
 

@@ -197,7 +197,7 @@ export function formatOverview(o: AdminOverview): string {
   ])
   if (o.names.length === 0) return head
   const names = table(
-    ['NAME', 'PENDING', 'OLDEST', 'ENQUEUED', 'DISPATCHED', 'SUCCESS', 'FAILED', 'CANCELLED', 'PAUSED'],
+    ['NAME', 'PENDING', 'OLDEST', 'ENQUEUED', 'DISPATCHED', 'SUCCESS', 'FAILED', 'CANCELLED', 'ORPHANS', 'PAUSED'],
     o.names.map((n) => [
       n.name,
       String(n.pending),
@@ -207,6 +207,7 @@ export function formatOverview(o: AdminOverview): string {
       String(n.success),
       String(n.failed),
       String(n.cancelled),
+      String(n.orphans),
       yesNo(n.paused),
     ]),
   )
@@ -284,7 +285,14 @@ export function formatFailures({ failures }: { failures: readonly AdminFailure[]
   if (failures.length === 0) return 'no recent failures\n'
   return table(
     ['AT', 'ID', 'NAME', 'NODE', 'RUN', 'ERROR'],
-    failures.map((f) => [iso(f.at), f.id, f.name, f.node, String(f.run), oneLine(errorHead(f.error), 80)]),
+    failures.map((f) => [
+      iso(f.at),
+      f.id,
+      f.name,
+      f.node,
+      String(f.run),
+      f.error === null ? '-' : oneLine(errorHead(f.error), 80),
+    ]),
   )
 }
 
