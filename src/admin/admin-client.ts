@@ -66,6 +66,7 @@ export interface AdminOverview {
 }
 
 export interface AdminRoute {
+  /** The key `pendingJobs` takes. */
   route: string
   name: string
   node: string | null
@@ -174,6 +175,18 @@ export class AdminClient {
   /** The pending jobs counted by route. */
   pending(): Promise<{ routes: AdminRoute[] }> {
     return this.request('GET', 'api/pending')
+  }
+
+  /**
+   * The route of the jobs named `name` enqueued with these node preferences, when jobs wait
+   * on it. A route's key is the distributor's own, not meant to be typed: a person names a
+   * route by what it routes.
+   */
+  async findRoute(name: string, prefs: { node?: string; notNode?: string } = {}): Promise<AdminRoute | undefined> {
+    const { routes } = await this.pending()
+    const node = prefs.node ?? null
+    const notNode = prefs.notNode ?? null
+    return routes.find((r) => r.name === name && r.node === node && r.notNode === notNode)
   }
 
   /** One page of a route's pending jobs; `next` is the offset of the following page. */

@@ -234,22 +234,19 @@ export function formatNodes({ nodes }: { nodes: readonly AdminNode[] }): string 
 
 export function formatRoutes({ routes }: { routes: readonly AdminRoute[] }): string {
   if (routes.length === 0) return 'no pending jobs\n'
+  // The route's key is the distributor's own: a person names a route by these columns.
   return table(
-    ['ROUTE', 'NAME', 'NODE', 'NOT NODE', 'PENDING', 'OLDEST'],
-    routes.map((r) => [
-      r.route,
-      r.name,
-      r.node ?? '-',
-      r.notNode ?? '-',
-      String(r.pending),
-      duration(r.oldestPendingSeconds),
-    ]),
+    ['NAME', 'NODE', 'NOT NODE', 'PENDING', 'OLDEST'],
+    routes.map((r) => [r.name, r.node ?? '-', r.notNode ?? '-', String(r.pending), duration(r.oldestPendingSeconds)]),
   )
 }
 
 export function formatPendingPage(page: AdminPendingPage): string {
-  if (page.jobs.length === 0)
-    return `no pending jobs on route '${page.route}'${page.total > 0 ? ` at this offset (${page.total} in all)` : ''}\n`
+  if (page.jobs.length === 0) {
+    return page.total === 0
+      ? 'no pending jobs on this route\n'
+      : `no pending jobs past that offset (${page.total} in all)\n`
+  }
   const rows = table(
     ['ID', 'NAME', 'DUE AT', 'WAITING', 'ARGS'],
     page.jobs.map((j) => [
@@ -261,7 +258,7 @@ export function formatPendingPage(page: AdminPendingPage): string {
     ]),
   )
   const more = page.next === null ? '' : `; next page: --offset ${page.next}`
-  return `${rows}${page.jobs.length} of ${page.total} pending on route '${page.route}'${more}\n`
+  return `${rows}${page.jobs.length} of ${page.total} pending${more}\n`
 }
 
 export function formatLiveJob(job: AdminJob): string {
@@ -338,6 +335,12 @@ export function cancelRefused(id: string, refusal: Refusal<CancelResult>, node: 
 
 export function liveCancelRefused(id: string, url: string): string {
   return `job '${id}' not cancelled: it had finished, or the distributor at ${url} does not know it`
+}
+
+export function noRoute(name: string, prefs: { node?: string; notNode?: string }, url: string): string {
+  const node = prefs.node === undefined ? '' : `, node '${prefs.node}'`
+  const notNode = prefs.notNode === undefined ? '' : `, notNode '${prefs.notNode}'`
+  return `no jobs named '${name}'${node}${notNode} are pending at the distributor at ${url}`
 }
 
 export function purgeRefused(status: JobStatus): string {

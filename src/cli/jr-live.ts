@@ -26,6 +26,7 @@ import {
   formatQuiet,
   formatRoutes,
   liveCancelRefused,
+  noRoute,
 } from './jr-format.js'
 import { type CliIo, EXIT_ERROR, EXIT_OK, EXIT_REFUSED, fail, report } from './jr-io.js'
 
@@ -33,6 +34,14 @@ export interface LiveFlags {
   url?: string
   token?: string
   json?: boolean
+}
+
+interface PendingFlags extends LiveFlags {
+  route?: string
+  node?: string
+  notNode?: string
+  offset?: number
+  limit?: number
 }
 
 /** One command's requests; resolves with the exit code. */
@@ -118,15 +127,18 @@ export function addLiveCommands(program: Command, io: CliIo, setExit: (code: num
       .command('pending')
       .description("a live distributor's pending jobs by route; with --route, that route's jobs, a page at a time"),
   )
-    .option('-r, --route <route>', 'list the jobs of this route (as the ROUTE column prints it)')
+    .option('-r, --route <name>', 'list the pending jobs of this job name')
+    .option('--node <node>', 'with --route: of the jobs enqueued with this node preference')
+    .option('--not-node <node>', 'with --route: of the jobs enqueued with this notNode')
     .option('--offset <n>', 'with --route: skip this many jobs', parseCount)
     .option('--limit <n>', 'with --route: at most this many jobs (the API caps it)', parseCount)
-    .action((flags: LiveFlags & { route?: string; offset?: number; limit?: number }) =>
-      run(flags, async (client, json) =>
-        flags.route === undefined
-          ? answer(io, json, await client.pending(), formatRoutes)
-          : answer(io, json, await client.pendingJobs(flags.route, flags), formatPendingPage),
-      ),
+    .action((flags: PendingFlags) =>
+      run(flags, async (client, json) => {
+        if (flags.route === undefined) return answer(io, json, await client.pending(), formatRoutes)
+        const route = await client.findRoute(flags.route, flags)
+        if (route === undefined) return report(io, noRoute(flags.route, flags, client.url), EXIT_REFUSED)
+        return answer(io, json, await client.pendingJobs(route.route, flags), formatPendingPage)
+      }),
     )
 
   withLive(
