@@ -10,7 +10,7 @@ import { InvalidArgumentError, ProtocolError } from '../errors.js'
 import { TypedEmitter } from '../events.js'
 import type { Logger } from '../logger.js'
 import { HANDSHAKE_MAX_FRAME_SIZE } from '../protocol/frame.js'
-import { MessageType, type Message } from '../protocol/messages.js'
+import { MessageType, NotAcceptingReason, type Message, type StateMessage } from '../protocol/messages.js'
 import { pack } from '../protocol/msgpack.js'
 import { systemClock, type Clock } from '../scheduling/clock.js'
 import { Scheduler } from '../scheduling/scheduler.js'
@@ -34,6 +34,7 @@ import { loadJobDirectory } from './job-loader.js'
 import { LeaseKeeper, type LeaseContext } from './lease-keeper.js'
 import { LiveJobs, type LiveJob, type TimerItem } from './live-jobs.js'
 import type { NodeEventMap, NodeEvents } from './node-events.js'
+import { NodeAdmin } from './node-admin.js'
 import { NodeJobStats } from './node-job-stats.js'
 import {
   type LinkTarget,
@@ -49,6 +50,14 @@ import { StoreOutage } from './store-outage.js'
 export type { NodeEventMap } from './node-events.js'
 
 const VERSION = (createRequire(import.meta.url)('../../package.json') as { version: string }).version
+
+/** What a node that takes no new jobs tells a distributor that sent some anyway. */
+const REFUSALS: Record<NotAcceptingReason, string> = {
+  [NotAcceptingReason.STORE_DOWN]: 'node storage unavailable',
+  [NotAcceptingReason.DRAINING]: 'node is shutting down',
+  [NotAcceptingReason.QUIET]: 'node is quiet',
+  [NotAcceptingReason.LEAVING]: 'node is leaving this distributor',
+}
 
 export interface CloseOptions {
   /** Abandon running chains at once (they stay in storage as in progress). @default false */
@@ -69,7 +78,8 @@ export interface CloseOptions {
  * `AttemptRunner` (timers, the ready queue, attempts), `AttemptRecorder` (what follows an
  * attempt, decided by the pure `decideAfterAttempt`), `Cancels` (cancels, and a memory
  * node's link that drops), `StoreOutage` (store writes while the store is down),
- * `FeedbackBuilder` and `FeedbackOutbox` (results until acknowledged), `LeaseKeeper`, and
+ * `FeedbackBuilder` and `FeedbackOutbox` (results until acknowledged), `LeaseKeeper`,
+ * `NodeAdmin` (what an operator asks through a distributor's admin API), and
  * `LinkSet` (one link per address its sources list: static, `dns:` names, the registry).
  * Its metrics (src/admin/metrics) read these parts when scraped, and `NodeJobStats`, which
  * the runner and the recorder count into.
@@ -109,6 +119,9 @@ export class Node extends TypedEmitter<NodeEventMap> {
   private readonly runner: AttemptRunner
   private readonly cancels: Cancels
   private accepting = true
+  /** An operator quieted the node (admin API): it takes no new jobs, and finishes what it holds. */
+  private quieted = false
+  private readonly admin: NodeAdmin
   private state: 'new' | 'starting' | 'running' | 'draining' | 'closed' = 'new'
   private closing: Promise<void> | undefined
   private leaseKeeper: LeaseKeeper | undefined
@@ -176,7 +189,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
           this.safeEmit('store:down', { error })
           return
         }
-        if (this.state === 'running') this.setAccepting(true)
+        if (this.state === 'running' && !this.quieted) this.setAccepting(true)
         this.safeEmit('store:up', {})
       },
       // A job's end is stored and its result filed: a link may be owed nothing now.
@@ -218,8 +231,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
       this.live,
       this.outbox,
     )
-    const refusal = (): string | undefined =>
-      this.accepting ? undefined : this.state === 'running' ? 'node storage unavailable' : 'node is shutting down'
+    const refusal = (): string | undefined => (this.accepting ? undefined : REFUSALS[this.notAcceptingReason()])
     this.intake = new JobIntake(
       { store: () => this.store, log, refusal, schedule, now },
       this.live,
@@ -227,6 +239,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
       this.outage,
       this.events,
     )
+    this.admin = new NodeAdmin({ store: () => this.store, now, schedule, quiet: (q) => this.quiet(q) }, this.live)
     const registry = opts.metricsRegistry
     if (registry !== undefined) {
       this.metricsRegistry = registry
@@ -494,7 +507,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
         return
       case 'leaving':
         // It finishes what it holds for that distributor, and takes no more.
-        link.send({ type: MessageType.STATE, accepting: false })
+        link.send({ type: MessageType.STATE, accepting: false, reason: NotAcceptingReason.LEAVING })
         this.safeEmit('link:leaving', { distributor })
         return
       case 'staying':
@@ -528,7 +541,9 @@ export class Node extends TypedEmitter<NodeEventMap> {
         'connected to distributor',
       )
       this.directory.up(link)
-      if (!this.accepting || this.linkSet.isLeaving(link)) link.send({ type: MessageType.STATE, accepting: false })
+      if (this.linkSet.isLeaving(link))
+        link.send({ type: MessageType.STATE, accepting: false, reason: NotAcceptingReason.LEAVING })
+      else if (!this.accepting) link.send(this.stateMessage())
       this.outbox.resend(link)
       this.safeEmit('link:up', { distributor: link.address, group: link.group, name: link.memberName })
     },
@@ -559,6 +574,9 @@ export class Node extends TypedEmitter<NodeEventMap> {
         this.outbox.route()
         this.linkSet.requestRecheck()
         return
+      case MessageType.ADMIN:
+        void this.admin.answer(message.req, message.request).then((result) => link.send(result))
+        return
       case MessageType.ERROR:
         this.log.warn({ distributor: link.address, code: message.code }, `distributor reported: ${message.message}`)
         return
@@ -571,6 +589,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
       case MessageType.FEEDBACK:
       case MessageType.CANCEL_RESULT:
       case MessageType.WAITING:
+      case MessageType.ADMIN_RESULT:
         throw new ProtocolError(`unexpected '${message.type}' from a distributor`)
       default: {
         const never: never = message
@@ -582,10 +601,31 @@ export class Node extends TypedEmitter<NodeEventMap> {
   private setAccepting(accepting: boolean): void {
     if (this.accepting === accepting) return
     this.accepting = accepting
+    const message = this.stateMessage()
     for (const link of this.linkSet.links()) {
       // A leaving distributor stays told to send nothing.
-      if (!this.linkSet.isLeaving(link)) link.send({ type: MessageType.STATE, accepting })
+      if (!this.linkSet.isLeaving(link)) link.send(message)
     }
+  }
+
+  private stateMessage(): StateMessage {
+    return this.accepting
+      ? { type: MessageType.STATE, accepting: true }
+      : { type: MessageType.STATE, accepting: false, reason: this.notAcceptingReason() }
+  }
+
+  /** Why the node takes no new jobs, when it does not: the first that holds of these. */
+  private notAcceptingReason(): NotAcceptingReason {
+    if (this.state !== 'running') return NotAcceptingReason.DRAINING
+    return this.storeUp ? NotAcceptingReason.QUIET : NotAcceptingReason.STORE_DOWN
+  }
+
+  /** Quiets the node (no new jobs from any distributor) or lifts it; returns whether it is quiet now. */
+  private quiet(quiet: boolean): boolean {
+    this.quieted = quiet
+    if (this.state === 'running' && this.storeUp) this.setAccepting(!quiet)
+    if (quiet) this.log.info('quieted: taking no new jobs')
+    return quiet
   }
 
   private onFeedbackAck(link: DistributorLink, seq: number): void {
