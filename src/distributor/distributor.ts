@@ -1,6 +1,8 @@
 import { reportDistributor, type DistributorMetricsSource } from '../admin/metrics/distributor-metrics.js'
 import { metricsHandler } from '../admin/metrics/metrics-handler.js'
 import { promClient, type MetricsRegistry } from '../admin/metrics/prom-client.js'
+import type { AdminChange, AdminContext } from '../admin/api/admin-context.js'
+import { createAdminHandler, type AdminHandler, type AdminHandlerOptions } from '../admin/api/admin-handler.js'
 import type { RequestHandler } from '../admin/http.js'
 import { FRAME_ENVELOPE_BYTES } from '../config.js'
 import {
@@ -16,7 +18,7 @@ import { TypedEmitter } from '../events.js'
 import type { ArgsOf } from '../node/registry.js'
 import { encodeArgs } from '../protocol/args.js'
 import { defaultAdvertise } from '../protocol/identity.js'
-import { MessageType, type Message } from '../protocol/messages.js'
+import { MessageType, type Message, type NodeJobView } from '../protocol/messages.js'
 import { Scheduler } from '../scheduling/scheduler.js'
 import type { Timer } from '../scheduling/timer-heap.js'
 import { Acceptance } from './acceptance.js'
@@ -30,6 +32,7 @@ import type { JobHandle } from './job-handle.js'
 import { JobStats } from './job-stats.js'
 import { JobTable } from './job-table.js'
 import { NodePool } from './node-pool.js'
+import { NodeRequests } from './node-requests.js'
 import { NodeSession } from './node-session.js'
 import {
   resolveDistributorOptions,
@@ -38,13 +41,19 @@ import {
   type EnqueueOptions,
   type ResolvedDistributorOptions,
 } from './options.js'
+import { NO_JOB_OPTIONS } from './options.js'
 import { PendingQueue, routeKey } from './pending-queue.js'
+import { RecentFailures } from './recent-failures.js'
 import { Server } from './server.js'
 import { DistributorGroup } from './spool/group.js'
 import type { SpooledJob } from './spool/spooled-job.js'
 import { pendingSeconds, TrackedJob, type FeedbackCallback } from './tracked-job.js'
 
 export type { DistributorEventMap } from './events.js'
+
+/** How long the admin API waits for a node's answer. */
+const ADMIN_REQUEST_TIMEOUT_MS = 5000
+const NODES_CHANGED: AdminChange = { type: 'nodes' }
 
 /**
  * Holds pending jobs and the caller's feedback closures; pushes jobs to nodes over framed
@@ -103,6 +112,15 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   private registry: MetricsRegistry | undefined
   /** Stops reporting through the application's registry (at close). */
   private readonly unreport: (() => void) | undefined
+  // --- what the admin API reads and changes (src/admin/api) ---
+  /** The last runs that failed for good: where a retry goes, and what the dashboard shows. */
+  private readonly failures = new RecentFailures()
+  /** Job names an operator paused: their jobs wait here. */
+  private readonly paused = new Set<string>()
+  private readonly requests: NodeRequests
+  /** The admin handlers' live streams, told of node changes and failures. */
+  private readonly watchers = new Set<(change: AdminChange) => void>()
+  private readonly adminHandlers = new Set<AdminHandler>()
 
   constructor(options: DistributorOptions = {}, defaults = { alwaysUseSpecifiedNode: false }) {
     super()
@@ -122,6 +140,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     this.acks = new FeedbackAcks(log, this.options.feedbackTimeoutMs, this.timers)
     const after = (timer: Timer, ms: number): void => this.timers.schedule(timer, Date.now() + ms)
     const cancelTimer = (timer: Timer): void => void this.timers.cancel(timer)
+    this.requests = new NodeRequests({ after, cancelTimer }, ADMIN_REQUEST_TIMEOUT_MS)
     const { storage, name } = this.options
     if (storage !== undefined && name !== undefined) {
       this.distributorGroup = new DistributorGroup(
@@ -156,6 +175,10 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
         },
         advanced: (job) => {
           if (job.spooled) this.distributorGroup?.spool.add(job)
+        },
+        failed: (failure) => {
+          this.failures.add(failure)
+          this.tellWatchers({ type: 'failure', failure })
         },
       },
       this.cancels,
@@ -196,6 +219,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       this.events,
       log,
       this.options.alwaysUseSpecifiedNode,
+      this.paused,
     )
     this.server = new Server(
       {
@@ -240,6 +264,32 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
    */
   metricsHandler(): RequestHandler {
     return metricsHandler(this.metrics)
+  }
+
+  /**
+   * A plain `(req, res)` node:http handler serving the dashboard at its root and the JSON
+   * admin API beneath it (docs/admin.md), to mount at any path of the application's server.
+   * `authorize(req, action)` decides each request; without it reading is allowed and acting
+   * refused. Its live streams end at close().
+   */
+  adminHandler(options: AdminHandlerOptions = {}): RequestHandler {
+    const handler = createAdminHandler(this.adminContext(), options)
+    this.adminHandlers.add(handler)
+    return handler
+  }
+
+  /** Job names whose jobs wait here until resumed (admin API `pause`). */
+  get pausedNames(): string[] {
+    return [...this.paused]
+  }
+
+  /** Pauses (true) or resumes dispatch of job name `name`; its jobs wait here meanwhile. */
+  pause(name: string, paused = true): void {
+    if (typeof name !== 'string' || name.length === 0)
+      throw new InvalidArgumentError(`'name' must be a non-empty string`)
+    if (paused) this.paused.add(name)
+    else if (this.paused.delete(name)) this.dispatcher.schedule()
+    this.log.info({ job: name }, paused ? 'job name paused' : 'job name resumed')
   }
 
   /** The bound port (the real one when listening on port 0). */
@@ -423,6 +473,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     this.jobs.clear()
     this.queue.clear()
     this.acceptance.close()
+    for (const handler of this.adminHandlers) handler.close()
     this.timers.close()
     await this.server.close()
     await this.distributorGroup?.disconnect()
@@ -448,6 +499,64 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       nodes: () => this.pool.all(),
       spoolUp: () => this.distributorGroup?.spoolUp,
     }
+  }
+
+  /** What the admin API reads and does here: the metrics' view, and the tables and actions behind it. */
+  private adminContext(): AdminContext {
+    const distributor = this
+    return {
+      ...this.metricsSource(),
+      get member() {
+        return distributor.name
+      },
+      counts: () => ({ pending: this.queue.size, active: this.jobs.size }),
+      nodes: () => this.pool.all(),
+      session: (node) => this.pool.get(node),
+      routes: () => this.queue.routes.values(),
+      job: (id) => this.jobs.get(id),
+      failures: this.failures,
+      paused: () => this.paused,
+      setPaused: (name, paused) => this.pause(name, paused),
+      ask: (session, request) => this.requests.ask(session, request),
+      cancel: (id) => this.cancel(id),
+      retried: (node, view) => this.retried(node, view),
+      watch: (listener) => {
+        this.watchers.add(listener)
+        return () => void this.watchers.delete(listener)
+      },
+      after: (timer, ms) => this.timers.schedule(timer, Date.now() + ms),
+      cancelTimer: (timer) => void this.timers.cancel(timer),
+    }
+  }
+
+  private tellWatchers(change: AdminChange): void {
+    for (const watcher of this.watchers) watcher(change)
+  }
+
+  /**
+   * `node` runs failed job `view` again (an operator's retry): it is held here again, as the
+   * node's, so that its result is delivered (through the named handlers: its closures ran
+   * with the failure) and a cancel reaches it.
+   */
+  private retried(node: string, view: NodeJobView): void {
+    this.failures.forget(view.id)
+    const session = this.pool.get(node)
+    if (session === undefined || this.jobs.get(view.id) !== undefined || this.closed) return
+    const job = new TrackedJob(
+      view.id,
+      this,
+      view.name,
+      view.args === undefined ? encodeArgs({}, this.options.maxFrameSize) : Buffer.from(view.args),
+      view.dueAt,
+      NO_JOB_OPTIONS,
+      routeKey(view.name, undefined, undefined),
+      this.seq++,
+      undefined,
+      undefined,
+    )
+    job.run = view.run
+    job.viaHandler = true
+    if (this.jobs.restoreAll([job]).length === 1) this.acceptance.retriedOn(session, job)
   }
 
   // --- the group -----------------------------------------------------------------------
@@ -507,6 +616,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     this.dispatcher.known(session.jobs)
     if (session.durable) this.acceptance.adopt(session)
     this.cancels.resend(session)
+    this.tellWatchers(NODES_CHANGED)
     this.dispatcher.schedule()
   }
 
@@ -517,6 +627,8 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     this.pool.remove(session)
     this.acceptance.disarm(session)
     this.acks.drop(session)
+    this.requests.drop(session)
+    this.tellWatchers(NODES_CHANGED)
     // After close() every job was settled already: nothing goes back anywhere.
     if (this.closed) return
     this.feedback.linkLost(session)
@@ -541,8 +653,12 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
         return this.acceptance.onRejected(session, message.seq, message.ids)
       case MessageType.STATE:
         session.accepting = message.accepting
+        session.notAccepting = message.reason
+        this.tellWatchers(NODES_CHANGED)
         if (message.accepting) this.dispatcher.schedule()
         return
+      case MessageType.ADMIN_RESULT:
+        return this.requests.onResult(session, message)
       case MessageType.FEEDBACK:
         return this.feedback.onFeedback(session, message.seq, message.items)
       case MessageType.CANCEL_RESULT:
@@ -560,6 +676,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       case MessageType.FEEDBACK_ACK:
       case MessageType.CANCEL:
       case MessageType.ANSWERS:
+      case MessageType.ADMIN:
         session.connection.close(new ProtocolError(`unexpected '${message.type}' from a node`))
         return
       default: {

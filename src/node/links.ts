@@ -1,5 +1,5 @@
 import type { Logger } from '../logger.js'
-import { MessageType, type Message } from '../protocol/messages.js'
+import { MessageType, NotAcceptingReason, type Message, type StateMessage } from '../protocol/messages.js'
 import type { Timer } from '../scheduling/timer-heap.js'
 import { DnsSource } from './discovery/dns-source.js'
 import { type LinkChange, LinkSet } from './discovery/link-set.js'
@@ -8,6 +8,8 @@ import type { DistributorDirectory } from './distributor-directory.js'
 import { DistributorLink, type LinkContext } from './distributor-link.js'
 import type { NodeEvents } from './node-events.js'
 import { type LinkTarget, linkTarget, type ResolvedNodeOptions } from './options.js'
+
+const LEAVING: StateMessage = { type: MessageType.STATE, accepting: false, reason: NotAcceptingReason.LEAVING }
 
 /** What the links need of their node. */
 export interface NodeLinksContext {
@@ -18,8 +20,8 @@ export interface NodeLinksContext {
   now(): number
   /** What the node says of itself in each hello. */
   helloFields: LinkContext['helloFields']
-  /** The node takes jobs now: a link that comes up or stays is told so. */
-  accepting(): boolean
+  /** Whether the node takes jobs now, and why not: what a link that comes up or stays is told. */
+  state(): StateMessage
   /**
    * The distributor keys something is filed under: jobs held, jobs' ends being stored,
    * results not yet acknowledged. A link is let go only once none of them is its to deliver.
@@ -82,9 +84,10 @@ export class NodeLinks {
   }
 
   /** Tells each distributor whether this node takes jobs; a leaving one stays told to send nothing. */
-  sendAccepting(accepting: boolean): void {
+  sendState(): void {
+    const state = this.ctx.state()
     for (const link of this.set.links()) {
-      if (!this.set.isLeaving(link)) link.send({ type: MessageType.STATE, accepting })
+      if (!this.set.isLeaving(link)) link.send(state)
     }
   }
 
@@ -145,11 +148,11 @@ export class NodeLinks {
         return
       case 'leaving':
         // It finishes what it holds for that distributor, and takes no more.
-        link.send({ type: MessageType.STATE, accepting: false })
+        link.send(LEAVING)
         this.events.emit('link:leaving', { distributor })
         return
       case 'staying':
-        if (this.ctx.accepting()) link.send({ type: MessageType.STATE, accepting: true })
+        if (this.ctx.state().accepting) link.send(this.ctx.state())
         return
       case 'removed':
         this.events.emit('link:removed', { distributor, reason: reason ?? 'gone' })
@@ -171,7 +174,8 @@ export class NodeLinks {
         'connected to distributor',
       )
       this.directory.up(link)
-      if (!this.ctx.accepting() || this.set.isLeaving(link)) link.send({ type: MessageType.STATE, accepting: false })
+      const state = this.set.isLeaving(link) ? LEAVING : this.ctx.state()
+      if (!state.accepting) link.send(state)
       this.ctx.ready(link)
       this.events.emit('link:up', { distributor: link.address, group: link.group, name: link.memberName })
     },

@@ -7,7 +7,7 @@ import { InvalidArgumentError, ProtocolError } from '../errors.js'
 import { TypedEmitter } from '../events.js'
 import type { Logger } from '../logger.js'
 import { HANDSHAKE_MAX_FRAME_SIZE } from '../protocol/frame.js'
-import { MessageType, type Message } from '../protocol/messages.js'
+import { MessageType, NotAcceptingReason, type Message, type StateMessage } from '../protocol/messages.js'
 import { pack } from '../protocol/msgpack.js'
 import { systemClock, type Clock } from '../scheduling/clock.js'
 import { Scheduler } from '../scheduling/scheduler.js'
@@ -29,6 +29,7 @@ import { LeaseKeeper, type LeaseContext } from './lease-keeper.js'
 import { NodeLinks } from './links.js'
 import { LiveJobs, type LiveJob, type TimerItem } from './live-jobs.js'
 import type { NodeEventMap, NodeEvents } from './node-events.js'
+import { NodeAdmin } from './node-admin.js'
 import { NodeJobStats } from './node-job-stats.js'
 import { NodeMetricsWiring } from './node-metrics-wiring.js'
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './options.js'
@@ -39,6 +40,14 @@ import { StoreOutage } from './store-outage.js'
 export type { NodeEventMap } from './node-events.js'
 
 const VERSION = (createRequire(import.meta.url)('../../package.json') as { version: string }).version
+
+/** What a node that takes no new jobs tells a distributor that sent some anyway. */
+const REFUSALS: Record<NotAcceptingReason, string> = {
+  [NotAcceptingReason.STORE_DOWN]: 'node storage unavailable',
+  [NotAcceptingReason.DRAINING]: 'node is shutting down',
+  [NotAcceptingReason.QUIET]: 'node is quiet',
+  [NotAcceptingReason.LEAVING]: 'node is leaving this distributor',
+}
 
 export interface CloseOptions {
   /** Abandon running chains at once (they stay in storage as in progress). @default false */
@@ -59,7 +68,8 @@ export interface CloseOptions {
  * `AttemptRunner` (timers, the ready queue, attempts), `AttemptRecorder` (what follows an
  * attempt, decided by the pure `decideAfterAttempt`), `Cancels` (cancels, and a memory
  * node's link that drops), `StoreOutage` (store writes while the store is down),
- * `FeedbackBuilder` and `FeedbackOutbox` (results until acknowledged), `LeaseKeeper`, and
+ * `FeedbackBuilder` and `FeedbackOutbox` (results until acknowledged), `LeaseKeeper`,
+ * `NodeAdmin` (what an operator asks through a distributor's admin API), and
  * `NodeLinks` (links.ts: the `LinkSet`, one link per address its sources list: static,
  * `dns:` names, the registry; what a link's handshake and loss mean). `NodeMetricsWiring`
  * (node-metrics-wiring.ts) holds its metrics' registry and endpoint; they read these parts
@@ -98,6 +108,9 @@ export class Node extends TypedEmitter<NodeEventMap> {
   private readonly runner: AttemptRunner
   private readonly cancels: Cancels
   private accepting = true
+  /** An operator quieted the node (admin API): it takes no new jobs, and finishes what it holds. */
+  private quieted = false
+  private readonly admin: NodeAdmin
   private state: 'new' | 'starting' | 'running' | 'draining' | 'closed' = 'new'
   private closing: Promise<void> | undefined
   private leaseKeeper: LeaseKeeper | undefined
@@ -157,7 +170,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
           maxFrameSize: this.options.maxFrameSize,
           durable: this.store.durable,
         }),
-        accepting: () => this.accepting,
+        state: () => this.stateMessage(),
         filedKeys: () => [this.live.ownerKeys(), this.outage.owners(), this.outbox.waitingKeys()],
         onMessage: (link, message) => this.onMessage(link, message),
         ready: (link) => this.outbox.resend(link),
@@ -184,7 +197,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
           this.safeEmit('store:down', { error })
           return
         }
-        if (this.state === 'running') this.setAccepting(true)
+        if (this.state === 'running' && !this.quieted) this.setAccepting(true)
         this.safeEmit('store:up', {})
       },
       // A job's end is stored and its result filed: a link may be owed nothing now.
@@ -226,8 +239,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
       this.live,
       this.outbox,
     )
-    const refusal = (): string | undefined =>
-      this.accepting ? undefined : this.state === 'running' ? 'node storage unavailable' : 'node is shutting down'
+    const refusal = (): string | undefined => (this.accepting ? undefined : REFUSALS[this.notAcceptingReason()])
     this.intake = new JobIntake(
       { store: () => this.store, log, refusal, schedule, now },
       this.live,
@@ -235,6 +247,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
       this.outage,
       this.events,
     )
+    this.admin = new NodeAdmin({ store: () => this.store, now, schedule, quiet: (q) => this.quiet(q) }, this.live)
     this.metricsWiring = new NodeMetricsWiring(
       {
         name: this.name,
@@ -416,6 +429,9 @@ export class Node extends TypedEmitter<NodeEventMap> {
         this.outbox.route()
         this.links.requestRecheck()
         return
+      case MessageType.ADMIN:
+        void this.admin.answer(message.req, message.request).then((result) => link.send(result))
+        return
       case MessageType.ERROR:
         this.log.warn({ distributor: link.address, code: message.code }, `distributor reported: ${message.message}`)
         return
@@ -428,6 +444,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
       case MessageType.FEEDBACK:
       case MessageType.CANCEL_RESULT:
       case MessageType.WAITING:
+      case MessageType.ADMIN_RESULT:
         throw new ProtocolError(`unexpected '${message.type}' from a distributor`)
       default: {
         const never: never = message
@@ -439,7 +456,26 @@ export class Node extends TypedEmitter<NodeEventMap> {
   private setAccepting(accepting: boolean): void {
     if (this.accepting === accepting) return
     this.accepting = accepting
-    this.links.sendAccepting(accepting)
+    this.links.sendState()
+  }
+  private stateMessage(): StateMessage {
+    return this.accepting
+      ? { type: MessageType.STATE, accepting: true }
+      : { type: MessageType.STATE, accepting: false, reason: this.notAcceptingReason() }
+  }
+
+  /** Why the node takes no new jobs, when it does not: the first that holds of these. */
+  private notAcceptingReason(): NotAcceptingReason {
+    if (this.state !== 'running') return NotAcceptingReason.DRAINING
+    return this.storeUp ? NotAcceptingReason.QUIET : NotAcceptingReason.STORE_DOWN
+  }
+
+  /** Quiets the node (no new jobs from any distributor) or lifts it; returns whether it is quiet now. */
+  private quiet(quiet: boolean): boolean {
+    this.quieted = quiet
+    if (this.state === 'running' && this.storeUp) this.setAccepting(!quiet)
+    if (quiet) this.log.info('quieted: taking no new jobs')
+    return quiet
   }
 
   private onFeedbackAck(link: DistributorLink, seq: number): void {
