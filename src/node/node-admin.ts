@@ -86,8 +86,15 @@ export class NodeAdmin {
     return { jobs }
   }
 
-  /** Held jobs waiting for their time: periodic ones, or the rest (delayed, and retries in backoff). */
-  private *held(kind: 'scheduled' | 'periodic'): Generator<LiveJob> {
+  /**
+   * Held jobs of `kind`: running (or due and waiting for a free slot), or waiting for their
+   * time: periodic ones, or the rest (delayed, and retries in their backoff).
+   */
+  private *held(kind: Exclude<NodeJobKind, 'failed'>): Generator<LiveJob> {
+    if (kind === 'running') {
+      for (const job of this.live.values()) if (job.phase === 'running' || job.phase === 'queued') yield job
+      return
+    }
     const periodic = kind === 'periodic'
     for (const job of this.live.values()) {
       if (job.phase === 'scheduled' && (job.period !== undefined) === periodic) yield job
