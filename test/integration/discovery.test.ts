@@ -1,5 +1,4 @@
 import { spawn } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
@@ -14,7 +13,8 @@ import { encodeMemberEntry } from '../../src/storage/redis/member-entry.js'
 import { config, FIXTURE_JOBS, Resources, spawnNode, startDistributor } from '../helpers/cluster.js'
 import { type DnsServer, startDnsServer } from '../helpers/dns-server.js'
 import { LogCapture } from '../helpers/log-capture.js'
-import { freePort, type RedisServer, startRedisServer } from '../helpers/redis-server.js'
+import { freePort } from '../helpers/redis-server.js'
+import { unique, useRedis } from '../helpers/shared-redis.js'
 import { within } from '../helpers/within.js'
 
 /*
@@ -31,25 +31,23 @@ const BUILT_CLI = fileURLToPath(new URL('../../dist/cli/jr.js', import.meta.url)
 
 const res = new Resources()
 let dns: DnsServer
-let redisServer: RedisServer
+const redisServer = useRedis()
 let redis: Redis
 const savedDnsServer = process.env['JR_DNS_SERVER']
 
-beforeAll(async () => {
-  redisServer = await startRedisServer()
+beforeAll(() => {
   redis = new Redis({ host: '127.0.0.1', port: redisServer.port })
 })
-afterAll(async () => {
+afterAll(() => {
   redis?.disconnect()
-  await redisServer?.stop()
 })
 
 /** A fresh group and key prefix per test: the registry keys are the test's own. */
 let group = ''
 let prefix = ''
 beforeEach(async () => {
-  group = `g-${randomBytes(4).toString('hex')}`
-  prefix = `jr-disc-${randomBytes(4).toString('hex')}:`
+  group = unique('g')
+  prefix = `${unique('jr-disc')}:`
   dns = await startDnsServer()
   process.env['JR_DNS_SERVER'] = dns.address
 })

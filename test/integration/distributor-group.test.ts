@@ -6,9 +6,8 @@
  * waited in the gone member's spool. Members are web-app child processes
  * (test/fixtures/web-app.js), nodes are jr-node processes, Redis is a real redis-server.
  */
-import { randomBytes } from 'node:crypto'
 import { Redis } from 'ioredis'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it } from 'vitest'
 import { Distributor } from '../../src/distributor/distributor.js'
 import { ErrorCode } from '../../src/errors.js'
 import { Membership, type MembershipContext } from '../../src/distributor/spool/membership.js'
@@ -21,20 +20,15 @@ import { allAccepted, FIXTURE_JOBS, Resources, spawnNode, startDistributor, star
 import { FirstCallGate } from '../helpers/gated-stores.js'
 import { LogCapture } from '../helpers/log-capture.js'
 import { connectPeer, expectClosedWithError } from '../helpers/peers.js'
-import { freePort, startRedisServer, type RedisServer } from '../helpers/redis-server.js'
+import { freePort } from '../helpers/redis-server.js'
+import { unique, useRedis } from '../helpers/shared-redis.js'
 import { LATE_JOBS, WebApp } from '../helpers/web-app.js'
 import { within } from '../helpers/within.js'
 
 const res = new Resources()
 afterEach(() => res.releaseAll())
 
-let redis: RedisServer
-beforeAll(async () => {
-  redis = await startRedisServer()
-})
-afterAll(() => redis.stop())
-
-const unique = (base: string): string => `${base}-${randomBytes(4).toString('hex')}`
+const redis = useRedis()
 
 /** The lease a crashed process left on `name`: held by a token of that name, renewed by nobody. */
 async function crashedLease(group: string, name: string, ms: number): Promise<void> {

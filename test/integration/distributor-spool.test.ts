@@ -5,32 +5,25 @@
  * handlers. The web app is a real child process (test/fixtures/web-app.js), the nodes are
  * real jr-node processes, Redis is a real redis-server.
  */
-import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it } from 'vitest'
 import { Distributor } from '../../src/distributor/distributor.js'
 import { ErrorCode, InvalidArgumentError } from '../../src/errors.js'
 import { memberKeys } from '../../src/storage/redis/group-keys.js'
 import { allAccepted, FIXTURE_JOBS, Resources, spawnNode, startDistributor, startNode } from '../helpers/cluster.js'
 import { LogCapture } from '../helpers/log-capture.js'
-import { freePort, startRedisServer, type RedisServer } from '../helpers/redis-server.js'
+import { freePort, startRedisServer } from '../helpers/redis-server.js'
+import { unique, useRedis } from '../helpers/shared-redis.js'
 import { LATE_JOBS, WebApp } from '../helpers/web-app.js'
 import { within } from '../helpers/within.js'
 
 const res = new Resources()
 afterEach(() => res.releaseAll())
 
-let redis: RedisServer
-beforeAll(async () => {
-  redis = await startRedisServer()
-})
-afterAll(() => redis.stop())
-
-/** Group and node names are unique per test: tests share no Redis state. */
-const unique = (base: string): string => `${base}-${randomBytes(4).toString('hex')}`
+const redis = useRedis()
 
 /** Where a promise stands, once the callbacks already due have run. */
 function state(promise: Promise<unknown>): Promise<'pending' | 'resolved' | 'rejected'> {

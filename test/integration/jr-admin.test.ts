@@ -1,13 +1,13 @@
 import { spawn } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { main } from '../../src/cli/jr.js'
 import { pack } from '../../src/protocol/msgpack.js'
 import { RedisStore } from '../../src/storage/redis/redis-store.js'
 import { JobStatus } from '../../src/storage/store.js'
-import { freePort, startRedisServer, type RedisServer } from '../helpers/redis-server.js'
+import { freePort } from '../helpers/redis-server.js'
+import { unique, useRedis } from '../helpers/shared-redis.js'
 import { makeFeedback, makeJob } from '../helpers/store-conformance.js'
 
 const JR_BIN = fileURLToPath(new URL('../../bin/jr.js', import.meta.url))
@@ -19,19 +19,13 @@ interface Run {
   stderr: string
 }
 
-let server: RedisServer
-beforeAll(async () => {
-  server = await startRedisServer()
-})
-afterAll(async () => {
-  await server?.stop()
-})
+const server = useRedis()
 
 /** A fresh key prefix per test, so tests never see each other's keys. */
 let prefix = ''
 const stores: RedisStore[] = []
 beforeEach(() => {
-  prefix = `jr-admin-${randomBytes(6).toString('hex')}:`
+  prefix = `${unique('jr-admin')}:`
 })
 afterEach(async () => {
   // Empty each node's keys through the store itself (emptied sets vanish): no SCAN needed.

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -14,7 +13,8 @@ import type { Timer } from '../../src/scheduling/timer-heap.js'
 import { groupKeys } from '../../src/storage/redis/group-keys.js'
 import { encodeMemberEntry } from '../../src/storage/redis/member-entry.js'
 import { LEVEL, LogCapture } from '../helpers/log-capture.js'
-import { type RedisServer, startRedisServer } from '../helpers/redis-server.js'
+import { startRedisServer } from '../helpers/redis-server.js'
+import { unique, useRedis } from '../helpers/shared-redis.js'
 import { within } from '../helpers/within.js'
 
 const NOW = 1_700_000_000_000
@@ -81,15 +81,13 @@ const at = (...addresses: string[]): RegistryAddress[] =>
     return { host: a.slice(0, colon), port: Number(a.slice(colon + 1)) }
   })
 
-let server: RedisServer
+const server = useRedis()
 let redis: Redis
-beforeAll(async () => {
-  server = await startRedisServer()
+beforeAll(() => {
   redis = new Redis({ port: server.port, host: '127.0.0.1' })
 })
-afterAll(async () => {
+afterAll(() => {
   redis?.disconnect()
-  await server?.stop()
 })
 
 /** A fresh group per test: its keys are the test's own. */
@@ -127,7 +125,7 @@ async function started(
 
 describe('RegistrySource', () => {
   it('reports the advertised addresses of the live members, sorted, and skips the others', async () => {
-    group = `g-${randomBytes(4).toString('hex')}`
+    group = unique('g')
     await register('b', '127.0.0.1:5002', NOW + 15_000)
     await register('a', '127.0.0.1:5001', NOW + 10_000, ['old'])
     await register('old', '127.0.0.1:5000', NOW - 1)
@@ -141,7 +139,7 @@ describe('RegistrySource', () => {
   })
 
   it('reports an empty group once, and a member that registers after a message on the channel', async () => {
-    group = `g-${randomBytes(4).toString('hex')}`
+    group = unique('g')
     const { node } = await started()
     expect(node.changes).toEqual([[]])
 
@@ -163,7 +161,7 @@ describe('RegistrySource', () => {
   })
 
   it('reads again as the first live lease runs out, or at the interval, whichever comes first', async () => {
-    group = `g-${randomBytes(4).toString('hex')}`
+    group = unique('g')
     await register('a', '127.0.0.1:5001', NOW + 300)
     await register('b', '127.0.0.1:5002', NOW + 60_000)
     const { node } = await started({ intervalMs: 4000 })
@@ -180,7 +178,7 @@ describe('RegistrySource', () => {
   })
 
   it('keeps the last set while Redis is away, warns once per streak, and reads again when it is back', async () => {
-    group = `g-${randomBytes(4).toString('hex')}`
+    group = unique('g')
     const dir = await mkdtemp(join(tmpdir(), 'jr-registry-'))
     // A server of its own, with its data on disk: it comes back with the registry.
     let own = await startRedisServer({ appendonly: true, dir })
@@ -226,7 +224,7 @@ describe('RegistrySource', () => {
   })
 
   it('reads and listens on Redis Cluster', async () => {
-    group = `g-${randomBytes(4).toString('hex')}`
+    group = unique('g')
     const cluster = await startRedisServer({ cluster: true })
     const writer = new Redis({ port: cluster.port, host: '127.0.0.1' })
     try {
@@ -249,7 +247,7 @@ describe('RegistrySource', () => {
   })
 
   it('stops at close(): its timer is cancelled and it reads nothing more', async () => {
-    group = `g-${randomBytes(4).toString('hex')}`
+    group = unique('g')
     const { node, source } = await started()
     await node.until(() => node.armed !== undefined, 'the timer')
     const timer = node.armed as Timer
