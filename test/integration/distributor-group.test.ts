@@ -115,28 +115,67 @@ class FakeMember implements MembershipContext {
 const connected = (app: WebApp, node: string): boolean =>
   app.events.some((e) => e.event === 'node:connect' && e['node'] === node)
 
+/** Starts members of `group` on the shared Redis, each a web-app process with handlers for `handlers`. */
+function groupOf(group: string, handlers = ['noop']): (name: string, leaseMs?: number) => Promise<WebApp> {
+  return (name, leaseMs = 1000) =>
+    WebApp.start(res, { distributor: { group, name, storage: redis.url, leaseMs }, handlers })
+}
+
+/** jr-node arguments for a node `name` that keeps its jobs in the shared Redis and dials the members at `ports`. */
+function redisNodeArgs(name: string, ports: number[]): string[] {
+  return [
+    '--name',
+    name,
+    ...ports.flatMap((p) => ['--distributor', `127.0.0.1:${p}`]),
+    '--jobs',
+    FIXTURE_JOBS,
+    '--storage',
+    redis.url,
+  ]
+}
+
+/**
+ * 100 jobs of `member`'s, due in a second, accepted by the Redis node `keeper`, which is then
+ * SIGKILLed: the jobs wait in Redis under its name until it is started again.
+ */
+async function heldByKilledRedisNode(member: WebApp, keeper: string): Promise<void> {
+  const node = spawnNode(res, redisNodeArgs(keeper, [member.port]))
+  await member.until(() => connected(member, keeper), 'the Redis node to connect')
+  member.enqueue({ count: 100, name: 'noop', opts: { after: 1 } })
+  await member.until(
+    () => member.accepted.size === 100,
+    '100 jobs accepted by the Redis node',
+    () => member.accepted.size,
+  )
+  node.child.kill('SIGKILL')
+  await node.exited
+}
+
+const adoptions = (app: WebApp) => app.events.filter((e) => e.event === 'member:adopted')
+
+function untilAdopted(adopter: WebApp, gone: string): Promise<void> {
+  return adopter.until(() => adoptions(adopter).some((e) => e.member === gone), `the adoption of ${gone}`)
+}
+
+/** Waits for a result of each job `gone` enqueued, at `adopter`, each through a handler there and run by `node`. */
+async function expectResultsAt(adopter: WebApp, gone: WebApp, node: string): Promise<void> {
+  const count = gone.enqueued.length
+  await adopter.until(
+    () => adopter.resultIds().size >= count,
+    `the ${count} results`,
+    () => adopter.resultIds().size,
+  )
+  expect(adopter.resultIds()).toEqual(new Set(gone.enqueued))
+  expect(adopter.results.every((r) => r.via === 'handler' && r.node === node)).toBe(true)
+}
+
 describe('a member of a group gone for good', () => {
   it('is adopted once its lease ran out: the adopter receives the results of its 300 jobs on a Redis node and of the 200 waiting in its spool', async () => {
-    const group = unique('adopt')
-    const member = (name: string) => ({
-      distributor: { group, name, storage: redis.url, leaseMs: 1000 },
-      handlers: ['noop', 'late'],
-    })
-    const a = await WebApp.start(res, member('a'))
-    const b = await WebApp.start(res, member('b'))
+    const member = groupOf(unique('adopt'), ['noop', 'late'])
+    const a = await member('a')
+    const b = await member('b')
     const keeper = unique('keeper')
-    spawnNode(res, [
-      '--name',
-      keeper,
-      '--distributor',
-      `127.0.0.1:${a.port}`,
-      '--distributor',
-      `127.0.0.1:${b.port}`,
-      '--jobs',
-      FIXTURE_JOBS,
-      '--storage',
-      redis.url,
-    ])
+    spawnNode(res, redisNodeArgs(keeper, [a.port, b.port]))
     await a.until(() => connected(a, keeper), 'the Redis node to connect to a')
     await b.until(() => connected(b, keeper), 'the Redis node to connect to b')
 
@@ -158,11 +197,9 @@ describe('a member of a group gone for good', () => {
     expect(a.results).toEqual([])
     await a.kill()
 
-    await b.until(() => b.events.some((e) => e.event === 'member:adopted'), 'b to adopt a')
+    await untilAdopted(b, 'a')
     // The spool held only the waiting jobs: the Redis node owned the others.
-    expect(b.events.filter((e) => e.event === 'member:adopted')).toEqual([
-      { event: 'member:adopted', member: 'a', jobs: 200 },
-    ])
+    expect(adoptions(b)).toEqual([{ event: 'member:adopted', member: 'a', jobs: 200 }])
     const late = unique('late')
     spawnNode(res, ['--name', late, '--distributor', `127.0.0.1:${b.port}`, '--jobs', LATE_JOBS])
     await b.until(
@@ -181,55 +218,23 @@ describe('a member of a group gone for good', () => {
   })
 
   it("a Redis node that was down meanwhile delivers the gone member's results to the adopter it meets at start (the welcome says whom it answers for)", async () => {
-    const group = unique('welcome')
-    const member = (name: string) => ({
-      distributor: { group, name, storage: redis.url, leaseMs: 1000 },
-      handlers: ['noop'],
-    })
-    const a = await WebApp.start(res, member('a'))
-    const b = await WebApp.start(res, member('b'))
+    const member = groupOf(unique('welcome'))
+    const a = await member('a')
+    const b = await member('b')
     const keeper = unique('keeper')
-    const args = (ports: number[]) => [
-      '--name',
-      keeper,
-      ...ports.flatMap((p) => ['--distributor', `127.0.0.1:${p}`]),
-      '--jobs',
-      FIXTURE_JOBS,
-      '--storage',
-      redis.url,
-    ]
-    const first = spawnNode(res, args([a.port]))
-    await a.until(() => connected(a, keeper), 'the Redis node to connect to a')
-    a.enqueue({ count: 100, name: 'noop', opts: { after: 1 } })
-    await a.until(
-      () => a.accepted.size === 100,
-      '100 jobs accepted by the Redis node',
-      () => a.accepted.size,
-    )
-    first.child.kill('SIGKILL')
-    await first.exited
+    await heldByKilledRedisNode(a, keeper)
     await a.kill()
-    await b.until(() => b.events.some((e) => e.event === 'member:adopted'), 'b to adopt a')
+    await untilAdopted(b, 'a')
 
     // Started again, it resumes the 100 jobs and knows of b only.
-    spawnNode(res, args([b.port]))
-    await b.until(
-      () => b.resultIds().size >= 100,
-      'the 100 results at b',
-      () => b.resultIds().size,
-    )
-    expect(b.resultIds()).toEqual(new Set(a.enqueued))
-    expect(b.results.every((r) => r.via === 'handler' && r.node === keeper)).toBe(true)
+    spawnNode(res, redisNodeArgs(keeper, [b.port]))
+    await expectResultsAt(b, a, keeper)
   })
 
   it('the jobs a memory node held for it stay in its spool: the adopter dispatches them again and receives their results', async () => {
-    const group = unique('adopt-memory')
-    const member = (name: string) => ({
-      distributor: { group, name, storage: redis.url, leaseMs: 1000 },
-      handlers: ['noop'],
-    })
-    const a = await WebApp.start(res, member('a'))
-    const b = await WebApp.start(res, member('b'))
+    const member = groupOf(unique('adopt-memory'))
+    const a = await member('a')
+    const b = await member('b')
     const worker = unique('memory')
     spawnNode(res, [
       '--name',
@@ -246,76 +251,33 @@ describe('a member of a group gone for good', () => {
       '100 jobs accepted by the memory node and persisted',
     )
     await a.kill()
-    await b.until(() => b.events.some((e) => e.event === 'member:adopted'), 'b to adopt a')
-    expect(b.events.filter((e) => e.event === 'member:adopted')).toEqual([
-      { event: 'member:adopted', member: 'a', jobs: 100 },
-    ])
-    await b.until(
-      () => b.resultIds().size >= 100,
-      'the 100 results at b',
-      () => b.resultIds().size,
-    )
-    expect(b.resultIds()).toEqual(new Set(a.enqueued))
-    expect(b.results.every((r) => r.via === 'handler' && r.node === worker)).toBe(true)
+    await untilAdopted(b, 'a')
+    expect(adoptions(b)).toEqual([{ event: 'member:adopted', member: 'a', jobs: 100 }])
+    await expectResultsAt(b, a, worker)
   })
 
   it("adoptions chain: once c adopted b, which had adopted a, a Redis node delivers a's results to c", async () => {
-    const group = unique('chain')
-    const member = (name: string) => ({
-      distributor: { group, name, storage: redis.url, leaseMs: 1000 },
-      handlers: ['noop'],
-    })
-    const adopted = (app: WebApp, gone: string) => () =>
-      app.events.some((e) => e.event === 'member:adopted' && e.member === gone)
-    const a = await WebApp.start(res, member('a'))
-    const b = await WebApp.start(res, member('b'))
+    const member = groupOf(unique('chain'))
+    const a = await member('a')
+    const b = await member('b')
     const keeper = unique('keeper')
-    const args = (port: number) => [
-      '--name',
-      keeper,
-      '--distributor',
-      `127.0.0.1:${port}`,
-      '--jobs',
-      FIXTURE_JOBS,
-      '--storage',
-      redis.url,
-    ]
-    const first = spawnNode(res, args(a.port))
-    await a.until(() => connected(a, keeper), 'the Redis node to connect to a')
-    a.enqueue({ count: 100, name: 'noop', opts: { after: 1 } })
-    await a.until(
-      () => a.accepted.size === 100,
-      '100 jobs accepted by the Redis node',
-      () => a.accepted.size,
-    )
     // The node keeps the jobs in Redis, and their results, until it meets whoever answers for a.
-    first.child.kill('SIGKILL')
-    await first.exited
+    await heldByKilledRedisNode(a, keeper)
     await a.kill()
-    await b.until(adopted(b, 'a'), 'b to adopt a')
-    const c = await WebApp.start(res, member('c'))
+    await untilAdopted(b, 'a')
+    const c = await member('c')
     await b.kill()
-    await c.until(adopted(c, 'b'), 'c to adopt b')
+    await untilAdopted(c, 'b')
 
-    spawnNode(res, args(c.port))
-    await c.until(
-      () => c.resultIds().size >= 100,
-      'the 100 results at c',
-      () => c.resultIds().size,
-    )
-    expect(c.resultIds()).toEqual(new Set(a.enqueued))
-    expect(c.results.every((r) => r.via === 'handler' && r.node === keeper)).toBe(true)
+    spawnNode(res, redisNodeArgs(keeper, [c.port]))
+    await expectResultsAt(c, a, keeper)
   })
 
   it('a member that closes (a rolling deploy) gives its name up: another member adopts its spool without waiting out its lease', async () => {
-    const group = unique('deploy')
+    const member = groupOf(unique('deploy'))
     // A lease far longer than the test: only a lease given up lets b adopt in time.
-    const member = (name: string, leaseMs: number) => ({
-      distributor: { group, name, storage: redis.url, leaseMs },
-      handlers: ['noop'],
-    })
-    const a = await WebApp.start(res, member('a', 120_000))
-    const b = await WebApp.start(res, member('b', 1000))
+    const a = await member('a', 120_000)
+    const b = await member('b')
     a.enqueue({ count: 100, name: 'noop' })
     await a.until(
       () => a.persisted.size === 100,
@@ -323,17 +285,11 @@ describe('a member of a group gone for good', () => {
       () => a.persisted.size,
     )
     await a.end()
-    await b.until(() => b.events.some((e) => e.event === 'member:adopted'), 'b to adopt a')
-    expect(b.events.filter((e) => e.event === 'member:adopted')).toEqual([
-      { event: 'member:adopted', member: 'a', jobs: 100 },
-    ])
-    spawnNode(res, ['--name', unique('worker'), '--distributor', `127.0.0.1:${b.port}`, '--jobs', FIXTURE_JOBS])
-    await b.until(
-      () => b.resultIds().size >= 100,
-      'the 100 results at b',
-      () => b.resultIds().size,
-    )
-    expect(b.resultIds()).toEqual(new Set(a.enqueued))
+    await untilAdopted(b, 'a')
+    expect(adoptions(b)).toEqual([{ event: 'member:adopted', member: 'a', jobs: 100 }])
+    const worker = unique('worker')
+    spawnNode(res, ['--name', worker, '--distributor', `127.0.0.1:${b.port}`, '--jobs', FIXTURE_JOBS])
+    await expectResultsAt(b, a, worker)
   })
 })
 

@@ -15,7 +15,7 @@ import { ErrorCode, InvalidArgumentError } from '../../src/errors.js'
 import { memberKeys } from '../../src/storage/redis/group-keys.js'
 import { allAccepted, FIXTURE_JOBS, Resources, spawnNode, startDistributor, startNode } from '../helpers/cluster.js'
 import { LogCapture } from '../helpers/log-capture.js'
-import { freePort, startRedisServer } from '../helpers/redis-server.js'
+import { freePort, type RedisServer, startRedisServer } from '../helpers/redis-server.js'
 import { unique, useRedis } from '../helpers/shared-redis.js'
 import { LATE_JOBS, WebApp } from '../helpers/web-app.js'
 import { within } from '../helpers/within.js'
@@ -406,17 +406,25 @@ describe('close() with a spool', () => {
 })
 
 describe('a hung Redis (every wait is bounded)', () => {
-  it('close() settles while Redis hangs', async () => {
+  /** A member, not started yet, on a redis-server of its own to pause; store waits are bounded at 200 ms. */
+  async function memberOnOwnRedis(): Promise<{ own: RedisServer; d: Distributor }> {
     const own = res.add(await startRedisServer(), (r) => r.stop())
-    const options = {
-      port: 0,
-      group: unique('hung'),
-      name: 'web-1',
-      storage: own.url,
-      leaseMs: 500,
-      storeTimeoutMs: 200,
-    }
-    const d = res.add(new Distributor(options), (x) => x.close())
+    const d = res.add(
+      new Distributor({
+        port: 0,
+        group: unique('hung'),
+        name: 'web-1',
+        storage: own.url,
+        leaseMs: 500,
+        storeTimeoutMs: 200,
+      }),
+      (x) => x.close(),
+    )
+    return { own, d }
+  }
+
+  it('close() settles while Redis hangs', async () => {
+    const { own, d } = await memberOnOwnRedis()
     await d.start()
     const handle = d.enqueue('noop', {})
     await handle.persisted
@@ -426,16 +434,7 @@ describe('a hung Redis (every wait is bounded)', () => {
   })
 
   it('close() while the spool cannot be written: a job whose record never reached Redis is not reported persisted', async () => {
-    const own = res.add(await startRedisServer(), (r) => r.stop())
-    const options = {
-      port: 0,
-      group: unique('hung'),
-      name: 'web-1',
-      storage: own.url,
-      leaseMs: 500,
-      storeTimeoutMs: 200,
-    }
-    const d = res.add(new Distributor(options), (x) => x.close())
+    const { own, d } = await memberOnOwnRedis()
     await d.start()
     const written = d.enqueue('noop', {})
     await written.persisted
@@ -451,17 +450,8 @@ describe('a hung Redis (every wait is bounded)', () => {
   })
 
   it('start() fails while Redis hangs', async () => {
-    const own = res.add(await startRedisServer(), (r) => r.stop())
+    const { own, d } = await memberOnOwnRedis()
     own.pause()
-    const options = {
-      port: 0,
-      group: unique('hung'),
-      name: 'web-1',
-      storage: own.url,
-      leaseMs: 500,
-      storeTimeoutMs: 200,
-    }
-    const d = res.add(new Distributor(options), (x) => x.close())
     await expect(within(d.start(), 'start() while Redis hangs', 10_000)).rejects.toMatchObject({
       code: ErrorCode.STORE,
     })
