@@ -90,6 +90,28 @@ const METRICS = {
 
 const k = (n) => (n >= 1_000_000 ? `${n / 1_000_000}M` : n >= 1000 ? `${n / 1000}k` : String(n))
 
+/** The throughput and latency cases of a queue library on the shared Redis, run alike for each library. */
+function queueCases(prefix, system, throughput, latency) {
+  return [
+    {
+      id: `${prefix}-throughput`,
+      system,
+      title: `throughput, 2 workers x 50 (${k(N.jobs)} no-op)`,
+      redis: true,
+      timeoutMs: 180_000,
+      run: (ctx) => throughput(ctx, ctx.redis, { count: N.jobs, warmup: N.warmup, run: ctx.run }),
+    },
+    {
+      id: `${prefix}-latency`,
+      system,
+      title: `latency, one in flight (${k(N.latency)})`,
+      redis: true,
+      timeoutMs: 120_000,
+      run: (ctx) => latency(ctx, ctx.redis, { count: N.latency, warmup: N.latWarmup, run: ctx.run }),
+    },
+  ]
+}
+
 const CASES = [
   {
     id: 'echo',
@@ -175,22 +197,7 @@ const CASES = [
         nodeFlags: ['--max-old-space-size=8192'],
       }),
   },
-  {
-    id: 'bullmq-throughput',
-    system: 'BullMQ',
-    title: `throughput, 2 workers x 50 (${k(N.jobs)} no-op)`,
-    redis: true,
-    timeoutMs: 180_000,
-    run: (ctx) => runBullThroughput(ctx, ctx.redis, { count: N.jobs, warmup: N.warmup, run: ctx.run }),
-  },
-  {
-    id: 'bullmq-latency',
-    system: 'BullMQ',
-    title: `latency, one in flight (${k(N.latency)})`,
-    redis: true,
-    timeoutMs: 120_000,
-    run: (ctx) => runBullLatency(ctx, ctx.redis, { count: N.latency, warmup: N.latWarmup, run: ctx.run }),
-  },
+  ...queueCases('bullmq', 'BullMQ', runBullThroughput, runBullLatency),
   {
     id: 'bullmq-delayed',
     system: 'BullMQ',
@@ -199,22 +206,7 @@ const CASES = [
     timeoutMs: 180_000,
     run: (ctx) => runBullDelayed(ctx, ctx.redis, { count: N.delayed, delayMs: 5_000, run: ctx.run }),
   },
-  {
-    id: 'bee-throughput',
-    system: 'bee-queue',
-    title: `throughput, 2 workers x 50 (${k(N.jobs)} no-op)`,
-    redis: true,
-    timeoutMs: 180_000,
-    run: (ctx) => runBeeThroughput(ctx, ctx.redis, { count: N.jobs, warmup: N.warmup, run: ctx.run }),
-  },
-  {
-    id: 'bee-latency',
-    system: 'bee-queue',
-    title: `latency, one in flight (${k(N.latency)})`,
-    redis: true,
-    timeoutMs: 120_000,
-    run: (ctx) => runBeeLatency(ctx, ctx.redis, { count: N.latency, warmup: N.latWarmup, run: ctx.run }),
-  },
+  ...queueCases('bee', 'bee-queue', runBeeThroughput, runBeeLatency),
 ]
 
 function selected(c) {
