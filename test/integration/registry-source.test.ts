@@ -12,66 +12,18 @@ import {
 import type { Timer } from '../../src/scheduling/timer-heap.js'
 import { groupKeys } from '../../src/storage/redis/group-keys.js'
 import { encodeMemberEntry } from '../../src/storage/redis/member-entry.js'
-import { LEVEL, LogCapture } from '../helpers/log-capture.js'
+import { FakeSourceNode } from '../helpers/fake-source-node.js'
+import { LEVEL } from '../helpers/log-capture.js'
 import { startRedisServer } from '../helpers/redis-server.js'
 import { unique, useRedis } from '../helpers/shared-redis.js'
-import { within } from '../helpers/within.js'
 
 const NOW = 1_700_000_000_000
 
-/**
- * The node as a registry source sees it: time stands still at `time` unless the test moves
- * it, and the armed timer fires only when the test fires it. Every read ends by arming the
- * timer, which is how a test knows a read is done.
- */
-class FakeNode implements RegistryContext {
-  readonly logs = new LogCapture()
-  readonly log = this.logs.logger
-  readonly changes: RegistryAddress[][] = []
-  readonly delays: number[] = []
+/** The node as a registry source sees it: time stands still at `time` unless the test moves it. */
+class FakeNode extends FakeSourceNode<RegistryAddress> implements RegistryContext {
   time = NOW
-  armed: Timer | undefined
-  private readonly waiters: { check: () => boolean; resolve: () => void }[] = []
-
   now(): number {
     return this.time
-  }
-  after(timer: Timer, ms: number): void {
-    this.armed = timer
-    this.delays.push(ms)
-    this.poke()
-  }
-  cancelTimer(timer: Timer): void {
-    if (this.armed === timer) this.armed = undefined
-  }
-  onChange(addresses: readonly RegistryAddress[]): void {
-    this.changes.push([...addresses])
-    this.poke()
-  }
-
-  /** Resolves once `check` holds (now or after a change or an arming). */
-  until(check: () => boolean, what: string): Promise<void> {
-    if (check()) return Promise.resolve()
-    return within(new Promise<void>((resolve) => this.waiters.push({ check, resolve })), what)
-  }
-
-  /** Fires the armed timer, as the node's scheduler would, and resolves once that read is done. */
-  async fire(): Promise<number> {
-    const timer = this.armed
-    if (timer === undefined) throw new Error('no timer is armed')
-    this.armed = undefined
-    const armings = this.delays.length
-    timer.fire()
-    await this.until(() => this.delays.length > armings, 'the read the timer started')
-    return this.delays.at(-1) as number
-  }
-
-  private poke(): void {
-    for (const waiter of [...this.waiters]) {
-      if (!waiter.check()) continue
-      this.waiters.splice(this.waiters.indexOf(waiter), 1)
-      waiter.resolve()
-    }
   }
 }
 
