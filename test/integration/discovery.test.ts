@@ -1,6 +1,4 @@
-import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { Distributor } from '../../src/distributor/distributor.js'
@@ -12,6 +10,7 @@ import { groupKeys, memberKeys } from '../../src/storage/redis/group-keys.js'
 import { encodeMemberEntry } from '../../src/storage/redis/member-entry.js'
 import { config, FIXTURE_JOBS, Resources, spawnNode, startDistributor } from '../helpers/cluster.js'
 import { type DnsServer, startDnsServer } from '../helpers/dns-server.js'
+import { BUILT_CLI, type JrRun, spawnJr } from '../helpers/jr-cli.js'
 import { LogCapture } from '../helpers/log-capture.js'
 import { freePort } from '../helpers/redis-server.js'
 import { unique, useRedis } from '../helpers/shared-redis.js'
@@ -25,9 +24,6 @@ import { within } from '../helpers/within.js'
  * (the whole of 127/8 is loopback). The node re-resolves at the TTL, at least once a second:
  * the tests wait for the events that follow a change, never for a time.
  */
-
-const JR_BIN = fileURLToPath(new URL('../../bin/jr.js', import.meta.url))
-const BUILT_CLI = fileURLToPath(new URL('../../dist/cli/jr.js', import.meta.url))
 
 const res = new Resources()
 let dns: DnsServer
@@ -302,23 +298,7 @@ describe('distributors found in the group registry', () => {
 })
 
 describe('jr members', () => {
-  interface Run {
-    code: number
-    stdout: string
-    stderr: string
-  }
-
-  function jr(...args: string[]): Promise<Run> {
-    return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [JR_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-      let stdout = ''
-      let stderr = ''
-      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()))
-      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
-      child.once('error', reject)
-      child.once('close', (code) => resolve({ code: code ?? -1, stdout, stderr }))
-    })
-  }
+  const jr = (...args: string[]): Promise<JrRun> => spawnJr(args)
 
   async function seed(): Promise<void> {
     const members = groupKeys(group, prefix).members

@@ -16,7 +16,8 @@ import { MessageType } from '../../src/protocol/messages.js'
 import type { Timer } from '../../src/scheduling/timer-heap.js'
 import { memberKeys } from '../../src/storage/redis/group-keys.js'
 import { GroupStore } from '../../src/storage/redis/group-store.js'
-import { allAccepted, FIXTURE_JOBS, Resources, spawnNode, startDistributor, startNode } from '../helpers/cluster.js'
+import { allAccepted, nodeArgs, Resources, spawnNode, startDistributor, startNode } from '../helpers/cluster.js'
+import { spoolIds } from '../helpers/group-spool.js'
 import { FirstCallGate } from '../helpers/gated-stores.js'
 import { LogCapture } from '../helpers/log-capture.js'
 import { connectPeer, expectClosedWithError } from '../helpers/peers.js'
@@ -35,16 +36,6 @@ async function crashedLease(group: string, name: string, ms: number): Promise<vo
   const client = new Redis(redis.url)
   try {
     await client.set(memberKeys(group, name).lease, `${name}#crashed`, 'PX', ms)
-  } finally {
-    client.disconnect()
-  }
-}
-
-/** The ids in `name`'s spool in Redis. */
-async function spoolIds(group: string, name: string): Promise<Set<string>> {
-  const client = new Redis(redis.url)
-  try {
-    return new Set(await client.hkeys(memberKeys(group, name).spool))
   } finally {
     client.disconnect()
   }
@@ -122,17 +113,7 @@ function groupOf(group: string, handlers = ['noop']): (name: string, leaseMs?: n
 }
 
 /** jr-node arguments for a node `name` that keeps its jobs in the shared Redis and dials the members at `ports`. */
-function redisNodeArgs(name: string, ports: number[]): string[] {
-  return [
-    '--name',
-    name,
-    ...ports.flatMap((p) => ['--distributor', `127.0.0.1:${p}`]),
-    '--jobs',
-    FIXTURE_JOBS,
-    '--storage',
-    redis.url,
-  ]
-}
+const redisNodeArgs = (name: string, ports: number[]): string[] => nodeArgs(name, ports, ['--storage', redis.url])
 
 /**
  * 100 jobs of `member`'s, due in a second, accepted by the Redis node `keeper`, which is then
@@ -149,6 +130,21 @@ async function heldByKilledRedisNode(member: WebApp, keeper: string): Promise<vo
   )
   node.child.kill('SIGKILL')
   await node.exited
+}
+
+/**
+ * Members a and b of a new group; a's 100 jobs held by the Redis node `keeper`, SIGKILLed;
+ * then a SIGKILLed too, and adopted by b.
+ */
+async function adoptedWhileRedisNodeDown(group: string) {
+  const member = groupOf(group)
+  const a = await member('a')
+  const b = await member('b')
+  const keeper = unique('keeper')
+  await heldByKilledRedisNode(a, keeper)
+  await a.kill()
+  await untilAdopted(b, 'a')
+  return { member, a, b, keeper }
 }
 
 const adoptions = (app: WebApp) => app.events.filter((e) => e.event === 'member:adopted')
@@ -218,13 +214,7 @@ describe('a member of a group gone for good', () => {
   })
 
   it("a Redis node that was down meanwhile delivers the gone member's results to the adopter it meets at start (the welcome says whom it answers for)", async () => {
-    const member = groupOf(unique('welcome'))
-    const a = await member('a')
-    const b = await member('b')
-    const keeper = unique('keeper')
-    await heldByKilledRedisNode(a, keeper)
-    await a.kill()
-    await untilAdopted(b, 'a')
+    const { a, b, keeper } = await adoptedWhileRedisNodeDown(unique('welcome'))
 
     // Started again, it resumes the 100 jobs and knows of b only.
     spawnNode(res, redisNodeArgs(keeper, [b.port]))
@@ -236,13 +226,7 @@ describe('a member of a group gone for good', () => {
     const a = await member('a')
     const b = await member('b')
     const worker = unique('memory')
-    spawnNode(res, [
-      '--name',
-      worker,
-      ...[a, b].flatMap((m) => ['--distributor', `127.0.0.1:${m.port}`]),
-      '--jobs',
-      FIXTURE_JOBS,
-    ])
+    spawnNode(res, nodeArgs(worker, [a.port, b.port]))
     await a.until(() => connected(a, worker), 'the memory node to connect to a')
     await b.until(() => connected(b, worker), 'the memory node to connect to b')
     a.enqueue({ count: 100, name: 'noop', opts: { after: 1 } })
@@ -257,14 +241,8 @@ describe('a member of a group gone for good', () => {
   })
 
   it("adoptions chain: once c adopted b, which had adopted a, a Redis node delivers a's results to c", async () => {
-    const member = groupOf(unique('chain'))
-    const a = await member('a')
-    const b = await member('b')
-    const keeper = unique('keeper')
     // The node keeps the jobs in Redis, and their results, until it meets whoever answers for a.
-    await heldByKilledRedisNode(a, keeper)
-    await a.kill()
-    await untilAdopted(b, 'a')
+    const { member, a, b, keeper } = await adoptedWhileRedisNodeDown(unique('chain'))
     const c = await member('c')
     await b.kill()
     await untilAdopted(c, 'b')
@@ -288,7 +266,7 @@ describe('a member of a group gone for good', () => {
     await untilAdopted(b, 'a')
     expect(adoptions(b)).toEqual([{ event: 'member:adopted', member: 'a', jobs: 100 }])
     const worker = unique('worker')
-    spawnNode(res, ['--name', worker, '--distributor', `127.0.0.1:${b.port}`, '--jobs', FIXTURE_JOBS])
+    spawnNode(res, nodeArgs(worker, [b.port]))
     await expectResultsAt(b, a, worker)
   })
 })
@@ -332,13 +310,13 @@ describe('an adoption that outlasts the lease it took on the gone member', () =>
     const fresh = second.enqueue('noop')
     await within(fresh.persisted, 'the new job persisted')
     const held = new Set([...handed.map((h) => h.id), fresh.id])
-    expect(await spoolIds(group, 'x')).toEqual(held)
+    expect(await spoolIds(redis.url, group, 'x')).toEqual(held)
 
     release()
     await round
     // What x's spool holds is x's again: a deleting it would lose the new job (persisted)
     // the moment x goes down; nor does a answer for a live x.
-    expect(await spoolIds(group, 'x')).toEqual(held)
+    expect(await spoolIds(redis.url, group, 'x')).toEqual(held)
     expect([...(await store.members()).keys()].sort()).toEqual(['a', 'x'])
     expect(ctx.answered).toEqual([])
     expect(ctx.adoptions).toEqual([])

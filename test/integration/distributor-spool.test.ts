@@ -8,12 +8,11 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Redis } from 'ioredis'
 import { afterEach, describe, expect, it } from 'vitest'
 import { Distributor } from '../../src/distributor/distributor.js'
 import { ErrorCode, InvalidArgumentError } from '../../src/errors.js'
-import { memberKeys } from '../../src/storage/redis/group-keys.js'
-import { allAccepted, FIXTURE_JOBS, Resources, spawnNode, startDistributor, startNode } from '../helpers/cluster.js'
+import { allAccepted, nodeArgs, Resources, spawnNode, startDistributor, startNode } from '../helpers/cluster.js'
+import { spoolIds } from '../helpers/group-spool.js'
 import { LogCapture } from '../helpers/log-capture.js'
 import { freePort, type RedisServer, startRedisServer } from '../helpers/redis-server.js'
 import { unique, useRedis } from '../helpers/shared-redis.js'
@@ -42,27 +41,6 @@ const codeOf = (promise: Promise<unknown>): Promise<unknown> =>
     (err: { code?: unknown }) => err.code,
   )
 
-/** The ids of `app`'s spool in Redis. */
-async function spoolIds(url: string, group: string, name: string): Promise<Set<string>> {
-  const client = new Redis(url)
-  try {
-    return new Set(await client.hkeys(memberKeys(group, name).spool))
-  } finally {
-    client.disconnect()
-  }
-}
-
-function jrNode(name: string, ports: number[], extra: string[] = []): string[] {
-  return [
-    '--name',
-    name,
-    ...ports.flatMap((p) => ['--distributor', `127.0.0.1:${p}`]),
-    '--jobs',
-    FIXTURE_JOBS,
-    ...extra,
-  ]
-}
-
 const missingFrom = (expected: Iterable<string>, got: Set<string>): string[] =>
   [...expected].filter((id) => !got.has(id))
 
@@ -88,7 +66,7 @@ describe('a web app killed and started again with the same name', () => {
     // predecessor's lease and read the spool back.
     const second = await WebApp.start(res, config)
     expect((await second.status()).active).toBe(1000)
-    spawnNode(res, jrNode(unique('worker'), [second.port]))
+    spawnNode(res, nodeArgs(unique('worker'), [second.port]))
     await second.until(
       () => second.resultIds().size >= 1000,
       '1,000 distinct results',
@@ -127,7 +105,7 @@ describe('a web app killed and started again with the same name', () => {
     await app.kill()
     const again = await WebApp.start(res, config)
     expect(await again.status()).toMatchObject({ active: 200, pending: 200 })
-    spawnNode(res, jrNode(unique('worker'), [again.port]))
+    spawnNode(res, nodeArgs(unique('worker'), [again.port]))
     await again.until(
       () => again.resultIds().size >= 200,
       '200 distinct results',
@@ -165,7 +143,7 @@ describe('a web app killed and started again with the same name', () => {
 
     const again = await WebApp.start(res, config)
     expect(await again.status()).toMatchObject({ active: 300 })
-    spawnNode(res, jrNode(unique('worker'), [again.port]))
+    spawnNode(res, nodeArgs(unique('worker'), [again.port]))
     await again.until(
       () => again.resultIds().size >= 300,
       '300 results',
@@ -213,7 +191,7 @@ describe('a web app killed and started again with the same name', () => {
     }
     const first = await WebApp.start(res, config)
     const node = unique('worker')
-    spawnNode(res, jrNode(node, [first.port]))
+    spawnNode(res, nodeArgs(node, [first.port]))
     await first.until(() => first.events.some((e) => e.event === 'node:connect'), 'the node to connect')
     first.enqueue({ count: 1, name: 'stamp', opts: { period: 0.2 } })
     await first.until(() => first.results.length >= 3, '3 runs')
@@ -223,7 +201,7 @@ describe('a web app killed and started again with the same name', () => {
     const last = Math.max(...(runs as number[]))
 
     const second = await WebApp.start(res, config)
-    spawnNode(res, jrNode(unique('worker'), [second.port]))
+    spawnNode(res, nodeArgs(unique('worker'), [second.port]))
     await second.until(() => second.results.length >= 2, '2 runs after the restart')
     const [next, after] = second.results
     expect(next?.result).toBe(first.enqueued[0])
@@ -243,8 +221,8 @@ describe('a web app killed and started again with the same name', () => {
     const ports = [first.port, otherPort]
     const memoryNode = unique('mem')
     const redisNode = unique('durable')
-    spawnNode(res, jrNode(memoryNode, ports, ['--concurrency', '10']))
-    spawnNode(res, jrNode(redisNode, ports, ['--concurrency', '10', '--storage', redis.url]))
+    spawnNode(res, nodeArgs(memoryNode, ports, ['--concurrency', '10']))
+    spawnNode(res, nodeArgs(redisNode, ports, ['--concurrency', '10', '--storage', redis.url]))
     await first.until(
       () => first.events.filter((e) => e.event === 'node:connect').length === 2,
       'both nodes to connect',
