@@ -115,6 +115,12 @@ function groupOf(group: string, handlers = ['noop']): (name: string, leaseMs?: n
 /** jr-node arguments for a node `name` that keeps its jobs in the shared Redis and dials the members at `ports`. */
 const redisNodeArgs = (name: string, ports: number[]): string[] => nodeArgs(name, ports, ['--storage', redis.url])
 
+const adoptions = (app: WebApp) => app.events.filter((e) => e.event === 'member:adopted')
+
+function untilAdopted(adopter: WebApp, gone: string): Promise<void> {
+  return adopter.until(() => adoptions(adopter).some((e) => e.member === gone), `the adoption of ${gone}`)
+}
+
 /**
  * 100 jobs of `member`'s, due in a second, accepted by the Redis node `keeper`, which is then
  * SIGKILLed: the jobs wait in Redis under its name until it is started again.
@@ -145,12 +151,6 @@ async function adoptedWhileRedisNodeDown(group: string) {
   await a.kill()
   await untilAdopted(b, 'a')
   return { member, a, b, keeper }
-}
-
-const adoptions = (app: WebApp) => app.events.filter((e) => e.event === 'member:adopted')
-
-function untilAdopted(adopter: WebApp, gone: string): Promise<void> {
-  return adopter.until(() => adoptions(adopter).some((e) => e.member === gone), `the adoption of ${gone}`)
 }
 
 /** Waits for a result of each job `gone` enqueued, at `adopter`, each through a handler there and run by `node`. */
