@@ -90,6 +90,43 @@ const METRICS = {
 
 const k = (n) => (n >= 1_000_000 ? `${n / 1_000_000}M` : n >= 1000 ? `${n / 1000}k` : String(n))
 
+/** A job-reactor throughput case on an emptied Redis; `options(ctx)` says what keeps its state there. */
+function jrRedisThroughputCase(id, title, options) {
+  return {
+    id,
+    system: 'job-reactor',
+    title,
+    redis: true,
+    timeoutMs: 180_000,
+    run: async (ctx) => {
+      await ctx.redis.command('FLUSHALL')
+      return runThroughput(ctx, { count: N.jobs, warmup: N.warmup, ...options(ctx) })
+    },
+  }
+}
+
+/** The throughput and latency cases of a queue library on the shared Redis, run alike for each library. */
+function queueCases(prefix, system, throughput, latency) {
+  return [
+    {
+      id: `${prefix}-throughput`,
+      system,
+      title: `throughput, 2 workers x 50 (${k(N.jobs)} no-op)`,
+      redis: true,
+      timeoutMs: 180_000,
+      run: (ctx) => throughput(ctx, ctx.redis, { count: N.jobs, warmup: N.warmup, run: ctx.run }),
+    },
+    {
+      id: `${prefix}-latency`,
+      system,
+      title: `latency, one in flight (${k(N.latency)})`,
+      redis: true,
+      timeoutMs: 120_000,
+      run: (ctx) => latency(ctx, ctx.redis, { count: N.latency, warmup: N.latWarmup, run: ctx.run }),
+    },
+  ]
+}
+
 const CASES = [
   {
     id: 'echo',
@@ -113,39 +150,15 @@ const CASES = [
     run: (ctx) =>
       runThroughput(ctx, { count: N.jobs, warmup: N.warmup, storage: 'memory', names: ['m1', 'm2'], scrape: true }),
   },
-  {
-    id: 'jr-throughput-redis',
-    system: 'job-reactor',
-    title: `throughput, Redis storage, 2 nodes (${k(N.jobs)} no-op)`,
-    redis: true,
-    timeoutMs: 180_000,
-    run: async (ctx) => {
-      await ctx.redis.command('FLUSHALL')
-      return runThroughput(ctx, {
-        count: N.jobs,
-        warmup: N.warmup,
-        storage: ctx.redis.url,
-        names: [`r${ctx.run}a`, `r${ctx.run}b`],
-      })
-    },
-  },
-  {
-    id: 'jr-throughput-spool',
-    system: 'job-reactor',
-    title: `throughput, distributor spool on Redis, 2 memory nodes (${k(N.jobs)} no-op)`,
-    redis: true,
-    timeoutMs: 180_000,
-    run: async (ctx) => {
-      await ctx.redis.command('FLUSHALL')
-      return runThroughput(ctx, {
-        count: N.jobs,
-        warmup: N.warmup,
-        storage: 'memory',
-        spool: ctx.redis.url,
-        names: [`s${ctx.run}a`, `s${ctx.run}b`],
-      })
-    },
-  },
+  jrRedisThroughputCase('jr-throughput-redis', `throughput, Redis storage, 2 nodes (${k(N.jobs)} no-op)`, (ctx) => ({
+    storage: ctx.redis.url,
+    names: [`r${ctx.run}a`, `r${ctx.run}b`],
+  })),
+  jrRedisThroughputCase(
+    'jr-throughput-spool',
+    `throughput, distributor spool on Redis, 2 memory nodes (${k(N.jobs)} no-op)`,
+    (ctx) => ({ storage: 'memory', spool: ctx.redis.url, names: [`s${ctx.run}a`, `s${ctx.run}b`] }),
+  ),
   {
     id: 'jr-latency',
     system: 'job-reactor',
@@ -175,22 +188,7 @@ const CASES = [
         nodeFlags: ['--max-old-space-size=8192'],
       }),
   },
-  {
-    id: 'bullmq-throughput',
-    system: 'BullMQ',
-    title: `throughput, 2 workers x 50 (${k(N.jobs)} no-op)`,
-    redis: true,
-    timeoutMs: 180_000,
-    run: (ctx) => runBullThroughput(ctx, ctx.redis, { count: N.jobs, warmup: N.warmup, run: ctx.run }),
-  },
-  {
-    id: 'bullmq-latency',
-    system: 'BullMQ',
-    title: `latency, one in flight (${k(N.latency)})`,
-    redis: true,
-    timeoutMs: 120_000,
-    run: (ctx) => runBullLatency(ctx, ctx.redis, { count: N.latency, warmup: N.latWarmup, run: ctx.run }),
-  },
+  ...queueCases('bullmq', 'BullMQ', runBullThroughput, runBullLatency),
   {
     id: 'bullmq-delayed',
     system: 'BullMQ',
@@ -199,22 +197,7 @@ const CASES = [
     timeoutMs: 180_000,
     run: (ctx) => runBullDelayed(ctx, ctx.redis, { count: N.delayed, delayMs: 5_000, run: ctx.run }),
   },
-  {
-    id: 'bee-throughput',
-    system: 'bee-queue',
-    title: `throughput, 2 workers x 50 (${k(N.jobs)} no-op)`,
-    redis: true,
-    timeoutMs: 180_000,
-    run: (ctx) => runBeeThroughput(ctx, ctx.redis, { count: N.jobs, warmup: N.warmup, run: ctx.run }),
-  },
-  {
-    id: 'bee-latency',
-    system: 'bee-queue',
-    title: `latency, one in flight (${k(N.latency)})`,
-    redis: true,
-    timeoutMs: 120_000,
-    run: (ctx) => runBeeLatency(ctx, ctx.redis, { count: N.latency, warmup: N.latWarmup, run: ctx.run }),
-  },
+  ...queueCases('bee', 'bee-queue', runBeeThroughput, runBeeLatency),
 ]
 
 function selected(c) {
