@@ -12,6 +12,7 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { runAdmin } from './cases/admin.js'
 import { runBeeLatency, runBeeThroughput } from './cases/bee-queue.js'
 import { runBullDelayed, runBullLatency, runBullThroughput } from './cases/bullmq.js'
 import { runEcho } from './cases/echo.js'
@@ -86,6 +87,39 @@ const METRICS = {
   failed: { label: 'failed jobs', unit: '' },
   scrapeMs: { label: 'distributor scrape, CPU', unit: 'ms' },
   cpuPerJob: { label: 'CPU per job, distributor + nodes', unit: 'µs' },
+  ...adminMetrics(),
+}
+
+/** The admin case's reads: a median and a max of each. */
+function adminMetrics() {
+  const reads = {
+    overview: 'GET api/overview',
+    nodes: 'GET api/nodes',
+    routes: 'GET api/pending',
+    pageFirst: 'GET pending route, first 50',
+    pageLate: 'GET pending route, last 50',
+    pageMax: 'GET pending route, 500 mid-way',
+    jobPending: 'GET api/jobs/ID, pending',
+    jobOnNode: 'GET api/jobs/ID, asks its node',
+    failures: 'GET api/failures (100)',
+    nodeJobsFirst: "GET a node's scheduled, first 50",
+    nodeJobsLate: "GET a node's scheduled, last 50",
+    eventsFirst: 'api/events to first overview',
+  }
+  const out = {}
+  for (const [key, label] of Object.entries(reads)) {
+    out[`${key}P50`] = { label: `${label}, median`, unit: 'ms' }
+    out[`${key}Max`] = { label: `${label}, max`, unit: 'ms' }
+  }
+  return {
+    ...out,
+    loopIdleP99: { label: 'loop delay idle p99', unit: 'ms' },
+    loopIdleMax: { label: 'loop delay idle max', unit: 'ms' },
+    loopStreamP50: { label: 'loop delay, stream open, p50', unit: 'ms' },
+    loopStreamP99: { label: 'loop delay, stream open, p99', unit: 'ms' },
+    loopStreamMax: { label: 'loop delay, stream open, max', unit: 'ms' },
+    overviewCpuMs: { label: 'CPU per overview snapshot', unit: 'ms' },
+  }
 }
 
 const k = (n) => (n >= 1_000_000 ? `${n / 1_000_000}M` : n >= 1000 ? `${n / 1000}k` : String(n))
@@ -187,6 +221,15 @@ const CASES = [
         warmup: N.warmup,
         nodeFlags: ['--max-old-space-size=8192'],
       }),
+  },
+  {
+    id: 'admin-1m',
+    system: 'job-reactor',
+    title:
+      'admin API, 1M held (701k pending, 99k on 99 light protocol peers, 200k delayed on 1 real in-process node), 100 nodes; all in one process',
+    skip: N.million === 0,
+    timeoutMs: 600_000,
+    run: (ctx) => runAdmin(ctx),
   },
   ...queueCases('bullmq', 'BullMQ', runBullThroughput, runBullLatency),
   {
