@@ -29,6 +29,8 @@ export const ErrorCode = {
   HANDED_OVER: 'ERR_HANDED_OVER',
   ADMIN_REQUEST: 'ERR_ADMIN_REQUEST',
   ADMIN_UNREACHABLE: 'ERR_ADMIN_UNREACHABLE',
+  NODE_UNAVAILABLE: 'ERR_NODE_UNAVAILABLE',
+  NODE_TIMEOUT: 'ERR_NODE_TIMEOUT',
 } as const
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode]
@@ -181,6 +183,20 @@ export class HandedOverError extends JobsError {
   }
 }
 
+/** An operator's request (admin API) for a node that is not connected, or whose link dropped before it answered. */
+export class NodeUnavailableError extends JobsError {
+  constructor(message: string) {
+    super(message, ErrorCode.NODE_UNAVAILABLE)
+  }
+}
+
+/** A node did not answer an operator's request (admin API) in time. */
+export class NodeTimeoutError extends JobsError {
+  constructor(node: string, timeoutMs: number) {
+    super(`node '${node}' did not answer within ${timeoutMs} ms`, ErrorCode.NODE_TIMEOUT)
+  }
+}
+
 /** `JR.enqueue` / `JR.cancel` before `JR.startDistributor()`. */
 export class NotReadyError extends JobsError {
   constructor(message = 'no distributor in this process: call JR.startDistributor() first') {
@@ -293,6 +309,8 @@ export const ERROR_CLASSES: { readonly [C in ErrorCode]: ErrorClass } = {
   [ErrorCode.HANDED_OVER]: HandedOverError,
   [ErrorCode.ADMIN_REQUEST]: AdminRequestError,
   [ErrorCode.ADMIN_UNREACHABLE]: AdminUnreachableError,
+  [ErrorCode.NODE_UNAVAILABLE]: NodeUnavailableError,
+  [ErrorCode.NODE_TIMEOUT]: NodeTimeoutError,
 }
 
 const CODES: ReadonlySet<string> = new Set(Object.values(ErrorCode))

@@ -1,25 +1,19 @@
 import { spawn } from 'node:child_process'
-import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { main } from '../../src/cli/jr.js'
 
 export const JR_BIN = fileURLToPath(new URL('../../bin/jr.js', import.meta.url))
-const BUILT_CLI = fileURLToPath(new URL('../../dist/cli/jr.js', import.meta.url))
+/** What bin/jr.js loads: missing until `npm run build`. */
+export const BUILT_CLI = fileURLToPath(new URL('../../dist/cli/jr.js', import.meta.url))
 
-/** What one `jr` run printed, and its exit code. */
-export interface Run {
+export interface JrRun {
   code: number
   stdout: string
   stderr: string
 }
 
-/** The executable runs the build: a stale or missing one would test old code. */
-export function builtCliExists(): boolean {
-  return existsSync(BUILT_CLI)
-}
-
 /** Runs `jr` in-process with the given arguments, as they would follow `jr` on a shell. */
-export async function jr(...args: string[]): Promise<Run> {
+export async function jr(...args: string[]): Promise<JrRun> {
   let stdout = ''
   let stderr = ''
   const code = await main(['node', 'jr', ...args], {
@@ -30,14 +24,15 @@ export async function jr(...args: string[]): Promise<Run> {
 }
 
 /**
- * Runs the real executable, bin/jr.js (build first). `env` is added to this process's,
- * without the JR_* variables of the shell that runs the tests.
+ * Runs bin/jr.js with `args` in a process of its own; resolves once it closed, with what it
+ * wrote. Its environment is this one's with `env` added, less the JR_* variables of the
+ * shell that runs the tests (a JR_URL there would send `jr cancel` to a distributor).
  */
-export function spawnJr(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('JR_')))
+export function spawnJr(args: string[], env: NodeJS.ProcessEnv = {}): Promise<JrRun> {
+  const inherited = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('JR_')))
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [JR_BIN, ...args], {
-      env: { ...base, ...env },
+      env: { ...inherited, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     let stdout = ''

@@ -1,25 +1,20 @@
-import { randomBytes } from 'node:crypto'
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { existsSync } from 'node:fs'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { pack } from '../../src/protocol/msgpack.js'
 import { RedisStore } from '../../src/storage/redis/redis-store.js'
 import { JobStatus } from '../../src/storage/store.js'
-import { builtCliExists, jr, type Run, spawnJr } from '../helpers/jr-cli.js'
-import { freePort, startRedisServer, type RedisServer } from '../helpers/redis-server.js'
+import { BUILT_CLI, type JrRun, jr, spawnJr } from '../helpers/jr-cli.js'
+import { freePort } from '../helpers/redis-server.js'
+import { unique, useRedis } from '../helpers/shared-redis.js'
 import { makeFeedback, makeJob } from '../helpers/store-conformance.js'
 
-let server: RedisServer
-beforeAll(async () => {
-  server = await startRedisServer()
-})
-afterAll(async () => {
-  await server?.stop()
-})
+const server = useRedis()
 
 /** A fresh key prefix per test, so tests never see each other's keys. */
 let prefix = ''
 const stores: RedisStore[] = []
 beforeEach(() => {
-  prefix = `jr-admin-${randomBytes(6).toString('hex')}:`
+  prefix = `${unique('jr-admin')}:`
 })
 afterEach(async () => {
   // Empty each node's keys through the store itself (emptied sets vanish): no SCAN needed.
@@ -39,7 +34,7 @@ async function storeFor(node = 'w1'): Promise<RedisStore> {
 }
 
 /** `jr <command> ...args` against this test's server and prefix, for node `w1`. */
-function on(command: string, ...args: string[]): Promise<Run> {
+function on(command: string, ...args: string[]): Promise<JrRun> {
   return jr(command, ...args, '--node', 'w1', '--redis', server.url, '--prefix', prefix)
 }
 
@@ -414,7 +409,7 @@ describe('jr errors', () => {
 
 describe('the jr executable', () => {
   it('runs from bin/jr.js and sets its exit code (build first: npm run build)', async () => {
-    expect(builtCliExists(), 'dist/cli/jr.js is missing: run npm run build').toBe(true)
+    expect(existsSync(BUILT_CLI), 'dist/cli/jr.js is missing: run npm run build').toBe(true)
     await seedMixed(await storeFor())
     const common = ['--node', 'w1', '--redis', server.url, '--prefix', prefix]
     const listed = await spawnJr(['jobs', '--status', 'failed', '--json', ...common])

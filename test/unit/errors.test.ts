@@ -26,6 +26,8 @@ import {
   JobFileError,
   JobsError,
   NameTakenError,
+  NodeTimeoutError,
+  NodeUnavailableError,
   NotReadyError,
   ProtocolError,
   QueueFullError,
@@ -70,6 +72,8 @@ function oneOfEach(): Error[] {
     new HandedOverError(),
     new AdminRequestError('POST http://127.0.0.1:3000/jr/api/jobs/j1/cancel', 403, 'ERR_FORBIDDEN', 'acting is off'),
     new AdminUnreachableError('cannot reach the admin API at http://127.0.0.1:3000/jr/: connect ECONNREFUSED'),
+    new NodeUnavailableError(`node 'w1' is not connected`),
+    new NodeTimeoutError('w1', 5000),
   ]
 }
 
