@@ -7,6 +7,9 @@
 
 import { AdminRequestError, AdminUnreachableError, InvalidArgumentError } from '../errors.js'
 import type { SerializedError } from '../errors.js'
+import type { NodeJobKind } from '../protocol/messages.js'
+
+export type { NodeJobKind }
 
 /** @default 10000: a node asked over the protocol answers well within it, or the API says 504. */
 export const DEFAULT_ADMIN_TIMEOUT_MS = 10_000
@@ -34,7 +37,7 @@ export interface AdminNode {
   /** Epoch ms. */
   connectedSince: number
   accepting: boolean
-  /** Why it takes no jobs when it does not: `accepting`, `quiet`, `store-down`, `draining`, `unresponsive`. */
+  /** `accepting`, or why it takes no jobs: `quiet`, `store-down`, `draining`, `leaving`, `unresponsive`. */
   state: string
 }
 
@@ -104,6 +107,8 @@ export interface AdminJob {
   status?: string
   attempt?: number
   lastError?: SerializedError
+  /** Why the node holding it could not say (not connected, no answer in time). */
+  nodeError?: string
 }
 
 export interface AdminFailure {
@@ -116,8 +121,6 @@ export interface AdminFailure {
   error: SerializedError | null
   args: unknown
 }
-
-export type NodeJobKind = 'scheduled' | 'periodic' | 'failed'
 
 export interface AdminNodeJob {
   id: string
@@ -194,8 +197,9 @@ export class AdminClient {
     return this.request('GET', 'api/pending', { route, offset: page.offset, limit: page.limit })
   }
 
-  job(id: string): Promise<{ job: AdminJob }> {
-    return this.request('GET', `api/jobs/${segment(id)}`)
+  /** A job this distributor holds or recently saw fail; else looked for on `node` when given. */
+  job(id: string, node?: string): Promise<{ job: AdminJob }> {
+    return this.request('GET', `api/jobs/${segment(id)}`, { node })
   }
 
   /** The recent final failures, newest first. */

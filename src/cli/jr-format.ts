@@ -8,6 +8,8 @@ import type {
   AdminFailure,
   AdminJob,
   AdminNode,
+  AdminNodeJob,
+  AdminNodeJobsPage,
   AdminOverview,
   AdminPendingPage,
   AdminRoute,
@@ -43,6 +45,13 @@ export function formatJobs(jobs: readonly JobRecord[], view: View, status: JobSt
     return `${JSON.stringify(rows, null, 2)}\n`
   }
   if (jobs.length === 0) return `no ${status === undefined ? '' : `${status} `}jobs for node '${view.node}'\n`
+  return jobTable(jobs)
+}
+
+/** What a job listing shows of each job: a stored record, or what a live node tells. */
+type ListedJob = Pick<AdminNodeJob, 'id' | 'name' | 'status' | 'attempt' | 'run' | 'dueAt' | 'period' | 'lastError'>
+
+function jobTable(jobs: readonly ListedJob[]): string {
   return table(
     ['ID', 'NAME', 'STATUS', 'ATTEMPT', 'RUN', 'DUE AT', 'PERIOD', 'LAST ERROR'],
     jobs.map((j) => [
@@ -273,9 +282,16 @@ export function formatLiveJob(job: AdminJob): string {
     ['persisted', job.persisted === undefined ? '-' : yesNo(job.persisted)],
     ['status', job.status ?? '-'],
     ['attempt', job.attempt === undefined ? '-' : String(job.attempt)],
+    ...(job.nodeError === undefined ? [] : [['node error', job.nodeError] as [string, string]]),
     ['last error', job.lastError === undefined ? '-' : describeError(job.lastError)],
     ['args', inspect(job.args, { depth: null, colors: false, breakLength: 80 })],
   ])
+}
+
+export function formatNodeJobs(page: AdminNodeJobsPage): string {
+  if (page.jobs.length === 0) return `no ${page.kind} jobs on node '${page.node}'\n`
+  const more = page.next === null ? '' : `; next page: --cursor ${page.next}`
+  return `${jobTable(page.jobs)}${page.jobs.length} ${page.kind} on node '${page.node}'${more}\n`
 }
 
 export function formatFailures({ failures }: { failures: readonly AdminFailure[] }): string {

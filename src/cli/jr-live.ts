@@ -11,7 +11,7 @@
  */
 
 import { type Command, InvalidArgumentError as CommanderArgumentError, Option } from 'commander'
-import { AdminClient } from '../admin/admin-client.js'
+import { AdminClient, type NodeJobKind } from '../admin/admin-client.js'
 import { AdminRequestError } from '../errors.js'
 import {
   formatApiJson,
@@ -19,6 +19,7 @@ import {
   formatLiveCancelled,
   formatLiveJob,
   formatLiveRetried,
+  formatNodeJobs,
   formatNodes,
   formatOverview,
   formatPaused,
@@ -47,7 +48,7 @@ interface PendingFlags extends LiveFlags {
 /** One command's requests; resolves with the exit code. */
 type LiveWork = (client: AdminClient, json: boolean) => Promise<number>
 
-/** The answers that mean "no" rather than "broken": refused, not there, does not apply. */
+/** The API's answers that mean "no" rather than "broken": refused, not there, does not apply. */
 const REFUSALS: ReadonlySet<number> = new Set([403, 404, 409])
 
 export const JSON_HELP = 'print JSON for scripts instead of a table'
@@ -80,9 +81,12 @@ export async function runLive(io: CliIo, flags: LiveFlags, work: LiveWork): Prom
     const client = new AdminClient({ url: flags.url ?? '', token: flags.token })
     return await work(client, flags.json === true)
   } catch (err) {
-    // Its message names the status and the API's code already.
-    if (err instanceof AdminRequestError)
-      return report(io, err.message, REFUSALS.has(err.status) ? EXIT_REFUSED : EXIT_ERROR)
+    if (err instanceof AdminRequestError) {
+      // Only the API's own refusals: a 404 page of another server means a wrong URL.
+      const refused = err.serverCode !== undefined && REFUSALS.has(err.status)
+      // Its message names the status and the API's code already.
+      return report(io, err.message, refused ? EXIT_REFUSED : EXIT_ERROR)
+    }
     return fail(io, err)
   }
 }
@@ -146,9 +150,30 @@ export function addLiveCommands(program: Command, io: CliIo, setExit: (code: num
       .command('job')
       .argument('<id>', 'job id')
       .description('one job as a live distributor knows it: state, node, attempt, last error, args'),
-  ).action((id: string, flags: LiveFlags) =>
-    run(flags, async (client, json) => answer(io, json, await client.job(id), (body) => formatLiveJob(body.job))),
   )
+    .option('--node <node>', 'also look for it on this node (a job the distributor no longer holds)')
+    .action((id: string, flags: LiveFlags & { node?: string }) =>
+      run(flags, async (client, json) =>
+        answer(io, json, await client.job(id, flags.node), (body) => formatLiveJob(body.job)),
+      ),
+    )
+
+  withLive(
+    program
+      .command('held')
+      .argument('<node>', 'node name')
+      .description('the jobs a node holds, asked of the node through a live distributor, a page at a time'),
+  )
+    .option('-k, --kind <kind>', 'running, scheduled, periodic, or failed (kept by durable storage)', 'scheduled')
+    .option('--cursor <cursor>', 'the page after this cursor (as the last page printed it)')
+    .option('--limit <n>', 'at most this many jobs (the API caps it)', parseCount)
+    .action((node: string, flags: LiveFlags & { kind: string; cursor?: string; limit?: number }) =>
+      run(flags, async (client, json) => {
+        // Unchecked here: the API refuses another kind with a 400 that lists the kinds.
+        const kind = flags.kind as NodeJobKind
+        return answer(io, json, await client.nodeJobs(node, kind, flags), formatNodeJobs)
+      }),
+    )
 
   withLive(
     program

@@ -121,9 +121,9 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
       '\nStorage commands (jobs, show, retry, cancel, purge, feedback: --node) read and write Redis only.\n' +
         'A running node learns of jobs from its distributors, and of stored jobs only when it starts,\n' +
         'so what they retry and cancel takes effect at its next start.\n' +
-        '\nLive commands (overview, nodes, pending, job, failures, quiet, pause, resume, and retry and\n' +
-        'cancel given --url) go to a running distributor through the admin API the application mounts\n' +
-        '(distributor.adminHandler()), and take effect at once.\n' +
+        '\nLive commands (overview, nodes, pending, job, held, failures, quiet, pause, resume, and retry\n' +
+        'and cancel given --url) go to a running distributor through the admin API the application\n' +
+        'mounts (distributor.adminHandler()), and take effect at once.\n' +
         '\nExit codes: 0 done; 1 job not found, operation refused or not allowed; 2 bad usage, bad URL,\n' +
         'Redis or the distributor unreachable. The Redis URL may also come from JR_REDIS, the\n' +
         'distributor URL from JR_URL and its token from JR_TOKEN, which keeps secrets off the command line.',

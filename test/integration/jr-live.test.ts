@@ -5,6 +5,7 @@ import type {
   AdminFailure,
   AdminJob,
   AdminNode,
+  AdminNodeJobsPage,
   AdminOverview,
   AdminPendingPage,
   AdminRoute,
@@ -130,11 +131,45 @@ describe('jr against a live distributor: reading', () => {
 })
 
 describe('jr against a live distributor: acting', () => {
+  it("held: a node's scheduled jobs, a page at a time, asked of the node", async () => {
+    const at = await liveDistributor()
+    await startNode(res, at.d, { name: 'w1' })
+    const handles = [1, 2, 3].map((n) => at.d.enqueue('noop', { n }, { after: HOUR }))
+    await allAccepted(at.d, handles)
+
+    const first = await liveJson<AdminNodeJobsPage>(at, 'held', 'w1', '--limit', '2')
+    expect(first).toMatchObject({ node: 'w1', kind: 'scheduled' })
+    expect(first.jobs).toHaveLength(2)
+    expect(first.next).not.toBeNull()
+    const rest = await liveJson<AdminNodeJobsPage>(at, 'held', 'w1', '--cursor', first.next ?? '', '--limit', '2')
+    expect(rest.next).toBeNull()
+    expect([...first.jobs, ...rest.jobs].map((j) => j.id).sort()).toEqual(handles.map((h) => h.id).sort())
+
+    const text = await live(at, 'held', 'w1', '--limit', '2')
+    expect(text.code).toBe(0)
+    expect(cells(text.stdout)[0]).toEqual(['ID', 'NAME', 'STATUS', 'ATTEMPT', 'RUN', 'DUE AT', 'PERIOD', 'LAST ERROR'])
+    expect(text.stdout).toContain(`2 scheduled on node 'w1'; next page: --cursor ${first.next}\n`)
+    expect(await liveJson(at, 'held', 'w1', '--kind', 'periodic')).toEqual({
+      node: 'w1',
+      kind: 'periodic',
+      jobs: [],
+      next: null,
+    })
+
+    const bogus = await live(at, 'held', 'w1', '--kind', 'bogus')
+    expect(bogus.code).toBe(2)
+    expect(bogus.stderr).toMatch(/400 ERR_BAD_REQUEST .*'kind' must be one of running, scheduled, periodic, failed/)
+  })
+
   it('cancel: a delayed job is cancelled and its done settles; a second cancel exits 1', async () => {
     const at = await liveDistributor()
     await startNode(res, at.d, { name: 'w1' })
     const handle = at.d.enqueue('noop', {}, { after: HOUR })
     await allAccepted(at.d, [handle])
+
+    const notFailed = await live(at, 'retry', handle.id, '--node', 'w1')
+    expect(notFailed.code).toBe(1)
+    expect(notFailed.stderr).toMatch(/^jr: the admin API answered 409 ERR_CONFLICT to POST .*\/retry: /)
 
     const run = await live(at, 'cancel', handle.id)
     expect(run).toEqual({ code: 0, stdout: `job '${handle.id}' cancelled\n`, stderr: '' })
@@ -219,7 +254,12 @@ describe('jr against a live distributor: acting', () => {
       if (!upstream.up) throw new Error('upstream is down')
       args['charged'] = true
     })
-    await startNode(res, at.d, { name: 'w1', registry, storage: new DurableMemoryStore() }, { maxAttempt: 1 })
+    const node = await startNode(
+      res,
+      at.d,
+      { name: 'w1', registry, storage: new DurableMemoryStore() },
+      { maxAttempt: 1 },
+    )
     const handle = at.d.enqueue('charge', { order: 42 })
     await expect(handle.done).rejects.toMatchObject({ code: 'ERR_JOB_FAILED' })
 
@@ -233,10 +273,18 @@ describe('jr against a live distributor: acting', () => {
       [handle.id, 'charge', 'w1', '1', 'Error: upstream is down'],
     ])
 
-    const delivered = new Promise<Record<string, unknown>>((resolve) => at.d.onFeedback('charge', { success: resolve }))
+    // The distributor is done with it; the node keeps it, failed.
+    const { job } = await liveJson<{ job: AdminJob }>(at, 'job', handle.id, '--node', 'w1')
+    expect(job).toMatchObject({ id: handle.id, node: 'w1', status: 'failed', attempt: 1, args: { order: 42 } })
+    const shown = await live(at, 'job', handle.id, '--node', 'w1')
+    expect(shown.stdout).toMatch(/^status\s+failed$/m)
+
+    const completed = node.waitFor('job:complete', (e) => e.id === handle.id)
     upstream.up = true
     expect(await liveJson(at, 'retry', handle.id)).toEqual({ id: handle.id, node: 'w1', retried: true })
-    expect(await delivered).toMatchObject({ order: 42, charged: true })
+    expect(await completed).toMatchObject({ run: 2, cancelled: false })
+    // A job that runs again is no longer a failure to show.
+    expect(await liveJson(at, 'failures')).toEqual({ failures: [] })
 
     const ghost = await live(at, 'retry', 'no-such-job')
     expect(ghost.code).toBe(1)
