@@ -2,6 +2,7 @@ import { canRetry, retryPatch } from '../admin/store-admin.js'
 import { coerceError } from '../errors.js'
 import type { AdminRequest, AdminResultMessage, NodeJobKind, NodeJobView } from '../protocol/messages.js'
 import { MessageType } from '../protocol/messages.js'
+import { isScheduled } from '../scheduling/cron.js'
 import { type JobRecord, JobStatus, type Store } from '../storage/store.js'
 import type { LiveJob, LiveJobs } from './live-jobs.js'
 
@@ -86,11 +87,11 @@ export class NodeAdmin {
     return { jobs }
   }
 
-  /** Held jobs waiting for their time: periodic ones, or the rest (delayed, and retries in backoff). */
+  /** Held jobs waiting for their time: periodic ones (`period` or `cron`), or the rest (delayed, and retries in backoff). */
   private *held(kind: 'scheduled' | 'periodic'): Generator<LiveJob> {
     const periodic = kind === 'periodic'
     for (const job of this.live.values()) {
-      if (job.phase === 'scheduled' && (job.period !== undefined) === periodic) yield job
+      if (job.phase === 'scheduled' && isScheduled(job) === periodic) yield job
     }
   }
 
@@ -152,6 +153,8 @@ function view(job: JobRecord, withArgs: boolean): NodeJobView {
     dueAt: job.dueAt,
   }
   if (job.period !== undefined) out.period = job.period
+  if (job.cron !== undefined) out.cron = job.cron
+  if (job.tz !== undefined) out.tz = job.tz
   if (job.lastError !== undefined) out.lastError = job.lastError
   if (withArgs) out.args = job.args
   return out

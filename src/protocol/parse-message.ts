@@ -137,6 +137,8 @@ type Reader<T> = (o: Obj, key: string, path: string) => T
  */
 const RUN_OPTION_READERS: { readonly [K in keyof JobRunOptions]-?: Reader<NonNullable<JobRunOptions[K]>> } = {
   period: num,
+  cron: str,
+  tz: str,
   defer: bool,
   maxAttempt: posInt,
   retry: retryPolicy,
@@ -184,6 +186,8 @@ export function jobExtras(job: WireJob): Obj | undefined {
   // JobRunOptions (a unit test checks every option against it).
   if (
     job.period === undefined &&
+    job.cron === undefined &&
+    job.tz === undefined &&
     job.defer === undefined &&
     job.maxAttempt === undefined &&
     job.retry === undefined &&
@@ -303,6 +307,10 @@ function nodeJobView(value: unknown, p: string): NodeJobView {
   }
   const period = optional(o, 'period', num, p)
   if (period !== undefined) view.period = period
+  const cron = optional(o, 'cron', str, p)
+  if (cron !== undefined) view.cron = cron
+  const tz = optional(o, 'tz', str, p)
+  if (tz !== undefined) view.tz = tz
   const lastError = optional(o, 'lastError', serializedError, p)
   if (lastError !== undefined) view.lastError = lastError
   const args = optional(o, 'args', bytes, p)
