@@ -3,6 +3,9 @@ import { resolveEnqueueOptions } from '../../src/distributor/options.js'
 import { ErrorCode, InvalidArgumentError } from '../../src/errors.js'
 import { decideAfterAttempt, type AfterAttemptSettings, type AttemptedJob } from '../../src/node/after-attempt.js'
 import type { ChainOutcome } from '../../src/node/chain-runner.js'
+import { AttemptContext } from '../../src/node/job-context.js'
+import { createLogger } from '../../src/logger.js'
+import { JobStatus, type JobRecord } from '../../src/storage/store.js'
 import {
   MISSED_COUNT_LIMIT,
   firstRunAt,
@@ -207,6 +210,38 @@ describe('cron: runs of a schedule', () => {
     expect(nextRun(weekdays, 5, due, due)).toEqual({ run: 6, runDueAt: at('2030-01-14T08:00:00Z'), missed: 0 })
     // A period job whose node skipped runs 2 and 3: run 4 was due 3 periods after run 1.
     expect(runDueAtOf({ period: 10 }, 4, 1, monday)).toBe(monday + 30_000)
+  })
+
+  it("ctx says the run's due time and the next one, for `cron` and `period` jobs; none for a one-shot job", () => {
+    const ctxOf = (o: Partial<JobRecord>): AttemptContext => {
+      const record: JobRecord = {
+        id: 'j',
+        name: 'n',
+        args: new Uint8Array(),
+        status: JobStatus.IN_PROGRESS,
+        attempt: 1,
+        run: 2,
+        dueAt: monday,
+        runDueAt: monday,
+        defer: false,
+        distributor: 'd',
+        createdAt: 0,
+        ...o,
+      }
+      return new AttemptContext(record, 'w1', createLogger('silent'), () => new AbortController().signal)
+    }
+    const cron = ctxOf(weekdays)
+    expect([cron.dueAt, cron.nextDueAt, cron.cron, cron.tz]).toEqual([
+      monday,
+      at('2030-01-08T08:00:00Z'),
+      weekdays.cron,
+      weekdays.tz,
+    ])
+    expect(cron.toPlain()).toMatchObject({ nextDueAt: at('2030-01-08T08:00:00Z'), cron: weekdays.cron })
+    // A retry of the run is due later; the next run still follows the run's own due time.
+    expect(ctxOf({ ...weekdays, attempt: 2, dueAt: monday + 5000 }).nextDueAt).toBe(at('2030-01-08T08:00:00Z'))
+    expect(ctxOf({ period: 60 }).nextDueAt).toBe(monday + 60_000)
+    expect(ctxOf({}).nextDueAt).toBeUndefined()
   })
 
   it('only jobs with `period` or `cron` are scheduled', () => {
