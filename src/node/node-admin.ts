@@ -2,6 +2,7 @@ import { canRetry, retryPatch } from '../admin/store-admin.js'
 import { coerceError } from '../errors.js'
 import type { AdminRequest, AdminResultMessage, NodeJobKind, NodeJobView } from '../protocol/messages.js'
 import { MessageType } from '../protocol/messages.js'
+import { isScheduled } from '../scheduling/cron.js'
 import { type JobRecord, JobStatus, type Store } from '../storage/store.js'
 import type { LiveJob, LiveJobs } from './live-jobs.js'
 
@@ -145,8 +146,8 @@ export class NodeAdmin {
  */
 const HELD_KINDS: Record<Exclude<NodeJobKind, 'failed'>, (job: LiveJob) => boolean> = {
   running: (job) => job.phase === 'running' || job.phase === 'queued',
-  scheduled: (job) => job.phase === 'scheduled' && job.period === undefined,
-  periodic: (job) => job.phase === 'scheduled' && job.period !== undefined,
+  scheduled: (job) => job.phase === 'scheduled' && !isScheduled(job),
+  periodic: (job) => job.phase === 'scheduled' && isScheduled(job),
 }
 
 function notFound(id: string): AdminAnswer {
@@ -163,6 +164,8 @@ function view(job: JobRecord, withArgs: boolean): NodeJobView {
     dueAt: job.dueAt,
   }
   if (job.period !== undefined) out.period = job.period
+  if (job.cron !== undefined) out.cron = job.cron
+  if (job.tz !== undefined) out.tz = job.tz
   if (job.lastError !== undefined) out.lastError = job.lastError
   if (withArgs) out.args = job.args
   return out
