@@ -4,7 +4,7 @@ import type { AdminRequest, AdminResultMessage, NodeJobKind, NodeJobView } from 
 import { MessageType } from '../protocol/messages.js'
 import { isScheduled } from '../scheduling/cron.js'
 import { type JobRecord, JobStatus, type Store } from '../storage/store.js'
-import type { LiveJob, LiveJobs } from './live-jobs.js'
+import { type LiveJob, type LiveJobs, liveJobOf } from './live-jobs.js'
 
 /** What answering an operator needs of its node. */
 export interface NodeAdminContext {
@@ -128,12 +128,7 @@ export class NodeAdmin {
     await store.updateJob(id, patch)
     // A retry of the same job may have raced this one through the awaits above.
     if (this.live.has(id)) return { job: view(this.live.get(id) as LiveJob, true) }
-    const job: LiveJob = Object.assign(record, patch, {
-      phase: 'scheduled' as const,
-      cancelRequested: false,
-      store,
-      timerIndex: -1,
-    })
+    const job = liveJobOf(Object.assign(record, patch), store)
     this.live.add(job)
     this.ctx.schedule(job)
     return { job: view(job, true) }
