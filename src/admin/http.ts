@@ -13,6 +13,8 @@ export const HttpErrorCode = {
   NOT_FOUND: 'ERR_NOT_FOUND',
   /** Collecting the metrics failed (a collector of the application's own threw). */
   METRICS: 'ERR_METRICS',
+  /** The dashboard's files could not be read (a build that did not copy them beside its module). */
+  DASHBOARD: 'ERR_DASHBOARD',
 } as const
 
 export type HttpErrorCode = (typeof HttpErrorCode)[keyof typeof HttpErrorCode]
