@@ -3,7 +3,7 @@ import { readdir, readFile } from 'node:fs/promises'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { extname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { HttpErrorCode, sendError } from '../http.js'
+import { HttpErrorCode, refuseUnlessRead, sendError } from '../http.js'
 
 /**
  * The dashboard's files sit beside this module in `assets/`: in the sources, and in `dist/`
@@ -89,16 +89,7 @@ function assetName(path: string): string | undefined {
 export function serveDashboard(req: IncomingMessage, res: ServerResponse, path: string): boolean {
   const name = assetName(path)
   if (name === undefined) return false
-  if (req.method !== 'GET' && req.method !== 'HEAD') {
-    sendError(
-      res,
-      405,
-      HttpErrorCode.METHOD_NOT_ALLOWED,
-      `method ${req.method ?? '(none)'} is not allowed here: the dashboard's pages are read with GET or HEAD`,
-      { Allow: 'GET, HEAD' },
-    )
-    return true
-  }
+  if (refuseUnlessRead(req, res, "the dashboard's pages")) return true
   assets().then(
     (files) => {
       const asset = files.get(name)

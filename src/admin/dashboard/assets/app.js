@@ -265,7 +265,7 @@ function connect() {
   })
   events.addEventListener('failure', (event) => {
     const data = parse(event)
-    if (data) onFailure(data)
+    if (data) addFailures([data])
   })
 }
 
@@ -678,6 +678,7 @@ $('node-jobs-next').addEventListener('click', () => {
 // ---------------------------------------------------------------------------------------
 // Failures: the distributor's recent final failures, then one event per new one
 
+/** Newest first, at most MAX_FAILURES. */
 let failures = []
 
 const failureKey = (f) => `${f.id}@${f.at}@${f.run}`
@@ -716,25 +717,36 @@ const failureRows = new KeyedRows(
   () => {},
 )
 
+let failuresFrame = 0
+
+/** A burst of failures redraws the list once per frame, not once per failure. */
 function renderFailures() {
-  failureRows.set(failures)
-  $('failures-empty').hidden = failures.length > 0
-  setText($('failures-count'), `(${failures.length})`)
+  if (failuresFrame) return
+  failuresFrame = requestAnimationFrame(() => {
+    failuresFrame = 0
+    failureRows.set(failures)
+    $('failures-empty').hidden = failures.length > 0
+    setText($('failures-count'), `(${failures.length})`)
+  })
+}
+
+/**
+ * Adds failures to the list, newest first, each once. A reload after a reconnect merges
+ * rather than replaces: a failure event may arrive while the reload is on its way.
+ */
+function addFailures(items) {
+  const byKey = new Map(failures.map((f) => [failureKey(f), f]))
+  for (const f of items) byKey.set(failureKey(f), f)
+  failures = [...byKey.values()].sort((a, b) => (b.at ?? 0) - (a.at ?? 0)).slice(0, MAX_FAILURES)
+  renderFailures()
 }
 
 async function loadFailures() {
   try {
-    failures = (await api(`api/failures?limit=${MAX_FAILURES}`)).failures.slice(0, MAX_FAILURES)
-    renderFailures()
+    addFailures((await api(`api/failures?limit=${MAX_FAILURES}`)).failures)
   } catch (err) {
     showError('Recent failures', err)
   }
-}
-
-function onFailure(failure) {
-  if (failures.some((f) => failureKey(f) === failureKey(failure))) return
-  failures = [failure, ...failures].slice(0, MAX_FAILURES)
-  renderFailures()
 }
 
 // ---------------------------------------------------------------------------------------
