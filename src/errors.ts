@@ -27,6 +27,8 @@ export const ErrorCode = {
   JOB_FILE: 'ERR_JOB_FILE',
   NAME_TAKEN: 'ERR_NAME_TAKEN',
   HANDED_OVER: 'ERR_HANDED_OVER',
+  NODE_UNAVAILABLE: 'ERR_NODE_UNAVAILABLE',
+  NODE_TIMEOUT: 'ERR_NODE_TIMEOUT',
 } as const
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode]
@@ -179,6 +181,20 @@ export class HandedOverError extends JobsError {
   }
 }
 
+/** An operator's request (admin API) for a node that is not connected, or whose link dropped before it answered. */
+export class NodeUnavailableError extends JobsError {
+  constructor(message: string) {
+    super(message, ErrorCode.NODE_UNAVAILABLE)
+  }
+}
+
+/** A node did not answer an operator's request (admin API) in time. */
+export class NodeTimeoutError extends JobsError {
+  constructor(node: string, timeoutMs: number) {
+    super(`node '${node}' did not answer within ${timeoutMs} ms`, ErrorCode.NODE_TIMEOUT)
+  }
+}
+
 /** `JR.enqueue` / `JR.cancel` before `JR.startDistributor()`. */
 export class NotReadyError extends JobsError {
   constructor(message = 'no distributor in this process: call JR.startDistributor() first') {
@@ -262,6 +278,8 @@ export const ERROR_CLASSES: { readonly [C in ErrorCode]: ErrorClass } = {
   [ErrorCode.JOB_FILE]: JobFileError,
   [ErrorCode.NAME_TAKEN]: NameTakenError,
   [ErrorCode.HANDED_OVER]: HandedOverError,
+  [ErrorCode.NODE_UNAVAILABLE]: NodeUnavailableError,
+  [ErrorCode.NODE_TIMEOUT]: NodeTimeoutError,
 }
 
 const CODES: ReadonlySet<string> = new Set(Object.values(ErrorCode))

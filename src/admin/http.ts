@@ -13,8 +13,24 @@ export const HttpErrorCode = {
   NOT_FOUND: 'ERR_NOT_FOUND',
   /** Collecting the metrics failed (a collector of the application's own threw). */
   METRICS: 'ERR_METRICS',
-  /** The dashboard's files could not be read (a build that did not copy them beside its module). */
-  DASHBOARD: 'ERR_DASHBOARD',
+  /** A bad parameter, a body that does not parse, an unknown field: the message names it. */
+  BAD_REQUEST: 'ERR_BAD_REQUEST',
+  /** The admin handler's `authorize` refused the action (acting is refused unless configured). */
+  FORBIDDEN: 'ERR_FORBIDDEN',
+  /** An action requested from another site (a forged form or script). */
+  CROSS_SITE: 'ERR_CROSS_SITE',
+  /** The action does not fit the job's state (a retry of a job that did not fail). */
+  CONFLICT: 'ERR_CONFLICT',
+  /** An action's body is not `application/json`. */
+  UNSUPPORTED_MEDIA_TYPE: 'ERR_UNSUPPORTED_MEDIA_TYPE',
+  /** A body over the admin API's limit. */
+  PAYLOAD_TOO_LARGE: 'ERR_PAYLOAD_TOO_LARGE',
+  /** The node to ask is not connected, or went away before it answered. */
+  NODE_UNAVAILABLE: 'ERR_NODE_UNAVAILABLE',
+  /** The node asked did not answer in time. */
+  NODE_TIMEOUT: 'ERR_NODE_TIMEOUT',
+  /** Something failed inside the handler; the message says what. */
+  INTERNAL: 'ERR_INTERNAL',
 } as const
 
 export type HttpErrorCode = (typeof HttpErrorCode)[keyof typeof HttpErrorCode]

@@ -73,6 +73,16 @@ export class Acceptance {
     this.ctx.scheduleDispatch()
   }
 
+  /**
+   * `job`, which had failed, runs again on `session`'s node (an operator's retry): it is that
+   * node's as if the node had just accepted it.
+   */
+  retriedOn(session: NodeSession, job: TrackedJob): void {
+    const now = Date.now()
+    assign(job, session, now)
+    this.acceptedBy(session, job, now)
+  }
+
   private acceptedBy(session: NodeSession, job: TrackedJob, now: number): void {
     job.state = 'accepted'
     job.owner = session.name

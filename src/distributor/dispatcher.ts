@@ -41,6 +41,8 @@ export class Dispatcher {
     private readonly log: Logger,
     /** alwaysUseSpecifiedNode: a job with `node` waits for that node. */
     private readonly strict: boolean,
+    /** Job names an operator paused: their jobs stay in the queue. */
+    private readonly paused: ReadonlySet<string>,
   ) {}
 
   /** Queues a pass, unless one is queued already, nothing waits, or the distributor closed. */
@@ -75,7 +77,9 @@ export class Dispatcher {
     // record of its jobs); `given` lists the sessions that got some: no Map per pass.
     const given = this.given
     const now = Date.now()
+    const paused = this.paused
     for (const route of this.queue.routes.values()) {
+      if (paused.size > 0 && paused.has(route.name)) continue
       if (route.asideRoute !== undefined && route.asideRoute.length > 0) this.passAside(route.asideRoute, now)
       this.passRoute(route, now)
       this.queue.dropEmpty(route)

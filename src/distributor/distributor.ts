@@ -1,6 +1,9 @@
 import { reportDistributor, type DistributorMetricsSource } from '../admin/metrics/distributor-metrics.js'
 import { metricsHandler } from '../admin/metrics/metrics-handler.js'
 import { promClient, type MetricsRegistry } from '../admin/metrics/prom-client.js'
+import type { AdminChange, AdminContext } from '../admin/api/admin-context.js'
+import { createAdminHandler, type AdminHandler, type AdminHandlerOptions } from '../admin/api/admin-handler.js'
+import { serveDashboard } from '../admin/dashboard/dashboard.js'
 import type { RequestHandler } from '../admin/http.js'
 import { FRAME_ENVELOPE_BYTES } from '../config.js'
 import {
@@ -16,11 +19,9 @@ import { TypedEmitter } from '../events.js'
 import type { ArgsOf } from '../node/registry.js'
 import { encodeArgs } from '../protocol/args.js'
 import { defaultAdvertise } from '../protocol/identity.js'
-import { MessageType, type Message } from '../protocol/messages.js'
+import { MessageType, type Message, type NodeJobView } from '../protocol/messages.js'
 import { Scheduler } from '../scheduling/scheduler.js'
 import type { Timer } from '../scheduling/timer-heap.js'
-import { GroupStore } from '../storage/redis/group-store.js'
-import { StoreGuard } from '../storage/store-guard.js'
 import { Acceptance } from './acceptance.js'
 import { Cancels } from './cancels.js'
 import { Dispatcher } from './dispatcher.js'
@@ -32,6 +33,7 @@ import type { JobHandle } from './job-handle.js'
 import { JobStats } from './job-stats.js'
 import { JobTable } from './job-table.js'
 import { NodePool } from './node-pool.js'
+import { NodeRequests } from './node-requests.js'
 import { NodeSession } from './node-session.js'
 import {
   resolveDistributorOptions,
@@ -40,15 +42,19 @@ import {
   type EnqueueOptions,
   type ResolvedDistributorOptions,
 } from './options.js'
+import { NO_JOB_OPTIONS } from './options.js'
 import { PendingQueue, routeKey } from './pending-queue.js'
+import { RecentFailures } from './recent-failures.js'
 import { Server } from './server.js'
-import { GroupCancels } from './spool/group-cancels.js'
-import { Membership, type MembershipContext } from './spool/membership.js'
-import { Spool } from './spool/spool.js'
+import { DistributorGroup } from './spool/group.js'
 import type { SpooledJob } from './spool/spooled-job.js'
 import { pendingSeconds, TrackedJob, type FeedbackCallback } from './tracked-job.js'
 
 export type { DistributorEventMap } from './events.js'
+
+/** How long the admin API waits for a node's answer. */
+const ADMIN_REQUEST_TIMEOUT_MS = 5000
+const NODES_CHANGED: AdminChange = { type: 'nodes' }
 
 /**
  * Holds pending jobs and the caller's feedback closures; pushes jobs to nodes over framed
@@ -60,11 +66,12 @@ export type { DistributorEventMap } from './events.js'
  * The work is done by helpers, each over a small context: the server (listening, sockets,
  * handshakes), the dispatcher (the dispatch pass; routing.ts decides where each job goes),
  * acceptance (accepted, rejected, waiting, the acceptance deadline, what a lost connection
- * gives back), the feedback router (results, closures, orphans, the ends of jobs) and
- * cancels (cancel requests and second copies). This class holds the tables they share,
- * routes each node's messages to them, and keeps the sessions' lifecycle. Its metrics
- * (src/admin/metrics) read those tables when scraped, and `JobStats`, which the helpers
- * count into as jobs move.
+ * gives back), the feedback router (results, closures, orphans, the ends of jobs),
+ * cancels (cancel requests and second copies) and, with `storage`, the group
+ * (spool/group.ts: the spool, the lease on the name, adoption, cancel from any member).
+ * This class holds the tables they share, routes each node's messages to them, and keeps
+ * the sessions' lifecycle. Its metrics (src/admin/metrics) read those tables when scraped,
+ * and `JobStats`, which the helpers count into as jobs move.
  *
  * INVARIANTS: every job in `jobs` is in exactly one place: the pending queue, or a
  * session's `held` list (sent, or accepted by a memory node), or nowhere but its `owner`
@@ -101,16 +108,20 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   /** This process holds its name (with a spool: its lease): nodes are welcomed under it. */
   private named = false
   /** With `storage`: the group's state in Redis, this member's spool, and its place in the group. */
-  private readonly groupStore: GroupStore | undefined
-  private readonly spool: Spool | undefined
-  private readonly membership: Membership | undefined
-  private readonly groupCancels: GroupCancels | undefined
-  /** With a spool: its writes land (`spool:up`) or fail (`spool:down`). */
-  private spoolUp = true
+  private readonly distributorGroup: DistributorGroup | undefined
   /** The registry the metrics report through: the application's, or one made on first read. */
   private registry: MetricsRegistry | undefined
   /** Stops reporting through the application's registry (at close). */
   private readonly unreport: (() => void) | undefined
+  // --- what the admin API reads and changes (src/admin/api) ---
+  /** The last runs that failed for good: where a retry goes, and what the dashboard shows. */
+  private readonly failures = new RecentFailures()
+  /** Job names an operator paused: their jobs wait here. */
+  private readonly paused = new Set<string>()
+  private readonly requests: NodeRequests
+  /** The admin handlers' live streams, told of node changes and failures. */
+  private readonly watchers = new Set<(change: AdminChange) => void>()
+  private readonly adminHandlers = new Set<AdminHandler>()
 
   constructor(options: DistributorOptions = {}, defaults = { alwaysUseSpecifiedNode: false }) {
     super()
@@ -119,7 +130,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     const scheduleDispatch = (): void => this.dispatcher.schedule()
     const finishCancelled = (job: TrackedJob): void => this.feedback.finishCancelled(job)
     this.cancels = new Cancels(
-      { finishCancelled, foreignResult: (id, outcome) => this.groupCancels?.nodeResult(id, outcome) },
+      { finishCancelled, foreignResult: (id, outcome) => this.distributorGroup?.cancelResult(id, outcome) },
       this.jobs,
       this.pool,
       log,
@@ -130,45 +141,24 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     this.acks = new FeedbackAcks(log, this.options.feedbackTimeoutMs, this.timers)
     const after = (timer: Timer, ms: number): void => this.timers.schedule(timer, Date.now() + ms)
     const cancelTimer = (timer: Timer): void => void this.timers.cancel(timer)
+    this.requests = new NodeRequests({ after, cancelTimer }, ADMIN_REQUEST_TIMEOUT_MS)
     const { storage, name } = this.options
     if (storage !== undefined && name !== undefined) {
-      // A hung Redis counts as failing (every wait is bounded): joining, renewing, giving the
-      // name up at close, as the spool's writes.
-      const guard = new StoreGuard({ now: Date.now, after }, this.options.storeTimeoutMs)
-      this.groupStore = new GroupStore(storage, this.options.group, { guard })
-      this.spool = new Spool(
+      this.distributorGroup = new DistributorGroup(
         {
           log,
+          events: this.events,
           after,
           cancelTimer,
-          persisted: (job) => job.markPersisted(),
-          changed: (error) => {
-            this.spoolUp = error === undefined
-            if (error === undefined) this.safeEmit('spool:up', {})
-            else this.safeEmit('spool:down', { error })
+          advertise: () => this.advertise,
+          broadcast: (message) => {
+            for (const session of this.pool.all()) session.connection.send(message)
           },
-        },
-        this.groupStore,
-        name,
-        this.options.storeTimeoutMs,
-      )
-      this.groupCancels = new GroupCancels(
-        {
-          log,
-          after,
-          cancelTimer,
           holds: (id) => this.jobs.get(id) !== undefined,
           cancelHeld: (id) => this.cancel(id),
-          cancelOnNodes: (id) => {
-            for (const session of this.pool.all()) session.connection.send({ type: MessageType.CANCEL, id })
-          },
+          restore: (jobs, held) => this.restore(jobs, held),
         },
-        this.groupStore,
-      )
-      this.membership = new Membership(
-        this.membershipContext(name, after, cancelTimer),
-        this.groupStore,
-        this.options.leaseMs,
+        { ...this.options, storage, name },
       )
     }
     this.feedback = new FeedbackRouter(
@@ -181,11 +171,15 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
           // it is persisted only if that record was written (handOver); without one, close()
           // rejected its `persisted` already.
           if (this.closed) return
-          this.spool?.remove(job)
+          this.distributorGroup?.spool.remove(job)
           job.markPersisted()
         },
         advanced: (job) => {
-          if (job.spooled) this.spool?.add(job)
+          if (job.spooled) this.distributorGroup?.spool.add(job)
+        },
+        failed: (failure) => {
+          this.failures.add(failure)
+          this.tellWatchers({ type: 'failure', failure })
         },
       },
       this.cancels,
@@ -204,7 +198,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
         finishCancelled,
         stopCopy: (session, id, job) => this.cancels.stopCopy(session, id, job),
         owned: (job) => {
-          this.spool?.remove(job)
+          this.distributorGroup?.spool.remove(job)
           job.markPersisted()
         },
       },
@@ -226,6 +220,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       this.events,
       log,
       this.options.alwaysUseSpecifiedNode,
+      this.paused,
     )
     this.server = new Server(
       {
@@ -235,7 +230,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
         onClose: (session, reason) => this.releaseSession(session, reason),
         identity: () =>
           this.named
-            ? { group: this.group, name: this.name, answersFor: this.membership?.answersFor ?? [] }
+            ? { group: this.group, name: this.name, answersFor: this.distributorGroup?.answersFor ?? [] }
             : undefined,
       },
       this.options,
@@ -270,6 +265,32 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
    */
   metricsHandler(): RequestHandler {
     return metricsHandler(this.metrics)
+  }
+
+  /**
+   * A plain `(req, res)` node:http handler serving the dashboard at its root and the JSON
+   * admin API beneath it (docs/admin.md), to mount at any path of the application's server.
+   * `authorize(req, action)` decides each request; without it reading is allowed and acting
+   * refused. Its live streams end at close().
+   */
+  adminHandler(options: AdminHandlerOptions = {}): RequestHandler {
+    const handler = createAdminHandler(this.adminContext(), options, serveDashboard)
+    this.adminHandlers.add(handler)
+    return handler
+  }
+
+  /** Job names whose jobs wait here until resumed (admin API `pause`). */
+  get pausedNames(): string[] {
+    return [...this.paused]
+  }
+
+  /** Pauses (true) or resumes dispatch of job name `name`; its jobs wait here meanwhile. */
+  pause(name: string, paused = true): void {
+    if (typeof name !== 'string' || name.length === 0)
+      throw new InvalidArgumentError(`'name' must be a non-empty string`)
+    if (paused) this.paused.add(name)
+    else if (this.paused.delete(name)) this.dispatcher.schedule()
+    this.log.info({ job: name }, paused ? 'job name paused' : 'job name resumed')
   }
 
   /** The bound port (the real one when listening on port 0). */
@@ -313,27 +334,23 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
 
   async start(): Promise<this> {
     if (this.server.started) return this
-    await this.groupStore?.connect()
+    await this.distributorGroup?.connect()
     try {
       await this.server.start()
     } catch (err) {
-      await this.groupStore?.close()
+      await this.distributorGroup?.disconnect()
       throw err
     }
     this.advertised = this.options.advertise ?? defaultAdvertise(this.options.host, this.port)
     this.memberName = this.options.name ?? this.advertised
-    if (this.membership !== undefined) {
+    if (this.distributorGroup !== undefined) {
       try {
-        await this.membership.join()
-        await this.groupCancels?.start()
+        await this.distributorGroup.join()
       } catch (err) {
-        await this.membership.abandon()
         await this.server.close()
-        await this.groupStore?.close()
+        await this.distributorGroup.disconnect()
         throw err
       }
-      this.spool?.start()
-      this.membership.start()
     }
     // Hellos waited until now (see Server): each welcome says whom this member answers for.
     this.named = true
@@ -390,7 +407,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     )
     this.jobs.add(job)
     this.queue.push(job, now).enqueued++
-    this.spool?.add(job)
+    this.distributorGroup?.spool.add(job)
     if (this.listenerCount('job:enqueue') > 0) this.safeEmit('job:enqueue', { id: job.id, name })
     if (!this.pool.knows(name)) this.dispatcher.unroutable(job)
     this.dispatcher.schedule()
@@ -420,7 +437,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     if (this.closed) return Promise.resolve(false)
     const job = this.jobs.get(id)
     // Another member of the group may hold it, or a durable node whose member is gone.
-    if (job === undefined) return this.groupCancels?.request(id) ?? Promise.resolve(false)
+    if (job === undefined) return this.distributorGroup?.cancel(id) ?? Promise.resolve(false)
     if (job.state === 'pending') {
       this.feedback.finishCancelled(job)
       return Promise.resolve(true)
@@ -443,47 +460,26 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     const unpersisted = new DistributorClosedError('distributor closed before the job was persisted')
     // A spooled distributor that never held its name (not started, or NameTakenError) wrote
     // nothing: nothing can be handed over, its jobs fail as without a spool.
-    if (this.spool === undefined || !this.named) {
+    if (this.distributorGroup === undefined || !this.named) {
       const err = new DistributorClosedError('distributor closed before the job finished')
       for (const job of this.jobs.values()) job.failPersisted(unpersisted)
-      this.spool?.close()
+      this.distributorGroup?.close()
       this.feedback.failAll(err)
     } else {
-      await this.handOver(unpersisted)
+      // A hand-over (DistributorGroup.handOver): each `done` rejects with HandedOverError.
+      const jobs = [...this.jobs.values()]
+      this.feedback.handOverAll(new HandedOverError())
+      await this.distributorGroup.handOver(jobs, unpersisted)
     }
     this.jobs.clear()
     this.queue.clear()
     this.acceptance.close()
+    for (const handler of this.adminHandlers) handler.close()
     this.timers.close()
     await this.server.close()
-    await this.groupStore?.close()
+    await this.distributorGroup?.disconnect()
     this.unreport?.()
     this.safeEmit('close', {})
-  }
-
-  /**
-   * Closing with a spool (a rolling deploy's SIGTERM): nothing spooled fails. The spool is
-   * written out (for at most a lease: Redis may be down), the name is given up so that a
-   * restart or another member takes the work over at once, and each `done` rejects with
-   * HandedOverError. A job whose record never reached Redis was never reported persisted:
-   * its `persisted` rejects.
-   */
-  private async handOver(unpersisted: DistributorClosedError): Promise<void> {
-    const jobs = [...this.jobs.values()]
-    this.feedback.handOverAll(new HandedOverError())
-    const spool = this.spool as Spool
-    let timer: NodeJS.Timeout | undefined
-    await Promise.race([
-      spool.flush(),
-      new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, this.options.leaseMs)
-      }),
-    ])
-    clearTimeout(timer)
-    spool.close()
-    this.groupCancels?.close()
-    for (const job of jobs) job.failPersisted(unpersisted)
-    await this.membership?.leave().catch((err: unknown) => this.log.warn({ err }, 'cannot give up the member lease'))
   }
 
   /** What the metrics read, when scraped: counters kept where jobs move, and the tables as they are. */
@@ -502,43 +498,75 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
         return seconds
       },
       nodes: () => this.pool.all(),
-      spoolUp: () => (this.spool === undefined ? undefined : this.spoolUp),
+      spoolUp: () => this.distributorGroup?.spoolUp,
     }
+  }
+
+  /** What the admin API reads and does here: the metrics' view, and the tables and actions behind it. */
+  private adminContext(): AdminContext {
+    const distributor = this
+    return {
+      ...this.metricsSource(),
+      get member() {
+        return distributor.name
+      },
+      counts: () => ({ pending: this.queue.size, active: this.jobs.size }),
+      nodes: () => this.pool.all(),
+      session: (node) => this.pool.get(node),
+      routes: () => this.queue.routes.values(),
+      job: (id) => this.jobs.get(id),
+      failures: this.failures,
+      paused: () => this.paused,
+      setPaused: (name, paused) => this.pause(name, paused),
+      ask: (session, request) => this.requests.ask(session, request),
+      cancel: (id) => this.cancel(id),
+      retried: (node, view) => this.retried(node, view),
+      watch: (listener) => {
+        this.watchers.add(listener)
+        return () => void this.watchers.delete(listener)
+      },
+      after: (timer, ms) => this.timers.schedule(timer, Date.now() + ms),
+      cancelTimer: (timer) => void this.timers.cancel(timer),
+    }
+  }
+
+  private tellWatchers(change: AdminChange): void {
+    for (const watcher of this.watchers) watcher(change)
+  }
+
+  /**
+   * `node` runs failed job `view` again (an operator's retry): it is held here again, as the
+   * node's, so that its result is delivered (through the named handlers: its closures ran
+   * with the failure) and a cancel reaches it.
+   */
+  private retried(node: string, view: NodeJobView): void {
+    this.failures.forget(view.id)
+    const session = this.pool.get(node)
+    if (session === undefined || this.jobs.get(view.id) !== undefined || this.closed) return
+    const job = new TrackedJob(
+      view.id,
+      this,
+      view.name,
+      view.args === undefined ? encodeArgs({}, this.options.maxFrameSize) : Buffer.from(view.args),
+      view.dueAt,
+      NO_JOB_OPTIONS,
+      routeKey(view.name, undefined, undefined),
+      this.seq++,
+      undefined,
+      undefined,
+    )
+    job.run = view.run
+    job.viaHandler = true
+    if (this.jobs.restoreAll([job]).length === 1) this.acceptance.retriedOn(session, job)
   }
 
   // --- the group -----------------------------------------------------------------------
 
-  private membershipContext(
-    name: string,
-    after: (timer: Timer, ms: number) => void,
-    cancelTimer: (timer: Timer) => void,
-  ): MembershipContext {
-    return {
-      group: this.options.group,
-      name,
-      advertise: () => this.advertise,
-      log: this.log,
-      after,
-      cancelTimer,
-      restore: (jobs, from) => this.restore(jobs, from),
-      flush: () => (this.spool as Spool).flush(),
-      answering: (names) => this.tellNodes(names),
-      adopted: (member, jobs) => this.safeEmit('member:adopted', { member, jobs }),
-    }
-  }
-
-  /** Tells every connected node that this member answers for gone members `names` now. */
-  private tellNodes(names: string[]): void {
-    for (const session of this.pool.all()) session.connection.send({ type: MessageType.ANSWERS, names })
-  }
-
   /**
-   * Jobs read back from a spool wait for nodes again; their results run the named
-   * handlers. This member's own spool holds them already; a gone member's are spooled here
-   * (Membership removes them from that spool once they are written).
+   * Jobs read back from a spool (DistributorGroup says which) wait for nodes again; their
+   * results run the named handlers. `held` hears of each job not held here already.
    */
-  private restore(spooled: SpooledJob[], from: string): void {
-    const own = from === this.name
+  private restore(spooled: SpooledJob[], held: (job: TrackedJob) => void): void {
     const now = Date.now()
     const jobs = spooled.map((s) => {
       const job = new TrackedJob(
@@ -558,12 +586,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       return job
     })
     for (const job of this.jobs.restoreAll(jobs)) {
-      if (own) {
-        job.spooled = true
-        job.markPersisted()
-      } else {
-        this.spool?.add(job)
-      }
+      held(job)
       this.queue.push(job, now)
       if (!this.pool.knows(job.name)) this.dispatcher.unroutable(job)
     }
@@ -594,6 +617,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     this.dispatcher.known(session.jobs)
     if (session.durable) this.acceptance.adopt(session)
     this.cancels.resend(session)
+    this.tellWatchers(NODES_CHANGED)
     this.dispatcher.schedule()
   }
 
@@ -604,6 +628,8 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     this.pool.remove(session)
     this.acceptance.disarm(session)
     this.acks.drop(session)
+    this.requests.drop(session)
+    this.tellWatchers(NODES_CHANGED)
     // After close() every job was settled already: nothing goes back anywhere.
     if (this.closed) return
     this.feedback.linkLost(session)
@@ -628,8 +654,12 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
         return this.acceptance.onRejected(session, message.seq, message.ids)
       case MessageType.STATE:
         session.accepting = message.accepting
+        session.notAccepting = message.reason
+        this.tellWatchers(NODES_CHANGED)
         if (message.accepting) this.dispatcher.schedule()
         return
+      case MessageType.ADMIN_RESULT:
+        return this.requests.onResult(session, message)
       case MessageType.FEEDBACK:
         return this.feedback.onFeedback(session, message.seq, message.items)
       case MessageType.CANCEL_RESULT:
@@ -647,6 +677,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       case MessageType.FEEDBACK_ACK:
       case MessageType.CANCEL:
       case MessageType.ANSWERS:
+      case MessageType.ADMIN:
         session.connection.close(new ProtocolError(`unexpected '${message.type}' from a node`))
         return
       default: {

@@ -1,5 +1,12 @@
 import { FRAME_ENVELOPE_BYTES } from '../config.js'
-import { FrameTooLargeError, JobFailedError, coerceError, serializeError, type JobsError } from '../errors.js'
+import {
+  FrameTooLargeError,
+  JobFailedError,
+  coerceError,
+  serializeError,
+  type JobsError,
+  type SerializedError,
+} from '../errors.js'
 import type { Logger } from '../logger.js'
 import { decodeArgs, type JobArgsObject } from '../protocol/args.js'
 import type { WireFeedback } from '../protocol/messages.js'
@@ -10,6 +17,7 @@ import type { JobStats, NameStats } from './job-stats.js'
 import type { JobTable } from './job-table.js'
 import type { NodeSession } from './node-session.js'
 import type { PendingQueue } from './pending-queue.js'
+import type { Failure } from './recent-failures.js'
 import { RecentIds } from './recent-ids.js'
 import { holderOf, setLoad, wireSize, type FeedbackCallback, type TrackedJob } from './tracked-job.js'
 
@@ -26,6 +34,8 @@ export interface FeedbackContext {
   ended(job: TrackedJob, cancelled: boolean): void
   /** A periodic job moved on to its next run: its spool record follows. */
   advanced(job: TrackedJob): void
+  /** A node reported a run that failed for good (the admin API keeps the last ones). */
+  failed(failure: Failure): void
 }
 
 /** How the router deals with a node that reports on a job it does not hold (Cancels). */
@@ -75,7 +85,9 @@ export class FeedbackRouter {
       const job = this.jobs.get(item.id)
       if (job === undefined) {
         if (!this.recent.has(item.id) && !session.finished.has(item.id)) {
-          const running = this.runHandler(session, item, argsOf(item))
+          const args = argsOf(item)
+          if (item.kind === 'error') this.failed(session, item, args)
+          const running = this.runHandler(session, item, args)
           if (running !== undefined) (pending ??= []).push(running)
         } else if (!item.final) {
           // It ended here, yet this node still runs a schedule of it: a second copy (see below).
@@ -99,6 +111,7 @@ export class FeedbackRouter {
       }
       if (!stale) {
         countResult(this.stats.of(job.name), item)
+        if (item.kind === 'error') this.failed(session, item, args, job.name)
         const event = item.kind === 'success' ? 'job:success' : 'job:failed'
         const running = job.viaHandler
           ? this.runHandler(session, item, args)
@@ -119,6 +132,12 @@ export class FeedbackRouter {
     }
     this.acks.handled(session, seq, pending)
     this.ctx.scheduleDispatch()
+  }
+
+  private failed(session: NodeSession, item: WireFeedback, args: JobArgsObject, name = item.name): void {
+    if (item.cancelled) return
+    const error = args['error'] as SerializedError | undefined
+    this.ctx.failed({ id: item.id, name: name ?? '', node: session.name, run: item.run, at: Date.now(), error, args })
   }
 
   /**

@@ -2,7 +2,13 @@ import { AuthError, HandshakeError } from '../errors.js'
 import { LinkedList } from '../linked-list.js'
 import type { Connection } from '../protocol/connection.js'
 import { distributorProof, newNonce, nodeProof, proofMatches } from '../protocol/handshake.js'
-import { MessageType, PROTOCOL_VERSION, type HelloMessage, type WireJob } from '../protocol/messages.js'
+import {
+  MessageType,
+  PROTOCOL_VERSION,
+  type HelloMessage,
+  type NotAcceptingReason,
+  type WireJob,
+} from '../protocol/messages.js'
 import { Timer } from '../scheduling/timer-heap.js'
 import type { HeldAck } from './feedback-acks.js'
 import { INSTANT_LOAD, type TrackedJob } from './tracked-job.js'
@@ -66,6 +72,10 @@ export class NodeSession {
   maxFrameSize = Number.MAX_SAFE_INTEGER
   /** The node takes new jobs (false while it drains or its store is down). */
   accepting = true
+  /** Why it does not, as it said (an older node says nothing). */
+  notAccepting: NotAcceptingReason | undefined = undefined
+  /** When its handshake completed (epoch ms). */
+  connectedAt = 0
   /**
    * Jobs it was sent were taken back, unanswered past the acceptance deadline: it gets no
    * more until it answers a dispatch frame again.
@@ -212,6 +222,7 @@ export class NodeSession {
     if (hello.maxFrameSize !== undefined) this.maxFrameSize = Math.min(this.maxFrameSize, hello.maxFrameSize)
     this.durable = hello.durable
     this.state = 'ready'
+    this.connectedAt = Date.now()
     this.connection.authenticated()
     this.connection.send({
       type: MessageType.WELCOME,

@@ -47,6 +47,23 @@ export class Route {
     return undefined
   }
 
+  /**
+   * Jobs `offset` to `offset + limit` in line (with those set aside from it after), and how
+   * many are in line: for the admin API, a slice, never a walk of the route. A cancelled job
+   * not yet dropped holds its place in the count and is left out of the page.
+   */
+  page(offset: number, limit: number): { jobs: TrackedJob[]; total: number } {
+    const aside = this.asideRoute?.length ?? 0
+    const total = this.length + aside
+    const own = this.items.slice(this.head + offset, this.head + offset + limit)
+    const rest = limit - own.length
+    const more =
+      rest > 0 && this.asideRoute !== undefined
+        ? this.asideRoute.page(Math.max(0, offset - this.length), rest).jobs
+        : []
+    return { jobs: own.concat(more).filter((job) => job.state === 'pending'), total }
+  }
+
   /** Takes every job still waiting, in order. */
   takeAll(): TrackedJob[] {
     const jobs: TrackedJob[] = []

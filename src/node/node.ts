@@ -1,16 +1,13 @@
 import { createRequire } from 'node:module'
 import { resolve as resolvePath } from 'node:path'
 import type { RequestHandler } from '../admin/http.js'
-import { metricsHandler } from '../admin/metrics/metrics-handler.js'
-import type { MetricsServer } from '../admin/metrics/metrics-server.js'
-import { reportNode, type NodeMetricsSource } from '../admin/metrics/node-metrics.js'
-import { promClient, type MetricsRegistry } from '../admin/metrics/prom-client.js'
+import type { MetricsRegistry } from '../admin/metrics/prom-client.js'
 import type { Config } from '../config.js'
 import { InvalidArgumentError, ProtocolError } from '../errors.js'
 import { TypedEmitter } from '../events.js'
 import type { Logger } from '../logger.js'
 import { HANDSHAKE_MAX_FRAME_SIZE } from '../protocol/frame.js'
-import { MessageType, type Message } from '../protocol/messages.js'
+import { MessageType, NotAcceptingReason, type Message, type StateMessage } from '../protocol/messages.js'
 import { pack } from '../protocol/msgpack.js'
 import { systemClock, type Clock } from '../scheduling/clock.js'
 import { Scheduler } from '../scheduling/scheduler.js'
@@ -22,26 +19,20 @@ import { hasLeases, type Store } from '../storage/store.js'
 import { AttemptRecorder } from './attempt-recorder.js'
 import { AttemptRunner } from './attempt-runner.js'
 import { Cancels } from './cancels.js'
-import { DnsSource } from './discovery/dns-source.js'
-import { type LinkChange, LinkSet } from './discovery/link-set.js'
-import { RegistrySource } from './discovery/registry-source.js'
 import { DistributorDirectory } from './distributor-directory.js'
-import { DistributorLink, type LinkContext } from './distributor-link.js'
+import type { DistributorLink } from './distributor-link.js'
 import { FeedbackBuilder } from './feedback-builder.js'
 import { FeedbackOutbox } from './feedback-outbox.js'
 import { JobIntake } from './job-intake.js'
 import { loadJobDirectory } from './job-loader.js'
 import { LeaseKeeper, type LeaseContext } from './lease-keeper.js'
+import { NodeLinks } from './links.js'
 import { LiveJobs, type LiveJob, type TimerItem } from './live-jobs.js'
 import type { NodeEventMap, NodeEvents } from './node-events.js'
+import { NodeAdmin } from './node-admin.js'
 import { NodeJobStats } from './node-job-stats.js'
-import {
-  type LinkTarget,
-  linkTarget,
-  resolveNodeOptions,
-  type NodeOptions,
-  type ResolvedNodeOptions,
-} from './options.js'
+import { NodeMetricsWiring } from './node-metrics-wiring.js'
+import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './options.js'
 import { JobRegistry } from './registry.js'
 import { Resumer } from './resumer.js'
 import { StoreOutage } from './store-outage.js'
@@ -49,6 +40,14 @@ import { StoreOutage } from './store-outage.js'
 export type { NodeEventMap } from './node-events.js'
 
 const VERSION = (createRequire(import.meta.url)('../../package.json') as { version: string }).version
+
+/** What a node that takes no new jobs tells a distributor that sent some anyway. */
+const REFUSALS: Record<NotAcceptingReason, string> = {
+  [NotAcceptingReason.STORE_DOWN]: 'node storage unavailable',
+  [NotAcceptingReason.DRAINING]: 'node is shutting down',
+  [NotAcceptingReason.QUIET]: 'node is quiet',
+  [NotAcceptingReason.LEAVING]: 'node is leaving this distributor',
+}
 
 export interface CloseOptions {
   /** Abandon running chains at once (they stay in storage as in progress). @default false */
@@ -69,10 +68,12 @@ export interface CloseOptions {
  * `AttemptRunner` (timers, the ready queue, attempts), `AttemptRecorder` (what follows an
  * attempt, decided by the pure `decideAfterAttempt`), `Cancels` (cancels, and a memory
  * node's link that drops), `StoreOutage` (store writes while the store is down),
- * `FeedbackBuilder` and `FeedbackOutbox` (results until acknowledged), `LeaseKeeper`, and
- * `LinkSet` (one link per address its sources list: static, `dns:` names, the registry).
- * Its metrics (src/admin/metrics) read these parts when scraped, and `NodeJobStats`, which
- * the runner and the recorder count into.
+ * `FeedbackBuilder` and `FeedbackOutbox` (results until acknowledged), `LeaseKeeper`,
+ * `NodeAdmin` (what an operator asks through a distributor's admin API), and
+ * `NodeLinks` (links.ts: the `LinkSet`, one link per address its sources list: static,
+ * `dns:` names, the registry; what a link's handshake and loss mean). `NodeMetricsWiring`
+ * (node-metrics-wiring.ts) holds its metrics' registry and endpoint; they read these parts
+ * when scraped, and `NodeJobStats`, which the runner and the recorder count into.
  *
  * Time: every due time, timeout and deadline is read from `clock` and armed on the one
  * scheduler; only the network (links, heartbeats), the pump's budget and the shutdown's
@@ -89,16 +90,14 @@ export class Node extends TypedEmitter<NodeEventMap> {
   private store!: Store
   private readonly config: Config
   private readonly clock: Clock
-  /** The links, one per address the sources list, and when to let one go. */
-  private readonly linkSet: LinkSet
-  /** What keeps the link set current: DNS names, the group registry. */
-  private readonly sources: { start(): void; close(): void }[] = []
+  /** The links, one per address the sources list, and the sources that keep them current. */
+  private readonly links: NodeLinks
   /** Which link receives what is filed under a distributor identity. */
   private readonly directory = new DistributorDirectory()
   /** Counted by distributor: a link is let go only once nothing is held for it. */
   private readonly live = new LiveJobs<LiveJob>(
     (job) => job.distributor,
-    () => this.linkSet.requestRecheck(),
+    () => this.links.requestRecheck(),
   )
   private readonly scheduler: Scheduler<TimerItem>
   /** Unacknowledged feedback per distributor identity, in the order it was produced. */
@@ -109,6 +108,9 @@ export class Node extends TypedEmitter<NodeEventMap> {
   private readonly runner: AttemptRunner
   private readonly cancels: Cancels
   private accepting = true
+  /** An operator quieted the node (admin API): it takes no new jobs, and finishes what it holds. */
+  private quieted = false
+  private readonly admin: NodeAdmin
   private state: 'new' | 'starting' | 'running' | 'draining' | 'closed' = 'new'
   private closing: Promise<void> | undefined
   private leaseKeeper: LeaseKeeper | undefined
@@ -119,12 +121,8 @@ export class Node extends TypedEmitter<NodeEventMap> {
   private readonly jobStats = new NodeJobStats()
   /** False from `store:down` until `store:up`. */
   private storeUp = true
-  /** The registry the metrics report through: the application's, or one made on first read. */
-  private metricsRegistry: MetricsRegistry | undefined
-  /** Stops reporting through the application's registry (at close). */
-  private readonly unreport: (() => void) | undefined
-  /** With `metricsPort`: the HTTP endpoint serving the metrics. */
-  private metricsServer: MetricsServer | undefined
+  /** The metrics' registry, handler and (with `metricsPort`) endpoint. */
+  private readonly metricsWiring: NodeMetricsWiring
 
   /** Arms `timer` on the scheduler, `ms` from now by the node's clock. */
   private readonly after = (timer: Timer, ms: number): void => this.scheduler.schedule(timer, this.clock.now() + ms)
@@ -157,12 +155,35 @@ export class Node extends TypedEmitter<NodeEventMap> {
       onError: (err) => log.error({ err }, 'timer callback failed'),
     })
     this.storeGuard = new StoreGuard({ now, after: this.after }, opts.storeTimeoutMs)
-    this.linkSet = new LinkSet({
-      log,
-      createLink: (target) => this.createLink(target),
-      owes: (link) => this.owes(link),
-      changed: (link, change, reason) => this.onLinkChange(link, change, reason),
-    })
+    this.links = new NodeLinks(
+      {
+        log,
+        after: this.after,
+        cancelTimer: (timer) => void this.scheduler.cancel(timer),
+        now,
+        helloFields: () => ({
+          node: this.name,
+          version: VERSION,
+          jobs: this.registry.names(),
+          concurrency: this.options.concurrency,
+          window: this.options.window,
+          maxFrameSize: this.options.maxFrameSize,
+          durable: this.store.durable,
+        }),
+        state: () => this.stateMessage(),
+        filedKeys: () => [this.live.ownerKeys(), this.outage.owners(), this.outbox.waitingKeys()],
+        onMessage: (link, message) => this.onMessage(link, message),
+        ready: (link) => this.outbox.resend(link),
+        lost: (link) => {
+          if (!this.store.durable) this.cancels.dropJobsOf(link)
+          // What it received goes to a member that answers for it, if one is connected.
+          this.outbox.route()
+        },
+      },
+      this.directory,
+      this.events,
+      opts,
+    )
     this.outbox = new FeedbackOutbox({ linkFor, busy: () => this.runner.busy, maxFrameSize: opts.maxFrameSize, log })
     this.builder = new FeedbackBuilder({ maxFrameSize: opts.maxFrameSize, linkFor, log })
     this.outage = new StoreOutage({
@@ -176,11 +197,11 @@ export class Node extends TypedEmitter<NodeEventMap> {
           this.safeEmit('store:down', { error })
           return
         }
-        if (this.state === 'running') this.setAccepting(true)
+        if (this.state === 'running' && !this.quieted) this.setAccepting(true)
         this.safeEmit('store:up', {})
       },
       // A job's end is stored and its result filed: a link may be owed nothing now.
-      settled: () => this.linkSet.requestRecheck(),
+      settled: () => this.links.requestRecheck(),
     })
     const unschedule = (job: LiveJob): void => void this.scheduler.cancel(job)
     this.cancels = new Cancels(
@@ -218,8 +239,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
       this.live,
       this.outbox,
     )
-    const refusal = (): string | undefined =>
-      this.accepting ? undefined : this.state === 'running' ? 'node storage unavailable' : 'node is shutting down'
+    const refusal = (): string | undefined => (this.accepting ? undefined : REFUSALS[this.notAcceptingReason()])
     this.intake = new JobIntake(
       { store: () => this.store, log, refusal, schedule, now },
       this.live,
@@ -227,11 +247,21 @@ export class Node extends TypedEmitter<NodeEventMap> {
       this.outage,
       this.events,
     )
-    const registry = opts.metricsRegistry
-    if (registry !== undefined) {
-      this.metricsRegistry = registry
-      this.unreport = reportNode(registry, this.metricsSource(), 'metrics.registry')
-    }
+    this.admin = new NodeAdmin({ store: () => this.store, now, schedule, quiet: (q) => this.quiet(q) }, this.live)
+    this.metricsWiring = new NodeMetricsWiring(
+      {
+        name: this.name,
+        runner: this.runner,
+        scheduler: this.scheduler,
+        live: this.live,
+        outbox: this.outbox,
+        links: this.links,
+        jobStats: this.jobStats,
+        storeUp: () => this.storeUp,
+      },
+      opts,
+      log,
+    )
   }
 
   /**
@@ -241,24 +271,17 @@ export class Node extends TypedEmitter<NodeEventMap> {
    * metrics of the process (CPU, memory, heap, GC, event-loop delay), labelled `node`.
    */
   get metrics(): MetricsRegistry {
-    if (this.metricsRegistry === undefined) {
-      const { Registry, collectDefaultMetrics } = promClient()
-      const registry = new Registry()
-      reportNode(registry, this.metricsSource(), 'metrics')
-      collectDefaultMetrics({ register: registry, labels: { node: this.name } })
-      this.metricsRegistry = registry
-    }
-    return this.metricsRegistry
+    return this.metricsWiring.registry
   }
 
   /** A plain `(req, res)` node:http handler serving `metrics` in the text format (GET or HEAD). */
   metricsHandler(): RequestHandler {
-    return metricsHandler(this.metrics)
+    return this.metricsWiring.handler()
   }
 
   /** With `metricsPort`: the port the metrics are served on (the real one for port 0), once started. */
   get metricsPort(): number | undefined {
-    return this.metricsServer?.port
+    return this.metricsWiring.port
   }
 
   get name(): string {
@@ -282,31 +305,20 @@ export class Node extends TypedEmitter<NodeEventMap> {
 
   /** Addresses of the distributors this node is connected to now. */
   get connectedDistributors(): string[] {
-    return [...this.linkSet.links()].filter((l) => l.ready).map((l) => l.address)
+    return [...this.links.links()].filter((l) => l.ready).map((l) => l.address)
   }
 
   async start(): Promise<this> {
     if (this.state !== 'new') return this
     this.state = 'starting'
     // First: a port that is taken fails the start before anything else is opened.
-    await this.serveMetrics()
+    await this.metricsWiring.serve()
     try {
       return await this.open()
     } catch (err) {
-      await this.metricsServer?.close()
+      await this.metricsWiring.stopServing()
       throw err
     }
-  }
-
-  private async serveMetrics(): Promise<void> {
-    const { metricsPort, metricsHost } = this.options
-    if (metricsPort === undefined) return
-    // Loaded here: node:http is a few milliseconds of import time that a node without it skips.
-    const { MetricsServer } = await import('../admin/metrics/metrics-server.js')
-    const server = new MetricsServer(this.metricsHandler())
-    await server.start(metricsHost, metricsPort)
-    this.metricsServer = server
-    this.log.info({ host: metricsHost, port: server.port }, 'metrics listening')
   }
 
   private async open(): Promise<this> {
@@ -328,8 +340,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
     }
     const resumed = await this.resumer.resume(this.store, this.config.retryJobsAtStart)
     this.state = 'running'
-    this.linkSet.set('static', this.options.distributors)
-    this.startSources()
+    this.links.start()
     this.safeEmit('ready', { name: this.name, jobs: this.registry.names(), resumed })
     return this
   }
@@ -362,52 +373,19 @@ export class Node extends TypedEmitter<NodeEventMap> {
       await this.waitOutboxFlushed(Math.min(2000, timeoutMs))
     }
     this.state = 'closed'
-    for (const source of this.sources) source.close()
+    this.links.stopSources()
     await this.leaseKeeper?.stop()
     this.scheduler.close()
     await this.runner.close()
-    this.linkSet.close()
+    this.links.close()
     await this.store?.close().catch((err: unknown) => this.log.warn({ err }, 'store close failed'))
     // Last: the metrics watched the whole shutdown.
-    await this.metricsServer?.close()
-    this.unreport?.()
+    await this.metricsWiring.close()
     this.log.info('node closed')
     this.safeEmit('close', {})
   }
 
   // --- start-up ----------------------------------------------------------------------
-
-  /** What the metrics read, when scraped: counters kept where jobs move, and the tables as they are. */
-  private metricsSource(): NodeMetricsSource {
-    const node = this
-    return {
-      name: this.name,
-      get runningCount() {
-        return node.runner.runningCount
-      },
-      get scheduledCount() {
-        return node.scheduler.size
-      },
-      get queuedCount() {
-        return node.runner.queuedCount
-      },
-      get jobCount() {
-        return node.live.size
-      },
-      get feedbackPending() {
-        return node.outbox.size
-      },
-      get distributorCount() {
-        let n = 0
-        for (const link of node.linkSet.links()) if (link.ready) n++
-        return n
-      },
-      get storeUp() {
-        return node.storeUp
-      },
-      jobStats: () => this.jobStats.values(),
-    }
-  }
 
   private createStore(): Store {
     const { storage } = this.options
@@ -435,114 +413,6 @@ export class Node extends TypedEmitter<NodeEventMap> {
     else this.runner.onDue(item)
   }
 
-  // --- links -------------------------------------------------------------------------
-
-  /** Each `dns:` entry and the group registry report their sets to the link set. */
-  private startSources(): void {
-    const { dnsTargets, dnsServer, group, discover } = this.options
-    const timers = {
-      log: this.log,
-      after: this.after,
-      cancelTimer: (timer: Timer) => void this.scheduler.cancel(timer),
-    }
-    const report =
-      (source: string) =>
-      (addresses: readonly { host: string; port: number }[]): void =>
-        this.linkSet.set(source, addresses.map(linkTarget))
-    for (const { name, port } of dnsTargets) {
-      const onChange = report(`dns:${name}:${port}`)
-      this.sources.push(new DnsSource({ ...timers, onChange }, { name, port, server: dnsServer }))
-    }
-    if (discover !== undefined && group !== undefined) {
-      const onChange = report(`registry:${group}`)
-      const now = (): number => this.clock.now()
-      this.sources.push(new RegistrySource({ ...timers, now, onChange }, { url: discover, group }))
-    }
-    for (const source of this.sources) source.start()
-  }
-
-  private createLink(target: LinkTarget): DistributorLink {
-    return new DistributorLink(this.linkContext, {
-      ...target,
-      secret: this.options.secret,
-      tls: this.options.tls,
-      maxFrameSize: this.options.maxFrameSize,
-      stallTimeoutMs: this.options.stallTimeoutMs,
-      handshakeTimeoutMs: this.options.handshakeTimeoutMs,
-      reconnectMinMs: this.options.reconnectMinMs,
-      reconnectMaxMs: this.options.reconnectMaxMs,
-      log: this.log,
-    })
-  }
-
-  /**
-   * Something filed under a key that `link` is the one to deliver: a job held, a job's end
-   * being stored, a result not yet acknowledged. A few keys each (one per distributor).
-   */
-  private owes(link: DistributorLink): boolean {
-    for (const keys of [this.live.ownerKeys(), this.outage.owners(), this.outbox.waitingKeys()]) {
-      for (const key of keys) if (this.directory.owedTo(key, link)) return true
-    }
-    return false
-  }
-
-  private onLinkChange(link: DistributorLink, change: LinkChange, reason: 'gone' | 'duplicate' | undefined): void {
-    const distributor = link.address
-    switch (change) {
-      case 'added':
-        this.safeEmit('link:added', { distributor })
-        return
-      case 'leaving':
-        // It finishes what it holds for that distributor, and takes no more.
-        link.send({ type: MessageType.STATE, accepting: false })
-        this.safeEmit('link:leaving', { distributor })
-        return
-      case 'staying':
-        if (this.accepting) link.send({ type: MessageType.STATE, accepting: true })
-        return
-      case 'removed':
-        this.safeEmit('link:removed', { distributor, reason: reason ?? 'gone' })
-        return
-      default: {
-        const never: never = change
-        throw new Error(`unhandled link change ${String(never)}`)
-      }
-    }
-  }
-
-  private readonly linkContext: LinkContext = {
-    helloFields: () => ({
-      node: this.name,
-      version: VERSION,
-      jobs: this.registry.names(),
-      concurrency: this.options.concurrency,
-      window: this.options.window,
-      maxFrameSize: this.options.maxFrameSize,
-      durable: this.store.durable,
-    }),
-    onReady: (link) => {
-      // A second address of a distributor another link serves: closed, and never filed under.
-      if (!this.linkSet.onReady(link)) return
-      this.log.info(
-        { distributor: link.address, group: link.group, name: link.memberName, answersFor: link.answersFor.length },
-        'connected to distributor',
-      )
-      this.directory.up(link)
-      if (!this.accepting || this.linkSet.isLeaving(link)) link.send({ type: MessageType.STATE, accepting: false })
-      this.outbox.resend(link)
-      this.safeEmit('link:up', { distributor: link.address, group: link.group, name: link.memberName })
-    },
-    onMessage: (link, message) => this.onMessage(link, message),
-    onDown: (link, reason) => {
-      if (!this.linkSet.onDown(link)) return
-      this.directory.down(link)
-      if (!this.store.durable) this.cancels.dropJobsOf(link)
-      // What it received goes to a member that answers for it, if one is connected.
-      this.outbox.route()
-      this.safeEmit('link:down', { distributor: link.address, reason })
-    },
-  }
-
   private onMessage(link: DistributorLink, message: Message): void {
     switch (message.type) {
       case MessageType.PING:
@@ -557,7 +427,10 @@ export class Node extends TypedEmitter<NodeEventMap> {
         link.answersFor.push(...message.names)
         this.directory.answers(link, message.names)
         this.outbox.route()
-        this.linkSet.requestRecheck()
+        this.links.requestRecheck()
+        return
+      case MessageType.ADMIN:
+        void this.admin.answer(message.req, message.request).then((result) => link.send(result))
         return
       case MessageType.ERROR:
         this.log.warn({ distributor: link.address, code: message.code }, `distributor reported: ${message.message}`)
@@ -571,6 +444,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
       case MessageType.FEEDBACK:
       case MessageType.CANCEL_RESULT:
       case MessageType.WAITING:
+      case MessageType.ADMIN_RESULT:
         throw new ProtocolError(`unexpected '${message.type}' from a distributor`)
       default: {
         const never: never = message
@@ -582,16 +456,32 @@ export class Node extends TypedEmitter<NodeEventMap> {
   private setAccepting(accepting: boolean): void {
     if (this.accepting === accepting) return
     this.accepting = accepting
-    for (const link of this.linkSet.links()) {
-      // A leaving distributor stays told to send nothing.
-      if (!this.linkSet.isLeaving(link)) link.send({ type: MessageType.STATE, accepting })
-    }
+    this.links.sendState()
+  }
+  private stateMessage(): StateMessage {
+    return this.accepting
+      ? { type: MessageType.STATE, accepting: true }
+      : { type: MessageType.STATE, accepting: false, reason: this.notAcceptingReason() }
+  }
+
+  /** Why the node takes no new jobs, when it does not: the first that holds of these. */
+  private notAcceptingReason(): NotAcceptingReason {
+    if (this.state !== 'running') return NotAcceptingReason.DRAINING
+    return this.storeUp ? NotAcceptingReason.QUIET : NotAcceptingReason.STORE_DOWN
+  }
+
+  /** Quiets the node (no new jobs from any distributor) or lifts it; returns whether it is quiet now. */
+  private quiet(quiet: boolean): boolean {
+    this.quieted = quiet
+    if (this.state === 'running' && this.storeUp) this.setAccepting(!quiet)
+    if (quiet) this.log.info('quieted: taking no new jobs')
+    return quiet
   }
 
   private onFeedbackAck(link: DistributorLink, seq: number): void {
     const report = this.listenerCount('feedback:acked') > 0
     this.outbox.ack(link, seq, report ? (f) => this.safeEmit('feedback:acked', { id: f.jobId, run: f.run }) : undefined)
-    this.linkSet.requestRecheck()
+    this.links.requestRecheck()
   }
 
   /**

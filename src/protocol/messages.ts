@@ -1,3 +1,4 @@
+import type { SerializedError } from '../errors.js'
 import type { RetryPolicy } from '../scheduling/retry.js'
 import type { JobArgsObject } from './args.js'
 
@@ -6,7 +7,7 @@ import type { JobArgsObject } from './args.js'
  * the handshake with a clear error instead of a protocol error later. What each version
  * changed: docs/protocol.md, "Version history".
  */
-export const PROTOCOL_VERSION = 7
+export const PROTOCOL_VERSION = 8
 
 export const MessageType = {
   /** distributor → node, first frame: protocol version and a fresh nonce. */
@@ -41,6 +42,10 @@ export const MessageType = {
    * adopted their spools): their jobs' feedback comes here while they are not connected.
    */
   ANSWERS: 'answers',
+  /** distributor → node: an operator's request (admin API), answered by one ADMIN_RESULT with its `req`. */
+  ADMIN: 'admin',
+  /** node → distributor: the answer to ADMIN request `req`. */
+  ADMIN_RESULT: 'admin-result',
 } as const
 export type MessageType = (typeof MessageType)[keyof typeof MessageType]
 
@@ -159,9 +164,24 @@ export interface RejectedMessage {
   code: string
   message: string
 }
+/** Why a node takes no new jobs (what the admin API shows). */
+export const NotAcceptingReason = {
+  /** Its store is down or hung. */
+  STORE_DOWN: 'store-down',
+  /** It is shutting down. */
+  DRAINING: 'draining',
+  /** An operator quieted it. */
+  QUIET: 'quiet',
+  /** This distributor left the node's discovery sources: it finishes what it holds for it. */
+  LEAVING: 'leaving',
+} as const
+export type NotAcceptingReason = (typeof NotAcceptingReason)[keyof typeof NotAcceptingReason]
+
 export interface StateMessage {
   type: typeof MessageType.STATE
   accepting: boolean
+  /** Set when `accepting` is false. */
+  reason?: NotAcceptingReason
 }
 export interface FeedbackMessage {
   type: typeof MessageType.FEEDBACK
@@ -198,6 +218,52 @@ export interface AnswersMessage {
   names: string[]
 }
 
+/** Which of a node's jobs an admin listing asks for. */
+export type NodeJobKind = 'scheduled' | 'periodic' | 'failed'
+
+/** What an operator asks of a node (see docs/protocol.md, "Admin requests"). */
+export type AdminRequest =
+  /** A page of its jobs of `kind`, from `cursor` (the `next` of the page before). */
+  | { op: 'list'; kind: NodeJobKind; cursor?: string; limit: number }
+  /** One job, held or stored. */
+  | { op: 'job'; id: string }
+  /** Run a failed job again, now. */
+  | { op: 'retry'; id: string }
+  /** Take no new jobs from any distributor (true), or take them again (false). */
+  | { op: 'quiet'; quiet: boolean }
+
+export interface AdminMessage {
+  type: typeof MessageType.ADMIN
+  /** Numbered per connection by the distributor: the answer names it. */
+  req: number
+  request: AdminRequest
+}
+
+/** A job as a node reports it to an operator. */
+export interface NodeJobView {
+  id: string
+  name: string
+  status: string
+  attempt: number
+  run: number
+  dueAt: number
+  period?: number
+  lastError?: SerializedError
+  /** msgpack bytes of the args (in answers about one job only: a page carries none). */
+  args?: Uint8Array
+}
+
+/** Exactly one of `error` and the answer's fields by op: `jobs`/`next` (list), `job` (job, retry), `quiet`. */
+export interface AdminResultMessage {
+  type: typeof MessageType.ADMIN_RESULT
+  req: number
+  error?: { code: string; message: string }
+  jobs?: NodeJobView[]
+  next?: string
+  job?: NodeJobView
+  quiet?: boolean
+}
+
 export type Message =
   | ChallengeMessage
   | HelloMessage
@@ -214,3 +280,5 @@ export type Message =
   | CancelResultMessage
   | WaitingMessage
   | AnswersMessage
+  | AdminMessage
+  | AdminResultMessage

@@ -1,4 +1,4 @@
-import { ProtocolError } from '../errors.js'
+import { ProtocolError, type SerializedError } from '../errors.js'
 import type { RetryPolicy } from '../scheduling/retry.js'
 import { shareEmptyArgs, type JobArgsObject } from './args.js'
 import {
@@ -9,6 +9,10 @@ import {
   type HelloMessage,
   type WelcomeMessage,
   type Message,
+  type AdminRequest,
+  type AdminResultMessage,
+  type NodeJobView,
+  NotAcceptingReason,
 } from './messages.js'
 
 /**
@@ -235,7 +239,6 @@ function list<T>(o: Obj, key: string, path: string, read: (v: unknown, path: str
   return out
 }
 
-/** Validates a decoded frame into a Message, or throws ProtocolError naming the bad field. */
 /** The optional fields hello and welcome share: a proof of the secret, a frame limit. */
 function handshakeExtras<M extends { proof?: Uint8Array; maxFrameSize?: number }>(o: Obj, p: string, message: M): M {
   const proof = optional(o, 'proof', bytes, p)
@@ -245,6 +248,84 @@ function handshakeExtras<M extends { proof?: Uint8Array; maxFrameSize?: number }
   return message
 }
 
+const NOT_ACCEPTING_REASONS = Object.values(NotAcceptingReason)
+const NODE_JOB_KINDS = ['scheduled', 'periodic', 'failed'] as const
+
+function oneOf<T extends string>(value: unknown, path: string, allowed: readonly T[]): T {
+  if (typeof value === 'string' && (allowed as readonly string[]).includes(value)) return value as T
+  return fail(path, allowed.map((a) => `'${a}'`).join(' or '), value)
+}
+
+function adminRequest(value: unknown, p: string): AdminRequest {
+  const o = obj(value, p)
+  switch (o['op']) {
+    case 'list': {
+      const request: AdminRequest = {
+        op: 'list',
+        kind: oneOf(o['kind'], `${p}.kind`, NODE_JOB_KINDS),
+        limit: posInt(o, 'limit', p),
+      }
+      const cursor = optional(o, 'cursor', str, p)
+      if (cursor !== undefined) request.cursor = cursor
+      return request
+    }
+    case 'job':
+      return { op: 'job', id: str(o, 'id', p) }
+    case 'retry':
+      return { op: 'retry', id: str(o, 'id', p) }
+    case 'quiet':
+      return { op: 'quiet', quiet: bool(o, 'quiet', p) }
+    default:
+      return fail(`${p}.op`, "'list', 'job', 'retry' or 'quiet'", o['op'])
+  }
+}
+
+function serializedError(o: Obj, key: string, p: string): SerializedError {
+  const e = obj(o[key], `${p}.${key}`)
+  const where = `${p}.${key}`
+  const err: SerializedError = { name: str(e, 'name', where), message: str(e, 'message', where) }
+  const stack = optional(e, 'stack', str, where)
+  if (stack !== undefined) err.stack = stack
+  const code = optional(e, 'code', str, where)
+  if (code !== undefined) err.code = code
+  return err
+}
+
+function nodeJobView(value: unknown, p: string): NodeJobView {
+  const o = obj(value, p)
+  const view: NodeJobView = {
+    id: str(o, 'id', p),
+    name: str(o, 'name', p),
+    status: str(o, 'status', p),
+    attempt: posInt(o, 'attempt', p),
+    run: posInt(o, 'run', p),
+    dueAt: num(o, 'dueAt', p),
+  }
+  const period = optional(o, 'period', num, p)
+  if (period !== undefined) view.period = period
+  const lastError = optional(o, 'lastError', serializedError, p)
+  if (lastError !== undefined) view.lastError = lastError
+  const args = optional(o, 'args', bytes, p)
+  if (args !== undefined) view.args = args
+  return view
+}
+
+function adminResult(o: Obj, p: string): AdminResultMessage {
+  const result: AdminResultMessage = { type: MessageType.ADMIN_RESULT, req: posInt(o, 'req', p) }
+  if (o['error'] !== undefined && o['error'] !== null) {
+    const e = obj(o['error'], `${p}.error`)
+    result.error = { code: str(e, 'code', `${p}.error`), message: str(e, 'message', `${p}.error`) }
+  }
+  if (o['jobs'] !== undefined && o['jobs'] !== null) result.jobs = list(o, 'jobs', p, nodeJobView)
+  const next = optional(o, 'next', str, p)
+  if (next !== undefined) result.next = next
+  if (o['job'] !== undefined && o['job'] !== null) result.job = nodeJobView(o['job'], `${p}.job`)
+  const quiet = optional(o, 'quiet', bool, p)
+  if (quiet !== undefined) result.quiet = quiet
+  return result
+}
+
+/** Validates a decoded frame into a Message, or throws ProtocolError naming the bad field. */
 export function parseMessage(value: unknown): Message {
   const o = obj(value, 'message')
   const type = o['type']
@@ -298,8 +379,11 @@ export function parseMessage(value: unknown): Message {
         code: str(o, 'code', p),
         message: str(o, 'message', p),
       }
-    case MessageType.STATE:
-      return { type, accepting: bool(o, 'accepting', p) }
+    case MessageType.STATE: {
+      const reason = o['reason']
+      if (reason === undefined || reason === null) return { type, accepting: bool(o, 'accepting', p) }
+      return { type, accepting: bool(o, 'accepting', p), reason: oneOf(reason, `${p}.reason`, NOT_ACCEPTING_REASONS) }
+    }
     case MessageType.FEEDBACK:
       return { type, seq: posInt(o, 'seq', p), items: list(o, 'items', p, wireFeedback) }
     case MessageType.FEEDBACK_ACK:
@@ -317,6 +401,10 @@ export function parseMessage(value: unknown): Message {
       return { type, ids: strings(o, 'ids', p) }
     case MessageType.ANSWERS:
       return { type, names: strings(o, 'names', p) }
+    case MessageType.ADMIN:
+      return { type, req: posInt(o, 'req', p), request: adminRequest(o['request'], `${p}.request`) }
+    case MessageType.ADMIN_RESULT:
+      return adminResult(o, p)
     default:
       throw new ProtocolError(
         typeof type === 'string' ? `unknown message type '${type.slice(0, 64)}'` : `'message.type' must be a string`,

@@ -119,6 +119,24 @@ export const message: fc.Arbitrary<Message> = fc.oneof(
   }),
   fc.record({ type: fc.constant(MessageType.WAITING), ids: fc.array(text, { maxLength: 5 }) }),
   fc.record({ type: fc.constant(MessageType.ANSWERS), names: fc.array(text, { maxLength: 5 }) }),
+  fc.record({
+    type: fc.constant(MessageType.ADMIN),
+    req: fc.nat(),
+    request: fc.oneof(
+      fc.record({ op: fc.constant('job' as const), id: text }),
+      fc.record({ op: fc.constant('retry' as const), id: text }),
+      fc.record({ op: fc.constant('quiet' as const), quiet: fc.boolean() }),
+      fc.record(
+        {
+          op: fc.constant('list' as const),
+          kind: fc.constantFrom('scheduled' as const, 'periodic' as const, 'failed' as const),
+          cursor: text,
+          limit: fc.nat(),
+        },
+        { requiredKeys: ['op', 'kind', 'limit'] },
+      ),
+    ),
+  }),
 )
 
 /** Any msgpack-able value a hostile peer could encode, odd containers included. */

@@ -24,6 +24,8 @@ import {
   JobFileError,
   JobsError,
   NameTakenError,
+  NodeTimeoutError,
+  NodeUnavailableError,
   NotReadyError,
   ProtocolError,
   QueueFullError,
@@ -66,6 +68,8 @@ function oneOfEach(): Error[] {
     new JobFileError(`job directory 'x' does not exist`),
     new NameTakenError(`distributor name 'a' of group 'web' is held by a live member`),
     new HandedOverError(),
+    new NodeUnavailableError(`node 'w1' is not connected`),
+    new NodeTimeoutError('w1', 5000),
   ]
 }
 

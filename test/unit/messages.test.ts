@@ -92,7 +92,7 @@ const SAMPLES = {
     code: 'ERR_UNKNOWN_JOB',
     message: 'no such job',
   },
-  [MessageType.STATE]: { type: MessageType.STATE, accepting: false },
+  [MessageType.STATE]: { type: MessageType.STATE, accepting: false, reason: 'quiet' },
   [MessageType.FEEDBACK]: {
     type: MessageType.FEEDBACK,
     seq: 3,
@@ -114,6 +114,28 @@ const SAMPLES = {
   [MessageType.CANCEL_RESULT]: { type: MessageType.CANCEL_RESULT, id: 'job-1', outcome: 'finished' },
   [MessageType.WAITING]: { type: MessageType.WAITING, ids: ['job-1', 'job-2'] },
   [MessageType.ANSWERS]: { type: MessageType.ANSWERS, names: ['web-2'] },
+  [MessageType.ADMIN]: {
+    type: MessageType.ADMIN,
+    req: 4,
+    request: { op: 'list', kind: 'failed', cursor: '50', limit: 50 },
+  },
+  [MessageType.ADMIN_RESULT]: {
+    type: MessageType.ADMIN_RESULT,
+    req: 4,
+    jobs: [
+      {
+        id: 'job-1',
+        name: 'send_mail',
+        status: 'failed',
+        attempt: 3,
+        run: 1,
+        dueAt: 1_700_000_000_000,
+        lastError: { name: 'Error', message: 'smtp down', stack: 'Error: smtp down', code: 'ECONNREFUSED' },
+      },
+      { id: 'job-2', name: 'tick', status: 'new', attempt: 0, run: 4, dueAt: 5, period: 60, args: Buffer.from([0x80]) },
+    ],
+    next: '100',
+  },
 } satisfies { [K in MessageType]: Extract<Message, { type: K }> }
 
 describe('parseMessage round trip', () => {

@@ -132,4 +132,21 @@ describe('PendingQueue', () => {
     expect(a.pendingSince).toBeGreaterThan(c.pendingSince)
     expect(queue.oldestHeads().get('age')).toBe(c.pendingSince)
   })
+
+  it('pages a route in dispatch order, the jobs set aside after it, leaving out cancelled ones', () => {
+    const queue = new PendingQueue(new JobStats())
+    const jobs = Array.from({ length: 10 }, () => job('page'))
+    for (const j of jobs) queue.push(j, NOW)
+    const route = queue.routes.get('page')
+    if (route === undefined) throw new Error('no route')
+    const aside = [job('page'), job('page')]
+    for (const j of aside) queue.setAside(j, route)
+    ;(jobs[3] as TrackedJob).state = 'cancelled'
+
+    expect(route.page(0, 4).jobs.map((j) => j.id)).toEqual([0, 1, 2].map((i) => jobs[i]?.id))
+    expect(route.page(0, 4).total).toBe(12)
+    expect(route.page(8, 10).jobs.map((j) => j.id)).toEqual([jobs[8]?.id, jobs[9]?.id, aside[0]?.id, aside[1]?.id])
+    expect(route.page(11, 10).jobs.map((j) => j.id)).toEqual([aside[1]?.id])
+    expect(route.page(12, 10).jobs).toEqual([])
+  })
 })

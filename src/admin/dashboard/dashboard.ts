@@ -118,7 +118,7 @@ export function serveDashboard(req: IncomingMessage, res: ServerResponse, path: 
       sendError(
         res,
         500,
-        HttpErrorCode.DASHBOARD,
+        HttpErrorCode.INTERNAL,
         `cannot read the dashboard's files in ${ASSETS}: ${(err as Error)?.message ?? err}`,
       )
     },

@@ -44,9 +44,13 @@ function setText(el, text) {
   if (el.textContent !== value) el.textContent = value
 }
 
-/** A button styled as a link that opens a job's page. */
-function jobLink(id) {
-  return h('button', { type: 'button', class: 'link mono', title: 'Show this job', onclick: () => openJob(id) }, id)
+/** A button styled as a link that opens a job's page; `node` is asked when this distributor no longer holds it. */
+function jobLink(id, node) {
+  return h(
+    'button',
+    { type: 'button', class: 'link mono', title: 'Show this job', onclick: () => openJob(id, node) },
+    id,
+  )
 }
 
 /**
@@ -317,7 +321,7 @@ const TOTALS = [
   ['enqueue-rate', 'Enqueued/s', () => rate(totalRate((n) => n.enqueued))],
   ['finish-rate', 'Finished/s', () => rate(totalRate(finished))],
   ['fail-rate', 'Failed/s', () => rate(totalRate((n) => n.failed))],
-  ['failures', 'Recent failures', (o) => count(o.failures)],
+  ['failures', 'Failures', (o) => count(o.failures)],
   ['spool', 'Spool', (o) => (o.spoolUp === null || o.spoolUp === undefined ? 'none' : o.spoolUp ? 'up' : 'down')],
 ]
 
@@ -343,7 +347,7 @@ const nameRows = new KeyedRows(
   $('names-table').tBodies[0],
   (n) => n.name,
   (n) => {
-    const row = emptyRow(11, { name: n.name }, [1, 2, 3, 4, 5, 6, 7, 8, 9])
+    const row = emptyRow(12, { name: n.name }, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
     const button = h('button', { type: 'button', onclick: () => togglePause(button, row.item) })
     row.append(h('td', null, button))
     row.button = button
@@ -358,12 +362,13 @@ const nameRows = new KeyedRows(
     setText(cells[3], count(n.success))
     setText(cells[4], count(n.failed))
     setText(cells[5], count(n.cancelled))
-    setText(cells[6], count(n.pending))
-    setText(cells[7], n.pending > 0 ? duration(n.oldestPendingSeconds) : '—')
-    setText(cells[8], rate(rateOf(n, previous, (x) => x.enqueued)))
-    setText(cells[9], rate(rateOf(n, previous, finished)))
-    setText(cells[10], n.paused ? 'paused' : 'running')
-    cells[10].className = n.paused ? 'state paused' : 'state'
+    setText(cells[6], count(n.orphans))
+    setText(cells[7], count(n.pending))
+    setText(cells[8], n.pending > 0 ? duration(n.oldestPendingSeconds) : '—')
+    setText(cells[9], rate(rateOf(n, previous, (x) => x.enqueued)))
+    setText(cells[10], rate(rateOf(n, previous, finished)))
+    setText(cells[11], n.paused ? 'paused' : 'running')
+    cells[11].className = n.paused ? 'state paused' : 'state'
     setText(row.button, n.paused ? 'Resume' : 'Pause')
   },
 )
@@ -458,9 +463,10 @@ function showHeld(name) {
 // ---------------------------------------------------------------------------------------
 // Jobs: one by id
 
-function openJob(id) {
-  const hash = `#jobs/${segment(id)}`
-  if (location.hash === hash) findJob(id)
+/** The job's page has an address: `#jobs/<id>`, or `#jobs/<id>/<node>` for a job a node holds. */
+function openJob(id, node) {
+  const hash = `#jobs/${segment(id)}${node === undefined ? '' : `/${segment(node)}`}`
+  if (location.hash === hash) findJob(id, node)
   else location.hash = hash
 }
 
@@ -472,14 +478,14 @@ $('find-form').addEventListener('submit', (event) => {
 
 let shownJob
 
-async function findJob(id) {
+async function findJob(id, node) {
   $('find-id').value = id
   const detail = $('job-detail')
   detail.hidden = false
   shownJob = id
   let job
   try {
-    job = (await api(`api/jobs/${segment(id)}`)).job
+    job = (await api(`api/jobs/${segment(id)}${node === undefined ? '' : `?node=${segment(node)}`}`)).job
   } catch (err) {
     if (shownJob !== id) return
     if (err.status === 404) detail.replaceChildren(h('p', { class: 'muted', id: 'job-missing' }, err.message))
@@ -489,16 +495,22 @@ async function findJob(id) {
     }
     return
   }
-  if (shownJob === id) renderJob(job)
+  if (shownJob === id) renderJob(job, node)
 }
 
 function field(label, value) {
   return [h('dt', null, label), h('dd', null, value)]
 }
 
-function renderJob(job) {
+function renderJob(job, asked) {
   const cancel = h('button', { type: 'button', id: 'job-cancel', onclick: () => cancelJob(cancel, job.id) }, 'Cancel')
-  const retry = h('button', { type: 'button', id: 'job-retry', onclick: () => retryJob(retry, job.id) }, 'Retry now')
+  // The node that keeps a failed job is the one to run it again.
+  const body = typeof job.node === 'string' ? { node: job.node } : {}
+  const retry = h(
+    'button',
+    { type: 'button', id: 'job-retry', onclick: () => retryJob(retry, job.id, body, asked) },
+    'Retry now',
+  )
   const fields = [
     field('Id', h('span', { class: 'mono' }, job.id)),
     field('Name', job.name ?? '—'),
@@ -511,6 +523,8 @@ function renderJob(job) {
   if (job.status !== undefined) fields.push(field('Status on the node', job.status))
   if (job.attempt !== undefined) fields.push(field('Attempt', count(job.attempt)))
   if (job.persisted !== undefined) fields.push(field('Persisted', job.persisted ? 'yes' : 'no'))
+  if (job.nodeError !== undefined)
+    fields.push(field('Node did not answer', h('span', { class: 'error-message' }, job.nodeError)))
   const parts = [h('div', { class: 'row' }, cancel, ' ', retry), h('dl', null, ...fields.flat())]
   parts.push(h('h4', null, 'Args'), h('pre', { class: 'args' }, clip(json(job.args, 2), TEXT_LIMIT)))
   if (job.lastError) parts.push(...errorBlock(job.lastError))
@@ -529,14 +543,19 @@ async function cancelJob(button, id) {
   const result = await act(button, `Cancel job ${id}`, `api/jobs/${segment(id)}/cancel`)
   if (!result) return
   showStatus(result.cancelled ? `Job ${id} cancelled.` : `Job ${id} had finished already: nothing to cancel.`)
-  if (shownJob === id) findJob(id)
+  // An ended job is forgotten here: asking again would only answer that it is unknown.
+  if (shownJob !== id) return
+  setText($('job-state'), result.cancelled ? 'cancelled' : 'finished')
+  $('job-cancel').disabled = true
+  $('job-retry').disabled = true
 }
 
-async function retryJob(button, id, body = {}) {
+async function retryJob(button, id, body = {}, asked = undefined) {
   const result = await act(button, `Retry job ${id}`, `api/jobs/${segment(id)}/retry`, body)
-  if (!result) return
+  if (!result) return false
   showStatus(`Job ${id} runs again now on node ${result.node}.`)
-  if (shownJob === id) findJob(id)
+  if (shownJob === id) findJob(id, asked)
+  return true
 }
 
 // ---------------------------------------------------------------------------------------
@@ -647,7 +666,7 @@ async function loadHeld(state) {
     h(
       'tr',
       { data: { job: j.id } },
-      h('td', null, jobLink(j.id)),
+      h('td', null, jobLink(j.id, node)),
       h('td', null, j.name),
       h('td', null, j.status ?? '—'),
       h('td', { class: 'num' }, count(j.attempt)),
@@ -687,10 +706,10 @@ const failureRows = new KeyedRows(
   $('failures-list'),
   failureKey,
   (f) => {
-    const retry = h('button', { type: 'button', class: 'retry', onclick: () => retryJob(retry, f.id) }, 'Retry now')
+    const retry = h('button', { type: 'button', class: 'retry', onclick: () => retryFailure(retry, f) }, 'Retry now')
     return h(
       'li',
-      { class: 'failure', data: { job: f.id } },
+      { class: 'failure', data: { job: f.id, run: String(f.run) } },
       h(
         'div',
         { class: 'failure-head' },
@@ -741,6 +760,17 @@ function addFailures(items) {
   renderFailures()
 }
 
+/**
+ * A retried failure leaves the list, as it leaves the distributor's. Only this one: the new
+ * run may have failed already, and its failure arrived first.
+ */
+async function retryFailure(button, failure) {
+  if (!(await retryJob(button, failure.id))) return
+  const key = failureKey(failure)
+  failures = failures.filter((f) => failureKey(f) !== key)
+  renderFailures()
+}
+
 async function loadFailures() {
   try {
     addFailures((await api(`api/failures?limit=${MAX_FAILURES}`)).failures)
@@ -764,7 +794,8 @@ function route() {
   }
   if (page !== 'jobs') return
   loadRoutes()
-  if (rest.length > 0) findJob(decodeURIComponent(rest.join('/')))
+  const [id, node] = rest.map(decodeURIComponent)
+  if (id) findJob(id, node)
 }
 
 window.addEventListener('hashchange', route)

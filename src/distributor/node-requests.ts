@@ -1,0 +1,67 @@
+import { NodeTimeoutError, NodeUnavailableError } from '../errors.js'
+import { MessageType, type AdminRequest, type AdminResultMessage } from '../protocol/messages.js'
+import { Timer } from '../scheduling/timer-heap.js'
+import type { NodeSession } from './node-session.js'
+
+/** What asking nodes needs of the distributor: its timers. */
+export interface NodeRequestsContext {
+  after(timer: Timer, ms: number): void
+  cancelTimer(timer: Timer): void
+}
+
+interface Waiting {
+  session: NodeSession
+  timer: Timer
+  resolve(result: AdminResultMessage): void
+  reject(err: Error): void
+}
+
+/**
+ * Requests of the admin API that only a node can answer (its scheduled jobs, one of its
+ * jobs, a retry, quiet), each numbered and answered once: every wait ends, by the answer,
+ * by the deadline, or when the node's link drops.
+ */
+export class NodeRequests {
+  private seq = 0
+  private readonly waiting = new Map<number, Waiting>()
+
+  constructor(
+    private readonly ctx: NodeRequestsContext,
+    private readonly timeoutMs: number,
+  ) {}
+
+  ask(session: NodeSession, request: AdminRequest): Promise<AdminResultMessage> {
+    return new Promise((resolve, reject) => {
+      const req = ++this.seq
+      if (session.state !== 'ready' || !session.connection.send({ type: MessageType.ADMIN, req, request })) {
+        reject(new NodeUnavailableError(`node '${session.name}' is not connected`))
+        return
+      }
+      const timer = new Timer(() => {
+        this.waiting.delete(req)
+        reject(new NodeTimeoutError(session.name, this.timeoutMs))
+      })
+      this.waiting.set(req, { session, timer, resolve, reject })
+      this.ctx.after(timer, this.timeoutMs)
+    })
+  }
+
+  /** An answer; one for no request of this link's (late, or made up) is dropped. */
+  onResult(session: NodeSession, message: AdminResultMessage): void {
+    const waiting = this.waiting.get(message.req)
+    if (waiting === undefined || waiting.session !== session) return
+    this.waiting.delete(message.req)
+    this.ctx.cancelTimer(waiting.timer)
+    waiting.resolve(message)
+  }
+
+  /** `session`'s link dropped: what it was asked will not be answered. */
+  drop(session: NodeSession): void {
+    for (const [req, waiting] of this.waiting) {
+      if (waiting.session !== session) continue
+      this.waiting.delete(req)
+      this.ctx.cancelTimer(waiting.timer)
+      waiting.reject(new NodeUnavailableError(`node '${session.name}' disconnected before it answered`))
+    }
+  }
+}

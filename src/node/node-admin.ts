@@ -1,0 +1,158 @@
+import { canRetry, retryPatch } from '../admin/store-admin.js'
+import { coerceError } from '../errors.js'
+import type { AdminRequest, AdminResultMessage, NodeJobKind, NodeJobView } from '../protocol/messages.js'
+import { MessageType } from '../protocol/messages.js'
+import { type JobRecord, JobStatus, type Store } from '../storage/store.js'
+import type { LiveJob, LiveJobs } from './live-jobs.js'
+
+/** What answering an operator needs of its node. */
+export interface NodeAdminContext {
+  store(): Store
+  now(): number
+  /** Puts a job on its timer, or in the ready queue when it is due. */
+  schedule(job: LiveJob): void
+  /** Takes no new jobs (true) or takes them again; resolves the node's quiet state after it. */
+  quiet(quiet: boolean): boolean
+}
+
+/** The codes of an ADMIN_RESULT's error (the admin API turns them into HTTP statuses). */
+export const AdminResultCode = {
+  NOT_FOUND: 'ERR_NOT_FOUND',
+  CONFLICT: 'ERR_CONFLICT',
+  FAILED: 'ERR_ADMIN_FAILED',
+} as const
+
+/** The answer's fields beyond `type` and `req`. */
+export type AdminAnswer = Omit<AdminResultMessage, 'type' | 'req'>
+
+/**
+ * Answers the requests an operator sends through a distributor's admin API: a page of this
+ * node's jobs, one job, a retry of a failed job now, quiet. Only the node knows the jobs it
+ * holds (their timers, attempts, last errors) and the failed ones it keeps, so the
+ * distributor asks instead of keeping copies.
+ *
+ * Pages are offsets into the node's table in its own order, one pass per page: a listing
+ * of a million held jobs costs a walk of them, never a copy or a sort, and never travels at
+ * once.
+ */
+export class NodeAdmin {
+  constructor(
+    private readonly ctx: NodeAdminContext,
+    private readonly live: LiveJobs<LiveJob>,
+  ) {}
+
+  /** The ADMIN_RESULT for `request`; never rejects (a failure is the answer's error). */
+  async answer(req: number, request: AdminRequest): Promise<AdminResultMessage> {
+    let answer: AdminAnswer
+    try {
+      answer = await this.handle(request)
+    } catch (err) {
+      answer = { error: { code: AdminResultCode.FAILED, message: coerceError(err).message } }
+    }
+    return { type: MessageType.ADMIN_RESULT, req, ...answer }
+  }
+
+  private handle(request: AdminRequest): AdminAnswer | Promise<AdminAnswer> {
+    switch (request.op) {
+      case 'list':
+        return this.list(request.kind, request.cursor, request.limit)
+      case 'job':
+        return this.job(request.id)
+      case 'retry':
+        return this.retry(request.id)
+      case 'quiet':
+        return { quiet: this.ctx.quiet(request.quiet) }
+      default: {
+        const never: never = request
+        throw new Error(`unhandled admin request ${String(never)}`)
+      }
+    }
+  }
+
+  private async list(kind: NodeJobKind, cursor: string | undefined, limit: number): Promise<AdminAnswer> {
+    const offset = cursor === undefined ? 0 : Number(cursor)
+    if (!Number.isInteger(offset) || offset < 0) {
+      return { error: { code: AdminResultCode.CONFLICT, message: `'cursor' must be a cursor from a page before` } }
+    }
+    const source: Iterable<JobRecord> =
+      kind === 'failed' ? await this.ctx.store().listJobs({ status: JobStatus.FAILED }) : this.held(kind)
+    const jobs: NodeJobView[] = []
+    let index = 0
+    for (const job of source) {
+      if (index++ < offset) continue
+      if (jobs.length === limit) return { jobs, next: String(offset + limit) }
+      jobs.push(view(job, false))
+    }
+    return { jobs }
+  }
+
+  /** Held jobs waiting for their time: periodic ones, or the rest (delayed, and retries in backoff). */
+  private *held(kind: 'scheduled' | 'periodic'): Generator<LiveJob> {
+    const periodic = kind === 'periodic'
+    for (const job of this.live.values()) {
+      if (job.phase === 'scheduled' && (job.period !== undefined) === periodic) yield job
+    }
+  }
+
+  private async job(id: string): Promise<AdminAnswer> {
+    const job = this.live.get(id) ?? (await this.ctx.store().getJob(id))
+    if (job === undefined) return notFound(id)
+    return { job: view(job, true) }
+  }
+
+  /**
+   * A failed (or cancelled) job kept in this node's store starts a new run at once. A new
+   * run, not the same one again: its result is a new feedback (job, run), never taken for a
+   * re-sent copy of the failure the distributor acknowledged.
+   */
+  private async retry(id: string): Promise<AdminAnswer> {
+    const held = this.live.get(id)
+    if (held !== undefined) {
+      return { error: { code: AdminResultCode.CONFLICT, message: `job ${id} is ${held.status}, not failed` } }
+    }
+    const store = this.ctx.store()
+    const record = await store.getJob(id)
+    if (record === undefined) {
+      if (store.durable) return notFound(id)
+      const message = `no job ${id} on this node: on memory storage it keeps no finished job to retry`
+      return { error: { code: AdminResultCode.NOT_FOUND, message } }
+    }
+    const verdict = canRetry(record)
+    if (!verdict.ok) {
+      return { error: { code: AdminResultCode.CONFLICT, message: `job ${id} is ${record.status}, not failed` } }
+    }
+    const now = this.ctx.now()
+    const patch = { ...retryPatch(now), run: record.run + 1, runDueAt: now }
+    await store.updateJob(id, patch)
+    // A retry of the same job may have raced this one through the awaits above.
+    if (this.live.has(id)) return { job: view(this.live.get(id) as LiveJob, true) }
+    const job: LiveJob = Object.assign(record, patch, {
+      phase: 'scheduled' as const,
+      cancelRequested: false,
+      store,
+      timerIndex: -1,
+    })
+    this.live.add(job)
+    this.ctx.schedule(job)
+    return { job: view(job, true) }
+  }
+}
+
+function notFound(id: string): AdminAnswer {
+  return { error: { code: AdminResultCode.NOT_FOUND, message: `no job ${id} on this node` } }
+}
+
+function view(job: JobRecord, withArgs: boolean): NodeJobView {
+  const out: NodeJobView = {
+    id: job.id,
+    name: job.name,
+    status: job.status,
+    attempt: job.attempt,
+    run: job.run,
+    dueAt: job.dueAt,
+  }
+  if (job.period !== undefined) out.period = job.period
+  if (job.lastError !== undefined) out.lastError = job.lastError
+  if (withArgs) out.args = job.args
+  return out
+}
