@@ -12,6 +12,7 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { runAdmin } from './cases/admin.js'
 import { runBeeLatency, runBeeThroughput } from './cases/bee-queue.js'
 import { runBullDelayed, runBullLatency, runBullThroughput } from './cases/bullmq.js'
 import { runEcho } from './cases/echo.js'
@@ -86,9 +87,79 @@ const METRICS = {
   failed: { label: 'failed jobs', unit: '' },
   scrapeMs: { label: 'distributor scrape, CPU', unit: 'ms' },
   cpuPerJob: { label: 'CPU per job, distributor + nodes', unit: 'µs' },
+  ...adminMetrics(),
+}
+
+/** The admin case's reads: a median and a max of each. */
+function adminMetrics() {
+  const reads = {
+    overview: 'GET api/overview',
+    nodes: 'GET api/nodes',
+    routes: 'GET api/pending',
+    pageFirst: 'GET pending route, first 50',
+    pageLate: 'GET pending route, last 50',
+    pageMax: 'GET pending route, 500 mid-way',
+    jobPending: 'GET api/jobs/ID, pending',
+    jobOnNode: 'GET api/jobs/ID, asks its node',
+    failures: 'GET api/failures (100)',
+    nodeJobsFirst: "GET a node's scheduled, first 50",
+    nodeJobsLate: "GET a node's scheduled, last 50",
+    eventsFirst: 'api/events to first overview',
+  }
+  const out = {}
+  for (const [key, label] of Object.entries(reads)) {
+    out[`${key}P50`] = { label: `${label}, median`, unit: 'ms' }
+    out[`${key}Max`] = { label: `${label}, max`, unit: 'ms' }
+  }
+  return {
+    ...out,
+    loopIdleP99: { label: 'loop delay idle p99', unit: 'ms' },
+    loopIdleMax: { label: 'loop delay idle max', unit: 'ms' },
+    loopStreamP50: { label: 'loop delay, stream open, p50', unit: 'ms' },
+    loopStreamP99: { label: 'loop delay, stream open, p99', unit: 'ms' },
+    loopStreamMax: { label: 'loop delay, stream open, max', unit: 'ms' },
+    overviewCpuMs: { label: 'CPU per overview snapshot', unit: 'ms' },
+  }
 }
 
 const k = (n) => (n >= 1_000_000 ? `${n / 1_000_000}M` : n >= 1000 ? `${n / 1000}k` : String(n))
+
+/** A job-reactor throughput case on an emptied Redis; `options(ctx)` says what keeps its state there. */
+function jrRedisThroughputCase(id, title, options) {
+  return {
+    id,
+    system: 'job-reactor',
+    title,
+    redis: true,
+    timeoutMs: 180_000,
+    run: async (ctx) => {
+      await ctx.redis.command('FLUSHALL')
+      return runThroughput(ctx, { count: N.jobs, warmup: N.warmup, ...options(ctx) })
+    },
+  }
+}
+
+/** The throughput and latency cases of a queue library on the shared Redis, run alike for each library. */
+function queueCases(prefix, system, throughput, latency) {
+  return [
+    {
+      id: `${prefix}-throughput`,
+      system,
+      title: `throughput, 2 workers x 50 (${k(N.jobs)} no-op)`,
+      redis: true,
+      timeoutMs: 180_000,
+      run: (ctx) => throughput(ctx, ctx.redis, { count: N.jobs, warmup: N.warmup, run: ctx.run }),
+    },
+    {
+      id: `${prefix}-latency`,
+      system,
+      title: `latency, one in flight (${k(N.latency)})`,
+      redis: true,
+      timeoutMs: 120_000,
+      run: (ctx) => latency(ctx, ctx.redis, { count: N.latency, warmup: N.latWarmup, run: ctx.run }),
+    },
+  ]
+}
 
 const CASES = [
   {
@@ -113,39 +184,15 @@ const CASES = [
     run: (ctx) =>
       runThroughput(ctx, { count: N.jobs, warmup: N.warmup, storage: 'memory', names: ['m1', 'm2'], scrape: true }),
   },
-  {
-    id: 'jr-throughput-redis',
-    system: 'job-reactor',
-    title: `throughput, Redis storage, 2 nodes (${k(N.jobs)} no-op)`,
-    redis: true,
-    timeoutMs: 180_000,
-    run: async (ctx) => {
-      await ctx.redis.command('FLUSHALL')
-      return runThroughput(ctx, {
-        count: N.jobs,
-        warmup: N.warmup,
-        storage: ctx.redis.url,
-        names: [`r${ctx.run}a`, `r${ctx.run}b`],
-      })
-    },
-  },
-  {
-    id: 'jr-throughput-spool',
-    system: 'job-reactor',
-    title: `throughput, distributor spool on Redis, 2 memory nodes (${k(N.jobs)} no-op)`,
-    redis: true,
-    timeoutMs: 180_000,
-    run: async (ctx) => {
-      await ctx.redis.command('FLUSHALL')
-      return runThroughput(ctx, {
-        count: N.jobs,
-        warmup: N.warmup,
-        storage: 'memory',
-        spool: ctx.redis.url,
-        names: [`s${ctx.run}a`, `s${ctx.run}b`],
-      })
-    },
-  },
+  jrRedisThroughputCase('jr-throughput-redis', `throughput, Redis storage, 2 nodes (${k(N.jobs)} no-op)`, (ctx) => ({
+    storage: ctx.redis.url,
+    names: [`r${ctx.run}a`, `r${ctx.run}b`],
+  })),
+  jrRedisThroughputCase(
+    'jr-throughput-spool',
+    `throughput, distributor spool on Redis, 2 memory nodes (${k(N.jobs)} no-op)`,
+    (ctx) => ({ storage: 'memory', spool: ctx.redis.url, names: [`s${ctx.run}a`, `s${ctx.run}b`] }),
+  ),
   {
     id: 'jr-latency',
     system: 'job-reactor',
@@ -176,21 +223,15 @@ const CASES = [
       }),
   },
   {
-    id: 'bullmq-throughput',
-    system: 'BullMQ',
-    title: `throughput, 2 workers x 50 (${k(N.jobs)} no-op)`,
-    redis: true,
-    timeoutMs: 180_000,
-    run: (ctx) => runBullThroughput(ctx, ctx.redis, { count: N.jobs, warmup: N.warmup, run: ctx.run }),
+    id: 'admin-1m',
+    system: 'job-reactor',
+    title:
+      'admin API, 1M held (701k pending, 99k on 99 light protocol peers, 200k delayed on 1 real in-process node), 100 nodes; all in one process',
+    skip: N.million === 0,
+    timeoutMs: 600_000,
+    run: (ctx) => runAdmin(ctx),
   },
-  {
-    id: 'bullmq-latency',
-    system: 'BullMQ',
-    title: `latency, one in flight (${k(N.latency)})`,
-    redis: true,
-    timeoutMs: 120_000,
-    run: (ctx) => runBullLatency(ctx, ctx.redis, { count: N.latency, warmup: N.latWarmup, run: ctx.run }),
-  },
+  ...queueCases('bullmq', 'BullMQ', runBullThroughput, runBullLatency),
   {
     id: 'bullmq-delayed',
     system: 'BullMQ',
@@ -199,22 +240,7 @@ const CASES = [
     timeoutMs: 180_000,
     run: (ctx) => runBullDelayed(ctx, ctx.redis, { count: N.delayed, delayMs: 5_000, run: ctx.run }),
   },
-  {
-    id: 'bee-throughput',
-    system: 'bee-queue',
-    title: `throughput, 2 workers x 50 (${k(N.jobs)} no-op)`,
-    redis: true,
-    timeoutMs: 180_000,
-    run: (ctx) => runBeeThroughput(ctx, ctx.redis, { count: N.jobs, warmup: N.warmup, run: ctx.run }),
-  },
-  {
-    id: 'bee-latency',
-    system: 'bee-queue',
-    title: `latency, one in flight (${k(N.latency)})`,
-    redis: true,
-    timeoutMs: 120_000,
-    run: (ctx) => runBeeLatency(ctx, ctx.redis, { count: N.latency, warmup: N.latWarmup, run: ctx.run }),
-  },
+  ...queueCases('bee', 'bee-queue', runBeeThroughput, runBeeLatency),
 ]
 
 function selected(c) {

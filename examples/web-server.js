@@ -4,6 +4,11 @@
  *   npm start                  (builds, then runs this file)
  *   curl 'http://127.0.0.1:3000/greet?name=Ann'
  *
+ * The dashboard (and the admin API beneath it) is mounted at /jr/: open
+ * http://127.0.0.1:3000/jr/ in a browser. This server listens on loopback only, so its
+ * `authorize` lets whoever reaches it act (cancel, retry, quiet, pause); an application
+ * exposed to a network checks its own login there (docs/admin.md).
+ *
  * `GET /greet?name=Ann` enqueues the job 'greet' (defined in jobs/greet.ts), waits for its
  * feedback and answers with the job's args as JSON; a job that failed answers 500 with
  * `args.error`. The node is a child process, `jr-node --name worker1 --storage memory`, so
@@ -66,8 +71,23 @@ function send(res, status, body) {
   res.end(`${JSON.stringify(body)}\n`)
 }
 
+const admin = distributor.adminHandler({ authorize: (req) => isLoopback(req.socket.remoteAddress) })
+
+function isLoopback(address) {
+  return address === '127.0.0.1' || address === '::1' || address === '::ffff:127.0.0.1'
+}
+
 const server = createServer(async (req, res) => {
   const url = new URL(req.url ?? '/', 'http://localhost')
+  if (url.pathname === '/jr' || url.pathname.startsWith('/jr/')) {
+    if (url.pathname === '/jr') {
+      res.writeHead(308, { location: '/jr/' }).end()
+      return
+    }
+    req.url = req.url.slice('/jr'.length)
+    admin(req, res)
+    return
+  }
   if (req.method !== 'GET' || url.pathname !== '/greet') {
     send(res, 404, { error: 'try GET /greet?name=Ann' })
     return
@@ -118,13 +138,16 @@ if (selfTest) {
 }
 await nodeConnected
 if (!selfTest) {
-  console.log(`ready: curl '${base}/greet?name=Ann'`)
+  console.log(`ready: curl '${base}/greet?name=Ann'    dashboard: ${base}/jr/`)
 } else {
   try {
     const res = await fetch(`${base}/greet?name=Ann`)
     const body = await res.json()
     console.log(`GET /greet?name=Ann -> ${res.status} ${JSON.stringify(body)}`)
-    const ok = res.status === 200 && body.greeting === 'Hello, Ann!'
+    const overview = await fetch(`${base}/jr/api/overview`)
+    const nodes = (await overview.json()).nodes
+    console.log(`GET /jr/api/overview -> ${overview.status} (${nodes} node connected)`)
+    const ok = res.status === 200 && body.greeting === 'Hello, Ann!' && overview.status === 200 && nodes === 1
     if (!ok) console.error('self-test: unexpected answer')
     await shutdown(ok ? 0 : 1)
   } catch (err) {

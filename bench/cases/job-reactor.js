@@ -182,7 +182,7 @@ export async function runLatency(ctx, { count, warmup }) {
 }
 
 /** Resolves once `count` jobs named `name` were accepted by a node. */
-function countAccepted(distributor, name, count) {
+export function countAccepted(distributor, name, count) {
   return new Promise((resolve) => {
     let n = 0
     const onAccepted = (e) => {

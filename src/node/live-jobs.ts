@@ -130,6 +130,15 @@ export class LiveJobs<T extends Identified> {
     this.onLastOf?.(owner)
   }
 
+  /**
+   * Calls `visit` with each job until it returns false: a plain loop, for walks of every job
+   * (an admin page deep into a million), several times faster than `values()`' generator.
+   */
+  each(visit: (job: T) => boolean): void {
+    for (const job of this.slots) if (job !== undefined && !visit(job)) return
+    for (const job of this.others.values()) if (!visit(job)) return
+  }
+
   *values(): IterableIterator<T> {
     for (const job of this.slots) if (job !== undefined) yield job
     yield* this.others.values()

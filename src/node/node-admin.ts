@@ -74,24 +74,25 @@ export class NodeAdmin {
     if (!Number.isInteger(offset) || offset < 0) {
       return { error: { code: AdminResultCode.CONFLICT, message: `'cursor' must be a cursor from a page before` } }
     }
-    const source: Iterable<JobRecord> =
-      kind === 'failed' ? await this.ctx.store().listJobs({ status: JobStatus.FAILED }) : this.held(kind)
     const jobs: NodeJobView[] = []
     let index = 0
-    for (const job of source) {
-      if (index++ < offset) continue
-      if (jobs.length === limit) return { jobs, next: String(offset + limit) }
+    let next: string | undefined
+    const visit = (job: JobRecord): boolean => {
+      if (index++ < offset) return true
+      if (jobs.length === limit) {
+        next = String(offset + limit)
+        return false
+      }
       jobs.push(view(job, false))
+      return true
     }
-    return { jobs }
-  }
-
-  /** Held jobs waiting for their time: periodic ones, or the rest (delayed, and retries in backoff). */
-  private *held(kind: 'scheduled' | 'periodic'): Generator<LiveJob> {
-    const periodic = kind === 'periodic'
-    for (const job of this.live.values()) {
-      if (job.phase === 'scheduled' && (job.period !== undefined) === periodic) yield job
+    if (kind === 'failed') {
+      for (const job of await this.ctx.store().listJobs({ status: JobStatus.FAILED })) if (!visit(job)) break
+    } else {
+      const wanted = HELD_KINDS[kind]
+      this.live.each((job) => !wanted(job) || visit(job))
     }
+    return next === undefined ? { jobs } : { jobs, next }
   }
 
   private async job(id: string): Promise<AdminAnswer> {
@@ -136,6 +137,16 @@ export class NodeAdmin {
     this.ctx.schedule(job)
     return { job: view(job, true) }
   }
+}
+
+/**
+ * Which held jobs each listing shows: running (or due and waiting for a free slot), or
+ * waiting for their time: periodic ones, or the rest (delayed, and retries in their backoff).
+ */
+const HELD_KINDS: Record<Exclude<NodeJobKind, 'failed'>, (job: LiveJob) => boolean> = {
+  running: (job) => job.phase === 'running' || job.phase === 'queued',
+  scheduled: (job) => job.phase === 'scheduled' && job.period === undefined,
+  periodic: (job) => job.phase === 'scheduled' && job.period !== undefined,
 }
 
 function notFound(id: string): AdminAnswer {

@@ -219,7 +219,7 @@ export interface AnswersMessage {
 }
 
 /** Which of a node's jobs an admin listing asks for. */
-export type NodeJobKind = 'scheduled' | 'periodic' | 'failed'
+export type NodeJobKind = 'running' | 'scheduled' | 'periodic' | 'failed'
 
 /** What an operator asks of a node (see docs/protocol.md, "Admin requests"). */
 export type AdminRequest =

@@ -249,7 +249,7 @@ function handshakeExtras<M extends { proof?: Uint8Array; maxFrameSize?: number }
 }
 
 const NOT_ACCEPTING_REASONS = Object.values(NotAcceptingReason)
-const NODE_JOB_KINDS = ['scheduled', 'periodic', 'failed'] as const
+const NODE_JOB_KINDS = ['running', 'scheduled', 'periodic', 'failed'] as const
 
 function oneOf<T extends string>(value: unknown, path: string, allowed: readonly T[]): T {
   if (typeof value === 'string' && (allowed as readonly string[]).includes(value)) return value as T

@@ -106,6 +106,18 @@ export function spawnNode(res: Resources, args: string[], env: NodeJS.ProcessEnv
   return proc
 }
 
+/** jr-node arguments for a node `name` with the fixture jobs that dials the distributors on `ports` of 127.0.0.1. */
+export function nodeArgs(name: string, ports: number[], extra: string[] = []): string[] {
+  return [
+    '--name',
+    name,
+    ...ports.flatMap((p) => ['--distributor', `127.0.0.1:${p}`]),
+    '--jobs',
+    FIXTURE_JOBS,
+    ...extra,
+  ]
+}
+
 /** Spawns jr-node against `distributor` and resolves once it has connected. */
 export async function spawnConnectedNode(
   res: Resources,
@@ -115,11 +127,7 @@ export async function spawnConnectedNode(
   env: NodeJS.ProcessEnv = {},
 ): Promise<NodeProcess> {
   const connected = distributor.waitFor('node:connect', (e) => e.node === name)
-  const proc = spawnNode(
-    res,
-    ['--name', name, '--distributor', `127.0.0.1:${distributor.port}`, '--jobs', FIXTURE_JOBS, ...extra],
-    env,
-  )
+  const proc = spawnNode(res, nodeArgs(name, [distributor.port], extra), env)
   await Promise.race([
     connected,
     proc.exited.then((code) => {

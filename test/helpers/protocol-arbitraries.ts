@@ -129,7 +129,7 @@ export const message: fc.Arbitrary<Message> = fc.oneof(
       fc.record(
         {
           op: fc.constant('list' as const),
-          kind: fc.constantFrom('scheduled' as const, 'periodic' as const, 'failed' as const),
+          kind: fc.constantFrom('running' as const, 'scheduled' as const, 'periodic' as const, 'failed' as const),
           cursor: text,
           limit: fc.nat(),
         },

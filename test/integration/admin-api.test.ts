@@ -141,6 +141,11 @@ describe('admin API: reading', () => {
 
     const periodicPage = await api.get('api/nodes/w1/jobs?kind=periodic')
     expect(periodicPage.body.jobs).toEqual([expect.objectContaining({ id: periodic.id, period: 3600 })])
+
+    const hung = d.enqueue('hang', { stuck: true })
+    await new Promise((resolve) => d.once('job:accepted', resolve))
+    const running = await api.get('api/nodes/w1/jobs?kind=running')
+    expect(running.body.jobs).toEqual([expect.objectContaining({ id: hung.id, name: 'hang' })])
   })
 })
 

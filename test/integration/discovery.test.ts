@@ -1,7 +1,4 @@
-import { spawn } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { Distributor } from '../../src/distributor/distributor.js'
@@ -13,8 +10,10 @@ import { groupKeys, memberKeys } from '../../src/storage/redis/group-keys.js'
 import { encodeMemberEntry } from '../../src/storage/redis/member-entry.js'
 import { config, FIXTURE_JOBS, Resources, spawnNode, startDistributor } from '../helpers/cluster.js'
 import { type DnsServer, startDnsServer } from '../helpers/dns-server.js'
+import { BUILT_CLI, type JrRun, spawnJr } from '../helpers/jr-cli.js'
 import { LogCapture } from '../helpers/log-capture.js'
-import { freePort, type RedisServer, startRedisServer } from '../helpers/redis-server.js'
+import { freePort } from '../helpers/redis-server.js'
+import { unique, useRedis } from '../helpers/shared-redis.js'
 import { within } from '../helpers/within.js'
 
 /*
@@ -26,30 +25,25 @@ import { within } from '../helpers/within.js'
  * the tests wait for the events that follow a change, never for a time.
  */
 
-const JR_BIN = fileURLToPath(new URL('../../bin/jr.js', import.meta.url))
-const BUILT_CLI = fileURLToPath(new URL('../../dist/cli/jr.js', import.meta.url))
-
 const res = new Resources()
 let dns: DnsServer
-let redisServer: RedisServer
+const redisServer = useRedis()
 let redis: Redis
 const savedDnsServer = process.env['JR_DNS_SERVER']
 
-beforeAll(async () => {
-  redisServer = await startRedisServer()
+beforeAll(() => {
   redis = new Redis({ host: '127.0.0.1', port: redisServer.port })
 })
-afterAll(async () => {
+afterAll(() => {
   redis?.disconnect()
-  await redisServer?.stop()
 })
 
 /** A fresh group and key prefix per test: the registry keys are the test's own. */
 let group = ''
 let prefix = ''
 beforeEach(async () => {
-  group = `g-${randomBytes(4).toString('hex')}`
-  prefix = `jr-disc-${randomBytes(4).toString('hex')}:`
+  group = unique('g')
+  prefix = `${unique('jr-disc')}:`
   dns = await startDnsServer()
   process.env['JR_DNS_SERVER'] = dns.address
 })
@@ -304,23 +298,7 @@ describe('distributors found in the group registry', () => {
 })
 
 describe('jr members', () => {
-  interface Run {
-    code: number
-    stdout: string
-    stderr: string
-  }
-
-  function jr(...args: string[]): Promise<Run> {
-    return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [JR_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-      let stdout = ''
-      let stderr = ''
-      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()))
-      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
-      child.once('error', reject)
-      child.once('close', (code) => resolve({ code: code ?? -1, stdout, stderr }))
-    })
-  }
+  const jr = (...args: string[]): Promise<JrRun> => spawnJr(args)
 
   async function seed(): Promise<void> {
     const members = groupKeys(group, prefix).members

@@ -6,9 +6,8 @@
  * waited in the gone member's spool. Members are web-app child processes
  * (test/fixtures/web-app.js), nodes are jr-node processes, Redis is a real redis-server.
  */
-import { randomBytes } from 'node:crypto'
 import { Redis } from 'ioredis'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it } from 'vitest'
 import { Distributor } from '../../src/distributor/distributor.js'
 import { ErrorCode } from '../../src/errors.js'
 import { Membership, type MembershipContext } from '../../src/distributor/spool/membership.js'
@@ -17,40 +16,26 @@ import { MessageType } from '../../src/protocol/messages.js'
 import type { Timer } from '../../src/scheduling/timer-heap.js'
 import { memberKeys } from '../../src/storage/redis/group-keys.js'
 import { GroupStore } from '../../src/storage/redis/group-store.js'
-import { allAccepted, FIXTURE_JOBS, Resources, spawnNode, startDistributor, startNode } from '../helpers/cluster.js'
+import { allAccepted, nodeArgs, Resources, spawnNode, startDistributor, startNode } from '../helpers/cluster.js'
+import { spoolIds } from '../helpers/group-spool.js'
 import { FirstCallGate } from '../helpers/gated-stores.js'
 import { LogCapture } from '../helpers/log-capture.js'
 import { connectPeer, expectClosedWithError } from '../helpers/peers.js'
-import { freePort, startRedisServer, type RedisServer } from '../helpers/redis-server.js'
+import { freePort } from '../helpers/redis-server.js'
+import { unique, useRedis } from '../helpers/shared-redis.js'
 import { LATE_JOBS, WebApp } from '../helpers/web-app.js'
 import { within } from '../helpers/within.js'
 
 const res = new Resources()
 afterEach(() => res.releaseAll())
 
-let redis: RedisServer
-beforeAll(async () => {
-  redis = await startRedisServer()
-})
-afterAll(() => redis.stop())
-
-const unique = (base: string): string => `${base}-${randomBytes(4).toString('hex')}`
+const redis = useRedis()
 
 /** The lease a crashed process left on `name`: held by a token of that name, renewed by nobody. */
 async function crashedLease(group: string, name: string, ms: number): Promise<void> {
   const client = new Redis(redis.url)
   try {
     await client.set(memberKeys(group, name).lease, `${name}#crashed`, 'PX', ms)
-  } finally {
-    client.disconnect()
-  }
-}
-
-/** The ids in `name`'s spool in Redis. */
-async function spoolIds(group: string, name: string): Promise<Set<string>> {
-  const client = new Redis(redis.url)
-  try {
-    return new Set(await client.hkeys(memberKeys(group, name).spool))
   } finally {
     client.disconnect()
   }
@@ -121,28 +106,72 @@ class FakeMember implements MembershipContext {
 const connected = (app: WebApp, node: string): boolean =>
   app.events.some((e) => e.event === 'node:connect' && e['node'] === node)
 
+/** Starts members of `group` on the shared Redis, each a web-app process with handlers for `handlers`. */
+function groupOf(group: string, handlers = ['noop']): (name: string, leaseMs?: number) => Promise<WebApp> {
+  return (name, leaseMs = 1000) =>
+    WebApp.start(res, { distributor: { group, name, storage: redis.url, leaseMs }, handlers })
+}
+
+/** jr-node arguments for a node `name` that keeps its jobs in the shared Redis and dials the members at `ports`. */
+const redisNodeArgs = (name: string, ports: number[]): string[] => nodeArgs(name, ports, ['--storage', redis.url])
+
+const adoptions = (app: WebApp) => app.events.filter((e) => e.event === 'member:adopted')
+
+function untilAdopted(adopter: WebApp, gone: string): Promise<void> {
+  return adopter.until(() => adoptions(adopter).some((e) => e.member === gone), `the adoption of ${gone}`)
+}
+
+/**
+ * 100 jobs of `member`'s, due in a second, accepted by the Redis node `keeper`, which is then
+ * SIGKILLed: the jobs wait in Redis under its name until it is started again.
+ */
+async function heldByKilledRedisNode(member: WebApp, keeper: string): Promise<void> {
+  const node = spawnNode(res, redisNodeArgs(keeper, [member.port]))
+  await member.until(() => connected(member, keeper), 'the Redis node to connect')
+  member.enqueue({ count: 100, name: 'noop', opts: { after: 1 } })
+  await member.until(
+    () => member.accepted.size === 100,
+    '100 jobs accepted by the Redis node',
+    () => member.accepted.size,
+  )
+  node.child.kill('SIGKILL')
+  await node.exited
+}
+
+/**
+ * Members a and b of a new group; a's 100 jobs held by the Redis node `keeper`, SIGKILLed;
+ * then a SIGKILLed too, and adopted by b.
+ */
+async function adoptedWhileRedisNodeDown(group: string) {
+  const member = groupOf(group)
+  const a = await member('a')
+  const b = await member('b')
+  const keeper = unique('keeper')
+  await heldByKilledRedisNode(a, keeper)
+  await a.kill()
+  await untilAdopted(b, 'a')
+  return { member, a, b, keeper }
+}
+
+/** Waits for a result of each job `gone` enqueued, at `adopter`, each through a handler there and run by `node`. */
+async function expectResultsAt(adopter: WebApp, gone: WebApp, node: string): Promise<void> {
+  const count = gone.enqueued.length
+  await adopter.until(
+    () => adopter.resultIds().size >= count,
+    `the ${count} results`,
+    () => adopter.resultIds().size,
+  )
+  expect(adopter.resultIds()).toEqual(new Set(gone.enqueued))
+  expect(adopter.results.every((r) => r.via === 'handler' && r.node === node)).toBe(true)
+}
+
 describe('a member of a group gone for good', () => {
   it('is adopted once its lease ran out: the adopter receives the results of its 300 jobs on a Redis node and of the 200 waiting in its spool', async () => {
-    const group = unique('adopt')
-    const member = (name: string) => ({
-      distributor: { group, name, storage: redis.url, leaseMs: 1000 },
-      handlers: ['noop', 'late'],
-    })
-    const a = await WebApp.start(res, member('a'))
-    const b = await WebApp.start(res, member('b'))
+    const member = groupOf(unique('adopt'), ['noop', 'late'])
+    const a = await member('a')
+    const b = await member('b')
     const keeper = unique('keeper')
-    spawnNode(res, [
-      '--name',
-      keeper,
-      '--distributor',
-      `127.0.0.1:${a.port}`,
-      '--distributor',
-      `127.0.0.1:${b.port}`,
-      '--jobs',
-      FIXTURE_JOBS,
-      '--storage',
-      redis.url,
-    ])
+    spawnNode(res, redisNodeArgs(keeper, [a.port, b.port]))
     await a.until(() => connected(a, keeper), 'the Redis node to connect to a')
     await b.until(() => connected(b, keeper), 'the Redis node to connect to b')
 
@@ -164,11 +193,9 @@ describe('a member of a group gone for good', () => {
     expect(a.results).toEqual([])
     await a.kill()
 
-    await b.until(() => b.events.some((e) => e.event === 'member:adopted'), 'b to adopt a')
+    await untilAdopted(b, 'a')
     // The spool held only the waiting jobs: the Redis node owned the others.
-    expect(b.events.filter((e) => e.event === 'member:adopted')).toEqual([
-      { event: 'member:adopted', member: 'a', jobs: 200 },
-    ])
+    expect(adoptions(b)).toEqual([{ event: 'member:adopted', member: 'a', jobs: 200 }])
     const late = unique('late')
     spawnNode(res, ['--name', late, '--distributor', `127.0.0.1:${b.port}`, '--jobs', LATE_JOBS])
     await b.until(
@@ -187,63 +214,19 @@ describe('a member of a group gone for good', () => {
   })
 
   it("a Redis node that was down meanwhile delivers the gone member's results to the adopter it meets at start (the welcome says whom it answers for)", async () => {
-    const group = unique('welcome')
-    const member = (name: string) => ({
-      distributor: { group, name, storage: redis.url, leaseMs: 1000 },
-      handlers: ['noop'],
-    })
-    const a = await WebApp.start(res, member('a'))
-    const b = await WebApp.start(res, member('b'))
-    const keeper = unique('keeper')
-    const args = (ports: number[]) => [
-      '--name',
-      keeper,
-      ...ports.flatMap((p) => ['--distributor', `127.0.0.1:${p}`]),
-      '--jobs',
-      FIXTURE_JOBS,
-      '--storage',
-      redis.url,
-    ]
-    const first = spawnNode(res, args([a.port]))
-    await a.until(() => connected(a, keeper), 'the Redis node to connect to a')
-    a.enqueue({ count: 100, name: 'noop', opts: { after: 1 } })
-    await a.until(
-      () => a.accepted.size === 100,
-      '100 jobs accepted by the Redis node',
-      () => a.accepted.size,
-    )
-    first.child.kill('SIGKILL')
-    await first.exited
-    await a.kill()
-    await b.until(() => b.events.some((e) => e.event === 'member:adopted'), 'b to adopt a')
+    const { a, b, keeper } = await adoptedWhileRedisNodeDown(unique('welcome'))
 
     // Started again, it resumes the 100 jobs and knows of b only.
-    spawnNode(res, args([b.port]))
-    await b.until(
-      () => b.resultIds().size >= 100,
-      'the 100 results at b',
-      () => b.resultIds().size,
-    )
-    expect(b.resultIds()).toEqual(new Set(a.enqueued))
-    expect(b.results.every((r) => r.via === 'handler' && r.node === keeper)).toBe(true)
+    spawnNode(res, redisNodeArgs(keeper, [b.port]))
+    await expectResultsAt(b, a, keeper)
   })
 
   it('the jobs a memory node held for it stay in its spool: the adopter dispatches them again and receives their results', async () => {
-    const group = unique('adopt-memory')
-    const member = (name: string) => ({
-      distributor: { group, name, storage: redis.url, leaseMs: 1000 },
-      handlers: ['noop'],
-    })
-    const a = await WebApp.start(res, member('a'))
-    const b = await WebApp.start(res, member('b'))
+    const member = groupOf(unique('adopt-memory'))
+    const a = await member('a')
+    const b = await member('b')
     const worker = unique('memory')
-    spawnNode(res, [
-      '--name',
-      worker,
-      ...[a, b].flatMap((m) => ['--distributor', `127.0.0.1:${m.port}`]),
-      '--jobs',
-      FIXTURE_JOBS,
-    ])
+    spawnNode(res, nodeArgs(worker, [a.port, b.port]))
     await a.until(() => connected(a, worker), 'the memory node to connect to a')
     await b.until(() => connected(b, worker), 'the memory node to connect to b')
     a.enqueue({ count: 100, name: 'noop', opts: { after: 1 } })
@@ -252,76 +235,27 @@ describe('a member of a group gone for good', () => {
       '100 jobs accepted by the memory node and persisted',
     )
     await a.kill()
-    await b.until(() => b.events.some((e) => e.event === 'member:adopted'), 'b to adopt a')
-    expect(b.events.filter((e) => e.event === 'member:adopted')).toEqual([
-      { event: 'member:adopted', member: 'a', jobs: 100 },
-    ])
-    await b.until(
-      () => b.resultIds().size >= 100,
-      'the 100 results at b',
-      () => b.resultIds().size,
-    )
-    expect(b.resultIds()).toEqual(new Set(a.enqueued))
-    expect(b.results.every((r) => r.via === 'handler' && r.node === worker)).toBe(true)
+    await untilAdopted(b, 'a')
+    expect(adoptions(b)).toEqual([{ event: 'member:adopted', member: 'a', jobs: 100 }])
+    await expectResultsAt(b, a, worker)
   })
 
   it("adoptions chain: once c adopted b, which had adopted a, a Redis node delivers a's results to c", async () => {
-    const group = unique('chain')
-    const member = (name: string) => ({
-      distributor: { group, name, storage: redis.url, leaseMs: 1000 },
-      handlers: ['noop'],
-    })
-    const adopted = (app: WebApp, gone: string) => () =>
-      app.events.some((e) => e.event === 'member:adopted' && e.member === gone)
-    const a = await WebApp.start(res, member('a'))
-    const b = await WebApp.start(res, member('b'))
-    const keeper = unique('keeper')
-    const args = (port: number) => [
-      '--name',
-      keeper,
-      '--distributor',
-      `127.0.0.1:${port}`,
-      '--jobs',
-      FIXTURE_JOBS,
-      '--storage',
-      redis.url,
-    ]
-    const first = spawnNode(res, args(a.port))
-    await a.until(() => connected(a, keeper), 'the Redis node to connect to a')
-    a.enqueue({ count: 100, name: 'noop', opts: { after: 1 } })
-    await a.until(
-      () => a.accepted.size === 100,
-      '100 jobs accepted by the Redis node',
-      () => a.accepted.size,
-    )
     // The node keeps the jobs in Redis, and their results, until it meets whoever answers for a.
-    first.child.kill('SIGKILL')
-    await first.exited
-    await a.kill()
-    await b.until(adopted(b, 'a'), 'b to adopt a')
-    const c = await WebApp.start(res, member('c'))
+    const { member, a, b, keeper } = await adoptedWhileRedisNodeDown(unique('chain'))
+    const c = await member('c')
     await b.kill()
-    await c.until(adopted(c, 'b'), 'c to adopt b')
+    await untilAdopted(c, 'b')
 
-    spawnNode(res, args(c.port))
-    await c.until(
-      () => c.resultIds().size >= 100,
-      'the 100 results at c',
-      () => c.resultIds().size,
-    )
-    expect(c.resultIds()).toEqual(new Set(a.enqueued))
-    expect(c.results.every((r) => r.via === 'handler' && r.node === keeper)).toBe(true)
+    spawnNode(res, redisNodeArgs(keeper, [c.port]))
+    await expectResultsAt(c, a, keeper)
   })
 
   it('a member that closes (a rolling deploy) gives its name up: another member adopts its spool without waiting out its lease', async () => {
-    const group = unique('deploy')
+    const member = groupOf(unique('deploy'))
     // A lease far longer than the test: only a lease given up lets b adopt in time.
-    const member = (name: string, leaseMs: number) => ({
-      distributor: { group, name, storage: redis.url, leaseMs },
-      handlers: ['noop'],
-    })
-    const a = await WebApp.start(res, member('a', 120_000))
-    const b = await WebApp.start(res, member('b', 1000))
+    const a = await member('a', 120_000)
+    const b = await member('b')
     a.enqueue({ count: 100, name: 'noop' })
     await a.until(
       () => a.persisted.size === 100,
@@ -329,17 +263,11 @@ describe('a member of a group gone for good', () => {
       () => a.persisted.size,
     )
     await a.end()
-    await b.until(() => b.events.some((e) => e.event === 'member:adopted'), 'b to adopt a')
-    expect(b.events.filter((e) => e.event === 'member:adopted')).toEqual([
-      { event: 'member:adopted', member: 'a', jobs: 100 },
-    ])
-    spawnNode(res, ['--name', unique('worker'), '--distributor', `127.0.0.1:${b.port}`, '--jobs', FIXTURE_JOBS])
-    await b.until(
-      () => b.resultIds().size >= 100,
-      'the 100 results at b',
-      () => b.resultIds().size,
-    )
-    expect(b.resultIds()).toEqual(new Set(a.enqueued))
+    await untilAdopted(b, 'a')
+    expect(adoptions(b)).toEqual([{ event: 'member:adopted', member: 'a', jobs: 100 }])
+    const worker = unique('worker')
+    spawnNode(res, nodeArgs(worker, [b.port]))
+    await expectResultsAt(b, a, worker)
   })
 })
 
@@ -382,13 +310,13 @@ describe('an adoption that outlasts the lease it took on the gone member', () =>
     const fresh = second.enqueue('noop')
     await within(fresh.persisted, 'the new job persisted')
     const held = new Set([...handed.map((h) => h.id), fresh.id])
-    expect(await spoolIds(group, 'x')).toEqual(held)
+    expect(await spoolIds(redis.url, group, 'x')).toEqual(held)
 
     release()
     await round
     // What x's spool holds is x's again: a deleting it would lose the new job (persisted)
     // the moment x goes down; nor does a answer for a live x.
-    expect(await spoolIds(group, 'x')).toEqual(held)
+    expect(await spoolIds(redis.url, group, 'x')).toEqual(held)
     expect([...(await store.members()).keys()].sort()).toEqual(['a', 'x'])
     expect(ctx.answered).toEqual([])
     expect(ctx.adoptions).toEqual([])

@@ -5,32 +5,24 @@
  * handlers. The web app is a real child process (test/fixtures/web-app.js), the nodes are
  * real jr-node processes, Redis is a real redis-server.
  */
-import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Redis } from 'ioredis'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it } from 'vitest'
 import { Distributor } from '../../src/distributor/distributor.js'
 import { ErrorCode, InvalidArgumentError } from '../../src/errors.js'
-import { memberKeys } from '../../src/storage/redis/group-keys.js'
-import { allAccepted, FIXTURE_JOBS, Resources, spawnNode, startDistributor, startNode } from '../helpers/cluster.js'
+import { allAccepted, nodeArgs, Resources, spawnNode, startDistributor, startNode } from '../helpers/cluster.js'
+import { spoolIds } from '../helpers/group-spool.js'
 import { LogCapture } from '../helpers/log-capture.js'
-import { freePort, startRedisServer, type RedisServer } from '../helpers/redis-server.js'
+import { freePort, type RedisServer, startRedisServer } from '../helpers/redis-server.js'
+import { unique, useRedis } from '../helpers/shared-redis.js'
 import { LATE_JOBS, WebApp } from '../helpers/web-app.js'
 import { within } from '../helpers/within.js'
 
 const res = new Resources()
 afterEach(() => res.releaseAll())
 
-let redis: RedisServer
-beforeAll(async () => {
-  redis = await startRedisServer()
-})
-afterAll(() => redis.stop())
-
-/** Group and node names are unique per test: tests share no Redis state. */
-const unique = (base: string): string => `${base}-${randomBytes(4).toString('hex')}`
+const redis = useRedis()
 
 /** Where a promise stands, once the callbacks already due have run. */
 function state(promise: Promise<unknown>): Promise<'pending' | 'resolved' | 'rejected'> {
@@ -48,27 +40,6 @@ const codeOf = (promise: Promise<unknown>): Promise<unknown> =>
     () => 'resolved',
     (err: { code?: unknown }) => err.code,
   )
-
-/** The ids of `app`'s spool in Redis. */
-async function spoolIds(url: string, group: string, name: string): Promise<Set<string>> {
-  const client = new Redis(url)
-  try {
-    return new Set(await client.hkeys(memberKeys(group, name).spool))
-  } finally {
-    client.disconnect()
-  }
-}
-
-function jrNode(name: string, ports: number[], extra: string[] = []): string[] {
-  return [
-    '--name',
-    name,
-    ...ports.flatMap((p) => ['--distributor', `127.0.0.1:${p}`]),
-    '--jobs',
-    FIXTURE_JOBS,
-    ...extra,
-  ]
-}
 
 const missingFrom = (expected: Iterable<string>, got: Set<string>): string[] =>
   [...expected].filter((id) => !got.has(id))
@@ -95,7 +66,7 @@ describe('a web app killed and started again with the same name', () => {
     // predecessor's lease and read the spool back.
     const second = await WebApp.start(res, config)
     expect((await second.status()).active).toBe(1000)
-    spawnNode(res, jrNode(unique('worker'), [second.port]))
+    spawnNode(res, nodeArgs(unique('worker'), [second.port]))
     await second.until(
       () => second.resultIds().size >= 1000,
       '1,000 distinct results',
@@ -134,7 +105,7 @@ describe('a web app killed and started again with the same name', () => {
     await app.kill()
     const again = await WebApp.start(res, config)
     expect(await again.status()).toMatchObject({ active: 200, pending: 200 })
-    spawnNode(res, jrNode(unique('worker'), [again.port]))
+    spawnNode(res, nodeArgs(unique('worker'), [again.port]))
     await again.until(
       () => again.resultIds().size >= 200,
       '200 distinct results',
@@ -172,7 +143,7 @@ describe('a web app killed and started again with the same name', () => {
 
     const again = await WebApp.start(res, config)
     expect(await again.status()).toMatchObject({ active: 300 })
-    spawnNode(res, jrNode(unique('worker'), [again.port]))
+    spawnNode(res, nodeArgs(unique('worker'), [again.port]))
     await again.until(
       () => again.resultIds().size >= 300,
       '300 results',
@@ -220,7 +191,7 @@ describe('a web app killed and started again with the same name', () => {
     }
     const first = await WebApp.start(res, config)
     const node = unique('worker')
-    spawnNode(res, jrNode(node, [first.port]))
+    spawnNode(res, nodeArgs(node, [first.port]))
     await first.until(() => first.events.some((e) => e.event === 'node:connect'), 'the node to connect')
     first.enqueue({ count: 1, name: 'stamp', opts: { period: 0.2 } })
     await first.until(() => first.results.length >= 3, '3 runs')
@@ -230,7 +201,7 @@ describe('a web app killed and started again with the same name', () => {
     const last = Math.max(...(runs as number[]))
 
     const second = await WebApp.start(res, config)
-    spawnNode(res, jrNode(unique('worker'), [second.port]))
+    spawnNode(res, nodeArgs(unique('worker'), [second.port]))
     await second.until(() => second.results.length >= 2, '2 runs after the restart')
     const [next, after] = second.results
     expect(next?.result).toBe(first.enqueued[0])
@@ -250,8 +221,8 @@ describe('a web app killed and started again with the same name', () => {
     const ports = [first.port, otherPort]
     const memoryNode = unique('mem')
     const redisNode = unique('durable')
-    spawnNode(res, jrNode(memoryNode, ports, ['--concurrency', '10']))
-    spawnNode(res, jrNode(redisNode, ports, ['--concurrency', '10', '--storage', redis.url]))
+    spawnNode(res, nodeArgs(memoryNode, ports, ['--concurrency', '10']))
+    spawnNode(res, nodeArgs(redisNode, ports, ['--concurrency', '10', '--storage', redis.url]))
     await first.until(
       () => first.events.filter((e) => e.event === 'node:connect').length === 2,
       'both nodes to connect',
@@ -413,17 +384,25 @@ describe('close() with a spool', () => {
 })
 
 describe('a hung Redis (every wait is bounded)', () => {
-  it('close() settles while Redis hangs', async () => {
+  /** A member, not started yet, on a redis-server of its own to pause; store waits are bounded at 200 ms. */
+  async function memberOnOwnRedis(): Promise<{ own: RedisServer; d: Distributor }> {
     const own = res.add(await startRedisServer(), (r) => r.stop())
-    const options = {
-      port: 0,
-      group: unique('hung'),
-      name: 'web-1',
-      storage: own.url,
-      leaseMs: 500,
-      storeTimeoutMs: 200,
-    }
-    const d = res.add(new Distributor(options), (x) => x.close())
+    const d = res.add(
+      new Distributor({
+        port: 0,
+        group: unique('hung'),
+        name: 'web-1',
+        storage: own.url,
+        leaseMs: 500,
+        storeTimeoutMs: 200,
+      }),
+      (x) => x.close(),
+    )
+    return { own, d }
+  }
+
+  it('close() settles while Redis hangs', async () => {
+    const { own, d } = await memberOnOwnRedis()
     await d.start()
     const handle = d.enqueue('noop', {})
     await handle.persisted
@@ -433,16 +412,7 @@ describe('a hung Redis (every wait is bounded)', () => {
   })
 
   it('close() while the spool cannot be written: a job whose record never reached Redis is not reported persisted', async () => {
-    const own = res.add(await startRedisServer(), (r) => r.stop())
-    const options = {
-      port: 0,
-      group: unique('hung'),
-      name: 'web-1',
-      storage: own.url,
-      leaseMs: 500,
-      storeTimeoutMs: 200,
-    }
-    const d = res.add(new Distributor(options), (x) => x.close())
+    const { own, d } = await memberOnOwnRedis()
     await d.start()
     const written = d.enqueue('noop', {})
     await written.persisted
@@ -458,17 +428,8 @@ describe('a hung Redis (every wait is bounded)', () => {
   })
 
   it('start() fails while Redis hangs', async () => {
-    const own = res.add(await startRedisServer(), (r) => r.stop())
+    const { own, d } = await memberOnOwnRedis()
     own.pause()
-    const options = {
-      port: 0,
-      group: unique('hung'),
-      name: 'web-1',
-      storage: own.url,
-      leaseMs: 500,
-      storeTimeoutMs: 200,
-    }
-    const d = res.add(new Distributor(options), (x) => x.close())
     await expect(within(d.start(), 'start() while Redis hangs', 10_000)).rejects.toMatchObject({
       code: ErrorCode.STORE,
     })

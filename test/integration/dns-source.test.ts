@@ -6,56 +6,15 @@ import {
   DnsSource,
   type DnsSourceOptions,
 } from '../../src/node/discovery/dns-source.js'
-import type { Timer } from '../../src/scheduling/timer-heap.js'
 import { type DnsServer, startDnsServer } from '../helpers/dns-server.js'
-import { LEVEL, LogCapture } from '../helpers/log-capture.js'
+import { FakeSourceNode } from '../helpers/fake-source-node.js'
+import { LEVEL } from '../helpers/log-capture.js'
 import { within } from '../helpers/within.js'
 
 const PORT = 5000
 
-/**
- * The node as a DNS source sees it. Timers are not run by a clock: the test fires the armed
- * one by hand (`round`), and a round ends when the source arms its next timer, which it does
- * once a resolution has succeeded or failed, and before it reports a change.
- */
-class FakeNode implements DnsContext {
-  readonly logs = new LogCapture()
-  readonly log = this.logs.logger
-  readonly changes: DnsAddress[][] = []
-  /** Every delay passed to `after`, in order. */
-  readonly delays: number[] = []
-  armed: Timer | undefined
-  private onArm: ((ms: number) => void) | undefined
-
-  after(timer: Timer, ms: number): void {
-    this.armed = timer
-    this.delays.push(ms)
-    const onArm = this.onArm
-    this.onArm = undefined
-    onArm?.(ms)
-  }
-  cancelTimer(timer: Timer): void {
-    if (this.armed === timer) this.armed = undefined
-  }
-  onChange(addresses: readonly DnsAddress[]): void {
-    this.changes.push([...addresses])
-  }
-
-  /** Runs `kick` (a start, or a fire of the armed timer) and resolves with the next timer's delay. */
-  round(kick: () => void, what = 'the next resolution'): Promise<number> {
-    const armed = new Promise<number>((resolve) => (this.onArm = resolve))
-    kick()
-    return within(armed, what)
-  }
-
-  /** Fires the armed timer, as the node's scheduler would when it falls due. */
-  fire(): Promise<number> {
-    const timer = this.armed
-    if (timer === undefined) throw new Error('no timer is armed')
-    this.armed = undefined
-    return this.round(() => timer.fire())
-  }
-}
+/** The node as a DNS source sees it; the test fires its timer by hand. */
+class FakeNode extends FakeSourceNode<DnsAddress> implements DnsContext {}
 
 const at = (...hosts: string[]): DnsAddress[] => hosts.map((host) => ({ host, port: PORT }))
 

@@ -1,20 +1,17 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it } from 'vitest'
 import { Distributor } from '../../src/distributor/distributor.js'
 import type { JobHandle } from '../../src/distributor/job-handle.js'
 import { allAccepted, Resources, spawnConnectedNode, startDistributor, startNode } from '../helpers/cluster.js'
-import { startRedisServer, type RedisServer } from '../helpers/redis-server.js'
+import { startRedisServer } from '../helpers/redis-server.js'
+import { unique, useRedis } from '../helpers/shared-redis.js'
 
 const res = new Resources()
 afterEach(() => res.releaseAll())
 
-let redis: RedisServer
-beforeAll(async () => {
-  redis = await startRedisServer()
-})
-afterAll(() => redis.stop())
+const redis = useRedis()
 
 /**
  * A redis-server that writes every command to its append-only file before answering, and
@@ -34,16 +31,10 @@ async function crashableRedis(): Promise<{ url: string; crash(): Promise<void>; 
   }
 }
 
-let seq = 0
-/** Node names are the storage namespace: a fresh one per test keeps tests apart. */
-function uniqueName(base: string): string {
-  return `${base}-${process.pid}-${++seq}-${Date.now()}`
-}
-
 describe('durable nodes on Redis', () => {
   it('a node killed with SIGKILL and restarted with the same name finishes every job, delayed ones at their original due time', async () => {
     const d = await startDistributor(res, { heartbeatMs: 200 })
-    const name = uniqueName('durable')
+    const name = unique('durable')
     const flags = ['--storage', redis.url]
     const first = await spawnConnectedNode(res, d, name, flags)
     const dueAt = Date.now() + 1500
@@ -74,7 +65,7 @@ describe('durable nodes on Redis', () => {
   it('feedback produced while the distributor is gone arrives as feedback:orphan at its successor', async () => {
     const d1 = await startDistributor(res)
     const port = d1.port
-    const name = uniqueName('outbox')
+    const name = unique('outbox')
     await spawnConnectedNode(res, d1, name, ['--storage', redis.url])
     const handles = Array.from({ length: 200 }, (_, i) => d1.enqueue('stamp', { i }, { after: 0.8 }))
     await allAccepted(d1, handles)
@@ -97,7 +88,7 @@ describe('durable nodes on Redis', () => {
   it('jobs accepted before redis-server was killed still complete after it restarts', async () => {
     const server = await crashableRedis()
     const d = await startDistributor(res)
-    const name = uniqueName('outage')
+    const name = unique('outage')
     await spawnConnectedNode(res, d, name, ['--storage', server.url])
     const handles = Array.from({ length: 300 }, (_, i) => d.enqueue('stamp', { i }, { after: 1 }))
     await allAccepted(d, handles)
@@ -110,7 +101,7 @@ describe('durable nodes on Redis', () => {
   it('while its Redis is down a node takes no new jobs (they go elsewhere) and finishes what it held once Redis is back', async () => {
     const server = await crashableRedis()
     const d = await startDistributor(res)
-    const durable = await startNode(res, d, { name: uniqueName('flaky'), storage: server.url })
+    const durable = await startNode(res, d, { name: unique('flaky'), storage: server.url })
     const held = Array.from({ length: 50 }, (_, i) => d.enqueue('stamp', { i }, { after: 0.3, node: durable.name }))
     await allAccepted(d, held)
     const down = durable.waitFor('store:down')
@@ -131,7 +122,7 @@ describe('durable nodes on Redis', () => {
 describe('routing across a durable node restart', () => {
   it('jobs a restarted node resumed still count against its window', async () => {
     const d = await startDistributor(res, { heartbeatMs: 200 })
-    const name = uniqueName('window')
+    const name = unique('window')
     const flags = ['--storage', redis.url, '--concurrency', '2', '--window', '2']
     const first = await spawnConnectedNode(res, d, name, flags)
     const held = [d.enqueue('slow', { ms: 600 }), d.enqueue('slow', { ms: 600 })]
@@ -155,7 +146,7 @@ describe('routing across a durable node restart', () => {
 describe('periodic jobs across a node outage', () => {
   it('runs missed while the node was down run once when it is back, not once per missed period', async () => {
     const d = await startDistributor(res)
-    const name = uniqueName('periodic')
+    const name = unique('periodic')
     const first = await startNode(res, d, { name, storage: redis.url })
     const runs: number[] = []
     const handle = d.enqueue('stamp', {}, { period: 0.2 }, (args) => {
@@ -182,13 +173,13 @@ describe('takeover of a dead node’s jobs', () => {
   it('when a node dies for good, exactly one peer with takeover on adopts its jobs and completes them', async () => {
     const d = await startDistributor(res, { heartbeatMs: 200 })
     const lease = ['--storage', redis.url, '--lease-ms', '600']
-    const doomed = uniqueName('doomed')
+    const doomed = unique('doomed')
     const a = await spawnConnectedNode(res, d, doomed, lease)
     const dueAt = Date.now() + 800
     const handles = Array.from({ length: 200 }, (_, i) => d.enqueue('stamp', { i }, { runAt: dueAt, node: doomed }))
     await allAccepted(d, handles)
     a.child.kill('SIGKILL')
-    const heirs = [uniqueName('heir'), uniqueName('heir')]
+    const heirs = [unique('heir'), unique('heir')]
     for (const heir of heirs) await spawnConnectedNode(res, d, heir, [...lease, '--takeover'])
     const results = await Promise.all(handles.map((h) => h.done))
     expect(new Set(results.map((r) => r['i'])).size).toBe(200)
@@ -207,7 +198,7 @@ describe('takeover of a dead node’s jobs', () => {
   }> {
     const d = await startDistributor(res, { heartbeatMs: 200 })
     const lease = ['--storage', redis.url, '--lease-ms', '600']
-    const doomed = uniqueName('doomed')
+    const doomed = unique('doomed')
     const a = await spawnConnectedNode(res, d, doomed, lease)
     const h = d.enqueue('stamp', {}, { period: 0.2, after: 0.8, node: doomed })
     await allAccepted(d, [h])
@@ -218,13 +209,13 @@ describe('takeover of a dead node’s jobs', () => {
   it('a cancel waiting for a dead node reaches the peer that adopted the job once it reports on it', async () => {
     const { h, adopt } = await orphanedPeriodicJob()
     const answer = h.cancel()
-    await adopt(uniqueName('heir'))
+    await adopt(unique('heir'))
     expect(await answer).toBe(true)
   })
 
   it('a periodic job adopted by a peer goes on there, and a cancel reaches it there', async () => {
     const { d, h, adopt } = await orphanedPeriodicJob()
-    const heir = uniqueName('heir')
+    const heir = unique('heir')
     // Runs reported by the heir: the distributor takes it for the job's holder now, not
     // for a second copy to stop.
     const threeRuns = new Promise<void>((resolve) => {

@@ -1,5 +1,4 @@
-import { randomBytes } from 'node:crypto'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it } from 'vitest'
 import { Distributor } from '../../src/distributor/distributor.js'
 import type { FeedbackInfo } from '../../src/distributor/feedback-handlers.js'
 import { ErrorCode } from '../../src/errors.js'
@@ -11,19 +10,13 @@ import { allAccepted, Resources, startDistributor, startNode } from '../helpers/
 import type { FakePeer } from '../helpers/fake-peer.js'
 import { LEVEL, LogCapture } from '../helpers/log-capture.js'
 import { connectPeer } from '../helpers/peers.js'
-import { startRedisServer, type RedisServer } from '../helpers/redis-server.js'
+import { unique, useRedis } from '../helpers/shared-redis.js'
 import { within } from '../helpers/within.js'
 
 const res = new Resources()
 afterEach(() => res.releaseAll())
 
-let redis: RedisServer
-beforeAll(async () => {
-  redis = await startRedisServer()
-})
-afterAll(() => redis.stop())
-
-const uniqueName = (base: string): string => `${base}-${randomBytes(4).toString('hex')}`
+const redis = useRedis()
 
 /** A promise and the functions that settle it. */
 function deferred(): { promise: Promise<void>; resolve: () => void; reject: (err: Error) => void } {
@@ -67,7 +60,7 @@ describe('named feedback handlers', () => {
   it('a distributor started again on the same port runs the handlers for the results a Redis node kept while none listened', async () => {
     const d1 = await startDistributor(res)
     const port = d1.port
-    const nodeName = uniqueName('keeper')
+    const nodeName = unique('keeper')
     const node = await startNode(res, d1, {
       name: nodeName,
       storage: redis.url,

@@ -3,23 +3,16 @@
  * the job reaches the member that does (over the group's channel in Redis), or the durable
  * node that holds it when its member is gone.
  */
-import { randomBytes } from 'node:crypto'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it } from 'vitest'
 import type { Distributor } from '../../src/distributor/distributor.js'
 import { Resources, startDistributor, startNode } from '../helpers/cluster.js'
-import { startRedisServer, type RedisServer } from '../helpers/redis-server.js'
+import { unique, useRedis } from '../helpers/shared-redis.js'
 import { within } from '../helpers/within.js'
 
 const res = new Resources()
 afterEach(() => res.releaseAll())
 
-let redis: RedisServer
-beforeAll(async () => {
-  redis = await startRedisServer()
-})
-afterAll(() => redis.stop())
-
-const unique = (base: string): string => `${base}-${randomBytes(4).toString('hex')}`
+const redis = useRedis()
 
 function member(group: string, name: string): Promise<Distributor> {
   return startDistributor(res, { group, name, storage: redis.url, leaseMs: 1000 })

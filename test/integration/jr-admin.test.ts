@@ -1,37 +1,21 @@
-import { spawn } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { main } from '../../src/cli/jr.js'
 import { pack } from '../../src/protocol/msgpack.js'
 import { RedisStore } from '../../src/storage/redis/redis-store.js'
 import { JobStatus } from '../../src/storage/store.js'
-import { freePort, startRedisServer, type RedisServer } from '../helpers/redis-server.js'
+import { BUILT_CLI, type JrRun, spawnJr } from '../helpers/jr-cli.js'
+import { freePort } from '../helpers/redis-server.js'
+import { unique, useRedis } from '../helpers/shared-redis.js'
 import { makeFeedback, makeJob } from '../helpers/store-conformance.js'
 
-const JR_BIN = fileURLToPath(new URL('../../bin/jr.js', import.meta.url))
-const BUILT_CLI = fileURLToPath(new URL('../../dist/cli/jr.js', import.meta.url))
-
-interface Run {
-  code: number
-  stdout: string
-  stderr: string
-}
-
-let server: RedisServer
-beforeAll(async () => {
-  server = await startRedisServer()
-})
-afterAll(async () => {
-  await server?.stop()
-})
+const server = useRedis()
 
 /** A fresh key prefix per test, so tests never see each other's keys. */
 let prefix = ''
 const stores: RedisStore[] = []
 beforeEach(() => {
-  prefix = `jr-admin-${randomBytes(6).toString('hex')}:`
+  prefix = `${unique('jr-admin')}:`
 })
 afterEach(async () => {
   // Empty each node's keys through the store itself (emptied sets vanish): no SCAN needed.
@@ -51,7 +35,7 @@ async function storeFor(node = 'w1'): Promise<RedisStore> {
 }
 
 /** Runs `jr` in-process with the given arguments, as they would follow `jr` on a shell. */
-async function jr(...args: string[]): Promise<Run> {
+async function jr(...args: string[]): Promise<JrRun> {
   let stdout = ''
   let stderr = ''
   const code = await main(['node', 'jr', ...args], {
@@ -62,20 +46,8 @@ async function jr(...args: string[]): Promise<Run> {
 }
 
 /** `jr <command> ...args` against this test's server and prefix, for node `w1`. */
-function on(command: string, ...args: string[]): Promise<Run> {
+function on(command: string, ...args: string[]): Promise<JrRun> {
   return jr(command, ...args, '--node', 'w1', '--redis', server.url, '--prefix', prefix)
-}
-
-function spawnJr(args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [JR_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()))
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
-    child.once('error', reject)
-    child.once('close', (code) => resolve({ code: code ?? -1, stdout, stderr }))
-  })
 }
 
 const DUE = Date.UTC(2024, 0, 2, 3, 4, 5, 678)

@@ -1,5 +1,4 @@
 import { execFile } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -12,7 +11,8 @@ import { MemoryStore } from '../../src/storage/memory-store.js'
 import { nodeKeys } from '../../src/storage/redis/keys.js'
 import { RedisStore } from '../../src/storage/redis/redis-store.js'
 import { JobStatus, type JobPatch, type Store } from '../../src/storage/store.js'
-import { freePort, startRedisServer, type RedisServer } from '../helpers/redis-server.js'
+import { freePort, startRedisServer } from '../helpers/redis-server.js'
+import { unique, useRedis } from '../helpers/shared-redis.js'
 import { type MakeStore, makeFeedback, makeJob, storeConformance } from '../helpers/store-conformance.js'
 import { unhandledRejectionsOf } from '../helpers/unhandled.js'
 
@@ -47,7 +47,7 @@ async function commandsDuring(admin: Redis, fn: () => Promise<void>): Promise<st
 /** A fresh key prefix per test, so tests never see each other's keys. */
 let prefix = ''
 beforeEach(() => {
-  prefix = `jr-test-${randomBytes(6).toString('hex')}:`
+  prefix = `${unique('jr-test')}:`
 })
 
 /** SCAN is fine here: this is test cleanup, not the store. One DEL per key, as keys of
@@ -76,15 +76,13 @@ function untilStatus(client: Redis, status: 'ready' | 'reconnecting'): Promise<v
 /** Runs the conformance suite against one server, opened in beforeAll. */
 function conformanceOn(name: string, options: { cluster?: boolean }): void {
   describe(name, () => {
-    let server: RedisServer
+    const server = useRedis(options)
     let admin: Redis
-    beforeAll(async () => {
-      server = await startRedisServer(options)
+    beforeAll(() => {
       admin = new Redis(server.port, '127.0.0.1')
     })
     afterAll(async () => {
       await admin?.quit()
-      await server?.stop()
     })
     const makeStore: MakeStore = async (node = 'worker1') => {
       const keyPrefix = prefix
@@ -125,7 +123,7 @@ describe('loading ioredis', () => {
 })
 
 describe('RedisStore on a real redis-server', () => {
-  let server: RedisServer
+  const server = useRedis()
   let admin: Redis
   const opened: RedisStore[] = []
 
@@ -136,8 +134,7 @@ describe('RedisStore on a real redis-server', () => {
     return store
   }
 
-  beforeAll(async () => {
-    server = await startRedisServer()
+  beforeAll(() => {
     admin = new Redis(server.port, '127.0.0.1')
   })
   afterEach(async () => {
@@ -146,7 +143,6 @@ describe('RedisStore on a real redis-server', () => {
   })
   afterAll(async () => {
     await admin?.quit()
-    await server?.stop()
   })
 
   it('is durable', () => {

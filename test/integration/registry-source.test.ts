@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -13,65 +12,18 @@ import {
 import type { Timer } from '../../src/scheduling/timer-heap.js'
 import { groupKeys } from '../../src/storage/redis/group-keys.js'
 import { encodeMemberEntry } from '../../src/storage/redis/member-entry.js'
-import { LEVEL, LogCapture } from '../helpers/log-capture.js'
-import { type RedisServer, startRedisServer } from '../helpers/redis-server.js'
-import { within } from '../helpers/within.js'
+import { FakeSourceNode } from '../helpers/fake-source-node.js'
+import { LEVEL } from '../helpers/log-capture.js'
+import { startRedisServer } from '../helpers/redis-server.js'
+import { unique, useRedis } from '../helpers/shared-redis.js'
 
 const NOW = 1_700_000_000_000
 
-/**
- * The node as a registry source sees it: time stands still at `time` unless the test moves
- * it, and the armed timer fires only when the test fires it. Every read ends by arming the
- * timer, which is how a test knows a read is done.
- */
-class FakeNode implements RegistryContext {
-  readonly logs = new LogCapture()
-  readonly log = this.logs.logger
-  readonly changes: RegistryAddress[][] = []
-  readonly delays: number[] = []
+/** The node as a registry source sees it: time stands still at `time` unless the test moves it. */
+class FakeNode extends FakeSourceNode<RegistryAddress> implements RegistryContext {
   time = NOW
-  armed: Timer | undefined
-  private readonly waiters: { check: () => boolean; resolve: () => void }[] = []
-
   now(): number {
     return this.time
-  }
-  after(timer: Timer, ms: number): void {
-    this.armed = timer
-    this.delays.push(ms)
-    this.poke()
-  }
-  cancelTimer(timer: Timer): void {
-    if (this.armed === timer) this.armed = undefined
-  }
-  onChange(addresses: readonly RegistryAddress[]): void {
-    this.changes.push([...addresses])
-    this.poke()
-  }
-
-  /** Resolves once `check` holds (now or after a change or an arming). */
-  until(check: () => boolean, what: string): Promise<void> {
-    if (check()) return Promise.resolve()
-    return within(new Promise<void>((resolve) => this.waiters.push({ check, resolve })), what)
-  }
-
-  /** Fires the armed timer, as the node's scheduler would, and resolves once that read is done. */
-  async fire(): Promise<number> {
-    const timer = this.armed
-    if (timer === undefined) throw new Error('no timer is armed')
-    this.armed = undefined
-    const armings = this.delays.length
-    timer.fire()
-    await this.until(() => this.delays.length > armings, 'the read the timer started')
-    return this.delays.at(-1) as number
-  }
-
-  private poke(): void {
-    for (const waiter of [...this.waiters]) {
-      if (!waiter.check()) continue
-      this.waiters.splice(this.waiters.indexOf(waiter), 1)
-      waiter.resolve()
-    }
   }
 }
 
@@ -81,15 +33,13 @@ const at = (...addresses: string[]): RegistryAddress[] =>
     return { host: a.slice(0, colon), port: Number(a.slice(colon + 1)) }
   })
 
-let server: RedisServer
+const server = useRedis()
 let redis: Redis
-beforeAll(async () => {
-  server = await startRedisServer()
+beforeAll(() => {
   redis = new Redis({ port: server.port, host: '127.0.0.1' })
 })
-afterAll(async () => {
+afterAll(() => {
   redis?.disconnect()
-  await server?.stop()
 })
 
 /** A fresh group per test: its keys are the test's own. */
@@ -127,7 +77,7 @@ async function started(
 
 describe('RegistrySource', () => {
   it('reports the advertised addresses of the live members, sorted, and skips the others', async () => {
-    group = `g-${randomBytes(4).toString('hex')}`
+    group = unique('g')
     await register('b', '127.0.0.1:5002', NOW + 15_000)
     await register('a', '127.0.0.1:5001', NOW + 10_000, ['old'])
     await register('old', '127.0.0.1:5000', NOW - 1)
@@ -141,7 +91,7 @@ describe('RegistrySource', () => {
   })
 
   it('reports an empty group once, and a member that registers after a message on the channel', async () => {
-    group = `g-${randomBytes(4).toString('hex')}`
+    group = unique('g')
     const { node } = await started()
     expect(node.changes).toEqual([[]])
 
@@ -163,7 +113,7 @@ describe('RegistrySource', () => {
   })
 
   it('reads again as the first live lease runs out, or at the interval, whichever comes first', async () => {
-    group = `g-${randomBytes(4).toString('hex')}`
+    group = unique('g')
     await register('a', '127.0.0.1:5001', NOW + 300)
     await register('b', '127.0.0.1:5002', NOW + 60_000)
     const { node } = await started({ intervalMs: 4000 })
@@ -180,7 +130,7 @@ describe('RegistrySource', () => {
   })
 
   it('keeps the last set while Redis is away, warns once per streak, and reads again when it is back', async () => {
-    group = `g-${randomBytes(4).toString('hex')}`
+    group = unique('g')
     const dir = await mkdtemp(join(tmpdir(), 'jr-registry-'))
     // A server of its own, with its data on disk: it comes back with the registry.
     let own = await startRedisServer({ appendonly: true, dir })
@@ -226,7 +176,7 @@ describe('RegistrySource', () => {
   })
 
   it('reads and listens on Redis Cluster', async () => {
-    group = `g-${randomBytes(4).toString('hex')}`
+    group = unique('g')
     const cluster = await startRedisServer({ cluster: true })
     const writer = new Redis({ port: cluster.port, host: '127.0.0.1' })
     try {
@@ -249,7 +199,7 @@ describe('RegistrySource', () => {
   })
 
   it('stops at close(): its timer is cancelled and it reads nothing more', async () => {
-    group = `g-${randomBytes(4).toString('hex')}`
+    group = unique('g')
     const { node, source } = await started()
     await node.until(() => node.armed !== undefined, 'the timer')
     const timer = node.armed as Timer

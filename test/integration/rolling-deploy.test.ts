@@ -10,26 +10,19 @@
  * closure or a named handler in some process. Jobs may run twice (at-least-once): duplicates
  * are counted and printed, not asserted.
  */
-import { randomBytes } from 'node:crypto'
 import { createServer, type Server } from 'node:net'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it } from 'vitest'
 import type { DistributorOptions } from '../../src/distributor/options.js'
 import { FIXTURE_JOBS, Resources, spawnNode } from '../helpers/cluster.js'
 import { startDnsServer } from '../helpers/dns-server.js'
-import { startRedisServer, type RedisServer } from '../helpers/redis-server.js'
+import { unique, useRedis } from '../helpers/shared-redis.js'
 import { LATE_JOBS, type ResultLine, WebApp } from '../helpers/web-app.js'
 import { within } from '../helpers/within.js'
 
 const res = new Resources()
 afterEach(() => res.releaseAll())
 
-let redis: RedisServer
-beforeAll(async () => {
-  redis = await startRedisServer()
-})
-afterAll(() => redis.stop())
-
-const unique = (base: string): string => `${base}-${randomBytes(4).toString('hex')}`
+const redis = useRedis()
 
 const MEMBERS = ['web-1', 'web-2', 'web-3']
 /** A short job that writes down where it ran; its named handler is registered in every process. */

@@ -5,16 +5,7 @@ import { ErrorCode } from '../../src/errors.js'
 import { resolveNodeOptions } from '../../src/node/options.js'
 import { groupKeys, memberKeys } from '../../src/storage/redis/group-keys.js'
 import { encodeMemberEntry, parseMemberEntry } from '../../src/storage/redis/member-entry.js'
-
-/** The error `fn` throws; fails when it throws none. */
-function thrown(fn: () => unknown): { code?: string; message: string } {
-  try {
-    fn()
-  } catch (err) {
-    return err as { code?: string; message: string }
-  }
-  throw new Error('expected a throw')
-}
+import { thrown } from '../helpers/thrown.js'
 
 const savedDnsServer = process.env['JR_DNS_SERVER']
 afterEach(() => {

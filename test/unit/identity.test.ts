@@ -1,17 +1,9 @@
 import { describe, expect, it } from 'vitest'
 import { resolveDistributorOptions } from '../../src/distributor/options.js'
 import { checkGroup, checkMemberName, defaultAdvertise, identityKey } from '../../src/protocol/identity.js'
+import { thrown } from '../helpers/thrown.js'
 
 const defaults = { alwaysUseSpecifiedNode: false }
-
-function thrown(fn: () => unknown): { code?: string; message: string } {
-  try {
-    fn()
-  } catch (err) {
-    return err as { code?: string; message: string }
-  }
-  throw new Error('expected a throw')
-}
 
 describe('distributor identity', () => {
   it.each(['web', 'web-0', 'pod.ns.svc', '10.0.0.1:5000', '[::1]:5000', 'a_b@c'])('accepts %s', (value) => {

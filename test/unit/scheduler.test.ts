@@ -1,18 +1,11 @@
 import { describe, it, expect, vi, afterEach } from 'vitest'
 import { DRAIN_BUDGET_MS, Scheduler } from '../../src/scheduling/scheduler.js'
-import { Timer, type TimerSlot } from '../../src/scheduling/timer-heap.js'
+import { Timer } from '../../src/scheduling/timer-heap.js'
 import { MAX_TIMER_DELAY, systemClock } from '../../src/scheduling/clock.js'
 import { FakeClock } from '../helpers/fake-clock.js'
+import { type Entry, entry } from '../helpers/timer-entry.js'
 
 const DAY = 24 * 60 * 60 * 1000
-
-interface Entry extends TimerSlot {
-  readonly name: string
-}
-
-function entry(name: string): Entry {
-  return { name, dueAt: 0, timerIndex: -1 }
-}
 
 interface Fired {
   name: string

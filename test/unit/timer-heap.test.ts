@@ -1,14 +1,7 @@
 import { describe, it, expect } from 'vitest'
-import { TimerHeap, type TimerSlot } from '../../src/scheduling/timer-heap.js'
+import { TimerHeap } from '../../src/scheduling/timer-heap.js'
 import { seededRandom } from '../helpers/prng.js'
-
-interface Entry extends TimerSlot {
-  readonly name: string
-}
-
-function entry(name: string): Entry {
-  return { name, dueAt: 0, timerIndex: -1 }
-}
+import { type Entry, entry } from '../helpers/timer-entry.js'
 
 interface Ref {
   entry: Entry

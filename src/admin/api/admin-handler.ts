@@ -287,7 +287,7 @@ async function job(ctx: AdminContext, id: string, node: string | null): Promise<
   )
 }
 
-const NODE_JOB_KINDS: readonly NodeJobKind[] = ['scheduled', 'periodic', 'failed']
+const NODE_JOB_KINDS: readonly NodeJobKind[] = ['running', 'scheduled', 'periodic', 'failed']
 
 async function nodeJobs(ctx: AdminContext, node: string, query: URLSearchParams): Promise<unknown> {
   const kind = query.get('kind') ?? 'scheduled'
