@@ -51,3 +51,19 @@ export function sendError(
   })
   res.end(body)
 }
+
+/**
+ * Answers 405 with `Allow: GET, HEAD` unless `req` reads (GET or HEAD); true when it did.
+ * `what` names what is read here, for the message.
+ */
+export function refuseUnlessRead(req: IncomingMessage, res: ServerResponse, what: string): boolean {
+  if (req.method === 'GET' || req.method === 'HEAD') return false
+  sendError(
+    res,
+    405,
+    HttpErrorCode.METHOD_NOT_ALLOWED,
+    `method ${req.method ?? '(none)'} is not allowed here: ${what} are read with GET or HEAD`,
+    { Allow: 'GET, HEAD' },
+  )
+  return true
+}

@@ -1,5 +1,6 @@
 import { AcceptTimeoutError, ProtocolError } from '../errors.js'
 import type { Logger } from '../logger.js'
+import { isScheduled } from '../scheduling/cron.js'
 import type { Scheduler } from '../scheduling/scheduler.js'
 import type { Timer } from '../scheduling/timer-heap.js'
 import type { DistributorEvents } from './events.js'
@@ -93,7 +94,7 @@ export class Acceptance {
     }
     // A job that will wait on the node's timer does not hold a slot of its window; one that
     // was delayed when sent but is due by now runs at once, and counts whole.
-    if (job.opts.period !== undefined || job.dueAt > now) setLoad(job, 0)
+    if (isScheduled(job.opts) || job.dueAt > now) setLoad(job, 0)
     else if (job.load === DELAYED_LOAD) setLoad(job, INSTANT_LOAD)
     if (this.events.wants('job:accepted'))
       this.events.emit('job:accepted', { id: job.id, name: job.name, node: session.name })

@@ -3,6 +3,7 @@ import { metricsHandler } from '../admin/metrics/metrics-handler.js'
 import { promClient, type MetricsRegistry } from '../admin/metrics/prom-client.js'
 import type { AdminChange, AdminContext } from '../admin/api/admin-context.js'
 import { createAdminHandler, type AdminHandler, type AdminHandlerOptions } from '../admin/api/admin-handler.js'
+import { serveDashboard } from '../admin/dashboard/dashboard.js'
 import type { RequestHandler } from '../admin/http.js'
 import { FRAME_ENVELOPE_BYTES } from '../config.js'
 import {
@@ -273,7 +274,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
    * refused. Its live streams end at close().
    */
   adminHandler(options: AdminHandlerOptions = {}): RequestHandler {
-    const handler = createAdminHandler(this.adminContext(), options)
+    const handler = createAdminHandler(this.adminContext(), options, serveDashboard)
     this.adminHandlers.add(handler)
     return handler
   }

@@ -10,6 +10,7 @@ import {
 import type { Logger } from '../logger.js'
 import { decodeArgs, type JobArgsObject } from '../protocol/args.js'
 import type { WireFeedback } from '../protocol/messages.js'
+import { isScheduled, nextRun, runDueAtOf } from '../scheduling/cron.js'
 import type { DistributorEvents } from './events.js'
 import type { FeedbackAcks, PendingClosure } from './feedback-acks.js'
 import type { FeedbackHandlers, FeedbackInfo } from './feedback-handlers.js'
@@ -32,7 +33,7 @@ export interface FeedbackContext {
   scheduleDispatch(): void
   /** `job` left every table: the `cancel()` calls waiting on it learn whether it ended `cancelled`. */
   ended(job: TrackedJob, cancelled: boolean): void
-  /** A periodic job moved on to its next run: its spool record follows. */
+  /** A scheduled job (`period` or `cron`) moved on to its next run: its spool record follows. */
   advanced(job: TrackedJob): void
   /** A node reported a run that failed for good (the admin API keeps the last ones). */
   failed(failure: Failure): void
@@ -123,10 +124,13 @@ export class FeedbackRouter {
       if (item.final) {
         if (item.kind === 'success') job.resolve(args)
         else job.reject(new JobFailedError(job.name, job.id, args))
-      } else if (job.opts.period !== undefined) {
-        // Runs are due at fixed steps from the first (no drift): step from this run's due time.
-        job.dueAt += (item.run + 1 - job.run) * job.opts.period * 1000
-        job.run = item.run + 1
+      } else if (isScheduled(job.opts)) {
+        // One step on from the run reported, on the schedule (no drift), for a re-dispatch
+        // should its node be lost. Runs the node skipped since, its next feedback shows.
+        const reportedDueAt = runDueAtOf(job.opts, item.run, job.run, job.dueAt)
+        const next = nextRun(job.opts, item.run, reportedDueAt, reportedDueAt)
+        job.dueAt = next.runDueAt
+        job.run = next.run
         this.ctx.advanced(job)
       }
     }

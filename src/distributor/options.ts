@@ -26,6 +26,7 @@ import {
 } from '../config.js'
 import { InvalidArgumentError } from '../errors.js'
 import { checkAdvertise, checkGroup, checkMemberName, DEFAULT_GROUP, generatedName } from '../protocol/identity.js'
+import { DEFAULT_CRON_ZONE, firstRunAt, parseCron } from '../scheduling/cron.js'
 import { checkStorageUrl } from '../storage/redis/url.js'
 import { DEFAULT_MAX_FRAME_SIZE, HANDSHAKE_MAX_FRAME_SIZE } from '../protocol/frame.js'
 import { createLogger, resolveLogLevel, type Logger, type LogLevel } from '../logger.js'
@@ -276,6 +277,8 @@ export interface ResolvedEnqueueOptions {
 /** Most jobs set no option (or only a delay): they all point at this one object. */
 export const NO_JOB_OPTIONS: Readonly<JobOptions> = Object.freeze({
   period: undefined,
+  cron: undefined,
+  tz: undefined,
   node: undefined,
   notNode: undefined,
   defer: false,
@@ -288,6 +291,8 @@ const ENQUEUE_KEYS = optionKeys<EnqueueOptions>({
   after: true,
   runAt: true,
   period: true,
+  cron: true,
+  tz: true,
   node: true,
   notNode: true,
   defer: true,
@@ -324,6 +329,17 @@ export function resolveEnqueueOptions(input: unknown, now: number): ResolvedEnqu
   dueAt = Math.round(dueAt)
   if (onlyDelay) return { dueAt, job: NO_JOB_OPTIONS }
   const period = o['period'] === undefined ? undefined : checkNumber('period', o['period'], 0.001)
+  let cron: string | undefined
+  let tz: string | undefined
+  if (o['cron'] !== undefined) {
+    if (period !== undefined) throw new InvalidArgumentError(`'cron' and 'period' are exclusive: give one`)
+    const schedule = parseCron(o['cron'], o['tz'] ?? DEFAULT_CRON_ZONE)
+    cron = schedule.expression
+    if (o['tz'] !== undefined) tz = schedule.zone
+    dueAt = firstRunAt(schedule, dueAt)
+  } else if (o['tz'] !== undefined) {
+    throw new InvalidArgumentError(`'tz' is the time zone of a 'cron' schedule: give 'cron' too`)
+  }
   let retry: RetryPolicy | undefined
   if (o['retry'] !== undefined) retry = normalizeRetry(o['retry'], 'retry')
   if (o['retryMultiplier'] !== undefined) {
@@ -331,6 +347,8 @@ export function resolveEnqueueOptions(input: unknown, now: number): ResolvedEnqu
   }
   const job: JobOptions = {
     period,
+    cron,
+    tz,
     node: o['node'] === undefined ? undefined : checkString('node', o['node']),
     notNode: o['notNode'] === undefined ? undefined : checkString('notNode', o['notNode']),
     defer: booleanOption(o, 'defer', false),

@@ -2,6 +2,7 @@ import type { LinkedList } from '../linked-list.js'
 import type { JobArgsObject } from '../protocol/args.js'
 import type { WireJob } from '../protocol/messages.js'
 import { JOB_RUN_OPTIONS, setRunOption } from '../protocol/parse-message.js'
+import { isScheduled } from '../scheduling/cron.js'
 import { Handle, type Canceller } from './job-handle.js'
 import type { NodeSession } from './node-session.js'
 import { NO_JOB_OPTIONS, type JobOptions } from './options.js'
@@ -137,7 +138,7 @@ export function toWireJob(job: TrackedJob): WireJob {
 export function assign(job: TrackedJob, session: NodeSession, now: number): void {
   job.state = 'sent'
   job.session = session
-  job.load = job.opts.period !== undefined || job.dueAt > now ? DELAYED_LOAD : INSTANT_LOAD
+  job.load = isScheduled(job.opts) || job.dueAt > now ? DELAYED_LOAD : INSTANT_LOAD
   session.load += job.load
   session.inFlight++
   session.held.add(job)

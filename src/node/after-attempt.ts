@@ -1,4 +1,5 @@
 import { retryPolicyOf, type Config } from '../config.js'
+import { isScheduled, nextRun } from '../scheduling/cron.js'
 import { computeBackoff, shouldRetry, type RetryPolicy } from '../scheduling/retry.js'
 import { JobStatus } from '../storage/store.js'
 import type { ChainOutcome } from './chain-runner.js'
@@ -7,12 +8,15 @@ import type { ChainOutcome } from './chain-runner.js'
 export interface AttemptedJob {
   /** The attempt that just ended, from 1. */
   readonly attempt: number
-  /** The run it belongs to (periodic jobs count runs from 1; others have run 1). */
+  /** The run it belongs to (scheduled jobs count runs from 1; others have run 1). */
   readonly run: number
   /** When this run was due (epoch ms): the base of the next run's due time. */
   readonly runDueAt: number
   /** Seconds between runs of a periodic job. */
   readonly period?: number | undefined
+  /** The cron expression of a cron job, read in `tz`. */
+  readonly cron?: string | undefined
+  readonly tz?: string | undefined
   /** The job's own retry policy, if it has one. */
   readonly retry?: RetryPolicy | undefined
   /** The application asked to cancel it while this attempt ran. */
@@ -33,11 +37,11 @@ export type AttemptDecision =
   /** Failed with attempts left: due again `delayMs` from now, stored as 'error'. No feedback. */
   | { readonly kind: 'retry'; readonly delayMs: number }
   /**
-   * A run of a periodic job ended (success, or failure for good): that run's feedback (not
-   * final), and the schedule goes on with run `run`, due at `dueAt`. No drift: it is due a
-   * whole number of periods after the run that ended was due; `missed` runs whose time
-   * passed (the node was down, or the run took longer than the period) are skipped, not
-   * replayed.
+   * A run of a scheduled job (`period` or `cron`) ended (success, or failure for good): that
+   * run's feedback (not final), and the schedule goes on with run `run`, due at `dueAt`. No
+   * drift: it is due a whole number of periods after the run that ended was due, or at an
+   * occurrence of the cron expression; `missed` runs whose time passed (the node was down,
+   * or the run took longer than the period) are skipped, not replayed (see `nextRun`).
    */
   | {
       readonly kind: 'next-run'
@@ -50,7 +54,7 @@ export type AttemptDecision =
   | { readonly kind: 'final'; readonly status: FinalStatus; readonly remove: boolean }
   /**
    * The application's cancel, heard while the attempt ran, ends the job as cancelled, with
-   * no retry and no next run. `reportRun`: a periodic run that succeeded still sends that
+   * no retry and no next run. `reportRun`: a scheduled run that succeeded still sends that
    * run's success feedback (not final); otherwise there is no feedback, only the cancel's
    * answer.
    */
@@ -77,8 +81,8 @@ const STOPPED_REPORTED_REMOVED: AttemptDecision = Object.freeze({ kind: 'cancell
  *    (`attempt < maxAttempt`): `retry` after `computeBackoff` of the job's policy, else the
  *    node's (`retry`, or linear by `retryMultiplier`).
  * 2. A cancel requested while it ran: `cancelled`, unless the attempt succeeded and the job
- *    is not periodic (that job simply completes, and the cancel is answered `finished`).
- * 3. A periodic job whose run was not ended by a `CancelJob`: `next-run`.
+ *    is not scheduled (that job simply completes, and the cancel is answered `finished`).
+ * 3. A scheduled job (`period` or `cron`) whose run was not ended by a `CancelJob`: `next-run`.
  * 4. Otherwise `final`: 'cancelled' (a `CancelJob`), 'complete' or 'failed', removed per
  *    `removeCancelledJobs`, `removeDoneJobs` or `removeFailedJobs`.
  */
@@ -100,15 +104,14 @@ export function decideAfterAttempt(
     return { kind: 'retry', delayMs: computeBackoff(job.retry ?? retryPolicyOf(settings), job.attempt, random) }
   }
   const succeeded = outcome.kind === 'success' && !outcome.cancelled
-  if (job.cancelRequested && !(succeeded && job.period === undefined)) {
+  const scheduled = isScheduled(job)
+  if (job.cancelRequested && !(succeeded && !scheduled)) {
     if (succeeded) return settings.removeCancelledJobs ? STOPPED_REPORTED_REMOVED : STOPPED_REPORTED_KEPT
     return settings.removeCancelledJobs ? STOPPED_REMOVED : STOPPED_KEPT
   }
-  if (job.period !== undefined && !outcome.cancelled) {
-    const periodMs = job.period * 1000
-    const step = Math.max(1, Math.ceil((now - job.runDueAt) / periodMs))
-    const runDueAt = job.runDueAt + step * periodMs
-    return { kind: 'next-run', run: job.run + step, runDueAt, dueAt: runDueAt, missed: step - 1 }
+  if (scheduled && !outcome.cancelled) {
+    const next = nextRun(job, job.run, job.runDueAt, now)
+    return { kind: 'next-run', run: next.run, runDueAt: next.runDueAt, dueAt: next.runDueAt, missed: next.missed }
   }
   if (outcome.cancelled) return settings.removeCancelledJobs ? CANCELLED_REMOVED : CANCELLED_KEPT
   if (outcome.kind === 'success') return settings.removeDoneJobs ? COMPLETE_REMOVED : COMPLETE_KEPT

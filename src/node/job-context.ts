@@ -1,5 +1,6 @@
 import { CancelJob } from '../errors.js'
 import type { Logger } from '../logger.js'
+import { isScheduled, nextRun } from '../scheduling/cron.js'
 import type { JobRecord } from '../storage/store.js'
 import type { JobStatus } from '../storage/store.js'
 import type { JobContext } from './registry.js'
@@ -19,6 +20,8 @@ export class AttemptContext implements JobContext {
   readonly node: string
   readonly dueAt: number
   readonly period: number | undefined
+  readonly cron: string | undefined
+  readonly tz: string | undefined
   readonly run: number
   /** The identity (`group/name`) of the distributor that sent the job. */
   readonly distributor: string
@@ -36,11 +39,20 @@ export class AttemptContext implements JobContext {
     this.node = node
     this.dueAt = record.dueAt
     this.period = record.period
+    this.cron = record.cron
+    this.tz = record.tz
     this.run = record.run
     this.distributor = record.distributor
     this.#baseLog = baseLog
     this.#record = record
     this.#signalOf = signalOf
+  }
+
+  /** Computed on use: a cron step costs more than most jobs read it. */
+  get nextDueAt(): number | undefined {
+    const record = this.#record
+    if (!isScheduled(record)) return undefined
+    return nextRun(record, record.run, record.runDueAt, record.runDueAt).runDueAt
   }
 
   get signal(): AbortSignal {
@@ -65,7 +77,10 @@ export class AttemptContext implements JobContext {
       node: this.node,
       dueAt: this.dueAt,
       period: this.period,
+      cron: this.cron,
+      tz: this.tz,
       run: this.run,
+      nextDueAt: this.nextDueAt,
       distributor: this.distributor,
     }
   }

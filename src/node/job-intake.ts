@@ -105,6 +105,8 @@ export class JobIntake {
         timerIndex: -1,
       }
       if (wire.period !== undefined) job.period = wire.period
+      if (wire.cron !== undefined) job.cron = wire.cron
+      if (wire.tz !== undefined) job.tz = wire.tz
       if (wire.maxAttempt !== undefined) job.maxAttempt = wire.maxAttempt
       if (wire.retry !== undefined) job.retry = wire.retry
       if (wire.timeout !== undefined) job.timeout = wire.timeout

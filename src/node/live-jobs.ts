@@ -26,6 +26,11 @@ export interface LiveJob extends JobRecord, TimerSlot {
   store: Store
 }
 
+/** A stored job taken back in (resumed at start, taken over, retried by an operator): held, waiting for its time. */
+export function liveJobOf(record: JobRecord, store: Store): LiveJob {
+  return Object.assign(record, { phase: 'scheduled' as const, cancelRequested: false, store, timerIndex: -1 })
+}
+
 /**
  * What the node's one scheduler holds: jobs' due times, and as `Timer`s the attempts'
  * timeouts, lease upkeep, the store probe and the store deadline.

@@ -2,8 +2,9 @@ import { canRetry, retryPatch } from '../admin/store-admin.js'
 import { coerceError } from '../errors.js'
 import type { AdminRequest, AdminResultMessage, NodeJobKind, NodeJobView } from '../protocol/messages.js'
 import { MessageType } from '../protocol/messages.js'
+import { isScheduled } from '../scheduling/cron.js'
 import { type JobRecord, JobStatus, type Store } from '../storage/store.js'
-import type { LiveJob, LiveJobs } from './live-jobs.js'
+import { type LiveJob, type LiveJobs, liveJobOf } from './live-jobs.js'
 
 /** What answering an operator needs of its node. */
 export interface NodeAdminContext {
@@ -127,12 +128,7 @@ export class NodeAdmin {
     await store.updateJob(id, patch)
     // A retry of the same job may have raced this one through the awaits above.
     if (this.live.has(id)) return { job: view(this.live.get(id) as LiveJob, true) }
-    const job: LiveJob = Object.assign(record, patch, {
-      phase: 'scheduled' as const,
-      cancelRequested: false,
-      store,
-      timerIndex: -1,
-    })
+    const job = liveJobOf(Object.assign(record, patch), store)
     this.live.add(job)
     this.ctx.schedule(job)
     return { job: view(job, true) }
@@ -145,8 +141,8 @@ export class NodeAdmin {
  */
 const HELD_KINDS: Record<Exclude<NodeJobKind, 'failed'>, (job: LiveJob) => boolean> = {
   running: (job) => job.phase === 'running' || job.phase === 'queued',
-  scheduled: (job) => job.phase === 'scheduled' && job.period === undefined,
-  periodic: (job) => job.phase === 'scheduled' && job.period !== undefined,
+  scheduled: (job) => job.phase === 'scheduled' && !isScheduled(job),
+  periodic: (job) => job.phase === 'scheduled' && isScheduled(job),
 }
 
 function notFound(id: string): AdminAnswer {
@@ -163,6 +159,8 @@ function view(job: JobRecord, withArgs: boolean): NodeJobView {
     dueAt: job.dueAt,
   }
   if (job.period !== undefined) out.period = job.period
+  if (job.cron !== undefined) out.cron = job.cron
+  if (job.tz !== undefined) out.tz = job.tz
   if (job.lastError !== undefined) out.lastError = job.lastError
   if (withArgs) out.args = job.args
   return out

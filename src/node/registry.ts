@@ -32,8 +32,18 @@ export interface JobContext {
   dueAt: number
   /** Seconds between runs of a periodic job. */
   period: number | undefined
-  /** Periodic jobs: the run number, 1-based. */
+  /** The cron expression of a cron job. */
+  cron: string | undefined
+  /** The IANA time zone of `cron` (undefined: UTC). */
+  tz: string | undefined
+  /** Scheduled jobs (`period` or `cron`): the run number, 1-based. */
   run: number
+  /**
+   * Scheduled jobs: when the run after this one is due (epoch ms), as the schedule stands; a
+   * run that ends after that time skips to the first one due after its end. Undefined for a
+   * job that runs once.
+   */
+  nextDueAt: number | undefined
   /** The distributor the job came from. */
   distributor: string
   /** Aborts when the attempt times out or the node shuts down. */

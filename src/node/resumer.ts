@@ -1,7 +1,7 @@
 import type { Logger } from '../logger.js'
 import type { FeedbackRecord, Store } from '../storage/store.js'
 import type { FeedbackOutbox } from './feedback-outbox.js'
-import type { LiveJob, LiveJobs } from './live-jobs.js'
+import { type LiveJob, type LiveJobs, liveJobOf } from './live-jobs.js'
 
 /** What resuming needs of its node. */
 export interface ResumeContext {
@@ -41,12 +41,7 @@ export class Resumer {
     const records = await store.listUnfinished()
     for (const record of records) {
       if (this.live.has(record.id)) continue
-      const job: LiveJob = Object.assign(record, {
-        phase: 'scheduled' as const,
-        cancelRequested: false,
-        store,
-        timerIndex: -1,
-      })
+      const job = liveJobOf(record, store)
       this.live.add(job)
       this.ctx.schedule(job)
     }

@@ -57,6 +57,14 @@ export type MessageType = (typeof MessageType)[keyof typeof MessageType]
 export interface JobRunOptions {
   /** Seconds between runs of a periodic job; its first run is at `after`/`runAt`, else at once. */
   period?: number
+  /**
+   * A cron expression (five fields, or six with seconds first, or a nickname such as
+   * `@daily`): the job runs at its occurrences, the first one at or after `after`/`runAt`,
+   * else after enqueue. Exclusive with `period`.
+   */
+  cron?: string
+  /** The IANA time zone `cron` is read in. @default 'UTC' */
+  tz?: string
   /** Run the chain in a worker thread of the node. */
   defer?: boolean
   /** Attempts per run, overriding the node's `maxAttempt`. */
@@ -77,7 +85,7 @@ export interface WireJob extends JobRunOptions {
   name: string
   args: Uint8Array
   dueAt: number
-  /** Periodic jobs: the run this dispatch starts at (re-dispatch after a lost node). */
+  /** Scheduled jobs: the run this dispatch starts at (re-dispatch after a lost node). */
   run: number
 }
 
@@ -248,6 +256,8 @@ export interface NodeJobView {
   run: number
   dueAt: number
   period?: number
+  cron?: string
+  tz?: string
   lastError?: SerializedError
   /** msgpack bytes of the args (in answers about one job only: a page carries none). */
   args?: Uint8Array

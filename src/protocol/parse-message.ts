@@ -1,4 +1,5 @@
 import { ProtocolError, type SerializedError } from '../errors.js'
+import { DEFAULT_CRON_ZONE, parseCron } from '../scheduling/cron.js'
 import type { RetryPolicy } from '../scheduling/retry.js'
 import { shareEmptyArgs, type JobArgsObject } from './args.js'
 import {
@@ -137,6 +138,8 @@ type Reader<T> = (o: Obj, key: string, path: string) => T
  */
 const RUN_OPTION_READERS: { readonly [K in keyof JobRunOptions]-?: Reader<NonNullable<JobRunOptions[K]>> } = {
   period: num,
+  cron: str,
+  tz: str,
   defer: bool,
   maxAttempt: posInt,
   retry: retryPolicy,
@@ -174,7 +177,18 @@ function wireJob(value: unknown, path: string): WireJob {
   // Named as fields of the job: to a user they are its options, wherever the wire puts them.
   const o = obj(t[5], `${path}.options`)
   for (const key of JOB_RUN_OPTIONS) readRunOption(job, o, key, path)
+  // A schedule the node could not step would fail after its first run: refused here instead.
+  if (job.cron !== undefined || job.tz !== undefined) checkSchedule(job, path)
   return job
+}
+
+function checkSchedule(job: WireJob, path: string): void {
+  if (job.cron === undefined) throw new ProtocolError(`'${path}.tz' was sent without '${path}.cron'`)
+  try {
+    parseCron(job.cron, job.tz ?? DEFAULT_CRON_ZONE)
+  } catch (err) {
+    throw new ProtocolError(`'${path}.options': ${(err as Error).message}`)
+  }
 }
 
 /** The options of a job that go on the wire, or undefined when it has none. */
@@ -184,6 +198,8 @@ export function jobExtras(job: WireJob): Obj | undefined {
   // JobRunOptions (a unit test checks every option against it).
   if (
     job.period === undefined &&
+    job.cron === undefined &&
+    job.tz === undefined &&
     job.defer === undefined &&
     job.maxAttempt === undefined &&
     job.retry === undefined &&
@@ -303,6 +319,10 @@ function nodeJobView(value: unknown, p: string): NodeJobView {
   }
   const period = optional(o, 'period', num, p)
   if (period !== undefined) view.period = period
+  const cron = optional(o, 'cron', str, p)
+  if (cron !== undefined) view.cron = cron
+  const tz = optional(o, 'tz', str, p)
+  if (tz !== undefined) view.tz = tz
   const lastError = optional(o, 'lastError', serializedError, p)
   if (lastError !== undefined) view.lastError = lastError
   const args = optional(o, 'args', bytes, p)

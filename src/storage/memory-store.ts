@@ -131,6 +131,8 @@ function copyJob(r: JobRecord): JobRecord {
     createdAt: r.createdAt,
   }
   if (r.period !== undefined) out.period = r.period
+  if (r.cron !== undefined) out.cron = r.cron
+  if (r.tz !== undefined) out.tz = r.tz
   if (r.maxAttempt !== undefined) out.maxAttempt = r.maxAttempt
   if (r.retry !== undefined) out.retry = { ...r.retry }
   if (r.timeout !== undefined) out.timeout = r.timeout

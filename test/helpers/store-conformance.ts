@@ -193,6 +193,13 @@ export function storeConformance(name: string, makeStore: MakeStore): void {
       expect(await store.listJobs()).toHaveLength(1)
     })
 
+    it("round-trips a cron job's expression and zone", async () => {
+      const store = await open()
+      const job = makeJob('c1', { cron: '30 2 * * 1-5', tz: 'America/New_York', run: 3 })
+      await store.saveJobs([job])
+      expect(plain((await store.getJob('c1'))!)).toEqual(plain(job))
+    })
+
     it('updateJob changes only the fields in the patch', async () => {
       const store = await open()
       const job = makeJob('j1', { period: 60, maxAttempt: 4 })

@@ -169,6 +169,45 @@ describe('time: delayed, scheduled and periodic jobs', () => {
     await handle.cancel()
   })
 
+  it("a cron job runs at its occurrences on the node's clock, one feedback per run, until cancelled", async () => {
+    const d = await startDistributor(res)
+    const { node, clock } = await startNodeOnClock(d)
+    let id = ''
+    let starts = 0
+    node.on('job:start', (e) => {
+      if (e.id === id) starts++
+    })
+    catchUp(clock)
+    const feedback: Record<string, unknown>[] = []
+    let twoRuns: () => void = () => {}
+    const ran = new Promise<void>((resolve) => (twoRuns = resolve))
+    const handle = d.enqueue('cron_stamp', {}, { cron: '* * * * * *' }, (args) => {
+      feedback.push(args)
+      if (feedback.length === 2) twoRuns()
+    })
+    id = handle.id
+    await allAccepted(d, [handle])
+    await runUntil(clock, ran)
+    const first = feedback[0]?.['dueAt'] as number
+    // Whole seconds (an every-second expression), one apart; each run knows the next one.
+    expect(first % 1000).toBe(0)
+    expect(feedback).toEqual([
+      { run: 1, attempt: 1, dueAt: first, nextDueAt: first + 1000, cron: '* * * * * *' },
+      { run: 2, attempt: 1, dueAt: first + 1000, nextDueAt: first + 2000, cron: '* * * * * *' },
+    ])
+    expect(await handle.cancel()).toBe(true)
+    expect(await handle.done).toEqual({})
+    // The clock may have reached the third run while the second one's feedback travelled;
+    // after the cancel, later runs' times pass on the node and nothing runs. A job enqueued
+    // after them, done, shows the node got that far.
+    const startsAtCancel = starts
+    const delivered = feedback.length
+    clock.advanceTo(clock.now() + 5000)
+    await runUntil(clock, d.enqueue('noop', {}).done)
+    expect(starts).toBe(startsAtCancel)
+    expect(feedback).toHaveLength(delivered)
+  })
+
   it("a delayed job, on real clocks at both ends: the distributor's due time holds at the node", async () => {
     // The one place where the real clock is the point: 'after' becomes an absolute instant
     // on the distributor's clock, and a node on its own (real) clock runs it no earlier.

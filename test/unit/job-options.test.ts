@@ -11,6 +11,8 @@ const NOW = 1_700_000_000_000
 /** One value of every option a job carries to its node: the compiler checks that none is missing. */
 const SAMPLE = {
   period: 2.5,
+  cron: '0 9 * * 1-5',
+  tz: 'Europe/Berlin',
   defer: true,
   maxAttempt: 3,
   retry: { strategy: 'fixed', delay: 4 },
@@ -50,8 +52,10 @@ describe('the options a job carries to its node: one list', () => {
   })
 
   it.each(JOB_RUN_OPTIONS)('%s given at enqueue is sent with the job', (key) => {
-    const wire = toWireJob(tracked({ [key]: SAMPLE[key] }))
-    expect(jobExtras(wire)).toEqual({ [key]: SAMPLE[key] })
+    // A zone means nothing without the expression it is the zone of.
+    const given = key === 'tz' ? { cron: SAMPLE.cron, tz: SAMPLE.tz } : { [key]: SAMPLE[key] }
+    const wire = toWireJob(tracked(given))
+    expect(jobExtras(wire)).toEqual(given)
   })
 
   it('sends a job without options as it is, and no `defer: false`', () => {
@@ -63,14 +67,16 @@ describe('the options a job carries to its node: one list', () => {
   })
 
   it('sends every option given, as the node reads it', () => {
-    const wire = toWireJob(tracked({ ...SAMPLE, node: 'w1' }))
-    expect(jobExtras(wire)).toEqual(SAMPLE)
+    // `period` and `cron` are exclusive: each with the rest.
+    const { period, cron, tz, ...rest } = SAMPLE
+    expect(jobExtras(toWireJob(tracked({ ...rest, period, node: 'w1' })))).toEqual({ ...rest, period })
+    expect(jobExtras(toWireJob(tracked({ ...rest, cron, tz, node: 'w1' })))).toEqual({ ...rest, cron, tz })
     expect(toWireJob(tracked({ retryMultiplier: 2 })).retry).toEqual({ strategy: 'linear', multiplier: 2 })
   })
 
   it('knows every enqueue option, and names them all when one is not', () => {
     expect(() => resolveEnqueueOptions({ colour: 'red' }, NOW)).toThrow(
-      "unknown enqueue option 'colour' (known: after, runAt, period, node, notNode, defer, maxAttempt, retryMultiplier, retry, timeout)",
+      "unknown enqueue option 'colour' (known: after, runAt, period, cron, tz, node, notNode, defer, maxAttempt, retryMultiplier, retry, timeout)",
     )
   })
 })

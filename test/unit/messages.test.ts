@@ -327,6 +327,16 @@ describe('parseMessage rejects', () => {
       "'dispatch.jobs[0]' must have 5 to 6 items, got 7",
     ],
     [
+      'dispatch: a cron expression the node could not step',
+      { type: 'dispatch', seq: 1, jobs: [['a', 'noop', args, 0, 1, { cron: 'every day' }]] },
+      `'dispatch.jobs[0].options': 'cron' "every day" is not a cron expression`,
+    ],
+    [
+      'dispatch: a time zone without cron',
+      { type: 'dispatch', seq: 1, jobs: [['a', 'noop', args, 0, 1, { tz: 'UTC' }]] },
+      "'dispatch.jobs[0].tz' was sent without 'dispatch.jobs[0].cron'",
+    ],
+    [
       'dispatch: options not a map',
       { type: 'dispatch', seq: 1, jobs: [['a', 'noop', args, 0, 1, 'x']] },
       "'dispatch.jobs[0].options' must be a map, got string",

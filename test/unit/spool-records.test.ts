@@ -36,6 +36,8 @@ describe('spool records', () => {
   it('every option a job carries reads back, and a periodic job its run', () => {
     const opts: JobOptions = {
       period: 2.5,
+      cron: '*/5 * * * * *',
+      tz: 'America/New_York',
       node: 'w1',
       notNode: 'w2',
       defer: true,

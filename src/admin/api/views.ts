@@ -127,7 +127,10 @@ export function jobView(job: TrackedJob) {
     dueAt: job.dueAt,
     args: decodeArgs(job.args),
   }
-  if (job.opts.period !== undefined) view['period'] = job.opts.period
+  const { period, cron, tz } = job.opts
+  if (period !== undefined) view['period'] = period
+  if (cron !== undefined) view['cron'] = cron
+  if (tz !== undefined) view['tz'] = tz
   return view
 }
 
@@ -140,6 +143,8 @@ export function nodeRecordView(record: NodeJobView) {
     dueAt: record.dueAt,
   }
   if (record.period !== undefined) view['period'] = record.period
+  if (record.cron !== undefined) view['cron'] = record.cron
+  if (record.tz !== undefined) view['tz'] = record.tz
   if (record.lastError !== undefined) view['lastError'] = record.lastError
   return view
 }

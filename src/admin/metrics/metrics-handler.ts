@@ -1,5 +1,5 @@
 import type { MetricsRegistry } from './prom-client.js'
-import { HttpErrorCode, sendError, type RequestHandler } from '../http.js'
+import { HttpErrorCode, refuseUnlessRead, sendError, type RequestHandler } from '../http.js'
 
 /**
  * A `(req, res)` handler that serves `registry` in its text format (the Prometheus format,
@@ -8,16 +8,7 @@ import { HttpErrorCode, sendError, type RequestHandler } from '../http.js'
  */
 export function metricsHandler(registry: MetricsRegistry): RequestHandler {
   return (req, res) => {
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      sendError(
-        res,
-        405,
-        HttpErrorCode.METHOD_NOT_ALLOWED,
-        `method ${req.method ?? '(none)'} is not allowed here: metrics are read with GET or HEAD`,
-        { Allow: 'GET, HEAD' },
-      )
-      return
-    }
+    if (refuseUnlessRead(req, res, 'metrics')) return
     registry.metrics().then(
       (text) => {
         res.writeHead(200, { 'Content-Type': registry.contentType, 'Content-Length': Buffer.byteLength(text) })

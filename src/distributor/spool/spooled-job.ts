@@ -13,7 +13,7 @@ export interface SpooledJob {
   opts: Readonly<JobOptions>
 }
 
-const OPTION_KEYS = ['period', 'node', 'notNode', 'defer', 'maxAttempt', 'retry', 'timeout'] as const
+const OPTION_KEYS = ['period', 'cron', 'tz', 'node', 'notNode', 'defer', 'maxAttempt', 'retry', 'timeout'] as const
 
 /**
  * A spool record: the msgpack tuple [name, args, dueAt, run, options?], where options
@@ -52,6 +52,8 @@ function optionsOf(value: unknown): Readonly<JobOptions> {
   const str = (key: string): string | undefined => (typeof o[key] === 'string' ? (o[key] as string) : undefined)
   return {
     period: num('period'),
+    cron: str('cron'),
+    tz: str('tz'),
     node: str('node'),
     notNode: str('notNode'),
     defer: o['defer'] === true,

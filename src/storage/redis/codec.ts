@@ -29,9 +29,11 @@ export function writeJob(w: OpWriter, job: JobRecord): void {
     .value(job.defer ? '1' : '0')
     .value(job.distributor)
     .number(job.createdAt)
-  const { period, maxAttempt, retry, timeout, failedAt, lastError } = job
-  w.number(count(period, maxAttempt, retry, timeout, failedAt, lastError))
+  const { period, cron, tz, maxAttempt, retry, timeout, failedAt, lastError } = job
+  w.number(count(period, cron, tz, maxAttempt, retry, timeout, failedAt, lastError))
   if (period !== undefined) w.value('period').number(period)
+  if (cron !== undefined) w.value('cron').value(cron)
+  if (tz !== undefined) w.value('tz').value(tz)
   if (maxAttempt !== undefined) w.value('maxAttempt').number(maxAttempt)
   if (retry !== undefined) w.value('retry').value(JSON.stringify(retry))
   if (timeout !== undefined) w.value('timeout').number(timeout)
@@ -99,6 +101,8 @@ export function decodeJob(key: string, fields: Record<string, Buffer>): JobRecor
     createdAt: number('createdAt'),
   }
   if (fields['period'] !== undefined) job.period = number('period')
+  if (fields['cron'] !== undefined) job.cron = str('cron')
+  if (fields['tz'] !== undefined) job.tz = str('tz')
   if (fields['maxAttempt'] !== undefined) job.maxAttempt = number('maxAttempt')
   if (fields['retry'] !== undefined) job.retry = json<RetryPolicy>('retry')
   if (fields['timeout'] !== undefined) job.timeout = number('timeout')
