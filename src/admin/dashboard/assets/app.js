@@ -630,7 +630,7 @@ $('route-next').addEventListener('click', () => {
 })
 
 // ---------------------------------------------------------------------------------------
-// Jobs: held by a node (scheduled, periodic, failed), paged by the node's cursor
+// Jobs: held by a node (running, scheduled, periodic, failed), paged by the node's cursor
 
 function renderNodeChoice() {
   const select = $('node-jobs-node')
