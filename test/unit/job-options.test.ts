@@ -42,10 +42,12 @@ describe('the options a job carries to its node: one list', () => {
     expect(JOB_RUN_OPTIONS).toEqual(Object.keys(SAMPLE))
   })
 
-  it.each(JOB_RUN_OPTIONS)('%s alone goes on the wire and comes back', (key) => {
-    const job: WireJob = { ...plain, [key]: SAMPLE[key] }
+  it.each(JOB_RUN_OPTIONS)('%s goes on the wire and comes back', (key) => {
+    // A zone travels with its expression: a node refuses one without the other.
+    const given = key === 'tz' ? { cron: SAMPLE.cron, tz: SAMPLE.tz } : { [key]: SAMPLE[key] }
+    const job: WireJob = { ...plain, ...given }
     // jobExtras looks at each option by name before its loop: it must know every one.
-    expect(jobExtras(job)).toEqual({ [key]: SAMPLE[key] })
+    expect(jobExtras(job)).toEqual(given)
     const frame = encodeMessageFrame({ type: MessageType.DISPATCH, seq: 1, jobs: [job] }, 1 << 20)
     const message = parseMessage(unpack(frame.subarray(4)))
     expect(message.type === MessageType.DISPATCH && message.jobs[0]).toEqual(job)
