@@ -101,6 +101,8 @@ export interface AdminJob {
   run: number
   dueAt: number
   period?: number
+  cron?: string
+  tz?: string
   args: unknown
   persisted?: boolean
   /** Asked of the node that holds the job, when one does. */
@@ -130,6 +132,8 @@ export interface AdminNodeJob {
   run: number
   dueAt: number
   period?: number
+  cron?: string
+  tz?: string
   lastError?: SerializedError
 }
 

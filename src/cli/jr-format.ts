@@ -49,7 +49,10 @@ export function formatJobs(jobs: readonly JobRecord[], view: View, status: JobSt
 }
 
 /** What a job listing shows of each job: a stored record, or what a live node tells. */
-type ListedJob = Pick<AdminNodeJob, 'id' | 'name' | 'status' | 'attempt' | 'run' | 'dueAt' | 'period' | 'lastError'>
+type ListedJob = Pick<
+  AdminNodeJob,
+  'id' | 'name' | 'status' | 'attempt' | 'run' | 'dueAt' | 'period' | 'cron' | 'tz' | 'lastError'
+>
 
 function jobTable(jobs: readonly ListedJob[]): string {
   return table(
@@ -61,10 +64,17 @@ function jobTable(jobs: readonly ListedJob[]): string {
       String(j.attempt),
       String(j.run),
       iso(j.dueAt),
-      j.period === undefined ? '-' : `${j.period}s`,
+      schedule(j),
       j.lastError === undefined ? '-' : oneLine(j.lastError.message, 60),
     ]),
   )
+}
+
+/** A periodic job's period, or its cron expression and zone; '-' for a one-shot job. */
+function schedule(job: Pick<ListedJob, 'period' | 'cron' | 'tz'>): string {
+  if (job.period !== undefined) return `${job.period}s`
+  if (job.cron === undefined) return '-'
+  return `cron ${job.cron}${job.tz === undefined ? '' : ` (${job.tz})`}`
 }
 
 export function formatJob(job: JobRecord, view: View): string {
@@ -94,7 +104,7 @@ export function formatJob(job: JobRecord, view: View): string {
     ['run', String(job.run)],
     ['due at', iso(job.dueAt)],
     ['run due at', iso(job.runDueAt)],
-    ['period', job.period === undefined ? '-' : `${job.period}s`],
+    ['period', schedule(job)],
     ['defer', yesNo(job.defer)],
     ['max attempt', job.maxAttempt === undefined ? '- (node setting)' : String(job.maxAttempt)],
     ['retry', job.retry === undefined ? '- (node setting)' : JSON.stringify(job.retry)],
@@ -278,7 +288,7 @@ export function formatLiveJob(job: AdminJob): string {
     ['node', job.node ?? '-'],
     ['run', String(job.run)],
     ['due at', iso(job.dueAt)],
-    ['period', job.period === undefined ? '-' : `${job.period}s`],
+    ['period', schedule(job)],
     ['persisted', job.persisted === undefined ? '-' : yesNo(job.persisted)],
     ['status', job.status ?? '-'],
     ['attempt', job.attempt === undefined ? '-' : String(job.attempt)],

@@ -135,7 +135,8 @@ describe('jr against a live distributor: acting', () => {
     const at = await liveDistributor()
     await startNode(res, at.d, { name: 'w1' })
     const handles = [1, 2, 3].map((n) => at.d.enqueue('noop', { n }, { after: HOUR }))
-    await allAccepted(at.d, handles)
+    const yearly = at.d.enqueue('noop', {}, { cron: '0 0 1 1 *', tz: 'Europe/Paris' })
+    await allAccepted(at.d, [...handles, yearly])
 
     const first = await liveJson<AdminNodeJobsPage>(at, 'held', 'w1', '--limit', '2')
     expect(first).toMatchObject({ node: 'w1', kind: 'scheduled' })
@@ -149,12 +150,9 @@ describe('jr against a live distributor: acting', () => {
     expect(text.code).toBe(0)
     expect(cells(text.stdout)[0]).toEqual(['ID', 'NAME', 'STATUS', 'ATTEMPT', 'RUN', 'DUE AT', 'PERIOD', 'LAST ERROR'])
     expect(text.stdout).toContain(`2 scheduled on node 'w1'; next page: --cursor ${first.next}\n`)
-    expect(await liveJson(at, 'held', 'w1', '--kind', 'periodic')).toEqual({
-      node: 'w1',
-      kind: 'periodic',
-      jobs: [],
-      next: null,
-    })
+    const periodic = await live(at, 'held', 'w1', '--kind', 'periodic')
+    const [, row] = cells(periodic.stdout)
+    expect([row?.[0], row?.[6]]).toEqual([yearly.id, 'cron 0 0 1 1 * (Europe/Paris)'])
 
     const bogus = await live(at, 'held', 'w1', '--kind', 'bogus')
     expect(bogus.code).toBe(2)
