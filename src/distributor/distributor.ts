@@ -141,7 +141,10 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     this.acks = new FeedbackAcks(log, this.options.feedbackTimeoutMs, this.timers)
     const after = (timer: Timer, ms: number): void => this.timers.schedule(timer, Date.now() + ms)
     const cancelTimer = (timer: Timer): void => void this.timers.cancel(timer)
-    this.requests = new NodeRequests({ after, cancelTimer }, ADMIN_REQUEST_TIMEOUT_MS)
+    this.requests = new NodeRequests(
+      { after, cancelTimer, retried: (session, view) => this.retried(session, view) },
+      ADMIN_REQUEST_TIMEOUT_MS,
+    )
     const { storage, name } = this.options
     if (storage !== undefined && name !== undefined) {
       this.distributorGroup = new DistributorGroup(
@@ -520,7 +523,6 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       setPaused: (name, paused) => this.pause(name, paused),
       ask: (session, request) => this.requests.ask(session, request),
       cancel: (id) => this.cancel(id),
-      retried: (node, view) => this.retried(node, view),
       watch: (listener) => {
         this.watchers.add(listener)
         return () => void this.watchers.delete(listener)
@@ -535,14 +537,13 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   }
 
   /**
-   * `node` runs failed job `view` again (an operator's retry): it is held here again, as the
+   * `session`'s node runs failed job `view` again (an operator's retry): it is held here again, as the
    * node's, so that its result is delivered (through the named handlers: its closures ran
    * with the failure) and a cancel reaches it.
    */
-  private retried(node: string, view: NodeJobView): void {
+  private retried(session: NodeSession, view: NodeJobView): void {
     this.failures.forget(view.id)
-    const session = this.pool.get(node)
-    if (session === undefined || this.jobs.get(view.id) !== undefined || this.closed) return
+    if (this.jobs.get(view.id) !== undefined || this.closed) return
     const job = new TrackedJob(
       view.id,
       this,

@@ -1,16 +1,22 @@
 import { NodeTimeoutError, NodeUnavailableError } from '../errors.js'
-import { MessageType, type AdminRequest, type AdminResultMessage } from '../protocol/messages.js'
+import { MessageType, type AdminRequest, type AdminResultMessage, type NodeJobView } from '../protocol/messages.js'
 import { Timer } from '../scheduling/timer-heap.js'
 import type { NodeSession } from './node-session.js'
 
-/** What asking nodes needs of the distributor: its timers. */
+/** What asking nodes needs of the distributor: its timers, and what a retry's answer means for it. */
 export interface NodeRequestsContext {
   after(timer: Timer, ms: number): void
   cancelTimer(timer: Timer): void
+  /**
+   * `session`'s node runs failed job `job` again. Called as the answer is read, before
+   * anything after it on the link: the new run's result may be in the same read.
+   */
+  retried(session: NodeSession, job: NodeJobView): void
 }
 
 interface Waiting {
   session: NodeSession
+  request: AdminRequest
   timer: Timer
   resolve(result: AdminResultMessage): void
   reject(err: Error): void
@@ -41,7 +47,7 @@ export class NodeRequests {
         this.waiting.delete(req)
         reject(new NodeTimeoutError(session.name, this.timeoutMs))
       })
-      this.waiting.set(req, { session, timer, resolve, reject })
+      this.waiting.set(req, { session, request, timer, resolve, reject })
       this.ctx.after(timer, this.timeoutMs)
     })
   }
@@ -52,6 +58,7 @@ export class NodeRequests {
     if (waiting === undefined || waiting.session !== session) return
     this.waiting.delete(message.req)
     this.ctx.cancelTimer(waiting.timer)
+    if (waiting.request.op === 'retry' && message.job !== undefined) this.ctx.retried(session, message.job)
     waiting.resolve(message)
   }
 

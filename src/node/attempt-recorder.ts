@@ -115,7 +115,10 @@ export class AttemptRecorder {
       runDueAt: next.runDueAt,
       dueAt: next.dueAt,
     }
-    if (outcome.kind === 'error') patch.failedAt = now
+    if (outcome.kind === 'error') {
+      patch.failedAt = now
+      if (job.lastError !== undefined) patch.lastError = job.lastError
+    }
     Object.assign(job, patch)
     return this.outage.persist(
       job.store,
@@ -147,7 +150,11 @@ export class AttemptRecorder {
       return undefined
     }
     const patch: JobPatch = { status }
-    if (status === JobStatus.FAILED) patch.failedAt = now
+    if (status === JobStatus.FAILED) {
+      patch.failedAt = now
+      // The error that ended it, kept for an operator (jr show, the admin API), not the one before.
+      if (job.lastError !== undefined) patch.lastError = job.lastError
+    }
     return this.outage.persist(
       job.store,
       () => job.store.finishRun(job.id, patch, feedback, final.remove),

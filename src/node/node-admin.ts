@@ -26,6 +26,12 @@ export const AdminResultCode = {
 /** The answer's fields beyond `type` and `req`. */
 export type AdminAnswer = Omit<AdminResultMessage, 'type' | 'req'>
 
+/** An answer, and what is done once it is sent. */
+interface Handled {
+  answer: AdminAnswer
+  afterSent?: () => void
+}
+
 /**
  * Answers the requests an operator sends through a distributor's admin API: a page of this
  * node's jobs, one job, a retry of a failed job now, quiet. Only the node knows the jobs it
@@ -42,27 +48,31 @@ export class NodeAdmin {
     private readonly live: LiveJobs<LiveJob>,
   ) {}
 
-  /** The ADMIN_RESULT for `request`; never rejects (a failure is the answer's error). */
-  async answer(req: number, request: AdminRequest): Promise<AdminResultMessage> {
-    let answer: AdminAnswer
+  /**
+   * Sends the ADMIN_RESULT for `request` through `send`, then carries out what must follow
+   * the answer; never rejects (a failure is the answer's error).
+   */
+  async answer(req: number, request: AdminRequest, send: (result: AdminResultMessage) => void): Promise<void> {
+    let handled: Handled
     try {
-      answer = await this.handle(request)
+      handled = await this.handle(request)
     } catch (err) {
-      answer = { error: { code: AdminResultCode.FAILED, message: coerceError(err).message } }
+      handled = { answer: { error: { code: AdminResultCode.FAILED, message: coerceError(err).message } } }
     }
-    return { type: MessageType.ADMIN_RESULT, req, ...answer }
+    send({ type: MessageType.ADMIN_RESULT, req, ...handled.answer })
+    handled.afterSent?.()
   }
 
-  private handle(request: AdminRequest): AdminAnswer | Promise<AdminAnswer> {
+  private async handle(request: AdminRequest): Promise<Handled> {
     switch (request.op) {
       case 'list':
-        return this.list(request.kind, request.cursor, request.limit)
+        return { answer: await this.list(request.kind, request.cursor, request.limit) }
       case 'job':
-        return this.job(request.id)
+        return { answer: await this.job(request.id) }
       case 'retry':
         return this.retry(request.id)
       case 'quiet':
-        return { quiet: this.ctx.quiet(request.quiet) }
+        return { answer: { quiet: this.ctx.quiet(request.quiet) } }
       default: {
         const never: never = request
         throw new Error(`unhandled admin request ${String(never)}`)
@@ -107,31 +117,36 @@ export class NodeAdmin {
    * run, not the same one again: its result is a new feedback (job, run), never taken for a
    * re-sent copy of the failure the distributor acknowledged.
    */
-  private async retry(id: string): Promise<AdminAnswer> {
+  private async retry(id: string): Promise<Handled> {
     const held = this.live.get(id)
     if (held !== undefined) {
-      return { error: { code: AdminResultCode.CONFLICT, message: `job ${id} is ${held.status}, not failed` } }
+      return {
+        answer: { error: { code: AdminResultCode.CONFLICT, message: `job ${id} is ${held.status}, not failed` } },
+      }
     }
     const store = this.ctx.store()
     const record = await store.getJob(id)
     if (record === undefined) {
-      if (store.durable) return notFound(id)
+      if (store.durable) return { answer: notFound(id) }
       const message = `no job ${id} on this node: on memory storage it keeps no finished job to retry`
-      return { error: { code: AdminResultCode.NOT_FOUND, message } }
+      return { answer: { error: { code: AdminResultCode.NOT_FOUND, message } } }
     }
     const verdict = canRetry(record)
     if (!verdict.ok) {
-      return { error: { code: AdminResultCode.CONFLICT, message: `job ${id} is ${record.status}, not failed` } }
+      return {
+        answer: { error: { code: AdminResultCode.CONFLICT, message: `job ${id} is ${record.status}, not failed` } },
+      }
     }
     const now = this.ctx.now()
     const patch = { ...retryPatch(now), run: record.run + 1, runDueAt: now }
     await store.updateJob(id, patch)
     // A retry of the same job may have raced this one through the awaits above.
-    if (this.live.has(id)) return { job: view(this.live.get(id) as LiveJob, true) }
+    if (this.live.has(id)) return { answer: { job: view(this.live.get(id) as LiveJob, true) } }
     const job = liveJobOf(Object.assign(record, patch), store)
     this.live.add(job)
-    this.ctx.schedule(job)
-    return { job: view(job, true) }
+    // Scheduled once the answer is sent: the distributor holds the job again when it reads
+    // the answer, and the run's result, on the same link, comes after it.
+    return { answer: { job: view(job, true) }, afterSent: () => this.ctx.schedule(job) }
   }
 }
 

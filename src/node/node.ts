@@ -430,7 +430,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
         this.links.requestRecheck()
         return
       case MessageType.ADMIN:
-        void this.admin.answer(message.req, message.request).then((result) => link.send(result))
+        void this.admin.answer(message.req, message.request, (result) => link.send(result))
         return
       case MessageType.ERROR:
         this.log.warn({ distributor: link.address, code: message.code }, `distributor reported: ${message.message}`)

@@ -183,6 +183,10 @@ describe('admin API: acting', () => {
       'nobody',
     )
 
+    // The node keeps it, failed, with the error that ended it.
+    const failed = await api.get('api/nodes/w1/jobs?kind=failed')
+    expect(failed.body.jobs).toEqual([expect.objectContaining({ id: handle.id, status: 'failed', attempt: 1 })])
+    expect(failed.body.jobs[0].lastError.message).toBe('upstream is down')
     const delivered = new Promise<Record<string, unknown>>((resolve) => d.onFeedback('fragile', { success: resolve }))
     state.healthy = true
     const answer = await api.post(`api/jobs/${handle.id}/retry`)

@@ -278,9 +278,13 @@ describe('jr against a live distributor: acting', () => {
     expect(shown.stdout).toMatch(/^status\s+failed$/m)
 
     const completed = node.waitFor('job:complete', (e) => e.id === handle.id)
+    // A fast job on a fast store: its result must not overtake the retry's answer (the
+    // distributor would take it for a copy of the failure it already delivered).
+    const delivered = new Promise<Record<string, unknown>>((resolve) => at.d.onFeedback('charge', { success: resolve }))
     upstream.up = true
     expect(await liveJson(at, 'retry', handle.id)).toEqual({ id: handle.id, node: 'w1', retried: true })
     expect(await completed).toMatchObject({ run: 2, cancelled: false })
+    await expect(delivered).resolves.toMatchObject({ order: 42, charged: true })
     // A job that runs again is no longer a failure to show.
     expect(await liveJson(at, 'failures')).toEqual({ failures: [] })
 

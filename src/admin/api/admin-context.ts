@@ -2,7 +2,7 @@ import type { NodeSession } from '../../distributor/node-session.js'
 import type { Route } from '../../distributor/pending-queue.js'
 import type { Failure, RecentFailures } from '../../distributor/recent-failures.js'
 import type { TrackedJob } from '../../distributor/tracked-job.js'
-import type { AdminRequest, AdminResultMessage, NodeJobView } from '../../protocol/messages.js'
+import type { AdminRequest, AdminResultMessage } from '../../protocol/messages.js'
 import type { Timer } from '../../scheduling/timer-heap.js'
 import type { DistributorMetricsSource } from '../metrics/distributor-metrics.js'
 
@@ -27,8 +27,6 @@ export interface AdminContext extends DistributorMetricsSource {
   /** Asks `session`'s node; rejects with NodeUnavailableError or NodeTimeoutError. */
   ask(session: NodeSession, request: AdminRequest): Promise<AdminResultMessage>
   cancel(id: string): Promise<boolean>
-  /** `node` runs failed job `job` again: its result comes here. */
-  retried(node: string, job: NodeJobView): void
   /** Calls `listener` on every change; returns what stops it. */
   watch(listener: (change: AdminChange) => void): () => void
   after(timer: Timer, ms: number): void

@@ -311,8 +311,8 @@ async function retry(ctx: AdminContext, id: string, node: string | undefined): P
       `no recent failure of job '${clip(id)}' is known here: name the node that keeps it ({ "node": "..." })`,
     )
   }
-  const answer = await askNode(ctx, target, { op: 'retry', id })
-  if (answer.job !== undefined) ctx.retried(target, answer.job)
+  // The distributor holds the job again as the answer is read (NodeRequests).
+  await askNode(ctx, target, { op: 'retry', id })
   return { id, node: target, retried: true }
 }
 
