@@ -7,7 +7,7 @@
 
 import { AdminRequestError, AdminUnreachableError, InvalidArgumentError } from '../errors.js'
 import type { SerializedError } from '../errors.js'
-import type { NodeJobKind } from '../protocol/messages.js'
+import type { NodeJobKind, NodeJobView } from '../protocol/messages.js'
 
 export type { NodeJobKind }
 
@@ -124,18 +124,8 @@ export interface AdminFailure {
   args: unknown
 }
 
-export interface AdminNodeJob {
-  id: string
-  name: string
-  status: string
-  attempt: number
-  run: number
-  dueAt: number
-  period?: number
-  cron?: string
-  tz?: string
-  lastError?: SerializedError
-}
+/** A job as a node reports it (its args only in `api/jobs/ID`'s answer, decoded). */
+export type AdminNodeJob = Omit<NodeJobView, 'args'>
 
 export interface AdminNodeJobsPage {
   node: string
