@@ -1,3 +1,5 @@
+import { type Server, createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
 import { Distributor } from '../../src/distributor/distributor.js'
 import type { FeedbackInfo } from '../../src/distributor/feedback-handlers.js'
@@ -15,6 +17,14 @@ const res = new Resources()
 afterEach(() => res.releaseAll())
 
 const redis = useRedis()
+
+/** The distributor's admin handler on a loopback port; resolves with its base URL. */
+async function serveAdmin(d: Distributor): Promise<string> {
+  const server = createServer(d.adminHandler())
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  res.add(server, (s: Server) => new Promise((resolve) => s.close(resolve)))
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}/`
+}
 
 /** A gate a job awaits, opened by the test. */
 function gate(): { opened: Promise<void>; open: () => void } {
@@ -68,9 +78,15 @@ describe('progress', () => {
       () => void seen.push('success'),
     )
     expect(handle.progress).toBeUndefined()
+    const admin = await serveAdmin(d)
     let elapsed = 0
     for (let b = 0; b < BURSTS; b++) {
       await within(bursts[b]!.opened, `burst ${b}`)
+      if (b === 0) {
+        // The node holds the latest value, the one waiting for its window to end.
+        const view = (await (await fetch(`${admin}api/jobs/${handle.id}`)).json()) as { job: { progress?: unknown } }
+        expect(view.job.progress).toBe(PER_BURST)
+      }
       // Between bursts a window ends; after the last, the job ends within its window.
       if (b < BURSTS - 1) {
         clock.advance(PROGRESS_WINDOW_MS)
