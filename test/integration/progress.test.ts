@@ -145,6 +145,26 @@ describe('progress', () => {
     },
   )
 
+  it('an onProgress that throws is reported as feedback:error, and the job goes on to its success', async () => {
+    const d = await startDistributor(res)
+    await startNode(res, d, { name: 'w1' })
+    const reported = d.waitFor('feedback:error')
+    const h = d.enqueue(
+      'progress_burst',
+      { n: 3 },
+      {
+        onProgress() {
+          throw new Error('a closure bug')
+        },
+      },
+    )
+    await within(h.done, 'the job finishing')
+    const e = await within(reported, 'the closure error')
+    expect(e.id).toBe(h.id)
+    expect(e.error.message).toBe('a closure bug')
+    expect(h.progress).toEqual({ done: 3, of: 3 })
+  })
+
   it('progress of a job whose distributor restarted reaches the named handler, before its success', async () => {
     const d1 = await startDistributor(res)
     const port = d1.port
