@@ -20,6 +20,8 @@ export type {
   AdminRoute,
   NodeJobKind,
 } from './admin/admin-client.js'
+export type { ProgressCallback } from './distributor/progress-router.js'
+export type { ProgressValue } from './protocol/messages.js'
 export { HttpErrorCode } from './admin/http.js'
 export type { RequestHandler } from './admin/http.js'
 export type { MetricsOptions } from './admin/metrics/prom-client.js'

@@ -29,7 +29,7 @@ import type { DistributorEventMap, DistributorEvents } from './events.js'
 import { FeedbackAcks } from './feedback-acks.js'
 import { checkFeedbackHandlers, type FeedbackHandlers } from './feedback-handlers.js'
 import { FeedbackRouter } from './feedback-router.js'
-import type { JobHandle } from './job-handle.js'
+import type { Canceller, JobHandle } from './job-handle.js'
 import { JobStats } from './job-stats.js'
 import { JobTable } from './job-table.js'
 import { NodePool } from './node-pool.js'
@@ -44,6 +44,7 @@ import {
 } from './options.js'
 import { NO_JOB_OPTIONS } from './options.js'
 import { PendingQueue, routeKey } from './pending-queue.js'
+import { ProgressRouter } from './progress-router.js'
 import { RecentFailures } from './recent-failures.js'
 import { Server } from './server.js'
 import { DistributorGroup } from './spool/group.js'
@@ -96,6 +97,12 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   private readonly acceptance: Acceptance
   private readonly feedback: FeedbackRouter
   private readonly acks: FeedbackAcks
+  private readonly progress: ProgressRouter
+  /** What a job's handle calls: cancel, and its progress kept beside it. */
+  private readonly handleHost: Canceller = {
+    cancel: (id) => this.cancel(id),
+    progressOf: (handle) => this.progress.valueOf(handle as TrackedJob),
+  }
   /** Every timer of the distributor but the per-connection ones: acceptance and ack deadlines. */
   private readonly timers: Scheduler<Timer>
   private readonly handlers = new Map<string, FeedbackHandlers>()
@@ -193,6 +200,12 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       this.handlers,
       this.acks,
       this.stats,
+    )
+    this.progress = new ProgressRouter(
+      { closureFailed: (id, name, err) => this.feedback.closureFailed(id, name, err) },
+      this.jobs,
+      this.events,
+      this.handlers,
     )
     this.acceptance = new Acceptance(
       {
@@ -398,7 +411,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
 
     const job = new TrackedJob(
       this.jobs.newId(),
-      this,
+      this.handleHost,
       name,
       bytes,
       resolved.dueAt,
@@ -408,6 +421,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       onSuccess as FeedbackCallback | undefined,
       onError as FeedbackCallback | undefined,
     )
+    if (resolved.onProgress !== undefined) this.progress.watch(job, resolved.onProgress)
     this.jobs.add(job)
     this.queue.push(job, now).enqueued++
     this.distributorGroup?.spool.add(job)
@@ -421,8 +435,9 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
    * Registers the feedback handlers for job name `name` (replacing any registered before):
    * a result of a job this distributor holds no closure for (it restarted since the
    * enqueue) runs `success(args, info)` or `error(args, info)`; without a handler for its
-   * name it is a `feedback:orphan` event. `progress` is accepted but nothing sends progress
-   * yet. Throws InvalidArgumentError on a bad name or a handler that is not a function.
+   * name it is a `feedback:orphan` event. Its progress runs `progress(value, info)`
+   * (without one it is dropped). Throws InvalidArgumentError on a bad name or a handler that
+   * is not a function.
    */
   onFeedback<N extends string>(name: N, handlers: FeedbackHandlers<ArgsOf<N>>): void {
     checkFeedbackHandlers(name, handlers)
@@ -546,7 +561,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     if (this.jobs.get(view.id) !== undefined || this.closed) return
     const job = new TrackedJob(
       view.id,
-      this,
+      this.handleHost,
       view.name,
       view.args === undefined ? encodeArgs({}, this.options.maxFrameSize) : Buffer.from(view.args),
       view.dueAt,
@@ -572,7 +587,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     const jobs = spooled.map((s) => {
       const job = new TrackedJob(
         s.id,
-        this,
+        this.handleHost,
         s.name,
         s.args,
         s.dueAt,
@@ -663,6 +678,8 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
         return this.requests.onResult(session, message)
       case MessageType.FEEDBACK:
         return this.feedback.onFeedback(session, message.seq, message.items)
+      case MessageType.PROGRESS:
+        return this.progress.onProgress(session, message.items)
       case MessageType.CANCEL_RESULT:
         return this.cancels.onResult(session, message)
       case MessageType.WAITING:

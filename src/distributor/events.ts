@@ -1,5 +1,6 @@
 import type { JobsError } from '../errors.js'
 import type { JobArgsObject } from '../protocol/args.js'
+import type { ProgressValue } from '../protocol/messages.js'
 
 export interface DistributorEventMap {
   listening: { host: string; port: number }
@@ -19,6 +20,8 @@ export interface DistributorEventMap {
   'job:success': { id: string; name: string; run: number; node: string; args: JobArgsObject }
   'job:failed': { id: string; name: string; run: number; node: string; args: JobArgsObject }
   'job:cancelled': { id: string; name: string }
+  /** A job's progress (ctx.progress), coalesced by its node; `run`: the run that reported it. */
+  'job:progress': { id: string; name: string; node: string; run: number; value: ProgressValue }
   /**
    * Feedback for a job this distributor does not hold (it restarted since the enqueue) and
    * no named handler (onFeedback) takes. `name`: the job's name, when the node knows it.

@@ -1,7 +1,8 @@
 import { InvalidArgumentError } from '../errors.js'
 import type { JobArgsObject } from '../protocol/args.js'
+import type { ProgressValue } from '../protocol/messages.js'
 
-/** What a named feedback handler learns of the result besides its args. */
+/** What a named feedback handler (or `onProgress`) learns of the result besides its args or value. */
 export interface FeedbackInfo {
   /** The job's id. */
   id: string
@@ -11,7 +12,7 @@ export interface FeedbackInfo {
   node: string
   /** The run this result is of (1 for a one-shot job; each run of a periodic job counts). */
   run: number
-  /** Nothing more will come for this job. */
+  /** Nothing more will come for this job (always false for progress). */
   final: boolean
 }
 
@@ -26,10 +27,11 @@ export interface FeedbackHandlers<A extends JobArgsObject = JobArgsObject> {
   /** A run failed for good: `args.error` is set. */
   error?: (args: A & { error?: unknown }, info: FeedbackInfo) => void | Promise<void>
   /**
-   * Progress a job reports while it runs. Accepted and kept, but nothing sends progress
-   * yet: it is never called in this version.
+   * Progress a job reports while it runs (`ctx.progress`), coalesced by its node to about
+   * ten a second; the last value comes before the run's `success` or `error`. Nothing waits
+   * for a promise it returns: a rejection is reported like a throw.
    */
-  progress?: (value: unknown, info: FeedbackInfo) => void | Promise<void>
+  progress?: (value: ProgressValue, info: FeedbackInfo) => void | Promise<void>
 }
 
 const HANDLER_KEYS = ['success', 'error', 'progress'] as const

@@ -281,7 +281,8 @@ export class FeedbackRouter {
     return { id, name, promise, settled: false }
   }
 
-  private closureFailed(id: string, name: string, thrown: unknown): void {
+  /** A closure or handler threw (or its promise rejected): logged and reported as `feedback:error`. */
+  closureFailed(id: string, name: string, thrown: unknown): void {
     const error = coerceError(thrown)
     this.log.error({ err: error, job: name, id }, 'feedback closure threw')
     this.events.emit('feedback:error', { id, name, error })

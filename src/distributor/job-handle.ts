@@ -1,4 +1,5 @@
 import type { JobArgsObject } from '../protocol/args.js'
+import type { ProgressValue } from '../protocol/messages.js'
 
 /** What `enqueue` returns. */
 export interface JobHandle<R extends JobArgsObject = JobArgsObject> {
@@ -19,11 +20,15 @@ export interface JobHandle<R extends JobArgsObject = JobArgsObject> {
   readonly persisted: Promise<void>
   /** true when the job was cancelled before it finished, false when it had finished already. */
   cancel(): Promise<boolean>
+  /** The last progress value the job reported (ctx.progress) that reached here; undefined before any. */
+  readonly progress: ProgressValue | undefined
 }
 
 /** The part of the distributor a handle calls. */
 export interface Canceller {
   cancel(id: string): Promise<boolean>
+  /** Where a handle's progress is kept (none for a handle made without a distributor). */
+  progressOf?(handle: object): ProgressValue | undefined
 }
 
 const ignore = (): void => {}
@@ -102,6 +107,10 @@ export class Handle<R extends JobArgsObject = JobArgsObject> implements JobHandl
 
   cancel(): Promise<boolean> {
     return this.canceller.cancel(this.id)
+  }
+
+  get progress(): ProgressValue | undefined {
+    return this.canceller.progressOf?.(this)
   }
 
   get persisted(): Promise<void> {

@@ -31,6 +31,7 @@ import { checkStorageUrl } from '../storage/redis/url.js'
 import { DEFAULT_MAX_FRAME_SIZE, HANDSHAKE_MAX_FRAME_SIZE } from '../protocol/frame.js'
 import { createLogger, resolveLogLevel, type Logger, type LogLevel } from '../logger.js'
 import type { JobRunOptions } from '../protocol/messages.js'
+import type { ProgressCallback } from './progress-router.js'
 import { normalizeRetry, type RetryPolicy } from '../scheduling/retry.js'
 
 export interface DistributorOptions {
@@ -253,6 +254,12 @@ export interface EnqueueOptions extends Omit<JobRunOptions, 'retry'> {
   retryMultiplier?: number
   /** Backoff policy (or a linear multiplier), overriding the node's. */
   retry?: number | RetryPolicy
+  /**
+   * Called with each progress value the job reports (`ctx.progress`), coalesced to about
+   * ten a second, the last one before its run's success or error closure. Held by this
+   * process only: it never goes to the node or the spool.
+   */
+  onProgress?: ProgressCallback
 }
 
 /**
@@ -272,6 +279,8 @@ type Resolved<T> = { [K in keyof Required<T>]: T[K] | undefined }
 export interface ResolvedEnqueueOptions {
   dueAt: number
   job: JobOptions
+  /** Kept apart from `job`: what travels to the node and the spool is `job`. */
+  onProgress: ProgressCallback | undefined
 }
 
 /** Most jobs set no option (or only a delay): they all point at this one object. */
@@ -300,15 +309,24 @@ const ENQUEUE_KEYS = optionKeys<EnqueueOptions>({
   retryMultiplier: true,
   retry: true,
   timeout: true,
+  onProgress: true,
 })
+
+function checkProgressCallback(value: unknown): ProgressCallback | undefined {
+  if (value === undefined || typeof value === 'function') return value as ProgressCallback | undefined
+  throw new InvalidArgumentError(`'onProgress' must be a function, got ${describe(value)}`)
+}
 
 export function resolveEnqueueOptions(input: unknown, now: number): ResolvedEnqueueOptions {
   const o = checkPlainOptions('enqueue', input)
   // One pass over what was given (on every enqueue: most give nothing, or only a delay).
   let onlyDelay = true
+  let onProgress: ProgressCallback | undefined
   for (const key in o) {
     if (!ENQUEUE_KEYS.includes(key) && Object.hasOwn(o, key)) checkKnownKeys('enqueue', o, ENQUEUE_KEYS)
-    if (key !== 'after' && key !== 'runAt' && o[key] !== undefined) onlyDelay = false
+    // The job's closure, like onSuccess: it stays in this process, and shares the options of a job without it.
+    if (key === 'onProgress') onProgress = checkProgressCallback(o[key])
+    else if (key !== 'after' && key !== 'runAt' && o[key] !== undefined) onlyDelay = false
   }
   if (o['after'] !== undefined && o['runAt'] !== undefined) {
     throw new InvalidArgumentError(`'after' and 'runAt' are exclusive: give one`)
@@ -327,7 +345,7 @@ export function resolveEnqueueOptions(input: unknown, now: number): ResolvedEnqu
     dueAt = ms
   }
   dueAt = Math.round(dueAt)
-  if (onlyDelay) return { dueAt, job: NO_JOB_OPTIONS }
+  if (onlyDelay) return { dueAt, job: NO_JOB_OPTIONS, onProgress }
   const period = o['period'] === undefined ? undefined : checkNumber('period', o['period'], 0.001)
   let cron: string | undefined
   let tz: string | undefined
@@ -356,5 +374,5 @@ export function resolveEnqueueOptions(input: unknown, now: number): ResolvedEnqu
     retry,
     timeout: o['timeout'] === undefined ? undefined : checkNumber('timeout', o['timeout'], 0.001),
   }
-  return { dueAt, job }
+  return { dueAt, job, onProgress }
 }

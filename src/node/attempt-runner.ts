@@ -12,12 +12,13 @@ import { decodeArgs, type JobArgsObject } from '../protocol/args.js'
 import type { Clock } from '../scheduling/clock.js'
 import { DRAIN_BUDGET_MS, type Scheduler } from '../scheduling/scheduler.js'
 import { Timer } from '../scheduling/timer-heap.js'
-import { JobStatus, type JobPatch, type JobRecord } from '../storage/store.js'
+import { JobStatus, type JobPatch } from '../storage/store.js'
 import { runChain, type ChainOutcome } from './chain-runner.js'
-import { AttemptContext } from './job-context.js'
+import { AttemptContext, type AttemptHooks } from './job-context.js'
 import type { LiveJob, TimerItem } from './live-jobs.js'
 import type { NodeJobStats } from './node-job-stats.js'
 import type { NodeEvents } from './node-events.js'
+import type { ProgressReporter } from './progress-reporter.js'
 import type { JobRegistry } from './registry.js'
 import type { StoreOutage } from './store-outage.js'
 import { WorkerPool } from './worker-pool.js'
@@ -87,6 +88,7 @@ export class AttemptRunner {
     private readonly outage: StoreOutage,
     private readonly events: NodeEvents,
     private readonly end: AttemptEnd,
+    private readonly progress: Pick<ProgressReporter, 'report' | 'settle'>,
   ) {}
 
   /** Chains running now. */
@@ -244,7 +246,7 @@ export class AttemptRunner {
       )
     }
     const timeout = job.timeout ?? config.timeout
-    const abortable = timeout > 0 ? this.signalOf(job) : undefined
+    const abortable = timeout > 0 ? this.hooks.signalOf(job) : undefined
     const timer =
       abortable === undefined
         ? undefined
@@ -265,7 +267,7 @@ export class AttemptRunner {
       )
     }
     if (job.defer && this.deferDirectory !== undefined) {
-      void this.runDeferred(job, args, ctx, lastAttempt, this.signalOf(job)).then((r) =>
+      void this.runDeferred(job, args, ctx, lastAttempt, this.hooks.signalOf(job)).then((r) =>
         this.endAttempt(job, r.outcome, r.args, maxAttempt, timer, startedAt),
       )
       return undefined
@@ -309,6 +311,8 @@ export class AttemptRunner {
     if (timer !== undefined) this.scheduler.cancel(timer)
     this.controllers.delete(job.id)
     this.running--
+    // Its last progress goes out before the feedback that follows the attempt.
+    this.progress.settle(job)
     let recorded: Promise<void> | undefined
     try {
       recorded = this.end.afterAttempt(job, outcome, args, maxAttempt, endedAt)
@@ -341,7 +345,7 @@ export class AttemptRunner {
 
   /** Runs the chain in the defer pool; the pool's thread returns the args it ended with. */
   private async runDeferred(
-    record: JobRecord,
+    record: LiveJob,
     args: JobArgsObject,
     ctx: AttemptContext,
     lastAttempt: boolean,
@@ -357,6 +361,8 @@ export class AttemptRunner {
       const result = await this.pool.run(
         { type: 'run', id: record.id, args: record.args, ctx: ctx.toPlain(), lastAttempt, jobItself },
         signal,
+        // Checked in the thread, at the call.
+        (value) => this.progress.report(record, value),
       )
       const outcome: ChainOutcome =
         result.kind === 'success'
@@ -375,22 +381,25 @@ export class AttemptRunner {
     }
   }
 
-  /**
-   * The running attempt's AbortSignal. An AbortController costs more than a no-op job: it is
-   * made only for a timeout, a deferred chain, or a step that reads ctx.signal. An arrow
-   * property, so that a ctx needs no closure of its own to reach it.
-   */
-  private readonly signalOf = (record: JobRecord): AbortSignal => {
-    let controller = this.controllers.get(record.id)
-    if (controller === undefined) {
-      controller = new AbortController()
-      this.controllers.set(record.id, controller)
-    }
-    return controller.signal
+  /** What every ctx reaches of the node: one object, so that a ctx needs no closure of its own. */
+  private readonly hooks: AttemptHooks = {
+    /**
+     * The running attempt's AbortSignal. An AbortController costs more than a no-op job: it
+     * is made only for a timeout, a deferred chain, or a step that reads ctx.signal.
+     */
+    signalOf: (record) => {
+      let controller = this.controllers.get(record.id)
+      if (controller === undefined) {
+        controller = new AbortController()
+        this.controllers.set(record.id, controller)
+      }
+      return controller.signal
+    },
+    progress: (record, value) => this.progress.report(record, value),
   }
 
-  private contextFor(record: JobRecord, args: JobArgsObject): AttemptContext {
-    const ctx = new AttemptContext(record, this.settings.name, this.settings.log, this.signalOf)
+  private contextFor(record: LiveJob, args: JobArgsObject): AttemptContext {
+    const ctx = new AttemptContext(record, this.settings.name, this.settings.log, this.hooks)
     if (this.settings.config.mergeJobItselfToArgs) {
       args['jobItself'] = {
         id: record.id,

@@ -7,6 +7,7 @@ import { CancelJob, serializeError } from '../errors.js'
 import { createLogger, type LogLevel } from '../logger.js'
 import { decodeArgs } from '../protocol/args.js'
 import { pack } from '../protocol/msgpack.js'
+import { checkProgress } from '../protocol/progress-value.js'
 import { runChain } from './chain-runner.js'
 import { loadJobDirectory } from './job-loader.js'
 import { JobRegistry, type JobContext } from './registry.js'
@@ -44,6 +45,8 @@ async function run(task: Extract<ToWorker, { type: 'run' }>): Promise<void> {
     cancel: () => {
       throw new CancelJob()
     },
+    // Checked here, so that the step that reported a bad value is the one that throws.
+    progress: (value) => post({ type: 'progress', id: task.id, value: checkProgress(value) }),
   }
   const def = registry.get(task.ctx.name)
   try {

@@ -1,10 +1,21 @@
 import { CancelJob } from '../errors.js'
+import type { ProgressValue } from '../protocol/messages.js'
 import type { Logger } from '../logger.js'
+import { checkProgress } from '../protocol/progress-value.js'
 import { isScheduled, nextRun } from '../scheduling/cron.js'
-import type { JobRecord } from '../storage/store.js'
 import type { JobStatus } from '../storage/store.js'
+import type { LiveJob } from './live-jobs.js'
 import type { JobContext } from './registry.js'
 import type { WorkerContext } from './worker-pool.js'
+
+/**
+ * What a ctx reaches of its node: one object for every attempt (a closure per attempt cost
+ * more than a no-op job).
+ */
+export interface AttemptHooks {
+  signalOf(record: LiveJob): AbortSignal
+  progress(record: LiveJob, value: ProgressValue): void
+}
 
 /**
  * A chain's `ctx`. A class rather than an object literal: a literal with getters and
@@ -26,12 +37,11 @@ export class AttemptContext implements JobContext {
   /** The identity (`group/name`) of the distributor that sent the job. */
   readonly distributor: string
   readonly #baseLog: Logger
-  readonly #record: JobRecord
-  readonly #signalOf: (record: JobRecord) => AbortSignal
+  readonly #record: LiveJob
+  readonly #hooks: AttemptHooks
   #log: Logger | undefined
 
-  /** `signalOf`: the node's, one function for every attempt (a closure per attempt cost more). */
-  constructor(record: JobRecord, node: string, baseLog: Logger, signalOf: (record: JobRecord) => AbortSignal) {
+  constructor(record: LiveJob, node: string, baseLog: Logger, hooks: AttemptHooks) {
     this.id = record.id
     this.name = record.name
     this.attempt = record.attempt
@@ -45,7 +55,7 @@ export class AttemptContext implements JobContext {
     this.distributor = record.distributor
     this.#baseLog = baseLog
     this.#record = record
-    this.#signalOf = signalOf
+    this.#hooks = hooks
   }
 
   /** Computed on use: a cron step costs more than most jobs read it. */
@@ -56,7 +66,11 @@ export class AttemptContext implements JobContext {
   }
 
   get signal(): AbortSignal {
-    return this.#signalOf(this.#record)
+    return this.#hooks.signalOf(this.#record)
+  }
+
+  progress(value: unknown): void {
+    this.#hooks.progress(this.#record, checkProgress(value))
   }
 
   get log(): Logger {

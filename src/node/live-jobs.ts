@@ -1,4 +1,5 @@
 import { SLOT_TABLE_SHRINK_ABOVE, slotOf } from '../protocol/job-id.js'
+import type { ProgressValue } from '../protocol/messages.js'
 import type { Timer, TimerSlot } from '../scheduling/timer-heap.js'
 import type { JobRecord, Store } from '../storage/store.js'
 import type { DistributorLink } from './distributor-link.js'
@@ -24,6 +25,11 @@ export interface LiveJob extends JobRecord, TimerSlot {
   released?: boolean
   /** Where it is stored: this node's store, or a dead peer's after a takeover. */
   store: Store
+  /**
+   * The last value it reported (ctx.progress), for the admin API. Set only on a job that
+   * reports: the others keep their shape. Not stored: a restarted node has none.
+   */
+  progress?: ProgressValue
 }
 
 /** A stored job taken back in (resumed at start, taken over, retried by an operator): held, waiting for its time. */

@@ -164,7 +164,8 @@ function notFound(id: string): AdminAnswer {
   return { error: { code: AdminResultCode.NOT_FOUND, message: `no job ${id} on this node` } }
 }
 
-function view(job: JobRecord, withArgs: boolean): NodeJobView {
+/** `job`: held (its last progress value is known while held), or read from the store. */
+function view(job: JobRecord & Pick<LiveJob, 'progress'>, withArgs: boolean): NodeJobView {
   const out: NodeJobView = {
     id: job.id,
     name: job.name,
@@ -178,5 +179,6 @@ function view(job: JobRecord, withArgs: boolean): NodeJobView {
   if (job.tz !== undefined) out.tz = job.tz
   if (job.lastError !== undefined) out.lastError = job.lastError
   if (withArgs) out.args = job.args
+  if (job.progress !== undefined) out.progress = job.progress
   return out
 }

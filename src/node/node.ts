@@ -32,6 +32,7 @@ import type { NodeEventMap, NodeEvents } from './node-events.js'
 import { NodeAdmin } from './node-admin.js'
 import { NodeJobStats } from './node-job-stats.js'
 import { NodeMetricsWiring } from './node-metrics-wiring.js'
+import { ProgressReporter } from './progress-reporter.js'
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './options.js'
 import { JobRegistry } from './registry.js'
 import { Resumer } from './resumer.js'
@@ -233,6 +234,12 @@ export class Node extends TypedEmitter<NodeEventMap> {
       this.outage,
       this.events,
       recorder,
+      new ProgressReporter({
+        after: this.after,
+        cancelTimer: (timer) => void this.scheduler.cancel(timer),
+        linkFor,
+        maxFrameSize: opts.maxFrameSize,
+      }),
     )
     this.resumer = new Resumer(
       { log, schedule, readable: (feedback) => this.builder.readable(feedback) },
@@ -445,6 +452,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
       case MessageType.CANCEL_RESULT:
       case MessageType.WAITING:
       case MessageType.ADMIN_RESULT:
+      case MessageType.PROGRESS:
         throw new ProtocolError(`unexpected '${message.type}' from a distributor`)
       default: {
         const never: never = message

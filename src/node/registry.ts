@@ -1,6 +1,7 @@
 import { InvalidArgumentError } from '../errors.js'
 import type { Logger } from '../logger.js'
 import type { JobArgsObject } from '../protocol/args.js'
+import type { ProgressValue } from '../protocol/messages.js'
 import type { JobStatus } from '../storage/store.js'
 
 /**
@@ -52,6 +53,12 @@ export interface JobContext {
   log: Logger
   /** Ends the job as cancelled (same as `throw new CancelJob()`). */
   cancel(): never
+  /**
+   * Reports how far the job got: a finite number or a small plain object (at most 16 KiB
+   * as msgpack; else InvalidArgumentError). Coalesced to about ten a second per job, the
+   * latest value winning; the last one reaches the caller before the run's feedback.
+   */
+  progress(value: ProgressValue): void
 }
 
 export type JobStep<A extends JobArgsObject = JobArgsObject> = (args: A, ctx: JobContext) => unknown

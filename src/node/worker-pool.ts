@@ -3,10 +3,11 @@ import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import { coerceError, ConnectionClosedError, deserializeError, JobFileError, type SerializedError } from '../errors.js'
 import type { Logger, LogLevel } from '../logger.js'
+import type { ProgressValue } from '../protocol/messages.js'
 import type { JobContext } from './registry.js'
 
 /** The plain-data part of a JobContext (functions and signals do not cross threads). */
-export type WorkerContext = Omit<JobContext, 'signal' | 'log' | 'cancel'>
+export type WorkerContext = Omit<JobContext, 'signal' | 'log' | 'cancel' | 'progress'>
 
 export type ToWorker =
   | {
@@ -22,6 +23,8 @@ export type ToWorker =
 export type FromWorker =
   | { type: 'ready' }
   | { type: 'failed'; error: SerializedError }
+  /** The running chain of job `id` called ctx.progress (the value checked there). */
+  | { type: 'progress'; id: string; value: ProgressValue }
   | {
       type: 'done'
       id: string
@@ -38,6 +41,7 @@ interface Task {
   message: Extract<ToWorker, { type: 'run' }>
   resolve: (result: WorkerResult) => void
   reject: (err: Error) => void
+  progress: (value: ProgressValue) => void
 }
 
 interface Slot {
@@ -72,10 +76,11 @@ export class WorkerPool {
     private readonly log: Logger,
   ) {}
 
-  run(message: Task['message'], signal: AbortSignal): Promise<WorkerResult> {
+  /** Runs a chain in a thread; `progress` hears what it reports meanwhile. */
+  run(message: Task['message'], signal: AbortSignal, progress: Task['progress']): Promise<WorkerResult> {
     if (this.closed) return Promise.reject(new ConnectionClosedError('worker pool closed'))
     return new Promise<WorkerResult>((resolve, reject) => {
-      const task: Task = { message, resolve, reject }
+      const task: Task = { message, resolve, reject, progress }
       signal.addEventListener(
         'abort',
         () => {
@@ -129,6 +134,9 @@ export class WorkerPool {
             cause: deserializeError(message.error),
           }),
         )
+      } else if (message.type === 'progress') {
+        // Posted before the chain's 'done', so it reaches the runner before the attempt ends.
+        if (slot.task?.message.id === message.id) slot.task.progress(message.value)
       } else {
         const task = slot.task
         slot.task = undefined

@@ -49,6 +49,12 @@ export function encodeMessageFrame(message: Message, maxFrameSize: number): Buff
       frame = w.finish()
       break
     }
+    case MessageType.PROGRESS:
+      // Tuples, as the other per-job records: a map would repeat its key names per item.
+      frame = encodeFrame(
+        pack({ type: message.type, items: message.items.map((item) => [item.id, item.name, item.run, item.value]) }),
+      )
+      break
     default:
       // Every other message is a map of plain fields: msgpackr's form is the wire form.
       frame = encodeFrame(pack(message))

@@ -46,6 +46,8 @@ export const MessageType = {
   ADMIN: 'admin',
   /** node → distributor: the answer to ADMIN request `req`. */
   ADMIN_RESULT: 'admin-result',
+  /** node → distributor: the latest progress values of running jobs (coalesced, unacknowledged). */
+  PROGRESS: 'progress',
 } as const
 export type MessageType = (typeof MessageType)[keyof typeof MessageType]
 
@@ -107,6 +109,21 @@ export interface WireFeedback {
   cancelled: boolean
   args: Uint8Array | JobArgsObject
 }
+
+/**
+ * A job's latest progress value (see ctx.progress): on the wire a tuple [id, name, run, value].
+ * `value` is a finite number or a map.
+ */
+export interface WireProgress {
+  id: string
+  /** The job's name: which named handler's `progress` runs where no closure is held for the job. */
+  name: string
+  run: number
+  value: ProgressValue
+}
+
+/** What `ctx.progress` takes: a finite number or a small msgpack-serialisable map. */
+export type ProgressValue = number | Record<string, unknown>
 
 export type CancelOutcome = 'cancelled' | 'finished' | 'unknown'
 
@@ -261,6 +278,8 @@ export interface NodeJobView {
   lastError?: SerializedError
   /** msgpack bytes of the args (in answers about one job only: a page carries none). */
   args?: Uint8Array
+  /** The last progress value the job reported while this node held it. */
+  progress?: ProgressValue
 }
 
 /** Exactly one of `error` and the answer's fields by op: `jobs`/`next` (list), `job` (job, retry), `quiet`. */
@@ -272,6 +291,15 @@ export interface AdminResultMessage {
   next?: string
   job?: NodeJobView
   quiet?: boolean
+}
+
+/**
+ * Best effort, like a log line: nothing acknowledges it, and a value sent while the link is
+ * down is not sent again (the next one, or the job's feedback, follows).
+ */
+export interface ProgressMessage {
+  type: typeof MessageType.PROGRESS
+  items: WireProgress[]
 }
 
 export type Message =
@@ -292,3 +320,4 @@ export type Message =
   | AnswersMessage
   | AdminMessage
   | AdminResultMessage
+  | ProgressMessage

@@ -13,8 +13,11 @@ import {
   type AdminRequest,
   type AdminResultMessage,
   type NodeJobView,
+  type ProgressValue,
+  type WireProgress,
   NotAcceptingReason,
 } from './messages.js'
+import { isPlainMap } from './progress-value.js'
 
 /**
  * Validation of what peers send: decoded msgpack is `unknown` until it passes through
@@ -239,9 +242,23 @@ function wireFeedback(value: unknown, path: string): WireFeedback {
 /** Args reach feedback closures: a map, never a Date, Set or other value msgpackr can make. */
 function plainMap(value: unknown, path: string): JobArgsObject {
   const o = obj(value, path)
-  const proto = Object.getPrototypeOf(o)
-  if (proto !== Object.prototype && proto !== null) fail(path, 'a map', value)
+  if (!isPlainMap(o)) fail(path, 'a map', value)
   return o
+}
+
+/** A progress value reaches closures too: a finite number or a plain map (size is the node's to bound). */
+function progressValue(value: unknown, path: string): ProgressValue {
+  return typeof value === 'number' ? numV(value, path) : plainMap(value, path)
+}
+
+function wireProgress(value: unknown, path: string): WireProgress {
+  const t = tuple(value, path, 4, 4)
+  return {
+    id: strV(t[0], `${path}.id`),
+    name: strV(t[1], `${path}.name`),
+    run: posIntV(t[2], `${path}.run`),
+    value: progressValue(t[3], `${path}.value`),
+  }
 }
 
 export function feedbackFlags(f: WireFeedback): number {
@@ -327,6 +344,8 @@ function nodeJobView(value: unknown, p: string): NodeJobView {
   if (lastError !== undefined) view.lastError = lastError
   const args = optional(o, 'args', bytes, p)
   if (args !== undefined) view.args = args
+  if (o['progress'] !== undefined && o['progress'] !== null)
+    view.progress = progressValue(o['progress'], `${p}.progress`)
   return view
 }
 
@@ -425,6 +444,8 @@ export function parseMessage(value: unknown): Message {
       return { type, req: posInt(o, 'req', p), request: adminRequest(o['request'], `${p}.request`) }
     case MessageType.ADMIN_RESULT:
       return adminResult(o, p)
+    case MessageType.PROGRESS:
+      return { type, items: list(o, 'items', p, wireProgress) }
     default:
       throw new ProtocolError(
         typeof type === 'string' ? `unknown message type '${type.slice(0, 64)}'` : `'message.type' must be a string`,

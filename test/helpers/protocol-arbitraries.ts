@@ -66,6 +66,14 @@ const wireFeedback = fc.record({
   ),
 })
 
+// A progress value: a finite number or a small map.
+const wireProgress = fc.record({
+  id: text,
+  name: text,
+  run: nat,
+  value: fc.oneof(finite, resultArgs),
+})
+
 /** Any valid message of the protocol, as a sender would build it. */
 export const message: fc.Arbitrary<Message> = fc.oneof(
   fc.record({ type: fc.constant(MessageType.CHALLENGE), protocolVersion: nat, nonce: bin, auth: fc.boolean() }),
@@ -119,6 +127,7 @@ export const message: fc.Arbitrary<Message> = fc.oneof(
   }),
   fc.record({ type: fc.constant(MessageType.WAITING), ids: fc.array(text, { maxLength: 5 }) }),
   fc.record({ type: fc.constant(MessageType.ANSWERS), names: fc.array(text, { maxLength: 5 }) }),
+  fc.record({ type: fc.constant(MessageType.PROGRESS), items: fc.array(wireProgress, { maxLength: 4 }) }),
   fc.record({
     type: fc.constant(MessageType.ADMIN),
     req: fc.nat(),

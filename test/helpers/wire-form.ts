@@ -33,6 +33,8 @@ export function toWire(message: Message): object {
           f.args instanceof Uint8Array ? unpack(f.args) : f.args,
         ]),
       }
+    case MessageType.PROGRESS:
+      return { type: message.type, items: message.items.map((p) => [p.id, p.name, p.run, p.value]) }
     default:
       return message
   }

@@ -4,6 +4,8 @@ import { ErrorCode, InvalidArgumentError } from '../../src/errors.js'
 import { decideAfterAttempt, type AfterAttemptSettings, type AttemptedJob } from '../../src/node/after-attempt.js'
 import type { ChainOutcome } from '../../src/node/chain-runner.js'
 import { AttemptContext } from '../../src/node/job-context.js'
+import type { LiveJob } from '../../src/node/live-jobs.js'
+import { MemoryStore } from '../../src/storage/memory-store.js'
 import { createLogger } from '../../src/logger.js'
 import { JobStatus, type JobRecord } from '../../src/storage/store.js'
 import {
@@ -228,7 +230,17 @@ describe('cron: runs of a schedule', () => {
         createdAt: 0,
         ...o,
       }
-      return new AttemptContext(record, 'w1', createLogger('silent'), () => new AbortController().signal)
+      const job: LiveJob = {
+        ...record,
+        phase: 'running',
+        cancelRequested: false,
+        store: new MemoryStore(),
+        timerIndex: -1,
+      }
+      return new AttemptContext(job, 'w1', createLogger('silent'), {
+        signalOf: () => new AbortController().signal,
+        progress: () => {},
+      })
     }
     const cron = ctxOf(weekdays)
     expect([cron.dueAt, cron.nextDueAt, cron.cron, cron.tz]).toEqual([

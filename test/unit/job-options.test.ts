@@ -76,9 +76,21 @@ describe('the options a job carries to its node: one list', () => {
     expect(toWireJob(tracked({ retryMultiplier: 2 })).retry).toEqual({ strategy: 'linear', multiplier: 2 })
   })
 
+  it('keeps onProgress in this process: a job with only it (or a delay) shares the options of a job without any, and sends none', () => {
+    const onProgress = (): void => {}
+    const resolved = resolveEnqueueOptions({ onProgress, after: 1 }, NOW)
+    expect(resolved.onProgress).toBe(onProgress)
+    expect(resolved.job).toBe(resolveEnqueueOptions({}, NOW).job)
+    expect(jobExtras(toWireJob(tracked({ onProgress, period: 5 })))).toEqual({ period: 5 })
+    expect(resolveEnqueueOptions({}, NOW).onProgress).toBeUndefined()
+    expect(() => resolveEnqueueOptions({ onProgress: 'log' }, NOW)).toThrow(
+      `'onProgress' must be a function, got "log"`,
+    )
+  })
+
   it('knows every enqueue option, and names them all when one is not', () => {
     expect(() => resolveEnqueueOptions({ colour: 'red' }, NOW)).toThrow(
-      "unknown enqueue option 'colour' (known: after, runAt, period, cron, tz, node, notNode, defer, maxAttempt, retryMultiplier, retry, timeout)",
+      "unknown enqueue option 'colour' (known: after, runAt, period, cron, tz, node, notNode, defer, maxAttempt, retryMultiplier, retry, timeout, onProgress)",
     )
   })
 })

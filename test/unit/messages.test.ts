@@ -133,8 +133,16 @@ const SAMPLES = {
         lastError: { name: 'Error', message: 'smtp down', stack: 'Error: smtp down', code: 'ECONNREFUSED' },
       },
       { id: 'job-2', name: 'tick', status: 'new', attempt: 0, run: 4, dueAt: 5, period: 60, args: Buffer.from([0x80]) },
+      { id: 'job-3', name: 'resize', status: 'in progress', attempt: 1, run: 1, dueAt: 5, progress: { done: 3 } },
     ],
     next: '100',
+  },
+  [MessageType.PROGRESS]: {
+    type: MessageType.PROGRESS,
+    items: [
+      { id: 'job-1', name: 'resize', run: 1, value: 0.5 },
+      { id: 'job-2', name: 'import', run: 3, value: { done: 40, of: 100, step: 'rows' } },
+    ],
   },
 } satisfies { [K in MessageType]: Extract<Message, { type: K }> }
 
@@ -477,6 +485,36 @@ describe('parseMessage rejects', () => {
       'feedback: run negative',
       w({ ...SAMPLES.feedback, items: [SAMPLES.feedback.items[0], { ...SAMPLES.feedback.items[1], run: -1 }] }),
       "'feedback.items[1].run' must be a non-negative integer",
+    ],
+    [
+      'progress: an item not a tuple',
+      { type: 'progress', items: [{ id: 'job-1' }] },
+      "'progress.items[0]' must be an array of 4 items, got object",
+    ],
+    [
+      'progress: name missing',
+      { type: 'progress', items: [['job-1', null, 1, 0.5]] },
+      "'progress.items[0].name' must be a string, got null",
+    ],
+    [
+      'progress: value a string',
+      { type: 'progress', items: [['job-1', 'x', 1, 'half']] },
+      "'progress.items[0].value' must be a map, got string",
+    ],
+    [
+      'progress: value a Date',
+      { type: 'progress', items: [['job-1', 'x', 1, new Date(0)]] },
+      "'progress.items[0].value' must be a map",
+    ],
+    [
+      'progress: value an array',
+      { type: 'progress', items: [['job-1', 'x', 1, [1, 2]]] },
+      "'progress.items[0].value' must be a map, got array",
+    ],
+    [
+      'admin-result: a job view whose progress is a string',
+      { type: 'admin-result', req: 1, job: { ...SAMPLES['admin-result'].jobs[2], progress: 'half' } },
+      "'admin-result.job.progress' must be a map, got string",
     ],
     [
       'feedback: seq missing',

@@ -131,6 +131,9 @@ export function jobView(job: TrackedJob) {
   if (period !== undefined) view['period'] = period
   if (cron !== undefined) view['cron'] = cron
   if (tz !== undefined) view['tz'] = tz
+  // The last value that reached this distributor (kept beside the job, not on it).
+  const progress = job.progress
+  if (progress !== undefined) view['progress'] = progress
   return view
 }
 
@@ -146,6 +149,7 @@ export function nodeRecordView(record: NodeJobView) {
   if (record.cron !== undefined) view['cron'] = record.cron
   if (record.tz !== undefined) view['tz'] = record.tz
   if (record.lastError !== undefined) view['lastError'] = record.lastError
+  if (record.progress !== undefined) view['progress'] = record.progress
   return view
 }
 

@@ -1,0 +1,120 @@
+import { MessageType, type ProgressValue, type WireProgress } from '../protocol/messages.js'
+import { MAX_PROGRESS_BYTES } from '../protocol/progress-value.js'
+import { Timer } from '../scheduling/timer-heap.js'
+import type { DistributorLink } from './distributor-link.js'
+import type { LiveJob } from './live-jobs.js'
+
+/** A job's progress goes out at most once per window: about ten values a second. */
+export const PROGRESS_WINDOW_MS = 100
+
+/** What the reporter needs of a link. */
+export type ProgressLink = Pick<DistributorLink, 'ready' | 'peerMaxFrameSize' | 'send'>
+
+/** What the reporter needs of its node: its one scheduler, and the links. */
+export interface ProgressContext {
+  /** Arms `timer` `ms` from now by the node's clock. */
+  after(timer: Timer, ms: number): void
+  cancelTimer(timer: Timer): void
+  /** The link that receives what is filed under a distributor identity. */
+  linkFor(identity: string): ProgressLink | undefined
+  readonly maxFrameSize: number
+}
+
+/** The window a job's last send opened: values reported within it wait for its end. */
+interface Window {
+  readonly timer: Timer
+  /** A value came after the send that opened the window: it goes out when the window ends. */
+  pending: boolean
+}
+
+/**
+ * Sends the progress jobs report (`ctx.progress`), coalesced per job: a value goes out at
+ * once when none went out in the last PROGRESS_WINDOW_MS, else the latest value of the
+ * window goes out when it ends. What goes out in one event-loop turn shares one frame per
+ * distributor link.
+ *
+ * The job's last value is kept on it (`LiveJob.progress`, for the admin API); a window is
+ * kept only while it is open, so a job that reports nothing costs nothing here.
+ *
+ * INVARIANT: when an attempt ends (`settle`), its last value is on the link before anything
+ * the attempt's feedback sends: progress never arrives after the result it led to.
+ */
+export class ProgressReporter {
+  private readonly windows = new Map<LiveJob, Window>()
+  private readonly batches = new Map<ProgressLink, WireProgress[]>()
+  private flushQueued = false
+
+  constructor(private readonly ctx: ProgressContext) {}
+
+  /** A running attempt of `job` reports `value` (checked already). */
+  report(job: LiveJob, value: ProgressValue): void {
+    // A step that reports after its chain ended (a promise it left behind) is too late: the
+    // result went out already.
+    if (job.phase !== 'running') return
+    job.progress = value
+    const window = this.windows.get(job)
+    if (window !== undefined) {
+      window.pending = true
+      return
+    }
+    this.send(job)
+    const opened: Window = { timer: new Timer(() => this.windowEnded(job, opened)), pending: false }
+    this.windows.set(job, opened)
+    this.ctx.after(opened.timer, PROGRESS_WINDOW_MS)
+  }
+
+  /**
+   * `job`'s attempt ended: a value waiting for its window goes out now, and what waits for
+   * the end of the turn with it, ahead of the feedback the caller is about to send.
+   */
+  settle(job: LiveJob): void {
+    // The usual job never reported: one size check on the path of every attempt.
+    if (this.windows.size === 0) return
+    const window = this.windows.get(job)
+    if (window === undefined) return
+    this.windows.delete(job)
+    this.ctx.cancelTimer(window.timer)
+    if (window.pending) this.send(job)
+    this.flush()
+  }
+
+  private windowEnded(job: LiveJob, window: Window): void {
+    if (!window.pending) {
+      this.windows.delete(job)
+      return
+    }
+    window.pending = false
+    this.send(job)
+    this.ctx.after(window.timer, PROGRESS_WINDOW_MS)
+  }
+
+  /** Queues the job's last value for its link; a link that is down misses it (best effort). */
+  private send(job: LiveJob): void {
+    const link = this.ctx.linkFor(job.distributor)
+    if (link?.ready !== true || job.progress === undefined) return
+    let batch = this.batches.get(link)
+    if (batch === undefined) this.batches.set(link, (batch = []))
+    batch.push({ id: job.id, name: job.name, run: job.run, value: job.progress })
+    if (this.flushQueued) return
+    this.flushQueued = true
+    setImmediate(this.flushLater)
+  }
+
+  // One function for the reporter's lifetime: a flush is queued per turn that reports.
+  private readonly flushLater = (): void => this.flush()
+
+  private flush(): void {
+    this.flushQueued = false
+    for (const [link, items] of this.batches) {
+      // Each value is at most MAX_PROGRESS_BYTES: as many as surely fit in half the smaller limit.
+      const perFrame = Math.max(
+        1,
+        Math.floor(Math.min(this.ctx.maxFrameSize, link.peerMaxFrameSize) / 2 / (MAX_PROGRESS_BYTES + 256)),
+      )
+      for (let i = 0; i < items.length; i += perFrame) {
+        link.send({ type: MessageType.PROGRESS, items: items.slice(i, i + perFrame) })
+      }
+    }
+    this.batches.clear()
+  }
+}
