@@ -1,4 +1,5 @@
 import type { JobArgsObject } from '../protocol/args.js'
+import type { UniqueResult } from './unique.js'
 
 /** What `enqueue` returns. */
 export interface JobHandle<R extends JobArgsObject = JobArgsObject> {
@@ -19,6 +20,11 @@ export interface JobHandle<R extends JobArgsObject = JobArgsObject> {
   readonly persisted: Promise<void>
   /** true when the job was cancelled before it finished, false when it had finished already. */
   cancel(): Promise<boolean>
+  /**
+   * With option `unique` only: what the enqueue did (`created`, `deduplicated`: joined to
+   * the job holding the key, or `replaced`), and the id of the job that runs.
+   */
+  readonly unique?: UniqueResult
 }
 
 /** The part of the distributor a handle calls. */

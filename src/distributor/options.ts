@@ -26,12 +26,13 @@ import {
 } from '../config.js'
 import { InvalidArgumentError } from '../errors.js'
 import { checkAdvertise, checkGroup, checkMemberName, DEFAULT_GROUP, generatedName } from '../protocol/identity.js'
-import { DEFAULT_CRON_ZONE, firstRunAt, parseCron } from '../scheduling/cron.js'
+import { DEFAULT_CRON_ZONE, firstRunAt, isScheduled, parseCron } from '../scheduling/cron.js'
 import { checkStorageUrl } from '../storage/redis/url.js'
 import { DEFAULT_MAX_FRAME_SIZE, HANDSHAKE_MAX_FRAME_SIZE } from '../protocol/frame.js'
 import { createLogger, resolveLogLevel, type Logger, type LogLevel } from '../logger.js'
 import type { JobRunOptions } from '../protocol/messages.js'
 import { normalizeRetry, type RetryPolicy } from '../scheduling/retry.js'
+import { resolveUniqueOptions, type ResolvedUniqueOptions, type UniqueOptions } from './unique.js'
 
 export interface DistributorOptions {
   /** Address to listen on. Non-loopback needs `secret` or `tls`, or `insecure: true`. @default '127.0.0.1' */
@@ -253,6 +254,11 @@ export interface EnqueueOptions extends Omit<JobRunOptions, 'retry'> {
   retryMultiplier?: number
   /** Backoff policy (or a linear multiplier), overriding the node's. */
   retry?: number | RetryPolicy
+  /**
+   * One job per key and job name: a duplicate enqueue creates nothing (or replaces, or
+   * reschedules) and its handle says so in `handle.unique` (docs/configuration.md).
+   */
+  unique?: UniqueOptions
 }
 
 /**
@@ -272,6 +278,8 @@ type Resolved<T> = { [K in keyof Required<T>]: T[K] | undefined }
 export interface ResolvedEnqueueOptions {
   dueAt: number
   job: JobOptions
+  /** Kept at the distributor, never sent to the node. */
+  unique: ResolvedUniqueOptions | undefined
 }
 
 /** Most jobs set no option (or only a delay): they all point at this one object. */
@@ -300,6 +308,7 @@ const ENQUEUE_KEYS = optionKeys<EnqueueOptions>({
   retryMultiplier: true,
   retry: true,
   timeout: true,
+  unique: true,
 })
 
 export function resolveEnqueueOptions(input: unknown, now: number): ResolvedEnqueueOptions {
@@ -308,7 +317,7 @@ export function resolveEnqueueOptions(input: unknown, now: number): ResolvedEnqu
   let onlyDelay = true
   for (const key in o) {
     if (!ENQUEUE_KEYS.includes(key) && Object.hasOwn(o, key)) checkKnownKeys('enqueue', o, ENQUEUE_KEYS)
-    if (key !== 'after' && key !== 'runAt' && o[key] !== undefined) onlyDelay = false
+    if (key !== 'after' && key !== 'runAt' && key !== 'unique' && o[key] !== undefined) onlyDelay = false
   }
   if (o['after'] !== undefined && o['runAt'] !== undefined) {
     throw new InvalidArgumentError(`'after' and 'runAt' are exclusive: give one`)
@@ -327,7 +336,12 @@ export function resolveEnqueueOptions(input: unknown, now: number): ResolvedEnqu
     dueAt = ms
   }
   dueAt = Math.round(dueAt)
-  if (onlyDelay) return { dueAt, job: NO_JOB_OPTIONS }
+  if (onlyDelay)
+    return {
+      dueAt,
+      job: NO_JOB_OPTIONS,
+      unique: o['unique'] === undefined ? undefined : resolveUniqueOptions(o['unique'], false),
+    }
   const period = o['period'] === undefined ? undefined : checkNumber('period', o['period'], 0.001)
   let cron: string | undefined
   let tz: string | undefined
@@ -356,5 +370,6 @@ export function resolveEnqueueOptions(input: unknown, now: number): ResolvedEnqu
     retry,
     timeout: o['timeout'] === undefined ? undefined : checkNumber('timeout', o['timeout'], 0.001),
   }
-  return { dueAt, job }
+  const unique = o['unique'] === undefined ? undefined : resolveUniqueOptions(o['unique'], isScheduled(job))
+  return { dueAt, job, unique }
 }
