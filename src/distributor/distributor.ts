@@ -41,6 +41,7 @@ import {
   type DistributorOptions,
   type EnqueueOptions,
   type ResolvedDistributorOptions,
+  type ResolvedEnqueueOptions,
 } from './options.js'
 import { NO_JOB_OPTIONS } from './options.js'
 import { PendingQueue, routeKey } from './pending-queue.js'
@@ -50,6 +51,8 @@ import { Server } from './server.js'
 import { DistributorGroup } from './spool/group.js'
 import type { SpooledJob } from './spool/spooled-job.js'
 import { pendingSeconds, TrackedJob, type FeedbackCallback } from './tracked-job.js'
+import { UniqueJobs } from './unique-jobs.js'
+import { LocalUniqueKeys } from './unique-keys.js'
 
 export type { DistributorEventMap } from './events.js'
 
@@ -107,6 +110,8 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   private readonly timers: Scheduler<Timer>
   private readonly handlers = new Map<string, FeedbackHandlers>()
   private readonly cancels: Cancels
+  /** Enqueues with a key (option `unique`), and the keys held. */
+  private readonly unique: UniqueJobs
   private seq = 0
   private closed = false
   /** Resolved at start: the default name is the advertised address, known once listening. */
@@ -152,6 +157,15 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       { after, cancelTimer, retried: (session, view) => this.retried(session, view) },
       ADMIN_REQUEST_TIMEOUT_MS,
     )
+    this.unique = new UniqueJobs(
+      {
+        admit: (name, args, resolved, onSuccess, onError) =>
+          this.admit(name, args, resolved, onSuccess, onError, Date.now()),
+        cancel: (id) => this.cancel(id),
+        runClosure: (job, closure, args) => void this.feedback.runClosure(job, closure, args),
+      },
+      new LocalUniqueKeys({ after, cancelTimer }),
+    )
     const { storage, name } = this.options
     if (storage !== undefined && name !== undefined) {
       this.distributorGroup = new DistributorGroup(
@@ -177,6 +191,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
         scheduleDispatch,
         ended: (job, cancelled) => {
           this.cancels.answer(job, cancelled)
+          if (job.keyed) this.unique.ended(job)
           // Closing ends no job for good: with a spool it is handed over, its record stays and
           // it is persisted only if that record was written (handOver); without one, close()
           // rejected its `persisted` already.
@@ -407,8 +422,40 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     const now = Date.now()
     const resolved = resolveEnqueueOptions(opts, now)
     const bytes = encodeArgs(args, this.options.maxFrameSize - FRAME_ENVELOPE_BYTES)
-    if (this.queue.size >= this.options.maxPending) throw new QueueFullError(this.options.maxPending)
+    if (resolved.unique !== undefined) {
+      if (this.distributorGroup !== undefined)
+        throw new InvalidArgumentError(
+          `'unique' is not supported with 'storage' yet: its keys would hold per member and be forgotten by the restart that reads the spool back, letting in the duplicates they are for`,
+        )
+      return this.unique.enqueue(
+        name,
+        bytes,
+        resolved,
+        resolved.unique,
+        onSuccess as FeedbackCallback | undefined,
+        onError as FeedbackCallback | undefined,
+      ) as unknown as JobHandle<ArgsOf<N>>
+    }
+    return this.admit(
+      name,
+      bytes,
+      resolved,
+      onSuccess as FeedbackCallback | undefined,
+      onError as FeedbackCallback | undefined,
+      now,
+    ) as unknown as JobHandle<ArgsOf<N>>
+  }
 
+  /** A new job, validated: it waits for a node from now on. */
+  private admit(
+    name: string,
+    bytes: Buffer,
+    resolved: ResolvedEnqueueOptions,
+    onSuccess: FeedbackCallback | undefined,
+    onError: FeedbackCallback | undefined,
+    now: number,
+  ): TrackedJob {
+    if (this.queue.size >= this.options.maxPending) throw new QueueFullError(this.options.maxPending)
     const job = new TrackedJob(
       this.jobs.newId(),
       this.handleHost,
@@ -418,8 +465,8 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       resolved.job,
       routeKey(name, resolved.job.node, resolved.job.notNode),
       this.seq++,
-      onSuccess as FeedbackCallback | undefined,
-      onError as FeedbackCallback | undefined,
+      onSuccess,
+      onError,
     )
     if (resolved.onProgress !== undefined) this.progress.watch(job, resolved.onProgress)
     this.jobs.add(job)
@@ -428,7 +475,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     if (this.listenerCount('job:enqueue') > 0) this.safeEmit('job:enqueue', { id: job.id, name })
     if (!this.pool.knows(name)) this.dispatcher.unroutable(job)
     this.dispatcher.schedule()
-    return job as unknown as JobHandle<ArgsOf<N>>
+    return job
   }
 
   /**
@@ -491,6 +538,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     }
     this.jobs.clear()
     this.queue.clear()
+    this.unique.clear()
     this.acceptance.close()
     for (const handler of this.adminHandlers) handler.close()
     this.timers.close()

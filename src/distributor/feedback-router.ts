@@ -257,11 +257,7 @@ export class FeedbackRouter {
   }
 
   /** Runs a job's closure; returns what the frame's ack waits for when it returned a promise. */
-  private runClosure(
-    job: TrackedJob,
-    closure: FeedbackCallback | undefined,
-    args: JobArgsObject,
-  ): PendingClosure | undefined {
+  runClosure(job: TrackedJob, closure: FeedbackCallback | undefined, args: JobArgsObject): PendingClosure | undefined {
     if (closure === undefined) return undefined
     try {
       return this.watch(job.id, job.name, closure(args))

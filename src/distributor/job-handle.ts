@@ -1,5 +1,6 @@
 import type { JobArgsObject } from '../protocol/args.js'
 import type { ProgressValue } from '../protocol/messages.js'
+import type { UniqueResult } from './unique.js'
 
 /** What `enqueue` returns. */
 export interface JobHandle<R extends JobArgsObject = JobArgsObject> {
@@ -22,6 +23,11 @@ export interface JobHandle<R extends JobArgsObject = JobArgsObject> {
   cancel(): Promise<boolean>
   /** The last progress value the job reported (ctx.progress) that reached here; undefined before any. */
   readonly progress: ProgressValue | undefined
+  /**
+   * With option `unique` only: what the enqueue did (`created`, `deduplicated`: joined to
+   * the job holding the key, or `replaced`), and the id of the job that runs.
+   */
+  readonly unique?: UniqueResult
 }
 
 /** The part of the distributor a handle calls. */

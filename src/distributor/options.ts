@@ -26,13 +26,14 @@ import {
 } from '../config.js'
 import { InvalidArgumentError } from '../errors.js'
 import { checkAdvertise, checkGroup, checkMemberName, DEFAULT_GROUP, generatedName } from '../protocol/identity.js'
-import { DEFAULT_CRON_ZONE, firstRunAt, parseCron } from '../scheduling/cron.js'
+import { DEFAULT_CRON_ZONE, firstRunAt, isScheduled, parseCron } from '../scheduling/cron.js'
 import { checkStorageUrl } from '../storage/redis/url.js'
 import { DEFAULT_MAX_FRAME_SIZE, HANDSHAKE_MAX_FRAME_SIZE } from '../protocol/frame.js'
 import { createLogger, resolveLogLevel, type Logger, type LogLevel } from '../logger.js'
 import type { JobRunOptions } from '../protocol/messages.js'
 import type { ProgressCallback } from './progress-router.js'
 import { normalizeRetry, type RetryPolicy } from '../scheduling/retry.js'
+import { resolveUniqueOptions, type ResolvedUniqueOptions, type UniqueOptions } from './unique.js'
 
 export interface DistributorOptions {
   /** Address to listen on. Non-loopback needs `secret` or `tls`, or `insecure: true`. @default '127.0.0.1' */
@@ -260,6 +261,11 @@ export interface EnqueueOptions extends Omit<JobRunOptions, 'retry'> {
    * process only: it never goes to the node or the spool.
    */
   onProgress?: ProgressCallback
+  /**
+   * One job per key and job name: a duplicate enqueue creates nothing (or replaces, or
+   * reschedules) and its handle says so in `handle.unique` (docs/configuration.md).
+   */
+  unique?: UniqueOptions
 }
 
 /**
@@ -281,6 +287,8 @@ export interface ResolvedEnqueueOptions {
   job: JobOptions
   /** Kept apart from `job`: what travels to the node and the spool is `job`. */
   onProgress: ProgressCallback | undefined
+  /** Kept at the distributor, never sent to the node. */
+  unique: ResolvedUniqueOptions | undefined
 }
 
 /** Most jobs set no option (or only a delay): they all point at this one object. */
@@ -310,6 +318,7 @@ const ENQUEUE_KEYS = optionKeys<EnqueueOptions>({
   retry: true,
   timeout: true,
   onProgress: true,
+  unique: true,
 })
 
 function checkProgressCallback(value: unknown): ProgressCallback | undefined {
@@ -326,7 +335,7 @@ export function resolveEnqueueOptions(input: unknown, now: number): ResolvedEnqu
     if (!ENQUEUE_KEYS.includes(key) && Object.hasOwn(o, key)) checkKnownKeys('enqueue', o, ENQUEUE_KEYS)
     // The job's closure, like onSuccess: it stays in this process, and shares the options of a job without it.
     if (key === 'onProgress') onProgress = checkProgressCallback(o[key])
-    else if (key !== 'after' && key !== 'runAt' && o[key] !== undefined) onlyDelay = false
+    else if (key !== 'after' && key !== 'runAt' && key !== 'unique' && o[key] !== undefined) onlyDelay = false
   }
   if (o['after'] !== undefined && o['runAt'] !== undefined) {
     throw new InvalidArgumentError(`'after' and 'runAt' are exclusive: give one`)
@@ -345,7 +354,13 @@ export function resolveEnqueueOptions(input: unknown, now: number): ResolvedEnqu
     dueAt = ms
   }
   dueAt = Math.round(dueAt)
-  if (onlyDelay) return { dueAt, job: NO_JOB_OPTIONS, onProgress }
+  if (onlyDelay)
+    return {
+      dueAt,
+      job: NO_JOB_OPTIONS,
+      onProgress,
+      unique: o['unique'] === undefined ? undefined : resolveUniqueOptions(o['unique'], false),
+    }
   const period = o['period'] === undefined ? undefined : checkNumber('period', o['period'], 0.001)
   let cron: string | undefined
   let tz: string | undefined
@@ -374,5 +389,6 @@ export function resolveEnqueueOptions(input: unknown, now: number): ResolvedEnqu
     retry,
     timeout: o['timeout'] === undefined ? undefined : checkNumber('timeout', o['timeout'], 0.001),
   }
-  return { dueAt, job, onProgress }
+  const unique = o['unique'] === undefined ? undefined : resolveUniqueOptions(o['unique'], isScheduled(job))
+  return { dueAt, job, onProgress, unique }
 }

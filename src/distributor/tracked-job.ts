@@ -30,6 +30,7 @@ export type TrackedJobState = 'pending' | 'sent' | 'accepted' | 'done' | 'cancel
 /** Bits of `TrackedJob.flags`. */
 const SPOOLED = 1
 const VIA_HANDLER = 2
+const KEYED = 4
 
 /**
  * `pendingSince` counts tenths of a second from this instant: a small integer (a V8 Smi,
@@ -68,7 +69,7 @@ export class TrackedJob extends Handle {
    * refused it), as a `pendingStamp`: how long the job next in line has waited (metrics).
    */
   pendingSince = 0
-  /** SPOOLED and VIA_HANDLER, in one field: a million held jobs carry one slot, not two. */
+  /** SPOOLED, VIA_HANDLER and KEYED, in one field: a million held jobs carry one slot, not three. */
   private flags = 0
   /** The node's list of held jobs this one is on, and its neighbours there. */
   list: LinkedList<TrackedJob> | undefined = undefined
@@ -79,7 +80,8 @@ export class TrackedJob extends Handle {
     id: string,
     canceller: Canceller,
     readonly name: string,
-    readonly args: Buffer,
+    /** Replaced while pending by an enqueue with its unique key in mode 'replace'. */
+    public args: Buffer,
     /**
      * Due time of `run` (absolute epoch ms), the run to dispatch next: a periodic job's runs
      * are due at its first due time + (run - 1) × period.
@@ -90,8 +92,9 @@ export class TrackedJob extends Handle {
     readonly routeKey: string,
     /** Enqueue order, so jobs put back go before newer ones. */
     readonly seq: number,
-    readonly onSuccess: FeedbackCallback | undefined,
-    readonly onError: FeedbackCallback | undefined,
+    /** Made to run the closures of every caller joined to it too (see UniqueJobs). */
+    public onSuccess: FeedbackCallback | undefined,
+    public onError: FeedbackCallback | undefined,
   ) {
     super(id, canceller)
   }
@@ -115,6 +118,15 @@ export class TrackedJob extends Handle {
 
   set viaHandler(value: boolean) {
     this.flags = value ? this.flags | VIA_HANDLER : this.flags & ~VIA_HANDLER
+  }
+
+  /** It holds a unique key (option `unique`): its end releases it (see UniqueJobs). */
+  get keyed(): boolean {
+    return (this.flags & KEYED) !== 0
+  }
+
+  set keyed(value: boolean) {
+    this.flags = value ? this.flags | KEYED : this.flags & ~KEYED
   }
 }
 
