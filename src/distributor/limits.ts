@@ -175,6 +175,7 @@ export class Limits {
       if (current === undefined) return false
       this.byName.delete(name)
       // Slots its jobs hold are forgotten: `release` of such a job finds no limit.
+      this.hooks.wake()
       return true
     }
     if (current !== undefined && current.limit.perKey === limit.perKey) {
