@@ -184,6 +184,20 @@ const CASES = [
     run: (ctx) =>
       runThroughput(ctx, { count: N.jobs, warmup: N.warmup, storage: 'memory', names: ['m1', 'm2'], scrape: true }),
   },
+  {
+    id: 'jr-throughput-limited',
+    system: 'job-reactor',
+    title: `throughput, memory storage, 2 nodes, a limit of 100 per key over 1,000 keys (${k(N.jobs)} no-op)`,
+    timeoutMs: 120_000,
+    run: (ctx) =>
+      runThroughput(ctx, {
+        count: N.jobs,
+        warmup: N.warmup,
+        storage: 'memory',
+        names: ['l1', 'l2'],
+        limited: { concurrency: 100, keys: 1000 },
+      }),
+  },
   jrRedisThroughputCase('jr-throughput-redis', `throughput, Redis storage, 2 nodes (${k(N.jobs)} no-op)`, (ctx) => ({
     storage: ctx.redis.url,
     names: [`r${ctx.run}a`, `r${ctx.run}b`],
@@ -442,6 +456,7 @@ function summarize(results) {
   const jrRedis = m('jr-throughput-redis', 'throughput')
   const jrSpool = m('jr-throughput-spool', 'throughput')
   const jrMetrics = m('jr-throughput-metrics', 'throughput')
+  const jrLimited = m('jr-throughput-limited', 'throughput')
   const ratios = {
     'job-reactor memory ÷ BullMQ (throughput)': ratio(jrMem, m('bullmq-throughput', 'throughput')),
     'job-reactor memory ÷ bee-queue (throughput)': ratio(jrMem, m('bee-throughput', 'throughput')),
@@ -473,6 +488,7 @@ function summarize(results) {
         '≥',
         0.97,
       ),
+      target('limited name (limit not the bottleneck) throughput, jobs/s', jrLimited, '≥', 50_000),
       target('spooled distributor throughput, jobs/s', jrSpool, '≥', 60_000),
       target('spooled distributor ÷ BullMQ', ratios['job-reactor spooled ÷ BullMQ (throughput)'], '≥', 8),
       target('latency p50, ms', m('jr-latency', 'p50'), '≤', 0.15),

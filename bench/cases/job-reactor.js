@@ -20,9 +20,10 @@ const distributorLog = pino({ name: 'job-reactor', level: 'warn' }, pino.destina
 async function startCluster(
   ctx,
   names,
-  { storage = 'memory', nodeFlags = [], nodeArgs = () => [], maxPending, spool, pids = [] } = {},
+  { storage = 'memory', nodeFlags = [], nodeArgs = () => [], maxPending, spool, pids = [], limits } = {},
 ) {
   const options = { port: 0, logger: distributorLog }
+  if (limits !== undefined) options.limits = limits
   if (maxPending !== undefined) options.maxPending = maxPending
   // The distributor's own durable spool (a Redis URL), under a group of its own per run.
   if (spool !== undefined) Object.assign(options, { storage: spool, group: `bench-${process.pid}-${Date.now()}` })
@@ -69,9 +70,11 @@ async function startCluster(
 /** Enqueues `count` jobs in chunks, letting the loop turn between chunks; returns the done promises. */
 async function enqueueMany(ctx, distributor, count, name, opts) {
   const dones = new Array(count)
+  // An array of options: job i gets the (i mod length)th (a limitKey each, say).
+  const many = Array.isArray(opts) ? opts : [opts]
   for (let i = 0; i < count; ) {
     const end = Math.min(count, i + ENQUEUE_CHUNK)
-    for (; i < end; i++) dones[i] = distributor.enqueue(name, {}, opts).done
+    for (; i < end; i++) dones[i] = distributor.enqueue(name, {}, many[i % many.length]).done
     ctx.throwIfAborted()
     await yieldToLoop()
   }
@@ -142,23 +145,26 @@ async function scrapeCost(distributor, count = 50) {
  * and a scraper process reads them all every second; then the CPU time of one scrape of the
  * distributor's metrics is measured, idle.
  */
-export async function runThroughput(ctx, { count, warmup, storage, names, spool, scrape = false }) {
+export async function runThroughput(ctx, { count, warmup, storage, names, spool, scrape = false, limited }) {
   const ports = new Map()
   if (scrape) for (const name of names) ports.set(name, await freePort())
   const nodeArgs = (name) => (ports.has(name) ? ['--metrics-port', String(ports.get(name))] : [])
   const pids = []
-  const distributor = await startCluster(ctx, names, { storage, spool, nodeArgs, pids })
+  // `limited`: { concurrency, keys }: 'noop' limited per key, the jobs spread over `keys` keys.
+  const limits = limited === undefined ? undefined : { noop: { concurrency: limited.concurrency, perKey: true } }
+  const opts = limited === undefined ? {} : Array.from({ length: limited.keys }, (_, i) => ({ limitKey: `k${i}` }))
+  const distributor = await startCluster(ctx, names, { storage, spool, nodeArgs, pids, limits })
   if (scrape) await scrapeEverySecond(ctx, distributor, [...ports.values()])
-  await Promise.all(await enqueueMany(ctx, distributor, warmup, 'noop', {}))
+  await Promise.all(await enqueueMany(ctx, distributor, warmup, 'noop', opts))
   const cpuBefore = cpuOf(pids)
   const start = process.hrtime.bigint()
-  const dones = await enqueueMany(ctx, distributor, count, 'noop', {})
+  const dones = await enqueueMany(ctx, distributor, count, 'noop', opts)
   const enqueueSeconds = hrMs(start) / 1000
   await Promise.all(dones)
   const seconds = hrMs(start) / 1000
   const cpuPerJob = cpuBefore === undefined ? undefined : ((cpuOf(pids) - cpuBefore) * 1000) / count
   ctx.progress(
-    `job-reactor ${storage === 'memory' ? 'memory' : 'redis'}${spool === undefined ? '' : ' nodes, spooled distributor'}${scrape ? ', metrics scraped' : ''}: ${count} jobs in ${seconds.toFixed(2)} s (enqueue loop ${enqueueSeconds.toFixed(2)} s)`,
+    `job-reactor ${storage === 'memory' ? 'memory' : 'redis'}${spool === undefined ? '' : ' nodes, spooled distributor'}${scrape ? ', metrics scraped' : ''}${limited === undefined ? '' : `, limited ${limited.concurrency} per key over ${limited.keys} keys`}: ${count} jobs in ${seconds.toFixed(2)} s (enqueue loop ${enqueueSeconds.toFixed(2)} s)`,
   )
   const result = { throughput: count / seconds }
   if (cpuPerJob !== undefined) result.cpuPerJob = cpuPerJob

@@ -53,6 +53,9 @@ export interface AdminNameStats {
   pending: number
   oldestPendingSeconds: number
   paused: boolean
+  /** Of `pending`: jobs held back by the name's concurrency limit, and how many keys they wait under. */
+  limited: number
+  limitedKeys: number
 }
 
 export interface AdminOverview {

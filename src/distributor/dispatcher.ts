@@ -5,7 +5,9 @@ import { afterMicrotasks } from '../scheduling/clock.js'
 import type { DistributorEvents } from './events.js'
 import type { NodePool } from './node-pool.js'
 import type { NodeSession } from './node-session.js'
-import type { PendingQueue, Route } from './pending-queue.js'
+import { LimitedRoute } from './limited-route.js'
+import { keyOf, type NameLimit } from './limits.js'
+import type { AnyRoute, PendingQueue, Route } from './pending-queue.js'
 import { assign, toWireJob, wireSize, type TrackedJob } from './tracked-job.js'
 
 /** What a dispatch pass needs of the rest of the distributor. */
@@ -80,8 +82,11 @@ export class Dispatcher {
     const paused = this.paused
     for (const route of this.queue.routes.values()) {
       if (paused.size > 0 && paused.has(route.name)) continue
-      if (route.asideRoute !== undefined && route.asideRoute.length > 0) this.passAside(route.asideRoute, now)
-      this.passRoute(route, now)
+      const limited = route instanceof LimitedRoute
+      if (route.asideRoute !== undefined && route.asideRoute.length > 0)
+        this.passAside(route.asideRoute, now, limited ? route.limit : undefined)
+      if (limited) this.passLimited(route, now)
+      else this.passRoute(route, now)
       this.queue.dropEmpty(route)
     }
     for (const session of given) {
@@ -108,19 +113,60 @@ export class Dispatcher {
   }
 
   /**
+   * Moves the jobs of a limited name's route (limited-route.ts): keys take turns, a key
+   * whose slots are taken leaves the turns until one frees, and a name whose slots are all
+   * taken (a limit in total) stops the route at once: a blocked key costs one look.
+   */
+  private passLimited(route: LimitedRoute, now: number): void {
+    const limit = route.limit
+    for (;;) {
+      const line = route.turn()
+      if (line === undefined) return
+      const job = route.peekLine(line) as TrackedJob
+      if (!limit.hasRoom(line.key)) {
+        this.heldBack(job, line.key)
+        if (!limit.perKey) return
+        route.park()
+        continue
+      }
+      const decision = this.pool.decide(route, wireSize(job), this.strict)
+      if (decision.kind === 'wait') return
+      route.take()
+      if (decision.kind === 'give') {
+        this.give(job, route, decision.node, now)
+        limit.take(job)
+      } else if (decision.kind === 'aside') this.queue.setAside(job, route)
+      else this.ctx.failOversized(job, decision.node)
+    }
+  }
+
+  /** `job` is next of its key, and its limit holds it back: said once per job, to whoever listens. */
+  private heldBack(job: TrackedJob, key: string): void {
+    if (job.limitNoticed || !this.events.wants('job:limited')) return
+    job.limitNoticed = true
+    this.events.emit('job:limited', { id: job.id, name: job.name, key })
+  }
+
+  /**
    * Jobs set aside for their size: each is looked at, in order, since each may wait for
    * other nodes (a job that only a node whose store is down takes must not hold back one a
-   * smaller node with room takes); those that still wait keep their order.
+   * smaller node with room takes); those that still wait keep their order. Of a limited
+   * name (`limit`), one whose key has no free slot waits too.
    */
-  private passAside(route: Route, now: number): void {
+  private passAside(route: Route, now: number, limit: NameLimit | undefined): void {
     const jobs = route.takeAll()
     for (let i = 0; i < jobs.length; i++) {
       const job = jobs[i] as TrackedJob
       // A closure run by a failure below may have cancelled it, or closed the distributor.
       if (job.state !== 'pending' || this.ctx.isClosed()) continue
+      if (limit !== undefined && !limit.hasRoom(keyOf(job))) {
+        route.push(job)
+        continue
+      }
       const decision = this.pool.decide(route, wireSize(job), this.strict)
       if (decision.kind === 'give') {
         this.give(job, route, decision.node, now)
+        limit?.take(job)
         continue
       }
       if (decision.kind === 'fail') {
@@ -137,7 +183,7 @@ export class Dispatcher {
   }
 
   /** A job of `route` leaves the queue for `session`'s next dispatch frame. */
-  private give(job: TrackedJob, route: Route, session: NodeSession, now: number): void {
+  private give(job: TrackedJob, route: AnyRoute, session: NodeSession, now: number): void {
     this.queue.takenFrom(route)
     route.stats.dispatched++
     assign(job, session, now)

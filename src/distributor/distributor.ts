@@ -32,6 +32,7 @@ import { FeedbackRouter } from './feedback-router.js'
 import type { Canceller, JobHandle } from './job-handle.js'
 import { JobStats } from './job-stats.js'
 import { JobTable } from './job-table.js'
+import { Limits, resolveLimit, type LimitOptions } from './limits.js'
 import { NodePool } from './node-pool.js'
 import { NodeRequests } from './node-requests.js'
 import { NodeSession } from './node-session.js'
@@ -89,7 +90,9 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   private readonly pool = new NodePool()
   /** Counted per job name where jobs move; read by the metrics when they are scraped. */
   private readonly stats = new JobStats()
-  private readonly queue = new PendingQueue(this.stats)
+  /** Concurrency limits by job name (limits.ts): the dispatch pass enforces them. */
+  private readonly limits = new Limits({ wake: () => this.dispatcher.schedule() })
+  private readonly queue = new PendingQueue(this.stats, this.limits)
   private readonly jobs = new JobTable()
   private readonly events: DistributorEvents = {
     emit: (event, payload) => this.safeEmit(event, payload),
@@ -192,6 +195,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
         ended: (job, cancelled) => {
           this.cancels.answer(job, cancelled)
           if (job.keyed) this.unique.ended(job)
+          if (job.holdsSlot) this.limits.release(job)
           // Closing ends no job for good: with a spool it is handed over, its record stays and
           // it is persisted only if that record was written (handOver); without one, close()
           // rejected its `persisted` already.
@@ -269,6 +273,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       this.events,
       log,
     )
+    for (const [name, limit] of this.options.limits) this.setLimit(name, limit)
     const registry = this.options.metricsRegistry
     if (registry !== undefined) {
       this.registry = registry
@@ -322,6 +327,30 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     if (paused) this.paused.add(name)
     else if (this.paused.delete(name)) this.dispatcher.schedule()
     this.log.info({ job: name }, paused ? 'job name paused' : 'job name resumed')
+  }
+
+  /**
+   * Limits job name `name` (docs/configuration.md, Limits): at most `concurrency` of its jobs
+   * in flight at once, in total or per `limitKey` with `perKey`; again to change it, `null`
+   * to remove it. Jobs held back wait here, keys served in turn. Throws InvalidArgumentError
+   * naming the field, or when periodic or cron jobs of `name` are held here.
+   */
+  limit(name: string, limit: LimitOptions | null): void {
+    if (typeof name !== 'string' || name.length === 0)
+      throw new InvalidArgumentError(`'name' must be a non-empty string`)
+    this.setLimit(name, limit === null ? null : resolveLimit('limit', limit))
+    this.log.info({ job: name, limit }, limit === null ? 'job name unlimited' : 'job name limited')
+  }
+
+  /** Limits in force, by job name. */
+  get limitsByName(): Record<string, { concurrency: number; perKey: boolean }> {
+    const byName: Record<string, { concurrency: number; perKey: boolean }> = {}
+    for (const { name, limit } of this.limits.values()) byName[name] = { ...limit }
+    return byName
+  }
+
+  private setLimit(name: string, limit: Parameters<Limits['set']>[1]): void {
+    if (this.limits.set(name, limit, () => this.jobs.values())) this.queue.refile(name)
   }
 
   /** The bound port (the real one when listening on port 0). */
@@ -421,6 +450,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       throw new InvalidArgumentError(`'onError' must be a function`)
     const now = Date.now()
     const resolved = resolveEnqueueOptions(opts, now)
+    this.limits.checkEnqueue(name, resolved.job)
     const bytes = encodeArgs(args, this.options.maxFrameSize - FRAME_ENVELOPE_BYTES)
     if (resolved.unique !== undefined) {
       if (this.distributorGroup !== undefined)
@@ -565,6 +595,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       },
       nodes: () => this.pool.all(),
       spoolUp: () => this.distributorGroup?.spoolUp,
+      limited: () => this.queue.limited(),
     }
   }
 

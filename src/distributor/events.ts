@@ -13,6 +13,11 @@ export interface DistributorEventMap {
   'job:accepted': { id: string; name: string; node: string }
   /** No connected node knows the job's name: it waits until one that does connects. */
   'job:unroutable': { id: string; name: string }
+  /**
+   * A job of a limited name is next in line for its key (`key`: its `limitKey`, '' for
+   * none) and the limit holds it back: its key's slots, or the name's, are taken. Once per job.
+   */
+  'job:limited': { id: string; name: string; key: string }
   /** Back to the queue: its node dropped before finishing it, or did not accept it in time. */
   'job:requeue': { id: string; name: string; node: string }
   /** A node left jobs unaccepted past `acceptTimeoutMs`: they were taken back; it gets none until it answers. */

@@ -28,6 +28,7 @@ import { InvalidArgumentError } from '../errors.js'
 import { checkAdvertise, checkGroup, checkMemberName, DEFAULT_GROUP, generatedName } from '../protocol/identity.js'
 import { DEFAULT_CRON_ZONE, firstRunAt, isScheduled, parseCron } from '../scheduling/cron.js'
 import { checkStorageUrl } from '../storage/redis/url.js'
+import { checkLimitKey, resolveLimits, type Limit, type LimitOptions } from './limits.js'
 import { DEFAULT_MAX_FRAME_SIZE, HANDSHAKE_MAX_FRAME_SIZE } from '../protocol/frame.js'
 import { createLogger, resolveLogLevel, type Logger, type LogLevel } from '../logger.js'
 import type { JobRunOptions } from '../protocol/messages.js'
@@ -114,6 +115,12 @@ export interface DistributorOptions {
    * instead of one of their own. @default a registry of their own, made on first read
    */
   metrics?: MetricsOptions
+  /**
+   * Concurrency limits by job name, as `distributor.limit(name, limit)` sets them: at most
+   * `concurrency` jobs of the name in flight at once, per `limitKey` with `perKey`.
+   * @default none
+   */
+  limits?: Record<string, LimitOptions>
   logger?: Logger
   /** @default 'info' (or JR_LOG_LEVEL) */
   logLevel?: LogLevel
@@ -144,6 +151,7 @@ export interface ResolvedDistributorOptions {
   storeTimeoutMs: number
   /** The application's registry (option `metrics.registry`); undefined: one of their own. */
   metricsRegistry: MetricsRegistry | undefined
+  limits: ReadonlyMap<string, Limit>
   logger: Logger
 }
 
@@ -179,6 +187,7 @@ const DISTRIBUTOR_KEYS = optionKeys<DistributorOptions>({
   leaseMs: true,
   storeTimeoutMs: true,
   metrics: true,
+  limits: true,
   logger: true,
   logLevel: true,
 })
@@ -230,6 +239,7 @@ export function resolveDistributorOptions(
     leaseMs: integerOption(o, 'leaseMs', DEFAULT_LEASE_MS, 100),
     storeTimeoutMs: integerOption(o, 'storeTimeoutMs', DEFAULT_STORE_TIMEOUT_MS, 1),
     metricsRegistry: resolveMetricsOptions(o['metrics']),
+    limits: resolveLimits(o['limits']),
     logger:
       (o['logger'] as Logger | undefined) ??
       createLogger(logLevel).child({ group, ...(name === undefined ? {} : { distributor: name }) }),
@@ -266,6 +276,12 @@ export interface EnqueueOptions extends Omit<JobRunOptions, 'retry'> {
    * reschedules) and its handle says so in `handle.unique` (docs/configuration.md).
    */
   unique?: UniqueOptions
+  /**
+   * The key a concurrency limit of its name counts it under (`distributor.limit(name, {
+   * perKey: true })`), e.g. a customer id; ignored while its name has no limit. Not for
+   * periodic or cron jobs.
+   */
+  limitKey?: string
 }
 
 /**
@@ -276,6 +292,8 @@ export interface JobOptions extends Resolved<Omit<JobRunOptions, 'defer'>> {
   node: string | undefined
   notNode: string | undefined
   defer: boolean
+  /** Stays here: the distributor enforces limits, the node never sees it. */
+  limitKey: string | undefined
 }
 
 /** Every field of T present, undefined when not given. */
@@ -302,6 +320,7 @@ export const NO_JOB_OPTIONS: Readonly<JobOptions> = Object.freeze({
   maxAttempt: undefined,
   retry: undefined,
   timeout: undefined,
+  limitKey: undefined,
 })
 
 const ENQUEUE_KEYS = optionKeys<EnqueueOptions>({
@@ -319,6 +338,7 @@ const ENQUEUE_KEYS = optionKeys<EnqueueOptions>({
   timeout: true,
   onProgress: true,
   unique: true,
+  limitKey: true,
 })
 
 function checkProgressCallback(value: unknown): ProgressCallback | undefined {
@@ -373,6 +393,11 @@ export function resolveEnqueueOptions(input: unknown, now: number): ResolvedEnqu
   } else if (o['tz'] !== undefined) {
     throw new InvalidArgumentError(`'tz' is the time zone of a 'cron' schedule: give 'cron' too`)
   }
+  const limitKey = o['limitKey'] === undefined ? undefined : checkLimitKey(o['limitKey'])
+  if (limitKey !== undefined && (period !== undefined || cron !== undefined))
+    throw new InvalidArgumentError(
+      `'limitKey' is for one-shot jobs: a periodic or cron job would hold its slot for its whole life`,
+    )
   let retry: RetryPolicy | undefined
   if (o['retry'] !== undefined) retry = normalizeRetry(o['retry'], 'retry')
   if (o['retryMultiplier'] !== undefined) {
@@ -388,6 +413,7 @@ export function resolveEnqueueOptions(input: unknown, now: number): ResolvedEnqu
     maxAttempt: integerOption(o, 'maxAttempt', undefined, 1),
     retry,
     timeout: o['timeout'] === undefined ? undefined : checkNumber('timeout', o['timeout'], 0.001),
+    limitKey,
   }
   const unique = o['unique'] === undefined ? undefined : resolveUniqueOptions(o['unique'], isScheduled(job))
   return { dueAt, job, onProgress, unique }

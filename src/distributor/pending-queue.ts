@@ -1,96 +1,13 @@
 import type { JobStats, NameStats } from './job-stats.js'
+import { LimitedRoute } from './limited-route.js'
+import type { Limits } from './limits.js'
+import { Route } from './route.js'
 import { pendingStamp, type TrackedJob } from './tracked-job.js'
 
-/**
- * Jobs with the same (name, node, notNode) can go to the same nodes, so they share one
- * FIFO "route". A dispatch pass asks the pool once per route instead of once per job: with
- * a million jobs waiting for a busy or absent node, a pass costs one lookup per route, not
- * a scan of the queue.
- */
-export class Route {
-  private items: TrackedJob[] = []
-  private head = 0
+export { Route } from './route.js'
 
-  constructor(
-    readonly key: string,
-    readonly name: string,
-    readonly node: string | undefined,
-    readonly notNode: string | undefined,
-    /** The stats of its job name: a job that enters or leaves the route is counted without a lookup. */
-    readonly stats: NameStats,
-  ) {}
-
-  /** Jobs set aside from this route for their size; a dispatch pass serves them first. */
-  asideRoute: Route | undefined = undefined
-
-  get length(): number {
-    return this.items.length - this.head
-  }
-
-  push(job: TrackedJob): void {
-    this.items.push(job)
-  }
-
-  /** Puts jobs back at the front, oldest first (they were enqueued before the rest). */
-  unshift(jobs: TrackedJob[]): void {
-    this.items = jobs.concat(this.items.slice(this.head))
-    this.head = 0
-  }
-
-  /** Next job still waiting, left in place; cancelled jobs before it are dropped here. */
-  peek(): TrackedJob | undefined {
-    while (this.head < this.items.length) {
-      const job = this.items[this.head] as TrackedJob
-      if (job.state === 'pending') return job
-      this.drop()
-    }
-    return undefined
-  }
-
-  /**
-   * Jobs `offset` to `offset + limit` in line (with those set aside from it after), and how
-   * many are in line: for the admin API, a slice, never a walk of the route. A cancelled job
-   * not yet dropped holds its place in the count and is left out of the page.
-   */
-  page(offset: number, limit: number): { jobs: TrackedJob[]; total: number } {
-    const aside = this.asideRoute?.length ?? 0
-    const total = this.length + aside
-    const own = this.items.slice(this.head + offset, this.head + offset + limit)
-    const rest = limit - own.length
-    const more =
-      rest > 0 && this.asideRoute !== undefined
-        ? this.asideRoute.page(Math.max(0, offset - this.length), rest).jobs
-        : []
-    return { jobs: own.concat(more).filter((job) => job.state === 'pending'), total }
-  }
-
-  /** Takes every job still waiting, in order. */
-  takeAll(): TrackedJob[] {
-    const jobs: TrackedJob[] = []
-    for (let job = this.shift(); job !== undefined; job = this.shift()) jobs.push(job)
-    return jobs
-  }
-
-  /** Takes the next job still waiting (the one `peek` returns). */
-  shift(): TrackedJob | undefined {
-    const job = this.peek()
-    if (job !== undefined) this.drop()
-    return job
-  }
-
-  private drop(): void {
-    this.items[this.head] = undefined as unknown as TrackedJob
-    this.head++
-    if (this.head === this.items.length) {
-      // Drained: start over in place (a kept route stays small).
-      this.items.length = 0
-      this.head = 0
-    } else if (this.head > 1024 && this.head * 2 > this.items.length) {
-      this.items = this.items.slice(this.head)
-      this.head = 0
-    }
-  }
-}
+/** A route of the queue: a plain FIFO, or the key-by-key lines of a limited job name. */
+export type AnyRoute = Route | LimitedRoute
 
 /** Routes kept when empty (see PendingQueue.dropEmpty). */
 const KEPT_ROUTES = 64
@@ -107,10 +24,13 @@ export function routeKey(name: string, node: string | undefined, notNode: string
  * once, its slot is dropped lazily by `shift`.
  */
 export class PendingQueue {
-  readonly routes = new Map<string, Route>()
+  readonly routes = new Map<string, AnyRoute>()
   private count = 0
 
-  constructor(private readonly stats: JobStats) {}
+  constructor(
+    private readonly stats: JobStats,
+    private readonly limits: Limits,
+  ) {}
 
   get size(): number {
     return this.count
@@ -128,9 +48,10 @@ export class PendingQueue {
 
   /** Returns jobs a node did not keep; they go before anything enqueued after them. */
   requeue(jobs: TrackedJob[]): void {
-    const byRoute = new Map<Route, TrackedJob[]>()
+    const byRoute = new Map<AnyRoute, TrackedJob[]>()
     const since = pendingStamp(Date.now())
     for (const job of jobs.sort((a, b) => a.seq - b.seq)) {
+      if (job.holdsSlot) this.limits.release(job)
       const route = this.routeOf(job)
       job.pendingSince = since
       let list = byRoute.get(route)
@@ -150,20 +71,21 @@ export class PendingQueue {
    * behind it go on to the nodes that take them; a pass serves those set aside first, so
    * that they are not overtaken for good. Taken off `from` already; still counted.
    */
-  setAside(job: TrackedJob, from: Route): void {
+  setAside(job: TrackedJob, from: AnyRoute): void {
     from.asideRoute ??= new Route(`${from.key}\0aside`, from.name, from.node, from.notNode, from.stats)
     from.asideRoute.push(job)
   }
 
   /** Every job left (the distributor closed). */
   clear(): void {
+    for (const route of this.routes.values()) if (route instanceof LimitedRoute) route.detach()
     this.routes.clear()
     this.count = 0
     for (const stats of this.stats.values()) stats.pending = 0
   }
 
   /** A job of `route` left the queue for a node. */
-  takenFrom(route: Route): void {
+  takenFrom(route: AnyRoute): void {
     this.count--
     route.stats.pending--
   }
@@ -181,7 +103,7 @@ export class PendingQueue {
    */
   oldestHeads(): Map<string, number> {
     const oldest = new Map<string, number>()
-    const look = (route: Route): void => {
+    const look = (route: AnyRoute): void => {
       const head = route.peek()
       if (head === undefined) return
       const seen = oldest.get(route.name)
@@ -199,15 +121,55 @@ export class PendingQueue {
    * and dropped per job. Past KEPT_ROUTES (jobs pinned to many different nodes, say) an
    * empty one goes, so that a dispatch pass never walks a long list of empty routes.
    */
-  dropEmpty(route: Route): void {
-    if (route.length === 0 && (route.asideRoute?.length ?? 0) === 0 && this.routes.size > KEPT_ROUTES)
-      this.routes.delete(route.key)
+  dropEmpty(route: AnyRoute): void {
+    if (route.length === 0 && (route.asideRoute?.length ?? 0) === 0 && this.routes.size > KEPT_ROUTES) this.drop(route)
   }
 
-  private routeOf(job: TrackedJob): Route {
+  /**
+   * Job name `name` was limited, unlimited or counted otherwise (Limits.set): its waiting
+   * jobs are filed again, in enqueue order, into routes of the new kind. Rare; a walk of
+   * that name's jobs.
+   */
+  refile(name: string): void {
+    let jobs: TrackedJob[] = []
+    for (const route of [...this.routes.values()]) {
+      if (route.name !== name) continue
+      jobs = jobs.concat(route.takeAll(), route.asideRoute?.takeAll() ?? [])
+      this.drop(route)
+    }
+    for (const job of jobs.sort((a, b) => a.seq - b.seq)) this.routeOf(job).push(job)
+  }
+
+  /** Jobs of limited names held back by their limit, and their keys, by name (metrics, admin API). */
+  limited(): Map<string, { jobs: number; keys: number }> {
+    const byName = new Map<string, { jobs: number; keys: number }>()
+    for (const limit of this.limits.values()) byName.set(limit.name, { jobs: 0, keys: 0 })
+    for (const route of this.routes.values()) {
+      if (!(route instanceof LimitedRoute)) continue
+      const held = route.held()
+      const sum = byName.get(route.name)
+      if (sum === undefined) continue
+      sum.jobs += held.jobs
+      sum.keys += held.keys
+    }
+    return byName
+  }
+
+  private drop(route: AnyRoute): void {
+    this.routes.delete(route.key)
+    if (route instanceof LimitedRoute) route.detach()
+  }
+
+  private routeOf(job: TrackedJob): AnyRoute {
     let route = this.routes.get(job.routeKey)
     if (route === undefined) {
-      route = new Route(job.routeKey, job.name, job.opts.node, job.opts.notNode, this.stats.of(job.name))
+      const limit = this.limits.of(job.name)
+      const stats = this.stats.of(job.name)
+      const { node, notNode } = job.opts
+      route =
+        limit === undefined
+          ? new Route(job.routeKey, job.name, node, notNode, stats)
+          : new LimitedRoute(job.routeKey, job.name, node, notNode, stats, limit)
       this.routes.set(job.routeKey, route)
     }
     return route

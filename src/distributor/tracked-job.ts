@@ -31,6 +31,8 @@ export type TrackedJobState = 'pending' | 'sent' | 'accepted' | 'done' | 'cancel
 const SPOOLED = 1
 const VIA_HANDLER = 2
 const KEYED = 4
+const HOLDS_SLOT = 8
+const LIMIT_NOTICED = 16
 
 /**
  * `pendingSince` counts tenths of a second from this instant: a small integer (a V8 Smi,
@@ -69,7 +71,7 @@ export class TrackedJob extends Handle {
    * refused it), as a `pendingStamp`: how long the job next in line has waited (metrics).
    */
   pendingSince = 0
-  /** SPOOLED, VIA_HANDLER and KEYED, in one field: a million held jobs carry one slot, not three. */
+  /** SPOOLED, VIA_HANDLER, KEYED, HOLDS_SLOT and LIMIT_NOTICED in one field: a million held jobs carry one slot, not five. */
   private flags = 0
   /** The node's list of held jobs this one is on, and its neighbours there. */
   list: LinkedList<TrackedJob> | undefined = undefined
@@ -101,11 +103,11 @@ export class TrackedJob extends Handle {
 
   /** Its record is in the spool, or on its way there (see Spool). */
   get spooled(): boolean {
-    return (this.flags & SPOOLED) !== 0
+    return this.hasFlag(SPOOLED)
   }
 
   set spooled(value: boolean) {
-    this.flags = value ? this.flags | SPOOLED : this.flags & ~SPOOLED
+    this.setFlag(SPOOLED, value)
   }
 
   /**
@@ -113,20 +115,46 @@ export class TrackedJob extends Handle {
    * restarted, or adopted a gone member's work): its results run the named handlers.
    */
   get viaHandler(): boolean {
-    return (this.flags & VIA_HANDLER) !== 0
+    return this.hasFlag(VIA_HANDLER)
   }
 
   set viaHandler(value: boolean) {
-    this.flags = value ? this.flags | VIA_HANDLER : this.flags & ~VIA_HANDLER
+    this.setFlag(VIA_HANDLER, value)
+  }
+
+  /** It counts against its name's concurrency limit (limits.ts) until it finishes or goes back to the queue. */
+  get holdsSlot(): boolean {
+    return this.hasFlag(HOLDS_SLOT)
+  }
+
+  set holdsSlot(value: boolean) {
+    this.setFlag(HOLDS_SLOT, value)
+  }
+
+  /** `job:limited` was emitted for it: once per job. */
+  get limitNoticed(): boolean {
+    return this.hasFlag(LIMIT_NOTICED)
+  }
+
+  set limitNoticed(value: boolean) {
+    this.setFlag(LIMIT_NOTICED, value)
   }
 
   /** It holds a unique key (option `unique`): its end releases it (see UniqueJobs). */
   get keyed(): boolean {
-    return (this.flags & KEYED) !== 0
+    return this.hasFlag(KEYED)
   }
 
   set keyed(value: boolean) {
-    this.flags = value ? this.flags | KEYED : this.flags & ~KEYED
+    this.setFlag(KEYED, value)
+  }
+
+  private hasFlag(bit: number): boolean {
+    return (this.flags & bit) !== 0
+  }
+
+  private setFlag(bit: number, value: boolean): void {
+    this.flags = value ? this.flags | bit : this.flags & ~bit
   }
 }
 

@@ -25,6 +25,7 @@ function fakeDistributor(member: string, spoolUp?: boolean): DistributorMetricsS
       { name: 'w2', inFlight: 0 },
     ],
     spoolUp: () => spoolUp,
+    limited: () => new Map([['echo', { jobs: 3, keys: 2 }]]),
   }
 }
 
@@ -79,6 +80,7 @@ describe('distributor metrics', () => {
     expect(sampleValue(families, 'jr_jobs_finished_total', { name: 'late "one"', outcome: 'cancelled' })).toBe(1)
     expect(sampleValue(families, 'jr_feedback_orphans_total', { name: 'late "one"' })).toBe(3)
     expect(sampleValue(families, 'jr_jobs_pending', { name: 'late "one"' })).toBe(2)
+    expect(sampleValue(families, 'jr_jobs_limited', { name: 'echo' })).toBe(3)
     expect(sampleValue(families, 'jr_job_oldest_pending_seconds', { name: 'late "one"' })).toBe(12.5)
     expect(sampleValue(families, 'jr_job_oldest_pending_seconds', echo)).toBe(0)
     expect(sampleValue(families, 'jr_jobs_in_flight', { node: 'w1' })).toBe(2)

@@ -1,9 +1,19 @@
 import { describe, expect, it } from 'vitest'
 import { JobStats } from '../../src/distributor/job-stats.js'
-import { PendingQueue, routeKey } from '../../src/distributor/pending-queue.js'
+import { Limits } from '../../src/distributor/limits.js'
+import { PendingQueue, routeKey, type Route } from '../../src/distributor/pending-queue.js'
 import { pendingSeconds, type TrackedJob } from '../../src/distributor/tracked-job.js'
 
 const NOW = Date.now()
+
+function newQueue(stats = new JobStats()): PendingQueue {
+  return new PendingQueue(stats, new Limits({ wake: () => {} }))
+}
+
+/** The route of `key`, where no name is limited: a plain FIFO. */
+function plain(queue: PendingQueue, key: string): Route | undefined {
+  return queue.routes.get(key) as Route | undefined
+}
 
 let seq = 0
 function job(name: string, node?: string): TrackedJob {
@@ -20,7 +30,7 @@ function job(name: string, node?: string): TrackedJob {
 
 /** Takes every waiting job of the route for `key`, in order, as a dispatch pass would. */
 function takeAll(queue: PendingQueue, key: string): string[] {
-  const route = queue.routes.get(key)
+  const route = plain(queue, key)
   const ids: string[] = []
   for (let j = route?.shift(); j !== undefined; j = route?.shift()) {
     if (route !== undefined) queue.takenFrom(route)
@@ -32,10 +42,10 @@ function takeAll(queue: PendingQueue, key: string): string[] {
 
 describe('PendingQueue', () => {
   it('peek shows the next waiting job without taking it, past cancelled ones', () => {
-    const queue = new PendingQueue(new JobStats())
+    const queue = newQueue()
     const [a, b, c] = [job('peek'), job('peek'), job('peek')]
     for (const j of [a, b, c]) queue.push(j, NOW)
-    const route = queue.routes.get('peek')
+    const route = plain(queue, 'peek')
     a.state = 'cancelled'
     queue.taken(a)
     expect(route?.peek()).toBe(b)
@@ -49,10 +59,10 @@ describe('PendingQueue', () => {
   })
 
   it('keeps FIFO order per route, puts requeued jobs first in enqueue order, and skips cancelled ones', () => {
-    const queue = new PendingQueue(new JobStats())
+    const queue = newQueue()
     const [a, b, c, d] = [job('send'), job('send'), job('send'), job('send')]
     for (const j of [a, b, c, d]) queue.push(j, NOW)
-    const route = queue.routes.get('send')
+    const route = plain(queue, 'send')
     expect(route?.shift()).toBe(a)
     expect(route?.shift()).toBe(b)
     if (route !== undefined) queue.takenFrom(route)
@@ -67,24 +77,24 @@ describe('PendingQueue', () => {
   })
 
   it('keeps a drained route for the next job, in order, at one job in flight', () => {
-    const queue = new PendingQueue(new JobStats())
+    const queue = newQueue()
     const taken: string[] = []
     const sent: string[] = []
     for (let i = 0; i < 3_000; i++) {
       const j = job('ping')
       sent.push(j.id)
       queue.push(j, NOW)
-      const route = queue.routes.get('ping')
+      const route = plain(queue, 'ping')
       taken.push(...takeAll(queue, 'ping'))
       // The same route object serves every job: nothing is made and dropped per job.
-      expect(queue.routes.get('ping')).toBe(route)
+      expect(plain(queue, 'ping')).toBe(route)
     }
     expect(taken).toEqual(sent)
     expect(queue.size).toBe(0)
   })
 
   it('drops empty routes once there are many, so a pass does not walk them all', () => {
-    const queue = new PendingQueue(new JobStats())
+    const queue = newQueue()
     const nodes = Array.from({ length: 200 }, (_, i) => `node-${i}`)
     for (const node of nodes) queue.push(job('pinned', node), NOW)
     expect(queue.routes.size).toBe(200)
@@ -98,12 +108,12 @@ describe('PendingQueue', () => {
 
   it('counts pending jobs per name, whatever route they wait on', () => {
     const stats = new JobStats()
-    const queue = new PendingQueue(stats)
+    const queue = newQueue(stats)
     const [a, b, c] = [job('count'), job('count', 'node-1'), job('other')]
     for (const j of [a, b, c]) queue.push(j, NOW)
     expect(stats.of('count').pending).toBe(2)
     expect(stats.of('other').pending).toBe(1)
-    const route = queue.routes.get('count')
+    const route = plain(queue, 'count')
     expect(route?.shift()).toBe(a)
     if (route !== undefined) queue.takenFrom(route)
     b.state = 'cancelled'
@@ -116,7 +126,7 @@ describe('PendingQueue', () => {
   })
 
   it('reports per name when the job at the head of each route entered the queue, the oldest of them', () => {
-    const queue = new PendingQueue(new JobStats())
+    const queue = newQueue()
     const [a, b, c] = [job('age'), job('age'), job('age', 'node-1')]
     queue.push(a, NOW - 30_000)
     queue.push(b, NOW - 60_000)
@@ -125,7 +135,7 @@ describe('PendingQueue', () => {
     const oldest = queue.oldestHeads()
     expect(pendingSeconds(oldest.get('age') as number, NOW)).toBeCloseTo(30, 0)
     // A job put back after its node was lost waits from then on: the pinned route's head is older.
-    const route = queue.routes.get('age')
+    const route = plain(queue, 'age')
     route?.shift()
     if (route !== undefined) queue.takenFrom(route)
     queue.requeue([a])
@@ -134,10 +144,10 @@ describe('PendingQueue', () => {
   })
 
   it('pages a route in dispatch order, the jobs set aside after it, leaving out cancelled ones', () => {
-    const queue = new PendingQueue(new JobStats())
+    const queue = newQueue()
     const jobs = Array.from({ length: 10 }, () => job('page'))
     for (const j of jobs) queue.push(j, NOW)
-    const route = queue.routes.get('page')
+    const route = plain(queue, 'page')
     if (route === undefined) throw new Error('no route')
     const aside = [job('page'), job('page')]
     for (const j of aside) queue.setAside(j, route)

@@ -1,5 +1,5 @@
 import type { NodeSession } from '../../distributor/node-session.js'
-import type { Route } from '../../distributor/pending-queue.js'
+import type { AnyRoute } from '../../distributor/pending-queue.js'
 import type { Failure, RecentFailures } from '../../distributor/recent-failures.js'
 import type { TrackedJob } from '../../distributor/tracked-job.js'
 import type { AdminRequest, AdminResultMessage } from '../../protocol/messages.js'
@@ -19,7 +19,7 @@ export interface AdminContext extends DistributorMetricsSource {
   counts(): { pending: number; active: number }
   nodes(): readonly NodeSession[]
   session(node: string): NodeSession | undefined
-  routes(): Iterable<Route>
+  routes(): Iterable<AnyRoute>
   job(id: string): TrackedJob | undefined
   readonly failures: RecentFailures
   paused(): ReadonlySet<string>

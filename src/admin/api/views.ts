@@ -15,6 +15,7 @@ export function overviewView(ctx: AdminContext, now: number) {
   const { pending, active } = ctx.counts()
   const oldest = ctx.oldestPendingSeconds()
   const paused = ctx.paused()
+  const limited = ctx.limited()
   const names = []
   for (const stats of ctx.jobStats()) {
     names.push({
@@ -28,6 +29,8 @@ export function overviewView(ctx: AdminContext, now: number) {
       pending: stats.pending,
       oldestPendingSeconds: oldest.get(stats.name) ?? 0,
       paused: paused.has(stats.name),
+      limited: limited.get(stats.name)?.jobs ?? 0,
+      limitedKeys: limited.get(stats.name)?.keys ?? 0,
     })
   }
   // A name paused before any job of it came.
@@ -60,6 +63,8 @@ const EMPTY_NAME = {
   orphans: 0,
   pending: 0,
   oldestPendingSeconds: 0,
+  limited: 0,
+  limitedKeys: 0,
 }
 
 /** A node's state as an operator reads it: why it takes no jobs, when it does not. */

@@ -15,6 +15,8 @@ export interface DistributorMetricsSource {
   nodes(): Iterable<{ readonly name: string; readonly inFlight: number }>
   /** With a spool: whether its writes land; undefined without one. */
   spoolUp(): boolean | undefined
+  /** Per limited job name: jobs held back by its limit now, and their keys. */
+  limited(): ReadonlyMap<string, { jobs: number; keys: number }>
 }
 
 /** The distributors that report through a registry: several may share one (an application's own). */
@@ -106,6 +108,20 @@ function distributorMetrics(sources: ReadonlySet<DistributorMetricsSource>): Col
       'Jobs waiting at the distributor for a node, by job name.',
       'gauge',
       perName((s) => s.pending),
+    ),
+    new CollectedMetric(
+      'jr_jobs_limited',
+      'Jobs waiting at the distributor because their concurrency limit is reached, by limited job name (included in jr_jobs_pending).',
+      'gauge',
+      () => {
+        const samples: Sample[] = []
+        for (const source of sources) {
+          const { group, member } = source
+          for (const [name, held] of source.limited())
+            samples.push({ labels: { group, member, name }, value: held.jobs })
+        }
+        return samples
+      },
     ),
     new CollectedMetric(
       'jr_job_oldest_pending_seconds',

@@ -13,7 +13,18 @@ export interface SpooledJob {
   opts: Readonly<JobOptions>
 }
 
-const OPTION_KEYS = ['period', 'cron', 'tz', 'node', 'notNode', 'defer', 'maxAttempt', 'retry', 'timeout'] as const
+const OPTION_KEYS = [
+  'period',
+  'cron',
+  'tz',
+  'node',
+  'notNode',
+  'defer',
+  'maxAttempt',
+  'retry',
+  'timeout',
+  'limitKey',
+] as const
 
 /**
  * A spool record: the msgpack tuple [name, args, dueAt, run, options?], where options
@@ -60,5 +71,6 @@ function optionsOf(value: unknown): Readonly<JobOptions> {
     maxAttempt: num('maxAttempt'),
     retry: typeof o['retry'] === 'object' && o['retry'] !== null ? (o['retry'] as RetryPolicy) : undefined,
     timeout: num('timeout'),
+    limitKey: str('limitKey'),
   }
 }

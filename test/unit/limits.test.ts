@@ -1,0 +1,229 @@
+import { describe, expect, it } from 'vitest'
+import { JobStats } from '../../src/distributor/job-stats.js'
+import { LimitedRoute } from '../../src/distributor/limited-route.js'
+import { Limits, MAX_LIMIT_KEY_LENGTH, resolveLimit, resolveLimits } from '../../src/distributor/limits.js'
+import { NO_JOB_OPTIONS, resolveDistributorOptions, resolveEnqueueOptions } from '../../src/distributor/options.js'
+import { PendingQueue } from '../../src/distributor/pending-queue.js'
+import { TrackedJob } from '../../src/distributor/tracked-job.js'
+
+let seq = 0
+function job(name: string, limitKey?: string, state: TrackedJob['state'] = 'pending'): TrackedJob {
+  const n = seq++
+  const opts = limitKey === undefined ? NO_JOB_OPTIONS : { ...NO_JOB_OPTIONS, limitKey }
+  const tracked = new TrackedJob(
+    `j${n}`,
+    { cancel: async () => false },
+    name,
+    Buffer.alloc(0),
+    0,
+    opts,
+    name,
+    n,
+    undefined,
+    undefined,
+  )
+  tracked.state = state
+  return tracked
+}
+
+/** What a dispatch pass does with a limited route when every node has room: key ids in order. */
+function drain(route: LimitedRoute, max = Infinity): string[] {
+  const taken: string[] = []
+  for (let line = route.turn(); line !== undefined && taken.length < max; line = route.turn()) {
+    if (!route.limit.hasRoom(line.key)) {
+      if (!route.limit.perKey) break
+      route.park()
+      continue
+    }
+    const next = route.take() as TrackedJob
+    route.limit.take(next)
+    next.state = 'sent'
+    taken.push(`${next.opts.limitKey ?? ''}:${next.id}`)
+  }
+  return taken
+}
+
+function limitedRoute(limits: Limits, name: string): LimitedRoute {
+  const limit = limits.of(name)
+  if (limit === undefined) throw new Error('no limit')
+  return new LimitedRoute(name, name, undefined, undefined, new JobStats().of(name), limit)
+}
+
+describe('limit options', () => {
+  it('validate, naming the field', () => {
+    expect(resolveLimit('limit', { concurrency: 2, perKey: true })).toEqual({ concurrency: 2, perKey: true })
+    expect(resolveLimit('limit', { concurrency: 1 })).toEqual({ concurrency: 1, perKey: false })
+    expect(() => resolveLimit('limit', { concurrency: 0 })).toThrow(/'limit.concurrency' must be an integer/)
+    expect(() => resolveLimit('limit', { concurrency: 1.5 })).toThrow(/'limit.concurrency'/)
+    expect(() => resolveLimit('limit', { perKey: true })).toThrow(/'limit.concurrency' is required/)
+    expect(() => resolveLimit('limit', { concurrency: 2, perKey: 'yes' })).toThrow(/'limit.perKey' must be a boolean/)
+    expect(() => resolveLimit('limit', { concurrency: 2, rate: 5 })).toThrow(/unknown 'limit' option 'rate'/)
+    expect(() => resolveLimit('limit', 3)).toThrow(/'limit' must be \{ concurrency, perKey\? \} or null/)
+    expect(() => resolveLimits({ export: { concurrency: -1 } })).toThrow(/'limits.export.concurrency'/)
+    expect(() => resolveDistributorOptions({ limits: { export: {} } }, { alwaysUseSpecifiedNode: false })).toThrow(
+      /'limits.export.concurrency' is required/,
+    )
+    expect(
+      resolveDistributorOptions({ limits: { export: { concurrency: 3 } } }, { alwaysUseSpecifiedNode: false }).limits,
+    ).toEqual(new Map([['export', { concurrency: 3, perKey: false }]]))
+  })
+
+  it('limitKey: a bounded non-empty string, for one-shot jobs', () => {
+    expect(resolveEnqueueOptions({ limitKey: 'customer-42' }, 0).job.limitKey).toBe('customer-42')
+    expect(() => resolveEnqueueOptions({ limitKey: '' }, 0)).toThrow(/'limitKey' must be a string of 1\.\.256/)
+    expect(() => resolveEnqueueOptions({ limitKey: 42 }, 0)).toThrow(/'limitKey'/)
+    expect(() => resolveEnqueueOptions({ limitKey: 'x'.repeat(MAX_LIMIT_KEY_LENGTH + 1) }, 0)).toThrow(/'limitKey'/)
+    expect(() => resolveEnqueueOptions({ limitKey: 'a', period: 5 }, 0)).toThrow(/'limitKey' is for one-shot jobs/)
+    expect(() => resolveEnqueueOptions({ limitKey: 'a', cron: '* * * * *' }, 0)).toThrow(/'limitKey' is for one-shot/)
+  })
+
+  it('a limited name refuses periodic jobs, and a name with periodic jobs held refuses a limit', () => {
+    const limits = new Limits({ wake: () => {} })
+    limits.set('export', { concurrency: 1, perKey: false }, () => [])
+    const periodic = resolveEnqueueOptions({ period: 5 }, 0).job
+    expect(() => limits.checkEnqueue('export', periodic)).toThrow(/has a concurrency limit/)
+    expect(() => limits.checkEnqueue('other', periodic)).not.toThrow()
+    const tick = new TrackedJob(
+      't1',
+      { cancel: async () => false },
+      'tick',
+      Buffer.alloc(0),
+      0,
+      periodic,
+      'tick',
+      0,
+      undefined,
+      undefined,
+    )
+    expect(() => limits.set('tick', { concurrency: 1, perKey: false }, () => [tick])).toThrow(/periodic or cron job/)
+    expect(limits.of('tick')).toBeUndefined()
+  })
+})
+
+describe('slots', () => {
+  it('count per key from dispatch until released; a full key wakes when one frees', () => {
+    let wakes = 0
+    const limits = new Limits({ wake: () => wakes++ })
+    limits.set('export', { concurrency: 2, perKey: true }, () => [])
+    const limit = limits.of('export')
+    if (limit === undefined) throw new Error('no limit')
+    const [a1, a2, b1] = [job('export', 'a'), job('export', 'a'), job('export', 'b')]
+    limit.take(a1)
+    limit.take(a2)
+    limit.take(b1)
+    expect(limit.hasRoom('a')).toBe(false)
+    expect(limit.hasRoom('b')).toBe(true)
+    expect(limit.keysInUse).toBe(2)
+    wakes = 0
+    limits.release(b1) // b was not full: nothing to wake
+    expect(wakes).toBe(0)
+    limits.release(a1)
+    expect(wakes).toBe(1)
+    expect(a1.holdsSlot).toBe(false)
+    expect(limit.inUse('a')).toBe(1)
+  })
+
+  it('a name limited while its jobs are in flight counts them; unlimited, their release is a no-op', () => {
+    const limits = new Limits({ wake: () => {} })
+    const inFlight = [
+      job('export', 'a', 'sent'),
+      job('export', 'a', 'accepted'),
+      job('export', 'a'),
+      job('other', 'a', 'sent'),
+    ]
+    expect(limits.set('export', { concurrency: 2, perKey: true }, () => inFlight)).toBe(true)
+    expect(limits.of('export')?.inUse('a')).toBe(2)
+    expect(inFlight.map((j) => j.holdsSlot)).toEqual([true, true, false, false])
+    // Only the number changes: the routes stay, the slots too.
+    expect(limits.set('export', { concurrency: 5, perKey: true }, () => [])).toBe(false)
+    expect(limits.of('export')?.inUse('a')).toBe(2)
+    expect(limits.set('export', null, () => [])).toBe(true)
+    limits.release(inFlight[0] as TrackedJob)
+    expect(limits.of('export')).toBeUndefined()
+  })
+})
+
+describe('a limited route', () => {
+  it('serves keys round-robin: a key enqueued after a long backlog goes within one turn', () => {
+    const limits = new Limits({ wake: () => {} })
+    limits.set('export', { concurrency: 1000, perKey: true }, () => [])
+    const route = limitedRoute(limits, 'export')
+    for (let i = 0; i < 100; i++) route.push(job('export', 'a'))
+    for (let i = 0; i < 3; i++) route.push(job('export', 'b'))
+    route.push(job('export'))
+    expect(route.length).toBe(104)
+    const keys = drain(route, 8).map((s) => s.split(':')[0])
+    expect(keys).toEqual(['a', 'b', '', 'a', 'b', 'a', 'b', 'a'])
+  })
+
+  it('parks a full key without holding back the others, and takes it back in turn when a slot frees', () => {
+    const limits = new Limits({ wake: () => {} })
+    limits.set('export', { concurrency: 2, perKey: true }, () => [])
+    const route = limitedRoute(limits, 'export')
+    const as = Array.from({ length: 5 }, () => job('export', 'a'))
+    for (const j of as) route.push(j)
+    for (let i = 0; i < 4; i++) route.push(job('export', 'b'))
+    expect(drain(route).map((s) => s.split(':')[0])).toEqual(['a', 'b', 'a', 'b'])
+    expect(route.turn()).toBeUndefined()
+    expect(route.held()).toEqual({ jobs: 5, keys: 2 })
+    limits.release(as[0] as TrackedJob)
+    expect(drain(route)).toEqual([`a:${as[2]?.id}`])
+    expect(route.held()).toEqual({ jobs: 4, keys: 2 })
+  })
+
+  it('with a limit in total, stops at the limit and alternates keys', () => {
+    const limits = new Limits({ wake: () => {} })
+    limits.set('export', { concurrency: 3, perKey: false }, () => [])
+    const route = limitedRoute(limits, 'export')
+    for (let i = 0; i < 4; i++) route.push(job('export', 'a'))
+    for (let i = 0; i < 4; i++) route.push(job('export', 'b'))
+    expect(drain(route).map((s) => s.split(':')[0])).toEqual(['a', 'b', 'a'])
+    expect(route.held()).toEqual({ jobs: 5, keys: 2 })
+  })
+
+  it('takes every job back in enqueue order, drops cancelled ones, and pages key by key', () => {
+    const limits = new Limits({ wake: () => {} })
+    limits.set('export', { concurrency: 1, perKey: true }, () => [])
+    const route = limitedRoute(limits, 'export')
+    const jobs = [job('export', 'a'), job('export', 'b'), job('export', 'a'), job('export', 'b')]
+    for (const j of jobs) route.push(j)
+    ;(jobs[1] as TrackedJob).state = 'cancelled'
+    expect(route.page(0, 10).jobs.map((j) => j.id)).toEqual([jobs[0], jobs[2], jobs[3]].map((j) => j?.id))
+    expect(route.page(1, 1).jobs.map((j) => j.id)).toEqual([jobs[2]?.id])
+    expect(route.peek()).toBe(jobs[0])
+    expect(route.takeAll()).toEqual([jobs[0], jobs[2], jobs[3]])
+    expect(route.length).toBe(0)
+  })
+})
+
+describe('the pending queue with limits', () => {
+  it('files a limited name key by key, and refiles its jobs when the limit goes, in enqueue order', () => {
+    const stats = new JobStats()
+    const limits = new Limits({ wake: () => {} })
+    const queue = new PendingQueue(stats, limits)
+    const jobs = [job('export', 'a'), job('export', 'b'), job('export', 'a')]
+    limits.set('export', { concurrency: 1, perKey: true }, () => [])
+    for (const j of jobs) queue.push(j, 0)
+    expect(queue.routes.get('export')).toBeInstanceOf(LimitedRoute)
+    expect(queue.limited()).toEqual(new Map([['export', { jobs: 0, keys: 0 }]]))
+    limits.set('export', null, () => [])
+    queue.refile('export')
+    const route = queue.routes.get('export')
+    expect(route).not.toBeInstanceOf(LimitedRoute)
+    expect(route?.takeAll()).toEqual(jobs)
+    expect(queue.size).toBe(3)
+  })
+
+  it('a job back from a lost node gives its slot back', () => {
+    const limits = new Limits({ wake: () => {} })
+    const queue = new PendingQueue(new JobStats(), limits)
+    limits.set('export', { concurrency: 1, perKey: false }, () => [])
+    const sent = job('export', undefined, 'sent')
+    limits.of('export')?.take(sent)
+    expect(limits.of('export')?.hasRoom('')).toBe(false)
+    sent.state = 'pending'
+    queue.requeue([sent])
+    expect(sent.holdsSlot).toBe(false)
+    expect(limits.of('export')?.hasRoom('')).toBe(true)
+  })
+})
