@@ -1,9 +1,7 @@
 import { reportDistributor, type DistributorMetricsSource } from '../admin/metrics/distributor-metrics.js'
 import { metricsHandler } from '../admin/metrics/metrics-handler.js'
 import { promClient, type MetricsRegistry } from '../admin/metrics/prom-client.js'
-import type { AdminChange, AdminContext } from '../admin/api/admin-context.js'
-import { createAdminHandler, type AdminHandler, type AdminHandlerOptions } from '../admin/api/admin-handler.js'
-import { serveDashboard } from '../admin/dashboard/dashboard.js'
+import type { AdminHandlerOptions } from '../admin/api/admin-handler.js'
 import type { RequestHandler } from '../admin/http.js'
 import { FRAME_ENVELOPE_BYTES } from '../config.js'
 import {
@@ -34,7 +32,7 @@ import { JobStats } from './job-stats.js'
 import { JobTable } from './job-table.js'
 import { Limits, resolveLimit, type LimitOptions } from './limits.js'
 import { NodePool } from './node-pool.js'
-import { NodeRequests } from './node-requests.js'
+import { Operations } from './operations.js'
 import { NodeSession } from './node-session.js'
 import {
   resolveDistributorOptions,
@@ -47,7 +45,6 @@ import {
 import { NO_JOB_OPTIONS } from './options.js'
 import { PendingQueue, routeKey } from './pending-queue.js'
 import { ProgressRouter } from './progress-router.js'
-import { RecentFailures } from './recent-failures.js'
 import { Server } from './server.js'
 import { DistributorGroup } from './spool/group.js'
 import type { SpooledJob } from './spool/spooled-job.js'
@@ -56,10 +53,6 @@ import { UniqueJobs } from './unique-jobs.js'
 import { LocalUniqueKeys } from './unique-keys.js'
 
 export type { DistributorEventMap } from './events.js'
-
-/** How long the admin API waits for a node's answer. */
-const ADMIN_REQUEST_TIMEOUT_MS = 5000
-const NODES_CHANGED: AdminChange = { type: 'nodes' }
 
 /**
  * Holds pending jobs and the caller's feedback closures; pushes jobs to nodes over framed
@@ -128,15 +121,8 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   private registry: MetricsRegistry | undefined
   /** Stops reporting through the application's registry (at close). */
   private readonly unreport: (() => void) | undefined
-  // --- what the admin API reads and changes (src/admin/api) ---
-  /** The last runs that failed for good: where a retry goes, and what the dashboard shows. */
-  private readonly failures = new RecentFailures()
-  /** Job names an operator paused: their jobs wait here. */
-  private readonly paused = new Set<string>()
-  private readonly requests: NodeRequests
-  /** The admin handlers' live streams, told of node changes and failures. */
-  private readonly watchers = new Set<(change: AdminChange) => void>()
-  private readonly adminHandlers = new Set<AdminHandler>()
+  /** What an operator sees and steers: admin handlers, recent failures, paused names, requests to nodes. */
+  private readonly ops: Operations
 
   constructor(options: DistributorOptions = {}, defaults = { alwaysUseSpecifiedNode: false }) {
     super()
@@ -156,10 +142,20 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     this.acks = new FeedbackAcks(log, this.options.feedbackTimeoutMs, this.timers)
     const after = (timer: Timer, ms: number): void => this.timers.schedule(timer, Date.now() + ms)
     const cancelTimer = (timer: Timer): void => void this.timers.cancel(timer)
-    this.requests = new NodeRequests(
-      { after, cancelTimer, retried: (session, view) => this.retried(session, view) },
-      ADMIN_REQUEST_TIMEOUT_MS,
-    )
+    this.ops = new Operations({
+      log,
+      after,
+      cancelTimer,
+      metricsSource: () => this.metricsSource(),
+      counts: () => ({ pending: this.queue.size, active: this.jobs.size }),
+      nodes: () => this.pool.all(),
+      session: (node) => this.pool.get(node),
+      routes: () => this.queue.routes.values(),
+      job: (id) => this.jobs.get(id),
+      cancel: (id) => this.cancel(id),
+      scheduleDispatch: () => this.dispatcher.schedule(),
+      retried: (session, view) => this.retried(session, view),
+    })
     this.unique = new UniqueJobs(
       {
         admit: (name, args, resolved, onSuccess, onError) =>
@@ -207,8 +203,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
           if (job.spooled) this.distributorGroup?.spool.add(job)
         },
         failed: (failure) => {
-          this.failures.add(failure)
-          this.tellWatchers({ type: 'failure', failure })
+          this.ops.failed(failure)
         },
       },
       this.cancels,
@@ -255,7 +250,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       this.events,
       log,
       this.options.alwaysUseSpecifiedNode,
-      this.paused,
+      this.ops.paused,
     )
     this.server = new Server(
       {
@@ -310,23 +305,17 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
    * refused. Its live streams end at close().
    */
   adminHandler(options: AdminHandlerOptions = {}): RequestHandler {
-    const handler = createAdminHandler(this.adminContext(), options, serveDashboard)
-    this.adminHandlers.add(handler)
-    return handler
+    return this.ops.handler(options)
   }
 
   /** Job names whose jobs wait here until resumed (admin API `pause`). */
   get pausedNames(): string[] {
-    return [...this.paused]
+    return [...this.ops.paused]
   }
 
   /** Pauses (true) or resumes dispatch of job name `name`; its jobs wait here meanwhile. */
   pause(name: string, paused = true): void {
-    if (typeof name !== 'string' || name.length === 0)
-      throw new InvalidArgumentError(`'name' must be a non-empty string`)
-    if (paused) this.paused.add(name)
-    else if (this.paused.delete(name)) this.dispatcher.schedule()
-    this.log.info({ job: name }, paused ? 'job name paused' : 'job name resumed')
+    this.ops.pause(name, paused)
   }
 
   /**
@@ -570,7 +559,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     this.queue.clear()
     this.unique.clear()
     this.acceptance.close()
-    for (const handler of this.adminHandlers) handler.close()
+    this.ops.close()
     this.timers.close()
     await this.server.close()
     await this.distributorGroup?.disconnect()
@@ -599,44 +588,13 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     }
   }
 
-  /** What the admin API reads and does here: the metrics' view, and the tables and actions behind it. */
-  private adminContext(): AdminContext {
-    const distributor = this
-    return {
-      ...this.metricsSource(),
-      get member() {
-        return distributor.name
-      },
-      counts: () => ({ pending: this.queue.size, active: this.jobs.size }),
-      nodes: () => this.pool.all(),
-      session: (node) => this.pool.get(node),
-      routes: () => this.queue.routes.values(),
-      job: (id) => this.jobs.get(id),
-      failures: this.failures,
-      paused: () => this.paused,
-      setPaused: (name, paused) => this.pause(name, paused),
-      ask: (session, request) => this.requests.ask(session, request),
-      cancel: (id) => this.cancel(id),
-      watch: (listener) => {
-        this.watchers.add(listener)
-        return () => void this.watchers.delete(listener)
-      },
-      after: (timer, ms) => this.timers.schedule(timer, Date.now() + ms),
-      cancelTimer: (timer) => void this.timers.cancel(timer),
-    }
-  }
-
-  private tellWatchers(change: AdminChange): void {
-    for (const watcher of this.watchers) watcher(change)
-  }
-
   /**
    * `session`'s node runs failed job `view` again (an operator's retry): it is held here again, as the
    * node's, so that its result is delivered (through the named handlers: its closures ran
    * with the failure) and a cancel reaches it.
    */
   private retried(session: NodeSession, view: NodeJobView): void {
-    this.failures.forget(view.id)
+    this.ops.failures.forget(view.id)
     if (this.jobs.get(view.id) !== undefined || this.closed) return
     const job = new TrackedJob(
       view.id,
@@ -712,7 +670,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     this.dispatcher.known(session.jobs)
     if (session.durable) this.acceptance.adopt(session)
     this.cancels.resend(session)
-    this.tellWatchers(NODES_CHANGED)
+    this.ops.nodesChanged()
     this.dispatcher.schedule()
   }
 
@@ -723,8 +681,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     this.pool.remove(session)
     this.acceptance.disarm(session)
     this.acks.drop(session)
-    this.requests.drop(session)
-    this.tellWatchers(NODES_CHANGED)
+    this.ops.linkLost(session)
     // After close() every job was settled already: nothing goes back anywhere.
     if (this.closed) return
     this.feedback.linkLost(session)
@@ -750,11 +707,11 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       case MessageType.STATE:
         session.accepting = message.accepting
         session.notAccepting = message.reason
-        this.tellWatchers(NODES_CHANGED)
+        this.ops.nodesChanged()
         if (message.accepting) this.dispatcher.schedule()
         return
       case MessageType.ADMIN_RESULT:
-        return this.requests.onResult(session, message)
+        return this.ops.onResult(session, message)
       case MessageType.FEEDBACK:
         return this.feedback.onFeedback(session, message.seq, message.items)
       case MessageType.PROGRESS:
