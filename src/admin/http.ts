@@ -29,6 +29,8 @@ export const HttpErrorCode = {
   NODE_UNAVAILABLE: 'ERR_NODE_UNAVAILABLE',
   /** The node asked did not answer in time. */
   NODE_TIMEOUT: 'ERR_NODE_TIMEOUT',
+  /** The distributor closed: its admin handler answers nothing more. */
+  CLOSED: 'ERR_DISTRIBUTOR_CLOSED',
   /** Something failed inside the handler; the message says what. */
   INTERNAL: 'ERR_INTERNAL',
 } as const

@@ -111,8 +111,12 @@ export class NameLimit {
     return this.limit.perKey ? this.byKey.size : this.total > 0 ? 1 : 0
   }
 
-  /** `job` takes a slot of its key. */
+  /**
+   * `job` takes a slot of its key. A schedule takes none: it would hold it for its whole life
+   * (one restored from a spool, or adopted, when its name got a limit since).
+   */
   take(job: TrackedJob): void {
+    if (isScheduled(job.opts)) return
     job.holdsSlot = true
     if (!this.limit.perKey) {
       this.total++

@@ -17,6 +17,8 @@ export interface NodeRequestsContext {
 interface Waiting {
   session: NodeSession
   request: AdminRequest
+  /** Past its deadline (its caller was told): a retry still waits for its answer, see ask. */
+  late: boolean
   timer: Timer
   resolve(result: AdminResultMessage): void
   reject(err: Error): void
@@ -44,10 +46,14 @@ export class NodeRequests {
         return
       }
       const timer = new Timer(() => {
-        this.waiting.delete(req)
+        const waiting = this.waiting.get(req)
+        // A retry answered late still starts a run whose result comes here: its answer is
+        // still awaited (until the link drops), so that the job is held again when it comes.
+        if (waiting !== undefined && request.op === 'retry') waiting.late = true
+        else this.waiting.delete(req)
         reject(new NodeTimeoutError(session.name, this.timeoutMs))
       })
-      this.waiting.set(req, { session, request, timer, resolve, reject })
+      this.waiting.set(req, { session, request, late: false, timer, resolve, reject })
       this.ctx.after(timer, this.timeoutMs)
     })
   }
@@ -59,7 +65,7 @@ export class NodeRequests {
     this.waiting.delete(message.req)
     this.ctx.cancelTimer(waiting.timer)
     if (waiting.request.op === 'retry' && message.job !== undefined) this.ctx.retried(session, message.job)
-    waiting.resolve(message)
+    if (!waiting.late) waiting.resolve(message)
   }
 
   /** `session`'s link dropped: what it was asked will not be answered. */
@@ -68,7 +74,8 @@ export class NodeRequests {
       if (waiting.session !== session) continue
       this.waiting.delete(req)
       this.ctx.cancelTimer(waiting.timer)
-      waiting.reject(new NodeUnavailableError(`node '${session.name}' disconnected before it answered`))
+      if (!waiting.late)
+        waiting.reject(new NodeUnavailableError(`node '${session.name}' disconnected before it answered`))
     }
   }
 }

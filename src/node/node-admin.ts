@@ -1,4 +1,4 @@
-import { canRetry, retryPatch } from '../admin/store-admin.js'
+import { retryPatch } from '../admin/store-admin.js'
 import { coerceError } from '../errors.js'
 import type { AdminRequest, AdminResultMessage, NodeJobKind, NodeJobView } from '../protocol/messages.js'
 import { MessageType } from '../protocol/messages.js'
@@ -52,10 +52,15 @@ export class NodeAdmin {
    * Sends the ADMIN_RESULT for `request` through `send`, then carries out what must follow
    * the answer; never rejects (a failure is the answer's error).
    */
-  async answer(req: number, request: AdminRequest, send: (result: AdminResultMessage) => void): Promise<void> {
+  async answer(
+    req: number,
+    request: AdminRequest,
+    asker: string,
+    send: (result: AdminResultMessage) => void,
+  ): Promise<void> {
     let handled: Handled
     try {
-      handled = await this.handle(request)
+      handled = await this.handle(request, asker)
     } catch (err) {
       handled = { answer: { error: { code: AdminResultCode.FAILED, message: coerceError(err).message } } }
     }
@@ -63,14 +68,14 @@ export class NodeAdmin {
     handled.afterSent?.()
   }
 
-  private async handle(request: AdminRequest): Promise<Handled> {
+  private async handle(request: AdminRequest, asker: string): Promise<Handled> {
     switch (request.op) {
       case 'list':
         return { answer: await this.list(request.kind, request.cursor, request.limit) }
       case 'job':
         return { answer: await this.job(request.id) }
       case 'retry':
-        return this.retry(request.id)
+        return this.retry(request.id, asker)
       case 'quiet':
         return { answer: { quiet: this.ctx.quiet(request.quiet) } }
       default: {
@@ -113,11 +118,14 @@ export class NodeAdmin {
   }
 
   /**
-   * A failed (or cancelled) job kept in this node's store starts a new run at once. A new
-   * run, not the same one again: its result is a new feedback (job, run), never taken for a
-   * re-sent copy of the failure the distributor acknowledged.
+   * A failed job kept in this node's store starts a new run at once, filed under the
+   * distributor that asked (`asker`): that one holds the job again as it reads the answer
+   * (NodeRequests), so the result goes where it is expected, not to another member, or to a
+   * distributor that would take it for a re-sent copy of the failure it delivered. A new run,
+   * not the same one again: its result is a new feedback (job, run). A cancelled job is not
+   * retried: the application ended it (and a schedule would start again).
    */
-  private async retry(id: string): Promise<Handled> {
+  private async retry(id: string, asker: string): Promise<Handled> {
     const held = this.live.get(id)
     if (held !== undefined) {
       return {
@@ -131,14 +139,13 @@ export class NodeAdmin {
       const message = `no job ${id} on this node: on memory storage it keeps no finished job to retry`
       return { answer: { error: { code: AdminResultCode.NOT_FOUND, message } } }
     }
-    const verdict = canRetry(record)
-    if (!verdict.ok) {
+    if (record.status !== JobStatus.FAILED) {
       return {
         answer: { error: { code: AdminResultCode.CONFLICT, message: `job ${id} is ${record.status}, not failed` } },
       }
     }
     const now = this.ctx.now()
-    const patch = { ...retryPatch(now), run: record.run + 1, runDueAt: now }
+    const patch = { ...retryPatch(now), run: record.run + 1, runDueAt: now, distributor: asker }
     await store.updateJob(id, patch)
     // A retry of the same job may have raced this one through the awaits above.
     if (this.live.has(id)) return { answer: { job: view(this.live.get(id) as LiveJob, true) } }

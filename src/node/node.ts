@@ -109,6 +109,8 @@ export class Node extends TypedEmitter<NodeEventMap> {
   private readonly runner: AttemptRunner
   private readonly cancels: Cancels
   private accepting = true
+  /** Why not, as the distributors were last told: a change of reason alone is told too. */
+  private toldReason: NotAcceptingReason | undefined
   /** An operator quieted the node (admin API): it takes no new jobs, and finishes what it holds. */
   private quieted = false
   private readonly admin: NodeAdmin
@@ -198,7 +200,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
           this.safeEmit('store:down', { error })
           return
         }
-        if (this.state === 'running' && !this.quieted) this.setAccepting(true)
+        if (this.state === 'running') this.setAccepting(!this.quieted)
         this.safeEmit('store:up', {})
       },
       // A job's end is stored and its result filed: a link may be owed nothing now.
@@ -437,7 +439,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
         this.links.requestRecheck()
         return
       case MessageType.ADMIN:
-        void this.admin.answer(message.req, message.request, (result) => link.send(result))
+        void this.admin.answer(message.req, message.request, link.identity, (result) => link.send(result))
         return
       case MessageType.ERROR:
         this.log.warn({ distributor: link.address, code: message.code }, `distributor reported: ${message.message}`)
@@ -462,8 +464,10 @@ export class Node extends TypedEmitter<NodeEventMap> {
   }
 
   private setAccepting(accepting: boolean): void {
-    if (this.accepting === accepting) return
+    const reason = accepting ? undefined : this.notAcceptingReason()
+    if (this.accepting === accepting && this.toldReason === reason) return
     this.accepting = accepting
+    this.toldReason = reason
     this.links.sendState()
   }
   private stateMessage(): StateMessage {
@@ -481,7 +485,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
   /** Quiets the node (no new jobs from any distributor) or lifts it; returns whether it is quiet now. */
   private quiet(quiet: boolean): boolean {
     this.quieted = quiet
-    if (this.state === 'running' && this.storeUp) this.setAccepting(!quiet)
+    if (this.state === 'running') this.setAccepting(!quiet && this.storeUp)
     if (quiet) this.log.info('quieted: taking no new jobs')
     return quiet
   }

@@ -150,4 +150,5 @@ function applyPatch(job: JobRecord, patch: JobPatch): void {
   if (patch.runDueAt !== undefined) job.runDueAt = patch.runDueAt
   if (patch.failedAt !== undefined) job.failedAt = patch.failedAt
   if (patch.lastError !== undefined) job.lastError = { ...patch.lastError }
+  if (patch.distributor !== undefined) job.distributor = patch.distributor
 }

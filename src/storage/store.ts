@@ -57,7 +57,7 @@ export interface JobRecord extends JobRunOptions {
 
 /** The fields a node changes as a job moves through its lifecycle. */
 export type JobPatch = Partial<
-  Pick<JobRecord, 'status' | 'attempt' | 'run' | 'dueAt' | 'runDueAt' | 'failedAt' | 'lastError'>
+  Pick<JobRecord, 'status' | 'attempt' | 'run' | 'dueAt' | 'runDueAt' | 'failedAt' | 'lastError' | 'distributor'>
 >
 
 export const FeedbackKind = { SUCCESS: 'success', ERROR: 'error' } as const

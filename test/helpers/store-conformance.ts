@@ -214,6 +214,7 @@ export function storeConformance(name: string, makeStore: MakeStore): void {
         run: 2,
         failedAt: 1_700_000_000_500,
         lastError,
+        distributor: 'web/web-2',
       })
       expect(plain((await store.getJob('j1'))!)).toEqual(
         plain({
@@ -225,6 +226,7 @@ export function storeConformance(name: string, makeStore: MakeStore): void {
           runDueAt: 1_700_000_004_000,
           failedAt: 1_700_000_000_500,
           lastError,
+          distributor: 'web/web-2',
         }),
       )
     })

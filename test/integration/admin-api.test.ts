@@ -1,10 +1,11 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import type { AdminAction, AdminHandlerOptions } from '../../src/admin/api/admin-handler.js'
 import type { Distributor } from '../../src/distributor/distributor.js'
 import { JobRegistry } from '../../src/node/registry.js'
-import { Resources, startDistributor, startNode } from '../helpers/cluster.js'
+import { Node } from '../../src/node/node.js'
+import { config, FIXTURE_JOBS, Resources, startDistributor, startNode } from '../helpers/cluster.js'
 import { startRedisServer } from '../helpers/redis-server.js'
 
 /** A JSON answer: its shape is what the assertions check. */
@@ -197,6 +198,44 @@ describe('admin API: acting', () => {
     expectError(await api.post(`api/jobs/${handle.id}/retry`, { node: 'w1' }), 404, 'ERR_NOT_FOUND', handle.id)
   })
 
+  it('a retry asked through another distributor of the node runs there: the result comes to the one that asked', async () => {
+    const redis = await startRedisServer()
+    res.add(redis, (r) => r.stop())
+    const state = { healthy: false }
+    const d1 = await startDistributor(res, { name: 'd1' })
+    const d2 = await startDistributor(res, { name: 'd2' })
+    const node = new Node(
+      {
+        name: 'w1',
+        distributors: [`127.0.0.1:${d1.port}`, `127.0.0.1:${d2.port}`],
+        jobDirectory: FIXTURE_JOBS,
+        registry: fragileJobs(state),
+        storage: redis.url,
+      },
+      config({ maxAttempt: 1 }),
+    )
+    res.add(node, (n) => n.close({ force: true }))
+    const both = Promise.all([d1, d2].map((d) => d.waitFor('node:connect', (e) => e.node === 'w1')))
+    await node.start()
+    await both
+    const api2 = await serveAdmin(d2, allowAll)
+    const handle = d1.enqueue('fragile', { order: 7 })
+    await expect(handle.done).rejects.toMatchObject({ code: 'ERR_JOB_FAILED' })
+    const atD1 = vi.fn()
+    d1.onFeedback('fragile', { success: atD1 })
+    d1.on('feedback:orphan', atD1)
+    const atD2 = new Promise<Record<string, unknown>>((resolve) => d2.onFeedback('fragile', { success: resolve }))
+    state.healthy = true
+    expect((await api2.post(`api/jobs/${handle.id}/retry`, { node: 'w1' })).body).toEqual({
+      id: handle.id,
+      node: 'w1',
+      retried: true,
+    })
+    await expect(atD2).resolves.toMatchObject({ order: 7, done: true })
+    expect(d2.activeCount).toBe(0)
+    expect(atD1).not.toHaveBeenCalled()
+  })
+
   it('quiets a node (it takes no new jobs until lifted) and pauses a job name at the distributor', async () => {
     const d = await startDistributor(res)
     await startNode(res, d, { name: 'w1' })
@@ -243,6 +282,10 @@ describe('admin API: acting', () => {
       { kind: 'read', what: 'overview' },
       { kind: 'act', name: 'pause', target: 'noop' },
     ])
+    await d.close()
+    const closed = await fetch(`${api.url}api/overview`, { headers: { Authorization: 'Bearer s3cret' } })
+    expect(closed.status).toBe(503)
+    expect(((await closed.json()) as { error: { code: string } }).error.code).toBe('ERR_DISTRIBUTOR_CLOSED')
   })
 })
 

@@ -98,6 +98,31 @@ describe('limit options', () => {
     expect(() => limits.set('tick', { concurrency: 1, perKey: false }, () => [tick])).toThrow(/periodic or cron job/)
     expect(limits.of('tick')).toBeUndefined()
   })
+
+  it('a schedule that reaches a limited name anyway (read back from a spool) takes no slot', () => {
+    const limits = new Limits({ wake: () => {} })
+    limits.set('report', { concurrency: 1, perKey: false }, () => [])
+    const limit = limits.of('report')
+    if (limit === undefined) throw new Error('no limit')
+    const schedule = new TrackedJob(
+      's1',
+      { cancel: async () => false },
+      'report',
+      Buffer.alloc(0),
+      0,
+      resolveEnqueueOptions({ period: 3600 }, 0).job,
+      'report',
+      0,
+      undefined,
+      undefined,
+    )
+    limit.take(schedule)
+    expect(schedule.holdsSlot).toBe(false)
+    expect(limit.hasRoom('')).toBe(true)
+    const once = job('report')
+    limit.take(once)
+    expect(limit.hasRoom('')).toBe(false)
+  })
 })
 
 describe('slots', () => {

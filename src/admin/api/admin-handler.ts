@@ -96,7 +96,9 @@ export function createAdminHandler(
   })
   const routes = adminRoutes(ctx, stream)
 
+  let closed = false
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    if (closed) throw new HttpProblem(503, HttpErrorCode.CLOSED, 'the distributor is closed')
     const url = new URL(req.url ?? '/', 'http://admin.invalid')
     const path = url.pathname.replace(/^\/+/, '')
     if (!path.startsWith('api/') && path !== 'api') {
@@ -135,6 +137,7 @@ export function createAdminHandler(
     handle(req, res).catch((err: unknown) => answerError(res, err))
   }) as AdminHandler
   handler.close = () => {
+    closed = true
     unwatch()
     stream.close()
   }

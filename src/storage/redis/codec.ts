@@ -43,8 +43,8 @@ export function writeJob(w: OpWriter, job: JobRecord): void {
 
 /** A patch as n name/value pairs; a field set to undefined is left alone, as in MemoryStore. */
 export function writePatch(w: OpWriter, patch: JobPatch): void {
-  const { status, attempt, run, dueAt, runDueAt, failedAt, lastError } = patch
-  w.number(count(status, attempt, run, dueAt, runDueAt, failedAt, lastError))
+  const { status, attempt, run, dueAt, runDueAt, failedAt, lastError, distributor } = patch
+  w.number(count(status, attempt, run, dueAt, runDueAt, failedAt, lastError, distributor))
   if (status !== undefined) w.value('status').value(status)
   if (attempt !== undefined) w.value('attempt').number(attempt)
   if (run !== undefined) w.value('run').number(run)
@@ -52,6 +52,7 @@ export function writePatch(w: OpWriter, patch: JobPatch): void {
   if (runDueAt !== undefined) w.value('runDueAt').number(runDueAt)
   if (failedAt !== undefined) w.value('failedAt').number(failedAt)
   if (lastError !== undefined) w.value('lastError').value(JSON.stringify(lastError))
+  if (distributor !== undefined) w.value('distributor').value(distributor)
 }
 
 function count(...values: unknown[]): number {
