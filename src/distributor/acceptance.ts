@@ -21,6 +21,12 @@ export interface AcceptanceContext {
   stopCopy(session: NodeSession, id: string, job?: TrackedJob): void
   /** A durable node stored `job`: it survives this process there. */
   owned(job: TrackedJob): void
+  /**
+   * `job`, back in the queue, was stored by its node after all (answered late): it takes a
+   * slot of its name's limit, if it has one, as its dispatch did. (An operator's retry
+   * takes none: the operator asked for that run, and the node does not know the job's key.)
+   */
+  running(job: TrackedJob): void
 }
 
 /**
@@ -111,6 +117,7 @@ export class Acceptance {
       if (job.state === 'pending') {
         this.queue.taken(job)
         assign(job, session, now)
+        this.ctx.running(job)
         this.acceptedBy(session, job, now)
       } else if (job.state === 'sent' && job.session === session) {
         this.acceptedBy(session, job, now)

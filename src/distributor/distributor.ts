@@ -231,6 +231,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
           this.distributorGroup?.spool.remove(job)
           job.markPersisted()
         },
+        running: (job) => this.limits.of(job.name)?.take(job),
       },
       this.jobs,
       this.queue,
