@@ -143,3 +143,20 @@ describe('concurrency limits', () => {
     expect(d.limitsByName).toEqual({ export: { concurrency: 2, perKey: false } })
   })
 })
+
+describe('priority', () => {
+  it('a high-priority job enqueued behind 5,000 pending runs before them', async () => {
+    const d = await startDistributor(res)
+    const finished: string[] = []
+    const plain = Array.from({ length: 5_000 }, () => d.enqueue('noop', {}, {}, () => void finished.push('plain')))
+    const low = d.enqueue('noop', {}, { priority: -1 }, () => void finished.push('low'))
+    const high = d.enqueue('noop', {}, { priority: 5 }, () => void finished.push('high'))
+    expect(d.pendingCount).toBe(5_002)
+    // One slot: the node runs the jobs one by one, in the order they are dispatched.
+    await startNode(res, d, { name: 'w1', concurrency: 1 })
+    await within(Promise.all([...plain, low, high].map((h) => h.done)), 'every job', 60_000)
+    expect(finished[0]).toBe('high')
+    expect(finished.at(-1)).toBe('low')
+    expect(finished.filter((f) => f === 'plain')).toHaveLength(5_000)
+  })
+})

@@ -7,9 +7,10 @@ import { PendingQueue } from '../../src/distributor/pending-queue.js'
 import { TrackedJob } from '../../src/distributor/tracked-job.js'
 
 let seq = 0
-function job(name: string, limitKey?: string, state: TrackedJob['state'] = 'pending'): TrackedJob {
+function job(name: string, limitKey?: string, state: TrackedJob['state'] = 'pending', priority?: number): TrackedJob {
   const n = seq++
-  const opts = limitKey === undefined ? NO_JOB_OPTIONS : { ...NO_JOB_OPTIONS, limitKey }
+  const opts =
+    limitKey === undefined && priority === undefined ? NO_JOB_OPTIONS : { ...NO_JOB_OPTIONS, limitKey, priority }
   const tracked = new TrackedJob(
     `j${n}`,
     { cancel: async () => false },
@@ -75,6 +76,15 @@ describe('limit options', () => {
     expect(() => resolveEnqueueOptions({ limitKey: 'x'.repeat(MAX_LIMIT_KEY_LENGTH + 1) }, 0)).toThrow(/'limitKey'/)
     expect(() => resolveEnqueueOptions({ limitKey: 'a', period: 5 }, 0)).toThrow(/'limitKey' is for one-shot jobs/)
     expect(() => resolveEnqueueOptions({ limitKey: 'a', cron: '* * * * *' }, 0)).toThrow(/'limitKey' is for one-shot/)
+  })
+
+  it('priority: an integer in -1000..1000, named when bad; 0 is a job without one', () => {
+    expect(resolveEnqueueOptions({ priority: 1000 }, 0).job.priority).toBe(1000)
+    expect(resolveEnqueueOptions({ priority: -3 }, 0).job.priority).toBe(-3)
+    expect(resolveEnqueueOptions({ priority: 0 }, 0).job.priority).toBeUndefined()
+    expect(() => resolveEnqueueOptions({ priority: 1001 }, 0)).toThrow(/'priority' must be an integer in -1000\.\.1000/)
+    expect(() => resolveEnqueueOptions({ priority: 1.5 }, 0)).toThrow(/'priority'/)
+    expect(() => resolveEnqueueOptions({ priority: 'high' }, 0)).toThrow(/'priority'/)
   })
 
   it('a limited name refuses periodic jobs, and a name with periodic jobs held refuses a limit', () => {
@@ -154,6 +164,17 @@ describe('a limited route', () => {
     expect(route.length).toBe(104)
     const keys = drain(route, 8).map((s) => s.split(':')[0])
     expect(keys).toEqual(['a', 'b', '', 'a', 'b', 'a', 'b', 'a'])
+  })
+
+  it("orders each key's line by priority; the keys still take turns", () => {
+    const limits = new Limits({ wake: () => {} })
+    limits.set('export', { concurrency: 1000, perKey: true }, () => [])
+    const route = limitedRoute(limits, 'export')
+    const a = [job('export', 'a'), job('export', 'a')]
+    const b = job('export', 'b')
+    const urgent = job('export', 'a', 'pending', 5)
+    for (const j of [...a, b, urgent]) route.push(j)
+    expect(drain(route)).toEqual([`a:${urgent.id}`, `b:${b.id}`, `a:${a[0]?.id}`, `a:${a[1]?.id}`])
   })
 
   it('parks a full key without holding back the others, and takes it back in turn when a slot frees', () => {
