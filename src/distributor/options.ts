@@ -117,8 +117,9 @@ export interface DistributorOptions {
    */
   metrics?: MetricsOptions
   /**
-   * Concurrency limits by job name, as `distributor.limit(name, limit)` sets them: at most
-   * `concurrency` jobs of the name in flight at once, per `limitKey` with `perKey`.
+   * Limits by job name, as `distributor.limit(name, limit)` sets them: at most `concurrency`
+   * jobs of the name in flight at once, at most `rate.max` dispatched in any `rate.per`
+   * seconds, per `limitKey` with `perKey`.
    * @default none
    */
   limits?: Record<string, LimitOptions>
@@ -278,7 +279,7 @@ export interface EnqueueOptions extends Omit<JobRunOptions, 'retry'> {
    */
   unique?: UniqueOptions
   /**
-   * The key a concurrency limit of its name counts it under (`distributor.limit(name, {
+   * The key a limit (concurrency, rate) of its name counts it under (`distributor.limit(name, {
    * perKey: true })`), e.g. a customer id; ignored while its name has no limit. Not for
    * periodic or cron jobs.
    */

@@ -7,7 +7,7 @@ import { pendingSeconds, type TrackedJob } from '../../src/distributor/tracked-j
 const NOW = Date.now()
 
 function newQueue(stats = new JobStats()): PendingQueue {
-  return new PendingQueue(stats, new Limits({ wake: () => {} }))
+  return new PendingQueue(stats, new Limits({ wake: () => {}, wakeAt: () => {}, cancelTimer: () => {} }))
 }
 
 /** The route of `key`, where no name is limited: a plain FIFO. */
