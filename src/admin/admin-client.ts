@@ -53,7 +53,7 @@ export interface AdminNameStats {
   pending: number
   oldestPendingSeconds: number
   paused: boolean
-  /** Of `pending`: jobs held back by the name's concurrency limit, and how many keys they wait under. */
+  /** Of `pending`: jobs held back by the name's limit (slots taken or rate spent), and how many keys they wait under. */
   limited: number
   limitedKeys: number
 }

@@ -123,7 +123,7 @@ export class Dispatcher {
       const line = route.turn()
       if (line === undefined) return
       const job = route.peekLine(line) as TrackedJob
-      if (!limit.hasRoom(line.key)) {
+      if (!limit.mayStart(line.key, now)) {
         this.heldBack(job, line.key)
         if (!limit.perKey) return
         route.park()
@@ -134,7 +134,7 @@ export class Dispatcher {
       route.take()
       if (decision.kind === 'give') {
         this.give(job, route, decision.node, now)
-        limit.take(job)
+        limit.take(job, now)
       } else if (decision.kind === 'aside') this.queue.setAside(job, route)
       else this.ctx.failOversized(job, decision.node)
     }
@@ -159,14 +159,14 @@ export class Dispatcher {
       const job = jobs[i] as TrackedJob
       // A closure run by a failure below may have cancelled it, or closed the distributor.
       if (job.state !== 'pending' || this.ctx.isClosed()) continue
-      if (limit !== undefined && !limit.hasRoom(keyOf(job))) {
+      if (limit !== undefined && !limit.mayStart(keyOf(job), now)) {
         route.push(job)
         continue
       }
       const decision = this.pool.decide(route, wireSize(job), this.strict)
       if (decision.kind === 'give') {
         this.give(job, route, decision.node, now)
-        limit?.take(job)
+        limit?.take(job, now)
         continue
       }
       if (decision.kind === 'fail') {
@@ -211,7 +211,7 @@ export class Dispatcher {
       frame.push(toWireJob(job))
       bytes += size
       if (this.events.wants('job:dispatch'))
-        this.events.emit('job:dispatch', { id: job.id, name: job.name, node: session.name })
+        this.events.emit('job:dispatch', { id: job.id, name: job.name, node: session.name, at: now })
     }
     if (frame.length > 0) session.dispatch(jobs, frame, now)
     this.ctx.sent(session, now)

@@ -84,7 +84,11 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   /** Counted per job name where jobs move; read by the metrics when they are scraped. */
   private readonly stats = new JobStats()
   /** Concurrency limits by job name (limits.ts): the dispatch pass enforces them. */
-  private readonly limits = new Limits({ wake: () => this.dispatcher.schedule() })
+  private readonly limits = new Limits({
+    wake: () => this.dispatcher.schedule(),
+    wakeAt: (timer, at) => this.timers.schedule(timer, at),
+    cancelTimer: (timer) => void this.timers.cancel(timer),
+  })
   private readonly queue = new PendingQueue(this.stats, this.limits)
   private readonly jobs = new JobTable()
   private readonly events: DistributorEvents = {
@@ -231,7 +235,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
           this.distributorGroup?.spool.remove(job)
           job.markPersisted()
         },
-        running: (job) => this.limits.of(job.name)?.take(job),
+        running: (job) => this.limits.of(job.name)?.hold(job),
       },
       this.jobs,
       this.queue,
@@ -321,7 +325,8 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
 
   /**
    * Limits job name `name` (docs/configuration.md, Limits): at most `concurrency` of its jobs
-   * in flight at once, in total or per `limitKey` with `perKey`; again to change it, `null`
+   * in flight at once, at most `rate.max` dispatched in any `rate.per` seconds, in total or
+   * per `limitKey` with `perKey`; again to change it, `null`
    * to remove it. Jobs held back wait here, keys served in turn. Throws InvalidArgumentError
    * naming the field, or when periodic or cron jobs of `name` are held here.
    */
@@ -333,9 +338,16 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   }
 
   /** Limits in force, by job name. */
-  get limitsByName(): Record<string, { concurrency: number; perKey: boolean }> {
-    const byName: Record<string, { concurrency: number; perKey: boolean }> = {}
-    for (const { name, limit } of this.limits.values()) byName[name] = { ...limit }
+  get limitsByName(): Record<string, LimitOptions> {
+    const byName: Record<string, LimitOptions> = {}
+    for (const { name, limit } of this.limits.values()) {
+      const { concurrency, perKey, rate } = limit
+      byName[name] = {
+        perKey,
+        ...(concurrency === undefined ? {} : { concurrency }),
+        ...(rate === undefined ? {} : { rate: { ...rate } }),
+      }
+    }
     return byName
   }
 

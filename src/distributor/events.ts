@@ -9,7 +9,8 @@ export interface DistributorEventMap {
   /** A connection that failed the handshake (bad version, failed auth, timeout). */
   'node:rejected': { remote: string; code: string; message: string }
   'job:enqueue': { id: string; name: string }
-  'job:dispatch': { id: string; name: string; node: string }
+  /** `at`: the time (epoch ms) of the dispatch pass that gave it, the one its rate limit counts. */
+  'job:dispatch': { id: string; name: string; node: string; at: number }
   'job:accepted': { id: string; name: string; node: string }
   /** No connected node knows the job's name: it waits until one that does connects. */
   'job:unroutable': { id: string; name: string }

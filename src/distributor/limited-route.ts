@@ -164,12 +164,12 @@ export class LimitedRoute implements KeyWaker {
     return jobs.sort((a, b) => a.seq - b.seq)
   }
 
-  /** Jobs waiting here because their key's slots (or the name's) are taken, and how many keys. */
-  held(): { jobs: number; keys: number } {
+  /** Jobs waiting here because their key's slots (or the name's) are taken or its rate spent, and how many keys. */
+  held(now: number): { jobs: number; keys: number } {
     let jobs = 0
     let keys = 0
     for (const line of this.lines.values()) {
-      if (line.jobs.length === 0 || this.limit.hasRoom(line.key)) continue
+      if (line.jobs.length === 0 || !this.limit.isHeld(line.key, now)) continue
       jobs += line.jobs.length
       keys++
     }

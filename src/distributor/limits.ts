@@ -1,48 +1,83 @@
-import { checkBoolean, checkInteger, checkKnownKeys, checkPlainOptions, describe } from '../config.js'
+import { checkBoolean, checkInteger, checkKnownKeys, checkNumber, checkPlainOptions, describe } from '../config.js'
 import { InvalidArgumentError } from '../errors.js'
 import { isScheduled } from '../scheduling/cron.js'
+import { Timer } from '../scheduling/timer-heap.js'
 import type { JobOptions } from './options.js'
+import { RateWindow } from './rate-window.js'
 import type { TrackedJob } from './tracked-job.js'
 
 /**
- * Concurrency limits per job name (docs/architecture.md, Limits): at most `concurrency` jobs
- * of the name in flight at once, in total or per `limitKey`. In flight: from the dispatch
- * pass that gives the job to a node until its final feedback, or until it goes back to the
- * pending queue (its node was lost or refused it). The dispatch pass asks `hasRoom` before it
- * gives a job of a limited name; the rest of the distributor tells `release` when a job that
- * holds a slot stops holding it.
+ * Limits per job name (docs/architecture.md, Limits): at most `concurrency` jobs of the name
+ * in flight at once, and at most `rate.max` dispatched in any `rate.per` seconds, in total
+ * or per `limitKey`. In flight: from the dispatch pass that gives the job to a node until
+ * its final feedback, or until it goes back to the pending queue (its node was lost or
+ * refused it). The dispatch pass asks `mayStart` before it gives a job of a limited name;
+ * the rest of the distributor tells `release` when a job that holds a slot stops holding it.
  */
 
 /** A limit as given to `distributor.limit(name, ...)` or in the `limits` option. */
 export interface LimitOptions {
-  /** Jobs of the name in flight at once (per key with `perKey`). */
-  concurrency: number
+  /** Jobs of the name in flight at once (per key with `perKey`); at least one of it and `rate`. */
+  concurrency?: number
   /** Count per `limitKey` (jobs without one share the key ''), not in total. @default false */
   perKey?: boolean
+  /** At most `max` dispatches in any `per` seconds (per key with `perKey`). */
+  rate?: RateOptions
+}
+
+/** A rate limit: `max` dispatches in any window of `per` seconds. */
+export interface RateOptions {
+  max: number
+  per: number
 }
 
 /** A limit, validated. */
 export interface Limit {
-  readonly concurrency: number
+  readonly concurrency: number | undefined
   readonly perKey: boolean
+  readonly rate: RateOptions | undefined
 }
 
 /** Longest `limitKey`: keys are held in memory per waiting key, and labels of events. */
 export const MAX_LIMIT_KEY_LENGTH = 256
 const MAX_CONCURRENCY = 1_000_000
-const LIMIT_KEYS: readonly string[] = ['concurrency', 'perKey']
+/** A rate's `max` is kept as that many dispatch times per name or key. */
+const MAX_RATE = 1_000_000
+/** A day: a window longer than that is a quota, not a rate. */
+const MAX_RATE_PER = 86_400
+const LIMIT_KEYS: readonly string[] = ['concurrency', 'perKey', 'rate']
+const RATE_KEYS: readonly string[] = ['max', 'per']
 
 /** Validates one limit; errors name the field as `where.concurrency`. */
 export function resolveLimit(where: string, input: unknown): Limit {
   if (typeof input !== 'object' || input === null || Array.isArray(input))
-    throw new InvalidArgumentError(`'${where}' must be { concurrency, perKey? } or null, got ${describe(input)}`)
+    throw new InvalidArgumentError(
+      `'${where}' must be { concurrency?, rate?, perKey? } or null, got ${describe(input)}`,
+    )
   const o = input as Record<string, unknown>
   checkKnownKeys(`'${where}'`, o, LIMIT_KEYS)
-  if (o['concurrency'] === undefined) throw new InvalidArgumentError(`'${where}.concurrency' is required`)
+  if (o['concurrency'] === undefined && o['rate'] === undefined)
+    throw new InvalidArgumentError(`'${where}.concurrency' or '${where}.rate' is required`)
   return {
-    concurrency: checkInteger(`${where}.concurrency`, o['concurrency'], 1, MAX_CONCURRENCY),
+    concurrency:
+      o['concurrency'] === undefined
+        ? undefined
+        : checkInteger(`${where}.concurrency`, o['concurrency'], 1, MAX_CONCURRENCY),
     perKey: o['perKey'] === undefined ? false : checkBoolean(`${where}.perKey`, o['perKey']),
+    rate: o['rate'] === undefined ? undefined : resolveRate(`${where}.rate`, o['rate']),
   }
+}
+
+function resolveRate(where: string, input: unknown): RateOptions {
+  if (typeof input !== 'object' || input === null || Array.isArray(input))
+    throw new InvalidArgumentError(`'${where}' must be { max, per }, got ${describe(input)}`)
+  const o = input as Record<string, unknown>
+  checkKnownKeys(`'${where}'`, o, RATE_KEYS)
+  if (o['max'] === undefined || o['per'] === undefined)
+    throw new InvalidArgumentError(`'${where}' must be { max, per }: both are required`)
+  const per = checkNumber(`${where}.per`, o['per'], 0.001)
+  if (per > MAX_RATE_PER) throw new InvalidArgumentError(`'${where}.per' must be at most ${MAX_RATE_PER} seconds`)
+  return { max: checkInteger(`${where}.max`, o['max'], 1, MAX_RATE), per }
 }
 
 /** The `limits` distributor option: job name → limit. */
@@ -72,6 +107,9 @@ export function keyOf(job: TrackedJob): string {
 export interface LimitHooks {
   /** Slots freed where jobs wait for them: a dispatch pass is due. */
   wake(): void
+  /** Fires `timer` at `at` (epoch ms), on the distributor's one scheduler. */
+  wakeAt(timer: Timer, at: number): void
+  cancelTimer(timer: Timer): void
 }
 
 /** A line of jobs waiting for one key's slots (LimitedRoute keeps them); woken when one frees. */
@@ -80,30 +118,113 @@ export interface KeyWaker {
   wakeAll(): void
 }
 
-/** The slots of one limited job name, counted across its routes. */
+/** The slots and dispatch times of one limited job name, counted across its routes. */
 export class NameLimit {
   /** Slots in use: in total, or per key (a key leaves the map when it holds none). */
   private total = 0
   private readonly byKey = new Map<string, number>()
   /** The name's routes in the pending queue, told when a key's slot frees. */
   readonly routes = new Set<KeyWaker>()
+  /** With a rate: the dispatch times per key ('' for all without perKey). */
+  private windows = new Map<string, RateWindow>()
+  /** Windows kept after the last sweep of idle ones: the next sweep comes at twice that. */
+  private windowsSwept = 0
+  /** Keys (or '') held by the rate, each woken by its timer when its window frees. */
+  private readonly rateWaits = new Map<string, Timer>()
 
   constructor(
     readonly name: string,
-    public limit: Limit,
+    private current: Limit,
+    private readonly hooks: LimitHooks,
   ) {}
 
+  get limit(): Limit {
+    return this.current
+  }
+
+  /** Changes the limit in place (counted the same way); dispatch times carry over. */
+  set limit(limit: Limit) {
+    const max = limit.rate?.max
+    if (max === undefined) this.windows.clear()
+    else if (max !== this.current.rate?.max)
+      for (const [key, window] of this.windows) this.windows.set(key, window.resized(max))
+    this.current = limit
+  }
+
   get perKey(): boolean {
-    return this.limit.perKey
+    return this.current.perKey
   }
 
   /** Slots in use for `key` (for the whole name, without perKey). */
   inUse(key: string): number {
-    return this.limit.perKey ? (this.byKey.get(key) ?? 0) : this.total
+    return this.current.perKey ? (this.byKey.get(key) ?? 0) : this.total
   }
 
+  /** Whether `key` has a free slot (its rate aside). */
   hasRoom(key: string): boolean {
-    return this.inUse(key) < this.limit.concurrency
+    const concurrency = this.current.concurrency
+    return concurrency === undefined || this.inUse(key) < concurrency
+  }
+
+  /**
+   * Whether a job of `key` may be dispatched at `now`: a free slot, and its rate not spent.
+   * Held by the rate, its key (or the name) is woken at the moment the window frees: one
+   * timer per key held, on the distributor's scheduler; no polling.
+   */
+  mayStart(key: string, now: number): boolean {
+    if (!this.hasRoom(key)) return false
+    if (this.current.rate === undefined) return true
+    const at = this.rateFreeAt(key)
+    if (at <= now) return true
+    this.wakeAt(this.current.perKey ? key : '', at)
+    return false
+  }
+
+  /** Whether jobs of `key` wait at `now`, for a slot or for their rate (metrics, admin API). */
+  isHeld(key: string, now: number): boolean {
+    return !this.hasRoom(key) || (this.current.rate !== undefined && this.rateFreeAt(key) > now)
+  }
+
+  /** Cancels the rate's wake-ups: the limit was removed or replaced. */
+  detach(): void {
+    for (const timer of this.rateWaits.values()) this.hooks.cancelTimer(timer)
+    this.rateWaits.clear()
+  }
+
+  private rateFreeAt(key: string): number {
+    const rate = this.current.rate as RateOptions
+    return this.windows.get(this.current.perKey ? key : '')?.freeAt(rate.per * 1000) ?? -Infinity
+  }
+
+  private wakeAt(key: string, at: number): void {
+    // One wake per key: an earlier one finds the window still full and arms it again.
+    if (this.rateWaits.has(key)) return
+    const timer = new Timer(() => {
+      this.rateWaits.delete(key)
+      if (this.current.perKey) for (const route of this.routes) route.wake(key)
+      this.hooks.wake()
+    })
+    this.rateWaits.set(key, timer)
+    this.hooks.wakeAt(timer, at)
+  }
+
+  /** A dispatch at `now` counts in its key's window. */
+  private record(key: string, now: number): void {
+    const rate = this.current.rate as RateOptions
+    const windows = this.windows
+    let window = windows.get(key)
+    if (window === undefined) {
+      if (windows.size >= 2 * this.windowsSwept + 64) this.sweep(now - rate.per * 1000)
+      window = new RateWindow(rate.max)
+      windows.set(key, window)
+    }
+    window.record(now)
+  }
+
+  /** Forgets the windows whose last dispatch is older than the rate's period: they hold no one back. */
+  private sweep(before: number): void {
+    for (const [key, window] of this.windows) if (window.newest <= before) this.windows.delete(key)
+    this.windowsSwept = this.windows.size
   }
 
   /** Keys that hold a slot now (1 without perKey while any is held). */
@@ -111,33 +232,24 @@ export class NameLimit {
     return this.limit.perKey ? this.byKey.size : this.total > 0 ? 1 : 0
   }
 
-  /**
-   * `job` takes a slot of its key. A schedule takes none: it would hold it for its whole life
-   * (one restored from a spool, or adopted, when its name got a limit since).
-   */
-  take(job: TrackedJob): void {
-    if (isScheduled(job.opts)) return
-    job.holdsSlot = true
-    if (!this.limit.perKey) {
-      this.total++
-      return
-    }
-    const key = keyOf(job)
-    this.byKey.set(key, (this.byKey.get(key) ?? 0) + 1)
+  /** `job` takes a slot of its key, dispatched at `now` (counted in its rate). */
+  take(job: TrackedJob, now: number): void {
+    if (this.current.rate !== undefined) this.record(this.current.perKey ? keyOf(job) : '', now)
+    this.hold(job)
   }
 
   /** `job`'s slot frees; returns true when its key (or the name) was full until now. */
   free(job: TrackedJob): boolean {
     const key = keyOf(job)
     const wasFull = !this.hasRoom(key)
-    if (!this.limit.perKey) this.total--
+    if (!this.current.perKey) this.total--
     else {
       const n = (this.byKey.get(key) ?? 1) - 1
       if (n === 0) this.byKey.delete(key)
       else this.byKey.set(key, n)
     }
     if (wasFull && this.hasRoom(key)) {
-      if (this.limit.perKey) for (const route of this.routes) route.wake(key)
+      if (this.current.perKey) for (const route of this.routes) route.wake(key)
       return true
     }
     return false
@@ -147,7 +259,24 @@ export class NameLimit {
   recount(inFlight: Iterable<TrackedJob>): void {
     this.total = 0
     this.byKey.clear()
-    for (const job of inFlight) this.take(job)
+    for (const job of inFlight) this.hold(job)
+  }
+
+  /**
+   * `job` holds a slot of its key (without counting a dispatch in the rate: one accepted
+   * after its deadline was counted when it was sent). A schedule takes none: it would hold
+   * it for its whole life (one restored from a spool, or adopted, when its name got a limit
+   * since).
+   */
+  hold(job: TrackedJob): void {
+    if (isScheduled(job.opts)) return
+    job.holdsSlot = true
+    if (!this.current.perKey) {
+      this.total++
+      return
+    }
+    const key = keyOf(job)
+    this.byKey.set(key, (this.byKey.get(key) ?? 0) + 1)
   }
 }
 
@@ -177,15 +306,17 @@ export class Limits {
     const current = this.byName.get(name)
     if (limit === null) {
       if (current === undefined) return false
+      current.detach()
       this.byName.delete(name)
       // Slots its jobs hold are forgotten: `release` of such a job finds no limit.
       this.hooks.wake()
       return true
     }
     if (current !== undefined && current.limit.perKey === limit.perKey) {
-      const raised = limit.concurrency > current.limit.concurrency
+      const before = current.limit
       current.limit = limit
-      if (raised) {
+      // Looser in either way: the keys parked for it take turns again (a pass parks the held).
+      if ((limit.concurrency ?? Infinity) > (before.concurrency ?? Infinity) || !sameRate(limit, before)) {
         for (const route of current.routes) route.wakeAll()
         this.hooks.wake()
       }
@@ -203,7 +334,8 @@ export class Limits {
         `job name '${name}' has ${scheduled.length} periodic or cron job(s) held here (such as ${scheduled[0]?.id}): a schedule would hold its slot for its whole life; cancel them or limit another name`,
       )
     // Limited anew, or counted the other way (per key or in total): its routes are made anew.
-    const limited = new NameLimit(name, limit)
+    current?.detach()
+    const limited = new NameLimit(name, limit, this.hooks)
     limited.recount(inFlight)
     this.byName.set(name, limited)
     this.hooks.wake()
@@ -214,7 +346,7 @@ export class Limits {
   checkEnqueue(name: string, opts: Readonly<JobOptions>): void {
     if (this.byName.size > 0 && isScheduled(opts) && this.byName.has(name))
       throw new InvalidArgumentError(
-        `job name '${name}' has a concurrency limit: periodic and cron jobs are refused for it (a schedule would hold its slot for its whole life)`,
+        `job name '${name}' has a limit: periodic and cron jobs are refused for it (a schedule would hold its slot for its whole life)`,
       )
   }
 
@@ -224,4 +356,8 @@ export class Limits {
     const limit = this.byName.get(job.name)
     if (limit?.free(job)) this.hooks.wake()
   }
+}
+
+function sameRate(a: Limit, b: Limit): boolean {
+  return a.rate?.max === b.rate?.max && a.rate?.per === b.rate?.per
 }

@@ -3,6 +3,7 @@ import { resolveMetricsOptions, type MetricsOptions, type MetricsRegistry } from
 import {
   booleanOption,
   integerOption,
+  checkInteger,
   checkKnownKeys,
   checkNumber,
   checkPlainOptions,
@@ -116,8 +117,9 @@ export interface DistributorOptions {
    */
   metrics?: MetricsOptions
   /**
-   * Concurrency limits by job name, as `distributor.limit(name, limit)` sets them: at most
-   * `concurrency` jobs of the name in flight at once, per `limitKey` with `perKey`.
+   * Limits by job name, as `distributor.limit(name, limit)` sets them: at most `concurrency`
+   * jobs of the name in flight at once, at most `rate.max` dispatched in any `rate.per`
+   * seconds, per `limitKey` with `perKey`.
    * @default none
    */
   limits?: Record<string, LimitOptions>
@@ -277,11 +279,16 @@ export interface EnqueueOptions extends Omit<JobRunOptions, 'retry'> {
    */
   unique?: UniqueOptions
   /**
-   * The key a concurrency limit of its name counts it under (`distributor.limit(name, {
+   * The key a limit (concurrency, rate) of its name counts it under (`distributor.limit(name, {
    * perKey: true })`), e.g. a customer id; ignored while its name has no limit. Not for
    * periodic or cron jobs.
    */
   limitKey?: string
+  /**
+   * Jobs of a higher priority leave the queue first, within their route (and their
+   * `limitKey`'s line); an integer in -1000..1000. @default 0
+   */
+  priority?: number
 }
 
 /**
@@ -294,6 +301,8 @@ export interface JobOptions extends Resolved<Omit<JobRunOptions, 'defer'>> {
   defer: boolean
   /** Stays here: the distributor enforces limits, the node never sees it. */
   limitKey: string | undefined
+  /** Stays here: the order of the queue. Undefined for 0, so that such jobs take the plain path. */
+  priority: number | undefined
 }
 
 /** Every field of T present, undefined when not given. */
@@ -321,6 +330,7 @@ export const NO_JOB_OPTIONS: Readonly<JobOptions> = Object.freeze({
   retry: undefined,
   timeout: undefined,
   limitKey: undefined,
+  priority: undefined,
 })
 
 const ENQUEUE_KEYS = optionKeys<EnqueueOptions>({
@@ -339,11 +349,21 @@ const ENQUEUE_KEYS = optionKeys<EnqueueOptions>({
   onProgress: true,
   unique: true,
   limitKey: true,
+  priority: true,
 })
 
 function checkProgressCallback(value: unknown): ProgressCallback | undefined {
   if (value === undefined || typeof value === 'function') return value as ProgressCallback | undefined
   throw new InvalidArgumentError(`'onProgress' must be a function, got ${describe(value)}`)
+}
+
+/** Bounds of the `priority` enqueue option: a route holds one lane per priority in use. */
+export const MAX_PRIORITY = 1000
+
+/** The `priority` enqueue option; 0 is undefined, so that such a job is one without it. */
+function checkPriority(value: unknown): number | undefined {
+  const priority = checkInteger('priority', value, -MAX_PRIORITY, MAX_PRIORITY)
+  return priority === 0 ? undefined : priority
 }
 
 export function resolveEnqueueOptions(input: unknown, now: number): ResolvedEnqueueOptions {
@@ -414,6 +434,7 @@ export function resolveEnqueueOptions(input: unknown, now: number): ResolvedEnqu
     retry,
     timeout: o['timeout'] === undefined ? undefined : checkNumber('timeout', o['timeout'], 0.001),
     limitKey,
+    priority: o['priority'] === undefined ? undefined : checkPriority(o['priority']),
   }
   const unique = o['unique'] === undefined ? undefined : resolveUniqueOptions(o['unique'], isScheduled(job))
   return { dueAt, job, onProgress, unique }

@@ -144,9 +144,10 @@ export class PendingQueue {
   limited(): Map<string, { jobs: number; keys: number }> {
     const byName = new Map<string, { jobs: number; keys: number }>()
     for (const limit of this.limits.values()) byName.set(limit.name, { jobs: 0, keys: 0 })
+    const now = Date.now()
     for (const route of this.routes.values()) {
       if (!(route instanceof LimitedRoute)) continue
-      const held = route.held()
+      const held = route.held(now)
       const sum = byName.get(route.name)
       if (sum === undefined) continue
       sum.jobs += held.jobs

@@ -122,7 +122,7 @@ export class TrackedJob extends Handle {
     this.setFlag(VIA_HANDLER, value)
   }
 
-  /** It counts against its name's concurrency limit (limits.ts) until it finishes or goes back to the queue. */
+  /** It counts against its name's concurrency (limits.ts) until it finishes or goes back to the queue. */
   get holdsSlot(): boolean {
     return this.hasFlag(HOLDS_SLOT)
   }

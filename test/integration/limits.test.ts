@@ -137,9 +137,61 @@ describe('concurrency limits', () => {
     expect(() => d.limit('', { concurrency: 2 })).toThrow(/'name'/)
     expect(() => d.enqueue('export', {}, { limitKey: '' })).toThrow(/'limitKey'/)
     d.limit('export', { concurrency: 2 })
-    expect(() => d.enqueue('export', {}, { period: 60 })).toThrow(/has a concurrency limit/)
+    expect(() => d.enqueue('export', {}, { period: 60 })).toThrow(/has a limit/)
     d.enqueue('tick', {}, { period: 60 })
     expect(() => d.limit('tick', { concurrency: 1 })).toThrow(/periodic or cron job/)
     expect(d.limitsByName).toEqual({ export: { concurrency: 2, perKey: false } })
+  })
+})
+
+describe('priority', () => {
+  it('a high-priority job enqueued behind 5,000 pending runs before them', async () => {
+    const d = await startDistributor(res)
+    const finished: string[] = []
+    const plain = Array.from({ length: 5_000 }, () => d.enqueue('noop', {}, {}, () => void finished.push('plain')))
+    const low = d.enqueue('noop', {}, { priority: -1 }, () => void finished.push('low'))
+    const high = d.enqueue('noop', {}, { priority: 5 }, () => void finished.push('high'))
+    expect(d.pendingCount).toBe(5_002)
+    // One slot: the node runs the jobs one by one, in the order they are dispatched.
+    await startNode(res, d, { name: 'w1', concurrency: 1 })
+    await within(Promise.all([...plain, low, high].map((h) => h.done)), 'every job', 60_000)
+    expect(finished[0]).toBe('high')
+    expect(finished.at(-1)).toBe('low')
+    expect(finished.filter((f) => f === 'plain')).toHaveLength(5_000)
+  })
+})
+
+describe('rate limits', () => {
+  it('300 jobs at { max: 50, per: 1 } over 2 nodes: no window of 1 s holds more than 50 dispatches', async () => {
+    const d = await startDistributor(res, { limits: { noop: { rate: { max: 50, per: 1 } } } })
+    for (const name of ['n1', 'n2']) await startNode(res, d, { name, concurrency: 100 })
+    const times: number[] = []
+    d.on('job:dispatch', (e) => void times.push(e.at))
+    const jobs = Array.from({ length: 300 }, () => d.enqueue('noop', {}))
+    await within(Promise.all(jobs.map((h) => h.done)), 'every job', 30_000)
+    expect(times).toHaveLength(300)
+    for (let i = 0; i + 50 < times.length; i++)
+      expect((times[i + 50] as number) - (times[i] as number)).toBeGreaterThanOrEqual(1000)
+  })
+
+  it('jobs held by a rate wait as limited ones, per key; a rate raised at run time lets them go', async () => {
+    const d = await startDistributor(res)
+    d.limit('echo', { rate: { max: 2, per: 60 }, perKey: true })
+    const peer = await connectPeer(res, d.port)
+    await peer.handshake({ node: 'fake', jobs: ['echo'], concurrency: 10, window: 10 })
+    const limited = d.waitFor('job:limited')
+    const a = Array.from({ length: 4 }, (_, i) => d.enqueue('echo', { i }, { limitKey: 'a' }))
+    const b = d.enqueue('echo', {}, { limitKey: 'b' })
+    const first = await peer.nextOfType(MessageType.DISPATCH)
+    expect(first.jobs.map((j) => j.id)).toEqual([a[0]?.id, b.id, a[1]?.id])
+    peer.send({ type: MessageType.ACCEPTED, seq: first.seq })
+    expect(await limited).toEqual({ id: a[2]?.id, name: 'echo', key: 'a' })
+    expect(await limitedNow(d, 'echo')).toBe(2)
+
+    d.limit('echo', { rate: { max: 10, per: 60 }, perKey: true })
+    const second = await peer.nextOfType(MessageType.DISPATCH)
+    expect(second.jobs.map((j) => j.id)).toEqual([a[2]?.id, a[3]?.id])
+    expect(await limitedNow(d, 'echo')).toBe(0)
+    expect(d.limitsByName).toEqual({ echo: { perKey: true, rate: { max: 10, per: 60 } } })
   })
 })

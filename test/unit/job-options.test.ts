@@ -90,7 +90,7 @@ describe('the options a job carries to its node: one list', () => {
 
   it('knows every enqueue option, and names them all when one is not', () => {
     expect(() => resolveEnqueueOptions({ colour: 'red' }, NOW)).toThrow(
-      "unknown enqueue option 'colour' (known: after, runAt, period, cron, tz, node, notNode, defer, maxAttempt, retryMultiplier, retry, timeout, onProgress, unique, limitKey)",
+      "unknown enqueue option 'colour' (known: after, runAt, period, cron, tz, node, notNode, defer, maxAttempt, retryMultiplier, retry, timeout, onProgress, unique, limitKey, priority)",
     )
   })
 })

@@ -7,7 +7,7 @@ import { pendingSeconds, type TrackedJob } from '../../src/distributor/tracked-j
 const NOW = Date.now()
 
 function newQueue(stats = new JobStats()): PendingQueue {
-  return new PendingQueue(stats, new Limits({ wake: () => {} }))
+  return new PendingQueue(stats, new Limits({ wake: () => {}, wakeAt: () => {}, cancelTimer: () => {} }))
 }
 
 /** The route of `key`, where no name is limited: a plain FIFO. */
@@ -16,7 +16,7 @@ function plain(queue: PendingQueue, key: string): Route | undefined {
 }
 
 let seq = 0
-function job(name: string, node?: string): TrackedJob {
+function job(name: string, node?: string, priority?: number): TrackedJob {
   const n = seq++
   return {
     id: `j${n}`,
@@ -24,7 +24,7 @@ function job(name: string, node?: string): TrackedJob {
     seq: n,
     state: 'pending',
     routeKey: routeKey(name, node, undefined),
-    opts: { node },
+    opts: { node, priority },
   } as unknown as TrackedJob
 }
 
@@ -74,6 +74,25 @@ describe('PendingQueue', () => {
     expect(queue.size).toBe(3)
     expect(takeAll(queue, 'send')).toEqual([a.id, b.id, d.id])
     expect(queue.size).toBe(0)
+  })
+
+  it('serves higher priorities first, each in order, and requeued jobs keep their priority', () => {
+    const queue = newQueue()
+    const plainJobs = [job('prio'), job('prio'), job('prio')]
+    const low = job('prio', undefined, -5)
+    const high = [job('prio', undefined, 10), job('prio', undefined, 10)]
+    const mid = job('prio', undefined, 3)
+    for (const j of [...plainJobs, low, ...high, mid]) queue.push(j, NOW)
+    const route = plain(queue, 'prio')
+    expect(route?.length).toBe(7)
+    expect(route?.page(1, 3)).toMatchObject({ jobs: [high[1], mid, plainJobs[0]], total: 7 })
+    const first = route?.shift() as TrackedJob
+    const second = route?.shift() as TrackedJob
+    expect([first, second]).toEqual(high)
+    if (route !== undefined) for (let i = 0; i < 2; i++) queue.takenFrom(route)
+    // Back from a lost node: ahead of the plain jobs and of the later `mid`.
+    queue.requeue([second, first])
+    expect(takeAll(queue, 'prio')).toEqual([...high, mid, ...plainJobs, low].map((j) => j.id))
   })
 
   it('keeps a drained route for the next job, in order, at one job in flight', () => {

@@ -45,6 +45,7 @@ describe('spool records', () => {
       retry: { strategy: 'exponential', base: 2, max: 60, jitter: 0.1 } as unknown as JobOptions['retry'],
       timeout: 4,
       limitKey: 'customer-42',
+      priority: -7,
     }
     const job = tracked(newJobId(9), opts, 12)
     expect(decodeSpooled(job.id, encodeSpooled(job))).toMatchObject({ run: 12, opts })

@@ -111,7 +111,7 @@ function distributorMetrics(sources: ReadonlySet<DistributorMetricsSource>): Col
     ),
     new CollectedMetric(
       'jr_jobs_limited',
-      'Jobs waiting at the distributor because their concurrency limit is reached, by limited job name (included in jr_jobs_pending).',
+      'Jobs waiting at the distributor because their limit (concurrency or rate) is reached, by limited job name (included in jr_jobs_pending).',
       'gauge',
       () => {
         const samples: Sample[] = []

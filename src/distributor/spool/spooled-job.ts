@@ -24,6 +24,7 @@ const OPTION_KEYS = [
   'retry',
   'timeout',
   'limitKey',
+  'priority',
 ] as const
 
 /**
@@ -72,5 +73,6 @@ function optionsOf(value: unknown): Readonly<JobOptions> {
     retry: typeof o['retry'] === 'object' && o['retry'] !== null ? (o['retry'] as RetryPolicy) : undefined,
     timeout: num('timeout'),
     limitKey: str('limitKey'),
+    priority: num('priority'),
   }
 }
