@@ -18,6 +18,7 @@ export const ErrorCode = {
   JOB_FAILED: 'ERR_JOB_FAILED',
   JOB_TIMEOUT: 'ERR_JOB_TIMEOUT',
   JOB_CANCELLED: 'ERR_JOB_CANCELLED',
+  RATE_LIMITED: 'ERR_RATE_LIMITED',
   UNRECOVERABLE: 'ERR_UNRECOVERABLE',
   DISTRIBUTOR_CLOSED: 'ERR_DISTRIBUTOR_CLOSED',
   NOT_READY: 'ERR_NOT_READY',
@@ -39,8 +40,8 @@ export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode]
  * The base of this project's errors, each with a stable `code`. Each code has exactly
  * one class below (`ERROR_CLASSES` is the table), and those classes are the only places
  * that construct a JobsError: code elsewhere throws the class, never a code.
- * `instanceof JobsError` holds for all of them; `CancelJob` is the one error with a code
- * that is not a JobsError (it is a signal, not a failure).
+ * `instanceof JobsError` holds for all of them; `CancelJob` and `RateLimited` are the errors
+ * with a code that are not JobsErrors (they are signals, not failures).
  */
 export abstract class JobsError extends Error {
   readonly code: ErrorCode
@@ -281,6 +282,31 @@ export class CancelJob extends Error {
   }
 }
 
+/** Longest pause `RateLimited` takes: a day. */
+export const MAX_RATE_LIMIT_SECONDS = 86_400
+
+/**
+ * A signal, not a failure: thrown in a step (or `ctx.rateLimit(seconds)`) when an upstream
+ * pushed back (it answered 429). The attempt ends without counting, with no feedback and no
+ * errback; the job runs again after `seconds`, and its distributor holds back the job's name
+ * (or its key, for a name limited per key) meanwhile. Thrown in an errback, it does the same:
+ * the failure the errbacks were handling does not count either.
+ */
+export class RateLimited extends Error {
+  readonly code = ErrorCode.RATE_LIMITED
+  readonly seconds: number
+
+  constructor(seconds: number) {
+    if (typeof seconds !== 'number' || !(seconds > 0) || !(seconds <= MAX_RATE_LIMIT_SECONDS))
+      throw new InvalidArgumentError(
+        `'seconds' of rateLimit must be a number in (0, ${MAX_RATE_LIMIT_SECONDS}], got ${String(seconds)}`,
+      )
+    super(`rate limited: paused for ${seconds} s`)
+    this.name = 'RateLimited'
+    this.seconds = seconds
+  }
+}
+
 type ErrorClass = new (...args: never[]) => Error
 
 /** The one class of each code. Typed so that a code without a class does not compile. */
@@ -298,6 +324,7 @@ export const ERROR_CLASSES: { readonly [C in ErrorCode]: ErrorClass } = {
   [ErrorCode.JOB_FAILED]: JobFailedError,
   [ErrorCode.JOB_TIMEOUT]: TimeoutError,
   [ErrorCode.JOB_CANCELLED]: CancelJob,
+  [ErrorCode.RATE_LIMITED]: RateLimited,
   [ErrorCode.UNRECOVERABLE]: UnrecoverableError,
   [ErrorCode.DISTRIBUTOR_CLOSED]: DistributorClosedError,
   [ErrorCode.NOT_READY]: NotReadyError,
@@ -328,6 +355,14 @@ export function isErrorCode(value: unknown): value is ErrorCode {
 function rebuild(code: ErrorCode, message: string, options?: { cause?: unknown }): Error {
   const cls = ERROR_CLASSES[code]
   if (cls === CancelJob) return new CancelJob(message)
+  if (cls === RateLimited) {
+    // Its constructor takes the seconds, which its own message carries.
+    const seconds = Number(/paused for (\S+) s/.exec(message)?.[1])
+    return Object.assign(Reflect.construct(Error, [message], RateLimited) as Error, {
+      code: ErrorCode.RATE_LIMITED,
+      seconds,
+    })
+  }
   const err = Reflect.construct(JobsError, [message, code, options], cls) as JobsError
   if (err instanceof JobFailedError) Object.assign(err, { args: {}, jobId: '', jobName: '' })
   if (err instanceof AdminRequestError) Object.assign(err, { status: 0, serverCode: undefined })

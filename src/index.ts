@@ -41,6 +41,7 @@ export {
   AdminUnreachableError,
   AuthError,
   CancelJob,
+  RateLimited,
   ConnectionClosedError,
   DistributorClosedError,
   HandedOverError,

@@ -45,6 +45,8 @@ export class Dispatcher {
     private readonly strict: boolean,
     /** Job names an operator paused: their jobs stay in the queue. */
     private readonly paused: ReadonlySet<string>,
+    /** Job names a job pushed back (Limits.pushBack): their jobs stay in the queue until the pause ends. */
+    private readonly pushedBack: ReadonlyMap<string, unknown>,
   ) {}
 
   /** Queues a pass, unless one is queued already, nothing waits, or the distributor closed. */
@@ -80,8 +82,13 @@ export class Dispatcher {
     const given = this.given
     const now = Date.now()
     const paused = this.paused
+    const pushedBack = this.pushedBack
     for (const route of this.queue.routes.values()) {
       if (paused.size > 0 && paused.has(route.name)) continue
+      if (pushedBack.size > 0 && pushedBack.has(route.name)) {
+        this.pausedRoute(route)
+        continue
+      }
       const limited = route instanceof LimitedRoute
       if (route.asideRoute !== undefined && route.asideRoute.length > 0)
         this.passAside(route.asideRoute, now, limited ? route.limit : undefined)
@@ -138,6 +145,13 @@ export class Dispatcher {
       } else if (decision.kind === 'aside') this.queue.setAside(job, route)
       else this.ctx.failOversized(job, decision.node)
     }
+  }
+
+  /** A route whose name is pushed back: its next job is held back, as by a limit. */
+  private pausedRoute(route: AnyRoute): void {
+    if (!this.events.wants('job:limited')) return
+    const job = route.peek()
+    if (job !== undefined) this.heldBack(job, keyOf(job))
   }
 
   /** `job` is next of its key, and its limit holds it back: said once per job, to whoever listens. */

@@ -30,7 +30,7 @@ import { FeedbackRouter } from './feedback-router.js'
 import type { Canceller, JobHandle } from './job-handle.js'
 import { JobStats } from './job-stats.js'
 import { JobTable } from './job-table.js'
-import { Limits, resolveLimit, type LimitOptions } from './limits.js'
+import { keyOf, Limits, resolveLimit, type LimitOptions } from './limits.js'
 import { NodePool } from './node-pool.js'
 import { Operations } from './operations.js'
 import { NodeSession } from './node-session.js'
@@ -256,6 +256,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       log,
       this.options.alwaysUseSpecifiedNode,
       this.ops.paused,
+      this.limits.pausedNames,
     )
     this.server = new Server(
       {
@@ -705,6 +706,24 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   }
 
   /** A message from a node past the handshake. */
+  /**
+   * Job `id` pushed back on `session`'s node: it waits there (out of its window), and its
+   * name or key is held back here for `seconds` (Limits.pushBack). A job this distributor
+   * does not hold (it restarted since) pauses nothing: its name and key are not known here.
+   */
+  private onRateLimited(session: NodeSession, id: string, seconds: number): void {
+    const job = this.jobs.get(id)
+    if (job !== undefined && job.session === session) {
+      const until = Date.now() + seconds * 1000
+      this.limits.pushBack(job, until)
+      const key = this.limits.of(job.name)?.perKey === true ? keyOf(job) : ''
+      this.log.debug({ id, job: job.name, key, seconds }, 'job pushed back; its name or key paused')
+      if (this.events.wants('job:rate-limited'))
+        this.events.emit('job:rate-limited', { id, name: job.name, node: session.name, key, seconds, until })
+    }
+    this.acceptance.onWaiting(session, [id])
+  }
+
   private onMessage(session: NodeSession, message: Message): void {
     switch (message.type) {
       case MessageType.PING:
@@ -733,6 +752,8 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
         return this.cancels.onResult(session, message)
       case MessageType.WAITING:
         return this.acceptance.onWaiting(session, message.ids)
+      case MessageType.RATE_LIMITED:
+        return this.onRateLimited(session, message.id, message.seconds)
       case MessageType.ERROR:
         this.log.warn({ node: session.name, code: message.code }, `node reported: ${message.message}`)
         session.connection.close()

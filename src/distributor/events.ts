@@ -19,6 +19,11 @@ export interface DistributorEventMap {
    * none) and the limit holds it back: its key's slots, or the name's, are taken. Once per job.
    */
   'job:limited': { id: string; name: string; key: string }
+  /**
+   * A job pushed back on its node (ctx.rateLimit): it runs there again after `seconds`, and
+   * its name (or `key`, for a name limited per key; else '') dispatches nothing until `until` (epoch ms).
+   */
+  'job:rate-limited': { id: string; name: string; node: string; key: string; seconds: number; until: number }
   /** Back to the queue: its node dropped before finishing it, or did not accept it in time. */
   'job:requeue': { id: string; name: string; node: string }
   /** A node left jobs unaccepted past `acceptTimeoutMs`: they were taken back; it gets none until it answers. */

@@ -131,6 +131,8 @@ export class NameLimit {
   private windowsSwept = 0
   /** Keys (or '') held by the rate, each woken by its timer when its window frees. */
   private readonly rateWaits = new Map<string, Timer>()
+  /** With perKey: keys a job pushed back (ctx.rateLimit), with the end of their pause (epoch ms). */
+  private readonly pauses = new Map<string, number>()
 
   constructor(
     readonly name: string,
@@ -173,6 +175,7 @@ export class NameLimit {
    */
   mayStart(key: string, now: number): boolean {
     if (!this.hasRoom(key)) return false
+    if (this.pauses.size > 0 && this.pausedAt(key, now)) return false
     if (this.current.rate === undefined) return true
     const at = this.rateFreeAt(key)
     if (at <= now) return true
@@ -182,7 +185,32 @@ export class NameLimit {
 
   /** Whether jobs of `key` wait at `now`, for a slot or for their rate (metrics, admin API). */
   isHeld(key: string, now: number): boolean {
-    return !this.hasRoom(key) || (this.current.rate !== undefined && this.rateFreeAt(key) > now)
+    return (
+      !this.hasRoom(key) ||
+      (this.current.rate !== undefined && this.rateFreeAt(key) > now) ||
+      (this.pauses.get(key) ?? -Infinity) > now
+    )
+  }
+
+  /**
+   * A job of `key` pushed back: the key (with perKey; the Limits pause the whole name
+   * otherwise) dispatches nothing before `until`. The pass parks it and arms its wake-up,
+   * as for a spent rate.
+   */
+  pause(key: string, until: number): void {
+    if ((this.pauses.get(key) ?? -Infinity) < until) this.pauses.set(key, until)
+  }
+
+  /** Whether `key` is paused at `now`: then it is woken when the pause ends. */
+  private pausedAt(key: string, now: number): boolean {
+    const until = this.pauses.get(key)
+    if (until === undefined) return false
+    if (until <= now) {
+      this.pauses.delete(key)
+      return false
+    }
+    this.wakeAt(key, until)
+    return true
   }
 
   /** Cancels the rate's wake-ups: the limit was removed or replaced. */
@@ -283,8 +311,37 @@ export class NameLimit {
 /** Every limited job name's slots. An unlimited name is never looked up on the hot path. */
 export class Limits {
   private readonly byName = new Map<string, NameLimit>()
+  /**
+   * Names a job pushed back (ctx.rateLimit), whether limited or not (but per key), each with
+   * the timer that ends its pause: the dispatch pass skips their routes until then.
+   */
+  readonly pausedNames = new Map<string, Timer>()
 
   constructor(private readonly hooks: LimitHooks) {}
+
+  /**
+   * `job` pushed back (its node says so): its key, for a name limited per key, else its
+   * name, dispatches nothing before `until` (epoch ms). A later pause of the same name or
+   * key extends it; an earlier one changes nothing.
+   */
+  pushBack(job: TrackedJob, until: number): void {
+    const limit = this.byName.get(job.name)
+    if (limit?.perKey === true) {
+      limit.pause(keyOf(job), until)
+      return
+    }
+    const current = this.pausedNames.get(job.name)
+    if (current !== undefined) {
+      if (current.dueAt >= until) return
+      this.hooks.cancelTimer(current)
+    }
+    const timer = new Timer(() => {
+      this.pausedNames.delete(job.name)
+      this.hooks.wake()
+    })
+    this.pausedNames.set(job.name, timer)
+    this.hooks.wakeAt(timer, until)
+  }
 
   /** The limit of job name `name`, if it has one. */
   of(name: string): NameLimit | undefined {

@@ -140,16 +140,25 @@ export class PendingQueue {
     for (const job of jobs.sort((a, b) => a.seq - b.seq)) this.routeOf(job).push(job)
   }
 
-  /** Jobs of limited names held back by their limit, and their keys, by name (metrics, admin API). */
+  /**
+   * Jobs held back by their name's limit or by a push-back, and their keys, by name (metrics,
+   * admin API). A name pushed back as a whole counts its waiting jobs under one key, ''.
+   */
   limited(): Map<string, { jobs: number; keys: number }> {
     const byName = new Map<string, { jobs: number; keys: number }>()
     for (const limit of this.limits.values()) byName.set(limit.name, { jobs: 0, keys: 0 })
+    const pushedBack = this.limits.pausedNames
+    for (const name of pushedBack.keys()) byName.set(name, { jobs: 0, keys: 1 })
     const now = Date.now()
     for (const route of this.routes.values()) {
-      if (!(route instanceof LimitedRoute)) continue
-      const held = route.held(now)
       const sum = byName.get(route.name)
       if (sum === undefined) continue
+      if (pushedBack.has(route.name)) {
+        sum.jobs += route.length + (route.asideRoute?.length ?? 0)
+        continue
+      }
+      if (!(route instanceof LimitedRoute)) continue
+      const held = route.held(now)
       sum.jobs += held.jobs
       sum.keys += held.keys
     }

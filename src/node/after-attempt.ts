@@ -37,6 +37,13 @@ export type AttemptDecision =
   /** Failed with attempts left: due again `delayMs` from now, stored as 'error'. No feedback. */
   | { readonly kind: 'retry'; readonly delayMs: number }
   /**
+   * The chain threw `RateLimited`: the attempt is given back (the next one has the same
+   * number), the job is due again `delayMs` from now, stored as 'error' with its last error
+   * kept. No feedback, no failure; its distributor holds back its name (or key) meanwhile.
+   * A scheduled job's run is retried so, not skipped.
+   */
+  | { readonly kind: 'rate-limited'; readonly delayMs: number }
+  /**
    * A run of a scheduled job (`period` or `cron`) ended (success, or failure for good): that
    * run's feedback (not final), and the schedule goes on with run `run`, due at `dueAt`. No
    * drift: it is due a whole number of periods after the run that ended was due, or at an
@@ -76,6 +83,8 @@ const STOPPED_REPORTED_REMOVED: AttemptDecision = Object.freeze({ kind: 'cancell
  * Decides what follows an attempt, from plain data: no store, no socket, no clock (`now` is
  * the time the attempt ended, `random` feeds the backoff's jitter). In order:
  *
+ * 0. A chain that threw `RateLimited`, with no cancel requested: `rate-limited` after its
+ *    seconds, whatever attempts are left (with a cancel requested: `cancelled`, no feedback).
  * 1. A failure (not a `CancelJob`) that is not unrecoverable (`UnrecoverableError`, an
  *    unknown job, args that do not decode), with no cancel requested and attempts left
  *    (`attempt < maxAttempt`): `retry` after `computeBackoff` of the job's policy, else the
@@ -94,6 +103,10 @@ export function decideAfterAttempt(
   now: number,
   random: () => number = Math.random,
 ): AttemptDecision {
+  if (outcome.kind === 'rate-limited') {
+    if (!job.cancelRequested) return { kind: 'rate-limited', delayMs: outcome.seconds * 1000 }
+    return settings.removeCancelledJobs ? STOPPED_REMOVED : STOPPED_KEPT
+  }
   if (
     outcome.kind === 'error' &&
     !outcome.cancelled &&

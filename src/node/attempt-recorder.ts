@@ -26,6 +26,11 @@ export interface RecorderContext {
   readonly outbox: Pick<FeedbackOutbox, 'add'>
   /** Tells the job's distributor that it waits out a retry backoff (it leaves the node's window). */
   waiting(job: LiveJob): void
+  /**
+   * Tells the job's distributor that it pushed back: it waits here `seconds`, out of the
+   * node's window, and the distributor holds back its name (or key) as long.
+   */
+  rateLimited(job: LiveJob, seconds: number): void
   /** Retries are counted here, per job name. */
   readonly stats: Pick<NodeJobStats, 'of'>
 }
@@ -65,6 +70,8 @@ export class AttemptRecorder {
     switch (decision.kind) {
       case 'retry':
         return this.retry(job, decision.delayMs, error as SerializedError, now)
+      case 'rate-limited':
+        return this.pushedBack(job, decision.delayMs, now)
       case 'cancelled': {
         // The application cancelled it while it ran. A periodic run that succeeded still
         // reports that run; otherwise there is no feedback, only the cancel.
@@ -95,6 +102,22 @@ export class AttemptRecorder {
       () => job.store.updateJob(job.id, patch),
       () => {
         if (this.cancels.reschedule(job)) this.ctx.waiting(job)
+      },
+    )
+  }
+
+  /** The attempt is given back: the job runs again after the pause, with the same number. */
+  private pushedBack(job: LiveJob, delayMs: number, now: number): Promise<void> | undefined {
+    job.status = JobStatus.ERROR
+    job.attempt--
+    job.dueAt = now + delayMs
+    this.ctx.log.debug({ id: job.id, job: job.name, attempt: job.attempt, delayMs }, 'rate limited; paused')
+    const patch: JobPatch = { status: job.status, dueAt: job.dueAt, attempt: job.attempt }
+    return this.outage.persist(
+      job.store,
+      () => job.store.updateJob(job.id, patch),
+      () => {
+        if (this.cancels.reschedule(job)) this.ctx.rateLimited(job, delayMs / 1000)
       },
     )
   }

@@ -367,12 +367,14 @@ export class AttemptRunner {
       const outcome: ChainOutcome =
         result.kind === 'success'
           ? { kind: 'success', cancelled: result.cancelled }
-          : {
-              kind: 'error',
-              cancelled: result.cancelled,
-              error: deserializeError(result.error),
-              unrecoverable: result.unrecoverable,
-            }
+          : result.kind === 'rate-limited'
+            ? { kind: 'rate-limited', cancelled: false, seconds: result.seconds as number }
+            : {
+                kind: 'error',
+                cancelled: result.cancelled,
+                error: deserializeError(result.error),
+                unrecoverable: result.unrecoverable,
+              }
       return { outcome, args: decodeArgs(result.args) }
     } catch (err) {
       const error = coerceError(err)

@@ -1,4 +1,4 @@
-import { CancelJob, coerceError, ErrorCode, serializeError } from '../errors.js'
+import { CancelJob, coerceError, ErrorCode, MAX_RATE_LIMIT_SECONDS, serializeError } from '../errors.js'
 import type { JobArgsObject } from '../protocol/args.js'
 import { JobStatus } from '../storage/store.js'
 import type { JobContext, JobDefinition, NamedStep } from './registry.js'
@@ -7,6 +7,8 @@ import type { JobContext, JobDefinition, NamedStep } from './registry.js'
 export type ChainOutcome =
   | { kind: 'success'; cancelled: boolean }
   | { kind: 'error'; cancelled: boolean; error: unknown; unrecoverable: boolean }
+  /** A step (or an errback) threw `RateLimited`: the attempt does not count; again after `seconds`. */
+  | { kind: 'rate-limited'; cancelled: false; seconds: number }
 
 /**
  * By code rather than instanceof: job files may import another copy of this package than
@@ -18,6 +20,23 @@ function hasCode(err: unknown, code: string): boolean {
 
 export function isCancel(err: unknown): boolean {
   return err instanceof CancelJob || hasCode(err, ErrorCode.JOB_CANCELLED)
+}
+
+/**
+ * The pause a thrown `RateLimited` asks for, by code (see hasCode), or undefined: anything
+ * else, or one whose seconds are out of range (then it is a failure like any other).
+ */
+export function rateLimitOf(err: unknown): number | undefined {
+  if (!hasCode(err, ErrorCode.RATE_LIMITED)) return undefined
+  const seconds = (err as { seconds?: unknown }).seconds
+  return typeof seconds === 'number' && seconds > 0 && seconds <= MAX_RATE_LIMIT_SECONDS ? seconds : undefined
+}
+
+/** What a step that threw `err` ends the attempt with, when it does not fail it. */
+function signalled(err: unknown): ChainOutcome | undefined {
+  if (isCancel(err)) return CANCELLED
+  const seconds = rateLimitOf(err)
+  return seconds === undefined ? undefined : { kind: 'rate-limited', cancelled: false, seconds }
 }
 
 export function isUnrecoverable(err: unknown): boolean {
@@ -49,7 +68,8 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
  * Runs one attempt: the job, then its callbacks in order, all on the same `args`. A step
  * that throws stops the chain, sets `args.error` and runs the errbacks in order; an errback
  * that throws sets `args.errbackError` and skips the rest. CancelJob in the job or a
- * callback is a cancelled success; in an errback, a cancelled error.
+ * callback is a cancelled success; in an errback, a cancelled error. RateLimited in any
+ * step ends the attempt as rate-limited (in the job or a callback, no errback runs).
  *
  * The outcome comes back synchronously while every step does: most jobs are synchronous,
  * and a promise per attempt (plus the node's awaits on it) costs more than such a job. The
@@ -73,7 +93,7 @@ export function runChain(
       if (isThenable(next)) return continueChain(def, args, ctx, lastAttempt, signal, next, step + 1)
     }
   } catch (err) {
-    return isCancel(err) ? CANCELLED : runErrbacks(def, args, ctx, lastAttempt, signal, err)
+    return signalled(err) ?? runErrbacks(def, args, ctx, lastAttempt, signal, err)
   }
   return SUCCEEDED
 }
@@ -95,7 +115,7 @@ async function continueChain(
       await settle((def.callbacks[step] as NamedStep).fn(args, ctx))
     }
   } catch (err) {
-    return isCancel(err) ? CANCELLED : runErrbacks(def, args, ctx, lastAttempt, signal, err)
+    return signalled(err) ?? runErrbacks(def, args, ctx, lastAttempt, signal, err)
   }
   return SUCCEEDED
 }
@@ -122,6 +142,8 @@ async function runErrbacks(
       if (isThenable(result)) await settle(result)
     } catch (err) {
       if (isCancel(err)) return { kind: 'error', cancelled: true, error: failure, unrecoverable }
+      const seconds = rateLimitOf(err)
+      if (seconds !== undefined) return { kind: 'rate-limited', cancelled: false, seconds }
       args['errbackError'] = serializeError(err)
       break
     }

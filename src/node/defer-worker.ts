@@ -3,7 +3,7 @@
  * runs one chain at a time, so CPU-heavy work stays off the node's event loop.
  */
 import { parentPort, workerData } from 'node:worker_threads'
-import { CancelJob, serializeError } from '../errors.js'
+import { CancelJob, RateLimited, serializeError } from '../errors.js'
 import { createLogger, type LogLevel } from '../logger.js'
 import { decodeArgs } from '../protocol/args.js'
 import { pack } from '../protocol/msgpack.js'
@@ -45,6 +45,9 @@ async function run(task: Extract<ToWorker, { type: 'run' }>): Promise<void> {
     cancel: () => {
       throw new CancelJob()
     },
+    rateLimit: (seconds) => {
+      throw new RateLimited(seconds)
+    },
     // Checked here, so that the step that reported a bad value is the one that throws.
     progress: (value) => post({ type: 'progress', id: task.id, value: checkProgress(value) }),
   }
@@ -59,12 +62,22 @@ async function run(task: Extract<ToWorker, { type: 'run' }>): Promise<void> {
       cancelled: outcome.cancelled,
       error: outcome.kind === 'error' ? serializeError(outcome.error) : undefined,
       unrecoverable: outcome.kind === 'error' && outcome.unrecoverable,
+      seconds: outcome.kind === 'rate-limited' ? outcome.seconds : undefined,
       args: pack(args),
     })
   } catch (err) {
     const error = serializeError(err)
     args['error'] = error
-    post({ type: 'done', id: task.id, kind: 'error', cancelled: false, error, unrecoverable: false, args: pack(args) })
+    post({
+      type: 'done',
+      id: task.id,
+      kind: 'error',
+      cancelled: false,
+      error,
+      unrecoverable: false,
+      seconds: undefined,
+      args: pack(args),
+    })
   } finally {
     controllers.delete(task.id)
   }

@@ -1,4 +1,4 @@
-import { CancelJob } from '../errors.js'
+import { CancelJob, RateLimited } from '../errors.js'
 import type { ProgressValue } from '../protocol/messages.js'
 import type { Logger } from '../logger.js'
 import { checkProgress } from '../protocol/progress-value.js'
@@ -79,6 +79,10 @@ export class AttemptContext implements JobContext {
 
   cancel(): never {
     throw new CancelJob()
+  }
+
+  rateLimit(seconds: number): never {
+    throw new RateLimited(seconds)
   }
 
   /** The plain data, for a worker thread (functions and signals do not cross threads). */

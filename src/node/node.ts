@@ -222,6 +222,8 @@ export class Node extends TypedEmitter<NodeEventMap> {
         builder: this.builder,
         outbox: this.outbox,
         waiting: (job) => linkFor(job.distributor)?.send({ type: MessageType.WAITING, ids: [job.id] }),
+        rateLimited: (job, seconds) =>
+          linkFor(job.distributor)?.send({ type: MessageType.RATE_LIMITED, id: job.id, seconds }),
         stats: this.jobStats,
       },
       this.live,
@@ -453,6 +455,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
       case MessageType.FEEDBACK:
       case MessageType.CANCEL_RESULT:
       case MessageType.WAITING:
+      case MessageType.RATE_LIMITED:
       case MessageType.ADMIN_RESULT:
       case MessageType.PROGRESS:
         throw new ProtocolError(`unexpected '${message.type}' from a distributor`)

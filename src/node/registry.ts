@@ -54,6 +54,12 @@ export interface JobContext {
   /** Ends the job as cancelled (same as `throw new CancelJob()`). */
   cancel(): never
   /**
+   * Pushes back (an upstream answered 429): ends the attempt without counting it, runs the
+   * job again after `seconds` (0 < seconds <= 86,400, else InvalidArgumentError), and holds
+   * back its name (or key) at its distributor meanwhile. Same as `throw new RateLimited(seconds)`.
+   */
+  rateLimit(seconds: number): never
+  /**
    * Reports how far the job got: a finite number or a small plain object (at most 16 KiB
    * as msgpack; else InvalidArgumentError). Coalesced to about ten a second per job, the
    * latest value winning; the last one reaches the caller before the run's feedback.

@@ -4,10 +4,11 @@ import { Worker } from 'node:worker_threads'
 import { coerceError, ConnectionClosedError, deserializeError, JobFileError, type SerializedError } from '../errors.js'
 import type { Logger, LogLevel } from '../logger.js'
 import type { ProgressValue } from '../protocol/messages.js'
+import type { ChainOutcome } from './chain-runner.js'
 import type { JobContext } from './registry.js'
 
 /** The plain-data part of a JobContext (functions and signals do not cross threads). */
-export type WorkerContext = Omit<JobContext, 'signal' | 'log' | 'cancel' | 'progress'>
+export type WorkerContext = Omit<JobContext, 'signal' | 'log' | 'cancel' | 'rateLimit' | 'progress'>
 
 export type ToWorker =
   | {
@@ -28,10 +29,12 @@ export type FromWorker =
   | {
       type: 'done'
       id: string
-      kind: 'success' | 'error'
+      kind: ChainOutcome['kind']
       cancelled: boolean
       error: SerializedError | undefined
       unrecoverable: boolean
+      /** The pause of a rate-limited attempt. */
+      seconds: number | undefined
       args: Uint8Array
     }
 

@@ -38,6 +38,11 @@ export const MessageType = {
   /** node → distributor: these jobs wait out a retry backoff here; they hold no slot of my window. */
   WAITING: 'waiting',
   /**
+   * node → distributor: this job pushed back (ctx.rateLimit): it waits here `seconds`, out
+   * of my window; hold back its name (or its key) as long.
+   */
+  RATE_LIMITED: 'rate-limited',
+  /**
    * distributor → node: this member now answers for these gone members of its group (it
    * adopted their spools): their jobs' feedback comes here while they are not connected.
    */
@@ -237,6 +242,14 @@ export interface WaitingMessage {
   ids: string[]
 }
 
+/** A job that threw RateLimited: a `waiting`, plus the pause its name (or key) takes at its distributor. */
+export interface RateLimitedMessage {
+  type: typeof MessageType.RATE_LIMITED
+  id: string
+  /** In (0, 86,400]. */
+  seconds: number
+}
+
 export interface AnswersMessage {
   type: typeof MessageType.ANSWERS
   /** Member names of the sender's group. */
@@ -317,6 +330,7 @@ export type Message =
   | CancelMessage
   | CancelResultMessage
   | WaitingMessage
+  | RateLimitedMessage
   | AnswersMessage
   | AdminMessage
   | AdminResultMessage

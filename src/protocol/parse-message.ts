@@ -1,4 +1,4 @@
-import { ProtocolError, type SerializedError } from '../errors.js'
+import { MAX_RATE_LIMIT_SECONDS, ProtocolError, type SerializedError } from '../errors.js'
 import { DEFAULT_CRON_ZONE, parseCron } from '../scheduling/cron.js'
 import type { RetryPolicy } from '../scheduling/retry.js'
 import { shareEmptyArgs, type JobArgsObject } from './args.js'
@@ -438,6 +438,12 @@ export function parseMessage(value: unknown): Message {
     }
     case MessageType.WAITING:
       return { type, ids: strings(o, 'ids', p) }
+    case MessageType.RATE_LIMITED: {
+      const seconds = o['seconds']
+      if (typeof seconds !== 'number' || !(seconds > 0) || !(seconds <= MAX_RATE_LIMIT_SECONDS))
+        fail(`${p}.seconds`, `a number in (0, ${MAX_RATE_LIMIT_SECONDS}]`, seconds)
+      return { type, id: str(o, 'id', p), seconds }
+    }
     case MessageType.ANSWERS:
       return { type, names: strings(o, 'names', p) }
     case MessageType.ADMIN:

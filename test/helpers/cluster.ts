@@ -6,6 +6,7 @@ import { Distributor } from '../../src/distributor/distributor.js'
 import type { DistributorOptions } from '../../src/distributor/options.js'
 import { Node } from '../../src/node/node.js'
 import type { NodeOptions } from '../../src/node/options.js'
+import type { Clock } from '../../src/scheduling/clock.js'
 
 export const FIXTURE_JOBS = fileURLToPath(new URL('../fixtures/jobs', import.meta.url))
 export const JR_NODE_BIN = fileURLToPath(new URL('../../bin/jr-node.js', import.meta.url))
@@ -46,10 +47,13 @@ export async function startNode(
   distributor: Distributor,
   options: Partial<NodeOptions> & { name: string },
   settings: Partial<Config> = {},
+  /** The node's clock, when a test moves its time. */
+  clock?: Clock,
 ): Promise<Node> {
   const node = new Node(
     { distributors: [`127.0.0.1:${distributor.port}`], jobDirectory: FIXTURE_JOBS, ...options },
     config(settings),
+    clock,
   )
   res.add(node, (n) => n.close({ force: true }))
   const connected = distributor.waitFor('node:connect', (e) => e.node === options.name)

@@ -126,6 +126,11 @@ export const message: fc.Arbitrary<Message> = fc.oneof(
     outcome: fc.constantFrom('cancelled' as const, 'finished' as const, 'unknown' as const),
   }),
   fc.record({ type: fc.constant(MessageType.WAITING), ids: fc.array(text, { maxLength: 5 }) }),
+  fc.record({
+    type: fc.constant(MessageType.RATE_LIMITED),
+    id: text,
+    seconds: fc.double({ min: 0.001, max: 86_400, noNaN: true }),
+  }),
   fc.record({ type: fc.constant(MessageType.ANSWERS), names: fc.array(text, { maxLength: 5 }) }),
   fc.record({ type: fc.constant(MessageType.PROGRESS), items: fc.array(wireProgress, { maxLength: 4 }) }),
   fc.record({

@@ -4,11 +4,10 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { Distributor } from '../../src/distributor/distributor.js'
 import type { FeedbackInfo } from '../../src/distributor/feedback-handlers.js'
 import { ErrorCode, JobFailedError } from '../../src/errors.js'
-import { Node } from '../../src/node/node.js'
 import { PROGRESS_WINDOW_MS } from '../../src/node/progress-reporter.js'
 import { JobRegistry } from '../../src/node/registry.js'
 import type { ProgressValue } from '../../src/protocol/messages.js'
-import { Resources, allAccepted, config, startDistributor, startNode } from '../helpers/cluster.js'
+import { Resources, allAccepted, startDistributor, startNode } from '../helpers/cluster.js'
 import { FakeClock } from '../helpers/fake-clock.js'
 import { unique, useRedis } from '../helpers/shared-redis.js'
 import { within } from '../helpers/within.js'
@@ -54,13 +53,7 @@ describe('progress', () => {
     // The node's time moves only when the test moves it: the windows end when it says. A
     // minute ahead of the distributor's, so that the job is due at once.
     const clock = new FakeClock(Date.now() + 60_000)
-    const node = res.add(
-      new Node({ name: 'w1', distributors: [`127.0.0.1:${d.port}`], registry }, config(), clock),
-      (n) => n.close({ force: true }),
-    )
-    const connected = d.waitFor('node:connect', (e) => e.node === 'w1')
-    await node.start()
-    await connected
+    await startNode(res, d, { name: 'w1', registry }, {}, clock)
 
     const seen: (ProgressValue | 'success')[] = []
     const infos: FeedbackInfo[] = []

@@ -124,6 +124,36 @@ describe('decideAfterAttempt: failures', () => {
   })
 })
 
+describe('decideAfterAttempt: rate-limited', () => {
+  const pushedBack: ChainOutcome = { kind: 'rate-limited', cancelled: false, seconds: 2.5 }
+
+  it('is due again after its seconds, whatever attempts are left (even the last one)', () => {
+    expect(decideAfterAttempt(job({ attempt: 1 }), pushedBack, 1, defaults, NOW, never)).toEqual({
+      kind: 'rate-limited',
+      delayMs: 2_500,
+    })
+    expect(decideAfterAttempt(job({ attempt: 9 }), pushedBack, 3, defaults, NOW, never)).toEqual({
+      kind: 'rate-limited',
+      delayMs: 2_500,
+    })
+  })
+
+  it('a scheduled run is retried after the pause, not skipped', () => {
+    expect(decideAfterAttempt(job({ period: 1 }), pushedBack, 3, defaults, NOW + 10_000, never)).toEqual({
+      kind: 'rate-limited',
+      delayMs: 2_500,
+    })
+  })
+
+  it('a cancel requested while it ran ends it cancelled, with no feedback', () => {
+    expect(decideAfterAttempt(job({ cancelRequested: true }), pushedBack, 3, defaults, NOW, never)).toEqual({
+      kind: 'cancelled',
+      reportRun: false,
+      remove: true,
+    })
+  })
+})
+
 describe('decideAfterAttempt: one-shot jobs that end', () => {
   it('success completes the job, removed per removeDoneJobs', () => {
     expect(decideAfterAttempt(job(), succeeded, 10, defaults, NOW, never)).toEqual({

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { CancelJob } from '../../src/errors.js'
+import { CancelJob, ErrorCode, RateLimited } from '../../src/errors.js'
 import { runChain } from '../../src/node/chain-runner.js'
 import type { JobContext, JobDefinition, JobStep } from '../../src/node/registry.js'
 import { JobStatus } from '../../src/storage/store.js'
@@ -37,6 +37,81 @@ describe('runChain', () => {
       false,
     )
     expect(outcome).toEqual({ kind: 'success', cancelled: true })
+  })
+
+  it('RateLimited in the job or a callback ends the attempt rate-limited, with no errback', async () => {
+    const errbacks: string[] = []
+    const sync = runChain(
+      definition(
+        () => {
+          throw new RateLimited(2)
+        },
+        [],
+        [() => void errbacks.push('errback')],
+      ),
+      {},
+      context(),
+      false,
+    )
+    expect(sync).toEqual({ kind: 'rate-limited', cancelled: false, seconds: 2 })
+    const later = runChain(
+      definition(
+        async () => {},
+        [
+          async () => {
+            throw new RateLimited(0.5)
+          },
+        ],
+        [() => void errbacks.push('errback')],
+      ),
+      {},
+      context(),
+      false,
+    )
+    await expect(later).resolves.toEqual({ kind: 'rate-limited', cancelled: false, seconds: 0.5 })
+    expect(errbacks).toEqual([])
+  })
+
+  it('RateLimited in an errback ends the attempt rate-limited: the failure it handled does not count', async () => {
+    const args: Record<string, unknown> = {}
+    const outcome = runChain(
+      definition(
+        () => {
+          throw new Error('upstream answered 429')
+        },
+        [],
+        [
+          () => {
+            throw new RateLimited(3)
+          },
+        ],
+      ),
+      args,
+      context(),
+      true,
+    )
+    await expect(outcome).resolves.toEqual({ kind: 'rate-limited', cancelled: false, seconds: 3 })
+  })
+
+  it('a rate limit thrown by code (another copy of the package) counts; one with seconds out of range is a failure', async () => {
+    const byCode = runChain(
+      definition(() => {
+        throw Object.assign(new Error('x'), { code: ErrorCode.RATE_LIMITED, seconds: 1 })
+      }),
+      {},
+      context(),
+      false,
+    )
+    expect(byCode).toEqual({ kind: 'rate-limited', cancelled: false, seconds: 1 })
+    const bad = await runChain(
+      definition(() => {
+        throw Object.assign(new Error('x'), { code: ErrorCode.RATE_LIMITED, seconds: -1 })
+      }),
+      {},
+      context(),
+      false,
+    )
+    expect(bad).toMatchObject({ kind: 'error', cancelled: false })
   })
 
   it('goes on asynchronously after the first step that returns a promise, in order', async () => {

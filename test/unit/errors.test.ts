@@ -9,6 +9,7 @@ import {
   AdminUnreachableError,
   AuthError,
   CancelJob,
+  RateLimited,
   coerceError,
   ConnectionClosedError,
   deserializeError,
@@ -61,6 +62,7 @@ function oneOfEach(): Error[] {
     new JobFailedError('j', 'id1', { error: { message: 'boom' } }),
     new TimeoutError(1.5),
     new CancelJob(),
+    new RateLimited(2.5),
     new UnrecoverableError('retrying will not help'),
     new DistributorClosedError(),
     new NotReadyError(),
@@ -94,8 +96,19 @@ describe('error classes', () => {
     expect(new Set(Object.values(ERROR_CLASSES)).size).toBe(Object.keys(ERROR_CLASSES).length)
   })
 
-  it('all are JobsErrors but CancelJob, a signal', () => {
-    for (const err of oneOfEach()) expect(err instanceof JobsError, err.name).toBe(!(err instanceof CancelJob))
+  it('all are JobsErrors but CancelJob and RateLimited, signals', () => {
+    for (const err of oneOfEach())
+      expect(err instanceof JobsError, err.name).toBe(!(err instanceof CancelJob || err instanceof RateLimited))
+  })
+
+  it('RateLimited takes seconds in (0, 86400], else InvalidArgumentError naming them; a rebuilt one keeps them', () => {
+    expect(new RateLimited(86_400).seconds).toBe(86_400)
+    for (const bad of [0, -1, Number.NaN, Number.POSITIVE_INFINITY, 86_401, '2' as unknown as number])
+      expect(() => new RateLimited(bad), String(bad)).toThrow(/'seconds' of rateLimit/)
+    expect(() => new RateLimited(0)).toThrow(InvalidArgumentError)
+    const copy = deserializeError(serializeError(new RateLimited(0.25))) as RateLimited
+    expect(copy).toBeInstanceOf(RateLimited)
+    expect(copy.seconds).toBe(0.25)
   })
 
   it('messages are lowercase', () => {

@@ -331,7 +331,7 @@ describe('rate limits', () => {
         if (due) pass()
       }
     }
-    return { route, dispatched, run, passes: () => passes, clock }
+    return { route, dispatched, run, passes: () => passes, clock, limits, due: () => due }
   }
 
   it('300 jobs at { max: 50, per: 1 }: no window of 1 s holds more than 50, and one pass per window', () => {
@@ -361,6 +361,44 @@ describe('rate limits', () => {
       { key: 'a', at: 1000 },
     ])
     expect(t.route.held(1000)).toEqual({ jobs: 0, keys: 0 })
+  })
+
+  it('a push-back pauses its key of a name limited per key until its end, with one wake; the others go', () => {
+    const t = rated({ concurrency: 10, perKey: true, rate: undefined })
+    const start = t.clock.now()
+    const pushed = job('call', 'a')
+    t.limits.pushBack(pushed, start + 1500)
+    // An earlier end does not shorten it.
+    t.limits.pushBack(pushed, start + 500)
+    for (let i = 0; i < 2; i++) t.route.push(job('call', 'a'))
+    t.route.push(job('call', 'b'))
+    expect(t.route.held(start)).toEqual({ jobs: 2, keys: 1 })
+    t.run()
+    expect(t.dispatched).toEqual([
+      { key: 'b', at: 0 },
+      { key: 'a', at: 1500 },
+      { key: 'a', at: 1500 },
+    ])
+    expect(t.passes()).toBe(2)
+    expect(t.limits.pausedNames.size).toBe(0)
+  })
+
+  it('a push-back of a name without a limit (or limited in total) pauses the whole name, one timer, extended by a later end', () => {
+    const t = rated({ concurrency: 10, perKey: true, rate: undefined })
+    const start = t.clock.now()
+    // The pass that setting the limit asked for.
+    t.run()
+    t.limits.pushBack(job('other'), start + 1000)
+    t.limits.pushBack(job('other'), start + 2000)
+    t.limits.pushBack(job('other'), start + 1500)
+    expect([...t.limits.pausedNames.keys()]).toEqual(['other'])
+    t.clock.advanceTo(start + 1999)
+    expect(t.limits.pausedNames.size).toBe(1)
+    expect(t.due()).toBe(false)
+    t.clock.advanceTo(start + 2000)
+    expect(t.limits.pausedNames.size).toBe(0)
+    expect(t.due()).toBe(true)
+    expect(t.clock.nextTimerAt).toBeUndefined()
   })
 
   it('shows jobs held by the rate; a rate changed at run time keeps the times that count', () => {

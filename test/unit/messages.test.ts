@@ -113,6 +113,7 @@ const SAMPLES = {
   [MessageType.CANCEL]: { type: MessageType.CANCEL, id: 'job-1' },
   [MessageType.CANCEL_RESULT]: { type: MessageType.CANCEL_RESULT, id: 'job-1', outcome: 'finished' },
   [MessageType.WAITING]: { type: MessageType.WAITING, ids: ['job-1', 'job-2'] },
+  [MessageType.RATE_LIMITED]: { type: MessageType.RATE_LIMITED, id: 'job-1', seconds: 2.5 },
   [MessageType.ANSWERS]: { type: MessageType.ANSWERS, names: ['web-2'] },
   [MessageType.ADMIN]: {
     type: MessageType.ADMIN,
@@ -434,6 +435,16 @@ describe('parseMessage rejects', () => {
       'rejected: message missing',
       { type: 'rejected', seq: 1, ids: [], code: 'X' },
       "'rejected.message' must be a string",
+    ],
+    [
+      'rate-limited: a pause past a day',
+      { type: 'rate-limited', id: 'j', seconds: 86_401 },
+      "'rate-limited.seconds' must be a number in (0, 86400], got number",
+    ],
+    [
+      'rate-limited: no pause',
+      { type: 'rate-limited', id: 'j', seconds: 0 },
+      "'rate-limited.seconds' must be a number in (0, 86400], got number",
     ],
     ['state: accepting as a string', { type: 'state', accepting: 'true' }, "'state.accepting' must be a boolean"],
     [
