@@ -18,6 +18,12 @@ export const SLOT_TABLE_SHRINK_ABOVE = 1024
 const IDS_PER_FILL = 512
 
 const CODES = Uint16Array.from(urlAlphabet, (c) => c.charCodeAt(0))
+/**
+ * The first character's symbols: the alphabet without '-', so that no id reads as an option
+ * on a command line (`jr job ID`). '-' maps to another symbol: that one comes twice as often
+ * in the first place, a loss of 0.02 bits of the 96.
+ */
+const FIRST_CODES = CODES.map((code) => (code === 45 ? 95 : code))
 /** Character code → its symbol's value, -1 off the alphabet. */
 const VALUES = new Int8Array(128).fill(-1)
 for (const [value, code] of CODES.entries()) VALUES[code] = value
@@ -49,7 +55,7 @@ export function newJobId(slot: number): string {
   offset += RANDOM_CHARS
   // 64 symbols: the low 6 bits of each random byte pick one without bias.
   return String.fromCharCode(
-    CODES[b[o]! & 63]!,
+    FIRST_CODES[b[o]! & 63]!,
     CODES[b[o + 1]! & 63]!,
     CODES[b[o + 2]! & 63]!,
     CODES[b[o + 3]! & 63]!,

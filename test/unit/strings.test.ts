@@ -23,6 +23,13 @@ describe('newJobId', () => {
     expect(seen.size).toBe(64)
   })
 
+  it('never starts with a dash (an id must not read as an option on a command line)', () => {
+    const firsts = new Set<string>()
+    for (let i = 0; i < 5000; i++) firsts.add(newJobId(0)[0] as string)
+    expect(firsts.has('-')).toBe(false)
+    expect(firsts.size).toBe(63)
+  })
+
   it('names its slot, read back by slotOf', () => {
     for (const slot of [0, 1, 63, 64, 4095, 4096, 1_000_000, MAX_SLOTS - 1]) expect(slotOf(newJobId(slot))).toBe(slot)
   })
