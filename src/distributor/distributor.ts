@@ -166,6 +166,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
           this.admit(name, args, resolved, onSuccess, onError, Date.now()),
         cancel: (id) => this.cancel(id),
         runClosure: (job, closure, args) => void this.feedback.runClosure(job, closure, args),
+        watchProgress: (job, onProgress) => this.progress.watch(job, onProgress),
       },
       new LocalUniqueKeys({ after, cancelTimer }),
     )

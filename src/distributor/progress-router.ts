@@ -41,9 +41,24 @@ export class ProgressRouter {
     private readonly handlers: ReadonlyMap<string, FeedbackHandlers>,
   ) {}
 
-  /** `job` was enqueued with `onProgress`. */
+  /**
+   * `job` was enqueued with `onProgress`, or a caller joined to it (a unique key) gave one:
+   * each is called, in the order they came.
+   */
   watch(job: TrackedJob, onProgress: ProgressCallback): void {
-    this.kept.set(job, { onProgress, value: undefined })
+    const kept = this.kept.get(job)
+    const before = kept?.onProgress
+    const callback: ProgressCallback =
+      before === undefined
+        ? onProgress
+        : (value, info) => {
+            try {
+              before(value, info)
+            } finally {
+              onProgress(value, info)
+            }
+          }
+    this.kept.set(job, { onProgress: callback, value: kept?.value })
   }
 
   /** The last value seen of `job`, undefined before any. */

@@ -3,6 +3,7 @@ import type { ProgressValue } from '../protocol/messages.js'
 import type { JobArgsObject } from '../protocol/args.js'
 import { isScheduled } from '../scheduling/cron.js'
 import type { JobHandle } from './job-handle.js'
+import type { ProgressCallback } from './progress-router.js'
 import { NO_JOB_OPTIONS, type JobOptions, type ResolvedEnqueueOptions } from './options.js'
 import type { FeedbackCallback, TrackedJob } from './tracked-job.js'
 import { decideUnique, type ResolvedUniqueOptions, type UniqueResult } from './unique.js'
@@ -22,6 +23,8 @@ export interface UniqueJobsContext {
   cancel(id: string): Promise<boolean>
   /** Runs a closure with a result, reporting what it throws as any feedback closure's. */
   runClosure(job: TrackedJob, closure: FeedbackCallback | undefined, args: JobArgsObject): void
+  /** A joined caller's `onProgress` hears the shared job's progress too. */
+  watchProgress(job: TrackedJob, onProgress: ProgressCallback): void
 }
 
 /** The closures of every caller joined to one job: the job's own closures run them all. */
@@ -77,6 +80,7 @@ export class UniqueJobs {
       return new UniqueHandle(job, key, 'replaced')
     }
     this.join(holder, onSuccess, onError)
+    if (resolved.onProgress !== undefined) this.ctx.watchProgress(holder, resolved.onProgress)
     if (decision === 'join') return new UniqueHandle(holder, key, 'deduplicated')
     holder.args = args
     holder.dueAt = resolved.dueAt

@@ -53,6 +53,24 @@ describe('unique jobs, until finished', () => {
     await third.done
   })
 
+  it("a joined caller's onProgress hears the shared job's progress, as the first caller's does", async () => {
+    const d = await startDistributor(res)
+    await startNode(res, d, { name: 'w1' })
+    const heard: { who: string; done: number }[] = []
+    const hear = (who: string) => (value: unknown) => void heard.push({ who, done: (value as { done: number }).done })
+    const first = d.enqueue('progress_burst', { n: 3 }, { unique: { key: 'p' }, onProgress: hear('first') })
+    const second = d.enqueue('progress_burst', { n: 3 }, { unique: { key: 'p' }, onProgress: hear('second') })
+    expect(second.unique?.outcome).toBe('deduplicated')
+    await Promise.all([first.done, second.done])
+    // The burst is coalesced (the first value at once, the last before the result): each
+    // caller hears the same values, the first caller's closure first.
+    const of = (who: string) => heard.filter((h) => h.who === who).map((h) => h.done)
+    expect(of('first').at(-1)).toBe(3)
+    expect(of('second')).toEqual(of('first'))
+    expect(heard[0]?.who).toBe('first')
+    expect(second.progress).toEqual({ done: 3, of: 3 })
+  })
+
   it('keys are per job name, and a job without a key is never joined', async () => {
     const d = await startDistributor(res)
     const echo = d.enqueue('echo', {}, { unique: { key: 'k' } })
