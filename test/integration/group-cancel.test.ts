@@ -5,7 +5,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest'
 import type { Distributor } from '../../src/distributor/distributor.js'
-import { Resources, startDistributor, startNode } from '../helpers/cluster.js'
+import { allAccepted, Resources, startDistributor, startNode } from '../helpers/cluster.js'
 import { unique, useRedis } from '../helpers/shared-redis.js'
 import { within } from '../helpers/within.js'
 
@@ -47,7 +47,9 @@ describe('cancel from any member of a group', () => {
     const node = await startNode(res, a, { name: unique('durable'), storage: redis.url })
     const cancelledOnNode = node.waitFor('job:cancelled')
     const handle = a.enqueue('noop', {}, { after: 3600 })
-    await handle.persisted
+    // Accepted by the node, not only spooled: a job still waiting at a would be cancelled
+    // there, and the node would have nothing to cancel.
+    await within(allAccepted(a, [handle]), 'the node to accept it')
     expect(await within(b.cancel(handle.id), 'the cancel from b')).toBe(true)
     expect((await within(cancelledOnNode, 'the node to cancel it')).id).toBe(handle.id)
     await within(handle.done, 'done at a')
