@@ -189,9 +189,10 @@ describe('time: delayed, scheduled and periodic jobs', () => {
     await allAccepted(d, [handle])
     await runUntil(clock, ran)
     const first = feedback[0]?.['dueAt'] as number
-    // Whole seconds (an every-second expression), one apart; each run knows the next one.
+    // Whole seconds (an every-second expression), one apart; each run knows the next one. A
+    // third run's result may have come too while the clock ran on (see below).
     expect(first % 1000).toBe(0)
-    expect(feedback).toEqual([
+    expect(feedback.slice(0, 2)).toEqual([
       { run: 1, attempt: 1, dueAt: first, nextDueAt: first + 1000, cron: '* * * * * *' },
       { run: 2, attempt: 1, dueAt: first + 1000, nextDueAt: first + 2000, cron: '* * * * * *' },
     ])
