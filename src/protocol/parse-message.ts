@@ -1,7 +1,7 @@
-import { MAX_RATE_LIMIT_SECONDS, ProtocolError, type SerializedError } from '../errors.js'
+import { MAX_RATE_LIMIT_SECONDS, ProtocolError } from '../errors.js'
 import { DEFAULT_CRON_ZONE, parseCron } from '../scheduling/cron.js'
 import type { RetryPolicy } from '../scheduling/retry.js'
-import { shareEmptyArgs, type JobArgsObject } from './args.js'
+import { shareEmptyArgs } from './args.js'
 import {
   MessageType,
   type JobRunOptions,
@@ -10,107 +10,37 @@ import {
   type HelloMessage,
   type WelcomeMessage,
   type Message,
-  type AdminRequest,
-  type AdminResultMessage,
-  type NodeJobView,
-  type ProgressValue,
   type WireProgress,
   NotAcceptingReason,
 } from './messages.js'
-import { isPlainMap } from './progress-value.js'
+import { adminRequest, adminResult } from './parse-admin.js'
+import {
+  bool,
+  bytes,
+  bytesV,
+  fail,
+  list,
+  num,
+  numV,
+  obj,
+  type Obj,
+  oneOf,
+  optional,
+  plainMap,
+  posInt,
+  posIntV,
+  progressValue,
+  type Reader,
+  str,
+  strV,
+  strings,
+  tuple,
+} from './wire-values.js'
 
 /**
  * Validation of what peers send: decoded msgpack is `unknown` until it passes through
  * parseMessage(). Also the wire forms the encoder shares with it (run options, flags).
  */
-
-// Decoded msgpack is `unknown` until it passes through parseMessage(); each
-// reader names the offending field so a log line says exactly what a peer got wrong.
-
-type Obj = Record<string, unknown>
-
-function fail(path: string, expected: string, got: unknown): never {
-  const shown = got === null ? 'null' : Array.isArray(got) ? 'array' : typeof got
-  throw new ProtocolError(`'${path}' must be ${expected}, got ${shown}`)
-}
-
-function obj(value: unknown, path: string): Obj {
-  if (typeof value !== 'object' || value === null || Array.isArray(value) || value instanceof Uint8Array) {
-    fail(path, 'a map', value)
-  }
-  return value as Obj
-}
-
-// Value checkers name the field by `path`; the Obj readers below are them applied to a key.
-
-function strV(v: unknown, path: string): string {
-  if (typeof v !== 'string') fail(path, 'a string', v)
-  return v
-}
-
-function numV(v: unknown, path: string): number {
-  if (typeof v !== 'number' || !Number.isFinite(v)) fail(path, 'a finite number', v)
-  return v
-}
-
-function posIntV(v: unknown, path: string): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) fail(path, 'a non-negative integer', v)
-  return v
-}
-
-function bytesV(v: unknown, path: string): Uint8Array {
-  if (!(v instanceof Uint8Array)) fail(path, 'binary', v)
-  return v
-}
-
-function str(o: Obj, key: string, path: string): string {
-  return strV(o[key], `${path}.${key}`)
-}
-
-function num(o: Obj, key: string, path: string): number {
-  return numV(o[key], `${path}.${key}`)
-}
-
-function posInt(o: Obj, key: string, path: string): number {
-  return posIntV(o[key], `${path}.${key}`)
-}
-
-function bool(o: Obj, key: string, path: string): boolean {
-  const v = o[key]
-  if (typeof v !== 'boolean') fail(`${path}.${key}`, 'a boolean', v)
-  return v
-}
-
-function bytes(o: Obj, key: string, path: string): Uint8Array {
-  return bytesV(o[key], `${path}.${key}`)
-}
-
-/** An array of `min` to `max` items: the wire form of the per-job records. */
-function tuple(value: unknown, path: string, min: number, max: number): unknown[] {
-  if (!Array.isArray(value)) fail(path, `an array of ${min === max ? min : `${min} to ${max}`} items`, value)
-  if (value.length < min || value.length > max) {
-    throw new ProtocolError(`'${path}' must have ${min === max ? min : `${min} to ${max}`} items, got ${value.length}`)
-  }
-  return value
-}
-
-function arr(o: Obj, key: string, path: string): unknown[] {
-  const v = o[key]
-  if (!Array.isArray(v)) fail(`${path}.${key}`, 'an array', v)
-  return v
-}
-
-function strings(o: Obj, key: string, path: string): string[] {
-  const list = arr(o, key, path)
-  for (let i = 0; i < list.length; i++) {
-    if (typeof list[i] !== 'string') fail(`${path}.${key}[${i}]`, 'a string', list[i])
-  }
-  return list as string[]
-}
-
-function optional<T>(o: Obj, key: string, read: (o: Obj, key: string, path: string) => T, path: string): T | undefined {
-  return o[key] === undefined || o[key] === null ? undefined : read(o, key, path)
-}
 
 function retryPolicy(o: Obj, key: string, path: string): RetryPolicy {
   const p = obj(o[key], `${path}.${key}`)
@@ -131,8 +61,6 @@ function retryPolicy(o: Obj, key: string, path: string): RetryPolicy {
       return fail(`${where}.strategy`, "'linear', 'fixed' or 'exponential'", p['strategy'])
   }
 }
-
-type Reader<T> = (o: Obj, key: string, path: string) => T
 
 /**
  * How each option a job carries is read off the wire, in wire order. Its type makes it the
@@ -239,18 +167,6 @@ function wireFeedback(value: unknown, path: string): WireFeedback {
   }
 }
 
-/** Args reach feedback closures: a map, never a Date, Set or other value msgpackr can make. */
-function plainMap(value: unknown, path: string): JobArgsObject {
-  const o = obj(value, path)
-  if (!isPlainMap(o)) fail(path, 'a map', value)
-  return o
-}
-
-/** A progress value reaches closures too: a finite number or a plain map (size is the node's to bound). */
-function progressValue(value: unknown, path: string): ProgressValue {
-  return typeof value === 'number' ? numV(value, path) : plainMap(value, path)
-}
-
 function wireProgress(value: unknown, path: string): WireProgress {
   const t = tuple(value, path, 4, 4)
   return {
@@ -265,13 +181,6 @@ export function feedbackFlags(f: WireFeedback): number {
   return (f.kind === 'error' ? ERROR_KIND : 0) | (f.final ? FINAL : 0) | (f.cancelled ? CANCELLED : 0)
 }
 
-function list<T>(o: Obj, key: string, path: string, read: (v: unknown, path: string) => T): T[] {
-  const items = arr(o, key, path)
-  const out = new Array<T>(items.length)
-  for (let i = 0; i < items.length; i++) out[i] = read(items[i], `${path}.${key}[${i}]`)
-  return out
-}
-
 /** The optional fields hello and welcome share: a proof of the secret, a frame limit. */
 function handshakeExtras<M extends { proof?: Uint8Array; maxFrameSize?: number }>(o: Obj, p: string, message: M): M {
   const proof = optional(o, 'proof', bytes, p)
@@ -282,87 +191,6 @@ function handshakeExtras<M extends { proof?: Uint8Array; maxFrameSize?: number }
 }
 
 const NOT_ACCEPTING_REASONS = Object.values(NotAcceptingReason)
-const NODE_JOB_KINDS = ['running', 'scheduled', 'periodic', 'failed'] as const
-
-function oneOf<T extends string>(value: unknown, path: string, allowed: readonly T[]): T {
-  if (typeof value === 'string' && (allowed as readonly string[]).includes(value)) return value as T
-  return fail(path, allowed.map((a) => `'${a}'`).join(' or '), value)
-}
-
-function adminRequest(value: unknown, p: string): AdminRequest {
-  const o = obj(value, p)
-  switch (o['op']) {
-    case 'list': {
-      const request: AdminRequest = {
-        op: 'list',
-        kind: oneOf(o['kind'], `${p}.kind`, NODE_JOB_KINDS),
-        limit: posInt(o, 'limit', p),
-      }
-      const cursor = optional(o, 'cursor', str, p)
-      if (cursor !== undefined) request.cursor = cursor
-      return request
-    }
-    case 'job':
-      return { op: 'job', id: str(o, 'id', p) }
-    case 'retry':
-      return { op: 'retry', id: str(o, 'id', p) }
-    case 'quiet':
-      return { op: 'quiet', quiet: bool(o, 'quiet', p) }
-    default:
-      return fail(`${p}.op`, "'list', 'job', 'retry' or 'quiet'", o['op'])
-  }
-}
-
-function serializedError(o: Obj, key: string, p: string): SerializedError {
-  const e = obj(o[key], `${p}.${key}`)
-  const where = `${p}.${key}`
-  const err: SerializedError = { name: str(e, 'name', where), message: str(e, 'message', where) }
-  const stack = optional(e, 'stack', str, where)
-  if (stack !== undefined) err.stack = stack
-  const code = optional(e, 'code', str, where)
-  if (code !== undefined) err.code = code
-  return err
-}
-
-function nodeJobView(value: unknown, p: string): NodeJobView {
-  const o = obj(value, p)
-  const view: NodeJobView = {
-    id: str(o, 'id', p),
-    name: str(o, 'name', p),
-    status: str(o, 'status', p),
-    attempt: posInt(o, 'attempt', p),
-    run: posInt(o, 'run', p),
-    dueAt: num(o, 'dueAt', p),
-  }
-  const period = optional(o, 'period', num, p)
-  if (period !== undefined) view.period = period
-  const cron = optional(o, 'cron', str, p)
-  if (cron !== undefined) view.cron = cron
-  const tz = optional(o, 'tz', str, p)
-  if (tz !== undefined) view.tz = tz
-  const lastError = optional(o, 'lastError', serializedError, p)
-  if (lastError !== undefined) view.lastError = lastError
-  const args = optional(o, 'args', bytes, p)
-  if (args !== undefined) view.args = args
-  if (o['progress'] !== undefined && o['progress'] !== null)
-    view.progress = progressValue(o['progress'], `${p}.progress`)
-  return view
-}
-
-function adminResult(o: Obj, p: string): AdminResultMessage {
-  const result: AdminResultMessage = { type: MessageType.ADMIN_RESULT, req: posInt(o, 'req', p) }
-  if (o['error'] !== undefined && o['error'] !== null) {
-    const e = obj(o['error'], `${p}.error`)
-    result.error = { code: str(e, 'code', `${p}.error`), message: str(e, 'message', `${p}.error`) }
-  }
-  if (o['jobs'] !== undefined && o['jobs'] !== null) result.jobs = list(o, 'jobs', p, nodeJobView)
-  const next = optional(o, 'next', str, p)
-  if (next !== undefined) result.next = next
-  if (o['job'] !== undefined && o['job'] !== null) result.job = nodeJobView(o['job'], `${p}.job`)
-  const quiet = optional(o, 'quiet', bool, p)
-  if (quiet !== undefined) result.quiet = quiet
-  return result
-}
 
 /** Validates a decoded frame into a Message, or throws ProtocolError naming the bad field. */
 export function parseMessage(value: unknown): Message {
