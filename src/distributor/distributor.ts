@@ -40,6 +40,7 @@ import {
   type DistributorOptions,
   type EnqueueOptions,
   type ResolvedDistributorOptions,
+  type JobOptions,
   type ResolvedEnqueueOptions,
 } from './options.js'
 import { NO_JOB_OPTIONS } from './options.js'
@@ -611,21 +612,31 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   private retried(session: NodeSession, view: NodeJobView): void {
     this.ops.failures.forget(view.id)
     if (this.jobs.get(view.id) !== undefined || this.closed) return
+    const args = view.args === undefined ? encodeArgs({}, this.options.maxFrameSize) : Buffer.from(view.args)
+    const job = this.heldAgain(view.id, view.name, args, view.dueAt, NO_JOB_OPTIONS, view.run)
+    if (this.jobs.restoreAll([job]).length === 1) this.acceptance.retriedOn(session, job)
+  }
+
+  /**
+   * A job this process holds no closure for (read back from a spool, or retried by an
+   * operator): tracked again under its id, its results for the named handlers.
+   */
+  private heldAgain(id: string, name: string, args: Buffer, dueAt: number, opts: JobOptions, run: number): TrackedJob {
     const job = new TrackedJob(
-      view.id,
+      id,
       this.handleHost,
-      view.name,
-      view.args === undefined ? encodeArgs({}, this.options.maxFrameSize) : Buffer.from(view.args),
-      view.dueAt,
-      NO_JOB_OPTIONS,
-      routeKey(view.name, undefined, undefined),
+      name,
+      args,
+      dueAt,
+      opts,
+      routeKey(name, opts.node, opts.notNode),
       this.seq++,
       undefined,
       undefined,
     )
-    job.run = view.run
+    job.run = run
     job.viaHandler = true
-    if (this.jobs.restoreAll([job]).length === 1) this.acceptance.retriedOn(session, job)
+    return job
   }
 
   // --- the group -----------------------------------------------------------------------
@@ -636,23 +647,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
    */
   private restore(spooled: SpooledJob[], held: (job: TrackedJob) => void): void {
     const now = Date.now()
-    const jobs = spooled.map((s) => {
-      const job = new TrackedJob(
-        s.id,
-        this.handleHost,
-        s.name,
-        s.args,
-        s.dueAt,
-        s.opts,
-        routeKey(s.name, s.opts.node, s.opts.notNode),
-        this.seq++,
-        undefined,
-        undefined,
-      )
-      job.run = s.run
-      job.viaHandler = true
-      return job
-    })
+    const jobs = spooled.map((s) => this.heldAgain(s.id, s.name, s.args, s.dueAt, s.opts, s.run))
     for (const job of this.jobs.restoreAll(jobs)) {
       held(job)
       this.queue.push(job, now)
