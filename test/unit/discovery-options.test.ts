@@ -106,7 +106,7 @@ describe('group registry keys and entries', () => {
       cancels: 'jr:group:{web}:cancels',
     })
     expect(groupKeys('web', 't1:').members).toBe('t1:group:{web}:members')
-    expect(memberKeys('web', 'pod-1').spool).toBe('jr:dist:{web/pod-1}:spool')
+    expect(memberKeys('web', 'pod-1').spool).toBe('jr:group:{web}:spool:pod-1')
   })
 
   it('refuses braces, which would move the hash tag', () => {

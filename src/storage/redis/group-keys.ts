@@ -6,17 +6,18 @@
  *   <prefix>group:{<group>}:members   hash member name → JSON MemberEntry (member-entry.ts)
  *   <prefix>group:{<group>}:events    channel: a member PUBLISHes its own name on every change
  *   <prefix>group:{<group>}:cancels   channel: cancels between members (GroupCancels)
- *   <prefix>dist:{<group>/<name>}:spool  hash, one member's spooled jobs (HLEN is its size)
- *   <prefix>dist:{<group>/<name>}:lease  string, the token of the process holding the name (expires)
+ *   <prefix>group:{<group>}:spool:<name>  hash, one member's spooled jobs (HLEN is its size)
+ *   <prefix>group:{<group>}:lease:<name>  string, the token of the process holding the name (expires)
  *
- * The group is the Redis Cluster hash tag of the registry and its channel; a member's
- * spool is tagged with its identity (`group/name`), so that one member's spool lives in one
- * slot. Braces are refused in the group, the name and the prefix, as in keys.ts: a brace
- * would move the hash tag.
+ * The group is the Redis Cluster hash tag of every key: WHY one slot for the whole group:
+ * a unique key or a limit's slots are the group's, and the script that claims a key must
+ * also spool the job (one atomic step, one round trip), and the one that grants a slot must
+ * see which members' leases still run. A group is one application's distributors: one
+ * Redis shard carries it (docs/redis.md, Cluster). Braces are refused in the group, the
+ * name and the prefix, as in keys.ts: a brace would move the hash tag.
  */
 
 import { InvalidArgumentError } from '../../errors.js'
-import { identityKey } from '../../protocol/identity.js'
 import { DEFAULT_KEY_PREFIX } from './keys.js'
 
 export interface GroupKeys {
@@ -42,13 +43,13 @@ export interface MemberKeys {
   readonly lease: string
 }
 
-/** The keys of member `name` of `group`: one slot, so that one script call writes a batch of its spool. */
+/** The keys of member `name` of `group`, in the group's slot. */
 export function memberKeys(group: string, name: string, prefix: string = DEFAULT_KEY_PREFIX): MemberKeys {
   checkPart('group', group)
   checkPart('name', name)
   checkPrefix(prefix)
-  const base = `${prefix}dist:{${identityKey(group, name)}}:`
-  return { spool: `${base}spool`, lease: `${base}lease` }
+  const base = `${prefix}group:{${group}}:`
+  return { spool: `${base}spool:${name}`, lease: `${base}lease:${name}` }
 }
 
 function checkPart(field: string, value: unknown): void {
