@@ -28,6 +28,7 @@ export const ErrorCode = {
   JOB_FILE: 'ERR_JOB_FILE',
   NAME_TAKEN: 'ERR_NAME_TAKEN',
   HANDED_OVER: 'ERR_HANDED_OVER',
+  DEDUPLICATED: 'ERR_DEDUPLICATED',
   ADMIN_REQUEST: 'ERR_ADMIN_REQUEST',
   ADMIN_UNREACHABLE: 'ERR_ADMIN_UNREACHABLE',
   NODE_UNAVAILABLE: 'ERR_NODE_UNAVAILABLE',
@@ -184,6 +185,25 @@ export class HandedOverError extends JobsError {
   }
 }
 
+/**
+ * `done` of an enqueue with a unique key that another member of the group holds (or a job
+ * this process holds no closure for): the job runs once, there, and its result reaches that
+ * member's closures or its named feedback handlers, not this caller's. Not a failure: no
+ * error closure runs. `id` is the job that holds the key, `member` the member that claimed it.
+ */
+export class DeduplicatedError extends JobsError {
+  constructor(
+    readonly id: string,
+    readonly member: string,
+    key: string,
+  ) {
+    super(
+      `unique key '${key}' is held by job ${id} of member '${member}': it runs there, and its result reaches that member's closures or named feedback handlers`,
+      ErrorCode.DEDUPLICATED,
+    )
+  }
+}
+
 /** An operator's request (admin API) for a node that is not connected, or whose link dropped before it answered. */
 export class NodeUnavailableError extends JobsError {
   constructor(message: string) {
@@ -334,6 +354,7 @@ export const ERROR_CLASSES: { readonly [C in ErrorCode]: ErrorClass } = {
   [ErrorCode.JOB_FILE]: JobFileError,
   [ErrorCode.NAME_TAKEN]: NameTakenError,
   [ErrorCode.HANDED_OVER]: HandedOverError,
+  [ErrorCode.DEDUPLICATED]: DeduplicatedError,
   [ErrorCode.ADMIN_REQUEST]: AdminRequestError,
   [ErrorCode.ADMIN_UNREACHABLE]: AdminUnreachableError,
   [ErrorCode.NODE_UNAVAILABLE]: NodeUnavailableError,

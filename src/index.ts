@@ -45,6 +45,7 @@ export {
   ConnectionClosedError,
   DistributorClosedError,
   HandedOverError,
+  DeduplicatedError,
   NameTakenError,
   ErrorCode,
   FrameTooLargeError,

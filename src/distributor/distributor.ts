@@ -161,16 +161,6 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       scheduleDispatch: () => this.dispatcher.schedule(),
       retried: (session, view) => this.retried(session, view),
     })
-    this.unique = new UniqueJobs(
-      {
-        admit: (name, args, resolved, onSuccess, onError) =>
-          this.admit(name, args, resolved, onSuccess, onError, Date.now()),
-        cancel: (id) => this.cancel(id),
-        runClosure: (job, closure, args) => void this.feedback.runClosure(job, closure, args),
-        watchProgress: (job, onProgress) => this.progress.watch(job, onProgress),
-      },
-      new LocalUniqueKeys({ after, cancelTimer }),
-    )
     const { storage, name } = this.options
     if (storage !== undefined && name !== undefined) {
       this.distributorGroup = new DistributorGroup(
@@ -186,25 +176,40 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
           holds: (id) => this.jobs.get(id) !== undefined,
           cancelHeld: (id) => this.cancel(id),
           restore: (jobs, held) => this.restore(jobs, held),
+          claimed: (job, answer) => this.unique.claimed(job, answer),
         },
         { ...this.options, storage, name },
       )
     }
+    this.unique = new UniqueJobs(
+      {
+        create: (name, args, resolved, onSuccess, onError) => this.create(name, args, resolved, onSuccess, onError),
+        enter: (job, spooled) => this.enter(job, spooled, Date.now()),
+        cancel: (id) => this.cancel(id),
+        runClosure: (job, closure, args) => void this.feedback.runClosure(job, closure, args),
+        watchProgress: (job, onProgress) => this.progress.watch(job, onProgress),
+        tracked: (id) => this.jobs.get(id),
+      },
+      new LocalUniqueKeys({ after, cancelTimer }),
+      this.distributorGroup?.claims,
+    )
     this.feedback = new FeedbackRouter(
       {
         isClosed: () => this.closed,
         scheduleDispatch,
         ended: (job, cancelled) => {
           this.cancels.answer(job, cancelled)
-          if (job.keyed) this.unique.ended(job)
           if (job.holdsSlot) this.limits.release(job)
           // Closing ends no job for good: with a spool it is handed over, its record stays and
-          // it is persisted only if that record was written (handOver); without one, close()
-          // rejected its `persisted` already.
+          // it is persisted only if that record was written (handOver), and so does its key;
+          // without one, close() rejected its `persisted` already and forgets every key.
           if (this.closed) return
+          // A job read back from a spool may hold a key of the group: released by its id.
+          if (job.keyed || (job.viaHandler && this.distributorGroup !== undefined)) this.unique.ended(job)
           this.distributorGroup?.spool.remove(job)
           job.markPersisted()
         },
+        endedElsewhere: (id) => this.unique.endedElsewhere(id),
         advanced: (job) => {
           if (job.spooled) this.distributorGroup?.spool.add(job)
         },
@@ -458,10 +463,6 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     this.limits.checkEnqueue(name, resolved.job)
     const bytes = encodeArgs(args, this.options.maxFrameSize - FRAME_ENVELOPE_BYTES)
     if (resolved.unique !== undefined) {
-      if (this.distributorGroup !== undefined)
-        throw new InvalidArgumentError(
-          `'unique' is not supported with 'storage' yet: its keys would hold per member and be forgotten by the restart that reads the spool back, letting in the duplicates they are for`,
-        )
       return this.unique.enqueue(
         name,
         bytes,
@@ -490,6 +491,19 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     onError: FeedbackCallback | undefined,
     now: number,
   ): TrackedJob {
+    const job = this.create(name, bytes, resolved, onSuccess, onError)
+    this.enter(job, false, now)
+    return job
+  }
+
+  /** A new job, validated and counted against maxPending, not yet waiting. */
+  private create(
+    name: string,
+    bytes: Buffer,
+    resolved: ResolvedEnqueueOptions,
+    onSuccess: FeedbackCallback | undefined,
+    onError: FeedbackCallback | undefined,
+  ): TrackedJob {
     if (this.queue.size >= this.options.maxPending) throw new QueueFullError(this.options.maxPending)
     const job = new TrackedJob(
       this.jobs.newId(),
@@ -504,13 +518,17 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       onError,
     )
     if (resolved.onProgress !== undefined) this.progress.watch(job, resolved.onProgress)
+    return job
+  }
+
+  /** `job` waits for a node from now on; `spooled`: its record is written (with its unique key's claim). */
+  private enter(job: TrackedJob, spooled: boolean, now: number): void {
     this.jobs.add(job)
     this.queue.push(job, now).enqueued++
-    this.distributorGroup?.spool.add(job)
-    if (this.listenerCount('job:enqueue') > 0) this.safeEmit('job:enqueue', { id: job.id, name })
-    if (!this.pool.knows(name)) this.dispatcher.unroutable(job)
+    if (!spooled) this.distributorGroup?.spool.add(job)
+    if (this.listenerCount('job:enqueue') > 0) this.safeEmit('job:enqueue', { id: job.id, name: job.name })
+    if (!this.pool.knows(job.name)) this.dispatcher.unroutable(job)
     this.dispatcher.schedule()
-    return job
   }
 
   /**
@@ -536,8 +554,10 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     // ended with close(), and nothing would answer a cancel sent now.
     if (this.closed) return Promise.resolve(false)
     const job = this.jobs.get(id)
-    // Another member of the group may hold it, or a durable node whose member is gone.
-    if (job === undefined) return this.distributorGroup?.cancel(id) ?? Promise.resolve(false)
+    // Its unique key's claim on its way; or another member of the group may hold it, or a
+    // durable node whose member is gone.
+    if (job === undefined)
+      return this.unique.cancelClaiming(id) ?? this.distributorGroup?.cancel(id) ?? Promise.resolve(false)
     if (job.state === 'pending') {
       this.feedback.finishCancelled(job)
       return Promise.resolve(true)
@@ -560,20 +580,23 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     const unpersisted = new DistributorClosedError('distributor closed before the job was persisted')
     // A spooled distributor that never held its name (not started, or NameTakenError) wrote
     // nothing: nothing can be handed over, its jobs fail as without a spool.
+    // Jobs whose unique key's claim is on its way are no table's yet; their callers hear what the others do.
+    const jobs = [...this.jobs.values(), ...this.unique.claiming()]
     if (this.distributorGroup === undefined || !this.named) {
       const err = new DistributorClosedError('distributor closed before the job finished')
-      for (const job of this.jobs.values()) job.failPersisted(unpersisted)
+      for (const job of jobs) job.failPersisted(unpersisted)
       this.distributorGroup?.close()
+      this.unique.clear(err)
       this.feedback.failAll(err)
     } else {
       // A hand-over (DistributorGroup.handOver): each `done` rejects with HandedOverError.
-      const jobs = [...this.jobs.values()]
-      this.feedback.handOverAll(new HandedOverError())
+      const handedOver = new HandedOverError()
+      this.feedback.handOverAll(handedOver)
+      this.unique.clear(handedOver)
       await this.distributorGroup.handOver(jobs, unpersisted)
     }
     this.jobs.clear()
     this.queue.clear()
-    this.unique.clear()
     this.acceptance.close()
     this.ops.close()
     this.timers.close()

@@ -33,6 +33,8 @@ export interface FeedbackContext {
   scheduleDispatch(): void
   /** `job` left every table: the `cancel()` calls waiting on it learn whether it ended `cancelled`. */
   ended(job: TrackedJob, cancelled: boolean): void
+  /** A job this distributor does not track ended (its final result ran the named handlers, or was an orphan). */
+  endedElsewhere(id: string): void
   /** A scheduled job (`period` or `cron`) moved on to its next run: its spool record follows. */
   advanced(job: TrackedJob): void
   /** A node reported a run that failed for good (the admin API keeps the last ones). */
@@ -90,6 +92,7 @@ export class FeedbackRouter {
           if (item.kind === 'error') this.failed(session, item, args)
           const running = this.runHandler(session, item, args)
           if (running !== undefined) (pending ??= []).push(running)
+          if (item.final) this.ctx.endedElsewhere(item.id)
         } else if (!item.final) {
           // It ended here, yet this node still runs a schedule of it: a second copy (see below).
           this.copies.stopCopy(session, item.id)

@@ -25,9 +25,11 @@ export interface JobHandle<R extends JobArgsObject = JobArgsObject> {
   readonly progress: ProgressValue | undefined
   /**
    * With option `unique` only: what the enqueue did (`created`, `deduplicated`: joined to
-   * the job holding the key, or `replaced`), and the id of the job that runs.
+   * the job holding the key, or `replaced`), and the id of the job that runs. Resolves at
+   * once without a spool; with one, once the key's claim is written with the spool (the key
+   * is the group's). Rejects only when the distributor closes before that.
    */
-  readonly unique?: UniqueResult
+  readonly unique?: Promise<UniqueResult>
 }
 
 /** The part of the distributor a handle calls. */

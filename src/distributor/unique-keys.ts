@@ -19,6 +19,8 @@ export interface UniqueKeys {
   hold(name: string, key: string, job: TrackedJob, ttlMs: number | undefined): void
   /** `job` ended: a key it holds until its end is released. */
   ended(job: TrackedJob): void
+  /** A key `job` holds is released, ttl or not (its claim in the group was lost). */
+  forget(job: TrackedJob): void
   /** Every key is released (the distributor closed). */
   clear(): void
 }
@@ -78,6 +80,11 @@ export class LocalUniqueKeys implements UniqueKeys {
     this.byJob.delete(job.id)
     // A throttle's key outlives its job: its ttl releases it.
     if (held.expiry === undefined) this.byScope.delete(held.scope)
+  }
+
+  forget(job: TrackedJob): void {
+    const held = this.byJob.get(job.id)
+    if (held !== undefined && held.job === job) this.drop(held)
   }
 
   clear(): void {

@@ -71,6 +71,8 @@ export class WebApp {
   /** The job name of each id enqueued. */
   readonly names = new Map<string, string>()
   readonly persisted = new Set<string>()
+  /** What each enqueue with a key did, in the order they became known. */
+  readonly uniques: { key: string; outcome: string; id: string }[] = []
   readonly accepted = new Set<string>()
   readonly results: ResultLine[] = []
   readonly events: EventLine[] = []
@@ -213,6 +215,8 @@ export class WebApp {
     } else if (Array.isArray(value['enqueued'])) {
       this.enqueued.push(...(value['enqueued'] as string[]))
       for (const id of value['enqueued'] as string[]) this.names.set(id, String(value['name']))
+    } else if (value['unique'] !== undefined) {
+      this.uniques.push(value['unique'] as WebApp['uniques'][number])
     } else if (typeof value['persisted'] === 'string') {
       this.persisted.add(value['persisted'])
     } else if (typeof value['accepted'] === 'string') {

@@ -37,8 +37,8 @@ describe('unique jobs, until finished', () => {
       { unique: { key: 'k' } },
       (args) => void seen.push({ who: 'second', args }),
     )
-    expect(first.unique).toEqual({ key: 'k', outcome: 'created', id: first.id })
-    expect(second.unique).toEqual({ key: 'k', outcome: 'deduplicated', id: first.id })
+    expect(await first.unique).toEqual({ key: 'k', outcome: 'created', id: first.id })
+    expect(await second.unique).toEqual({ key: 'k', outcome: 'deduplicated', id: first.id })
     expect(second.id).toBe(first.id)
     const [a, b] = await Promise.all([first.done, second.done])
     expect(a).toEqual({ n: 1, result: 'Yay!', trail: ['first', 'second@w1'] })
@@ -48,7 +48,7 @@ describe('unique jobs, until finished', () => {
     expect(created()).toBe(1)
 
     const third = d.enqueue('echo', { n: 3 }, { unique: { key: 'k' } })
-    expect(third.unique?.outcome).toBe('created')
+    expect((await third.unique)?.outcome).toBe('created')
     expect(third.id).not.toBe(first.id)
     await third.done
   })
@@ -60,7 +60,7 @@ describe('unique jobs, until finished', () => {
     const hear = (who: string) => (value: unknown) => void heard.push({ who, done: (value as { done: number }).done })
     const first = d.enqueue('progress_burst', { n: 3 }, { unique: { key: 'p' }, onProgress: hear('first') })
     const second = d.enqueue('progress_burst', { n: 3 }, { unique: { key: 'p' }, onProgress: hear('second') })
-    expect(second.unique?.outcome).toBe('deduplicated')
+    expect((await second.unique)?.outcome).toBe('deduplicated')
     await Promise.all([first.done, second.done])
     // The burst is coalesced (the first value at once, the last before the result): each
     // caller hears the same values, the first caller's closure first.
@@ -76,9 +76,9 @@ describe('unique jobs, until finished', () => {
     const echo = d.enqueue('echo', {}, { unique: { key: 'k' } })
     const noop = d.enqueue('noop', {}, { unique: { key: 'k' } })
     const plain = d.enqueue('echo', {})
-    expect(noop.unique?.outcome).toBe('created')
+    expect((await noop.unique)?.outcome).toBe('created')
     expect(new Set([echo.id, noop.id, plain.id]).size).toBe(3)
-    expect(plain.unique).toBeUndefined()
+    expect(await plain.unique).toBeUndefined()
   })
 
   it('a joined closure that throws keeps no other caller from its result', async () => {
@@ -102,7 +102,7 @@ describe('unique jobs, until finished', () => {
     expect(await second.cancel()).toBe(true)
     expect(await first.done).toEqual({ n: 1 })
     expect(await second.done).toEqual({ n: 1 })
-    expect(d.enqueue('echo', {}, { unique: { key: 'k' } }).unique?.outcome).toBe('created')
+    expect((await d.enqueue('echo', {}, { unique: { key: 'k' } }).unique)?.outcome).toBe('created')
   })
 })
 
@@ -114,13 +114,14 @@ describe('unique jobs, throttle', () => {
     const first = d.enqueue('echo', { n: 1 }, opts)
     const result = await first.done
     let got: JobArgsObject | undefined
+    let again: ReturnType<typeof d.enqueue> | undefined
     const ran = new Promise<void>((resolve) => {
-      const again = d.enqueue('echo', { n: 2 }, opts, (args) => {
+      again = d.enqueue('echo', { n: 2 }, opts, (args) => {
         got = args
         resolve()
       })
-      expect(again.unique).toEqual({ key: 'k', outcome: 'deduplicated', id: first.id })
     })
+    expect(await again?.unique).toEqual({ key: 'k', outcome: 'deduplicated', id: first.id })
     await ran
     expect(got).toEqual(result)
     expect(d.activeCount).toBe(0)
@@ -135,7 +136,7 @@ describe('unique jobs, replace', () => {
     const replace = { key: 'r', mode: 'replace' } as const
     const first = d.enqueue('stamp', { v: 1 }, { after: 3600, unique: replace })
     const second = d.enqueue('stamp', { v: 2 }, { after: 0.01, unique: replace })
-    expect(second.unique).toEqual({ key: 'r', outcome: 'replaced', id: first.id })
+    expect(await second.unique).toEqual({ key: 'r', outcome: 'replaced', id: first.id })
     d.pause('stamp', false)
     const args = await first.done
     expect(args).toMatchObject({ v: 2, node: 'w1' })
@@ -145,7 +146,7 @@ describe('unique jobs, replace', () => {
     const sent = d.enqueue('stamp', { v: 3 }, { after: 3600, unique: replace })
     await accepted(d, sent)
     const late = d.enqueue('stamp', { v: 4 }, { after: 0, unique: replace })
-    expect(late.unique).toEqual({ key: 'r', outcome: 'deduplicated', id: sent.id })
+    expect(await late.unique).toEqual({ key: 'r', outcome: 'deduplicated', id: sent.id })
     expect(await late.cancel()).toBe(true)
     expect(await sent.done).toEqual({ v: 3 })
   })
@@ -159,21 +160,25 @@ describe('unique schedules', () => {
     const boot = (cron: string, args: JobArgsObject = {}): JobHandle =>
       d.enqueue('cron_stamp', args, { cron, tz: 'Europe/Berlin', unique: { key: 'report' } })
     const handles = [boot('0 9 * * 1-5'), boot('0 9 * * 1-5'), boot('0 9 * * 1-5')]
-    expect(handles.map((h) => h.unique?.outcome)).toEqual(['created', 'deduplicated', 'deduplicated'])
+    expect((await Promise.all(handles.map((h) => h.unique))).map((u) => u?.outcome)).toEqual([
+      'created',
+      'deduplicated',
+      'deduplicated',
+    ])
     expect(new Set(handles.map((h) => h.id)).size).toBe(1)
     await accepted(d, handles[0] as JobHandle)
     expect(created()).toBe(1)
     expect(node.jobCount).toBe(1)
 
     const changed = boot('0 10 * * 1-5')
-    expect(changed.unique).toEqual({ key: 'report', outcome: 'replaced', id: changed.id })
+    expect(await changed.unique).toEqual({ key: 'report', outcome: 'replaced', id: changed.id })
     expect(changed.id).not.toBe(handles[0]?.id)
     await Promise.all([(handles[0] as JobHandle).done, accepted(d, changed)])
     expect(node.jobCount).toBe(1)
-    expect(boot('0 10 * * 1-5').unique).toEqual({ key: 'report', outcome: 'deduplicated', id: changed.id })
+    expect(await boot('0 10 * * 1-5').unique).toEqual({ key: 'report', outcome: 'deduplicated', id: changed.id })
     // Other args are another definition too.
     const otherArgs = boot('0 10 * * 1-5', { to: 'ops' })
-    expect(otherArgs.unique?.outcome).toBe('replaced')
+    expect((await otherArgs.unique)?.outcome).toBe('replaced')
     await Promise.all([changed.done, accepted(d, otherArgs)])
     expect(node.jobCount).toBe(1)
     expect(created()).toBe(3)
@@ -183,9 +188,9 @@ describe('unique schedules', () => {
     const d = await startDistributor(res)
     const every = (period: number): JobHandle => d.enqueue('noop', {}, { after: 3600, period, unique: { key: 'tick' } })
     const first = every(60)
-    expect(every(60).unique?.outcome).toBe('deduplicated')
+    expect((await every(60).unique)?.outcome).toBe('deduplicated')
     const second = every(30)
-    expect(second.unique?.outcome).toBe('replaced')
+    expect((await second.unique)?.outcome).toBe('replaced')
     expect(await first.done).toEqual({})
     expect(d.activeCount).toBe(1)
     expect(d.pendingCount).toBe(1)

@@ -99,14 +99,20 @@ describe('node options: distributors, group, discover', () => {
 })
 
 describe('group registry keys and entries', () => {
-  it('builds the registry, channel and spool keys, tagged by group and by member', () => {
+  it('builds the registry, channel, unique and spool keys, all tagged by group', () => {
     expect(groupKeys('web')).toEqual({
       members: 'jr:group:{web}:members',
       events: 'jr:group:{web}:events',
       cancels: 'jr:group:{web}:cancels',
+      unique: 'jr:group:{web}:unique',
+      uniqueIds: 'jr:group:{web}:unique-ids',
+      uniqueTtl: 'jr:group:{web}:unique-ttl',
     })
     expect(groupKeys('web', 't1:').members).toBe('t1:group:{web}:members')
-    expect(memberKeys('web', 'pod-1').spool).toBe('jr:group:{web}:spool:pod-1')
+    expect(memberKeys('web', 'pod-1')).toEqual({
+      spool: 'jr:group:{web}:spool:pod-1',
+      lease: 'jr:group:{web}:lease:pod-1',
+    })
   })
 
   it('refuses braces, which would move the hash tag', () => {

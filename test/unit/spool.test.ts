@@ -15,8 +15,8 @@ interface Write {
 /** The spool's store, reduced to its writes: each waits for the test. */
 class HeldWrites {
   readonly writes: Write[] = []
-  applySpool(_member: string, ops: Buffer): Promise<void> {
-    return new Promise((resolve) => this.writes.push({ ops, land: resolve }))
+  applySpool(_member: string, ops: Buffer): Promise<never[]> {
+    return new Promise((resolve) => this.writes.push({ ops, land: () => resolve([]) }))
   }
 }
 
@@ -30,6 +30,7 @@ function setUp(): { spool: Spool; store: HeldWrites; persisted: string[] } {
     cancelTimer: (_timer: Timer) => {},
     persisted: (job) => persisted.push(job.id),
     changed: () => {},
+    claimed: () => {},
   }
   const spool = new Spool(ctx, store as unknown as GroupStore, 'web-1', 5000)
   spool.start()

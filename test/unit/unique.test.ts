@@ -60,16 +60,13 @@ describe('unique enqueue options', () => {
     )
   })
 
-  it('refuses a key on a distributor with a spool, for now', () => {
+  it('a spooled distributor closed before its name was held fails a claim not yet sent: done and unique reject', async () => {
     const spooled = new Distributor({ port: 0, storage: 'redis://127.0.0.1:1' })
-    expect(() => spooled.enqueue('noop', {}, { unique: { key: 'k' } })).toThrow(
-      expect.objectContaining({
-        code: ErrorCode.INVALID_ARG,
-        message: expect.stringMatching(/'unique' is not supported with 'storage' yet/),
-      }),
-    )
-    expect(spooled.activeCount).toBe(0)
-    return spooled.close()
+    const handle = spooled.enqueue('noop', {}, { unique: { key: 'k' } })
+    await spooled.close()
+    await expect(handle.unique).rejects.toMatchObject({ code: ErrorCode.DISTRIBUTOR_CLOSED })
+    await expect(handle.done).rejects.toMatchObject({ code: ErrorCode.DISTRIBUTOR_CLOSED })
+    await expect(handle.persisted).rejects.toMatchObject({ code: ErrorCode.DISTRIBUTOR_CLOSED })
   })
 })
 
@@ -83,22 +80,22 @@ describe('throttle on fake time', () => {
     const d = new Distributor({ port: 0 })
     const opts = { unique: { key: 'k', mode: 'throttle', ttl: 60 } } as const
     const first = d.enqueue('noop', {}, opts)
-    expect(first.unique?.outcome).toBe('created')
+    expect((await first.unique)?.outcome).toBe('created')
     vi.advanceTimersByTime(30_000)
-    expect(d.enqueue('noop', {}, opts).unique).toEqual({ key: 'k', outcome: 'deduplicated', id: first.id })
+    expect(await d.enqueue('noop', {}, opts).unique).toEqual({ key: 'k', outcome: 'deduplicated', id: first.id })
     // Ended (cancelled here, as no node is connected): the key still holds for the ttl.
     expect(await first.cancel()).toBe(true)
     vi.advanceTimersByTime(29_999)
-    expect(d.enqueue('noop', {}, opts).unique?.id).toBe(first.id)
+    expect((await d.enqueue('noop', {}, opts).unique)?.id).toBe(first.id)
     vi.advanceTimersByTime(1)
     const second = d.enqueue('noop', {}, opts)
-    expect(second.unique?.outcome).toBe('created')
+    expect((await second.unique)?.outcome).toBe('created')
     expect(second.id).not.toBe(first.id)
     // The ttl runs from the second job's enqueue, though it is still pending.
     vi.advanceTimersByTime(59_999)
     expect(d.enqueue('noop', {}, opts).id).toBe(second.id)
     vi.advanceTimersByTime(1)
-    expect(d.enqueue('noop', {}, opts).unique?.outcome).toBe('created')
+    expect((await d.enqueue('noop', {}, opts).unique)?.outcome).toBe('created')
     expect(d.activeCount).toBe(2)
     await d.close()
   })

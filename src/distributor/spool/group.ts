@@ -4,8 +4,10 @@ import { MessageType, type CancelOutcome, type Message } from '../../protocol/me
 import type { Timer } from '../../scheduling/timer-heap.js'
 import { GroupStore } from '../../storage/redis/group-store.js'
 import { StoreGuard } from '../../storage/store-guard.js'
+import type { ClaimAnswer } from '../../storage/redis/spool-script.js'
 import type { DistributorEvents } from '../events.js'
 import type { TrackedJob } from '../tracked-job.js'
+import type { GroupClaims } from '../unique-jobs.js'
 import { GroupCancels } from './group-cancels.js'
 import { Membership } from './membership.js'
 import { Spool } from './spool.js'
@@ -29,6 +31,8 @@ export interface GroupContext {
    * not hold already, tells `held` of each before queueing it, and runs a dispatch pass.
    */
   restore(jobs: SpooledJob[], held: (job: TrackedJob) => void): void
+  /** The claim of `job`'s unique key was written: see SpoolContext.claimed. */
+  claimed(job: TrackedJob, answer: ClaimAnswer | undefined): void
 }
 
 /** What the group reads of the distributor's options. */
@@ -53,6 +57,8 @@ export interface GroupOptions {
  */
 export class DistributorGroup {
   readonly spool: Spool
+  /** The group's unique keys, claimed and released with the spool's writes. */
+  readonly claims: GroupClaims
   private readonly store: GroupStore
   private readonly membership: Membership
   private readonly cancels: GroupCancels
@@ -81,11 +87,18 @@ export class DistributorGroup {
           if (error === undefined) events.emit('spool:up', {})
           else events.emit('spool:down', { error })
         },
+        claimed: (job, answer) => ctx.claimed(job, answer),
       },
       this.store,
       options.name,
       options.storeTimeoutMs,
     )
+    const spool = this.spool
+    this.claims = {
+      claim: (job, scope, def, ttlMs, scheduled) => spool.claim(job, scope, def, ttlMs, scheduled),
+      releaseKey: (id) => spool.releaseKey(id),
+      rewrite: (job) => spool.add(job),
+    }
     this.cancels = new GroupCancels(
       {
         log,

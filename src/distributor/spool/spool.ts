@@ -3,6 +3,7 @@ import type { Logger } from '../../logger.js'
 import { Timer } from '../../scheduling/timer-heap.js'
 import type { GroupStore } from '../../storage/redis/group-store.js'
 import { OpWriter } from '../../storage/redis/op-writer.js'
+import type { ClaimAnswer } from '../../storage/redis/spool-script.js'
 import type { TrackedJob } from '../tracked-job.js'
 import { encodeSpooled } from './spooled-job.js'
 
@@ -16,12 +17,20 @@ export interface SpoolContext {
   persisted(job: TrackedJob): void
   /** Writes fail (`error`) or work again (undefined). */
   changed(error: Error | undefined): void
+  /**
+   * The claim of `job`'s unique key was written: undefined when it holds the key (and the
+   * job is spooled), else what Redis answered (another job holds it, or the claim took it
+   * from a schedule defined otherwise: then the job is spooled too).
+   */
+  claimed(job: TrackedJob, answer: ClaimAnswer | undefined): void
 }
 
 /** A batch of operations on its way to Redis, and the jobs it spools. */
 interface Batch {
   ops: Buffer
   jobs: TrackedJob[]
+  /** Jobs whose unique key the batch claims: they are spooled only if the claim holds. */
+  claims: TrackedJob[]
   /** flush() calls made while this was the last batch: they resolve once it is written. */
   flushes: (() => void)[]
 }
@@ -48,6 +57,7 @@ const RETRY_MAX_MS = 5_000
 export class Spool {
   private writer: OpWriter | undefined
   private writerJobs: TrackedJob[] = []
+  private writerClaims: TrackedJob[] = []
   private flushQueued = false
   private readonly queue: Batch[] = []
   private inFlight = false
@@ -69,6 +79,29 @@ export class Spool {
     job.spooled = true
     this.op().value('s').value(job.id).value(encodeSpooled(job))
     this.writerJobs.push(job)
+  }
+
+  /**
+   * Claims unique scope `scope` (job name and key) for `job` and spools it if the claim
+   * holds, in one step: `claimed` tells the outcome once the batch is written. `def`
+   * identifies a schedule's definition ('' for a job that is not one); `ttlMs` > 0 makes
+   * the key expire then rather than at the job's end.
+   */
+  claim(job: TrackedJob, scope: string, def: string, ttlMs: number, scheduled: boolean): void {
+    this.op()
+      .value('u')
+      .value(job.id)
+      .value(encodeSpooled(job))
+      .value(scope)
+      .value(def)
+      .number(ttlMs)
+      .number(scheduled ? 1 : 0)
+    this.writerClaims.push(job)
+  }
+
+  /** Job `id` ended: a unique key it holds until its end is released (by id: it may be a job read back from a spool). */
+  releaseKey(id: string): void {
+    this.op().value('x').value(id)
   }
 
   /** `job` left the spool: a durable node holds it, or it ended. */
@@ -128,8 +161,9 @@ export class Spool {
     const writer = this.writer
     if (writer !== undefined) {
       this.writer = undefined
-      this.queue.push({ ops: writer.bytes(), jobs: this.writerJobs, flushes: [] })
+      this.queue.push({ ops: writer.bytes(), jobs: this.writerJobs, claims: this.writerClaims, flushes: [] })
       this.writerJobs = []
+      this.writerClaims = []
     }
     if (!this.inFlight) this.send()
   }
@@ -147,11 +181,11 @@ export class Spool {
     })
     this.ctx.after(deadline, this.timeoutMs)
     this.store.applySpool(this.member, batch.ops).then(
-      () => {
+      (answers) => {
         if (settled) return
         settled = true
         this.ctx.cancelTimer(deadline)
-        this.written(batch)
+        this.written(batch, answers)
       },
       (err: unknown) => {
         if (settled) return
@@ -162,7 +196,7 @@ export class Spool {
     )
   }
 
-  private written(batch: Batch): void {
+  private written(batch: Batch, answers: ClaimAnswer[]): void {
     this.queue.shift()
     this.inFlight = false
     if (this.failures > 0) {
@@ -171,6 +205,14 @@ export class Spool {
       this.ctx.changed(undefined)
     }
     for (const job of batch.jobs) if (job.spooled) this.ctx.persisted(job)
+    if (batch.claims.length > 0) {
+      const byId = new Map(answers.map((answer) => [answer.id, answer]))
+      for (const job of batch.claims) {
+        const answer = byId.get(job.id)
+        if (answer?.outcome !== 'deduplicated') job.spooled = true
+        this.ctx.claimed(job, answer)
+      }
+    }
     for (const resolve of batch.flushes) resolve()
     this.send()
   }

@@ -6,6 +6,9 @@
  *   <prefix>group:{<group>}:members   hash member name → JSON MemberEntry (member-entry.ts)
  *   <prefix>group:{<group>}:events    channel: a member PUBLISHes its own name on every change
  *   <prefix>group:{<group>}:cancels   channel: cancels between members (GroupCancels)
+ *   <prefix>group:{<group>}:unique    hash unique scope (job name \0 key) → msgpack holder
+ *   <prefix>group:{<group>}:unique-ids  hash job id → the scope it holds (a release by id)
+ *   <prefix>group:{<group>}:unique-ttl  sorted set: throttled scopes by expiry (epoch ms)
  *   <prefix>group:{<group>}:spool:<name>  hash, one member's spooled jobs (HLEN is its size)
  *   <prefix>group:{<group>}:lease:<name>  string, the token of the process holding the name (expires)
  *
@@ -27,13 +30,26 @@ export interface GroupKeys {
   readonly events: string
   /** Pub/sub channel: cancels between members. */
   readonly cancels: string
+  /** Hash: unique scope → the job holding it (group-unique.ts). */
+  readonly unique: string
+  /** Hash: job id → the unique scope it holds. */
+  readonly uniqueIds: string
+  /** Sorted set: throttled unique scopes, scored by when they expire. */
+  readonly uniqueTtl: string
 }
 
 export function groupKeys(group: string, prefix: string = DEFAULT_KEY_PREFIX): GroupKeys {
   checkPart('group', group)
   checkPrefix(prefix)
   const base = `${prefix}group:{${group}}:`
-  return { members: `${base}members`, events: `${base}events`, cancels: `${base}cancels` }
+  return {
+    members: `${base}members`,
+    events: `${base}events`,
+    cancels: `${base}cancels`,
+    unique: `${base}unique`,
+    uniqueIds: `${base}unique-ids`,
+    uniqueTtl: `${base}unique-ttl`,
+  }
 }
 
 export interface MemberKeys {

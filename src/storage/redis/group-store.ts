@@ -4,57 +4,15 @@ import { connectClient, createClient, quitClient } from './client.js'
 import { type GroupKeys, groupKeys, type MemberKeys, memberKeys } from './group-keys.js'
 import { DEFAULT_KEY_PREFIX } from './keys.js'
 import { encodeMemberEntry, type MemberEntry, parseMemberEntry } from './member-entry.js'
+import { type ClaimAnswer, parseClaimAnswers, SPOOL_APPLY_LUA } from './spool-script.js'
 import { parseStorageUrl, redactUrl } from './url.js'
 
 /*
- * A distributor group's state in Redis; key layout in group-keys.ts. A member's spool and
- * lease share its hash tag, so one script call writes a whole batch of the spool in one
- * slot; the registry is the group's own slot. Nothing spans slots atomically: adoption is
- * ordered so that a crash at any step leaves the work findable (see Membership.adopt).
+ * A distributor group's state in Redis; key layout in group-keys.ts. Every key of the group
+ * shares its hash tag, so one script call writes a whole batch of a spool with the unique
+ * keys it claims. Adoption spans several calls: it is ordered so that a crash at any step
+ * leaves the work findable (see Membership.adopt).
  */
-
-/**
- * KEYS: spool. ARGV: one msgpack array of strs, operations `s id record` (spool a job, or
- * replace its record) and `r id` (it left the spool). Only each id's last operation counts
- * (the script is atomic), and the writes go as a few HSET/HDEL calls: a redis.call costs
- * more than the hash operation it makes.
- */
-const SPOOL_APPLY_LUA = `
-local v = cmsgpack.unpack(ARGV[1])
-local set, del = {}, {}
-local i, size = 1, #v
-while i <= size do
-  if v[i] == 's' then
-    set[v[i + 1]] = v[i + 2]
-    del[v[i + 1]] = nil
-    i = i + 3
-  else
-    set[v[i + 1]] = nil
-    del[v[i + 1]] = true
-    i = i + 2
-  end
-end
-local args = {}
-for id, record in pairs(set) do
-  args[#args + 1] = id
-  args[#args + 1] = record
-  if #args >= 1000 then
-    redis.call('HSET', KEYS[1], unpack(args))
-    args = {}
-  end
-end
-if #args > 0 then redis.call('HSET', KEYS[1], unpack(args)) end
-args = {}
-for id in pairs(del) do
-  args[#args + 1] = id
-  if #args >= 1000 then
-    redis.call('HDEL', KEYS[1], unpack(args))
-    args = {}
-  end
-end
-if #args > 0 then redis.call('HDEL', KEYS[1], unpack(args)) end
-return 0
-`
 
 /** Take or renew the name's lease for token ARGV[1]: returns {holder, pttl of another's lease}. */
 const ACQUIRE_LUA = `
@@ -115,7 +73,7 @@ return encoded
 `
 
 interface GroupScripts {
-  jrSpoolApply(key: string, ops: Buffer): Promise<number>
+  jrSpoolApply(spool: string, unique: string, ids: string, ttls: string, ops: Buffer, member: string): Promise<unknown>
   jrMemberAcquire(key: string, token: string, ttlMs: string): Promise<[string, number]>
   jrMemberRelease(key: string, token: string): Promise<number>
   jrRemoveAdopted(spool: string, lease: string, token: string, ttlMs: string, ...ids: string[]): Promise<number>
@@ -164,7 +122,7 @@ export class GroupStore {
     this.client = createClient(parseStorageUrl(url), () => this.open)
     // Without a listener ioredis prints every failed reconnect; a failing command says why.
     this.client.on('error', () => {})
-    this.client.defineCommand('jrSpoolApply', { lua: SPOOL_APPLY_LUA, numberOfKeys: 1 })
+    this.client.defineCommand('jrSpoolApply', { lua: SPOOL_APPLY_LUA, numberOfKeys: 4 })
     this.client.defineCommand('jrMemberAcquire', { lua: ACQUIRE_LUA, numberOfKeys: 1 })
     this.client.defineCommand('jrMemberRelease', { lua: RELEASE_LUA, numberOfKeys: 1 })
     this.client.defineCommand('jrRemoveAdopted', { lua: REMOVE_ADOPTED_LUA, numberOfKeys: 2 })
@@ -191,9 +149,16 @@ export class GroupStore {
     return memberKeys(this.group, name, this.prefix)
   }
 
-  /** Applies one batch of spool operations (see SPOOL_APPLY_LUA) to `name`'s spool. */
-  applySpool(name: string, ops: Buffer): Promise<void> {
-    return this.call('spool write', () => this.scripts.jrSpoolApply(this.member(name).spool, ops)).then(() => undefined)
+  /**
+   * Applies one batch of spool operations (see SPOOL_APPLY_LUA) to `name`'s spool, with the
+   * unique keys they claim and release: resolves the claims that did not simply hold.
+   */
+  async applySpool(name: string, ops: Buffer): Promise<ClaimAnswer[]> {
+    const { unique, uniqueIds, uniqueTtl } = this.keys
+    const flat = await this.call('spool write', () =>
+      this.scripts.jrSpoolApply(this.member(name).spool, unique, uniqueIds, uniqueTtl, ops, name),
+    )
+    return parseClaimAnswers(flat)
   }
 
   /** Reads `name`'s spool a page at a time: `page` gets each page's (id, record) pairs. */
