@@ -207,6 +207,11 @@ const CASES = [
     `throughput, distributor spool on Redis, 2 memory nodes (${k(N.jobs)} no-op)`,
     (ctx) => ({ storage: 'memory', spool: ctx.redis.url, names: [`s${ctx.run}a`, `s${ctx.run}b`] }),
   ),
+  jrRedisThroughputCase(
+    'jr-throughput-spool-unique',
+    `throughput, distributor spool on Redis, a unique key per job, 2 memory nodes (${k(N.jobs)} no-op)`,
+    (ctx) => ({ storage: 'memory', spool: ctx.redis.url, names: [`u${ctx.run}a`, `u${ctx.run}b`], keyed: true }),
+  ),
   {
     id: 'jr-latency',
     system: 'job-reactor',

@@ -70,11 +70,12 @@ async function startCluster(
 /** Enqueues `count` jobs in chunks, letting the loop turn between chunks; returns the done promises. */
 async function enqueueMany(ctx, distributor, count, name, opts) {
   const dones = new Array(count)
-  // An array of options: job i gets the (i mod length)th (a limitKey each, say).
+  // An array of options: job i gets the (i mod length)th (a limitKey each, say); a function: job i gets opts(i).
   const many = Array.isArray(opts) ? opts : [opts]
+  const optsOf = typeof opts === 'function' ? opts : (i) => many[i % many.length]
   for (let i = 0; i < count; ) {
     const end = Math.min(count, i + ENQUEUE_CHUNK)
-    for (; i < end; i++) dones[i] = distributor.enqueue(name, {}, many[i % many.length]).done
+    for (; i < end; i++) dones[i] = distributor.enqueue(name, {}, optsOf(i)).done
     ctx.throwIfAborted()
     await yieldToLoop()
   }
@@ -145,14 +146,20 @@ async function scrapeCost(distributor, count = 50) {
  * and a scraper process reads them all every second; then the CPU time of one scrape of the
  * distributor's metrics is measured, idle.
  */
-export async function runThroughput(ctx, { count, warmup, storage, names, spool, scrape = false, limited }) {
+export async function runThroughput(
+  ctx,
+  { count, warmup, storage, names, spool, scrape = false, limited, keyed = false },
+) {
   const ports = new Map()
   if (scrape) for (const name of names) ports.set(name, await freePort())
   const nodeArgs = (name) => (ports.has(name) ? ['--metrics-port', String(ports.get(name))] : [])
   const pids = []
   // `limited`: { concurrency, keys }: 'noop' limited per key, the jobs spread over `keys` keys.
   const limits = limited === undefined ? undefined : { noop: { concurrency: limited.concurrency, perKey: true } }
-  const opts = limited === undefined ? {} : Array.from({ length: limited.keys }, (_, i) => ({ limitKey: `k${i}` }))
+  let opts = limited === undefined ? {} : Array.from({ length: limited.keys }, (_, i) => ({ limitKey: `k${i}` }))
+  // `keyed`: every job with a unique key of its own (claimed with the spool write, when spooled).
+  let keys = 0
+  if (keyed) opts = () => ({ unique: { key: `u${keys++}` } })
   const distributor = await startCluster(ctx, names, { storage, spool, nodeArgs, pids, limits })
   if (scrape) await scrapeEverySecond(ctx, distributor, [...ports.values()])
   await Promise.all(await enqueueMany(ctx, distributor, warmup, 'noop', opts))
@@ -164,7 +171,7 @@ export async function runThroughput(ctx, { count, warmup, storage, names, spool,
   const seconds = hrMs(start) / 1000
   const cpuPerJob = cpuBefore === undefined ? undefined : ((cpuOf(pids) - cpuBefore) * 1000) / count
   ctx.progress(
-    `job-reactor ${storage === 'memory' ? 'memory' : 'redis'}${spool === undefined ? '' : ' nodes, spooled distributor'}${scrape ? ', metrics scraped' : ''}${limited === undefined ? '' : `, limited ${limited.concurrency} per key over ${limited.keys} keys`}: ${count} jobs in ${seconds.toFixed(2)} s (enqueue loop ${enqueueSeconds.toFixed(2)} s)`,
+    `job-reactor ${storage === 'memory' ? 'memory' : 'redis'}${spool === undefined ? '' : ' nodes, spooled distributor'}${keyed ? ', a unique key per job' : ''}${scrape ? ', metrics scraped' : ''}${limited === undefined ? '' : `, limited ${limited.concurrency} per key over ${limited.keys} keys`}: ${count} jobs in ${seconds.toFixed(2)} s (enqueue loop ${enqueueSeconds.toFixed(2)} s)`,
   )
   const result = { throughput: count / seconds }
   if (cpuPerJob !== undefined) result.cpuPerJob = cpuPerJob

@@ -184,7 +184,8 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     this.unique = new UniqueJobs(
       {
         create: (name, args, resolved, onSuccess, onError) => this.create(name, args, resolved, onSuccess, onError),
-        enter: (job, spooled) => this.enter(job, spooled, Date.now()),
+        enter: (job, claimed) => this.enter(job, claimed, Date.now()),
+        discard: (job) => this.jobs.release(job.id),
         cancel: (id) => this.cancel(id),
         runClosure: (job, closure, args) => void this.feedback.runClosure(job, closure, args),
         watchProgress: (job, onProgress) => this.progress.watch(job, onProgress),
@@ -521,11 +522,15 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     return job
   }
 
-  /** `job` waits for a node from now on; `spooled`: its record is written (with its unique key's claim). */
-  private enter(job: TrackedJob, spooled: boolean, now: number): void {
-    this.jobs.add(job)
+  /**
+   * `job` waits for a node from now on. `claimed`: its record was written with its unique
+   * key's claim, which took a while: its id was handed out before others since.
+   */
+  private enter(job: TrackedJob, claimed: boolean, now: number): void {
+    if (claimed) this.jobs.fill(job)
+    else this.jobs.add(job)
     this.queue.push(job, now).enqueued++
-    if (!spooled) this.distributorGroup?.spool.add(job)
+    if (!claimed) this.distributorGroup?.spool.add(job)
     if (this.listenerCount('job:enqueue') > 0) this.safeEmit('job:enqueue', { id: job.id, name: job.name })
     if (!this.pool.knows(job.name)) this.dispatcher.unroutable(job)
     this.dispatcher.schedule()

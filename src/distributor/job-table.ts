@@ -29,7 +29,15 @@ export class JobTable {
 
   /** A new id naming a free slot; `add` the job that gets it before calling this again. */
   newId(): string {
-    const slot = this.free.length > 0 ? (this.free.pop() as number) : this.slots.length
+    let slot = this.slots.length
+    // A slot on the free list may have been filled since (fill, restoreAll): skipped.
+    while (this.free.length > 0) {
+      const free = this.free.pop() as number
+      if (this.slots[free] === undefined) {
+        slot = free
+        break
+      }
+    }
     if (slot >= MAX_SLOTS)
       throw new QueueFullError(
         MAX_SLOTS,
@@ -45,6 +53,23 @@ export class JobTable {
     this.slots[this.reserved] = job
     this.reserved = -1
     this.count++
+  }
+
+  /**
+   * Files a job whose id came from `newId` a while ago (a unique key's claim was on its way
+   * meanwhile): in its slot if that is still free, else aside.
+   */
+  fill(job: TrackedJob): void {
+    const slot = slotOf(job.id)
+    if (slot < this.slots.length && this.slots[slot] === undefined && this.reserved !== slot) this.slots[slot] = job
+    else (this.others ??= new Map()).set(job.id, job)
+    this.count++
+  }
+
+  /** The job that got `id` from `newId` a while ago will never be filed: its slot is free again. */
+  release(id: string): void {
+    const slot = slotOf(id)
+    if (slot < this.slots.length && this.slots[slot] === undefined) this.free.push(slot)
   }
 
   /**

@@ -21,8 +21,13 @@ export interface UniqueJobsContext {
     onSuccess: FeedbackCallback | undefined,
     onError: FeedbackCallback | undefined,
   ): TrackedJob
-  /** `job` waits for a node from now on; `spooled`: its record is written (with its claim). */
-  enter(job: TrackedJob, spooled: boolean): void
+  /**
+   * `job` waits for a node from now on. `claimed`: made a while ago, its record written
+   * with its key's claim; else made just now (and spooled now, with a spool).
+   */
+  enter(job: TrackedJob, claimed: boolean): void
+  /** `job`, made a while ago, will never wait for a node: another job holds its key. */
+  discard(job: TrackedJob): void
   /** Cancels a job as `cancel(id)` does. */
   cancel(id: string): Promise<boolean>
   /** Runs a closure with a result, reporting what it throws as any feedback closure's. */
@@ -181,6 +186,7 @@ export class UniqueJobs {
       return
     }
     this.keys.forget(job)
+    this.ctx.discard(job)
     const joined = this.joined.get(job.id)
     this.joined.delete(job.id)
     const holder = this.ctx.tracked(answer.holder)

@@ -61,6 +61,17 @@ describe('unique keys across a distributor group', () => {
     expect(made?.id).not.toBe(first.id)
   })
 
+  it('keyed jobs enqueued among plain ones with a node connected all run once and report to their callers', async () => {
+    const a = await member(unique('mixed'), 'a')
+    await startNode(res, a, { name: unique('w') })
+    const handles = Array.from({ length: 200 }, (_, i) =>
+      i % 2 === 0 ? a.enqueue('echo', { i }, { unique: { key: `k${i}` } }) : a.enqueue('echo', { i }),
+    )
+    const results = await Promise.all(handles.map((h) => h.done))
+    expect(results.map((r) => r['i'])).toEqual(handles.map((_, i) => i))
+    expect(a.activeCount).toBe(0)
+  })
+
   it('callers of one process joined while the claim is on its way all get the result', async () => {
     const a = await member(unique('join'), 'a')
     const got: number[] = []

@@ -3,7 +3,7 @@ import { JobTable } from '../../src/distributor/job-table.js'
 import { NO_JOB_OPTIONS, type JobOptions } from '../../src/distributor/options.js'
 import { decodeSpooled, encodeSpooled } from '../../src/distributor/spool/spooled-job.js'
 import { TrackedJob } from '../../src/distributor/tracked-job.js'
-import { newJobId } from '../../src/protocol/job-id.js'
+import { newJobId, slotOf } from '../../src/protocol/job-id.js'
 import { pack } from '../../src/protocol/msgpack.js'
 
 const canceller = { cancel: async () => false }
@@ -85,5 +85,39 @@ describe('JobTable.restoreAll', () => {
     expect(table.get(far.id)).toBeUndefined()
     expect(table.size).toBe(12)
     expect([...table.values()]).toHaveLength(12)
+  })
+})
+
+describe('JobTable.fill and release (a unique key claimed meanwhile)', () => {
+  it('files a job whose id was handed out before others in its own slot, and frees the slot of one never filed', () => {
+    const table = new JobTable()
+    const claiming = tracked(table.newId())
+    const lost = tracked(table.newId())
+    const plain: TrackedJob[] = []
+    for (let i = 0; i < 5; i++) {
+      const job = tracked(table.newId())
+      table.add(job)
+      plain.push(job)
+    }
+    // Neither id named a slot that another job got meanwhile.
+    expect(plain.map((job) => slotOf(job.id))).not.toContain(slotOf(claiming.id))
+    expect(plain.map((job) => slotOf(job.id))).not.toContain(slotOf(lost.id))
+    table.fill(claiming)
+    expect(table.get(claiming.id)).toBe(claiming)
+    expect(table.size).toBe(6)
+    table.release(lost.id)
+    const next = tracked(table.newId())
+    expect(slotOf(next.id)).toBe(slotOf(lost.id))
+  })
+
+  it('files aside a job whose slot another job took meanwhile (the table was emptied and refilled)', () => {
+    const table = new JobTable()
+    const claiming = tracked(table.newId())
+    const restored = tracked(newJobId(slotOf(claiming.id)))
+    table.restoreAll([restored])
+    table.fill(claiming)
+    expect(table.get(claiming.id)).toBe(claiming)
+    expect(table.get(restored.id)).toBe(restored)
+    expect(table.size).toBe(2)
   })
 })
