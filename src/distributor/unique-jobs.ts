@@ -1,14 +1,13 @@
 import { createHash } from 'node:crypto'
 import { DeduplicatedError, JobFailedError } from '../errors.js'
-import type { ProgressValue } from '../protocol/messages.js'
 import type { JobArgsObject } from '../protocol/args.js'
 import { isScheduled } from '../scheduling/cron.js'
 import type { ClaimAnswer } from '../storage/redis/spool-script.js'
-import type { JobHandle } from './job-handle.js'
 import type { ProgressCallback } from './progress-router.js'
+import { UniqueHandle } from './unique-handle.js'
 import { NO_JOB_OPTIONS, type JobOptions, type ResolvedEnqueueOptions } from './options.js'
 import type { FeedbackCallback, TrackedJob } from './tracked-job.js'
-import { decideUnique, type ResolvedUniqueOptions, type UniqueResult } from './unique.js'
+import { decideUnique, type ResolvedUniqueOptions } from './unique.js'
 import type { UniqueKeys } from './unique-keys.js'
 
 /** What UniqueJobs needs of the distributor. */
@@ -291,73 +290,6 @@ export class UniqueJobs {
         if (err instanceof JobFailedError) this.ctx.runClosure(job, onError, err.args as JobArgsObject)
       },
     )
-  }
-}
-
-/**
- * What an enqueue with a key returns: the handle of the job that runs (`id`, `done`,
- * `persisted`, `cancel()` are that job's: a joined caller's cancel cancels the shared job),
- * and `unique`, what the enqueue did: known at once without a spool, once the claim is
- * written with one. Until then `id` is the job this enqueue made or joined here.
- */
-export class UniqueHandle<R extends JobArgsObject = JobArgsObject> implements JobHandle<R> {
-  readonly unique: Promise<UniqueResult>
-  private answer!: (result: UniqueResult) => void
-  private refuse!: (error: Error) => void
-  /** The key is held by a job this process does not track. */
-  private elsewhere: DeduplicatedError | undefined = undefined
-
-  constructor(
-    private job: TrackedJob,
-    private readonly key: string,
-    private readonly outcome: UniqueResult['outcome'],
-    private readonly cancelById: (id: string) => Promise<boolean>,
-  ) {
-    this.unique = new Promise<UniqueResult>((resolve, reject) => {
-      this.answer = resolve
-      this.refuse = reject
-    })
-    // Never an unhandled rejection: a caller may never look at it.
-    this.unique.catch(() => {})
-  }
-
-  /** What the enqueue did is known: `job` is the one that runs. */
-  settle(job: TrackedJob, outcome: UniqueResult['outcome'] = this.outcome): void {
-    this.job = job
-    this.answer(Object.freeze({ key: this.key, outcome, id: job.id }))
-  }
-
-  /** Another member's job (or one this process holds no closure for) has the key. */
-  settleElsewhere(error: DeduplicatedError): void {
-    this.elsewhere = error
-    this.answer(Object.freeze({ key: this.key, outcome: 'deduplicated' as const, id: error.id }))
-  }
-
-  /** The distributor closed before the claim was answered. */
-  fail(error: Error): void {
-    this.job.reject(error)
-    this.refuse(error)
-  }
-
-  get id(): string {
-    return this.elsewhere?.id ?? this.job.id
-  }
-
-  get done(): Promise<R> {
-    return this.job.done as Promise<JobArgsObject> as Promise<R>
-  }
-
-  get persisted(): Promise<void> {
-    return this.job.persisted
-  }
-
-  cancel(): Promise<boolean> {
-    return this.elsewhere === undefined ? this.job.cancel() : this.cancelById(this.elsewhere.id)
-  }
-
-  /** The shared job's last progress value (none for a job of another member). */
-  get progress(): ProgressValue | undefined {
-    return this.elsewhere === undefined ? this.job.progress : undefined
   }
 }
 
