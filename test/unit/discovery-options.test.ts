@@ -104,6 +104,8 @@ describe('group registry keys and entries', () => {
       members: 'jr:group:{web}:members',
       events: 'jr:group:{web}:events',
       cancels: 'jr:group:{web}:cancels',
+      slots: 'jr:group:{web}:slots',
+      base: 'jr:group:{web}:',
     })
     expect(groupKeys('web', 't1:').members).toBe('t1:group:{web}:members')
     expect(memberKeys('web', 'pod-1').spool).toBe('jr:group:{web}:spool:pod-1')

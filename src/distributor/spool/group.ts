@@ -7,6 +7,7 @@ import { StoreGuard } from '../../storage/store-guard.js'
 import type { DistributorEvents } from '../events.js'
 import type { TrackedJob } from '../tracked-job.js'
 import { GroupCancels } from './group-cancels.js'
+import { GroupLimits } from './group-limits.js'
 import { Membership } from './membership.js'
 import { Spool } from './spool.js'
 import type { SpooledJob } from './spooled-job.js'
@@ -44,8 +45,8 @@ export interface GroupOptions {
 /**
  * A distributor's part in its group (docs/architecture.md, "Distributor groups"), present
  * with `storage`: the group's state in Redis (`GroupStore`), this member's spool (`Spool`),
- * its place in the group (`Membership`: the lease on its name, resume and adoption) and
- * cancel from any member (`GroupCancels`). The distributor keeps the job table and the
+ * its place in the group (`Membership`: the lease on its name, resume and adoption),
+ * cancel from any member (`GroupCancels`) and limits across the group (`GroupLimits`). The distributor keeps the job table and the
  * queue; restored jobs reach them through the context.
  *
  * Lifecycle: constructed → connect() → join() (the name taken, the spool resumed, writes
@@ -53,6 +54,8 @@ export interface GroupOptions {
  */
 export class DistributorGroup {
   readonly spool: Spool
+  /** The slots and starts of limits across the group (the distributor's Limits share them). */
+  readonly limits: GroupLimits
   private readonly store: GroupStore
   private readonly membership: Membership
   private readonly cancels: GroupCancels
@@ -97,6 +100,7 @@ export class DistributorGroup {
       },
       this.store,
     )
+    this.limits = new GroupLimits({ log, after, cancelTimer }, this.store, options.name)
     this.membership = new Membership(
       {
         group: options.group,
@@ -148,6 +152,7 @@ export class DistributorGroup {
     }
     this.spool.start()
     this.membership.start()
+    this.limits.start()
   }
 
   /**
@@ -166,6 +171,7 @@ export class DistributorGroup {
   /** Closing before the name was held: nothing was written, nothing is handed over. */
   close(): void {
     this.spool.close()
+    this.limits.close()
   }
 
   /**
@@ -186,6 +192,10 @@ export class DistributorGroup {
     this.spool.close()
     this.cancels.close()
     for (const job of jobs) job.failPersisted(unpersisted)
+    // Before the lease goes: slots given back now reach the others without waiting it out.
+    await this.limits
+      .giveBack()
+      .catch((err: unknown) => this.ctx.log.warn({ err }, 'cannot give the group its limit slots back'))
     await this.membership.leave().catch((err: unknown) => this.ctx.log.warn({ err }, 'cannot give up the member lease'))
   }
 

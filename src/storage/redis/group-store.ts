@@ -3,6 +3,7 @@ import { StoreError } from '../../errors.js'
 import { connectClient, createClient, quitClient } from './client.js'
 import { type GroupKeys, groupKeys, type MemberKeys, memberKeys } from './group-keys.js'
 import { DEFAULT_KEY_PREFIX } from './keys.js'
+import { decodeLimitAnswers, encodeLimitOps, LIMIT_GRANT_LUA, type LimitAnswer, type LimitOp } from './limit-scripts.js'
 import { encodeMemberEntry, type MemberEntry, parseMemberEntry } from './member-entry.js'
 import { parseStorageUrl, redactUrl } from './url.js'
 
@@ -120,6 +121,7 @@ interface GroupScripts {
   jrMemberRelease(key: string, token: string): Promise<number>
   jrRemoveAdopted(spool: string, lease: string, token: string, ttlMs: string, ...ids: string[]): Promise<number>
   jrAbsorb(key: string, adopter: string, gone: string, record: string): Promise<string>
+  jrLimitGrant(numberOfKeys: number, ...keysAndArgs: (string | Buffer)[]): Promise<(number | string)[]>
 }
 
 /**
@@ -169,6 +171,8 @@ export class GroupStore {
     this.client.defineCommand('jrMemberRelease', { lua: RELEASE_LUA, numberOfKeys: 1 })
     this.client.defineCommand('jrRemoveAdopted', { lua: REMOVE_ADOPTED_LUA, numberOfKeys: 2 })
     this.client.defineCommand('jrAbsorb', { lua: ABSORB_LUA, numberOfKeys: 1 })
+    // The number of keys varies: one per operation of the call.
+    this.client.defineCommand('jrLimitGrant', { lua: LIMIT_GRANT_LUA })
     this.scripts = this.client as unknown as GroupScripts
   }
 
@@ -294,6 +298,42 @@ export class GroupStore {
     await this.call('cancel subscribe', async () => {
       await connectClient(subscriber)
       await subscriber.subscribe(this.keys.cancels)
+    })
+  }
+
+  /**
+   * One call of member `name`'s limit operations (limit-scripts.ts): slots and starts asked
+   * for or given back; resolves one answer per operation, in order.
+   */
+  async grantLimits(name: string, ops: readonly LimitOp[]): Promise<LimitAnswer[]> {
+    const { keys, packed } = encodeLimitOps(this.keys.base, ops)
+    const leasePrefix = `${this.keys.base}lease:`
+    const flat = await this.call('limit grant', () =>
+      this.scripts.jrLimitGrant(keys.length, ...keys, name, leasePrefix, packed),
+    )
+    return decodeLimitAnswers(flat)
+  }
+
+  /** Tells the other members that slots of `scopes` were given back. */
+  publishSlots(scopes: readonly string[]): Promise<void> {
+    return this.call('slots publish', () => this.client.publish(this.keys.slots, scopes.join('\n'))).then(
+      () => undefined,
+    )
+  }
+
+  /** Hears the scopes whose slots a member gave back (this member's own included). */
+  async subscribeSlots(onScope: (scope: string) => void): Promise<void> {
+    const subscriber = (this.subscriber ??= (this.client as Redis).duplicate())
+    subscriber.on('message', (channel: string, message: string) => {
+      if (channel === this.keys.slots) for (const scope of message.split('\n')) onScope(scope)
+    })
+    await this.call('slots subscribe', async () => {
+      // The cancels' subscription connected it already, when there is one.
+      if (subscriber.status === 'wait') {
+        subscriber.on('error', () => {})
+        await connectClient(subscriber)
+      }
+      await subscriber.subscribe(this.keys.slots)
     })
   }
 

@@ -1,0 +1,470 @@
+import type { Logger } from '../../logger.js'
+import { Timer } from '../../scheduling/timer-heap.js'
+import { limitScope } from '../../storage/redis/group-keys.js'
+import type { LimitAnswer, LimitOp, StartsOp } from '../../storage/redis/limit-scripts.js'
+import type { NameLimit, RateOptions, SharedLimits } from '../limits.js'
+
+/** What the group's limits need of their distributor. */
+export interface GroupLimitsContext {
+  readonly log: Logger
+  /** Fires `timer` once, `ms` from now, on the distributor's scheduler. */
+  after(timer: Timer, ms: number): void
+  cancelTimer(timer: Timer): void
+}
+
+/** What they need of Redis (GroupStore). */
+export interface LimitGrants {
+  grantLimits(member: string, ops: readonly LimitOp[]): Promise<LimitAnswer[]>
+  publishSlots(scopes: readonly string[]): Promise<void>
+  subscribeSlots(onScope: (scope: string) => void): Promise<void>
+}
+
+/** One scope of a limit (its name in total, or one key) as this member holds it. */
+interface Scope {
+  limit: NameLimit
+  readonly key: string
+  /** In Redis (group-keys.ts limitScope). */
+  readonly id: string
+  /** Slots held, as far as known here: lowered at once when some are given back. */
+  slots: number
+  /** Asked for more and got fewer: asked again once a member gives some back or a holder's lease may have run out. */
+  refused: boolean
+  /** Give-backs heard of: a refusal answered after one was heard is asked again at once. */
+  notices: number
+  /** Starts granted and not used yet (their seqs). */
+  starts: number[]
+  /** A job waits for a start: asked for in the turn's call. */
+  wantsStarts: boolean
+  /** The window was full: asked again when it frees (the timer). */
+  rateRefused: boolean
+  readonly rateTimer: Timer
+  /** The limit was removed or replaced: everything goes back. */
+  detached: boolean
+  dirty: boolean
+}
+
+/** What a call asked of one scope, to read its answer by. */
+interface Sent {
+  readonly scope: Scope
+  readonly op: LimitOp
+  /** Slots: held before (a give-back is told to the group). Starts: unused. */
+  readonly before: number
+  readonly notices: number
+}
+
+const RETRY_MIN_MS = 100
+const RETRY_MAX_MS = 5_000
+
+/**
+ * The slots a member should hold of a scope: what its jobs in flight use and what its
+ * waiting jobs could use, within the limit; nothing once the limit is gone. WHY not more:
+ * a member holds no slot it has no job for, so another member's jobs get it.
+ */
+export function slotsTarget(concurrency: number | undefined, used: number, waiting: number, detached: boolean): number {
+  if (detached || concurrency === undefined) return 0
+  return Math.min(concurrency, used + waiting)
+}
+
+/**
+ * Whether a scope's slots go into the turn's call: given back when more are held than
+ * wanted; asked for when fewer, unless the last ask was refused and nothing since could
+ * have freed one (a give-back heard, a lease run out): no polling.
+ */
+export function slotsDecision(held: number, target: number, refused: boolean): 'give' | 'ask' | 'none' {
+  if (target < held) return 'give'
+  if (target > held && !refused) return 'ask'
+  return 'none'
+}
+
+/**
+ * Starts to ask for: one per waiting job, within the rate's max and, with a concurrency
+ * limit, the slots held and unused here (a start granted and not used is given back the
+ * next turn, and counts in the window until then).
+ */
+export function startsWanted(
+  max: number,
+  waiting: number,
+  freeSlots: number | undefined,
+  refused: boolean,
+  detached: boolean,
+): number {
+  if (refused || detached) return 0
+  return Math.max(0, Math.min(max, waiting, freeSlots ?? Number.POSITIVE_INFINITY))
+}
+
+/**
+ * A limit across a distributor group (docs/architecture.md, Limits, "Across a group"): the
+ * slots of each concurrency scope are a semaphore in Redis, the starts of each rate scope a
+ * sliding window there (limit-scripts.ts). This member holds slots and starts granted by
+ * the group, and the dispatch pass uses only those (synchronously: NameLimit asks
+ * `slots`/`starts`); what is missing, or held and no longer needed, goes into one script
+ * call per event-loop turn for every scope that changed, one call at a time.
+ *
+ * - A slot is kept while jobs of its scope wait here (no round trip per job under load),
+ *   and given back when none waits; a give-back is published on the group's channel.
+ * - A member refused asks again when it hears a give-back of that scope, or once the
+ *   soonest lease of another holder could have run out (its slots come back then: the
+ *   script drops the fields of members whose lease is gone): one timer on the
+ *   distributor's scheduler. A rate refused asks again when its window frees (the script
+ *   says when). No polling.
+ * - A call that fails (Redis down, or silent past storeTimeoutMs) is made again with capped
+ *   backoff, with the targets of that moment (each operation sets a value: a retry of one
+ *   that landed does no harm). Meanwhile the member keeps what it holds: jobs that hold
+ *   granted slots go on, nothing beyond them starts.
+ */
+export class GroupLimits implements SharedLimits {
+  /** Scopes of names limited in total, by name; of names limited per key, by name and key. */
+  private readonly totals = new Map<string, Scope>()
+  private readonly keyed = new Map<string, Map<string, Scope>>()
+  private readonly byId = new Map<string, Scope>()
+  private readonly dirty = new Set<Scope>()
+  private flushQueued = false
+  private inFlight = false
+  private named = false
+  private closed = false
+  private subscribed: Promise<void> | undefined
+  private failures = 0
+  private seq = 0
+  private readonly retryTimer = new Timer(() => {
+    this.inFlight = false
+    this.flush()
+  })
+  /** Due when the soonest lease of a member holding slots that this one was refused could run out. */
+  private readonly leaseTimer = new Timer(() => this.leaseRanOut())
+  private leaseTimerAt = Number.POSITIVE_INFINITY
+
+  constructor(
+    private readonly ctx: GroupLimitsContext,
+    private readonly store: LimitGrants,
+    /** This member: its slots are held under its name, and dropped when its lease is gone. */
+    private readonly member: string,
+  ) {}
+
+  /** This process holds the member's name (and its lease): calls may go out. */
+  start(): void {
+    this.named = true
+    this.queueFlush()
+  }
+
+  slots(limit: NameLimit, key: string): number {
+    return this.find(limit, key)?.slots ?? 0
+  }
+
+  starts(limit: NameLimit, key: string): number {
+    return this.find(limit, key)?.starts.length ?? 0
+  }
+
+  started(limit: NameLimit, key: string): void {
+    this.find(limit, key)?.starts.pop()
+  }
+
+  changed(limit: NameLimit, key: string): void {
+    this.markDirty(this.scopeOf(limit, key))
+  }
+
+  wantStarts(limit: NameLimit, key: string): void {
+    const scope = this.scopeOf(limit, key)
+    scope.wantsStarts = true
+    this.markDirty(scope)
+  }
+
+  detach(limit: NameLimit): void {
+    for (const scope of this.byId.values()) {
+      if (scope.limit !== limit) continue
+      scope.detached = true
+      this.markDirty(scope)
+    }
+  }
+
+  /**
+   * Closing (a hand-over): gives back every slot and unused start in one call, and tells
+   * the group, so that the others need not wait for this member's lease to run out.
+   */
+  async giveBack(): Promise<void> {
+    this.closed = true
+    this.ctx.cancelTimer(this.retryTimer)
+    this.ctx.cancelTimer(this.leaseTimer)
+    const ops: LimitOp[] = []
+    const given: string[] = []
+    for (const scope of this.byId.values()) {
+      this.ctx.cancelTimer(scope.rateTimer)
+      const { concurrency, rate } = scope.limit.limit
+      if (scope.slots > 0 || scope.refused) {
+        ops.push({ kind: 'slots', scope: scope.id, concurrency: concurrency ?? 0, target: 0 })
+        if (scope.slots > 0) given.push(scope.id)
+      }
+      if (scope.starts.length > 0) ops.push({ ...startsOp(scope, rate, 0, 0), giveBack: scope.starts })
+    }
+    if (ops.length === 0) return
+    await this.store.grantLimits(this.member, ops)
+    if (given.length > 0) await this.store.publishSlots(given)
+  }
+
+  /** Stops asking (closing before the name was held: nothing was asked). */
+  close(): void {
+    this.closed = true
+    this.ctx.cancelTimer(this.retryTimer)
+    this.ctx.cancelTimer(this.leaseTimer)
+    for (const scope of this.byId.values()) this.ctx.cancelTimer(scope.rateTimer)
+  }
+
+  private find(limit: NameLimit, key: string): Scope | undefined {
+    return limit.perKey ? this.keyed.get(limit.name)?.get(key) : this.totals.get(limit.name)
+  }
+
+  private scopeOf(limit: NameLimit, key: string): Scope {
+    let scope = this.find(limit, key)
+    if (scope === undefined) {
+      const id = limitScope(limit.name, limit.perKey ? key : undefined)
+      const made: Scope = {
+        limit,
+        key,
+        id,
+        slots: 0,
+        refused: false,
+        notices: 0,
+        starts: [],
+        wantsStarts: false,
+        rateRefused: false,
+        rateTimer: new Timer(() => {
+          made.rateRefused = false
+          made.limit.granted(made.key)
+        }),
+        detached: false,
+        dirty: false,
+      }
+      scope = made
+      if (!limit.perKey) this.totals.set(limit.name, scope)
+      else {
+        let byKey = this.keyed.get(limit.name)
+        if (byKey === undefined) this.keyed.set(limit.name, (byKey = new Map()))
+        byKey.set(key, scope)
+      }
+      this.byId.set(id, scope)
+    } else if (scope.limit !== limit) {
+      // The name limited anew with the same scope: its slots are this member's field in
+      // Redis either way; the new limit takes them over (its recount counts their jobs).
+      scope.limit = limit
+      scope.detached = false
+    }
+    return scope
+  }
+
+  private markDirty(scope: Scope): void {
+    if (scope.dirty) return
+    scope.dirty = true
+    this.dirty.add(scope)
+    this.queueFlush()
+  }
+
+  private queueFlush(): void {
+    if (this.flushQueued || this.inFlight || this.closed) return
+    this.flushQueued = true
+    // The changes of this turn (a dispatch pass, the ends of jobs) share one call.
+    setImmediate(this.flushLater)
+  }
+
+  private readonly flushLater = (): void => {
+    this.flushQueued = false
+    this.flush()
+  }
+
+  /** One call with what every scope that changed asks for or gives back. */
+  private flush(): void {
+    if (this.inFlight || !this.named || this.closed || this.dirty.size === 0) return
+    if (this.subscribed === undefined) {
+      // Before the first ask: a give-back published after a refusal must be heard.
+      this.inFlight = true
+      this.subscribed = this.store.subscribeSlots((id) => this.heard(id))
+      this.subscribed.then(
+        () => {
+          this.inFlight = false
+          this.flush()
+        },
+        (err: unknown) => {
+          this.subscribed = undefined
+          this.failed(err)
+        },
+      )
+      return
+    }
+    const sent: Sent[] = []
+    for (const scope of this.dirty) {
+      scope.dirty = false
+      const op = this.slotsOf(scope)
+      if (op !== undefined) sent.push(op)
+      const starts = this.startsOf(scope)
+      if (starts !== undefined) sent.push(starts)
+      if (op === undefined && starts === undefined) this.forgetIfIdle(scope)
+    }
+    this.dirty.clear()
+    if (sent.length === 0) return
+    this.inFlight = true
+    this.store
+      .grantLimits(
+        this.member,
+        sent.map((s) => s.op),
+      )
+      .then(
+        (answers) => this.answered(sent, answers),
+        (err: unknown) => {
+          // Each operation sets a value: the scopes are asked again with the targets of then.
+          for (const { scope } of sent) this.markDirtyQuietly(scope)
+          this.failed(err)
+        },
+      )
+  }
+
+  private slotsOf(scope: Scope): Sent | undefined {
+    const limit = scope.limit
+    const concurrency = limit.limit.concurrency
+    if (concurrency === undefined && scope.slots === 0) return undefined
+    const target = slotsTarget(
+      concurrency,
+      limit.inUse(scope.key),
+      scope.detached ? 0 : limit.waiting(scope.key),
+      scope.detached,
+    )
+    if (slotsDecision(scope.slots, target, scope.refused) === 'none') return undefined
+    const before = scope.slots
+    // Given back at once: nothing here uses a slot on its way back.
+    if (target < before) scope.slots = target
+    return {
+      scope,
+      op: { kind: 'slots', scope: scope.id, concurrency: concurrency ?? 0, target },
+      before,
+      notices: scope.notices,
+    }
+  }
+
+  private startsOf(scope: Scope): Sent | undefined {
+    const { rate, concurrency } = scope.limit.limit
+    const giveBack = scope.starts
+    let want = 0
+    if (rate !== undefined && scope.wantsStarts) {
+      const limit = scope.limit
+      const free = concurrency === undefined ? undefined : scope.slots - limit.inUse(scope.key)
+      want = startsWanted(rate.max, limit.waiting(scope.key), free, scope.rateRefused, scope.detached)
+    }
+    scope.wantsStarts = false
+    if (want === 0 && giveBack.length === 0) return undefined
+    scope.starts = []
+    const op = { ...startsOp(scope, rate, want, this.seq), giveBack }
+    this.seq += want
+    return { scope, op, before: 0, notices: scope.notices }
+  }
+
+  private answered(sent: Sent[], answers: LimitAnswer[]): void {
+    this.inFlight = false
+    if (this.closed) return
+    if (this.failures > 0) {
+      this.failures = 0
+      this.ctx.log.info('limit grants from the group work again')
+    }
+    const given: string[] = []
+    const now = Date.now()
+    for (let i = 0; i < sent.length; i++) {
+      const { scope, op, before, notices } = sent[i] as Sent
+      const answer = answers[i] ?? { granted: 0, waitMs: -1 }
+      if (op.kind === 'slots') {
+        const had = scope.slots
+        scope.slots = answer.granted
+        if (op.target < before) given.push(scope.id)
+        if (answer.granted < op.target) {
+          scope.refused = true
+          // A give-back heard while the call was on its way: the refusal may be stale.
+          if (scope.notices !== notices) {
+            scope.refused = false
+            this.markDirtyQuietly(scope)
+          }
+          if (answer.waitMs >= 0) this.wakeAtLeaseEnd(now + answer.waitMs + 1)
+        } else scope.refused = false
+        if (scope.slots > had) scope.limit.granted(scope.key)
+      } else {
+        for (let k = 0; k < answer.granted; k++) scope.starts.push(op.seq + k)
+        if (answer.granted > 0) {
+          scope.limit.granted(scope.key)
+          // What the pass leaves unused goes back next turn.
+          this.markDirtyQuietly(scope)
+        }
+        if (answer.granted < op.want) {
+          scope.rateRefused = true
+          this.ctx.cancelTimer(scope.rateTimer)
+          this.ctx.after(scope.rateTimer, Math.max(1, answer.waitMs))
+        }
+      }
+      if (!scope.dirty) this.forgetIfIdle(scope)
+    }
+    if (given.length > 0)
+      this.store
+        .publishSlots(given)
+        .catch((err: unknown) => this.ctx.log.warn({ err }, 'cannot tell the group of slots given back'))
+    this.queueFlush()
+  }
+
+  private failed(err: unknown): void {
+    if (this.failures === 0)
+      this.ctx.log.warn({ err }, 'cannot ask the group for limit grants; retrying (slots held here are kept)')
+    this.failures++
+    if (this.closed) {
+      this.inFlight = false
+      return
+    }
+    this.inFlight = true
+    this.ctx.after(this.retryTimer, Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** (this.failures - 1)))
+  }
+
+  /** Marks a scope for the next call without queueing one (the caller does, or a call is in flight). */
+  private markDirtyQuietly(scope: Scope): void {
+    if (scope.dirty) return
+    scope.dirty = true
+    this.dirty.add(scope)
+  }
+
+  /** A member gave slots of scope `id` back: a refusal of it may be granted now. */
+  private heard(id: string): void {
+    const scope = this.byId.get(id)
+    if (scope === undefined) return
+    scope.notices++
+    if (!scope.refused) return
+    scope.refused = false
+    this.markDirty(scope)
+  }
+
+  private wakeAtLeaseEnd(at: number): void {
+    if (at >= this.leaseTimerAt) return
+    this.ctx.cancelTimer(this.leaseTimer)
+    this.leaseTimerAt = at
+    this.ctx.after(this.leaseTimer, Math.max(1, at - Date.now()))
+  }
+
+  /** A holder's lease could have run out: every refused scope asks again (the script drops a gone member's slots). */
+  private leaseRanOut(): void {
+    this.leaseTimerAt = Number.POSITIVE_INFINITY
+    for (const scope of this.byId.values()) {
+      if (!scope.refused) continue
+      scope.refused = false
+      this.markDirty(scope)
+    }
+  }
+
+  /** A scope that holds, wants and waits for nothing is forgotten (keys come and go). */
+  private forgetIfIdle(scope: Scope): void {
+    if (scope.slots > 0 || scope.starts.length > 0 || scope.refused || scope.rateRefused || scope.dirty) return
+    if (!scope.detached && (scope.limit.inUse(scope.key) > 0 || scope.limit.waiting(scope.key) > 0)) return
+    this.byId.delete(scope.id)
+    const name = scope.limit.name
+    if (this.totals.get(name) === scope) this.totals.delete(name)
+    const byKey = this.keyed.get(name)
+    if (byKey?.get(scope.key) === scope) {
+      byKey.delete(scope.key)
+      if (byKey.size === 0) this.keyed.delete(name)
+    }
+  }
+}
+
+/** A starts operation of `scope`; without a rate (removed since), one that only gives back. */
+function startsOp(scope: Scope, rate: RateOptions | undefined, want: number, seq: number): StartsOp {
+  const perMs = rate === undefined ? 0 : Math.ceil(rate.per * 1000)
+  return { kind: 'starts', scope: scope.id, max: rate?.max ?? 0, perMs, want, seq, giveBack: [] }
+}
