@@ -130,8 +130,8 @@ export interface KeyWaker {
 export interface SharedLimits {
   /** Slots of the scope (`key`, '' in total) this member holds. */
   slots(limit: NameLimit, key: string): number
-  /** Starts of the scope granted to this member and not used yet. */
-  starts(limit: NameLimit, key: string): number
+  /** Starts of the scope granted to this member, not used yet and still usable at `now`. */
+  starts(limit: NameLimit, key: string, now: number): number
   /** A granted start of the scope is used (a job dispatched). */
   started(limit: NameLimit, key: string): void
   /** The scope's slots in use or wanted changed (more wanted, or some to give back): looked at in the turn's call. */
@@ -231,7 +231,7 @@ export class NameLimit {
     if (this.current.rate === undefined) return true
     if (shared !== undefined) {
       // Across the group a start is granted by its window in Redis; the answer wakes the key.
-      if (shared.starts(this, this.scopeOf(key)) > 0) return true
+      if (shared.starts(this, this.scopeOf(key), now) > 0) return true
       shared.wantStarts(this, this.scopeOf(key))
       return false
     }
@@ -246,7 +246,9 @@ export class NameLimit {
     return (
       !this.hasRoom(key) ||
       (this.current.rate !== undefined &&
-        (this.shared === undefined ? this.rateFreeAt(key) > now : this.shared.starts(this, this.scopeOf(key)) === 0)) ||
+        (this.shared === undefined
+          ? this.rateFreeAt(key) > now
+          : this.shared.starts(this, this.scopeOf(key), now) === 0)) ||
       (this.pauses.get(key) ?? -Infinity) > now
     )
   }

@@ -31,8 +31,9 @@ interface Scope {
   refused: boolean
   /** Give-backs heard of: a refusal answered after one was heard is asked again at once. */
   notices: number
-  /** Starts granted and not used yet (their seqs). */
+  /** Starts granted and not used yet (their seqs), usable until `startsUntil` (epoch ms). */
   starts: number[]
+  startsUntil: number
   /** A job waits for a start: asked for in the turn's call. */
   wantsStarts: boolean
   /** The window was full: asked again when it frees (the timer). */
@@ -50,6 +51,8 @@ interface Sent {
   /** Slots: held before (a give-back is told to the group). Starts: unused. */
   readonly before: number
   readonly notices: number
+  /** When the call was made (epoch ms): granted starts are usable until then + their grace. */
+  readonly at: number
 }
 
 const RETRY_MIN_MS = 100
@@ -90,6 +93,17 @@ export function startsWanted(
 ): number {
   if (refused || detached) return 0
   return Math.max(0, Math.min(max, waiting, freeSlots ?? Number.POSITIVE_INFINITY))
+}
+
+/**
+ * How long after asking a member may use a granted start: a tenth of the window, at most
+ * 50 ms (at least 1). Each start counts in the window from the end of its grace (see
+ * limit-scripts.ts), so a saturated rate spaces its windows by `per` + grace: the price of
+ * holding in dispatch times whatever the latency of each answer. An answer slower than
+ * the grace grants starts that are given back unused.
+ */
+export function startGraceMs(perMs: number): number {
+  return Math.max(1, Math.min(50, Math.floor(perMs / 10)))
 }
 
 /**
@@ -150,8 +164,9 @@ export class GroupLimits implements SharedLimits {
     return this.find(limit, key)?.slots ?? 0
   }
 
-  starts(limit: NameLimit, key: string): number {
-    return this.find(limit, key)?.starts.length ?? 0
+  starts(limit: NameLimit, key: string, now: number): number {
+    const scope = this.find(limit, key)
+    return scope === undefined || now > scope.startsUntil ? 0 : scope.starts.length
   }
 
   started(limit: NameLimit, key: string): void {
@@ -224,6 +239,7 @@ export class GroupLimits implements SharedLimits {
         refused: false,
         notices: 0,
         starts: [],
+        startsUntil: 0,
         wantsStarts: false,
         rateRefused: false,
         rateTimer: new Timer(() => {
@@ -334,6 +350,7 @@ export class GroupLimits implements SharedLimits {
       op: { kind: 'slots', scope: scope.id, concurrency: concurrency ?? 0, target },
       before,
       notices: scope.notices,
+      at: Date.now(),
     }
   }
 
@@ -351,7 +368,7 @@ export class GroupLimits implements SharedLimits {
     scope.starts = []
     const op = { ...startsOp(scope, rate, want, this.seq), giveBack }
     this.seq += want
-    return { scope, op, before: 0, notices: scope.notices }
+    return { scope, op, before: 0, notices: scope.notices, at: Date.now() }
   }
 
   private answered(sent: Sent[], answers: LimitAnswer[]): void {
@@ -364,7 +381,7 @@ export class GroupLimits implements SharedLimits {
     const given: string[] = []
     const now = Date.now()
     for (let i = 0; i < sent.length; i++) {
-      const { scope, op, before, notices } = sent[i] as Sent
+      const { scope, op, before, notices, at } = sent[i] as Sent
       const answer = answers[i] ?? { granted: 0, waitMs: -1 }
       if (op.kind === 'slots') {
         const had = scope.slots
@@ -382,6 +399,7 @@ export class GroupLimits implements SharedLimits {
         if (scope.slots > had) scope.limit.granted(scope.key)
       } else {
         for (let k = 0; k < answer.granted; k++) scope.starts.push(op.seq + k)
+        scope.startsUntil = at + op.graceMs
         if (answer.granted > 0) {
           scope.limit.granted(scope.key)
           // What the pass leaves unused goes back next turn.
@@ -466,5 +484,6 @@ export class GroupLimits implements SharedLimits {
 /** A starts operation of `scope`; without a rate (removed since), one that only gives back. */
 function startsOp(scope: Scope, rate: RateOptions | undefined, want: number, seq: number): StartsOp {
   const perMs = rate === undefined ? 0 : Math.ceil(rate.per * 1000)
-  return { kind: 'starts', scope: scope.id, max: rate?.max ?? 0, perMs, want, seq, giveBack: [] }
+  const graceMs = startGraceMs(perMs)
+  return { kind: 'starts', scope: scope.id, max: rate?.max ?? 0, perMs, want, graceMs, seq, giveBack: [] }
 }

@@ -26,6 +26,11 @@ export interface StartsOp {
   readonly max: number
   readonly perMs: number
   readonly want: number
+  /**
+   * The asker uses a start granted within this many ms of asking, or not at all: each start
+   * counts in the window from the end of that grace (see LIMIT_GRANT_LUA).
+   */
+  readonly graceMs: number
   /** The first start asked for is `member:seq`, the next `member:seq+1`, ... */
   readonly seq: number
   readonly giveBack: readonly number[]
@@ -53,11 +58,17 @@ export interface LimitAnswer {
  *       back), then sets this member's slots to the target when it gives back, or to as
  *       many as are free up to it (never below what it held). Answers held, and when short
  *       of the target the soonest PTTL among the other holders (-1 when none expires).
- *   'r', key index, max, per ms, want, seq, k, k seqs
+ *   'r', key index, max, per ms, want, grace ms, seq, k, k seqs
  *       Removes the k unused starts given back, and the starts older than the window (by
- *       Redis TIME: members agree on one clock), adds up to `want` starts `member:seq..`
- *       now, and answers how many, and when short, the ms until the window frees. With
- *       `want` 0 it only gives back (the window is not touched: the rate may be gone).
+ *       Redis TIME, in µs: members agree on one clock), adds up to `want` starts
+ *       `member:seq..` scored now + grace, and answers how many, and when short, the ms
+ *       until the window frees. With `want` 0 it only gives back (the window is not
+ *       touched: the rate may be gone).
+ *       WHY scored at the end of the grace: the asker dispatches a start after the script
+ *       ran and before its own send time + grace (later it gives it back unused), so the
+ *       score is never before the dispatch, and a start granted only once the oldest score
+ *       is `per` old is dispatched at least `per` after it, in real time, whatever the
+ *       latency of each answer: the window holds in dispatch times, not only in grants.
  * WHY one flat array of integers back: two numbers per operation, nothing to decode.
  */
 export const LIMIT_GRANT_LUA = `
@@ -108,18 +119,19 @@ while i <= #ops do
     out[#out + 1] = held
     if held < target then out[#out + 1] = soonest else out[#out + 1] = -1 end
   else
-    local max, per, want, seq, k = ops[i + 2], ops[i + 3], ops[i + 4], ops[i + 5], ops[i + 6]
-    for j = 1, k do redis.call('ZREM', key, member .. ':' .. ops[i + 6 + j]) end
-    i = i + 7 + k
+    local max, per, want, grace = ops[i + 2], ops[i + 3], ops[i + 4], ops[i + 5]
+    local seq, k = ops[i + 6], ops[i + 7]
+    for j = 1, k do redis.call('ZREM', key, member .. ':' .. ops[i + 7 + j]) end
+    i = i + 8 + k
     if want == 0 then
       out[#out + 1] = 0
       out[#out + 1] = -1
     else
       if now == nil then
         local t = redis.call('TIME')
-        now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
       end
-      redis.call('ZREMRANGEBYSCORE', key, '-inf', now - per)
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%.3f', now - per))
       local count = redis.call('ZCARD', key)
       local granted = max - count
       if granted > want then granted = want end
@@ -127,7 +139,7 @@ while i <= #ops do
       if granted > 0 then
         local args = {}
         for j = 0, granted - 1 do
-          args[#args + 1] = now
+          args[#args + 1] = string.format('%.3f', now + grace)
           args[#args + 1] = member .. ':' .. (seq + j)
           if #args >= 1000 then
             redis.call('ZADD', key, unpack(args))
@@ -135,7 +147,7 @@ while i <= #ops do
           end
         end
         if #args > 0 then redis.call('ZADD', key, unpack(args)) end
-        redis.call('PEXPIRE', key, per)
+        redis.call('PEXPIRE', key, math.ceil(per + grace))
       end
       out[#out + 1] = granted
       if granted < want then
@@ -144,6 +156,7 @@ while i <= #ops do
         local wait = 0
         if oldest[2] ~= nil then wait = tonumber(oldest[2]) + per - now end
         if wait < 0 then wait = 0 end
+        wait = math.ceil(wait)
         out[#out + 1] = wait
       else
         out[#out + 1] = -1
@@ -164,7 +177,7 @@ export function encodeLimitOps(base: string, ops: readonly LimitOp[]): { keys: s
       flat.push('c', keys.length, op.concurrency, op.target)
     } else {
       keys.push(`${base}rate:${op.scope}`)
-      flat.push('r', keys.length, op.max, op.perMs, op.want, op.seq, op.giveBack.length, ...op.giveBack)
+      flat.push('r', keys.length, op.max, op.perMs, op.want, op.graceMs, op.seq, op.giveBack.length, ...op.giveBack)
     }
   }
   return { keys, packed: pack(flat) }

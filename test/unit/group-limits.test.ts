@@ -1,0 +1,64 @@
+import { describe, expect, it } from 'vitest'
+import { slotsDecision, slotsTarget, startGraceMs, startsWanted } from '../../src/distributor/spool/group-limits.js'
+import { limitScope } from '../../src/storage/redis/group-keys.js'
+import { decodeLimitAnswers, encodeLimitOps } from '../../src/storage/redis/limit-scripts.js'
+import { unpack } from '../../src/protocol/msgpack.js'
+
+describe('limits across a group: what a member asks for', () => {
+  it('holds the slots its jobs in flight and waiting could use, within the limit; none once detached', () => {
+    expect(slotsTarget(3, 0, 0, false)).toBe(0)
+    expect(slotsTarget(3, 1, 0, false)).toBe(1)
+    expect(slotsTarget(3, 1, 1, false)).toBe(2)
+    expect(slotsTarget(3, 2, 100, false)).toBe(3)
+    expect(slotsTarget(3, 2, 100, true)).toBe(0)
+    expect(slotsTarget(undefined, 2, 100, false)).toBe(0)
+  })
+
+  it('gives back what it holds beyond its target, asks for the rest unless refused since the last notice', () => {
+    expect(slotsDecision(3, 1, false)).toBe('give')
+    expect(slotsDecision(3, 1, true)).toBe('give')
+    expect(slotsDecision(1, 3, false)).toBe('ask')
+    expect(slotsDecision(1, 3, true)).toBe('none')
+    expect(slotsDecision(2, 2, false)).toBe('none')
+  })
+
+  it('asks for one start per waiting job, within the rate and the free slots held', () => {
+    expect(startsWanted(5, 100, undefined, false, false)).toBe(5)
+    expect(startsWanted(5, 2, undefined, false, false)).toBe(2)
+    expect(startsWanted(5, 100, 3, false, false)).toBe(3)
+    expect(startsWanted(5, 100, 0, false, false)).toBe(0)
+    expect(startsWanted(5, 100, -1, false, false)).toBe(0)
+    expect(startsWanted(5, 100, undefined, true, false)).toBe(0)
+    expect(startsWanted(5, 100, undefined, false, true)).toBe(0)
+  })
+
+  it('uses a granted start within a tenth of the window, 1 to 50 ms', () => {
+    expect(startGraceMs(1)).toBe(1)
+    expect(startGraceMs(100)).toBe(10)
+    expect(startGraceMs(500)).toBe(50)
+    expect(startGraceMs(60_000)).toBe(50)
+  })
+})
+
+describe('limits across a group: keys and the script’s arguments', () => {
+  it('names a scope by its name’s length, name and key, so that no two run together', () => {
+    expect(limitScope('export', undefined)).toBe('6:export')
+    expect(limitScope('export', 'c-42')).toBe('6:export:c-42')
+    expect(limitScope('export', '')).toBe('6:export:')
+    expect(limitScope('a:b', 'c')).not.toBe(limitScope('a', 'b:c'))
+    expect(limitScope('a:1', undefined)).not.toBe(limitScope('a', '1'))
+  })
+
+  it('packs one key and one flat operation per scope, and reads two numbers back per operation', () => {
+    const { keys, packed } = encodeLimitOps('jr:group:{g}:', [
+      { kind: 'slots', scope: '1:x', concurrency: 3, target: 2 },
+      { kind: 'starts', scope: '1:y', max: 5, perMs: 500, want: 4, graceMs: 50, seq: 7, giveBack: [1, 2] },
+    ])
+    expect(keys).toEqual(['jr:group:{g}:slots:1:x', 'jr:group:{g}:rate:1:y'])
+    expect(unpack(packed)).toEqual(['c', 1, 3, 2, 'r', 2, 5, 500, 4, 50, 7, 2, 1, 2])
+    expect(decodeLimitAnswers([2, -1, 3, 120])).toEqual([
+      { granted: 2, waitMs: -1 },
+      { granted: 3, waitMs: 120 },
+    ])
+  })
+})
