@@ -46,8 +46,9 @@ export interface GroupOptions {
  * A distributor's part in its group (docs/architecture.md, "Distributor groups"), present
  * with `storage`: the group's state in Redis (`GroupStore`), this member's spool (`Spool`),
  * its place in the group (`Membership`: the lease on its name, resume and adoption),
- * cancel from any member (`GroupCancels`) and limits across the group (`GroupLimits`). The distributor keeps the job table and the
- * queue; restored jobs reach them through the context.
+ * cancel from any member (`GroupCancels`) and limits across the group (`GroupLimits`).
+ * The distributor keeps the job table and the queue; restored jobs reach them through the
+ * context.
  *
  * Lifecycle: constructed → connect() → join() (the name taken, the spool resumed, writes
  * and the group watch started) → handOver() at close, or never joined → disconnect().
