@@ -81,6 +81,20 @@ describe('limits across a distributor group', () => {
     for (const key of ['x', 'y']) expect(peakOf(lines.filter((l) => l.endsWith(` ${key}`)))).toBeLessThanOrEqual(2)
   })
 
+  it('members share: one with a backlog gives slots back to another that waits, rather than keeping them until it drains', async () => {
+    const file = await tempFile()
+    const [a, b] = await twoMembers({ concurrency: 2 })
+    const backlog = Array.from({ length: 40 }, (_, i) => a.enqueue('span', { file, key: `a-${i}`, ms: 20 }))
+    await within(a.waitFor('job:limited'), 'a’s backlog held by the limit')
+    const few = Array.from({ length: 4 }, (_, i) => b.enqueue('span', { file, key: `b-${i}`, ms: 1 }))
+    await within(Promise.all([...backlog, ...few].map((h) => h.done)), 'every job of both members')
+    const lines = (await readFile(file, 'utf8')).trim().split('\n')
+    expect(peakOf(lines)).toBeLessThanOrEqual(2)
+    const lastB = Math.max(...lines.map((l, i) => (l.startsWith('end b-') ? i : -1)))
+    const lastAStart = Math.max(...lines.map((l, i) => (l.startsWith('start a-') ? i : -1)))
+    expect(lastB).toBeLessThan(lastAStart)
+  })
+
   it('a rate of 5 per 0.5 s holds for two members together: no window of 0.5 s holds more than 5 dispatches', async () => {
     const [a, b] = await twoMembers({ rate: { max: 5, per: 0.5 } })
     const at: number[] = []
@@ -150,26 +164,33 @@ describe('the grant script', () => {
     client.disconnect()
   }
 
-  it('drops the slots of a member whose lease is gone, grants what is free, and says when a holder’s lease may run out', async () => {
+  it('drops the slots of a member whose lease is gone, grants what is free, says when a holder’s lease may run out, and who waits', async () => {
     const group = unique('gscript')
     const store = await storeOf(group)
     await lease(group, 'm1', 10_000)
     await lease(group, 'm2', 10_000)
     const client = new Redis(redis.url)
-    await client.hset(`jr:group:{${group}}:slots:4:span`, 'dead', '3')
+    await client.hset(`jr:group:{${group}}:slots:4:span`, 'dead', '3', '{w}dead2', '1')
     client.disconnect()
     const ask = (member: string, target: number) =>
       store.grantLimits(member, [{ kind: 'slots', scope: '4:span', concurrency: 3, target }])
 
-    expect(await ask('m1', 2)).toEqual([{ granted: 2, waitMs: -1 }])
+    expect(await ask('m1', 2)).toEqual([{ granted: 2, waitMs: -1, waiting: 0 }])
     const [refused] = await ask('m2', 3)
     expect(refused?.granted).toBe(1)
     expect(refused?.waitMs).toBeGreaterThan(0)
     expect(refused?.waitMs).toBeLessThanOrEqual(10_000)
     // Asked again (a retry that landed twice): the same answer, nothing more taken.
     expect((await ask('m2', 3))[0]?.granted).toBe(1)
-    expect(await ask('m1', 0)).toEqual([{ granted: 0, waitMs: -1 }])
-    expect((await ask('m2', 3))[0]).toEqual({ granted: 3, waitMs: -1 })
+    // m1 learns that m2 waits (and when m2's lease may run out).
+    const [seen] = await ask('m1', 2)
+    expect(seen?.waiting).toBe(1)
+    expect(seen?.waitMs).toBeGreaterThan(0)
+    expect(await ask('m1', 0)).toEqual(
+      [{ granted: 0, waitMs: 0, waiting: 1 }].map((a) => ({ ...a, waitMs: expect.any(Number) })),
+    )
+    expect((await ask('m2', 3))[0]).toEqual({ granted: 3, waitMs: -1, waiting: 0 })
+    expect((await ask('m1', 0))[0]?.waiting).toBe(0)
   })
 
   it('grants starts from one window in Redis time, says when it frees, and takes back starts given back', async () => {
@@ -179,7 +200,7 @@ describe('the grant script', () => {
       store.grantLimits(member, [
         { kind: 'starts', scope: '4:span', max: 3, perMs: 10_000, want, graceMs: 50, seq, giveBack },
       ])
-    expect(await starts('m1', 2, 0)).toEqual([{ granted: 2, waitMs: -1 }])
+    expect(await starts('m1', 2, 0)).toEqual([{ granted: 2, waitMs: -1, waiting: 0 }])
     const [short] = await starts('m2', 2, 0)
     expect(short?.granted).toBe(1)
     expect(short?.waitMs).toBeGreaterThan(9_000)

@@ -14,6 +14,17 @@ describe('limits across a group: what a member asks for', () => {
     expect(slotsTarget(undefined, 2, 100, false)).toBe(0)
   })
 
+  it('keeps its share while other members wait, or what its jobs in flight use', () => {
+    // 1 other waits: half of 3, rounded up.
+    expect(slotsTarget(3, 0, 100, false, 1)).toBe(2)
+    expect(slotsTarget(3, 3, 100, false, 1)).toBe(3)
+    expect(slotsTarget(3, 1, 0, false, 1)).toBe(1)
+    // 2 others wait: a third of 3.
+    expect(slotsTarget(3, 0, 100, false, 2)).toBe(1)
+    expect(slotsTarget(10, 0, 100, false, 3)).toBe(3)
+    expect(slotsTarget(3, 0, 100, true, 2)).toBe(0)
+  })
+
   it('gives back what it holds beyond its target, asks for the rest unless refused since the last notice', () => {
     expect(slotsDecision(3, 1, false)).toBe('give')
     expect(slotsDecision(3, 1, true)).toBe('give')
@@ -56,9 +67,9 @@ describe('limits across a group: keys and the script’s arguments', () => {
     ])
     expect(keys).toEqual(['jr:group:{g}:slots:1:x', 'jr:group:{g}:rate:1:y'])
     expect(unpack(packed)).toEqual(['c', 1, 3, 2, 'r', 2, 5, 500, 4, 50, 7, 2, 1, 2])
-    expect(decodeLimitAnswers([2, -1, 3, 120])).toEqual([
-      { granted: 2, waitMs: -1 },
-      { granted: 3, waitMs: 120 },
+    expect(decodeLimitAnswers([2, -1, 1, 3, 120, 0])).toEqual([
+      { granted: 2, waitMs: -1, waiting: 1 },
+      { granted: 3, waitMs: 120, waiting: 0 },
     ])
   })
 })

@@ -15,8 +15,8 @@ export interface GroupLimitsContext {
 /** What they need of Redis (GroupStore). */
 export interface LimitGrants {
   grantLimits(member: string, ops: readonly LimitOp[]): Promise<LimitAnswer[]>
-  publishSlots(scopes: readonly string[]): Promise<void>
-  subscribeSlots(onScope: (scope: string) => void): Promise<void>
+  publishSlots(member: string, scopes: readonly string[]): Promise<void>
+  subscribeSlots(member: string, onScope: (scope: string) => void): Promise<void>
 }
 
 /** One scope of a limit (its name in total, or one key) as this member holds it. */
@@ -31,6 +31,12 @@ interface Scope {
   refused: boolean
   /** Give-backs heard of: a refusal answered after one was heard is asked again at once. */
   notices: number
+  /** Left short by the last answer: the group knows this member waits (told when it changes). */
+  waiting: boolean
+  /** Other members waiting for slots of the scope, as of the last answer: this one keeps only its share. */
+  contenders: number
+  /** A message of the scope was heard while holding slots: ask (with the target of then) to learn who waits. */
+  refresh: boolean
   /** Starts granted and not used yet (their seqs), usable until `startsUntil` (epoch ms). */
   starts: number[]
   startsUntil: number
@@ -61,11 +67,22 @@ const RETRY_MAX_MS = 5_000
 /**
  * The slots a member should hold of a scope: what its jobs in flight use and what its
  * waiting jobs could use, within the limit; nothing once the limit is gone. WHY not more:
- * a member holds no slot it has no job for, so another member's jobs get it.
+ * a member holds no slot it has no job for, so another member's jobs get it. While
+ * `contenders` other members wait for slots of the scope, at most its share
+ * (`concurrency` / members wanting, rounded up) or what its jobs in flight use: a member with
+ * a backlog gives slots back as its jobs end instead of keeping them for its backlog.
  */
-export function slotsTarget(concurrency: number | undefined, used: number, waiting: number, detached: boolean): number {
+export function slotsTarget(
+  concurrency: number | undefined,
+  used: number,
+  waiting: number,
+  detached: boolean,
+  contenders = 0,
+): number {
   if (detached || concurrency === undefined) return 0
-  return Math.min(concurrency, used + waiting)
+  const wanted = Math.min(concurrency, used + waiting)
+  if (contenders <= 0) return wanted
+  return Math.min(wanted, Math.max(Math.ceil(concurrency / (contenders + 1)), used))
 }
 
 /**
@@ -161,7 +178,11 @@ export class GroupLimits implements SharedLimits {
   }
 
   slots(limit: NameLimit, key: string): number {
-    return this.find(limit, key)?.slots ?? 0
+    const scope = this.find(limit, key)
+    if (scope === undefined) return 0
+    // While others wait, a slot beyond the share is not reused: it goes back when its job ends.
+    if (scope.contenders === 0) return scope.slots
+    return Math.min(scope.slots, Math.ceil((limit.limit.concurrency ?? 0) / (scope.contenders + 1)))
   }
 
   starts(limit: NameLimit, key: string, now: number): number {
@@ -212,7 +233,7 @@ export class GroupLimits implements SharedLimits {
     }
     if (ops.length === 0) return
     await this.store.grantLimits(this.member, ops)
-    if (given.length > 0) await this.store.publishSlots(given)
+    if (given.length > 0) await this.store.publishSlots(this.member, given)
   }
 
   /** Stops asking (closing before the name was held: nothing was asked). */
@@ -238,6 +259,9 @@ export class GroupLimits implements SharedLimits {
         slots: 0,
         refused: false,
         notices: 0,
+        waiting: false,
+        contenders: 0,
+        refresh: false,
         starts: [],
         startsUntil: 0,
         wantsStarts: false,
@@ -291,7 +315,7 @@ export class GroupLimits implements SharedLimits {
     if (this.subscribed === undefined) {
       // Before the first ask: a give-back published after a refusal must be heard.
       this.inFlight = true
-      this.subscribed = this.store.subscribeSlots((id) => this.heard(id))
+      this.subscribed = this.store.subscribeSlots(this.member, (id) => this.heard(id))
       this.subscribed.then(
         () => {
           this.inFlight = false
@@ -340,8 +364,11 @@ export class GroupLimits implements SharedLimits {
       limit.inUse(scope.key),
       scope.detached ? 0 : limit.waiting(scope.key),
       scope.detached,
+      scope.contenders,
     )
-    if (slotsDecision(scope.slots, target, scope.refused) === 'none') return undefined
+    const refresh = scope.refresh
+    scope.refresh = false
+    if (slotsDecision(scope.slots, target, scope.refused) === 'none' && !refresh) return undefined
     const before = scope.slots
     // Given back at once: nothing here uses a slot on its way back.
     if (target < before) scope.slots = target
@@ -378,24 +405,33 @@ export class GroupLimits implements SharedLimits {
       this.failures = 0
       this.ctx.log.info('limit grants from the group work again')
     }
-    const given: string[] = []
+    const told: string[] = []
     const now = Date.now()
     for (let i = 0; i < sent.length; i++) {
       const { scope, op, before, notices, at } = sent[i] as Sent
-      const answer = answers[i] ?? { granted: 0, waitMs: -1 }
+      const answer = answers[i] ?? { granted: 0, waitMs: -1, waiting: 0 }
       if (op.kind === 'slots') {
         const had = scope.slots
         scope.slots = answer.granted
-        if (op.target < before) given.push(scope.id)
-        if (answer.granted < op.target) {
+        const short = answer.granted < op.target
+        // Given back, or began or stopped waiting: the others hear of it (holders keep a share while some wait).
+        if (op.target < before || short !== scope.waiting) told.push(scope.id)
+        scope.waiting = short
+        if (answer.waiting !== scope.contenders) {
+          scope.contenders = answer.waiting
+          this.markDirtyQuietly(scope)
+        }
+        if (short) {
           scope.refused = true
           // A give-back heard while the call was on its way: the refusal may be stale.
           if (scope.notices !== notices) {
             scope.refused = false
             this.markDirtyQuietly(scope)
           }
-          if (answer.waitMs >= 0) this.wakeAtLeaseEnd(now + answer.waitMs + 1)
         } else scope.refused = false
+        // The soonest lease that matters: a holder's while refused, a waiting member's while
+        // keeping a share for it (a waiter gone for good stops waiting then).
+        if (answer.waitMs >= 0) this.wakeAtLeaseEnd(now + answer.waitMs + 1)
         if (scope.slots > had) scope.limit.granted(scope.key)
       } else {
         for (let k = 0; k < answer.granted; k++) scope.starts.push(op.seq + k)
@@ -413,9 +449,9 @@ export class GroupLimits implements SharedLimits {
       }
       if (!scope.dirty) this.forgetIfIdle(scope)
     }
-    if (given.length > 0)
+    if (told.length > 0)
       this.store
-        .publishSlots(given)
+        .publishSlots(this.member, told)
         .catch((err: unknown) => this.ctx.log.warn({ err }, 'cannot tell the group of slots given back'))
     this.queueFlush()
   }
@@ -439,13 +475,17 @@ export class GroupLimits implements SharedLimits {
     this.dirty.add(scope)
   }
 
-  /** A member gave slots of scope `id` back: a refusal of it may be granted now. */
+  /**
+   * Another member gave slots of scope `id` back, or began or stopped waiting for some: a
+   * refusal of it may be granted now, and a holder asks who waits (its share changes).
+   */
   private heard(id: string): void {
     const scope = this.byId.get(id)
     if (scope === undefined) return
     scope.notices++
-    if (!scope.refused) return
-    scope.refused = false
+    if (scope.refused) scope.refused = false
+    else if (scope.slots > 0 || scope.contenders > 0) scope.refresh = true
+    else return
     this.markDirty(scope)
   }
 
@@ -456,19 +496,33 @@ export class GroupLimits implements SharedLimits {
     this.ctx.after(this.leaseTimer, Math.max(1, at - Date.now()))
   }
 
-  /** A holder's lease could have run out: every refused scope asks again (the script drops a gone member's slots). */
+  /**
+   * A holder's or a waiting member's lease could have run out: every refused scope asks
+   * again, and every scope kept at a share asks who still waits (the script drops a gone
+   * member's fields).
+   */
   private leaseRanOut(): void {
     this.leaseTimerAt = Number.POSITIVE_INFINITY
     for (const scope of this.byId.values()) {
-      if (!scope.refused) continue
-      scope.refused = false
+      if (scope.refused) scope.refused = false
+      else if (scope.contenders > 0) scope.refresh = true
+      else continue
       this.markDirty(scope)
     }
   }
 
   /** A scope that holds, wants and waits for nothing is forgotten (keys come and go). */
   private forgetIfIdle(scope: Scope): void {
-    if (scope.slots > 0 || scope.starts.length > 0 || scope.refused || scope.rateRefused || scope.dirty) return
+    if (
+      scope.slots > 0 ||
+      scope.starts.length > 0 ||
+      scope.refused ||
+      scope.rateRefused ||
+      scope.dirty ||
+      scope.waiting ||
+      scope.contenders > 0
+    )
+      return
     if (!scope.detached && (scope.limit.inUse(scope.key) > 0 || scope.limit.waiting(scope.key) > 0)) return
     this.byId.delete(scope.id)
     const name = scope.limit.name

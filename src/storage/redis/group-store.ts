@@ -314,19 +314,15 @@ export class GroupStore {
     return decodeLimitAnswers(flat)
   }
 
-  /** Tells the other members that slots of `scopes` were given back. */
-  publishSlots(scopes: readonly string[]): Promise<void> {
-    return this.call('slots publish', () => this.client.publish(this.keys.slots, scopes.join('\n'))).then(
-      () => undefined,
-    )
+  /** Tells the other members that `member` gave slots of `scopes` back, or began or stopped waiting for some. */
+  publishSlots(member: string, scopes: readonly string[]): Promise<void> {
+    const message = `${member}\n${scopes.join('\n')}`
+    return this.call('slots publish', () => this.client.publish(this.keys.slots, message)).then(() => undefined)
   }
 
-  /** Hears the scopes whose slots a member gave back (this member's own included). */
-  async subscribeSlots(onScope: (scope: string) => void): Promise<void> {
+  /** Hears the scopes of the slots messages of other members than `member` (see publishSlots). */
+  async subscribeSlots(member: string, onScope: (scope: string) => void): Promise<void> {
     const subscriber = (this.subscriber ??= (this.client as Redis).duplicate())
-    subscriber.on('message', (channel: string, message: string) => {
-      if (channel === this.keys.slots) for (const scope of message.split('\n')) onScope(scope)
-    })
     await this.call('slots subscribe', async () => {
       // The cancels' subscription connected it already, when there is one.
       if (subscriber.status === 'wait') {
@@ -334,6 +330,12 @@ export class GroupStore {
         await connectClient(subscriber)
       }
       await subscriber.subscribe(this.keys.slots)
+    })
+    // Once subscribed (a failed attempt, made again, adds no second listener).
+    subscriber.on('message', (channel: string, message: string) => {
+      if (channel !== this.keys.slots) return
+      const [from, ...scopes] = message.split('\n')
+      if (from !== member) for (const scope of scopes) onScope(scope)
     })
   }
 

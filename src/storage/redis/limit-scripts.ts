@@ -40,13 +40,15 @@ export type LimitOp = SlotsOp | StartsOp
 
 /**
  * The answer to one operation, in order. Slots: `granted` is the slots this member holds
- * now, and when fewer than its target, `waitMs` is the soonest lease of another holding
- * member to run out (-1: none known). Starts: `granted` of those asked for (the first
- * ones), and when fewer, `waitMs` until the window frees.
+ * now; when fewer than its target, `waitMs` is the soonest lease of another holding member
+ * to run out, else, when other members wait for slots (`waiting`), the soonest of theirs
+ * (-1: none known). Starts: `granted` of those asked for (the first ones), and when fewer,
+ * `waitMs` until the window frees; `waiting` is 0.
  */
 export interface LimitAnswer {
   readonly granted: number
   readonly waitMs: number
+  readonly waiting: number
 }
 
 /**
@@ -56,8 +58,10 @@ export interface LimitAnswer {
  *   'c', key index, concurrency, target
  *       Drops the fields of members whose lease is gone (a crashed member's slots come
  *       back), then sets this member's slots to the target when it gives back, or to as
- *       many as are free up to it (never below what it held). Answers held, and when short
- *       of the target the soonest PTTL among the other holders (-1 when none expires).
+ *       many as are free up to it (never below what it held). A member left short of its
+ *       target is marked waiting (field `{w}<member>`: a name holds no brace), and unmarked
+ *       once it is not. Answers held, the soonest PTTL that matters (see LimitAnswer), and
+ *       how many other members wait.
  *   'r', key index, max, per ms, want, grace ms, seq, k, k seqs
  *       Removes the k unused starts given back, and the starts older than the window (by
  *       Redis TIME, in µs: members agree on one clock), adds up to `want` starts
@@ -69,7 +73,7 @@ export interface LimitAnswer {
  *       score is never before the dispatch, and a start granted only once the oldest score
  *       is `per` old is dispatched at least `per` after it, in real time, whatever the
  *       latency of each answer: the window holds in dispatch times, not only in grants.
- * WHY one flat array of integers back: two numbers per operation, nothing to decode.
+ * WHY one flat array of integers back: three numbers per operation, nothing to decode.
  */
 export const LIMIT_GRANT_LUA = `
 local member, leasePrefix = ARGV[1], ARGV[2]
@@ -92,15 +96,22 @@ while i <= #ops do
     local concurrency, target = ops[i + 2], ops[i + 3]
     i = i + 4
     local flat = redis.call('HGETALL', key)
-    local others, mine, soonest = 0, 0, -1
+    local others, mine, soonest, waiting, waitSoonest, iWait = 0, 0, -1, 0, -1, false
+    local myWait = '{w}' .. member
     for j = 1, #flat, 2 do
       local m, n = flat[j], tonumber(flat[j + 1])
       if m == member then
         mine = n
+      elseif m == myWait then
+        iWait = true
       else
-        local p = pttlOf(m)
+        local waits = string.sub(m, 1, 3) == '{w}'
+        local p = pttlOf(waits and string.sub(m, 4) or m)
         if p == -2 then
           redis.call('HDEL', key, m)
+        elseif waits then
+          waiting = waiting + 1
+          if p >= 0 and (waitSoonest < 0 or p < waitSoonest) then waitSoonest = p end
         else
           others = others + n
           if p >= 0 and (soonest < 0 or p < soonest) then soonest = p end
@@ -116,8 +127,11 @@ while i <= #ops do
     if held ~= mine then
       if held > 0 then redis.call('HSET', key, member, held) else redis.call('HDEL', key, member) end
     end
+    if held < target and not iWait then redis.call('HSET', key, myWait, 1) end
+    if held >= target and iWait then redis.call('HDEL', key, myWait) end
     out[#out + 1] = held
-    if held < target then out[#out + 1] = soonest else out[#out + 1] = -1 end
+    if held < target then out[#out + 1] = soonest else out[#out + 1] = waitSoonest end
+    out[#out + 1] = waiting
   else
     local max, per, want, grace = ops[i + 2], ops[i + 3], ops[i + 4], ops[i + 5]
     local seq, k = ops[i + 6], ops[i + 7]
@@ -126,6 +140,7 @@ while i <= #ops do
     if want == 0 then
       out[#out + 1] = 0
       out[#out + 1] = -1
+      out[#out + 1] = 0
     else
       if now == nil then
         local t = redis.call('TIME')
@@ -161,6 +176,7 @@ while i <= #ops do
       else
         out[#out + 1] = -1
       end
+      out[#out + 1] = 0
     end
   end
 end
@@ -183,9 +199,10 @@ export function encodeLimitOps(base: string, ops: readonly LimitOp[]): { keys: s
   return { keys, packed: pack(flat) }
 }
 
-/** The script's flat answer, two numbers per operation, as answers. */
+/** The script's flat answer, three numbers per operation, as answers. */
 export function decodeLimitAnswers(flat: readonly (number | string)[]): LimitAnswer[] {
   const answers: LimitAnswer[] = []
-  for (let i = 0; i + 1 < flat.length; i += 2) answers.push({ granted: Number(flat[i]), waitMs: Number(flat[i + 1]) })
+  for (let i = 0; i + 2 < flat.length; i += 3)
+    answers.push({ granted: Number(flat[i]), waitMs: Number(flat[i + 1]), waiting: Number(flat[i + 2]) })
   return answers
 }
