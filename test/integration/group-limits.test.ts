@@ -16,6 +16,7 @@ import type { LimitOptions } from '../../src/distributor/limits.js'
 import { memberKeys } from '../../src/storage/redis/group-keys.js'
 import { GroupStore } from '../../src/storage/redis/group-store.js'
 import { nodeArgs, Resources, spawnNode, startDistributor, startNode } from '../helpers/cluster.js'
+import { parsePromText, sampleValue } from '../helpers/prom-text.js'
 import { unique, useRedis } from '../helpers/shared-redis.js'
 import { WebApp } from '../helpers/web-app.js'
 import { within } from '../helpers/within.js'
@@ -139,6 +140,8 @@ describe('limits across a distributor group', () => {
     const held = b.waitFor('job:limited')
     const mine = Array.from({ length: 2 }, (_, i) => b.enqueue('span', { file, key: `b-${i}`, ms: 1 }))
     await within(held, 'b’s first job held by the group’s limit')
+    // Waiting for the group's grant counts as held by the limit (metrics, admin overview).
+    expect(sampleValue(parsePromText(await b.metrics.metrics()), 'jr_jobs_limited', { name: 'span' })).toBe(2)
 
     killed = true
     await a.kill()
