@@ -1,7 +1,22 @@
 import { describe, expect, it } from 'vitest'
-import { slotsDecision, slotsTarget, startGraceMs, startsWanted } from '../../src/distributor/spool/group-limits.js'
+import { type Limit, NameLimit } from '../../src/distributor/limits.js'
+import {
+  GroupLimits,
+  type LimitGrants,
+  slotsDecision,
+  slotsTarget,
+  startGraceMs,
+  startsWanted,
+} from '../../src/distributor/spool/group-limits.js'
 import { limitScope } from '../../src/storage/redis/group-keys.js'
-import { decodeLimitAnswers, encodeLimitOps } from '../../src/storage/redis/limit-scripts.js'
+import {
+  decodeLimitAnswers,
+  encodeLimitOps,
+  type LimitAnswer,
+  type LimitOp,
+} from '../../src/storage/redis/limit-scripts.js'
+import type { Timer } from '../../src/scheduling/timer-heap.js'
+import { LogCapture } from '../helpers/log-capture.js'
 import { unpack } from '../../src/protocol/msgpack.js'
 
 describe('limits across a group: what a member asks for', () => {
@@ -71,5 +86,89 @@ describe('limits across a group: keys and the script’s arguments', () => {
       { granted: 2, waitMs: -1, waiting: 1 },
       { granted: 3, waitMs: 120, waiting: 0 },
     ])
+  })
+})
+
+describe('GroupLimits against a fake group', () => {
+  /** A Redis side that answers from a script of its own, and records each call. */
+  class FakeGrants implements LimitGrants {
+    readonly calls: LimitOp[][] = []
+    failNext = false
+    grant = (op: LimitOp): LimitAnswer =>
+      op.kind === 'slots'
+        ? { granted: op.target, waitMs: -1, waiting: 0 }
+        : { granted: op.want, waitMs: -1, waiting: 0 }
+    async grantLimits(_member: string, ops: readonly LimitOp[]): Promise<LimitAnswer[]> {
+      this.calls.push([...ops])
+      if (this.failNext) {
+        this.failNext = false
+        throw new Error('redis is down')
+      }
+      return ops.map(this.grant)
+    }
+    async publishSlots(): Promise<void> {}
+    async subscribeSlots(): Promise<void> {}
+  }
+
+  const turn = () => new Promise<void>((resolve) => setImmediate(resolve))
+
+  function setup(limit: Limit) {
+    const timers: Timer[] = []
+    const store = new FakeGrants()
+    const group = new GroupLimits(
+      { log: new LogCapture().logger, after: (timer) => void timers.push(timer), cancelTimer: () => {} },
+      store,
+      'm1',
+    )
+    let wakes = 0
+    const name = new NameLimit(
+      'export',
+      limit,
+      { wake: () => void wakes++, wakeAt: () => {}, cancelTimer: () => {} },
+      group,
+    )
+    const line = { waiting: 0 }
+    name.routes.add({ wake: () => {}, wakeAll: () => {}, waiting: () => line.waiting })
+    group.start()
+    return { group, store, name, line, timers, wakes: () => wakes }
+  }
+
+  it('asks for the slots its waiting jobs could use in one call per turn, and gives them back when none waits', async () => {
+    const { group, store, name, line, wakes } = setup({ concurrency: 3, perKey: false, rate: undefined })
+    line.waiting = 5
+    expect(name.mayStart('', Date.now())).toBe(false)
+    name.mayStart('', Date.now())
+    await turn()
+    await turn()
+    expect(store.calls).toEqual([[{ kind: 'slots', scope: '6:export', concurrency: 3, target: 3 }]])
+    expect(group.slots(name, '')).toBe(3)
+    expect(wakes()).toBeGreaterThan(0)
+    expect(name.mayStart('', Date.now())).toBe(true)
+    line.waiting = 0
+    group.changed(name, '')
+    await turn()
+    expect(store.calls[1]).toEqual([{ kind: 'slots', scope: '6:export', concurrency: 3, target: 0 }])
+    expect(group.slots(name, '')).toBe(0)
+  })
+
+  it('keeps what it holds through a failed call, and makes a failed give-back again after its backoff', async () => {
+    const { group, store, name, line, timers } = setup({ concurrency: 2, perKey: false, rate: undefined })
+    line.waiting = 2
+    group.changed(name, '')
+    await turn()
+    await turn()
+    expect(group.slots(name, '')).toBe(2)
+    line.waiting = 0
+    store.failNext = true
+    group.changed(name, '')
+    await turn()
+    await turn()
+    expect(store.calls).toHaveLength(2)
+    // Nothing here uses a slot on its way back; Redis may still count it: asked again.
+    expect(group.slots(name, '')).toBe(0)
+    const retry = timers.at(-1) as Timer
+    retry.fire()
+    await turn()
+    expect(store.calls[2]).toEqual([{ kind: 'slots', scope: '6:export', concurrency: 2, target: 0 }])
   })
 })

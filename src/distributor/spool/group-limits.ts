@@ -225,9 +225,10 @@ export class GroupLimits implements SharedLimits {
     for (const scope of this.byId.values()) {
       this.ctx.cancelTimer(scope.rateTimer)
       const { concurrency, rate } = scope.limit.limit
-      if (scope.slots > 0 || scope.refused) {
+      // A waiting member is unmarked too: the holders stop keeping a share for it.
+      if (scope.slots > 0 || scope.waiting || scope.refused) {
         ops.push({ kind: 'slots', scope: scope.id, concurrency: concurrency ?? 0, target: 0 })
-        if (scope.slots > 0) given.push(scope.id)
+        if (scope.slots > 0 || scope.waiting) given.push(scope.id)
       }
       if (scope.starts.length > 0) ops.push({ ...startsOp(scope, rate, 0, 0), giveBack: scope.starts })
     }
@@ -348,8 +349,12 @@ export class GroupLimits implements SharedLimits {
       .then(
         (answers) => this.answered(sent, answers),
         (err: unknown) => {
-          // Each operation sets a value: the scopes are asked again with the targets of then.
-          for (const { scope } of sent) this.markDirtyQuietly(scope)
+          // Each operation sets a value: the scopes are asked again with the targets of then,
+          // even where nothing changes here (slots given back are lowered here already).
+          for (const { scope, op } of sent) {
+            if (op.kind === 'slots') scope.refresh = true
+            this.markDirtyQuietly(scope)
+          }
           this.failed(err)
         },
       )
