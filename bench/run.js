@@ -212,6 +212,16 @@ const CASES = [
     `throughput, distributor spool on Redis, a unique key per job, 2 memory nodes (${k(N.jobs)} no-op)`,
     (ctx) => ({ storage: 'memory', spool: ctx.redis.url, names: [`u${ctx.run}a`, `u${ctx.run}b`], keyed: true }),
   ),
+  jrRedisThroughputCase(
+    'jr-throughput-spool-limited',
+    `throughput, distributor spool on Redis, 2 memory nodes, a limit of 100 per key over 1,000 keys held across the group (${k(N.jobs)} no-op)`,
+    (ctx) => ({
+      storage: 'memory',
+      spool: ctx.redis.url,
+      names: [`sl${ctx.run}a`, `sl${ctx.run}b`],
+      limited: { concurrency: 100, keys: 1000 },
+    }),
+  ),
   {
     id: 'jr-latency',
     system: 'job-reactor',

@@ -180,6 +180,8 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
         },
         { ...this.options, storage, name },
       )
+      // Limits hold across the group: slots and starts are granted in Redis.
+      this.limits.shareWith(this.distributorGroup.limits)
     }
     this.unique = new UniqueJobs(
       {

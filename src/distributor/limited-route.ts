@@ -118,6 +118,11 @@ export class LimitedRoute implements KeyWaker {
     if (line !== undefined && !line.inRing) this.enterOrDrop(line)
   }
 
+  /** Jobs waiting of `key` (of every key, undefined), cancelled ones not yet dropped included. */
+  waiting(key: string | undefined): number {
+    return key === undefined ? this.count : (this.lines.get(key)?.jobs.length ?? 0)
+  }
+
   /** The limit was raised: every parked line takes turns again (a pass parks the full ones). */
   wakeAll(): void {
     for (const line of this.lines.values()) if (!line.inRing) this.enterOrDrop(line)

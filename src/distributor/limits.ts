@@ -116,6 +116,30 @@ export interface LimitHooks {
 export interface KeyWaker {
   wake(key: string): void
   wakeAll(): void
+  /** Jobs waiting here of `key` (of every key, undefined). */
+  waiting(key: string | undefined): number
+}
+
+/**
+ * Slots and starts shared with the other members of a distributor group (with a spool:
+ * spool/group-limits.ts, a semaphore and a window in Redis). A limit that has it counts its
+ * slots in use here as before, and may use only those the group granted this member: the
+ * dispatch pass asks only what is held here (synchronous), and what is missing is asked for
+ * in the turn's one call, whose answer wakes the key (NameLimit.granted).
+ */
+export interface SharedLimits {
+  /** Slots of the scope (`key`, '' in total) this member holds. */
+  slots(limit: NameLimit, key: string): number
+  /** Starts of the scope granted to this member, not used yet and still usable at `now`. */
+  starts(limit: NameLimit, key: string, now: number): number
+  /** A granted start of the scope is used (a job dispatched). */
+  started(limit: NameLimit, key: string): void
+  /** The scope's slots in use or wanted changed (more wanted, or some to give back): looked at in the turn's call. */
+  changed(limit: NameLimit, key: string): void
+  /** A job of the scope may start but no start is granted here: asked for in the turn's call. */
+  wantStarts(limit: NameLimit, key: string): void
+  /** The limit was removed or replaced: its slots and starts go back. */
+  detach(limit: NameLimit): void
 }
 
 /** The slots and dispatch times of one limited job name, counted across its routes. */
@@ -138,6 +162,8 @@ export class NameLimit {
     readonly name: string,
     private current: Limit,
     private readonly hooks: LimitHooks,
+    /** With a spool: the group's slots and starts, which this member may use only as granted. */
+    readonly shared?: SharedLimits,
   ) {}
 
   get limit(): Limit {
@@ -162,10 +188,30 @@ export class NameLimit {
     return this.current.perKey ? (this.byKey.get(key) ?? 0) : this.total
   }
 
-  /** Whether `key` has a free slot (its rate aside). */
+  /** Whether `key` has a free slot (its rate aside); across a group, one granted here. */
   hasRoom(key: string): boolean {
     const concurrency = this.current.concurrency
-    return concurrency === undefined || this.inUse(key) < concurrency
+    if (concurrency === undefined) return true
+    const used = this.inUse(key)
+    return used < concurrency && (this.shared === undefined || used < this.shared.slots(this, this.scopeOf(key)))
+  }
+
+  /** The key a limit counts `key` under: itself per key, '' in total. */
+  private scopeOf(key: string): string {
+    return this.current.perKey ? key : ''
+  }
+
+  /** Jobs of `key` (of the name, in total) waiting in the name's routes. */
+  waiting(key: string): number {
+    let n = 0
+    for (const route of this.routes) n += route.waiting(this.current.perKey ? key : undefined)
+    return n
+  }
+
+  /** The group granted slots or starts of `key` ('' in total): its jobs take turns again. */
+  granted(key: string): void {
+    if (this.current.perKey) for (const route of this.routes) route.wake(key)
+    this.hooks.wake()
   }
 
   /**
@@ -174,9 +220,21 @@ export class NameLimit {
    * timer per key held, on the distributor's scheduler; no polling.
    */
   mayStart(key: string, now: number): boolean {
-    if (!this.hasRoom(key)) return false
+    const shared = this.shared
+    if (!this.hasRoom(key)) {
+      // Short of granted slots (not of the limit itself): the group is asked for more.
+      if (shared !== undefined && this.inUse(key) < (this.current.concurrency as number))
+        shared.changed(this, this.scopeOf(key))
+      return false
+    }
     if (this.pauses.size > 0 && this.pausedAt(key, now)) return false
     if (this.current.rate === undefined) return true
+    if (shared !== undefined) {
+      // Across the group a start is granted by its window in Redis; the answer wakes the key.
+      if (shared.starts(this, this.scopeOf(key), now) > 0) return true
+      shared.wantStarts(this, this.scopeOf(key))
+      return false
+    }
     const at = this.rateFreeAt(key)
     if (at <= now) return true
     this.wakeAt(this.current.perKey ? key : '', at)
@@ -187,7 +245,10 @@ export class NameLimit {
   isHeld(key: string, now: number): boolean {
     return (
       !this.hasRoom(key) ||
-      (this.current.rate !== undefined && this.rateFreeAt(key) > now) ||
+      (this.current.rate !== undefined &&
+        (this.shared === undefined
+          ? this.rateFreeAt(key) > now
+          : this.shared.starts(this, this.scopeOf(key), now) === 0)) ||
       (this.pauses.get(key) ?? -Infinity) > now
     )
   }
@@ -217,6 +278,7 @@ export class NameLimit {
   detach(): void {
     for (const timer of this.rateWaits.values()) this.hooks.cancelTimer(timer)
     this.rateWaits.clear()
+    this.shared?.detach(this)
   }
 
   private rateFreeAt(key: string): number {
@@ -262,8 +324,11 @@ export class NameLimit {
 
   /** `job` takes a slot of its key, dispatched at `now` (counted in its rate). */
   take(job: TrackedJob, now: number): void {
-    if (this.current.rate !== undefined) this.record(this.current.perKey ? keyOf(job) : '', now)
-    this.hold(job)
+    if (this.current.rate !== undefined) {
+      if (this.shared === undefined) this.record(this.current.perKey ? keyOf(job) : '', now)
+      else this.shared.started(this, this.scopeOf(keyOf(job)))
+    }
+    this.count(job)
   }
 
   /** `job`'s slot frees; returns true when its key (or the name) was full until now. */
@@ -276,6 +341,9 @@ export class NameLimit {
       if (n === 0) this.byKey.delete(key)
       else this.byKey.set(key, n)
     }
+    // Across a group the slot stays here while jobs of its key wait, else it goes back.
+    if (this.shared !== undefined && this.current.concurrency !== undefined)
+      this.shared.changed(this, this.scopeOf(key))
     if (wasFull && this.hasRoom(key)) {
       if (this.current.perKey) for (const route of this.routes) route.wake(key)
       return true
@@ -294,9 +362,16 @@ export class NameLimit {
    * `job` holds a slot of its key (without counting a dispatch in the rate: one accepted
    * after its deadline was counted when it was sent). A schedule takes none: it would hold
    * it for its whole life (one restored from a spool, or adopted, when its name got a limit
-   * since).
+   * since). Across a group its slot is then asked for (the job runs already: a restart's,
+   * an adoption's, a limit set anew).
    */
   hold(job: TrackedJob): void {
+    this.count(job)
+    if (this.shared !== undefined && job.holdsSlot && this.current.concurrency !== undefined)
+      this.shared.changed(this, this.scopeOf(keyOf(job)))
+  }
+
+  private count(job: TrackedJob): void {
     if (isScheduled(job.opts)) return
     job.holdsSlot = true
     if (!this.current.perKey) {
@@ -316,8 +391,15 @@ export class Limits {
    * the timer that ends its pause: the dispatch pass skips their routes until then.
    */
   readonly pausedNames = new Map<string, Timer>()
+  /** With a spool: the group's slots and starts (set before any limit is). */
+  private shared: SharedLimits | undefined
 
   constructor(private readonly hooks: LimitHooks) {}
+
+  /** Limits set from now on hold across the group that `shared` counts for. */
+  shareWith(shared: SharedLimits): void {
+    this.shared = shared
+  }
 
   /**
    * `job` pushed back (its node says so): its key, for a name limited per key, else its
@@ -392,7 +474,7 @@ export class Limits {
       )
     // Limited anew, or counted the other way (per key or in total): its routes are made anew.
     current?.detach()
-    const limited = new NameLimit(name, limit, this.hooks)
+    const limited = new NameLimit(name, limit, this.hooks, this.shared)
     limited.recount(inFlight)
     this.byName.set(name, limited)
     this.hooks.wake()

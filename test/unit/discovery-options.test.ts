@@ -107,6 +107,8 @@ describe('group registry keys and entries', () => {
       unique: 'jr:group:{web}:unique',
       uniqueIds: 'jr:group:{web}:unique-ids',
       uniqueTtl: 'jr:group:{web}:unique-ttl',
+      slots: 'jr:group:{web}:slots',
+      base: 'jr:group:{web}:',
     })
     expect(groupKeys('web', 't1:').members).toBe('t1:group:{web}:members')
     expect(memberKeys('web', 'pod-1')).toEqual({

@@ -9,6 +9,7 @@ import type { DistributorEvents } from '../events.js'
 import type { TrackedJob } from '../tracked-job.js'
 import type { GroupClaims } from '../unique-jobs.js'
 import { GroupCancels } from './group-cancels.js'
+import { GroupLimits } from './group-limits.js'
 import { Membership } from './membership.js'
 import { Spool } from './spool.js'
 import type { SpooledJob } from './spooled-job.js'
@@ -48,9 +49,10 @@ export interface GroupOptions {
 /**
  * A distributor's part in its group (docs/architecture.md, "Distributor groups"), present
  * with `storage`: the group's state in Redis (`GroupStore`), this member's spool (`Spool`),
- * its place in the group (`Membership`: the lease on its name, resume and adoption) and
- * cancel from any member (`GroupCancels`). The distributor keeps the job table and the
- * queue; restored jobs reach them through the context.
+ * its place in the group (`Membership`: the lease on its name, resume and adoption),
+ * cancel from any member (`GroupCancels`) and limits across the group (`GroupLimits`).
+ * The distributor keeps the job table and the queue; restored jobs reach them through the
+ * context.
  *
  * Lifecycle: constructed → connect() → join() (the name taken, the spool resumed, writes
  * and the group watch started) → handOver() at close, or never joined → disconnect().
@@ -59,6 +61,8 @@ export class DistributorGroup {
   readonly spool: Spool
   /** The group's unique keys, claimed and released with the spool's writes. */
   readonly claims: GroupClaims
+  /** The slots and starts of limits across the group (the distributor's Limits share them). */
+  readonly limits: GroupLimits
   private readonly store: GroupStore
   private readonly membership: Membership
   private readonly cancels: GroupCancels
@@ -110,6 +114,7 @@ export class DistributorGroup {
       },
       this.store,
     )
+    this.limits = new GroupLimits({ log, after, cancelTimer }, this.store, options.name)
     this.membership = new Membership(
       {
         group: options.group,
@@ -161,6 +166,7 @@ export class DistributorGroup {
     }
     this.spool.start()
     this.membership.start()
+    this.limits.start()
   }
 
   /**
@@ -179,6 +185,7 @@ export class DistributorGroup {
   /** Closing before the name was held: nothing was written, nothing is handed over. */
   close(): void {
     this.spool.close()
+    this.limits.close()
   }
 
   /**
@@ -199,6 +206,10 @@ export class DistributorGroup {
     this.spool.close()
     this.cancels.close()
     for (const job of jobs) job.failPersisted(unpersisted)
+    // Before the lease goes: slots given back now reach the others without waiting it out.
+    await this.limits
+      .giveBack()
+      .catch((err: unknown) => this.ctx.log.warn({ err }, 'cannot give the group its limit slots back'))
     await this.membership.leave().catch((err: unknown) => this.ctx.log.warn({ err }, 'cannot give up the member lease'))
   }
 

@@ -11,6 +11,9 @@
  *   <prefix>group:{<group>}:unique-ttl  sorted set: throttled scopes by expiry (epoch ms)
  *   <prefix>group:{<group>}:spool:<name>  hash, one member's spooled jobs (HLEN is its size)
  *   <prefix>group:{<group>}:lease:<name>  string, the token of the process holding the name (expires)
+ *   <prefix>group:{<group>}:slots:<scope> hash, a limit's slots: member name → slots it holds
+ *   <prefix>group:{<group>}:rate:<scope>  sorted set, a rate's starts: `member:seq` scored by Redis time (ms)
+ *   <prefix>group:{<group>}:slots      channel: a member gave slots back (the scopes, one a line)
  *
  * The group is the Redis Cluster hash tag of every key: WHY one slot for the whole group:
  * a unique key or a limit's slots are the group's, and the script that claims a key must
@@ -30,12 +33,16 @@ export interface GroupKeys {
   readonly events: string
   /** Pub/sub channel: cancels between members. */
   readonly cancels: string
-  /** Hash: unique scope → the job holding it (group-unique.ts). */
+  /** Hash: unique scope → the job holding it (spool-script.ts). */
   readonly unique: string
   /** Hash: job id → the unique scope it holds. */
   readonly uniqueIds: string
   /** Sorted set: throttled unique scopes, scored by when they expire. */
   readonly uniqueTtl: string
+  /** Pub/sub channel: a member gave slots of limits back (GroupLimits). */
+  readonly slots: string
+  /** What every key of the group starts with (a limit's keys are built from it). */
+  readonly base: string
 }
 
 export function groupKeys(group: string, prefix: string = DEFAULT_KEY_PREFIX): GroupKeys {
@@ -49,7 +56,18 @@ export function groupKeys(group: string, prefix: string = DEFAULT_KEY_PREFIX): G
     unique: `${base}unique`,
     uniqueIds: `${base}unique-ids`,
     uniqueTtl: `${base}unique-ttl`,
+    slots: `${base}slots`,
+    base,
   }
+}
+
+/**
+ * A limit's scope (limits.ts): its job name, and with perKey the key. The name's length
+ * comes first so that no name and key run together into another's (`a:b` + key `c` is not
+ * `a` + key `b:c`). Built into the keys `slots:<scope>` and `rate:<scope>`.
+ */
+export function limitScope(name: string, key: string | undefined): string {
+  return key === undefined ? `${name.length}:${name}` : `${name.length}:${name}:${key}`
 }
 
 export interface MemberKeys {

@@ -3,6 +3,7 @@ import { StoreError } from '../../errors.js'
 import { connectClient, createClient, quitClient } from './client.js'
 import { type GroupKeys, groupKeys, type MemberKeys, memberKeys } from './group-keys.js'
 import { DEFAULT_KEY_PREFIX } from './keys.js'
+import { decodeLimitAnswers, encodeLimitOps, LIMIT_GRANT_LUA, type LimitAnswer, type LimitOp } from './limit-scripts.js'
 import { encodeMemberEntry, type MemberEntry, parseMemberEntry } from './member-entry.js'
 import { type ClaimAnswer, parseClaimAnswers, SPOOL_APPLY_LUA } from './spool-script.js'
 import { parseStorageUrl, redactUrl } from './url.js'
@@ -78,6 +79,7 @@ interface GroupScripts {
   jrMemberRelease(key: string, token: string): Promise<number>
   jrRemoveAdopted(spool: string, lease: string, token: string, ttlMs: string, ...ids: string[]): Promise<number>
   jrAbsorb(key: string, adopter: string, gone: string, record: string): Promise<string>
+  jrLimitGrant(numberOfKeys: number, ...keysAndArgs: (string | Buffer)[]): Promise<(number | string)[]>
 }
 
 /**
@@ -127,6 +129,8 @@ export class GroupStore {
     this.client.defineCommand('jrMemberRelease', { lua: RELEASE_LUA, numberOfKeys: 1 })
     this.client.defineCommand('jrRemoveAdopted', { lua: REMOVE_ADOPTED_LUA, numberOfKeys: 2 })
     this.client.defineCommand('jrAbsorb', { lua: ABSORB_LUA, numberOfKeys: 1 })
+    // The number of keys varies: one per operation of the call.
+    this.client.defineCommand('jrLimitGrant', { lua: LIMIT_GRANT_LUA })
     this.scripts = this.client as unknown as GroupScripts
   }
 
@@ -259,6 +263,44 @@ export class GroupStore {
     await this.call('cancel subscribe', async () => {
       await connectClient(subscriber)
       await subscriber.subscribe(this.keys.cancels)
+    })
+  }
+
+  /**
+   * One call of member `name`'s limit operations (limit-scripts.ts): slots and starts asked
+   * for or given back; resolves one answer per operation, in order.
+   */
+  async grantLimits(name: string, ops: readonly LimitOp[]): Promise<LimitAnswer[]> {
+    const { keys, packed } = encodeLimitOps(this.keys.base, ops)
+    const leasePrefix = `${this.keys.base}lease:`
+    const flat = await this.call('limit grant', () =>
+      this.scripts.jrLimitGrant(keys.length, ...keys, name, leasePrefix, packed),
+    )
+    return decodeLimitAnswers(flat)
+  }
+
+  /** Tells the other members that `member` gave slots of `scopes` back, or began or stopped waiting for some. */
+  publishSlots(member: string, scopes: readonly string[]): Promise<void> {
+    const message = `${member}\n${scopes.join('\n')}`
+    return this.call('slots publish', () => this.client.publish(this.keys.slots, message)).then(() => undefined)
+  }
+
+  /** Hears the scopes of the slots messages of other members than `member` (see publishSlots). */
+  async subscribeSlots(member: string, onScope: (scope: string) => void): Promise<void> {
+    const subscriber = (this.subscriber ??= (this.client as Redis).duplicate())
+    await this.call('slots subscribe', async () => {
+      // The cancels' subscription connected it already, when there is one.
+      if (subscriber.status === 'wait') {
+        subscriber.on('error', () => {})
+        await connectClient(subscriber)
+      }
+      await subscriber.subscribe(this.keys.slots)
+    })
+    // Once subscribed (a failed attempt, made again, adds no second listener).
+    subscriber.on('message', (channel: string, message: string) => {
+      if (channel !== this.keys.slots) return
+      const [from, ...scopes] = message.split('\n')
+      if (from !== member) for (const scope of scopes) onScope(scope)
     })
   }
 

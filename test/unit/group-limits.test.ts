@@ -1,0 +1,174 @@
+import { describe, expect, it } from 'vitest'
+import { type Limit, NameLimit } from '../../src/distributor/limits.js'
+import {
+  GroupLimits,
+  type LimitGrants,
+  slotsDecision,
+  slotsTarget,
+  startGraceMs,
+  startsWanted,
+} from '../../src/distributor/spool/group-limits.js'
+import { limitScope } from '../../src/storage/redis/group-keys.js'
+import {
+  decodeLimitAnswers,
+  encodeLimitOps,
+  type LimitAnswer,
+  type LimitOp,
+} from '../../src/storage/redis/limit-scripts.js'
+import type { Timer } from '../../src/scheduling/timer-heap.js'
+import { LogCapture } from '../helpers/log-capture.js'
+import { unpack } from '../../src/protocol/msgpack.js'
+
+describe('limits across a group: what a member asks for', () => {
+  it('holds the slots its jobs in flight and waiting could use, within the limit; none once detached', () => {
+    expect(slotsTarget(3, 0, 0, false)).toBe(0)
+    expect(slotsTarget(3, 1, 0, false)).toBe(1)
+    expect(slotsTarget(3, 1, 1, false)).toBe(2)
+    expect(slotsTarget(3, 2, 100, false)).toBe(3)
+    expect(slotsTarget(3, 2, 100, true)).toBe(0)
+    expect(slotsTarget(undefined, 2, 100, false)).toBe(0)
+  })
+
+  it('keeps its share while other members wait, or what its jobs in flight use', () => {
+    // 1 other waits: half of 3, rounded up.
+    expect(slotsTarget(3, 0, 100, false, 1)).toBe(2)
+    expect(slotsTarget(3, 3, 100, false, 1)).toBe(3)
+    expect(slotsTarget(3, 1, 0, false, 1)).toBe(1)
+    // 2 others wait: a third of 3.
+    expect(slotsTarget(3, 0, 100, false, 2)).toBe(1)
+    expect(slotsTarget(10, 0, 100, false, 3)).toBe(3)
+    expect(slotsTarget(3, 0, 100, true, 2)).toBe(0)
+  })
+
+  it('gives back what it holds beyond its target, asks for the rest unless refused since the last notice', () => {
+    expect(slotsDecision(3, 1, false)).toBe('give')
+    expect(slotsDecision(3, 1, true)).toBe('give')
+    expect(slotsDecision(1, 3, false)).toBe('ask')
+    expect(slotsDecision(1, 3, true)).toBe('none')
+    expect(slotsDecision(2, 2, false)).toBe('none')
+  })
+
+  it('asks for one start per waiting job, within the rate and the free slots held', () => {
+    expect(startsWanted(5, 100, undefined, false, false)).toBe(5)
+    expect(startsWanted(5, 2, undefined, false, false)).toBe(2)
+    expect(startsWanted(5, 100, 3, false, false)).toBe(3)
+    expect(startsWanted(5, 100, 0, false, false)).toBe(0)
+    expect(startsWanted(5, 100, -1, false, false)).toBe(0)
+    expect(startsWanted(5, 100, undefined, true, false)).toBe(0)
+    expect(startsWanted(5, 100, undefined, false, true)).toBe(0)
+  })
+
+  it('uses a granted start within a tenth of the window, 1 to 50 ms', () => {
+    expect(startGraceMs(1)).toBe(1)
+    expect(startGraceMs(100)).toBe(10)
+    expect(startGraceMs(500)).toBe(50)
+    expect(startGraceMs(60_000)).toBe(50)
+  })
+})
+
+describe('limits across a group: keys and the script’s arguments', () => {
+  it('names a scope by its name’s length, name and key, so that no two run together', () => {
+    expect(limitScope('export', undefined)).toBe('6:export')
+    expect(limitScope('export', 'c-42')).toBe('6:export:c-42')
+    expect(limitScope('export', '')).toBe('6:export:')
+    expect(limitScope('a:b', 'c')).not.toBe(limitScope('a', 'b:c'))
+    expect(limitScope('a:1', undefined)).not.toBe(limitScope('a', '1'))
+  })
+
+  it('packs one key and one flat operation per scope, and reads two numbers back per operation', () => {
+    const { keys, packed } = encodeLimitOps('jr:group:{g}:', [
+      { kind: 'slots', scope: '1:x', concurrency: 3, target: 2 },
+      { kind: 'starts', scope: '1:y', max: 5, perMs: 500, want: 4, graceMs: 50, seq: 7, giveBack: [1, 2] },
+    ])
+    expect(keys).toEqual(['jr:group:{g}:slots:1:x', 'jr:group:{g}:rate:1:y'])
+    expect(unpack(packed)).toEqual(['c', 1, 3, 2, 'r', 2, 5, 500, 4, 50, 7, 2, 1, 2])
+    expect(decodeLimitAnswers([2, -1, 1, 3, 120, 0])).toEqual([
+      { granted: 2, waitMs: -1, waiting: 1 },
+      { granted: 3, waitMs: 120, waiting: 0 },
+    ])
+  })
+})
+
+describe('GroupLimits against a fake group', () => {
+  /** A Redis side that answers from a script of its own, and records each call. */
+  class FakeGrants implements LimitGrants {
+    readonly calls: LimitOp[][] = []
+    failNext = false
+    grant = (op: LimitOp): LimitAnswer =>
+      op.kind === 'slots'
+        ? { granted: op.target, waitMs: -1, waiting: 0 }
+        : { granted: op.want, waitMs: -1, waiting: 0 }
+    async grantLimits(_member: string, ops: readonly LimitOp[]): Promise<LimitAnswer[]> {
+      this.calls.push([...ops])
+      if (this.failNext) {
+        this.failNext = false
+        throw new Error('redis is down')
+      }
+      return ops.map(this.grant)
+    }
+    async publishSlots(): Promise<void> {}
+    async subscribeSlots(): Promise<void> {}
+  }
+
+  const turn = () => new Promise<void>((resolve) => setImmediate(resolve))
+
+  function setup(limit: Limit) {
+    const timers: Timer[] = []
+    const store = new FakeGrants()
+    const group = new GroupLimits(
+      { log: new LogCapture().logger, after: (timer) => void timers.push(timer), cancelTimer: () => {} },
+      store,
+      'm1',
+    )
+    let wakes = 0
+    const name = new NameLimit(
+      'export',
+      limit,
+      { wake: () => void wakes++, wakeAt: () => {}, cancelTimer: () => {} },
+      group,
+    )
+    const line = { waiting: 0 }
+    name.routes.add({ wake: () => {}, wakeAll: () => {}, waiting: () => line.waiting })
+    group.start()
+    return { group, store, name, line, timers, wakes: () => wakes }
+  }
+
+  it('asks for the slots its waiting jobs could use in one call per turn, and gives them back when none waits', async () => {
+    const { group, store, name, line, wakes } = setup({ concurrency: 3, perKey: false, rate: undefined })
+    line.waiting = 5
+    expect(name.mayStart('', Date.now())).toBe(false)
+    name.mayStart('', Date.now())
+    await turn()
+    await turn()
+    expect(store.calls).toEqual([[{ kind: 'slots', scope: '6:export', concurrency: 3, target: 3 }]])
+    expect(group.slots(name, '')).toBe(3)
+    expect(wakes()).toBeGreaterThan(0)
+    expect(name.mayStart('', Date.now())).toBe(true)
+    line.waiting = 0
+    group.changed(name, '')
+    await turn()
+    expect(store.calls[1]).toEqual([{ kind: 'slots', scope: '6:export', concurrency: 3, target: 0 }])
+    expect(group.slots(name, '')).toBe(0)
+  })
+
+  it('keeps what it holds through a failed call, and makes a failed give-back again after its backoff', async () => {
+    const { group, store, name, line, timers } = setup({ concurrency: 2, perKey: false, rate: undefined })
+    line.waiting = 2
+    group.changed(name, '')
+    await turn()
+    await turn()
+    expect(group.slots(name, '')).toBe(2)
+    line.waiting = 0
+    store.failNext = true
+    group.changed(name, '')
+    await turn()
+    await turn()
+    expect(store.calls).toHaveLength(2)
+    // Nothing here uses a slot on its way back; Redis may still count it: asked again.
+    expect(group.slots(name, '')).toBe(0)
+    const retry = timers.at(-1) as Timer
+    retry.fire()
+    await turn()
+    expect(store.calls[2]).toEqual([{ kind: 'slots', scope: '6:export', concurrency: 2, target: 0 }])
+  })
+})
