@@ -4,20 +4,12 @@ import { promClient, type MetricsRegistry } from '../admin/metrics/prom-client.j
 import type { AdminHandlerOptions } from '../admin/api/admin-handler.js'
 import type { RequestHandler } from '../admin/http.js'
 import { FRAME_ENVELOPE_BYTES } from '../config.js'
-import {
-  ConnectionClosedError,
-  DistributorClosedError,
-  HandedOverError,
-  InvalidArgumentError,
-  ProtocolError,
-  QueueFullError,
-  type JobsError,
-} from '../errors.js'
+import { DistributorClosedError, HandedOverError, InvalidArgumentError, QueueFullError } from '../errors.js'
 import { TypedEmitter } from '../events.js'
 import type { ArgsOf } from '../node/registry.js'
 import { encodeArgs } from '../protocol/args.js'
 import { defaultAdvertise } from '../protocol/identity.js'
-import { MessageType, type Message, type NodeJobView } from '../protocol/messages.js'
+import type { NodeJobView } from '../protocol/messages.js'
 import { Scheduler } from '../scheduling/scheduler.js'
 import type { Timer } from '../scheduling/timer-heap.js'
 import { Acceptance } from './acceptance.js'
@@ -30,7 +22,7 @@ import { FeedbackRouter } from './feedback-router.js'
 import type { Canceller, JobHandle } from './job-handle.js'
 import { JobStats } from './job-stats.js'
 import { JobTable } from './job-table.js'
-import { keyOf, Limits, resolveLimit, type LimitOptions } from './limits.js'
+import { Limits, resolveLimit, type LimitOptions } from './limits.js'
 import { NodePool } from './node-pool.js'
 import { Operations } from './operations.js'
 import { NodeSession } from './node-session.js'
@@ -47,6 +39,7 @@ import { NO_JOB_OPTIONS } from './options.js'
 import { PendingQueue, routeKey } from './pending-queue.js'
 import { ProgressRouter } from './progress-router.js'
 import { Server } from './server.js'
+import { Sessions } from './sessions.js'
 import { DistributorGroup } from './spool/group.js'
 import type { SpooledJob } from './spool/spooled-job.js'
 import { pendingSeconds, TrackedJob, type FeedbackCallback } from './tracked-job.js'
@@ -66,10 +59,11 @@ export type { DistributorEventMap } from './events.js'
  * handshakes), the dispatcher (the dispatch pass; routing.ts decides where each job goes),
  * acceptance (accepted, rejected, waiting, the acceptance deadline, what a lost connection
  * gives back), the feedback router (results, closures, orphans, the ends of jobs),
- * cancels (cancel requests and second copies) and, with `storage`, the group
- * (spool/group.ts: the spool, the lease on the name, adoption, cancel from any member).
- * This class holds the tables they share, routes each node's messages to them, and keeps
- * the sessions' lifecycle. Its metrics (src/admin/metrics) read those tables when scraped,
+ * cancels (cancel requests and second copies), the sessions (a node's link from ready to
+ * closed, and its messages routed to the helper each concerns), unique jobs, limits and,
+ * with `storage`, the group (spool/group.ts: the spool, the lease on the name, adoption,
+ * cancel from any member, keys and limits across members). This class holds the tables
+ * they share and wires them to each other. Its metrics (src/admin/metrics) read those tables when scraped,
  * and `JobStats`, which the helpers count into as jobs move.
  *
  * INVARIANTS: every job in `jobs` is in exactly one place: the pending queue, or a
@@ -84,7 +78,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   private readonly pool = new NodePool()
   /** Counted per job name where jobs move; read by the metrics when they are scraped. */
   private readonly stats = new JobStats()
-  /** Concurrency limits by job name (limits.ts): the dispatch pass enforces them. */
+  /** Limits by job name (limits.ts): the dispatch pass enforces them. */
   private readonly limits = new Limits({
     wake: () => this.dispatcher.schedule(),
     wakeAt: (timer, at) => this.timers.schedule(timer, at),
@@ -128,6 +122,8 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
   private readonly unreport: (() => void) | undefined
   /** What an operator sees and steers: admin handlers, recent failures, paused names, requests to nodes. */
   private readonly ops: Operations
+  /** The node sessions' lifecycle and the routing of their messages. */
+  private readonly sessions: Sessions
 
   constructor(options: DistributorOptions = {}, defaults = { alwaysUseSpecifiedNode: false }) {
     super()
@@ -270,10 +266,10 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     )
     this.server = new Server(
       {
-        onReady: (session) => this.onSessionReady(session),
-        onMessage: (session, message) => this.onMessage(session, message),
+        onReady: (session) => this.sessions.ready(session),
+        onMessage: (session, message) => this.sessions.onMessage(session, message),
         onDrain: scheduleDispatch,
-        onClose: (session, reason) => this.releaseSession(session, reason),
+        onClose: (session, reason) => this.sessions.release(session, reason),
         identity: () =>
           this.named
             ? { group: this.group, name: this.name, answersFor: this.distributorGroup?.answersFor ?? [] }
@@ -284,6 +280,21 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       this.events,
       log,
     )
+    this.sessions = new Sessions({
+      log,
+      events: this.events,
+      pool: this.pool,
+      jobs: this.jobs,
+      acceptance: this.acceptance,
+      feedback: this.feedback,
+      progress: this.progress,
+      cancels: this.cancels,
+      ops: this.ops,
+      acks: this.acks,
+      dispatcher: this.dispatcher,
+      limits: this.limits,
+      isClosed: () => this.closed,
+    })
     for (const [name, limit] of this.options.limits) this.setLimit(name, limit)
     const registry = this.options.metricsRegistry
     if (registry !== undefined) {
@@ -684,121 +695,6 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       if (!this.pool.knows(job.name)) this.dispatcher.unroutable(job)
     }
     this.dispatcher.schedule()
-  }
-
-  // --- sessions ------------------------------------------------------------------------
-
-  private onSessionReady(session: NodeSession): void {
-    // A restarted node may reconnect before its old connection is noticed dead: the new one wins.
-    const previous = this.pool.get(session.name)
-    if (previous !== undefined) {
-      this.log.warn({ node: session.name }, 'node reconnected; dropping its previous connection')
-      previous.connection.close(new ConnectionClosedError('replaced by a newer connection from the same node'))
-      this.releaseSession(previous, undefined)
-    }
-    this.pool.add(session)
-    this.log.info(
-      { node: session.name, jobs: session.jobs.size, concurrency: session.concurrency, durable: session.durable },
-      'node connected',
-    )
-    this.safeEmit('node:connect', {
-      node: session.name,
-      jobs: [...session.jobs],
-      concurrency: session.concurrency,
-      durable: session.durable,
-    })
-    this.dispatcher.known(session.jobs)
-    if (session.durable) this.acceptance.adopt(session)
-    this.cancels.resend(session)
-    this.ops.nodesChanged()
-    this.dispatcher.schedule()
-  }
-
-  /** Takes a session out of routing and puts back in the queue what it did not keep. */
-  private releaseSession(session: NodeSession, reason: JobsError | undefined): void {
-    if (session.state === 'closed') return
-    session.state = 'closed'
-    this.pool.remove(session)
-    this.acceptance.disarm(session)
-    this.acks.drop(session)
-    this.ops.linkLost(session)
-    // After close() every job was settled already: nothing goes back anywhere.
-    if (this.closed) return
-    this.feedback.linkLost(session)
-    this.acceptance.takeBack(session)
-    this.log.info({ node: session.name, reason: reason?.message }, 'node disconnected')
-    this.safeEmit('node:disconnect', { node: session.name, reason })
-    this.dispatcher.schedule()
-  }
-
-  /** A message from a node past the handshake. */
-  /**
-   * Job `id` pushed back on `session`'s node: it waits there (out of its window), and its
-   * name or key is held back here for `seconds` (Limits.pushBack). A job this distributor
-   * does not hold (it restarted since) pauses nothing: its name and key are not known here.
-   */
-  private onRateLimited(session: NodeSession, id: string, seconds: number): void {
-    const job = this.jobs.get(id)
-    if (job !== undefined && job.session === session) {
-      const until = Date.now() + seconds * 1000
-      this.limits.pushBack(job, until)
-      const key = this.limits.of(job.name)?.perKey === true ? keyOf(job) : ''
-      this.log.debug({ id, job: job.name, key, seconds }, 'job pushed back; its name or key paused')
-      if (this.events.wants('job:rate-limited'))
-        this.events.emit('job:rate-limited', { id, name: job.name, node: session.name, key, seconds, until })
-    }
-    this.acceptance.onWaiting(session, [id])
-  }
-
-  private onMessage(session: NodeSession, message: Message): void {
-    switch (message.type) {
-      case MessageType.PING:
-        return
-      case MessageType.ACCEPTED:
-        return this.acceptance.onAccepted(session, message.seq)
-      case MessageType.REJECTED:
-        this.log.warn(
-          { node: session.name, code: message.code, count: message.ids.length },
-          `node rejected jobs: ${message.message}`,
-        )
-        return this.acceptance.onRejected(session, message.seq, message.ids)
-      case MessageType.STATE:
-        session.accepting = message.accepting
-        session.notAccepting = message.reason
-        this.ops.nodesChanged()
-        if (message.accepting) this.dispatcher.schedule()
-        return
-      case MessageType.ADMIN_RESULT:
-        return this.ops.onResult(session, message)
-      case MessageType.FEEDBACK:
-        return this.feedback.onFeedback(session, message.seq, message.items)
-      case MessageType.PROGRESS:
-        return this.progress.onProgress(session, message.items)
-      case MessageType.CANCEL_RESULT:
-        return this.cancels.onResult(session, message)
-      case MessageType.WAITING:
-        return this.acceptance.onWaiting(session, message.ids)
-      case MessageType.RATE_LIMITED:
-        return this.onRateLimited(session, message.id, message.seconds)
-      case MessageType.ERROR:
-        this.log.warn({ node: session.name, code: message.code }, `node reported: ${message.message}`)
-        session.connection.close()
-        return
-      case MessageType.HELLO:
-      case MessageType.CHALLENGE:
-      case MessageType.WELCOME:
-      case MessageType.DISPATCH:
-      case MessageType.FEEDBACK_ACK:
-      case MessageType.CANCEL:
-      case MessageType.ANSWERS:
-      case MessageType.ADMIN:
-        session.connection.close(new ProtocolError(`unexpected '${message.type}' from a node`))
-        return
-      default: {
-        const never: never = message
-        throw new ProtocolError(`unhandled message ${String(never)}`)
-      }
-    }
   }
 
   protected override onListenerError(event: string, err: unknown): void {
