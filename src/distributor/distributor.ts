@@ -32,10 +32,9 @@ import {
   type DistributorOptions,
   type EnqueueOptions,
   type ResolvedDistributorOptions,
-  type JobOptions,
   type ResolvedEnqueueOptions,
 } from './options.js'
-import { NO_JOB_OPTIONS } from './options.js'
+import { NO_JOB_OPTIONS, type JobOptions } from './job-options.js'
 import { PendingQueue, routeKey } from './pending-queue.js'
 import { ProgressRouter } from './progress-router.js'
 import { Server } from './server.js'

@@ -2,7 +2,7 @@ import type { Logger } from '../logger.js'
 import { MessageType } from '../protocol/messages.js'
 import type { Scheduler } from '../scheduling/scheduler.js'
 import { Timer } from '../scheduling/timer-heap.js'
-import type { NodeSession } from './node-session.js'
+import type { Message } from '../protocol/messages.js'
 
 /** A closure or handler that returned a promise: its job, and whether it has settled. */
 export interface PendingClosure {
@@ -22,6 +22,14 @@ export interface HeldAck {
   waiting: number
   /** Fires at the frame's deadline; unused for a frame with nothing pending. */
   timer: Timer | undefined
+}
+
+/** What the acks need of a node's session: its held frames, its name (logs) and its link. */
+export interface AckedSession {
+  readonly name: string
+  readonly state: string
+  readonly heldAcks: HeldAck[]
+  readonly connection: { send(message: Message): void }
 }
 
 /**
@@ -47,7 +55,7 @@ export class FeedbackAcks {
   ) {}
 
   /** Feedback frame `seq` of `session` was handled; `pending`: the closures it left running. */
-  handled(session: NodeSession, seq: number, pending: PendingClosure[] | undefined): void {
+  handled(session: AckedSession, seq: number, pending: PendingClosure[] | undefined): void {
     const held = session.heldAcks
     if (pending === undefined && held.length === 0) {
       session.connection.send({ type: MessageType.FEEDBACK_ACK, seq })
@@ -65,7 +73,7 @@ export class FeedbackAcks {
   }
 
   /** One of `frame`'s closures settled. */
-  private settled(session: NodeSession, frame: HeldAck, closure: PendingClosure): void {
+  private settled(session: AckedSession, frame: HeldAck, closure: PendingClosure): void {
     if (closure.settled) return
     closure.settled = true
     if (frame.waiting === 0) return
@@ -74,12 +82,12 @@ export class FeedbackAcks {
   }
 
   /** The session is gone: nothing more is acknowledged on it (the node sends again what it did not hear acknowledged). */
-  drop(session: NodeSession): void {
+  drop(session: AckedSession): void {
     for (const frame of session.heldAcks) if (frame.timer !== undefined) this.timers.cancel(frame.timer)
     session.heldAcks.length = 0
   }
 
-  private expired(session: NodeSession, frame: HeldAck): void {
+  private expired(session: AckedSession, frame: HeldAck): void {
     if (frame.waiting === 0) return
     for (const closure of frame.pending ?? []) {
       if (closure.settled) continue
@@ -93,7 +101,7 @@ export class FeedbackAcks {
   }
 
   /** Acknowledges, in one ack, every frame at the head that may be acknowledged now. */
-  private flush(session: NodeSession): void {
+  private flush(session: AckedSession): void {
     const held = session.heldAcks
     let n = 0
     while (n < held.length && (held[n] as HeldAck).waiting === 0) {

@@ -1,6 +1,12 @@
 import type { JobArgsObject } from '../protocol/args.js'
 import type { ProgressValue } from '../protocol/messages.js'
-import type { UniqueResult } from './unique.js'
+
+/** What an enqueue with a key did; `id` is the job that runs (also `handle.id`). */
+export interface UniqueResult {
+  readonly key: string
+  readonly outcome: 'created' | 'deduplicated' | 'replaced'
+  readonly id: string
+}
 
 /** What `enqueue` returns. */
 export interface JobHandle<R extends JobArgsObject = JobArgsObject> {

@@ -2,7 +2,7 @@ import { checkBoolean, checkInteger, checkKnownKeys, checkNumber, checkPlainOpti
 import { InvalidArgumentError } from '../errors.js'
 import { isScheduled } from '../scheduling/cron.js'
 import { Timer } from '../scheduling/timer-heap.js'
-import type { JobOptions } from './options.js'
+import type { JobOptions } from './job-options.js'
 import { RateWindow } from './rate-window.js'
 import type { TrackedJob } from './tracked-job.js'
 

@@ -33,6 +33,7 @@ import { checkLimitKey, resolveLimits, type Limit, type LimitOptions } from './l
 import { DEFAULT_MAX_FRAME_SIZE, HANDSHAKE_MAX_FRAME_SIZE } from '../protocol/frame.js'
 import { createLogger, resolveLogLevel, type Logger, type LogLevel } from '../logger.js'
 import type { JobRunOptions } from '../protocol/messages.js'
+import { NO_JOB_OPTIONS, type JobOptions } from './job-options.js'
 import type { ProgressCallback } from './progress-router.js'
 import { normalizeRetry, type RetryPolicy } from '../scheduling/retry.js'
 import { resolveUniqueOptions, type ResolvedUniqueOptions, type UniqueOptions } from './unique.js'
@@ -291,23 +292,6 @@ export interface EnqueueOptions extends Omit<JobRunOptions, 'retry'> {
   priority?: number
 }
 
-/**
- * A job's enqueue options, resolved: where it may go, and what it carries to its node. Every
- * field is present (one object shape for every job), undefined when not given.
- */
-export interface JobOptions extends Resolved<Omit<JobRunOptions, 'defer'>> {
-  node: string | undefined
-  notNode: string | undefined
-  defer: boolean
-  /** Stays here: the distributor enforces limits, the node never sees it. */
-  limitKey: string | undefined
-  /** Stays here: the order of the queue. Undefined for 0, so that such jobs take the plain path. */
-  priority: number | undefined
-}
-
-/** Every field of T present, undefined when not given. */
-type Resolved<T> = { [K in keyof Required<T>]: T[K] | undefined }
-
 /** Enqueue options, validated, with the due time made absolute. */
 export interface ResolvedEnqueueOptions {
   dueAt: number
@@ -317,21 +301,6 @@ export interface ResolvedEnqueueOptions {
   /** Kept at the distributor, never sent to the node. */
   unique: ResolvedUniqueOptions | undefined
 }
-
-/** Most jobs set no option (or only a delay): they all point at this one object. */
-export const NO_JOB_OPTIONS: Readonly<JobOptions> = Object.freeze({
-  period: undefined,
-  cron: undefined,
-  tz: undefined,
-  node: undefined,
-  notNode: undefined,
-  defer: false,
-  maxAttempt: undefined,
-  retry: undefined,
-  timeout: undefined,
-  limitKey: undefined,
-  priority: undefined,
-})
 
 const ENQUEUE_KEYS = optionKeys<EnqueueOptions>({
   after: true,

@@ -5,7 +5,7 @@ import { JOB_RUN_OPTIONS, setRunOption } from '../protocol/parse-message.js'
 import { isScheduled } from '../scheduling/cron.js'
 import { Handle, type Canceller } from './job-handle.js'
 import type { NodeSession } from './node-session.js'
-import { NO_JOB_OPTIONS, type JobOptions } from './options.js'
+import { NO_JOB_OPTIONS, type JobOptions } from './job-options.js'
 
 /**
  * What one job counts against a node's window, in units (the window holds window ×

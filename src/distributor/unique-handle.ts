@@ -1,9 +1,8 @@
 import type { DeduplicatedError } from '../errors.js'
 import type { JobArgsObject } from '../protocol/args.js'
 import type { ProgressValue } from '../protocol/messages.js'
-import type { JobHandle } from './job-handle.js'
 import type { TrackedJob } from './tracked-job.js'
-import type { UniqueResult } from './unique.js'
+import type { JobHandle, UniqueResult } from './job-handle.js'
 
 /**
  * What an enqueue with a key returns: the handle of the job that runs (`id`, `done`,

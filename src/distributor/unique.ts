@@ -28,13 +28,6 @@ export interface ResolvedUniqueOptions {
   ttlMs: number | undefined
 }
 
-/** What an enqueue with a key did; `id` is the job that runs (also `handle.id`). */
-export interface UniqueResult {
-  readonly key: string
-  readonly outcome: 'created' | 'deduplicated' | 'replaced'
-  readonly id: string
-}
-
 /** Long enough for any composite key (tenant, entity, date), short enough to bound what a key costs. */
 export const MAX_UNIQUE_KEY_LENGTH = 1024
 

@@ -11,7 +11,8 @@ import {
   resolveLimit,
   resolveLimits,
 } from '../../src/distributor/limits.js'
-import { NO_JOB_OPTIONS, resolveDistributorOptions, resolveEnqueueOptions } from '../../src/distributor/options.js'
+import { NO_JOB_OPTIONS } from '../../src/distributor/job-options.js'
+import { resolveDistributorOptions, resolveEnqueueOptions } from '../../src/distributor/options.js'
 import { PendingQueue } from '../../src/distributor/pending-queue.js'
 import { TrackedJob } from '../../src/distributor/tracked-job.js'
 

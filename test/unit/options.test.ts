@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { DEFAULT_CONFIG, mergeConfig, parseHostPort } from '../../src/config.js'
-import { NO_JOB_OPTIONS, resolveDistributorOptions, resolveEnqueueOptions } from '../../src/distributor/options.js'
+import { NO_JOB_OPTIONS } from '../../src/distributor/job-options.js'
+import { resolveDistributorOptions, resolveEnqueueOptions } from '../../src/distributor/options.js'
 import { ErrorCode } from '../../src/errors.js'
 import { JobReactor } from '../../src/jr.js'
 import { resolveNodeOptions } from '../../src/node/options.js'

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { JobTable } from '../../src/distributor/job-table.js'
-import { NO_JOB_OPTIONS, type JobOptions } from '../../src/distributor/options.js'
+import { NO_JOB_OPTIONS, type JobOptions } from '../../src/distributor/job-options.js'
 import { decodeSpooled, encodeSpooled } from '../../src/distributor/spool/spooled-job.js'
 import { TrackedJob } from '../../src/distributor/tracked-job.js'
 import { newJobId, slotOf } from '../../src/protocol/job-id.js'

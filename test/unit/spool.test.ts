@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { NO_JOB_OPTIONS } from '../../src/distributor/options.js'
+import { NO_JOB_OPTIONS } from '../../src/distributor/job-options.js'
 import { Spool, type SpoolContext } from '../../src/distributor/spool/spool.js'
 import { TrackedJob } from '../../src/distributor/tracked-job.js'
 import type { Timer } from '../../src/scheduling/timer-heap.js'

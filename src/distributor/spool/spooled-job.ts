@@ -1,6 +1,6 @@
 import { pack, unpack } from '../../protocol/msgpack.js'
 import type { RetryPolicy } from '../../scheduling/retry.js'
-import { type JobOptions, NO_JOB_OPTIONS } from '../options.js'
+import { type JobOptions, NO_JOB_OPTIONS } from '../job-options.js'
 import type { TrackedJob } from '../tracked-job.js'
 
 /** A job as read back from a spool: what a distributor needs to dispatch it again. */
