@@ -242,6 +242,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
         after: this.after,
         cancelTimer: (timer) => void this.scheduler.cancel(timer),
         linkFor,
+        persist: (store, write) => void this.outage.persist(store, write),
         maxFrameSize: opts.maxFrameSize,
       }),
     )

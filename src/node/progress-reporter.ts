@@ -1,6 +1,7 @@
 import { MessageType, type ProgressValue, type WireProgress } from '../protocol/messages.js'
 import { MAX_PROGRESS_BYTES } from '../protocol/progress-value.js'
 import { Timer } from '../scheduling/timer-heap.js'
+import type { Store } from '../storage/store.js'
 import type { DistributorLink } from './distributor-link.js'
 import type { LiveJob } from './live-jobs.js'
 
@@ -17,6 +18,11 @@ export interface ProgressContext {
   cancelTimer(timer: Timer): void
   /** The link that receives what is filed under a distributor identity. */
   linkFor(identity: string): ProgressLink | undefined
+  /**
+   * Performs a store write in order with the node's others (StoreOutage.persist): a durable
+   * store only; while the store is down it waits, and is replayed when it is back.
+   */
+  persist(store: Store, write: () => Promise<void>): void
   readonly maxFrameSize: number
 }
 
@@ -33,8 +39,10 @@ interface Window {
  * window goes out when it ends. What goes out in one event-loop turn shares one frame per
  * distributor link.
  *
- * The job's last value is kept on it (`LiveJob.progress`, for the admin API); a window is
- * kept only while it is open, so a job that reports nothing costs nothing here.
+ * The job's last value is kept on it (`LiveJob.progress`, for the admin API) and, on a
+ * durable store, in its record: one update per value sent (not per value reported), so a
+ * record holds what the distributor last heard, or, at most one window later, the latest.
+ * A window is kept only while it is open, so a job that reports nothing costs nothing here.
  *
  * INVARIANT: when an attempt ends (`settle`), its last value is on the link before anything
  * the attempt's feedback sends: progress never arrives after the result it led to.
@@ -42,6 +50,11 @@ interface Window {
 export class ProgressReporter {
   private readonly windows = new Map<LiveJob, Window>()
   private readonly batches = new Map<ProgressLink, WireProgress[]>()
+  /**
+   * Jobs whose record update waits to be written (the store is down): the update writes the
+   * job's last value when it goes, so the backlog holds one per job, however long it lasts.
+   */
+  private readonly unstored = new Set<LiveJob>()
   private flushQueued = false
 
   constructor(private readonly ctx: ProgressContext) {}
@@ -88,16 +101,41 @@ export class ProgressReporter {
     this.ctx.after(window.timer, PROGRESS_WINDOW_MS)
   }
 
-  /** Queues the job's last value for its link; a link that is down misses it (best effort). */
+  /**
+   * Queues the job's last value for its link, and keeps it in the job's record; a link that
+   * is down misses it (best effort), the record does not.
+   */
   private send(job: LiveJob): void {
+    if (job.progress === undefined) return
+    this.keep(job)
     const link = this.ctx.linkFor(job.distributor)
-    if (link?.ready !== true || job.progress === undefined) return
+    if (link?.ready !== true) return
     let batch = this.batches.get(link)
     if (batch === undefined) this.batches.set(link, (batch = []))
     batch.push({ id: job.id, name: job.name, run: job.run, value: job.progress })
     if (this.flushQueued) return
     this.flushQueued = true
     setImmediate(this.flushLater)
+  }
+
+  /**
+   * Writes the job's last value into its record (a durable store only: a memory node's
+   * record would only repeat `LiveJob.progress`). In order with the node's other writes, so
+   * it lands before the attempt's end that follows it (on Redis, in the same script call).
+   */
+  private keep(job: LiveJob): void {
+    if (!job.store.durable || this.unstored.has(job)) return
+    this.unstored.add(job)
+    this.ctx.persist(job.store, () => this.write(job))
+  }
+
+  private write(job: LiveJob): Promise<void> {
+    this.unstored.delete(job)
+    return job.store.updateJob(job.id, { progress: job.progress }).catch((err: unknown) => {
+      // Back in the backlog (StoreOutage keeps a failed write): later values ride on it.
+      this.unstored.add(job)
+      throw err
+    })
   }
 
   // One function for the reporter's lifetime: a flush is queued per turn that reports.

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { ErrorCode, InvalidArgumentError } from '../../src/errors.js'
 import type { LiveJob } from '../../src/node/live-jobs.js'
 import { PROGRESS_WINDOW_MS, ProgressReporter, type ProgressLink } from '../../src/node/progress-reporter.js'
@@ -7,7 +7,8 @@ import { MAX_PROGRESS_BYTES, checkProgress } from '../../src/protocol/progress-v
 import { Scheduler } from '../../src/scheduling/scheduler.js'
 import type { Timer } from '../../src/scheduling/timer-heap.js'
 import { MemoryStore } from '../../src/storage/memory-store.js'
-import { JobStatus } from '../../src/storage/store.js'
+import { type JobPatch, JobStatus, type Store } from '../../src/storage/store.js'
+import { DurableMemoryStore } from '../helpers/durable-memory-store.js'
 import { FakeClock } from '../helpers/fake-clock.js'
 
 /** A link that is up (or not) and keeps what it is given. */
@@ -28,21 +29,42 @@ class RecordingLink implements ProgressLink {
   }
 }
 
-/** The reporter on the node's scheduler, driven by a fake clock. */
+/** A durable store that counts its record updates. */
+class CountingStore extends DurableMemoryStore {
+  readonly updates: JobPatch[] = []
+  override updateJob(id: string, patch: JobPatch): Promise<void> {
+    this.updates.push(patch)
+    return super.updateJob(id, patch)
+  }
+}
+
+/**
+ * The reporter on the node's scheduler, driven by a fake clock. Its store writes go through
+ * `persist` as the node's do: at once while `store.down` is false, else into `store.backlog`
+ * (replayed by the test, as StoreOutage does when the store is back).
+ */
 function setUp() {
   const clock = new FakeClock()
   const scheduler = new Scheduler<Timer>((timer) => timer.fire(), clock)
   const link = new RecordingLink()
+  const store = { down: false, backlog: [] as (() => Promise<void>)[], persisted: 0 }
   const reporter = new ProgressReporter({
     after: (timer, ms) => scheduler.schedule(timer, clock.now() + ms),
     cancelTimer: (timer) => void scheduler.cancel(timer),
     linkFor: (identity) => (identity === 'web/d1' ? link : undefined),
+    persist: (target, write) => {
+      // As StoreOutage.persist: a store that does not survive the process is not written.
+      if (!target.durable) return
+      store.persisted++
+      if (store.down) store.backlog.push(write)
+      else void write()
+    },
     maxFrameSize: 16 * 1024 * 1024,
   })
-  return { clock, link, reporter }
+  return { clock, link, reporter, store }
 }
 
-function running(id: string): LiveJob {
+function running(id: string, store: Store = new MemoryStore()): LiveJob {
   return {
     id,
     name: 'import',
@@ -57,7 +79,7 @@ function running(id: string): LiveJob {
     createdAt: 0,
     phase: 'running',
     cancelRequested: false,
-    store: new MemoryStore(),
+    store,
     timerIndex: -1,
   }
 }
@@ -143,9 +165,90 @@ describe('progress, coalesced per job on the node', () => {
   })
 
   it('a job that never reported costs its attempt end nothing', () => {
-    const { link, reporter } = setUp()
-    reporter.settle(running('j1'))
+    const { link, reporter, store } = setUp()
+    reporter.settle(running('j1', new CountingStore()))
     expect(link.messages).toEqual([])
+    expect(store.persisted).toBe(0)
+  })
+})
+
+describe('progress kept in the job record', () => {
+  async function storedJob(id: string): Promise<{ job: LiveJob; records: CountingStore }> {
+    const records = new CountingStore()
+    await records.open()
+    const job = running(id, records)
+    await records.saveJobs([job])
+    return { job, records }
+  }
+
+  it('a durable job writes its record once per value sent, never per value reported', async () => {
+    const { clock, link, reporter } = setUp()
+    const { job, records } = await storedJob('j1')
+    for (let i = 1; i <= 1000; i++) reporter.report(job, i)
+    await turn()
+    expect(records.updates).toEqual([{ progress: 1 }])
+    clock.advance(PROGRESS_WINDOW_MS)
+    await turn()
+    for (let i = 1001; i <= 1010; i++) reporter.report(job, { done: i })
+    reporter.settle(job)
+    await turn()
+    // As many writes as values sent, each with the value sent.
+    expect(records.updates).toEqual(link.values.map(([, progress]) => ({ progress })))
+    expect(records.updates).toEqual([{ progress: 1 }, { progress: 1000 }, { progress: { done: 1010 } }])
+    expect((await records.getJob('j1'))?.progress).toEqual({ done: 1010 })
+  })
+
+  it('a link that is down misses the value, the record does not', async () => {
+    const { clock, link, reporter } = setUp()
+    link.ready = false
+    const { job, records } = await storedJob('j1')
+    for (let i = 1; i <= 5; i++) reporter.report(job, i)
+    clock.advance(PROGRESS_WINDOW_MS)
+    await turn()
+    expect(link.messages).toEqual([])
+    expect(records.updates).toHaveLength(2)
+    expect((await records.getJob('j1'))?.progress).toBe(5)
+  })
+
+  it('a memory node writes no record: the value is on the held job only', async () => {
+    const { clock, reporter, store } = setUp()
+    const records = new MemoryStore()
+    await records.open()
+    const job = running('j1', records)
+    await records.saveJobs([job])
+    const update = vi.spyOn(records, 'updateJob')
+    for (let i = 1; i <= 5; i++) reporter.report(job, i)
+    clock.advance(PROGRESS_WINDOW_MS)
+    reporter.settle(job)
+    await turn()
+    expect(store.persisted).toBe(0)
+    expect(update).not.toHaveBeenCalled()
+    expect(job.progress).toBe(5)
+  })
+
+  it('while the store is down a job waits as one write, which takes its latest value when replayed', async () => {
+    const { clock, reporter, store } = setUp()
+    const { job, records } = await storedJob('j1')
+    store.down = true
+    for (let window = 0; window < 5; window++) {
+      reporter.report(job, window)
+      clock.advance(PROGRESS_WINDOW_MS)
+      await turn()
+    }
+    expect(store.backlog).toHaveLength(1)
+    expect(records.updates).toEqual([])
+    // Replayed, and failing: it stays the job's one write (StoreOutage keeps it in place).
+    const failing = vi.spyOn(records, 'updateJob').mockRejectedValueOnce(new Error('still down'))
+    await expect(store.backlog[0]?.()).rejects.toThrow('still down')
+    failing.mockRestore()
+    reporter.report(job, 41)
+    clock.advance(PROGRESS_WINDOW_MS)
+    reporter.report(job, 42)
+    reporter.settle(job)
+    expect(store.backlog).toHaveLength(1)
+    store.down = false
+    await store.backlog[0]?.()
+    expect((await records.getJob('j1'))?.progress).toBe(42)
   })
 })
 

@@ -163,9 +163,11 @@ export class RedisStore implements Store, NodeLeases {
   }
 
   updateJob(id: string, patch: JobPatch): Promise<void> {
-    // A patch with an error (JSON) is written at once: its encoding may fail, and must fail
-    // this call, not the whole batch when it is sent.
-    if (patch.lastError !== undefined) return this.write(id, HELD_FIRST, (w) => writeUpdate(w, id, patch))
+    // A patch with an error (JSON) or a progress value (msgpack) is written at once: its
+    // encoding may fail, and must fail this call, not the whole batch when it is sent.
+    if (patch.lastError !== undefined || patch.progress !== undefined) {
+      return this.write(id, HELD_FIRST, (w) => writeUpdate(w, id, patch))
+    }
     return this.write(id, HELD_KEPT, (_w, batch) => {
       const updates = (batch.updates ??= new Map())
       const held = updates.get(id)
