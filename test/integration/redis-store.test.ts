@@ -378,6 +378,7 @@ describe('RedisStore on a real redis-server', () => {
       fc.record({ op: fc.constant('save' as const), id: fc.constantFrom(...ids), status, attempt: fc.nat(9) }),
       fc.record({ op: fc.constant('update' as const), id: fc.constantFrom(...ids), patch }),
       fc.record({ op: fc.constant('error' as const), id: fc.constantFrom(...ids), message: fc.string() }),
+      fc.record({ op: fc.constant('progress' as const), id: fc.constantFrom(...ids), done: fc.nat(99) }),
       fc.record({
         op: fc.constant('finish' as const),
         id: fc.constantFrom(...ids),
@@ -396,6 +397,8 @@ describe('RedisStore on a real redis-server', () => {
           return store.updateJob(o.id, o.patch as JobPatch)
         case 'error':
           return store.updateJob(o.id, { lastError: { name: 'Error', message: o.message, stack: '' } })
+        case 'progress':
+          return store.updateJob(o.id, { progress: o.done % 2 === 0 ? o.done : { done: o.done } })
         case 'finish':
           return store.finishRun(o.id, o.patch as JobPatch, makeFeedback(o.id, { run: o.run }), o.remove)
         case 'remove':
