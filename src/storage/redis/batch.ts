@@ -1,6 +1,5 @@
 import type { StoreError } from '../../errors.js'
-import type { JobPatch } from '../store.js'
-import { unfinishedOp, writePatch } from './codec.js'
+import { type EncodedPatch, unfinishedOp, writePatch } from './codec.js'
 import type { OpWriter } from './op-writer.js'
 
 /*
@@ -135,10 +134,11 @@ export interface Batch {
   /**
    * Updates held back until the batch is sent, by job: a removal of the job later in the
    * same batch makes them moot. The usual case is an instant job, whose attempt starts and
-   * ends within one turn: its attempt-start update would cost Redis an EXISTS, HSET and
-   * SADD on a record the same script deletes, and the node the encoding of it.
+   * ends within one turn: its attempt-start update (and the progress it reported) would
+   * cost Redis an EXISTS, HSET and SADD on a record the same script deletes, and the node
+   * the encoding of it.
    */
-  updates: Map<string, JobPatch> | undefined
+  updates: Map<string, EncodedPatch> | undefined
   done: Promise<void>
   settle(err: StoreError | undefined): void
 }
@@ -161,7 +161,7 @@ export function writeHeldUpdate(batch: Batch, id: string): void {
   writeUpdate(batch.writer, id, patch)
 }
 
-export function writeUpdate(w: OpWriter, id: string, patch: JobPatch): void {
+export function writeUpdate(w: OpWriter, id: string, patch: EncodedPatch): void {
   w.value('u').value(id).value(unfinishedOp(patch))
   writePatch(w, patch)
 }
@@ -170,8 +170,8 @@ export function writeUpdate(w: OpWriter, id: string, patch: JobPatch): void {
  * `later` over `earlier`, field by field. A field `later` gives as undefined is left alone,
  * as one update after the other would (a spread would erase it).
  */
-export function mergePatches(earlier: JobPatch, later: JobPatch): JobPatch {
+export function mergePatches(earlier: EncodedPatch, later: EncodedPatch): EncodedPatch {
   const merged: Record<string, unknown> = { ...earlier }
   for (const [field, value] of Object.entries(later)) if (value !== undefined) merged[field] = value
-  return merged as JobPatch
+  return merged as EncodedPatch
 }

@@ -11,7 +11,7 @@ import type { RetryPolicy } from '../../scheduling/retry.js'
 import { FeedbackKind, type FeedbackRecord, type JobPatch, type JobRecord, JobStatus, isUnfinished } from '../store.js'
 import type { OpWriter } from './op-writer.js'
 
-export function unfinishedOp(patch: JobPatch): string {
+export function unfinishedOp(patch: Pick<JobPatch, 'status'>): string {
   if (patch.status === undefined) return ''
   return isUnfinished(patch.status) ? 'add' : 'rem'
 }
@@ -44,8 +44,22 @@ export function writeJob(w: OpWriter, job: JobRecord): void {
   if (progress !== undefined) w.value('progress').value(pack(progress))
 }
 
+/**
+ * A patch with its progress value encoded (msgpack, as the value went over the wire: what a
+ * reader decodes is what the distributor got). Encoded when the write is made, so that a
+ * value that cannot be encoded fails that call, and a patch held back in a batch
+ * (batch.ts) cannot fail the batch when it is sent.
+ */
+export type EncodedPatch = Omit<JobPatch, 'progress'> & { progress?: Uint8Array }
+
+/** `patch` with its progress value encoded; throws what msgpack throws. */
+export function encodePatch(patch: JobPatch): EncodedPatch {
+  if (patch.progress === undefined) return patch as EncodedPatch
+  return { ...patch, progress: pack(patch.progress) }
+}
+
 /** A patch as n name/value pairs; a field set to undefined is left alone, as in MemoryStore. */
-export function writePatch(w: OpWriter, patch: JobPatch): void {
+export function writePatch(w: OpWriter, patch: EncodedPatch): void {
   const { status, attempt, run, dueAt, runDueAt, failedAt, lastError, distributor, progress } = patch
   w.number(count(status, attempt, run, dueAt, runDueAt, failedAt, lastError, distributor, progress))
   if (status !== undefined) w.value('status').value(status)
@@ -56,8 +70,7 @@ export function writePatch(w: OpWriter, patch: JobPatch): void {
   if (failedAt !== undefined) w.value('failedAt').number(failedAt)
   if (lastError !== undefined) w.value('lastError').value(JSON.stringify(lastError))
   if (distributor !== undefined) w.value('distributor').value(distributor)
-  // msgpack, as the value went over the wire: what a reader decodes is what the distributor got.
-  if (progress !== undefined) w.value('progress').value(pack(progress))
+  if (progress !== undefined) w.value('progress').value(progress)
 }
 
 function count(...values: unknown[]): number {
