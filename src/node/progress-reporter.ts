@@ -55,6 +55,8 @@ export class ProgressReporter {
    * job's last value when it goes, so the backlog holds one per job, however long it lasts.
    */
   private readonly unstored = new Set<LiveJob>()
+  /** Jobs sent a value this turn whose record is to keep it: written when the turn's values go out. */
+  private readonly toKeep = new Set<LiveJob>()
   private flushQueued = false
 
   constructor(private readonly ctx: ProgressContext) {}
@@ -78,7 +80,8 @@ export class ProgressReporter {
 
   /**
    * `job`'s attempt ended: a value waiting for its window goes out now, and what waits for
-   * the end of the turn with it, ahead of the feedback the caller is about to send.
+   * the end of the turn with it (values and record writes), ahead of the feedback and the
+   * record write the caller is about to make.
    */
   settle(job: LiveJob): void {
     // The usual job never reported: one size check on the path of every attempt.
@@ -107,24 +110,27 @@ export class ProgressReporter {
    */
   private send(job: LiveJob): void {
     if (job.progress === undefined) return
-    this.keep(job)
+    // A memory node's record would only repeat `LiveJob.progress`: a durable store only.
+    if (job.store.durable) this.toKeep.add(job)
     const link = this.ctx.linkFor(job.distributor)
-    if (link?.ready !== true) return
-    let batch = this.batches.get(link)
-    if (batch === undefined) this.batches.set(link, (batch = []))
-    batch.push({ id: job.id, name: job.name, run: job.run, value: job.progress })
+    if (link?.ready === true) {
+      let batch = this.batches.get(link)
+      if (batch === undefined) this.batches.set(link, (batch = []))
+      batch.push({ id: job.id, name: job.name, run: job.run, value: job.progress })
+    } else if (this.toKeep.size === 0) return
     if (this.flushQueued) return
     this.flushQueued = true
     setImmediate(this.flushLater)
   }
 
   /**
-   * Writes the job's last value into its record (a durable store only: a memory node's
-   * record would only repeat `LiveJob.progress`). In order with the node's other writes, so
-   * it lands before the attempt's end that follows it (on Redis, in the same script call).
+   * Writes the job's last value into its record, in order with the node's other writes, so
+   * that it lands before the attempt's end that follows it (on Redis, in the same script
+   * call). At most once per job per turn: a job whose attempt ends in the turn it first
+   * reported (the value sent at once, the last one at its end) writes its record once.
    */
   private keep(job: LiveJob): void {
-    if (!job.store.durable || this.unstored.has(job)) return
+    if (this.unstored.has(job)) return
     this.unstored.add(job)
     this.ctx.persist(job.store, () => this.write(job))
   }
@@ -143,6 +149,10 @@ export class ProgressReporter {
 
   private flush(): void {
     this.flushQueued = false
+    if (this.toKeep.size > 0) {
+      for (const job of this.toKeep) this.keep(job)
+      this.toKeep.clear()
+    }
     for (const [link, items] of this.batches) {
       // Each value is at most MAX_PROGRESS_BYTES: as many as surely fit in half the smaller limit.
       const perFrame = Math.max(

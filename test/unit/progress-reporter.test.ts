@@ -181,21 +181,38 @@ describe('progress kept in the job record', () => {
     return { job, records }
   }
 
-  it('a durable job writes its record once per value sent, never per value reported', async () => {
+  it('a durable job writes its record at most once per value sent, with its latest value, never per value reported', async () => {
     const { clock, link, reporter } = setUp()
     const { job, records } = await storedJob('j1')
     for (let i = 1; i <= 1000; i++) reporter.report(job, i)
     await turn()
-    expect(records.updates).toEqual([{ progress: 1 }])
+    // The first value went out at once; the record, written at the end of the turn, has the latest.
+    expect(link.values).toEqual([['j1', 1]])
+    expect(records.updates).toEqual([{ progress: 1000 }])
     clock.advance(PROGRESS_WINDOW_MS)
     await turn()
     for (let i = 1001; i <= 1010; i++) reporter.report(job, { done: i })
     reporter.settle(job)
+    // Written ahead of what the caller writes next (the attempt's end), not at the end of the turn.
+    expect(records.updates).toEqual([{ progress: 1000 }, { progress: 1000 }, { progress: { done: 1010 } }])
+    expect(link.values.map(([, v]) => v)).toEqual([1, 1000, { done: 1010 }])
     await turn()
-    // As many writes as values sent, each with the value sent.
-    expect(records.updates).toEqual(link.values.map(([, progress]) => ({ progress })))
-    expect(records.updates).toEqual([{ progress: 1 }, { progress: 1000 }, { progress: { done: 1010 } }])
+    expect(records.updates).toHaveLength(3)
     expect((await records.getJob('j1'))?.progress).toEqual({ done: 1010 })
+  })
+
+  it('a job that reports and ends within one turn sends two values and writes its record once', async () => {
+    const { link, reporter } = setUp()
+    const { job, records } = await storedJob('j1')
+    for (let i = 1; i <= 10; i++) reporter.report(job, i)
+    reporter.settle(job)
+    expect(link.values).toEqual([
+      ['j1', 1],
+      ['j1', 10],
+    ])
+    expect(records.updates).toEqual([{ progress: 10 }])
+    await turn()
+    expect(records.updates).toHaveLength(1)
   })
 
   it('a link that is down misses the value, the record does not', async () => {
@@ -203,11 +220,13 @@ describe('progress kept in the job record', () => {
     link.ready = false
     const { job, records } = await storedJob('j1')
     for (let i = 1; i <= 5; i++) reporter.report(job, i)
+    await turn()
     clock.advance(PROGRESS_WINDOW_MS)
+    reporter.report(job, 6)
     await turn()
     expect(link.messages).toEqual([])
-    expect(records.updates).toHaveLength(2)
-    expect((await records.getJob('j1'))?.progress).toBe(5)
+    expect(records.updates).toEqual([{ progress: 5 }, { progress: 6 }])
+    expect((await records.getJob('j1'))?.progress).toBe(6)
   })
 
   it('a memory node writes no record: the value is on the held job only', async () => {
