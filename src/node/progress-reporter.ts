@@ -52,7 +52,8 @@ export class ProgressReporter {
   private readonly batches = new Map<ProgressLink, WireProgress[]>()
   /**
    * Jobs whose record update waits to be written (the store is down): the update writes the
-   * job's last value when it goes, so the backlog holds one per job, however long it lasts.
+   * job's last value when it goes, so an outage holds one (two, see write) per job, however
+   * long it lasts.
    */
   private readonly unstored = new Set<LiveJob>()
   /** Jobs sent a value this turn whose record is to keep it: written when the turn's values go out. */
@@ -136,12 +137,11 @@ export class ProgressReporter {
   }
 
   private write(job: LiveJob): Promise<void> {
+    // Out of the set as it is written: a value reported from now on needs a write of its own.
+    // A write that fails stays in the backlog (StoreOutage), and a later value adds one
+    // more, which waits there with it: two per job at most, however long the outage.
     this.unstored.delete(job)
-    return job.store.updateJob(job.id, { progress: job.progress }).catch((err: unknown) => {
-      // Back in the backlog (StoreOutage keeps a failed write): later values ride on it.
-      this.unstored.add(job)
-      throw err
-    })
+    return job.store.updateJob(job.id, { progress: job.progress })
   }
 
   // One function for the reporter's lifetime: a flush is queued per turn that reports.

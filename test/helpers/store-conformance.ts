@@ -248,6 +248,10 @@ export function storeConformance(name: string, makeStore: MakeStore): void {
       expect((await store.getJob('j1'))?.progress).toBe(0.25)
       expect((await store.getJob('j2'))?.progress).toBeUndefined()
       expect('progress' in (await store.getJob('j2'))!).toBe(false)
+      for (const n of [-12.5, 0, 2 ** 40, -(2 ** 31) - 1, 1e-9, 0.1 + 0.2]) {
+        await store.updateJob('j2', { progress: n })
+        expect((await store.getJob('j2'))?.progress).toBe(n)
+      }
       const value = { done: 3, of: 10, step: 'rows — ünïcödé 🚀', nested: { ok: true, parts: [1, 2.5] } }
       await store.updateJob('j1', { progress: value })
       // An update without it leaves it alone; one of a missing job creates nothing.

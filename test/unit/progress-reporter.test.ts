@@ -256,18 +256,22 @@ describe('progress kept in the job record', () => {
     }
     expect(store.backlog).toHaveLength(1)
     expect(records.updates).toEqual([])
-    // Replayed, and failing: it stays the job's one write (StoreOutage keeps it in place).
+    // Replayed, and failing: it stays in place (as StoreOutage keeps it), and the values
+    // reported after it add one write more, however many windows they span.
     const failing = vi.spyOn(records, 'updateJob').mockRejectedValueOnce(new Error('still down'))
     await expect(store.backlog[0]?.()).rejects.toThrow('still down')
     failing.mockRestore()
-    reporter.report(job, 41)
-    clock.advance(PROGRESS_WINDOW_MS)
-    reporter.report(job, 42)
+    for (let window = 0; window < 5; window++) {
+      reporter.report(job, 40 + window)
+      clock.advance(PROGRESS_WINDOW_MS)
+      await turn()
+    }
+    reporter.report(job, 50)
     reporter.settle(job)
-    expect(store.backlog).toHaveLength(1)
+    expect(store.backlog).toHaveLength(2)
     store.down = false
-    await store.backlog[0]?.()
-    expect((await records.getJob('j1'))?.progress).toBe(42)
+    for (const write of store.backlog) await write()
+    expect((await records.getJob('j1'))?.progress).toBe(50)
   })
 })
 

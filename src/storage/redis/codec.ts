@@ -41,21 +41,34 @@ export function writeJob(w: OpWriter, job: JobRecord): void {
   if (timeout !== undefined) w.value('timeout').number(timeout)
   if (failedAt !== undefined) w.value('failedAt').number(failedAt)
   if (lastError !== undefined) w.value('lastError').value(JSON.stringify(lastError))
-  if (progress !== undefined) w.value('progress').value(pack(progress))
+  if (progress !== undefined) writeProgress(w, typeof progress === 'number' ? progress : pack(progress))
 }
 
 /**
- * A patch with its progress value encoded (msgpack, as the value went over the wire: what a
- * reader decodes is what the distributor got). Encoded when the write is made, so that a
- * value that cannot be encoded fails that call, and a patch held back in a batch
- * (batch.ts) cannot fail the batch when it is sent.
+ * A patch with its progress value ready to be written: a map encoded (msgpack, as the value
+ * went over the wire: what a reader decodes is what the distributor got), a number as it
+ * is (written as msgpack straight into the batch, without a buffer of its own). Encoded
+ * when the write is made, so that a value that cannot be encoded fails that call, and a
+ * patch held back in a batch (batch.ts) cannot fail the batch when it is sent.
  */
-export type EncodedPatch = Omit<JobPatch, 'progress'> & { progress?: Uint8Array }
+export type EncodedPatch = Omit<JobPatch, 'progress'> & { progress?: number | Uint8Array }
 
-/** `patch` with its progress value encoded; throws what msgpack throws. */
+/** `patch` with its progress value encoded; throws what msgpack throws, or on a number that is not finite. */
 export function encodePatch(patch: JobPatch): EncodedPatch {
-  if (patch.progress === undefined) return patch as EncodedPatch
-  return { ...patch, progress: pack(patch.progress) }
+  const { progress } = patch
+  if (progress === undefined) return patch as EncodedPatch
+  if (typeof progress === 'number') {
+    if (!Number.isFinite(progress)) throw new TypeError(`progress ${progress} is not a finite number`)
+    return patch as EncodedPatch
+  }
+  return { ...patch, progress: pack(progress) }
+}
+
+/** A progress value as the job hash holds it: msgpack, in a str of the batch. */
+function writeProgress(w: OpWriter, progress: number | Uint8Array): void {
+  w.value('progress')
+  if (typeof progress === 'number') w.nested((m) => m.num(progress))
+  else w.value(progress)
 }
 
 /** A patch as n name/value pairs; a field set to undefined is left alone, as in MemoryStore. */
@@ -70,7 +83,7 @@ export function writePatch(w: OpWriter, patch: EncodedPatch): void {
   if (failedAt !== undefined) w.value('failedAt').number(failedAt)
   if (lastError !== undefined) w.value('lastError').value(JSON.stringify(lastError))
   if (distributor !== undefined) w.value('distributor').value(distributor)
-  if (progress !== undefined) w.value('progress').value(progress)
+  if (progress !== undefined) writeProgress(w, progress)
 }
 
 function count(...values: unknown[]): number {
