@@ -81,18 +81,25 @@ export class ProgressReporter {
 
   /**
    * `job`'s attempt ended: a value waiting for its window goes out now, and what waits for
-   * the end of the turn with it (values and record writes), ahead of the feedback and the
-   * record write the caller is about to make.
+   * the end of the turn with it (values, other jobs' record writes), ahead of the feedback
+   * the caller is about to send.
+   *
+   * Returns true when the job's own record write is left to the caller (its last value is
+   * not in its record yet): the caller knows whether the attempt's end keeps the record, and
+   * calls `keep` after its own write if it does. A job whose end removes its record (the
+   * usual instant job) so writes nothing for its progress.
    */
-  settle(job: LiveJob): void {
+  settle(job: LiveJob): boolean {
     // The usual job never reported: one size check on the path of every attempt.
-    if (this.windows.size === 0) return
+    if (this.windows.size === 0) return false
     const window = this.windows.get(job)
-    if (window === undefined) return
+    if (window === undefined) return false
     this.windows.delete(job)
     this.ctx.cancelTimer(window.timer)
     if (window.pending) this.send(job)
+    const unkept = this.toKeep.delete(job)
     this.flush()
+    return unkept
   }
 
   private windowEnded(job: LiveJob, window: Window): void {
@@ -125,12 +132,11 @@ export class ProgressReporter {
   }
 
   /**
-   * Writes the job's last value into its record, in order with the node's other writes, so
-   * that it lands before the attempt's end that follows it (on Redis, in the same script
-   * call). At most once per job per turn: a job whose attempt ends in the turn it first
-   * reported (the value sent at once, the last one at its end) writes its record once.
+   * Writes the job's last value into its record, in order with the node's other writes (on
+   * Redis, in the turn's script call). At most once per job per turn: the values a job sends
+   * within one turn make one write, of the latest.
    */
-  private keep(job: LiveJob): void {
+  keep(job: LiveJob): void {
     if (this.unstored.has(job)) return
     this.unstored.add(job)
     this.ctx.persist(job.store, () => this.write(job))

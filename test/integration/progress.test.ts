@@ -288,4 +288,49 @@ describe('progress', () => {
     await within(finished, 'the result reaching the restarted distributor')
     expect(await store.getJob(h.id)).toBeUndefined()
   })
+
+  it("a job's last value, reported just before its attempt ended, is in the record it leaves: retried, then failed for good", async () => {
+    const d = await startDistributor(res)
+    const registry = new JobRegistry()
+    const retried = gate()
+    registry.define('report_then_fail', async (_args, ctx) => {
+      // Both values within the attempt's last turn: the record write follows the attempt's end.
+      ctx.progress({ attempt: ctx.attempt, step: 1 })
+      ctx.progress({ attempt: ctx.attempt, step: 2 })
+      if (ctx.attempt === 2) await retried.opened
+      throw new Error(`attempt ${ctx.attempt} failed`)
+    })
+    const nodeName = unique('failing')
+    const node = await startNode(res, d, { name: nodeName, storage: redis.url, registry }, { retryMultiplier: 0 })
+    const store = res.add(new RedisStore({ node: nodeName, url: redis.url }), (s) => s.close())
+    await store.open()
+    const secondStarted = new Promise<void>((resolve) =>
+      node.on('job:start', (e) => {
+        if (e.attempt === 2) resolve()
+      }),
+    )
+    const h = d.enqueue('report_then_fail', {}, { maxAttempt: 2 })
+    h.done.catch(() => {})
+    await within(secondStarted, 'the second attempt starting')
+    // The first attempt's end (a retry) kept the record, with the value it reported last
+    // (written with the retry, before the job went back on its timer), or, as the second
+    // attempt's start and values may be written by now, with the second's.
+    const afterRetry = await store.getJob(h.id)
+    expect(['error', 'in progress']).toContain(afterRetry?.status)
+    expect([
+      { attempt: 1, step: 2 },
+      { attempt: 2, step: 1 },
+    ]).toContainEqual(afterRetry?.progress)
+    retried.open()
+    await within(
+      h.done.then(
+        () => expect.fail('the job succeeded'),
+        () => undefined,
+      ),
+      'the job failing for good',
+    )
+    // Failed jobs are kept (removeFailedJobs false): with the last value of the last attempt.
+    const failed = await store.getJob(h.id)
+    expect(failed).toMatchObject({ status: 'failed', attempt: 2, progress: { attempt: 2, step: 2 } })
+  })
 })

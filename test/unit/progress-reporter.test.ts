@@ -192,27 +192,44 @@ describe('progress kept in the job record', () => {
     clock.advance(PROGRESS_WINDOW_MS)
     await turn()
     for (let i = 1001; i <= 1010; i++) reporter.report(job, { done: i })
-    reporter.settle(job)
-    // Written ahead of what the caller writes next (the attempt's end), not at the end of the turn.
-    expect(records.updates).toEqual([{ progress: 1000 }, { progress: 1000 }, { progress: { done: 1010 } }])
+    // The attempt's end: the last value is sent, and its record write left to the caller,
+    // which makes it after its own when the record stays.
+    expect(reporter.settle(job)).toBe(true)
     expect(link.values.map(([, v]) => v)).toEqual([1, 1000, { done: 1010 }])
     await turn()
-    expect(records.updates).toHaveLength(3)
+    expect(records.updates).toEqual([{ progress: 1000 }, { progress: 1000 }])
+    reporter.keep(job)
+    expect(records.updates).toEqual([{ progress: 1000 }, { progress: 1000 }, { progress: { done: 1010 } }])
     expect((await records.getJob('j1'))?.progress).toEqual({ done: 1010 })
   })
 
-  it('a job that reports and ends within one turn sends two values and writes its record once', async () => {
+  it('a job that reports and ends within one turn sends two values and leaves its one record write to the caller', async () => {
     const { link, reporter } = setUp()
     const { job, records } = await storedJob('j1')
     for (let i = 1; i <= 10; i++) reporter.report(job, i)
-    reporter.settle(job)
+    expect(reporter.settle(job)).toBe(true)
     expect(link.values).toEqual([
       ['j1', 1],
       ['j1', 10],
     ])
-    expect(records.updates).toEqual([{ progress: 10 }])
     await turn()
-    expect(records.updates).toHaveLength(1)
+    // Its end removes the record (the usual instant job): the caller writes nothing.
+    expect(records.updates).toEqual([])
+  })
+
+  it('an attempt that ends after its last value was written leaves nothing to write', async () => {
+    const { clock, reporter } = setUp()
+    const { job, records } = await storedJob('j1')
+    reporter.report(job, 1)
+    await turn()
+    expect(reporter.settle(job)).toBe(false)
+    clock.advance(PROGRESS_WINDOW_MS)
+    reporter.report(job, 2)
+    await turn()
+    clock.advance(PROGRESS_WINDOW_MS)
+    await turn()
+    expect(reporter.settle(running('j2'))).toBe(false)
+    expect(records.updates).toEqual([{ progress: 1 }, { progress: 2 }])
   })
 
   it('a link that is down misses the value, the record does not', async () => {
