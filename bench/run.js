@@ -202,6 +202,25 @@ const CASES = [
     storage: ctx.redis.url,
     names: [`r${ctx.run}a`, `r${ctx.run}b`],
   })),
+  {
+    id: 'jr-progress-memory',
+    system: 'job-reactor',
+    title: `throughput, memory storage, 2 nodes, each job reporting progress 10 times (${k(N.jobs)})`,
+    timeoutMs: 120_000,
+    run: (ctx) =>
+      runThroughput(ctx, {
+        count: N.jobs,
+        warmup: N.warmup,
+        storage: 'memory',
+        names: ['p1', 'p2'],
+        job: 'progress10',
+      }),
+  },
+  jrRedisThroughputCase(
+    'jr-progress-redis',
+    `throughput, Redis storage, 2 nodes, each job reporting progress 10 times (${k(N.jobs)})`,
+    (ctx) => ({ storage: ctx.redis.url, names: [`q${ctx.run}a`, `q${ctx.run}b`], job: 'progress10' }),
+  ),
   jrRedisThroughputCase(
     'jr-throughput-spool',
     `throughput, distributor spool on Redis, 2 memory nodes (${k(N.jobs)} no-op)`,

@@ -148,7 +148,7 @@ async function scrapeCost(distributor, count = 50) {
  */
 export async function runThroughput(
   ctx,
-  { count, warmup, storage, names, spool, scrape = false, limited, keyed = false },
+  { count, warmup, storage, names, spool, scrape = false, limited, keyed = false, job = 'noop' },
 ) {
   const ports = new Map()
   if (scrape) for (const name of names) ports.set(name, await freePort())
@@ -162,16 +162,16 @@ export async function runThroughput(
   if (keyed) opts = () => ({ unique: { key: `u${keys++}` } })
   const distributor = await startCluster(ctx, names, { storage, spool, nodeArgs, pids, limits })
   if (scrape) await scrapeEverySecond(ctx, distributor, [...ports.values()])
-  await Promise.all(await enqueueMany(ctx, distributor, warmup, 'noop', opts))
+  await Promise.all(await enqueueMany(ctx, distributor, warmup, job, opts))
   const cpuBefore = cpuOf(pids)
   const start = process.hrtime.bigint()
-  const dones = await enqueueMany(ctx, distributor, count, 'noop', opts)
+  const dones = await enqueueMany(ctx, distributor, count, job, opts)
   const enqueueSeconds = hrMs(start) / 1000
   await Promise.all(dones)
   const seconds = hrMs(start) / 1000
   const cpuPerJob = cpuBefore === undefined ? undefined : ((cpuOf(pids) - cpuBefore) * 1000) / count
   ctx.progress(
-    `job-reactor ${storage === 'memory' ? 'memory' : 'redis'}${spool === undefined ? '' : ' nodes, spooled distributor'}${keyed ? ', a unique key per job' : ''}${scrape ? ', metrics scraped' : ''}${limited === undefined ? '' : `, limited ${limited.concurrency} per key over ${limited.keys} keys`}: ${count} jobs in ${seconds.toFixed(2)} s (enqueue loop ${enqueueSeconds.toFixed(2)} s)`,
+    `job-reactor ${storage === 'memory' ? 'memory' : 'redis'}${spool === undefined ? '' : ' nodes, spooled distributor'}${keyed ? ', a unique key per job' : ''}${scrape ? ', metrics scraped' : ''}${limited === undefined ? '' : `, limited ${limited.concurrency} per key over ${limited.keys} keys`}${job === 'noop' ? '' : `, ${job}`}: ${count} jobs in ${seconds.toFixed(2)} s (enqueue loop ${enqueueSeconds.toFixed(2)} s)`,
   )
   const result = { throughput: count / seconds }
   if (cpuPerJob !== undefined) result.cpuPerJob = cpuPerJob

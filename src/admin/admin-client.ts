@@ -112,6 +112,11 @@ export interface AdminJob {
   status?: string
   attempt?: number
   lastError?: SerializedError
+  /**
+   * The job's last progress value: its node's (held, or kept in the record on Redis storage)
+   * when it answers, else the last one that reached the distributor.
+   */
+  progress?: number | Record<string, unknown>
   /** Why the node holding it could not say (not connected, no answer in time). */
   nodeError?: string
 }

@@ -113,6 +113,7 @@ export function formatJob(job: JobRecord, view: View): string {
     ['created at', iso(job.createdAt)],
     ['failed at', job.failedAt === undefined ? '-' : iso(job.failedAt)],
     ['last error', job.lastError === undefined ? '-' : describeError(job.lastError)],
+    ['progress', progressText(job.progress)],
     ['args', argsError ?? inspect(args, { depth: null, colors: false, breakLength: 80 })],
   ])
 }
@@ -294,6 +295,7 @@ export function formatLiveJob(job: AdminJob): string {
     ['attempt', job.attempt === undefined ? '-' : String(job.attempt)],
     ...(job.nodeError === undefined ? [] : [['node error', job.nodeError] as [string, string]]),
     ['last error', job.lastError === undefined ? '-' : describeError(job.lastError)],
+    ['progress', progressText(job.progress)],
     ['args', inspect(job.args, { depth: null, colors: false, breakLength: 80 })],
   ])
 }
@@ -377,6 +379,12 @@ export function purgeRefused(status: JobStatus): string {
 }
 
 // --- layout --------------------------------------------------------------------------------
+
+/** A job's last progress value on one line: a number as it is, a map as compact JSON. */
+function progressText(value: unknown): string {
+  if (value === undefined) return '-'
+  return typeof value === 'number' ? String(value) : oneLine(JSON.stringify(value, jsonSafe), 200)
+}
 
 function yesNo(value: boolean): string {
   return value ? 'yes' : 'no'

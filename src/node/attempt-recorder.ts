@@ -33,6 +33,8 @@ export interface RecorderContext {
   rateLimited(job: LiveJob, seconds: number): void
   /** Retries are counted here, per job name. */
   readonly stats: Pick<NodeJobStats, 'of'>
+  /** Writes the job's last progress value into its record (ProgressReporter.keep). */
+  keepProgress(job: LiveJob): void
 }
 
 /**
@@ -49,15 +51,33 @@ export class AttemptRecorder {
     private readonly events: NodeEvents,
   ) {}
 
-  /** Records the end of an attempt, which ended at `now`; returns the store write it waits for, if any. */
+  /**
+   * Records the end of an attempt, which ended at `now`; returns the store write it waits
+   * for, if any. `progressUnkept`: the job's last progress value is not in its record yet; it
+   * is written after the attempt's own write when the record stays, and not at all when the
+   * attempt's end removes it.
+   */
   afterAttempt(
     job: LiveJob,
     outcome: ChainOutcome,
     args: JobArgsObject,
     maxAttempt: number,
     now: number,
+    progressUnkept: boolean,
   ): Promise<void> | undefined {
     const decision = decideAfterAttempt(job, outcome, maxAttempt, this.ctx.config, now)
+    const recorded = this.carryOut(job, decision, outcome, args, now)
+    if (progressUnkept && keepsRecord(decision)) this.ctx.keepProgress(job)
+    return recorded
+  }
+
+  private carryOut(
+    job: LiveJob,
+    decision: AttemptDecision,
+    outcome: ChainOutcome,
+    args: JobArgsObject,
+    now: number,
+  ): Promise<void> | undefined {
     let error: SerializedError | undefined
     if (outcome.kind === 'error' && !outcome.cancelled) {
       error = serializeError(outcome.error)
@@ -200,4 +220,9 @@ export class AttemptRecorder {
     this.ctx.outbox.add(feedback, job.store)
     if (job.cancelRequested) this.cancels.answerCancel(job, 'finished')
   }
+}
+
+/** Whether the record stays after what `decision` writes (a job that ends may be removed). */
+function keepsRecord(decision: AttemptDecision): boolean {
+  return decision.kind === 'final' || decision.kind === 'cancelled' ? !decision.remove : true
 }

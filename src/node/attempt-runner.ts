@@ -28,7 +28,8 @@ export interface AttemptEnd {
   /**
    * Carries out what follows an attempt (see after-attempt.ts), which ended at `now` by the
    * node's clock; returns the store write it waits for, if any. The next attempt may start
-   * before that write is done.
+   * before that write is done. `progressUnkept`: the job's last progress value is not in its
+   * record yet (ProgressReporter.settle).
    */
   afterAttempt(
     job: LiveJob,
@@ -36,6 +37,7 @@ export interface AttemptEnd {
     args: JobArgsObject,
     maxAttempt: number,
     now: number,
+    progressUnkept: boolean,
   ): Promise<void> | undefined
 }
 
@@ -312,10 +314,10 @@ export class AttemptRunner {
     this.controllers.delete(job.id)
     this.running--
     // Its last progress goes out before the feedback that follows the attempt.
-    this.progress.settle(job)
+    const progressUnkept = this.progress.settle(job)
     let recorded: Promise<void> | undefined
     try {
-      recorded = this.end.afterAttempt(job, outcome, args, maxAttempt, endedAt)
+      recorded = this.end.afterAttempt(job, outcome, args, maxAttempt, endedAt, progressUnkept)
     } catch (err) {
       this.attemptNotRecorded(job, err)
     }

@@ -27,7 +27,8 @@ export interface LiveJob extends JobRecord, TimerSlot {
   store: Store
   /**
    * The last value it reported (ctx.progress), for the admin API. Set only on a job that
-   * reports: the others keep their shape. Not stored: a restarted node has none.
+   * reports (or resumed with one from its record): the others keep their shape. A durable
+   * store keeps it in the record too (ProgressReporter), so a restarted node has it.
    */
   progress?: ProgressValue
 }

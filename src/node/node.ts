@@ -215,6 +215,13 @@ export class Node extends TypedEmitter<NodeEventMap> {
       this.events,
       config,
     )
+    const progress = new ProgressReporter({
+      after: this.after,
+      cancelTimer: (timer) => void this.scheduler.cancel(timer),
+      linkFor,
+      persist: (store, write) => void this.outage.persist(store, write),
+      maxFrameSize: opts.maxFrameSize,
+    })
     const recorder = new AttemptRecorder(
       {
         log,
@@ -225,6 +232,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
         rateLimited: (job, seconds) =>
           linkFor(job.distributor)?.send({ type: MessageType.RATE_LIMITED, id: job.id, seconds }),
         stats: this.jobStats,
+        keepProgress: (job) => progress.keep(job),
       },
       this.live,
       this.cancels,
@@ -238,12 +246,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
       this.outage,
       this.events,
       recorder,
-      new ProgressReporter({
-        after: this.after,
-        cancelTimer: (timer) => void this.scheduler.cancel(timer),
-        linkFor,
-        maxFrameSize: opts.maxFrameSize,
-      }),
+      progress,
     )
     this.resumer = new Resumer(
       { log, schedule, readable: (feedback) => this.builder.readable(feedback) },

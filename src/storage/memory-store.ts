@@ -1,4 +1,5 @@
 import { StoreError } from '../errors.js'
+import type { ProgressValue } from '../protocol/messages.js'
 import {
   type FeedbackId,
   type FeedbackRecord,
@@ -138,7 +139,13 @@ function copyJob(r: JobRecord): JobRecord {
   if (r.timeout !== undefined) out.timeout = r.timeout
   if (r.failedAt !== undefined) out.failedAt = r.failedAt
   if (r.lastError !== undefined) out.lastError = { ...r.lastError }
+  if (r.progress !== undefined) out.progress = copyProgress(r.progress)
   return out
+}
+
+/** A number as it is; an object deeply (its values may nest), as a round trip through Redis would. */
+function copyProgress(value: ProgressValue): ProgressValue {
+  return typeof value === 'number' ? value : structuredClone(value)
 }
 
 /** A patch field set to undefined is left alone, as if it were absent. */
@@ -151,4 +158,5 @@ function applyPatch(job: JobRecord, patch: JobPatch): void {
   if (patch.failedAt !== undefined) job.failedAt = patch.failedAt
   if (patch.lastError !== undefined) job.lastError = { ...patch.lastError }
   if (patch.distributor !== undefined) job.distributor = patch.distributor
+  if (patch.progress !== undefined) job.progress = copyProgress(patch.progress)
 }

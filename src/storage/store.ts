@@ -1,5 +1,5 @@
 import type { SerializedError } from '../errors.js'
-import type { JobRunOptions } from '../protocol/messages.js'
+import type { JobRunOptions, ProgressValue } from '../protocol/messages.js'
 
 /**
  * Job lifecycle: new → in progress → complete | queued | error (→ in progress) | failed | cancelled.
@@ -53,11 +53,20 @@ export interface JobRecord extends JobRunOptions {
   createdAt: number
   failedAt?: number
   lastError?: SerializedError
+  /**
+   * The last value the job reported with `ctx.progress`, in any attempt or run: a finite
+   * number or a plain object. Absent on a job that never reported. A durable node writes it
+   * at most once per coalesced send (docs/architecture.md#progress).
+   */
+  progress?: ProgressValue
 }
 
 /** The fields a node changes as a job moves through its lifecycle. */
 export type JobPatch = Partial<
-  Pick<JobRecord, 'status' | 'attempt' | 'run' | 'dueAt' | 'runDueAt' | 'failedAt' | 'lastError' | 'distributor'>
+  Pick<
+    JobRecord,
+    'status' | 'attempt' | 'run' | 'dueAt' | 'runDueAt' | 'failedAt' | 'lastError' | 'distributor' | 'progress'
+  >
 >
 
 export const FeedbackKind = { SUCCESS: 'success', ERROR: 'error' } as const

@@ -241,6 +241,46 @@ export function storeConformance(name: string, makeStore: MakeStore): void {
       expect(got!.lastError).toEqual({ name: 'E', message: 'kept' })
     })
 
+    it('keeps a progress value: updated, read back and listed, replaced by the next, removed with the record', async () => {
+      const store = await open()
+      await store.saveJobs([makeJob('j1', { status: JobStatus.IN_PROGRESS, attempt: 1 }), makeJob('j2')])
+      await store.updateJob('j1', { progress: 0.25 })
+      expect((await store.getJob('j1'))?.progress).toBe(0.25)
+      expect((await store.getJob('j2'))?.progress).toBeUndefined()
+      expect('progress' in (await store.getJob('j2'))!).toBe(false)
+      for (const n of [-12.5, 0, 2 ** 40, -(2 ** 31) - 1, 1e-9, 0.1 + 0.2]) {
+        await store.updateJob('j2', { progress: n })
+        expect((await store.getJob('j2'))?.progress).toBe(n)
+      }
+      const value = { done: 3, of: 10, step: 'rows — ünïcödé 🚀', nested: { ok: true, parts: [1, 2.5] } }
+      await store.updateJob('j1', { progress: value })
+      // An update without it leaves it alone; one of a missing job creates nothing.
+      await store.updateJob('j1', { status: JobStatus.ERROR, attempt: 2 })
+      await store.updateJob('ghost', { progress: 1 })
+      const got = await store.getJob('j1')
+      expect(got?.progress).toEqual(value)
+      expect(got?.status).toBe(JobStatus.ERROR)
+      expect(await store.getJob('ghost')).toBeUndefined()
+      expect((await store.listUnfinished()).find((j) => j.id === 'j1')?.progress).toEqual(value)
+      expect((await store.listJobs()).find((j) => j.id === 'j1')?.progress).toEqual(value)
+      // A copy: changing what was written or read changes nothing stored.
+      value.done = 99
+      got!.progress = 7
+      expect((await store.getJob('j1'))?.progress).toMatchObject({ done: 3 })
+      // Saved with a record, too (a record taken over or retried keeps it).
+      await store.saveJobs([makeJob('j3', { progress: 1 })])
+      expect((await store.getJob('j3'))?.progress).toBe(1)
+      // A finished run that keeps the record keeps it; one that removes the record removes it.
+      await store.finishRun('j1', { status: JobStatus.FAILED }, makeFeedback('j1'), false)
+      expect((await store.getJob('j1'))?.progress).toMatchObject({ done: 3 })
+      await store.updateJob('j3', { progress: 2 })
+      await store.finishRun('j3', { status: JobStatus.COMPLETE }, makeFeedback('j3'), true)
+      expect(await store.getJob('j3')).toBeUndefined()
+      await store.removeJob('j1')
+      expect(await store.getJob('j1')).toBeUndefined()
+      expect(ids(await store.listJobs())).toEqual(['j2'])
+    })
+
     it('updateJob on a missing id is ignored and creates nothing', async () => {
       const store = await open()
       await store.updateJob('ghost', { status: JobStatus.IN_PROGRESS, attempt: 1 })

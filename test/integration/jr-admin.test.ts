@@ -191,6 +191,7 @@ describe('jr show', () => {
         'created at   2023-11-14T22:13:19.000Z',
         'failed at    -',
         'last error   -',
+        'progress     -',
         "args         { greeting: 'Hello', n: 42, nested: { list: [ 1, 2 ] } }",
         '',
       ].join('\n'),
@@ -204,9 +205,22 @@ describe('jr show', () => {
         'last error   Error: boom',
         '               on two lines (ERR_X)',
         '             at step (jobs/x.js:1:1)',
+        'progress     -',
         'args         { a: 1 }',
       ].join('\n'),
     )
+  })
+
+  it('shows the last progress value the node kept in the record', async () => {
+    const store = await storeFor()
+    await store.saveJobs([makeJob('counting', { status: JobStatus.IN_PROGRESS, attempt: 1 }), makeJob('half')])
+    await store.updateJob('counting', { progress: { done: 3, of: 10, step: 'rows' } })
+    await store.updateJob('half', { progress: 0.5 })
+    const counting = await on('show', 'counting')
+    expect(counting.stdout).toContain('\nprogress     {"done":3,"of":10,"step":"rows"}\nargs ')
+    expect((await on('show', 'half')).stdout).toContain('\nprogress     0.5\n')
+    const json = JSON.parse((await on('show', 'counting', '--json')).stdout) as Record<string, unknown>
+    expect(json['progress']).toEqual({ done: 3, of: 10, step: 'rows' })
   })
 
   it('--json gives the record with decoded args and ISO times', async () => {

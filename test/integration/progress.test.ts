@@ -2,12 +2,16 @@ import { type Server, createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
 import { Distributor } from '../../src/distributor/distributor.js'
+import type { AdminJob } from '../../src/admin/admin-client.js'
 import type { FeedbackInfo } from '../../src/distributor/feedback-handlers.js'
 import { ErrorCode, JobFailedError } from '../../src/errors.js'
 import { PROGRESS_WINDOW_MS } from '../../src/node/progress-reporter.js'
+import { Node } from '../../src/node/node.js'
 import { JobRegistry } from '../../src/node/registry.js'
 import type { ProgressValue } from '../../src/protocol/messages.js'
-import { Resources, allAccepted, startDistributor, startNode } from '../helpers/cluster.js'
+import { RedisStore } from '../../src/storage/redis/redis-store.js'
+import { Resources, allAccepted, config, startDistributor, startNode } from '../helpers/cluster.js'
+import { spawnJr } from '../helpers/jr-cli.js'
 import { FakeClock } from '../helpers/fake-clock.js'
 import { unique, useRedis } from '../helpers/shared-redis.js'
 import { within } from '../helpers/within.js'
@@ -209,5 +213,124 @@ describe('progress', () => {
       ['progress', 8, { ...info, final: false }],
       ['success', { n: 7 }, { ...info, final: true }],
     ])
+  })
+
+  it('the last value is kept in the Redis record: the store, jr and the admin API of a restarted distributor read it from a restarted node', async () => {
+    const d1 = await startDistributor(res)
+    const port = d1.port
+    const go = gate()
+    let starts = 0
+    const registry = new JobRegistry()
+    registry.define('long_import', async (_args, ctx) => {
+      // Only the first attempt reports: what a restarted node shows came from the record.
+      if (++starts === 1) {
+        ctx.progress({ done: 1, of: 10 })
+        ctx.progress({ done: 3, of: 10 })
+      }
+      await go.opened
+    })
+    const nodeName = unique('importer')
+    const options = { name: nodeName, storage: redis.url, registry, reconnectMinMs: 20, reconnectMaxMs: 100 }
+    const node1 = await startNode(res, d1, options)
+    const started = new Promise<void>((resolve) => node1.once('job:start', () => resolve()))
+    const heard: ProgressValue[] = []
+    const both = new Promise<void>((resolve) =>
+      d1.on('job:progress', (e) => {
+        heard.push(e.value)
+        if (heard.length === 2) resolve()
+      }),
+    )
+    const h = d1.enqueue('long_import', {})
+    h.done.catch(() => {})
+    await allAccepted(d1, [h])
+    await within(started, 'the job starting')
+    // The first value at once, the second when its window ends: two sends, two record writes.
+    await within(both, 'both values reaching the distributor')
+    expect(heard).toEqual([
+      { done: 1, of: 10 },
+      { done: 3, of: 10 },
+    ])
+
+    // Both stop: the node abandons the running chain to storage (its writes made before
+    // close are flushed by it), the distributor forgets the job.
+    await node1.close({ force: true })
+    await d1.close()
+    const store = res.add(new RedisStore({ node: nodeName, url: redis.url }), (s) => s.close())
+    await store.open()
+    expect((await store.getJob(h.id))?.progress).toEqual({ done: 3, of: 10 })
+    const shown = await spawnJr(['show', h.id, '--node', nodeName, '--redis', redis.url])
+    expect(shown.stdout).toMatch(/^progress\s+\{"done":3,"of":10\}$/m)
+
+    const d2 = res.add(new Distributor({ port, heartbeatMs: 1000 }), (d) => d.close())
+    await d2.start()
+    const connected = d2.waitFor('node:connect', (e) => e.node === nodeName)
+    const restarted = new Promise<void>((resolve) => {
+      const node = new Node({ ...options, distributors: [`127.0.0.1:${port}`] }, config())
+      res.add(node, (n) => n.close({ force: true }))
+      node.once('job:start', () => resolve())
+      void node.start()
+    })
+    await within(restarted, 'the resumed job starting again')
+    await within(connected, 'the restarted node connecting')
+    const admin = await serveAdmin(d2)
+    const response = await fetch(`${admin}api/jobs/${h.id}?node=${nodeName}`)
+    expect(response.status).toBe(200)
+    const { job } = (await response.json()) as { job: AdminJob }
+    expect(job).toMatchObject({ id: h.id, state: 'held-by-node', node: nodeName, status: 'in progress' })
+    expect(job.progress).toEqual({ done: 3, of: 10 })
+    expect(starts).toBe(2)
+    const live = await spawnJr(['job', h.id, '--node', nodeName, '--url', admin])
+    expect(live.stderr).toBe('')
+    expect(live.stdout).toMatch(/^progress\s+\{"done":3,"of":10\}$/m)
+
+    const finished = d2.waitFor('feedback:orphan', (e) => e.id === h.id)
+    go.open()
+    await within(finished, 'the result reaching the restarted distributor')
+    expect(await store.getJob(h.id)).toBeUndefined()
+  })
+
+  it("a job's last value, reported just before its attempt ended, is in the record it leaves: retried, then failed for good", async () => {
+    const d = await startDistributor(res)
+    const registry = new JobRegistry()
+    const retried = gate()
+    registry.define('report_then_fail', async (_args, ctx) => {
+      // Both values within the attempt's last turn: the record write follows the attempt's end.
+      ctx.progress({ attempt: ctx.attempt, step: 1 })
+      ctx.progress({ attempt: ctx.attempt, step: 2 })
+      if (ctx.attempt === 2) await retried.opened
+      throw new Error(`attempt ${ctx.attempt} failed`)
+    })
+    const nodeName = unique('failing')
+    const node = await startNode(res, d, { name: nodeName, storage: redis.url, registry }, { retryMultiplier: 0 })
+    const store = res.add(new RedisStore({ node: nodeName, url: redis.url }), (s) => s.close())
+    await store.open()
+    const secondStarted = new Promise<void>((resolve) =>
+      node.on('job:start', (e) => {
+        if (e.attempt === 2) resolve()
+      }),
+    )
+    const h = d.enqueue('report_then_fail', {}, { maxAttempt: 2 })
+    h.done.catch(() => {})
+    await within(secondStarted, 'the second attempt starting')
+    // The first attempt's end (a retry) kept the record, with the value it reported last
+    // (written with the retry, before the job went back on its timer), or, as the second
+    // attempt's start and values may be written by now, with the second's.
+    const afterRetry = await store.getJob(h.id)
+    expect(['error', 'in progress']).toContain(afterRetry?.status)
+    expect([
+      { attempt: 1, step: 2 },
+      { attempt: 2, step: 1 },
+    ]).toContainEqual(afterRetry?.progress)
+    retried.open()
+    await within(
+      h.done.then(
+        () => expect.fail('the job succeeded'),
+        () => undefined,
+      ),
+      'the job failing for good',
+    )
+    // Failed jobs are kept (removeFailedJobs false): with the last value of the last attempt.
+    const failed = await store.getJob(h.id)
+    expect(failed).toMatchObject({ status: 'failed', attempt: 2, progress: { attempt: 2, step: 2 } })
   })
 })

@@ -351,6 +351,39 @@ describe('RedisStore on a real redis-server', () => {
     expect((await store.listUnfinished()).map((j) => j.id).sort()).toEqual(['h1', 'h2'])
   })
 
+  it('holds a progress update like an attempt start: merged, written before a later finish, dropped by a removal', async () => {
+    const store = await open('worker1')
+    await store.saveJobs([makeJob('p1'), makeJob('p2'), makeJob('p3')])
+    await Promise.all([
+      store.updateJob('p1', { status: JobStatus.IN_PROGRESS, attempt: 1 }),
+      store.updateJob('p1', { progress: { done: 1 } }),
+      store.updateJob('p1', { progress: 0.5 }),
+      // Kept by its finish: the held update is written first, then the finish's patch.
+      store.updateJob('p2', { status: JobStatus.IN_PROGRESS, attempt: 1 }),
+      store.updateJob('p2', { progress: { done: 2 } }),
+      store.finishRun('p2', { status: JobStatus.FAILED }, makeFeedback('p2'), false),
+      // Removed by its finish within the turn: its updates are never written.
+      store.updateJob('p3', { status: JobStatus.IN_PROGRESS, attempt: 1 }),
+      store.updateJob('p3', { progress: 1 }),
+      store.finishRun('p3', { status: JobStatus.COMPLETE }, makeFeedback('p3'), true),
+    ])
+    expect(await store.getJob('p1')).toMatchObject({ status: JobStatus.IN_PROGRESS, attempt: 1, progress: 0.5 })
+    expect(await store.getJob('p2')).toMatchObject({ status: JobStatus.FAILED, attempt: 1, progress: { done: 2 } })
+    expect(await store.getJob('p3')).toBeUndefined()
+  })
+
+  it('refuses a progress value msgpack cannot encode in that call, and the batch goes on', async () => {
+    const store = await open('worker1')
+    await store.saveJobs([makeJob('e1'), makeJob('e2')])
+    const bad = store.updateJob('e1', { status: JobStatus.IN_PROGRESS, progress: { s: Symbol('not msgpack') } })
+    const good = store.updateJob('e2', { progress: 3 })
+    await expect(bad).rejects.toMatchObject({ code: 'ERR_STORE', message: /encoding a progress value/ })
+    await good
+    expect((await store.getJob('e2'))?.progress).toBe(3)
+    expect(await store.getJob('e1')).toMatchObject({ status: JobStatus.NEW })
+    expect((await store.getJob('e1'))?.progress).toBeUndefined()
+  })
+
   it('a save replaces whatever its key held: a record with more fields, or a value of another type', async () => {
     const store = await open('worker1')
     const keys = nodeKeys('worker1', prefix)
@@ -378,6 +411,7 @@ describe('RedisStore on a real redis-server', () => {
       fc.record({ op: fc.constant('save' as const), id: fc.constantFrom(...ids), status, attempt: fc.nat(9) }),
       fc.record({ op: fc.constant('update' as const), id: fc.constantFrom(...ids), patch }),
       fc.record({ op: fc.constant('error' as const), id: fc.constantFrom(...ids), message: fc.string() }),
+      fc.record({ op: fc.constant('progress' as const), id: fc.constantFrom(...ids), done: fc.nat(99) }),
       fc.record({
         op: fc.constant('finish' as const),
         id: fc.constantFrom(...ids),
@@ -396,6 +430,8 @@ describe('RedisStore on a real redis-server', () => {
           return store.updateJob(o.id, o.patch as JobPatch)
         case 'error':
           return store.updateJob(o.id, { lastError: { name: 'Error', message: o.message, stack: '' } })
+        case 'progress':
+          return store.updateJob(o.id, { progress: o.done % 2 === 0 ? o.done : { done: o.done } })
         case 'finish':
           return store.finishRun(o.id, o.patch as JobPatch, makeFeedback(o.id, { run: o.run }), o.remove)
         case 'remove':

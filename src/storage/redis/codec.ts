@@ -3,13 +3,15 @@
  * batch and read back from the replies of HGETALL and the list script.
  */
 import { StoreError, type SerializedError } from '../../errors.js'
-import { unpack } from '../../protocol/msgpack.js'
+import type { ProgressValue } from '../../protocol/messages.js'
+import { pack, unpack } from '../../protocol/msgpack.js'
+import { isPlainMap } from '../../protocol/progress-value.js'
 import type { MsgpackWriter } from '../../protocol/msgpack-writer.js'
 import type { RetryPolicy } from '../../scheduling/retry.js'
 import { FeedbackKind, type FeedbackRecord, type JobPatch, type JobRecord, JobStatus, isUnfinished } from '../store.js'
 import type { OpWriter } from './op-writer.js'
 
-export function unfinishedOp(patch: JobPatch): string {
+export function unfinishedOp(patch: Pick<JobPatch, 'status'>): string {
   if (patch.status === undefined) return ''
   return isUnfinished(patch.status) ? 'add' : 'rem'
 }
@@ -29,8 +31,8 @@ export function writeJob(w: OpWriter, job: JobRecord): void {
     .value(job.defer ? '1' : '0')
     .value(job.distributor)
     .number(job.createdAt)
-  const { period, cron, tz, maxAttempt, retry, timeout, failedAt, lastError } = job
-  w.number(count(period, cron, tz, maxAttempt, retry, timeout, failedAt, lastError))
+  const { period, cron, tz, maxAttempt, retry, timeout, failedAt, lastError, progress } = job
+  w.number(count(period, cron, tz, maxAttempt, retry, timeout, failedAt, lastError, progress))
   if (period !== undefined) w.value('period').number(period)
   if (cron !== undefined) w.value('cron').value(cron)
   if (tz !== undefined) w.value('tz').value(tz)
@@ -39,12 +41,40 @@ export function writeJob(w: OpWriter, job: JobRecord): void {
   if (timeout !== undefined) w.value('timeout').number(timeout)
   if (failedAt !== undefined) w.value('failedAt').number(failedAt)
   if (lastError !== undefined) w.value('lastError').value(JSON.stringify(lastError))
+  if (progress !== undefined) writeProgress(w, typeof progress === 'number' ? progress : pack(progress))
+}
+
+/**
+ * A patch with its progress value ready to be written: a map encoded (msgpack, as the value
+ * went over the wire: what a reader decodes is what the distributor got), a number as it
+ * is (written as msgpack straight into the batch, without a buffer of its own). Encoded
+ * when the write is made, so that a value that cannot be encoded fails that call, and a
+ * patch held back in a batch (batch.ts) cannot fail the batch when it is sent.
+ */
+export type EncodedPatch = Omit<JobPatch, 'progress'> & { progress?: number | Uint8Array }
+
+/** `patch` with its progress value encoded; throws what msgpack throws, or on a number that is not finite. */
+export function encodePatch(patch: JobPatch): EncodedPatch {
+  const { progress } = patch
+  if (progress === undefined) return patch as EncodedPatch
+  if (typeof progress === 'number') {
+    if (!Number.isFinite(progress)) throw new TypeError(`progress ${progress} is not a finite number`)
+    return patch as EncodedPatch
+  }
+  return { ...patch, progress: pack(progress) }
+}
+
+/** A progress value as the job hash holds it: msgpack, in a str of the batch. */
+function writeProgress(w: OpWriter, progress: number | Uint8Array): void {
+  w.value('progress')
+  if (typeof progress === 'number') w.nested((m) => m.num(progress))
+  else w.value(progress)
 }
 
 /** A patch as n name/value pairs; a field set to undefined is left alone, as in MemoryStore. */
-export function writePatch(w: OpWriter, patch: JobPatch): void {
-  const { status, attempt, run, dueAt, runDueAt, failedAt, lastError, distributor } = patch
-  w.number(count(status, attempt, run, dueAt, runDueAt, failedAt, lastError, distributor))
+export function writePatch(w: OpWriter, patch: EncodedPatch): void {
+  const { status, attempt, run, dueAt, runDueAt, failedAt, lastError, distributor, progress } = patch
+  w.number(count(status, attempt, run, dueAt, runDueAt, failedAt, lastError, distributor, progress))
   if (status !== undefined) w.value('status').value(status)
   if (attempt !== undefined) w.value('attempt').number(attempt)
   if (run !== undefined) w.value('run').number(run)
@@ -53,6 +83,7 @@ export function writePatch(w: OpWriter, patch: JobPatch): void {
   if (failedAt !== undefined) w.value('failedAt').number(failedAt)
   if (lastError !== undefined) w.value('lastError').value(JSON.stringify(lastError))
   if (distributor !== undefined) w.value('distributor').value(distributor)
+  if (progress !== undefined) writeProgress(w, progress)
 }
 
 function count(...values: unknown[]): number {
@@ -109,7 +140,20 @@ export function decodeJob(key: string, fields: Record<string, Buffer>): JobRecor
   if (fields['timeout'] !== undefined) job.timeout = number('timeout')
   if (fields['failedAt'] !== undefined) job.failedAt = number('failedAt')
   if (fields['lastError'] !== undefined) job.lastError = json<SerializedError>('lastError')
+  const progress = fields['progress']
+  if (progress !== undefined) job.progress = decodeProgress(progress, corrupt)
   return job
+}
+
+function decodeProgress(bytes: Buffer, corrupt: (field: string, why: string) => StoreError): ProgressValue {
+  let value: unknown
+  try {
+    value = unpack(bytes)
+  } catch {
+    throw corrupt('progress', 'is not msgpack')
+  }
+  if ((typeof value === 'number' && Number.isFinite(value)) || isPlainMap(value)) return value as ProgressValue
+  throw corrupt('progress', 'is not a number or a map')
 }
 
 /**

@@ -12,8 +12,8 @@
  *
  * Job hash fields carry the JobRecord property names. Numbers are decimal strings (JS
  * shortest round-trip form, so they read back exactly), `defer` is "1" or "0", `args` is the
- * raw msgpack bytes, `retry` and `lastError` are JSON. An optional property that is absent
- * has no field at all.
+ * raw msgpack bytes, `retry` and `lastError` are JSON, `progress` (the last value the job
+ * reported) is msgpack. An optional property that is absent has no field at all.
  *
  * INVARIANT: an id is in `jobs` exactly when its job hash exists, and in `unfinished`
  * exactly when that hash's status is unfinished. Every write keeps all three in one atomic

@@ -24,7 +24,16 @@ import {
 } from './batch.js'
 import { connectClient, createClient, quitClient } from './client.js'
 import { OpWriter } from './op-writer.js'
-import { decodeFeedback, decodeJob, unfinishedOp, writeFeedback, writeJob, writePatch } from './codec.js'
+import {
+  type EncodedPatch,
+  decodeFeedback,
+  decodeJob,
+  encodePatch,
+  unfinishedOp,
+  writeFeedback,
+  writeJob,
+  writePatch,
+} from './codec.js'
 import { DEFAULT_KEY_PREFIX, type NodeKeys, nodeKeys } from './keys.js'
 import { type ScriptCommands, defineScripts } from './scripts.js'
 import { DEFAULT_REDIS_URL, parseStorageUrl, redactUrl } from './url.js'
@@ -164,13 +173,21 @@ export class RedisStore implements Store, NodeLeases {
 
   updateJob(id: string, patch: JobPatch): Promise<void> {
     // A patch with an error (JSON) is written at once: its encoding may fail, and must fail
-    // this call, not the whole batch when it is sent.
-    if (patch.lastError !== undefined) return this.write(id, HELD_FIRST, (w) => writeUpdate(w, id, patch))
+    // this call, not the whole batch when it is sent. A progress value is encoded here, for
+    // the same reason, and held: a job that reports and ends within one turn costs Redis
+    // nothing more when its end removes it.
+    if (patch.lastError !== undefined) return this.write(id, HELD_FIRST, (w) => writeUpdate(w, id, encodePatch(patch)))
+    let encoded: EncodedPatch
+    try {
+      encoded = encodePatch(patch)
+    } catch (err) {
+      return Promise.reject(this.failure('encoding a progress value', err))
+    }
     return this.write(id, HELD_KEPT, (_w, batch) => {
       const updates = (batch.updates ??= new Map())
       const held = updates.get(id)
       // Two updates merged are the same HSETs, and the later status decides membership.
-      updates.set(id, held === undefined ? patch : mergePatches(held, patch))
+      updates.set(id, held === undefined ? encoded : mergePatches(held, encoded))
     })
   }
 
@@ -184,7 +201,7 @@ export class RedisStore implements Store, NodeLeases {
       if (remove) w.value('1').value('').number(0)
       else {
         w.value('0').value(unfinishedOp(patch))
-        writePatch(w, patch)
+        writePatch(w, encodePatch(patch))
       }
     })
   }

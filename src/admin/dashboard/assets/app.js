@@ -522,6 +522,11 @@ function renderJob(job, asked) {
   if (job.period !== undefined) fields.push(field('Every', duration(job.period)))
   if (job.status !== undefined) fields.push(field('Status on the node', job.status))
   if (job.attempt !== undefined) fields.push(field('Attempt', count(job.attempt)))
+  // The last value the job reported (its node's, kept in the record on Redis storage).
+  if (job.progress !== undefined) {
+    const progress = isNumber(job.progress) ? String(job.progress) : clip(json(job.progress), ARGS_PREVIEW)
+    fields.push(field('Progress', h('span', { class: 'mono', id: 'job-progress' }, progress)))
+  }
   if (job.persisted !== undefined) fields.push(field('Persisted', job.persisted ? 'yes' : 'no'))
   if (job.nodeError !== undefined)
     fields.push(field('Node did not answer', h('span', { class: 'error-message' }, job.nodeError)))
