@@ -172,6 +172,16 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
           cancelHeld: (id) => this.cancel(id),
           restore: (jobs, held) => this.restore(jobs, held),
           claimed: (job, answer) => this.unique.claimed(job, answer),
+          paused: (name, key, seconds) => {
+            const until = Date.now() + seconds * 1000
+            this.limits.pushBack(name, key, until)
+            const paused = this.limits.of(name)?.perKey === true ? key : ''
+            this.log.debug(
+              { job: name, key: paused, seconds },
+              'a job pushed back on another member; its name or key paused',
+            )
+            this.events.emit('member:paused', { name, key: paused, seconds, until })
+          },
         },
         { ...this.options, storage, name },
       )
@@ -293,6 +303,7 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       dispatcher: this.dispatcher,
       limits: this.limits,
       isClosed: () => this.closed,
+      pushedBack: (name, key, seconds) => this.distributorGroup?.pushedBack(name, key, seconds),
     })
     for (const [name, limit] of this.options.limits) this.setLimit(name, limit)
     const registry = this.options.metricsRegistry

@@ -24,6 +24,11 @@ export interface DistributorEventMap {
    * its name (or `key`, for a name limited per key; else '') dispatches nothing until `until` (epoch ms).
    */
   'job:rate-limited': { id: string; name: string; node: string; key: string; seconds: number; until: number }
+  /**
+   * A job of another member of the group pushed back (its `job:rate-limited` there): its
+   * name (or `key`, for a name limited per key here; else '') dispatches nothing here until `until`.
+   */
+  'member:paused': { name: string; key: string; seconds: number; until: number }
   /** Back to the queue: its node dropped before finishing it, or did not accept it in time. */
   'job:requeue': { id: string; name: string; node: string }
   /** A node left jobs unaccepted past `acceptTimeoutMs`: they were taken back; it gets none until it answers. */

@@ -402,26 +402,27 @@ export class Limits {
   }
 
   /**
-   * `job` pushed back (its node says so): its key, for a name limited per key, else its
-   * name, dispatches nothing before `until` (epoch ms). A later pause of the same name or
-   * key extends it; an earlier one changes nothing.
+   * A job of `name` and `key` (its limitKey, or '') pushed back (its node says so, or
+   * another member of the group does): the key, for a name limited per key, else the name,
+   * dispatches nothing before `until` (epoch ms). A later pause of the same name or key
+   * extends it; an earlier one changes nothing.
    */
-  pushBack(job: TrackedJob, until: number): void {
-    const limit = this.byName.get(job.name)
+  pushBack(name: string, key: string, until: number): void {
+    const limit = this.byName.get(name)
     if (limit?.perKey === true) {
-      limit.pause(keyOf(job), until)
+      limit.pause(key, until)
       return
     }
-    const current = this.pausedNames.get(job.name)
+    const current = this.pausedNames.get(name)
     if (current !== undefined) {
       if (current.dueAt >= until) return
       this.hooks.cancelTimer(current)
     }
     const timer = new Timer(() => {
-      this.pausedNames.delete(job.name)
+      this.pausedNames.delete(name)
       this.hooks.wake()
     })
-    this.pausedNames.set(job.name, timer)
+    this.pausedNames.set(name, timer)
     this.hooks.wakeAt(timer, until)
   }
 

@@ -30,6 +30,8 @@ export interface SessionsContext {
   readonly limits: Pick<Limits, 'pushBack' | 'of'>
   /** close() began: every job was settled already, a lost link gives nothing back. */
   isClosed(): boolean
+  /** A job of `name` and `key` pushed back for `seconds`: with a group, the other members pause it too. */
+  pushedBack(name: string, key: string, seconds: number): void
 }
 
 /**
@@ -142,15 +144,17 @@ export class Sessions {
 
   /**
    * Job `id` pushed back on `session`'s node: it waits there (out of its window), and its
-   * name or key is held back here for `seconds` (Limits.pushBack). A job this distributor
-   * does not hold (it restarted since) pauses nothing: its name and key are not known here.
+   * name or key is held back here (Limits.pushBack) and by the group's other members for
+   * `seconds`. A job this distributor does not hold (it restarted since) pauses nothing:
+   * its name and key are not known here.
    */
   private onRateLimited(session: NodeSession, id: string, seconds: number): void {
     const { ctx } = this
     const job = ctx.jobs.get(id)
     if (job !== undefined && job.session === session) {
       const until = Date.now() + seconds * 1000
-      ctx.limits.pushBack(job, until)
+      ctx.limits.pushBack(job.name, keyOf(job), until)
+      ctx.pushedBack(job.name, keyOf(job), seconds)
       const key = ctx.limits.of(job.name)?.perKey === true ? keyOf(job) : ''
       ctx.log.debug({ id, job: job.name, key, seconds }, 'job pushed back; its name or key paused')
       if (ctx.events.wants('job:rate-limited'))

@@ -56,6 +56,25 @@ async function twoMembers(limit: LimitOptions, nodeConcurrency = 4): Promise<[Di
 }
 
 describe('limits across a distributor group', () => {
+  it('a push-back on one member pauses the name on the other too, counted from when it hears', async () => {
+    const file = await tempFile()
+    const [a, b] = await twoMembers({ concurrency: 3 })
+    const heard = b.waitFor('member:paused', (e) => e.name === 'push-back')
+    const pushed = a.waitFor('job:rate-limited', (e) => e.name === 'push-back')
+    a.enqueue('push-back', { file, seconds: 30 })
+    const sent = await pushed
+    const paused = await heard
+    expect(paused).toMatchObject({ name: 'push-back', key: '', seconds: 30 })
+    expect(paused.until).toBeGreaterThanOrEqual(sent.until)
+    // b holds its own job of the name back (as limited); another name goes on.
+    const held = b.waitFor('job:limited', (e) => e.name === 'push-back')
+    const waiting = b.enqueue('push-back', { file: `${file}-b`, seconds: 1 })
+    await held
+    await b.enqueue('span', { file: `${file}-span`, key: 'x', ms: 1 }).done
+    expect(b.pendingCount).toBe(1)
+    expect(await waiting.cancel()).toBe(true)
+  })
+
   it('a concurrency of 3 holds for two members together: never more than 3 in flight, every job finishes', async () => {
     const file = await tempFile()
     const [a, b] = await twoMembers({ concurrency: 3 })

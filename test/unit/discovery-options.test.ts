@@ -104,6 +104,7 @@ describe('group registry keys and entries', () => {
       members: 'jr:group:{web}:members',
       events: 'jr:group:{web}:events',
       cancels: 'jr:group:{web}:cancels',
+      pauses: 'jr:group:{web}:pauses',
       unique: 'jr:group:{web}:unique',
       uniqueIds: 'jr:group:{web}:unique-ids',
       uniqueTtl: 'jr:group:{web}:unique-ttl',

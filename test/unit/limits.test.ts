@@ -367,10 +367,9 @@ describe('rate limits', () => {
   it('a push-back pauses its key of a name limited per key until its end, with one wake; the others go', () => {
     const t = rated({ concurrency: 10, perKey: true, rate: undefined })
     const start = t.clock.now()
-    const pushed = job('call', 'a')
-    t.limits.pushBack(pushed, start + 1500)
+    t.limits.pushBack('call', 'a', start + 1500)
     // An earlier end does not shorten it.
-    t.limits.pushBack(pushed, start + 500)
+    t.limits.pushBack('call', 'a', start + 500)
     for (let i = 0; i < 2; i++) t.route.push(job('call', 'a'))
     t.route.push(job('call', 'b'))
     expect(t.route.held(start)).toEqual({ jobs: 2, keys: 1 })
@@ -389,9 +388,9 @@ describe('rate limits', () => {
     const start = t.clock.now()
     // The pass that setting the limit asked for.
     t.run()
-    t.limits.pushBack(job('other'), start + 1000)
-    t.limits.pushBack(job('other'), start + 2000)
-    t.limits.pushBack(job('other'), start + 1500)
+    t.limits.pushBack('other', '', start + 1000)
+    t.limits.pushBack('other', '', start + 2000)
+    t.limits.pushBack('other', '', start + 1500)
     expect([...t.limits.pausedNames.keys()]).toEqual(['other'])
     t.clock.advanceTo(start + 1999)
     expect(t.limits.pausedNames.size).toBe(1)

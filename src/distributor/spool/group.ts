@@ -10,6 +10,7 @@ import type { TrackedJob } from '../tracked-job.js'
 import type { GroupClaims } from '../unique-jobs.js'
 import { GroupCancels } from './group-cancels.js'
 import { GroupLimits } from './group-limits.js'
+import { GroupPauses } from './group-pauses.js'
 import { Membership } from './membership.js'
 import { Spool } from './spool.js'
 import type { SpooledJob } from './spooled-job.js'
@@ -34,6 +35,8 @@ export interface GroupContext {
   restore(jobs: SpooledJob[], held: (job: TrackedJob) => void): void
   /** The claim of `job`'s unique key was written: see SpoolContext.claimed. */
   claimed(job: TrackedJob, answer: ClaimAnswer | undefined): void
+  /** Another member's job of `name` and `key` pushed back: see GroupPausesContext.pause. */
+  paused(name: string, key: string, seconds: number): void
 }
 
 /** What the group reads of the distributor's options. */
@@ -66,6 +69,7 @@ export class DistributorGroup {
   private readonly store: GroupStore
   private readonly membership: Membership
   private readonly cancels: GroupCancels
+  private readonly pauses: GroupPauses
   /** The spool's writes land (`spool:up`) or fail (`spool:down`). */
   private up = true
 
@@ -114,6 +118,7 @@ export class DistributorGroup {
       },
       this.store,
     )
+    this.pauses = new GroupPauses({ log, pause: (name, key, seconds) => ctx.paused(name, key, seconds) }, this.store)
     this.limits = new GroupLimits({ log, after, cancelTimer }, this.store, options.name)
     this.membership = new Membership(
       {
@@ -160,6 +165,7 @@ export class DistributorGroup {
     try {
       await this.membership.join()
       await this.cancels.start()
+      await this.pauses.start()
     } catch (err) {
       await this.membership.abandon()
       throw err
@@ -175,6 +181,11 @@ export class DistributorGroup {
    */
   cancel(id: string): Promise<boolean> {
     return this.cancels.request(id)
+  }
+
+  /** A job of `name` and `key` pushed back on this member's node for `seconds`: the other members pause it too. */
+  pushedBack(name: string, key: string, seconds: number): void {
+    this.pauses.announce(name, key, seconds)
   }
 
   /** A node answered a cancel of a job this member does not hold. */

@@ -253,17 +253,18 @@ export class GroupStore {
   }
 
   /** Hears the cancel messages of the group (this member's own included), on a connection of its own. */
-  async subscribeCancels(onMessage: (message: string) => void): Promise<void> {
-    // Both kinds of client duplicate themselves; their signatures differ only in options not given here.
-    const subscriber = (this.subscriber ??= (this.client as Redis).duplicate())
-    subscriber.on('error', () => {})
-    subscriber.on('message', (channel: string, message: string) => {
-      if (channel === this.keys.cancels) onMessage(message)
-    })
-    await this.call('cancel subscribe', async () => {
-      await connectClient(subscriber)
-      await subscriber.subscribe(this.keys.cancels)
-    })
+  subscribeCancels(onMessage: (message: string) => void): Promise<void> {
+    return this.listen('cancel subscribe', this.keys.cancels, onMessage)
+  }
+
+  /** Tells the other members that a job pushed back (see GroupPauses). */
+  publishPause(message: string): Promise<void> {
+    return this.call('pause publish', () => this.client.publish(this.keys.pauses, message)).then(() => undefined)
+  }
+
+  /** Hears the pauses of the group (this member's own included). */
+  subscribePauses(onMessage: (message: string) => void): Promise<void> {
+    return this.listen('pause subscribe', this.keys.pauses, onMessage)
   }
 
   /**
@@ -286,21 +287,30 @@ export class GroupStore {
   }
 
   /** Hears the scopes of the slots messages of other members than `member` (see publishSlots). */
-  async subscribeSlots(member: string, onScope: (scope: string) => void): Promise<void> {
+  subscribeSlots(member: string, onScope: (scope: string) => void): Promise<void> {
+    return this.listen('slots subscribe', this.keys.slots, (message) => {
+      const [from, ...scopes] = message.split('\n')
+      if (from !== member) for (const scope of scopes) onScope(scope)
+    })
+  }
+
+  /**
+   * Subscribes to `channel` on the connection in subscriber mode (one for every channel,
+   * made and connected by the first call): `onMessage` hears its messages once subscribed
+   * (a failed attempt, made again, adds no second listener).
+   */
+  private async listen(what: string, channel: string, onMessage: (message: string) => void): Promise<void> {
+    // Both kinds of client duplicate themselves; their signatures differ only in options not given here.
     const subscriber = (this.subscriber ??= (this.client as Redis).duplicate())
-    await this.call('slots subscribe', async () => {
-      // The cancels' subscription connected it already, when there is one.
+    await this.call(what, async () => {
       if (subscriber.status === 'wait') {
         subscriber.on('error', () => {})
         await connectClient(subscriber)
       }
-      await subscriber.subscribe(this.keys.slots)
+      await subscriber.subscribe(channel)
     })
-    // Once subscribed (a failed attempt, made again, adds no second listener).
-    subscriber.on('message', (channel: string, message: string) => {
-      if (channel !== this.keys.slots) return
-      const [from, ...scopes] = message.split('\n')
-      if (from !== member) for (const scope of scopes) onScope(scope)
+    subscriber.on('message', (from: string, message: string) => {
+      if (from === channel) onMessage(message)
     })
   }
 

@@ -1,0 +1,73 @@
+import { randomBytes } from 'node:crypto'
+import { MAX_RATE_LIMIT_SECONDS } from '../../errors.js'
+import type { Logger } from '../../logger.js'
+import type { GroupStore } from '../../storage/redis/group-store.js'
+
+/** What group pauses need of their distributor. */
+export interface GroupPausesContext {
+  readonly log: Logger
+  /** Another member's job of `name` and `key` pushed back: dispatch none of them here for `seconds`. */
+  pause(name: string, key: string, seconds: number): void
+}
+
+/** A pause between members: the job name, its key ('' for none), seconds, and who sent it. */
+interface Message {
+  from: string
+  name: string
+  key: string
+  seconds: number
+}
+
+/**
+ * A job's push-back (`ctx.rateLimit`) across the group (docs/architecture.md, Limits): the
+ * upstream that answered 429 is the group's, not one member's, so the member whose node
+ * reports it tells the others over Redis pub/sub, and each pauses the name (or key) as it
+ * would for its own job. Seconds, not an instant, travel: each member counts from when it
+ * hears, so clocks need not agree (a pause ends a message's delay later elsewhere).
+ * Best effort, as the pause itself: a message lost to an outage pauses nothing there,
+ * and that member's own jobs are pushed back by their nodes in turn.
+ */
+export class GroupPauses {
+  /** Tells this member's own messages from the others'. */
+  private readonly me = randomBytes(6).toString('hex')
+
+  constructor(
+    private readonly ctx: GroupPausesContext,
+    private readonly store: GroupStore,
+  ) {}
+
+  start(): Promise<void> {
+    return this.store.subscribePauses((raw) => this.onMessage(raw))
+  }
+
+  announce(name: string, key: string, seconds: number): void {
+    const message: Message = { from: this.me, name, key, seconds }
+    this.store
+      .publishPause(JSON.stringify(message))
+      .catch((err: unknown) => this.ctx.log.warn({ err, job: name, key }, 'cannot tell the group of a pause'))
+  }
+
+  private onMessage(raw: string): void {
+    const message = parsePause(raw)
+    if (message === undefined) {
+      this.ctx.log.warn({ message: raw.slice(0, 200) }, 'ignoring a malformed pause message from the group')
+      return
+    }
+    if (message.from !== this.me) this.ctx.pause(message.name, message.key, message.seconds)
+  }
+}
+
+function parsePause(raw: string): Message | undefined {
+  let value: unknown
+  try {
+    value = JSON.parse(raw)
+  } catch {
+    return undefined
+  }
+  if (typeof value !== 'object' || value === null) return undefined
+  const { from, name, key, seconds } = value as Record<string, unknown>
+  if (typeof from !== 'string' || typeof name !== 'string' || name.length === 0 || typeof key !== 'string')
+    return undefined
+  if (typeof seconds !== 'number' || !(seconds > 0) || !(seconds <= MAX_RATE_LIMIT_SECONDS)) return undefined
+  return { from, name, key, seconds }
+}
