@@ -211,11 +211,12 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
           // Closing ends no job for good: with a spool it is handed over, its record stays and
           // it is persisted only if that record was written (handOver), and so does its key;
           // without one, close() rejected its `persisted` already and forgets every key.
-          if (this.closed) return
-          // A job read back from a spool may hold a key of the group: released by its id.
-          if (job.keyed || (job.viaHandler && this.distributorGroup !== undefined)) this.unique.ended(job)
+          if (this.closed) return undefined
           this.distributorGroup?.spool.remove(job)
           job.markPersisted()
+          // A job read back from a spool may hold a key of the group: released by its id.
+          if (job.keyed || (job.viaHandler && this.distributorGroup !== undefined)) return this.unique.ended(job)
+          return undefined
         },
         endedElsewhere: (id) => this.unique.endedElsewhere(id),
         advanced: (job) => {
@@ -528,7 +529,9 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     onSuccess: FeedbackCallback | undefined,
     onError: FeedbackCallback | undefined,
   ): TrackedJob {
-    if (this.queue.size >= this.options.maxPending) throw new QueueFullError(this.options.maxPending)
+    // Jobs whose unique key's claim is on its way count too: a Redis outage must not let them pile up.
+    if (this.queue.size + this.unique.claimingCount >= this.options.maxPending)
+      throw new QueueFullError(this.options.maxPending)
     const job = new TrackedJob(
       this.jobs.newId(),
       this.handleHost,

@@ -31,10 +31,14 @@ export interface FeedbackContext {
   isClosed(): boolean
   /** Something changed that may let jobs move: a dispatch pass is due. */
   scheduleDispatch(): void
-  /** `job` left every table: the `cancel()` calls waiting on it learn whether it ended `cancelled`. */
-  ended(job: TrackedJob, cancelled: boolean): void
-  /** A job this distributor does not track ended (its final result ran the named handlers, or was an orphan). */
-  endedElsewhere(id: string): void
+  /**
+   * `job` left every table: the `cancel()` calls waiting on it learn whether it ended
+   * `cancelled`. What it returns (a unique key's release being written), the ack of the
+   * feedback that ended the job waits for.
+   */
+  ended(job: TrackedJob, cancelled: boolean): Promise<void> | undefined
+  /** A job this distributor does not track ended (its final result ran the named handlers, or was an orphan): as `ended`. */
+  endedElsewhere(id: string): Promise<void> | undefined
   /** A scheduled job (`period` or `cron`) moved on to its next run: its spool record follows. */
   advanced(job: TrackedJob): void
   /** A node reported a run that failed for good (the admin API keeps the last ones). */
@@ -92,7 +96,8 @@ export class FeedbackRouter {
           if (item.kind === 'error') this.failed(session, item, args)
           const running = this.runHandler(session, item, args)
           if (running !== undefined) (pending ??= []).push(running)
-          if (item.final) this.ctx.endedElsewhere(item.id)
+          const releasing = item.final ? this.ctx.endedElsewhere(item.id) : undefined
+          if (releasing !== undefined) (pending ??= []).push(released(item.id, item.name ?? '', releasing))
         } else if (!item.final) {
           // It ended here, yet this node still runs a schedule of it: a second copy (see below).
           this.copies.stopCopy(session, item.id)
@@ -110,7 +115,8 @@ export class FeedbackRouter {
       if (item.final) {
         // Out of the table before its closure runs: a closure that closes the distributor
         // must not find the job unfinished and fail it a second time.
-        this.finish(job)
+        const releasing = this.finish(job)
+        if (releasing !== undefined) (pending ??= []).push(released(job.id, job.name, releasing))
         session.finished.push(job.id)
       }
       if (!stale) {
@@ -188,8 +194,12 @@ export class FeedbackRouter {
     for (const id of session.finished.drain()) this.recent.add(id)
   }
 
-  /** The job leaves every table, no more feedback expected; `cancelled`: what waiting `cancel()` calls learn. */
-  finish(job: TrackedJob, cancelled = false): void {
+  /**
+   * The job leaves every table, no more feedback expected; `cancelled`: what waiting
+   * `cancel()` calls learn. Returns what the ack of a feedback that ended it waits for (see
+   * FeedbackContext.ended).
+   */
+  finish(job: TrackedJob, cancelled = false): Promise<void> | undefined {
     // A durable node may finish a job the distributor had put back in the queue (its
     // acceptance was lost with the connection): the queue slot is dropped lazily.
     if (job.state === 'pending') this.queue.taken(job)
@@ -197,7 +207,7 @@ export class FeedbackRouter {
     setLoad(job, 0)
     job.list?.remove(job)
     this.jobs.delete(job)
-    this.ctx.ended(job, cancelled)
+    return this.ctx.ended(job, cancelled)
   }
 
   finishCancelled(job: TrackedJob): void {
@@ -286,6 +296,11 @@ export class FeedbackRouter {
     this.log.error({ err: error, job: name, id }, 'feedback closure threw')
     this.events.emit('feedback:error', { id, name, error })
   }
+}
+
+/** The write of a unique key's release, as something the ack of a feedback frame waits for. */
+function released(id: string, name: string, writing: Promise<void>): PendingClosure {
+  return { id, name: `${name} (its unique key's release)`, promise: writing, settled: false }
 }
 
 /** A result delivered here, counted by its outcome: a job that cancelled itself counts as cancelled. */

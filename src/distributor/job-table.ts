@@ -61,8 +61,14 @@ export class JobTable {
    */
   fill(job: TrackedJob): void {
     const slot = slotOf(job.id)
-    if (slot < this.slots.length && this.slots[slot] === undefined && this.reserved !== slot) this.slots[slot] = job
-    else (this.others ??= new Map()).set(job.id, job)
+    // WHY the reserved slot may be filled: a claim is answered from a callback, never between
+    // a plain enqueue's newId and its add; reserved is then this job's own slot (no newId since).
+    if (slot < this.slots.length && this.slots[slot] === undefined) {
+      this.slots[slot] = job
+      if (this.reserved === slot) this.reserved = -1
+    } else {
+      ;(this.others ??= new Map()).set(job.id, job)
+    }
     this.count++
   }
 

@@ -45,8 +45,10 @@ export interface UniqueJobsContext {
 export interface GroupClaims {
   /** Claims the key and spools `job` if it holds; UniqueJobs.claimed hears the answer. */
   claim(job: TrackedJob, scope: string, def: string, ttlMs: number, scheduled: boolean): void
-  /** Job `id` ended: a key it holds until its end is released. */
-  releaseKey(id: string): void
+  /** Job `id` ended: a key it holds until its end is released; resolves once that is written. */
+  releaseKey(id: string): Promise<void>
+  /** Cancels job `id` wherever it is in the group (this member closed meanwhile). */
+  cancel(id: string): void
   /** `job`'s spool record is written again (its args and due time were replaced). */
   rewrite(job: TrackedJob): void
 }
@@ -171,8 +173,12 @@ export class UniqueJobs {
     const claim = this.claims.get(job.id)
     // Written, it is persisted: spooled, or another job holds the key.
     job.markPersisted()
-    // The distributor closed meanwhile: the callers heard so (clear).
-    if (claim === undefined) return
+    if (claim === undefined) {
+      // The distributor closed meanwhile (the callers heard so): the job lives on in the
+      // spool, and the schedule its claim replaced must still go.
+      if (answer?.outcome === 'rescheduled') this.group?.cancel(answer.holder)
+      return
+    }
     this.claims.delete(job.id)
     if (answer?.outcome !== 'deduplicated') {
       this.ctx.enter(job, true)
@@ -217,23 +223,34 @@ export class UniqueJobs {
     return new Promise((resolve) => claim.cancels.push(resolve))
   }
 
+  /** Jobs whose claim is on its way: they count against maxPending. */
+  get claimingCount(): number {
+    return this.claims.size
+  }
+
   /** The jobs whose claim is on its way (the distributor is closing). */
   claiming(): TrackedJob[] {
     return [...this.claims.values()].map((claim) => claim.job)
   }
 
-  /** `job` ended (one holding a key, or, with a group, one read back from a spool): its key goes, unless a ttl holds it. */
-  ended(job: TrackedJob): void {
+  /**
+   * `job` ended (one holding a key, or, with a group, one read back from a spool): its key
+   * goes, unless a ttl holds it. With a group, resolves once the release is written.
+   */
+  ended(job: TrackedJob): Promise<void> | undefined {
     if (job.keyed) {
       this.keys.ended(job)
       this.joined.delete(job.id)
     }
-    this.group?.releaseKey(job.id)
+    return this.group?.releaseKey(job.id)
   }
 
-  /** A job this distributor does not track ended (its result came for the named handlers): with a group, a key it holds goes. */
-  endedElsewhere(id: string): void {
-    this.group?.releaseKey(id)
+  /**
+   * A job this distributor does not track ended (its result came for the named handlers):
+   * with a group, a key it holds goes; resolves once that is written.
+   */
+  endedElsewhere(id: string): Promise<void> | undefined {
+    return this.group?.releaseKey(id)
   }
 
   /**

@@ -14,6 +14,8 @@ import { afterEach, describe, expect, it } from 'vitest'
 import type { Distributor } from '../../src/distributor/distributor.js'
 import { ErrorCode } from '../../src/errors.js'
 import { groupKeys } from '../../src/storage/redis/group-keys.js'
+import { GroupStore } from '../../src/storage/redis/group-store.js'
+import { OpWriter } from '../../src/storage/redis/op-writer.js'
 import { Node } from '../../src/node/node.js'
 import { config, FIXTURE_JOBS, Resources, startDistributor, startNode } from '../helpers/cluster.js'
 import { unique, useRedis } from '../helpers/shared-redis.js'
@@ -83,6 +85,34 @@ describe('unique keys across a distributor group', () => {
     expect(await h2.done).toMatchObject({ n: 1 })
     expect(got).toEqual([1, 2])
     expect(a.activeCount).toBe(0)
+  })
+
+  it('a claim retried after its batch had landed answers the schedule it replaced again, so that the retry still cancels it', async () => {
+    const store = new GroupStore(redis.url, unique('retry'))
+    await store.connect()
+    try {
+      const claim = (id: string, definition: string): Buffer =>
+        new OpWriter()
+          .value('u')
+          .value(id)
+          .value('record')
+          .value('report\0k')
+          .value(definition)
+          .number(0)
+          .number(1)
+          .bytes()
+      expect(await store.applySpool('a', claim('S', 'every day'))).toEqual([])
+      const again = claim('J', 'every hour')
+      const answer = [{ id: 'J', outcome: 'rescheduled', holder: 'S', member: 'a' }]
+      expect(await store.applySpool('b', again)).toEqual(answer)
+      expect(await store.applySpool('b', again)).toEqual(answer)
+      // A later job of the same definition is joined to J.
+      expect(await store.applySpool('c', claim('K', 'every hour'))).toEqual([
+        { id: 'K', outcome: 'deduplicated', holder: 'J', member: 'b' },
+      ])
+    } finally {
+      await store.close()
+    }
   })
 
   it('a throttled key whose time ran out in Redis lets another member in, and is pruned', async () => {

@@ -121,3 +121,19 @@ describe('JobTable.fill and release (a unique key claimed meanwhile)', () => {
     expect(table.size).toBe(2)
   })
 })
+
+describe('JobTable.fill of the job that got the last id', () => {
+  it('fills its own slot, so that jobs made, claimed and ended one after another reuse one slot', () => {
+    const table = new JobTable()
+    const kept = tracked(table.newId())
+    table.add(kept)
+    for (let i = 0; i < 1000; i++) {
+      const claimed = tracked(table.newId())
+      table.fill(claimed)
+      expect(table.get(claimed.id)).toBe(claimed)
+      table.delete(claimed)
+    }
+    expect(table.size).toBe(1)
+    expect(slotOf(tracked(table.newId()).id)).toBe(1)
+  })
+})

@@ -108,3 +108,27 @@ describe('Spool.flush', () => {
     expect(await settled(spool.flush())).toBe(true)
   })
 })
+
+describe('Spool.releaseKey', () => {
+  it('resolves once the write holding the release landed, sharing the turn’s one write, without sending it early', async () => {
+    const { spool, store } = setUp()
+    spool.add(job())
+    const first = spool.releaseKey('a')
+    const second = spool.releaseKey('b')
+    // Still the turn's batch: nothing sent before the turn ends.
+    expect(store.writes).toHaveLength(0)
+    expect(first).toBe(second)
+    await turn()
+    expect(store.writes).toHaveLength(1)
+    expect(await settled(first)).toBe(false)
+    store.writes[0]?.land()
+    expect(await settled(first)).toBe(true)
+  })
+
+  it('resolves on close with the release unwritten', async () => {
+    const { spool } = setUp()
+    const releasing = spool.releaseKey('a')
+    spool.close()
+    expect(await settled(releasing)).toBe(true)
+  })
+})

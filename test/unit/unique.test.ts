@@ -60,6 +60,16 @@ describe('unique enqueue options', () => {
     )
   })
 
+  it('jobs whose claim is on its way count against maxPending', async () => {
+    const spooled = new Distributor({ port: 0, storage: 'redis://127.0.0.1:1', maxPending: 3 })
+    for (let i = 0; i < 3; i++) spooled.enqueue('noop', {}, { unique: { key: `k${i}` } })
+    expect(() => spooled.enqueue('noop', {}, { unique: { key: 'k3' } })).toThrow(
+      expect.objectContaining({ code: ErrorCode.QUEUE_FULL }),
+    )
+    expect(() => spooled.enqueue('noop', {})).toThrow(expect.objectContaining({ code: ErrorCode.QUEUE_FULL }))
+    await spooled.close()
+  })
+
   it('a spooled distributor closed before its name was held fails a claim not yet sent: done and unique reject', async () => {
     const spooled = new Distributor({ port: 0, storage: 'redis://127.0.0.1:1' })
     const handle = spooled.enqueue('noop', {}, { unique: { key: 'k' } })

@@ -105,6 +105,7 @@ export class DistributorGroup {
     this.claims = {
       claim: (job, scope, def, ttlMs, scheduled) => spool.claim(job, scope, def, ttlMs, scheduled),
       releaseKey: (id) => spool.releaseKey(id),
+      cancel: (id) => void this.cancels.request(id),
       rewrite: (job) => spool.add(job),
     }
     this.cancels = new GroupCancels(

@@ -58,6 +58,8 @@ export class Spool {
   private writer: OpWriter | undefined
   private writerJobs: TrackedJob[] = []
   private writerClaims: TrackedJob[] = []
+  /** What landed() handed out for the operations gathered so far: resolved with their batch. */
+  private writerLanded: { promise: Promise<void>; resolve: () => void } | undefined = undefined
   private flushQueued = false
   private readonly queue: Batch[] = []
   private inFlight = false
@@ -99,9 +101,15 @@ export class Spool {
     this.writerClaims.push(job)
   }
 
-  /** Job `id` ended: a unique key it holds until its end is released (by id: it may be a job read back from a spool). */
-  releaseKey(id: string): void {
+  /**
+   * Job `id` ended: a unique key it holds until its end is released (by id: it may be a
+   * job read back from a spool). Resolves once that is written: the feedback that ended
+   * the job is acknowledged only then, so that a crash before it leaves the node to send
+   * the result again, and whoever hears it releases the key.
+   */
+  releaseKey(id: string): Promise<void> {
     this.op().value('x').value(id)
+    return this.landed()
   }
 
   /** `job` left the spool: a durable node holds it, or it ended. */
@@ -126,17 +134,38 @@ export class Spool {
    * adoption waiting for the queue to empty outlasted its lease on the gone member.
    */
   flush(): Promise<void> {
-    if (this.closed || (this.writer === undefined && this.queue.length === 0)) return Promise.resolve()
-    return new Promise((resolve) => {
-      if (this.writer !== undefined) this.seal()
-      ;(this.queue[this.queue.length - 1] as Batch).flushes.push(resolve)
-    })
+    if (this.writer !== undefined) this.seal()
+    return this.landed()
+  }
+
+  /**
+   * Resolves once every operation made so far is written (or the spool is closed), as
+   * flush() does, but without sending this turn's batch early: the operations of a turn
+   * still go as one call, and share one promise.
+   */
+  landed(): Promise<void> {
+    if (this.closed) return Promise.resolve()
+    if (this.writer !== undefined) {
+      if (this.writerLanded === undefined) {
+        let resolve!: () => void
+        const promise = new Promise<void>((done) => {
+          resolve = done
+        })
+        this.writerLanded = { promise, resolve }
+      }
+      return this.writerLanded.promise
+    }
+    const last = this.queue[this.queue.length - 1]
+    if (last === undefined) return Promise.resolve()
+    return new Promise((resolve) => last.flushes.push(resolve))
   }
 
   /** Stops retrying; what is not written stays unwritten (the caller flushed first if it could). */
   close(): void {
     this.closed = true
     for (const batch of this.queue) for (const resolve of batch.flushes.splice(0)) resolve()
+    this.writerLanded?.resolve()
+    this.writerLanded = undefined
   }
 
   private op(): OpWriter {
@@ -161,9 +190,11 @@ export class Spool {
     const writer = this.writer
     if (writer !== undefined) {
       this.writer = undefined
-      this.queue.push({ ops: writer.bytes(), jobs: this.writerJobs, claims: this.writerClaims, flushes: [] })
+      const flushes = this.writerLanded === undefined ? [] : [this.writerLanded.resolve]
+      this.queue.push({ ops: writer.bytes(), jobs: this.writerJobs, claims: this.writerClaims, flushes })
       this.writerJobs = []
       this.writerClaims = []
+      this.writerLanded = undefined
     }
     if (!this.inFlight) this.send()
   }

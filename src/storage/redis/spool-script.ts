@@ -13,10 +13,12 @@
  *                                      schedule's definition, `sched` is 1 for a schedule
  *   x id                               the job ended: a key it holds until its end is released
  *
- * A holder is msgpack [id, member, def, expiresAt (epoch ms, 0: until released), sched].
- * A claim holds when no live holder has the scope, or the holder is the claiming job
- * itself (a batch retried after a timeout that had landed), or a schedule's definition
- * changed (the claim takes the key: `c`). Otherwise the job is not spooled (`d`).
+ * A holder is msgpack [id, member, def, expiresAt (epoch ms, 0: until released), sched,
+ * replaced id, replaced member]. A claim holds when no live holder has the scope, or the
+ * holder is the claiming job itself (a batch retried after a timeout that had landed: a
+ * `c` is answered again from the replaced job the holder keeps, so that the retry's caller
+ * still cancels it), or a schedule's definition changed (the claim takes the key: `c`).
+ * Otherwise the job is not spooled (`d`).
  *
  * Returns a flat array, four strs per claim that did not simply hold:
  *   id, 'd' | 'c', holder id, holder member
@@ -72,12 +74,21 @@ while i <= size do
     i = i + 7
     local holder = current(scope)
     local holds = true
-    if holder and holder[1] ~= id then
+    local replaced = {}
+    if holder and holder[1] == id then
+      if holder[6] then
+        out[#out + 1] = id
+        out[#out + 1] = 'c'
+        out[#out + 1] = holder[6]
+        out[#out + 1] = holder[7]
+      end
+    elseif holder then
       if (sched == 1 or holder[5] == 1) and holder[3] ~= def then
         out[#out + 1] = id
         out[#out + 1] = 'c'
         out[#out + 1] = holder[1]
         out[#out + 1] = holder[2]
+        replaced = {holder[1], holder[2]}
         redis.call('HDEL', ids, holder[1])
       else
         out[#out + 1] = id
@@ -94,7 +105,7 @@ while i <= size do
           expires = clock() + ttl
           redis.call('ZADD', ttls, expires, scope)
         end
-        redis.call('HSET', unique, scope, cmsgpack.pack({id, ARGV[2], def, expires, sched}))
+        redis.call('HSET', unique, scope, cmsgpack.pack({id, ARGV[2], def, expires, sched, replaced[1], replaced[2]}))
         redis.call('HSET', ids, id, scope)
       end
       set[id] = record
