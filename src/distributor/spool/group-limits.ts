@@ -158,7 +158,8 @@ export function startGraceMs(perMs: number): number {
  *   and given back when none waits; a give-back is published on the group's channel.
  * - A member refused asks again when it hears a give-back of that scope, or once the
  *   soonest lease of another holder could have run out (its slots come back then: the
- *   script drops the fields of members whose lease is gone): one timer on the
+ *   script drops the fields of holders whose member's lease is gone or holds another
+ *   process's token): one timer on the
  *   distributor's scheduler. A rate refused asks again when its window frees (the script
  *   says when). No polling.
  * - A call that fails (Redis down, or silent past storeTimeoutMs) is made again with capped
