@@ -260,4 +260,16 @@ describe('GroupLimits against a fake group', () => {
     await closed
     expect(store.calls[1]).toEqual([{ kind: 'slots', scope: '6:export', concurrency: 3, target: 0, wants: 0 }])
   })
+
+  it('closing after an ask that failed gives back what it asked for (it may have landed)', async () => {
+    const { group, store, name, line } = setup({ concurrency: 3, perKey: false, rate: undefined })
+    store.failNext = true
+    line.waiting = 2
+    group.changed(name, '')
+    await turn()
+    await turn()
+    expect(store.calls).toHaveLength(1)
+    await group.giveBack()
+    expect(store.calls[1]).toEqual([{ kind: 'slots', scope: '6:export', concurrency: 3, target: 0, wants: 0 }])
+  })
 })

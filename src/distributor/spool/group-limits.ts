@@ -281,8 +281,9 @@ export class GroupLimits implements SharedLimits {
     for (const scope of this.byId.values()) {
       this.ctx.cancelTimer(scope.rateTimer)
       const { concurrency, rate } = scope.limit.limit
-      // A waiting member is unmarked too: the holders stop keeping a share for it.
-      if (scope.slots > 0 || scope.waiting || scope.refused || askedSlots.has(scope)) {
+      // A waiting member is unmarked too: the holders stop keeping a share for it. A scope
+      // whose last call failed (refresh) may hold what that call asked for, had it landed.
+      if (scope.slots > 0 || scope.waiting || scope.refused || scope.refresh || askedSlots.has(scope)) {
         ops.push({ kind: 'slots', scope: scope.id, concurrency: concurrency ?? 0, target: 0, wants: 0 })
         given.push(scope.id)
       }
