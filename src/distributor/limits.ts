@@ -134,8 +134,13 @@ export interface SharedLimits {
   starts(limit: NameLimit, key: string, now: number): number
   /** A granted start of the scope is used (a job dispatched). */
   started(limit: NameLimit, key: string): void
-  /** The scope's slots in use or wanted changed (more wanted, or some to give back): looked at in the turn's call. */
-  changed(limit: NameLimit, key: string): void
+  /**
+   * The scope's slots in use or wanted changed (more wanted, or some to give back): looked at
+   * in the turn's call. `ended`: a job of it ended here (its slot may be another member's turn).
+   */
+  changed(limit: NameLimit, key: string, ended?: boolean): void
+  /** The limit changed in place: a refusal may be stale (raised), or slots held go back (lowered, removed). */
+  relimited(limit: NameLimit): void
   /** A job of the scope may start but no start is granted here: asked for in the turn's call. */
   wantStarts(limit: NameLimit, key: string): void
   /** The limit was removed or replaced: its slots and starts go back. */
@@ -177,6 +182,7 @@ export class NameLimit {
     else if (max !== this.current.rate?.max)
       for (const [key, window] of this.windows) this.windows.set(key, window.resized(max))
     this.current = limit
+    this.shared?.relimited(this)
   }
 
   get perKey(): boolean {
@@ -343,7 +349,7 @@ export class NameLimit {
     }
     // Across a group the slot stays here while jobs of its key wait, else it goes back.
     if (this.shared !== undefined && this.current.concurrency !== undefined)
-      this.shared.changed(this, this.scopeOf(key))
+      this.shared.changed(this, this.scopeOf(key), true)
     if (wasFull && this.hasRoom(key)) {
       if (this.current.perKey) for (const route of this.routes) route.wake(key)
       return true

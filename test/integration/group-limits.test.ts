@@ -12,10 +12,12 @@ import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { Distributor } from '../../src/distributor/distributor.js'
-import type { LimitOptions } from '../../src/distributor/limits.js'
+import { type Limit, type LimitOptions, NameLimit } from '../../src/distributor/limits.js'
+import { GroupLimits } from '../../src/distributor/spool/group-limits.js'
 import { memberKeys } from '../../src/storage/redis/group-keys.js'
 import { GroupStore } from '../../src/storage/redis/group-store.js'
 import { nodeArgs, Resources, spawnNode, startDistributor, startNode } from '../helpers/cluster.js'
+import { LogCapture } from '../helpers/log-capture.js'
 import { parsePromText, sampleValue } from '../helpers/prom-text.js'
 import { unique, useRedis } from '../helpers/shared-redis.js'
 import { WebApp } from '../helpers/web-app.js'
@@ -115,6 +117,20 @@ describe('limits across a distributor group', () => {
     expect(lastB).toBeLessThan(lastAStart)
   })
 
+  it('a concurrency of 1 takes turns: a member with a backlog gives the slot back as its job ends while another waits', async () => {
+    const file = await tempFile()
+    const [a, b] = await twoMembers({ concurrency: 1 })
+    const backlog = Array.from({ length: 30 }, (_, i) => a.enqueue('span', { file, key: `a-${i}`, ms: 10 }))
+    await within(a.waitFor('job:limited'), 'a’s backlog held by the limit')
+    const few = Array.from({ length: 3 }, (_, i) => b.enqueue('span', { file, key: `b-${i}`, ms: 1 }))
+    await within(Promise.all([...backlog, ...few].map((h) => h.done)), 'every job of both members', 15_000)
+    const lines = (await readFile(file, 'utf8')).trim().split('\n')
+    expect(peakOf(lines)).toBeLessThanOrEqual(1)
+    const lastB = Math.max(...lines.map((l, i) => (l.startsWith('end b-') ? i : -1)))
+    const lastAStart = Math.max(...lines.map((l, i) => (l.startsWith('start a-') ? i : -1)))
+    expect(lastB).toBeLessThan(lastAStart)
+  })
+
   it('a rate of 5 per 0.5 s holds for two members together: no window of 0.5 s holds more than 5 dispatches', async () => {
     const [a, b] = await twoMembers({ rate: { max: 5, per: 0.5 } })
     const at: number[] = []
@@ -186,16 +202,27 @@ describe('the grant script', () => {
     client.disconnect()
   }
 
-  it('drops the slots of a member whose lease is gone, grants what is free, says when a holder’s lease may run out, and who waits', async () => {
+  it('drops the slots of a process whose lease is gone or taken by a restart, grants what is free, says when a holder’s lease may run out, and who waits', async () => {
     const group = unique('gscript')
     const store = await storeOf(group)
     await lease(group, 'm1', 10_000)
     await lease(group, 'm2', 10_000)
     const client = new Redis(redis.url)
-    await client.hset(`jr:group:{${group}}:slots:4:span`, 'dead', '3', '{w}dead2', '1')
+    // Gone: a member without a lease, and m1's process before its restart (m1#t holds the lease now).
+    await client.hset(
+      `jr:group:{${group}}:slots:4:span`,
+      'dead#x',
+      '3',
+      '{w}dead2#x',
+      '1',
+      'm1#old',
+      '3',
+      '{w}m1#old',
+      '1',
+    )
     client.disconnect()
-    const ask = (member: string, target: number) =>
-      store.grantLimits(member, [{ kind: 'slots', scope: '4:span', concurrency: 3, target }])
+    const ask = (member: string, target: number, wants = target) =>
+      store.grantLimits(`${member}#t`, [{ kind: 'slots', scope: '4:span', concurrency: 3, target, wants }])
 
     expect(await ask('m1', 2)).toEqual([{ granted: 2, waitMs: -1, waiting: 0 }])
     const [refused] = await ask('m2', 3)
@@ -213,6 +240,13 @@ describe('the grant script', () => {
     )
     expect((await ask('m2', 3))[0]).toEqual({ granted: 3, waitMs: -1, waiting: 0 })
     expect((await ask('m1', 0))[0]?.waiting).toBe(0)
+    // Holding its target but fewer than its jobs could use (its share): marked waiting all the same.
+    expect((await ask('m1', 0, 2))[0]).toEqual({ granted: 0, waitMs: -1, waiting: 0 })
+    expect((await ask('m2', 3))[0]?.waiting).toBe(1)
+    const reader = new Redis(redis.url)
+    const fields = await reader.hgetall(`jr:group:{${group}}:slots:4:span`)
+    reader.disconnect()
+    expect(fields).toEqual({ 'm2#t': '3', '{w}m1#t': '1' })
   })
 
   it('grants starts from one window in Redis time, says when it frees, and takes back starts given back', async () => {
@@ -230,5 +264,94 @@ describe('the grant script', () => {
     // m1 gives one back unused: m2 gets it.
     expect((await starts('m1', 0, 2, [1]))[0]?.granted).toBe(0)
     expect((await starts('m2', 2, 1))[0]?.granted).toBe(1)
+  })
+})
+
+describe('a member restarted under the same name (GroupLimits on the real script)', () => {
+  /** One process of member `member`: its GroupLimits (holding the lease as `token`) and a limited name with `waiting` jobs. */
+  async function processOf(group: string, member: string, token: string, limit: Limit, waiting: number) {
+    const store = res.add(new GroupStore(redis.url, group), (s) => s.close())
+    await store.connect()
+    const client = new Redis(redis.url)
+    await client.set(memberKeys(group, member).lease, token, 'PX', 60_000)
+    client.disconnect()
+    const timers = new Set<NodeJS.Timeout>()
+    res.add(timers, (ts) => ts.forEach(clearTimeout))
+    const limits = new GroupLimits(
+      {
+        log: new LogCapture().logger,
+        after: (timer, ms) => void timers.add(setTimeout(() => timer.fire(), ms)),
+        cancelTimer: () => {},
+      },
+      store,
+      member,
+      token,
+    )
+    const grants: (() => void)[] = []
+    const name = new NameLimit(
+      'span',
+      limit,
+      { wake: () => grants.shift()?.(), wakeAt: () => {}, cancelTimer: () => {} },
+      limits,
+    )
+    const line = { waiting }
+    name.routes.add({ wake: () => {}, wakeAll: () => {}, waiting: () => line.waiting })
+    /** Resolves at the next grant; `use` runs first, in the same turn (starts not used go back the next turn). */
+    const granted = (use: () => void = () => {}) =>
+      new Promise<void>((resolve) =>
+        grants.push(() => {
+          use()
+          resolve()
+        }),
+      )
+    return { limits, name, line, granted }
+  }
+
+  it('the slots of the process before are not counted again once the new one holds the lease', async () => {
+    const group = unique('grestart')
+    const limit = { concurrency: 5, perKey: false, rate: undefined }
+    const first = await processOf(group, 'a', 'a#p1', limit, 5)
+    const held = first.granted()
+    first.limits.start()
+    first.name.mayStart('', Date.now())
+    await within(held, 'a’s 5 slots')
+    expect(first.limits.slots(first.name, '')).toBe(5)
+    // SIGKILLed: nothing given back; its lease runs out and a restarted process takes the name.
+    first.limits.close()
+    await processOf(group, 'a', 'a#p2', limit, 0)
+    const b = await processOf(group, 'b', 'b#p1', limit, 2)
+    const bHeld = b.granted()
+    b.limits.start()
+    b.name.mayStart('', Date.now())
+    await within(bHeld, 'b’s 2 slots')
+    expect(b.limits.slots(b.name, '')).toBe(2)
+    const client = new Redis(redis.url)
+    const fields = await client.hgetall(`jr:group:{${group}}:slots:4:span`)
+    client.disconnect()
+    expect(fields).toEqual({ 'b#p1': '2' })
+  })
+
+  it('starts of the process before still count in the window: a restart adds its own', async () => {
+    const group = unique('grestart')
+    const limit = { concurrency: undefined, perKey: false, rate: { max: 10, per: 60 } }
+    const first = await processOf(group, 'a', 'a#p1', limit, 5)
+    const used = first.granted(() => {
+      for (let i = 0; i < 5; i++) first.limits.started(first.name, '')
+    })
+    first.limits.start()
+    first.name.mayStart('', Date.now())
+    await within(used, 'a’s 5 starts')
+    first.limits.close()
+    const second = await processOf(group, 'a', 'a#p2', limit, 10)
+    const granted = second.granted(() => {
+      for (let i = 0; i < 5; i++) second.limits.started(second.name, '')
+    })
+    second.limits.start()
+    second.name.mayStart('', Date.now())
+    await within(granted, 'the restarted process’s starts')
+    const client = new Redis(redis.url)
+    const window = await client.zcard(`jr:group:{${group}}:rate:4:span`)
+    client.disconnect()
+    expect(window).toBe(10)
   })
 })

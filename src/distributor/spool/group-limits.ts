@@ -14,7 +14,8 @@ export interface GroupLimitsContext {
 
 /** What they need of Redis (GroupStore). */
 export interface LimitGrants {
-  grantLimits(member: string, ops: readonly LimitOp[]): Promise<LimitAnswer[]>
+  /** `holder`: this process's lease token (see limit-scripts.ts). */
+  grantLimits(holder: string, ops: readonly LimitOp[]): Promise<LimitAnswer[]>
   publishSlots(member: string, scopes: readonly string[]): Promise<void>
   subscribeSlots(member: string, onScope: (scope: string) => void): Promise<void>
 }
@@ -31,8 +32,13 @@ interface Scope {
   refused: boolean
   /** Give-backs heard of: a refusal answered after one was heard is asked again at once. */
   notices: number
-  /** Left short by the last answer: the group knows this member waits (told when it changes). */
+  /** Left short of what its jobs could use by the last answer: the group knows this member waits (told when it changes). */
   waiting: boolean
+  /**
+   * A job of the scope ended here while fewer slots than members want them: the slot it
+   * freed is not reused but goes back in the turn's call (the others' turn).
+   */
+  turnOver: boolean
   /** Other members waiting for slots of the scope, as of the last answer: this one keeps only its share. */
   contenders: number
   /** A message of the scope was heard while holding slots: ask (with the target of then) to learn who waits. */
@@ -64,13 +70,23 @@ interface Sent {
 const RETRY_MIN_MS = 100
 const RETRY_MAX_MS = 5_000
 
+/** The slots a member's jobs of a scope could use: in flight and waiting, within the limit. */
+export function slotsWanted(concurrency: number | undefined, used: number, waiting: number, detached: boolean): number {
+  if (detached || concurrency === undefined) return 0
+  return Math.min(concurrency, used + waiting)
+}
+
 /**
  * The slots a member should hold of a scope: what its jobs in flight use and what its
  * waiting jobs could use, within the limit; nothing once the limit is gone. WHY not more:
  * a member holds no slot it has no job for, so another member's jobs get it. While
- * `contenders` other members wait for slots of the scope, at most its share
- * (`concurrency` / members wanting, rounded up) or what its jobs in flight use: a member with
- * a backlog gives slots back as its jobs end instead of keeping them for its backlog.
+ * `contenders` other members want more slots of the scope than they hold:
+ * - with at least one slot per member wanting, at most its share (`concurrency` / members
+ *   wanting, rounded up) or what its jobs in flight use: a member with a backlog gives slots
+ *   back as its jobs end instead of keeping them for its backlog;
+ * - with fewer slots than members wanting, turns: what its jobs in flight use, and, holding
+ *   none, one. `turnOver` (a job of it just ended here) gives the slot it freed back, so a
+ *   waiting member gets it (the member then waits its turn: GroupLimits marks it refused).
  */
 export function slotsTarget(
   concurrency: number | undefined,
@@ -78,11 +94,18 @@ export function slotsTarget(
   waiting: number,
   detached: boolean,
   contenders = 0,
+  turnOver = false,
 ): number {
-  if (detached || concurrency === undefined) return 0
-  const wanted = Math.min(concurrency, used + waiting)
-  if (contenders <= 0) return wanted
-  return Math.min(wanted, Math.max(Math.ceil(concurrency / (contenders + 1)), used))
+  const wanted = slotsWanted(concurrency, used, waiting, detached)
+  if (contenders <= 0 || concurrency === undefined) return wanted
+  const members = contenders + 1
+  if (concurrency >= members) return Math.min(wanted, Math.max(Math.ceil(concurrency / members), used))
+  return Math.min(wanted, turnOver ? used : Math.max(used, 1))
+}
+
+/** Fewer slots than members wanting them: they take turns (see slotsTarget). */
+function scarce(concurrency: number | undefined, contenders: number): boolean {
+  return contenders > 0 && (concurrency ?? 0) < contenders + 1
 }
 
 /**
@@ -135,7 +158,8 @@ export function startGraceMs(perMs: number): number {
  *   and given back when none waits; a give-back is published on the group's channel.
  * - A member refused asks again when it hears a give-back of that scope, or once the
  *   soonest lease of another holder could have run out (its slots come back then: the
- *   script drops the fields of members whose lease is gone): one timer on the
+ *   script drops the fields of holders whose member's lease is gone or holds another
+ *   process's token): one timer on the
  *   distributor's scheduler. A rate refused asks again when its window frees (the script
  *   says when). No polling.
  * - A call that fails (Redis down, or silent past storeTimeoutMs) is made again with capped
@@ -156,6 +180,8 @@ export class GroupLimits implements SharedLimits {
   private subscribed: Promise<void> | undefined
   private failures = 0
   private seq = 0
+  /** The call on its way, and what it asked: close gives back what it may grant. */
+  private sending: { readonly sent: readonly Sent[]; readonly done: Promise<unknown> } | undefined
   private readonly retryTimer = new Timer(() => {
     this.inFlight = false
     this.flush()
@@ -167,8 +193,13 @@ export class GroupLimits implements SharedLimits {
   constructor(
     private readonly ctx: GroupLimitsContext,
     private readonly store: LimitGrants,
-    /** This member: its slots are held under its name, and dropped when its lease is gone. */
+    /** This member: its name on the group's channel. */
     private readonly member: string,
+    /**
+     * This process's lease token: its slots and starts are held under it, and dropped once the
+     * member's lease is gone or holds another token (a restart's).
+     */
+    private readonly holder: string,
   ) {}
 
   /** This process holds the member's name (and its lease): calls may go out. */
@@ -182,6 +213,7 @@ export class GroupLimits implements SharedLimits {
     if (scope === undefined) return 0
     // While others wait, a slot beyond the share is not reused: it goes back when its job ends.
     if (scope.contenders === 0) return scope.slots
+    if (scope.turnOver) return Math.min(scope.slots, limit.inUse(key))
     return Math.min(scope.slots, Math.ceil((limit.limit.concurrency ?? 0) / (scope.contenders + 1)))
   }
 
@@ -194,8 +226,20 @@ export class GroupLimits implements SharedLimits {
     this.find(limit, key)?.starts.pop()
   }
 
-  changed(limit: NameLimit, key: string): void {
-    this.markDirty(this.scopeOf(limit, key))
+  changed(limit: NameLimit, key: string, ended = false): void {
+    const scope = this.scopeOf(limit, key)
+    if (ended && scarce(limit.limit.concurrency, scope.contenders)) scope.turnOver = true
+    this.markDirty(scope)
+  }
+
+  relimited(limit: NameLimit): void {
+    for (const scope of this.byId.values()) {
+      if (scope.limit !== limit) continue
+      // Raised: the room may be there now; lowered or removed: what is held beyond it goes back.
+      scope.refused = false
+      scope.rateRefused = false
+      this.markDirty(scope)
+    }
   }
 
   wantStarts(limit: NameLimit, key: string): void {
@@ -215,25 +259,39 @@ export class GroupLimits implements SharedLimits {
   /**
    * Closing (a hand-over): gives back every slot and unused start in one call, and tells
    * the group, so that the others need not wait for this member's lease to run out.
+   * WHY it waits for the call on its way: that call may grant slots or starts after this
+   * one gave back (its answer is not read once closed), so this one goes after it and gives
+   * back whatever it asked for too. (Were this call lost, the slots would still come back
+   * once the lease is released: they are held under this process's token.)
    */
   async giveBack(): Promise<void> {
     this.closed = true
     this.ctx.cancelTimer(this.retryTimer)
     this.ctx.cancelTimer(this.leaseTimer)
+    const sending = this.sending
+    if (sending !== undefined) await sending.done.catch(() => undefined)
+    const askedSlots = new Set<Scope>()
+    const askedStarts = new Map<Scope, number[]>()
+    for (const { scope, op } of sending?.sent ?? []) {
+      if (op.kind === 'slots') askedSlots.add(scope)
+      else askedStarts.set(scope, [...(askedStarts.get(scope) ?? []), ...seqsOf(op)])
+    }
     const ops: LimitOp[] = []
     const given: string[] = []
     for (const scope of this.byId.values()) {
       this.ctx.cancelTimer(scope.rateTimer)
       const { concurrency, rate } = scope.limit.limit
-      // A waiting member is unmarked too: the holders stop keeping a share for it.
-      if (scope.slots > 0 || scope.waiting || scope.refused) {
-        ops.push({ kind: 'slots', scope: scope.id, concurrency: concurrency ?? 0, target: 0 })
-        if (scope.slots > 0 || scope.waiting) given.push(scope.id)
+      // A waiting member is unmarked too: the holders stop keeping a share for it. A scope
+      // whose last call failed (refresh) may hold what that call asked for, had it landed.
+      if (scope.slots > 0 || scope.waiting || scope.refused || scope.refresh || askedSlots.has(scope)) {
+        ops.push({ kind: 'slots', scope: scope.id, concurrency: concurrency ?? 0, target: 0, wants: 0 })
+        given.push(scope.id)
       }
-      if (scope.starts.length > 0) ops.push({ ...startsOp(scope, rate, 0, 0), giveBack: scope.starts })
+      const starts = [...scope.starts, ...(askedStarts.get(scope) ?? [])]
+      if (starts.length > 0) ops.push({ ...startsOp(scope, rate, 0, 0), giveBack: starts })
     }
     if (ops.length === 0) return
-    await this.store.grantLimits(this.member, ops)
+    await this.store.grantLimits(this.holder, ops)
     if (given.length > 0) await this.store.publishSlots(this.member, given)
   }
 
@@ -261,6 +319,7 @@ export class GroupLimits implements SharedLimits {
         refused: false,
         notices: 0,
         waiting: false,
+        turnOver: false,
         contenders: 0,
         refresh: false,
         starts: [],
@@ -341,11 +400,15 @@ export class GroupLimits implements SharedLimits {
     this.dirty.clear()
     if (sent.length === 0) return
     this.inFlight = true
-    this.store
-      .grantLimits(
-        this.member,
-        sent.map((s) => s.op),
-      )
+    const done = this.store.grantLimits(
+      this.holder,
+      sent.map((s) => s.op),
+    )
+    this.sending = { sent, done }
+    done
+      .finally(() => {
+        if (this.sending?.done === done) this.sending = undefined
+      })
       .then(
         (answers) => this.answered(sent, answers),
         (err: unknown) => {
@@ -364,13 +427,11 @@ export class GroupLimits implements SharedLimits {
     const limit = scope.limit
     const concurrency = limit.limit.concurrency
     if (concurrency === undefined && scope.slots === 0) return undefined
-    const target = slotsTarget(
-      concurrency,
-      limit.inUse(scope.key),
-      scope.detached ? 0 : limit.waiting(scope.key),
-      scope.detached,
-      scope.contenders,
-    )
+    const used = limit.inUse(scope.key)
+    const waiting = scope.detached ? 0 : limit.waiting(scope.key)
+    const target = slotsTarget(concurrency, used, waiting, scope.detached, scope.contenders, scope.turnOver)
+    const wants = Math.max(target, slotsWanted(concurrency, used, waiting, scope.detached))
+    scope.turnOver = false
     const refresh = scope.refresh
     scope.refresh = false
     if (slotsDecision(scope.slots, target, scope.refused) === 'none' && !refresh) return undefined
@@ -379,7 +440,7 @@ export class GroupLimits implements SharedLimits {
     if (target < before) scope.slots = target
     return {
       scope,
-      op: { kind: 'slots', scope: scope.id, concurrency: concurrency ?? 0, target },
+      op: { kind: 'slots', scope: scope.id, concurrency: concurrency ?? 0, target, wants },
       before,
       notices: scope.notices,
       at: Date.now(),
@@ -419,11 +480,16 @@ export class GroupLimits implements SharedLimits {
         const had = scope.slots
         scope.slots = answer.granted
         const short = answer.granted < op.target
+        const waits = answer.granted < op.wants
         // Given back, or began or stopped waiting: the others hear of it (holders keep a share while some wait).
-        if (op.target < before || short !== scope.waiting) told.push(scope.id)
-        scope.waiting = short
-        if (answer.waiting !== scope.contenders) {
-          scope.contenders = answer.waiting
+        if (op.target < before || waits !== scope.waiting) told.push(scope.id)
+        scope.waiting = waits
+        // Wanting nothing, this member holds no share for anyone: who waits is none of its
+        // business (no lease timer, no refresh; the scope may be forgotten). No polling.
+        const idle = op.wants === 0 && answer.granted === 0
+        const contenders = idle ? 0 : answer.waiting
+        if (contenders !== scope.contenders) {
+          scope.contenders = contenders
           this.markDirtyQuietly(scope)
         }
         if (short) {
@@ -433,10 +499,14 @@ export class GroupLimits implements SharedLimits {
             scope.refused = false
             this.markDirtyQuietly(scope)
           }
-        } else scope.refused = false
+        } else {
+          // Gave a slot back while wanting it (turns): it waits for a give-back, as if refused,
+          // so that a waiting member gets the slot first.
+          scope.refused = op.target < before && waits
+        }
         // The soonest lease that matters: a holder's while refused, a waiting member's while
         // keeping a share for it (a waiter gone for good stops waiting then).
-        if (answer.waitMs >= 0) this.wakeAtLeaseEnd(now + answer.waitMs + 1)
+        if (answer.waitMs >= 0 && !idle) this.wakeAtLeaseEnd(now + answer.waitMs + 1)
         if (scope.slots > had) scope.limit.granted(scope.key)
       } else {
         for (let k = 0; k < answer.granted; k++) scope.starts.push(op.seq + k)
@@ -509,9 +579,9 @@ export class GroupLimits implements SharedLimits {
   private leaseRanOut(): void {
     this.leaseTimerAt = Number.POSITIVE_INFINITY
     for (const scope of this.byId.values()) {
-      if (scope.refused) scope.refused = false
-      else if (scope.contenders > 0) scope.refresh = true
-      else continue
+      if (!scope.refused && scope.contenders === 0) continue
+      scope.refused = false
+      if (scope.contenders > 0) scope.refresh = true
       this.markDirty(scope)
     }
   }
@@ -538,6 +608,11 @@ export class GroupLimits implements SharedLimits {
       if (byKey.size === 0) this.keyed.delete(name)
     }
   }
+}
+
+/** The seqs of the starts `op` asked for. */
+function seqsOf(op: StartsOp): number[] {
+  return Array.from({ length: op.want }, (_, k) => op.seq + k)
 }
 
 /** A starts operation of `scope`; without a rate (removed since), one that only gives back. */

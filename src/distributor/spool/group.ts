@@ -120,7 +120,6 @@ export class DistributorGroup {
       this.store,
     )
     this.pauses = new GroupPauses({ log, pause: (name, key, seconds) => ctx.paused(name, key, seconds) }, this.store)
-    this.limits = new GroupLimits({ log, after, cancelTimer }, this.store, options.name)
     this.membership = new Membership(
       {
         group: options.group,
@@ -137,6 +136,8 @@ export class DistributorGroup {
       this.store,
       options.leaseMs,
     )
+    // What this process holds is its lease token's: a restart under the same name holds none of it.
+    this.limits = new GroupLimits({ log, after, cancelTimer }, this.store, options.name, this.membership.token)
   }
 
   /** The spool's writes land: false from `spool:down` until `spool:up`. */

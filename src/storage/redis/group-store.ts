@@ -268,14 +268,15 @@ export class GroupStore {
   }
 
   /**
-   * One call of member `name`'s limit operations (limit-scripts.ts): slots and starts asked
-   * for or given back; resolves one answer per operation, in order.
+   * One call of `holder`'s limit operations (limit-scripts.ts): slots and starts asked for or
+   * given back; resolves one answer per operation, in order. `holder` is the lease token of
+   * the member's process: what it holds counts while its member's lease holds that token.
    */
-  async grantLimits(name: string, ops: readonly LimitOp[]): Promise<LimitAnswer[]> {
+  async grantLimits(holder: string, ops: readonly LimitOp[]): Promise<LimitAnswer[]> {
     const { keys, packed } = encodeLimitOps(this.keys.base, ops)
     const leasePrefix = `${this.keys.base}lease:`
     const flat = await this.call('limit grant', () =>
-      this.scripts.jrLimitGrant(keys.length, ...keys, name, leasePrefix, packed),
+      this.scripts.jrLimitGrant(keys.length, ...keys, holder, leasePrefix, packed),
     )
     return decodeLimitAnswers(flat)
   }

@@ -7,8 +7,13 @@ import { pack } from '../../protocol/msgpack.js'
  *
  * A limit's keys (group-keys.ts) share the group's hash tag, as do the members' leases the
  * script reads, so the call is one atomic step in one Cluster slot:
- *   slots:<scope>  hash member → slots it holds (a concurrency limit's semaphore)
- *   rate:<scope>   sorted set of starts `member:seq`, scored by Redis time in ms (a rate's window)
+ *   slots:<scope>  hash holder → slots it holds (a concurrency limit's semaphore)
+ *   rate:<scope>   sorted set of starts `holder:seq`, scored by Redis time in ms (a rate's window)
+ * A holder is one process of a member: its lease token (`<member>#<random>`, membership.ts).
+ * WHY the token and not the name: a member restarted under the same name is another process,
+ * which knows nothing of its predecessor's slots and starts; keyed by name, a dead process's
+ * field would count again (and never be given back) once the new one holds the lease, and a
+ * restart's `seq` 0 would re-score its predecessor's starts instead of adding its own.
  */
 
 /** Set this member's slots of a scope to `target` (fewer: given back; more: asked for). */
@@ -17,6 +22,8 @@ export interface SlotsOp {
   readonly scope: string
   readonly concurrency: number
   readonly target: number
+  /** The slots its jobs could use (at least `target`): held fewer, it is marked waiting. */
+  readonly wants: number
 }
 
 /** Ask for `want` starts of a rate's scope, first giving back the unused starts `giveBack`. */
@@ -31,7 +38,7 @@ export interface StartsOp {
    * counts in the window from the end of that grace (see LIMIT_GRANT_LUA).
    */
   readonly graceMs: number
-  /** The first start asked for is `member:seq`, the next `member:seq+1`, ... */
+  /** The first start asked for is `holder:seq`, the next `holder:seq+1`, ... */
   readonly seq: number
   readonly giveBack: readonly number[]
 }
@@ -41,7 +48,8 @@ export type LimitOp = SlotsOp | StartsOp
 /**
  * The answer to one operation, in order. Slots: `granted` is the slots this member holds
  * now; when fewer than its target, `waitMs` is the soonest lease of another holding member
- * to run out, else, when other members wait for slots (`waiting`), the soonest of theirs
+ * to run out, else, when other members wait for slots (`waiting`: held fewer than they
+ * want, whether short of their target or keeping their share), the soonest of theirs
  * (-1: none known). Starts: `granted` of those asked for (the first ones), and when fewer,
  * `waitMs` until the window frees; `waiting` is 0.
  */
@@ -52,20 +60,21 @@ export interface LimitAnswer {
 }
 
 /**
- * KEYS: the scopes' keys, one per operation. ARGV: this member, the prefix of the members'
- * lease keys (a member's lease is that prefix and its name: same hash tag), then one msgpack
- * array of operations:
- *   'c', key index, concurrency, target
- *       Drops the fields of members whose lease is gone (a crashed member's slots come
- *       back), then sets this member's slots to the target when it gives back, or to as
- *       many as are free up to it (never below what it held). A member left short of its
- *       target is marked waiting (field `{w}<member>`: a name holds no brace), and unmarked
- *       once it is not. Answers held, the soonest PTTL that matters (see LimitAnswer), and
- *       how many other members wait.
+ * KEYS: the scopes' keys, one per operation. ARGV: this holder (the member's lease token),
+ * the prefix of the members' lease keys (a member's lease is that prefix and its name, the
+ * token up to its last `#`: same hash tag), then one msgpack array of operations:
+ *   'c', key index, concurrency, target, wants
+ *       Drops the fields of holders that are gone (their member's lease is gone, or holds
+ *       another token: a crashed process's slots come back, even once its member restarted),
+ *       then sets this holder's slots to the target when it gives back, or to as many as are
+ *       free up to it (never below what it held). A holder left short of what it wants is
+ *       marked waiting (field `{w}<holder>`: a name holds no brace), and unmarked once it is
+ *       not. Answers held, the soonest PTTL that matters (see LimitAnswer), and how many
+ *       other holders wait.
  *   'r', key index, max, per ms, want, grace ms, seq, k, k seqs
  *       Removes the k unused starts given back, and the starts older than the window (by
  *       Redis TIME, in µs: members agree on one clock), adds up to `want` starts
- *       `member:seq..` scored now + grace, and answers how many, and when short, the ms
+ *       `holder:seq..` scored now + grace, and answers how many, and when short, the ms
  *       until the window frees. With `want` 0 it only gives back (the window is not
  *       touched: the rate may be gone).
  *       WHY scored at the end of the grace: the asker dispatches a start after the script
@@ -81,11 +90,17 @@ local ops = cmsgpack.unpack(ARGV[3])
 local out = {}
 local pttls = {}
 local now
-local function pttlOf(m)
-  local p = pttls[m]
+-- A holder's lease PTTL, or -2 when it is gone: its member's lease is not its token.
+local function pttlOf(h)
+  local p = pttls[h]
   if p == nil then
-    p = redis.call('PTTL', leasePrefix .. m)
-    pttls[m] = p
+    local name = string.match(h, '^(.*)#')
+    p = -2
+    if name ~= nil then
+      local lease = leasePrefix .. name
+      if redis.call('GET', lease) == h then p = redis.call('PTTL', lease) end
+    end
+    pttls[h] = p
   end
   return p
 end
@@ -93,8 +108,9 @@ local i = 1
 while i <= #ops do
   local kind, key = ops[i], KEYS[ops[i + 1]]
   if kind == 'c' then
-    local concurrency, target = ops[i + 2], ops[i + 3]
-    i = i + 4
+    local concurrency, target, wants = ops[i + 2], ops[i + 3], ops[i + 4]
+    i = i + 5
+    if wants < target then wants = target end
     local flat = redis.call('HGETALL', key)
     local others, mine, soonest, waiting, waitSoonest, iWait = 0, 0, -1, 0, -1, false
     local myWait = '{w}' .. member
@@ -127,8 +143,8 @@ while i <= #ops do
     if held ~= mine then
       if held > 0 then redis.call('HSET', key, member, held) else redis.call('HDEL', key, member) end
     end
-    if held < target and not iWait then redis.call('HSET', key, myWait, 1) end
-    if held >= target and iWait then redis.call('HDEL', key, myWait) end
+    if held < wants and not iWait then redis.call('HSET', key, myWait, 1) end
+    if held >= wants and iWait then redis.call('HDEL', key, myWait) end
     out[#out + 1] = held
     if held < target then out[#out + 1] = soonest else out[#out + 1] = waitSoonest end
     out[#out + 1] = waiting
@@ -190,7 +206,7 @@ export function encodeLimitOps(base: string, ops: readonly LimitOp[]): { keys: s
   for (const op of ops) {
     if (op.kind === 'slots') {
       keys.push(`${base}slots:${op.scope}`)
-      flat.push('c', keys.length, op.concurrency, op.target)
+      flat.push('c', keys.length, op.concurrency, op.target, op.wants)
     } else {
       keys.push(`${base}rate:${op.scope}`)
       flat.push('r', keys.length, op.max, op.perMs, op.want, op.graceMs, op.seq, op.giveBack.length, ...op.giveBack)
