@@ -139,6 +139,17 @@ function jrRedisThroughputCase(id, title, options) {
   }
 }
 
+/** A job-reactor throughput case with memory nodes named `names`; `options` adds to what runThroughput is given. */
+function jrMemoryThroughputCase(id, title, names, options = {}) {
+  return {
+    id,
+    system: 'job-reactor',
+    title,
+    timeoutMs: 120_000,
+    run: (ctx) => runThroughput(ctx, { count: N.jobs, warmup: N.warmup, storage: 'memory', names, ...options }),
+  }
+}
+
 /** The throughput and latency cases of a queue library on the shared Redis, run alike for each library. */
 function queueCases(prefix, system, throughput, latency) {
   return [
@@ -169,53 +180,32 @@ const CASES = [
     timeoutMs: 120_000,
     run: (ctx) => runEcho(ctx, { messages: N.echo, roundTrips: N.rtt }),
   },
-  {
-    id: 'jr-throughput-memory',
-    system: 'job-reactor',
-    title: `throughput, memory storage, 2 nodes (${k(N.jobs)} no-op)`,
-    timeoutMs: 120_000,
-    run: (ctx) => runThroughput(ctx, { count: N.jobs, warmup: N.warmup, storage: 'memory', names: ['b1', 'b2'] }),
-  },
-  {
-    id: 'jr-throughput-metrics',
-    system: 'job-reactor',
-    title: `throughput, memory storage, 2 nodes, metrics served and scraped every second (${k(N.jobs)} no-op)`,
-    timeoutMs: 120_000,
-    run: (ctx) =>
-      runThroughput(ctx, { count: N.jobs, warmup: N.warmup, storage: 'memory', names: ['m1', 'm2'], scrape: true }),
-  },
-  {
-    id: 'jr-throughput-limited',
-    system: 'job-reactor',
-    title: `throughput, memory storage, 2 nodes, a limit of 100 per key over 1,000 keys (${k(N.jobs)} no-op)`,
-    timeoutMs: 120_000,
-    run: (ctx) =>
-      runThroughput(ctx, {
-        count: N.jobs,
-        warmup: N.warmup,
-        storage: 'memory',
-        names: ['l1', 'l2'],
-        limited: { concurrency: 100, keys: 1000 },
-      }),
-  },
+  jrMemoryThroughputCase('jr-throughput-memory', `throughput, memory storage, 2 nodes (${k(N.jobs)} no-op)`, [
+    'b1',
+    'b2',
+  ]),
+  jrMemoryThroughputCase(
+    'jr-throughput-metrics',
+    `throughput, memory storage, 2 nodes, metrics served and scraped every second (${k(N.jobs)} no-op)`,
+    ['m1', 'm2'],
+    { scrape: true },
+  ),
+  jrMemoryThroughputCase(
+    'jr-throughput-limited',
+    `throughput, memory storage, 2 nodes, a limit of 100 per key over 1,000 keys (${k(N.jobs)} no-op)`,
+    ['l1', 'l2'],
+    { limited: { concurrency: 100, keys: 1000 } },
+  ),
   jrRedisThroughputCase('jr-throughput-redis', `throughput, Redis storage, 2 nodes (${k(N.jobs)} no-op)`, (ctx) => ({
     storage: ctx.redis.url,
     names: [`r${ctx.run}a`, `r${ctx.run}b`],
   })),
-  {
-    id: 'jr-progress-memory',
-    system: 'job-reactor',
-    title: `throughput, memory storage, 2 nodes, each job reporting progress 10 times (${k(N.jobs)})`,
-    timeoutMs: 120_000,
-    run: (ctx) =>
-      runThroughput(ctx, {
-        count: N.jobs,
-        warmup: N.warmup,
-        storage: 'memory',
-        names: ['p1', 'p2'],
-        job: 'progress10',
-      }),
-  },
+  jrMemoryThroughputCase(
+    'jr-progress-memory',
+    `throughput, memory storage, 2 nodes, each job reporting progress 10 times (${k(N.jobs)})`,
+    ['p1', 'p2'],
+    { job: 'progress10' },
+  ),
   jrRedisThroughputCase(
     'jr-progress-redis',
     `throughput, Redis storage, 2 nodes, each job reporting progress 10 times (${k(N.jobs)})`,

@@ -357,6 +357,12 @@ export class NameLimit {
     return false
   }
 
+  /** A job of `key` that waited here left unsent (cancelled): with a group, the scope is looked at again. */
+  leftUnsent(key: string): void {
+    if (this.shared !== undefined && this.current.concurrency !== undefined)
+      this.shared.changed(this, this.scopeOf(key))
+  }
+
   /** Starts counting again from `inFlight`, the jobs of the name sent to nodes and unfinished. */
   recount(inFlight: Iterable<TrackedJob>): void {
     this.total = 0

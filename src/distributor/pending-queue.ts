@@ -1,6 +1,6 @@
 import type { JobStats, NameStats } from './job-stats.js'
 import { LimitedRoute } from './limited-route.js'
-import type { Limits } from './limits.js'
+import { keyOf, type Limits } from './limits.js'
 import { Route } from './route.js'
 import { pendingStamp, type TrackedJob } from './tracked-job.js'
 
@@ -94,6 +94,7 @@ export class PendingQueue {
   taken(job: TrackedJob): void {
     this.count--
     this.stats.of(job.name).pending--
+    this.limits.of(job.name)?.leftUnsent(keyOf(job))
   }
 
   /**

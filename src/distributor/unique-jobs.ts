@@ -45,8 +45,8 @@ export interface UniqueJobsContext {
 export interface GroupClaims {
   /** Claims the key and spools `job` if it holds; UniqueJobs.claimed hears the answer. */
   claim(job: TrackedJob, scope: string, def: string, ttlMs: number, scheduled: boolean): void
-  /** Job `id` ended: a key it holds until its end is released; resolves once that is written. */
-  releaseKey(id: string): Promise<void>
+  /** Job `id` ended: a key it holds until its end is released; resolves once that is written (see Spool.releaseKey). */
+  releaseKey(id: string): Promise<void> | undefined
   /** Cancels job `id` wherever it is in the group (this member closed meanwhile). */
   cancel(id: string): void
   /** `job`'s spool record is written again (its args and due time were replaced). */

@@ -173,6 +173,24 @@ describe('GroupLimits against a fake group', () => {
     expect(group.slots(name, '')).toBe(0)
   })
 
+  it('refused while its jobs waited, tells the group it waits no more once they left unsent', async () => {
+    const { group, store, name, line } = setup({ concurrency: 1, perKey: false, rate: undefined })
+    // Another member holds the only slot: nothing is granted.
+    store.grant = (op) =>
+      op.kind === 'slots' ? { granted: 0, waitMs: 5000, waiting: 0 } : { granted: op.want, waitMs: -1, waiting: 0 }
+    line.waiting = 1
+    group.changed(name, '')
+    await turn()
+    await turn()
+    expect(store.calls.at(-1)).toEqual([{ kind: 'slots', scope: '6:export', concurrency: 1, target: 1, wants: 1 }])
+    // Its waiting job is cancelled; the holder gives its slot back.
+    line.waiting = 0
+    store.heard?.('6:export')
+    await turn()
+    await turn()
+    expect(store.calls.at(-1)).toEqual([{ kind: 'slots', scope: '6:export', concurrency: 1, target: 0, wants: 0 }])
+  })
+
   it('keeps what it holds through a failed call, and makes a failed give-back again after its backoff', async () => {
     const { group, store, name, line, timers } = setup({ concurrency: 2, perKey: false, rate: undefined })
     line.waiting = 2

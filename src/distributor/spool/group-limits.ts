@@ -434,7 +434,9 @@ export class GroupLimits implements SharedLimits {
     scope.turnOver = false
     const refresh = scope.refresh
     scope.refresh = false
-    if (slotsDecision(scope.slots, target, scope.refused) === 'none' && !refresh) return undefined
+    // A member marked waiting whose jobs left unsent (cancelled) tells the group it waits no more.
+    const staleMark = scope.waiting && wants <= scope.slots
+    if (slotsDecision(scope.slots, target, scope.refused) === 'none' && !refresh && !staleMark) return undefined
     const before = scope.slots
     // Given back at once: nothing here uses a slot on its way back.
     if (target < before) scope.slots = target

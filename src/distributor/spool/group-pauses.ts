@@ -3,6 +3,11 @@ import { MAX_RATE_LIMIT_SECONDS } from '../../errors.js'
 import type { Logger } from '../../logger.js'
 import type { GroupStore } from '../../storage/redis/group-store.js'
 
+/** A pause ending at most this much later than one told already is not told again. */
+const TOLD_SLACK_MS = 1000
+/** Past this many names and keys told, those whose pause ended are forgotten. */
+const TOLD_KEPT = 1024
+
 /** What group pauses need of their distributor. */
 export interface GroupPausesContext {
   readonly log: Logger
@@ -30,6 +35,8 @@ interface Message {
 export class GroupPauses {
   /** Tells this member's own messages from the others'. */
   private readonly me = randomBytes(6).toString('hex')
+  /** The end of the last pause told per name and key (NUL between), pruned of the ended ones when it grows. */
+  private readonly told = new Map<string, number>()
 
   constructor(
     private readonly ctx: GroupPausesContext,
@@ -41,6 +48,14 @@ export class GroupPauses {
   }
 
   announce(name: string, key: string, seconds: number): void {
+    // A burst of push-backs (one per job that met the 429) is told once: a pause that ends
+    // less than a second after one told already adds nothing the others need to hear.
+    const now = Date.now()
+    const until = now + seconds * 1000
+    const scope = `${name}\0${key}`
+    if ((this.told.get(scope) ?? Number.NEGATIVE_INFINITY) + TOLD_SLACK_MS >= until) return
+    if (this.told.size >= TOLD_KEPT) for (const [told, end] of this.told) if (end < now) this.told.delete(told)
+    this.told.set(scope, until)
     const message: Message = { from: this.me, name, key, seconds }
     this.store
       .publishPause(JSON.stringify(message))

@@ -33,6 +33,8 @@ interface Batch {
   claims: TrackedJob[]
   /** flush() calls made while this was the last batch: they resolve once it is written. */
   flushes: (() => void)[]
+  /** The releases of unique keys it carries are written (see releaseKey). */
+  released: (() => void) | undefined
 }
 
 const RETRY_MIN_MS = 100
@@ -60,6 +62,8 @@ export class Spool {
   private writerClaims: TrackedJob[] = []
   /** What landed() handed out for the operations gathered so far: resolved with their batch. */
   private writerLanded: { promise: Promise<void>; resolve: () => void } | undefined = undefined
+  /** What releaseKey() handed out for them: resolved with their batch, not on close. */
+  private writerReleased: { promise: Promise<void>; resolve: () => void } | undefined = undefined
   private flushQueued = false
   private readonly queue: Batch[] = []
   private inFlight = false
@@ -105,11 +109,22 @@ export class Spool {
    * Job `id` ended: a unique key it holds until its end is released (by id: it may be a
    * job read back from a spool). Resolves once that is written: the feedback that ended
    * the job is acknowledged only then, so that a crash before it leaves the node to send
-   * the result again, and whoever hears it releases the key.
+   * the result again, and whoever hears it releases the key. Never resolves if the spool
+   * closes first (the acks it holds go with their links, and the node sends the result to
+   * the member that takes over). Undefined while writes fail: the release is retried with
+   * the spool, and holding every ack of the link meanwhile would stall the node's results.
    */
-  releaseKey(id: string): Promise<void> {
+  releaseKey(id: string): Promise<void> | undefined {
     this.op().value('x').value(id)
-    return this.landed()
+    if (this.failures > 0) return undefined
+    if (this.writerReleased === undefined) {
+      let resolve!: () => void
+      const promise = new Promise<void>((done) => {
+        resolve = done
+      })
+      this.writerReleased = { promise, resolve }
+    }
+    return this.writerReleased.promise
   }
 
   /** `job` left the spool: a durable node holds it, or it ended. */
@@ -191,10 +206,12 @@ export class Spool {
     if (writer !== undefined) {
       this.writer = undefined
       const flushes = this.writerLanded === undefined ? [] : [this.writerLanded.resolve]
-      this.queue.push({ ops: writer.bytes(), jobs: this.writerJobs, claims: this.writerClaims, flushes })
+      const released = this.writerReleased?.resolve
+      this.queue.push({ ops: writer.bytes(), jobs: this.writerJobs, claims: this.writerClaims, flushes, released })
       this.writerJobs = []
       this.writerClaims = []
       this.writerLanded = undefined
+      this.writerReleased = undefined
     }
     if (!this.inFlight) this.send()
   }
@@ -245,6 +262,7 @@ export class Spool {
       }
     }
     for (const resolve of batch.flushes) resolve()
+    batch.released?.()
     this.send()
   }
 

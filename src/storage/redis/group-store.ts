@@ -113,6 +113,8 @@ export class GroupStore {
   private open = false
   /** The connection in subscriber mode, made by the first subscribe(). */
   private subscriber: Redis | Cluster | undefined
+  /** What each subscribed channel's messages go to. */
+  private readonly channels = new Map<string, (message: string) => void>()
 
   constructor(url: string, group: string, options: { guard?: CallGuard; prefix?: string } = {}) {
     const prefix = options.prefix ?? DEFAULT_KEY_PREFIX
@@ -297,21 +299,23 @@ export class GroupStore {
 
   /**
    * Subscribes to `channel` on the connection in subscriber mode (one for every channel,
-   * made and connected by the first call): `onMessage` hears its messages once subscribed
-   * (a failed attempt, made again, adds no second listener).
+   * made and connected by the first call). `onMessage` is set before the SUBSCRIBE goes, so
+   * that a message arriving with its reply is heard; a call made again after a failure
+   * replaces it rather than adding a second.
    */
   private async listen(what: string, channel: string, onMessage: (message: string) => void): Promise<void> {
-    // Both kinds of client duplicate themselves; their signatures differ only in options not given here.
-    const subscriber = (this.subscriber ??= (this.client as Redis).duplicate())
+    let subscriber = this.subscriber
+    if (subscriber === undefined) {
+      // Both kinds of client duplicate themselves; their signatures differ only in options not given here.
+      subscriber = this.subscriber = (this.client as Redis).duplicate()
+      subscriber.on('error', () => {})
+      subscriber.on('message', (from: string, message: string) => this.channels.get(from)?.(message))
+    }
+    this.channels.set(channel, onMessage)
+    const connection = subscriber
     await this.call(what, async () => {
-      if (subscriber.status === 'wait') {
-        subscriber.on('error', () => {})
-        await connectClient(subscriber)
-      }
-      await subscriber.subscribe(channel)
-    })
-    subscriber.on('message', (from: string, message: string) => {
-      if (from === channel) onMessage(message)
+      if (connection.status === 'wait') await connectClient(connection)
+      await connection.subscribe(channel)
     })
   }
 
