@@ -155,6 +155,10 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
       cancel: (id) => this.cancel(id),
       scheduleDispatch: () => this.dispatcher.schedule(),
       retried: (session, view) => this.retried(session, view),
+      pausedHere: (name, paused) => {
+        this.events.emit('name:paused', { name, paused, fromGroup: false })
+        this.distributorGroup?.operatorPause(name, paused)
+      },
     })
     const { storage, name } = this.options
     if (storage !== undefined && name !== undefined) {
@@ -181,6 +185,10 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
               'a job pushed back on another member; its name or key paused',
             )
             this.events.emit('member:paused', { name, key: paused, seconds, until })
+          },
+          operatorPaused: (name, paused) => {
+            this.ops.pause(name, paused, true)
+            this.events.emit('name:paused', { name, paused, fromGroup: true })
           },
         },
         { ...this.options, storage, name },
@@ -351,7 +359,10 @@ export class Distributor extends TypedEmitter<DistributorEventMap> {
     return [...this.ops.paused]
   }
 
-  /** Pauses (true) or resumes dispatch of job name `name`; its jobs wait here meanwhile. */
+  /**
+   * Pauses (true) or resumes dispatch of job name `name`; its jobs wait here meanwhile. With
+   * a spool, for the whole group: the other members (and those that join later) pause it too.
+   */
   pause(name: string, paused = true): void {
     this.ops.pause(name, paused)
   }

@@ -29,6 +29,8 @@ export interface DistributorEventMap {
    * name (or `key`, for a name limited per key here; else '') dispatches nothing here until `until`.
    */
   'member:paused': { name: string; key: string; seconds: number; until: number }
+  /** Job name `name` paused or resumed by an operator: here, or (`fromGroup`) on another member of the group. */
+  'name:paused': { name: string; paused: boolean; fromGroup: boolean }
   /** Back to the queue: its node dropped before finishing it, or did not accept it in time. */
   'job:requeue': { id: string; name: string; node: string }
   /** A node left jobs unaccepted past `acceptTimeoutMs`: they were taken back; it gets none until it answers. */

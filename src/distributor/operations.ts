@@ -34,6 +34,8 @@ export interface OperationsContext {
   scheduleDispatch(): void
   /** `session`'s node runs failed job `job` again: the distributor holds it again. */
   retried(session: NodeSession, job: NodeJobView): void
+  /** An operator paused (or resumed) job name `name` here: with a spool, so it is for the group. */
+  pausedHere(name: string, paused: boolean): void
 }
 
 /**
@@ -66,13 +68,17 @@ export class Operations {
     return handler
   }
 
-  /** Pauses (true) or resumes dispatch of job name `name`. */
-  pause(name: string, paused: boolean): void {
+  /**
+   * Pauses (true) or resumes dispatch of job name `name`: by an operator here (told to the
+   * group), or, `fromGroup`, on another member of the group.
+   */
+  pause(name: string, paused: boolean, fromGroup = false): void {
     if (typeof name !== 'string' || name.length === 0)
       throw new InvalidArgumentError(`'name' must be a non-empty string`)
     if (paused) this.paused.add(name)
     else if (this.paused.delete(name)) this.ctx.scheduleDispatch()
-    this.ctx.log.info({ job: name }, paused ? 'job name paused' : 'job name resumed')
+    this.ctx.log.info({ job: name, fromGroup }, paused ? 'job name paused' : 'job name resumed')
+    if (!fromGroup) this.ctx.pausedHere(name, paused)
   }
 
   /** A node reported a run that failed for good. */

@@ -58,6 +58,28 @@ async function twoMembers(limit: LimitOptions, nodeConcurrency = 4): Promise<[Di
 }
 
 describe('limits across a distributor group', () => {
+  it("an operator's pause holds for the group: members hear it, one that joins later reads it, a resume anywhere ends it", async () => {
+    const group = unique('opause')
+    const start = (name: string): Promise<Distributor> =>
+      startDistributor(res, { group, name, storage: redis.url, leaseMs: 1000 })
+    const a = await start('a')
+    const b = await start('b')
+    await startNode(res, b, { name: unique('n-b') })
+    const heard = b.waitFor('name:paused', (e) => e.name === 'echo')
+    a.pause('echo')
+    expect(await heard).toEqual({ name: 'echo', paused: true, fromGroup: true })
+    expect(b.pausedNames).toEqual(['echo'])
+    const held = b.enqueue('echo', { n: 1 })
+    const c = await start('c')
+    expect(c.pausedNames).toEqual(['echo'])
+    expect(b.pendingCount).toBe(1)
+    const resumed = [a, b].map((d) => d.waitFor('name:paused', (e) => e.name === 'echo' && !e.paused))
+    c.pause('echo', false)
+    await Promise.all(resumed)
+    expect(await held.done).toMatchObject({ n: 1, result: 'Yay!' })
+    expect([a.pausedNames, b.pausedNames, c.pausedNames]).toEqual([[], [], []])
+  })
+
   it('a push-back on one member pauses the name on the other too, counted from when it hears', async () => {
     const file = await tempFile()
     const [a, b] = await twoMembers({ concurrency: 3 })

@@ -105,6 +105,7 @@ describe('group registry keys and entries', () => {
       events: 'jr:group:{web}:events',
       cancels: 'jr:group:{web}:cancels',
       pauses: 'jr:group:{web}:pauses',
+      paused: 'jr:group:{web}:paused',
       unique: 'jr:group:{web}:unique',
       uniqueIds: 'jr:group:{web}:unique-ids',
       uniqueTtl: 'jr:group:{web}:unique-ttl',

@@ -13,24 +13,31 @@ export interface GroupPausesContext {
   readonly log: Logger
   /** Another member's job of `name` and `key` pushed back: dispatch none of them here for `seconds`. */
   pause(name: string, key: string, seconds: number): void
-}
-
-/** A pause between members: the job name, its key ('' for none), seconds, and who sent it. */
-interface Message {
-  from: string
-  name: string
-  key: string
-  seconds: number
+  /** An operator paused (or resumed) job name `name` for the group, on another member or before this one joined. */
+  operatorPaused(name: string, paused: boolean): void
 }
 
 /**
- * A job's push-back (`ctx.rateLimit`) across the group (docs/architecture.md, Limits): the
- * upstream that answered 429 is the group's, not one member's, so the member whose node
- * reports it tells the others over Redis pub/sub, and each pauses the name (or key) as it
- * would for its own job. Seconds, not an instant, travel: each member counts from when it
- * hears, so clocks need not agree (a pause ends a message's delay later elsewhere).
- * Best effort, as the pause itself: a message lost to an outage pauses nothing there,
- * and that member's own jobs are pushed back by their nodes in turn.
+ * A message between members, and who sent it: `push`, a job's push-back (the job name, its
+ * key or '', seconds); `op`, an operator's pause or resume of a job name.
+ */
+type Message =
+  | { t: 'push'; from: string; name: string; key: string; seconds: number }
+  | { t: 'op'; from: string; name: string; paused: boolean }
+
+/**
+ * Pauses across the group, over Redis pub/sub.
+ *
+ * A job's push-back (`ctx.rateLimit`, docs/architecture.md, Limits): the upstream that
+ * answered 429 is the group's, not one member's, so the member whose node reports it tells
+ * the others, and each pauses the name (or key) as it would for its own job. Seconds, not
+ * an instant, travel: each member counts from when it hears, so clocks need not agree.
+ * Best effort, as the pause itself: a message lost to an outage pauses nothing there, and
+ * that member's own jobs are pushed back by their nodes in turn.
+ *
+ * An operator's pause of a job name (admin API, `distributor.pause`): kept in a set in
+ * Redis, read by a member as it joins, and told to the members there; a member whose
+ * write fails keeps the pause itself, and says so in its log.
  */
 export class GroupPauses {
   /** Tells this member's own messages from the others'. */
@@ -43,8 +50,20 @@ export class GroupPauses {
     private readonly store: GroupStore,
   ) {}
 
-  start(): Promise<void> {
-    return this.store.subscribePauses((raw) => this.onMessage(raw))
+  /** Hears the group's pauses from now on, and takes over the operator's pauses in force. */
+  async start(): Promise<void> {
+    await this.store.subscribePauses((raw) => this.onMessage(raw))
+    for (const name of await this.store.pausedNames()) this.ctx.operatorPaused(name, true)
+  }
+
+  /** An operator paused (or resumed) `name` on this member: so it is for the group. */
+  operatorPause(name: string, paused: boolean): void {
+    const message: Message = { t: 'op', from: this.me, name, paused }
+    this.store
+      .setPaused(name, paused, JSON.stringify(message))
+      .catch((err: unknown) =>
+        this.ctx.log.warn({ err, job: name }, `cannot ${paused ? 'pause' : 'resume'} the job name for the group`),
+      )
   }
 
   announce(name: string, key: string, seconds: number): void {
@@ -56,7 +75,7 @@ export class GroupPauses {
     if ((this.told.get(scope) ?? Number.NEGATIVE_INFINITY) + TOLD_SLACK_MS >= until) return
     if (this.told.size >= TOLD_KEPT) for (const [told, end] of this.told) if (end < now) this.told.delete(told)
     this.told.set(scope, until)
-    const message: Message = { from: this.me, name, key, seconds }
+    const message: Message = { t: 'push', from: this.me, name, key, seconds }
     this.store
       .publishPause(JSON.stringify(message))
       .catch((err: unknown) => this.ctx.log.warn({ err, job: name, key }, 'cannot tell the group of a pause'))
@@ -68,7 +87,9 @@ export class GroupPauses {
       this.ctx.log.warn({ message: raw.slice(0, 200) }, 'ignoring a malformed pause message from the group')
       return
     }
-    if (message.from !== this.me) this.ctx.pause(message.name, message.key, message.seconds)
+    if (message.from === this.me) return
+    if (message.t === 'push') this.ctx.pause(message.name, message.key, message.seconds)
+    else this.ctx.operatorPaused(message.name, message.paused)
   }
 }
 
@@ -80,9 +101,10 @@ function parsePause(raw: string): Message | undefined {
     return undefined
   }
   if (typeof value !== 'object' || value === null) return undefined
-  const { from, name, key, seconds } = value as Record<string, unknown>
-  if (typeof from !== 'string' || typeof name !== 'string' || name.length === 0 || typeof key !== 'string')
-    return undefined
+  const { t, from, name, key, seconds, paused } = value as Record<string, unknown>
+  if (typeof from !== 'string' || typeof name !== 'string' || name.length === 0) return undefined
+  if (t === 'op') return typeof paused === 'boolean' ? { t, from, name, paused } : undefined
+  if (t !== 'push' || typeof key !== 'string') return undefined
   if (typeof seconds !== 'number' || !(seconds > 0) || !(seconds <= MAX_RATE_LIMIT_SECONDS)) return undefined
-  return { from, name, key, seconds }
+  return { t, from, name, key, seconds }
 }

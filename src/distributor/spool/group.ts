@@ -37,6 +37,8 @@ export interface GroupContext {
   claimed(job: TrackedJob, answer: ClaimAnswer | undefined): void
   /** Another member's job of `name` and `key` pushed back: see GroupPausesContext.pause. */
   paused(name: string, key: string, seconds: number): void
+  /** An operator's pause of job name `name` for the group: see GroupPausesContext.operatorPaused. */
+  operatorPaused(name: string, paused: boolean): void
 }
 
 /** What the group reads of the distributor's options. */
@@ -119,7 +121,14 @@ export class DistributorGroup {
       },
       this.store,
     )
-    this.pauses = new GroupPauses({ log, pause: (name, key, seconds) => ctx.paused(name, key, seconds) }, this.store)
+    this.pauses = new GroupPauses(
+      {
+        log,
+        pause: (name, key, seconds) => ctx.paused(name, key, seconds),
+        operatorPaused: (name, paused) => ctx.operatorPaused(name, paused),
+      },
+      this.store,
+    )
     this.membership = new Membership(
       {
         group: options.group,
@@ -188,6 +197,11 @@ export class DistributorGroup {
   /** A job of `name` and `key` pushed back on this member's node for `seconds`: the other members pause it too. */
   pushedBack(name: string, key: string, seconds: number): void {
     this.pauses.announce(name, key, seconds)
+  }
+
+  /** An operator paused (or resumed) job name `name` here: so it is for the group. */
+  operatorPause(name: string, paused: boolean): void {
+    this.pauses.operatorPause(name, paused)
   }
 
   /** A node answered a cancel of a job this member does not hold. */

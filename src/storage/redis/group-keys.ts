@@ -6,7 +6,8 @@
  *   <prefix>group:{<group>}:members   hash member name → JSON MemberEntry (member-entry.ts)
  *   <prefix>group:{<group>}:events    channel: a member PUBLISHes its own name on every change
  *   <prefix>group:{<group>}:cancels   channel: cancels between members (GroupCancels)
- *   <prefix>group:{<group>}:pauses    channel: a job pushed back (ctx.rateLimit) on a member's node (GroupPauses)
+ *   <prefix>group:{<group>}:pauses    channel: pauses between members: a job pushed back (ctx.rateLimit), an operator's pause (GroupPauses)
+ *   <prefix>group:{<group>}:paused    set: job names an operator paused for the group
  *   <prefix>group:{<group>}:unique    hash unique scope (job name \0 key) → msgpack holder
  *   <prefix>group:{<group>}:unique-ids  hash job id → the scope it holds (a release by id)
  *   <prefix>group:{<group>}:unique-ttl  sorted set: throttled scopes by expiry (epoch ms)
@@ -36,6 +37,8 @@ export interface GroupKeys {
   readonly cancels: string
   /** Pub/sub channel: pauses of a job name or key between members (GroupPauses). */
   readonly pauses: string
+  /** Set: job names an operator paused for the group (read by a member as it joins). */
+  readonly paused: string
   /** Hash: unique scope → the job holding it (spool-script.ts). */
   readonly unique: string
   /** Hash: job id → the unique scope it holds. */
@@ -57,6 +60,7 @@ export function groupKeys(group: string, prefix: string = DEFAULT_KEY_PREFIX): G
     events: `${base}events`,
     cancels: `${base}cancels`,
     pauses: `${base}pauses`,
+    paused: `${base}paused`,
     unique: `${base}unique`,
     uniqueIds: `${base}unique-ids`,
     uniqueTtl: `${base}unique-ttl`,

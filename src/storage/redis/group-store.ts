@@ -264,6 +264,18 @@ export class GroupStore {
     return this.call('pause publish', () => this.client.publish(this.keys.pauses, message)).then(() => undefined)
   }
 
+  /** Job names an operator paused for the group. */
+  pausedNames(): Promise<string[]> {
+    return this.call('paused read', () => this.client.smembers(this.keys.paused))
+  }
+
+  /** Pauses (or resumes) job name `name` for the group, then publishes `message` (see GroupPauses). */
+  async setPaused(name: string, paused: boolean, message: string): Promise<void> {
+    const key = this.keys.paused
+    await this.call('paused write', () => (paused ? this.client.sadd(key, name) : this.client.srem(key, name)))
+    await this.publishPause(message)
+  }
+
   /** Hears the pauses of the group (this member's own included). */
   subscribePauses(onMessage: (message: string) => void): Promise<void> {
     return this.listen('pause subscribe', this.keys.pauses, onMessage)
