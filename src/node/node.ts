@@ -7,7 +7,8 @@ import { InvalidArgumentError, ProtocolError } from '../errors.js'
 import { TypedEmitter } from '../events.js'
 import type { Logger } from '../logger.js'
 import { HANDSHAKE_MAX_FRAME_SIZE } from '../protocol/frame.js'
-import { MessageType, NotAcceptingReason, type Message, type StateMessage } from '../protocol/messages.js'
+import { MessageType, type Message } from '../protocol/messages.js'
+import { Admission } from './admission.js'
 import { pack } from '../protocol/msgpack.js'
 import { systemClock, type Clock } from '../scheduling/clock.js'
 import { Scheduler } from '../scheduling/scheduler.js'
@@ -41,14 +42,6 @@ import { StoreOutage } from './store-outage.js'
 export type { NodeEventMap } from './node-events.js'
 
 const VERSION = (createRequire(import.meta.url)('../../package.json') as { version: string }).version
-
-/** What a node that takes no new jobs tells a distributor that sent some anyway. */
-const REFUSALS: Record<NotAcceptingReason, string> = {
-  [NotAcceptingReason.STORE_DOWN]: 'node storage unavailable',
-  [NotAcceptingReason.DRAINING]: 'node is shutting down',
-  [NotAcceptingReason.QUIET]: 'node is quiet',
-  [NotAcceptingReason.LEAVING]: 'node is leaving this distributor',
-}
 
 export interface CloseOptions {
   /** Abandon running chains at once (they stay in storage as in progress). @default false */
@@ -108,11 +101,8 @@ export class Node extends TypedEmitter<NodeEventMap> {
   private readonly intake: JobIntake
   private readonly runner: AttemptRunner
   private readonly cancels: Cancels
-  private accepting = true
-  /** Why not, as the distributors were last told: a change of reason alone is told too. */
-  private toldReason: NotAcceptingReason | undefined
-  /** An operator quieted the node (admin API): it takes no new jobs, and finishes what it holds. */
-  private quieted = false
+  /** Whether it takes new jobs, and why not. */
+  private readonly admission: Admission
   private readonly admin: NodeAdmin
   private state: 'new' | 'starting' | 'running' | 'draining' | 'closed' = 'new'
   private closing: Promise<void> | undefined
@@ -122,8 +112,6 @@ export class Node extends TypedEmitter<NodeEventMap> {
   private readonly storeGuard: StoreGuard
   /** Retries, waits and run times per job name, read by the metrics when scraped. */
   private readonly jobStats = new NodeJobStats()
-  /** False from `store:down` until `store:up`. */
-  private storeUp = true
   /** The metrics' registry, handler and (with `metricsPort`) endpoint. */
   private readonly metricsWiring: NodeMetricsWiring
 
@@ -149,6 +137,11 @@ export class Node extends TypedEmitter<NodeEventMap> {
     this.config = config
     this.clock = clock
     const log = (this.log = opts.logger)
+    this.admission = new Admission({
+      log,
+      running: () => this.state === 'running',
+      changed: () => this.links.sendState(),
+    })
     this.registry = opts.registry ?? new JobRegistry()
     // The parts reach one another only through the contexts made here.
     const now = (): number => clock.now()
@@ -173,7 +166,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
           maxFrameSize: this.options.maxFrameSize,
           durable: this.store.durable,
         }),
-        state: () => this.stateMessage(),
+        state: () => this.admission.message(),
         filedKeys: () => [this.live.ownerKeys(), this.outage.owners(), this.outbox.waitingKeys()],
         onMessage: (link, message) => this.onMessage(link, message),
         ready: (link) => this.outbox.resend(link),
@@ -194,14 +187,9 @@ export class Node extends TypedEmitter<NodeEventMap> {
       ping: () => (this.state === 'closed' ? undefined : this.store.ping()),
       after: this.after,
       changed: (error) => {
-        this.storeUp = error === undefined
-        if (error !== undefined) {
-          this.setAccepting(false)
-          this.safeEmit('store:down', { error })
-          return
-        }
-        if (this.state === 'running') this.setAccepting(!this.quieted)
-        this.safeEmit('store:up', {})
+        this.admission.storeChanged(error === undefined)
+        if (error !== undefined) this.safeEmit('store:down', { error })
+        else this.safeEmit('store:up', {})
       },
       // A job's end is stored and its result filed: a link may be owed nothing now.
       settled: () => this.links.requestRecheck(),
@@ -253,7 +241,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
       this.live,
       this.outbox,
     )
-    const refusal = (): string | undefined => (this.accepting ? undefined : REFUSALS[this.notAcceptingReason()])
+    const refusal = (): string | undefined => this.admission.refusal()
     this.intake = new JobIntake(
       { store: () => this.store, log, refusal, schedule, now },
       this.live,
@@ -261,7 +249,10 @@ export class Node extends TypedEmitter<NodeEventMap> {
       this.outage,
       this.events,
     )
-    this.admin = new NodeAdmin({ store: () => this.store, now, schedule, quiet: (q) => this.quiet(q) }, this.live)
+    this.admin = new NodeAdmin(
+      { store: () => this.store, now, schedule, quiet: (q) => this.admission.quiet(q) },
+      this.live,
+    )
     this.metricsWiring = new NodeMetricsWiring(
       {
         name: this.name,
@@ -271,7 +262,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
         outbox: this.outbox,
         links: this.links,
         jobStats: this.jobStats,
-        storeUp: () => this.storeUp,
+        storeUp: () => this.admission.storeUp,
       },
       opts,
       log,
@@ -377,7 +368,7 @@ export class Node extends TypedEmitter<NodeEventMap> {
     const wasRunning = this.state === 'running'
     this.state = 'draining'
     this.runner.halt()
-    this.setAccepting(false)
+    this.admission.drain()
     if (wasRunning) {
       const timeoutMs = options.force === true ? 0 : (options.timeoutMs ?? this.options.shutdownTimeoutMs)
       if (!(await this.runner.whenIdle(timeoutMs))) {
@@ -467,33 +458,6 @@ export class Node extends TypedEmitter<NodeEventMap> {
         throw new ProtocolError(`unhandled message ${String(never)}`)
       }
     }
-  }
-
-  private setAccepting(accepting: boolean): void {
-    const reason = accepting ? undefined : this.notAcceptingReason()
-    if (this.accepting === accepting && this.toldReason === reason) return
-    this.accepting = accepting
-    this.toldReason = reason
-    this.links.sendState()
-  }
-  private stateMessage(): StateMessage {
-    return this.accepting
-      ? { type: MessageType.STATE, accepting: true }
-      : { type: MessageType.STATE, accepting: false, reason: this.notAcceptingReason() }
-  }
-
-  /** Why the node takes no new jobs, when it does not: the first that holds of these. */
-  private notAcceptingReason(): NotAcceptingReason {
-    if (this.state !== 'running') return NotAcceptingReason.DRAINING
-    return this.storeUp ? NotAcceptingReason.QUIET : NotAcceptingReason.STORE_DOWN
-  }
-
-  /** Quiets the node (no new jobs from any distributor) or lifts it; returns whether it is quiet now. */
-  private quiet(quiet: boolean): boolean {
-    this.quieted = quiet
-    if (this.state === 'running') this.setAccepting(!quiet && this.storeUp)
-    if (quiet) this.log.info('quieted: taking no new jobs')
-    return quiet
   }
 
   private onFeedbackAck(link: DistributorLink, seq: number): void {
