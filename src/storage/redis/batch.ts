@@ -42,7 +42,8 @@ local failure
 -- at the end. The script is atomic, so only each id's last state can ever be seen, and a
 -- redis.call costs Redis more than the set or hash operation it makes.
 -- failed: ids that became failed (id -> true), added to the failed index. A job that leaves
--- the status is left there: the page reader drops it (keys.ts), so ending a job costs nothing.
+-- the status (removed, saved anew, retried), even later in this batch, is left there: the page
+-- reader drops it (keys.ts), so that no other job's write pays for the index.
 local unfinished, listed, removed, outbox, failed = {}, {}, {}, {}, {}
 local function patch(key, from, n)
   if n > 0 then redis.call('HSET', key, unpack(v, from, from + 2 * n - 1)) end
@@ -66,7 +67,6 @@ local function remove(key, id)
   removed[key] = true
   unfinished[id] = false
   listed[id] = false
-  failed[id] = nil
 end
 -- Commands over many values go in chunks: Lua's unpack is bounded by its C stack.
 local function each(command, key, values)
@@ -97,7 +97,7 @@ while i <= size do
     patch(key, i + 14, n)
     listed[id] = true
     unfinished[id] = v[i + 2] == '1'
-    failed[id] = v[i + 5] == 'failed' or nil
+    if v[i + 5] == 'failed' then failed[id] = true end
     i = i + 14 + 2 * n
   elseif op == 'u' then
     local n = tonumber(v[i + 3])
