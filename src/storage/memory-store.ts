@@ -110,6 +110,9 @@ export class MemoryStore implements Store {
    */
   async listFailedPage(cursor: string | undefined, count: number): Promise<JobPage> {
     this.check()
+    if (!Number.isInteger(count) || count < 1) {
+      throw new InvalidArgumentError(`'count' must be an integer ≥ 1, got ${String(count)}`)
+    }
     const after = cursor === undefined ? 0 : Number(cursor)
     if (!Number.isInteger(after) || after < 0) {
       throw new InvalidArgumentError(`'cursor' must be a cursor from a page before, got ${JSON.stringify(cursor)}`)

@@ -195,6 +195,9 @@ export async function failedJobsPage(
   count: number,
   progress?: () => void,
 ): Promise<JobPage> {
+  if (!Number.isInteger(count) || count < 1) {
+    throw new InvalidArgumentError(`'count' must be an integer ≥ 1, got ${String(count)}`)
+  }
   if (store.listFailedPage !== undefined) return store.listFailedPage(cursor, count, progress)
   const offset = cursor === undefined ? 0 : Number(cursor)
   if (!Number.isInteger(offset) || offset < 0) {

@@ -510,6 +510,9 @@ export function storeConformance(name: string, makeStore: MakeStore): void {
       expect(await failedJobsPage(store, undefined, 10)).toEqual({ jobs: [] })
       await store.saveJobs([makeJob('n1'), makeJob('c1', { status: JobStatus.COMPLETE })])
       expect(await failedJobsPage(store, undefined, 10)).toEqual({ jobs: [] })
+      if (store.listFailedPage !== undefined) {
+        await expect(store.listFailedPage(undefined, 0)).rejects.toMatchObject({ code: 'ERR_INVALID_ARG' })
+      }
     })
 
     it('listFailedPage leaves out jobs that left the status, and a cursor outlives the removal of its job', async () => {
