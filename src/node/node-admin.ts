@@ -1,9 +1,9 @@
 import { retryPatch } from '../admin/store-admin.js'
-import { coerceError } from '../errors.js'
+import { InvalidArgumentError, coerceError } from '../errors.js'
 import type { AdminRequest, AdminResultMessage, NodeJobKind, NodeJobView } from '../protocol/messages.js'
 import { MessageType } from '../protocol/messages.js'
 import { isScheduled } from '../scheduling/cron.js'
-import { type JobRecord, JobStatus, type Store } from '../storage/store.js'
+import { type JobPage, type JobRecord, JobStatus, type Store, failedJobsPage } from '../storage/store.js'
 import { type LiveJob, type LiveJobs, liveJobOf } from './live-jobs.js'
 
 /** What answering an operator needs of its node. */
@@ -38,9 +38,10 @@ interface Handled {
  * holds (their timers, attempts, last errors) and the failed ones it keeps, so the
  * distributor asks instead of keeping copies.
  *
- * Pages are offsets into the node's table in its own order, one pass per page: a listing
- * of a million held jobs costs a walk of them, never a copy or a sort, and never travels at
- * once.
+ * Pages of held jobs are offsets into the node's table in its own order, one pass per page:
+ * a listing of a million held jobs costs a walk of them, never a copy or a sort, and never
+ * travels at once. Pages of failed jobs are the store's (Store.listFailedPage), with its
+ * cursor.
  */
 export class NodeAdmin {
   constructor(
@@ -86,14 +87,15 @@ export class NodeAdmin {
   }
 
   private async list(kind: NodeJobKind, cursor: string | undefined, limit: number): Promise<AdminAnswer> {
+    if (kind === 'failed') return this.failedPage(cursor, limit)
     const offset = cursor === undefined ? 0 : Number(cursor)
-    if (!Number.isInteger(offset) || offset < 0) {
-      return { error: { code: AdminResultCode.CONFLICT, message: `'cursor' must be a cursor from a page before` } }
-    }
+    if (!Number.isInteger(offset) || offset < 0) return badCursor()
     const jobs: NodeJobView[] = []
     let index = 0
     let next: string | undefined
-    const visit = (job: JobRecord): boolean => {
+    const wanted = HELD_KINDS[kind]
+    this.live.each((job) => {
+      if (!wanted(job)) return true
       if (index++ < offset) return true
       if (jobs.length === limit) {
         next = String(offset + limit)
@@ -101,14 +103,24 @@ export class NodeAdmin {
       }
       jobs.push(view(job, false))
       return true
-    }
-    if (kind === 'failed') {
-      for (const job of await this.ctx.store().listJobs({ status: JobStatus.FAILED })) if (!visit(job)) break
-    } else {
-      const wanted = HELD_KINDS[kind]
-      this.live.each((job) => !wanted(job) || visit(job))
-    }
+    })
     return next === undefined ? { jobs } : { jobs, next }
+  }
+
+  /**
+   * A page of the failed jobs the store keeps, read a page at a time (they pile up unless
+   * removed); the cursor is the store's own.
+   */
+  private async failedPage(cursor: string | undefined, limit: number): Promise<AdminAnswer> {
+    let page: JobPage
+    try {
+      page = await failedJobsPage(this.ctx.store(), cursor, limit)
+    } catch (err) {
+      if (err instanceof InvalidArgumentError) return badCursor()
+      throw err
+    }
+    const jobs = page.jobs.map((job) => view(job, false))
+    return page.next === undefined ? { jobs } : { jobs, next: page.next }
   }
 
   private async job(id: string): Promise<AdminAnswer> {
@@ -165,6 +177,10 @@ const HELD_KINDS: Record<Exclude<NodeJobKind, 'failed'>, (job: LiveJob) => boole
   running: (job) => job.phase === 'running' || job.phase === 'queued',
   scheduled: (job) => job.phase === 'scheduled' && !isScheduled(job),
   periodic: (job) => job.phase === 'scheduled' && isScheduled(job),
+}
+
+function badCursor(): AdminAnswer {
+  return { error: { code: AdminResultCode.CONFLICT, message: `'cursor' must be a cursor from a page before` } }
 }
 
 function notFound(id: string): AdminAnswer {

@@ -1,10 +1,12 @@
-import { StoreError } from '../errors.js'
+import { InvalidArgumentError, StoreError } from '../errors.js'
 import type { ProgressValue } from '../protocol/messages.js'
 import {
   type FeedbackId,
   type FeedbackRecord,
+  type JobPage,
   type JobPatch,
   type JobRecord,
+  JobStatus,
   type ListJobsFilter,
   type Store,
   isUnfinished,
@@ -27,6 +29,13 @@ export class MemoryStore implements Store {
   private state: 'created' | 'open' | 'closed' = 'created'
   private readonly jobs = new Map<string, JobRecord>()
   private readonly outbox = new RunIndex<FeedbackRecord>((f) => f.run)
+  /**
+   * The failed jobs' ids → the number of their failure, in that order (a Map keeps insertion
+   * order, and an id that fails again is deleted first, so the numbers only grow along it).
+   * INVARIANT: an id is here exactly when its job is stored with status failed.
+   */
+  private readonly failed = new Map<string, number>()
+  private failures = 0
 
   async open(): Promise<void> {
     if (this.state === 'closed') throw new StoreError('memory store is closed')
@@ -39,13 +48,16 @@ export class MemoryStore implements Store {
 
   async saveJobs(jobs: readonly JobRecord[]): Promise<void> {
     this.check()
-    for (const job of jobs) this.jobs.set(job.id, copyJob(job))
+    for (const job of jobs) {
+      this.jobs.set(job.id, copyJob(job))
+      this.indexFailed(job.id, job.status)
+    }
   }
 
   async updateJob(id: string, patch: JobPatch): Promise<void> {
     this.check()
     const job = this.jobs.get(id)
-    if (job !== undefined) applyPatch(job, patch)
+    if (job !== undefined) this.patch(job, patch)
   }
 
   async finishRun(id: string, patch: JobPatch, feedback: FeedbackRecord, remove: boolean): Promise<void> {
@@ -53,10 +65,11 @@ export class MemoryStore implements Store {
     this.outbox.set(feedback.jobId, { ...feedback })
     if (remove) {
       this.jobs.delete(id)
+      this.failed.delete(id)
       return
     }
     const job = this.jobs.get(id)
-    if (job !== undefined) applyPatch(job, patch)
+    if (job !== undefined) this.patch(job, patch)
   }
 
   async getJob(id: string): Promise<JobRecord | undefined> {
@@ -68,6 +81,7 @@ export class MemoryStore implements Store {
   async removeJob(id: string): Promise<void> {
     this.check()
     this.jobs.delete(id)
+    this.failed.delete(id)
   }
 
   // A scan rather than a second index: this runs once at start-up, and a memory store is
@@ -89,6 +103,31 @@ export class MemoryStore implements Store {
     return out
   }
 
+  /**
+   * In the order the jobs failed; the cursor is the number of the last failure given. A page
+   * walks the ids before it (not their records): cheap in memory, where a node keeps no
+   * failed job anyway (it is not durable).
+   */
+  async listFailedPage(cursor: string | undefined, count: number): Promise<JobPage> {
+    this.check()
+    if (!Number.isInteger(count) || count < 1) {
+      throw new InvalidArgumentError(`'count' must be an integer ≥ 1, got ${String(count)}`)
+    }
+    const after = cursor === undefined ? 0 : Number(cursor)
+    if (!Number.isInteger(after) || after < 0) {
+      throw new InvalidArgumentError(`'cursor' must be a cursor from a page before, got ${JSON.stringify(cursor)}`)
+    }
+    const jobs: JobRecord[] = []
+    let last = after
+    for (const [id, failure] of this.failed) {
+      if (failure <= after) continue
+      if (jobs.length === count) return { jobs, next: String(last) }
+      jobs.push(copyJob(this.jobs.get(id) as JobRecord))
+      last = failure
+    }
+    return { jobs }
+  }
+
   async listFeedback(): Promise<FeedbackRecord[]> {
     this.check()
     return this.outbox.values().map((f) => ({ ...f }))
@@ -103,6 +142,18 @@ export class MemoryStore implements Store {
     this.state = 'closed'
     this.jobs.clear()
     this.outbox.clear()
+    this.failed.clear()
+  }
+
+  private patch(job: JobRecord, patch: JobPatch): void {
+    applyPatch(job, patch)
+    if (patch.status !== undefined) this.indexFailed(job.id, patch.status)
+  }
+
+  private indexFailed(id: string, status: JobStatus): void {
+    // A failed job that stays failed keeps its place: a pager must not meet it twice.
+    if (status !== JobStatus.FAILED) this.failed.delete(id)
+    else if (!this.failed.has(id)) this.failed.set(id, ++this.failures)
   }
 
   private check(): void {

@@ -1,6 +1,6 @@
 import { StoreTimeoutError } from '../errors.js'
 import { Timer } from '../scheduling/timer-heap.js'
-import { hasLeases, type NodeLeases, type Store } from './store.js'
+import { type JobPage, type NodeLeases, type Store, failedJobsPage, hasLeases } from './store.js'
 
 /** What the guard needs of its owner: a clock and a one-shot timer on the owner's scheduler. */
 export interface StoreGuardContext {
@@ -157,6 +157,11 @@ class GuardedStore implements Store {
 
   listJobs(filter?: Parameters<Store['listJobs']>[0]): ReturnType<Store['listJobs']> {
     return this.guard.run(() => this.inner.listJobs(filter, this.guard.progress))
+  }
+
+  // Always present, whether the inner store has its own or not: failedJobsPage falls back.
+  listFailedPage(cursor: string | undefined, count: number): Promise<JobPage> {
+    return this.guard.run(() => failedJobsPage(this.inner, cursor, count, this.guard.progress))
   }
 
   listFeedback(): ReturnType<Store['listFeedback']> {

@@ -1,4 +1,4 @@
-import type { SerializedError } from '../errors.js'
+import { InvalidArgumentError, type SerializedError } from '../errors.js'
 import type { JobRunOptions, ProgressValue } from '../protocol/messages.js'
 
 /**
@@ -105,6 +105,17 @@ export interface ListJobsFilter {
   status?: JobStatus
 }
 
+/** One page of a listing, and where the next one starts. */
+export interface JobPage {
+  jobs: JobRecord[]
+  /**
+   * Opaque: give it back for the page after this one. Absent when no job follows. A cursor
+   * stays valid when jobs are removed or added meanwhile: a job failed for the whole paging
+   * comes exactly once; one that failed or left meanwhile may come or not.
+   */
+  next?: string
+}
+
 /**
  * Storage in job operations, never in database commands. Every method resolves only once
  * the data is stored (for a durable store: acknowledged by the server), because callers
@@ -139,6 +150,14 @@ export interface Store {
   listUnfinished(progress?: () => void): Promise<JobRecord[]>
   /** Every stored job, optionally by status: for admin tools, not for the hot path. `progress`: as for listUnfinished. */
   listJobs(filter?: ListJobsFilter, progress?: () => void): Promise<JobRecord[]>
+  /**
+   * A page of at most `count` (≥ 1) failed jobs, after `cursor` (the `next` of the page
+   * before; undefined for the first). Costs about the page, never a read of every failed
+   * record: failed jobs are kept by default and pile up. In an order of the store's own,
+   * the same for every page. Optional: a store without it is paged by failedJobsPage, through
+   * listJobs (every failed record read per page).
+   */
+  listFailedPage?(cursor: string | undefined, count: number, progress?: () => void): Promise<JobPage>
   /** Feedback not yet acknowledged by its distributor. */
   listFeedback(): Promise<FeedbackRecord[]>
   /** The distributor acknowledged these feedbacks: drop them from the outbox (one round trip). */
@@ -164,6 +183,29 @@ export interface NodeLeases {
   listNodes(): Promise<string[]>
   /** A store over another node's jobs, on the same connection. */
   forNode(node: string): Store
+}
+
+/**
+ * A page of `store`'s failed jobs: its own listFailedPage, or for a store without one, a
+ * page of its whole listing of failed jobs, the cursor an offset into it.
+ */
+export async function failedJobsPage(
+  store: Store,
+  cursor: string | undefined,
+  count: number,
+  progress?: () => void,
+): Promise<JobPage> {
+  if (!Number.isInteger(count) || count < 1) {
+    throw new InvalidArgumentError(`'count' must be an integer ≥ 1, got ${String(count)}`)
+  }
+  if (store.listFailedPage !== undefined) return store.listFailedPage(cursor, count, progress)
+  const offset = cursor === undefined ? 0 : Number(cursor)
+  if (!Number.isInteger(offset) || offset < 0) {
+    throw new InvalidArgumentError(`'cursor' must be a cursor from a page before, got ${JSON.stringify(cursor)}`)
+  }
+  const all = await store.listJobs({ status: JobStatus.FAILED }, progress)
+  const jobs = all.slice(offset, offset + count)
+  return offset + count < all.length ? { jobs, next: String(offset + count) } : { jobs }
 }
 
 export function hasLeases(store: Store): store is Store & NodeLeases {

@@ -1,5 +1,13 @@
 import { MemoryStore } from '../../src/storage/memory-store.js'
-import type { FeedbackId, FeedbackRecord, JobPatch, JobRecord, ListJobsFilter, Store } from '../../src/storage/store.js'
+import type {
+  FeedbackId,
+  FeedbackRecord,
+  JobPage,
+  JobPatch,
+  JobRecord,
+  ListJobsFilter,
+  Store,
+} from '../../src/storage/store.js'
 
 /**
  * A store that says it is durable and keeps everything in a MemoryStore: a node on it
@@ -40,6 +48,9 @@ export class DurableMemoryStore implements Store {
   }
   listJobs(filter?: ListJobsFilter): Promise<JobRecord[]> {
     return this.memory.listJobs(filter)
+  }
+  listFailedPage(cursor: string | undefined, count: number): Promise<JobPage> {
+    return this.memory.listFailedPage(cursor, count)
   }
   listFeedback(): Promise<FeedbackRecord[]> {
     return this.memory.listFeedback()

@@ -5,6 +5,7 @@ import {
   JobStatus,
   type Store,
   UNFINISHED_STATUSES,
+  failedJobsPage,
 } from '../../src/storage/store.js'
 
 export interface StoreUnderTest {
@@ -63,6 +64,28 @@ function byId<T extends { id: string }>(records: T[]): T[] {
 
 function ids(records: { id: string }[]): string[] {
   return records.map((r) => r.id).sort()
+}
+
+/**
+ * Every page of failed jobs from `cursor` on, `count` at a time, with the ids of each page;
+ * through failedJobsPage, so that a store without listFailedPage is checked with the fallback.
+ */
+async function failedPages(store: Store, count: number, cursor?: string): Promise<string[][]> {
+  const pages: string[][] = []
+  let next = cursor
+  do {
+    const page = await failedJobsPage(store, next, count)
+    expect(page.jobs.length).toBeLessThanOrEqual(count)
+    for (const job of page.jobs) expect(job.status).toBe(JobStatus.FAILED)
+    pages.push(page.jobs.map((j) => j.id))
+    next = page.next
+    if (next !== undefined) expect(page.jobs).toHaveLength(count)
+  } while (next !== undefined)
+  return pages
+}
+
+function failedIds(n: number, from = 0): string[] {
+  return Array.from({ length: n }, (_, i) => `f${String(from + i).padStart(2, '0')}`)
 }
 
 function feedbackKeys(records: FeedbackRecord[]): string[] {
@@ -447,6 +470,82 @@ export function storeConformance(name: string, makeStore: MakeStore): void {
       expect(await store.listJobs({ status: JobStatus.QUEUED })).toEqual([])
       const [fresh] = await store.listJobs({ status: JobStatus.NEW })
       expect(plain(fresh!)).toEqual(plain(makeJob('a')))
+    })
+
+    it('listFailedPage pages through the failed jobs, each exactly once, none of the others', async () => {
+      const store = await open()
+      const failed = failedIds(25)
+      const others = [
+        ...['n1', 'n2', 'n3'].map((id) => makeJob(id)),
+        ...['c1', 'c2'].map((id) => makeJob(id, { status: JobStatus.COMPLETE })),
+        makeJob('x1', { status: JobStatus.CANCELLED }),
+        makeJob('e1', { status: JobStatus.ERROR }),
+        makeJob('p1', { status: JobStatus.IN_PROGRESS }),
+      ]
+      // Failed in every way a job can be: saved so, updated, at the end of its run.
+      await store.saveJobs([
+        ...failed.slice(0, 10).map((id) => makeJob(id, { status: JobStatus.FAILED, failedAt: 1 })),
+        ...failed.slice(10).map((id) => makeJob(id, { status: JobStatus.IN_PROGRESS, attempt: 1 })),
+        ...others,
+      ])
+      for (const id of failed.slice(10, 18)) await store.updateJob(id, { status: JobStatus.FAILED, failedAt: 2 })
+      await Promise.all(
+        failed
+          .slice(18)
+          .map((id) => store.finishRun(id, { status: JobStatus.FAILED, failedAt: 3 }, makeFeedback(id), false)),
+      )
+
+      const pages = await failedPages(store, 10)
+      expect(pages.map((p) => p.length)).toEqual([10, 10, 5])
+      expect(pages.flat().sort()).toEqual(failed)
+      expect(await failedPages(store, 25)).toHaveLength(1)
+      expect(await failedPages(store, 100)).toHaveLength(1)
+      // The records, whole.
+      const first = (await failedJobsPage(store, undefined, 25)).jobs.find((j) => j.id === 'f00')
+      expect(plain(first!)).toEqual(plain(makeJob('f00', { status: JobStatus.FAILED, failedAt: 1 })))
+    })
+
+    it('listFailedPage of a store without failed jobs is one empty page', async () => {
+      const store = await open()
+      expect(await failedJobsPage(store, undefined, 10)).toEqual({ jobs: [] })
+      await store.saveJobs([makeJob('n1'), makeJob('c1', { status: JobStatus.COMPLETE })])
+      expect(await failedJobsPage(store, undefined, 10)).toEqual({ jobs: [] })
+      if (store.listFailedPage !== undefined) {
+        await expect(store.listFailedPage(undefined, 0)).rejects.toMatchObject({ code: 'ERR_INVALID_ARG' })
+      }
+    })
+
+    it('listFailedPage leaves out jobs that left the status, and a cursor outlives the removal of its job', async () => {
+      const store = await open()
+      // Only a store's own listFailedPage promises this; the offsets of the fallback do not.
+      if (store.listFailedPage === undefined) return
+      const failed = failedIds(25)
+      await store.saveJobs(failed.map((id) => makeJob(id, { status: JobStatus.FAILED })))
+      const first = await store.listFailedPage(undefined, 10)
+      const seen = first.jobs.map((j) => j.id)
+      const rest = failed.filter((id) => !seen.includes(id))
+      // The last job of the page (perhaps the cursor itself), one seen before, and later
+      // ones: removed, retried, or failed anew.
+      const last = seen[seen.length - 1]!
+      await store.removeJob(last)
+      await store.removeJob(seen[0]!)
+      await store.removeJob(rest[0]!)
+      await store.finishRun(rest[1]!, {}, makeFeedback(rest[1]!), true)
+      await store.updateJob(rest[2]!, { status: JobStatus.NEW, attempt: 0, run: 2 })
+      await store.updateJob(rest[3]!, { status: JobStatus.IN_PROGRESS })
+      await store.updateJob(rest[3]!, { status: JobStatus.FAILED })
+      await store.saveJobs([makeJob(rest[4]!, { status: JobStatus.NEW })])
+      await store.saveJobs([makeJob('late', { status: JobStatus.FAILED })])
+
+      const after = (await failedPages(store, 10, first.next)).flat()
+      expect(new Set(after).size).toBe(after.length)
+      const stayed = rest.filter((id) => ![rest[0], rest[1], rest[2], rest[4]].includes(id))
+      for (const id of stayed) expect(after).toContain(id)
+      for (const id of [...seen, rest[0], rest[1], rest[2], rest[4]]) expect(after).not.toContain(id)
+      // The whole listing again: what is failed now, once each.
+      const all = (await failedPages(store, 10)).flat().sort()
+      expect(all).toEqual(ids(await store.listJobs({ status: JobStatus.FAILED })))
+      expect(all).toContain('late')
     })
 
     it('keeps the state of stores for different nodes apart', async () => {

@@ -198,6 +198,35 @@ describe('admin API: acting', () => {
     expectError(await api.post(`api/jobs/${handle.id}/retry`, { node: 'w1' }), 404, 'ERR_NOT_FOUND', handle.id)
   })
 
+  it("pages a durable node's failed jobs by the store's cursor, each once", async () => {
+    const redis = await startRedisServer()
+    res.add(redis, (r) => r.stop())
+    const d = await startDistributor(res)
+    await startNode(
+      res,
+      d,
+      { name: 'w1', registry: fragileJobs({ healthy: false }), storage: redis.url },
+      { maxAttempt: 1 },
+    )
+    const api = await serveAdmin(d, allowAll)
+    const handles = Array.from({ length: 5 }, (_, i) => d.enqueue('fragile', { order: i }))
+    for (const handle of handles) await expect(handle.done).rejects.toMatchObject({ code: 'ERR_JOB_FAILED' })
+
+    const listed: string[] = []
+    const sizes: number[] = []
+    let cursor: string | null = null
+    do {
+      const query: string = cursor === null ? '' : `&cursor=${encodeURIComponent(cursor)}`
+      const page: { status: number; body: Json } = await api.get(`api/nodes/w1/jobs?kind=failed&limit=2${query}`)
+      expect(page.status).toBe(200)
+      sizes.push(page.body.jobs.length)
+      listed.push(...page.body.jobs.map((j: Json) => j.id))
+      cursor = page.body.next
+    } while (cursor !== null)
+    expect(sizes).toEqual([2, 2, 1])
+    expect(listed.sort()).toEqual(handles.map((h) => h.id).sort())
+  })
+
   it('a retry asked through another distributor of the node runs there: the result comes to the one that asked', async () => {
     const redis = await startRedisServer()
     res.add(redis, (r) => r.stop())

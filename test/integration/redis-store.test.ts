@@ -18,9 +18,9 @@ import { unhandledRejectionsOf } from '../helpers/unhandled.js'
 
 const execFileAsync = promisify(execFile)
 
-/** A call of the store's write script, as MONITOR shows it (the only script with 3 keys). */
+/** A call of the store's write script, as MONITOR shows it (the only script with 4 keys). */
 function isApplyCall(args: string[]): boolean {
-  return /^eval(sha)?$/i.test(args[0] ?? '') && args[2] === '3'
+  return /^eval(sha)?$/i.test(args[0] ?? '') && args[2] === '4'
 }
 
 /** Every command Redis ran while `fn` ran (scripts' commands included), as MONITOR shows them. */
@@ -556,5 +556,76 @@ describe('RedisStore on a real redis-server', () => {
     expect(() => new RedisStore({ node: 'w', url: 'http://localhost' })).toThrow(
       expect.objectContaining({ code: 'ERR_INVALID_ARG' }),
     )
+  })
+  it('pages failed jobs from the failed index: about the page of reads, none of the whole set', async () => {
+    const store = await open('worker1')
+    await store.saveJobs(Array.from({ length: 200 }, (_, i) => makeJob(`f${i}`, { status: JobStatus.FAILED })))
+    await store.saveJobs(Array.from({ length: 50 }, (_, i) => makeJob(`n${i}`)))
+    await store.listFailedPage(undefined, 10) // fills the index of older records once, if it must
+    let page: Awaited<ReturnType<RedisStore['listFailedPage']>> | undefined
+    const seen = await commandsDuring(admin, async () => {
+      page = await store.listFailedPage(undefined, 10)
+      page = await store.listFailedPage(page.next, 10)
+    })
+    expect(page!.jobs).toHaveLength(10)
+    const names = seen.map((args) => args[0]!.toLowerCase())
+    expect(names.filter((n) => n === 'hgetall')).toHaveLength(20)
+    expect(names.filter((n) => n === 'hget')).toHaveLength(22)
+    expect(names.filter((n) => /^(smembers|sscan|zrange|exists)$/.test(n))).toEqual([])
+  })
+
+  it('fills the failed index once from records stored before it existed', async () => {
+    const store = await open('worker1')
+    await store.saveJobs([
+      ...Array.from({ length: 1500 }, (_, i) => makeJob(`old${i}`, { status: JobStatus.FAILED })),
+      ...Array.from({ length: 500 }, (_, i) => makeJob(`n${i}`)),
+    ])
+    // As a store written by a version without the index left it.
+    await admin.del(`${prefix}{worker1}:failed`, `${prefix}{worker1}:failed-indexed`)
+    const fresh = await open('worker1')
+    const listed: string[] = []
+    let next: string | undefined
+    do {
+      const page = await fresh.listFailedPage(next, 500)
+      listed.push(...page.jobs.map((j) => j.id))
+      next = page.next
+    } while (next !== undefined)
+    expect(listed).toHaveLength(1500)
+    expect(new Set(listed).size).toBe(1500)
+    expect(await admin.exists(`${prefix}{worker1}:failed-indexed`)).toBe(1)
+    // Another store (a restart) sees the marker and scans nothing.
+    const later = await open('worker1')
+    const seen = await commandsDuring(admin, async () => {
+      await later.listFailedPage(undefined, 10)
+    })
+    expect(seen.map((args) => args[0]!.toLowerCase()).filter((n) => n === 'sscan')).toEqual([])
+  })
+
+  it('drops the ids of jobs that left the failed status as a page meets them, a bounded number per call', async () => {
+    const store = await open('worker1')
+    await store.saveJobs(Array.from({ length: 2500 }, (_, i) => makeJob(`s${i}`, { status: JobStatus.FAILED })))
+    await store.saveJobs([makeJob('z1', { status: JobStatus.FAILED }), makeJob('z2', { status: JobStatus.FAILED })])
+    expect(await store.listFailedPage(undefined, 1)).toMatchObject({ next: 's0' })
+    // Retried and removed: their ids stay in the index until a page meets them.
+    for (let i = 0; i < 2500; i++) {
+      if (i % 2 === 0) void store.updateJob(`s${i}`, { status: JobStatus.NEW })
+      else void store.removeJob(`s${i}`)
+    }
+    await store.updateJob('s0', { status: JobStatus.NEW })
+    const failedKey = `${prefix}{worker1}:failed`
+    expect(await admin.zcard(failedKey)).toBe(2502)
+    const page = await store.listFailedPage(undefined, 10)
+    expect(page.jobs.map((j) => j.id).sort()).toEqual(['z1', 'z2'])
+    expect(page.next).toBeUndefined()
+    expect(await admin.zrange(failedKey, '0', '-1')).toEqual(['z1', 'z2'])
+  })
+
+  it('lists a failed job again after a retry that failed again, once', async () => {
+    const store = await open('worker1')
+    await store.saveJobs([makeJob('a', { status: JobStatus.FAILED })])
+    await store.updateJob('a', { status: JobStatus.NEW })
+    expect(await store.listFailedPage(undefined, 10)).toEqual({ jobs: [] })
+    await store.finishRun('a', { status: JobStatus.FAILED }, makeFeedback('a'), false)
+    expect((await store.listFailedPage(undefined, 10)).jobs.map((j) => j.id)).toEqual(['a'])
   })
 })

@@ -23,14 +23,15 @@ import type { OpWriter } from './op-writer.js'
  *   s id open name args status attempt run dueAt runDueAt defer distributor createdAt
  *     n field value …                      save (replace) a job; open: '1' when unfinished;
  *                                          the optional fields go as n name/value pairs
- *   u id setop n field value …             update an existing job; setop: 'add' | 'rem' | ''
+ *   u id setop n field value …             update an existing job; setop: 'add' | 'rem' | 'fail' | ''
+ *                                          ('fail': out of unfinished, into the failed index)
  *   f id run fbbytes remove setop n …      store the run's feedback (field id:run); remove the
  *                                          job ('1') or patch it
  *   r id                                   remove a job
  * The feedback is stored even when its job is gone: it must never be lost.
  */
 
-/** KEYS: unfinished, jobs, outbox. ARGV: job key prefix, the operations buffer. */
+/** KEYS: unfinished, jobs, outbox, failed index. ARGV: job key prefix, the operations buffer. */
 export const APPLY_LUA = `
 local prefix = ARGV[1]
 local v = cmsgpack.unpack(ARGV[2])
@@ -40,13 +41,20 @@ local failure
 -- removes (key -> true) and the feedback it stores: gathered, and written by a few commands
 -- at the end. The script is atomic, so only each id's last state can ever be seen, and a
 -- redis.call costs Redis more than the set or hash operation it makes.
-local unfinished, listed, removed, outbox = {}, {}, {}, {}
+-- failed: ids that became failed (id -> true), added to the failed index. A job that leaves
+-- the status (removed, saved anew, retried), even later in this batch, is left there: the page
+-- reader drops it (keys.ts), so that no other job's write pays for the index.
+local unfinished, listed, removed, outbox, failed = {}, {}, {}, {}, {}
 local function patch(key, from, n)
   if n > 0 then redis.call('HSET', key, unpack(v, from, from + 2 * n - 1)) end
 end
 local function membership(setop, id)
   if setop == 'add' then unfinished[id] = true
-  elseif setop == 'rem' then unfinished[id] = false end
+  elseif setop == 'rem' then unfinished[id] = false
+  elseif setop == 'fail' then
+    unfinished[id] = false
+    failed[id] = true
+  end
 end
 -- A patch applies only to a job that exists: it must not create a half record.
 local function update(key, id, setop, from, n)
@@ -89,6 +97,7 @@ while i <= size do
     patch(key, i + 14, n)
     listed[id] = true
     unfinished[id] = v[i + 2] == '1'
+    if v[i + 5] == 'failed' then failed[id] = true end
     i = i + 14 + 2 * n
   elseif op == 'u' then
     local n = tonumber(v[i + 3])
@@ -121,6 +130,12 @@ each('SREM', KEYS[1], rem)
 add, rem = split(listed)
 each('SADD', KEYS[2], add)
 each('SREM', KEYS[2], rem)
+local scored = {}
+for id in pairs(failed) do
+  scored[#scored + 1] = 0
+  scored[#scored + 1] = id
+end
+each('ZADD', KEYS[4], scored)
 if failure then return redis.error_reply(failure) end
 return 1
 `

@@ -11,8 +11,13 @@ import type { RetryPolicy } from '../../scheduling/retry.js'
 import { FeedbackKind, type FeedbackRecord, type JobPatch, type JobRecord, JobStatus, isUnfinished } from '../store.js'
 import type { OpWriter } from './op-writer.js'
 
+/**
+ * What a status change does to the node's id sets (APPLY_LUA, batch.ts): '' none, 'add' to
+ * unfinished, 'rem' from it, 'fail' from it and into the failed index.
+ */
 export function unfinishedOp(patch: Pick<JobPatch, 'status'>): string {
   if (patch.status === undefined) return ''
+  if (patch.status === JobStatus.FAILED) return 'fail'
   return isUnfinished(patch.status) ? 'add' : 'rem'
 }
 

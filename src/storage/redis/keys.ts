@@ -6,6 +6,10 @@
  *   <prefix>{<node>}:job:<id>     hash, one job record (fields below)
  *   <prefix>{<node>}:jobs         set of every stored job id (admin listing, no KEYS/SCAN)
  *   <prefix>{<node>}:unfinished   set of ids whose status is new, queued, in progress or error
+ *   <prefix>{<node>}:failed       sorted set (every score 0, so in id order) of the ids of failed
+ *                                 jobs, and of some that no longer are (see below)
+ *   <prefix>{<node>}:failed-indexed  string, present once `failed` holds every failed job stored
+ *                                 before the index existed
  *   <prefix>{<node>}:outbox       hash feedbackKey(jobId, run) → msgpack tuple of a FeedbackRecord
  *   <prefix>{<node>}:lease        string, the name of the node that owns these jobs (expires)
  *   <prefix>nodes                 set of node names that stored jobs (takeover looks here)
@@ -17,7 +21,9 @@
  *
  * INVARIANT: an id is in `jobs` exactly when its job hash exists, and in `unfinished`
  * exactly when that hash's status is unfinished. Every write keeps all three in one atomic
- * step.
+ * step. Once `failed-indexed` exists, every id whose hash has status failed is in `failed`:
+ * the write that fails a job adds it there; a job that leaves the status (retried, removed)
+ * stays, and the reader of a page drops it when it meets it (so no job end pays for it).
  *
  * Braces are refused in the prefix and the node name: Redis takes the hash tag from the
  * first `{` to the next `}`, so a brace there could move keys out of the node's slot or let
@@ -33,6 +39,8 @@ export interface NodeKeys {
   readonly jobPrefix: string
   readonly jobs: string
   readonly unfinished: string
+  readonly failed: string
+  readonly failedIndexed: string
   readonly outbox: string
   readonly lease: string
   /** The one key outside the node's slot: every node's name. */
@@ -53,6 +61,8 @@ export function nodeKeys(node: string, prefix: string = DEFAULT_KEY_PREFIX): Nod
     jobPrefix,
     jobs: `${base}jobs`,
     unfinished: `${base}unfinished`,
+    failed: `${base}failed`,
+    failedIndexed: `${base}failed-indexed`,
     outbox: `${base}outbox`,
     lease: `${base}lease`,
     nodes: `${prefix}nodes`,

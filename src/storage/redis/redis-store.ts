@@ -3,6 +3,7 @@ import { InvalidArgumentError, StoreError } from '../../errors.js'
 import {
   type FeedbackId,
   type FeedbackRecord,
+  type JobPage,
   type JobPatch,
   type JobRecord,
   type ListJobsFilter,
@@ -82,6 +83,8 @@ export class RedisStore implements Store, NodeLeases {
   private readonly label: string
   private state: State = 'created'
   private batch: Batch | undefined
+  /** True once the failed index is known to be complete (its marker seen or set). */
+  private failedIndexed = false
   /** The last connection error, so "connection is down" failures can say why. */
   private lastConnectionError: Error | undefined
 
@@ -230,6 +233,40 @@ export class RedisStore implements Store, NodeLeases {
     return this.list('listJobs', this.keys.jobs, filter?.status ?? '', progress)
   }
 
+  /**
+   * From the failed index (keys.ts), in id order; the cursor is the last id given. A page
+   * costs about count + 1 job reads, plus the stale ids it meets (each met once). The first
+   * page of a store written before the index existed first fills it: one pass over every
+   * job, once (see fillFailedIndex).
+   */
+  async listFailedPage(cursor: string | undefined, count: number, progress?: () => void): Promise<JobPage> {
+    this.check()
+    if (!Number.isInteger(count) || count < 1) {
+      throw new InvalidArgumentError(`'count' must be an integer ≥ 1, got ${String(count)}`)
+    }
+    const jobs: JobRecord[] = []
+    let from = cursor ?? ''
+    try {
+      if (!this.failedIndexed) await this.fillFailedIndex(progress)
+      for (;;) {
+        const [state, last, ...rows] = await this.scripts.jrListFailedBuffer(
+          this.keys.failed,
+          this.keys.jobPrefix,
+          from,
+          String(count - jobs.length),
+        )
+        progress?.()
+        for (const row of rows) jobs.push(this.decodeRow(row))
+        const s = state.toString()
+        if (s === 'more') return { jobs, next: last.toString() }
+        if (s !== 'partial') return { jobs }
+        from = last.toString()
+      }
+    } catch (err) {
+      throw err instanceof StoreError ? err : this.failure('listFailedPage', err)
+    }
+  }
+
   async listFeedback(): Promise<FeedbackRecord[]> {
     this.check()
     let entries: Record<string, Buffer>
@@ -343,7 +380,14 @@ export class RedisStore implements Store, NodeLeases {
     const { writer } = batch
     for (const [id, patch] of batch.updates ?? []) writeUpdate(writer, id, patch)
     this.scripts
-      .jrApply(this.keys.unfinished, this.keys.jobs, this.keys.outbox, this.keys.jobPrefix, writer.bytes())
+      .jrApply(
+        this.keys.unfinished,
+        this.keys.jobs,
+        this.keys.outbox,
+        this.keys.failed,
+        this.keys.jobPrefix,
+        writer.bytes(),
+      )
       .then(
         () => batch.settle(undefined),
         (err: unknown) => batch.settle(this.failure(`write of ${writer.ops} job operation(s)`, err)),
@@ -375,11 +419,35 @@ export class RedisStore implements Store, NodeLeases {
     } catch (err) {
       throw this.failure(op, err)
     }
-    return rows.map((row) => {
-      const fields: Record<string, Buffer> = {}
-      for (let i = 0; i + 1 < row.length; i += 2) fields[row[i]!.toString()] = row[i + 1]!
-      return decodeJob(`${this.keys.jobPrefix}${fields['id']?.toString() ?? '?'}`, fields)
-    })
+    return rows.map((row) => this.decodeRow(row))
+  }
+
+  /**
+   * Puts the failed jobs stored before the failed index existed into it: a scan of every job
+   * id, a bounded step per call, then the marker, so that it happens once per node. Writes
+   * meanwhile index the jobs they fail themselves.
+   */
+  private async fillFailedIndex(progress?: () => void): Promise<void> {
+    if ((await this.client.exists(this.keys.failedIndexed)) === 0) {
+      let cursor = '0'
+      do {
+        cursor = await this.scripts.jrIndexFailed(
+          this.keys.jobs,
+          this.keys.failed,
+          this.keys.failedIndexed,
+          this.keys.jobPrefix,
+          cursor,
+        )
+        progress?.()
+      } while (cursor !== '0')
+    }
+    this.failedIndexed = true
+  }
+
+  private decodeRow(row: Buffer[]): JobRecord {
+    const fields: Record<string, Buffer> = {}
+    for (let i = 0; i + 1 < row.length; i += 2) fields[row[i]!.toString()] = row[i + 1]!
+    return decodeJob(`${this.keys.jobPrefix}${fields['id']?.toString() ?? '?'}`, fields)
   }
 
   private check(): void {

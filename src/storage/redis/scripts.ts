@@ -24,6 +24,68 @@ end
 return out
 `
 
+/**
+ * A page of failed jobs. KEYS: the failed index (keys.ts). ARGV: job key prefix, cursor (the
+ * last id of the page before, '' for the first), count. Walks the index in id order from the
+ * cursor, in steps of count + 1 ids, until count failed jobs and one more are found, or the
+ * index ends; an id whose job is gone or no longer failed is dropped from the index on the
+ * way. Returns { state, id, rows… }: state 'more' (id: the last job given, the next cursor),
+ * '' (the index ended), or 'partial' (1,000 stale ids dropped: id is where to go on), then
+ * the jobs as field/value arrays.
+ */
+const LIST_FAILED_LUA = `
+local index, prefix, count = KEYS[1], ARGV[1], tonumber(ARGV[3])
+local from = ARGV[2] == '' and '-' or '(' .. ARGV[2]
+local out = { '', '' }
+local found, stale = 0, 0
+while true do
+  local ids = redis.call('ZRANGEBYLEX', index, from, '+', 'LIMIT', 0, count + 1)
+  for _, id in ipairs(ids) do
+    local key = prefix .. id
+    if redis.call('HGET', key, 'status') == 'failed' then
+      if found == count then
+        out[1] = 'more'
+        return out
+      end
+      found = found + 1
+      out[#out + 1] = redis.call('HGETALL', key)
+      out[2] = id
+    else
+      redis.call('ZREM', index, id)
+      stale = stale + 1
+    end
+  end
+  if #ids < count + 1 then return out end
+  from = '(' .. ids[#ids]
+  if stale >= 1000 then
+    out[1] = 'partial'
+    out[2] = ids[#ids]
+    return out
+  end
+end
+`
+
+/**
+ * One step of filling the failed index with the failed jobs stored before it existed. KEYS:
+ * the id set of every job, the failed index, its marker. ARGV: job key prefix, SSCAN cursor.
+ * Sets the marker when the scan ends; returns the next SSCAN cursor ('0': done).
+ */
+const INDEX_FAILED_LUA = `
+local r = redis.call('SSCAN', KEYS[1], ARGV[2], 'COUNT', 1000)
+local add = {}
+for _, id in ipairs(r[2]) do
+  if redis.call('HGET', ARGV[1] .. id, 'status') == 'failed' then
+    add[#add + 1] = 0
+    add[#add + 1] = id
+  end
+end
+for from = 1, #add, 1000 do
+  redis.call('ZADD', KEYS[2], unpack(add, from, math.min(from + 999, #add)))
+end
+if r[1] == '0' then redis.call('SET', KEYS[3], '1') end
+return r[1]
+`
+
 /** Take or renew: the lease goes to ARGV[1] unless another holder has it. */
 const ACQUIRE_LEASE_LUA = `
 local holder = redis.call('GET', KEYS[1])
@@ -48,14 +110,18 @@ type Arg = string | Buffer
 export interface ScriptCommands {
   jrApply(...keysThenArgs: Arg[]): Promise<number>
   jrListJobsBuffer(...keysThenArgs: Arg[]): Promise<Buffer[][]>
+  jrListFailedBuffer(...keysThenArgs: Arg[]): Promise<[Buffer, Buffer, ...Buffer[][]]>
+  jrIndexFailed(...keysThenArgs: Arg[]): Promise<string>
   jrAcquireLease(...keysThenArgs: Arg[]): Promise<string>
   jrReleaseLease(...keysThenArgs: Arg[]): Promise<number>
 }
 
 /** Registers the scripts on `client` (the store's own or the application's). */
 export function defineScripts(client: Redis | Cluster): ScriptCommands {
-  client.defineCommand('jrApply', { lua: APPLY_LUA, numberOfKeys: 3 })
+  client.defineCommand('jrApply', { lua: APPLY_LUA, numberOfKeys: 4 })
   client.defineCommand('jrListJobs', { lua: LIST_JOBS_LUA, numberOfKeys: 1, readOnly: true })
+  client.defineCommand('jrListFailed', { lua: LIST_FAILED_LUA, numberOfKeys: 1 })
+  client.defineCommand('jrIndexFailed', { lua: INDEX_FAILED_LUA, numberOfKeys: 3 })
   client.defineCommand('jrAcquireLease', { lua: ACQUIRE_LEASE_LUA, numberOfKeys: 1 })
   client.defineCommand('jrReleaseLease', { lua: RELEASE_LEASE_LUA, numberOfKeys: 1 })
   return client as unknown as ScriptCommands
