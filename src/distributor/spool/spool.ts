@@ -37,6 +37,20 @@ interface Batch {
   released: (() => void) | undefined
 }
 
+/** A promise handed out for a batch not sealed yet, and what resolves it once the batch is written. */
+interface Waiting {
+  promise: Promise<void>
+  resolve: () => void
+}
+
+function waiting(): Waiting {
+  let resolve!: () => void
+  const promise = new Promise<void>((done) => {
+    resolve = done
+  })
+  return { promise, resolve }
+}
+
 const RETRY_MIN_MS = 100
 const RETRY_MAX_MS = 5_000
 
@@ -61,9 +75,9 @@ export class Spool {
   private writerJobs: TrackedJob[] = []
   private writerClaims: TrackedJob[] = []
   /** What landed() handed out for the operations gathered so far: resolved with their batch. */
-  private writerLanded: { promise: Promise<void>; resolve: () => void } | undefined = undefined
+  private writerLanded: Waiting | undefined = undefined
   /** What releaseKey() handed out for them: resolved with their batch, not on close. */
-  private writerReleased: { promise: Promise<void>; resolve: () => void } | undefined = undefined
+  private writerReleased: Waiting | undefined = undefined
   private flushQueued = false
   private readonly queue: Batch[] = []
   private inFlight = false
@@ -117,13 +131,7 @@ export class Spool {
   releaseKey(id: string): Promise<void> | undefined {
     this.op().value('x').value(id)
     if (this.failures > 0) return undefined
-    if (this.writerReleased === undefined) {
-      let resolve!: () => void
-      const promise = new Promise<void>((done) => {
-        resolve = done
-      })
-      this.writerReleased = { promise, resolve }
-    }
+    this.writerReleased ??= waiting()
     return this.writerReleased.promise
   }
 
@@ -161,13 +169,7 @@ export class Spool {
   landed(): Promise<void> {
     if (this.closed) return Promise.resolve()
     if (this.writer !== undefined) {
-      if (this.writerLanded === undefined) {
-        let resolve!: () => void
-        const promise = new Promise<void>((done) => {
-          resolve = done
-        })
-        this.writerLanded = { promise, resolve }
-      }
+      this.writerLanded ??= waiting()
       return this.writerLanded.promise
     }
     const last = this.queue[this.queue.length - 1]
