@@ -152,7 +152,8 @@ describe('unique keys across a distributor group', () => {
     await a.close()
 
     const again = await member(group, 'web-1', port)
-    await again.waitFor('node:connect', () => true)
+    // The node may have redialled while start() ran: its connect event came before this line.
+    if (again.nodes.length === 0) await again.waitFor('node:connect', () => true)
     const boot = again.enqueue('echo', {}, schedule)
     expect(await boot.unique).toEqual({ key: 'report', outcome: 'deduplicated', id: first.id })
     // The schedule, read back from the spool, is the one job this member holds.
