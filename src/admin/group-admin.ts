@@ -6,7 +6,7 @@
 
 import { StoreError, StoreTimeoutError } from '../errors.js'
 import { type Clock, systemClock } from '../scheduling/clock.js'
-import { createClient } from '../storage/redis/client.js'
+import { createClient, dropClient } from '../storage/redis/client.js'
 import { groupKeys, memberKeys } from '../storage/redis/group-keys.js'
 import { DEFAULT_KEY_PREFIX } from '../storage/redis/keys.js'
 import { isLive, parseMemberEntry } from '../storage/redis/member-entry.js'
@@ -107,7 +107,7 @@ export async function openGroupReader(url: string, timeoutMs: number): Promise<G
   try {
     await bounded(client.connect())
   } catch (err) {
-    client.disconnect()
+    dropClient(client)
     if (err instanceof StoreTimeoutError) throw err
     const cause = lastError ?? err
     throw new StoreError(`cannot reach redis at ${label}: ${(cause as Error).message ?? String(cause)}`, { cause })
@@ -115,6 +115,6 @@ export async function openGroupReader(url: string, timeoutMs: number): Promise<G
   return {
     hgetall: (key) => bounded(client.hgetall(key)),
     hlen: (key) => bounded(client.hlen(key)),
-    close: () => client.disconnect(),
+    close: () => dropClient(client),
   }
 }

@@ -65,7 +65,16 @@ export async function quitClient(client: Redis | Cluster): Promise<void> {
       clearTimeout(timer)
     }
   }
-  client.disconnect()
+  dropClient(client)
+}
+
+/**
+ * Drops a client's connection. One that ended already (a refused connect, past its retry
+ * strategy) is left alone: ioredis's disconnect() would arm a 2 s timer to destroy a socket
+ * that is closed already, and hold the process (`jr` against an unreachable server) that long.
+ */
+export function dropClient(client: Redis | Cluster): void {
+  if (client.status !== 'end') client.disconnect()
 }
 
 export function createClient(target: RedisTarget, isOpen: () => boolean): Redis | Cluster {

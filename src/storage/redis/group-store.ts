@@ -1,6 +1,6 @@
 import type { Cluster, Redis } from 'ioredis'
 import { StoreError } from '../../errors.js'
-import { connectClient, createClient, quitClient } from './client.js'
+import { connectClient, createClient, dropClient, quitClient } from './client.js'
 import { type GroupKeys, groupKeys, type MemberKeys, memberKeys } from './group-keys.js'
 import { DEFAULT_KEY_PREFIX } from './keys.js'
 import { decodeLimitAnswers, encodeLimitOps, LIMIT_GRANT_LUA, type LimitAnswer, type LimitOp } from './limit-scripts.js'
@@ -140,7 +140,7 @@ export class GroupStore {
     try {
       await this.guard.run(() => connectClient(this.client))
     } catch (err) {
-      this.client.disconnect()
+      dropClient(this.client)
       throw new StoreError(
         `cannot reach redis at ${this.label} for distributor group '${this.group}': ${messageOf(err)}`,
         {
@@ -338,7 +338,7 @@ export class GroupStore {
   async close(): Promise<void> {
     this.open = false
     await quitClient(this.client)
-    this.subscriber?.disconnect()
+    if (this.subscriber !== undefined) dropClient(this.subscriber)
   }
 
   private async call<T>(what: string, run: () => Promise<T>): Promise<T> {

@@ -23,7 +23,7 @@ import {
   writeHeldUpdate,
   writeUpdate,
 } from './batch.js'
-import { connectClient, createClient, quitClient } from './client.js'
+import { connectClient, createClient, dropClient, quitClient } from './client.js'
 import { OpWriter } from './op-writer.js'
 import {
   type EncodedPatch,
@@ -129,7 +129,7 @@ export class RedisStore implements Store, NodeLeases {
       if (this.owned) await connectClient(this.client)
       else await this.client.ping()
     } catch (err) {
-      if (this.owned) this.client.disconnect()
+      if (this.owned) dropClient(this.client)
       // close() may have run during the await; TS would narrow state to 'opening'.
       if ((this.state as State) === 'closed') throw this.stateError()
       this.state = 'created'
@@ -141,7 +141,7 @@ export class RedisStore implements Store, NodeLeases {
     }
     if ((this.state as State) !== 'opening') {
       // close() was called while connecting: stay closed.
-      if (this.owned) this.client.disconnect()
+      if (this.owned) dropClient(this.client)
       throw this.stateError()
     }
     this.state = 'open'
