@@ -187,7 +187,8 @@ export interface NodeLeases {
 
 /**
  * A page of `store`'s failed jobs: its own listFailedPage, or for a store without one, a
- * page of its whole listing of failed jobs, the cursor an offset into it.
+ * page of its whole listing of failed jobs, the cursor an offset into it (a job removed
+ * between pages shifts the rest: one may be skipped or come twice).
  */
 export async function failedJobsPage(
   store: Store,

@@ -620,6 +620,25 @@ describe('RedisStore on a real redis-server', () => {
     expect(await admin.zrange(failedKey, '0', '-1')).toEqual(['z1', 'z2'])
   })
 
+  it('a page filled just before a call cut short by stale ids gives the cursor to go on from, not the first page', async () => {
+    const store = await open('worker1')
+    // a0 sorts first, then 1,001 ids that will be stale, then c0 and c1.
+    const stale = Array.from({ length: 1001 }, (_, i) => `b${String(i).padStart(4, '0')}`)
+    await store.saveJobs(['a0', ...stale, 'c0', 'c1'].map((id) => makeJob(id, { status: JobStatus.FAILED })))
+    await store.listFailedPage(undefined, 1)
+    for (const id of stale) void store.updateJob(id, { status: JobStatus.NEW })
+    await store.updateJob('c1', { status: JobStatus.FAILED })
+    const seen: string[] = []
+    let next: string | undefined
+    do {
+      const page = await store.listFailedPage(next, 1)
+      seen.push(...page.jobs.map((j) => j.id))
+      next = page.next
+      expect(next).not.toBe('')
+    } while (next !== undefined)
+    expect(seen).toEqual(['a0', 'c0', 'c1'])
+  })
+
   it('lists a failed job again after a retry that failed again, once', async () => {
     const store = await open('worker1')
     await store.saveJobs([makeJob('a', { status: JobStatus.FAILED })])

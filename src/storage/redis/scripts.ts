@@ -36,7 +36,9 @@ return out
 const LIST_FAILED_LUA = `
 local index, prefix, count = KEYS[1], ARGV[1], tonumber(ARGV[3])
 local from = ARGV[2] == '' and '-' or '(' .. ARGV[2]
-local out = { '', '' }
+-- The cursor given comes back when nothing is found before the count is reached (a call
+-- for 0 more after a partial one): 'more' then resumes where the caller stood, never at ''.
+local out = { '', ARGV[2] }
 local found, stale = 0, 0
 while true do
   local ids = redis.call('ZRANGEBYLEX', index, from, '+', 'LIMIT', 0, count + 1)
