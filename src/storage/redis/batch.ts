@@ -42,9 +42,10 @@ local failure
 -- at the end. The script is atomic, so only each id's last state can ever be seen, and a
 -- redis.call costs Redis more than the set or hash operation it makes.
 -- failed: ids that became failed (id -> true), added to the failed index. A job that leaves
--- the status (removed, saved anew, retried), even later in this batch, is left there: the page
--- reader drops it (keys.ts), so that no other job's write pays for the index.
-local unfinished, listed, removed, outbox, failed = {}, {}, {}, {}, {}
+-- the status by a run (retried, or its end removing it) is left there: the page reader drops
+-- it (keys.ts), so that no run pays for the index. dropped: ids removed by 'r' (an operator's
+-- purge or cancel, rare), taken out of the index at once, so that a purge leaves no stale ids.
+local unfinished, listed, removed, outbox, failed, dropped = {}, {}, {}, {}, {}, {}
 local function patch(key, from, n)
   if n > 0 then redis.call('HSET', key, unpack(v, from, from + 2 * n - 1)) end
 end
@@ -111,6 +112,7 @@ while i <= size do
     i = i + 7 + 2 * n
   elseif op == 'r' then
     remove(key, id)
+    dropped[#dropped + 1] = id
     i = i + 2
   else
     -- The operations before it are written whole, as they would have been one by one.
@@ -130,6 +132,8 @@ each('SREM', KEYS[1], rem)
 add, rem = split(listed)
 each('SADD', KEYS[2], add)
 each('SREM', KEYS[2], rem)
+-- Before the ZADD: a job removed and failed again in one batch stays listed.
+each('ZREM', KEYS[4], dropped)
 local scored = {}
 for id in pairs(failed) do
   scored[#scored + 1] = 0
