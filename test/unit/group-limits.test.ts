@@ -1,13 +1,13 @@
 import { describe, expect, it } from 'vitest'
-import { type Limit, NameLimit } from '../../src/distributor/limits.js'
+import type { Limit } from '../../src/distributor/limit-options.js'
+import { NameLimit } from '../../src/distributor/limits.js'
 import {
-  GroupLimits,
-  type LimitGrants,
   slotsDecision,
   slotsTarget,
   startGraceMs,
   startsWanted,
-} from '../../src/distributor/spool/group-limits.js'
+} from '../../src/distributor/spool/group-limit-decisions.js'
+import { GroupLimits, type LimitGrants } from '../../src/distributor/spool/group-limits.js'
 import { limitScope } from '../../src/storage/redis/group-keys.js'
 import {
   decodeLimitAnswers,

@@ -4,13 +4,8 @@ import type { Timer } from '../../src/scheduling/timer-heap.js'
 import { FakeClock } from '../helpers/fake-clock.js'
 import { JobStats } from '../../src/distributor/job-stats.js'
 import { LimitedRoute } from '../../src/distributor/limited-route.js'
-import {
-  type LimitHooks,
-  Limits,
-  MAX_LIMIT_KEY_LENGTH,
-  resolveLimit,
-  resolveLimits,
-} from '../../src/distributor/limits.js'
+import { MAX_LIMIT_KEY_LENGTH, resolveLimit, resolveLimits } from '../../src/distributor/limit-options.js'
+import { type LimitHooks, Limits } from '../../src/distributor/limits.js'
 import { NO_JOB_OPTIONS } from '../../src/distributor/job-options.js'
 import { resolveDistributorOptions, resolveEnqueueOptions } from '../../src/distributor/options.js'
 import { PendingQueue } from '../../src/distributor/pending-queue.js'
